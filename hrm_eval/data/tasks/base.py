@@ -1,0 +1,22 @@
+"""The interface every puzzle task implements."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+
+class PuzzleTask:
+    """One puzzle family. Sequences are token arrays as stored in the dataset ([seq_len] ints);
+    labels may hold -100 (ignored) where the dataset marks positions as not scored."""
+
+    name: str = "task"
+
+    def matches(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> bool:
+        """Whether a dataset with this vocabulary / sequence length (and these inputs) is this task."""
+        raise NotImplementedError
+
+    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray) -> bool:
+        """True when `prediction` is a valid answer to the puzzle `inputs` by the task's rules."""
+        raise NotImplementedError
