@@ -20,3 +20,10 @@ class PuzzleTask:
     def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray) -> bool:
         """True when `prediction` is a valid answer to the puzzle `inputs` by the task's rules."""
         raise NotImplementedError
+
+    def build(self, source: str, output: str, *, num_aug: Optional[int] = None,
+              subsample_size: Optional[int] = None, min_difficulty: Optional[int] = None,
+              seed: int = 0) -> dict:
+        """Build a public-format dataset directory at `output` from `source`; returns a summary
+        (examples per split, ...). Atomic: on error nothing is left at `output`."""
+        raise NotImplementedError
