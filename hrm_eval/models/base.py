@@ -1,0 +1,88 @@
+"""What HRM and TRM share around their recursion: the input embedding (tokens, puzzle
+prefix, positions), the initial states, and the two heads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+from hrm_eval.models.config import HRMConfig
+from hrm_eval.models.layers import (CastedEmbedding, CastedLinear, CosSin, RotaryEmbedding,
+                                    SparsePuzzleEmbedding, trunc_normal_init_)
+
+
+@dataclass
+class InnerCarry:
+    z_H: torch.Tensor  # [B, S, h] high level / answer state
+    z_L: torch.Tensor  # [B, S, h] low level / latent state
+
+
+class RecursiveReasoningModel(nn.Module):
+    """Base of one ACT step: subclasses build their levels and implement `recurse`."""
+
+    def __init__(self, config: HRMConfig):
+        super().__init__()
+        self.config = config
+        h, dtype = config.hidden_size, config.torch_dtype
+        self.puzzle_prefix_len = config.puzzle_prefix_len
+        self.embed_scale = math.sqrt(h)
+        embed_init_std = 1.0 / self.embed_scale
+
+        self.embed_tokens = CastedEmbedding(config.vocab_size, h, init_std=embed_init_std, cast_to=dtype)
+        self.lm_head = CastedLinear(h, config.vocab_size, bias=False)
+        self.q_head = CastedLinear(h, 2, bias=True)
+        with torch.no_grad():  # start by (almost) never halting: Q(halt) = Q(continue) = sigmoid(-5)
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(-5)
+        if config.puzzle_emb_ndim > 0:
+            self.puzzle_emb = SparsePuzzleEmbedding(config.num_puzzle_identifiers, config.puzzle_emb_ndim, cast_to=dtype)
+        if config.pos_encodings == "rope":
+            self.rotary_emb = RotaryEmbedding(config.head_dim, config.full_seq_len, config.rope_theta)
+        elif config.pos_encodings == "learned":
+            self.embed_pos = CastedEmbedding(config.full_seq_len, h, init_std=embed_init_std, cast_to=dtype)
+
+        self.register_buffer("H_init", trunc_normal_init_(torch.empty(h, dtype=dtype), std=1))
+        self.register_buffer("L_init", trunc_normal_init_(torch.empty(h, dtype=dtype), std=1))
+
+    # ---- pieces ---------------------------------------------------------------------------
+    def cos_sin(self) -> Optional[CosSin]:
+        return self.rotary_emb() if hasattr(self, "rotary_emb") else None
+
+    def input_embeddings(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:
+        x = self.embed_tokens(inputs.to(torch.int32))  # [B, L, h]
+        if self.puzzle_prefix_len > 0:
+            B, h = x.shape[0], self.config.hidden_size
+            prefix = self.puzzle_emb(puzzle_identifiers)  # [B, puzzle_emb_ndim]
+            prefix = nn.functional.pad(prefix, (0, self.puzzle_prefix_len * h - prefix.shape[-1]))
+            x = torch.cat((prefix.view(B, self.puzzle_prefix_len, h), x), dim=-2)  # [B, S, h]
+        if hasattr(self, "embed_pos"):
+            x = 0.707106781 * (x + self.embed_pos.embedding_weight.to(x.dtype))  # keep the variance
+        return self.embed_scale * x
+
+    def empty_carry(self, batch_size: int, device: torch.device) -> InnerCarry:
+        shape = (batch_size, self.config.full_seq_len, self.config.hidden_size)
+        dtype = self.config.torch_dtype
+        return InnerCarry(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+
+    def reset_carry(self, reset: torch.Tensor, carry: InnerCarry) -> InnerCarry:
+        """Rows where `reset` [B] is true start again from H_init / L_init."""
+        r = reset.view(-1, 1, 1)
+        return InnerCarry(torch.where(r, self.H_init, carry.z_H), torch.where(r, self.L_init, carry.z_L))
+
+    # ---- one ACT step -----------------------------------------------------------------------
+    def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor,
+                cos_sin: Optional[CosSin]) -> Tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, carry: InnerCarry, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor
+                ) -> Tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (new carry, logits [B, L, V] in forward dtype, q_halt [B], q_continue [B] fp32)."""
+        x = self.input_embeddings(inputs, puzzle_identifiers)
+        z_H, z_L = self.recurse(carry.z_H, carry.z_L, x, self.cos_sin())
+        logits = self.lm_head(z_H)[:, self.puzzle_prefix_len:]
+        q = self.q_head(z_H[:, 0]).to(torch.float32)  # [B, 2]
+        return InnerCarry(z_H.detach(), z_L.detach()), logits, q[..., 0], q[..., 1]

@@ -1,0 +1,137 @@
+"""The model configuration: one Pydantic model for both families, one mapping from the
+public `all_config.yaml`.
+
+`seq_len`, `vocab_size` and `num_puzzle_identifiers` come from the dataset in the public code
+(they are not in `all_config.yaml`); here they are fields like the others and are filled from
+the checkpoint's tensors or the dataset's `dataset.json`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Literal, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from hrm_eval.models.layers import mlp_width
+
+HRM_ARCH_NAME = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"
+TRM_ARCH_NAME = "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# Fields that are not part of the architecture in all_config.yaml's `arch` block.
+_NON_ARCH_KEYS = {"loss", "name"}
+
+
+class HRMConfig(BaseModel):
+    """Architecture of an `hrm_act_v1` (HRM) or TRM checkpoint, with the public names."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = HRM_ARCH_NAME
+    # From the dataset.
+    seq_len: int
+    vocab_size: int
+    num_puzzle_identifiers: int = 1
+    # Architecture.
+    H_cycles: int
+    L_cycles: int
+    H_layers: int = 0
+    L_layers: int
+    hidden_size: int
+    num_heads: int
+    expansion: float
+    pos_encodings: Literal["rope", "learned", "none"] = "rope"
+    puzzle_emb_ndim: int = 0
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    halt_max_steps: int
+    halt_exploration_prob: float = 0.1
+    forward_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    # TRM only.
+    mlp_t: bool = False
+    puzzle_emb_len: int = 16
+    no_ACT_continue: bool = True
+    # Loss head.
+    loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
+    # Training buffers only; kept so that a round trip through all_config.yaml is lossless.
+    batch_size: Optional[int] = None
+
+    @field_validator("forward_dtype", mode="before")
+    @classmethod
+    def _dtype_name(cls, v: Any) -> Any:
+        return str(v).removeprefix("torch.") if v is not None else v
+
+    @model_validator(mode="after")
+    def _check(self) -> "HRMConfig":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.family == "hrm" and self.pos_encodings == "none":
+            raise ValueError("pos_encodings 'none' exists only in the TRM family")
+        for field in ("H_cycles", "L_cycles", "L_layers", "hidden_size", "halt_max_steps", "seq_len", "vocab_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
+        if self.family == "hrm" and self.H_layers < 1:
+            raise ValueError("an HRM needs H_layers >= 1")
+        return self
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def family(self) -> Literal["hrm", "trm"]:
+        return "trm" if "trm" in self.name.lower() or "tinyrecursive" in self.name.lower() else "hrm"
+
+    @property
+    def variant(self) -> str:
+        if self.family == "hrm":
+            return f"hrm_act_v1 ({self.pos_encodings})"
+        return f"trm {'mlp_t' if self.mlp_t else 'attention'} ({self.pos_encodings})"
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def puzzle_prefix_len(self) -> int:
+        """Positions prepended for the puzzle embedding (P)."""
+        if self.puzzle_emb_ndim <= 0:
+            return 0
+        if self.family == "trm" and self.puzzle_emb_len > 0:
+            return self.puzzle_emb_len
+        return -(self.puzzle_emb_ndim // -self.hidden_size)
+
+    @property
+    def full_seq_len(self) -> int:
+        return self.seq_len + self.puzzle_prefix_len
+
+    @property
+    def mlp_width(self) -> int:
+        return mlp_width(self.hidden_size, self.expansion)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.forward_dtype]
+
+    # ---- the public all_config.yaml ---------------------------------------------------------
+    @classmethod
+    def arch_fields_from_all_config(cls, all_config: Dict[str, Any]) -> Dict[str, Any]:
+        """The HRMConfig fields an `all_config.yaml` (already parsed) states."""
+        arch = dict(all_config.get("arch") or {})
+        fields: Dict[str, Any] = {k: v for k, v in arch.items() if k not in _NON_ARCH_KEYS}
+        if "name" in arch:
+            fields["name"] = arch["name"]
+        loss = arch.get("loss") or {}
+        if isinstance(loss, dict) and loss.get("loss_type"):
+            fields["loss_type"] = loss["loss_type"]
+        known = set(cls.model_fields)
+        return {k: v for k, v in fields.items() if k in known}
+
+    def to_arch_block(self) -> Dict[str, Any]:
+        """The `arch` block of an all_config.yaml for this model (dataset fields left out,
+        as the public training script does)."""
+        data = self.model_dump(exclude={"seq_len", "vocab_size", "num_puzzle_identifiers", "loss_type", "batch_size"})
+        if self.family == "hrm":
+            for k in ("mlp_t", "puzzle_emb_len", "no_ACT_continue"):
+                data.pop(k)
+        data["loss"] = {"name": "losses@ACTLossHead", "loss_type": self.loss_type}
+        return data
