@@ -57,12 +57,12 @@ class ACTModel(nn.Module):
             is_last_step = steps >= self.config.halt_max_steps
             halted = is_last_step
             if self.training and self.config.halt_max_steps > 1:
-                halted = halted | self._wants_to_halt(q_halt, q_continue)
+                halted = halted | self.wants_to_halt(q_halt, q_continue)
                 # Exploration: some rows must run at least a random number of steps in [2, max].
                 explore = torch.rand_like(q_halt) < self.config.halt_exploration_prob
                 min_steps = explore * torch.randint_like(steps, low=2, high=self.config.halt_max_steps + 1)
                 halted = halted & (steps >= min_steps)
-                if self._uses_continue_target:
+                if self.uses_continue_target:
                     # Bootstrapped target for Q(continue): the value of the best action one step on.
                     _, _, next_q_halt, next_q_continue = self.inner(inner_carry, data["inputs"], data["puzzle_identifiers"])
                     outputs["target_q_continue"] = torch.sigmoid(
@@ -70,11 +70,11 @@ class ACTModel(nn.Module):
         return ACTCarry(inner_carry, steps, halted, data), outputs
 
     @property
-    def _uses_continue_target(self) -> bool:
+    def uses_continue_target(self) -> bool:
         return not (self.config.family == "trm" and self.config.no_ACT_continue)
 
-    def _wants_to_halt(self, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
+    def wants_to_halt(self, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
         """The model's own halting decision (TRM with no_ACT_continue: Q(halt) > 0)."""
-        if self._uses_continue_target:
+        if self.uses_continue_target:
             return q_halt > q_continue
         return q_halt > 0

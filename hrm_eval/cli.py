@@ -1,0 +1,172 @@
+"""The command line: `python deploy.py --mode MODE ...` (also installed as `hrm-eval`).
+
+Parse, call one library function, print. User mistakes end with `error: <one line>` and exit
+status 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hrm_eval.utils.errors import HRMEvalError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EVAL_CONFIG = REPO_ROOT / "configs" / "eval_config.yaml"
+MODES = ("evaluate", "inspect", "score", "build-data", "generate", "train", "ensemble", "compare", "test")
+
+log = logging.getLogger("hrm_eval")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2, as for every other user mistake
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hrm-eval", description="Evaluate, inspect and score HRM / TRM checkpoints.")
+    p.add_argument("--mode", required=True, choices=MODES)
+    p.add_argument("--config", help="evaluation config YAML (default: configs/eval_config.yaml when present)")
+    p.add_argument("--checkpoint", help="step_<N> file, published `checkpoint` file, or run directory (newest step)")
+    p.add_argument("--data", help="dataset directory, or a .jsonl / .csv file of puzzles")
+    p.add_argument("--split", help="dataset split to evaluate (default test)")
+    p.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
+    p.add_argument("--output", help="output directory")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="override the checkpoint's forward_dtype")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    p.add_argument("--save-predictions", action="store_true", default=None,
+                   help="also write step_<N>_all_preds.0 in the public layout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--model-config", help="architecture YAML for a checkpoint without all_config.yaml")
+    p.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one architecture field (repeatable), e.g. --arch num_heads=8")
+    # score / build-data / generate
+    p.add_argument("--predictions", help="score: prefix of PREFIX_all_preds.<rank> files")
+    p.add_argument("--source", help="build-data: folder of raw CSVs / ARC JSON, hub name, or arc-agi-1|arc-agi-2")
+    p.add_argument("--num-aug", type=int)
+    p.add_argument("--subsample-size", type=int)
+    p.add_argument("--min-difficulty", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num", type=int, help="generate: number of puzzles")
+    p.add_argument("--size", type=int, help="generate: board size (sudoku 4/6/9) or maze side")
+    p.add_argument("--min-blanks", type=int)
+    p.add_argument("--max-blanks", type=int)
+    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="--mode test: arguments after -- go to pytest")
+    return p
+
+
+def parse_arch_overrides(items: List[str]) -> Dict[str, Any]:
+    import yaml
+
+    out: Dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise HRMEvalError(f"--arch expects KEY=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _eval_config(args: argparse.Namespace):
+    from hrm_eval.utils.config import EvalConfig, load_config, validate_config
+
+    flags = {
+        "checkpoint": args.checkpoint, "data_path": args.data, "split": args.split, "task": args.task,
+        "output_dir": args.output, "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
+        "limit": args.limit, "save_predictions": args.save_predictions, "log_level": args.log_level,
+        "model_config_path": args.model_config, "progress": False if args.no_progress else None,
+    }
+    if args.arch:
+        flags["arch_overrides"] = parse_arch_overrides(args.arch)
+    if args.config:
+        return load_config(args.config, EvalConfig, flags)
+    if DEFAULT_EVAL_CONFIG.is_file():
+        return load_config(DEFAULT_EVAL_CONFIG, EvalConfig, flags)
+    return validate_config({k: v for k, v in flags.items() if v is not None}, EvalConfig, "command line")
+
+
+def _model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
+    if not path:
+        return None
+    from hrm_eval.models.config import HRMConfig
+    from hrm_eval.utils.config import read_yaml
+
+    data = read_yaml(path)
+    return HRMConfig.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
+
+
+# ---- modes ---------------------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hrm_eval.evaluation.report import format_summary
+    from hrm_eval.evaluation.run import simple_evaluate
+
+    cfg = _eval_config(args)
+    if not cfg.checkpoint:
+        raise HRMEvalError("no checkpoint: give --checkpoint PATH (or set checkpoint in the eval config)")
+    if not cfg.data_path:
+        raise HRMEvalError("no data: give --data DIR|FILE (or set data_path in the eval config)")
+    results = simple_evaluate(
+        cfg.checkpoint, cfg.data_path, output_dir=cfg.output_dir, split=cfg.split, task=cfg.task, device=cfg.device,
+        dtype=cfg.dtype, batch_size=cfg.batch_size, limit=cfg.limit, save_predictions=cfg.save_predictions,
+        arch_overrides=cfg.arch_overrides, model_config=_model_config(cfg.model_config_path), progress=cfg.progress)
+    print(format_summary(results))
+    print(f"results: {Path(cfg.output_dir) / 'results.json'}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from hrm_eval.evaluation.report import format_inspection
+    from hrm_eval.utils.checkpoint import load_checkpoint
+
+    if not args.checkpoint:
+        raise HRMEvalError("--mode inspect needs --checkpoint PATH")
+    overrides = parse_arch_overrides(args.arch)
+    loaded = load_checkpoint(args.checkpoint, overrides=overrides, model_config=_model_config(args.model_config),
+                             dtype=args.dtype, allow_nonfinite=True, require_seq_len=False)
+    print(format_inspection(loaded))
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    extra = [a for a in args.extra if a != "--"]
+    return subprocess.call([sys.executable, "-m", "pytest", str(REPO_ROOT / "tests"), *extra], cwd=REPO_ROOT)
+
+
+def cmd_not_yet(args: argparse.Namespace) -> int:
+    raise HRMEvalError(f"--mode {args.mode} is not available in this version yet")
+
+
+COMMANDS = {"evaluate": cmd_evaluate, "inspect": cmd_inspect, "test": cmd_test}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level or "INFO"), format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        return COMMANDS.get(args.mode, cmd_not_yet)(args)
+    except HRMEvalError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not a user mistake: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Puzzles as JSON lines, for evaluating a handful of puzzles without building a directory.
+
+    {"puzzle_id": "p1", "input_sequence": [...], "target_sequence": [...], "puzzle_identifier": 0}
+
+Sequences are token ids in the model's vocabulary (the task's token layout); `target_sequence`
+may use -100 for positions that are not scored; `puzzle_identifier` is optional (default 0).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from hrm_eval.utils.errors import HRMEvalError
+
+
+def read_jsonl_puzzles(path: str | Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
+    """(inputs [N, L] int32, labels [N, L] int32, puzzle_identifiers [N] int32, names)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HRMEvalError(f"puzzle file not found: {path}")
+    inputs, labels, ids, names = [], [], [], []
+    seq_len: Optional[int] = None
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise HRMEvalError(f"{where}: not valid JSON ({e.msg})") from e
+            if not isinstance(rec, dict):
+                raise HRMEvalError(f"{where}: expected a JSON object")
+            missing = [k for k in ("input_sequence", "target_sequence") if k not in rec]
+            if missing:
+                raise HRMEvalError(f"{where}: missing field {missing[0]}")
+            x, y = rec["input_sequence"], rec["target_sequence"]
+            for key, seq in (("input_sequence", x), ("target_sequence", y)):
+                if not isinstance(seq, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in seq):
+                    raise HRMEvalError(f"{where}: {key} must be a list of integer token ids")
+            if len(x) != len(y):
+                raise HRMEvalError(f"{where}: input_sequence has {len(x)} tokens but target_sequence {len(y)}")
+            if seq_len is None:
+                seq_len = len(x)
+            elif len(x) != seq_len:
+                raise HRMEvalError(f"{where}: sequence length {len(x)} differs from the first puzzle's {seq_len}")
+            if any(t < 0 for t in x) or any(t < 0 and t != -100 for t in y):
+                raise HRMEvalError(f"{where}: negative token id (only -100 is allowed, in target_sequence)")
+            pid = rec.get("puzzle_identifier", 0)
+            if not isinstance(pid, int) or pid < 0:
+                raise HRMEvalError(f"{where}: puzzle_identifier must be a non-negative integer")
+            inputs.append(x)
+            labels.append(y)
+            ids.append(pid)
+            names.append(str(rec.get("puzzle_id", len(names))))
+    if not inputs:
+        raise HRMEvalError(f"{path}: no puzzles")
+    return (np.asarray(inputs, np.int32), np.asarray(labels, np.int32), np.asarray(ids, np.int32), names)

@@ -1,0 +1,81 @@
+"""Terminal tables for results and checkpoint inspection."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from hrm_eval.utils.checkpoint import LoadedCheckpoint
+
+
+def _table(rows: List[Tuple[str, str]], title: str) -> str:
+    width = max(len(k) for k, _ in rows)
+    lines = [title, "-" * max(len(title), width + 2 + max(len(v) for _, v in rows))]
+    lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def format_summary(results: Dict[str, Any]) -> str:
+    m = results["aggregate_metrics"]
+    prov = results["provenance"]
+    rows = [
+        ("checkpoint", f"{prov['checkpoint']['path']} (step {prov['checkpoint']['step']})"),
+        ("dataset", f"{prov['dataset']['path']} [{prov['dataset']['split']}] task={prov['dataset']['task']}"),
+        ("device / dtype", f"{prov['evaluation']['device']} / {prov['evaluation']['dtype']}"),
+        ("puzzles", f"{m['total_puzzles']}"),
+        ("exact_accuracy (solve rate)", f"{m['exact_accuracy']:.4f}"),
+    ]
+    if "verified_solve_rate" in m:
+        rows.append(("verified_solve_rate", f"{m['verified_solve_rate']:.4f}"))
+    rows += [
+        ("accuracy (per token)", f"{m['accuracy']:.4f}"),
+        ("q_halt_accuracy", f"{m['q_halt_accuracy']:.4f}"),
+        ("steps", f"{m['steps']:.2f}"),
+        ("lm_loss", f"{m['lm_loss']:.4f}"),
+        ("q_halt_loss", f"{m['q_halt_loss']:.4f}"),
+        ("time per puzzle", f"{m['time_per_puzzle'] * 1000:.1f} ms"),
+    ]
+    q = results.get("q_value_analysis", {})
+    if q.get("exact_accuracy_by_step"):
+        rows.append(("exact by ACT step", " ".join(f"{x:.3f}" for x in q["exact_accuracy_by_step"])))
+        rows.append((f"halting by Q ({q['halting_rule']})",
+                     f"mean step {q['mean_halt_step']:.2f}, exact {q['exact_accuracy_at_halt_step']:.4f}"))
+    if "arc" in results:
+        for rule in ("strict", "fractional"):
+            if rule in results["arc"]:
+                rows.append((f"ARC {rule}", " ".join(f"{k}={v:.4f}" for k, v in results["arc"][rule].items())))
+    return _table(rows, "Evaluation summary")
+
+
+def format_inspection(loaded: LoadedCheckpoint) -> str:
+    c = loaded.config
+    rows = [
+        ("file", str(loaded.path)),
+        ("sha256", loaded.sha256),
+        ("step", str(loaded.step)),
+        ("family / variant", f"{c.family.upper()} / {c.variant}"),
+        ("key prefix", repr(loaded.key_prefix)),
+        ("trainable parameters", f"{loaded.num_trainable_parameters:,}"),
+        ("values in state dict", f"{loaded.num_state_values:,} (buffers included)"),
+        ("tensor dtypes", ", ".join(f"{k}: {v}" for k, v in sorted(loaded.state_dict_dtypes.items()))),
+        ("NaN/Inf", "none" if not loaded.nonfinite else
+         "; ".join(f"{k}: {nan} NaN, {inf} Inf" for k, nan, inf in loaded.nonfinite)),
+    ]
+    structure = [
+        ("hidden_size", c.hidden_size), ("num_heads", c.num_heads), ("expansion", c.expansion),
+        ("MLP width", c.mlp_width), ("H_layers", c.H_layers), ("L_layers", c.L_layers),
+        ("H_cycles", c.H_cycles), ("L_cycles", c.L_cycles), ("halt_max_steps", c.halt_max_steps),
+        ("pos_encodings", c.pos_encodings), ("vocab_size", c.vocab_size), ("seq_len", c.seq_len),
+        ("num_puzzle_identifiers", c.num_puzzle_identifiers), ("puzzle_emb_ndim", c.puzzle_emb_ndim),
+        ("puzzle prefix length", c.puzzle_prefix_len), ("forward_dtype", c.forward_dtype), ("loss_type", c.loss_type),
+    ]
+    if c.family == "trm":
+        structure += [("mlp_t", c.mlp_t), ("puzzle_emb_len", c.puzzle_emb_len), ("no_ACT_continue", c.no_ACT_continue)]
+    src_field = {"MLP width": "expansion", "puzzle prefix length": "puzzle_emb_ndim"}
+    for name, value in structure:
+        src = loaded.sources.get(src_field.get(name, name), "derived")
+        if name == "seq_len" and src.startswith("unknown"):
+            value = "?"
+        rows.append((name, f"{value}    [{src}]"))
+    if loaded.assumed:
+        rows.append(("assumed", ", ".join(loaded.assumed) + " (public defaults; override with --arch KEY=VALUE)"))
+    return _table(rows, "Checkpoint")

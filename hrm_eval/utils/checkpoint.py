@@ -1,0 +1,366 @@
+"""Checkpoint restore with validation.
+
+Accepts what the public training scripts write: a `step_<N>` file (or a published
+`checkpoint` file, or a run directory, then its newest `step_<N>`), with any of the key
+prefixes `_orig_mod.model.inner.`, `model.inner.` or none. The architecture comes, field by
+field, from (highest first) the command line, `all_config.yaml` beside the checkpoint, a model
+config YAML, the tensors themselves, and the public defaults; every field records its source,
+and a stated value that contradicts the tensors is an error naming the field.
+
+Loading uses `torch.load(weights_only=True)`: a file that needs arbitrary pickled code is
+refused, never executed.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import yaml
+from pydantic import ValidationError
+
+from hrm_eval.models import ACTModel, HRMConfig, build_model
+from hrm_eval.models.config import HRM_ARCH_NAME, TRM_ARCH_NAME
+from hrm_eval.models.layers import mlp_width
+from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.io import sha256_file
+
+KEY_PREFIXES = ("_orig_mod.model.inner.", "model.inner.", "_orig_mod.inner.", "inner.", "_orig_mod.")
+STEP_RE = re.compile(r"^step_(\d+)$")
+
+# Public defaults for what the tensors cannot tell (config/arch/hrm_v1.yaml, trm.yaml).
+PUBLIC_DEFAULTS = {
+    "hrm": dict(name=HRM_ARCH_NAME, H_cycles=2, L_cycles=2, num_heads=8, halt_max_steps=16,
+                halt_exploration_prob=0.1, pos_encodings="rope", rope_theta=10000.0, rms_norm_eps=1e-5,
+                loss_type="stablemax_cross_entropy"),
+    "trm": dict(name=TRM_ARCH_NAME, H_cycles=3, L_cycles=6, num_heads=8, halt_max_steps=16,
+                halt_exploration_prob=0.1, pos_encodings="rope", rope_theta=10000.0, rms_norm_eps=1e-5,
+                puzzle_emb_len=16, no_ACT_continue=True, loss_type="stablemax_cross_entropy"),
+}
+DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: ACTModel
+    config: HRMConfig
+    path: Path
+    step: Optional[int]
+    sha256: str
+    key_prefix: str
+    sources: Dict[str, str]                     # field -> where its value came from
+    state_dict_dtypes: Dict[str, int]           # dtype name -> number of tensors
+    num_state_values: int                       # every value in the state dict, buffers included
+    num_trainable_parameters: int
+    nonfinite: List[Tuple[str, int, int]] = field(default_factory=list)  # (key, #NaN, #Inf)
+
+    @property
+    def assumed(self) -> List[str]:
+        return [k for k, v in self.sources.items() if v.startswith("assumed")]
+
+
+# ---- finding and reading the file ------------------------------------------------------------
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise HRMEvalError(f"checkpoint not found: {p}")
+    if p.is_file():
+        return p
+    steps = sorted((int(m.group(1)), c) for c in p.iterdir() if c.is_file() and (m := STEP_RE.match(c.name)))
+    if steps:
+        return steps[-1][1]
+    if (p / "checkpoint").is_file():
+        return p / "checkpoint"
+    raise HRMEvalError(f"no step_<N> or checkpoint file in directory {p}")
+
+
+def step_of(path: Path) -> Optional[int]:
+    m = STEP_RE.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
+    """The raw state dict, loaded safely on the CPU."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HRMEvalError(f"refusing to load {path}: it needs arbitrary pickled code to load "
+                           f"(weights_only=True rejected it: {first})") from e
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HRMEvalError(f"cannot read checkpoint {path} (truncated or corrupt?): {msg}") from e
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):  # some tools nest the weights one level down
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise HRMEvalError(f"{path} is not a state dict of tensors (got {type(obj).__name__})")
+    return obj
+
+
+def strip_prefix(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], str]:
+    """Bare key names and the prefix that was removed ('' when none)."""
+    for prefix in KEY_PREFIXES:
+        if all(k.startswith(prefix) for k in state_dict):
+            return {k[len(prefix):]: v for k, v in state_dict.items()}, prefix
+    return dict(state_dict), ""
+
+
+def find_nonfinite(state_dict: Dict[str, torch.Tensor]) -> List[Tuple[str, int, int]]:
+    found = []
+    for k, v in state_dict.items():
+        if v.is_floating_point():
+            nan, inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
+            if nan or inf:
+                found.append((k, nan, inf))
+    return found
+
+
+# ---- what the tensors tell -------------------------------------------------------------------
+def infer_from_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+    """Architecture facts read off the (prefix-stripped) tensor names and shapes."""
+    if "embed_tokens.embedding_weight" not in sd:
+        raise HRMEvalError("not an HRM/TRM checkpoint: no embed_tokens.embedding_weight tensor "
+                           f"(first keys: {', '.join(list(sd)[:3])})")
+    vocab, h = sd["embed_tokens.embedding_weight"].shape
+    facts: Dict[str, Any] = {"vocab_size": int(vocab), "hidden_size": int(h)}
+
+    def layer_count(level: str) -> int:
+        ids = {int(m.group(1)) for k in sd if (m := re.match(rf"{level}\.layers\.(\d+)\.", k))}
+        return max(ids) + 1 if ids else 0
+
+    facts["L_layers"] = layer_count("L_level")
+    H_layers = layer_count("H_level")
+    facts["name"] = HRM_ARCH_NAME if H_layers else TRM_ARCH_NAME
+    facts["H_layers"] = H_layers
+    if not facts["L_layers"]:
+        raise HRMEvalError("not an HRM/TRM checkpoint: no L_level.layers.* tensors")
+    if H_layers == 0:
+        facts["mlp_t"] = any(".mlp_t." in k for k in sd)
+
+    if "puzzle_emb.weights" in sd:
+        n_ids, ndim = sd["puzzle_emb.weights"].shape
+        facts["num_puzzle_identifiers"], facts["puzzle_emb_ndim"] = int(n_ids), int(ndim)
+    else:
+        facts["puzzle_emb_ndim"] = 0
+    if "embed_pos.embedding_weight" in sd:
+        facts["pos_encodings"] = "learned"
+
+    gate_up = sd.get("L_level.layers.0.mlp.gate_up_proj.weight")
+    if gate_up is not None:
+        width = gate_up.shape[0] // 2
+        # Several expansions round to the same width; prefer the public 4, else the smallest.
+        candidates = [4.0] + [k / 2 for k in range(1, 33)]
+        facts["expansion"] = next((e for e in candidates if mlp_width(int(h), e) == width), width / h)
+    facts["forward_dtype"] = str(sd["H_init"].dtype).removeprefix("torch.") if "H_init" in sd else None
+    if facts["forward_dtype"] is None:
+        del facts["forward_dtype"]
+    return facts
+
+
+def _full_seq_len_from_tensors(sd: Dict[str, torch.Tensor]) -> Optional[int]:
+    if "embed_pos.embedding_weight" in sd:
+        return int(sd["embed_pos.embedding_weight"].shape[0])
+    t = sd.get("L_level.layers.0.mlp_t.gate_up_proj.weight")
+    return int(t.shape[1]) if t is not None else None
+
+
+# ---- the config ------------------------------------------------------------------------------
+def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
+    cfg = checkpoint_path.parent / "all_config.yaml"
+    if not cfg.is_file():
+        return None
+    try:
+        data = yaml.safe_load(cfg.read_text())
+    except yaml.YAMLError as e:
+        raise HRMEvalError(f"cannot parse {cfg}: {str(e).splitlines()[0]}") from e
+    if not isinstance(data, dict):
+        raise HRMEvalError(f"{cfg} is not a mapping")
+    return data
+
+
+def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str, Any]] = None,
+                   model_config: Optional[Dict[str, Any]] = None, dataset: Optional[Dict[str, Any]] = None,
+                   overrides: Optional[Dict[str, Any]] = None, origin: str = "checkpoint",
+                   require_seq_len: bool = True) -> Tuple[HRMConfig, Dict[str, str]]:
+    """Merge the sources (see module doc) into a validated HRMConfig; returns (config, sources)."""
+    facts = infer_from_tensors(sd)
+    layers: List[Tuple[str, Dict[str, Any]]] = []   # lowest priority first
+    family = "trm" if facts["name"] == TRM_ARCH_NAME else "hrm"
+    layers.append(("assumed (public default)", PUBLIC_DEFAULTS[family]))
+    layers.append(("checkpoint tensors", facts))
+    if dataset:
+        layers.append(("dataset.json", {k: dataset[k] for k in DATASET_FIELDS if k in dataset}))
+    if model_config:
+        layers.append(("model config", dict(model_config)))
+    if all_config:
+        layers.append(("all_config.yaml", HRMConfig.arch_fields_from_all_config(all_config)))
+    if overrides:
+        layers.append(("command line", dict(overrides)))
+
+    merged: Dict[str, Any] = {}
+    sources: Dict[str, str] = {}
+    for source, values in layers:
+        for k, v in values.items():
+            if v is None:
+                continue
+            if k in facts and source not in ("checkpoint tensors", "assumed (public default)") and k != "forward_dtype":
+                if k == "name":
+                    stated = "trm" if "trm" in str(v).lower() else "hrm"
+                    if stated != family:
+                        raise HRMEvalError(f"arch name: {source} says a {stated.upper()} model ({v}) but the "
+                                           f"checkpoint's tensors are a {family.upper()} ({'no ' if family == 'trm' else ''}H_level)")
+                elif k in DATASET_FIELDS and source == "dataset.json":
+                    if v != facts[k]:
+                        raise HRMEvalError(_dataset_mismatch(k, facts[k], v))
+                elif _differs(v, facts[k]):
+                    raise HRMEvalError(f"{k}: {source} says {v} but the checkpoint's tensors say {facts[k]}")
+            merged[k] = v
+            if not (k in sources and sources[k] == "checkpoint tensors" and not _differs(v, facts.get(k))):
+                sources[k] = source
+
+    # seq_len: from the dataset, the tensors (learned positions / mlp_t), or a stated value.
+    full = _full_seq_len_from_tensors(sd)
+    if "seq_len" not in merged:
+        if full is None and not require_seq_len:
+            merged["seq_len"], sources["seq_len"] = 1, "unknown (rope/none positions do not store it; the dataset gives it)"
+        elif full is None:
+            raise HRMEvalError(f"seq_len is unknown for {origin}: rope/none position encodings do not store it; "
+                               "give a dataset (--data) or --arch seq_len=N")
+        else:
+            merged["seq_len"], sources["seq_len"] = full - _prefix_len(merged, family), "checkpoint tensors"
+    merged.setdefault("num_puzzle_identifiers", 1)
+    sources.setdefault("num_puzzle_identifiers", "assumed (public default)")
+
+    try:
+        config = HRMConfig(**{k: v for k, v in merged.items() if k in HRMConfig.model_fields})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        raise HRMEvalError(f"invalid model config for {origin}: {loc}: {err['msg']}") from e
+    if full is not None and full != config.full_seq_len:
+        what = "embed_pos.embedding_weight rows" if "embed_pos.embedding_weight" in sd else "mlp_t width"
+        raise HRMEvalError(f"seq_len: the checkpoint's {what} give {full} positions (seq_len + puzzle prefix) "
+                           f"but seq_len {config.seq_len} ({sources['seq_len']}) + prefix {config.puzzle_prefix_len} "
+                           f"= {config.full_seq_len}")
+    return config, {k: sources[k] for k in sorted(sources) if k in HRMConfig.model_fields}
+
+
+def _prefix_len(values: Dict[str, Any], family: str) -> int:
+    ndim, h = values.get("puzzle_emb_ndim", 0), values["hidden_size"]
+    if ndim <= 0:
+        return 0
+    if family == "trm" and values.get("puzzle_emb_len", 16) > 0:
+        return values.get("puzzle_emb_len", 16)
+    return math.ceil(ndim / h)
+
+
+def _differs(a: Any, b: Any) -> bool:
+    try:
+        return float(a) != float(b)
+    except (TypeError, ValueError):
+        return str(a) != str(b)
+
+
+def _dataset_mismatch(field: str, ckpt: Any, data: Any) -> str:
+    what = {"num_puzzle_identifiers": "puzzle_emb.weights has {c} rows (puzzle identifiers) but the dataset's "
+                                      "num_puzzle_identifiers is {d}: the checkpoint was trained on a different "
+                                      "build of the dataset (other augmentation count or subset)",
+            "vocab_size": "the checkpoint's vocabulary (embed_tokens) has {c} tokens but the dataset's vocab_size is {d}: "
+                          "this checkpoint was trained for another task",
+            "seq_len": "the checkpoint was built for sequences of {c} tokens but the dataset's seq_len is {d}"}[field]
+    return f"{field} mismatch: " + what.format(c=ckpt, d=data)
+
+
+def check_dataset_compatible(config: HRMConfig, dataset: Dict[str, Any]) -> None:
+    """One-line explanation of the first field where checkpoint and dataset disagree."""
+    for k in ("vocab_size", "seq_len", "num_puzzle_identifiers"):
+        if k == "num_puzzle_identifiers" and config.puzzle_emb_ndim == 0:
+            continue
+        if k in dataset and dataset[k] != getattr(config, k):
+            raise HRMEvalError(_dataset_mismatch(k, getattr(config, k), dataset[k]))
+
+
+# ---- the whole restore -----------------------------------------------------------------------
+def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any]] = None,
+                    overrides: Optional[Dict[str, Any]] = None, model_config: Optional[Dict[str, Any]] = None,
+                    device: str | torch.device = "cpu", dtype: Optional[str] = None,
+                    allow_nonfinite: bool = False, require_seq_len: bool = True) -> LoadedCheckpoint:
+    """Restore an ACT model from a checkpoint file or run directory, validated.
+
+    `dataset` is a dataset.json mapping (or DatasetMetadata.model_dump()) to check against;
+    `overrides` are architecture fields that win over every file; `dtype` overrides forward_dtype.
+    With `require_seq_len=False` (inspection) a rope/none model whose seq_len nothing states
+    is built with a placeholder seq_len of 1."""
+    path = resolve_checkpoint_path(path)
+    raw = read_state_dict(path)
+    sd, prefix = strip_prefix(raw)
+    all_config = read_all_config(path)
+    overrides = dict(overrides or {})
+    if dtype is not None:
+        overrides["forward_dtype"] = dtype
+    if dataset is not None and not isinstance(dataset, dict):
+        dataset = dataset.model_dump()
+
+    config, sources = resolve_config(sd, all_config=all_config, model_config=None if all_config else model_config,
+                                     dataset=dataset, overrides=overrides, origin=str(path),
+                                     require_seq_len=require_seq_len)
+    nonfinite = find_nonfinite(sd)
+    if nonfinite and not allow_nonfinite:
+        k, nan, inf = nonfinite[0]
+        more = f" (and {len(nonfinite) - 1} more tensors)" if len(nonfinite) > 1 else ""
+        raise HRMEvalError(f"checkpoint {path} holds non-finite values: {k} has {nan} NaN and {inf} Inf{more}")
+
+    model = build_model(config)
+    _load_weights(model, sd, config, path)
+    model.to(device)
+    model.eval()
+    return LoadedCheckpoint(
+        model=model, config=config, path=path, step=step_of(path), sha256=sha256_file(path), key_prefix=prefix,
+        sources=sources, state_dict_dtypes=_dtype_counts(raw),
+        num_state_values=sum(v.numel() for v in raw.values()),
+        num_trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        nonfinite=nonfinite)
+
+
+def _load_weights(model: ACTModel, sd: Dict[str, torch.Tensor], config: HRMConfig, path: Path) -> None:
+    expected = model.inner.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (first: {unexpected[0]})")
+        raise HRMEvalError(f"checkpoint {path} does not fit a {config.variant} model: {'; '.join(parts)}")
+    for k, v in expected.items():
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise HRMEvalError(f"{k}: checkpoint shape {tuple(sd[k].shape)} but the config "
+                               f"({config.variant}, hidden {config.hidden_size}, heads {config.num_heads}) expects {tuple(v.shape)}")
+    cast = {k: (v.to(config.torch_dtype) if k in ("H_init", "L_init") else v) for k, v in sd.items()}
+    model.inner.load_state_dict(cast, strict=True)
+
+
+def _dtype_counts(sd: Dict[str, torch.Tensor]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for v in sd.values():
+        name = str(v.dtype).removeprefix("torch.")
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def count_state_values(config: HRMConfig) -> Tuple[int, int]:
+    """(values in the state dict incl. buffers, trainable parameters) of a config, without allocating."""
+    with torch.device("meta"):
+        model = build_model(config)
+    state = sum(v.numel() for v in model.inner.state_dict().values())
+    trainable = sum(p.numel() for p in model.parameters())
+    return state, trainable

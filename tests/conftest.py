@@ -1,0 +1,39 @@
+"""Shared paths and helpers. Fixtures are read through the package's public functions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+HRM_FIXTURES = {"rope_f32": FIXTURES / "official_hrm" / "rope_f32", "rope_bf16": FIXTURES / "official_hrm" / "rope_bf16"}
+TRM_FIXTURES = {"attn_f32": FIXTURES / "official_trm" / "attn_f32", "mlpt_f32": FIXTURES / "official_trm" / "mlpt_f32"}
+SUDOKU_BUILT = FIXTURES / "official_data" / "sudoku_built"
+MAZE_BUILT = FIXTURES / "official_data" / "maze_built"
+
+
+def expected_outputs(folder: Path) -> dict:
+    with np.load(folder / "expected_outputs.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def fixture_batch(expected: dict) -> dict:
+    return {k: torch.from_numpy(expected[k]) for k in ("inputs", "labels", "puzzle_identifiers")}
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python deploy.py ARGS` as a real subprocess."""
+    return subprocess.run([sys.executable, str(ROOT / "deploy.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(1)  # tiny models: threads only add contention on a 2-core CI box
+    yield
