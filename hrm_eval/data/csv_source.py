@@ -1,0 +1,209 @@
+"""Raw puzzle CSVs in the public layout: finding them, fetching them, reading and checking them.
+
+A source is either a local folder holding `train.csv` and/or `test.csv`, or the name of a
+Hugging Face Hub dataset (`owner/name`, e.g. `sapientinc/sudoku-extreme`) whose files of the
+same names are downloaded (``huggingface_hub`` is an optional dependency).
+
+Every CSV has the header ``source,question,answer,rating`` followed by one puzzle per row.
+Rows are checked as they are read; the first problem raises `HRMEvalError` naming the file,
+the 1-based line number in the file (the header is line 1) and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from hrm_eval.utils.errors import HRMEvalError
+
+SPLITS = ("train", "test")
+HEADER = ("source", "question", "answer", "rating")
+
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class RawPuzzles:
+    """The rows of one CSV that passed the checks (and the difficulty filter), in file order."""
+
+    path: str
+    questions: List[str]
+    answers: List[str]
+    ratings: List[int]
+    lines: List[int]  # 1-based line number of each row in the file
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+
+class RowError(ValueError):
+    """Raised by a row checker; `read_puzzle_csv` turns it into an HRMEvalError with file/line."""
+
+
+# --------------------------------------------------------------------------- locating sources
+
+def resolve_source(source: str, splits: Sequence[str] = SPLITS) -> Dict[str, str]:
+    """Map each split present in `source` to a local CSV path.
+
+    A local folder wins over a hub name of the same spelling. Raises HRMEvalError when neither
+    `train.csv` nor `test.csv` can be found."""
+    src = os.fspath(source)
+    if os.path.isdir(src):
+        found = {s: os.path.join(src, f"{s}.csv") for s in splits if os.path.isfile(os.path.join(src, f"{s}.csv"))}
+        if not found:
+            raise HRMEvalError(f"{src}: neither train.csv nor test.csv found in this folder")
+        return found
+    if os.path.exists(src):
+        raise HRMEvalError(f"{src}: expected a folder holding train.csv and/or test.csv, not a file")
+    if not _HUB_NAME.match(src):
+        raise HRMEvalError(f"source '{src}' not found: give a folder holding train.csv and/or test.csv "
+                           f"or a Hugging Face dataset name such as sapientinc/sudoku-extreme")
+    return fetch_from_hub(src, splits)
+
+
+def fetch_from_hub(repo: str, splits: Sequence[str] = SPLITS) -> Dict[str, str]:
+    """Download `<split>.csv` of the hub dataset `repo`; splits the repository lacks are skipped."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise HRMEvalError(f"'{repo}' is not a local folder and huggingface_hub is not installed: "
+                           f"pip install 'hrm-eval[hub]', or download train.csv/test.csv into a folder "
+                           f"and pass that folder") from None
+
+    found: Dict[str, str] = {}
+    for split in splits:
+        try:
+            found[split] = hf_hub_download(repo, f"{split}.csv", repo_type="dataset")
+        except Exception as e:  # the hub's exception classes differ between versions: sort by name
+            kinds = {c.__name__ for c in type(e).__mro__}
+            if "EntryNotFoundError" in kinds and "LocalEntryNotFoundError" not in kinds:
+                continue  # this split is not in the repository
+            if "RepositoryNotFoundError" in kinds:
+                raise HRMEvalError(f"hub dataset '{repo}' not found (or private) on the Hugging Face Hub") from None
+            if "LocalEntryNotFoundError" in kinds or "OfflineModeIsEnabled" in kinds or isinstance(e, OSError):
+                raise HRMEvalError(f"could not fetch {split}.csv of hub dataset '{repo}' (offline or network "
+                                   f"error: {_one_line(e)}); download it into a folder and pass that folder") from None
+            raise HRMEvalError(f"could not fetch {split}.csv of hub dataset '{repo}': {_one_line(e)}") from None
+    if not found:
+        raise HRMEvalError(f"hub dataset '{repo}' has neither train.csv nor test.csv")
+    return found
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --------------------------------------------------------------------------- reading rows
+
+def check_charset(text: str, allowed: str, what: str) -> None:
+    """Raise RowError naming the first character of `text` not in `allowed`."""
+    if text.strip(allowed):  # strip removes everything only when every character is allowed
+        bad = next(c for c in text if c not in allowed)
+        raise RowError(f"{what} has character {bad!r} at position {text.index(bad)} "
+                       f"(allowed: {allowed!r})")
+
+
+def read_puzzle_csv(path: str, check_row: Callable[[str, str], None],
+                    min_difficulty: Optional[int] = None) -> RawPuzzles:
+    """Read a public-layout puzzle CSV.
+
+    `check_row(question, answer)` raises RowError for a bad row. Ratings must be integers.
+    Rows whose rating is below `min_difficulty` are dropped (after their checks). Completely
+    empty lines are skipped."""
+    out = RawPuzzles(path=str(path), questions=[], answers=[], ratings=[], lines=[])
+    try:
+        f = open(path, newline="", encoding="utf-8")
+    except OSError as e:
+        raise HRMEvalError(f"{path}: cannot open ({e.strerror or e})") from None
+    with f:
+        reader = csv.reader(f)
+        line = 1
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise HRMEvalError(f"{path}: empty file (expected the header {','.join(HEADER)})")
+            names = tuple(h.strip().lower().lstrip("\ufeff") for h in header)
+            if names != HEADER:
+                raise HRMEvalError(f"{path}, row 1: expected the header {','.join(HEADER)}, "
+                                   f"found {','.join(header)[:80]!r}")
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue
+                if len(row) != 4:
+                    raise RowError(f"expected 4 columns (source,question,answer,rating), found {len(row)}")
+                _, q, a, r = row
+                try:
+                    rating = int(r)
+                except ValueError:
+                    raise RowError(f"rating {r!r} is not an integer") from None
+                check_row(q, a)
+                if min_difficulty is not None and rating < min_difficulty:
+                    continue
+                out.questions.append(q)
+                out.answers.append(a)
+                out.ratings.append(rating)
+                out.lines.append(line)
+        except RowError as e:
+            raise HRMEvalError(f"{path}, row {line}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise HRMEvalError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except csv.Error as e:
+            raise HRMEvalError(f"{path}, row {reader.line_num}: malformed CSV ({e})") from None
+    return out
+
+
+def read_splits(source: str, check_row: Callable[[str, str], None],
+                min_difficulty: Optional[int] = None) -> Dict[str, RawPuzzles]:
+    """Resolve `source` and read every split it has, all checked before anything is built."""
+    paths = resolve_source(source)
+    return {split: read_puzzle_csv(p, check_row, min_difficulty) for split, p in paths.items()}
+
+
+def strings_to_array(strings: List[str], length: int, table: np.ndarray) -> np.ndarray:
+    """Encode equal-length ASCII strings to uint8 [N, length] through a 256-entry lookup table."""
+    if not strings:
+        return np.zeros((0, length), dtype=np.uint8)
+    raw = np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8).reshape(len(strings), length)
+    return table[raw]
+
+
+def subsample_indices(total: int, size: Optional[int], rng: np.random.RandomState) -> Optional[np.ndarray]:
+    """Indices kept by the public builders' train subsampling (None: keep everything).
+
+    Same draw as the public code (`np.random.choice(total, size, replace=False)`), here from a
+    seeded RandomState rather than the global one."""
+    if size is None:
+        return None
+    if size < 0:
+        raise HRMEvalError(f"subsample_size must be >= 0, got {size}")
+    if size >= total:
+        return None
+    return rng.choice(total, size=size, replace=False)
+
+
+def write_csv(rows, path: str | os.PathLike, source: str = "hrm-eval-generator") -> None:
+    """Write (question, answer, rating) rows in the public layout, atomically (temp file, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)  # "\r\n" line ends, as in the public CSVs
+            writer.writerow(HEADER)
+            for question, answer, rating in rows:
+                writer.writerow((source, question, answer, int(rating)))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,226 @@
+"""Maze: an n x n grid of `# SGo` (wall, open, start, goal, path), as in the public Maze-Hard data.
+
+Token layout: pad 0, `#` 1, space 2, `S` 3, `G` 4, `o` 5; vocab 6, seq_len n * n. The question
+has no `o`; the answer marks a shortest S-G path with `o` (S and G stay as they are).
+
+Build (`MazeTask.build`) reproduces the public `build_maze_dataset.py` byte for byte. Its only
+augmentation is a switch (`aug`) for the full 8-fold dihedral set on the train split: every
+original gives 8 puzzles (identity first, then rot90, rot180, rot270, fliplr, flipud, transpose,
+anti-transpose), one group per original. Here any `num_aug > 0` turns that switch on.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Dict, Optional
+
+import numpy as np
+
+from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, read_splits, strings_to_array, \
+    subsample_indices
+from hrm_eval.data.format import DatasetMetadata, atomic_directory, write_identifiers, write_split
+from hrm_eval.data.tasks import register_task
+from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.utils.errors import HRMEvalError
+
+CHARSET = "# SGo"
+PAD_ID = 0
+WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
+
+_CHAR_TO_TOKEN = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(CHARSET):
+    _CHAR_TO_TOKEN[ord(_c)] = _i + 1
+
+
+def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
+    """The 8 symmetries of the square, numbered as in the public builders."""
+    if t == 0:
+        return grid
+    if t in (1, 2, 3):
+        return np.rot90(grid, k=t)
+    if t == 4:
+        return grid[:, ::-1]
+    if t == 5:
+        return grid[::-1, :]
+    if t == 6:
+        return grid.T
+    if t == 7:
+        return grid[::-1, ::-1].T  # anti-transpose: (i, j) <- (n-1-j, n-1-i)
+    raise ValueError(f"dihedral transform id must be 0..7, got {t}")
+
+
+def _side(seq_len: int) -> Optional[int]:
+    n = int(round(seq_len ** 0.5))
+    return n if n * n == seq_len and n > 0 else None
+
+
+def encode(text: str) -> np.ndarray:
+    """Maze text (n*n characters of `# SGo`) -> uint8 tokens."""
+    if _side(len(text)) is None:
+        raise HRMEvalError(f"maze text of {len(text)} characters is not a square grid")
+    try:
+        check_charset(text, CHARSET, "maze")
+    except RowError as e:
+        raise HRMEvalError(str(e)) from None
+    return _CHAR_TO_TOKEN[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
+
+
+def decode(tokens: np.ndarray) -> str:
+    """Tokens -> maze text (`?` for pad or unknown tokens)."""
+    return "".join(CHARSET[t - 1] if 1 <= t <= 5 else "?" for t in np.asarray(tokens).reshape(-1).tolist())
+
+
+def to_grid(tokens: np.ndarray) -> np.ndarray:
+    """Tokens [n*n] -> token grid [n, n]."""
+    t = np.asarray(tokens)
+    n = _side(t.size)
+    if n is None:
+        raise HRMEvalError(f"{t.size} tokens do not form a square maze")
+    return t.reshape(n, n)
+
+
+def shortest_distances(tokens: np.ndarray, source: int) -> np.ndarray:
+    """BFS step counts from cell `source` over non-wall cells (-1 where unreachable)."""
+    grid = np.asarray(tokens).reshape(-1)
+    n = _side(grid.size)
+    free = (grid != WALL) & (grid != PAD_ID)
+    dist = np.full(grid.size, -1, dtype=np.int64)
+    dist[source] = 0
+    queue = deque([source])
+    while queue:
+        c = queue.popleft()
+        r, col = divmod(c, n)
+        for nb, ok in ((c - n, r > 0), (c + n, r < n - 1), (c - 1, col > 0), (c + 1, col < n - 1)):
+            if ok and free[nb] and dist[nb] < 0:
+                dist[nb] = dist[c] + 1
+                queue.append(nb)
+    return dist
+
+
+class MazeTask(PuzzleTask):
+    name = "maze"
+    vocab_size = len(CHARSET) + 1
+
+    encode = staticmethod(encode)
+    decode = staticmethod(decode)
+    to_grid = staticmethod(to_grid)
+
+    def matches(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> bool:
+        if vocab_size != self.vocab_size or _side(seq_len) is None:
+            return False
+        if inputs_sample is None:
+            return True
+        rows = np.asarray(inputs_sample)
+        if rows.size == 0 or rows.size % seq_len:
+            return False
+        rows = rows.reshape(-1, seq_len)
+        # a maze question holds exactly one S and one G and no path cells
+        return bool(np.all((rows == START).sum(1) == 1) and np.all((rows == GOAL).sum(1) == 1)
+                    and not np.any(rows == PATH))
+
+    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray = None) -> bool:
+        """Valid iff walls, S and G are kept, every other open cell is open or `o`, and the `o`
+        cells together with S and G form one S-G path of the shortest length (BFS on the input)."""
+        inp = np.asarray(inputs).reshape(-1).astype(np.int64)
+        pred = np.asarray(prediction).reshape(-1).astype(np.int64)
+        if inp.size != pred.size or _side(inp.size) is None:
+            return False
+        starts, goals = np.flatnonzero(inp == START), np.flatnonzero(inp == GOAL)
+        if len(starts) != 1 or len(goals) != 1:
+            return False
+        s, g = int(starts[0]), int(goals[0])
+        fixed = (inp == WALL) | (inp == START) | (inp == GOAL)
+        if np.any(pred[fixed] != inp[fixed]):
+            return False
+        rest = ~fixed
+        if np.any((pred[rest] != OPEN) & (pred[rest] != PATH)) or np.any(inp[rest] != OPEN):
+            return False  # pad / walls / extra S or G in the prediction, or an odd input
+        shortest = shortest_distances(inp, s)[g]
+        if shortest < 0:
+            return False  # unsolvable
+        # A connected set of cells holding S and G needs at least shortest+1 cells; one with
+        # exactly shortest+1 cells (shortest-1 `o`s) is a shortest path and nothing else.
+        if int((pred == PATH).sum()) != shortest - 1:
+            return False
+        on_path = np.where((pred == PATH) | (pred == START) | (pred == GOAL), OPEN, WALL)
+        return bool(shortest_distances(on_path, s)[g] == shortest)
+
+    def check_row(self, question: str, answer: str) -> None:
+        if not question:
+            raise RowError("question is empty")
+        if _side(len(question)) is None:
+            raise RowError(f"question has {len(question)} characters, not a square grid (n*n)")
+        if len(answer) != len(question):
+            raise RowError(f"answer has {len(answer)} characters, question has {len(question)}")
+        check_charset(question, CHARSET, "question")
+        check_charset(answer, CHARSET, "answer")
+
+    def build(self, source: str, output: str, *, num_aug: Optional[int] = None,
+              subsample_size: Optional[int] = None, min_difficulty: Optional[int] = None,
+              seed: int = 0) -> dict:
+        num_aug = int(num_aug or 0)
+        if num_aug < 0:
+            raise HRMEvalError(f"num_aug must be >= 0, got {num_aug}")
+        raw = read_splits(source, self.check_row, min_difficulty)
+        sides = {}
+        for split, rows in raw.items():
+            if len(rows) == 0:
+                why = f" with rating >= {min_difficulty}" if min_difficulty is not None else ""
+                raise HRMEvalError(f"{rows.path}: no puzzles{why}")
+            first = len(rows.questions[0])
+            for q, line in zip(rows.questions, rows.lines):
+                if len(q) != first:
+                    raise HRMEvalError(f"{rows.path}, row {line}: inconsistent maze sizes: this maze is "
+                                       f"{_side(len(q))}x{_side(len(q))}, the first ({rows.lines[0]}) is "
+                                       f"{_side(first)}x{_side(first)}")
+            sides[split] = _side(first)
+
+        summary: Dict[str, object] = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size,
+                                      "splits": {}}
+        with atomic_directory(output) as tmp:
+            for split in ("train", "test"):
+                if split not in raw:
+                    continue
+                n = sides[split]
+                rng = np.random.RandomState(seed)
+                arrays = self._convert(raw[split], n, rng, subsample_size if split == "train" else None,
+                                       split == "train" and num_aug > 0)
+                n_groups = len(arrays["group_indices"]) - 1
+                metadata = DatasetMetadata(
+                    pad_id=PAD_ID, ignore_label_id=0, blank_identifier_id=0,
+                    vocab_size=self.vocab_size, seq_len=n * n, num_puzzle_identifiers=1,
+                    total_groups=n_groups, mean_puzzle_examples=1, sets=["all"])
+                write_split(tmp, split, metadata, {"all": arrays})
+                summary["splits"][split] = {"source": raw[split].path, "side": n, "seq_len": n * n,
+                                            "groups": n_groups, "puzzles": len(arrays["puzzle_identifiers"]),
+                                            "examples": len(arrays["inputs"])}
+            write_identifiers(tmp, ["<blank>"])
+        return summary
+
+    @staticmethod
+    def _convert(rows: RawPuzzles, n: int, rng: np.random.RandomState, subsample_size: Optional[int],
+                 augment: bool) -> Dict[str, np.ndarray]:
+        inputs = strings_to_array(rows.questions, n * n, _CHAR_TO_TOKEN)
+        labels = strings_to_array(rows.answers, n * n, _CHAR_TO_TOKEN)
+        keep = subsample_indices(len(inputs), subsample_size, rng)
+        if keep is not None:
+            inputs, labels = inputs[keep], labels[keep]
+        per_group = 8 if augment else 1
+        if augment:
+            def expand(a: np.ndarray) -> np.ndarray:
+                g = a.reshape(-1, n, n)
+                # [N, 8, n, n]: the 8 transforms of each original, identity first
+                stacked = np.stack([np.stack([dihedral(x, t) for t in range(8)]) for x in g])
+                return np.ascontiguousarray(stacked.reshape(-1, n * n))
+            inputs, labels = expand(inputs), expand(labels)
+        n_puzzles = len(inputs)
+        return {
+            "inputs": np.ascontiguousarray(inputs),
+            "labels": np.ascontiguousarray(labels),
+            "puzzle_identifiers": np.zeros(n_puzzles, dtype=np.int32),
+            "puzzle_indices": np.arange(n_puzzles + 1, dtype=np.int32),
+            "group_indices": np.arange(0, n_puzzles + 1, per_group, dtype=np.int32),
+        }
+
+
+MAZE = register_task(MazeTask())

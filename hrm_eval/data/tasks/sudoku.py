@@ -1,0 +1,243 @@
+"""Sudoku: 9x9 (the public layout), plus 4x4 and 6x6 boards built and checked the same way.
+
+Token layout (all sizes): pad 0, blank 1, digit d -> d + 1. A board of side n has vocabulary
+n + 2 and sequence length n * n, so 9x9 gives vocab 11, seq_len 81 exactly like the public
+builder. Raw CSV text uses `.` (or `0`) for a blank and the digits 1..n.
+
+Build (`SudokuTask.build`) reproduces the public `build_sudoku_dataset.py` byte for byte:
+each raw puzzle is one puzzle of one example, each original with its augmented copies forms
+one group, `ignore_label_id` 0, one identifier (`<blank>`). Randomness (train subsampling, then
+augmentation) comes from `np.random.RandomState(seed)` drawn in the public order, so a build
+equals a public build run after `np.random.seed(seed)`.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, read_splits, strings_to_array, \
+    subsample_indices
+from hrm_eval.data.format import DatasetMetadata, atomic_directory, write_identifiers, write_split
+from hrm_eval.data.tasks import register_task
+from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.utils.errors import HRMEvalError
+
+PAD_ID = 0
+BLANK_ID = 1
+DIGIT_OFFSET = 1  # token = digit + 1
+
+
+class SudokuTask(PuzzleTask):
+    """An n x n Sudoku with boxes of `box_rows` x `box_cols` cells."""
+
+    def __init__(self, name: str, n: int, box_rows: int, box_cols: int):
+        if box_rows * box_cols != n:
+            raise ValueError("box_rows * box_cols must equal n")
+        self.name = name
+        self.n = n
+        self.box_rows = box_rows
+        self.box_cols = box_cols
+        self.vocab_size = n + 2
+        self.seq_len = n * n
+        self.digits = "".join(str(d) for d in range(1, n + 1))
+        # CSV text -> token: '.'/'0' blank, 'd' -> d + 1; anything else 255 (rejected earlier)
+        table = np.full(256, 255, dtype=np.uint8)
+        table[ord(".")] = table[ord("0")] = BLANK_ID
+        for d in range(1, n + 1):
+            table[ord(str(d))] = d + DIGIT_OFFSET
+        self._char_to_token = table
+        # box id of every cell, row-major
+        r, c = np.divmod(np.arange(self.seq_len), n)
+        self._box_of_cell = (r // box_rows) * (n // box_cols) + c // box_cols
+
+    # ------------------------------------------------------------------ encoding helpers
+
+    def encode(self, text: str) -> np.ndarray:
+        """CSV board text (`.`/`0` blank) -> uint8 tokens [n*n]."""
+        if len(text) != self.seq_len:
+            raise HRMEvalError(f"{self.name}: board text must have {self.seq_len} characters, got {len(text)}")
+        try:
+            check_charset(text, "." + "0" + self.digits, "board")
+        except RowError as e:
+            raise HRMEvalError(f"{self.name}: {e}") from None
+        return self._char_to_token[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
+
+    def decode(self, tokens: np.ndarray) -> str:
+        """Tokens -> CSV board text (`.` for blank; `?` for a token that is no cell value)."""
+        out = []
+        for t in np.asarray(tokens).reshape(-1).tolist():
+            if t == BLANK_ID:
+                out.append(".")
+            elif 2 <= t <= self.n + 1:
+                out.append(str(t - DIGIT_OFFSET))
+            else:
+                out.append("?")
+        return "".join(out)
+
+    def to_grid(self, tokens: np.ndarray) -> np.ndarray:
+        """Tokens [n*n] -> int grid [n, n] with 0 for blank (and for pad/ignored positions)."""
+        t = np.asarray(tokens, dtype=np.int64).reshape(self.n, self.n)
+        return np.where((t >= 2) & (t <= self.n + 1), t - DIGIT_OFFSET, 0)
+
+    def from_grid(self, grid: np.ndarray) -> np.ndarray:
+        """Int grid [n, n] (0 blank, 1..n digits) -> uint8 tokens [n*n]."""
+        g = np.asarray(grid).reshape(-1)
+        if g.size != self.seq_len or g.min() < 0 or g.max() > self.n:
+            raise HRMEvalError(f"{self.name}: grid must be {self.n}x{self.n} with values 0..{self.n}")
+        return (g + DIGIT_OFFSET).astype(np.uint8)
+
+    # ------------------------------------------------------------------ task interface
+
+    def matches(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> bool:
+        if vocab_size != self.vocab_size or seq_len != self.seq_len:
+            return False
+        if inputs_sample is None or self.n != 4:
+            return True
+        # 4x4 Sudoku and a 4x4 maze share vocab 6 / seq 16: a maze input has exactly one S (3)
+        # and one G (4) and never a path token (5).
+        return not _looks_like_maze(np.asarray(inputs_sample), self.seq_len)
+
+    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray = None) -> bool:
+        inp = np.asarray(inputs).reshape(-1).astype(np.int64)
+        pred = np.asarray(prediction).reshape(-1).astype(np.int64)
+        if inp.size != self.seq_len or pred.size != self.seq_len:
+            return False
+        if np.any((pred < 2) | (pred > self.n + 1)):
+            return False  # a blank, pad or out-of-range token
+        given = (inp >= 2) & (inp <= self.n + 1)
+        if np.any(pred[given] != inp[given]):
+            return False
+        grid = (pred - DIGIT_OFFSET).reshape(self.n, self.n)
+        full = np.arange(1, self.n + 1)
+        if not all(np.array_equal(np.sort(grid[i]), full) for i in range(self.n)):
+            return False
+        if not all(np.array_equal(np.sort(grid[:, j]), full) for j in range(self.n)):
+            return False
+        flat = grid.reshape(-1)
+        order = np.argsort(self._box_of_cell, kind="stable")
+        boxes = flat[order].reshape(self.n, self.n)
+        return all(np.array_equal(np.sort(b), full) for b in boxes)
+
+    def check_row(self, question: str, answer: str) -> None:
+        if len(question) != self.seq_len:
+            raise RowError(f"question has {len(question)} characters, expected {self.seq_len} ({self.n}x{self.n})")
+        if len(answer) != self.seq_len:
+            raise RowError(f"answer has {len(answer)} characters, expected {self.seq_len} ({self.n}x{self.n})")
+        check_charset(question, ".0" + self.digits, "question")
+        check_charset(answer, self.digits, "answer")
+
+    def build(self, source: str, output: str, *, num_aug: Optional[int] = None,
+              subsample_size: Optional[int] = None, min_difficulty: Optional[int] = None,
+              seed: int = 0) -> dict:
+        num_aug = int(num_aug or 0)
+        if num_aug < 0:
+            raise HRMEvalError(f"num_aug must be >= 0, got {num_aug}")
+        raw = read_splits(source, self.check_row, min_difficulty)
+        for split, rows in raw.items():
+            if len(rows) == 0:
+                why = f" with rating >= {min_difficulty}" if min_difficulty is not None else ""
+                raise HRMEvalError(f"{rows.path}: no puzzles{why}")
+
+        summary: Dict[str, object] = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size,
+                                      "seq_len": self.seq_len, "splits": {}}
+        with atomic_directory(output) as tmp:
+            for split in ("train", "test"):
+                if split not in raw:
+                    continue
+                rng = np.random.RandomState(seed)
+                arrays = self._convert(raw[split], rng,
+                                       subsample_size if split == "train" else None,
+                                       num_aug if split == "train" else 0)
+                n_groups = len(arrays["group_indices"]) - 1
+                metadata = DatasetMetadata(
+                    pad_id=PAD_ID, ignore_label_id=0, blank_identifier_id=0,
+                    vocab_size=self.vocab_size, seq_len=self.seq_len, num_puzzle_identifiers=1,
+                    total_groups=n_groups, mean_puzzle_examples=1, sets=["all"])
+                write_split(tmp, split, metadata, {"all": arrays})
+                summary["splits"][split] = {"source": raw[split].path, "groups": n_groups,
+                                            "puzzles": len(arrays["puzzle_identifiers"]),
+                                            "examples": len(arrays["inputs"])}
+            write_identifiers(tmp, ["<blank>"])
+        return summary
+
+    # ------------------------------------------------------------------ building
+
+    def _convert(self, rows: RawPuzzles, rng: np.random.RandomState, subsample_size: Optional[int],
+                 num_aug: int) -> Dict[str, np.ndarray]:
+        inputs = strings_to_array(rows.questions, self.seq_len, self._char_to_token)
+        labels = strings_to_array(rows.answers, self.seq_len, self._char_to_token)
+        keep = subsample_indices(len(inputs), subsample_size, rng)
+        if keep is not None:
+            inputs, labels = inputs[keep], labels[keep]
+
+        n_orig = len(inputs)
+        per_group = 1 + num_aug
+        if num_aug:
+            # Draw every transform first (same order of draws as one call per example), then
+            # apply them in vectorised chunks.
+            total = n_orig * per_group
+            src = np.repeat(np.arange(n_orig), per_group)
+            cell_map = np.tile(np.arange(self.seq_len, dtype=np.uint8), (total, 1))  # seq_len <= 81
+            digit_maps = np.tile(np.arange(self.vocab_size, dtype=np.uint8), (total, 1))
+            for i in range(n_orig):
+                for k in range(1, per_group):
+                    e = i * per_group + k
+                    digit_maps[e], cell_map[e] = self._draw(rng)
+            out_in = np.empty((total, self.seq_len), dtype=np.uint8)
+            out_lab = np.empty_like(out_in)
+            for start in range(0, total, 65536):
+                sl = slice(start, start + 65536)
+                for src_arr, dst in ((inputs, out_in), (labels, out_lab)):
+                    moved = np.take_along_axis(src_arr[src[sl]], cell_map[sl].astype(np.intp), axis=1)
+                    dst[sl] = np.take_along_axis(digit_maps[sl], moved.astype(np.intp), axis=1)
+            inputs, labels = out_in, out_lab
+
+        n_puzzles = len(inputs)
+        return {
+            "inputs": inputs,
+            "labels": labels,
+            "puzzle_identifiers": np.zeros(n_puzzles, dtype=np.int32),
+            "puzzle_indices": np.arange(n_puzzles + 1, dtype=np.int32),
+            "group_indices": np.arange(0, n_puzzles + 1, per_group, dtype=np.int32),
+        }
+
+    def _draw(self, rng: np.random.RandomState) -> Tuple[np.ndarray, np.ndarray]:
+        """One random validity-preserving transform: (token map [vocab], cell map [n*n]) with
+        new[cell] = token_map[old[cell_map[cell]]].
+
+        Public order of draws: digit permutation, transpose coin, band order, rows inside each
+        band, stack order, columns inside each stack. The transpose coin is only drawn for
+        square boxes (a 6x6 board's 2x3 boxes would become 3x2)."""
+        n, br, bc = self.n, self.box_rows, self.box_cols
+        token_map = np.concatenate([[PAD_ID, BLANK_ID], rng.permutation(np.arange(1, n + 1)) + DIGIT_OFFSET])
+        transpose = bool(rng.rand() < 0.5) if br == bc else False
+        bands = rng.permutation(n // br)
+        row_perm = np.concatenate([b * br + rng.permutation(br) for b in bands])
+        stacks = rng.permutation(n // bc)
+        col_perm = np.concatenate([s * bc + rng.permutation(bc) for s in stacks])
+        if transpose:  # new[r, c] = old.T[row_perm[r], col_perm[c]] = old[col_perm[c], row_perm[r]]
+            cell_map = col_perm[None, :] * n + row_perm[:, None]
+        else:
+            cell_map = row_perm[:, None] * n + col_perm[None, :]
+        return token_map.astype(np.uint8), cell_map.reshape(-1)
+
+    def shuffle(self, inputs: np.ndarray, labels: np.ndarray, rng: np.random.RandomState
+                ) -> Tuple[np.ndarray, np.ndarray]:
+        """Apply one random transform (see `_draw`) to a (puzzle, solution) token pair."""
+        token_map, cell_map = self._draw(rng)
+        return (token_map[np.asarray(inputs).reshape(-1)[cell_map]],
+                token_map[np.asarray(labels).reshape(-1)[cell_map]])
+
+
+def _looks_like_maze(sample: np.ndarray, seq_len: int) -> bool:
+    rows = sample.reshape(-1, seq_len) if sample.size and sample.size % seq_len == 0 else None
+    if rows is None or len(rows) == 0:
+        return False
+    return bool(np.all((rows == 3).sum(1) == 1) and np.all((rows == 4).sum(1) == 1) and not np.any(rows == 5))
+
+
+SUDOKU = register_task(SudokuTask("sudoku", 9, 3, 3))
+SUDOKU4 = register_task(SudokuTask("sudoku4", 4, 2, 2))
+SUDOKU6 = register_task(SudokuTask("sudoku6", 6, 2, 3))
