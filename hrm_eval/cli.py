@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subsample-size", type=int)
     p.add_argument("--min-difficulty", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num", type=int, help="generate: number of puzzles")
+    p.add_argument("--num-train", type=int, default=0, help="generate: puzzles in train.csv")
+    p.add_argument("--num-test", type=int, default=0, help="generate: puzzles in test.csv")
+    p.add_argument("--resume", action="store_true", help="train: continue from the newest step_<N> in the output")
     p.add_argument("--size", type=int, help="generate: board size (sudoku 4/6/9) or maze side")
     p.add_argument("--min-blanks", type=int)
     p.add_argument("--max-blanks", type=int)
@@ -140,11 +142,51 @@ def cmd_test(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, "-m", "pytest", str(REPO_ROOT / "tests"), *extra], cwd=REPO_ROOT)
 
 
+def cmd_build_data(args: argparse.Namespace) -> int:
+    from hrm_eval.data.build import build_dataset
+
+    if not (args.task and args.source and args.output):
+        raise HRMEvalError("--mode build-data needs --task, --source and --output")
+    summary = build_dataset(args.task, args.source, args.output, num_aug=args.num_aug, subsample_size=args.subsample_size,
+                            min_difficulty=args.min_difficulty, seed=args.seed)
+    print(f"built {args.task} dataset in {args.output}: {summary}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from hrm_eval.data.generate import generate_csvs
+
+    if not (args.task and args.output) or args.num_train + args.num_test <= 0:
+        raise HRMEvalError("--mode generate needs --task, --output and --num-train and/or --num-test")
+    written = generate_csvs(args.task, args.output, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+                            size=args.size, min_blanks=args.min_blanks, max_blanks=args.max_blanks)
+    for split, path in written.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hrm_eval.training.config import TrainConfig
+    from hrm_eval.training.trainer import train
+    from hrm_eval.utils.config import load_config
+
+    if not args.config:
+        raise HRMEvalError("--mode train needs --config configs/<name>.yaml")
+    config = load_config(args.config, TrainConfig, {"device": args.device})
+    summary = train(config, output=args.output, resume=args.resume, progress=not args.no_progress)
+    if summary.final_checkpoint is not None:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in summary.last_metrics.items())
+        print(f"trained {summary.steps} steps in {summary.seconds / 60:.1f} min: {metrics}")
+        print(f"checkpoint: {summary.final_checkpoint}")
+    return 0
+
+
 def cmd_not_yet(args: argparse.Namespace) -> int:
     raise HRMEvalError(f"--mode {args.mode} is not available in this version yet")
 
 
-COMMANDS = {"evaluate": cmd_evaluate, "inspect": cmd_inspect, "test": cmd_test}
+COMMANDS = {"evaluate": cmd_evaluate, "inspect": cmd_inspect, "test": cmd_test, "build-data": cmd_build_data,
+            "generate": cmd_generate, "train": cmd_train}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -27,3 +27,15 @@ class PuzzleTask:
         """Build a public-format dataset directory at `output` from `source`; returns a summary
         (examples per split, ...). Atomic: on error nothing is left at `output`."""
         raise NotImplementedError
+
+    def read_csv_puzzles(self, path: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+        """A raw public-layout CSV converted in memory: (inputs [N, L], labels [N, L], names);
+        names are `<file stem>:<line>` so a result points back at its row."""
+        from pathlib import Path
+
+        from hrm_eval.data.csv_source import read_puzzle_csv
+
+        raw = read_puzzle_csv(str(path), self.check_row)
+        inputs = np.stack([self.encode(q) for q in raw.questions]).astype(np.int32)
+        labels = np.stack([self.encode(a) for a in raw.answers]).astype(np.int32)
+        return inputs, labels, [f"{Path(path).stem}:{line}" for line in raw.lines]

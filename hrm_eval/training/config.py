@@ -1,0 +1,64 @@
+"""Training config: the public `all_config.yaml` fields, as a Pydantic model.
+
+A training YAML has the same shape as the `all_config.yaml` the public script writes (an
+`arch` block plus top-level training fields), so a run's config file is also a valid input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hrm_eval.models.config import HRMConfig
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    arch: Dict[str, Any]
+    data_path: str
+    global_batch_size: int = Field(..., ge=1)
+    epochs: int = Field(..., ge=1)
+    max_steps: Optional[int] = Field(None, ge=1)   # stop early (the LR schedule still spans `epochs`)
+    eval_interval: Optional[int] = Field(None, ge=1)  # in epochs, as in the public script
+    eval_limit: Optional[int] = Field(None, ge=1)   # evaluate on the first N test examples only
+    checkpoint_every_eval: bool = True
+    lr: float
+    lr_min_ratio: float = 1.0
+    lr_warmup_steps: int = 0
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    puzzle_emb_lr: float = 1e-2
+    puzzle_emb_weight_decay: float = 0.1
+    project_name: str = "hrm-eval"
+    run_name: str = "run"
+    checkpoint_path: Optional[str] = None          # default: checkpoints/<project>/<run>
+    seed: int = 0
+    eval_save_outputs: List[str] = Field(default_factory=list)
+    ema: bool = False                              # TRM option: save the moving average of the weights
+    ema_rate: float = 0.999
+    device: str = "auto"
+    wandb: bool = False                            # log to Weights & Biases when installed (WANDB_MODE=offline works)
+    log_every: int = Field(10, ge=1)
+
+    @field_validator("arch")
+    @classmethod
+    def _arch_is_valid(cls, arch: Dict[str, Any]) -> Dict[str, Any]:
+        # Dataset fields are filled in later; check everything else now, with placeholders.
+        fields = HRMConfig.arch_fields_from_all_config({"arch": arch})
+        HRMConfig(**{"seq_len": 1, "vocab_size": 2, **fields})
+        return arch
+
+    def model_config_for(self, seq_len: int, vocab_size: int, num_puzzle_identifiers: int) -> HRMConfig:
+        fields = HRMConfig.arch_fields_from_all_config({"arch": self.arch})
+        return HRMConfig(**fields, seq_len=seq_len, vocab_size=vocab_size,
+                         num_puzzle_identifiers=num_puzzle_identifiers, batch_size=self.global_batch_size)
+
+    def all_config(self, model: HRMConfig, checkpoint_path: str) -> Dict[str, Any]:
+        """What the run writes as all_config.yaml (public layout; our extras kept)."""
+        data = self.model_dump(exclude={"arch"})
+        data["arch"] = model.to_arch_block()
+        data["checkpoint_path"] = checkpoint_path
+        return data

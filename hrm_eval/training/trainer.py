@@ -1,0 +1,268 @@
+"""Training `hrm_act_v1` / TRM the way the public script does, on CPU, CUDA or MPS.
+
+    config -> train/test datasets -> model + AdamW + sparse sign-SGD
+           -> loop: one ACT step per batch (the carry keeps unfinished puzzles), loss
+              lm + 0.5 (q_halt + q_continue), warm-up + cosine LR
+           -> step_<N> (public layout) + step_<N>.optim (our resume state) + all_config.yaml
+
+Distributed: launched by `torchrun`, each of W ranks takes a 1/W slice of every global batch
+(gloo on CPU, NCCL on GPU); gradients are summed across ranks as the public script does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm.auto import tqdm
+
+from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.data.format import IGNORE_LABEL_ID
+from hrm_eval.evaluation.evaluator import Evaluator
+from hrm_eval.models import ACTModel, build_model
+from hrm_eval.models.losses import act_training_loss
+from hrm_eval.training.config import TrainConfig
+from hrm_eval.training.optim import EMA, cosine_lr, maybe_sparse_optimizer, world
+from hrm_eval.utils.checkpoint import STEP_RE, read_state_dict, strip_prefix
+from hrm_eval.utils.device import resolve_device
+from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.io import atomic_torch_save, atomic_write_text
+
+log = logging.getLogger("hrm_eval")
+SAVE_PREFIX = "_orig_mod.model.inner."  # what the public (compiled) training script writes
+
+
+@dataclass
+class TrainSummary:
+    checkpoint_dir: Path
+    steps: int
+    final_checkpoint: Optional[Path]
+    last_metrics: Dict[str, float]
+    seconds: float
+
+
+def train_batches(dataset: PuzzleDataset, global_batch_size: int, rank: int, world_size: int,
+                  rng: np.random.Generator) -> Iterator[Dict[str, torch.Tensor]]:
+    """One epoch: groups in random order, one random puzzle per group, all its examples; full
+    global batches only; this rank's contiguous slice of each."""
+    a = dataset.sets[dataset.metadata.sets[0]]
+    if len(dataset.metadata.sets) > 1:
+        raise HRMEvalError("training reads one set per split; this dataset has several")
+    gi, pi = np.asarray(a["group_indices"]), np.asarray(a["puzzle_indices"])
+    order = rng.permutation(len(gi) - 1)
+    puzzles = gi[order] + (rng.random(len(order)) * (gi[order + 1] - gi[order])).astype(np.int64)
+    examples = np.concatenate([np.arange(pi[p], pi[p + 1]) for p in puzzles]) if len(puzzles) else np.array([], int)
+    example_puzzle = np.repeat(np.arange(len(pi) - 1), np.diff(pi))
+    local = global_batch_size // world_size
+    ignore = dataset.metadata.ignore_label_id
+    for start in range(0, len(examples) - global_batch_size + 1, global_batch_size):
+        idx = np.sort(examples[start + rank * local: start + (rank + 1) * local])  # sorted: memory-map friendly
+        labels = torch.from_numpy(np.asarray(a["labels"][idx], dtype=np.int32))
+        if ignore is not None:
+            labels[labels == ignore] = IGNORE_LABEL_ID
+        yield {"inputs": torch.from_numpy(np.asarray(a["inputs"][idx], dtype=np.int32)), "labels": labels,
+               "puzzle_identifiers": torch.from_numpy(np.asarray(a["puzzle_identifiers"][example_puzzle[idx]], dtype=np.int32))}
+
+
+def latest_step(directory: Path) -> Optional[Path]:
+    steps = [(int(m.group(1)), p) for p in directory.glob("step_*") if (m := STEP_RE.match(p.name))]
+    return max(steps)[1] if steps else None
+
+
+def save_checkpoint(directory: Path, step: int, model: ACTModel, ema: Optional[EMA],
+                    optim_state: Dict) -> Path:
+    """Model file in the public format; optimiser/resume state in a separate file beside it."""
+    sd = ema.state_dict_with(model.inner, prefix="inner.") if ema is not None else model.inner.state_dict()
+    path = atomic_torch_save(directory / f"step_{step}", {SAVE_PREFIX + k: v.detach().cpu() for k, v in sd.items()})
+    atomic_torch_save(directory / f"step_{step}.optim", optim_state)
+    return path
+
+
+def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: bool = False,
+          progress: bool = True) -> TrainSummary:
+    rank, world_size = _init_distributed()
+    if config.global_batch_size % world_size:
+        raise HRMEvalError(f"global_batch_size {config.global_batch_size} is not divisible by {world_size} ranks")
+    device = _rank_device(config.device, rank, world_size)
+    torch.manual_seed(config.seed + rank)
+
+    train_set = PuzzleDataset(config.data_path, split="train")
+    test_set = PuzzleDataset(config.data_path, split="test") if (Path(config.data_path) / "test").is_dir() else None
+    meta = train_set.metadata
+    model_cfg = config.model_config_for(meta.seq_len, meta.vocab_size, meta.num_puzzle_identifiers)
+    out_dir = Path(output or config.checkpoint_path or Path("checkpoints") / config.project_name / config.run_name)
+
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    model = build_model(model_cfg).to(device)
+    examples_per_epoch = meta.total_groups * meta.mean_puzzle_examples
+    total_steps = max(1, int(config.epochs * examples_per_epoch / config.global_batch_size))
+    params = [p for p in model.parameters() if p.requires_grad]
+    adam = torch.optim.AdamW(params, lr=0.0, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+    sparse = maybe_sparse_optimizer(model.inner, config.puzzle_emb_weight_decay, world_size)
+    ema = EMA(model, config.ema_rate) if config.ema else None
+
+    step, epoch = 0, 0
+    if resume:
+        step, epoch = _resume(out_dir, model, adam, ema, device)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "all_config.yaml",
+                          yaml.safe_dump(config.all_config(model_cfg, str(out_dir)), sort_keys=True))
+    wandb_run = _maybe_wandb(config, model_cfg) if rank == 0 else None
+
+    stop_at = min(total_steps, config.max_steps or total_steps)
+    eval_every = None
+    if config.eval_interval:
+        eval_every = max(1, int(config.eval_interval * examples_per_epoch / config.global_batch_size))
+    bar = tqdm(total=stop_at, initial=step, unit="step", desc="train", disable=not progress or rank != 0, dynamic_ncols=True)
+    carry = None
+    first_step = step
+    last: Dict[str, float] = {}
+    final_path: Optional[Path] = None
+    start = time.perf_counter()
+    model.train()
+    while step < stop_at:
+        rng = np.random.default_rng([config.seed, epoch])  # same on every rank: they share the batch order
+        for batch in train_batches(train_set, config.global_batch_size, rank, world_size, rng):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            if carry is None:
+                carry = model.initial_carry(batch)
+            carry, outputs = model(carry, batch)
+            loss, parts = act_training_loss(outputs, carry.current_data["labels"], model_cfg.loss_type)
+            (loss / config.global_batch_size).backward()
+            if world_size > 1:
+                for p in params:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+            lr = cosine_lr(step, config.lr, config.lr_warmup_steps, total_steps, config.lr_min_ratio)
+            for group in adam.param_groups:
+                group["lr"] = lr
+            adam.step()
+            adam.zero_grad(set_to_none=True)
+            if sparse is not None:
+                sparse.lr = cosine_lr(step, config.puzzle_emb_lr, config.lr_warmup_steps, total_steps, config.lr_min_ratio)
+                sparse.step()
+                sparse.zero_grad()
+            if ema is not None:
+                ema.update(model)
+            step += 1
+
+            if step % config.log_every == 0 or step == stop_at:
+                last = _train_metrics(parts, carry.halted, loss, lr)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}", exact=f"{last['exact_accuracy']:.3f}")
+                if not progress and rank == 0:
+                    log.info("step %d/%d loss %.4f accuracy %.4f exact %.4f lr %.2e (%.2f s/step)", step, stop_at,
+                             last["loss"], last["accuracy"], last["exact_accuracy"], lr,
+                             (time.perf_counter() - start) / max(1, step - first_step))
+                if wandb_run is not None:
+                    wandb_run.log({f"train/{k}": v for k, v in last.items()}, step=step)
+            bar.update(1)
+            if eval_every and step % eval_every == 0 and step != stop_at:
+                eval_metrics = _evaluate(model, test_set, config, device, rank, ema)
+                if eval_metrics and wandb_run is not None:
+                    wandb_run.log({f"eval/{k}": v for k, v in eval_metrics.items()}, step=step)
+                if config.checkpoint_every_eval and rank == 0:
+                    final_path = save_checkpoint(out_dir, step, model, ema, _optim_state(step, epoch, adam, ema, model))
+            if step >= stop_at:
+                break
+        else:
+            epoch += 1
+    bar.close()
+    if rank == 0:
+        final_path = save_checkpoint(out_dir, step, model, ema, _optim_state(step, epoch, adam, ema, model))
+    last.update(_evaluate(model, test_set, config, device, rank, ema) or {})
+    if wandb_run is not None:
+        wandb_run.log({f"eval/{k}": v for k, v in last.items()}, step=step)
+        wandb_run.finish()
+    if world_size > 1:
+        dist.barrier()
+    return TrainSummary(out_dir, step, final_path, last, time.perf_counter() - start)
+
+
+# ---- pieces -----------------------------------------------------------------------------------
+def _train_metrics(parts: Dict, halted: torch.Tensor, loss: torch.Tensor, lr: float) -> Dict[str, float]:
+    rows = parts["rows"]
+    valid = (halted & (rows["num_labels"] > 0)).float()
+    n = max(float(valid.sum()), 1.0)
+    return {"loss": float(loss.detach()) / len(halted), "lm_loss": float(parts["lm_loss"]) / len(halted),
+            "accuracy": float((rows["token_accuracy"] * valid).sum()) / n,
+            "exact_accuracy": float((rows["exact"].float() * valid).sum()) / n, "lr": lr}
+
+
+def _evaluate(model: ACTModel, test_set: Optional[PuzzleDataset], config: TrainConfig, device: torch.device,
+              rank: int, ema: Optional[EMA]) -> Optional[Dict[str, float]]:
+    if test_set is None or rank != 0:
+        return None
+    eval_model = model
+    if ema is not None:  # evaluate what gets saved
+        eval_model = build_model(model.config).to(device)
+        eval_model.load_state_dict(ema.state_dict_with(model))
+    result = Evaluator(eval_model, device=device, batch_size=config.global_batch_size, progress=False).evaluate(
+        test_set, limit=config.eval_limit)
+    model.train()
+    m = result.aggregate_metrics
+    log.info("eval: exact_accuracy %.4f accuracy %.4f on %d puzzles", m["exact_accuracy"], m["accuracy"], m["total_puzzles"])
+    return {"exact_accuracy": m["exact_accuracy"], "eval_accuracy": m["accuracy"]}
+
+
+def _optim_state(step: int, epoch: int, adam: torch.optim.Optimizer, ema: Optional[EMA], model: ACTModel) -> Dict:
+    state = {"step": step, "epoch": epoch, "adamw": adam.state_dict()}
+    if ema is not None:  # the model file holds the average; keep the raw weights to go on training
+        state["ema"] = ema.shadow
+        state["raw_model"] = {k: v.detach().cpu() for k, v in model.inner.state_dict().items()}
+    return state
+
+
+def _resume(out_dir: Path, model: ACTModel, adam: torch.optim.Optimizer, ema: Optional[EMA],
+            device: torch.device) -> tuple[int, int]:
+    path = latest_step(out_dir) if out_dir.is_dir() else None
+    if path is None:
+        raise HRMEvalError(f"--resume: no step_<N> checkpoint in {out_dir}")
+    optim_file = path.with_name(path.name + ".optim")
+    if not optim_file.is_file():
+        raise HRMEvalError(f"--resume: {optim_file} is missing (the optimiser state saved beside {path.name})")
+    sd, _ = strip_prefix(read_state_dict(path))
+    state = torch.load(optim_file, map_location=device, weights_only=True)
+    if ema is not None and "ema" in state:
+        ema.shadow = {k: v.to(device) for k, v in state["ema"].items()}
+        sd = state["raw_model"]
+    model.inner.load_state_dict(sd)
+    adam.load_state_dict(state["adamw"])
+    log.info("resumed from %s (step %d)", path, state["step"])
+    return int(state["step"]), int(state["epoch"])
+
+
+def _init_distributed() -> tuple[int, int]:
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return world()
+
+
+def _rank_device(name: str, rank: int, world_size: int) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda" and world_size > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    return device
+
+
+def _maybe_wandb(config: TrainConfig, model_cfg):
+    if not config.wandb:
+        return None
+    try:
+        import wandb
+    except ImportError:
+        log.warning("wandb: true but wandb is not installed (pip install 'hrm-eval[wandb]'); not logging")
+        return None
+    return wandb.init(project=config.project_name, name=config.run_name,
+                      config=config.all_config(model_cfg, config.checkpoint_path or ""))
