@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import pickle
 import re
-import zipfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -88,21 +88,39 @@ def step_of(path: Path) -> Optional[int]:
 def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """The raw state dict, loaded safely on the CPU."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error below says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HRMEvalError(f"refusing to load {path}: it needs arbitrary pickled code to load "
-                           f"(weights_only=True rejected it: {first})") from e
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = _weights_only_reason(e)
+        if re.search(r"\b(global|class)\b", reason, re.IGNORECASE):
+            raise HRMEvalError(f"refusing to load {path}: it needs arbitrary pickled code to load, which is never "
+                               f"run (weights_only=True rejected it: {reason})") from e
+        raise HRMEvalError(f"cannot read checkpoint {path}: the safe (weights-only) loader rejected it ({reason}); "
+                           "the file is corrupt or not a PyTorch state dict") from e
+    except Exception as e:  # noqa: BLE001 - random bytes make torch.load fail in many ways (KeyError, ...)
+        msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}" if str(e).strip() else type(e).__name__
         raise HRMEvalError(f"cannot read checkpoint {path} (truncated or corrupt?): {msg}") from e
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):  # some tools nest the weights one level down
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise HRMEvalError(f"{path} is not a state dict of tensors (got {type(obj).__name__})")
+    if not isinstance(obj, dict):
+        raise HRMEvalError(f"{path} is not a state dict of tensors (it holds a {type(obj).__name__})")
+    if not obj:
+        raise HRMEvalError(f"{path} is not a state dict of tensors (it holds an empty dict)")
+    bad = next((k for k, v in obj.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise HRMEvalError(f"{path} is not a state dict of tensors (entry {str(bad)!r} is a {type(obj[bad]).__name__})")
     return obj
+
+
+def _weights_only_reason(e: BaseException) -> str:
+    """The one informative line of torch's long weights-only error (ANSI codes removed)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+    line = next((ln.strip() for ln in after.splitlines() if ln.strip()), type(e).__name__)
+    return line.split(". Please use", 1)[0].rstrip(".")
 
 
 def strip_prefix(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], str]:
