@@ -77,6 +77,25 @@ def parse_arch_overrides(items: List[str]) -> Dict[str, Any]:
     return out
 
 
+_FLAG_NAMES = {"data_path": "--data", "output_dir": "--output", "model_config_path": "--model-config",
+               "arch_overrides": "--arch", "progress": "--no-progress"}
+
+
+def _check_flags(flags: Dict[str, Any]) -> None:
+    """A bad flag value is reported against the flag, not against the config file it is merged into."""
+    from pydantic import ValidationError
+
+    from hrm_eval.utils.config import EvalConfig
+
+    try:
+        EvalConfig(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else ""
+        flag = _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+        raise HRMEvalError(f"{flag} {flags.get(key)!r}: {err['msg']}") from e
+
+
 def _eval_config(args: argparse.Namespace):
     from hrm_eval.utils.config import EvalConfig, load_config, validate_config
 
@@ -88,6 +107,7 @@ def _eval_config(args: argparse.Namespace):
     }
     if args.arch:
         flags["arch_overrides"] = parse_arch_overrides(args.arch)
+    _check_flags(flags)
     if args.config:
         return load_config(args.config, EvalConfig, flags)
     if DEFAULT_EVAL_CONFIG.is_file():
