@@ -16,6 +16,8 @@ import numpy as np
 
 from hrm_eval.utils.errors import HRMEvalError
 
+_MAX_TOKEN = np.iinfo(np.int32).max  # ids are stored as int32; a larger one would overflow, not fail cleanly
+
 
 def read_jsonl_puzzles(path: str | Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
     """(inputs [N, L] int32, labels [N, L] int32, puzzle_identifiers [N] int32, names)."""
@@ -50,8 +52,10 @@ def read_jsonl_puzzles(path: str | Path) -> Tuple[np.ndarray, np.ndarray, np.nda
                 raise HRMEvalError(f"{where}: sequence length {len(x)} differs from the first puzzle's {seq_len}")
             if any(t < 0 for t in x) or any(t < 0 and t != -100 for t in y):
                 raise HRMEvalError(f"{where}: negative token id (only -100 is allowed, in target_sequence)")
+            if any(t > _MAX_TOKEN for t in x) or any(t > _MAX_TOKEN for t in y):
+                raise HRMEvalError(f"{where}: token id above {_MAX_TOKEN} (not a token of any vocabulary)")
             pid = rec.get("puzzle_identifier", 0)
-            if not isinstance(pid, int) or pid < 0:
+            if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid <= _MAX_TOKEN:
                 raise HRMEvalError(f"{where}: puzzle_identifier must be a non-negative integer")
             inputs.append(x)
             labels.append(y)
