@@ -109,10 +109,17 @@ def _eval_config(args: argparse.Namespace):
         flags["arch_overrides"] = parse_arch_overrides(args.arch)
     _check_flags(flags)
     if args.config:
-        return load_config(args.config, EvalConfig, flags)
-    if DEFAULT_EVAL_CONFIG.is_file():
-        return load_config(DEFAULT_EVAL_CONFIG, EvalConfig, flags)
-    return validate_config({k: v for k, v in flags.items() if v is not None}, EvalConfig, "command line")
+        cfg = load_config(args.config, EvalConfig, flags)
+    elif DEFAULT_EVAL_CONFIG.is_file():
+        cfg = load_config(DEFAULT_EVAL_CONFIG, EvalConfig, flags)
+    else:
+        return validate_config({k: v for k, v in flags.items() if v is not None}, EvalConfig, "command line")
+    # Paths written in a config file may be relative to the repository (the bundled model's are).
+    for key in ("checkpoint", "data_path", "model_config_path"):
+        value = getattr(cfg, key)
+        if value and flags.get(key) is None and not Path(value).exists() and (REPO_ROOT / value).exists():
+            setattr(cfg, key, str(REPO_ROOT / value))
+    return cfg
 
 
 def _model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
@@ -201,12 +208,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from hrm_eval.evaluation.arc_scoring import score_arc_predictions
+
+    if not (args.data and args.predictions and args.output):
+        raise HRMEvalError("--mode score needs --data DIR --predictions PREFIX --output DIR")
+    scores = score_arc_predictions(args.data, args.predictions, args.output)
+    for rule in ("strict", "fractional"):
+        print(f"{rule:10s} " + "  ".join(f"{k} {v:.4f}" for k, v in scores[rule].items()))
+    print(f"scores: {Path(args.output) / 'arc_scores.json'}\nsubmission: {Path(args.output) / 'submission.json'}")
+    return 0
+
+
 def cmd_not_yet(args: argparse.Namespace) -> int:
     raise HRMEvalError(f"--mode {args.mode} is not available in this version yet")
 
 
 COMMANDS = {"evaluate": cmd_evaluate, "inspect": cmd_inspect, "test": cmd_test, "build-data": cmd_build_data,
-            "generate": cmd_generate, "train": cmd_train}
+            "generate": cmd_generate, "train": cmd_train, "score": cmd_score}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

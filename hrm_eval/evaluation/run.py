@@ -83,6 +83,10 @@ def simple_evaluate(checkpoint: str | Path, data: str | Path, *, output_dir: Opt
         loaded = load_checkpoint(checkpoint, dataset=dataset.metadata, overrides=arch_overrides,
                                  model_config=model_config, device=dev, dtype=dtype)
     puzzle_task = resolve_task(task, dataset)
+    if dev.type == "cpu" and loaded.config.forward_dtype == "bfloat16" and torch.backends.cpu.get_cpu_capability() != "AVX512":
+        log.warning("bfloat16 on this CPU (%s, no AVX-512) is emulated and much slower than float32; "
+                    "--dtype float32 is faster (numbers then differ from bf16 ones by rounding)",
+                    torch.backends.cpu.get_cpu_capability())
     log.info("checkpoint %s (%s, step %s) on %s: %d puzzles, device %s, dtype %s", loaded.path, loaded.config.variant,
              loaded.step, dataset.source, len(dataset) if limit is None else min(limit, len(dataset)), dev,
              loaded.config.forward_dtype)
