@@ -22,6 +22,7 @@ from hrm_eval.models import ACTModel
 from hrm_eval.models.losses import IGNORE_LABEL_ID, row_metrics
 
 PREDICTION_KEYS = ("inputs", "labels", "puzzle_identifiers", "logits", "q_halt_logits", "q_continue_logits")
+ANSWER_KEYS = ("inputs", "puzzle_identifiers", "preds", "q_halt_logits")
 
 
 @dataclass
@@ -43,7 +44,8 @@ class EvaluationResult:
     per_set_metrics: Dict[str, Dict[str, float]]
     q_value_analysis: Dict[str, Any]
     per_puzzle_metrics: List[Dict[str, Any]]
-    predictions: Optional[Dict[str, torch.Tensor]] = None
+    predictions: Optional[Dict[str, torch.Tensor]] = None  # public all_preds layout (with logits)
+    answers: Optional[Dict[str, torch.Tensor]] = None      # compact: inputs, puzzle_identifiers, preds, q_halt_logits
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,11 +83,15 @@ class Evaluator:
             exact_by_step=torch.stack(exacts).cpu())
 
     def evaluate(self, dataset: PuzzleDataset, *, limit: Optional[int] = None,
-                 save_predictions: bool = False) -> EvaluationResult:
+                 save_predictions: bool = False, keep_answers: bool = False) -> EvaluationResult:
+        """`save_predictions` keeps everything the public `all_preds` files hold (logits included);
+        `keep_answers` keeps only the argmax answers and q_halt (what ARC voting needs)."""
         total = len(dataset) if limit is None else min(limit, len(dataset))
         sums, per_set = MetricSums(), {}
         per_puzzle: List[Dict[str, Any]] = []
         saved: Dict[str, List[torch.Tensor]] = {k: [] for k in PREDICTION_KEYS}
+        answers: Dict[str, List[torch.Tensor]] = {k: [] for k in ANSWER_KEYS}
+        answer_dtype = torch.uint8 if self.config.vocab_size <= 256 else torch.int32
         T = self.config.halt_max_steps
         exact_by_step = np.zeros(T)
         halt_steps: List[int] = []
@@ -117,6 +123,10 @@ class Evaluator:
                              ("logits", out.logits), ("q_halt_logits", out.q_halt_logits),
                              ("q_continue_logits", out.q_continue_logits)):
                     saved[k].append(v)
+            if keep_answers:
+                for k, v in (("inputs", pb.inputs.to(answer_dtype)), ("puzzle_identifiers", pb.puzzle_identifiers),
+                             ("preds", preds.to(answer_dtype)), ("q_halt_logits", out.q_halt_logits)):
+                    answers[k].append(v)
             bar.update(len(pb.example_index))
             if sums.count:
                 bar.set_postfix(exact=f"{sums.sums['exact_accuracy'] / sums.count:.3f}",
@@ -143,13 +153,12 @@ class Evaluator:
             "halt_step_histogram": np.bincount(halt_steps, minlength=T + 1)[1:].tolist() if halt_steps else [],
             "exact_accuracy_at_halt_step": solved_at_halt / count if count else 0.0,
         }
-        predictions = None
-        if save_predictions:
-            predictions = {k: torch.cat(v) if v else torch.empty(0) for k, v in saved.items()}
+        predictions = {k: torch.cat(v) for k, v in saved.items() if v} if save_predictions else None
         return EvaluationResult(
             aggregate_metrics=aggregate,
             per_set_metrics={k: v.reduced() | {"count": v.count} for k, v in per_set.items()},
-            q_value_analysis=q_analysis, per_puzzle_metrics=per_puzzle, predictions=predictions)
+            q_value_analysis=q_analysis, per_puzzle_metrics=per_puzzle, predictions=predictions,
+            answers={k: torch.cat(v) for k, v in answers.items() if v} if keep_answers else None)
 
     def _puzzle_record(self, dataset: PuzzleDataset, pb, i: int, rows, out: BatchOutput, preds: torch.Tensor,
                        halt_step: int) -> Dict[str, Any]:

@@ -92,7 +92,7 @@ def simple_evaluate(checkpoint: str | Path, data: str | Path, *, output_dir: Opt
              loaded.config.forward_dtype)
 
     evaluator = Evaluator(loaded.model, device=dev, batch_size=batch_size, task=puzzle_task, progress=progress)
-    result = evaluator.evaluate(dataset, limit=limit, save_predictions=save_predictions or _is_arc(puzzle_task))
+    result = evaluator.evaluate(dataset, limit=limit, save_predictions=save_predictions, keep_answers=_is_arc(puzzle_task))
     results = assemble_results(result, loaded, dataset, puzzle_task, device=str(dev), batch_size=batch_size,
                                limit=limit)
     if _is_arc(puzzle_task):
@@ -115,9 +115,9 @@ def _score_arc(dataset: PuzzleDataset, result: EvaluationResult, output_dir: Opt
     from hrm_eval.evaluation.arc_scoring import score_arc_arrays
     from hrm_eval.utils.io import atomic_write_json as write
 
-    p = result.predictions
-    scores, submission = score_arc_arrays(dataset.path, dataset.identifiers, p["inputs"].numpy(),
-                                          p["logits"].argmax(-1).numpy(), p["q_halt_logits"].float().numpy())
+    a = result.answers
+    scores, submission = score_arc_arrays(dataset.path, a["puzzle_identifiers"].numpy(), a["inputs"].numpy(),
+                                          a["preds"].numpy(), a["q_halt_logits"].float().numpy())
     if output_dir is not None:
         write(Path(output_dir) / "arc_scores.json", scores)
         write(Path(output_dir) / "submission.json", submission)

