@@ -11,6 +11,7 @@ Distributed: launched by `torchrun`, each of W ranks takes a 1/W slice of every 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -47,6 +48,7 @@ class TrainSummary:
     final_checkpoint: Optional[Path]
     last_metrics: Dict[str, float]
     seconds: float
+    model: Optional[ACTModel] = None  # the trained (raw, not averaged) model, as in memory at the end
 
 
 def train_batches(dataset: PuzzleDataset, global_batch_size: int, rank: int, world_size: int,
@@ -92,7 +94,6 @@ def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: b
     if config.global_batch_size % world_size:
         raise HRMEvalError(f"global_batch_size {config.global_batch_size} is not divisible by {world_size} ranks")
     device = _rank_device(config.device, rank, world_size)
-    torch.manual_seed(config.seed + rank)
 
     train_set = PuzzleDataset(config.data_path, split="train")
     test_set = PuzzleDataset(config.data_path, split="test") if (Path(config.data_path) / "test").is_dir() else None
@@ -102,6 +103,7 @@ def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: b
 
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     model = build_model(model_cfg).to(device)
+    torch.manual_seed(config.seed + rank)  # then each rank its own ACT exploration draws, as in the public script
     examples_per_epoch = meta.total_groups * meta.mean_puzzle_examples
     total_steps = max(1, int(config.epochs * examples_per_epoch / config.global_batch_size))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -109,9 +111,9 @@ def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: b
     sparse = maybe_sparse_optimizer(model.inner, config.puzzle_emb_weight_decay, world_size)
     ema = EMA(model, config.ema_rate) if config.ema else None
 
-    step, epoch = 0, 0
+    step, epoch, epoch_batch = 0, 0, 0  # epoch_batch: batches of the current epoch already trained on
     if resume:
-        step, epoch = _resume(out_dir, model, adam, ema, device)
+        step, epoch, epoch_batch = _resume(out_dir, model, adam, ema, device)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "all_config.yaml",
@@ -131,7 +133,8 @@ def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: b
     model.train()
     while step < stop_at:
         rng = np.random.default_rng([config.seed, epoch])  # same on every rank: they share the batch order
-        for batch in train_batches(train_set, config.global_batch_size, rank, world_size, rng):
+        batches = train_batches(train_set, config.global_batch_size, rank, world_size, rng)
+        for batch in itertools.islice(batches, epoch_batch, None):  # a resumed run skips what it already saw
             batch = {k: v.to(device) for k, v in batch.items()}
             if carry is None:
                 carry = model.initial_carry(batch)
@@ -142,18 +145,20 @@ def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: b
                 for p in params:
                     if p.grad is not None:
                         dist.all_reduce(p.grad)
-            lr = cosine_lr(step, config.lr, config.lr_warmup_steps, total_steps, config.lr_min_ratio)
+            # The public script numbers steps from 1 when it computes the LR (it increments first).
+            lr = cosine_lr(step + 1, config.lr, config.lr_warmup_steps, total_steps, config.lr_min_ratio)
             for group in adam.param_groups:
                 group["lr"] = lr
             adam.step()
             adam.zero_grad(set_to_none=True)
             if sparse is not None:
-                sparse.lr = cosine_lr(step, config.puzzle_emb_lr, config.lr_warmup_steps, total_steps, config.lr_min_ratio)
+                sparse.lr = cosine_lr(step + 1, config.puzzle_emb_lr, config.lr_warmup_steps, total_steps, config.lr_min_ratio)
                 sparse.step()
                 sparse.zero_grad()
             if ema is not None:
                 ema.update(model)
             step += 1
+            epoch_batch += 1
 
             if step % config.log_every == 0 or step == stop_at:
                 last = _train_metrics(parts, carry.halted, loss, lr)
@@ -170,21 +175,26 @@ def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: b
                 if eval_metrics and wandb_run is not None:
                     wandb_run.log({f"eval/{k}": v for k, v in eval_metrics.items()}, step=step)
                 if config.checkpoint_every_eval and rank == 0:
-                    final_path = save_checkpoint(out_dir, step, model, ema, _optim_state(step, epoch, adam, ema, model))
+                    final_path = save_checkpoint(out_dir, step, model, ema,
+                                                 _optim_state(step, epoch, epoch_batch, adam, ema, model))
             if step >= stop_at:
                 break
         else:
-            epoch += 1
+            if epoch_batch == 0:  # not one full global batch in an epoch: the loop would never end
+                raise HRMEvalError(f"global_batch_size {config.global_batch_size} is larger than one epoch of the "
+                                   f"train split ({train_set.num_examples} examples in {config.data_path}): "
+                                   "lower global_batch_size")
+            epoch, epoch_batch = epoch + 1, 0
     bar.close()
     if rank == 0:
-        final_path = save_checkpoint(out_dir, step, model, ema, _optim_state(step, epoch, adam, ema, model))
+        final_path = save_checkpoint(out_dir, step, model, ema, _optim_state(step, epoch, epoch_batch, adam, ema, model))
     last.update(_evaluate(model, test_set, config, device, rank, ema) or {})
     if wandb_run is not None:
         wandb_run.log({f"eval/{k}": v for k, v in last.items()}, step=step)
         wandb_run.finish()
     if world_size > 1:
         dist.barrier()
-    return TrainSummary(out_dir, step, final_path, last, time.perf_counter() - start)
+    return TrainSummary(out_dir, step, final_path, last, time.perf_counter() - start, model)
 
 
 # ---- pieces -----------------------------------------------------------------------------------
@@ -213,8 +223,9 @@ def _evaluate(model: ACTModel, test_set: Optional[PuzzleDataset], config: TrainC
     return {"exact_accuracy": m["exact_accuracy"], "eval_accuracy": m["accuracy"]}
 
 
-def _optim_state(step: int, epoch: int, adam: torch.optim.Optimizer, ema: Optional[EMA], model: ACTModel) -> Dict:
-    state = {"step": step, "epoch": epoch, "adamw": adam.state_dict()}
+def _optim_state(step: int, epoch: int, epoch_batch: int, adam: torch.optim.Optimizer, ema: Optional[EMA],
+                 model: ACTModel) -> Dict:
+    state = {"step": step, "epoch": epoch, "epoch_batch": epoch_batch, "adamw": adam.state_dict()}
     if ema is not None:  # the model file holds the average; keep the raw weights to go on training
         state["ema"] = ema.shadow
         state["raw_model"] = {k: v.detach().cpu() for k, v in model.inner.state_dict().items()}
@@ -222,7 +233,7 @@ def _optim_state(step: int, epoch: int, adam: torch.optim.Optimizer, ema: Option
 
 
 def _resume(out_dir: Path, model: ACTModel, adam: torch.optim.Optimizer, ema: Optional[EMA],
-            device: torch.device) -> tuple[int, int]:
+            device: torch.device) -> tuple[int, int, int]:
     path = latest_step(out_dir) if out_dir.is_dir() else None
     if path is None:
         raise HRMEvalError(f"--resume: no step_<N> checkpoint in {out_dir}")
@@ -235,9 +246,11 @@ def _resume(out_dir: Path, model: ACTModel, adam: torch.optim.Optimizer, ema: Op
         ema.shadow = {k: v.to(device) for k, v in state["ema"].items()}
         sd = state["raw_model"]
     model.inner.load_state_dict(sd)
+    if ema is not None and "ema" not in state:  # EMA switched on for a run trained without it: average from here
+        ema.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     adam.load_state_dict(state["adamw"])
     log.info("resumed from %s (step %d)", path, state["step"])
-    return int(state["step"]), int(state["epoch"])
+    return int(state["step"]), int(state["epoch"]), int(state.get("epoch_batch", 0))
 
 
 def _init_distributed() -> tuple[int, int]:
