@@ -12,7 +12,7 @@ anti-transpose), one group per original. Here any `num_aug > 0` turns that switc
 from __future__ import annotations
 
 from collections import deque
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -196,6 +196,21 @@ class MazeTask(PuzzleTask):
                                             "examples": len(arrays["inputs"])}
             write_identifiers(tmp, ["<blank>"])
         return summary
+
+    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0
+                  ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """The first `num_views` of the 8 dihedral transforms (identity first, numbered as
+        `dihedral`) for test-time augmentation, each as (token map [vocab], cell map [n*n]) with
+        view[cell] = token_map[maze[cell_map[cell]]]; tokens are unchanged. `seed` is unused
+        (the order is fixed)."""
+        n = _side(seq_len) if seq_len is not None else None
+        if n is None:
+            raise HRMEvalError(f"maze test-time views need a square sequence length, got {seq_len}")
+        if not 1 <= num_views <= 8:
+            raise HRMEvalError(f"a maze has 8 dihedral views; asked for {num_views}")
+        cells = np.arange(n * n, dtype=np.int64).reshape(n, n)
+        tokens = np.arange(self.vocab_size, dtype=np.int64)
+        return [(tokens.copy(), np.ascontiguousarray(dihedral(cells, t)).reshape(-1)) for t in range(num_views)]
 
     @staticmethod
     def _convert(rows: RawPuzzles, n: int, rng: np.random.RandomState, subsample_size: Optional[int],

@@ -13,7 +13,7 @@ equals a public build run after `np.random.seed(seed)`.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -229,6 +229,35 @@ class SudokuTask(PuzzleTask):
         token_map, cell_map = self._draw(rng)
         return (token_map[np.asarray(inputs).reshape(-1)[cell_map]],
                 token_map[np.asarray(labels).reshape(-1)[cell_map]])
+
+    # ------------------------------------------------------------------ test-time augmentation
+
+    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0
+                  ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """`num_views` distinct validity-preserving transforms for test-time augmentation, the
+        identity first, each as (token map [vocab], cell map [n*n]) with
+        view[cell] = token_map[board[cell_map[cell]]] (the convention of `_draw`): digit
+        relabelling, band / row-in-band and stack / column-in-stack permutations, and the
+        transpose where the boxes are square. Drawn from `np.random.RandomState(seed)`."""
+        if seq_len is not None and seq_len != self.seq_len:
+            raise HRMEvalError(f"{self.name}: sequences of {seq_len} tokens are not {self.n}x{self.n} boards")
+        if num_views < 1:
+            raise HRMEvalError(f"the number of test-time views must be at least 1, got {num_views}")
+        views = [(np.arange(self.vocab_size, dtype=np.int64), np.arange(self.seq_len, dtype=np.int64))]
+        seen = {(views[0][0].tobytes(), views[0][1].tobytes())}
+        rng = np.random.RandomState(seed)
+        for _ in range(200 * num_views):
+            if len(views) >= num_views:
+                break
+            token_map, cell_map = self._draw(rng)
+            view = (token_map.astype(np.int64), cell_map.astype(np.int64))
+            key = (view[0].tobytes(), view[1].tobytes())
+            if key not in seen:
+                seen.add(key)
+                views.append(view)
+        if len(views) < num_views:
+            raise HRMEvalError(f"{self.name}: found only {len(views)} distinct test-time views, asked for {num_views}")
+        return views
 
 
 def _looks_like_maze(sample: np.ndarray, seq_len: int) -> bool:

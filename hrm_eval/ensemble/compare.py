@@ -1,0 +1,397 @@
+"""`compare_checkpoints`: a report on several checkpoints of one run (or any list).
+
+Per checkpoint: its step, NaN/Inf findings, weight norms by module, the relative change from
+the previous checkpoint (by module, with modules whose weights did not move flagged), and its
+metrics on the data (the same numbers as `evaluate`; predictions cached like ensemble members).
+Then a recommendation from the measured metrics, a convergence statement only where the
+measurements support one, and plots (metric vs step, weight change vs step) when matplotlib is
+installed (`pip install 'hrm-eval[plots]'`).
+
+Writes `CHECKPOINT_EVALUATION_REPORT.md`, `checkpoint_comparison.json` and `plots/*.png`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import re
+import tempfile
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from hrm_eval.ensemble.members import (BUNDLED_RUN, Member, collect_rows, member_names, member_predictions,
+                                       run_checkpoints, run_data_path)
+from hrm_eval.ensemble.run import Context, _open
+from hrm_eval.ensemble.tta import identity_view
+from hrm_eval.evaluation.run import resolve_task
+from hrm_eval.utils.checkpoint import (find_nonfinite, load_checkpoint, read_state_dict, resolve_checkpoint_path,
+                                       step_of, strip_prefix)
+from hrm_eval.utils.device import resolve_device
+from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("hrm_eval")
+REPORT_FILE = "CHECKPOINT_EVALUATION_REPORT.md"
+JSON_FILE = "checkpoint_comparison.json"
+# Buffers that are constant by design (the initial recurrent states): never "did not move".
+CONSTANT_TENSORS = ("H_init", "L_init")
+RANK_METRICS = ("exact_accuracy", "accuracy")  # higher is better, in this order; then lower lm_loss
+PLATEAU_WINDOW = 3
+
+
+def module_of(key: str) -> str:
+    """`H_level.layers.0.mlp.down_proj.weight` -> `H_level.layers.0`; `lm_head.weight` -> `lm_head`."""
+    m = re.match(r"^(.*?\.layers\.\d+)\.", key)
+    if m:
+        return m.group(1)
+    return key.rsplit(".", 1)[0] if "." in key else key
+
+
+def _finite_or_none(x: float) -> Optional[float]:
+    return float(x) if math.isfinite(x) else None
+
+
+def weight_statistics(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+    """Norms by module (L2 over all of a module's floating-point values) and the whole norm."""
+    sq: Dict[str, float] = OrderedDict()
+    for k, v in sd.items():
+        if v.is_floating_point():
+            sq[module_of(k)] = sq.get(module_of(k), 0.0) + float(v.double().pow(2).sum())
+    total = sum(sq.values())
+    return {"weight_norm": _finite_or_none(math.sqrt(total)) if total >= 0 else None,
+            "module_norms": {k: _finite_or_none(math.sqrt(s)) if s >= 0 else None for k, s in sq.items()}}
+
+
+def weight_change(prev: Dict[str, torch.Tensor], cur: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+    """Relative change ||cur - prev|| / ||prev|| overall and by module, and the modules whose
+    trained tensors are bit-identical to the previous checkpoint's."""
+    if set(prev) != set(cur) or any(prev[k].shape != cur[k].shape for k in cur):
+        return {"comparable": False, "reason": "different tensors or shapes (another architecture)"}
+    diff: Dict[str, float] = OrderedDict()
+    base: Dict[str, float] = OrderedDict()
+    moved: Dict[str, bool] = OrderedDict()
+    for k, v in cur.items():
+        if not v.is_floating_point():
+            continue
+        mod = module_of(k)
+        d = (v.double() - prev[k].double())
+        diff[mod] = diff.get(mod, 0.0) + float(d.pow(2).sum())
+        base[mod] = base.get(mod, 0.0) + float(prev[k].double().pow(2).sum())
+        if k not in CONSTANT_TENSORS:
+            moved[mod] = moved.get(mod, False) or not torch.equal(v, prev[k])
+    rel = {m: _finite_or_none(math.sqrt(diff[m]) / math.sqrt(base[m])) if base[m] > 0 else None for m in diff}
+    total_d, total_b = sum(diff.values()), sum(base.values())
+    return {"comparable": True,
+            "relative": _finite_or_none(math.sqrt(total_d) / math.sqrt(total_b)) if total_b > 0 else None,
+            "modules": rel, "did_not_move": [m for m, mv in moved.items() if not mv]}
+
+
+def _standard_error(p: float, n: int) -> float:
+    """Binomial standard error of an accuracy p on n puzzles, with the Laplace estimate
+    (k + 1) / (n + 2) so that 0 / n and n / n do not claim zero uncertainty."""
+    if n <= 0:
+        return float("inf")
+    q = (p * n + 1) / (n + 2)
+    return math.sqrt(q * (1 - q) / n)
+
+
+def recommend(records: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The best checkpoint by measured metrics (exact accuracy, then token accuracy, then lower
+    lm_loss); checkpoints with NaN/Inf or without metrics are never recommended."""
+    cands = [r for r in records if r.get("metrics") and not r["nonfinite"]]
+    if not cands:
+        return {"checkpoint": None, "reason": "no checkpoint was evaluated (no data, or every checkpoint holds NaN/Inf)"}
+    key = lambda r: tuple(r["metrics"][k] for k in RANK_METRICS) + (-r["metrics"]["lm_loss"],)  # noqa: E731
+    ranked = sorted(cands, key=key, reverse=True)
+    best = ranked[0]
+    m = best["metrics"]
+    n = m["total_puzzles"]
+    se = _standard_error(m["exact_accuracy"], n)
+    rec = {"checkpoint": best["name"], "path": best["path"], "step": best["step"],
+           "metrics": {k: m[k] for k in ("exact_accuracy", "accuracy", "lm_loss")}, "num_puzzles": n,
+           "exact_accuracy_standard_error": se}
+    reason = (f"highest exact accuracy {m['exact_accuracy']:.4f} (+/- {se:.4f} standard error) on {n} puzzles, "
+              f"token accuracy {m['accuracy']:.4f}")
+    if len(ranked) > 1:
+        second = ranked[1]
+        gap = m["exact_accuracy"] - second["metrics"]["exact_accuracy"]
+        if gap == 0:
+            reason += (f"; tied on exact accuracy with {second['name']}, ahead on token accuracy "
+                       f"({m['accuracy']:.4f} vs {second['metrics']['accuracy']:.4f})"
+                       if m["accuracy"] != second["metrics"]["accuracy"] else
+                       f"; tied with {second['name']} on exact and token accuracy, ahead on lm_loss")
+        noise = 2 * math.hypot(se, _standard_error(second["metrics"]["exact_accuracy"], n))
+        rec["runner_up"] = second["name"]
+        if gap == 0:
+            reason += "; the difference is not significant on this data"
+        elif gap <= noise:
+            reason += (f"; the runner-up {second['name']} is within measurement noise (exact accuracy gap {gap:.4f} "
+                       f"<= 2 standard errors {noise:.4f}), so either is a sound choice on this data")
+        else:
+            reason += f"; ahead of the runner-up {second['name']} by {gap:.4f} (beyond 2 standard errors {noise:.4f})"
+    latest = max((r for r in records if r["step"] is not None), key=lambda r: r["step"], default=None)
+    if latest is not None and latest["name"] != best["name"]:
+        reason += f"; not the latest checkpoint ({latest['name']})"
+    rec["reason"] = reason
+    return rec
+
+
+def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """A statement only where the measurements support it: the last PLATEAU_WINDOW evaluated
+    checkpoints (by step) agree within 2 standard errors on exact accuracy and the weights'
+    relative change is not growing; otherwise say what the numbers show instead."""
+    ev = [r for r in records if r.get("metrics") and not r["nonfinite"] and r["step"] is not None]
+    ev.sort(key=lambda r: r["step"])
+    if len(ev) < PLATEAU_WINDOW:
+        return {"status": "insufficient", "statement": f"no convergence statement: {len(ev)} evaluated checkpoint(s) "
+                f"with steps, at least {PLATEAU_WINDOW} are needed"}
+    last = ev[-PLATEAU_WINDOW:]
+    acc = [r["metrics"]["exact_accuracy"] for r in last]
+    n = min(r["metrics"]["total_puzzles"] for r in last)
+    p = float(np.mean(acc))
+    noise = 2 * math.sqrt(2) * _standard_error(p, n)
+    spread = max(acc) - min(acc)
+    steps = ", ".join(str(r["step"]) for r in last)
+    trend = acc[-1] - acc[0]
+    changes = [r.get("change_from_previous", {}).get("relative") for r in last[1:]]
+    growing = all(c is not None for c in changes) and len(changes) >= 2 and changes[-1] > changes[0] * 1.5
+    out = {"window_steps": [r["step"] for r in last], "exact_accuracy": acc, "spread": spread,
+           "noise_2se": noise, "relative_weight_change": changes}
+    if max(acc) == 0.0:
+        out.update(status="no_progress", statement=f"no convergence statement: exact accuracy is 0 at steps {steps} "
+                   "(the model solves none of these puzzles yet)")
+    elif spread <= noise and not growing:
+        if p >= 1.0 - 1e-12:
+            text = f"plateau at the ceiling: exact accuracy 1.0 at steps {steps}"
+        else:
+            text = (f"plateau in the measurements: exact accuracy at steps {steps} is {', '.join(f'{a:.4f}' for a in acc)}, "
+                    f"spread {spread:.4f} within noise ({noise:.4f} = 2 standard errors of a difference on {n} puzzles)")
+        if all(c is not None for c in changes):
+            text += "; relative weight change per interval " + ", ".join(f"{c:.2e}" for c in changes)
+        out.update(status="plateau", statement=text + ". The last checkpoints agree within measurement noise: a "
+                   "plateau in these measurements on this data, not a proof of convergence")
+    elif trend > noise:
+        out.update(status="improving", statement=f"not converged: exact accuracy still rises over steps {steps} "
+                   f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f})")
+    elif trend < -noise:
+        out.update(status="degrading", statement=f"not converged: exact accuracy falls over steps {steps} "
+                   f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f}); check for overfitting or instability")
+    else:
+        why = "the weights' change per interval is growing" if growing else f"spread {spread:.4f} exceeds noise {noise:.4f}"
+        out.update(status="unclear", statement=f"no convergence statement: over steps {steps} {why}")
+    return out
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
+    """metric_vs_step.png and weight_change_vs_step.png; skipped (with the reason) without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return {"skipped": "matplotlib is not installed (pip install 'hrm-eval[plots]')"}
+    xs = [r["step"] if r["step"] is not None else i for i, r in enumerate(records)]
+    xlabel = "step" if all(r["step"] is not None for r in records) else "checkpoint (order given)"
+    files = {}
+
+    def save(fig, name: str) -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        _atomic_write_bytes(out_dir / name, buf.getvalue())
+        files[name.split("/")[-1].removesuffix(".png")] = str(out_dir / name)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for key, label in (("exact_accuracy", "exact accuracy"), ("accuracy", "token accuracy")):
+        pts = [(x, r["metrics"][key]) for x, r in zip(xs, records) if r.get("metrics")]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=label)
+    bad = [x for x, r in zip(xs, records) if r["nonfinite"]]
+    for x in bad:
+        ax.axvline(x, color="red", linestyle="--", alpha=0.6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("metric")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Metrics by checkpoint" + (" (red: NaN/Inf)" if bad else ""))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save(fig, "plots/metric_vs_step.png")
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    pts = [(x, r["change_from_previous"]["relative"]) for x, r in zip(xs, records)
+           if (r.get("change_from_previous") or {}).get("relative")]
+    if pts:
+        ax.plot(*zip(*pts), marker="o", label="whole model")
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("relative weight change from previous")
+    ax.set_title("Weight change by checkpoint")
+    ax.grid(alpha=0.3)
+    if pts:
+        ax.legend()
+    save(fig, "plots/weight_change_vs_step.png")
+    return files
+
+
+def compare_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]] = None, *, run: Optional[Union[str, Path]] = None,
+                        data: Optional[Union[str, Path]] = None, output_dir: Union[str, Path] = "outputs/compare",
+                        split: str = "test", task: Optional[str] = None, device: str = "auto",
+                        dtype: Optional[str] = None, batch_size: int = 64, limit: Optional[int] = None,
+                        cache_dir: Optional[Union[str, Path]] = None, plots: bool = True,
+                        progress: bool = True) -> Dict[str, Any]:
+    """Compare checkpoints (given order; a run's by step) and write the report; returns its JSON."""
+    if checkpoints and run is not None:
+        raise HRMEvalError("give either --checkpoints or --run, not both")
+    run_dir: Optional[Path] = None
+    if not checkpoints:
+        run_dir = Path(run) if run is not None else BUNDLED_RUN
+        paths = run_checkpoints(run_dir)
+    else:
+        paths = [resolve_checkpoint_path(c) for c in checkpoints]
+    if data is None:
+        data = run_data_path(run_dir if run_dir is not None else paths[0].parent)
+    out = Path(output_dir)
+    dev = resolve_device(device)
+    names = member_names(paths)
+
+    dataset = rows = puzzle_task = None
+    if data is not None:
+        dataset = _open(data, split, task, paths[0])
+        rows = collect_rows(dataset, limit)
+        puzzle_task = resolve_task(task, dataset)
+        fingerprint = dataset.fingerprint()
+    cache = Path(cache_dir) if cache_dir is not None else out / "cache"
+    records: List[Dict[str, Any]] = []
+    prev_sd: Optional[Dict[str, torch.Tensor]] = None
+    prev_name: Optional[str] = None
+    for path, name in zip(paths, names):
+        sd, _ = strip_prefix(read_state_dict(path))
+        nonfinite = find_nonfinite(sd)
+        rec: Dict[str, Any] = {"name": name, "path": str(path), "step": step_of(path),
+                               "nonfinite": [{"tensor": k, "nan": nan, "inf": inf} for k, nan, inf in nonfinite]}
+        rec.update(weight_statistics(sd))
+        flags: List[str] = []
+        if nonfinite:
+            flags.append(f"NaN/Inf in {len(nonfinite)} tensor(s): " + ", ".join(
+                f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5]) + (" ..." if len(nonfinite) > 5 else ""))
+        if prev_sd is not None:
+            change = weight_change(prev_sd, sd)
+            change["previous"] = prev_name
+            rec["change_from_previous"] = change
+            if change.get("did_not_move"):
+                flags.append(f"did not move since {prev_name}: " + ", ".join(change["did_not_move"]))
+        if dataset is None:
+            rec["evaluation"] = "skipped: no data (give --data)"
+        elif nonfinite:
+            rec["evaluation"] = "skipped: the checkpoint holds NaN/Inf values"
+        else:
+            loaded = load_checkpoint(path, dataset=dataset.metadata, device=dev, dtype=dtype)
+            rec["sha256"] = loaded.sha256
+            member = Member(name, loaded)
+            view = [identity_view(dataset.metadata.seq_len, dataset.metadata.vocab_size)]
+            preds, info = member_predictions(member, rows, view, dataset_fingerprint=fingerprint, split=split,
+                                             limit=limit, cache_dir=cache, device=dev, batch_size=batch_size,
+                                             progress=progress)
+            rec["metrics"] = Context([member], [preds], rows, puzzle_task).member_scored(0, np.arange(len(rows))).metrics
+            rec["evaluation"] = "ok"
+            rec.update(info)
+            del loaded, member, preds
+        rec["flags"] = flags
+        records.append(rec)
+        prev_sd, prev_name = sd, name
+
+    report: Dict[str, Any] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run": str(run_dir) if run_dir is not None else None,
+        "data": {"path": str(data) if data is not None else None, "split": split, "limit": limit,
+                 "num_puzzles": len(rows) if rows is not None else 0,
+                 "task": puzzle_task.name if puzzle_task is not None else None,
+                 "fingerprint_sha256": fingerprint if dataset is not None else None},
+        "checkpoints": records,
+        "recommendation": recommend(records),
+        "convergence": convergence(records),
+        "findings": [f"{r['name']}: {f}" for r in records for f in r["flags"]],
+    }
+    report["plots"] = write_plots(records, out) if plots else {"skipped": "--no-plots"}
+    atomic_write_json(out / JSON_FILE, report)
+    atomic_write_text(out / REPORT_FILE, format_report(report))
+    return report
+
+
+# ---- the markdown report -----------------------------------------------------------------------
+def _fmt(x: Any, spec: str = ".4f") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return format(x, spec)
+    return str(x)
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    recs = report["checkpoints"]
+    d = report["data"]
+    lines = ["# Checkpoint evaluation report", "",
+             f"- created: {report['created']}",
+             f"- checkpoints: {len(recs)}" + (f" from run `{report['run']}`" if report["run"] else ""),
+             f"- data: `{d['path']}` [{d['split']}], {d['num_puzzles']} puzzles"
+             + (f" (first {d['limit']})" if d["limit"] else "") + (f", task {d['task']}" if d["task"] else "")
+             if d["path"] else "- data: none (weights only; give --data to measure metrics)", ""]
+    lines += ["## Summary", "",
+              "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm | rel. change | flags |",
+              "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+    for r in recs:
+        m = r.get("metrics") or {}
+        change = (r.get("change_from_previous") or {}).get("relative")
+        nf = "none" if not r["nonfinite"] else f"**{sum(x['nan'] for x in r['nonfinite'])} NaN, {sum(x['inf'] for x in r['nonfinite'])} Inf**"
+        lines.append(f"| {r['name']} | {_fmt(r['step'])} | {_fmt(m.get('exact_accuracy'))} | {_fmt(m.get('accuracy'))} | "
+                     f"{_fmt(m.get('lm_loss'))} | {_fmt(m.get('q_halt_accuracy'))} | {nf} | {_fmt(r['weight_norm'], '.3f')} | "
+                     f"{_fmt(change, '.2e')} | {'; '.join(r['flags']) or ('' if r['evaluation'] == 'ok' else r['evaluation'])} |")
+    rec = report["recommendation"]
+    lines += ["", "## Recommendation", ""]
+    lines.append(f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"] else rec["reason"] + ".")
+    lines += ["", "## Convergence", "", report["convergence"]["statement"] + "."]
+    lines += ["", "## Findings", ""]
+    lines += [f"- {f}" for f in report["findings"]] or ["- none: no NaN/Inf, every module moved between checkpoints"]
+    modules = list(OrderedDict.fromkeys(k for r in recs for k in r["module_norms"]))
+    lines += ["", "## Weight norms by module", "", "| module | " + " | ".join(r["name"] for r in recs) + " |",
+              "|---|" + "---:|" * len(recs)]
+    for mod in modules:
+        lines.append(f"| {mod} | " + " | ".join(_fmt(r["module_norms"].get(mod), ".3f") for r in recs) + " |")
+    if len(recs) > 1:
+        lines += ["", "## Relative change from the previous checkpoint, by module", "",
+                  "| module | " + " | ".join(r["name"] for r in recs[1:]) + " |", "|---|" + "---:|" * (len(recs) - 1)]
+        for mod in modules:
+            cells = []
+            for r in recs[1:]:
+                c = r.get("change_from_previous") or {}
+                v = (c.get("modules") or {}).get(mod)
+                cells.append(("**0 (did not move)**" if mod in c.get("did_not_move", []) else _fmt(v, ".2e"))
+                             if c.get("comparable") else "n/a")
+            lines.append(f"| {mod} | " + " | ".join(cells) + " |")
+    lines += ["", "## Plots", ""]
+    plots = report["plots"]
+    if "skipped" in plots:
+        lines.append(f"Skipped: {plots['skipped']}.")
+    else:
+        lines += [f"![{k}](plots/{Path(v).name})" for k, v in plots.items()]
+    return "\n".join(lines) + "\n"
