@@ -1,0 +1,149 @@
+"""simple_evaluate end to end on the fixtures: batch-size invariance, the results.json and
+predictions files, raw CSV input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.evaluation.run import simple_evaluate
+from tests.conftest import FIXTURES, HRM_FIXTURES, SUDOKU_BUILT
+
+CKPT = HRM_FIXTURES["rope_f32"]
+SUDOKU_CSV = FIXTURES / "official_data" / "sudoku_raw" / "test.csv"
+PUBLIC = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
+AGGREGATE_KEYS = {*PUBLIC, "total_puzzles", "solve_rate", "average_steps", "average_accuracy", "time_per_puzzle",
+                  "verified_solve_rate"}
+TIMING = ("time_per_puzzle", "wall_time_seconds")
+PRED_KEYS = {"inputs", "labels", "puzzle_identifiers", "logits", "q_halt_logits", "q_continue_logits"}
+
+
+def evaluate(data, **kw):
+    kw.setdefault("batch_size", 40)
+    return simple_evaluate(CKPT, data, device="cpu", progress=False, **kw)
+
+
+def load_preds(folder: Path) -> dict:
+    return torch.load(folder / "step_1000_all_preds.0", map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """rope_f32 on the whole SUDOKU_BUILT test split, files written."""
+    out = tmp_path_factory.mktemp("eval") / "out"
+    results = evaluate(SUDOKU_BUILT, output_dir=out, save_predictions=True)
+    return out, results
+
+
+@pytest.fixture(scope="module")
+def half_solved(tmp_path_factory, full_run) -> Path:
+    """SUDOKU_BUILT with every other puzzle's labels set to the model's own answer, so that
+    `solved` and q_halt_accuracy vary between puzzles."""
+    dst = tmp_path_factory.mktemp("data") / "sudoku"
+    shutil.copytree(SUDOKU_BUILT, dst)
+    preds = load_preds(full_run[0])["logits"].argmax(-1).numpy()
+    labels = np.load(dst / "test" / "all__labels.npy")
+    labels[::2] = np.clip(preds[::2], 1, 10)
+    np.save(dst / "test" / "all__labels.npy", labels.astype(np.uint8))
+    return dst
+
+
+def test_results_do_not_depend_on_the_batch_size(half_solved, tmp_path):
+    runs = {bs: evaluate(half_solved, batch_size=bs, output_dir=tmp_path / str(bs), save_predictions=True)
+            for bs in (7, 40)}
+    small, big = runs[7], runs[40]
+    assert [r["solved"] for r in small["per_puzzle_metrics"]] == [r["solved"] for r in big["per_puzzle_metrics"]]
+    assert 0 < sum(r["solved"] for r in big["per_puzzle_metrics"]) < 40
+    for key in small["aggregate_metrics"]:
+        if key not in TIMING:
+            assert small["aggregate_metrics"][key] == pytest.approx(big["aggregate_metrics"][key], abs=1e-6), key
+    for a, b in zip(small["per_puzzle_metrics"], big["per_puzzle_metrics"]):
+        assert a["puzzle_id"] == b["puzzle_id"]
+        for key in ("accuracy", "lm_loss", "q_halt_logit"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+    p7, p40 = load_preds(tmp_path / "7"), load_preds(tmp_path / "40")
+    assert torch.equal(p7["logits"].argmax(-1), p40["logits"].argmax(-1))
+    assert torch.equal(p7["inputs"], p40["inputs"]) and torch.equal(p7["labels"], p40["labels"])
+    assert small["provenance"]["evaluation"]["batch_size"] == 7
+
+
+def test_results_json_holds_metrics_records_and_provenance(full_run):
+    out, returned = full_run
+    results = json.loads((out / "results.json").read_text())
+    assert results["aggregate_metrics"] == pytest.approx(returned["aggregate_metrics"])
+
+    m = results["aggregate_metrics"]
+    assert AGGREGATE_KEYS <= set(m)
+    assert m["total_puzzles"] == 40 and m["steps"] == 4.0 and m["average_steps"] == 4.0
+    assert m["solve_rate"] == m["exact_accuracy"] and m["average_accuracy"] == m["accuracy"]
+    assert m["time_per_puzzle"] > 0
+
+    records = results["per_puzzle_metrics"]
+    assert len(records) == 40
+    for i, r in enumerate(records):
+        assert {"puzzle_id", "identifier_name", "solved", "num_steps", "accuracy", "q_halt_logit", "q_continue_logit",
+                "lm_loss", "halt_step"} <= set(r)
+        assert r["puzzle_id"] == str(i) and r["identifier_name"] == "<blank>" and r["num_steps"] == 4
+
+    prov = results["provenance"]
+    ckpt = CKPT / "step_1000"
+    assert prov["checkpoint"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert Path(prov["checkpoint"]["path"]).resolve() == ckpt.resolve() and prov["checkpoint"]["step"] == 1000
+    assert prov["checkpoint"]["config_sources"]["num_heads"] == "all_config.yaml"
+    assert prov["dataset"]["fingerprint_sha256"] == PuzzleDataset(SUDOKU_BUILT).fingerprint()
+    assert len(prov["dataset"]["fingerprint_sha256"]) == 64 and prov["dataset"]["task"] == "sudoku"
+    assert prov["versions"]["torch"] == torch.__version__ and prov["versions"]["numpy"] == np.__version__
+    assert prov["evaluation"]["device"] == "cpu" and prov["evaluation"]["dtype"] == "float32"
+    assert prov["model_config"]["hidden_size"] == 64 and prov["model_config"]["family"] == "hrm"
+
+
+def test_predictions_file_is_public_and_agrees_with_the_metrics(full_run):
+    out, results = full_run
+    preds = load_preds(out)  # weights_only=True: plain tensors only
+    assert set(preds) == PRED_KEYS
+    assert tuple(preds["logits"].shape) == (40, 81, 11)
+    assert tuple(preds["inputs"].shape) == tuple(preds["labels"].shape) == (40, 81)
+    for k in ("puzzle_identifiers", "q_halt_logits", "q_continue_logits"):
+        assert tuple(preds[k].shape) == (40,), k
+    np.testing.assert_array_equal(preds["inputs"].numpy(), np.load(SUDOKU_BUILT / "test" / "all__inputs.npy"))
+
+    # The metrics, recomputed from the saved arrays (spec: mean over rows of per-row accuracy).
+    labels, hit = preds["labels"], preds["logits"].argmax(-1) == preds["labels"]
+    mask = labels != -100
+    row_acc = (hit & mask).sum(-1) / mask.sum(-1)
+    exact = ((hit | ~mask).all(-1)).double()
+    m = results["aggregate_metrics"]
+    assert m["accuracy"] == pytest.approx(float(row_acc.double().mean()), abs=1e-9)
+    assert m["exact_accuracy"] == pytest.approx(float(exact.mean()), abs=1e-9)
+    q_ok = ((preds["q_halt_logits"] >= 0).double() == exact).double().mean()
+    assert m["q_halt_accuracy"] == pytest.approx(float(q_ok), abs=1e-9)
+    recs = results["per_puzzle_metrics"]
+    assert [r["q_halt_logit"] for r in recs] == pytest.approx(preds["q_halt_logits"].tolist(), abs=1e-6)
+    assert [r["accuracy"] for r in recs] == pytest.approx(row_acc.tolist(), abs=1e-6)
+
+
+def test_raw_csv_gives_the_built_directory_numbers(full_run):
+    built = full_run[1]
+    raw = evaluate(SUDOKU_CSV, task="sudoku", batch_size=16)
+    for key in AGGREGATE_KEYS - set(TIMING):
+        assert raw["aggregate_metrics"][key] == pytest.approx(built["aggregate_metrics"][key], abs=1e-9), key
+    a, b = built["per_puzzle_metrics"], raw["per_puzzle_metrics"]
+    assert [r["accuracy"] for r in a] == pytest.approx([r["accuracy"] for r in b], abs=1e-9)
+    assert [r["solved"] for r in a] == [r["solved"] for r in b]
+    assert b[0]["puzzle_id"] == "test:2"  # file stem and line (after the header)
+    assert raw["provenance"]["dataset"]["task"] == "sudoku"
+
+
+def test_limit_evaluates_the_first_puzzles(full_run):
+    results = evaluate(SUDOKU_BUILT, limit=6, batch_size=4)
+    assert results["aggregate_metrics"]["total_puzzles"] == 6
+    assert [r["puzzle_id"] for r in results["per_puzzle_metrics"]] == [str(i) for i in range(6)]
+    first = full_run[1]["per_puzzle_metrics"][:6]
+    assert [r["accuracy"] for r in results["per_puzzle_metrics"]] == pytest.approx([r["accuracy"] for r in first])
