@@ -46,6 +46,9 @@ class TrainConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _arch_is_valid(cls, arch: Dict[str, Any]) -> Dict[str, Any]:
+        unknown = sorted(set(arch) - set(HRMConfig.model_fields) - {"loss"})
+        if unknown:  # a typo in a training config must not silently fall back to a default
+            raise ValueError(f"unknown arch field(s): {', '.join(unknown)}")
         # Dataset fields are filled in later; check everything else now, with placeholders.
         fields = HRMConfig.arch_fields_from_all_config({"arch": arch})
         HRMConfig(**{"seq_len": 1, "vocab_size": 2, **fields})

@@ -304,6 +304,7 @@ def test_trm_ema_resume_matches_uninterrupted(sudoku4_data, tmp_path):
 BAD_CONFIGS = {
     "unknown field": (dict(learning_rate=1e-3), ("learning_rate", "Extra inputs are not permitted")),
     "invalid arch": (dict(arch=dict(HRM_ARCH, hidden_size=30, num_heads=4)), ("arch", "not divisible by num_heads")),
+    "misspelt arch field": (dict(arch=dict(HRM_ARCH, puzle_emb_ndim=8)), ("unknown arch field", "puzle_emb_ndim")),
     "arch missing a field": (dict(arch={k: v for k, v in HRM_ARCH.items() if k != "hidden_size"}), ("hidden_size",)),
     "missing data_path": (dict(data_path=None), ("data_path", "Field required")),
     "data_path not a dataset": (dict(data_path="{tmp}/nowhere"), ("nowhere",)),
