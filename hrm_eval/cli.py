@@ -59,6 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="generate: board size (sudoku 4/6/9) or maze side")
     p.add_argument("--min-blanks", type=int)
     p.add_argument("--max-blanks", type=int)
+    # ensemble / compare
+    p.add_argument("--checkpoints", nargs="+", metavar="PATH",
+                   help="ensemble/compare: checkpoint files (a run directory means its newest step)")
+    p.add_argument("--run", help="ensemble/compare: every step_<N> of this training run directory")
+    p.add_argument("--strategy", choices=("average", "vote", "q_vote", "stacking"), default="average",
+                   help="ensemble: how members are combined (default average)")
+    p.add_argument("--weights", nargs="+", metavar="W",
+                   help="ensemble: one weight per checkpoint, or 'uniform' / 'learned' (average default: learned "
+                        "from validation accuracy on the calibration split)")
+    p.add_argument("--tta", type=int, default=1, metavar="N",
+                   help="ensemble: N test-time views per puzzle, the puzzle itself first (sudoku relabelling and "
+                        "symmetries, maze dihedral transforms)")
+    p.add_argument("--calibration-data", help="ensemble: puzzles to fit stacking / learn weights on (never scored)")
+    p.add_argument("--calibration-split", help="ensemble: split of --calibration-data (default: --split)")
+    p.add_argument("--calibration-fraction", type=float, default=0.2,
+                   help="ensemble: without --calibration-data, this seeded fraction of --data is held out (default 0.2)")
+    p.add_argument("--calibration-limit", type=int, help="ensemble: use only the first N calibration puzzles")
+    p.add_argument("--stacker", help="ensemble: reuse a fitted stacker.json instead of fitting one")
+    p.add_argument("--cache-dir", help="ensemble/compare: member prediction cache (default OUTPUT/cache)")
+    p.add_argument("--no-plots", action="store_true", help="compare: do not draw the PNG plots")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="--mode test: arguments after -- go to pytest")
@@ -220,12 +240,65 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_weights(items: Optional[List[str]]):
+    if not items:
+        return None
+    if len(items) == 1 and items[0] in ("uniform", "learned"):
+        return items[0]
+    out = []
+    for item in items:
+        try:
+            out.append(float(item))
+        except ValueError:
+            raise HRMEvalError(f"--weights: '{item}' is not a number (give numbers, or 'uniform' or 'learned')") from None
+    return out
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
+
+    output = args.output or "outputs/ensemble"
+    results = evaluate_ensemble(
+        args.checkpoints, args.data, run=args.run, strategy=args.strategy, weights=_parse_weights(args.weights),
+        output_dir=output, split=args.split or "test", task=args.task, device=args.device or "auto", dtype=args.dtype,
+        batch_size=args.batch_size or 128, limit=args.limit, tta=args.tta, calibration_data=args.calibration_data,
+        calibration_split=args.calibration_split, calibration_fraction=args.calibration_fraction,
+        calibration_limit=args.calibration_limit, stacker=args.stacker, seed=args.seed, cache_dir=args.cache_dir,
+        arch_overrides=parse_arch_overrides(args.arch) or None, model_config=_model_config(args.model_config),
+        progress=not args.no_progress)
+    print(format_ensemble(results))
+    print(f"results: {Path(output) / 'results.json'}")
+    if results["strategy"].get("stacker", {}).get("file"):
+        print(f"stacker: {results['strategy']['stacker']['file']}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hrm_eval.ensemble.compare import REPORT_FILE, compare_checkpoints
+
+    output = args.output or "outputs/compare"
+    report = compare_checkpoints(
+        args.checkpoints, run=args.run, data=args.data, output_dir=output, split=args.split or "test", task=args.task,
+        device=args.device or "auto", dtype=args.dtype, batch_size=args.batch_size or 128, limit=args.limit,
+        cache_dir=args.cache_dir, plots=not args.no_plots, progress=not args.no_progress)
+    for r in report["checkpoints"]:
+        m = r.get("metrics")
+        measured = f"exact {m['exact_accuracy']:.4f} token {m['accuracy']:.4f}" if m else r["evaluation"]
+        print(f"{r['name']:<24} step {str(r['step']):>7}  {measured}" + (f"  [{'; '.join(r['flags'])}]" if r["flags"] else ""))
+    rec = report["recommendation"]
+    print(f"recommendation: {rec['checkpoint']}: {rec['reason']}" if rec["checkpoint"] else f"recommendation: none ({rec['reason']})")
+    print(f"convergence: {report['convergence']['statement']}")
+    print(f"report: {Path(output) / REPORT_FILE}")
+    return 0
+
+
 def cmd_not_yet(args: argparse.Namespace) -> int:
     raise HRMEvalError(f"--mode {args.mode} is not available in this version yet")
 
 
 COMMANDS = {"evaluate": cmd_evaluate, "inspect": cmd_inspect, "test": cmd_test, "build-data": cmd_build_data,
-            "generate": cmd_generate, "train": cmd_train, "score": cmd_score}
+            "generate": cmd_generate, "train": cmd_train, "score": cmd_score, "ensemble": cmd_ensemble,
+            "compare": cmd_compare}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -285,7 +285,12 @@ def compare_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]] = None
     prev_sd: Optional[Dict[str, torch.Tensor]] = None
     prev_name: Optional[str] = None
     for path, name in zip(paths, names):
-        sd, _ = strip_prefix(read_state_dict(path))
+        try:
+            sd, _ = strip_prefix(read_state_dict(path))
+        except HRMEvalError as e:  # one unreadable file in a run is a finding, not the end of the report
+            records.append({"name": name, "path": str(path), "step": step_of(path), "nonfinite": [], "weight_norm": None,
+                            "module_norms": {}, "evaluation": "skipped: unreadable", "flags": [f"unreadable: {e}"]})
+            continue
         nonfinite = find_nonfinite(sd)
         rec: Dict[str, Any] = {"name": name, "path": str(path), "step": step_of(path),
                                "nonfinite": [{"tensor": k, "nan": nan, "inf": inf} for k, nan, inf in nonfinite]}
@@ -305,7 +310,10 @@ def compare_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]] = None
         elif nonfinite:
             rec["evaluation"] = "skipped: the checkpoint holds NaN/Inf values"
         else:
-            loaded = load_checkpoint(path, dataset=dataset.metadata, device=dev, dtype=dtype)
+            try:
+                loaded = load_checkpoint(path, dataset=dataset.metadata, device=dev, dtype=dtype)
+            except HRMEvalError as e:
+                raise HRMEvalError(f"{path}: {e}") from e
             rec["sha256"] = loaded.sha256
             member = Member(name, loaded)
             view = [identity_view(dataset.metadata.seq_len, dataset.metadata.vocab_size)]

@@ -53,6 +53,23 @@ def fixture_run(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="session")
+def broken_run(tmp_path_factory):
+    """step_1000: the fixture; step_2000: every module moved except L_level.layers.1;
+    step_3000: step_2000 moved, with a NaN injected into lm_head; step_4000: moved again."""
+    run = tmp_path_factory.mktemp("broken_run")
+    shutil.copy(FIXTURE_CKPT, run / "step_1000")
+    shutil.copy(FIXTURE_DIR / "all_config.yaml", run / "all_config.yaml")
+    perturbed_copy(FIXTURE_CKPT, run / "step_2000", 0.05, seed=1, keep=("L_level.layers.1.",))
+    perturbed_copy(run / "step_2000", run / "step_3000", 0.05, seed=2)
+    sd = torch.load(run / "step_3000", weights_only=True)
+    key = next(k for k in sd if k.endswith("lm_head.weight"))
+    sd[key][3, 5] = float("nan")
+    torch.save(sd, run / "step_3000")
+    perturbed_copy(run / "step_2000", run / "step_4000", 0.05, seed=3)
+    return run
+
+
 def tiny_arch(**overrides: Any) -> Dict[str, Any]:
     arch = dict(name=HRM_ARCH_NAME, H_cycles=1, L_cycles=1, H_layers=1, L_layers=1, hidden_size=16, num_heads=2,
                 expansion=2, halt_max_steps=1, puzzle_emb_ndim=0, pos_encodings="rope", forward_dtype="float32")

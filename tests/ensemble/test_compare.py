@@ -1,0 +1,122 @@
+"""`compare_checkpoints`: NaN/Inf and frozen layers are flagged, the recommendation follows the
+measured metrics (never a NaN checkpoint, not simply the latest), convergence is claimed only
+when the numbers support it, and the plots are written."""
+
+from __future__ import annotations
+
+import json
+import pytest
+import torch
+
+from hrm_eval.ensemble.compare import (JSON_FILE, REPORT_FILE, compare_checkpoints, convergence, module_of,
+                                       recommend, weight_change)
+from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.utils.errors import HRMEvalError
+from tests.conftest import SUDOKU_BUILT
+from tests.ensemble.conftest import LIMIT
+
+
+def test_compare_flags_nan_and_frozen_layer_and_writes_report_and_plots(broken_run, tmp_path):
+    out = tmp_path / "report"
+    report = compare_checkpoints(run=broken_run, data=SUDOKU_BUILT, output_dir=out, device="cpu", limit=LIMIT,
+                                 progress=False)
+    recs = {r["name"]: r for r in report["checkpoints"]}
+    assert [r["step"] for r in report["checkpoints"]] == [1000, 2000, 3000, 4000]
+    # NaN found, named, and the checkpoint not evaluated
+    assert recs["step_3000"]["nonfinite"] == [{"tensor": "lm_head.weight", "nan": 1, "inf": 0}]
+    assert "metrics" not in recs["step_3000"] and "NaN" in recs["step_3000"]["evaluation"]
+    assert any("NaN/Inf" in f and "lm_head.weight" in f for f in recs["step_3000"]["flags"])
+    # the frozen layer, and only it (H_init / L_init are constant by design)
+    assert recs["step_2000"]["change_from_previous"]["did_not_move"] == ["L_level.layers.1"]
+    assert recs["step_2000"]["change_from_previous"]["modules"]["L_level.layers.1"] == 0.0
+    assert recs["step_2000"]["change_from_previous"]["modules"]["lm_head"] > 0.01
+    assert recs["step_4000"]["change_from_previous"]["did_not_move"] == []
+    assert set(recs["step_1000"]["module_norms"]) >= {"embed_tokens", "lm_head", "q_head", "H_level.layers.0",
+                                                      "L_level.layers.1"}
+    # metrics are evaluate's numbers
+    plain = simple_evaluate(broken_run / "step_1000", SUDOKU_BUILT, device="cpu", limit=LIMIT, progress=False)
+    for k in ("exact_accuracy", "accuracy", "lm_loss", "q_halt_accuracy"):
+        assert recs["step_1000"]["metrics"][k] == plain["aggregate_metrics"][k]
+    # the recommendation is a finite, measured checkpoint
+    rec = report["recommendation"]
+    assert rec["checkpoint"] in ("step_1000", "step_2000", "step_4000")
+    best = max((r for r in report["checkpoints"] if r.get("metrics")),
+               key=lambda r: (r["metrics"]["exact_accuracy"], r["metrics"]["accuracy"], -r["metrics"]["lm_loss"]))
+    assert rec["checkpoint"] == best["name"]
+    # files
+    md = (out / REPORT_FILE).read_text()
+    assert "step_3000" in md and "NaN" in md and "did not move" in md and "## Recommendation" in md
+    saved = json.loads((out / JSON_FILE).read_text())
+    assert saved["findings"] == report["findings"] and len(saved["findings"]) == 2
+    try:
+        import matplotlib  # noqa: F401  (the optional `plots` extra)
+    except ImportError:
+        assert "matplotlib" in report["plots"]["skipped"] and "Skipped" in md
+    else:
+        for name in ("metric_vs_step", "weight_change_vs_step"):
+            png = out / "plots" / f"{name}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+            assert f"plots/{name}.png" in md
+    # a second report reuses the cached member predictions
+    again = compare_checkpoints(run=broken_run, data=SUDOKU_BUILT, output_dir=out, device="cpu", limit=LIMIT,
+                                progress=False, plots=False)
+    assert [r.get("cache") for r in again["checkpoints"]] == ["hit", "hit", None, "hit"]
+
+
+def test_compare_without_data_reports_weights_only(broken_run, tmp_path):
+    report = compare_checkpoints([broken_run / "step_1000", broken_run / "step_2000"], data=None, output_dir=tmp_path,
+                                 device="cpu", plots=False)
+    # the fixture's all_config.yaml names a data_path that does not exist here
+    assert report["data"]["path"] is None and report["recommendation"]["checkpoint"] is None
+    assert all(r["evaluation"].startswith("skipped") for r in report["checkpoints"])
+    assert report["checkpoints"][1]["change_from_previous"]["did_not_move"] == ["L_level.layers.1"]
+    garbage = tmp_path / "step_9"
+    garbage.write_bytes(b"not a checkpoint")
+    report = compare_checkpoints([broken_run / "step_1000", garbage, broken_run / "step_2000"], output_dir=tmp_path,
+                                 device="cpu", plots=False)
+    assert report["checkpoints"][1]["flags"][0].startswith("unreadable: cannot read checkpoint")
+    assert report["checkpoints"][2]["change_from_previous"]["previous"] == "step_1000"
+    with pytest.raises(HRMEvalError, match="either --checkpoints or --run"):
+        compare_checkpoints([broken_run / "step_1000"], run=broken_run, output_dir=tmp_path)
+
+
+def record(step, exact, n=1000, change=None, accuracy=None, lm_loss=1.0):
+    r = {"name": f"step_{step}", "path": f"run/step_{step}", "step": step, "nonfinite": [],
+         "metrics": {"exact_accuracy": exact, "accuracy": accuracy if accuracy is not None else exact,
+                     "lm_loss": lm_loss, "total_puzzles": n}}
+    if change is not None:
+        r["change_from_previous"] = {"relative": change}
+    return r
+
+
+def test_recommendation_follows_measurements_not_the_latest():
+    recs = [record(1000, 0.50), record(2000, 0.80, change=0.1), record(3000, 0.60, change=0.05)]
+    rec = recommend(recs)
+    assert rec["checkpoint"] == "step_2000" and "not the latest" in rec["reason"] and "beyond" in rec["reason"]
+    recs.append(dict(record(4000, 0.99), nonfinite=[{"tensor": "x", "nan": 1, "inf": 0}]))
+    assert recommend(recs)["checkpoint"] == "step_2000"
+    close = recommend([record(1000, 0.801), record(2000, 0.800)])
+    assert close["checkpoint"] == "step_1000" and "within measurement noise" in close["reason"]
+
+
+def test_convergence_is_stated_only_when_the_numbers_support_it():
+    assert convergence([record(1000, 0.5), record(2000, 0.6)])["status"] == "insufficient"
+    rising = [record(1000, 0.5), record(2000, 0.6, change=0.1), record(3000, 0.7, change=0.05)]
+    assert convergence(rising)["status"] == "improving"
+    flat = [record(1000, 0.90), record(2000, 0.901, change=0.01), record(3000, 0.899, change=0.005)]
+    c = convergence(flat)
+    assert c["status"] == "plateau" and "not a proof" in c["statement"]
+    assert convergence([record(s, 0.0) for s in (1, 2, 3)])["status"] == "no_progress"
+    noisy_small = [record(1, 0.5, n=20), record(2, 0.6, n=20, change=0.1), record(3, 0.55, n=20, change=0.05)]
+    assert convergence(noisy_small)["status"] == "plateau"  # 20 puzzles cannot tell these apart
+    falling = [record(1, 0.9), record(2, 0.8, change=0.1), record(3, 0.7, change=0.1)]
+    assert convergence(falling)["status"] == "degrading"
+
+
+def test_module_grouping_and_incomparable_architectures():
+    assert module_of("H_level.layers.0.mlp.down_proj.weight") == "H_level.layers.0"
+    assert module_of("lm_head.weight") == "lm_head" and module_of("H_init") == "H_init"
+    a = {"w.weight": torch.ones(2, 2)}
+    assert weight_change(a, {"w.weight": torch.ones(3, 2)})["comparable"] is False
+    same = weight_change(a, {"w.weight": torch.ones(2, 2)})
+    assert same["did_not_move"] == ["w"] and same["relative"] == 0.0
