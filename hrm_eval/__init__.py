@@ -4,9 +4,24 @@
     from hrm_eval.utils import load_checkpoint, load_config
 """
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
 
-from hrm_eval.evaluation.evaluator import Evaluator  # noqa: E402
-from hrm_eval.models import HRMConfig, HRMModel, TRMModel, build_model  # noqa: E402
+# Imported on first use, so that `hrm-eval --help` and other light commands do not pay for torch.
+_LAZY = {
+    "Evaluator": "hrm_eval.evaluation.evaluator",
+    "HRMConfig": "hrm_eval.models.config",
+    "HRMModel": "hrm_eval.models.hrm",
+    "TRMModel": "hrm_eval.models.trm",
+    "build_model": "hrm_eval.models",
+}
+__all__ = [*_LAZY, "__version__"]
 
-__all__ = ["Evaluator", "HRMConfig", "HRMModel", "TRMModel", "build_model", "__version__"]
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hrm_eval' has no attribute {name!r}")

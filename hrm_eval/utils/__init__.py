@@ -1,7 +1,25 @@
-"""Checkpoints, configs, devices, atomic I/O and the user-facing error type."""
+"""Checkpoints, configs, devices, atomic I/O and the user-facing error type.
 
-from hrm_eval.utils.checkpoint import LoadedCheckpoint, load_checkpoint
-from hrm_eval.utils.config import EvalConfig, load_config
+    from hrm_eval.utils import load_checkpoint, load_config
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from hrm_eval.utils.errors import HRMEvalError
 
-__all__ = ["EvalConfig", "HRMEvalError", "LoadedCheckpoint", "load_checkpoint", "load_config"]
+# Imported on first use: `hrm_eval.utils.errors` must stay cheap (the CLI imports it before torch).
+_LAZY = {
+    "LoadedCheckpoint": "hrm_eval.utils.checkpoint",
+    "load_checkpoint": "hrm_eval.utils.checkpoint",
+    "EvalConfig": "hrm_eval.utils.config",
+    "load_config": "hrm_eval.utils.config",
+}
+__all__ = ["HRMEvalError", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hrm_eval.utils' has no attribute {name!r}")

@@ -333,7 +333,7 @@ def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any]] = Non
     if dataset is not None and not isinstance(dataset, dict):
         dataset = dataset.model_dump()
 
-    config, sources = resolve_config(sd, all_config=all_config, model_config=None if all_config else model_config,
+    config, sources = resolve_config(sd, all_config=all_config, model_config=model_config,
                                      dataset=dataset, overrides=overrides, origin=str(path),
                                      require_seq_len=require_seq_len)
     nonfinite = find_nonfinite(sd)

@@ -334,3 +334,13 @@ def test_dataset_with_other_identifier_count_names_puzzle_emb(tmp_path):
     msg = str(e.value)
     assert "puzzle_emb" in msg and "num_puzzle_identifiers" in msg
     assert "has 1 rows" in msg and "is 3" in msg
+
+
+def test_model_config_fills_what_all_config_yaml_leaves_out_and_loses_to_what_it_states():
+    folder = HRM_FIXTURES["rope_f32"]
+    loaded = load_checkpoint(folder, require_seq_len=False,
+                             model_config={"rms_norm_eps": 1e-6, "num_heads": 8, "rope_theta": 500.0})
+    assert loaded.config.rms_norm_eps == 1e-6 and loaded.sources["rms_norm_eps"] == "model config"
+    assert loaded.config.rope_theta == 500.0
+    # all_config.yaml states num_heads 4: it wins over the model config
+    assert loaded.config.num_heads == 4 and loaded.sources["num_heads"] == "all_config.yaml"
