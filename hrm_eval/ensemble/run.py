@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import platform
 import sys
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ from hrm_eval.ensemble.members import (BUNDLED_RUN, Member, PuzzleRows, collect_
 from hrm_eval.ensemble.strategies import (STRATEGIES, Combined, LogisticStacker, Voters, average, check_weights,
                                           feature_names, load_stacker_file, q_vote, stacking, stacking_training_data,
                                           vote, weights_from_accuracy)
-from hrm_eval.ensemble.tta import View, make_views
+from hrm_eval.ensemble.tta import make_views
 from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.run import open_dataset, resolve_task
-from hrm_eval.models.losses import IGNORE_LABEL_ID, row_metrics
+from hrm_eval.models.losses import row_metrics
 from hrm_eval.utils.checkpoint import resolve_checkpoint_path
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
@@ -536,7 +535,8 @@ def format_ensemble(results: Dict[str, Any]) -> str:
         c = s["calibration"]
         lines.append(f"calibration: {c.get('num_puzzles', '?')} puzzles ({c.get('rule', c.get('reused_from'))}), "
                      f"disjoint from the {c.get('num_scored_puzzles', prov['scored'])} scored puzzles")
-    name_w = max([len(m["name"]) + 2 for m in results["members"]] + [22])
+    views = results["tta"]["views"] if tta else 1
+    name_w = max([len(m["name"]) for m in results["members"]] + [len(f"ensemble ({s['name']}, {views} views)")]) + 2
     cols = ["exact", "token", "q_halt_acc", "lm_loss"] + (["verified"] if "verified_solve_rate" in results["ensemble"] else [])
     cols += ["exact(TTA)"] if tta else []
     lines.append("".ljust(name_w) + "".join(c.rjust(12) for c in cols))
