@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.io import atomic_write
 
 SPLITS = ("train", "test")
 HEADER = ("source", "question", "answer", "rating")
@@ -191,19 +192,11 @@ def subsample_indices(total: int, size: Optional[int], rng: np.random.RandomStat
 
 def write_csv(rows, path: str | os.PathLike, source: str = "hrm-eval-generator") -> None:
     """Write (question, answer, rating) rows in the public layout, atomically (temp file, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    def write(tmp: str) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)  # "\r\n" line ends, as in the public CSVs
             writer.writerow(HEADER)
             for question, answer, rating in rows:
                 writer.writerow((source, question, answer, int(rating)))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(Path(path), write)

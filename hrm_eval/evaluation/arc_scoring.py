@@ -21,7 +21,6 @@ import glob
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -31,6 +30,7 @@ from hrm_eval.data.tasks.arc import (
     COLOUR_OFFSET, GRID_SIZE, SEQ_LEN, crop_grid, crop_shapes, grid_hash, inverse_augment, parse_puzzle_name,
 )
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.io import atomic_write_text
 
 DEFAULT_KS = (1, 2, 10, 100, 1000)
 SCORES_FILE = "arc_scores.json"
@@ -330,18 +330,7 @@ def _load_prediction_file(path: Path) -> dict:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, json.dumps(obj))
 
 
 def score_arc_predictions(data_dir, prediction_files_or_prefix, output_dir=None, *,

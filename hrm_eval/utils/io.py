@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call `write(tmp_path)`, then move the finished file onto `path` (same directory, one rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,7 +37,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
-    return _atomic(path, write)
+    return atomic_write(path, write)
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
@@ -45,7 +46,7 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     import torch
-    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
