@@ -158,6 +158,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hrm_eval.evaluation.run import simple_evaluate
 
     cfg = _eval_config(args)
+    logging.getLogger().setLevel(cfg.log_level)
     if not cfg.checkpoint:
         raise HRMEvalError("no checkpoint: give --checkpoint PATH (or set checkpoint in the eval config)")
     if not cfg.data_path:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -108,14 +109,12 @@ class Evaluator:
 
             preds = out.logits.argmax(-1)
             halt_step = _first_halt_step(self.model, out.q_halt_by_step, out.q_continue_by_step)  # [B]
-            for i in range(len(pb.example_index)):
-                if not valid[i]:
-                    continue
-                exact_by_step += out.exact_by_step[:, i].numpy()
-                hs = int(halt_step[i])
-                halt_steps.append(hs)
-                solved_at_halt += bool(out.exact_by_step[hs - 1, i])
-                record = self._puzzle_record(dataset, pb, i, rows, out, preds, hs)
+            rows_idx = valid.nonzero().flatten()
+            exact_by_step += out.exact_by_step[:, rows_idx].sum(1).numpy()
+            halt_steps.extend(halt_step[rows_idx].tolist())
+            solved_at_halt += int(out.exact_by_step[halt_step[rows_idx] - 1, rows_idx].sum())
+            for i in rows_idx.tolist():
+                record = self._puzzle_record(dataset, pb, i, rows, out, preds, int(halt_step[i]))
                 verified_count += bool(record.get("verified", False))
                 per_puzzle.append(record)
             if save_predictions:
@@ -178,7 +177,7 @@ class Evaluator:
             "lm_loss": float(rows["lm_loss"][i]),
             "q_halt_logit": q_halt,
             "q_continue_logit": float(out.q_continue_logits[i]),
-            "q_halt_probability": float(torch.sigmoid(torch.tensor(q_halt))),
+            "q_halt_probability": 1.0 / (1.0 + math.exp(-q_halt)) if q_halt > -700 else 0.0,
             "q_halt_by_step": [round(float(x), 5) for x in out.q_halt_by_step[:, i]],
             "solved_by_step": [bool(x) for x in out.exact_by_step[:, i]],
             "halt_step": halt_step,

@@ -14,6 +14,7 @@ import torch
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.utils import load_checkpoint
 from tests.conftest import FIXTURES, HRM_FIXTURES, SUDOKU_BUILT
 
 CKPT = HRM_FIXTURES["rope_f32"]
@@ -147,3 +148,35 @@ def test_limit_evaluates_the_first_puzzles(full_run):
     assert [r["puzzle_id"] for r in results["per_puzzle_metrics"]] == [str(i) for i in range(6)]
     first = full_run[1]["per_puzzle_metrics"][:6]
     assert [r["accuracy"] for r in results["per_puzzle_metrics"]] == pytest.approx([r["accuracy"] for r in first])
+
+
+@pytest.mark.parametrize("name", ["rope_f32", "attn_f32"])
+def test_q_value_analysis_follows_the_public_q_values(name):
+    """Halting step = first ACT step where the family's Q rule says halt (HRM: q_halt > q_continue,
+    TRM with no_ACT_continue: q_halt > 0), computed by hand from the public outputs."""
+    from hrm_eval.data.format import DatasetMetadata
+    from hrm_eval.evaluation.evaluator import Evaluator
+    from tests.conftest import TRM_FIXTURES, expected_outputs
+
+    folder = {**HRM_FIXTURES, **TRM_FIXTURES}[name]
+    exp = expected_outputs(folder)
+    probe = load_checkpoint(folder, require_seq_len=False)
+    meta = DatasetMetadata(pad_id=0, ignore_label_id=None, blank_identifier_id=0, vocab_size=probe.config.vocab_size,
+                           seq_len=exp["inputs"].shape[1], num_puzzle_identifiers=probe.config.num_puzzle_identifiers,
+                           total_groups=len(exp["inputs"]), mean_puzzle_examples=1.0, sets=["all"])
+    loaded = load_checkpoint(folder, dataset=meta)
+    dataset = PuzzleDataset.from_arrays(exp["inputs"], exp["labels"], meta, puzzle_identifiers=exp["puzzle_identifiers"])
+    result = Evaluator(loaded.model, batch_size=6, progress=False).evaluate(dataset)
+
+    qh, qc = exp["q_halt_logits"], exp["q_continue_logits"]  # [T, B]
+    wants = (qh > 0) if loaded.config.family == "trm" else (qh > qc)
+    wants[-1] = True
+    expected_halt = wants.argmax(0) + 1
+    assert [r["halt_step"] for r in result.per_puzzle_metrics] == expected_halt.tolist()
+    q = result.q_value_analysis
+    assert q["mean_halt_step"] == pytest.approx(expected_halt.mean())
+    assert sum(q["halt_step_histogram"]) == len(expected_halt)
+    # exact accuracy after the last step is the headline metric
+    assert q["exact_accuracy_by_step"][-1] == pytest.approx(result.aggregate_metrics["exact_accuracy"])
+    for r, t in zip(result.per_puzzle_metrics, range(len(expected_halt))):
+        np.testing.assert_allclose(r["q_halt_by_step"], qh[:, t], atol=1e-4)
