@@ -15,9 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import re
-import tempfile
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +33,7 @@ from hrm_eval.utils.checkpoint import (find_nonfinite, load_checkpoint, read_sta
                                        step_of, strip_prefix)
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
-from hrm_eval.utils.io import atomic_write_json, atomic_write_text
+from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("hrm_eval")
 REPORT_FILE = "CHECKPOINT_EVALUATION_REPORT.md"
@@ -189,17 +187,11 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+def _write_bytes(path: Path, data: bytes) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, write)
 
 
 def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
@@ -218,7 +210,7 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        _atomic_write_bytes(out_dir / name, buf.getvalue())
+        _write_bytes(out_dir / name, buf.getvalue())
         files[name.split("/")[-1].removesuffix(".png")] = str(out_dir / name)
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
