@@ -293,10 +293,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_not_yet(args: argparse.Namespace) -> int:
-    raise HRMEvalError(f"--mode {args.mode} is not available in this version yet")
-
-
 COMMANDS = {"evaluate": cmd_evaluate, "inspect": cmd_inspect, "test": cmd_test, "build-data": cmd_build_data,
             "generate": cmd_generate, "train": cmd_train, "score": cmd_score, "ensemble": cmd_ensemble,
             "compare": cmd_compare}
@@ -307,7 +303,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level or "INFO"), format="%(levelname)s %(message)s",
                         stream=sys.stderr)
     try:
-        return COMMANDS.get(args.mode, cmd_not_yet)(args)
+        return COMMANDS[args.mode](args)
     except HRMEvalError as e:
         if args.debug:
             raise

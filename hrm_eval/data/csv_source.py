@@ -163,9 +163,23 @@ def read_puzzle_csv(path: str, check_row: Callable[[str, str], None],
 
 def read_splits(source: str, check_row: Callable[[str, str], None],
                 min_difficulty: Optional[int] = None) -> Dict[str, RawPuzzles]:
-    """Resolve `source` and read every split it has, all checked before anything is built."""
+    """Resolve `source` and read every split it has, all checked before anything is built.
+    A split left with no puzzles is an error."""
     paths = resolve_source(source)
-    return {split: read_puzzle_csv(p, check_row, min_difficulty) for split, p in paths.items()}
+    raw = {split: read_puzzle_csv(p, check_row, min_difficulty) for split, p in paths.items()}
+    for rows in raw.values():
+        if len(rows) == 0:
+            why = f" with rating >= {min_difficulty}" if min_difficulty is not None else ""
+            raise HRMEvalError(f"{rows.path}: no puzzles{why}")
+    return raw
+
+
+def check_num_aug(num_aug: Optional[int]) -> int:
+    """`--num-aug` as a count: None means 0; negative is an error."""
+    num_aug = int(num_aug or 0)
+    if num_aug < 0:
+        raise HRMEvalError(f"num_aug must be >= 0, got {num_aug}")
+    return num_aug
 
 
 def strings_to_array(strings: List[str], length: int, table: np.ndarray) -> np.ndarray:

@@ -88,7 +88,8 @@ class Evaluator:
         """`save_predictions` keeps everything the public `all_preds` files hold (logits included);
         `keep_answers` keeps only the argmax answers and q_halt (what ARC voting needs)."""
         total = len(dataset) if limit is None else min(limit, len(dataset))
-        sums, per_set = MetricSums(), {}
+        per_set: Dict[str, MetricSums] = {}
+        done = solved = 0  # for the progress bar
         per_puzzle: List[Dict[str, Any]] = []
         saved: Dict[str, List[torch.Tensor]] = {k: [] for k in PREDICTION_KEYS}
         answers: Dict[str, List[torch.Tensor]] = {k: [] for k in ANSWER_KEYS}
@@ -103,9 +104,9 @@ class Evaluator:
         for pb in dataset.iter_batches(self.batch_size, limit=limit):
             out = self.run_batch(pb.as_model_batch("cpu"))
             rows = row_metrics(out.logits, pb.labels, out.q_halt_logits, self.config.loss_type)
-            set_sums = per_set.setdefault(pb.set_name, MetricSums())
-            valid = set_sums.add(rows, out.steps, out.halted)
-            sums.add(rows, out.steps, out.halted)
+            valid = per_set.setdefault(pb.set_name, MetricSums()).add(rows, out.steps, out.halted)
+            done += int(valid.sum())
+            solved += int((rows["exact"] & valid).sum())
 
             preds = out.logits.argmax(-1)
             halt_step = _first_halt_step(self.model, out.q_halt_by_step, out.q_continue_by_step)  # [B]
@@ -127,11 +128,13 @@ class Evaluator:
                              ("preds", preds.to(answer_dtype)), ("q_halt_logits", out.q_halt_logits)):
                     answers[k].append(v)
             bar.update(len(pb.example_index))
-            if sums.count:
-                bar.set_postfix(exact=f"{sums.sums['exact_accuracy'] / sums.count:.3f}",
-                                acc=f"{sums.sums['accuracy'] / sums.count:.3f}")
+            if done:
+                bar.set_postfix(exact=f"{solved / done:.3f}")
         bar.close()
         elapsed = time.perf_counter() - start
+        sums = MetricSums()
+        for set_sums in per_set.values():
+            sums.merge(set_sums)
 
         count = sums.count
         aggregate: Dict[str, Any] = dict(sums.reduced())
@@ -190,6 +193,5 @@ class Evaluator:
 def _first_halt_step(model: ACTModel, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
     """1-based step at which the model's own Q rule would have halted (else the last step)."""
     wants = model.wants_to_halt(q_halt, q_continue)  # [T, B]
-    T = wants.shape[0]
     wants[-1] = True
-    return wants.float().argmax(0) + 1 if T else torch.zeros(q_halt.shape[1], dtype=torch.long)
+    return wants.float().argmax(0) + 1

@@ -43,8 +43,4 @@ def _load_builtin_tasks() -> None:
     import importlib
 
     for module in ("sudoku", "maze", "arc"):
-        try:
-            importlib.import_module(f"hrm_eval.data.tasks.{module}")
-        except ModuleNotFoundError as e:  # a task module not written yet
-            if e.name != f"hrm_eval.data.tasks.{module}":
-                raise
+        importlib.import_module(f"hrm_eval.data.tasks.{module}")

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, read_splits, strings_to_array, \
+from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, check_num_aug, read_splits, strings_to_array, \
     subsample_indices
 from hrm_eval.data.format import DatasetMetadata, atomic_directory, write_identifiers, write_split
 from hrm_eval.data.tasks import register_task
@@ -131,14 +131,8 @@ class SudokuTask(PuzzleTask):
     def build(self, source: str, output: str, *, num_aug: Optional[int] = None,
               subsample_size: Optional[int] = None, min_difficulty: Optional[int] = None,
               seed: int = 0) -> dict:
-        num_aug = int(num_aug or 0)
-        if num_aug < 0:
-            raise HRMEvalError(f"num_aug must be >= 0, got {num_aug}")
+        num_aug = check_num_aug(num_aug)
         raw = read_splits(source, self.check_row, min_difficulty)
-        for split, rows in raw.items():
-            if len(rows) == 0:
-                why = f" with rating >= {min_difficulty}" if min_difficulty is not None else ""
-                raise HRMEvalError(f"{rows.path}: no puzzles{why}")
 
         summary: Dict[str, object] = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size,
                                       "seq_len": self.seq_len, "splits": {}}
