@@ -1,7 +1,10 @@
 """hrm_eval: evaluate, compare, ensemble and deploy HRM / TRM checkpoints on any machine.
 
-    from hrm_eval import HRMModel, HRMConfig, Evaluator
-    from hrm_eval.utils import load_checkpoint, load_config
+    from hrm_eval import simple_evaluate, load_checkpoint, evaluate_ensemble, open_dataset
+    from hrm_eval import ModelConfig, ACTModel, HRMReasoning, TRMReasoning, build_model
+
+`HRMConfig` is `ModelConfig` under its earlier name; `HRMModel` / `TRMModel` are the earlier
+names of the inner models `HRMReasoning` / `TRMReasoning` (see `hrm_eval.models`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,22 @@ import importlib
 
 __version__ = "0.1.0"
 
-# Imported on first use, so that `hrm-eval --help` and other light commands do not pay for torch.
+# Imported on first use, so that `import hrm_eval` and `hrm-eval --help` do not pay for torch.
 _LAZY = {
+    # entry points
+    "simple_evaluate": "hrm_eval.evaluation.run",
+    "open_dataset": "hrm_eval.evaluation.run",
+    "load_checkpoint": "hrm_eval.models.loading",
+    "LoadedCheckpoint": "hrm_eval.models.loading",
+    "evaluate_ensemble": "hrm_eval.ensemble.run",
     "Evaluator": "hrm_eval.evaluation.evaluator",
+    "HRMEvalError": "hrm_eval.utils.errors",
+    # models
+    "ModelConfig": "hrm_eval.models.config",
     "HRMConfig": "hrm_eval.models.config",
+    "ACTModel": "hrm_eval.models.act",
+    "HRMReasoning": "hrm_eval.models.hrm",
+    "TRMReasoning": "hrm_eval.models.trm",
     "HRMModel": "hrm_eval.models.hrm",
     "TRMModel": "hrm_eval.models.trm",
     "build_model": "hrm_eval.models",
@@ -23,5 +38,11 @@ __all__ = [*_LAZY, "__version__"]
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
     raise AttributeError(f"module 'hrm_eval' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -174,7 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from hrm_eval.evaluation.report import format_inspection
-    from hrm_eval.utils.checkpoint import load_checkpoint
+    from hrm_eval.models.loading import load_checkpoint
 
     if not args.checkpoint:
         raise HRMEvalError("--mode inspect needs --checkpoint PATH")

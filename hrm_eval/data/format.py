@@ -34,7 +34,7 @@ FIELD_DTYPES = {
     "puzzle_indices": np.int32,
     "group_indices": np.int32,
 }
-IGNORE_LABEL_ID = -100  # what labels equal to `ignore_label_id` become after loading
+IGNORE_LABEL_ID = -100  # what labels equal to `ignore_label_id` become after loading; the losses skip it
 
 
 class DatasetMetadata(BaseModel):

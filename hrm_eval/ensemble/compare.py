@@ -29,8 +29,8 @@ from hrm_eval.ensemble.members import (BUNDLED_RUN, Member, collect_rows, member
 from hrm_eval.ensemble.run import Context, _open
 from hrm_eval.ensemble.tta import identity_view
 from hrm_eval.evaluation.run import resolve_task
-from hrm_eval.utils.checkpoint import (find_nonfinite, load_checkpoint, read_state_dict, resolve_checkpoint_path,
-                                       step_of, strip_prefix)
+from hrm_eval.models.loading import (find_nonfinite, load_checkpoint, read_state_dict, resolve_checkpoint_path,
+                                    step_of, strip_prefix)
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text

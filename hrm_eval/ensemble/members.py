@@ -27,8 +27,8 @@ from hrm_eval.evaluation.evaluator import Evaluator
 from hrm_eval.models import ACTModel
 from hrm_eval.models.losses import log_stablemax
 from hrm_eval.ensemble.tta import View, logits_from_view, to_view, views_digest
-from hrm_eval.utils.checkpoint import (LoadedCheckpoint, infer_from_tensors, load_checkpoint, read_all_config,
-                                       read_state_dict, resolve_checkpoint_path, strip_prefix)
+from hrm_eval.models.loading import (LoadedCheckpoint, infer_from_tensors, list_steps, load_checkpoint,
+                                    read_all_config, read_state_dict, resolve_checkpoint_path, strip_prefix)
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save
 
@@ -265,15 +265,13 @@ BUNDLED_RUN = REPO_ROOT / "checkpoints" / "sudoku6-hrm"
 
 def run_checkpoints(run_dir: str | Path) -> List[Path]:
     """Every step_<N> file of a training run directory, by step."""
-    from hrm_eval.utils.checkpoint import STEP_RE
-
     run = Path(run_dir)
     if not run.is_dir():
         raise HRMEvalError(f"run directory not found: {run}")
-    steps = sorted((int(m.group(1)), p) for p in run.iterdir() if p.is_file() and (m := STEP_RE.match(p.name)))
+    steps = list_steps(run)
     if not steps:
         raise HRMEvalError(f"no step_<N> checkpoints in {run} (yet)")
-    return [p for _, p in steps]
+    return steps
 
 
 def run_data_path(run_dir: str | Path) -> Optional[Path]:

@@ -33,7 +33,7 @@ from hrm_eval.ensemble.tta import make_views
 from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.run import open_dataset, resolve_task
 from hrm_eval.models.losses import row_metrics
-from hrm_eval.utils.checkpoint import resolve_checkpoint_path
+from hrm_eval.models.loading import resolve_checkpoint_path
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_json

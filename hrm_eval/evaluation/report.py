@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from hrm_eval.utils.checkpoint import LoadedCheckpoint
+from hrm_eval.models.loading import LoadedCheckpoint
 
 
 def _table(rows: List[Tuple[str, str]], title: str) -> str:

@@ -20,7 +20,7 @@ from hrm_eval.data.jsonl import read_jsonl_puzzles
 from hrm_eval.data.tasks import detect_task, get_task
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator
-from hrm_eval.utils.checkpoint import LoadedCheckpoint, load_checkpoint
+from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save, atomic_write_json

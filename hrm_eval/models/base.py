@@ -10,9 +10,15 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from hrm_eval.models.config import HRMConfig
-from hrm_eval.models.layers import (CastedEmbedding, CastedLinear, CosSin, RotaryEmbedding,
-                                    SparsePuzzleEmbedding, trunc_normal_init_)
+from hrm_eval.models.config import ModelConfig
+from hrm_eval.models.layers import (
+    CastedEmbedding,
+    CastedLinear,
+    CosSin,
+    RotaryEmbedding,
+    SparsePuzzleEmbedding,
+    trunc_normal_init_,
+)
 
 
 @dataclass
@@ -24,7 +30,7 @@ class InnerCarry:
 class RecursiveReasoningModel(nn.Module):
     """Base of one ACT step: subclasses build their levels and implement `recurse`."""
 
-    def __init__(self, config: HRMConfig):
+    def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         h, dtype = config.hidden_size, config.torch_dtype

@@ -8,12 +8,13 @@ the checkpoint's tensors or the dataset's `dataset.json`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Literal, Optional
+from typing import Annotated, Any, Dict, Literal, Optional
 
 import torch
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hrm_eval.models.layers import mlp_width
+from hrm_eval.utils.errors import HRMEvalError
 
 HRM_ARCH_NAME = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"
 TRM_ARCH_NAME = "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"
@@ -24,39 +25,50 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 _NON_ARCH_KEYS = {"loss", "name"}
 
 
-class HRMConfig(BaseModel):
-    """Architecture of an `hrm_act_v1` (HRM) or TRM checkpoint, with the public names."""
+# Range checks: a NaN eps or a negative theta would give NaN logits and a silent 0% score.
+Count = Annotated[int, Field(ge=1)]
+OptionalCount = Annotated[int, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class ModelConfig(BaseModel):
+    """Architecture of an `hrm_act_v1` (HRM) or TRM checkpoint, with the public names.
+
+    One class for both families (`family` tells which); `HRMConfig` is the same class under
+    the name earlier releases used. Field defaults are the public defaults shared by both
+    families; `PUBLIC_DEFAULTS` adds the per-family ones that have no class default."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     name: str = HRM_ARCH_NAME
     # From the dataset.
-    seq_len: int
-    vocab_size: int
-    num_puzzle_identifiers: int = 1
+    seq_len: Count
+    vocab_size: Count
+    num_puzzle_identifiers: Count = 1
     # Architecture.
-    H_cycles: int
-    L_cycles: int
-    H_layers: int = 0
-    L_layers: int
-    hidden_size: int
-    num_heads: int
-    expansion: float
+    H_cycles: Count
+    L_cycles: Count
+    H_layers: OptionalCount = 0
+    L_layers: Count
+    hidden_size: Count
+    num_heads: Count
+    expansion: Positive
     pos_encodings: Literal["rope", "learned", "none"] = "rope"
-    puzzle_emb_ndim: int = 0
-    rms_norm_eps: float = 1e-5
-    rope_theta: float = 10000.0
-    halt_max_steps: int
-    halt_exploration_prob: float = 0.1
+    puzzle_emb_ndim: OptionalCount = 0
+    rms_norm_eps: Positive = 1e-5
+    rope_theta: Positive = 10000.0
+    halt_max_steps: Count
+    halt_exploration_prob: Probability = 0.1
     forward_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     # TRM only.
     mlp_t: bool = False
-    puzzle_emb_len: int = 16
+    puzzle_emb_len: OptionalCount = 16
     no_ACT_continue: bool = True
     # Loss head.
     loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
     # Training buffers only; kept so that a round trip through all_config.yaml is lossless.
-    batch_size: Optional[int] = None
+    batch_size: Optional[Count] = None
 
     @field_validator("forward_dtype", mode="before")
     @classmethod
@@ -64,14 +76,11 @@ class HRMConfig(BaseModel):
         return str(v).removeprefix("torch.") if v is not None else v
 
     @model_validator(mode="after")
-    def _check(self) -> "HRMConfig":
+    def _check(self) -> "ModelConfig":
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.family == "hrm" and self.pos_encodings == "none":
             raise ValueError("pos_encodings 'none' exists only in the TRM family")
-        for field in ("H_cycles", "L_cycles", "L_layers", "hidden_size", "halt_max_steps", "seq_len", "vocab_size"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
         if self.family == "hrm" and self.H_layers < 1:
             raise ValueError("an HRM needs H_layers >= 1")
         return self
@@ -115,8 +124,11 @@ class HRMConfig(BaseModel):
     # ---- the public all_config.yaml ---------------------------------------------------------
     @classmethod
     def arch_fields_from_all_config(cls, all_config: Dict[str, Any]) -> Dict[str, Any]:
-        """The HRMConfig fields an `all_config.yaml` (already parsed) states."""
-        arch = dict(all_config.get("arch") or {})
+        """The ModelConfig fields an `all_config.yaml` (already parsed) states."""
+        arch = all_config.get("arch") or {}
+        if not isinstance(arch, dict):
+            raise HRMEvalError(f"all_config.yaml: 'arch' must be a mapping of architecture fields, "
+                               f"got a {type(arch).__name__}")
         fields: Dict[str, Any] = {k: v for k, v in arch.items() if k not in _NON_ARCH_KEYS}
         if "name" in arch:
             fields["name"] = arch["name"]
@@ -135,3 +147,21 @@ class HRMConfig(BaseModel):
                 data.pop(k)
         data["loss"] = {"name": "losses@ACTLossHead", "loss_type": self.loss_type}
         return data
+
+
+HRMConfig = ModelConfig  # the name earlier releases and users' code use; same class
+
+# Defaults of the public model classes themselves: the public training scripts never write them
+# into all_config.yaml, so every checkpoint "assumes" them, and rightly.
+UNWRITTEN_PUBLIC_DEFAULTS = ("rms_norm_eps", "rope_theta")
+
+# The public defaults for what a checkpoint's tensors cannot tell (the public
+# config/arch/hrm_v1.yaml and trm.yaml). Values that both families share are the class defaults.
+_SHARED_DEFAULTS = {k: ModelConfig.model_fields[k].default
+                    for k in ("halt_exploration_prob", "pos_encodings", "rope_theta", "rms_norm_eps", "loss_type")}
+PUBLIC_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "hrm": dict(name=HRM_ARCH_NAME, H_cycles=2, L_cycles=2, num_heads=8, halt_max_steps=16, **_SHARED_DEFAULTS),
+    "trm": dict(name=TRM_ARCH_NAME, H_cycles=3, L_cycles=6, num_heads=8, halt_max_steps=16,
+                puzzle_emb_len=ModelConfig.model_fields["puzzle_emb_len"].default,
+                no_ACT_continue=ModelConfig.model_fields["no_ACT_continue"].default, **_SHARED_DEFAULTS),
+}

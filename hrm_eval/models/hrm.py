@@ -9,12 +9,15 @@ from typing import Optional, Tuple
 import torch
 
 from hrm_eval.models.base import RecursiveReasoningModel
-from hrm_eval.models.config import HRMConfig
+from hrm_eval.models.config import ModelConfig
 from hrm_eval.models.layers import CosSin, ReasoningBlock, ReasoningModule
 
 
-class HRMModel(RecursiveReasoningModel):
-    def __init__(self, config: HRMConfig):
+class HRMReasoning(RecursiveReasoningModel):
+    """The inner HRM (one ACT step). The public code calls the ACT-wrapped model
+    HierarchicalReasoningModel_ACTV1: that is `ACTModel(HRMReasoning(config))`."""
+
+    def __init__(self, config: ModelConfig):
         super().__init__(config)
         c = config
 
@@ -38,3 +41,6 @@ class HRMModel(RecursiveReasoningModel):
         z_L = self.L_level(z_L, z_H + x, cos_sin)
         z_H = self.H_level(z_H, z_L, cos_sin)
         return z_H, z_L
+
+
+HRMModel = HRMReasoning  # the name earlier releases used for the inner model

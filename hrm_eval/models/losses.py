@@ -11,7 +11,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-IGNORE_LABEL_ID = -100
+from hrm_eval.data.format import IGNORE_LABEL_ID  # one definition: the loader writes it, the losses skip it
 
 
 def _stablemax_s(x: torch.Tensor, epsilon: float = 1e-30) -> torch.Tensor:

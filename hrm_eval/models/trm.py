@@ -10,12 +10,15 @@ from typing import Optional, Tuple
 import torch
 
 from hrm_eval.models.base import RecursiveReasoningModel
-from hrm_eval.models.config import HRMConfig
+from hrm_eval.models.config import ModelConfig
 from hrm_eval.models.layers import CosSin, ReasoningBlock, ReasoningModule
 
 
-class TRMModel(RecursiveReasoningModel):
-    def __init__(self, config: HRMConfig):
+class TRMReasoning(RecursiveReasoningModel):
+    """The inner TRM (one ACT step); `ACTModel(TRMReasoning(config))` is the public
+    TinyRecursiveReasoningModel_ACTV1."""
+
+    def __init__(self, config: ModelConfig):
         super().__init__(config)
         c = config
         mlp_t_seq_len = c.full_seq_len if c.mlp_t else None
@@ -37,3 +40,6 @@ class TRMModel(RecursiveReasoningModel):
             for _ in range(self.config.H_cycles - 1):
                 z_H, z_L = self._round(z_H, z_L, x, cos_sin)
         return self._round(z_H, z_L, x, cos_sin)
+
+
+TRMModel = TRMReasoning  # the name earlier releases used for the inner model

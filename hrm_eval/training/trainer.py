@@ -29,10 +29,10 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.format import IGNORE_LABEL_ID
 from hrm_eval.evaluation.evaluator import Evaluator
 from hrm_eval.models import ACTModel, build_model
+from hrm_eval.models.loading import list_steps, read_state_dict, strip_prefix
 from hrm_eval.models.losses import act_training_loss
 from hrm_eval.training.config import TrainConfig
 from hrm_eval.training.optim import EMA, cosine_lr, maybe_sparse_optimizer, world
-from hrm_eval.utils.checkpoint import STEP_RE, read_state_dict, strip_prefix
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save, atomic_write_text
@@ -75,8 +75,8 @@ def train_batches(dataset: PuzzleDataset, global_batch_size: int, rank: int, wor
 
 
 def latest_step(directory: Path) -> Optional[Path]:
-    steps = [(int(m.group(1)), p) for p in directory.glob("step_*") if (m := STEP_RE.match(p.name))]
-    return max(steps)[1] if steps else None
+    steps = list_steps(directory)
+    return steps[-1] if steps else None
 
 
 def save_checkpoint(directory: Path, step: int, model: ACTModel, ema: Optional[EMA],

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
@@ -41,7 +42,35 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    """Write strict JSON: NaN and Infinity are not JSON (other readers reject the file), so a
+    non-finite number is written as null and, when `data` is a mapping, the dotted paths of
+    those fields are listed under "nonfinite_fields"."""
+    return atomic_write_text(path, to_json(data) + "\n")
+
+
+def to_json(data: Any, indent: int = 2) -> str:
+    """`json.dumps` with allow_nan=False semantics (see `atomic_write_json`)."""
+    found: List[str] = []
+    clean = _strict(data, "", found)
+    if found and isinstance(clean, dict):
+        clean["nonfinite_fields"] = found
+    return json.dumps(clean, indent=indent, allow_nan=False)
+
+
+def _strict(o: Any, where: str, found: List[str]) -> Any:
+    """A copy of `o` with plain JSON types only and every non-finite float replaced by None."""
+    if isinstance(o, dict):
+        return {k: _strict(v, f"{where}.{k}" if where else str(k), found) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_strict(v, f"{where}[{i}]", found) for i, v in enumerate(o)]
+    if isinstance(o, (str, int, bool)) or o is None:  # bool before float: it is an int, never NaN
+        return o
+    if isinstance(o, float):
+        if math.isfinite(o):
+            return o
+        found.append(where or "(value)")
+        return None
+    return _strict(_json_default(o), where, found)
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
@@ -63,6 +92,8 @@ def _json_default(o: Any) -> Any:
         return int(o)
     if isinstance(o, (np.floating,)):
         return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, Path):

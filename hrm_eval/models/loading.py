@@ -8,11 +8,15 @@ config YAML, the tensors themselves, and the public defaults; every field record
 and a stated value that contradicts the tensors is an error naming the field.
 
 Loading uses `torch.load(weights_only=True)`: a file that needs arbitrary pickled code is
-refused, never executed.
+refused, never executed. A hostile or broken file cannot make the loader allocate much more
+than the file itself: tensor sizes are checked against the bytes the file holds, layer indices
+must run from 0 without gaps, and the key set and every shape are checked against the
+architecture (on one meta-device layer per level) before the model is built.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import re
@@ -25,31 +29,28 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from hrm_eval.models import ACTModel, HRMConfig, build_model
-from hrm_eval.models.config import HRM_ARCH_NAME, TRM_ARCH_NAME
+from hrm_eval.models import ACTModel, ModelConfig, build_model
+from hrm_eval.models.config import HRM_ARCH_NAME, PUBLIC_DEFAULTS, TRM_ARCH_NAME, UNWRITTEN_PUBLIC_DEFAULTS
 from hrm_eval.models.layers import mlp_width
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
 
+log = logging.getLogger("hrm_eval")
+
 KEY_PREFIXES = ("_orig_mod.model.inner.", "model.inner.", "_orig_mod.inner.", "inner.", "_orig_mod.")
 STEP_RE = re.compile(r"^step_(\d+)$")
-
-# Public defaults for what the tensors cannot tell (config/arch/hrm_v1.yaml, trm.yaml).
-PUBLIC_DEFAULTS = {
-    "hrm": dict(name=HRM_ARCH_NAME, H_cycles=2, L_cycles=2, num_heads=8, halt_max_steps=16,
-                halt_exploration_prob=0.1, pos_encodings="rope", rope_theta=10000.0, rms_norm_eps=1e-5,
-                loss_type="stablemax_cross_entropy"),
-    "trm": dict(name=TRM_ARCH_NAME, H_cycles=3, L_cycles=6, num_heads=8, halt_max_steps=16,
-                halt_exploration_prob=0.1, pos_encodings="rope", rope_theta=10000.0, rms_norm_eps=1e-5,
-                puzzle_emb_len=16, no_ACT_continue=True, loss_type="stablemax_cross_entropy"),
-}
+# Memory budget: the tensors may declare at most this multiple of the file's size (shared
+# storage, e.g. tied weights, counts twice), and the built model at most this multiple plus
+# a fixed allowance for the buffers a checkpoint does not store (rotary tables).
+SIZE_BUDGET_FACTOR = 2
+UNSTORED_BUFFER_ALLOWANCE = 64 << 20
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
 
 
 @dataclass
 class LoadedCheckpoint:
     model: ACTModel
-    config: HRMConfig
+    config: ModelConfig
     path: Path
     step: Optional[int]
     sha256: str
@@ -66,15 +67,22 @@ class LoadedCheckpoint:
 
 
 # ---- finding and reading the file ------------------------------------------------------------
+def list_steps(directory: str | Path) -> List[Path]:
+    """The `step_<N>` files of a run directory, numerically by step (not by name: 10 after 9)."""
+    d = Path(directory)
+    steps = sorted((int(m.group(1)), c) for c in d.iterdir() if c.is_file() and (m := STEP_RE.match(c.name)))
+    return [c for _, c in steps]
+
+
 def resolve_checkpoint_path(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists():
         raise HRMEvalError(f"checkpoint not found: {p}")
     if p.is_file():
         return p
-    steps = sorted((int(m.group(1)), c) for c in p.iterdir() if c.is_file() and (m := STEP_RE.match(c.name)))
+    steps = list_steps(p)
     if steps:
-        return steps[-1][1]
+        return steps[-1]
     if (p / "checkpoint").is_file():
         return p / "checkpoint"
     raise HRMEvalError(f"no step_<N> or checkpoint file in directory {p}")
@@ -86,18 +94,14 @@ def step_of(path: Path) -> Optional[int]:
 
 
 def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
-    """The raw state dict, loaded safely on the CPU."""
+    """The raw state dict, loaded safely on the CPU and checked to be floating tensors whose
+    declared sizes the file can hold."""
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error below says it all
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = _weights_only_reason(e)
-        if re.search(r"\b(global|class)\b", reason, re.IGNORECASE):
-            raise HRMEvalError(f"refusing to load {path}: it needs arbitrary pickled code to load, which is never "
-                               f"run (weights_only=True rejected it: {reason})") from e
-        raise HRMEvalError(f"cannot read checkpoint {path}: the safe (weights-only) loader rejected it ({reason}); "
-                           "the file is corrupt or not a PyTorch state dict") from e
+        raise HRMEvalError(_refusal(path, e)) from e
     except Exception as e:  # noqa: BLE001 - random bytes make torch.load fail in many ways (KeyError, ...)
         msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}" if str(e).strip() else type(e).__name__
         raise HRMEvalError(f"cannot read checkpoint {path} (truncated or corrupt?): {msg}") from e
@@ -112,15 +116,50 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     bad = next((k for k, v in obj.items() if not isinstance(v, torch.Tensor)), None)
     if bad is not None:
         raise HRMEvalError(f"{path} is not a state dict of tensors (entry {str(bad)!r} is a {type(obj[bad]).__name__})")
+    check_tensors(obj, path)
     return obj
 
 
-def _weights_only_reason(e: BaseException) -> str:
-    """The one informative line of torch's long weights-only error (ANSI codes removed)."""
+def check_tensors(sd: Dict[str, torch.Tensor], path: Path) -> None:
+    """Floating dtypes only (integer weights would load and score a silent 0%), and no tensor
+    larger than its own data: an expanded or strided view can declare a terabyte from a few
+    bytes, which any full-size operation (NaN scan, copy into the model) would allocate."""
+    bad = next((k for k, v in sd.items() if not v.is_floating_point()), None)
+    if bad is not None:
+        raise HRMEvalError(f"checkpoint {path}: tensor {bad} has dtype {str(sd[bad].dtype).removeprefix('torch.')}; "
+                           "model weights must be floating point (float32, bfloat16, float16)")
+    total = 0
+    for k, v in sd.items():
+        nbytes = v.numel() * v.element_size()
+        if nbytes > v.untyped_storage().nbytes():
+            raise HRMEvalError(f"checkpoint {path}: tensor {k} declares shape {tuple(v.shape)} ({nbytes:,} bytes) "
+                               f"but holds only {v.untyped_storage().nbytes():,} bytes of data")
+        total += nbytes
+    file_size = path.stat().st_size
+    if total > SIZE_BUDGET_FACTOR * file_size:
+        raise HRMEvalError(f"checkpoint {path}: its tensors declare {total:,} bytes but the file holds {file_size:,} "
+                           "(tensors sharing data); refused")
+
+
+def _refusal(path: Path, e: BaseException) -> str:
+    """One line for torch's weights-only rejection, without its advice to load the file unsafely."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-    after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
-    line = next((ln.strip() for ln in after.splitlines() if ln.strip()), type(e).__name__)
-    return line.split(". Please use", 1)[0].rstrip(".")
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found or re.search(r"\b(global|class)\b", text.split("WeightsUnpickler error:")[-1], re.IGNORECASE):
+        what = f"GLOBAL {found.group(1)}" if found else "a reference to a Python class or function"
+        return (f"{path}: refused: the file contains pickled code ({what}, which would run arbitrary Python); "
+                "hrm-eval never runs code from a checkpoint")
+    return f"cannot read checkpoint {path}: {_pickle_reason(text)}; the file is corrupt or not a PyTorch state dict"
+
+
+def _pickle_reason(text: str) -> str:
+    """The informative line of torch's long error, with its sentences about `weights_only` left out."""
+    after = text.split("WeightsUnpickler error:", 1)[-1]
+    for line in after.splitlines():
+        line = line.strip().split(". Please use", 1)[0].rstrip(".")
+        if line and "weights_only" not in line and not line.startswith(("Weights only load failed", "Check the doc")):
+            return line
+    return "the safe loader rejected it"
 
 
 def strip_prefix(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], str]:
@@ -147,12 +186,18 @@ def infer_from_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     if "embed_tokens.embedding_weight" not in sd:
         raise HRMEvalError("not an HRM/TRM checkpoint: no embed_tokens.embedding_weight tensor "
                            f"(first keys: {', '.join(list(sd)[:3])})")
-    vocab, h = sd["embed_tokens.embedding_weight"].shape
-    facts: Dict[str, Any] = {"vocab_size": int(vocab), "hidden_size": int(h)}
+    vocab, h = _matrix_shape(sd, "embed_tokens.embedding_weight")
+    facts: Dict[str, Any] = {"vocab_size": vocab, "hidden_size": h}
 
     def layer_count(level: str) -> int:
-        ids = {int(m.group(1)) for k in sd if (m := re.match(rf"{level}\.layers\.(\d+)\.", k))}
-        return max(ids) + 1 if ids else 0
+        # The count comes from the key names, so it must be proven before anything is built from it:
+        # one stray `layers.200000.` key would otherwise build a 200001-layer model.
+        ids = sorted({int(m.group(1)) for k in sd if (m := re.match(rf"{level}\.layers\.(\d+)\.", k))})
+        if ids and ids != list(range(len(ids))):
+            gap = next(i for i, n in enumerate(ids) if i != n)
+            raise HRMEvalError(f"{level} layer indices must run from 0 without gaps: found {len(ids)} layers, "
+                               f"{level}.layers.{gap} missing (highest index {ids[-1]}); stray or missing tensors")
+        return len(ids)
 
     facts["L_layers"] = layer_count("L_level")
     H_layers = layer_count("H_level")
@@ -164,16 +209,14 @@ def infer_from_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
         facts["mlp_t"] = any(".mlp_t." in k for k in sd)
 
     if "puzzle_emb.weights" in sd:
-        n_ids, ndim = sd["puzzle_emb.weights"].shape
-        facts["num_puzzle_identifiers"], facts["puzzle_emb_ndim"] = int(n_ids), int(ndim)
+        facts["num_puzzle_identifiers"], facts["puzzle_emb_ndim"] = _matrix_shape(sd, "puzzle_emb.weights")
     else:
         facts["puzzle_emb_ndim"] = 0
     if "embed_pos.embedding_weight" in sd:
         facts["pos_encodings"] = "learned"
 
-    gate_up = sd.get("L_level.layers.0.mlp.gate_up_proj.weight")
-    if gate_up is not None:
-        width = gate_up.shape[0] // 2
+    if "L_level.layers.0.mlp.gate_up_proj.weight" in sd:
+        width = _matrix_shape(sd, "L_level.layers.0.mlp.gate_up_proj.weight")[0] // 2
         # Several expansions round to the same width; prefer the public 4, else the smallest.
         candidates = [4.0] + [k / 2 for k in range(1, 33)]
         facts["expansion"] = next((e for e in candidates if mlp_width(int(h), e) == width), width / h)
@@ -183,11 +226,20 @@ def infer_from_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     return facts
 
 
+def _matrix_shape(sd: Dict[str, torch.Tensor], key: str) -> Tuple[int, int]:
+    """(rows, columns) of a tensor that must be a non-empty matrix."""
+    shape = tuple(sd[key].shape)
+    if len(shape) != 2 or min(shape) < 1:
+        raise HRMEvalError(f"{key}: expected a 2-d tensor (rows, columns), the checkpoint has shape {shape}")
+    return int(shape[0]), int(shape[1])
+
+
 def _full_seq_len_from_tensors(sd: Dict[str, torch.Tensor]) -> Optional[int]:
     if "embed_pos.embedding_weight" in sd:
-        return int(sd["embed_pos.embedding_weight"].shape[0])
-    t = sd.get("L_level.layers.0.mlp_t.gate_up_proj.weight")
-    return int(t.shape[1]) if t is not None else None
+        return _matrix_shape(sd, "embed_pos.embedding_weight")[0]
+    if "L_level.layers.0.mlp_t.gate_up_proj.weight" in sd:
+        return _matrix_shape(sd, "L_level.layers.0.mlp_t.gate_up_proj.weight")[1]
+    return None
 
 
 # ---- the config ------------------------------------------------------------------------------
@@ -207,8 +259,8 @@ def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
 def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str, Any]] = None,
                    model_config: Optional[Dict[str, Any]] = None, dataset: Optional[Dict[str, Any]] = None,
                    overrides: Optional[Dict[str, Any]] = None, origin: str = "checkpoint",
-                   require_seq_len: bool = True) -> Tuple[HRMConfig, Dict[str, str]]:
-    """Merge the sources (see module doc) into a validated HRMConfig; returns (config, sources)."""
+                   require_seq_len: bool = True) -> Tuple[ModelConfig, Dict[str, str]]:
+    """Merge the sources (see module doc) into a validated ModelConfig; returns (config, sources)."""
     facts = infer_from_tensors(sd)
     layers: List[Tuple[str, Dict[str, Any]]] = []   # lowest priority first
     family = "trm" if facts["name"] == TRM_ARCH_NAME else "hrm"
@@ -219,7 +271,7 @@ def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str
     if model_config:
         layers.append(("model config", dict(model_config)))
     if all_config:
-        layers.append(("all_config.yaml", HRMConfig.arch_fields_from_all_config(all_config)))
+        layers.append(("all_config.yaml", ModelConfig.arch_fields_from_all_config(all_config)))
     if overrides:
         layers.append(("command line", dict(overrides)))
 
@@ -264,17 +316,18 @@ def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str
     sources.setdefault("num_puzzle_identifiers", "assumed (public default)")
 
     try:
-        config = HRMConfig(**{k: v for k, v in merged.items() if k in HRMConfig.model_fields})
+        config = ModelConfig(**{k: v for k, v in merged.items() if k in ModelConfig.model_fields})
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "config"
-        raise HRMEvalError(f"invalid model config for {origin}: {loc}: {err['msg']}") from e
+        value = f" = {err['input']!r} (from {sources[loc]})" if loc in sources else ""
+        raise HRMEvalError(f"invalid model config for {origin}: {loc}{value}: {err['msg']}") from e
     if full is not None and full != config.full_seq_len:
         what = "embed_pos.embedding_weight rows" if "embed_pos.embedding_weight" in sd else "mlp_t width"
         raise HRMEvalError(f"seq_len: the checkpoint's {what} give {full} positions (seq_len + puzzle prefix) "
                            f"but seq_len {config.seq_len} ({sources['seq_len']}) + prefix {config.puzzle_prefix_len} "
                            f"= {config.full_seq_len}")
-    return config, {k: sources[k] for k in sorted(sources) if k in HRMConfig.model_fields}
+    return config, {k: sources[k] for k in sorted(sources) if k in ModelConfig.model_fields}
 
 
 def _prefix_len(values: Dict[str, Any], family: str) -> int:
@@ -303,15 +356,6 @@ def _dataset_mismatch(field: str, ckpt: Any, data: Any) -> str:
     return f"{field} mismatch: " + what.format(c=ckpt, d=data)
 
 
-def check_dataset_compatible(config: HRMConfig, dataset: Dict[str, Any]) -> None:
-    """One-line explanation of the first field where checkpoint and dataset disagree."""
-    for k in ("vocab_size", "seq_len", "num_puzzle_identifiers"):
-        if k == "num_puzzle_identifiers" and config.puzzle_emb_ndim == 0:
-            continue
-        if k in dataset and dataset[k] != getattr(config, k):
-            raise HRMEvalError(_dataset_mismatch(k, getattr(config, k), dataset[k]))
-
-
 # ---- the whole restore -----------------------------------------------------------------------
 def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any]] = None,
                     overrides: Optional[Dict[str, Any]] = None, model_config: Optional[Dict[str, Any]] = None,
@@ -336,14 +380,17 @@ def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any]] = Non
     config, sources = resolve_config(sd, all_config=all_config, model_config=model_config,
                                      dataset=dataset, overrides=overrides, origin=str(path),
                                      require_seq_len=require_seq_len)
+    _warn_assumed(path, sources)
+    check_architecture(sd, config, path)
     nonfinite = find_nonfinite(sd)
     if nonfinite and not allow_nonfinite:
         k, nan, inf = nonfinite[0]
         more = f" (and {len(nonfinite) - 1} more tensors)" if len(nonfinite) > 1 else ""
         raise HRMEvalError(f"checkpoint {path} holds non-finite values: {k} has {nan} NaN and {inf} Inf{more}")
 
-    model = build_model(config)
-    _load_weights(model, sd, config, path)
+    model = build_model(config)  # safe now: every tensor it allocates has been matched to the file's
+    cast = {k: (v.to(config.torch_dtype) if k in ("H_init", "L_init") else v) for k, v in sd.items()}
+    model.inner.load_state_dict(cast, strict=True)
     model.to(device)
     model.eval()
     return LoadedCheckpoint(
@@ -354,8 +401,40 @@ def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any]] = Non
         nonfinite=nonfinite)
 
 
-def _load_weights(model: ACTModel, sd: Dict[str, torch.Tensor], config: HRMConfig, path: Path) -> None:
-    expected = model.inner.state_dict()
+def _warn_assumed(path: Path, sources: Dict[str, str]) -> None:
+    """Assumed architecture values are the usual cause of a silent 0% score: say so loudly
+    (not for the two that no all_config.yaml states, nor the identifier count of a model
+    without puzzle embeddings)."""
+    quiet = {*UNWRITTEN_PUBLIC_DEFAULTS, "num_puzzle_identifiers"}
+    assumed = [k for k, v in sources.items() if v.startswith("assumed") and k not in quiet]
+    if assumed:
+        log.warning("%s: no all_config.yaml or model config states %s; assumed the public defaults. If the "
+                    "results look wrong, compare with --mode inspect and set them with --arch KEY=VALUE",
+                    path, ", ".join(assumed))
+
+
+def expected_state(config: ModelConfig) -> Tuple[Dict[str, Tuple[int, ...]], int]:
+    """(key -> shape of the state dict a model of `config` has, bytes of the buffers it does not store).
+
+    Computed on the meta device from one layer per level, so the cost does not grow with the
+    layer count; every layer of a level has the same tensors."""
+    one = config.model_copy(update={"L_layers": 1, "H_layers": min(config.H_layers, 1)})
+    with torch.device("meta"):
+        inner = build_model(one).inner
+    counts = {"H_level": config.H_layers, "L_level": config.L_layers}
+    shapes: Dict[str, Tuple[int, ...]] = {}
+    for key, v in inner.state_dict().items():
+        m = re.match(r"^(H_level|L_level)\.layers\.0\.(.+)$", key)
+        names = [f"{m.group(1)}.layers.{i}.{m.group(2)}" for i in range(counts[m.group(1)])] if m else [key]
+        shapes.update({name: tuple(v.shape) for name in names})
+    stored = set(inner.state_dict())
+    unstored = sum(b.numel() * b.element_size() for name, b in inner.named_buffers() if name not in stored)
+    return shapes, unstored
+
+
+def check_architecture(sd: Dict[str, torch.Tensor], config: ModelConfig, path: Path) -> None:
+    """Key set and every shape against the config, before anything is allocated for the model."""
+    expected, unstored = expected_state(config)
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
     if missing or unexpected:
@@ -365,12 +444,14 @@ def _load_weights(model: ACTModel, sd: Dict[str, torch.Tensor], config: HRMConfi
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected tensors (first: {unexpected[0]})")
         raise HRMEvalError(f"checkpoint {path} does not fit a {config.variant} model: {'; '.join(parts)}")
-    for k, v in expected.items():
-        if tuple(sd[k].shape) != tuple(v.shape):
+    for k, shape in expected.items():
+        if tuple(sd[k].shape) != shape:
             raise HRMEvalError(f"{k}: checkpoint shape {tuple(sd[k].shape)} but the config "
-                               f"({config.variant}, hidden {config.hidden_size}, heads {config.num_heads}) expects {tuple(v.shape)}")
-    cast = {k: (v.to(config.torch_dtype) if k in ("H_init", "L_init") else v) for k, v in sd.items()}
-    model.inner.load_state_dict(cast, strict=True)
+                               f"({config.variant}, hidden {config.hidden_size}, heads {config.num_heads}) expects {shape}")
+    budget = UNSTORED_BUFFER_ALLOWANCE + SIZE_BUDGET_FACTOR * path.stat().st_size
+    if unstored > budget:
+        raise HRMEvalError(f"checkpoint {path}: seq_len {config.seq_len} would need {unstored:,} bytes of position "
+                           f"tables, more than {budget:,} for a file of this size; refused")
 
 
 def _dtype_counts(sd: Dict[str, torch.Tensor]) -> Dict[str, int]:
@@ -381,7 +462,7 @@ def _dtype_counts(sd: Dict[str, torch.Tensor]) -> Dict[str, int]:
     return counts
 
 
-def count_state_values(config: HRMConfig) -> Tuple[int, int]:
+def count_state_values(config: ModelConfig) -> Tuple[int, int]:
     """(values in the state dict incl. buffers, trainable parameters) of a config, without allocating."""
     with torch.device("meta"):
         model = build_model(config)

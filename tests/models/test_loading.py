@@ -14,8 +14,8 @@ import yaml
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.models.config import HRMConfig
+from hrm_eval.models.loading import count_state_values
 from hrm_eval.utils import HRMEvalError, load_checkpoint
-from hrm_eval.utils.checkpoint import count_state_values
 from tests.conftest import HRM_FIXTURES, MAZE_BUILT, SUDOKU_BUILT, TRM_FIXTURES, expected_outputs, fixture_batch
 
 ALL = {**HRM_FIXTURES, **TRM_FIXTURES}
