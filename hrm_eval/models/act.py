@@ -64,7 +64,8 @@ class ACTModel(nn.Module):
                 halted = halted & (steps >= min_steps)
                 if self.uses_continue_target:
                     # Bootstrapped target for Q(continue): the value of the best action one step on.
-                    _, _, next_q_halt, next_q_continue = self.inner(inner_carry, data["inputs"], data["puzzle_identifiers"])
+                    _, _, next_q_halt, next_q_continue = self.inner(inner_carry, data["inputs"],
+                                                                    data["puzzle_identifiers"])
                     outputs["target_q_continue"] = torch.sigmoid(
                         torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue)))
         return ACTCarry(inner_carry, steps, halted, data), outputs

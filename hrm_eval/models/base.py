@@ -30,6 +30,9 @@ class InnerCarry:
 class RecursiveReasoningModel(nn.Module):
     """Base of one ACT step: subclasses build their levels and implement `recurse`."""
 
+    H_init: torch.Tensor  # [h] buffer: initial z_H
+    L_init: torch.Tensor  # [h] buffer: initial z_L
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -41,11 +44,13 @@ class RecursiveReasoningModel(nn.Module):
         self.embed_tokens = CastedEmbedding(config.vocab_size, h, init_std=embed_init_std, cast_to=dtype)
         self.lm_head = CastedLinear(h, config.vocab_size, bias=False)
         self.q_head = CastedLinear(h, 2, bias=True)
+        assert self.q_head.bias is not None  # bias=True: for mypy
         with torch.no_grad():  # start by (almost) never halting: Q(halt) = Q(continue) = sigmoid(-5)
             self.q_head.weight.zero_()
             self.q_head.bias.fill_(-5)
         if config.puzzle_emb_ndim > 0:
-            self.puzzle_emb = SparsePuzzleEmbedding(config.num_puzzle_identifiers, config.puzzle_emb_ndim, cast_to=dtype)
+            self.puzzle_emb = SparsePuzzleEmbedding(config.num_puzzle_identifiers, config.puzzle_emb_ndim,
+                                                    cast_to=dtype)
         if config.pos_encodings == "rope":
             self.rotary_emb = RotaryEmbedding(config.head_dim, config.full_seq_len, config.rope_theta)
         elif config.pos_encodings == "learned":
@@ -72,7 +77,8 @@ class RecursiveReasoningModel(nn.Module):
     def empty_carry(self, batch_size: int, device: torch.device) -> InnerCarry:
         shape = (batch_size, self.config.full_seq_len, self.config.hidden_size)
         dtype = self.config.torch_dtype
-        return InnerCarry(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+        return InnerCarry(torch.zeros(shape, dtype=dtype, device=device),
+                          torch.zeros(shape, dtype=dtype, device=device))
 
     def reset_carry(self, reset: torch.Tensor, carry: InnerCarry) -> InnerCarry:
         """Rows where `reset` [B] is true start again from H_init / L_init."""

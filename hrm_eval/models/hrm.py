@@ -22,7 +22,8 @@ class HRMReasoning(RecursiveReasoningModel):
         c = config
 
         def stack(n: int) -> ReasoningModule:
-            return ReasoningModule([ReasoningBlock(c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps) for _ in range(n)])
+            return ReasoningModule([ReasoningBlock(c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps)
+                                    for _ in range(n)])
 
         self.H_level = stack(c.H_layers)
         self.L_level = stack(c.L_layers)

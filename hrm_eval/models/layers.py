@@ -78,6 +78,8 @@ class SparsePuzzleEmbedding(nn.Module):
     looked-up rows become a leaf tensor `local_weights` that receives gradients; the trainer's
     sparse optimizer applies them to `weights[local_ids]`."""
 
+    weights: torch.Tensor  # [num_embeddings, dim] buffer
+
     def __init__(self, num_embeddings: int, dim: int, cast_to: torch.dtype):
         super().__init__()
         self.cast_to = cast_to
@@ -95,6 +97,9 @@ class SparsePuzzleEmbedding(nn.Module):
 
 class RotaryEmbedding(nn.Module):
     """Non-interleaved RoPE tables for positions 0..S-1 (not saved in checkpoints)."""
+
+    cos: torch.Tensor  # [S, head_dim]
+    sin: torch.Tensor  # [S, head_dim]
 
     def __init__(self, head_dim: int, max_positions: int, base: float):
         super().__init__()
@@ -136,7 +141,8 @@ class Attention(nn.Module):
         q, k, v = qkv.split(self.num_heads, dim=2)  # each [B, S, heads, head_dim]
         if cos_sin is not None:
             q, k = apply_rotary(q, cos_sin), apply_rotary(k, cos_sin)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # [B, heads, S, hd]
+        # [B, heads, S, hd]
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return self.o_proj(out.transpose(1, 2).reshape(B, S, h))
 
 

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hrm_eval.models import ACTModel, ModelConfig, build_model
 from hrm_eval.models.config import HRM_ARCH_NAME, PUBLIC_DEFAULTS, TRM_ARCH_NAME, UNWRITTEN_PUBLIC_DEFAULTS
@@ -63,6 +63,8 @@ class LoadedCheckpoint:
 
     @property
     def assumed(self) -> List[str]:
+        """Fields set to the public default because no file or flag stated them; a summary
+        should point at them (and at --mode inspect) when a score looks wrong."""
         return [k for k, v in self.sources.items() if v.startswith("assumed")]
 
 
@@ -262,10 +264,9 @@ def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str
                    require_seq_len: bool = True) -> Tuple[ModelConfig, Dict[str, str]]:
     """Merge the sources (see module doc) into a validated ModelConfig; returns (config, sources)."""
     facts = infer_from_tensors(sd)
-    layers: List[Tuple[str, Dict[str, Any]]] = []   # lowest priority first
     family = "trm" if facts["name"] == TRM_ARCH_NAME else "hrm"
-    layers.append(("assumed (public default)", PUBLIC_DEFAULTS[family]))
-    layers.append(("checkpoint tensors", facts))
+    layers: List[Tuple[str, Dict[str, Any]]] = [   # lowest priority first
+        ("assumed (public default)", PUBLIC_DEFAULTS[family]), ("checkpoint tensors", facts)]
     if dataset:
         layers.append(("dataset.json", {k: dataset[k] for k in DATASET_FIELDS if k in dataset}))
     if model_config:
@@ -281,47 +282,29 @@ def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str
         for k, v in values.items():
             if v is None:
                 continue
-            if k in facts and source not in ("checkpoint tensors", "assumed (public default)") and k != "forward_dtype":
-                if k == "name":
-                    stated = "trm" if "trm" in str(v).lower() else "hrm"
-                    if stated != family:
-                        raise HRMEvalError(f"arch name: {source} says a {stated.upper()} model ({v}) but the "
-                                           f"checkpoint's tensors are a {family.upper()} ({'no ' if family == 'trm' else ''}H_level)")
-                elif k in DATASET_FIELDS and source == "dataset.json":
-                    if v != facts[k]:
-                        raise HRMEvalError(_dataset_mismatch(k, facts[k], v))
-                elif k == "expansion":
-                    # Several expansions round to one MLP width: only a different width contradicts.
-                    h = facts["hidden_size"]
-                    if mlp_width(h, float(v)) != mlp_width(h, float(facts[k])):
-                        raise HRMEvalError(f"expansion: {source} says {v} (MLP width {mlp_width(h, float(v))}) but the "
-                                           f"checkpoint's MLP width is {mlp_width(h, float(facts[k]))}")
-                elif _differs(v, facts[k]):
-                    raise HRMEvalError(f"{k}: {source} says {v} but the checkpoint's tensors say {facts[k]}")
+            if k in facts and source not in ("checkpoint tensors", "assumed (public default)"):
+                _check_stated(k, v, source, facts, family)
             merged[k] = v
             if not (k in sources and sources[k] == "checkpoint tensors" and not _differs(v, facts.get(k))):
                 sources[k] = source
-
-    # seq_len: from the dataset, the tensors (learned positions / mlp_t), or a stated value.
-    full = _full_seq_len_from_tensors(sd)
-    if "seq_len" not in merged:
-        if full is None and not require_seq_len:
-            merged["seq_len"], sources["seq_len"] = 1, "unknown (rope/none positions do not store it; the dataset gives it)"
-        elif full is None:
-            raise HRMEvalError(f"seq_len is unknown for {origin}: rope/none position encodings do not store it; "
-                               "give a dataset (--data) or --arch seq_len=N")
-        else:
-            merged["seq_len"], sources["seq_len"] = full - _prefix_len(merged, family), "checkpoint tensors"
     merged.setdefault("num_puzzle_identifiers", 1)
     sources.setdefault("num_puzzle_identifiers", "assumed (public default)")
 
-    try:
-        config = ModelConfig(**{k: v for k, v in merged.items() if k in ModelConfig.model_fields})
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
-        value = f" = {err['input']!r} (from {sources[loc]})" if loc in sources else ""
-        raise HRMEvalError(f"invalid model config for {origin}: {loc}{value}: {err['msg']}") from e
+    # seq_len: from the dataset, a stated value, or the tensors (learned positions / mlp_t hold
+    # seq_len + the puzzle prefix, whose length the validated config knows).
+    full = _full_seq_len_from_tensors(sd)
+    if "seq_len" in merged:
+        config = _validated(merged, sources, origin)
+    elif full is None and require_seq_len:
+        raise HRMEvalError(f"seq_len is unknown for {origin}: rope/none position encodings do not store it; "
+                           "give a dataset (--data) or --arch seq_len=N")
+    elif full is None:
+        sources["seq_len"] = "unknown (rope/none positions do not store it; the dataset gives it)"
+        config = _validated({**merged, "seq_len": 1}, sources, origin)
+    else:
+        sources["seq_len"] = "checkpoint tensors"
+        prefix = _validated({**merged, "seq_len": 1}, sources, origin).puzzle_prefix_len
+        config = _validated({**merged, "seq_len": full - prefix}, sources, origin)
     if full is not None and full != config.full_seq_len:
         what = "embed_pos.embedding_weight rows" if "embed_pos.embedding_weight" in sd else "mlp_t width"
         raise HRMEvalError(f"seq_len: the checkpoint's {what} give {full} positions (seq_len + puzzle prefix) "
@@ -330,19 +313,53 @@ def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str
     return config, {k: sources[k] for k in sorted(sources) if k in ModelConfig.model_fields}
 
 
-def _prefix_len(values: Dict[str, Any], family: str) -> int:
-    ndim, h = values.get("puzzle_emb_ndim", 0), values["hidden_size"]
-    if ndim <= 0:
-        return 0
-    if family == "trm" and values.get("puzzle_emb_len", 16) > 0:
-        return values.get("puzzle_emb_len", 16)
-    return math.ceil(ndim / h)
+def _check_stated(k: str, v: Any, source: str, facts: Dict[str, Any], family: str) -> None:
+    """A value a file or the command line states must not contradict what the tensors show."""
+    if k == "forward_dtype":
+        return  # the stored dtype of H_init is a default, not a fact: computing in another is allowed
+    if k == "name":
+        stated = "trm" if "trm" in str(v).lower() else "hrm"
+        if stated != family:
+            raise HRMEvalError(f"arch name: {source} says a {stated.upper()} model ({v}) but the checkpoint's "
+                               f"tensors are a {family.upper()} ({'no ' if family == 'trm' else ''}H_level)")
+    elif k in DATASET_FIELDS and source == "dataset.json":
+        if v != facts[k]:
+            raise HRMEvalError(_dataset_mismatch(k, facts[k], v))
+    elif k == "expansion" and _number(v) is not None:
+        # Several expansions round to one MLP width: only a different width contradicts.
+        h = facts["hidden_size"]
+        stated_width, width = mlp_width(h, float(v)), mlp_width(h, float(facts[k]))
+        if stated_width != width:
+            raise HRMEvalError(f"expansion: {source} says {v} (MLP width {stated_width}) but the "
+                               f"checkpoint's MLP width is {width}")
+    elif k != "expansion" and _differs(v, facts[k]):
+        raise HRMEvalError(f"{k}: {source} says {v} but the checkpoint's tensors say {facts[k]}")
+
+
+def _validated(values: Dict[str, Any], sources: Dict[str, str], origin: str) -> ModelConfig:
+    """The ModelConfig, or one line naming the field, its value and where the value came from."""
+    try:
+        return ModelConfig(**{k: v for k, v in values.items() if k in ModelConfig.model_fields})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        value = f" = {err['input']!r} (from {sources[loc]})" if loc in sources else ""
+        raise HRMEvalError(f"invalid model config for {origin}: {loc}{value}: {err['msg']}") from e
+
+
+def _number(v: Any) -> Optional[float]:
+    """`v` as a finite float, or None (a non-number is left for the config validation to name)."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
 
 
 def _differs(a: Any, b: Any) -> bool:
     try:
         return float(a) != float(b)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return str(a) != str(b)
 
 
@@ -350,14 +367,15 @@ def _dataset_mismatch(field: str, ckpt: Any, data: Any) -> str:
     what = {"num_puzzle_identifiers": "puzzle_emb.weights has {c} rows (puzzle identifiers) but the dataset's "
                                       "num_puzzle_identifiers is {d}: the checkpoint was trained on a different "
                                       "build of the dataset (other augmentation count or subset)",
-            "vocab_size": "the checkpoint's vocabulary (embed_tokens) has {c} tokens but the dataset's vocab_size is {d}: "
+            "vocab_size": "the checkpoint's vocabulary (embed_tokens) has {c} tokens but the dataset's "
+                          "vocab_size is {d}: "
                           "this checkpoint was trained for another task",
             "seq_len": "the checkpoint was built for sequences of {c} tokens but the dataset's seq_len is {d}"}[field]
     return f"{field} mismatch: " + what.format(c=ckpt, d=data)
 
 
 # ---- the whole restore -----------------------------------------------------------------------
-def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any]] = None,
+def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any] | BaseModel] = None,
                     overrides: Optional[Dict[str, Any]] = None, model_config: Optional[Dict[str, Any]] = None,
                     device: str | torch.device = "cpu", dtype: Optional[str] = None,
                     allow_nonfinite: bool = False, require_seq_len: bool = True) -> LoadedCheckpoint:
@@ -374,7 +392,7 @@ def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any]] = Non
     overrides = dict(overrides or {})
     if dtype is not None:
         overrides["forward_dtype"] = dtype
-    if dataset is not None and not isinstance(dataset, dict):
+    if isinstance(dataset, BaseModel):
         dataset = dataset.model_dump()
 
     config, sources = resolve_config(sd, all_config=all_config, model_config=model_config,
@@ -446,8 +464,8 @@ def check_architecture(sd: Dict[str, torch.Tensor], config: ModelConfig, path: P
         raise HRMEvalError(f"checkpoint {path} does not fit a {config.variant} model: {'; '.join(parts)}")
     for k, shape in expected.items():
         if tuple(sd[k].shape) != shape:
-            raise HRMEvalError(f"{k}: checkpoint shape {tuple(sd[k].shape)} but the config "
-                               f"({config.variant}, hidden {config.hidden_size}, heads {config.num_heads}) expects {shape}")
+            raise HRMEvalError(f"{k}: checkpoint shape {tuple(sd[k].shape)} but the config ({config.variant}, "
+                               f"hidden {config.hidden_size}, heads {config.num_heads}) expects {shape}")
     budget = UNSTORED_BUFFER_ALLOWANCE + SIZE_BUDGET_FACTOR * path.stat().st_size
     if unstored > budget:
         raise HRMEvalError(f"checkpoint {path}: seq_len {config.seq_len} would need {unstored:,} bytes of position "

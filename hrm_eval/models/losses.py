@@ -6,7 +6,7 @@ the valid ones (halted, at least one scored label), training uses the same rows 
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
@@ -54,12 +54,13 @@ def row_metrics(logits: torch.Tensor, labels: torch.Tensor, q_halt_logits: torch
         "exact": seq_correct,
         "q_halt_correct": (q_halt_logits >= 0) == seq_correct,
         "lm_loss": LOSS_FUNCTIONS[loss_type](logits, labels).sum(-1) / divisor,
-        "q_halt_loss": F.binary_cross_entropy_with_logits(q_halt_logits, seq_correct.to(q_halt_logits.dtype), reduction="none"),
+        "q_halt_loss": F.binary_cross_entropy_with_logits(q_halt_logits, seq_correct.to(q_halt_logits.dtype),
+                                                          reduction="none"),
     }
 
 
 def act_training_loss(outputs: Dict[str, torch.Tensor], labels: torch.Tensor, loss_type: str
-                      ) -> tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+                      ) -> tuple[torch.Tensor, Dict[str, Any]]:
     """Summed training loss lm + 0.5 (q_halt + q_continue), as in the public loss head."""
     rows = row_metrics(outputs["logits"], labels, outputs["q_halt_logits"], loss_type)
     lm_loss, q_halt_loss = rows["lm_loss"].sum(), rows["q_halt_loss"].sum()
