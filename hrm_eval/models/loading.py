@@ -398,13 +398,13 @@ def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any] | Base
     config, sources = resolve_config(sd, all_config=all_config, model_config=model_config,
                                      dataset=dataset, overrides=overrides, origin=str(path),
                                      require_seq_len=require_seq_len)
-    _warn_assumed(path, sources)
     check_architecture(sd, config, path)
     nonfinite = find_nonfinite(sd)
     if nonfinite and not allow_nonfinite:
         k, nan, inf = nonfinite[0]
         more = f" (and {len(nonfinite) - 1} more tensors)" if len(nonfinite) > 1 else ""
         raise HRMEvalError(f"checkpoint {path} holds non-finite values: {k} has {nan} NaN and {inf} Inf{more}")
+    _warn_assumed(path, sources)  # after the checks: a refused file gets its one error line only
 
     model = build_model(config)  # safe now: every tensor it allocates has been matched to the file's
     cast = {k: (v.to(config.torch_dtype) if k in ("H_init", "L_init") else v) for k, v in sd.items()}

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -233,3 +234,23 @@ def test_any_stated_value_is_a_result_or_one_line(tmp_path, field, value):
         assert "\n" not in str(e) and field in str(e)
     else:  # accepted only where the value means what the fixture has
         assert value is None or str(getattr(loaded.config, field)) == str(value)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_corrupted_fixture_loads_or_is_one_line_never_advising_weights_only(tmp_path, seed):
+    """Random truncations and byte flips of a real checkpoint (pickle, zip directory, data)."""
+    data = bytearray(step_file(FIXTURE).read_bytes())
+    rng = np.random.default_rng(seed)
+    if seed % 3 == 0:
+        data = data[: int(rng.integers(1, len(data)))]
+    else:
+        for pos in rng.integers(0, len(data), size=1 + seed % 5):
+            data[pos] ^= int(rng.integers(1, 256))
+    (tmp_path / "run").mkdir()
+    path = tmp_path / "run" / "step_1"
+    path.write_bytes(bytes(data))
+    try:
+        load_checkpoint(path, require_seq_len=False, allow_nonfinite=True)
+    except HRMEvalError as e:
+        msg = str(e)
+        assert "\n" not in msg and "weights_only" not in msg
