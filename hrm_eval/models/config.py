@@ -127,8 +127,7 @@ class ModelConfig(BaseModel):
         """The ModelConfig fields an `all_config.yaml` (already parsed) states."""
         arch = all_config.get("arch") or {}
         if not isinstance(arch, dict):
-            raise HRMEvalError(f"all_config.yaml: 'arch' must be a mapping of architecture fields, "
-                               f"got a {type(arch).__name__}")
+            raise HRMEvalError(f"'arch' must be a mapping of architecture fields, got a {type(arch).__name__}")
         fields: Dict[str, Any] = {k: v for k, v in arch.items() if k not in _NON_ARCH_KEYS}
         if "name" in arch:
             fields["name"] = arch["name"]

@@ -126,6 +126,10 @@ def check_tensors(sd: Dict[str, torch.Tensor], path: Path) -> None:
     """Floating dtypes only (integer weights would load and score a silent 0%), and no tensor
     larger than its own data: an expanded or strided view can declare a terabyte from a few
     bytes, which any full-size operation (NaN scan, copy into the model) would allocate."""
+    bad = next((k for k, v in sd.items() if v.layout != torch.strided), None)
+    if bad is not None:  # a sparse tensor can declare any size with no data at all
+        raise HRMEvalError(f"checkpoint {path}: tensor {bad} is {str(sd[bad].layout).removeprefix('torch.')}; "
+                           "model weights must be dense tensors")
     bad = next((k for k, v in sd.items() if not v.is_floating_point()), None)
     if bad is not None:
         raise HRMEvalError(f"checkpoint {path}: tensor {bad} has dtype {str(sd[bad].dtype).removeprefix('torch.')}; "
@@ -255,6 +259,9 @@ def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
         raise HRMEvalError(f"cannot parse {cfg}: {str(e).splitlines()[0]}") from e
     if not isinstance(data, dict):
         raise HRMEvalError(f"{cfg} is not a mapping")
+    if not isinstance(data.get("arch") or {}, dict):
+        raise HRMEvalError(f"{cfg}: 'arch' must be a mapping of architecture fields, "
+                           f"got a {type(data['arch']).__name__}")
     return data
 
 
