@@ -61,7 +61,9 @@ def resolve_task(name: Optional[str], dataset: PuzzleDataset) -> Optional[Puzzle
     sample = np.asarray(next(iter(dataset.sets.values()))["inputs"][:64])
     if name:
         task = get_task(name)
-        task.check_layout(meta.vocab_size, meta.seq_len, sample, where=f"the data {dataset.source}")
+        # a raw file has no vocabulary of its own: it is read with the checkpoint's
+        where = f"the data {dataset.source}" + (" read with the checkpoint's vocabulary" if dataset.in_memory else "")
+        task.check_layout(meta.vocab_size, meta.seq_len, sample, where=where)
         return task
     return detect_task(meta.vocab_size, meta.seq_len, sample)
 
