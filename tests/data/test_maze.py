@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -159,3 +160,31 @@ def test_matches():
     inputs = np.stack([encode("".join(OPEN_MAZE))] * 2)
     assert MAZE.matches(6, 49, inputs)
     assert not MAZE.matches(6, 49, encode(_with(OPEN_MAZE, PATH_TOP))[None])  # has `o`: not a question
+
+
+# --------------------------------------------------------------------------- one puzzle (the service's path)
+
+def test_one_puzzle_path_round_trips_the_fixture(official, maze_rows):
+    """Each fixture maze, written as rows of text, encodes to the public build's input row;
+    each label row decodes to the CSV's answer."""
+    inputs = np.load(official / "maze_built" / "test" / "all__inputs.npy")
+    labels = np.load(official / "maze_built" / "test" / "all__labels.npy")
+    for (q, a, _), x, y in zip(maze_rows, inputs, labels, strict=True):
+        n = int(len(q) ** 0.5)
+        drawn = "\n".join(q[r * n: (r + 1) * n] for r in range(n)) + "\n"
+        assert MAZE.parse_puzzle(drawn) == q == MAZE.parse_puzzle(q)
+        assert MAZE.parse_puzzle([q[r * n: (r + 1) * n] for r in range(n)]) == q
+        assert np.array_equal(MAZE.encode_puzzle(drawn), x)
+        assert MAZE.decode_answer(y) == a
+
+
+@pytest.mark.parametrize("puzzle,message", [
+    ("\n".join(OPEN_MAZE[:-1] + ["######"]), "7 rows need 7 characters each, got widths [6, 7]"),
+    ("\n".join(OPEN_MAZE).replace("G", "X"), "'X'"),
+    ("#" * 20, "20 characters is not a square grid"),
+    ([1, 2], "text or a list of row strings"),
+])
+def test_parse_puzzle_errors_are_one_line(puzzle, message):
+    with pytest.raises(HRMEvalError, match=re.escape(message)) as e:
+        MAZE.parse_puzzle(puzzle)
+    assert "\n" not in str(e.value)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +228,51 @@ def test_matches_and_detection():
     assert detect_task(6, 16, sudoku4_inputs) is four
     assert detect_task(6, 16, maze_inputs) is get_task("maze")
     assert detect_task(6, 16) is None  # ambiguous without inputs
+
+
+# --------------------------------------------------------------------------- one puzzle (the service's path)
+
+BUNDLED = Path(__file__).resolve().parents[2] / "checkpoints" / "sudoku6-hrm"
+
+
+def test_one_puzzle_path_round_trips_the_bundled_data():
+    """Every question of the bundled raw CSV encodes to the bundled dataset's input row, and
+    every label row decodes to the CSV's answer."""
+    six = get_task("sudoku6")
+    with open(BUNDLED / "raw" / "test.csv", newline="") as f:
+        rows = [(q, a) for _, q, a, _ in list(csv.reader(f))[1:]]
+    inputs = np.load(BUNDLED / "data" / "test" / "all__inputs.npy")
+    labels = np.load(BUNDLED / "data" / "test" / "all__labels.npy")
+    assert len(rows) == len(inputs) == 1000
+    for (q, a), x, y in zip(rows, inputs, labels):
+        assert np.array_equal(six.encode_puzzle(q), x)
+        assert six.decode_answer(y) == a
+
+
+def test_parse_puzzle_reads_drawn_boards_and_json(sudoku_rows):
+    six = get_task("sudoku6")
+    q = "356.2..24.366..3422.36514312.556.4.."
+    drawn = "\n".join(" ".join(q[r * 6: r * 6 + 3]) + " | " + " ".join(q[r * 6 + 3: r * 6 + 6]) for r in range(6))
+    grid = [[0 if ch == "." else int(ch) for ch in q[r * 6: r * 6 + 6]] for r in range(6)]
+    assert six.parse_puzzle(drawn) == q
+    assert six.parse_puzzle(q.replace(".", "0")) == q
+    assert six.parse_puzzle(grid) == q and six.parse_puzzle(json.dumps(grid)) == q
+    assert six.parse_puzzle(np.array(grid)) == q
+    nine_q, nine_a, _ = sudoku_rows[0]
+    assert SUDOKU.decode_answer(SUDOKU.encode_puzzle(nine_a)) == nine_a
+    assert SUDOKU.decode_answer(SUDOKU.encode_puzzle(nine_q)) == nine_q
+
+
+@pytest.mark.parametrize("puzzle,message", [
+    ("356.2..24.366..3422.36514312.556.4.", "must have 36 characters, got 35"),
+    ("356.2..24.366..3422.36514312.556.4.7", "'7'"),
+    ("356.2..24.366..3422.36514312.556.4.x", "'x'"),
+    ([[1, 2, 3, 4, 5, 6]] * 5, "6 rows of 6 numbers"),
+    ([[1, 2, 3, 4, 5, 7]] * 6, "cell value 7"),
+    ("[[1, 2, 3", "not valid JSON"),
+    (36, "text or a list of rows"),
+])
+def test_parse_puzzle_errors_are_one_line(puzzle, message):
+    with pytest.raises(HRMEvalError, match=re.escape(message)) as e:
+        get_task("sudoku6").parse_puzzle(puzzle)
+    assert "\n" not in str(e.value) and "sudoku6" in str(e.value)
