@@ -13,7 +13,7 @@ import torch
 
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, grid_to_sequence, parse_puzzle_name
-from hrm_eval.evaluation.arc_scoring import score_arc_arrays, score_arc_predictions
+from hrm_eval.data.tasks.arc.scoring import score_arc_arrays, score_arc_predictions
 from hrm_eval.utils.errors import HRMEvalError
 
 ARC = get_task("arc")

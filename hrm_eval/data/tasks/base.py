@@ -17,6 +17,7 @@ The one-puzzle path (what a service or a `solve` mode calls):
 from __future__ import annotations
 
 import abc
+import json
 import os
 import random
 from pathlib import Path
@@ -162,3 +163,13 @@ class PuzzleTask(abc.ABC):
         """Whether evaluation must keep every row's answer (argmax, inputs, q_halt) for `scorer`."""
         return type(self).scorer is not PuzzleTask.scorer
 
+
+def decode_json_list(puzzle: Any, where: str) -> Any:
+    """`puzzle` decoded when it is JSON text of a list (`[[0, 1], ...]`, `["#S #", ...]`), else as
+    given; HRMEvalError naming `where` when such text is not valid JSON."""
+    if not (isinstance(puzzle, str) and puzzle.lstrip().startswith("[")):
+        return puzzle
+    try:
+        return json.loads(puzzle)
+    except json.JSONDecodeError as e:
+        raise HRMEvalError(f"{where}: not valid JSON: {e.msg} at character {e.pos}") from None

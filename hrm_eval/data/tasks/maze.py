@@ -11,30 +11,20 @@ anti-transpose), one group per original. Here any `num_aug > 0` turns that switc
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from hrm_eval.data.csv_source import (
-    RawPuzzles,
-    RowError,
-    check_charset,
-    check_num_aug,
-    read_splits,
-    strings_to_array,
-    subsample_indices,
-)
-from hrm_eval.data.format import DatasetMetadata, atomic_directory, write_identifiers, write_split
+from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, check_num_aug, read_splits
 from hrm_eval.data.grids import dihedral_transform, grid_distances, square_side
 from hrm_eval.data.tasks import register_task
-from hrm_eval.data.tasks.base import PuzzleTask, Row
+from hrm_eval.data.tasks.base import PuzzleTask, Row, decode_json_list
+from hrm_eval.data.tasks.csv_build import PAD_ID, puzzle_arrays, token_arrays, write_csv_dataset
 from hrm_eval.data.tasks.maze_generator import DEFAULT_SIDE, maze_stream
 from hrm_eval.utils.errors import HRMEvalError
 
 CHARSET = "# SGo"
-PAD_ID = 0
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
 
 _CHAR_TO_TOKEN = np.full(256, 255, dtype=np.uint8)
@@ -93,11 +83,7 @@ class MazeTask(PuzzleTask):
         Text: n rows of n characters separated by line breaks (spaces are open cells, so they
         count), or the n*n characters on one line. JSON: the same text as a string, or a list
         of n row strings."""
-        if isinstance(puzzle, str) and puzzle.lstrip().startswith("["):
-            try:
-                puzzle = json.loads(puzzle)
-            except json.JSONDecodeError as e:
-                raise HRMEvalError(f"maze: not valid JSON: {e.msg} at character {e.pos}") from None
+        puzzle = decode_json_list(puzzle, "maze")
         if isinstance(puzzle, str):
             rows = puzzle.strip("\r\n").replace("\r\n", "\n").split("\n")
         elif isinstance(puzzle, (list, tuple)) and all(isinstance(r, str) for r in puzzle):
@@ -176,27 +162,13 @@ class MazeTask(PuzzleTask):
                                        f"{square_side(first)}x{square_side(first)}")
             sides[split] = square_side(first)
 
-        summary: Dict[str, object] = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size,
-                                      "splits": {}}
-        with atomic_directory(output) as tmp:
-            for split in ("train", "test"):
-                if split not in raw:
-                    continue
-                n = sides[split]
-                rng = np.random.RandomState(seed)
-                arrays = self._convert(raw[split], n, rng, subsample_size if split == "train" else None,
-                                       split == "train" and num_aug > 0)
-                n_groups = len(arrays["group_indices"]) - 1
-                metadata = DatasetMetadata(
-                    pad_id=PAD_ID, ignore_label_id=0, blank_identifier_id=0,
-                    vocab_size=self.vocab_size, seq_len=n * n, num_puzzle_identifiers=1,
-                    total_groups=n_groups, mean_puzzle_examples=1, sets=["all"])
-                write_split(tmp, split, metadata, {"all": arrays})
-                summary["splits"][split] = {"source": raw[split].path, "side": n, "seq_len": n * n,
-                                            "groups": n_groups, "puzzles": len(arrays["puzzle_identifiers"]),
-                                            "examples": len(arrays["inputs"])}
-            write_identifiers(tmp, ["<blank>"])
-        return summary
+        def convert(split: str, rows: RawPuzzles, rng: np.random.RandomState):
+            n, train = sides[split], split == "train"  # subsampling and augmentation apply to train only
+            arrays = self._convert(rows, n, rng, subsample_size if train else None, train and num_aug > 0)
+            return arrays, n * n, {"side": n, "seq_len": n * n}
+
+        summary = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size}
+        return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=seed, summary=summary)
 
     def puzzle_stream(self, rng: random.Random, *, size: Optional[int] = None, loop_fraction: Optional[float] = None,
                       **options: Any) -> Iterator[Row]:
@@ -226,11 +198,7 @@ class MazeTask(PuzzleTask):
     @staticmethod
     def _convert(rows: RawPuzzles, n: int, rng: np.random.RandomState, subsample_size: Optional[int],
                  augment: bool) -> Dict[str, np.ndarray]:
-        inputs = strings_to_array(rows.questions, n * n, _CHAR_TO_TOKEN)
-        labels = strings_to_array(rows.answers, n * n, _CHAR_TO_TOKEN)
-        keep = subsample_indices(len(inputs), subsample_size, rng)
-        if keep is not None:
-            inputs, labels = inputs[keep], labels[keep]
+        inputs, labels = token_arrays(rows, n * n, _CHAR_TO_TOKEN, subsample_size, rng)
         per_group = 8 if augment else 1
         if augment:
             def expand(a: np.ndarray) -> np.ndarray:
@@ -239,14 +207,7 @@ class MazeTask(PuzzleTask):
                 stacked = np.stack([np.stack([dihedral_transform(x, t) for t in range(8)]) for x in g])
                 return np.ascontiguousarray(stacked.reshape(-1, n * n))
             inputs, labels = expand(inputs), expand(labels)
-        n_puzzles = len(inputs)
-        return {
-            "inputs": np.ascontiguousarray(inputs),
-            "labels": np.ascontiguousarray(labels),
-            "puzzle_identifiers": np.zeros(n_puzzles, dtype=np.int32),
-            "puzzle_indices": np.arange(n_puzzles + 1, dtype=np.int32),
-            "group_indices": np.arange(0, n_puzzles + 1, per_group, dtype=np.int32),
-        }
+        return puzzle_arrays(inputs, labels, per_group)
 
 
 MAZE = register_task(MazeTask())

@@ -13,28 +13,18 @@ equals a public build run after `np.random.seed(seed)`.
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from hrm_eval.data.csv_source import (
-    RawPuzzles,
-    RowError,
-    check_charset,
-    check_num_aug,
-    read_splits,
-    strings_to_array,
-    subsample_indices,
-)
-from hrm_eval.data.format import DatasetMetadata, atomic_directory, write_identifiers, write_split
+from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, check_num_aug, read_splits
 from hrm_eval.data.tasks import register_task
-from hrm_eval.data.tasks.base import PuzzleTask, Row
+from hrm_eval.data.tasks.base import PuzzleTask, Row, decode_json_list
+from hrm_eval.data.tasks.csv_build import PAD_ID, puzzle_arrays, token_arrays, write_csv_dataset
 from hrm_eval.data.tasks.sudoku_generator import SUDOKU_SIZES, sudoku_stream
 from hrm_eval.utils.errors import HRMEvalError
 
-PAD_ID = 0
 BLANK_ID = 1
 DIGIT_OFFSET = 1  # token = digit + 1
 
@@ -92,11 +82,7 @@ class SudokuTask(PuzzleTask):
         Text: the n*n cells in row-major order, `.` or `0` for a blank; line breaks, spaces and
         `|` / `-` / `+` separators between cells are ignored (so a drawn board reads too). JSON:
         the same text as a string, or a list of n rows of n ints (0 blank)."""
-        if isinstance(puzzle, str) and puzzle.lstrip().startswith("["):
-            try:
-                puzzle = json.loads(puzzle)
-            except json.JSONDecodeError as e:
-                raise HRMEvalError(f"{self.name}: the board is not valid JSON: {e.msg} at character {e.pos}") from None
+        puzzle = decode_json_list(puzzle, self.name)
         if isinstance(puzzle, str):
             text = "".join(ch for ch in puzzle if ch not in " \t\r\n|-+")
         elif isinstance(puzzle, (list, tuple, np.ndarray)):
@@ -174,37 +160,19 @@ class SudokuTask(PuzzleTask):
         num_aug = check_num_aug(num_aug)
         raw = read_splits(source, self.check_row, min_difficulty)
 
-        summary: Dict[str, object] = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size,
-                                      "seq_len": self.seq_len, "splits": {}}
-        with atomic_directory(output) as tmp:
-            for split in ("train", "test"):
-                if split not in raw:
-                    continue
-                rng = np.random.RandomState(seed)
-                arrays = self._convert(raw[split], rng,
-                                       subsample_size if split == "train" else None,
-                                       num_aug if split == "train" else 0)
-                n_groups = len(arrays["group_indices"]) - 1
-                metadata = DatasetMetadata(
-                    pad_id=PAD_ID, ignore_label_id=0, blank_identifier_id=0,
-                    vocab_size=self.vocab_size, seq_len=self.seq_len, num_puzzle_identifiers=1,
-                    total_groups=n_groups, mean_puzzle_examples=1, sets=["all"])
-                write_split(tmp, split, metadata, {"all": arrays})
-                summary["splits"][split] = {"source": raw[split].path, "groups": n_groups,
-                                            "puzzles": len(arrays["puzzle_identifiers"]),
-                                            "examples": len(arrays["inputs"])}
-            write_identifiers(tmp, ["<blank>"])
-        return summary
+        def convert(split: str, rows: RawPuzzles, rng: np.random.RandomState):
+            train = split == "train"  # subsampling and augmentation apply to train only
+            arrays = self._convert(rows, rng, subsample_size if train else None, num_aug if train else 0)
+            return arrays, self.seq_len, {}
+
+        summary = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size, "seq_len": self.seq_len}
+        return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=seed, summary=summary)
 
     # ------------------------------------------------------------------ building
 
     def _convert(self, rows: RawPuzzles, rng: np.random.RandomState, subsample_size: Optional[int],
                  num_aug: int) -> Dict[str, np.ndarray]:
-        inputs = strings_to_array(rows.questions, self.seq_len, self._char_to_token)
-        labels = strings_to_array(rows.answers, self.seq_len, self._char_to_token)
-        keep = subsample_indices(len(inputs), subsample_size, rng)
-        if keep is not None:
-            inputs, labels = inputs[keep], labels[keep]
+        inputs, labels = token_arrays(rows, self.seq_len, self._char_to_token, subsample_size, rng)
 
         n_orig = len(inputs)
         per_group = 1 + num_aug
@@ -228,14 +196,7 @@ class SudokuTask(PuzzleTask):
                     dst[sl] = np.take_along_axis(digit_maps[sl], moved.astype(np.intp), axis=1)
             inputs, labels = out_in, out_lab
 
-        n_puzzles = len(inputs)
-        return {
-            "inputs": inputs,
-            "labels": labels,
-            "puzzle_identifiers": np.zeros(n_puzzles, dtype=np.int32),
-            "puzzle_indices": np.arange(n_puzzles + 1, dtype=np.int32),
-            "group_indices": np.arange(0, n_puzzles + 1, per_group, dtype=np.int32),
-        }
+        return puzzle_arrays(inputs, labels, per_group)
 
     def _draw(self, rng: np.random.RandomState) -> Tuple[np.ndarray, np.ndarray]:
         """One random validity-preserving transform: (token map [vocab], cell map [n*n]) with

@@ -10,11 +10,11 @@ still inside the canvas; the corner cell below-right is not marked). Reading a g
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, Tuple
 
 import numpy as np
 
+from hrm_eval.data.tasks.base import decode_json_list
 from hrm_eval.utils.errors import HRMEvalError
 
 GRID_SIZE = 30
@@ -49,11 +49,7 @@ def parse_grid(value: Any, where: str) -> np.ndarray:
 def parse_grid_text(puzzle: Any, where: str = "ARC grid") -> np.ndarray:
     """A grid as a user writes it: JSON text or a decoded list of rows, or a 2-D array ->
     uint8 [rows, cols]. HRMEvalError with one line on anything else."""
-    if isinstance(puzzle, str):
-        try:
-            puzzle = json.loads(puzzle)
-        except json.JSONDecodeError as e:
-            raise HRMEvalError(f"{where} is not valid JSON: {e.msg} at character {e.pos}") from None
+    puzzle = decode_json_list(puzzle, where)
     if isinstance(puzzle, np.ndarray):
         puzzle = puzzle.tolist()
     try:
