@@ -94,7 +94,7 @@ def test_maze_generator_is_seeded_and_has_loops():
     # with loops, some mazes have several shortest paths: the answer picks one, deterministically
     rows = MAZE_GEN.generate(30, size=11, seed=0, loop_fraction=0.5)
     several = 0
-    for q, a, rating in rows:
+    for q, _, rating in rows:
         inp = maze_encode(q)
         d_s = shortest_distances(inp, q.index("S"))
         d_g = shortest_distances(inp, q.index("G"))
@@ -137,8 +137,8 @@ def test_generated_csvs_round_trip_through_build(tmp_path, task, options):
     for split in ("train", "test"):
         inputs = np.load(tmp_path / "out" / split / "all__inputs.npy")
         labels = np.load(tmp_path / "out" / split / "all__labels.npy")
-        assert [(t.decode(i), t.decode(l)) for i, l in zip(inputs, labels)] == rows[split]
-        assert all(t.verify(i, l, l) for i, l in zip(inputs, labels))
+        assert [(t.decode(i), t.decode(y)) for i, y in zip(inputs, labels)] == rows[split]
+        assert all(t.verify(i, y, y) for i, y in zip(inputs, labels))
 
 
 def test_generate_csvs_unknown_task(tmp_path):

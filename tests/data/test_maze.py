@@ -83,7 +83,7 @@ def test_dihedral_augmentation_is_the_public_one(tmp_path, maze_train_dir, maze_
             assert np.array_equal(inputs[8 * k + t].reshape(15, 15), f(grid_q))
             assert np.array_equal(labels[8 * k + t].reshape(15, 15), f(grid_a))
             assert np.array_equal(dihedral_transform(grid_q, t), f(grid_q))
-    assert all(MAZE.verify(i, l, l) for i, l in zip(inputs, labels))
+    assert all(MAZE.verify(i, y, y) for i, y in zip(inputs, labels))
     meta = json.loads((tmp_path / "out" / "train" / "dataset.json").read_text())
     assert meta["total_groups"] == len(maze_rows) and meta["mean_puzzle_examples"] == 1.0
     # the test split never is augmented (here: absent, as the source has no test.csv)
@@ -105,7 +105,7 @@ def test_subsample_and_min_difficulty(tmp_path, maze_train_dir, maze_rows):
 def test_fixture_labels_verify_and_ratings_are_bfs_lengths(official, maze_rows):
     inputs = np.load(official / "maze_built" / "test" / "all__inputs.npy")
     labels = np.load(official / "maze_built" / "test" / "all__labels.npy")
-    assert all(MAZE.verify(i, l, l) for i, l in zip(inputs, labels))
+    assert all(MAZE.verify(i, y, y) for i, y in zip(inputs, labels))
     for i, (_, _, rating) in zip(inputs, maze_rows):
         s, g = int(np.flatnonzero(i == 3)[0]), int(np.flatnonzero(i == 4)[0])
         assert shortest_distances(i, s)[g] == rating

@@ -116,7 +116,7 @@ def test_encode_decode_round_trip(sudoku_rows):
 def test_fixture_labels_verify(official):
     inputs = np.load(official / "sudoku_built" / "test" / "all__inputs.npy")
     labels = np.load(official / "sudoku_built" / "test" / "all__labels.npy")
-    assert all(SUDOKU.verify(i, l, l) for i, l in zip(inputs, labels))
+    assert all(SUDOKU.verify(i, y, y) for i, y in zip(inputs, labels))
     # a label of another puzzle is a valid board but breaks this puzzle's givens
     assert not SUDOKU.verify(inputs[0], labels[1], labels[0])
 
@@ -169,11 +169,11 @@ def _check_augmented(task, out, per_group, n_orig):
     assert inputs.shape == (n_orig * per_group, task.seq_len)
     assert np.array_equal(groups, np.arange(0, n_orig * per_group + 1, per_group))
     assert np.array_equal(puzzles, np.arange(n_orig * per_group + 1))
-    for i, l in zip(inputs, labels):
-        assert task.verify(np.ones_like(i), l, l)  # the label is a complete valid board
+    for i, y in zip(inputs, labels):
+        assert task.verify(np.ones_like(i), y, y)  # the label is a complete valid board
         given = i != 1
-        assert np.array_equal(i[given], l[given])  # givens agree with the label
-        assert task.verify(i, l, l)
+        assert np.array_equal(i[given], y[given])  # givens agree with the label
+        assert task.verify(i, y, y)
     for g in range(n_orig):  # augmented copies keep the number of givens and differ from it
         block = inputs[groups[g]:groups[g + 1]]
         assert len({int((x != 1).sum()) for x in block}) == 1

