@@ -141,6 +141,51 @@ def test_strict_and_fractional_differ_on_multi_input_tasks(small):
                            {"attempt_1": WRONG.tolist(), "attempt_2": answer("bbbb", 1)}]
 
 
+def _scorer_with(data_dir, blocks, **options):
+    """ARC's task scorer fed `blocks` of (rows, weight)."""
+    scorer = ARC.scorer(data_dir, **options)
+    for block, weight in blocks:
+        ids, inputs, preds, qs = zip(*block)
+        scorer.add(np.array(ids), np.stack(inputs), np.stack(preds), np.array(qs, float), weight=weight)
+    return scorer
+
+
+def test_task_scorer_hook_is_the_arc_scorer(small, tmp_path):
+    case = rows(small, "aaaa", 0, answer("aaaa", 0), 1.0) + rows(small, "bbbb", 1, WRONG, 0.0)
+    want, want_sub = score(small, case)
+    assert ARC.needs_answers and not get_task("sudoku").needs_answers and get_task("maze").scorer(small) is None
+    scorer = _scorer_with(small, [(case, 1.0)])
+    assert scorer.finish() == want and not (tmp_path / "out").exists()
+    scores = _scorer_with(small, [(case, 1.0)]).finish(tmp_path / "out")
+    assert scores == want
+    assert json.loads((tmp_path / "out" / "arc_scores.json").read_text()) == want
+    assert json.loads((tmp_path / "out" / "submission.json").read_text()) == want_sub
+    assert scorer.summary(scores) == {"strict": want["strict"], "fractional": want["fractional"]}
+
+
+def test_scorer_weights_q_ranking_and_seen_tasks(small):
+    right, wrong = answer("aaaa", 0), WRONG
+    # weight 2 on one block counts as adding it twice: two right votes beat one wrong (q aside)
+    one_right = rows(small, "aaaa", 0, right, -3.0, [0])
+    two_wrong = rows(small, "aaaa", 0, wrong, 3.0, [1, 2])
+    rank = record(_scorer_with(small, [(one_right, 2.0), (two_wrong, 0.9)]).finish(), "aaaa")
+    assert rank["test_inputs"][0]["correct_rank"] == 1
+    assert [t["count"] for t in rank["test_inputs"][0]["top"]] == [2, pytest.approx(1.8)]
+    rank = record(_scorer_with(small, [(one_right, 1.0), (two_wrong, 1.0)]).finish(), "aaaa")
+    assert rank["test_inputs"][0]["correct_rank"] == 2
+    # by summed q: one confident right vote (sigmoid 3 = 0.95) beats two unsure wrong ones (2 x 0.27)
+    confident = rows(small, "aaaa", 0, right, 3.0, [0])
+    unsure = rows(small, "aaaa", 0, wrong, -1.0, [1, 2])
+    assert record(_scorer_with(small, [(confident + unsure, 1.0)]).finish(), "aaaa")["test_inputs"][0][
+        "correct_rank"] == 2
+    by_q = _scorer_with(small, [(confident + unsure, 1.0)], rank_by_q=True).finish()
+    assert record(by_q, "aaaa")["test_inputs"][0]["correct_rank"] == 1
+    # only the tasks rows were given for: one task of three, solved
+    seen = _scorer_with(small, [(confident, 1.0)], seen_tasks_only=True).finish()
+    assert seen["num_tasks"] == 1 and seen["strict"]["pass@1"] == 1.0
+    assert _scorer_with(small, [(confident, 1.0)]).finish()["num_tasks"] == 3
+
+
 def test_padding_rows_are_ignored(small):
     case = rows(small, "aaaa", 0, answer("aaaa", 0), 0.0, [0])
     base, _ = score(small, case)

@@ -111,12 +111,14 @@ class ARCTask(PuzzleTask):
         raise HRMEvalError("--tta does not apply to ARC data: its augmentations are already puzzles of the dataset "
                            "and are voted over by the ARC scorer")
 
-    def scorer(self, dataset: Any) -> Optional[TaskScorer]:
+    def scorer(self, dataset: Any, *, rank_by_q: bool = False, seen_tasks_only: bool = False) -> Optional[TaskScorer]:
         """Votes over the dataset's augmented test puzzles: `dataset` is a PuzzleDataset (or the
-        path of a dataset directory) whose test split holds the tasks' test pairs."""
+        path of a dataset directory) whose test split holds the tasks' test pairs. `rank_by_q`
+        ranks candidates by summed sigmoid(q_halt) before votes (the ensemble's q_vote);
+        `seen_tasks_only` scores only the tasks rows were added for. `add` takes a `weight`."""
         from hrm_eval.data.tasks.arc.scoring import ArcScorer
 
-        return ArcScorer(getattr(dataset, "path", dataset))
+        return ArcScorer(getattr(dataset, "path", dataset), rank_by_q=rank_by_q, seen_tasks_only=seen_tasks_only)
 
 
 ARC = register_task(ARCTask())

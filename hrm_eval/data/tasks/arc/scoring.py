@@ -61,69 +61,83 @@ class ArcTestSet:
     def __init__(self, data_dir: Union[str, os.PathLike]):
         self.data_dir = Path(data_dir)
         split = self.data_dir / "test"
-        try:
-            with open(split / "dataset.json") as f:
-                description = json.load(f)
-            sets = description.get("sets", ["all"])
-        except OSError as e:
-            raise HRMEvalError(f"cannot read {split / 'dataset.json'}: {e.strerror or e} "
-                               "(ARC scoring needs the dataset's test split)") from None
-        except (json.JSONDecodeError, AttributeError) as e:
-            raise HRMEvalError(f"{split / 'dataset.json'} is not a dataset description: {one_line(e)}") from None
-        _check_arc_layout(description, split / "dataset.json")
-
-        ids_path = self.data_dir / "identifiers.json"
-        try:
-            with open(ids_path) as f:
-                self.identifiers: List[str] = json.load(f)
-        except OSError as e:
-            raise HRMEvalError(f"cannot read {ids_path}: {e.strerror or e}") from None
-        except json.JSONDecodeError as e:
-            raise HRMEvalError(f"{ids_path} is not JSON: {one_line(e)}") from None
-        if not isinstance(self.identifiers, list) or not all(isinstance(n, str) for n in self.identifiers):
-            raise HRMEvalError(f"{ids_path} is not a list of names")
+        sets = _read_test_description(split)
+        self.identifiers = _read_identifiers(self.data_dir / "identifiers.json")
         self.parsed = [parse_puzzle_name(n) for n in self.identifiers]
-
-        # task id -> (puzzle is un-augmented, set name, puzzle index) of its chosen source puzzle
-        chosen: Dict[str, Tuple[bool, str, int]] = {}
-        arrays = {}
         try:
-            for set_name in sets:
-                ids = np.load(split / f"{set_name}__puzzle_identifiers.npy")
-                indices = np.load(split / f"{set_name}__puzzle_indices.npy")
-                inputs = np.load(split / f"{set_name}__inputs.npy", mmap_mode="r")
-                labels = np.load(split / f"{set_name}__labels.npy", mmap_mode="r")
-                arrays[set_name] = (ids, indices, inputs, labels)
-                for p, ident in enumerate(ids):
-                    self._check_identifier(int(ident), f"{split}/{set_name}__puzzle_identifiers.npy")
-                    base, t, cmap = self.parsed[int(ident)]
-                    plain = t is None and cmap is None
-                    if base not in chosen or (plain and not chosen[base][0]):
-                        chosen[base] = (plain, set_name, p)
+            arrays = {set_name: _load_set(split, set_name) for set_name in sets}
         except (OSError, ValueError) as e:
             raise HRMEvalError(f"cannot read the test split in {split}: {one_line(e)}") from None
+        chosen = self._choose_sources(arrays, split)
 
         self.task_ids: List[str] = list(chosen)
         self.test_pairs: Dict[str, List[Tuple[np.ndarray, np.ndarray]]] = {}
         # task id -> input grid hash -> test input indices with that input
         self.input_index: Dict[str, Dict[str, List[int]]] = {}
-        for base, (_, set_name, p) in chosen.items():
+        for base, (set_name, p) in chosen.items():
             ids, indices, inputs, labels = arrays[set_name]
             _, t, cmap = self.parsed[int(ids[p])]
-            pairs = []
-            for row in range(int(indices[p]), int(indices[p + 1])):
-                pairs.append((inverse_augment(crop_grid(inputs[row]), t, cmap),
-                              inverse_augment(crop_grid(labels[row]), t, cmap)))
+            rows = range(int(indices[p]), int(indices[p + 1]))
+            pairs = [(inverse_augment(crop_grid(inputs[r]), t, cmap), inverse_augment(crop_grid(labels[r]), t, cmap))
+                     for r in rows]
             self.test_pairs[base] = pairs
             lookup: Dict[str, List[int]] = {}
             for i, (inp, _) in enumerate(pairs):
                 lookup.setdefault(grid_hash(inp), []).append(i)
             self.input_index[base] = lookup
 
+    def _choose_sources(self, arrays: Dict[str, tuple], split: Path) -> Dict[str, Tuple[str, int]]:
+        """task id -> (set name, puzzle index) of the puzzle its test pairs are read from: the
+        un-augmented one where there is one, else the first augmented one."""
+        chosen: Dict[str, Tuple[bool, str, int]] = {}
+        for set_name, (ids, _, _, _) in arrays.items():
+            for p, ident in enumerate(ids):
+                self._check_identifier(int(ident), f"{split}/{set_name}__puzzle_identifiers.npy")
+                base, t, cmap = self.parsed[int(ident)]
+                plain = t is None and cmap is None
+                if base not in chosen or (plain and not chosen[base][0]):
+                    chosen[base] = (plain, set_name, p)
+        return {base: (set_name, p) for base, (_, set_name, p) in chosen.items()}
+
     def _check_identifier(self, identifier: int, where: str) -> None:
         if not 0 <= identifier < len(self.identifiers):
             raise HRMEvalError(f"puzzle identifier {identifier} in {where} is beyond the "
                                f"{len(self.identifiers)} names of {self.data_dir / 'identifiers.json'}")
+
+
+def _read_test_description(split: Path) -> List[str]:
+    """The set names of the test split's dataset.json, which must describe ARC data."""
+    try:
+        with open(split / "dataset.json") as f:
+            description = json.load(f)
+        sets = description.get("sets", ["all"])
+    except OSError as e:
+        raise HRMEvalError(f"cannot read {split / 'dataset.json'}: {e.strerror or e} "
+                           "(ARC scoring needs the dataset's test split)") from None
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise HRMEvalError(f"{split / 'dataset.json'} is not a dataset description: {one_line(e)}") from None
+    _check_arc_layout(description, split / "dataset.json")
+    return sets
+
+
+def _read_identifiers(path: Path) -> List[str]:
+    try:
+        with open(path) as f:
+            names = json.load(f)
+    except OSError as e:
+        raise HRMEvalError(f"cannot read {path}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise HRMEvalError(f"{path} is not JSON: {one_line(e)}") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise HRMEvalError(f"{path} is not a list of names")
+    return names
+
+
+def _load_set(split: Path, set_name: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(puzzle_identifiers, puzzle_indices, inputs, labels) of one set; the token arrays memory-mapped."""
+    return (np.load(split / f"{set_name}__puzzle_identifiers.npy"), np.load(split / f"{set_name}__puzzle_indices.npy"),
+            np.load(split / f"{set_name}__inputs.npy", mmap_mode="r"),
+            np.load(split / f"{set_name}__labels.npy", mmap_mode="r"))
 
 
 def _check_arc_layout(description: dict, where: Path) -> None:
@@ -164,26 +178,41 @@ def _token_ids(preds) -> np.ndarray:
     return preds.argmax(axis=-1) if preds.ndim == 3 else preds
 
 
+def _tidy(x: Union[int, float]) -> Union[int, float]:
+    """A weighted count as an int where it is one (up to float rounding)."""
+    return int(round(x)) if abs(x - round(x)) < 1e-9 else float(x)
+
+
 def _cropped(tokens: np.ndarray, rows: int, cols: int) -> np.ndarray:
     grid = tokens.reshape(GRID_SIZE, GRID_SIZE)[:rows, :cols].astype(np.int64) - COLOUR_OFFSET
     return grid.astype(np.uint8)
 
 
 class ArcVotePool:
-    """Collects prediction rows (any number of batches or ranks), then scores them."""
+    """Collects prediction rows (any number of batches, ranks or ensemble members), then scores them.
 
-    def __init__(self, data_dir: Union[str, os.PathLike], *, test_set: Optional[ArcTestSet] = None):
+    Candidates rank by vote count, then mean sigmoid(q_halt); with `by_q`, by summed q first.
+    Rows added with a `weight` count that much (an ensemble member's weight)."""
+
+    def __init__(self, data_dir: Union[str, os.PathLike], *, test_set: Optional[ArcTestSet] = None,
+                 by_q: bool = False):
         self.test_set = test_set if test_set is not None else ArcTestSet(data_dir)
+        self.by_q = by_q
         self.grids: Dict[str, np.ndarray] = {}  # grid hash -> grid
         # (task id, test input index) -> grid hash -> [count, sum of q]  (insertion-ordered)
         self.votes: Dict[Tuple[str, int], Dict[str, List[float]]] = {}
         self.num_rows = 0
         self.num_unmatched = 0
+        self.seen_tasks: set = set()  # task ids of every row added (matched or not)
+        self.weighted = False  # any weight other than 1: counts are sums of floats
 
-    def add(self, identifiers, inputs, preds, q_halt_logits=None, *, where: str = "predictions") -> None:
+    def add(self, identifiers, inputs, preds, q_halt_logits=None, *, where: str = "predictions",
+            weight: float = 1.0) -> None:
         """Add rows: puzzle identifiers [n], inputs [n, 900], preds [n, 900] (token ids) or
         logits [n, 900, vocab] (argmax taken), q_halt_logits [n] (None: all 0). Rows with
-        identifier 0 (padding) are ignored."""
+        identifier 0 (padding) are ignored. Each row counts `weight` votes."""
+        w: float = 1 if weight == 1 else float(weight)  # unweighted counts stay ints
+        self.weighted |= weight != 1
         identifiers = _as_numpy(identifiers).reshape(-1).astype(np.int64)
         preds = _token_ids(preds)
         inputs = _as_numpy(inputs).reshape(len(identifiers), -1)
@@ -208,6 +237,7 @@ class ArcVotePool:
         for k in range(len(identifiers)):
             self.num_rows += 1
             base, t, cmap = self.test_set.parsed[identifiers[k]]
+            self.seen_tasks.add(base)
             lookup = self.test_set.input_index.get(base)
             if lookup is None:
                 self.num_unmatched += 1
@@ -222,23 +252,33 @@ class ArcVotePool:
             self.grids.setdefault(h, pred)
             for i in matches:
                 stats = self.votes.setdefault((base, i), {}).setdefault(h, [0, 0.0])
-                stats[0] += 1
-                stats[1] += float(q[k])
+                stats[0] += w
+                stats[1] += w * float(q[k])
 
-    def ranked(self, task_id: str, index: int) -> List[Tuple[str, int, float]]:
-        """[(grid hash, count, mean q)] best first."""
-        pooled = [(h, int(c), s / c) for h, (c, s) in self.votes.get((task_id, index), {}).items()]
-        return sorted(pooled, key=lambda x: (x[1], x[2]), reverse=True)  # stable: ties keep first-seen order
+    def ranked(self, task_id: str, index: int) -> List[Tuple[str, Union[int, float], float]]:
+        """[(grid hash, count, mean q)] best first; ties keep the order grids were first seen in."""
+        pooled = [(h, c, s / c if c else 0.0, s) for h, (c, s) in self.votes.get((task_id, index), {}).items()]
+        if self.weighted or self.by_q:
+            # float sums: equal weights added in another order must still tie
+            def key(x):
+                count, mean_q, sum_q = round(x[1], 12), round(x[2], 12), round(x[3], 12)
+                return (sum_q, count) if self.by_q else (count, mean_q)
+        else:
+            def key(x):
+                return x[1], x[2]
+        return [(h, _tidy(c), q) for h, c, q, _ in sorted(pooled, key=key, reverse=True)]
 
-    def result(self, ks: Sequence[int] = DEFAULT_KS) -> Tuple[dict, dict]:
-        """(scores, submission) : see `score_arc_predictions`."""
+    def result(self, ks: Sequence[int] = DEFAULT_KS, *, seen_tasks_only: bool = False) -> Tuple[dict, dict]:
+        """(scores, submission) : see `score_arc_predictions`. With `seen_tasks_only`, only the
+        tasks that rows were added for count (a held-out or --limit-ed task is not a failure)."""
         ks = [int(k) for k in ks]
         test_set = self.test_set
+        task_ids = [t for t in test_set.task_ids if t in self.seen_tasks] if seen_tasks_only else test_set.task_ids
         strict = {k: 0.0 for k in ks}
         fractional = {k: 0.0 for k in ks}
         records, submission, missing = [], {}, []
         num_inputs = 0
-        for task_id in test_set.task_ids:
+        for task_id in task_ids:
             pairs = test_set.test_pairs[task_id]
             inputs_rec, attempts = [], []
             solved = {k: 0 for k in ks}
@@ -269,7 +309,7 @@ class ArcVotePool:
                 missing.append(task_id)
             records.append({"task_id": task_id, "missing": not has_any, "test_inputs": inputs_rec})
             submission[task_id] = attempts
-        num_tasks = len(test_set.task_ids)
+        num_tasks = len(task_ids)
         scores = {
             "num_tasks": num_tasks,
             "num_test_inputs": num_inputs,
@@ -353,17 +393,20 @@ class ArcScorer(TaskScorer):
     """ARC's `PuzzleTask.scorer`: votes over the augmented rows of a dataset's test split, then
     pass@k (strict and fractional) and the Kaggle submission."""
 
-    def __init__(self, data_dir: Union[str, os.PathLike], *, ks: Sequence[int] = DEFAULT_KS):
-        self.pool = ArcVotePool(data_dir)
+    def __init__(self, data_dir: Union[str, os.PathLike], *, ks: Sequence[int] = DEFAULT_KS, rank_by_q: bool = False,
+                 seen_tasks_only: bool = False, test_set: Optional[ArcTestSet] = None):
+        self.pool = ArcVotePool(data_dir, test_set=test_set, by_q=rank_by_q)
         self.ks = ks
+        self.seen_tasks_only = seen_tasks_only
 
-    def add(self, identifiers, inputs, preds, q_halt_logits=None) -> None:
-        self.pool.add(identifiers, inputs, preds, q_halt_logits, where="predictions")
+    def add(self, identifiers, inputs, preds, q_halt_logits=None, *, weight: float = 1.0,
+            where: str = "predictions") -> None:
+        self.pool.add(identifiers, inputs, preds, q_halt_logits, where=where, weight=weight)
 
     def finish(self, output_dir: Optional[Union[str, os.PathLike]] = None) -> dict:
         """The full scores (see `score_arc_predictions`); with `output_dir`, `arc_scores.json` and
         `submission.json` are written there (each atomically)."""
-        scores, submission = self.pool.result(self.ks)
+        scores, submission = self.pool.result(self.ks, seen_tasks_only=self.seen_tasks_only)
         if output_dir is not None:
             write_scores(output_dir, scores, submission)
         return scores
