@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, grid_to_sequence, parse_puzzle_name
 from hrm_eval.data.tasks.arc.scoring import score_arc_arrays, score_arc_predictions
@@ -161,6 +162,10 @@ def test_task_scorer_hook_is_the_arc_scorer(small, tmp_path):
     assert json.loads((tmp_path / "out" / "arc_scores.json").read_text()) == want
     assert json.loads((tmp_path / "out" / "submission.json").read_text()) == want_sub
     assert scorer.summary(scores) == {"strict": want["strict"], "fractional": want["fractional"]}
+    # puzzles held in memory have no identifiers or test split to vote over: no task scoring
+    in_memory = PuzzleDataset.from_arrays(np.stack([r[1] for r in case]), np.stack([r[2] for r in case]),
+                                          PuzzleDataset(small).metadata, source="puzzles.jsonl")
+    assert ARC.scorer(in_memory) is None and ARC.scorer(PuzzleDataset(small)) is not None
 
 
 def test_scorer_weights_q_ranking_and_seen_tasks(small):

@@ -61,6 +61,8 @@ def shortest_distances(tokens: np.ndarray, source: int) -> np.ndarray:
     """BFS step counts [n*n] from cell `source` over non-wall cells (-1 where unreachable)."""
     grid = np.asarray(tokens).reshape(-1)
     n = square_side(grid.size)
+    if n is None:
+        raise HRMEvalError(f"{grid.size} tokens do not form a square maze")
     free = ((grid != WALL) & (grid != PAD_ID)).reshape(n, n)
     return grid_distances(free, divmod(int(source), n)).reshape(-1)
 
@@ -152,7 +154,7 @@ class MazeTask(PuzzleTask):
               seed: int = 0) -> dict:
         num_aug = check_num_aug(num_aug)
         raw = read_splits(source, self.check_row, min_difficulty)
-        sides = {}
+        sides: Dict[str, int] = {}
         for split, rows in raw.items():
             first = len(rows.questions[0])
             for q, line in zip(rows.questions, rows.lines):
@@ -160,7 +162,9 @@ class MazeTask(PuzzleTask):
                     raise HRMEvalError(f"{rows.path}, row {line}: inconsistent maze sizes: this maze is "
                                        f"{square_side(len(q))}x{square_side(len(q))}, the first ({rows.lines[0]}) is "
                                        f"{square_side(first)}x{square_side(first)}")
-            sides[split] = square_side(first)
+            side = square_side(first)
+            assert side is not None  # check_row let only square mazes through
+            sides[split] = side
 
         def convert(split: str, rows: RawPuzzles, rng: np.random.RandomState):
             n, train = sides[split], split == "train"  # subsampling and augmentation apply to train only

@@ -32,6 +32,8 @@ DIGIT_OFFSET = 1  # token = digit + 1
 class SudokuTask(PuzzleTask):
     """An n x n Sudoku with boxes of `box_rows` x `box_cols` cells."""
 
+    seq_len: int
+
     def __init__(self, name: str, n: int, box_rows: int, box_cols: int):
         if box_rows * box_cols != n:
             raise ValueError("box_rows * box_cols must equal n")

@@ -115,9 +115,13 @@ class ARCTask(PuzzleTask):
         """Votes over the dataset's augmented test puzzles: `dataset` is a PuzzleDataset (or the
         path of a dataset directory) whose test split holds the tasks' test pairs. `rank_by_q`
         ranks candidates by summed sigmoid(q_halt) before votes (the ensemble's q_vote);
-        `seen_tasks_only` scores only the tasks rows were added for. `add` takes a `weight`."""
+        `seen_tasks_only` scores only the tasks rows were added for. `add` takes a `weight`.
+        None for puzzles held in memory (a JSONL file): without the dataset's identifiers and
+        test split there are no tasks to vote for, and exact accuracy is all there is."""
         from hrm_eval.data.tasks.arc.scoring import ArcScorer
 
+        if getattr(dataset, "in_memory", False):
+            return None
         return ArcScorer(getattr(dataset, "path", dataset), rank_by_q=rank_by_q, seen_tasks_only=seen_tasks_only)
 
 

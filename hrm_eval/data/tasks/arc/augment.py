@@ -9,11 +9,13 @@ starts with 0); TRM writes the same as `<id>|||t<t>|||<map>`. `parse_puzzle_name
 from __future__ import annotations
 
 import re
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from hrm_eval.data.grids import dihedral_transform, inverse_dihedral_transform
+
+ColourMap = Union[Sequence[int], np.ndarray]  # new colour of each colour 0-9
 
 
 def augment_grid(grid: np.ndarray, t: int, colour_map: Optional[np.ndarray]) -> np.ndarray:
@@ -24,7 +26,7 @@ def augment_grid(grid: np.ndarray, t: int, colour_map: Optional[np.ndarray]) -> 
     return np.ascontiguousarray(dihedral_transform(grid, t))
 
 
-def inverse_augment(grid: np.ndarray, t: Optional[int], colour_map: Optional[Sequence[int]]) -> np.ndarray:
+def inverse_augment(grid: np.ndarray, t: Optional[int], colour_map: Optional[ColourMap]) -> np.ndarray:
     """Undo `augment_grid`: inverse dihedral transform first, then the inverse colour map.
     `t` None (or 0) and `colour_map` None mean no transform / no recolouring."""
     grid = np.asarray(grid)
@@ -36,11 +38,11 @@ def inverse_augment(grid: np.ndarray, t: Optional[int], colour_map: Optional[Seq
     return np.ascontiguousarray(grid, dtype=np.uint8)
 
 
-def colour_map_string(colour_map: Sequence[int]) -> str:
+def colour_map_string(colour_map: ColourMap) -> str:
     return "".join(str(int(c)) for c in colour_map)
 
 
-def augmented_name(base_id: str, t: int, colour_map: Sequence[int], separator: str = "_") -> str:
+def augmented_name(base_id: str, t: int, colour_map: ColourMap, separator: str = "_") -> str:
     """`<id>_t<t>_<map>` (HRM); with separator '|||' the TRM form `<id>|||t<t>|||<map>`."""
     return f"{base_id}{separator}t{int(t)}{separator}{colour_map_string(colour_map)}"
 
