@@ -9,9 +9,9 @@ name.
 
 The one-puzzle path (what a service or a `solve` mode calls):
 
-    tokens = task.encode_puzzle(task.parse_puzzle(text_or_json))  # [seq_len] uint8
-    ...model...                                                   # predicted tokens [seq_len]
-    answer = task.decode_answer(pred_tokens)                      # the natural form again
+    tokens = task.encode_puzzle(text_or_json)   # parse_puzzle + encode: uint8 [seq_len]
+    ...model...                                 # predicted tokens [seq_len]
+    answer = task.decode_answer(pred_tokens)    # the natural form again
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ class TaskScorer(abc.ABC):
     Prediction rows are added in any number of batches, then `finish` scores them."""
 
     @abc.abstractmethod
-    def add(self, identifiers: Any, inputs: Any, preds: Any, q_halt_logits: Any = None) -> None:
+    def add(self, identifiers: Any, inputs: Any, preds: Any, q_halt_logits: Any = None, *,
+            weight: float = 1.0) -> None:
         """identifiers [n], inputs [n, L], preds [n, L] token ids (or logits [n, L, V]),
-        q_halt_logits [n] (None: all 0); numpy arrays or torch tensors."""
+        q_halt_logits [n] (None: all 0); numpy arrays or torch tensors. Each row counts
+        `weight` (an ensemble member's weight)."""
 
     @abc.abstractmethod
     def finish(self, output_dir: Optional[Path] = None) -> dict:
