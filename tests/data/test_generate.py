@@ -142,5 +142,11 @@ def test_generated_csvs_round_trip_through_build(tmp_path, task, options):
 
 
 def test_generate_csvs_unknown_task(tmp_path):
-    with pytest.raises(HRMEvalError, match="no generator for task 'arc'"):
+    with pytest.raises(HRMEvalError, match=r"no generator for task 'arc' \(have: maze, sudoku, sudoku4, sudoku6\)"):
         generate_csvs("arc", tmp_path, num_train=1, num_test=1)
+    # an option of another task's generator is named, not silently dropped
+    with pytest.raises(HRMEvalError, match="the maze generator takes no max_blanks, min_blanks"):
+        generate_csvs("maze", tmp_path, num_train=1, num_test=1, min_blanks=3, max_blanks=5)
+    with pytest.raises(HRMEvalError, match="the sudoku4 generator takes no loop_fraction"):
+        generate_csvs("sudoku4", tmp_path, num_train=1, num_test=1, loop_fraction=0.2)
+    assert not any(tmp_path.iterdir())
