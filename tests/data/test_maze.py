@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from hrm_eval.data.build import build_dataset
+from hrm_eval.data.grids import dihedral_transform
 from hrm_eval.data.tasks import detect_task, get_task
-from hrm_eval.data.tasks.maze import decode, dihedral, encode, shortest_distances
+from hrm_eval.data.tasks.maze import decode, encode, shortest_distances
 from hrm_eval.utils.errors import HRMEvalError
 
 MAZE = get_task("maze")
@@ -80,8 +82,8 @@ def test_dihedral_augmentation_is_the_public_one(tmp_path, maze_train_dir, maze_
         for t, f in enumerate(reference):
             assert np.array_equal(inputs[8 * k + t].reshape(15, 15), f(grid_q))
             assert np.array_equal(labels[8 * k + t].reshape(15, 15), f(grid_a))
-            assert np.array_equal(dihedral(grid_q, t), f(grid_q))
-    assert all(MAZE.verify(i, l, l) for i, l in zip(inputs, labels))
+            assert np.array_equal(dihedral_transform(grid_q, t), f(grid_q))
+    assert all(MAZE.verify(i, y, y) for i, y in zip(inputs, labels))
     meta = json.loads((tmp_path / "out" / "train" / "dataset.json").read_text())
     assert meta["total_groups"] == len(maze_rows) and meta["mean_puzzle_examples"] == 1.0
     # the test split never is augmented (here: absent, as the source has no test.csv)
@@ -103,7 +105,7 @@ def test_subsample_and_min_difficulty(tmp_path, maze_train_dir, maze_rows):
 def test_fixture_labels_verify_and_ratings_are_bfs_lengths(official, maze_rows):
     inputs = np.load(official / "maze_built" / "test" / "all__inputs.npy")
     labels = np.load(official / "maze_built" / "test" / "all__labels.npy")
-    assert all(MAZE.verify(i, l, l) for i, l in zip(inputs, labels))
+    assert all(MAZE.verify(i, y, y) for i, y in zip(inputs, labels))
     for i, (_, _, rating) in zip(inputs, maze_rows):
         s, g = int(np.flatnonzero(i == 3)[0]), int(np.flatnonzero(i == 4)[0])
         assert shortest_distances(i, s)[g] == rating
@@ -158,3 +160,31 @@ def test_matches():
     inputs = np.stack([encode("".join(OPEN_MAZE))] * 2)
     assert MAZE.matches(6, 49, inputs)
     assert not MAZE.matches(6, 49, encode(_with(OPEN_MAZE, PATH_TOP))[None])  # has `o`: not a question
+
+
+# --------------------------------------------------------------------------- one puzzle (the service's path)
+
+def test_one_puzzle_path_round_trips_the_fixture(official, maze_rows):
+    """Each fixture maze, written as rows of text, encodes to the public build's input row;
+    each label row decodes to the CSV's answer."""
+    inputs = np.load(official / "maze_built" / "test" / "all__inputs.npy")
+    labels = np.load(official / "maze_built" / "test" / "all__labels.npy")
+    for (q, a, _), x, y in zip(maze_rows, inputs, labels, strict=True):
+        n = int(len(q) ** 0.5)
+        drawn = "\n".join(q[r * n: (r + 1) * n] for r in range(n)) + "\n"
+        assert MAZE.parse_puzzle(drawn) == q == MAZE.parse_puzzle(q)
+        assert MAZE.parse_puzzle([q[r * n: (r + 1) * n] for r in range(n)]) == q
+        assert np.array_equal(MAZE.encode_puzzle(drawn), x)
+        assert MAZE.decode_answer(y) == a
+
+
+@pytest.mark.parametrize("puzzle,message", [
+    ("\n".join(OPEN_MAZE[:-1] + ["######"]), "7 rows need 7 characters each, got widths [6, 7]"),
+    ("\n".join(OPEN_MAZE).replace("G", "X"), "'X'"),
+    ("#" * 20, "20 characters is not a square grid"),
+    ([1, 2], "text or a list of row strings"),
+])
+def test_parse_puzzle_errors_are_one_line(puzzle, message):
+    with pytest.raises(HRMEvalError, match=re.escape(message)) as e:
+        MAZE.parse_puzzle(puzzle)
+    assert "\n" not in str(e.value)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hrm_eval.data.build import build_dataset
-from hrm_eval.data.generate import count_solutions, generate_sudoku, write_csv
+from hrm_eval.data.csv_source import write_csv
 from hrm_eval.data.tasks import detect_task, get_task
+from hrm_eval.data.tasks.sudoku_generator import count_solutions
 from hrm_eval.utils.errors import HRMEvalError
 
 SUDOKU = get_task("sudoku")
@@ -39,7 +43,7 @@ def _deadly_rectangle(grid, br, bc):
 
 def _two_solution_case(task):
     """A generated solution with 4 cells blanked so that the puzzle has exactly two solutions."""
-    for _, answer, _ in generate_sudoku(30, size=task.n, seed=0):
+    for _, answer, _ in task.generate(30, seed=0):
         grid = task.to_grid(task.encode(answer))
         cells = _deadly_rectangle(grid, task.box_rows, task.box_cols)
         if cells is not None:
@@ -112,7 +116,7 @@ def test_encode_decode_round_trip(sudoku_rows):
 def test_fixture_labels_verify(official):
     inputs = np.load(official / "sudoku_built" / "test" / "all__inputs.npy")
     labels = np.load(official / "sudoku_built" / "test" / "all__labels.npy")
-    assert all(SUDOKU.verify(i, l, l) for i, l in zip(inputs, labels))
+    assert all(SUDOKU.verify(i, y, y) for i, y in zip(inputs, labels))
     # a label of another puzzle is a valid board but breaks this puzzle's givens
     assert not SUDOKU.verify(inputs[0], labels[1], labels[0])
 
@@ -165,11 +169,11 @@ def _check_augmented(task, out, per_group, n_orig):
     assert inputs.shape == (n_orig * per_group, task.seq_len)
     assert np.array_equal(groups, np.arange(0, n_orig * per_group + 1, per_group))
     assert np.array_equal(puzzles, np.arange(n_orig * per_group + 1))
-    for i, l in zip(inputs, labels):
-        assert task.verify(np.ones_like(i), l, l)  # the label is a complete valid board
+    for i, y in zip(inputs, labels):
+        assert task.verify(np.ones_like(i), y, y)  # the label is a complete valid board
         given = i != 1
-        assert np.array_equal(i[given], l[given])  # givens agree with the label
-        assert task.verify(i, l, l)
+        assert np.array_equal(i[given], y[given])  # givens agree with the label
+        assert task.verify(i, y, y)
     for g in range(n_orig):  # augmented copies keep the number of givens and differ from it
         block = inputs[groups[g]:groups[g + 1]]
         assert len({int((x != 1).sum()) for x in block}) == 1
@@ -196,7 +200,7 @@ def test_augmentation_valid_and_seeded(tmp_path, sudoku_train_dir, sudoku_rows):
 @pytest.mark.parametrize("name,size", [("sudoku4", 4), ("sudoku6", 6)])
 def test_small_boards_build_and_augment(tmp_path, name, size):
     task = get_task(name)
-    rows = generate_sudoku(12, size=size, seed=5)
+    rows = get_task(name).generate(12, seed=5)
     write_csv(rows, tmp_path / "src" / "train.csv")
     summary = build_dataset(name, str(tmp_path / "src"), str(tmp_path / "out"), num_aug=3, seed=1)
     assert summary["splits"]["train"]["examples"] == 48
@@ -218,9 +222,57 @@ def test_matches_and_detection():
     assert detect_task(11, 81) is SUDOKU
     assert detect_task(8, 36) is get_task("sudoku6")
     four = get_task("sudoku4")
-    sudoku4_inputs = np.stack([four.encode(q) for q, _, _ in generate_sudoku(5, size=4, seed=2)])
+    sudoku4_inputs = np.stack([four.encode(q) for q, _, _ in four.generate(5, seed=2)])
     maze_inputs = np.stack([maze_encode("#S  # ##  G#####"), maze_encode("####S  G########")])
     assert four.matches(6, 16, sudoku4_inputs) and not four.matches(6, 16, maze_inputs)
     assert detect_task(6, 16, sudoku4_inputs) is four
     assert detect_task(6, 16, maze_inputs) is get_task("maze")
     assert detect_task(6, 16) is None  # ambiguous without inputs
+
+
+# --------------------------------------------------------------------------- one puzzle (the service's path)
+
+BUNDLED = Path(__file__).resolve().parents[2] / "checkpoints" / "sudoku6-hrm"
+
+
+def test_one_puzzle_path_round_trips_the_bundled_data():
+    """Every question of the bundled raw CSV encodes to the bundled dataset's input row, and
+    every label row decodes to the CSV's answer."""
+    six = get_task("sudoku6")
+    with open(BUNDLED / "raw" / "test.csv", newline="") as f:
+        rows = [(q, a) for _, q, a, _ in list(csv.reader(f))[1:]]
+    inputs = np.load(BUNDLED / "data" / "test" / "all__inputs.npy")
+    labels = np.load(BUNDLED / "data" / "test" / "all__labels.npy")
+    assert len(rows) == len(inputs) == 1000
+    for (q, a), x, y in zip(rows, inputs, labels):
+        assert np.array_equal(six.encode_puzzle(q), x)
+        assert six.decode_answer(y) == a
+
+
+def test_parse_puzzle_reads_drawn_boards_and_json(sudoku_rows):
+    six = get_task("sudoku6")
+    q = "356.2..24.366..3422.36514312.556.4.."
+    drawn = "\n".join(" ".join(q[r * 6: r * 6 + 3]) + " | " + " ".join(q[r * 6 + 3: r * 6 + 6]) for r in range(6))
+    grid = [[0 if ch == "." else int(ch) for ch in q[r * 6: r * 6 + 6]] for r in range(6)]
+    assert six.parse_puzzle(drawn) == q
+    assert six.parse_puzzle(q.replace(".", "0")) == q
+    assert six.parse_puzzle(grid) == q and six.parse_puzzle(json.dumps(grid)) == q
+    assert six.parse_puzzle(np.array(grid)) == q
+    nine_q, nine_a, _ = sudoku_rows[0]
+    assert SUDOKU.decode_answer(SUDOKU.encode_puzzle(nine_a)) == nine_a
+    assert SUDOKU.decode_answer(SUDOKU.encode_puzzle(nine_q)) == nine_q
+
+
+@pytest.mark.parametrize("puzzle,message", [
+    ("356.2..24.366..3422.36514312.556.4.", "must have 36 characters, got 35"),
+    ("356.2..24.366..3422.36514312.556.4.7", "'7'"),
+    ("356.2..24.366..3422.36514312.556.4.x", "'x'"),
+    ([[1, 2, 3, 4, 5, 6]] * 5, "6 rows of 6 numbers"),
+    ([[1, 2, 3, 4, 5, 7]] * 6, "cell value 7"),
+    ("[[1, 2, 3", "not valid JSON"),
+    (36, "text or a list of rows"),
+])
+def test_parse_puzzle_errors_are_one_line(puzzle, message):
+    with pytest.raises(HRMEvalError, match=re.escape(message)) as e:
+        get_task("sudoku6").parse_puzzle(puzzle)
+    assert "\n" not in str(e.value) and "sudoku6" in str(e.value)

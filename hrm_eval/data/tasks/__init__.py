@@ -1,18 +1,21 @@
 """Registry of puzzle task families.
 
-A task owns everything that is specific to one kind of puzzle: its token layout, its raw
-source format and dataset builder, its generator, and its verifier (is a predicted answer a
-valid solution by the rules, even where it differs from the stored label?). Evaluation looks
-the task up by name, or detects it from a dataset's metadata.
+A task owns everything that is specific to one kind of puzzle (see `base.PuzzleTask`): its
+token layout, natural form <-> tokens, raw source format and dataset builder, generator,
+verifier (is a predicted answer a valid solution by the rules, even where it differs from the
+stored label?), test-time views and its own scoring. Evaluation looks the task up by name, or
+detects it from a dataset's metadata.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
-from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
+
+__all__ = ["TASKS", "PuzzleTask", "TaskScorer", "register_task", "get_task", "detect_task", "generator_names"]
 
 TASKS: Dict[str, PuzzleTask] = {}
 
@@ -36,6 +39,12 @@ def detect_task(vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarra
     _load_builtin_tasks()
     found = [t for t in TASKS.values() if t.matches(vocab_size, seq_len, inputs_sample)]
     return found[0] if len(found) == 1 else None
+
+
+def generator_names() -> List[str]:
+    """Names of the registered tasks that generate puzzles (`PuzzleTask.puzzle_stream`)."""
+    _load_builtin_tasks()
+    return sorted(name for name, task in TASKS.items() if type(task).puzzle_stream is not PuzzleTask.puzzle_stream)
 
 
 def _load_builtin_tasks() -> None:

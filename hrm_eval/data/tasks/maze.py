@@ -11,20 +11,20 @@ anti-transpose), one group per original. Here any `num_aug > 0` turns that switc
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Dict, List, Optional, Tuple
+import random
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, check_num_aug, read_splits, strings_to_array, \
-    subsample_indices
-from hrm_eval.data.format import DatasetMetadata, atomic_directory, write_identifiers, write_split
+from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, check_num_aug, read_splits
+from hrm_eval.data.grids import dihedral_transform, grid_distances, square_side
 from hrm_eval.data.tasks import register_task
-from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.data.tasks.base import PuzzleTask, Row, decode_json_list
+from hrm_eval.data.tasks.csv_build import PAD_ID, puzzle_arrays, token_arrays, write_csv_dataset
+from hrm_eval.data.tasks.maze_generator import DEFAULT_SIDE, maze_stream
 from hrm_eval.utils.errors import HRMEvalError
 
 CHARSET = "# SGo"
-PAD_ID = 0
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
 
 _CHAR_TO_TOKEN = np.full(256, 255, dtype=np.uint8)
@@ -32,31 +32,9 @@ for _i, _c in enumerate(CHARSET):
     _CHAR_TO_TOKEN[ord(_c)] = _i + 1
 
 
-def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
-    """The 8 symmetries of the square, numbered as in the public builders."""
-    if t == 0:
-        return grid
-    if t in (1, 2, 3):
-        return np.rot90(grid, k=t)
-    if t == 4:
-        return grid[:, ::-1]
-    if t == 5:
-        return grid[::-1, :]
-    if t == 6:
-        return grid.T
-    if t == 7:
-        return grid[::-1, ::-1].T  # anti-transpose: (i, j) <- (n-1-j, n-1-i)
-    raise ValueError(f"dihedral transform id must be 0..7, got {t}")
-
-
-def _side(seq_len: int) -> Optional[int]:
-    n = int(round(seq_len ** 0.5))
-    return n if n * n == seq_len and n > 0 else None
-
-
 def encode(text: str) -> np.ndarray:
     """Maze text (n*n characters of `# SGo`) -> uint8 tokens."""
-    if _side(len(text)) is None:
+    if square_side(len(text)) is None:
         raise HRMEvalError(f"maze text of {len(text)} characters is not a square grid")
     try:
         check_charset(text, CHARSET, "maze")
@@ -73,40 +51,56 @@ def decode(tokens: np.ndarray) -> str:
 def to_grid(tokens: np.ndarray) -> np.ndarray:
     """Tokens [n*n] -> token grid [n, n]."""
     t = np.asarray(tokens)
-    n = _side(t.size)
+    n = square_side(t.size)
     if n is None:
         raise HRMEvalError(f"{t.size} tokens do not form a square maze")
     return t.reshape(n, n)
 
 
 def shortest_distances(tokens: np.ndarray, source: int) -> np.ndarray:
-    """BFS step counts from cell `source` over non-wall cells (-1 where unreachable)."""
+    """BFS step counts [n*n] from cell `source` over non-wall cells (-1 where unreachable)."""
     grid = np.asarray(tokens).reshape(-1)
-    n = _side(grid.size)
-    free = (grid != WALL) & (grid != PAD_ID)
-    dist = np.full(grid.size, -1, dtype=np.int64)
-    dist[source] = 0
-    queue = deque([source])
-    while queue:
-        c = queue.popleft()
-        r, col = divmod(c, n)
-        for nb, ok in ((c - n, r > 0), (c + n, r < n - 1), (c - 1, col > 0), (c + 1, col < n - 1)):
-            if ok and free[nb] and dist[nb] < 0:
-                dist[nb] = dist[c] + 1
-                queue.append(nb)
-    return dist
+    n = square_side(grid.size)
+    if n is None:
+        raise HRMEvalError(f"{grid.size} tokens do not form a square maze")
+    free = ((grid != WALL) & (grid != PAD_ID)).reshape(n, n)
+    return grid_distances(free, divmod(int(source), n)).reshape(-1)
 
 
 class MazeTask(PuzzleTask):
     name = "maze"
     vocab_size = len(CHARSET) + 1
 
-    encode = staticmethod(encode)
-    decode = staticmethod(decode)
+    def encode(self, natural: str) -> np.ndarray:
+        return encode(natural)
+
+    def decode(self, tokens: np.ndarray) -> str:
+        return decode(tokens)
+
     to_grid = staticmethod(to_grid)
 
+    def parse_puzzle(self, puzzle: Any) -> str:
+        """A maze as a user writes it -> maze text of n*n characters of `# SGo`.
+
+        Text: n rows of n characters separated by line breaks (spaces are open cells, so they
+        count), or the n*n characters on one line. JSON: the same text as a string, or a list
+        of n row strings."""
+        puzzle = decode_json_list(puzzle, "maze")
+        if isinstance(puzzle, str):
+            rows = puzzle.strip("\r\n").replace("\r\n", "\n").split("\n")
+        elif isinstance(puzzle, (list, tuple)) and all(isinstance(r, str) for r in puzzle):
+            rows = list(puzzle)
+        else:
+            raise HRMEvalError(f"maze: a maze is text or a list of row strings, got {type(puzzle).__name__}")
+        if len(rows) > 1 and any(len(r) != len(rows) for r in rows):
+            widths = sorted({len(r) for r in rows})
+            raise HRMEvalError(f"maze: {len(rows)} rows need {len(rows)} characters each, got widths {widths}")
+        text = "".join(rows)
+        encode(text)  # checks the size and the characters, one line each
+        return text
+
     def matches(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> bool:
-        if vocab_size != self.vocab_size or _side(seq_len) is None:
+        if vocab_size != self.vocab_size or square_side(seq_len) is None:
             return False
         if inputs_sample is None:
             return True
@@ -118,12 +112,12 @@ class MazeTask(PuzzleTask):
         return bool(np.all((rows == START).sum(1) == 1) and np.all((rows == GOAL).sum(1) == 1)
                     and not np.any(rows == PATH))
 
-    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray = None) -> bool:
+    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
         """Valid iff walls, S and G are kept, every other open cell is open or `o`, and the `o`
         cells together with S and G form one S-G path of the shortest length (BFS on the input)."""
         inp = np.asarray(inputs).reshape(-1).astype(np.int64)
         pred = np.asarray(prediction).reshape(-1).astype(np.int64)
-        if inp.size != pred.size or _side(inp.size) is None:
+        if inp.size != pred.size or square_side(inp.size) is None:
             return False
         starts, goals = np.flatnonzero(inp == START), np.flatnonzero(inp == GOAL)
         if len(starts) != 1 or len(goals) != 1:
@@ -148,7 +142,7 @@ class MazeTask(PuzzleTask):
     def check_row(self, question: str, answer: str) -> None:
         if not question:
             raise RowError("question is empty")
-        if _side(len(question)) is None:
+        if square_side(len(question)) is None:
             raise RowError(f"question has {len(question)} characters, not a square grid (n*n)")
         if len(answer) != len(question):
             raise RowError(f"answer has {len(answer)} characters, question has {len(question)}")
@@ -160,77 +154,64 @@ class MazeTask(PuzzleTask):
               seed: int = 0) -> dict:
         num_aug = check_num_aug(num_aug)
         raw = read_splits(source, self.check_row, min_difficulty)
-        sides = {}
+        sides: Dict[str, int] = {}
         for split, rows in raw.items():
             first = len(rows.questions[0])
             for q, line in zip(rows.questions, rows.lines):
                 if len(q) != first:
                     raise HRMEvalError(f"{rows.path}, row {line}: inconsistent maze sizes: this maze is "
-                                       f"{_side(len(q))}x{_side(len(q))}, the first ({rows.lines[0]}) is "
-                                       f"{_side(first)}x{_side(first)}")
-            sides[split] = _side(first)
+                                       f"{square_side(len(q))}x{square_side(len(q))}, the first ({rows.lines[0]}) is "
+                                       f"{square_side(first)}x{square_side(first)}")
+            side = square_side(first)
+            assert side is not None  # check_row let only square mazes through
+            sides[split] = side
 
-        summary: Dict[str, object] = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size,
-                                      "splits": {}}
-        with atomic_directory(output) as tmp:
-            for split in ("train", "test"):
-                if split not in raw:
-                    continue
-                n = sides[split]
-                rng = np.random.RandomState(seed)
-                arrays = self._convert(raw[split], n, rng, subsample_size if split == "train" else None,
-                                       split == "train" and num_aug > 0)
-                n_groups = len(arrays["group_indices"]) - 1
-                metadata = DatasetMetadata(
-                    pad_id=PAD_ID, ignore_label_id=0, blank_identifier_id=0,
-                    vocab_size=self.vocab_size, seq_len=n * n, num_puzzle_identifiers=1,
-                    total_groups=n_groups, mean_puzzle_examples=1, sets=["all"])
-                write_split(tmp, split, metadata, {"all": arrays})
-                summary["splits"][split] = {"source": raw[split].path, "side": n, "seq_len": n * n,
-                                            "groups": n_groups, "puzzles": len(arrays["puzzle_identifiers"]),
-                                            "examples": len(arrays["inputs"])}
-            write_identifiers(tmp, ["<blank>"])
-        return summary
+        def convert(split: str, rows: RawPuzzles, rng: np.random.RandomState):
+            n, train = sides[split], split == "train"  # subsampling and augmentation apply to train only
+            arrays = self._convert(rows, n, rng, subsample_size if train else None, train and num_aug > 0)
+            return arrays, n * n, {"side": n, "seq_len": n * n}
+
+        summary = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size}
+        return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=seed, summary=summary)
+
+    def puzzle_stream(self, rng: random.Random, *, size: Optional[int] = None, loop_fraction: Optional[float] = None,
+                      **options: Any) -> Iterator[Row]:
+        """Mazes of side `size` (default 15) with a `loop_fraction` (default 0.1) of the inner walls
+        opened; rating = shortest S-G path length. See `maze_generator`."""
+        if options:
+            raise HRMEvalError(f"the maze generator takes no {', '.join(sorted(options))}")
+        extra = {} if loop_fraction is None else {"loop_fraction": loop_fraction}
+        return maze_stream(rng, DEFAULT_SIDE if size is None else size, **extra)
 
     def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0
                   ) -> List[Tuple[np.ndarray, np.ndarray]]:
         """The first `num_views` of the 8 dihedral transforms (identity first, numbered as
-        `dihedral`) for test-time augmentation, each as (token map [vocab], cell map [n*n]) with
+        `grids.dihedral_transform`) for test-time augmentation, each as (token map [vocab], cell map [n*n]) with
         view[cell] = token_map[maze[cell_map[cell]]]; tokens are unchanged. `seed` is unused
         (the order is fixed)."""
-        n = _side(seq_len) if seq_len is not None else None
+        n = square_side(seq_len) if seq_len is not None else None
         if n is None:
             raise HRMEvalError(f"maze test-time views need a square sequence length, got {seq_len}")
         if not 1 <= num_views <= 8:
             raise HRMEvalError(f"a maze has 8 dihedral views; asked for {num_views}")
         cells = np.arange(n * n, dtype=np.int64).reshape(n, n)
         tokens = np.arange(self.vocab_size, dtype=np.int64)
-        return [(tokens.copy(), np.ascontiguousarray(dihedral(cells, t)).reshape(-1)) for t in range(num_views)]
+        return [(tokens.copy(), np.ascontiguousarray(dihedral_transform(cells, t)).reshape(-1))
+                for t in range(num_views)]
 
     @staticmethod
     def _convert(rows: RawPuzzles, n: int, rng: np.random.RandomState, subsample_size: Optional[int],
                  augment: bool) -> Dict[str, np.ndarray]:
-        inputs = strings_to_array(rows.questions, n * n, _CHAR_TO_TOKEN)
-        labels = strings_to_array(rows.answers, n * n, _CHAR_TO_TOKEN)
-        keep = subsample_indices(len(inputs), subsample_size, rng)
-        if keep is not None:
-            inputs, labels = inputs[keep], labels[keep]
+        inputs, labels = token_arrays(rows, n * n, _CHAR_TO_TOKEN, subsample_size, rng)
         per_group = 8 if augment else 1
         if augment:
             def expand(a: np.ndarray) -> np.ndarray:
                 g = a.reshape(-1, n, n)
                 # [N, 8, n, n]: the 8 transforms of each original, identity first
-                stacked = np.stack([np.stack([dihedral(x, t) for t in range(8)]) for x in g])
+                stacked = np.stack([np.stack([dihedral_transform(x, t) for t in range(8)]) for x in g])
                 return np.ascontiguousarray(stacked.reshape(-1, n * n))
             inputs, labels = expand(inputs), expand(labels)
-        n_puzzles = len(inputs)
-        return {
-            "inputs": np.ascontiguousarray(inputs),
-            "labels": np.ascontiguousarray(labels),
-            "puzzle_identifiers": np.zeros(n_puzzles, dtype=np.int32),
-            "puzzle_indices": np.arange(n_puzzles + 1, dtype=np.int32),
-            "group_indices": np.arange(0, n_puzzles + 1, per_group, dtype=np.int32),
-        }
+        return puzzle_arrays(inputs, labels, per_group)
 
 
 MAZE = register_task(MazeTask())

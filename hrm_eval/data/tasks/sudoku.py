@@ -13,24 +13,26 @@ equals a public build run after `np.random.seed(seed)`.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+import random
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, check_num_aug, read_splits, strings_to_array, \
-    subsample_indices
-from hrm_eval.data.format import DatasetMetadata, atomic_directory, write_identifiers, write_split
+from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, check_num_aug, read_splits
 from hrm_eval.data.tasks import register_task
-from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.data.tasks.base import PuzzleTask, Row, decode_json_list
+from hrm_eval.data.tasks.csv_build import PAD_ID, puzzle_arrays, token_arrays, write_csv_dataset
+from hrm_eval.data.tasks.sudoku_generator import SUDOKU_SIZES, sudoku_stream
 from hrm_eval.utils.errors import HRMEvalError
 
-PAD_ID = 0
 BLANK_ID = 1
 DIGIT_OFFSET = 1  # token = digit + 1
 
 
 class SudokuTask(PuzzleTask):
     """An n x n Sudoku with boxes of `box_rows` x `box_cols` cells."""
+
+    seq_len: int
 
     def __init__(self, name: str, n: int, box_rows: int, box_cols: int):
         if box_rows * box_cols != n:
@@ -76,6 +78,32 @@ class SudokuTask(PuzzleTask):
                 out.append("?")
         return "".join(out)
 
+    def parse_puzzle(self, puzzle: Any) -> str:
+        """A board as a user writes it -> board text of n*n characters (`.` for a blank).
+
+        Text: the n*n cells in row-major order, `.` or `0` for a blank; line breaks, spaces and
+        `|` / `-` / `+` separators between cells are ignored (so a drawn board reads too). JSON:
+        the same text as a string, or a list of n rows of n ints (0 blank)."""
+        puzzle = decode_json_list(puzzle, self.name)
+        if isinstance(puzzle, str):
+            text = "".join(ch for ch in puzzle if ch not in " \t\r\n|-+")
+        elif isinstance(puzzle, (list, tuple, np.ndarray)):
+            text = self._rows_to_text(puzzle)
+        else:
+            raise HRMEvalError(f"{self.name}: a board is text or a list of rows, got {type(puzzle).__name__}")
+        self.encode(text)  # checks the size and the characters, one line each
+        return text.replace("0", ".")
+
+    def _rows_to_text(self, rows: Any) -> str:
+        if len(rows) != self.n or any(not isinstance(r, (list, tuple, np.ndarray)) or len(r) != self.n for r in rows):
+            raise HRMEvalError(f"{self.name}: a board is {self.n} rows of {self.n} numbers")
+        cells = [v for r in rows for v in r]
+        bad = next((v for v in cells if isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                    or not 0 <= v <= self.n), None)
+        if bad is not None:
+            raise HRMEvalError(f"{self.name}: cell value {bad!r} is not 0 (blank) or a digit 1-{self.n}")
+        return "".join("." if v == 0 else str(int(v)) for v in cells)
+
     def to_grid(self, tokens: np.ndarray) -> np.ndarray:
         """Tokens [n*n] -> int grid [n, n] with 0 for blank (and for pad/ignored positions)."""
         t = np.asarray(tokens, dtype=np.int64).reshape(self.n, self.n)
@@ -99,7 +127,7 @@ class SudokuTask(PuzzleTask):
         # and one G (4) and never a path token (5).
         return not _looks_like_maze(np.asarray(inputs_sample), self.seq_len)
 
-    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray = None) -> bool:
+    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
         inp = np.asarray(inputs).reshape(-1).astype(np.int64)
         pred = np.asarray(prediction).reshape(-1).astype(np.int64)
         if inp.size != self.seq_len or pred.size != self.seq_len:
@@ -134,37 +162,19 @@ class SudokuTask(PuzzleTask):
         num_aug = check_num_aug(num_aug)
         raw = read_splits(source, self.check_row, min_difficulty)
 
-        summary: Dict[str, object] = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size,
-                                      "seq_len": self.seq_len, "splits": {}}
-        with atomic_directory(output) as tmp:
-            for split in ("train", "test"):
-                if split not in raw:
-                    continue
-                rng = np.random.RandomState(seed)
-                arrays = self._convert(raw[split], rng,
-                                       subsample_size if split == "train" else None,
-                                       num_aug if split == "train" else 0)
-                n_groups = len(arrays["group_indices"]) - 1
-                metadata = DatasetMetadata(
-                    pad_id=PAD_ID, ignore_label_id=0, blank_identifier_id=0,
-                    vocab_size=self.vocab_size, seq_len=self.seq_len, num_puzzle_identifiers=1,
-                    total_groups=n_groups, mean_puzzle_examples=1, sets=["all"])
-                write_split(tmp, split, metadata, {"all": arrays})
-                summary["splits"][split] = {"source": raw[split].path, "groups": n_groups,
-                                            "puzzles": len(arrays["puzzle_identifiers"]),
-                                            "examples": len(arrays["inputs"])}
-            write_identifiers(tmp, ["<blank>"])
-        return summary
+        def convert(split: str, rows: RawPuzzles, rng: np.random.RandomState):
+            train = split == "train"  # subsampling and augmentation apply to train only
+            arrays = self._convert(rows, rng, subsample_size if train else None, num_aug if train else 0)
+            return arrays, self.seq_len, {}
+
+        summary = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size, "seq_len": self.seq_len}
+        return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=seed, summary=summary)
 
     # ------------------------------------------------------------------ building
 
     def _convert(self, rows: RawPuzzles, rng: np.random.RandomState, subsample_size: Optional[int],
                  num_aug: int) -> Dict[str, np.ndarray]:
-        inputs = strings_to_array(rows.questions, self.seq_len, self._char_to_token)
-        labels = strings_to_array(rows.answers, self.seq_len, self._char_to_token)
-        keep = subsample_indices(len(inputs), subsample_size, rng)
-        if keep is not None:
-            inputs, labels = inputs[keep], labels[keep]
+        inputs, labels = token_arrays(rows, self.seq_len, self._char_to_token, subsample_size, rng)
 
         n_orig = len(inputs)
         per_group = 1 + num_aug
@@ -188,14 +198,7 @@ class SudokuTask(PuzzleTask):
                     dst[sl] = np.take_along_axis(digit_maps[sl], moved.astype(np.intp), axis=1)
             inputs, labels = out_in, out_lab
 
-        n_puzzles = len(inputs)
-        return {
-            "inputs": inputs,
-            "labels": labels,
-            "puzzle_identifiers": np.zeros(n_puzzles, dtype=np.int32),
-            "puzzle_indices": np.arange(n_puzzles + 1, dtype=np.int32),
-            "group_indices": np.arange(0, n_puzzles + 1, per_group, dtype=np.int32),
-        }
+        return puzzle_arrays(inputs, labels, per_group)
 
     def _draw(self, rng: np.random.RandomState) -> Tuple[np.ndarray, np.ndarray]:
         """One random validity-preserving transform: (token map [vocab], cell map [n*n]) with
@@ -217,12 +220,16 @@ class SudokuTask(PuzzleTask):
             cell_map = row_perm[:, None] * n + col_perm[None, :]
         return token_map.astype(np.uint8), cell_map.reshape(-1)
 
-    def shuffle(self, inputs: np.ndarray, labels: np.ndarray, rng: np.random.RandomState
-                ) -> Tuple[np.ndarray, np.ndarray]:
-        """Apply one random transform (see `_draw`) to a (puzzle, solution) token pair."""
-        token_map, cell_map = self._draw(rng)
-        return (token_map[np.asarray(inputs).reshape(-1)[cell_map]],
-                token_map[np.asarray(labels).reshape(-1)[cell_map]])
+    # ------------------------------------------------------------------ generating
+
+    def puzzle_stream(self, rng: random.Random, *, size: Optional[int] = None, min_blanks: Optional[int] = None,
+                      max_blanks: Optional[int] = None, **options: Any) -> Iterator[Row]:
+        """Uniquely solvable boards of this task's side (or of side `size`: 4, 6 or 9); the number
+        of blanks, drawn from [min_blanks, max_blanks] (default 45% to 60% of the cells), is the
+        rating. See `sudoku_generator`."""
+        if options:
+            raise HRMEvalError(f"the {self.name} generator takes no {', '.join(sorted(options))}")
+        return sudoku_stream(rng, self.n if size is None else size, min_blanks, max_blanks)
 
     # ------------------------------------------------------------------ test-time augmentation
 
@@ -261,6 +268,6 @@ def _looks_like_maze(sample: np.ndarray, seq_len: int) -> bool:
     return bool(np.all((rows == 3).sum(1) == 1) and np.all((rows == 4).sum(1) == 1) and not np.any(rows == 5))
 
 
-SUDOKU = register_task(SudokuTask("sudoku", 9, 3, 3))
-SUDOKU4 = register_task(SudokuTask("sudoku4", 4, 2, 2))
-SUDOKU6 = register_task(SudokuTask("sudoku6", 6, 2, 3))
+SUDOKU = register_task(SudokuTask("sudoku", 9, *SUDOKU_SIZES[9]))
+SUDOKU4 = register_task(SudokuTask("sudoku4", 4, *SUDOKU_SIZES[4]))
+SUDOKU6 = register_task(SudokuTask("sudoku6", 6, *SUDOKU_SIZES[6]))
