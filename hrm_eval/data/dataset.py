@@ -96,6 +96,9 @@ class PuzzleDataset:
                 arr = np.load(f, mmap_mode="r", allow_pickle=False)
                 arrays[field] = arr if field in ("inputs", "labels") else np.array(arr)
             except Exception as e:  # noqa: BLE001 - a damaged .npy header fails in many ways (ValueError, SyntaxError, ...)
+                if "object" in str(e).lower() or "pickle" in str(e).lower():  # numpy's text advises allow_pickle
+                    raise HRMEvalError(f"cannot read {f}: it holds pickled Python objects, which are never loaded "
+                                       f"(expected an integer array)") from e
                 raise HRMEvalError(f"cannot read {f}: {_first_line(e)}") from e
         return arrays
 
@@ -233,7 +236,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+        raise HRMEvalError(f"{path}: not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from e
     except RecursionError as e:
         raise HRMEvalError(f"{path}: not a dataset file (JSON nested too deeply)") from e
     except ValueError as e:  # Python refuses integers of more than 4300 digits
