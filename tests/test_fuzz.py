@@ -129,6 +129,7 @@ class Case:
     allowed: Tuple[int, ...] = (2,)      # exit statuses that are correct for this input
     words: Optional[str] = None          # the error line must contain these
     marks: list = field(default_factory=list)
+    timeout: float = 60.0                # subprocess cases only
 
 
 def corrupt_file(path: Path, kind: str, seed: int, span: Tuple[int, int] = (0, 1 << 62), text: bool = False) -> None:
@@ -302,6 +303,14 @@ class _Payload:
         return (open, (self.path, "w"))
 
 
+def _plain_pickle_payload(root: Path) -> List[str]:
+    """The legacy (non-zip) torch format: a bare pickle stream with the same payload."""
+    copy_checkpoint(root)
+    with open(root / "ckpt" / "step_625", "wb") as f:
+        pickle.dump({"weight": _Payload(str(root / MARKER))}, f)
+    return inspect_args(root)
+
+
 GOOD_LINE = jsonl_lines(1)[0].encode()
 OOV_LINE = json.dumps({"input_sequence": [9] + [1] * 35, "target_sequence": [1] * 36}).encode()
 MISSING_GPU = f"cuda:{torch.cuda.device_count() + 6}"
@@ -331,6 +340,7 @@ HOSTILE = [
     Case("device-garbage", _device("gpu please"), words="--device 'gpu please'"),
     Case("device-xla", _device("xla"), words="--device 'xla'"),
     Case("yaml-payload", _yaml_payload),
+    Case("checkpoint-plain-pickle-payload", _plain_pickle_payload, words="step_625"),
 ]
 if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
     HOSTILE.append(Case("device-mps-missing", _device("mps"), words="--device 'mps'"))
@@ -422,7 +432,7 @@ def test_bad_input_in_process(case, tmp_path, capsys, monkeypatch):
 MEMORY_LIMIT = 3 << 30  # address space: torch itself maps ~1 GB; a healthy inspect/evaluate needs far less than 3
 
 
-def run_limited(argv: List[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_limited(argv: List[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -437,14 +447,6 @@ def _checkpoint_pickle_payload(root: Path) -> List[str]:
     return inspect_args(root)
 
 
-def _plain_pickle_payload(root: Path) -> List[str]:
-    """The legacy (non-zip) torch format: a bare pickle stream with the same payload."""
-    copy_checkpoint(root)
-    with open(root / "ckpt" / "step_625", "wb") as f:
-        pickle.dump({"weight": _Payload(str(root / MARKER))}, f)
-    return inspect_args(root)
-
-
 def _npy_header_terabytes(root: Path) -> List[str]:
     """An index array whose header declares 2^40 entries: reading must not try to allocate 4 TB."""
     copy_checkpoint(root)
@@ -456,10 +458,34 @@ def _npy_header_terabytes(root: Path) -> List[str]:
     return evaluate_args(root, data)
 
 
+def _stray_layer_key(root: Path) -> List[str]:
+    """One extra key naming layer 200000: the layer count must not be taken from it (memory grew ~45 MB/s)."""
+    ckpt = copy_checkpoint(root)
+    sd = torch.load(ckpt, map_location="cpu", weights_only=True)
+    key = next(k for k in sd if k.endswith("L_level.layers.0.self_attn.o_proj.weight"))
+    sd[key.replace("layers.0.", "layers.200000.")] = sd[key].clone()
+    torch.save(sd, ckpt)
+    (root / "ckpt" / "all_config.yaml").unlink()
+    return inspect_args(root)
+
+
+def _huge_hidden_size(root: Path) -> List[str]:
+    """all_config.yaml declaring hidden_size 2^20: nothing of that size may be allocated."""
+    copy_checkpoint(root)
+    f = root / "ckpt" / "all_config.yaml"
+    f.write_text(f.read_text().replace("hidden_size: 128", "hidden_size: 1048576"))
+    return inspect_args(root)
+
+
 SUBPROCESS_CASES = [
     Case("checkpoint-pickle-payload", _checkpoint_pickle_payload, words="step_625"),
-    Case("checkpoint-plain-pickle-payload", _plain_pickle_payload, words="step_625"),
     Case("npy-header-terabytes", _npy_header_terabytes, words="all__puzzle_indices.npy"),
+    Case("config-hidden-size-huge", _huge_hidden_size, words="hidden_size"),
+    # Until the loader validates keys first this runs into the time limit: kept short so CI stays fast.
+    Case("checkpoint-stray-layer-key", _stray_layer_key, words="layers.200000", timeout=8.0,
+         marks=[pytest.mark.xfail(strict=True, raises=(AssertionError, subprocess.TimeoutExpired),
+                                  reason="loader: validate the state dict's layer indices before building (issue 16, "
+                                         "helper 'loading')")]),
 ]
 
 
@@ -470,7 +496,114 @@ def test_bad_input_subprocess(case, tmp_path):
     argv = case.build(root)
     before = snapshot(root, root / "out")
     start = time.monotonic()
-    proc = run_limited(argv, cwd=root)
+    proc = run_limited(argv, cwd=root, timeout=case.timeout)  # TimeoutExpired fails the case
     check_outcome(case, root, argv, proc.returncode, proc.stdout, proc.stderr)
     assert snapshot(root, root / "out") == before
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < case.timeout
+
+
+# ---- cases whose fix belongs to other parts (loader, config, CLI, ARC scoring) ----------------------------
+def _state_dict_edit(edit: Callable[[Dict[str, torch.Tensor]], None], mode: str = "inspect", config: bool = True):
+    def build(root: Path) -> List[str]:
+        ckpt = copy_checkpoint(root)
+        sd = torch.load(ckpt, map_location="cpu", weights_only=True)
+        edit(sd)
+        torch.save(sd, ckpt)
+        if not config:
+            (root / "ckpt" / "all_config.yaml").unlink()
+        return inspect_args(root) if mode == "inspect" else evaluate_args(root, copy_dataset(root))
+    return build
+
+
+def _zero_dim_embedding(sd: Dict[str, torch.Tensor]) -> None:
+    key = next(k for k in sd if k.endswith("embed_tokens.embedding_weight"))
+    sd[key] = torch.tensor(0.0)
+
+
+def _integer_weights(sd: Dict[str, torch.Tensor]) -> None:
+    for k in sd:
+        sd[k] = sd[k].to(torch.int32)
+
+
+def _config_edit(old: str, new: str, mode: str = "evaluate") -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        f = root / "ckpt" / "all_config.yaml"
+        text = f.read_text()
+        assert old in text
+        f.write_text(text.replace(old, new))
+        return inspect_args(root) if mode == "inspect" else evaluate_args(root, copy_dataset(root))
+    return build
+
+
+def _arch_list(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    (root / "ckpt" / "all_config.yaml").write_text("arch: [1, 2, 3]\n")
+    return inspect_args(root)
+
+
+def _output_under_a_file(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    (root / "out").write_text("a file, not a folder\n")  # --output out/sub: its parent is a file
+    argv = evaluate_args(root, copy_dataset(root))
+    argv[argv.index(str(root / "out"))] = str(root / "out" / "sub")
+    return argv
+
+
+def _tiny_arc_dataset(root: Path) -> Path:
+    """One ARC task with one 2x2 test pair, in the public dataset layout."""
+    from hrm_eval.data.format import DatasetMetadata, write_identifiers, write_split
+    from hrm_eval.data.tasks.arc import grid_to_sequence
+
+    grid = np.array([[1, 2], [3, 4]])
+    row = grid_to_sequence(grid + 2)[None]  # colours are tokens 2..11
+    meta = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=12, seq_len=900,
+                           num_puzzle_identifiers=2, total_groups=1, mean_puzzle_examples=1.0, sets=["all"])
+    (root / "arc").mkdir()
+    write_identifiers(root / "arc", ["<blank>", "taska"])
+    write_split(root / "arc", "test", meta, {"all": {
+        "inputs": row, "labels": row, "puzzle_identifiers": np.array([1]), "puzzle_indices": np.array([0, 1]),
+        "group_indices": np.array([0, 1])}})
+    return root / "arc"
+
+
+def _truncated_predictions(root: Path) -> List[str]:
+    """--mode score on a predictions file cut short (torch's zip reader then says '[Errno 22]')."""
+    data = _tiny_arc_dataset(root)
+    preds = {"puzzle_identifiers": torch.ones(64, dtype=torch.int32),
+             "inputs": torch.zeros(64, 900, dtype=torch.int32), "preds": torch.zeros(64, 900, dtype=torch.int32)}
+    f = root / "step_1_all_preds.0"
+    torch.save(preds, f)
+    f.write_bytes(f.read_bytes()[:50_000])
+    return ["--mode", "score", "--data", str(data), "--predictions", str(root / "step_1"),
+            "--output", str(root / "out")]
+
+
+def _xfail(reason: str) -> list:
+    """Strict: the lead removes the mark once the owning branch is merged (an unexpected pass fails)."""
+    return [pytest.mark.xfail(strict=True, reason=reason)]
+
+
+LOADER_REASON = "loader: validate the state dict (dims, dtypes) before building the model (issue 16, helper 'loading')"
+CONFIG_REASON = "loader: range-check architecture values and types in the config models (issue 16, helper 'loading')"
+OTHER_AREAS = [
+    Case("checkpoint-zero-dim-embedding", _state_dict_edit(_zero_dim_embedding), words="embed_tokens",
+         marks=_xfail(LOADER_REASON)),
+    Case("checkpoint-integer-weights", _state_dict_edit(_integer_weights, "evaluate"), words="int",
+         marks=_xfail(LOADER_REASON)),
+    Case("config-rms-norm-eps-nan", _config_edit("rms_norm_eps: 1.0e-05", "rms_norm_eps: .nan"),
+         words="rms_norm_eps", marks=_xfail(CONFIG_REASON)),
+    Case("config-rope-theta-negative", _config_edit("rope_theta: 10000.0", "rope_theta: -1"), words="rope_theta",
+         marks=_xfail(CONFIG_REASON)),
+    Case("config-arch-list", _arch_list, words="arch", marks=_xfail(CONFIG_REASON)),
+    Case("output-under-a-file", _output_under_a_file, words="--output",
+         marks=_xfail("cli: check that --output can be created before evaluating (issue 16, helper 'cli')")),
+    Case("score-truncated-predictions", _truncated_predictions, words="truncated",
+         marks=_xfail("tasks: arc_scoring._load_prediction_file turns torch's OSError '[Errno 22]' into "
+                      "'truncated or damaged' (issue 16, helper 'tasks')")),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=c.marks) for c in OTHER_AREAS])
+def test_bad_input_other_areas(case, tmp_path, capsys, monkeypatch):
+    test_bad_input_in_process(case, tmp_path, capsys, monkeypatch)
