@@ -96,7 +96,7 @@ class PuzzleDataset:
                 arr = np.load(f, mmap_mode="r", allow_pickle=False)
                 arrays[field] = arr if field in ("inputs", "labels") else np.array(arr)
             except Exception as e:  # noqa: BLE001 - a damaged .npy header fails in many ways (ValueError, SyntaxError, ...)
-                if "object" in str(e).lower() or "pickle" in str(e).lower():  # numpy's text advises allow_pickle
+                if "python objects" in str(e).lower() or "pickle" in str(e).lower():  # numpy's text says allow_pickle
                     raise HRMEvalError(f"cannot read {f}: it holds pickled Python objects, which are never loaded "
                                        f"(expected an integer array)") from e
                 raise HRMEvalError(f"cannot read {f}: {_first_line(e)}") from e
