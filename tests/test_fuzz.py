@@ -5,7 +5,7 @@ checkpoint, its dataset files, a JSONL file and a raw CSV, plus hand-made hostil
 runs the real CLI and must end in one of two ways:
 
 - exit 2 with exactly one line on stderr, starting with `error:`, no traceback; no results file;
-- exit 0 where the damage is harmless (see `ALLOWED` below), with valid output.
+- exit 0 where the damage is harmless (see the comment above `checkpoint_cases`), with valid output.
 
 For every case: bounded time, nothing written outside the output folder (the working directory is
 the case folder and is compared before/after), no temporary files left behind, and no code executed
@@ -430,12 +430,14 @@ def test_bad_input_in_process(case, tmp_path, capsys, monkeypatch):
 
 
 # ---- real subprocesses: code execution and memory --------------------------------------------------------
-MEMORY_LIMIT = 3 << 30  # address space: torch itself maps ~1 GB; a healthy inspect/evaluate needs far less than 3
+# RLIMIT_DATA bounds heap and private anonymous mappings (what a huge tensor or array would take) but not the
+# shared libraries, whose address space differs a lot between CPU and CUDA builds of torch.
+MEMORY_LIMIT = 2 << 30  # a healthy inspect/evaluate of the bundled model needs a few hundred MB
 
 
 def run_limited(argv: List[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+        resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(ROOT / "deploy.py"), *argv, "--log-level", "ERROR"], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, preexec_fn=limit, env=env)
@@ -478,12 +480,13 @@ def _huge_hidden_size(root: Path) -> List[str]:
     return inspect_args(root)
 
 
+# No healthy control run is needed: the npy and hidden_size cases get past checkpoint loading under the limit.
 SUBPROCESS_CASES = [
     Case("checkpoint-pickle-payload", _checkpoint_pickle_payload, words="step_625"),
     Case("npy-header-terabytes", _npy_header_terabytes, words="all__puzzle_indices.npy"),
     Case("config-hidden-size-huge", _huge_hidden_size, words="hidden_size"),
     # Until the loader validates keys first this runs into the time limit: kept short so CI stays fast.
-    Case("checkpoint-stray-layer-key", _stray_layer_key, words="layers.200000", timeout=8.0,
+    Case("checkpoint-stray-layer-key", _stray_layer_key, words="layers.200000", timeout=15.0,
          marks=[pytest.mark.xfail(strict=True, raises=(AssertionError, subprocess.TimeoutExpired),
                                   reason="loader: validate the state dict's layer indices before building (issue 16, "
                                          "helper 'loading')")]),
