@@ -27,7 +27,10 @@ def read_jsonl_puzzles(path: str | Path, vocab_size: Optional[int] = None
     path = Path(path)
     if not path.is_file():
         raise HRMEvalError(f"puzzle file not found: {path}")
-    inputs, labels, ids, names = [], [], [], []
+    inputs: List[List[int]] = []
+    labels: List[List[int]] = []
+    ids: List[int] = []
+    names: List[str] = []
     seq_len: Optional[int] = None
     with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is reported with its number
         for lineno, raw in enumerate(f, 1):
