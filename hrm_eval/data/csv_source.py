@@ -117,7 +117,7 @@ def read_puzzle_csv(path: str, check_row: Callable[[str, str], None],
 
     `check_row(question, answer)` raises RowError for a bad row. Ratings must be integers.
     Rows whose rating is below `min_difficulty` are dropped (after their checks). Completely
-    empty lines are skipped."""
+    empty lines are skipped; a file without any puzzle row is an error."""
     out = RawPuzzles(path=str(path), questions=[], answers=[], ratings=[], lines=[])
     try:
         f = open(path, newline="", encoding="utf-8")
@@ -134,10 +134,12 @@ def read_puzzle_csv(path: str, check_row: Callable[[str, str], None],
             if names != HEADER:
                 raise HRMEvalError(f"{path}, row 1: expected the header {','.join(HEADER)}, "
                                    f"found {','.join(header)[:80]!r}")
+            rows_seen = 0
             for row in reader:
                 line = reader.line_num
                 if not row:
                     continue
+                rows_seen += 1
                 if len(row) != 4:
                     raise RowError(f"expected 4 columns (source,question,answer,rating), found {len(row)}")
                 _, q, a, r = row
@@ -158,6 +160,8 @@ def read_puzzle_csv(path: str, check_row: Callable[[str, str], None],
             raise HRMEvalError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         except csv.Error as e:
             raise HRMEvalError(f"{path}, row {reader.line_num}: malformed CSV ({e})") from None
+    if rows_seen == 0:  # callers stack the rows: an empty list must not reach them
+        raise HRMEvalError(f"{path}: no puzzles (only the header {','.join(HEADER)})")
     return out
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -59,6 +59,8 @@ class PuzzleDataset:
         self.identifiers = _read_identifiers(root / "identifiers.json")
         self.sets: Dict[str, Dict[str, np.ndarray]] = {name: self._load_set(name) for name in self.metadata.sets}
         self._validate(check_tokens)
+        if self.num_examples == 0:
+            raise HRMEvalError(f"{meta_file}: the sets {self.metadata.sets} hold no examples (nothing to evaluate)")
 
     # ---- construction from memory ---------------------------------------------------------
     @classmethod
@@ -88,49 +90,87 @@ class PuzzleDataset:
             if not f.is_file():
                 raise HRMEvalError(f"dataset file missing: {f}")
             try:
-                # Inputs and labels can be gigabytes: map them, read the small index arrays.
-                arrays[field] = np.load(f, mmap_mode="r" if field in ("inputs", "labels") else None, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as e:
-                raise HRMEvalError(f"cannot read {f}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+                # Every field is memory-mapped: mapping fails when the header declares more data than the
+                # file holds, so a damaged header cannot allocate memory. Inputs and labels stay mapped (they
+                # can be gigabytes); the small index arrays are then copied into memory.
+                arr = np.load(f, mmap_mode="r", allow_pickle=False)
+                arrays[field] = arr if field in ("inputs", "labels") else np.array(arr)
+            except Exception as e:  # noqa: BLE001 - a damaged .npy header fails in many ways (ValueError, SyntaxError, ...)
+                if "python objects" in str(e).lower() or "pickle" in str(e).lower():  # numpy's text says allow_pickle
+                    raise HRMEvalError(f"cannot read {f}: it holds pickled Python objects, which are never loaded "
+                                       f"(expected an integer array)") from e
+                raise HRMEvalError(f"cannot read {f}: {_first_line(e)}") from e
         return arrays
 
     def _validate(self, check_tokens: bool) -> None:
-        m = self.metadata
         for set_name, a in self.sets.items():
-            def where(field: str) -> str:
-                return f"{self.source} ({field})" if self.in_memory else str(self.split_dir / f"{set_name}__{field}.npy")
-            for field in ("inputs", "labels"):
-                x = a[field]
-                if not np.issubdtype(x.dtype, np.integer):
-                    raise HRMEvalError(f"{where(field)}: dtype {x.dtype}, expected integer tokens")
-                if x.ndim != 2 or x.shape[1] != m.seq_len:
-                    raise HRMEvalError(f"{where(field)}: shape {tuple(x.shape)}, expected [N, seq_len={m.seq_len}]")
-            if a["inputs"].shape != a["labels"].shape:
-                raise HRMEvalError(f"{where('labels')}: shape {tuple(a['labels'].shape)} differs from inputs {tuple(a['inputs'].shape)}")
-            for field in ("puzzle_identifiers", "puzzle_indices", "group_indices"):
-                x = a[field]
-                if not np.issubdtype(x.dtype, np.integer) or x.ndim != 1:
-                    raise HRMEvalError(f"{where(field)}: expected a 1-D integer array, got {x.dtype} {tuple(x.shape)}")
-            n_examples, n_puzzles = len(a["inputs"]), len(a["puzzle_identifiers"])
-            pi, gi = a["puzzle_indices"], a["group_indices"]
-            if len(pi) != n_puzzles + 1 or pi[0] != 0 or pi[-1] != n_examples or np.any(np.diff(pi) < 0):
-                raise HRMEvalError(f"{where('puzzle_indices')}: must run from 0 to {n_examples} examples, "
-                                   f"non-decreasing, with {n_puzzles + 1} entries (got {len(pi)}, {pi[0] if len(pi) else '-'}..{pi[-1] if len(pi) else '-'})")
-            if len(gi) < 1 or gi[0] != 0 or gi[-1] != n_puzzles or np.any(np.diff(gi) < 0):
-                raise HRMEvalError(f"{where('group_indices')}: must run from 0 to {n_puzzles} puzzles, non-decreasing")
-            ids = a["puzzle_identifiers"]
-            if len(ids) and (ids.min() < 0 or ids.max() >= m.num_puzzle_identifiers):
-                raise HRMEvalError(f"{where('puzzle_identifiers')}: identifier {int(ids.max() if ids.max() >= m.num_puzzle_identifiers else ids.min())} "
-                                   f"outside 0..{m.num_puzzle_identifiers - 1} (num_puzzle_identifiers)")
+            self._check_shapes(set_name, a)
+            self._check_indices(set_name, a)
             if check_tokens:
-                for field in ("inputs", "labels"):
-                    lo, hi = _min_max(a[field], ignore=IGNORE_LABEL_ID if field == "labels" else None)
-                    if lo is not None and (lo < 0 or hi >= m.vocab_size):
-                        bad = hi if hi >= m.vocab_size else lo
-                        raise HRMEvalError(f"{where(field)}: token {bad} outside the vocabulary 0..{m.vocab_size - 1}")
+                self._check_tokens(set_name, a)
+        m = self.metadata
         if self.identifiers is not None and len(self.identifiers) < m.num_puzzle_identifiers:
             raise HRMEvalError(f"identifiers.json lists {len(self.identifiers)} names but dataset.json says "
                                f"num_puzzle_identifiers {m.num_puzzle_identifiers}")
+
+    def _where(self, set_name: str, field: str) -> str:
+        """The file (or in-memory source) an error is about."""
+        return f"{self.source} ({field})" if self.in_memory else str(self.split_dir / f"{set_name}__{field}.npy")
+
+    def _check_shapes(self, set_name: str, a: Dict[str, np.ndarray]) -> None:
+        seq_len = self.metadata.seq_len
+        for field in ("inputs", "labels"):
+            x = a[field]
+            if not np.issubdtype(x.dtype, np.integer):
+                raise HRMEvalError(f"{self._where(set_name, field)}: dtype {x.dtype}, expected integer tokens")
+            if x.ndim != 2 or x.shape[1] != seq_len:
+                raise HRMEvalError(f"{self._where(set_name, field)}: shape {tuple(x.shape)}, "
+                                   f"expected [N, seq_len={seq_len}]")
+        if a["inputs"].shape != a["labels"].shape:
+            raise HRMEvalError(f"{self._where(set_name, 'labels')}: shape {tuple(a['labels'].shape)} "
+                               f"differs from inputs {tuple(a['inputs'].shape)}")
+        for field in ("puzzle_identifiers", "puzzle_indices", "group_indices"):
+            x = a[field]
+            if not np.issubdtype(x.dtype, np.integer) or x.ndim != 1:
+                raise HRMEvalError(f"{self._where(set_name, field)}: expected a 1-D integer array, "
+                                   f"got {x.dtype} {tuple(x.shape)}")
+
+    def _check_indices(self, set_name: str, a: Dict[str, np.ndarray]) -> None:
+        """puzzle_indices: example offsets of each puzzle; group_indices: puzzle offsets of each group."""
+        n_examples, n_puzzles = len(a["inputs"]), len(a["puzzle_identifiers"])
+        pi, gi, ids = a["puzzle_indices"], a["group_indices"], a["puzzle_identifiers"]
+        if len(pi) >= 1 and len(pi) != n_puzzles + 1:  # one identifier per puzzle
+            raise HRMEvalError(f"{self._where(set_name, 'puzzle_identifiers')}: {n_puzzles} puzzle identifiers, but "
+                               f"puzzle_indices ({len(pi)} offsets) describes {len(pi) - 1} puzzles "
+                               f"(one identifier per puzzle)")
+        if len(pi) != n_puzzles + 1 or pi[0] != 0 or pi[-1] != n_examples or np.any(np.diff(pi) < 0):
+            got = f"{pi[0]}..{pi[-1]}" if len(pi) else "empty"
+            raise HRMEvalError(f"{self._where(set_name, 'puzzle_indices')}: must run from 0 to {n_examples} examples, "
+                               f"non-decreasing, with {n_puzzles + 1} entries (got {len(pi)}, {got})")
+        if len(gi) < 1 or gi[0] != 0 or gi[-1] != n_puzzles or np.any(np.diff(gi) < 0):
+            raise HRMEvalError(f"{self._where(set_name, 'group_indices')}: must run from 0 to {n_puzzles} puzzles, "
+                               f"non-decreasing")
+        limit = self.metadata.num_puzzle_identifiers
+        if len(ids) and (ids.min() < 0 or ids.max() >= limit):
+            bad = int(ids.max() if ids.max() >= limit else ids.min())
+            raise HRMEvalError(f"{self._where(set_name, 'puzzle_identifiers')}: identifier {bad} "
+                               f"outside 0..{limit - 1} (num_puzzle_identifiers)")
+
+    def _check_tokens(self, set_name: str, a: Dict[str, np.ndarray]) -> None:
+        vocab_size = self.metadata.vocab_size
+        for field in ("inputs", "labels"):
+            lo, hi = _min_max(a[field], ignore=IGNORE_LABEL_ID if field == "labels" else None)
+            if lo is not None and (lo < 0 or hi >= vocab_size):
+                bad = hi if hi >= vocab_size else lo
+                raise HRMEvalError(f"{self._where(set_name, field)}: token {bad}{self._first_row_with(a[field], bad)} "
+                                   f"outside the vocabulary 0..{vocab_size - 1}")
+
+    def _first_row_with(self, x: np.ndarray, token: int) -> str:
+        """' in puzzle <name>' for in-memory data (whose rows are a file's lines), else ''."""
+        if not self.in_memory:
+            return ""
+        row = int(np.argmax((np.asarray(x) == token).any(axis=1)))
+        return f" in puzzle {self.example_name('all', row)}"
 
     # ---- iteration ----------------------------------------------------------------------------
     @property
@@ -185,28 +225,55 @@ class PuzzleDataset:
         return h.hexdigest()
 
 
-def _read_metadata(path: Path) -> DatasetMetadata:
+def _read_json(path: Path) -> Any:
+    """A small JSON file, every way it can be broken (not UTF-8, not JSON, absurdly nested) one HRMEvalError."""
     try:
-        return DatasetMetadata(**json.loads(path.read_text()))
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise HRMEvalError(f"cannot read {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise HRMEvalError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
-    except (ValidationError, TypeError) as e:
-        if isinstance(e, ValidationError):
-            err = e.errors()[0]
-            raise HRMEvalError(f"{path}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from e
-        raise HRMEvalError(f"{path}: expected a JSON object") from e
+        raise HRMEvalError(f"{path}: not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from e
+    except RecursionError as e:
+        raise HRMEvalError(f"{path}: not a dataset file (JSON nested too deeply)") from e
+    except ValueError as e:  # Python refuses integers of more than 4300 digits
+        raise HRMEvalError(f"{path}: not valid JSON (a number with too many digits)") from e
+
+
+def _read_metadata(path: Path) -> DatasetMetadata:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise HRMEvalError(f"{path}: expected a JSON object")
+    try:
+        return DatasetMetadata(**data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(map(str, err["loc"])) or "?"
+        msg = err["msg"].removeprefix("Value error, ")  # our validators' messages already name the value
+        value = "" if err["type"] in ("missing", "value_error") else f" (got {_short(err.get('input'))})"
+        raise HRMEvalError(f"{path}: field '{field}': {msg}{value}") from e
 
 
 def _read_identifiers(path: Path) -> Optional[List[str]]:
     if not path.is_file():
         return None
-    try:
-        names = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    names = _read_json(path)
     if not isinstance(names, list):
         raise HRMEvalError(f"{path}: expected a JSON list of names")
     return [str(x) for x in names]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _min_max(x: np.ndarray, ignore: Optional[int] = None):

@@ -15,7 +15,9 @@ name and renamed into place, so a failed build never leaves a half-written datas
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, field_validator
 
 FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
 # dtype each field has on disk in the public format
@@ -40,19 +42,48 @@ IGNORE_LABEL_ID = -100  # what labels equal to `ignore_label_id` become after lo
 class DatasetMetadata(BaseModel):
     """`dataset.json`, field order as the public builders write it."""
 
-    pad_id: int
+    pad_id: int = Field(ge=0)
     ignore_label_id: Optional[int]
-    blank_identifier_id: int
-    vocab_size: int
-    seq_len: int
-    num_puzzle_identifiers: int
-    total_groups: int
+    blank_identifier_id: int = Field(ge=0)
+    vocab_size: int = Field(ge=1)
+    seq_len: int = Field(ge=1)
+    num_puzzle_identifiers: int = Field(ge=1)
+    total_groups: int = Field(ge=0)
     mean_puzzle_examples: float
     sets: List[str]
-    total_puzzles: Optional[int] = None  # written by TRM builders only
+    total_puzzles: Optional[int] = Field(default=None, ge=0)  # written by TRM builders only
+
+    @field_validator("mean_puzzle_examples")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"expected a finite number >= 0, got {v}")
+        return v
+
+    @field_validator("sets")
+    @classmethod
+    def _plain_set_names(cls, names: List[str]) -> List[str]:
+        # Set names become file names (<set>__<field>.npy): a separator or `..` would read outside the split.
+        if not names:
+            raise ValueError("no sets listed (expected at least one name, e.g. [\"all\"])")
+        for name in names:
+            if not is_plain_set_name(name):
+                raise ValueError(f"set name {name!r} is not a plain name (letters, digits, '_', '-', '.'; "
+                                 f"not '.' or '..')")
+        if len(set(names)) != len(names):
+            raise ValueError(f"set names repeat: {names}")
+        return names
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(exclude_none=self.total_puzzles is None))
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def is_plain_set_name(name: str) -> bool:
+    """A set name usable as a file-name prefix inside the split folder: no separators, not `.`/`..`."""
+    return bool(_PLAIN_NAME.fullmatch(name)) and name not in (".", "..")
 
 
 @contextmanager

@@ -19,41 +19,32 @@ from hrm_eval.utils.errors import HRMEvalError
 _MAX_TOKEN = np.iinfo(np.int32).max  # ids are stored as int32; a larger one would overflow, not fail cleanly
 
 
-def read_jsonl_puzzles(path: str | Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
-    """(inputs [N, L] int32, labels [N, L] int32, puzzle_identifiers [N] int32, names)."""
+def read_jsonl_puzzles(path: str | Path, vocab_size: Optional[int] = None
+                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
+    """(inputs [N, L] int32, labels [N, L] int32, puzzle_identifiers [N] int32, names).
+
+    With `vocab_size` (the checkpoint's), a token outside 0..vocab_size-1 is an error naming its line."""
     path = Path(path)
     if not path.is_file():
         raise HRMEvalError(f"puzzle file not found: {path}")
-    inputs, labels, ids, names = [], [], [], []
+    inputs: List[List[int]] = []
+    labels: List[List[int]] = []
+    ids: List[int] = []
+    names: List[str] = []
     seq_len: Optional[int] = None
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is reported with its number
+        for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HRMEvalError(f"{where}: not valid JSON ({e.msg})") from e
-            if not isinstance(rec, dict):
-                raise HRMEvalError(f"{where}: expected a JSON object")
-            missing = [k for k in ("input_sequence", "target_sequence") if k not in rec]
-            if missing:
-                raise HRMEvalError(f"{where}: missing field {missing[0]}")
-            x, y = rec["input_sequence"], rec["target_sequence"]
-            for key, seq in (("input_sequence", x), ("target_sequence", y)):
-                if not isinstance(seq, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in seq):
-                    raise HRMEvalError(f"{where}: {key} must be a list of integer token ids")
-            if len(x) != len(y):
-                raise HRMEvalError(f"{where}: input_sequence has {len(x)} tokens but target_sequence {len(y)}")
+            rec = _parse_line(raw, where)
+            if rec is None:
+                continue
+            x, y = _sequences(rec, where)
             if seq_len is None:
                 seq_len = len(x)
             elif len(x) != seq_len:
                 raise HRMEvalError(f"{where}: sequence length {len(x)} differs from the first puzzle's {seq_len}")
-            if any(t < 0 for t in x) or any(t < 0 and t != -100 for t in y):
-                raise HRMEvalError(f"{where}: negative token id (only -100 is allowed, in target_sequence)")
-            if any(t > _MAX_TOKEN for t in x) or any(t > _MAX_TOKEN for t in y):
-                raise HRMEvalError(f"{where}: token id above {_MAX_TOKEN} (not a token of any vocabulary)")
+            if vocab_size is not None:
+                _check_vocabulary(x, y, vocab_size, where)
             pid = rec.get("puzzle_identifier", 0)
             if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid <= _MAX_TOKEN:
                 raise HRMEvalError(f"{where}: puzzle_identifier must be a non-negative integer")
@@ -64,3 +55,51 @@ def read_jsonl_puzzles(path: str | Path) -> Tuple[np.ndarray, np.ndarray, np.nda
     if not inputs:
         raise HRMEvalError(f"{path}: no puzzles")
     return (np.asarray(inputs, np.int32), np.asarray(labels, np.int32), np.asarray(ids, np.int32), names)
+
+
+def _parse_line(raw: bytes, where: str) -> Optional[dict]:
+    """The JSON object on one line (None for a blank line)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise HRMEvalError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start} of the line)") from None
+    if not line.strip():
+        return None
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise HRMEvalError(f"{where}: not valid JSON ({e.msg})") from None
+    except RecursionError:  # json recurses once per nesting level: 100k `[` exhaust the stack
+        raise HRMEvalError(f"{where}: JSON nested too deeply (expected one flat puzzle object)") from None
+    except ValueError:  # Python refuses integers of more than 4300 digits
+        raise HRMEvalError(f"{where}: not valid JSON (a number with too many digits)") from None
+    if not isinstance(rec, dict):
+        raise HRMEvalError(f"{where}: expected a JSON object")
+    return rec
+
+
+def _sequences(rec: dict, where: str) -> Tuple[List[int], List[int]]:
+    """input_sequence and target_sequence, checked: equal non-zero lengths, integer ids in range."""
+    missing = [k for k in ("input_sequence", "target_sequence") if k not in rec]
+    if missing:
+        raise HRMEvalError(f"{where}: missing field {missing[0]}")
+    x, y = rec["input_sequence"], rec["target_sequence"]
+    for key, seq in (("input_sequence", x), ("target_sequence", y)):
+        if not isinstance(seq, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in seq):
+            raise HRMEvalError(f"{where}: {key} must be a list of integer token ids")
+    if len(x) != len(y):
+        raise HRMEvalError(f"{where}: input_sequence has {len(x)} tokens but target_sequence {len(y)}")
+    if not x:
+        raise HRMEvalError(f"{where}: input_sequence is empty")
+    if any(t < 0 for t in x) or any(t < 0 and t != -100 for t in y):
+        raise HRMEvalError(f"{where}: negative token id (only -100 is allowed, in target_sequence)")
+    if any(t > _MAX_TOKEN for t in x) or any(t > _MAX_TOKEN for t in y):
+        raise HRMEvalError(f"{where}: token id above {_MAX_TOKEN} (not a token of any vocabulary)")
+    return x, y
+
+
+def _check_vocabulary(x: List[int], y: List[int], vocab_size: int, where: str) -> None:
+    for key, seq in (("input_sequence", x), ("target_sequence", y)):
+        bad = next((t for t in seq if t >= vocab_size), None)
+        if bad is not None:
+            raise HRMEvalError(f"{where}: {key} has token {bad} outside the vocabulary 0..{vocab_size - 1}")

@@ -38,7 +38,7 @@ def open_dataset(data: str | Path, *, split: str = "test", task: Optional[str] =
         return PuzzleDataset(path, split=split)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        inputs, labels, ids, names = read_jsonl_puzzles(path)
+        inputs, labels, ids, names = read_jsonl_puzzles(path, vocab_size=vocab_size)
     elif suffix == ".csv":
         if task is None:
             raise HRMEvalError(f"{path}: a raw CSV needs its task (--task sudoku|maze|...)")

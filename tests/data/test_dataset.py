@@ -4,6 +4,7 @@ order, `limit`, and one-line errors naming the file for every kind of damage."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def test_limit_counts_across_sets(copy):
     assert len(ds) == 80
 
     batches = list(ds.iter_batches(16, limit=50))
-    assert [(b.set_name, len(b.example_index)) for b in batches] == [("all", 16), ("all", 16), ("all", 8), ("second", 10)]
+    assert [(b.set_name, len(b.example_index)) for b in batches] == [("all", 16), ("all", 16), ("all", 8),
+                                                                      ("second", 10)]
     np.testing.assert_array_equal(batches[-1].example_index, np.arange(10))
     assert (batches[-1].inputs[:, 0] == 10).all()
     assert sum(len(b.example_index) for b in ds.iter_batches(64, limit=30)) == 30
@@ -193,3 +195,103 @@ def test_not_a_dataset(tmp_path):
         PuzzleDataset(tmp_path / "nothing")
     with pytest.raises(HRMEvalError, match="dataset.json"):
         PuzzleDataset(tmp_path)
+
+
+# ---- hostile dataset.json / arrays (issue 16) ------------------------------------------------------------
+def _set_names(root: Path, sets) -> Path:
+    f = root / "test" / "dataset.json"
+    meta = json.loads(f.read_text())
+    meta["sets"] = sets
+    f.write_text(json.dumps(meta))
+    return f
+
+
+@pytest.mark.parametrize("name", ["../../x", "..", ".", "a/b", "/etc/passwd", "a\\b", "", "all\n", "x y"])
+def test_set_names_must_be_plain_names(copy, name):
+    # A decoy set outside the split folder: the old reader joined "../../x" to the path and read it.
+    outside = copy.parent
+    for field in ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices"):
+        np.save(outside / f"x__{field}.npy", npy(field))
+    meta_file = _set_names(copy, [name])
+    with pytest.raises(HRMEvalError) as e:
+        PuzzleDataset(copy)
+    msg = str(e.value)
+    assert msg.startswith(f"{meta_file}: field 'sets'") and repr(name) in msg and "\n" not in msg
+
+
+def test_plain_set_names_with_dots_and_dashes_still_read(copy):
+    for field in ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices"):
+        (copy / "test" / f"all__{field}.npy").rename(copy / "test" / f"v1.0-x_y__{field}.npy")
+    _set_names(copy, ["v1.0-x_y"])
+    assert len(PuzzleDataset(copy)) == 40
+
+
+def test_no_sets_and_repeated_sets(copy):
+    meta_file = _set_names(copy, [])
+    with pytest.raises(HRMEvalError, match=r"dataset.json: field 'sets': no sets listed") as e:
+        PuzzleDataset(copy)
+    assert str(e.value).startswith(str(meta_file))
+    _set_names(copy, ["all", "all"])
+    with pytest.raises(HRMEvalError, match="set names repeat"):
+        PuzzleDataset(copy)
+
+
+def test_empty_split_is_an_error_not_zero_accuracy(copy):
+    for field in ("inputs", "labels"):
+        np.save(copy / "test" / f"all__{field}.npy", np.zeros((0, 81), np.uint8))
+    for field in ("puzzle_identifiers", "puzzle_indices", "group_indices"):
+        np.save(copy / "test" / f"all__{field}.npy", np.zeros(1 if field != "puzzle_identifiers" else 0, np.int32))
+    with pytest.raises(HRMEvalError, match="hold no examples"):
+        PuzzleDataset(copy)
+
+
+def test_short_puzzle_identifiers_are_reported_as_such(copy):
+    np.save(copy / "test" / "all__puzzle_identifiers.npy", npy("puzzle_identifiers")[:35])
+    with pytest.raises(HRMEvalError) as e:
+        PuzzleDataset(copy)
+    assert str(e.value) == (f"{copy / 'test' / 'all__puzzle_identifiers.npy'}: 35 puzzle identifiers, but "
+                            f"puzzle_indices (41 offsets) describes 40 puzzles (one identifier per puzzle)")
+
+
+@pytest.mark.parametrize("text,words", [
+    (b'{"pad_id": 0, "sets": ["al\xffl"]}', "not UTF-8 text"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"pad_id": 1' + b"0" * 5000 + b"}", "too many digits"),
+    (b"[1, 2]", "expected a JSON object"),
+])
+def test_unreadable_dataset_json(copy, text, words):
+    f = copy / "test" / "dataset.json"
+    f.write_bytes(text)
+    with pytest.raises(HRMEvalError) as e:
+        PuzzleDataset(copy)
+    assert str(e.value).startswith(f"{f}: ") and words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("vocab_size", 0, "greater than or equal to 1 (got 0)"),
+    ("seq_len", -81, "greater than or equal to 1 (got -81)"),
+    ("mean_puzzle_examples", float("nan"), "finite number"),
+])
+def test_dataset_json_values_are_range_checked(copy, field, value, words):
+    f = copy / "test" / "dataset.json"
+    meta = json.loads(f.read_text())
+    meta[field] = value
+    f.write_text(json.dumps(meta))
+    with pytest.raises(HRMEvalError, match=re.escape(f"field '{field}': ") + ".*" + re.escape(words)):
+        PuzzleDataset(copy)
+
+
+def test_identifiers_json_not_utf8(copy):
+    (copy / "identifiers.json").write_bytes(b'["<blank>\xc3"]')
+    with pytest.raises(HRMEvalError, match=r"identifiers.json: not UTF-8 text"):
+        PuzzleDataset(copy)
+
+
+def test_npy_header_declaring_terabytes_allocates_nothing(copy):
+    # An index array (once read whole) whose header claims 2^40 entries: it must fail as a short file,
+    # not try to allocate 4 TB (the memory limit of tests/test_fuzz.py checks the same from outside).
+    f = copy / "test" / "all__puzzle_indices.npy"
+    raw = f.read_bytes()
+    f.write_bytes(raw.replace(b"'shape': (41,), ", b"'shape': (1099511627776,), "))
+    with pytest.raises(HRMEvalError, match=r"cannot read .*all__puzzle_indices.npy: mmap length is greater"):
+        PuzzleDataset(copy)

@@ -71,11 +71,17 @@ def test_jsonl_round_trip_gives_the_directory_numbers(half_solved, tmp_path):
     assert from_jsonl["provenance"]["dataset"]["path"] == str(jsonl)
 
 
-def test_jsonl_token_outside_the_checkpoint_vocabulary(tmp_path):
+def test_jsonl_token_outside_the_checkpoint_vocabulary_names_the_line(tmp_path):
     f = tmp_path / "bad.jsonl"
-    f.write_text(json.dumps({"input_sequence": [11] + [1] * 80, "target_sequence": [2] * 81}) + "\n")
-    with pytest.raises(HRMEvalError, match=r"token 11 outside the vocabulary 0\.\.10"):
+    good = json.dumps({"input_sequence": [1] * 81, "target_sequence": [2] * 81})
+    f.write_text(good + "\n\n" + json.dumps({"input_sequence": [11] + [1] * 80, "target_sequence": [2] * 81}) + "\n")
+    with pytest.raises(HRMEvalError) as e:
         evaluate(f)
+    assert str(e.value) == f"{f}:3: input_sequence has token 11 outside the vocabulary 0..10"
+    f.write_text(good + "\n" + json.dumps({"input_sequence": [1] * 81, "target_sequence": [2] * 80 + [12]}) + "\n")
+    with pytest.raises(HRMEvalError) as e:
+        evaluate(f)
+    assert str(e.value) == f"{f}:2: target_sequence has token 12 outside the vocabulary 0..10"
 
 
 GOOD = json.dumps({"puzzle_id": "a", "input_sequence": [1, 2, 3], "target_sequence": [2, -100, 4]})
@@ -92,6 +98,9 @@ GOOD = json.dumps({"puzzle_id": "a", "input_sequence": [1, 2, 3], "target_sequen
     ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 99999999999, 3]}', "token id above"),
     ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2, 3], "puzzle_identifier": true}', "puzzle_identifier"),
     ('[1, 2, 3]', "JSON object"),
+    ('{"input_sequence": [], "target_sequence": []}', "input_sequence is empty"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2, 3' + "0" * 5000 + "]}", "too many digits"),
 ])
 def test_malformed_line_error_names_file_and_line(tmp_path, bad, words):
     f = tmp_path / "puzzles.jsonl"
@@ -112,3 +121,11 @@ def test_good_lines_and_empty_file(tmp_path):
         read_jsonl_puzzles(tmp_path / "empty.jsonl")
     with pytest.raises(HRMEvalError, match="not found"):
         read_jsonl_puzzles(tmp_path / "missing.jsonl")
+
+
+def test_line_that_is_not_utf8_is_named(tmp_path):
+    f = tmp_path / "puzzles.jsonl"
+    f.write_bytes(f"{GOOD}\n".encode() + b'{"puzzle_id": "\xff\xfe", "input_sequence": [1]}\n')
+    with pytest.raises(HRMEvalError) as e:
+        read_jsonl_puzzles(f)
+    assert str(e.value) == f"{f}:2: not UTF-8 text (invalid start byte at byte 15 of the line)"

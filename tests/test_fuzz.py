@@ -1,0 +1,613 @@
+"""Fuzzing the CLI with broken and hostile inputs (issue 16).
+
+Seeded random corruptions (truncation, byte flips, zeroed spans, appended garbage) of the bundled
+checkpoint, its dataset files, a JSONL file and a raw CSV, plus hand-made hostile cases. Each case
+runs the real CLI and must end in one of two ways:
+
+- exit 2 with exactly one line on stderr, starting with `error:`, no traceback; no results file;
+- exit 0 where the damage is harmless (see the comment above `checkpoint_cases`), with valid output.
+
+For every case: bounded time, nothing written outside the output folder (the working directory is
+the case folder and is compared before/after), no temporary files left behind, and no code executed
+(the payload cases would create MARKER if anything ran them).
+
+Most cases call `hrm_eval.cli.main([...])` in-process (the same code path minus interpreter start-up,
+~0.1-0.5 s a case instead of ~2 s); the pickle payload and the memory-limit cases run as real
+subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import pytest
+import torch
+
+from hrm_eval.cli import main
+from tests.conftest import ROOT
+
+BUNDLE = ROOT / "checkpoints" / "sudoku6-hrm"
+CKPT, CONFIG = BUNDLE / "step_625", BUNDLE / "all_config.yaml"
+DATA, RAW_CSV = BUNDLE / "data", BUNDLE / "raw" / "test.csv"
+SEED = 16
+CASE_SECONDS = 20.0  # per in-process case; the slowest healthy one takes ~1 s
+MARKER = "PWNED"     # created by the payloads if anything ever executes them
+NPY_FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
+
+
+# ---- the inputs of one case, built in its own folder ------------------------------------------------------
+def copy_checkpoint(root: Path) -> Path:
+    (root / "ckpt").mkdir()
+    shutil.copy(CKPT, root / "ckpt" / "step_625")
+    shutil.copy(CONFIG, root / "ckpt" / "all_config.yaml")
+    return root / "ckpt" / "step_625"
+
+
+def copy_dataset(root: Path) -> Path:
+    """The bundled test split only (the train split is 1.6 MB that no case reads)."""
+    (root / "data" / "test").mkdir(parents=True)
+    shutil.copy(DATA / "identifiers.json", root / "data" / "identifiers.json")
+    for f in (DATA / "test").iterdir():
+        shutil.copy(f, root / "data" / "test" / f.name)
+    return root / "data"
+
+
+def jsonl_lines(n: int = 8) -> List[str]:
+    """The first `n` test puzzles of the bundled dataset as JSONL records (ignored labels -> -100)."""
+    inputs = np.load(DATA / "test" / "all__inputs.npy")[:n].astype(int)
+    labels = np.load(DATA / "test" / "all__labels.npy")[:n].astype(int)
+    labels[labels == 0] = -100
+    return [json.dumps({"puzzle_id": f"p{i}", "input_sequence": x.tolist(), "target_sequence": y.tolist()})
+            for i, (x, y) in enumerate(zip(inputs, labels))]
+
+
+def csv_head(n: int = 8) -> bytes:
+    """Header and first `n` rows of the bundled raw test CSV, bytes as in the file."""
+    return b"".join(RAW_CSV.read_bytes().splitlines(keepends=True)[:n + 1])
+
+
+def evaluate_args(root: Path, data: Path, *extra: str) -> List[str]:
+    return ["--mode", "evaluate", "--checkpoint", str(root / "ckpt" / "step_625"), "--data", str(data),
+            "--limit", "4", "--output", str(root / "out"), "--device", "cpu", "--no-progress", *extra]
+
+
+def inspect_args(root: Path) -> List[str]:
+    return ["--mode", "inspect", "--checkpoint", str(root / "ckpt" / "step_625")]
+
+
+# ---- corruptions -----------------------------------------------------------------------------------------
+def truncate(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
+    return data[:rng.randrange(span[0], min(span[1], len(data)))]
+
+
+# Text files get printable replacements half the time: random bytes are nearly always invalid UTF-8,
+# which would stop every case at the decoder instead of reaching the JSON/CSV/row checks.
+PRINTABLE = b'0123456789,-[]{}":. \n\rabcxyz_' + bytes(range(0x20, 0x7f))
+
+
+def flip(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        i = rng.randrange(span[0], min(span[1], len(data)))
+        out[i] = rng.choice(PRINTABLE) if text and rng.random() < 0.5 else out[i] ^ rng.randrange(1, 256)
+    return bytes(out)
+
+
+def zero_span(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
+    start = rng.randrange(span[0], min(span[1], len(data)))
+    length = rng.randint(1, 512)
+    return data[:start] + bytes(min(length, len(data) - start)) + data[start + length:]
+
+
+def append_garbage(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
+    n = rng.randint(1, 1024)
+    if text and rng.random() < 0.5:
+        return data + bytes(rng.choice(PRINTABLE) for _ in range(n))
+    return data + rng.randbytes(n)
+
+
+CORRUPTIONS: Dict[str, Callable[..., bytes]] = {
+    "truncate": truncate, "flip": flip, "zero": zero_span, "append": append_garbage}
+
+
+@dataclass
+class Case:
+    name: str
+    build: Callable[[Path], List[str]]  # makes the inputs under the folder, returns the CLI arguments
+    allowed: Tuple[int, ...] = (2,)      # exit statuses that are correct for this input
+    words: Optional[str] = None          # the error line must contain these
+    marks: list = field(default_factory=list)
+    timeout: float = 60.0                # subprocess cases only
+
+
+def corrupt_file(path: Path, kind: str, seed: int, span: Tuple[int, int] = (0, 1 << 62), text: bool = False) -> None:
+    path.write_bytes(CORRUPTIONS[kind](path.read_bytes(), random.Random(seed), span, text))
+
+
+# Which exit statuses a random corruption may end in. The public formats carry no checksums, so damage
+# that leaves the file well-formed cannot be detected: a byte flip or zeroed span inside a float weight
+# (or an appended tail a zip reader ignores) is a different, still valid, checkpoint; a flip inside an
+# array of tokens may give other valid tokens; a JSONL/CSV cut exactly at a line end is a shorter valid
+# file. Such runs must then succeed with valid output (exit 0). Everything else must be exit 2.
+# Truncation of a checkpoint or an .npy file is never harmless (the zip directory / the array data sit
+# at the end), nor is truncating dataset.json or identifiers.json (the closing brace/bracket goes).
+def checkpoint_cases(rng: random.Random) -> List[Case]:
+    size = CKPT.stat().st_size
+    # Most bytes are float weights; half the cases aim at the zip headers + pickle (head) and the central
+    # directory (tail) so that the structure gets hit too.
+    spans = [(0, 4096), (size - 2048, size), (0, size)]
+    cases = []
+    for kind in CORRUPTIONS:
+        for i in range(8):
+            seed, span = rng.randrange(1 << 30), spans[i % 3]
+            mode = "inspect" if i % 2 == 0 else "evaluate"
+
+            def build(root: Path, kind=kind, seed=seed, span=span, mode=mode) -> List[str]:
+                corrupt_file(copy_checkpoint(root), kind, seed, span)
+                return inspect_args(root) if mode == "inspect" else evaluate_args(root, copy_dataset(root))
+            allowed = (2,) if kind == "truncate" else (0, 2)
+            cases.append(Case(f"checkpoint-{kind}-{i}-{mode}", build, allowed))
+    return cases
+
+
+def dataset_cases(rng: random.Random) -> List[Case]:
+    cases = []
+    files = [f"test/all__{f}.npy" for f in NPY_FIELDS] + ["test/dataset.json", "identifiers.json"]
+    for name in files:
+        for kind in CORRUPTIONS:
+            repeats = 2 if name.endswith("dataset.json") else 1
+            for i in range(repeats):
+                seed = rng.randrange(1 << 30)
+                span = (0, 128) if name.endswith(".npy") and rng.random() < 0.5 else (0, 1 << 62)  # the header
+
+                def build(root: Path, name=name, kind=kind, seed=seed, span=span) -> List[str]:
+                    copy_checkpoint(root)
+                    data = copy_dataset(root)
+                    corrupt_file(data / name, kind, seed, span, text=name.endswith(".json"))
+                    return evaluate_args(root, data)
+                allowed = (2,) if kind == "truncate" else (0, 2)
+                cases.append(Case(f"dataset-{name.replace('/', '-')}-{kind}-{i}", build, allowed))
+    return cases
+
+
+def text_cases(rng: random.Random, what: str) -> List[Case]:
+    cases = []
+    for kind in CORRUPTIONS:
+        for i in range(4):
+            seed = rng.randrange(1 << 30)
+
+            def build(root: Path, kind=kind, seed=seed) -> List[str]:
+                copy_checkpoint(root)
+                if what == "jsonl":
+                    f = root / "puzzles.jsonl"
+                    f.write_text("\n".join(jsonl_lines()) + "\n")
+                else:
+                    f = root / "test.csv"
+                    f.write_bytes(csv_head())
+                corrupt_file(f, kind, seed, text=True)
+                return evaluate_args(root, f, *(["--task", "sudoku6"] if what == "csv" else []))
+            cases.append(Case(f"{what}-{kind}-{i}", build, (0, 2)))
+    return cases
+
+
+# ---- hand-made hostile cases (issue 16, data / device area) ------------------------------------------------
+def _edit_meta(data: Path, **changes) -> None:
+    f = data / "test" / "dataset.json"
+    meta = json.loads(f.read_text())
+    meta.update(changes)
+    f.write_text(json.dumps(meta))
+
+
+def _sets_traversal(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    data = copy_dataset(root)
+    for fld in NPY_FIELDS:  # a complete decoy set outside the dataset folder: it must not be read
+        shutil.copy(data / "test" / f"all__{fld}.npy", root / f"x__{fld}.npy")
+    _edit_meta(data, sets=["../../x"])
+    return evaluate_args(root, data)
+
+
+def _sets_empty(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    data = copy_dataset(root)
+    _edit_meta(data, sets=[])
+    return evaluate_args(root, data)
+
+
+def _short_identifiers(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    data = copy_dataset(root)
+    f = data / "test" / "all__puzzle_identifiers.npy"
+    np.save(f, np.load(f)[:-5])
+    return evaluate_args(root, data)
+
+
+def _empty_split(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    data = copy_dataset(root)
+    for fld in ("inputs", "labels"):
+        np.save(data / "test" / f"all__{fld}.npy", np.zeros((0, 36), np.uint8))
+    np.save(data / "test" / "all__puzzle_identifiers.npy", np.zeros(0, np.int32))
+    for fld in ("puzzle_indices", "group_indices"):
+        np.save(data / "test" / f"all__{fld}.npy", np.zeros(1, np.int32))
+    return evaluate_args(root, data)
+
+
+def _npy_object_payload(root: Path) -> List[str]:
+    """An object array whose pickle would create MARKER: np.load(allow_pickle=False) must refuse it."""
+    copy_checkpoint(root)
+    data = copy_dataset(root)
+    payload = np.empty(1001, dtype=object)
+    payload[0] = _Payload(str(root / MARKER))
+    np.save(data / "test" / "all__puzzle_indices.npy", payload, allow_pickle=True)
+    return evaluate_args(root, data)
+
+
+def _jsonl(text: bytes) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        (root / "p.jsonl").write_bytes(text)
+        return evaluate_args(root, root / "p.jsonl")
+    return build
+
+
+def _csv(text: bytes) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        (root / "p.csv").write_bytes(text)
+        return evaluate_args(root, root / "p.csv", "--task", "sudoku6")
+    return build
+
+
+def _device(name: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        return evaluate_args(root, copy_dataset(root))[:-3] + ["--device", name, "--no-progress"]
+    return build
+
+
+def _dataset_json_bytes(text: bytes) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        data = copy_dataset(root)
+        (data / "test" / "dataset.json").write_bytes(text)
+        return evaluate_args(root, data)
+    return build
+
+
+def _yaml_payload(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    (root / "ckpt" / "all_config.yaml").write_text(f"arch: !!python/object/apply:os.system ['touch {root / MARKER}']\n")
+    return inspect_args(root)
+
+
+class _Payload:
+    """Pickles to `open(path, "w")`: creates the file if anything unpickles it."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _plain_pickle_payload(root: Path) -> List[str]:
+    """The legacy (non-zip) torch format: a bare pickle stream with the same payload."""
+    copy_checkpoint(root)
+    with open(root / "ckpt" / "step_625", "wb") as f:
+        pickle.dump({"weight": _Payload(str(root / MARKER))}, f)
+    return inspect_args(root)
+
+
+GOOD_LINE = jsonl_lines(1)[0].encode()
+OOV_LINE = json.dumps({"input_sequence": [9] + [1] * 35, "target_sequence": [1] * 36}).encode()
+MISSING_GPU = f"cuda:{torch.cuda.device_count() + 6}"
+
+HOSTILE = [
+    Case("sets-traversal", _sets_traversal, words="field 'sets': set name '../../x' is not a plain name"),
+    Case("sets-empty", _sets_empty, words="field 'sets': no sets listed"),
+    Case("puzzle-identifiers-short", _short_identifiers, words="puzzle identifiers, but puzzle_indices"),
+    Case("empty-split", _empty_split, words="hold no examples"),
+    Case("npy-object-payload", _npy_object_payload,
+         words="all__puzzle_indices.npy: it holds pickled Python objects, which are never loaded"),
+    Case("dataset-json-not-utf8", _dataset_json_bytes(b'{"sets": ["\xff"]}'), words="not UTF-8"),
+    Case("dataset-json-deep", _dataset_json_bytes(b"{\"a\":" * 100_000 + b"1" + b"}" * 100_000),
+         words="nested too deeply"),
+    Case("jsonl-not-utf8", _jsonl(GOOD_LINE + b"\n" + GOOD_LINE[:40] + b"\xff\xfe" + GOOD_LINE[40:] + b"\n"),
+         words="p.jsonl:2: not UTF-8"),
+    Case("jsonl-deep", _jsonl(b"[" * 100_000 + b"]" * 100_000 + b"\n"), words="p.jsonl:1: JSON nested too deeply"),
+    Case("jsonl-out-of-vocabulary", _jsonl(GOOD_LINE + b"\n\n" + OOV_LINE + b"\n"),
+         words="p.jsonl:3: input_sequence has token 9 outside the vocabulary 0..7"),
+    Case("jsonl-huge-int", _jsonl(b'{"input_sequence": [1' + b"0" * 10_000 + b'], "target_sequence": [1]}\n'),
+         words="p.jsonl:1: not valid JSON"),
+    Case("jsonl-empty-sequences", _jsonl(b'{"input_sequence": [], "target_sequence": []}\n'), words="empty"),
+    Case("csv-header-only", _csv(b"source,question,answer,rating\r\n"), words="no puzzles"),
+    Case("csv-empty", _csv(b""), words="empty file"),
+    Case("csv-not-utf8", _csv(csv_head(2) + b"x,\xff\xfe,1,1\r\n"), words="not UTF-8"),
+    Case("device-meta", _device("meta"), words="--device 'meta'"),
+    Case("device-missing-gpu", _device(MISSING_GPU), words=f"--device '{MISSING_GPU}'"),
+    Case("device-garbage", _device("gpu please"), words="--device 'gpu please'"),
+    Case("device-xla", _device("xla"), words="--device 'xla'"),
+    Case("yaml-payload", _yaml_payload),
+    Case("checkpoint-plain-pickle-payload", _plain_pickle_payload, words="step_625"),
+]
+if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+    HOSTILE.append(Case("device-mps-missing", _device("mps"), words="--device 'mps'"))
+if not torch.cuda.is_available():
+    HOSTILE.append(Case("device-cuda-missing", _device("cuda"), words="--device 'cuda'"))
+
+
+def all_cases() -> List[Case]:
+    rng = random.Random(SEED)
+    return (checkpoint_cases(rng) + dataset_cases(rng) + text_cases(rng, "jsonl") + text_cases(rng, "csv")
+            + HOSTILE)
+
+
+CASES = all_cases()
+
+
+def test_enough_generated_cases():
+    assert len(CASES) >= 100 and len({c.name for c in CASES}) == len(CASES)
+
+
+# ---- checking one run -------------------------------------------------------------------------------------
+def snapshot(root: Path, skip: Path) -> Dict[str, Tuple[int, int]]:
+    """relative path -> (size, mtime) of every file under root, except under `skip`."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if Path(d, x) != skip]
+        for f in files:
+            st = os.stat(Path(d, f))
+            out[os.path.relpath(Path(d, f), root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN/Infinity (which are not JSON)."""
+    def refuse(token: str):
+        raise ValueError(f"non-JSON constant {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def check_outcome(case: Case, root: Path, argv: List[str], rc: int, out: str, err: str) -> None:
+    assert "Traceback" not in err and "Traceback" not in out, err
+    assert rc in case.allowed, f"exit {rc}, expected {case.allowed}: {err.strip()[-500:]}"
+    assert not (root / MARKER).exists(), "a payload was executed"
+    out_dir = root / "out"
+    if rc == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        if case.words is not None:
+            assert case.words in lines[0], lines[0]
+        assert not (out_dir / "results.json").exists(), "a failed run wrote results"
+    else:
+        assert "error:" not in err, err
+        assert out.strip(), "a successful run printed nothing"
+        if argv[1] == "evaluate":
+            results = strict_json((out_dir / "results.json").read_text())
+            assert 1 <= len(results["per_puzzle_metrics"]) <= 4  # --limit 4
+    leftovers = [p for p in root.rglob("*") if p.name.endswith(".tmp") or ".tmp-" in p.name]
+    assert not leftovers, f"temporary files left: {leftovers}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def repository_untouched():
+    """No case writes into the repository (outputs/, the bundled checkpoint, ...)."""
+    before = snapshot(ROOT / "outputs", Path("/nonexistent")) if (ROOT / "outputs").exists() else None
+    bundle = snapshot(BUNDLE, Path("/nonexistent"))
+    yield
+    after = snapshot(ROOT / "outputs", Path("/nonexistent")) if (ROOT / "outputs").exists() else None
+    assert after == before and snapshot(BUNDLE, Path("/nonexistent")) == bundle
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=c.marks) for c in CASES])
+def test_bad_input_in_process(case, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "case"
+    root.mkdir()
+    argv = case.build(root)
+    monkeypatch.chdir(root)  # a relative default output path would land here and be caught below
+    before = snapshot(root, root / "out")
+    capsys.readouterr()
+    start = time.monotonic()
+    rc = main(argv)
+    elapsed = time.monotonic() - start
+    out, err = capsys.readouterr()
+    check_outcome(case, root, argv, rc, out, err)
+    assert snapshot(root, root / "out") == before, "files written outside the output folder"
+    assert elapsed < CASE_SECONDS
+
+
+# ---- real subprocesses: code execution and memory --------------------------------------------------------
+# RLIMIT_DATA bounds heap and private anonymous mappings (what a huge tensor or array would take) but not the
+# shared libraries, whose address space differs a lot between CPU and CUDA builds of torch.
+MEMORY_LIMIT = 2 << 30  # a healthy inspect/evaluate of the bundled model needs a few hundred MB
+
+
+def run_limited(argv: List[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "deploy.py"), *argv, "--log-level", "ERROR"], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, preexec_fn=limit, env=env)
+
+
+def _checkpoint_pickle_payload(root: Path) -> List[str]:
+    """A step file (torch zip) whose pickle would create MARKER when loaded without weights_only."""
+    copy_checkpoint(root)
+    torch.save({"weight": _Payload(str(root / MARKER))}, root / "ckpt" / "step_625")
+    return inspect_args(root)
+
+
+def _npy_header_terabytes(root: Path) -> List[str]:
+    """An index array whose header declares 2^40 entries: reading must not try to allocate 4 TB."""
+    copy_checkpoint(root)
+    data = copy_dataset(root)
+    f = data / "test" / "all__puzzle_indices.npy"
+    raw = f.read_bytes()
+    f.write_bytes(raw.replace(b"'shape': (1001,), ", b"'shape': (1099511627776,), "))
+    assert f.read_bytes() != raw
+    return evaluate_args(root, data)
+
+
+def _stray_layer_key(root: Path) -> List[str]:
+    """One extra key naming layer 200000: the layer count must not be taken from it (memory grew ~45 MB/s)."""
+    ckpt = copy_checkpoint(root)
+    sd = torch.load(ckpt, map_location="cpu", weights_only=True)
+    key = next(k for k in sd if k.endswith("L_level.layers.0.self_attn.o_proj.weight"))
+    sd[key.replace("layers.0.", "layers.200000.")] = sd[key].clone()
+    torch.save(sd, ckpt)
+    (root / "ckpt" / "all_config.yaml").unlink()
+    return inspect_args(root)
+
+
+def _huge_hidden_size(root: Path) -> List[str]:
+    """all_config.yaml declaring hidden_size 2^20: nothing of that size may be allocated."""
+    copy_checkpoint(root)
+    f = root / "ckpt" / "all_config.yaml"
+    f.write_text(f.read_text().replace("hidden_size: 128", "hidden_size: 1048576"))
+    return inspect_args(root)
+
+
+# No healthy control run is needed: the npy and hidden_size cases get past checkpoint loading under the limit.
+SUBPROCESS_CASES = [
+    Case("checkpoint-pickle-payload", _checkpoint_pickle_payload, words="step_625"),
+    Case("npy-header-terabytes", _npy_header_terabytes, words="all__puzzle_indices.npy"),
+    Case("config-hidden-size-huge", _huge_hidden_size, words="hidden_size"),
+    # Until the loader validates keys first this runs into the time limit: kept short so CI stays fast.
+    Case("checkpoint-stray-layer-key", _stray_layer_key, words="layers.200000", timeout=15.0,
+         marks=[pytest.mark.xfail(strict=True, raises=(AssertionError, subprocess.TimeoutExpired),
+                                  reason="loader: validate the state dict's layer indices before building (issue 16, "
+                                         "helper 'loading')")]),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=c.marks) for c in SUBPROCESS_CASES])
+def test_bad_input_subprocess(case, tmp_path):
+    root = tmp_path / "case"
+    root.mkdir()
+    argv = case.build(root)
+    before = snapshot(root, root / "out")
+    start = time.monotonic()
+    proc = run_limited(argv, cwd=root, timeout=case.timeout)  # TimeoutExpired fails the case
+    check_outcome(case, root, argv, proc.returncode, proc.stdout, proc.stderr)
+    assert snapshot(root, root / "out") == before
+    assert time.monotonic() - start < case.timeout
+
+
+# ---- cases whose fix belongs to other parts (loader, config, CLI, ARC scoring) ----------------------------
+def _state_dict_edit(edit: Callable[[Dict[str, torch.Tensor]], None], mode: str = "inspect", config: bool = True):
+    def build(root: Path) -> List[str]:
+        ckpt = copy_checkpoint(root)
+        sd = torch.load(ckpt, map_location="cpu", weights_only=True)
+        edit(sd)
+        torch.save(sd, ckpt)
+        if not config:
+            (root / "ckpt" / "all_config.yaml").unlink()
+        return inspect_args(root) if mode == "inspect" else evaluate_args(root, copy_dataset(root))
+    return build
+
+
+def _zero_dim_embedding(sd: Dict[str, torch.Tensor]) -> None:
+    key = next(k for k in sd if k.endswith("embed_tokens.embedding_weight"))
+    sd[key] = torch.tensor(0.0)
+
+
+def _integer_weights(sd: Dict[str, torch.Tensor]) -> None:
+    for k in sd:
+        sd[k] = sd[k].to(torch.int32)
+
+
+def _config_edit(old: str, new: str, mode: str = "evaluate") -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        f = root / "ckpt" / "all_config.yaml"
+        text = f.read_text()
+        assert old in text
+        f.write_text(text.replace(old, new))
+        return inspect_args(root) if mode == "inspect" else evaluate_args(root, copy_dataset(root))
+    return build
+
+
+def _arch_list(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    (root / "ckpt" / "all_config.yaml").write_text("arch: [1, 2, 3]\n")
+    return inspect_args(root)
+
+
+def _output_under_a_file(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    (root / "out").write_text("a file, not a folder\n")  # --output out/sub: its parent is a file
+    argv = evaluate_args(root, copy_dataset(root))
+    argv[argv.index(str(root / "out"))] = str(root / "out" / "sub")
+    return argv
+
+
+def _tiny_arc_dataset(root: Path) -> Path:
+    """One ARC task with one 2x2 test pair, in the public dataset layout."""
+    from hrm_eval.data.format import DatasetMetadata, write_identifiers, write_split
+    from hrm_eval.data.tasks.arc import grid_to_sequence
+
+    grid = np.array([[1, 2], [3, 4]])
+    row = grid_to_sequence(grid + 2)[None]  # colours are tokens 2..11
+    meta = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=12, seq_len=900,
+                           num_puzzle_identifiers=2, total_groups=1, mean_puzzle_examples=1.0, sets=["all"])
+    (root / "arc").mkdir()
+    write_identifiers(root / "arc", ["<blank>", "taska"])
+    write_split(root / "arc", "test", meta, {"all": {
+        "inputs": row, "labels": row, "puzzle_identifiers": np.array([1]), "puzzle_indices": np.array([0, 1]),
+        "group_indices": np.array([0, 1])}})
+    return root / "arc"
+
+
+def _truncated_predictions(root: Path) -> List[str]:
+    """--mode score on a predictions file cut short (torch's zip reader then says '[Errno 22]')."""
+    data = _tiny_arc_dataset(root)
+    preds = {"puzzle_identifiers": torch.ones(64, dtype=torch.int32),
+             "inputs": torch.zeros(64, 900, dtype=torch.int32), "preds": torch.zeros(64, 900, dtype=torch.int32)}
+    f = root / "step_1_all_preds.0"
+    torch.save(preds, f)
+    f.write_bytes(f.read_bytes()[:50_000])
+    return ["--mode", "score", "--data", str(data), "--predictions", str(root / "step_1"),
+            "--output", str(root / "out")]
+
+
+def _xfail(reason: str) -> list:
+    """Strict: the lead removes the mark once the owning branch is merged (an unexpected pass fails)."""
+    return [pytest.mark.xfail(strict=True, reason=reason)]
+
+
+LOADER_REASON = "loader: validate the state dict (dims, dtypes) before building the model (issue 16, helper 'loading')"
+CONFIG_REASON = "loader: range-check architecture values and types in the config models (issue 16, helper 'loading')"
+OTHER_AREAS = [
+    Case("checkpoint-zero-dim-embedding", _state_dict_edit(_zero_dim_embedding), words="embed_tokens",
+         marks=_xfail(LOADER_REASON)),
+    Case("checkpoint-integer-weights", _state_dict_edit(_integer_weights, "evaluate"), words="int",
+         marks=_xfail(LOADER_REASON)),
+    Case("config-rms-norm-eps-nan", _config_edit("rms_norm_eps: 1.0e-05", "rms_norm_eps: .nan"),
+         words="rms_norm_eps", marks=_xfail(CONFIG_REASON)),
+    Case("config-rope-theta-negative", _config_edit("rope_theta: 10000.0", "rope_theta: -1"), words="rope_theta",
+         marks=_xfail(CONFIG_REASON)),
+    Case("config-arch-list", _arch_list, words="arch", marks=_xfail(CONFIG_REASON)),
+    Case("output-under-a-file", _output_under_a_file, words="--output",
+         marks=_xfail("cli: check that --output can be created before evaluating (issue 16, helper 'cli')")),
+    Case("score-truncated-predictions", _truncated_predictions, words="truncated",
+         marks=_xfail("tasks: arc_scoring._load_prediction_file turns torch's OSError '[Errno 22]' into "
+                      "'truncated or damaged' (issue 16, helper 'tasks')")),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=c.marks) for c in OTHER_AREAS])
+def test_bad_input_other_areas(case, tmp_path, capsys, monkeypatch):
+    test_bad_input_in_process(case, tmp_path, capsys, monkeypatch)
