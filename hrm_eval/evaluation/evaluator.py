@@ -145,7 +145,7 @@ class Evaluator:
             wall_time_seconds=elapsed,
         )
         if self.task is not None:
-            aggregate["verified_solve_rate"] = sums.summary().get("verified_solve_rate", 0.0)
+            aggregate["verified_solve_rate"] = sums.verified_rate()
         q_analysis = {
             "halting_rule": "q_halt > 0" if not self.model.uses_continue_target else "q_halt > q_continue",
             "exact_accuracy_by_step": (exact_by_step / count).tolist() if count else [],

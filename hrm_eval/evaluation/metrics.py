@@ -56,10 +56,14 @@ class MetricSums:
         count = self.sums["count"]
         return {k: (self.sums[k] / count if count else 0.0) for k in PUBLIC_METRICS}
 
-    def summary(self) -> Dict[str, Any]:
-        """The public metrics, `total_puzzles` and, when answers were verified, `verified_solve_rate`."""
+    def verified_rate(self) -> float:
+        """Share of the counted rows whose answer the task's rules accept."""
+        return (self.verified or 0) / self.count if self.count else 0.0
+
+    def summary(self, *, verified: bool) -> Dict[str, Any]:
+        """The public metrics, `total_puzzles` and, when a task verifies answers, `verified_solve_rate`."""
         out: Dict[str, Any] = dict(self.reduced())
         out["total_puzzles"] = self.count
-        if self.verified is not None:
-            out["verified_solve_rate"] = self.verified / self.count if self.count else 0.0
+        if verified:
+            out["verified_solve_rate"] = self.verified_rate()
         return out

@@ -5,11 +5,19 @@ when the numbers support it, and the plots are written."""
 from __future__ import annotations
 
 import json
+
 import pytest
 import torch
 
-from hrm_eval.ensemble.compare import (JSON_FILE, REPORT_FILE, compare_checkpoints, convergence, module_of,
-                                       recommend, weight_change)
+from hrm_eval.evaluation.compare import (
+    JSON_FILE,
+    REPORT_FILE,
+    compare_checkpoints,
+    convergence,
+    module_of,
+    recommend,
+    weight_change,
+)
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import SUDOKU_BUILT

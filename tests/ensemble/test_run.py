@@ -15,9 +15,11 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, crop_grid, grid_to_sequence, inverse_augment, parse_puzzle_name
 from hrm_eval.ensemble import evaluate_ensemble
-from hrm_eval.ensemble import members as members_module
-from hrm_eval.ensemble.members import collect_rows
-from hrm_eval.ensemble.run import Context, _arc_results, assert_disjoint, held_out_split
+from hrm_eval.ensemble.arc_pool import arc_pooling
+from hrm_eval.ensemble.calibration import assert_disjoint, held_out_split
+from hrm_eval.ensemble.context import EnsembleContext
+from hrm_eval.evaluation import predictions as predictions_module
+from hrm_eval.evaluation.predictions import collect_rows
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import SUDOKU_BUILT
@@ -75,7 +77,7 @@ def test_each_strategy_runs_and_reports_members_ensemble_oracle(fixture_run, tmp
                               progress=False)
     assert [m["cache"] for m in first["members"]] == ["miss"] * 3
     # another strategy on the same members and data: no member runs again
-    monkeypatch.setattr(members_module, "predict", lambda *a, **k: pytest.fail("member predictions recomputed"))
+    monkeypatch.setattr(predictions_module, "predict", lambda *a, **k: pytest.fail("member predictions recomputed"))
     for strategy in ("average", "q_vote", "stacking"):
         res = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy=strategy, device="cpu", limit=LIMIT, output_dir=out,
                                 progress=False)
@@ -180,9 +182,7 @@ def test_user_mistakes_are_one_line_errors(kwargs, message, tmp_path):
 
 
 def test_no_checkpoints_and_no_bundled_run_is_explained(tmp_path, monkeypatch):
-    from hrm_eval.ensemble import run as run_module
-
-    monkeypatch.setattr(run_module, "BUNDLED_RUN", tmp_path / "missing")
+    monkeypatch.setattr(predictions_module, "BUNDLED_RUN", tmp_path / "missing")
     with pytest.raises(HRMEvalError, match="bundled run"):
         evaluate_ensemble(None, SUDOKU_BUILT, progress=False)
     with pytest.raises(HRMEvalError, match="no step_<N>"):
@@ -233,7 +233,7 @@ def test_arc_members_are_pooled_with_the_augmentation_votes(arc_data):
     answers = rows.labels.clamp_min(0).numpy().astype(np.uint8)  # the right answers, pad where not scored
     a_ans, b_ans = answers.copy(), answers.copy()
     q_a, q_b = np.zeros(len(rows)), np.zeros(len(rows))
-    for task_id, idx in by_task.items():
+    for _task_id, idx in by_task.items():
         for j, i in enumerate(idx):
             _, t, cmap = parse_puzzle_name(names[int(rows.puzzle_identifiers[i])])
             right = inverse_augment(crop_grid(answers[i]), t, cmap)
@@ -243,13 +243,14 @@ def test_arc_members_are_pooled_with_the_augmentation_votes(arc_data):
                     ans[i] = grid_to_sequence(augment_grid(wrong.astype(np.uint8), t or 0, cmap))
                     q[i] = 3.0
     softmax_model = SimpleNamespace(config=SimpleNamespace(loss_type="softmax_cross_entropy"))
-    ctx = Context([stand_in_member(softmax_model, "A"), stand_in_member(softmax_model, "B")],
-                  [one_hot_member(rows, a_ans, q_a), one_hot_member(rows, b_ans, q_b)], rows, get_task("arc"))
+    ctx = EnsembleContext([stand_in_member(softmax_model, "A"), stand_in_member(softmax_model, "B")],
+                          [one_hot_member(rows, a_ans, q_a), one_hot_member(rows, b_ans, q_b)], rows, get_task("arc"),
+                          dataset=dataset)
     member_rows = [{"name": "A"}, {"name": "B"}]
-    pooled = _arc_results(dataset, rows, np.arange(len(rows)), ctx, "vote", None, [0.5, 0.5], member_rows)
+    pooled = arc_pooling(ctx, np.arange(len(rows)), "vote", None, [0.5, 0.5], member_rows)
     assert member_rows[0]["arc"]["strict"]["pass@1"] == 0.0 and member_rows[1]["arc"]["strict"]["pass@1"] == 0.0
     assert member_rows[0]["arc"]["strict"]["pass@2"] == 1.0
     assert pooled["strict"]["pass@1"] == 1.0 and pooled["fractional"]["pass@1"] == 1.0 and pooled["num_tasks"] == 2
     # q_vote: 4 right votes at sigmoid(0) = 0.5 (sum 2.0 x 0.5 weight) against 2 x sigmoid(3) ~ 0.95 (sum 1.9 x 0.5)
-    assert _arc_results(dataset, rows, np.arange(len(rows)), ctx, "q_vote", None, [0.5, 0.5],
-                        [{"name": "A"}, {"name": "B"}])["strict"]["pass@1"] == 1.0
+    assert arc_pooling(ctx, np.arange(len(rows)), "q_vote", None, [0.5, 0.5],
+                       [{"name": "A"}, {"name": "B"}])["strict"]["pass@1"] == 1.0
