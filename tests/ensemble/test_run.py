@@ -14,12 +14,13 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, crop_grid, grid_to_sequence, inverse_augment, parse_puzzle_name
-from hrm_eval.ensemble import evaluate_ensemble
+from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
 from hrm_eval.ensemble.arc_pool import arc_pooling
 from hrm_eval.ensemble.calibration import assert_disjoint, held_out_split
 from hrm_eval.ensemble.context import EnsembleContext
 from hrm_eval.evaluation import predictions as predictions_module
 from hrm_eval.evaluation.predictions import collect_rows
+from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import SUDOKU_BUILT
@@ -130,6 +131,33 @@ def test_stacking_is_fitted_and_scored_on_disjoint_puzzles(fixture_run, tmp_path
     with pytest.raises(HRMEvalError, match="calibration split is empty"):
         evaluate_ensemble(ckpts[:2], SUDOKU_BUILT, strategy="stacking", calibration_data=SUDOKU_BUILT, device="cpu",
                           limit=LIMIT, calibration_limit=LIMIT, cache_dir=tmp_path / "fit" / "cache", progress=False)
+
+
+def test_an_ensemble_below_its_best_member_says_so(tmp_path):
+    """The bundled run (step_625, step_1875, step_3750): on its first 64 test puzzles the uniform
+    average of the three (0.953) solves fewer than step_3750 alone (0.984)."""
+    out = tmp_path / "avg"
+    res = evaluate_ensemble(strategy="average", weights="uniform", device="cpu", limit=64, output_dir=out,
+                            progress=False)
+    members = {m["name"]: m["metrics"]["exact_accuracy"] for m in res["members"]}
+    assert list(members) == ["step_625", "step_1875", "step_3750"] and max(members, key=members.get) == "step_3750"
+    best = res["best_member"]
+    assert best["name"] == "step_3750" and best["exact_accuracy"] == members["step_3750"]
+    assert best["ensemble_exact_accuracy"] == res["ensemble"]["exact_accuracy"] < members["step_3750"]
+    assert res["ensemble_below_best_member"] is True
+    assert len(res["warnings"]) == 1 and "below its best member step_3750" in res["warnings"][0]
+    assert "warning: the ensemble (average) scores below its best member step_3750" in format_ensemble(res)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["ensemble_below_best_member"] is True and saved["schema_version"] == RESULTS_SCHEMA_VERSION
+    # provenance: the dtype the members ran in (none was requested), every member's file
+    prov = saved["provenance"]
+    assert prov["evaluation"]["dtype"] == "float32" and prov["evaluation"]["requested_dtype"] is None
+    assert [c["sha256"] for c in prov["checkpoints"]] == [m["sha256"] for m in res["members"]]
+    # all the weight on the best member: equal to it, so no warning (members come from the cache)
+    alone = evaluate_ensemble(strategy="average", weights=[0, 0, 1], device="cpu", limit=64, progress=False)
+    assert [m["cache"] for m in alone["members"]] == ["hit"] * 3
+    assert alone["ensemble"]["exact_accuracy"] == members["step_3750"]
+    assert alone["ensemble_below_best_member"] is False and "warnings" not in alone
 
 
 def test_held_out_split_keeps_groups_together_and_overlap_is_refused():
