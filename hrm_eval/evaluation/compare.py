@@ -128,7 +128,8 @@ def recommend(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     lm_loss); checkpoints with NaN/Inf or without metrics are never recommended."""
     cands = [r for r in records if r.get("metrics") and not r["nonfinite"]]
     if not cands:
-        return {"checkpoint": None, "reason": "no checkpoint was evaluated (no data, or every checkpoint holds NaN/Inf)"}
+        return {"checkpoint": None,
+                "reason": "no checkpoint was evaluated (no data, or every checkpoint holds NaN/Inf)"}
     key = lambda r: tuple(r["metrics"][k] for k in RANK_METRICS) + (-r["metrics"]["lm_loss"],)  # noqa: E731
     ranked = sorted(cands, key=key, reverse=True)
     best = ranked[0]
@@ -192,8 +193,9 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
         if p >= 1.0 - 1e-12:
             text = f"plateau at the ceiling: exact accuracy 1.0 at steps {steps}"
         else:
-            text = (f"plateau in the measurements: exact accuracy at steps {steps} is {', '.join(f'{a:.4f}' for a in acc)}, "
-                    f"spread {spread:.4f} within noise ({noise:.4f} = 2 standard errors of a difference on {n} puzzles)")
+            text = (f"plateau in the measurements: exact accuracy at steps {steps} is "
+                    f"{', '.join(f'{a:.4f}' for a in acc)}, spread {spread:.4f} within noise ({noise:.4f} = "
+                    f"2 standard errors of a difference on {n} puzzles)")
         if all(c is not None for c in changes):
             text += "; relative weight change per interval " + ", ".join(f"{c:.2e}" for c in changes)
         out.update(status="plateau", statement=text + ". The last checkpoints agree within measurement noise: a "
@@ -205,7 +207,8 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
         out.update(status="degrading", statement=f"not converged: exact accuracy falls over steps {steps} "
                    f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f}); check for overfitting or instability")
     else:
-        why = "the weights' change per interval is growing" if growing else f"spread {spread:.4f} exceeds noise {noise:.4f}"
+        why = ("the weights' change per interval is growing" if growing
+               else f"spread {spread:.4f} exceeds noise {noise:.4f}")
         out.update(status="unclear", statement=f"no convergence statement: over steps {steps} {why}")
     return out
 
@@ -421,18 +424,23 @@ def format_report(report: Dict[str, Any]) -> str:
              + (f" (first {d['limit']})" if d["limit"] else "") + (f", task {d['task']}" if d["task"] else "")
              if d["path"] else "- data: none (weights only; give --data to measure metrics)", ""]
     lines += ["## Summary", "",
-              "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm | rel. change | flags |",
+              "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm "
+              "| rel. change | flags |",
               "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in recs:
         m = r.get("metrics") or {}
         change = (r.get("change_from_previous") or {}).get("relative")
-        nf = "none" if not r["nonfinite"] else f"**{sum(x['nan'] for x in r['nonfinite'])} NaN, {sum(x['inf'] for x in r['nonfinite'])} Inf**"
-        lines.append(f"| {r['name']} | {_fmt(r['step'])} | {_fmt(m.get('exact_accuracy'))} | {_fmt(m.get('accuracy'))} | "
-                     f"{_fmt(m.get('lm_loss'))} | {_fmt(m.get('q_halt_accuracy'))} | {nf} | {_fmt(r['weight_norm'], '.3f')} | "
-                     f"{_fmt(change, '.2e')} | {'; '.join(r['flags']) or ('' if r['evaluation'] == 'ok' else r['evaluation'])} |")
+        nan, inf = sum(x["nan"] for x in r["nonfinite"]), sum(x["inf"] for x in r["nonfinite"])
+        nf = "none" if not r["nonfinite"] else f"**{nan} NaN, {inf} Inf**"
+        flags = "; ".join(r["flags"]) or ("" if r["evaluation"] == "ok" else r["evaluation"])
+        cells = [r["name"], _fmt(r["step"]), *(_fmt(m.get(k)) for k in ("exact_accuracy", "accuracy", "lm_loss",
+                                                                          "q_halt_accuracy")),
+                 nf, _fmt(r["weight_norm"], ".3f"), _fmt(change, ".2e"), flags]
+        lines.append("| " + " | ".join(cells) + " |")
     rec = report["recommendation"]
     lines += ["", "## Recommendation", ""]
-    lines.append(f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"] else rec["reason"] + ".")
+    lines.append(f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"]
+                 else rec["reason"] + ".")
     lines += ["", "## Convergence", "", report["convergence"]["statement"] + "."]
     lines += ["", "## Findings", ""]
     lines += [f"- {f}" for f in report["findings"]] or ["- none: no NaN/Inf, every module moved between checkpoints"]

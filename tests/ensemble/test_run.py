@@ -14,7 +14,7 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, crop_grid, grid_to_sequence, inverse_augment, parse_puzzle_name
-from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
+from hrm_eval.ensemble import EnsembleSettings, evaluate_ensemble, format_ensemble
 from hrm_eval.ensemble.arc_pool import arc_pooling
 from hrm_eval.ensemble.calibration import assert_disjoint, held_out_split
 from hrm_eval.ensemble.context import EnsembleContext
@@ -153,11 +153,15 @@ def test_an_ensemble_below_its_best_member_says_so(tmp_path):
     prov = saved["provenance"]
     assert prov["evaluation"]["dtype"] == "float32" and prov["evaluation"]["requested_dtype"] is None
     assert [c["sha256"] for c in prov["checkpoints"]] == [m["sha256"] for m in res["members"]]
-    # all the weight on the best member: equal to it, so no warning (members come from the cache)
-    alone = evaluate_ensemble(strategy="average", weights=[0, 0, 1], device="cpu", limit=64, progress=False)
+    # all the weight on the best member: equal to it, so no warning (members come from the cache);
+    # the same call through a settings object, as the CLI builds it
+    settings = EnsembleSettings(strategy="average", weights=[0, 0, 1], device="cpu", limit=64, progress=False)
+    alone = evaluate_ensemble(settings=settings)
     assert [m["cache"] for m in alone["members"]] == ["hit"] * 3
     assert alone["ensemble"]["exact_accuracy"] == members["step_3750"]
     assert alone["ensemble_below_best_member"] is False and "warnings" not in alone
+    with pytest.raises(TypeError, match="unknown ensemble settings: stratgy"):
+        evaluate_ensemble(settings=settings, stratgy="vote")
 
 
 def test_held_out_split_keeps_groups_together_and_overlap_is_refused():
