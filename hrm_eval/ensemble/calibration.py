@@ -67,12 +67,8 @@ class CalibrationPlan:
 def plan_calibration(ctx: EnsembleContext, s: EnsembleSettings) -> CalibrationPlan:
     """Everything is scored unless the strategy learns: then --calibration-data, or a seeded
     held-out fraction of the groups."""
-    M = ctx.num_members
-    if s.calibration_data is not None and not s.learns(M):
-        raise HRMEvalError("--calibration-data is used only to fit --strategy stacking or to learn --weights; "
-                           f"--strategy {s.strategy} with {s.weight_mode(M)} weights learns nothing")
     plan = CalibrationPlan(scored=np.arange(len(ctx.rows)))
-    if not s.learns(M):
+    if not s.learns(ctx.num_members):
         return plan
     hashes = ctx.rows.hashes
     if s.calibration_data is not None:

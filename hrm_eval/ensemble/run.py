@@ -40,7 +40,6 @@ from hrm_eval.ensemble.strategies import (
     LogisticStacker,
     Voters,
     average,
-    check_weights,
     q_vote,
     stacking,
     vote,
@@ -109,7 +108,7 @@ def open_ensemble(checkpoints: Optional[Sequence[Union[str, Path]]], data: Optio
     dataset = open_data_for_checkpoint(data, split=s.split, task=s.task, checkpoint=paths[0])
     members = load_members(paths, dataset, device=dev, dtype=s.dtype, overrides=s.arch_overrides,
                            model_config=s.model_config)
-    _check_against_members(s, len(members))
+    s.check_against_members(len(members))
     task = resolve_task(s.task, dataset)
     meta = dataset.metadata
     views = make_views(task, s.tta, seq_len=meta.seq_len, vocab_size=meta.vocab_size, seed=s.seed)
@@ -123,15 +122,6 @@ def open_ensemble(checkpoints: Optional[Sequence[Union[str, Path]]], data: Optio
         ctx.preds.append(p)
         ctx.cache_info.append(info)
     return ctx, sorted({w for m in members for w in m.warnings})
-
-
-def _check_against_members(s: EnsembleSettings, num_members: int) -> None:
-    mode = s.weight_mode(num_members)
-    if mode == "given":
-        check_weights(s.weights, num_members)
-    if s.calibration_data is not None and not s.learns(num_members):
-        raise HRMEvalError("--calibration-data is used only to fit --strategy stacking or to learn --weights; "
-                           f"--strategy {s.strategy} with {mode} weights learns nothing")
 
 
 # ---- stage: score ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
-from hrm_eval.ensemble.strategies import STRATEGIES
+from hrm_eval.ensemble.strategies import STRATEGIES, check_weights
 from hrm_eval.utils.errors import HRMEvalError
 
 PathLike = Union[str, Path]
@@ -72,6 +72,15 @@ class EnsembleSettings:
                 raise HRMEvalError(f"--weights: expected numbers, 'uniform' or 'learned', got '{self.weights}'")
             return "uniform" if num_members == 1 else self.weights
         return "given"
+
+    def check_against_members(self, num_members: int) -> None:
+        """The mistakes that need the number of members, seen before any member runs."""
+        mode = self.weight_mode(num_members)
+        if mode == "given":
+            check_weights(self.weights, num_members)
+        if self.calibration_data is not None and not self.learns(num_members):
+            raise HRMEvalError("--calibration-data is used only to fit --strategy stacking or to learn --weights; "
+                               f"--strategy {self.strategy} with {mode} weights learns nothing")
 
     def learns(self, num_members: int) -> bool:
         """Whether anything is fitted on a calibration split (stacking without a saved stacker,

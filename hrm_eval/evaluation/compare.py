@@ -29,7 +29,6 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.predictions import (
-    BUNDLED_RUN,
     Member,
     PuzzleRows,
     collect_rows,
@@ -38,7 +37,6 @@ from hrm_eval.evaluation.predictions import (
     member_predictions,
     open_data_for_checkpoint,
     resolve_checkpoints,
-    run_checkpoints,
     run_data_path,
     score_member,
 )
@@ -292,11 +290,7 @@ def compare_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]] = None
     """Compare checkpoints (given order; a run's by step) and write the report; returns its JSON.
     Member predictions come from (and go to) the prediction cache shared with the ensemble
     (`cache_dir`, default `default_cache_dir()`)."""
-    if checkpoints and run is not None:
-        raise HRMEvalError("give either --checkpoints or --run, not both")
-    paths, data_home = (resolve_checkpoints(checkpoints, None) if checkpoints
-                        else (run_checkpoints(run if run is not None else BUNDLED_RUN),
-                              Path(run) if run is not None else BUNDLED_RUN))
+    paths, data_home = resolve_checkpoints(checkpoints, run)
     data = data if data is not None else run_data_path(data_home)
     out, dev = Path(output_dir), resolve_device(device)
     measured = _open_compare_data(data, paths[0], split=split, task=task, limit=limit)
