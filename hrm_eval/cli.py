@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ensemble: without --calibration-data, this seeded fraction of --data is held out (default 0.2)")
     p.add_argument("--calibration-limit", type=int, help="ensemble: use only the first N calibration puzzles")
     p.add_argument("--stacker", help="ensemble: reuse a fitted stacker.json instead of fitting one")
-    p.add_argument("--cache-dir", help="ensemble/compare: member prediction cache (default OUTPUT/cache)")
+    p.add_argument("--cache-dir", help="ensemble/compare: member prediction cache, shared by both (default $HRM_EVAL_CACHE_DIR or ~/.cache/hrm-eval/predictions)")
     p.add_argument("--no-plots", action="store_true", help="compare: do not draw the PNG plots")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -275,7 +275,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from hrm_eval.ensemble.compare import REPORT_FILE, compare_checkpoints
+    from hrm_eval.evaluation.compare import REPORT_FILE, compare_checkpoints
 
     output = args.output or "outputs/compare"
     report = compare_checkpoints(

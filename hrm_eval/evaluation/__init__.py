@@ -1,4 +1,6 @@
-"""The ACT evaluation loop, metric sums, `simple_evaluate`, ARC scoring and reports."""
+"""The ACT evaluation loop, the row-scoring policy and metric sums (`scoring`, `metrics`),
+provenance (`provenance`), `simple_evaluate`, member predictions and their shared cache
+(`predictions`), checkpoint comparison (`compare`), ARC scoring and reports."""
 
 from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator
 from hrm_eval.evaluation.run import open_dataset, simple_evaluate

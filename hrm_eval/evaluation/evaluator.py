@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.metrics import MetricSums
+from hrm_eval.evaluation.scoring import RowScores, score_rows
 from hrm_eval.models import ACTModel
-from hrm_eval.models.losses import IGNORE_LABEL_ID, row_metrics
+from hrm_eval.models.losses import IGNORE_LABEL_ID
 
 PREDICTION_KEYS = ("inputs", "labels", "puzzle_identifiers", "logits", "q_halt_logits", "q_continue_logits")
 ANSWER_KEYS = ("inputs", "puzzle_identifiers", "preds", "q_halt_logits")
@@ -47,7 +48,6 @@ class EvaluationResult:
     per_puzzle_metrics: List[Dict[str, Any]]
     predictions: Optional[Dict[str, torch.Tensor]] = None  # public all_preds layout (with logits)
     answers: Optional[Dict[str, torch.Tensor]] = None      # compact: inputs, puzzle_identifiers, preds, q_halt_logits
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 class Evaluator:
@@ -98,30 +98,28 @@ class Evaluator:
         exact_by_step = np.zeros(T)
         halt_steps: List[int] = []
         solved_at_halt = 0
-        verified_count = 0
         start = time.perf_counter()
         bar = tqdm(total=total, unit="puzzle", desc="evaluate", disable=not self.progress, dynamic_ncols=True)
         for pb in dataset.iter_batches(self.batch_size, limit=limit):
             out = self.run_batch(pb.as_model_batch("cpu"))
-            rows = row_metrics(out.logits, pb.labels, out.q_halt_logits, self.config.loss_type)
-            valid = per_set.setdefault(pb.set_name, MetricSums()).add(rows, out.steps, out.halted)
+            scores = score_rows(out.logits, pb.labels, out.q_halt_logits, loss_type=self.config.loss_type,
+                                halted=out.halted, inputs=pb.inputs, task=self.task)
+            valid = per_set.setdefault(pb.set_name, MetricSums()).add(scores, out.steps)
             done += int(valid.sum())
-            solved += int((rows["exact"] & valid).sum())
+            solved += int(scores.exact.sum())
 
-            preds = out.logits.argmax(-1)
+            preds = scores.answers
             halt_step = _first_halt_step(self.model, out.q_halt_by_step, out.q_continue_by_step)  # [B]
             rows_idx = valid.nonzero().flatten()
             exact_by_step += out.exact_by_step[:, rows_idx].sum(1).numpy()
             halt_steps.extend(halt_step[rows_idx].tolist())
             solved_at_halt += int(out.exact_by_step[halt_step[rows_idx] - 1, rows_idx].sum())
             for i in rows_idx.tolist():
-                record = self._puzzle_record(dataset, pb, i, rows, out, preds, int(halt_step[i]))
-                verified_count += bool(record.get("verified", False))
-                per_puzzle.append(record)
+                per_puzzle.append(self._puzzle_record(dataset, pb, i, scores, out, int(halt_step[i])))
             if save_predictions:
-                for k, v in (("inputs", pb.inputs), ("labels", pb.labels), ("puzzle_identifiers", pb.puzzle_identifiers),
-                             ("logits", out.logits), ("q_halt_logits", out.q_halt_logits),
-                             ("q_continue_logits", out.q_continue_logits)):
+                for k, v in (("inputs", pb.inputs), ("labels", pb.labels),
+                             ("puzzle_identifiers", pb.puzzle_identifiers), ("logits", out.logits),
+                             ("q_halt_logits", out.q_halt_logits), ("q_continue_logits", out.q_continue_logits)):
                     saved[k].append(v)
             if keep_answers:
                 for k, v in (("inputs", pb.inputs.to(answer_dtype)), ("puzzle_identifiers", pb.puzzle_identifiers),
@@ -147,7 +145,7 @@ class Evaluator:
             wall_time_seconds=elapsed,
         )
         if self.task is not None:
-            aggregate["verified_solve_rate"] = verified_count / count if count else 0.0
+            aggregate["verified_solve_rate"] = sums.verified_rate()
         q_analysis = {
             "halting_rule": "q_halt > 0" if not self.model.uses_continue_target else "q_halt > q_continue",
             "exact_accuracy_by_step": (exact_by_step / count).tolist() if count else [],
@@ -162,11 +160,12 @@ class Evaluator:
             q_value_analysis=q_analysis, per_puzzle_metrics=per_puzzle, predictions=predictions,
             answers={k: torch.cat(v) for k, v in answers.items() if v} if keep_answers else None)
 
-    def _puzzle_record(self, dataset: PuzzleDataset, pb, i: int, rows, out: BatchOutput, preds: torch.Tensor,
+    def _puzzle_record(self, dataset: PuzzleDataset, pb, i: int, scores: RowScores, out: BatchOutput,
                        halt_step: int) -> Dict[str, Any]:
         ex = int(pb.example_index[i])
         identifier = int(pb.puzzle_identifiers[i])
         q_halt = float(out.q_halt_logits[i])
+        rows = scores.rows
         record: Dict[str, Any] = {
             "puzzle_id": dataset.example_name(pb.set_name, ex),
             "set": pb.set_name,
@@ -185,8 +184,8 @@ class Evaluator:
             "solved_by_step": [bool(x) for x in out.exact_by_step[:, i]],
             "halt_step": halt_step,
         }
-        if self.task is not None:
-            record["verified"] = bool(self.task.verify(pb.inputs[i].numpy(), preds[i].numpy(), pb.labels[i].numpy()))
+        if scores.verified is not None:
+            record["verified"] = bool(scores.verified[i])
         return record
 
 

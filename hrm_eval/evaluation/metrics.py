@@ -1,7 +1,7 @@
-"""Summing the loss head's per-row values into the public evaluation metrics.
+"""Summing scored rows into the public evaluation metrics.
 
-Public meaning: every metric is a sum over *valid* rows (halted, with at least one scored
-label) divided by `count`. The per-row definitions live in `hrm_eval.models.losses.row_metrics`.
+Public meaning: every metric is a sum over *valid* rows (`hrm_eval.evaluation.scoring`)
+divided by `count`. The per-row definitions live in `hrm_eval.models.losses.row_metrics`.
 One difference from the public script, on purpose: it pads the last batch and its padded rows
 add BCE(q_halt, 1) to `q_halt_loss`; here padded rows count nowhere, so results do not depend
 on the batch size.
@@ -9,22 +9,26 @@ on the batch size.
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import torch
+
+from hrm_eval.evaluation.scoring import RowScores
 
 PUBLIC_METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
 
 
 class MetricSums:
-    """Running sums of the public metrics (float64, on the CPU)."""
+    """Running sums of the public metrics (float64, on the CPU), and of verified answers when
+    a task verifies them."""
 
     def __init__(self) -> None:
         self.sums: Dict[str, float] = {"count": 0.0, **{k: 0.0 for k in PUBLIC_METRICS}}
+        self.verified: Optional[int] = None
 
-    def add(self, rows: Dict[str, torch.Tensor], steps: torch.Tensor, halted: torch.Tensor) -> torch.Tensor:
-        """Add one batch; returns the valid-row mask [B]."""
-        valid = halted & (rows["num_labels"] > 0)
+    def add(self, scores: RowScores, steps: torch.Tensor) -> torch.Tensor:
+        """Add one batch of scored rows; returns the valid-row mask [B]."""
+        rows, valid = scores.rows, scores.valid
         v = valid.double()
         self.sums["count"] += float(v.sum())
         self.sums["accuracy"] += float((rows["token_accuracy"].double() * v).sum())
@@ -33,11 +37,15 @@ class MetricSums:
         self.sums["steps"] += float((steps.double() * v).sum())
         self.sums["lm_loss"] += float((rows["lm_loss"].double() * v).sum())
         self.sums["q_halt_loss"] += float((rows["q_halt_loss"].double() * v).sum())
+        if scores.verified is not None:
+            self.verified = (self.verified or 0) + int(scores.verified.sum())
         return valid
 
     def merge(self, other: "MetricSums") -> None:
         for k, v in other.sums.items():
             self.sums[k] += v
+        if other.verified is not None:
+            self.verified = (self.verified or 0) + other.verified
 
     @property
     def count(self) -> int:
@@ -47,3 +55,15 @@ class MetricSums:
         """Each public metric divided by count (NaN-free: 0.0 when nothing was counted)."""
         count = self.sums["count"]
         return {k: (self.sums[k] / count if count else 0.0) for k in PUBLIC_METRICS}
+
+    def verified_rate(self) -> float:
+        """Share of the counted rows whose answer the task's rules accept."""
+        return (self.verified or 0) / self.count if self.count else 0.0
+
+    def summary(self, *, verified: bool) -> Dict[str, Any]:
+        """The public metrics, `total_puzzles` and, when a task verifies answers, `verified_solve_rate`."""
+        out: Dict[str, Any] = dict(self.reduced())
+        out["total_puzzles"] = self.count
+        if verified:
+            out["verified_solve_rate"] = self.verified_rate()
+        return out

@@ -4,22 +4,19 @@ CLI, notebooks and the ensemble code share."""
 from __future__ import annotations
 
 import logging
-import platform
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
-import hrm_eval
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.format import DatasetMetadata
 from hrm_eval.data.jsonl import read_jsonl_puzzles
 from hrm_eval.data.tasks import detect_task, get_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
 from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator
+from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
@@ -130,24 +127,14 @@ def assemble_results(result: EvaluationResult, loaded: LoadedCheckpoint, dataset
                      limit: Optional[int]) -> Dict[str, Any]:
     """The results JSON: metrics, per-puzzle records and everything needed to reproduce them."""
     results: Dict[str, Any] = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
         "aggregate_metrics": result.aggregate_metrics,
         "q_value_analysis": result.q_value_analysis,
     }
     if len(result.per_set_metrics) > 1:
         results["per_set_metrics"] = result.per_set_metrics
     results["per_puzzle_metrics"] = result.per_puzzle_metrics
-    results["provenance"] = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "checkpoint": {"path": str(loaded.path), "sha256": loaded.sha256, "step": loaded.step,
-                       "key_prefix": loaded.key_prefix, "config_sources": loaded.sources},
-        "model_config": loaded.config.model_dump() | {"family": loaded.config.family, "variant": loaded.config.variant},
-        "dataset": {"path": dataset.source, "split": dataset.split, "fingerprint_sha256": dataset.fingerprint(),
-                    "metadata": dataset.metadata.model_dump(), "task": task.name if task else None,
-                    "num_examples": len(dataset)},
-        "evaluation": {"device": device, "dtype": loaded.config.forward_dtype, "batch_size": batch_size,
-                       "limit": limit, "act_steps": loaded.config.halt_max_steps},
-        "versions": {"hrm_eval": hrm_eval.__version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
-        "command": sys.argv,
-    }
+    results["provenance"] = build_provenance(checkpoints=[loaded], dataset=dataset, task=task, device=device,
+                                             batch_size=batch_size, limit=limit,
+                                             evaluation_extra={"act_steps": loaded.config.halt_max_steps})
     return results

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.format import IGNORE_LABEL_ID
 from hrm_eval.evaluation.evaluator import Evaluator
+from hrm_eval.evaluation.scoring import valid_rows
 from hrm_eval.models import ACTModel, build_model
 from hrm_eval.models.loading import list_steps, read_state_dict, strip_prefix
 from hrm_eval.models.losses import act_training_loss
@@ -200,7 +201,7 @@ def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: b
 # ---- pieces -----------------------------------------------------------------------------------
 def _train_metrics(parts: Dict, halted: torch.Tensor, loss: torch.Tensor, lr: float) -> Dict[str, float]:
     rows = parts["rows"]
-    valid = (halted & (rows["num_labels"] > 0)).float()
+    valid = valid_rows(rows, halted).float()
     n = max(float(valid.sum()), 1.0)
     return {"loss": float(loss.detach()) / len(halted), "lm_loss": float(parts["lm_loss"]) / len(halted),
             "accuracy": float((rows["token_accuracy"] * valid).sum()) / n,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from hrm_eval.ensemble.members import Member
+from hrm_eval.evaluation.predictions import CACHE_ENV, Member
 from hrm_eval.models import HRM_ARCH_NAME, ACTModel, HRMConfig, build_model
 from tests.conftest import HRM_FIXTURES, SUDOKU_BUILT
 
@@ -40,6 +40,13 @@ def perturbed_copy(src: Path, dst: Path, scale: float, seed: int, keep: tuple = 
     if (src.parent / "all_config.yaml").is_file() and not (dst.parent / "all_config.yaml").exists():
         shutil.copy(src.parent / "all_config.yaml", dst.parent / "all_config.yaml")
     return dst
+
+
+@pytest.fixture(autouse=True)
+def _own_prediction_cache(tmp_path, monkeypatch):
+    """Each test gets its own default prediction cache (also inherited by CLI subprocesses),
+    so a cache hit is always one the test itself caused, never ~/.cache of an earlier run."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "prediction-cache"))
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,14 @@ def test_ensemble_and_compare_commands(fixture_run, broken_run, tmp_path):
     assert proc.stderr.count("predictions from cache") == 3  # the members did not run again
     assert (out / "stacker.json").is_file() and "stacker:" in proc.stdout
 
+    # compare after ensemble on the same checkpoints and data: one shared cache, no model runs
+    proc = run_cli("--mode", "compare", "--checkpoints", *ckpts, "--data", str(SUDOKU_BUILT), "--limit", "8",
+                   "--device", "cpu", "--no-progress", "--no-plots", "--output", str(tmp_path / "cmp_same"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("predictions from cache") == 3
+    compared = json.loads((tmp_path / "cmp_same" / "checkpoint_comparison.json").read_text())
+    assert [r["cache"] for r in compared["checkpoints"]] == ["hit"] * 3
+
     report = tmp_path / "cmp"
     proc = run_cli("--mode", "compare", "--run", str(broken_run), "--data", str(SUDOKU_BUILT), "--limit", "8",
                    "--device", "cpu", "--no-progress", "--output", str(report))

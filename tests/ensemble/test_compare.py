@@ -5,11 +5,22 @@ when the numbers support it, and the plots are written."""
 from __future__ import annotations
 
 import json
+
 import pytest
 import torch
 
-from hrm_eval.ensemble.compare import (JSON_FILE, REPORT_FILE, compare_checkpoints, convergence, module_of,
-                                       recommend, weight_change)
+from hrm_eval.ensemble import evaluate_ensemble
+from hrm_eval.evaluation import predictions as predictions_module
+from hrm_eval.evaluation.compare import (
+    JSON_FILE,
+    REPORT_FILE,
+    compare_checkpoints,
+    convergence,
+    module_of,
+    recommend,
+    weight_change,
+)
+from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import SUDOKU_BUILT
@@ -61,6 +72,26 @@ def test_compare_flags_nan_and_frozen_layer_and_writes_report_and_plots(broken_r
     again = compare_checkpoints(run=broken_run, data=SUDOKU_BUILT, output_dir=out, device="cpu", limit=LIMIT,
                                 progress=False, plots=False)
     assert [r.get("cache") for r in again["checkpoints"]] == ["hit", "hit", None, "hit"]
+
+
+def test_compare_after_ensemble_reuses_the_members_predictions(fixture_run, monkeypatch, tmp_path):
+    """One default cache: the ensemble's member predictions are what compare measures, so the
+    second command runs no model (predict is made to fail) and reports evaluate's numbers."""
+    ckpts = [fixture_run / f"step_{s}" for s in (1000, 2000, 3000)]
+    ens = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy="vote", device="cpu", limit=LIMIT, progress=False)
+    assert [m["cache"] for m in ens["members"]] == ["miss"] * 3
+    monkeypatch.setattr(predictions_module, "predict", lambda *a, **k: pytest.fail("a member ran again"))
+    report = compare_checkpoints(ckpts, data=SUDOKU_BUILT, output_dir=tmp_path / "cmp", device="cpu", limit=LIMIT,
+                                 plots=False, progress=False)
+    recs = report["checkpoints"]
+    assert [r["cache"] for r in recs] == ["hit"] * 3
+    assert [r["cache_file"] for r in recs] == [m["cache_file"] for m in ens["members"]]
+    assert [r["metrics"] for r in recs] == [m["metrics"] for m in ens["members"]]
+    saved = json.loads((tmp_path / "cmp" / JSON_FILE).read_text())
+    assert saved["schema_version"] == RESULTS_SCHEMA_VERSION
+    prov = saved["provenance"]
+    assert prov["evaluation"]["dtype"] == "float32" and prov["dataset"]["task"] == "sudoku"
+    assert [c["sha256"] for c in prov["checkpoints"]] == [r["sha256"] for r in recs]
 
 
 def test_compare_without_data_reports_weights_only(broken_run, tmp_path):

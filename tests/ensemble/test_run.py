@@ -14,10 +14,13 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, crop_grid, grid_to_sequence, inverse_augment, parse_puzzle_name
-from hrm_eval.ensemble import evaluate_ensemble
-from hrm_eval.ensemble import members as members_module
-from hrm_eval.ensemble.members import collect_rows
-from hrm_eval.ensemble.run import Context, _arc_results, assert_disjoint, held_out_split
+from hrm_eval.ensemble import EnsembleSettings, evaluate_ensemble, format_ensemble
+from hrm_eval.ensemble.arc_pool import arc_pooling
+from hrm_eval.ensemble.calibration import assert_disjoint, held_out_split
+from hrm_eval.ensemble.context import EnsembleContext
+from hrm_eval.evaluation import predictions as predictions_module
+from hrm_eval.evaluation.predictions import collect_rows
+from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import SUDOKU_BUILT
@@ -75,7 +78,7 @@ def test_each_strategy_runs_and_reports_members_ensemble_oracle(fixture_run, tmp
                               progress=False)
     assert [m["cache"] for m in first["members"]] == ["miss"] * 3
     # another strategy on the same members and data: no member runs again
-    monkeypatch.setattr(members_module, "predict", lambda *a, **k: pytest.fail("member predictions recomputed"))
+    monkeypatch.setattr(predictions_module, "predict", lambda *a, **k: pytest.fail("member predictions recomputed"))
     for strategy in ("average", "q_vote", "stacking"):
         res = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy=strategy, device="cpu", limit=LIMIT, output_dir=out,
                                 progress=False)
@@ -130,6 +133,37 @@ def test_stacking_is_fitted_and_scored_on_disjoint_puzzles(fixture_run, tmp_path
                           limit=LIMIT, calibration_limit=LIMIT, cache_dir=tmp_path / "fit" / "cache", progress=False)
 
 
+def test_an_ensemble_below_its_best_member_says_so(tmp_path):
+    """The bundled run (step_625, step_1875, step_3750): on its first 64 test puzzles the uniform
+    average of the three (0.953) solves fewer than step_3750 alone (0.984)."""
+    out = tmp_path / "avg"
+    res = evaluate_ensemble(strategy="average", weights="uniform", device="cpu", limit=64, output_dir=out,
+                            progress=False)
+    members = {m["name"]: m["metrics"]["exact_accuracy"] for m in res["members"]}
+    assert list(members) == ["step_625", "step_1875", "step_3750"] and max(members, key=members.get) == "step_3750"
+    best = res["best_member"]
+    assert best["name"] == "step_3750" and best["exact_accuracy"] == members["step_3750"]
+    assert best["ensemble_exact_accuracy"] == res["ensemble"]["exact_accuracy"] < members["step_3750"]
+    assert res["ensemble_below_best_member"] is True
+    assert len(res["warnings"]) == 1 and "below its best member step_3750" in res["warnings"][0]
+    assert "warning: the ensemble (average) scores below its best member step_3750" in format_ensemble(res)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["ensemble_below_best_member"] is True and saved["schema_version"] == RESULTS_SCHEMA_VERSION
+    # provenance: the dtype the members ran in (none was requested), every member's file
+    prov = saved["provenance"]
+    assert prov["evaluation"]["dtype"] == "float32" and prov["evaluation"]["requested_dtype"] is None
+    assert [c["sha256"] for c in prov["checkpoints"]] == [m["sha256"] for m in res["members"]]
+    # all the weight on the best member: equal to it, so no warning (members come from the cache);
+    # the same call through a settings object, as the CLI builds it
+    settings = EnsembleSettings(strategy="average", weights=[0, 0, 1], device="cpu", limit=64, progress=False)
+    alone = evaluate_ensemble(settings=settings)
+    assert [m["cache"] for m in alone["members"]] == ["hit"] * 3
+    assert alone["ensemble"]["exact_accuracy"] == members["step_3750"]
+    assert alone["ensemble_below_best_member"] is False and "warnings" not in alone
+    with pytest.raises(TypeError, match="unknown ensemble settings: stratgy"):
+        evaluate_ensemble(settings=settings, stratgy="vote")
+
+
 def test_held_out_split_keeps_groups_together_and_overlap_is_refused():
     groups = np.repeat(np.arange(10), 3)  # a puzzle and two augmentations per group
     cal, scored = held_out_split(groups, 0.3, seed=0)
@@ -180,9 +214,7 @@ def test_user_mistakes_are_one_line_errors(kwargs, message, tmp_path):
 
 
 def test_no_checkpoints_and_no_bundled_run_is_explained(tmp_path, monkeypatch):
-    from hrm_eval.ensemble import run as run_module
-
-    monkeypatch.setattr(run_module, "BUNDLED_RUN", tmp_path / "missing")
+    monkeypatch.setattr(predictions_module, "BUNDLED_RUN", tmp_path / "missing")
     with pytest.raises(HRMEvalError, match="bundled run"):
         evaluate_ensemble(None, SUDOKU_BUILT, progress=False)
     with pytest.raises(HRMEvalError, match="no step_<N>"):
@@ -233,7 +265,7 @@ def test_arc_members_are_pooled_with_the_augmentation_votes(arc_data):
     answers = rows.labels.clamp_min(0).numpy().astype(np.uint8)  # the right answers, pad where not scored
     a_ans, b_ans = answers.copy(), answers.copy()
     q_a, q_b = np.zeros(len(rows)), np.zeros(len(rows))
-    for task_id, idx in by_task.items():
+    for _task_id, idx in by_task.items():
         for j, i in enumerate(idx):
             _, t, cmap = parse_puzzle_name(names[int(rows.puzzle_identifiers[i])])
             right = inverse_augment(crop_grid(answers[i]), t, cmap)
@@ -243,13 +275,14 @@ def test_arc_members_are_pooled_with_the_augmentation_votes(arc_data):
                     ans[i] = grid_to_sequence(augment_grid(wrong.astype(np.uint8), t or 0, cmap))
                     q[i] = 3.0
     softmax_model = SimpleNamespace(config=SimpleNamespace(loss_type="softmax_cross_entropy"))
-    ctx = Context([stand_in_member(softmax_model, "A"), stand_in_member(softmax_model, "B")],
-                  [one_hot_member(rows, a_ans, q_a), one_hot_member(rows, b_ans, q_b)], rows, get_task("arc"))
+    ctx = EnsembleContext([stand_in_member(softmax_model, "A"), stand_in_member(softmax_model, "B")],
+                          [one_hot_member(rows, a_ans, q_a), one_hot_member(rows, b_ans, q_b)], rows, get_task("arc"),
+                          dataset=dataset)
     member_rows = [{"name": "A"}, {"name": "B"}]
-    pooled = _arc_results(dataset, rows, np.arange(len(rows)), ctx, "vote", None, [0.5, 0.5], member_rows)
+    pooled = arc_pooling(ctx, np.arange(len(rows)), "vote", None, [0.5, 0.5], member_rows)
     assert member_rows[0]["arc"]["strict"]["pass@1"] == 0.0 and member_rows[1]["arc"]["strict"]["pass@1"] == 0.0
     assert member_rows[0]["arc"]["strict"]["pass@2"] == 1.0
     assert pooled["strict"]["pass@1"] == 1.0 and pooled["fractional"]["pass@1"] == 1.0 and pooled["num_tasks"] == 2
     # q_vote: 4 right votes at sigmoid(0) = 0.5 (sum 2.0 x 0.5 weight) against 2 x sigmoid(3) ~ 0.95 (sum 1.9 x 0.5)
-    assert _arc_results(dataset, rows, np.arange(len(rows)), ctx, "q_vote", None, [0.5, 0.5],
-                        [{"name": "A"}, {"name": "B"}])["strict"]["pass@1"] == 1.0
+    assert arc_pooling(ctx, np.arange(len(rows)), "q_vote", None, [0.5, 0.5],
+                       [{"name": "A"}, {"name": "B"}])["strict"]["pass@1"] == 1.0

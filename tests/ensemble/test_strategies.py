@@ -7,8 +7,19 @@ import math
 import pytest
 import torch
 
-from hrm_eval.ensemble.strategies import (LogisticStacker, Voters, average, candidates, check_weights, feature_names,
-                                          q_vote, stacking, stacking_training_data, vote, weights_from_accuracy)
+from hrm_eval.ensemble.strategies import (
+    LogisticStacker,
+    Voters,
+    average,
+    candidates,
+    check_weights,
+    feature_names,
+    q_vote,
+    stacking,
+    stacking_training_data,
+    vote,
+    weights_from_accuracy,
+)
 from hrm_eval.utils.errors import HRMEvalError
 
 C = 4  # tokens

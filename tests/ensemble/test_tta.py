@@ -14,10 +14,10 @@ from hrm_eval.data.build import build_dataset
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.generate import generate_csvs
 from hrm_eval.data.tasks import get_task
-from hrm_eval.ensemble.members import collect_rows, predict
-from hrm_eval.ensemble.run import Context
+from hrm_eval.ensemble.context import EnsembleContext
 from hrm_eval.ensemble.strategies import vote
 from hrm_eval.ensemble.tta import logits_from_view, make_views, to_view, tokens_from_view
+from hrm_eval.evaluation.predictions import collect_rows, predict
 from hrm_eval.models.losses import IGNORE_LABEL_ID
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import MAZE_BUILT, SUDOKU_BUILT
@@ -79,7 +79,7 @@ def test_label_echo_model_scores_one_through_every_view(task_name, small_sudoku)
         answer = preds["logits"][v].argmax(-1)
         assert torch.equal(torch.where(scored, answer, rows.labels), rows.labels), f"view {v} is not mapped back"
 
-    ctx = Context([stand_in_member(model)], [preds], rows, task)
+    ctx = EnsembleContext([stand_in_member(model)], [preds], rows, task)
     index = np.arange(len(rows))
     for v in range(n_views):
         single = ctx.member_scored(0, index, view=v).metrics

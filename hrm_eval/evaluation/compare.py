@@ -2,7 +2,7 @@
 
 Per checkpoint: its step, NaN/Inf findings, weight norms by module, the relative change from
 the previous checkpoint (by module, with modules whose weights did not move flagged), and its
-metrics on the data (the same numbers as `evaluate`; predictions cached like ensemble members).
+metrics on the data (the same numbers as `evaluate`; predictions in the cache shared with the ensemble).
 Then a recommendation from the measured metrics, a convergence statement only where the
 measurements support one, and plots (metric vs step, weight change vs step) when matplotlib is
 installed (`pip install 'hrm-eval[plots]'`).
@@ -12,25 +12,46 @@ Writes `CHECKPOINT_EVALUATION_REPORT.md`, `checkpoint_comparison.json` and `plot
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import math
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
 
-from hrm_eval.ensemble.members import (BUNDLED_RUN, Member, collect_rows, member_names, member_predictions,
-                                       run_checkpoints, run_data_path)
-from hrm_eval.ensemble.run import Context, _open
-from hrm_eval.ensemble.tta import identity_view
+from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.evaluation.predictions import (
+    Member,
+    PuzzleRows,
+    collect_rows,
+    default_cache_dir,
+    member_names,
+    member_predictions,
+    open_data_for_checkpoint,
+    resolve_checkpoints,
+    run_data_path,
+    score_member,
+)
+from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
 from hrm_eval.evaluation.run import resolve_task
-from hrm_eval.models.loading import (find_nonfinite, load_checkpoint, read_state_dict, resolve_checkpoint_path,
-                                    step_of, strip_prefix)
+from hrm_eval.evaluation.views import identity_view
+from hrm_eval.models import ACTModel
+from hrm_eval.models.loading import (
+    LoadedCheckpoint,
+    find_nonfinite,
+    load_checkpoint,
+    read_state_dict,
+    step_of,
+    strip_prefix,
+)
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text
@@ -105,7 +126,8 @@ def recommend(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     lm_loss); checkpoints with NaN/Inf or without metrics are never recommended."""
     cands = [r for r in records if r.get("metrics") and not r["nonfinite"]]
     if not cands:
-        return {"checkpoint": None, "reason": "no checkpoint was evaluated (no data, or every checkpoint holds NaN/Inf)"}
+        return {"checkpoint": None,
+                "reason": "no checkpoint was evaluated (no data, or every checkpoint holds NaN/Inf)"}
     key = lambda r: tuple(r["metrics"][k] for k in RANK_METRICS) + (-r["metrics"]["lm_loss"],)  # noqa: E731
     ranked = sorted(cands, key=key, reverse=True)
     best = ranked[0]
@@ -169,8 +191,9 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
         if p >= 1.0 - 1e-12:
             text = f"plateau at the ceiling: exact accuracy 1.0 at steps {steps}"
         else:
-            text = (f"plateau in the measurements: exact accuracy at steps {steps} is {', '.join(f'{a:.4f}' for a in acc)}, "
-                    f"spread {spread:.4f} within noise ({noise:.4f} = 2 standard errors of a difference on {n} puzzles)")
+            text = (f"plateau in the measurements: exact accuracy at steps {steps} is "
+                    f"{', '.join(f'{a:.4f}' for a in acc)}, spread {spread:.4f} within noise ({noise:.4f} = "
+                    f"2 standard errors of a difference on {n} puzzles)")
         if all(c is not None for c in changes):
             text += "; relative weight change per interval " + ", ".join(f"{c:.2e}" for c in changes)
         out.update(status="plateau", statement=text + ". The last checkpoints agree within measurement noise: a "
@@ -182,7 +205,8 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
         out.update(status="degrading", statement=f"not converged: exact accuracy falls over steps {steps} "
                    f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f}); check for overfitting or instability")
     else:
-        why = "the weights' change per interval is growing" if growing else f"spread {spread:.4f} exceeds noise {noise:.4f}"
+        why = ("the weights' change per interval is growing" if growing
+               else f"spread {spread:.4f} exceeds noise {noise:.4f}")
         out.update(status="unclear", statement=f"no convergence statement: over steps {steps} {why}")
     return out
 
@@ -245,97 +269,134 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
     return files
 
 
-def compare_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]] = None, *, run: Optional[Union[str, Path]] = None,
-                        data: Optional[Union[str, Path]] = None, output_dir: Union[str, Path] = "outputs/compare",
-                        split: str = "test", task: Optional[str] = None, device: str = "auto",
-                        dtype: Optional[str] = None, batch_size: int = 64, limit: Optional[int] = None,
+@dataclass
+class CompareData:
+    """The puzzles every checkpoint is measured on (None when no data was given or found)."""
+    dataset: PuzzleDataset
+    rows: PuzzleRows
+    task: Optional[PuzzleTask]
+    fingerprint: str
+    split: str
+    limit: Optional[int]
+
+
+def compare_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]] = None, *,
+                        run: Optional[Union[str, Path]] = None, data: Optional[Union[str, Path]] = None,
+                        output_dir: Union[str, Path] = "outputs/compare", split: str = "test",
+                        task: Optional[str] = None, device: str = "auto", dtype: Optional[str] = None,
+                        batch_size: int = 64, limit: Optional[int] = None,
                         cache_dir: Optional[Union[str, Path]] = None, plots: bool = True,
                         progress: bool = True) -> Dict[str, Any]:
-    """Compare checkpoints (given order; a run's by step) and write the report; returns its JSON."""
-    if checkpoints and run is not None:
-        raise HRMEvalError("give either --checkpoints or --run, not both")
-    run_dir: Optional[Path] = None
-    if not checkpoints:
-        run_dir = Path(run) if run is not None else BUNDLED_RUN
-        paths = run_checkpoints(run_dir)
-    else:
-        paths = [resolve_checkpoint_path(c) for c in checkpoints]
-    if data is None:
-        data = run_data_path(run_dir if run_dir is not None else paths[0].parent)
-    out = Path(output_dir)
-    dev = resolve_device(device)
-    names = member_names(paths)
-
-    dataset = rows = puzzle_task = None
-    if data is not None:
-        dataset = _open(data, split, task, paths[0])
-        rows = collect_rows(dataset, limit)
-        puzzle_task = resolve_task(task, dataset)
-        fingerprint = dataset.fingerprint()
-    cache = Path(cache_dir) if cache_dir is not None else out / "cache"
+    """Compare checkpoints (given order; a run's by step) and write the report; returns its JSON.
+    Member predictions come from (and go to) the prediction cache shared with the ensemble
+    (`cache_dir`, default `default_cache_dir()`)."""
+    paths, data_home = resolve_checkpoints(checkpoints, run)
+    data = data if data is not None else run_data_path(data_home)
+    out, dev = Path(output_dir), resolve_device(device)
+    measured = _open_compare_data(data, paths[0], split=split, task=task, limit=limit)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    run_opts = dict(dev=dev, dtype=dtype, cache=cache, batch_size=batch_size, progress=progress)
     records: List[Dict[str, Any]] = []
-    prev_sd: Optional[Dict[str, torch.Tensor]] = None
-    prev_name: Optional[str] = None
-    for path, name in zip(paths, names):
-        try:
-            sd, _ = strip_prefix(read_state_dict(path))
-        except HRMEvalError as e:  # one unreadable file in a run is a finding, not the end of the report
-            records.append({"name": name, "path": str(path), "step": step_of(path), "nonfinite": [], "weight_norm": None,
-                            "module_norms": {}, "evaluation": "skipped: unreadable", "flags": [f"unreadable: {e}"]})
-            continue
-        nonfinite = find_nonfinite(sd)
-        rec: Dict[str, Any] = {"name": name, "path": str(path), "step": step_of(path),
-                               "nonfinite": [{"tensor": k, "nan": nan, "inf": inf} for k, nan, inf in nonfinite]}
-        rec.update(weight_statistics(sd))
-        flags: List[str] = []
-        if nonfinite:
-            flags.append(f"NaN/Inf in {len(nonfinite)} tensor(s): " + ", ".join(
-                f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5]) + (" ..." if len(nonfinite) > 5 else ""))
-        if prev_sd is not None:
-            change = weight_change(prev_sd, sd)
-            change["previous"] = prev_name
-            rec["change_from_previous"] = change
-            if change.get("did_not_move"):
-                flags.append(f"did not move since {prev_name}: " + ", ".join(change["did_not_move"]))
-        if dataset is None:
-            rec["evaluation"] = "skipped: no data (give --data)"
-        elif nonfinite:
-            rec["evaluation"] = "skipped: the checkpoint holds NaN/Inf values"
-        else:
-            try:
-                loaded = load_checkpoint(path, dataset=dataset.metadata, device=dev, dtype=dtype)
-            except HRMEvalError as e:
-                raise HRMEvalError(f"{path}: {e}") from e
-            rec["sha256"] = loaded.sha256
-            member = Member(name, loaded)
-            view = [identity_view(dataset.metadata.seq_len, dataset.metadata.vocab_size)]
-            preds, info = member_predictions(member, rows, view, dataset_fingerprint=fingerprint, split=split,
-                                             limit=limit, cache_dir=cache, device=dev, batch_size=batch_size,
-                                             progress=progress)
-            rec["metrics"] = Context([member], [preds], rows, puzzle_task).member_scored(0, np.arange(len(rows))).metrics
-            rec["evaluation"] = "ok"
-            rec.update(info)
-            del loaded, member, preds
-        rec["flags"] = flags
+    evaluated: List[LoadedCheckpoint] = []
+    prev: Optional[Tuple[str, Dict[str, torch.Tensor]]] = None
+    for path, name in zip(paths, member_names(paths)):
+        rec, sd, loaded = _checkpoint_record(path, name, prev, measured, **run_opts)
         records.append(rec)
-        prev_sd, prev_name = sd, name
-
+        if loaded is not None:
+            evaluated.append(loaded)
+        if sd is not None:
+            prev = (name, sd)
     report: Dict[str, Any] = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run": str(run_dir) if run_dir is not None else None,
-        "data": {"path": str(data) if data is not None else None, "split": split, "limit": limit,
-                 "num_puzzles": len(rows) if rows is not None else 0,
-                 "task": puzzle_task.name if puzzle_task is not None else None,
-                 "fingerprint_sha256": fingerprint if dataset is not None else None},
+        "run": str(data_home) if not checkpoints else None,
+        "data": _data_record(data, measured, split, limit),
         "checkpoints": records,
         "recommendation": recommend(records),
         "convergence": convergence(records),
         "findings": [f"{r['name']}: {f}" for r in records for f in r["flags"]],
     }
     report["plots"] = write_plots(records, out) if plots else {"skipped": "--no-plots"}
+    report["provenance"] = build_provenance(
+        checkpoints=evaluated, dataset=measured.dataset if measured else None, task=measured.task if measured else None,
+        device=str(dev), batch_size=batch_size, limit=limit,
+        evaluation_extra={"requested_dtype": dtype, "cache_dir": str(cache)})
     atomic_write_json(out / JSON_FILE, report)
     atomic_write_text(out / REPORT_FILE, format_report(report))
     return report
+
+
+def _open_compare_data(data: Optional[Union[str, Path]], first: Path, *, split: str, task: Optional[str],
+                       limit: Optional[int]) -> Optional[CompareData]:
+    if data is None:
+        return None
+    dataset = open_data_for_checkpoint(data, split=split, task=task, checkpoint=first)
+    return CompareData(dataset, collect_rows(dataset, limit), resolve_task(task, dataset), dataset.fingerprint(),
+                       split, limit)
+
+
+def _data_record(data: Optional[Union[str, Path]], measured: Optional[CompareData], split: str,
+                 limit: Optional[int]) -> Dict[str, Any]:
+    return {"path": str(data) if data is not None else None, "split": split, "limit": limit,
+            "num_puzzles": len(measured.rows) if measured is not None else 0,
+            "task": measured.task.name if measured is not None and measured.task is not None else None,
+            "fingerprint_sha256": measured.fingerprint if measured is not None else None}
+
+
+def _checkpoint_record(path: Path, name: str, prev: Optional[Tuple[str, Dict[str, torch.Tensor]]],
+                       measured: Optional[CompareData], **run_opts: Any
+                       ) -> Tuple[Dict[str, Any], Optional[Dict[str, torch.Tensor]], Optional[LoadedCheckpoint]]:
+    """(record, state dict for the next comparison, the loaded checkpoint without its model)."""
+    try:
+        sd, _ = strip_prefix(read_state_dict(path))
+    except HRMEvalError as e:  # one unreadable file in a run is a finding, not the end of the report
+        return ({"name": name, "path": str(path), "step": step_of(path), "nonfinite": [], "weight_norm": None,
+                 "module_norms": {}, "evaluation": "skipped: unreadable", "flags": [f"unreadable: {e}"]}, None, None)
+    nonfinite = find_nonfinite(sd)
+    rec: Dict[str, Any] = {"name": name, "path": str(path), "step": step_of(path),
+                           "nonfinite": [{"tensor": k, "nan": nan, "inf": inf} for k, nan, inf in nonfinite]}
+    rec.update(weight_statistics(sd))
+    flags: List[str] = []
+    if nonfinite:
+        flags.append(f"NaN/Inf in {len(nonfinite)} tensor(s): " + ", ".join(
+            f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5]) + (" ..." if len(nonfinite) > 5 else ""))
+    if prev is not None:
+        change = weight_change(prev[1], sd)
+        change["previous"] = prev[0]
+        rec["change_from_previous"] = change
+        if change.get("did_not_move"):
+            flags.append(f"did not move since {prev[0]}: " + ", ".join(change["did_not_move"]))
+    loaded = None
+    if measured is None:
+        rec["evaluation"] = "skipped: no data (give --data)"
+    elif nonfinite:
+        rec["evaluation"] = "skipped: the checkpoint holds NaN/Inf values"
+    else:
+        loaded = _measure(path, name, rec, measured, **run_opts)
+    rec["flags"] = flags
+    return rec, sd, loaded
+
+
+def _measure(path: Path, name: str, rec: Dict[str, Any], measured: CompareData, *, dev: torch.device,
+             dtype: Optional[str], cache: Path, batch_size: int, progress: bool) -> LoadedCheckpoint:
+    """The checkpoint's metrics on the data, as `evaluate` gives them (predictions cached)."""
+    try:
+        loaded = load_checkpoint(path, dataset=measured.dataset.metadata, device=dev, dtype=dtype)
+    except HRMEvalError as e:
+        raise HRMEvalError(f"{path}: {e}") from e
+    rec["sha256"] = loaded.sha256
+    meta = measured.dataset.metadata
+    view = [identity_view(meta.seq_len, meta.vocab_size)]
+    preds, info = member_predictions(Member(name, loaded), measured.rows, view,
+                                     dataset_fingerprint=measured.fingerprint, split=measured.split,
+                                     limit=measured.limit, cache_dir=cache, device=dev, batch_size=batch_size,
+                                     progress=progress)
+    rec["metrics"] = score_member(preds, measured.rows, np.arange(len(measured.rows)),
+                                  loss_type=loaded.config.loss_type, task=measured.task).metrics
+    rec["evaluation"] = "ok"
+    rec.update(info)
+    # provenance needs the checkpoint's facts, not its weights: let the model go
+    return dataclasses.replace(loaded, model=cast(ACTModel, None))
 
 
 # ---- the markdown report -----------------------------------------------------------------------
@@ -357,18 +418,23 @@ def format_report(report: Dict[str, Any]) -> str:
              + (f" (first {d['limit']})" if d["limit"] else "") + (f", task {d['task']}" if d["task"] else "")
              if d["path"] else "- data: none (weights only; give --data to measure metrics)", ""]
     lines += ["## Summary", "",
-              "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm | rel. change | flags |",
+              "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm "
+              "| rel. change | flags |",
               "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in recs:
         m = r.get("metrics") or {}
         change = (r.get("change_from_previous") or {}).get("relative")
-        nf = "none" if not r["nonfinite"] else f"**{sum(x['nan'] for x in r['nonfinite'])} NaN, {sum(x['inf'] for x in r['nonfinite'])} Inf**"
-        lines.append(f"| {r['name']} | {_fmt(r['step'])} | {_fmt(m.get('exact_accuracy'))} | {_fmt(m.get('accuracy'))} | "
-                     f"{_fmt(m.get('lm_loss'))} | {_fmt(m.get('q_halt_accuracy'))} | {nf} | {_fmt(r['weight_norm'], '.3f')} | "
-                     f"{_fmt(change, '.2e')} | {'; '.join(r['flags']) or ('' if r['evaluation'] == 'ok' else r['evaluation'])} |")
+        nan, inf = sum(x["nan"] for x in r["nonfinite"]), sum(x["inf"] for x in r["nonfinite"])
+        nf = "none" if not r["nonfinite"] else f"**{nan} NaN, {inf} Inf**"
+        flags = "; ".join(r["flags"]) or ("" if r["evaluation"] == "ok" else r["evaluation"])
+        cells = [r["name"], _fmt(r["step"]), *(_fmt(m.get(k)) for k in ("exact_accuracy", "accuracy", "lm_loss",
+                                                                          "q_halt_accuracy")),
+                 nf, _fmt(r["weight_norm"], ".3f"), _fmt(change, ".2e"), flags]
+        lines.append("| " + " | ".join(cells) + " |")
     rec = report["recommendation"]
     lines += ["", "## Recommendation", ""]
-    lines.append(f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"] else rec["reason"] + ".")
+    lines.append(f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"]
+                 else rec["reason"] + ".")
     lines += ["", "## Convergence", "", report["convergence"]["statement"] + "."]
     lines += ["", "## Findings", ""]
     lines += [f"- {f}" for f in report["findings"]] or ["- none: no NaN/Inf, every module moved between checkpoints"]
