@@ -33,7 +33,6 @@ from hrm_eval.evaluation.run import open_dataset
 from hrm_eval.evaluation.scoring import score_rows
 from hrm_eval.evaluation.views import View, logits_from_view, to_view, views_digest
 from hrm_eval.models import ACTModel
-from hrm_eval.models.losses import log_stablemax
 from hrm_eval.models.loading import (
     LoadedCheckpoint,
     infer_from_tensors,
@@ -43,6 +42,7 @@ from hrm_eval.models.loading import (
     resolve_checkpoint_path,
     strip_prefix,
 )
+from hrm_eval.models.losses import log_stablemax
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save
 
