@@ -27,6 +27,7 @@ from hrm_eval.evaluation.evaluator import Evaluator
 from hrm_eval.models import ACTModel
 from hrm_eval.models.losses import log_stablemax
 from hrm_eval.ensemble.tta import View, logits_from_view, to_view, views_digest
+from hrm_eval.resources import bundled_run, find
 from hrm_eval.utils.checkpoint import (LoadedCheckpoint, infer_from_tensors, load_checkpoint, read_all_config,
                                        read_state_dict, resolve_checkpoint_path, strip_prefix)
 from hrm_eval.utils.errors import HRMEvalError
@@ -259,8 +260,7 @@ def log_probs(logits: torch.Tensor, loss_type: str) -> torch.Tensor:
 
 
 # ---- runs ------------------------------------------------------------------------------------
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_RUN = REPO_ROOT / "checkpoints" / "sudoku6-hrm"
+BUNDLED_RUN = bundled_run()
 
 
 def run_checkpoints(run_dir: str | Path) -> List[Path]:
@@ -278,12 +278,10 @@ def run_checkpoints(run_dir: str | Path) -> List[Path]:
 
 def run_data_path(run_dir: str | Path) -> Optional[Path]:
     """The dataset a run was trained on (`data_path` in its all_config.yaml), if it exists here:
-    relative paths are tried from the working directory, then from the repository root."""
+    relative paths are tried from the working directory, then from the data home (hrm_eval.resources)."""
     cfg = read_all_config(Path(run_dir) / "all_config.yaml")
     if not cfg or not cfg.get("data_path"):
         return None
     p = Path(str(cfg["data_path"]))
-    for candidate in ([p] if p.is_absolute() else [p, REPO_ROOT / p]):
-        if candidate.exists():
-            return candidate
-    return None
+    found = find(p)
+    return found if found.exists() else None
