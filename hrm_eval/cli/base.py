@@ -42,18 +42,22 @@ class Invocation:
 
     def config(self, schema: Type[T], default_file: Optional[Path] = None) -> T:
         """schema defaults < the config file (--config, else `default_file`) < the given flags."""
-        settings = {k: v for k, v in self.flags.items() if k not in NOT_SETTINGS}
         path = self.config_file or default_file
-        data = _file_settings(path) if path is not None else {}
+        return self.validate(schema, _file_settings(path) if path is not None else {}, path)
+
+    def validate(self, schema: Type[T], file_data: Dict[str, Any], path: Optional[Path]) -> T:
+        """file_data updated by the given flags, into `schema`; a problem is named the way the
+        user wrote it: the flag when a flag set it (or could have), else the file and its field."""
+        settings = {k: v for k, v in self.flags.items() if k not in NOT_SETTINGS and k in schema.model_fields}
         try:
-            return schema(**{**data, **settings})
+            return schema(**{**file_data, **settings})
         except ValidationError as e:
-            field = str(e.errors()[0]["loc"][0]) if e.errors()[0]["loc"] else ""
-            if field in settings or path is None or e.errors()[0]["type"] == "missing":
-                line = validation_error_line(e, self.flag_names)
+            err = e.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else ""
+            if field in settings or (err["type"] == "missing" and field in self.flag_names):
                 hint = f" (nor set as `{field}` in {path})" if path is not None and field not in settings else ""
-                raise HRMEvalError(line + hint) from None
-            raise HRMEvalError(f"{path}: {validation_error_line(e)}") from None
+                raise HRMEvalError(validation_error_line(e, self.flag_names) + hint) from None
+            raise HRMEvalError(f"{path}: {validation_error_line(e)}" if path else validation_error_line(e)) from None
 
 
 def _file_settings(path: Path) -> Dict[str, Any]:

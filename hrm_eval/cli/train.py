@@ -6,7 +6,8 @@ import argparse
 from typing import Any, Dict
 
 from hrm_eval.cli.base import Invocation, KeyValues, Mode, key_value
-from hrm_eval.utils.config import read_yaml, validate_config
+from hrm_eval.resources import find
+from hrm_eval.utils.config import read_yaml
 from hrm_eval.utils.errors import HRMEvalError
 
 
@@ -47,10 +48,11 @@ def run_train(inv: Invocation) -> int:
     if flags.get("resume") and flags.get("overwrite"):
         raise HRMEvalError("--resume and --overwrite contradict each other: choose one")
     data = read_yaml(inv.config_file)
+    if isinstance(data.get("data_path"), str):  # the bundled configs name the bundled data
+        data["data_path"] = str(find(data["data_path"]))
     for key, value in flags.get("overrides", {}).items():
         set_dotted(data, key, value)
-    given = {k: flags[k] for k in ("data_path", "checkpoint_path", "max_steps", "device") if k in flags}
-    config = validate_config({**data, **given}, TrainConfig, str(inv.config_file), inv.flag_names)
+    config = inv.validate(TrainConfig, data, inv.config_file)
     summary = train(config, resume=flags.get("resume", False), overwrite=flags.get("overwrite", False),
                     progress=flags.get("progress", True))
     if summary.final_checkpoint is not None:

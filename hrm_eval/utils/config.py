@@ -75,7 +75,7 @@ def validation_error_line(error: ValidationError, names: Optional[Mapping[str, s
         field = names[loc[0]] + "".join(f".{x}" for x in loc[1:])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
-        return f"{field}: required, not given"
+        return f"{field}: {msg}"
     return f"{field} {err['input']!r}: {msg}"
 
 
