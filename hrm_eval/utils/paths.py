@@ -41,7 +41,12 @@ def check_writable_dir(path: str | Path, flag: str = "--output") -> Path:
 
 def default_output(mode: str, *names: Optional[str | Path]) -> Path:
     """outputs/<mode>/<name>-<name>-<UTC timestamp>: never the folder of an earlier run."""
-    parts = [_slug(n) for n in names if n]
+    parts: list = []
+    for slug in (_slug(n) for n in names if n):
+        if parts and slug.startswith(parts[-1] + "-"):  # sudoku6-hrm + sudoku6-hrm-data -> sudoku6-hrm-data
+            parts[-1] = slug
+        elif not parts or slug != parts[-1]:
+            parts.append(slug)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     base = Path("outputs") / mode / "-".join([*parts, stamp])
     path, n = base, 1
