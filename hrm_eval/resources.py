@@ -26,23 +26,24 @@ _MARKER = Path("configs") / "eval_config.yaml"  # what makes a folder a data hom
 
 
 def _candidates() -> List[Path]:
-    found = []
-    if os.environ.get(HOME_ENV):
-        found.append(Path(os.environ[HOME_ENV]).expanduser())
-    found.append(Path(__file__).resolve().parent.parent)  # the checkout: hrm_eval/ sits at its root
+    found = [Path(__file__).resolve().parent.parent]  # the checkout: hrm_eval/ sits at its root
     for prefix in dict.fromkeys([sysconfig.get_path("data"), sys.prefix]):
         found.append(Path(prefix) / "share" / "hrm-eval")
     return found
 
 
 def data_home() -> Path:
-    """The first candidate that holds configs/eval_config.yaml (see the module docstring)."""
+    """The first candidate that holds configs/eval_config.yaml (see the module docstring); a set
+    $HRM_EVAL_HOME is the user's choice and must hold it."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        if not (Path(env).expanduser() / _MARKER).is_file():
+            raise HRMEvalError(f"{HOME_ENV}={env}: no {_MARKER} there")
+        return Path(env).expanduser()
     candidates = _candidates()
     for home in candidates:
         if (home / _MARKER).is_file():
             return home
-    if os.environ.get(HOME_ENV):
-        raise HRMEvalError(f"{HOME_ENV}={os.environ[HOME_ENV]}: no {_MARKER} there")
     raise HRMEvalError("bundled configs not found (looked in " + ", ".join(map(str, candidates)) +
                        f"); set {HOME_ENV} to a folder with configs/ and checkpoints/")
 
@@ -57,7 +58,8 @@ def bundled_run() -> Path:
     Never raises: when no data home is found it names where the installed copy would be, and
     the caller's "not found" error shows that path."""
     home = _home_or_none()
-    return (home if home is not None else _candidates()[-1]) / "checkpoints" / BUNDLED_RUN_NAME
+    fallback = Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else _candidates()[-1]
+    return (home if home is not None else fallback) / "checkpoints" / BUNDLED_RUN_NAME
 
 
 def find(path: str | Path) -> Path:
