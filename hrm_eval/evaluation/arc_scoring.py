@@ -29,6 +29,7 @@ import numpy as np
 from hrm_eval.data.tasks.arc import (
     COLOUR_OFFSET, GRID_SIZE, SEQ_LEN, crop_grid, crop_shapes, grid_hash, inverse_augment, parse_puzzle_name,
 )
+from hrm_eval.utils.config import read_json
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_text
 
@@ -56,26 +57,16 @@ class ArcTestSet:
     def __init__(self, data_dir: Union[str, os.PathLike]):
         self.data_dir = Path(data_dir)
         ids_path = self.data_dir / "identifiers.json"
-        try:
-            with open(ids_path) as f:
-                self.identifiers: List[str] = json.load(f)
-        except OSError as e:
-            raise HRMEvalError(f"cannot read {ids_path}: {e.strerror or e}") from None
-        except json.JSONDecodeError as e:
-            raise HRMEvalError(f"{ids_path} is not JSON: {_one_line(e)}") from None
+        self.identifiers: List[str] = read_json(ids_path, "identifiers.json")
         if not isinstance(self.identifiers, list) or not all(isinstance(n, str) for n in self.identifiers):
             raise HRMEvalError(f"{ids_path} is not a list of names")
         self.parsed = [parse_puzzle_name(n) for n in self.identifiers]
 
         split = self.data_dir / "test"
-        try:
-            with open(split / "dataset.json") as f:
-                sets = json.load(f).get("sets", ["all"])
-        except OSError as e:
-            raise HRMEvalError(f"cannot read {split / 'dataset.json'}: {e.strerror or e} "
-                               "(ARC scoring needs the dataset's test split)") from None
-        except (json.JSONDecodeError, AttributeError) as e:
-            raise HRMEvalError(f"{split / 'dataset.json'} is not a dataset description: {_one_line(e)}") from None
+        description = read_json(split / "dataset.json", "dataset.json of the test split (ARC scoring needs it)")
+        if not isinstance(description, dict):
+            raise HRMEvalError(f"{split / 'dataset.json'} is not a dataset description (not a JSON object)")
+        sets = description.get("sets", ["all"])
 
         # task id -> (puzzle is un-augmented, set name, puzzle index) of its chosen source puzzle
         chosen: Dict[str, Tuple[bool, str, int]] = {}

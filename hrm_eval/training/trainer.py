@@ -203,22 +203,13 @@ def _train(config: TrainConfig, out_dir: Path, rank: int, world_size: int, resum
 
             if step % config.log_every == 0 or step == stop_at:
                 last = _train_metrics(parts, carry.halted, loss, lr)
-                bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}",
-                                exact=f"{last['exact_accuracy']:.3f}")
-                if not progress and rank == 0:
-                    log.info("step %d/%d loss %.4f accuracy %.4f exact %.4f lr %.2e (%.2f s/step)", step, stop_at,
-                             last["loss"], last["accuracy"], last["exact_accuracy"], lr,
-                             (time.perf_counter() - start) / max(1, step - first_step))
-                if wandb_run is not None:
-                    wandb_run.log({f"train/{k}": v for k, v in last.items()}, step=step)
+                _report(last, step, stop_at, bar, wandb_run, quiet_rank0=not progress and rank == 0,
+                        seconds_per_step=(time.perf_counter() - start) / max(1, step - first_step))
             bar.update(1)
             if eval_every and step % eval_every == 0 and step != stop_at:
-                eval_metrics = _evaluate(model, test_set, config, device, rank, ema)
-                if eval_metrics and wandb_run is not None:
-                    wandb_run.log({f"eval/{k}": v for k, v in eval_metrics.items()}, step=step)
+                _evaluate_and_log(model, test_set, config, device, rank, ema, wandb_run, step)
                 if config.checkpoint_every_eval and rank == 0:
-                    final_path = save_checkpoint(out_dir, step, model, ema,
-                                                 _optim_state(step, epoch, epoch_batch, run.adam, ema, model))
+                    final_path = _save(run, out_dir, step, epoch, epoch_batch)
             if step >= stop_at:
                 break
         else:
@@ -229,15 +220,36 @@ def _train(config: TrainConfig, out_dir: Path, rank: int, world_size: int, resum
             epoch, epoch_batch = epoch + 1, 0
     bar.close()
     if rank == 0:
-        final_path = save_checkpoint(out_dir, step, model, ema,
-                                     _optim_state(step, epoch, epoch_batch, run.adam, ema, model))
-    last.update(_evaluate(model, test_set, config, device, rank, ema) or {})
+        final_path = _save(run, out_dir, step, epoch, epoch_batch)
+    last.update(_evaluate_and_log(model, test_set, config, device, rank, ema, wandb_run, step))
     if wandb_run is not None:
-        wandb_run.log({f"eval/{k}": v for k, v in last.items()}, step=step)
         wandb_run.finish()
     if world_size > 1:
         dist.barrier()
     return TrainSummary(out_dir, step, final_path, last, time.perf_counter() - start, model)
+
+
+def _report(last: Dict[str, float], step: int, stop_at: int, bar, wandb_run, *, quiet_rank0: bool,
+            seconds_per_step: float) -> None:
+    bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}", exact=f"{last['exact_accuracy']:.3f}")
+    if quiet_rank0:  # no progress bar: the same numbers as log lines
+        log.info("step %d/%d loss %.4f accuracy %.4f exact %.4f lr %.2e (%.2f s/step)", step, stop_at, last["loss"],
+                 last["accuracy"], last["exact_accuracy"], last["lr"], seconds_per_step)
+    if wandb_run is not None:
+        wandb_run.log({f"train/{k}": v for k, v in last.items()}, step=step)
+
+
+def _evaluate_and_log(model: ACTModel, test_set: Optional[PuzzleDataset], config: TrainConfig, device: torch.device,
+                      rank: int, ema: Optional[EMA], wandb_run, step: int) -> Dict[str, float]:
+    metrics = _evaluate(model, test_set, config, device, rank, ema) or {}
+    if metrics and wandb_run is not None:
+        wandb_run.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+    return metrics
+
+
+def _save(run: _Run, out_dir: Path, step: int, epoch: int, epoch_batch: int) -> Path:
+    state = _optim_state(step, epoch, epoch_batch, run.adam, run.ema, run.model)
+    return save_checkpoint(out_dir, step, run.model, run.ema, state)
 
 
 def _build(config: TrainConfig, model_cfg, device: torch.device, rank: int, world_size: int,

@@ -195,11 +195,13 @@ class MembersSettings(RunSettings):
 class EnsembleConfig(MembersSettings):
     strategy: Literal["average", "vote", "q_vote", "stacking"] = "average"
     weights: Union[Literal["uniform", "learned"], List[float], None] = None
-    tta: int = Field(1, ge=1)
+    # tta, calibration_fraction and calibration_limit are checked by evaluate_ensemble itself
+    # (one place, for the CLI and the Python API alike).
+    tta: int = 1
     calibration_data: Optional[str] = None
     calibration_split: Optional[str] = None   # default: the split
-    calibration_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    calibration_limit: Optional[int] = Field(None, ge=1)
+    calibration_fraction: float = 0.2
+    calibration_limit: Optional[int] = None
     stacker: Optional[str] = None
     seed: int = 0
     model_config_path: Optional[str] = None
