@@ -91,7 +91,7 @@ def mode_parser(mode: Mode) -> Parser:
     common.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     for action in group._group_actions:  # --data DATA, not --data DATA_PATH
-        if action.option_strings and action.metavar is None and action.nargs is None:
+        if action.option_strings and action.metavar is None and action.nargs is None and action.choices is None:
             action.metavar = action.option_strings[0].lstrip("-").upper().replace("-", "_")
     if mode.schema is not None:
         _show_defaults(group, mode.schema, mode.defaults_file)
