@@ -12,7 +12,7 @@ from hrm_eval.utils.errors import HRMEvalError
 
 
 def train_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--config", help="training YAML, e.g. configs/train_sudoku6.yaml (required)")
+    g.add_argument("--config", required=True, help="training YAML, e.g. configs/train_sudoku6.yaml")
     g.add_argument("--data", dest="data_path", help="dataset directory (overrides data_path)")
     g.add_argument("--output", dest="checkpoint_path",
                    help="run directory for step_<N> files (default: outputs/train/<run_name>)")
@@ -20,9 +20,10 @@ def train_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     g.add_argument("--set", dest="overrides", action=KeyValues, type=key_value, metavar="KEY=VALUE",
                    help="set any config field (repeatable; dotted keys reach into blocks: arch.hidden_size=64)")
-    g.add_argument("--resume", action="store_true", help="continue from the newest step_<N> in the output")
-    g.add_argument("--overwrite", action="store_true",
-                   help="delete the step_<N> files already in the output, then train from scratch")
+    existing = g.add_mutually_exclusive_group()  # what to do with a run directory that holds steps
+    existing.add_argument("--resume", action="store_true", help="continue from the newest step_<N> in the output")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="delete the step_<N> files already in the output, then train from scratch")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -43,10 +44,6 @@ def run_train(inv: Invocation) -> int:
     from hrm_eval.training.trainer import train
 
     flags = dict(inv.flags)
-    if inv.config_file is None:
-        raise HRMEvalError("--mode train: --config is required (a training YAML, e.g. configs/train_sudoku6.yaml)")
-    if flags.get("resume") and flags.get("overwrite"):
-        raise HRMEvalError("--resume and --overwrite contradict each other: choose one")
     data = read_yaml(inv.config_file)
     if isinstance(data.get("data_path"), str):  # the bundled configs name the bundled data
         data["data_path"] = str(find(data["data_path"]))

@@ -25,7 +25,10 @@ def one_line(rc: int, err: str, *needles: str) -> str:
 
 
 def train_cli(*args: str) -> int:
-    return main(["--mode", "train", "--no-progress", *args])
+    try:
+        return main(["--mode", "train", "--no-progress", *args])
+    except SystemExit as e:  # the mode's parser refused the command line (one line, status 2)
+        return e.code
 
 
 @pytest.fixture
@@ -71,6 +74,8 @@ def test_overwrite_removes_the_old_steps_first(cfg, tmp_path):
 def test_resume_and_overwrite_together_is_refused(cfg, tmp_path, capsys):
     rc = train_cli("--config", str(cfg), "--output", str(tmp_path / "o"), "--resume", "--overwrite")
     one_line(rc, capsys.readouterr().err, "--resume", "--overwrite")
+    one_line(train_cli("--output", str(tmp_path / "o")), capsys.readouterr().err, "required", "--config")
+    assert not (tmp_path / "o").exists()
 
 
 def test_bundled_run_is_never_a_training_output(cfg, capsys):
@@ -104,10 +109,7 @@ def test_common_settings_on_the_command_line(sudoku4_data, tmp_path):
     (["--set", "arch.hidden_sise=64"], ("hidden_sise",)),
 ])
 def test_bad_command_line_settings_are_one_line_errors(cfg, tmp_path, capsys, args, needles):
-    try:
-        rc = train_cli("--config", str(cfg), "--output", str(tmp_path / "o"), *args)
-    except SystemExit as e:  # argparse's own one-line error
-        rc = e.code
+    rc = train_cli("--config", str(cfg), "--output", str(tmp_path / "o"), *args)
     one_line(rc, capsys.readouterr().err, *needles)
     assert not (tmp_path / "o").exists()
 
