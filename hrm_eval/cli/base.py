@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, NoReturn, Optional, Type, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -28,7 +28,7 @@ NOT_SETTINGS = ("mode", "debug", "config")  # flags that steer the CLI itself
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, status 2, as for every other user mistake
+    def error(self, message: str) -> NoReturn:  # one line, status 2, as for every other user mistake
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 

@@ -44,6 +44,7 @@ def run_train(inv: Invocation) -> int:
     from hrm_eval.training.trainer import train
 
     flags = dict(inv.flags)
+    assert inv.config_file is not None  # --config is required by the parser
     data = read_yaml(inv.config_file)
     if isinstance(data.get("data_path"), str):  # the bundled configs name the bundled data
         data["data_path"] = str(find(data["data_path"]))
