@@ -146,6 +146,7 @@ def _prepare_outputs(tmp: Path, cmds: dict) -> None:
     cmds["weights_not_numbers"] = ["--mode", "ensemble", "--checkpoints", str(CKPT), str(CKPT), "--weights", "1", "x"]
     cmds["score_without_predictions"] = ["--mode", "score", "--data", str(SUDOKU_BUILT), "--output", str(tmp / "s")]
     cmds["flag_of_another_mode"] = [*ok, "--strategy", "vote"]
+    cmds["run_config_as_eval_config"] = ["--mode", "evaluate", "--config", str(CKPT / "all_config.yaml")]
     cmds["bad_yaml"] = ["--mode", "evaluate", "--config", str(_write(tmp / "bad.yaml", "device: cpu\nlimit: [3\n"))]
 
 
@@ -426,6 +427,7 @@ def test_plain_help_lists_the_modes(runs):
     ("score_without_predictions", ("--predictions", "required")),
     ("flag_of_another_mode", ("unrecognized", "--strategy")),
     ("bad_yaml", ("bad.yaml:3", "not valid YAML")),
+    ("run_config_as_eval_config", ("all_config.yaml", "training/run config", "--model-config")),
 ])
 def test_per_mode_parsers_and_configs_give_one_line_errors(runs, name, words):
     assert_one_line_error(runs[1][name], *words)

@@ -62,8 +62,9 @@ class Invocation:
 
 def _file_settings(path: Path) -> Dict[str, Any]:
     data = read_yaml(path)
-    if "arch" in data:  # the eval config may document an architecture block for --model-config
-        data.pop("arch")
+    if "arch" in data:
+        raise HRMEvalError(f"--config {path} is a training/run config (it has an `arch` block): use it with "
+                           "--mode train, or as --model-config for a checkpoint without all_config.yaml")
     for key in INPUT_PATHS:
         if isinstance(data.get(key), str):
             data[key] = str(find(data[key]))
