@@ -1,12 +1,19 @@
-"""`python deploy.py ...` as real subprocesses: evaluate, inspect, one-line errors, config precedence.
+"""`python deploy.py ...` as real subprocesses: evaluate, inspect, one-line errors, config precedence,
+outputs checked and locked before any work, unique default output folders, per-mode --help.
 
 Every command is started once, by the module fixture `runs`, a few at a time (each process
 spends most of its time importing torch); the tests then check one result each."""
 
 from __future__ import annotations
 
+import fcntl
+import inspect
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +22,10 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import HRM_FIXTURES, MAZE_BUILT, SUDOKU_BUILT, TRM_FIXTURES, expected_outputs, run_cli
+from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.utils.config import EvalConfig
+from hrm_eval.utils.paths import LOCK_NAME
+from tests.conftest import HRM_FIXTURES, MAZE_BUILT, ROOT, SUDOKU_BUILT, TRM_FIXTURES, expected_outputs, run_cli
 
 ALL = {**HRM_FIXTURES, **TRM_FIXTURES}
 CKPT = HRM_FIXTURES["rope_f32"]
@@ -96,7 +106,8 @@ def _prepare(tmp: Path) -> dict:
     shutil.copy(_step_file(CKPT), bare)
     arch = yaml.safe_load((CKPT / "all_config.yaml").read_text())["arch"]
     (tmp / "model.yaml").write_text(yaml.safe_dump(
-        {"arch": {k: arch[k] for k in ("name", "num_heads", "H_cycles", "L_cycles", "halt_max_steps", "pos_encodings")}}))
+        {"arch": {k: arch[k] for k in ("name", "num_heads", "H_cycles", "L_cycles", "halt_max_steps",
+                                       "pos_encodings")}}))
     exp = expected_outputs(CKPT)
     with open(tmp / "batch.jsonl", "w") as f:
         for i, (x, y, pid) in enumerate(zip(exp["inputs"], exp["labels"], exp["puzzle_identifiers"])):
@@ -106,20 +117,81 @@ def _prepare(tmp: Path) -> dict:
     cfg.write_text(yaml.safe_dump({"checkpoint": str(bare), "data_path": str(tmp / "batch.jsonl"), "device": "cpu",
                                    "output_dir": out("config"), "batch_size": 5, "limit": 3, "progress": False,
                                    "save_predictions": True}))
-    cmds["config"] = ["--mode", "evaluate", "--config", str(cfg), "--limit", "4", "--model-config", str(tmp / "model.yaml")]
+    cmds["config"] = ["--mode", "evaluate", "--config", str(cfg), "--limit", "4",
+                      "--model-config", str(tmp / "model.yaml")]
+    _prepare_outputs(tmp, cmds)
     return cmds
+
+
+def _prepare_outputs(tmp: Path, cmds: dict) -> None:
+    """Outputs that cannot be written, a locked one, a replaced one, and runs without --output."""
+    ok = [*EVAL, "--checkpoint", str(CKPT), "--data", str(SUDOKU_BUILT), "--limit", "3"]
+    (tmp / "a_file").write_text("not a folder\n")
+    cmds["output_is_file"] = [*ok, "--output", str(tmp / "a_file")]
+    cmds["output_under_file"] = [*ok, "--output", str(tmp / "a_file" / "sub")]
+    (tmp / "read_only").mkdir()
+    os.chmod(tmp / "read_only", 0o555)
+    cmds["output_read_only"] = [*ok, "--output", str(tmp / "read_only" / "out")]
+    cmds["locked"] = [*ok, "--output", str(tmp / "locked")]
+    cmds["after_killed_holder"] = [*ok, "--output", str(tmp / "killed")]
+    (tmp / "replaced").mkdir()
+    (tmp / "replaced" / "results.json").write_text(STALE)
+    cmds["replaced"] = [*ok, "--output", str(tmp / "replaced")]
+    # The bundled defaults (configs/eval_config.yaml), run twice from an empty working directory.
+    (tmp / "cwd").mkdir()
+    cmds["default_1"] = [*EVAL, "--limit", "3"]
+    cmds["default_2"] = [*EVAL, "--limit", "3"]
+    cmds["help_evaluate"] = ["--mode", "evaluate", "--help"]
+    cmds["help"] = ["--help"]
+    cmds["weights_not_numbers"] = ["--mode", "ensemble", "--checkpoints", str(CKPT), str(CKPT), "--weights", "1", "x"]
+    cmds["score_without_predictions"] = ["--mode", "score", "--data", str(SUDOKU_BUILT), "--output", str(tmp / "s")]
+    cmds["flag_of_another_mode"] = [*ok, "--strategy", "vote"]
+    cmds["run_config_as_eval_config"] = ["--mode", "evaluate", "--config", str(CKPT / "all_config.yaml")]
+    cmds["bad_yaml"] = ["--mode", "evaluate", "--config", str(_write(tmp / "bad.yaml", "device: cpu\nlimit: [3\n"))]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _hold_lock(folder: Path) -> int:
+    """Take the output lock the way a running evaluation holds it (flock on the lock file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _killed_holder(folder: Path) -> None:
+    """A process that took the lock and was killed (SIGKILL: no clean-up ran); its lock file stays."""
+    folder.mkdir(parents=True, exist_ok=True)
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder / LOCK_NAME)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (folder / LOCK_NAME).exists()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     cmds = _prepare(tmp)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")  # tiny models; threads only contend on a small CI box
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            longest_first = sorted(cmds, key=lambda n: n not in ("config", "evaluate"))
-            futures = {name: pool.submit(run_cli, *cmds[name], timeout=300) for name in longest_first}
-            done = {name: f.result() for name, f in futures.items()}
+    cwd = {name: tmp / "cwd" for name in ("default_1", "default_2")}
+    _killed_holder(tmp / "killed")
+    lock = _hold_lock(tmp / "locked")
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("OMP_NUM_THREADS", "1")  # tiny models; threads only contend on a small CI box
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                longest_first = sorted(cmds, key=lambda n: n not in ("config", "evaluate"))
+                futures = {name: pool.submit(run_cli, *cmds[name], cwd=cwd.get(name, ROOT), timeout=300)
+                           for name in longest_first}
+                done = {name: f.result() for name, f in futures.items()}
+    finally:
+        os.close(lock)
     return tmp, done
 
 
@@ -259,3 +331,119 @@ def test_inspect_reports_nonfinite_values(runs):
     proc = runs[1]["inspect_nan"]
     assert proc.returncode == 0, proc.stderr
     assert _row(proc.stdout, "NaN/Inf") == "lm_head.weight: 3 NaN, 1 Inf"
+
+
+# ---- outputs: checked before work, locked, unique by default -------------------------------------
+def _no_evaluation_ran(proc) -> None:
+    assert "puzzles" not in proc.stderr + proc.stdout  # the INFO line an evaluation logs first
+
+
+@pytest.mark.parametrize("name,words", [
+    ("output_is_file", ("--output", "a_file", "existing file")),
+    ("output_under_file", ("--output", "a_file", "is a file")),
+])
+def test_unwritable_output_is_refused_before_the_evaluation(runs, name, words):
+    tmp, done = runs
+    assert_one_line_error(done[name], *words)
+    _no_evaluation_ran(done[name])
+    assert (tmp / "a_file").read_text() == "not a folder\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_refused_before_the_evaluation(runs):
+    tmp, done = runs
+    assert_one_line_error(done["output_read_only"], "--output", "read_only", "not writable")
+    _no_evaluation_ran(done["output_read_only"])
+
+
+def test_second_run_into_a_locked_output_is_one_line_error(runs):
+    tmp, done = runs
+    assert_one_line_error(done["locked"], "--output", "locked", "another run")
+    _no_evaluation_ran(done["locked"])
+    assert not (tmp / "locked" / "results.json").exists()
+
+
+def test_lock_of_a_killed_run_does_not_block_the_next(runs):
+    tmp, done = runs
+    proc = done["after_killed_holder"]
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp / "killed" / "results.json").read_text())["aggregate_metrics"]["total_puzzles"] == 3
+    assert not (tmp / "killed" / LOCK_NAME).exists()  # released and removed at the end of the run
+
+
+def test_replacing_results_in_an_explicit_output_is_said(runs):
+    tmp, done = runs
+    proc = done["replaced"]
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("results: ")]
+    assert str(tmp / "replaced" / "results.json") in line and "replaced the earlier results" in line
+    assert json.loads((tmp / "replaced" / "results.json").read_text())["aggregate_metrics"]["total_puzzles"] == 3
+    fresh = done["evaluate"].stdout
+    assert "replaced" not in fresh
+
+
+def test_default_output_folders_are_unique_per_run_and_use_the_bundled_model(runs):
+    tmp, done = runs
+    folders = []
+    for name in ("default_1", "default_2"):
+        proc = done[name]
+        assert proc.returncode == 0, proc.stderr
+        (line,) = [x for x in proc.stdout.splitlines() if x.startswith("results: ")]
+        folders.append((tmp / "cwd" / line.split()[1]).parent)
+    assert folders[0] != folders[1]
+    for folder in folders:
+        assert folder.parent == tmp / "cwd" / "outputs" / "evaluate"
+        assert folder.name.startswith("sudoku6-hrm-data-")
+        results = json.loads((folder / "results.json").read_text())
+        assert results["aggregate_metrics"]["total_puzzles"] == 3
+        assert results["provenance"]["checkpoint"]["step"] == 3750  # the bundled run's newest step
+        # One batch-size default: the CLI's (from the config model) is the Python API's.
+        assert results["provenance"]["evaluation"]["batch_size"] == EvalConfig.model_fields["batch_size"].default
+        assert inspect.signature(simple_evaluate).parameters["batch_size"].default == 256 == \
+            results["provenance"]["evaluation"]["batch_size"]
+
+
+# ---- one parser per mode -------------------------------------------------------------------------
+def test_mode_help_shows_that_modes_flags_only(runs):
+    proc = runs[1]["help_evaluate"]
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--checkpoint", "--data", "--batch-size", "--save-predictions", "--arch", "--config"):
+        assert flag in proc.stdout, flag
+    for flag in ("--strategy", "--weights", "--num-train", "--predictions", "--resume", "--checkpoints"):
+        assert flag not in proc.stdout, flag
+    assert "(default: 256)" in proc.stdout
+
+
+def test_plain_help_lists_the_modes(runs):
+    proc = runs[1]["help"]
+    assert proc.returncode == 0, proc.stderr
+    for mode in ("evaluate", "inspect", "score", "build-data", "generate", "train", "ensemble", "compare", "test"):
+        assert f"\n  {mode} " in proc.stdout, mode
+    assert "--batch-size" not in proc.stdout
+
+
+@pytest.mark.parametrize("name,words", [
+    ("weights_not_numbers", ("--weights", "'x'", "not a number")),
+    ("score_without_predictions", ("--predictions", "required")),
+    ("flag_of_another_mode", ("unrecognized", "--strategy")),
+    ("bad_yaml", ("bad.yaml:3", "not valid YAML")),
+    ("run_config_as_eval_config", ("all_config.yaml", "training/run config", "--model-config")),
+])
+def test_per_mode_parsers_and_configs_give_one_line_errors(runs, name, words):
+    assert_one_line_error(runs[1][name], *words)
+
+
+def test_every_flag_of_a_mode_is_a_field_of_its_config_model():
+    """A flag whose name matches no field would be dropped silently: each flag lands in the model."""
+    from hrm_eval.cli import MODES
+    from hrm_eval.cli.base import NOT_SETTINGS, mode_parser
+
+    checked = 0
+    for mode in MODES.values():
+        if mode.schema is None:
+            continue
+        for action in mode_parser(mode)._actions:
+            if action.option_strings and action.dest not in ("help", "log_level", *NOT_SETTINGS):
+                assert action.dest in mode.schema.model_fields, (mode.name, action.option_strings)
+                checked += 1
+    assert checked > 40

@@ -43,6 +43,7 @@ from hrm_eval.models.loading import (
     strip_prefix,
 )
 from hrm_eval.models.losses import log_stablemax
+from hrm_eval.resources import bundled_run, find
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save
 
@@ -131,10 +132,6 @@ def open_data_for_checkpoint(data: Union[str, Path], *, split: str, task: Option
 
 
 # ---- runs: a training directory's checkpoints and data -----------------------------------------
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_RUN = REPO_ROOT / "checkpoints" / "sudoku6-hrm"
-
-
 def run_checkpoints(run_dir: Union[str, Path]) -> List[Path]:
     """Every step_<N> file of a training run directory, by step."""
     run = Path(run_dir)
@@ -148,15 +145,12 @@ def run_checkpoints(run_dir: Union[str, Path]) -> List[Path]:
 
 def run_data_path(run_dir: Union[str, Path]) -> Optional[Path]:
     """The dataset a run was trained on (`data_path` in its all_config.yaml), if it exists here:
-    relative paths are tried from the working directory, then from the repository root."""
+    relative paths are tried from the working directory, then from the data home (hrm_eval.resources)."""
     cfg = read_all_config(Path(run_dir) / "all_config.yaml")
     if not cfg or not cfg.get("data_path"):
         return None
-    p = Path(str(cfg["data_path"]))
-    for candidate in ([p] if p.is_absolute() else [p, REPO_ROOT / p]):
-        if candidate.exists():
-            return candidate
-    return None
+    found = find(Path(str(cfg["data_path"])))
+    return found if found.exists() else None
 
 
 def resolve_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]], run: Optional[Union[str, Path]]
@@ -168,7 +162,7 @@ def resolve_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]], run: 
     if checkpoints:
         paths = [resolve_checkpoint_path(c) for c in checkpoints]
         return paths, paths[0].parent
-    run_dir = Path(run) if run is not None else BUNDLED_RUN
+    run_dir = Path(run) if run is not None else bundled_run()
     if run is None and not run_dir.is_dir():
         raise HRMEvalError(f"no --checkpoints given and the bundled run {run_dir} is not here")
     return run_checkpoints(run_dir), run_dir

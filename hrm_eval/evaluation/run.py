@@ -18,6 +18,7 @@ from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
 from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
+from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save, atomic_write_json
@@ -67,7 +68,7 @@ def resolve_task(name: Optional[str], dataset: PuzzleDataset) -> Optional[Puzzle
 
 def simple_evaluate(checkpoint: str | Path, data: str | Path, *, output_dir: Optional[str | Path] = None,
                     split: str = "test", task: Optional[str] = None, device: str = "auto",
-                    dtype: Optional[str] = None, batch_size: int = 64, limit: Optional[int] = None,
+                    dtype: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE, limit: Optional[int] = None,
                     save_predictions: bool = False, arch_overrides: Optional[Dict[str, Any]] = None,
                     model_config: Optional[Dict[str, Any]] = None, progress: bool = True) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hrm_eval.models.config import HRMConfig
 
@@ -34,7 +34,7 @@ class TrainConfig(BaseModel):
     puzzle_emb_weight_decay: float = 0.1
     project_name: str = "hrm-eval"
     run_name: str = "run"
-    checkpoint_path: Optional[str] = None          # default: checkpoints/<project>/<run>
+    checkpoint_path: Optional[str] = None          # default: outputs/train/<run_name>
     seed: int = 0
     eval_save_outputs: List[str] = Field(default_factory=list)
     ema: bool = False                              # TRM option: save the moving average of the weights
@@ -42,6 +42,28 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     wandb: bool = False                            # log to Weights & Biases when installed (WANDB_MODE=offline works)
     log_every: int = Field(10, ge=1)
+    # Fields of the public TRM all_config.yaml, accepted so that a TRM run's config loads; this
+    # trainer reads one dataset (data_paths: [one] becomes data_path) and has no evaluators.
+    data_paths_test: List[str] = Field(default_factory=list)
+    evaluators: List[Any] = Field(default_factory=list)
+    min_eval_interval: Optional[int] = None
+    load_checkpoint: Optional[str] = None
+    freeze_weights: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _public_data_paths(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (data.get("load_checkpoint") or data.get("freeze_weights")):
+            raise ValueError("load_checkpoint / freeze_weights are not supported by this trainer (--resume continues "
+                             "a run directory)")
+        if isinstance(data, dict) and "data_paths" in data:
+            data = dict(data)
+            paths = data.pop("data_paths")
+            if data.get("data_path") is None:
+                if not isinstance(paths, list) or len(paths) != 1:
+                    raise ValueError(f"data_paths {paths!r}: this trainer reads one dataset (give data_path)")
+                data["data_path"] = paths[0]
+        return data
 
     @field_validator("arch")
     @classmethod

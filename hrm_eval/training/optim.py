@@ -8,10 +8,11 @@ only to the rows a batch used, across all ranks — no library provides it.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from hrm_eval.models.layers import SparsePuzzleEmbedding
 
@@ -58,17 +59,34 @@ class SparseSignSGD:
 
 
 class EMA:
-    """Exponential moving average of the trainable parameters (TRM's `ema: true`)."""
+    """TRM's `ema: true`: an exponential moving average of the trainable parameters, kept by
+    `torch.optim.swa_utils.AveragedModel` (a copy of the model, buffers included; the buffers
+    are not averaged: the puzzle embedding has its own optimiser).
+
+    The average starts at the initial weights, as TRM's EMAHelper does: AveragedModel's first
+    update copies instead of averaging, so it is made here, at construction.
+    """
 
     def __init__(self, model: torch.nn.Module, rate: float):
         self.rate = rate
-        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(rate))
+        self.averaged.update_parameters(model)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        for n, p in model.named_parameters():
-            if n in self.shadow:
-                self.shadow[n].lerp_(p.detach(), 1.0 - self.rate)
+        self.averaged.update_parameters(model)  # shadow <- shadow + (1 - rate) (param - shadow)
+
+    @property
+    def shadow(self) -> Dict[str, torch.Tensor]:
+        """The averaged trainable parameters by name (live tensors: clone to keep a copy)."""
+        return {n: p.detach() for n, p in self.averaged.module.named_parameters() if p.requires_grad}
+
+    @shadow.setter
+    def shadow(self, values: Dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for n, p in self.averaged.module.named_parameters():
+                if n in values:
+                    p.copy_(values[n])
 
     def state_dict_with(self, model: torch.nn.Module, prefix: str = "") -> dict:
         """The model's state dict with averaged parameters (buffers as they are now)."""

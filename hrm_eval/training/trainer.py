@@ -6,11 +6,18 @@
            -> step_<N> (public layout) + step_<N>.optim (our resume state) + all_config.yaml
 
 Distributed: launched by `torchrun`, each of W ranks takes a 1/W slice of every global batch
-(gloo on CPU, NCCL on GPU); gradients are summed across ranks as the public script does.
+(gloo on CPU, NCCL on GPU); DistributedDataParallel averages the gradients, and each rank's
+loss is divided by its local batch, so the update is the public script's (sum over ranks of
+loss / global batch).
+
+Output: `checkpoint_path` (default outputs/train/<run_name>), locked for the run. A directory
+that already holds step_<N> files is refused unless --resume (continue it) or --overwrite
+(delete its steps first, so no later step of the old run survives beside the new ones).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -23,6 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from hrm_eval.data.dataset import PuzzleDataset
@@ -33,10 +41,11 @@ from hrm_eval.models import ACTModel, build_model
 from hrm_eval.models.loading import list_steps, read_state_dict, strip_prefix
 from hrm_eval.models.losses import act_training_loss
 from hrm_eval.training.config import TrainConfig
-from hrm_eval.training.optim import EMA, cosine_lr, maybe_sparse_optimizer, world
+from hrm_eval.training.optim import EMA, SparseSignSGD, cosine_lr, maybe_sparse_optimizer, world
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save, atomic_write_text
+from hrm_eval.utils.paths import OutputLock
 
 log = logging.getLogger("hrm_eval")
 SAVE_PREFIX = "_orig_mod.model.inner."  # what the public (compiled) training script writes
@@ -71,13 +80,42 @@ def train_batches(dataset: PuzzleDataset, global_batch_size: int, rank: int, wor
         labels = torch.from_numpy(np.asarray(a["labels"][idx], dtype=np.int32))
         if ignore is not None:
             labels[labels == ignore] = IGNORE_LABEL_ID
+        ids = np.asarray(a["puzzle_identifiers"][example_puzzle[idx]], dtype=np.int32)
         yield {"inputs": torch.from_numpy(np.asarray(a["inputs"][idx], dtype=np.int32)), "labels": labels,
-               "puzzle_identifiers": torch.from_numpy(np.asarray(a["puzzle_identifiers"][example_puzzle[idx]], dtype=np.int32))}
+               "puzzle_identifiers": torch.from_numpy(ids)}
 
 
 def latest_step(directory: Path) -> Optional[Path]:
     steps = list_steps(directory)
     return steps[-1] if steps else None
+
+
+def output_dir(config: TrainConfig, output: Optional[str | Path] = None) -> Path:
+    """Where the run writes: `output`, else checkpoint_path, else outputs/train/<run_name>."""
+    return Path(output or config.checkpoint_path or Path("outputs") / "train" / config.run_name)
+
+
+def check_output(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix this run's steps with another run's: one line, before anything is written."""
+    from hrm_eval.resources import bundled_run
+
+    if resume and overwrite:
+        raise HRMEvalError("--resume and --overwrite contradict each other: choose one")
+    if out_dir.exists() and out_dir.resolve() == bundled_run().resolve():
+        raise HRMEvalError(f"--output {out_dir} is the bundled model shipped with hrm-eval: train into another folder")
+    steps = list_steps(out_dir) if out_dir.is_dir() else []
+    if steps and not (resume or overwrite):
+        names = ", ".join(p.name for p in steps[-3:])
+        raise HRMEvalError(f"--output {out_dir} already holds checkpoints of another run ({names}): --resume continues "
+                           "that run, --overwrite deletes its steps first, or choose another --output")
+
+
+def remove_steps(out_dir: Path) -> None:
+    """--overwrite: the old run's steps (and their .optim files) go before the new run writes."""
+    for step in list_steps(out_dir):
+        step.with_name(step.name + ".optim").unlink(missing_ok=True)
+        step.unlink()
+    log.info("--overwrite: removed the earlier step_<N> files in %s", out_dir)
 
 
 def save_checkpoint(directory: Path, step: int, model: ACTModel, ema: Optional[EMA],
@@ -90,42 +128,60 @@ def save_checkpoint(directory: Path, step: int, model: ACTModel, ema: Optional[E
 
 
 def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: bool = False,
-          progress: bool = True) -> TrainSummary:
+          overwrite: bool = False, progress: bool = True) -> TrainSummary:
     rank, world_size = _init_distributed()
     if config.global_batch_size % world_size:
         raise HRMEvalError(f"global_batch_size {config.global_batch_size} is not divisible by {world_size} ranks")
-    device = _rank_device(config.device, rank, world_size)
+    out_dir = output_dir(config, output)
+    check_output(out_dir, resume=resume, overwrite=overwrite)
+    # Rank 0 alone writes the run directory, so it alone holds the lock (for the whole run).
+    with OutputLock(out_dir) if rank == 0 else contextlib.nullcontext():
+        if overwrite and rank == 0:
+            remove_steps(out_dir)
+        return _train(config, out_dir, rank, world_size, resume, progress)
 
+
+@dataclass
+class _Run:
+    """What one training loop works on."""
+
+    config: TrainConfig
+    model: ACTModel
+    ddp: torch.nn.Module          # the model, wrapped in DistributedDataParallel when W > 1
+    adam: torch.optim.Optimizer
+    sparse: Optional[SparseSignSGD]
+    ema: Optional[EMA]
+    loss_type: str
+    local_batch: int
+    total_steps: int
+
+
+def _train(config: TrainConfig, out_dir: Path, rank: int, world_size: int, resume: bool,
+           progress: bool) -> TrainSummary:
+    device = _rank_device(config.device, rank, world_size)
     train_set = PuzzleDataset(config.data_path, split="train")
     test_set = PuzzleDataset(config.data_path, split="test") if (Path(config.data_path) / "test").is_dir() else None
     meta = train_set.metadata
     model_cfg = config.model_config_for(meta.seq_len, meta.vocab_size, meta.num_puzzle_identifiers)
-    out_dir = Path(output or config.checkpoint_path or Path("checkpoints") / config.project_name / config.run_name)
-
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = build_model(model_cfg).to(device)
-    torch.manual_seed(config.seed + rank)  # then each rank its own ACT exploration draws, as in the public script
     examples_per_epoch = meta.total_groups * meta.mean_puzzle_examples
-    total_steps = max(1, int(config.epochs * examples_per_epoch / config.global_batch_size))
-    params = [p for p in model.parameters() if p.requires_grad]
-    adam = torch.optim.AdamW(params, lr=0.0, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
-    sparse = maybe_sparse_optimizer(model.inner, config.puzzle_emb_weight_decay, world_size)
-    ema = EMA(model, config.ema_rate) if config.ema else None
+    run = _build(config, model_cfg, device, rank, world_size, examples_per_epoch)
+    model, ema = run.model, run.ema
 
     step, epoch, epoch_batch = 0, 0, 0  # epoch_batch: batches of the current epoch already trained on
     if resume:
-        step, epoch, epoch_batch = _resume(out_dir, model, adam, ema, device)
+        step, epoch, epoch_batch = _resume(out_dir, model, run.adam, ema, device)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "all_config.yaml",
                           yaml.safe_dump(config.all_config(model_cfg, str(out_dir)), sort_keys=True))
     wandb_run = _maybe_wandb(config, model_cfg) if rank == 0 else None
 
-    stop_at = min(total_steps, config.max_steps or total_steps)
+    stop_at = min(run.total_steps, config.max_steps or run.total_steps)
     eval_every = None
     if config.eval_interval:
         eval_every = max(1, int(config.eval_interval * examples_per_epoch / config.global_batch_size))
-    bar = tqdm(total=stop_at, initial=step, unit="step", desc="train", disable=not progress or rank != 0, dynamic_ncols=True)
+    bar = tqdm(total=stop_at, initial=step, unit="step", desc="train", disable=not progress or rank != 0,
+               dynamic_ncols=True)
     carry = None
     first_step = step
     last: Dict[str, float] = {}
@@ -136,48 +192,19 @@ def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: b
         rng = np.random.default_rng([config.seed, epoch])  # same on every rank: they share the batch order
         batches = train_batches(train_set, config.global_batch_size, rank, world_size, rng)
         for batch in itertools.islice(batches, epoch_batch, None):  # a resumed run skips what it already saw
-            batch = {k: v.to(device) for k, v in batch.items()}
-            if carry is None:
-                carry = model.initial_carry(batch)
-            carry, outputs = model(carry, batch)
-            loss, parts = act_training_loss(outputs, carry.current_data["labels"], model_cfg.loss_type)
-            (loss / config.global_batch_size).backward()
-            if world_size > 1:
-                for p in params:
-                    if p.grad is not None:
-                        dist.all_reduce(p.grad)
-            # The public script numbers steps from 1 when it computes the LR (it increments first).
-            lr = cosine_lr(step + 1, config.lr, config.lr_warmup_steps, total_steps, config.lr_min_ratio)
-            for group in adam.param_groups:
-                group["lr"] = lr
-            adam.step()
-            adam.zero_grad(set_to_none=True)
-            if sparse is not None:
-                sparse.lr = cosine_lr(step + 1, config.puzzle_emb_lr, config.lr_warmup_steps, total_steps, config.lr_min_ratio)
-                sparse.step()
-                sparse.zero_grad()
-            if ema is not None:
-                ema.update(model)
+            carry, loss, parts, lr = _step(run, carry, {k: v.to(device) for k, v in batch.items()}, step)
             step += 1
             epoch_batch += 1
 
             if step % config.log_every == 0 or step == stop_at:
                 last = _train_metrics(parts, carry.halted, loss, lr)
-                bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}", exact=f"{last['exact_accuracy']:.3f}")
-                if not progress and rank == 0:
-                    log.info("step %d/%d loss %.4f accuracy %.4f exact %.4f lr %.2e (%.2f s/step)", step, stop_at,
-                             last["loss"], last["accuracy"], last["exact_accuracy"], lr,
-                             (time.perf_counter() - start) / max(1, step - first_step))
-                if wandb_run is not None:
-                    wandb_run.log({f"train/{k}": v for k, v in last.items()}, step=step)
+                _report(last, step, stop_at, bar, wandb_run, quiet_rank0=not progress and rank == 0,
+                        seconds_per_step=(time.perf_counter() - start) / max(1, step - first_step))
             bar.update(1)
             if eval_every and step % eval_every == 0 and step != stop_at:
-                eval_metrics = _evaluate(model, test_set, config, device, rank, ema)
-                if eval_metrics and wandb_run is not None:
-                    wandb_run.log({f"eval/{k}": v for k, v in eval_metrics.items()}, step=step)
+                _evaluate_and_log(model, test_set, config, device, rank, ema, wandb_run, step)
                 if config.checkpoint_every_eval and rank == 0:
-                    final_path = save_checkpoint(out_dir, step, model, ema,
-                                                 _optim_state(step, epoch, epoch_batch, adam, ema, model))
+                    final_path = _save(run, out_dir, step, epoch, epoch_batch)
             if step >= stop_at:
                 break
         else:
@@ -188,14 +215,82 @@ def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: b
             epoch, epoch_batch = epoch + 1, 0
     bar.close()
     if rank == 0:
-        final_path = save_checkpoint(out_dir, step, model, ema, _optim_state(step, epoch, epoch_batch, adam, ema, model))
-    last.update(_evaluate(model, test_set, config, device, rank, ema) or {})
+        final_path = _save(run, out_dir, step, epoch, epoch_batch)
+    last.update(_evaluate_and_log(model, test_set, config, device, rank, ema, wandb_run, step))
     if wandb_run is not None:
-        wandb_run.log({f"eval/{k}": v for k, v in last.items()}, step=step)
         wandb_run.finish()
     if world_size > 1:
         dist.barrier()
     return TrainSummary(out_dir, step, final_path, last, time.perf_counter() - start, model)
+
+
+def _report(last: Dict[str, float], step: int, stop_at: int, bar, wandb_run, *, quiet_rank0: bool,
+            seconds_per_step: float) -> None:
+    bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}", exact=f"{last['exact_accuracy']:.3f}")
+    if quiet_rank0:  # no progress bar: the same numbers as log lines
+        log.info("step %d/%d loss %.4f accuracy %.4f exact %.4f lr %.2e (%.2f s/step)", step, stop_at, last["loss"],
+                 last["accuracy"], last["exact_accuracy"], last["lr"], seconds_per_step)
+    if wandb_run is not None:
+        wandb_run.log({f"train/{k}": v for k, v in last.items()}, step=step)
+
+
+def _evaluate_and_log(model: ACTModel, test_set: Optional[PuzzleDataset], config: TrainConfig, device: torch.device,
+                      rank: int, ema: Optional[EMA], wandb_run, step: int) -> Dict[str, float]:
+    metrics = _evaluate(model, test_set, config, device, rank, ema) or {}
+    if metrics and wandb_run is not None:
+        wandb_run.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+    return metrics
+
+
+def _save(run: _Run, out_dir: Path, step: int, epoch: int, epoch_batch: int) -> Path:
+    state = _optim_state(step, epoch, epoch_batch, run.adam, run.ema, run.model)
+    return save_checkpoint(out_dir, step, run.model, run.ema, state)
+
+
+def _build(config: TrainConfig, model_cfg, device: torch.device, rank: int, world_size: int,
+           examples_per_epoch: float) -> _Run:
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    model = build_model(model_cfg).to(device)
+    torch.manual_seed(config.seed + rank)  # then each rank its own ACT exploration draws, as in the public script
+    ddp: torch.nn.Module = model
+    if world_size > 1:
+        # broadcast_buffers off: the only changing buffer (the puzzle-embedding table) gets the
+        # same sparse update on every rank already; sending it each step would be wasted traffic.
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      broadcast_buffers=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    adam = torch.optim.AdamW(params, lr=0.0, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+    sparse = maybe_sparse_optimizer(model.inner, config.puzzle_emb_weight_decay, world_size)
+    ema = EMA(model, config.ema_rate) if config.ema else None
+    total_steps = max(1, int(config.epochs * examples_per_epoch / config.global_batch_size))
+    return _Run(config, model, ddp, adam, sparse, ema, model_cfg.loss_type, config.global_batch_size // world_size,
+                total_steps)
+
+
+def _step(run: _Run, carry, batch: Dict[str, torch.Tensor], step: int):
+    """One ACT step on one batch and one optimiser step; returns (carry, loss, loss parts, lr)."""
+    config = run.config
+    if carry is None:
+        carry = run.model.initial_carry(batch)
+    carry, outputs = run.ddp(carry, batch)
+    loss, parts = act_training_loss(outputs, carry.current_data["labels"], run.loss_type)
+    # DDP averages gradients over ranks: loss / local batch, averaged, is the public script's
+    # sum over ranks of loss / global batch.
+    (loss / run.local_batch).backward()
+    # The public script numbers steps from 1 when it computes the LR (it increments first).
+    lr = cosine_lr(step + 1, config.lr, config.lr_warmup_steps, run.total_steps, config.lr_min_ratio)
+    for group in run.adam.param_groups:
+        group["lr"] = lr
+    run.adam.step()
+    run.adam.zero_grad(set_to_none=True)
+    if run.sparse is not None:
+        run.sparse.lr = cosine_lr(step + 1, config.puzzle_emb_lr, config.lr_warmup_steps, run.total_steps,
+                                  config.lr_min_ratio)
+        run.sparse.step()
+        run.sparse.zero_grad()
+    if run.ema is not None:
+        run.ema.update(run.model)
+    return carry, loss, parts, lr
 
 
 # ---- pieces -----------------------------------------------------------------------------------
@@ -220,7 +315,8 @@ def _evaluate(model: ACTModel, test_set: Optional[PuzzleDataset], config: TrainC
         test_set, limit=config.eval_limit)
     model.train()
     m = result.aggregate_metrics
-    log.info("eval: exact_accuracy %.4f accuracy %.4f on %d puzzles", m["exact_accuracy"], m["accuracy"], m["total_puzzles"])
+    log.info("eval: exact_accuracy %.4f accuracy %.4f on %d puzzles", m["exact_accuracy"], m["accuracy"],
+             m["total_puzzles"])
     return {"exact_accuracy": m["exact_accuracy"], "eval_accuracy": m["accuracy"]}
 
 

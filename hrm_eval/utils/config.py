@@ -1,9 +1,16 @@
-"""YAML configs loaded into Pydantic models, with one-line errors."""
+"""Config files and config models: one reader for YAML/JSON, one formatter for validation
+errors, and the Pydantic model of every command-line mode (one set of defaults each).
+
+A mode's settings come in three layers, later ones winning: the model's defaults below, the
+mode's config file (`evaluate`: the bundled configs/eval_config.yaml unless --config names
+another), the flags given on the command line.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Dict, Literal, Optional, Type, TypeVar
+from typing import Any, Dict, List, Literal, Mapping, Optional, Type, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -12,52 +19,194 @@ from hrm_eval.utils.errors import HRMEvalError
 
 T = TypeVar("T", bound=BaseModel)
 
+# The batch size of every evaluation path (CLI, `simple_evaluate`, ensemble, compare): large
+# enough that a CPU evaluation is not dominated by per-batch overhead.
+DEFAULT_BATCH_SIZE = 256
+Dtype = Literal["float32", "bfloat16", "float16"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
-class EvalConfig(BaseModel):
-    """configs/eval_config.yaml: every field can be overridden by the command-line flag of the same name."""
 
+# ---- reading and validating ------------------------------------------------------------------
+def read_yaml(path: str | Path, what: str = "config file") -> Dict[str, Any]:
+    """A YAML (or JSON) file holding a mapping; every problem is one line naming the file."""
+    path = Path(path)
+    text = _read_text(path, what)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:  # the line users need to look at, 1-based
+        line = f":{e.problem_mark.line + 1}" if e.problem_mark is not None else ""
+        raise HRMEvalError(f"{path}{line}: not valid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise HRMEvalError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    return _mapping(path, {} if data is None else data)
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    path = Path(path)
+    text = _read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HRMEvalError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    if not path.is_file():
+        raise HRMEvalError(f"{what} not found: {path}" + (" (a directory)" if path.is_dir() else ""))
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise HRMEvalError(f"cannot read {path}: {e.strerror if isinstance(e, OSError) else e.reason}") from None
+
+
+def _mapping(path: Path, data: Any) -> Dict[str, Any]:
+    if not isinstance(data, dict):
+        raise HRMEvalError(f"{path}: expected a mapping (key: value lines) at the top level, got {type(data).__name__}")
+    return data
+
+
+def validation_error_line(error: ValidationError, names: Optional[Mapping[str, str]] = None) -> str:
+    """The first problem of a ValidationError as `field 'value': message`; `names` renames
+    top-level fields (e.g. to the command-line flag that set them)."""
+    err = error.errors()[0]
+    loc = [str(x) for x in err["loc"]]
+    field = ".".join(loc) or "config"
+    if loc and names and loc[0] in names:
+        field = names[loc[0]] + "".join(f".{x}" for x in loc[1:])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return f"{field}: {msg}"
+    return f"{field} {err['input']!r}: {msg}"
+
+
+def validate_config(data: Dict[str, Any], schema: Type[T], origin: str,
+                    names: Optional[Mapping[str, str]] = None) -> T:
+    try:
+        return schema(**data)
+    except ValidationError as e:
+        line = validation_error_line(e, names)
+        raise HRMEvalError(f"{origin}: {line}" if origin else line) from None
+
+
+def load_config(path: str | Path, schema: Optional[Type[T]] = None, overrides: Optional[Dict[str, Any]] = None) -> Any:
+    """Load a YAML config into `schema`; `overrides` that are not None win. Without a schema it
+    is picked by content: an `arch` block means a training/run config (all_config.yaml)."""
+    data = read_yaml(path)
+    if schema is None:
+        schema = config_schema_for(data)  # type: ignore[assignment]
+    elif "arch" in data and "arch" not in schema.model_fields:
+        raise HRMEvalError(f"{path} is a training/run config (it has an `arch` block), not a {schema.__name__}: "
+                           "load it with load_config(path) or TrainConfig")
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate_config(data, schema, str(path))  # type: ignore[arg-type]
+
+
+def config_schema_for(data: Mapping[str, Any]) -> Type[BaseModel]:
+    if "arch" in data:
+        # The one place this layer names the training schema: a run's all_config.yaml is a
+        # config file users hand to load_config.
+        from hrm_eval.training.config import TrainConfig
+        return TrainConfig
+    return EvalConfig
+
+
+# ---- the modes' config models ------------------------------------------------------------------
+class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    checkpoint: Optional[str] = None          # step_<N> file, `checkpoint` file or run directory
-    data_path: Optional[str] = None           # dataset directory, or a .csv / .jsonl file of puzzles
+
+class RunSettings(_Config):
+    """What every mode that runs a model shares."""
+
     split: str = "test"
     task: Optional[str] = None                # puzzle task for verifiers / raw files; detected when absent
-    output_dir: str = "outputs/eval"
+    output_dir: Optional[str] = None          # default: outputs/<mode>/<what>-<timestamp>, new for each run
     device: str = "auto"                      # auto | cpu | cuda | cuda:N | mps
-    dtype: Optional[Literal["float32", "bfloat16", "float16"]] = None  # default: the checkpoint's forward_dtype
-    batch_size: int = Field(64, ge=1)
-    limit: Optional[int] = Field(None, ge=1)
-    save_predictions: bool = False
+    dtype: Optional[Dtype] = None             # default: the checkpoint's forward_dtype
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
+    limit: Optional[int] = Field(None, ge=1)  # evaluate only the first N examples
     progress: bool = True
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: LogLevel = "INFO"
+
+
+class EvalConfig(RunSettings):
+    """`--mode evaluate` (and configs/eval_config.yaml): every field is also a flag."""
+
+    checkpoint: str                           # step_<N> file, `checkpoint` file or run directory
+    data_path: str                            # dataset directory, or a .csv / .jsonl file of puzzles
+    save_predictions: bool = False
     model_config_path: Optional[str] = None   # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
 
-def read_yaml(path: str | Path) -> Dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise HRMEvalError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise HRMEvalError(f"cannot parse {path}: {str(e).splitlines()[0]}") from e
-    if not isinstance(data, dict):
-        raise HRMEvalError(f"{path}: expected a mapping at the top level")
-    return data
+class InspectConfig(_Config):
+    checkpoint: str
+    dtype: Optional[Dtype] = None
+    model_config_path: Optional[str] = None
+    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
+    log_level: LogLevel = "INFO"
 
 
-def load_config(path: str | Path, schema: Type[T] = EvalConfig, overrides: Optional[Dict[str, Any]] = None) -> T:  # type: ignore[assignment]
-    """Load a YAML file into `schema`; `overrides` (e.g. CLI flags that were given) win."""
-    data = read_yaml(path)
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return validate_config(data, schema, str(path))
+class ScoreConfig(_Config):
+    data_path: str
+    predictions: str                          # prefix of PREFIX_all_preds.<rank> files
+    output_dir: str
+    log_level: LogLevel = "INFO"
 
 
-def validate_config(data: Dict[str, Any], schema: Type[T], origin: str) -> T:
-    try:
-        return schema(**data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
-        raise HRMEvalError(f"{origin}: {loc}: {err['msg']}") from e
+class BuildDataConfig(_Config):
+    task: str
+    source: str                               # folder of raw CSVs / ARC JSON, hub name, or arc-agi-1|arc-agi-2
+    output_dir: str
+    num_aug: Optional[int] = Field(None, ge=0)
+    subsample_size: Optional[int] = Field(None, ge=1)
+    min_difficulty: Optional[int] = None
+    seed: int = 0
+    log_level: LogLevel = "INFO"
+
+
+class GenerateConfig(_Config):
+    task: str
+    output_dir: str
+    num_train: int = Field(0, ge=0)
+    num_test: int = Field(0, ge=0)
+    seed: int = 0
+    size: Optional[int] = Field(None, ge=1)   # board size (sudoku 4/6/9) or maze side
+    min_blanks: Optional[int] = Field(None, ge=0)
+    max_blanks: Optional[int] = Field(None, ge=0)
+    log_level: LogLevel = "INFO"
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.num_train + self.num_test <= 0:
+            raise HRMEvalError("--mode generate: give --num-train N and/or --num-test N (both are 0)")
+
+
+class MembersSettings(RunSettings):
+    """Ensemble and compare: which checkpoints, on which data, through which member cache."""
+
+    checkpoints: Optional[List[str]] = None   # checkpoint files (a run directory means its newest step)
+    run: Optional[str] = None                 # every step_<N> of this training run directory
+    data_path: Optional[str] = None           # default: the run's training data (its test split)
+    # One member-prediction cache for ensemble and compare (entries are keyed by checkpoint hash,
+    # data fingerprint and settings), so each run's fresh output folder still reuses it.
+    cache_dir: str = "outputs/cache"
+
+
+class EnsembleConfig(MembersSettings):
+    strategy: Literal["average", "vote", "q_vote", "stacking"] = "average"
+    weights: Union[Literal["uniform", "learned"], List[float], None] = None
+    # tta, calibration_fraction and calibration_limit are checked by evaluate_ensemble itself
+    # (one place, for the CLI and the Python API alike).
+    tta: int = 1
+    calibration_data: Optional[str] = None
+    calibration_split: Optional[str] = None   # default: the split
+    calibration_fraction: float = 0.2
+    calibration_limit: Optional[int] = None
+    stacker: Optional[str] = None
+    seed: int = 0
+    model_config_path: Optional[str] = None
+    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
+
+
+class CompareConfig(MembersSettings):
+    plots: bool = True

@@ -214,7 +214,7 @@ def test_user_mistakes_are_one_line_errors(kwargs, message, tmp_path):
 
 
 def test_no_checkpoints_and_no_bundled_run_is_explained(tmp_path, monkeypatch):
-    monkeypatch.setattr(predictions_module, "BUNDLED_RUN", tmp_path / "missing")
+    monkeypatch.setattr(predictions_module, "bundled_run", lambda: tmp_path / "missing")
     with pytest.raises(HRMEvalError, match="bundled run"):
         evaluate_ensemble(None, SUDOKU_BUILT, progress=False)
     with pytest.raises(HRMEvalError, match="no step_<N>"):

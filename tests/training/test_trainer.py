@@ -28,8 +28,18 @@ from hrm_eval.utils import load_checkpoint
 from hrm_eval.utils.config import load_config
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import ROOT, run_cli
-from tests.training.conftest import (HRM_ARCH, TRM_ARCH, act_outputs, dataset_json, eval_batch, free_port,
-                                     read_saved, train_config, train_fields, write_yaml)
+from tests.training.conftest import (
+    HRM_ARCH,
+    TRM_ARCH,
+    act_outputs,
+    dataset_json,
+    eval_batch,
+    free_port,
+    read_saved,
+    train_config,
+    train_fields,
+    write_yaml,
+)
 
 STEP_LOG = re.compile(r"step (\d+)/(\d+) loss ([0-9.]+) .* lr ([0-9.e+-]+)")
 
@@ -198,7 +208,7 @@ def test_torchrun_two_cpu_ranks_stay_identical_and_split_the_batch(sudoku4_data,
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
     env.pop("RANK", None), env.pop("WORLD_SIZE", None)
-    for attempt in range(2):  # the free port may be taken between bind and use: one retry
+    for _attempt in range(2):  # the free port may be taken between bind and use: one retry
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
                str(ROOT / "tests" / "training" / "ddp_worker.py"), str(cfg), str(out)]

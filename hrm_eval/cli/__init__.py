@@ -1,0 +1,103 @@
+"""The command line: `python deploy.py --mode MODE ...` (also installed as `hrm-eval`).
+
+Each mode has its own parser (`--mode MODE --help` shows its flags only) and its own config
+model; the modules here parse, call one library function and print. User mistakes end with
+`error: <one line>` and exit status 2; `--debug` shows the traceback instead.
+
+    base.py      the mode table entry, flag groups, flags + config file -> config model
+    evaluate.py  evaluate, inspect, score
+    data.py      build-data, generate
+    train.py     train
+    ensemble.py  ensemble, compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from hrm_eval.cli.base import Invocation, Mode, Parser, flag_names, mode_parser
+from hrm_eval.cli.data import BUILD_DATA, GENERATE
+from hrm_eval.cli.ensemble import COMPARE, ENSEMBLE
+from hrm_eval.cli.evaluate import EVALUATE, INSPECT, SCORE
+from hrm_eval.cli.train import TRAIN
+from hrm_eval.utils.errors import HRMEvalError
+
+
+def run_tests(inv: Invocation) -> int:
+    from hrm_eval.resources import data_home
+
+    tests = data_home() / "tests"
+    if not tests.is_dir():
+        raise HRMEvalError(f"--mode test: no tests in {data_home()} (they come with a source checkout)")
+    extra = [a for a in inv.flags.get("extra", []) if a != "--"]
+    return subprocess.call([sys.executable, "-m", "pytest", str(tests), *extra], cwd=data_home())
+
+
+def _test_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("extra", nargs=argparse.REMAINDER, help="arguments after -- go to pytest")
+
+
+TEST = Mode("test", "Run the test suite of a source checkout (arguments after -- go to pytest).", _test_arguments,
+            run_tests)
+MODES: Dict[str, Mode] = {m.name: m for m in (EVALUATE, INSPECT, SCORE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE,
+                                              COMPARE, TEST)}
+
+
+def top_parser() -> Parser:
+    """Only --mode: it picks the parser that reads everything else."""
+    modes = "\n".join(f"  {m.name:<11} {m.help}" for m in MODES.values())
+    p = Parser(prog="hrm-eval", add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+               description="Evaluate, inspect, compare, ensemble and train HRM / TRM checkpoints.",
+               epilog=f"modes:\n{modes}\n\n`hrm-eval --mode MODE --help` shows the flags of one mode.")
+    p.add_argument("--mode", choices=list(MODES), help="what to do (see below)")
+    p.add_argument("-h", "--help", action="store_true", help="show this message")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def parse(argv: List[str]) -> tuple[Mode, Invocation]:
+    top = top_parser()
+    known, _ = top.parse_known_args(argv)
+    if known.mode is None:
+        if known.help:
+            top.print_help()
+            raise SystemExit(0)
+        top.error(f"--mode is required (one of: {', '.join(MODES)})")
+    mode = MODES[known.mode]
+    parser = mode_parser(mode)
+    flags = vars(parser.parse_args(argv))
+    config = flags.get("config")
+    return mode, Invocation(flags, flag_names(parser), Path(config) if config else None)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    mode, inv = parse(argv)
+    debug = inv.flags.get("debug", False)
+    logging.basicConfig(level=getattr(logging, inv.flags.get("log_level", "INFO")), format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        return mode.run(inv)
+    except HRMEvalError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not a user mistake: still one line unless --debug
+        if debug:
+            raise
+        print(f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

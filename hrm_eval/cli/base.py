@@ -1,0 +1,177 @@
+"""What every mode shares: the mode table entry, the one-line-error parser, flag groups, and
+turning the given flags (+ the mode's config file) into the mode's config model.
+
+Adding a flag to a mode is one line in that mode's `add_arguments` plus the field of the same
+name in its config model (hrm_eval.utils.config); its default is shown in --help from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, NoReturn, Optional, Type, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from hrm_eval.resources import find
+from hrm_eval.utils.config import read_yaml, validation_error_line
+from hrm_eval.utils.errors import HRMEvalError
+
+T = TypeVar("T", bound=BaseModel)
+
+# Fields that name inputs: a relative path in a config file is looked up with resources.find.
+INPUT_PATHS = ("checkpoint", "data_path", "model_config_path", "calibration_data", "stacker", "run", "source",
+               "predictions")
+NOT_SETTINGS = ("mode", "debug", "config")  # flags that steer the CLI itself
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, status 2, as for every other user mistake
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+@dataclass
+class Invocation:
+    """One command line: the flags the user gave (by config field name) and their spelling."""
+
+    flags: Dict[str, Any]
+    flag_names: Dict[str, str]    # config field -> flag, e.g. data_path -> --data
+    config_file: Optional[Path] = None
+
+    def config(self, schema: Type[T], default_file: Optional[Path] = None) -> T:
+        """schema defaults < the config file (--config, else `default_file`) < the given flags."""
+        path = self.config_file or default_file
+        return self.validate(schema, _file_settings(path) if path is not None else {}, path)
+
+    def validate(self, schema: Type[T], file_data: Dict[str, Any], path: Optional[Path]) -> T:
+        """file_data updated by the given flags, into `schema`; a problem is named the way the
+        user wrote it: the flag when a flag set it (or could have), else the file and its field."""
+        settings = {k: v for k, v in self.flags.items() if k not in NOT_SETTINGS and k in schema.model_fields}
+        try:
+            return schema(**{**file_data, **settings})
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else ""
+            if field in settings or (err["type"] == "missing" and field in self.flag_names):
+                hint = f" (nor set as `{field}` in {path})" if path is not None and field not in settings else ""
+                raise HRMEvalError(validation_error_line(e, self.flag_names) + hint) from None
+            raise HRMEvalError(f"{path}: {validation_error_line(e)}" if path else validation_error_line(e)) from None
+
+
+def _file_settings(path: Path) -> Dict[str, Any]:
+    data = read_yaml(path)
+    if "arch" in data:
+        raise HRMEvalError(f"--config {path} is a training/run config (it has an `arch` block): use it with "
+                           "--mode train, or as --model-config for a checkpoint without all_config.yaml")
+    for key in INPUT_PATHS:
+        if isinstance(data.get(key), str):
+            data[key] = str(find(data[key]))
+    return data
+
+
+@dataclass
+class Mode:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse._ArgumentGroup], None]
+    run: Callable[[Invocation], int]
+    schema: Optional[Type[BaseModel]] = None  # its config model: --help shows the defaults from here
+    defaults_file: Optional[str] = None       # the bundled config file that sets its required fields
+
+
+def mode_parser(mode: Mode) -> Parser:
+    # SUPPRESS: a flag not given is absent from the namespace, so config files and model
+    # defaults are never overridden by argparse's own defaults.
+    p = Parser(prog=f"hrm-eval --mode {mode.name}", description=mode.help, argument_default=argparse.SUPPRESS)
+    p.add_argument("--mode", choices=[mode.name], help=argparse.SUPPRESS)
+    group = p.add_argument_group(f"{mode.name} options")
+    mode.add_arguments(group)
+    common = p.add_argument_group("common options")
+    common.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    for action in group._group_actions:  # --data DATA, not --data DATA_PATH
+        if action.option_strings and action.metavar is None and action.nargs is None and action.choices is None:
+            action.metavar = action.option_strings[0].lstrip("-").upper().replace("-", "_")
+    if mode.schema is not None:
+        _show_defaults(group, mode.schema, mode.defaults_file)
+    return p
+
+
+def _show_defaults(group: argparse._ArgumentGroup, schema: Type[BaseModel], defaults_file: Optional[str]) -> None:
+    for action in group._group_actions:
+        field = schema.model_fields.get(action.dest)
+        if field is None or action.help == argparse.SUPPRESS:
+            continue
+        if field.is_required():
+            note = f" (default: set in {defaults_file})" if defaults_file else " (required)"
+            action.help = (action.help or "") + note
+        elif field.default not in (None, {}, []) and isinstance(field.default, (str, int, float)) \
+                and not isinstance(field.default, bool):
+            action.help = (action.help or "") + f" (default: {field.default})"
+
+
+def flag_names(parser: argparse.ArgumentParser) -> Dict[str, str]:
+    return {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+
+
+# ---- flags shared by several modes -------------------------------------------------------------
+def key_value(text: str) -> tuple:
+    """KEY=VALUE with VALUE read as YAML (so 8 is an int, true a bool, [1, 2] a list)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expects KEY=VALUE, got '{text}'")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"cannot read the value of '{text}'") from None
+
+
+class KeyValues(argparse.Action):
+    """Repeatable KEY=VALUE flag collected into one dict."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = dict(getattr(namespace, self.dest, None) or {})
+        key, value = values
+        current[key] = value
+        setattr(namespace, self.dest, current)
+
+
+def add_dtype_flag(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="override the checkpoint's forward_dtype")
+
+
+def add_model_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--model-config", dest="model_config_path",
+                   help="architecture YAML for a checkpoint without all_config.yaml")
+    g.add_argument("--arch", dest="arch_overrides", action=KeyValues, type=key_value, metavar="KEY=VALUE",
+                   help="override one architecture field (repeatable), e.g. --arch num_heads=8")
+
+
+def add_run_flags(g: argparse._ArgumentGroup) -> None:
+    """What every mode that runs a model takes (hrm_eval.utils.config.RunSettings)."""
+    g.add_argument("--split", help="dataset split")
+    g.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
+    g.add_argument("--output", dest="output_dir",
+                   help="output directory (default: a new outputs/<mode>/<names>-<timestamp>)")
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    add_dtype_flag(g)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The architecture fields of a --model-config YAML (a bare block or an all_config.yaml)."""
+    if not path:
+        return None
+    from hrm_eval.models.config import HRMConfig
+
+    data = read_yaml(path, "model config")
+    return HRMConfig.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
+
+
+def replaced_note(existed: bool) -> str:
+    return " (replaced the earlier results in this --output)" if existed else ""

@@ -1,0 +1,99 @@
+"""Modes that read one checkpoint or its predictions: evaluate, inspect, score."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hrm_eval import resources
+from hrm_eval.cli.base import (
+    Invocation,
+    Mode,
+    add_dtype_flag,
+    add_model_flags,
+    add_run_flags,
+    model_config,
+    replaced_note,
+)
+from hrm_eval.utils.config import EvalConfig, InspectConfig, ScoreConfig
+from hrm_eval.utils.paths import OutputLock, default_output
+
+
+# ---- evaluate ------------------------------------------------------------------------------------
+def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--config", help="evaluation config YAML (default: the bundled configs/eval_config.yaml)")
+    g.add_argument("--checkpoint", help="step_<N> file, published `checkpoint` file, or run directory (newest step)")
+    g.add_argument("--data", dest="data_path", help="dataset directory, or a .jsonl / .csv file of puzzles")
+    add_run_flags(g)
+    g.add_argument("--save-predictions", action="store_true",
+                   help="also write step_<N>_all_preds.0 in the public layout")
+    add_model_flags(g)
+
+
+def run_evaluate(inv: Invocation) -> int:
+    from hrm_eval.evaluation.report import format_summary
+    from hrm_eval.evaluation.run import simple_evaluate
+
+    cfg = inv.config(EvalConfig, default_file=resources.config_file("eval_config.yaml"))
+    out = Path(cfg.output_dir) if cfg.output_dir else default_output("evaluate", cfg.checkpoint, cfg.data_path)
+    with OutputLock(out):
+        existed = (out / "results.json").exists()
+        results = simple_evaluate(
+            cfg.checkpoint, cfg.data_path, output_dir=out, split=cfg.split, task=cfg.task, device=cfg.device,
+            dtype=cfg.dtype, batch_size=cfg.batch_size, limit=cfg.limit, save_predictions=cfg.save_predictions,
+            arch_overrides=cfg.arch_overrides, model_config=model_config(cfg.model_config_path), progress=cfg.progress)
+    print(format_summary(results))
+    print(f"results: {out / 'results.json'}{replaced_note(existed)}")
+    return 0
+
+
+EVALUATE = Mode("evaluate", "Evaluate a checkpoint on a dataset (defaults: the bundled model and its test split).",
+                evaluate_arguments, run_evaluate, EvalConfig, defaults_file="configs/eval_config.yaml")
+
+
+# ---- inspect -------------------------------------------------------------------------------------
+def inspect_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--checkpoint", help="step_<N> file, published `checkpoint` file, or run directory (newest step)")
+    add_dtype_flag(g)
+    add_model_flags(g)
+
+
+def run_inspect(inv: Invocation) -> int:
+    from hrm_eval.evaluation.report import format_inspection
+    from hrm_eval.models.loading import load_checkpoint
+
+    cfg = inv.config(InspectConfig)
+    loaded = load_checkpoint(cfg.checkpoint, overrides=cfg.arch_overrides,
+                             model_config=model_config(cfg.model_config_path), dtype=cfg.dtype,
+                             allow_nonfinite=True, require_seq_len=False)
+    print(format_inspection(loaded))
+    return 0
+
+
+INSPECT = Mode("inspect", "Show a checkpoint: family, sizes, dtypes, NaN/Inf, and where each setting came from.",
+               inspect_arguments, run_inspect, InspectConfig)
+
+
+# ---- score ---------------------------------------------------------------------------------------
+def score_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--data", dest="data_path", help="the ARC dataset directory the predictions were made on")
+    g.add_argument("--predictions", help="prefix of PREFIX_all_preds.<rank> files")
+    g.add_argument("--output", dest="output_dir", help="where arc_scores.json and submission.json go")
+
+
+def run_score(inv: Invocation) -> int:
+    from hrm_eval.evaluation.arc_scoring import score_arc_predictions
+
+    cfg = inv.config(ScoreConfig)
+    out = Path(cfg.output_dir)
+    with OutputLock(out):
+        existed = (out / "arc_scores.json").exists()
+        scores = score_arc_predictions(cfg.data_path, cfg.predictions, out)
+    for rule in ("strict", "fractional"):
+        print(f"{rule:10s} " + "  ".join(f"{k} {v:.4f}" for k, v in scores[rule].items()))
+    print(f"scores: {out / 'arc_scores.json'}{replaced_note(existed)}\nsubmission: {out / 'submission.json'}")
+    return 0
+
+
+SCORE = Mode("score", "Score ARC predictions (public all_preds files) with the official voting rules.",
+             score_arguments, run_score, ScoreConfig)
