@@ -193,13 +193,14 @@ class ACTEngine:
         for finished in engine.run(chunks):   # FinishedRows, in the order puzzles halt
             ...
 
-    `slots` is the batch: how many puzzles are in flight at once. On a CUDA out-of-memory
+    `slots` is the batch: how many puzzles are in flight at once. `cast_weights` stores the
+    weights in the forward dtype once (bit-identical outputs; the model is changed in place). On a CUDA out-of-memory
     error the engine halves it, says so once, puts the puzzles in flight back in the queue
     (they restart from step 0, so their results do not change) and goes on.
     """
 
     def __init__(self, model: ACTModel, *, slots: int = 64, device: Optional[torch.device | str] = None,
-                 halting: HaltingPolicy = HaltingPolicy(), trace_preds: bool = False):
+                 halting: Optional[HaltingPolicy] = None, trace_preds: bool = False, cast_weights: bool = False):
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
         self.model = model.eval()
@@ -207,10 +208,11 @@ class ACTEngine:
         self.config = model.config
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device)
-        cast_weights_once(self.model, self.config.torch_dtype)
+        if cast_weights:  # only for a model the caller owns: a model in training must keep fp32 weights
+            cast_weights_once(self.model, self.config.torch_dtype)
         self.slots = slots
-        self.halting = halting
-        self.limit = halting.step_limit(self.config.halt_max_steps)
+        self.halting = halting or HaltingPolicy()
+        self.limit = self.halting.step_limit(self.config.halt_max_steps)
         self.trace_preds = trace_preds
         self.oom_recovery = self.device.type == "cuda"  # CPU out-of-memory is the OS's business
         self._step_fn: Callable[[InnerCarry, torch.Tensor], Any] = self._step
@@ -254,6 +256,24 @@ class ACTEngine:
                 continue
             if finished is not None:
                 yield finished
+
+    def run_all(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor,
+                labels: Optional[torch.Tensor] = None) -> FinishedRows:
+        """Every row of `inputs` [n, L] to completion; results in input order."""
+        n = len(inputs)
+        source = (PuzzleChunk(torch.arange(s, min(n, s + self.slots)), inputs[s:s + self.slots],
+                              puzzle_identifiers[s:s + self.slots], None if labels is None else labels[s:s + self.slots])
+                  for s in range(0, n, self.slots))
+        parts = list(self.run(source))
+        if not parts:
+            raise ValueError("run_all needs at least one puzzle")
+        order = torch.cat([p.index for p in parts]).argsort()
+
+        def cat(name: str) -> Optional[torch.Tensor]:
+            values = [getattr(p, name) for p in parts]
+            return None if values[0] is None else torch.cat(values)[order]
+
+        return FinishedRows(**{name: cat(name) for name in FinishedRows.__dataclass_fields__})  # type: ignore[arg-type]
 
     def _allocate(self, first: PuzzleChunk) -> _Slots:
         N, T, L = self.slots, self.limit, first.inputs.shape[1]

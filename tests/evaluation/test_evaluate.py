@@ -22,7 +22,7 @@ SUDOKU_CSV = FIXTURES / "official_data" / "sudoku_raw" / "test.csv"
 PUBLIC = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
 AGGREGATE_KEYS = {*PUBLIC, "total_puzzles", "solve_rate", "average_steps", "average_accuracy", "time_per_puzzle",
                   "verified_solve_rate"}
-TIMING = ("time_per_puzzle", "wall_time_seconds")
+TIMING = ("time_per_puzzle", "wall_time_seconds", "puzzles_per_second")
 PRED_KEYS = {"inputs", "labels", "puzzle_identifiers", "logits", "q_halt_logits", "q_continue_logits"}
 
 
