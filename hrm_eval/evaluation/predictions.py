@@ -27,11 +27,11 @@ from tqdm.auto import tqdm
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
-from hrm_eval.evaluation.evaluator import Evaluator
 from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.run import open_dataset
 from hrm_eval.evaluation.scoring import score_rows
 from hrm_eval.evaluation.views import View, logits_from_view, to_view, views_digest
+from hrm_eval.inference.engine import ACTEngine
 from hrm_eval.models import ACTModel
 from hrm_eval.models.loading import (
     LoadedCheckpoint,
@@ -215,25 +215,21 @@ def default_cache_dir() -> Path:
 @torch.inference_mode()
 def predict(model: ACTModel, rows: PuzzleRows, views: Sequence[View], *, device: Union[str, torch.device] = "cpu",
             batch_size: int = 64, progress: bool = False, desc: str = "member") -> Predictions:
-    """Run `model` once on every puzzle in every view; logits come back in the original frame."""
-    ev = Evaluator(model, device=device, batch_size=batch_size, progress=False)
-    n = len(rows)
-    out: Dict[str, List[List[torch.Tensor]]] = {k: [[] for _ in views] for k in PREDICTION_FIELDS}
-    bar = tqdm(total=n * len(views), unit="puzzle", desc=desc, disable=not progress, dynamic_ncols=True)
-    for start in range(0, n, batch_size):
-        sl = slice(start, min(start + batch_size, n))
-        inputs, labels, ids = rows.inputs[sl], rows.labels[sl], rows.puzzle_identifiers[sl]
-        for v, view in enumerate(views):
-            batch = {"inputs": to_view(inputs, view), "labels": to_view(labels, view), "puzzle_identifiers": ids}
-            res = ev.run_batch(batch)
-            out["logits"][v].append(logits_from_view(res.logits, view))
-            out["q_halt"][v].append(res.q_halt_logits.float())
-            out["q_continue"][v].append(res.q_continue_logits.float())
-            out["steps"][v].append(res.steps.to(torch.int32))
-            out["halted"][v].append(res.halted)
-            bar.update(sl.stop - sl.start)
+    """Run `model` once on every puzzle in every view (fixed halting, through the ACT engine);
+    logits come back in the original frame."""
+    engine = ACTEngine(model, slots=batch_size, device=device)
+    out: Dict[str, List[torch.Tensor]] = {k: [] for k in PREDICTION_FIELDS}
+    bar = tqdm(total=len(rows) * len(views), unit="puzzle", desc=desc, disable=not progress, dynamic_ncols=True)
+    for view in views:
+        res = engine.run_all(to_view(rows.inputs, view), rows.puzzle_identifiers)
+        out["logits"].append(logits_from_view(res.logits, view))
+        out["q_halt"].append(res.q_halt_logits.float())
+        out["q_continue"].append(res.q_continue_logits.float())
+        out["steps"].append(res.steps.to(torch.int32))
+        out["halted"].append(torch.ones(len(rows), dtype=torch.bool))  # every row ran to its last step
+        bar.update(len(rows))
     bar.close()
-    return {k: torch.stack([torch.cat(parts) for parts in per_view]) for k, per_view in out.items()}
+    return {k: torch.stack(v) for k, v in out.items()}
 
 
 def cache_key(member: Member, dataset_fingerprint: str, rows: PuzzleRows, split: str, limit: Optional[int],

@@ -3,9 +3,10 @@ CLI, notebooks and the ensemble code share."""
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -16,14 +17,18 @@ from hrm_eval.data.jsonl import read_jsonl_puzzles
 from hrm_eval.data.tasks import detect_task, get_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
 from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator
+from hrm_eval.evaluation.halting import halting_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.inference.engine import HaltingPolicy
+from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
-from hrm_eval.utils.io import atomic_torch_save, atomic_write_json
+from hrm_eval.utils.io import atomic_torch_save, atomic_write, atomic_write_json
 
 log = logging.getLogger("hrm_eval")
+RECORDS_FILE = "per_puzzle.jsonl"
 
 
 def open_dataset(data: str | Path, *, split: str = "test", task: Optional[str] = None,
@@ -70,49 +75,51 @@ def simple_evaluate(checkpoint: str | Path, data: str | Path, *, output_dir: Opt
                     split: str = "test", task: Optional[str] = None, device: str = "auto",
                     dtype: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE, limit: Optional[int] = None,
                     save_predictions: bool = False, arch_overrides: Optional[Dict[str, Any]] = None,
-                    model_config: Optional[Dict[str, Any]] = None, progress: bool = True) -> Dict[str, Any]:
+                    model_config: Optional[Dict[str, Any]] = None, progress: bool = True,
+                    halting: str = "fixed", halt_threshold: float = 0.5, min_steps: int = 1,
+                    max_steps: Optional[int] = None, threads: Optional[int] = None,
+                    compile: bool = False) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
-    `<output_dir>/results.json` when output_dir is given)."""
-    dev = resolve_device(device)
-    data_path = Path(data)
-    if data_path.is_dir():
-        dataset = open_dataset(data_path, split=split, task=task)
-        loaded = load_checkpoint(checkpoint, dataset=dataset.metadata, overrides=arch_overrides,
-                                 model_config=model_config, device=dev, dtype=dtype)
-    else:
-        # Raw puzzle files carry no metadata: the checkpoint's vocabulary decides what is valid.
-        probe = load_checkpoint(checkpoint, overrides=arch_overrides, model_config=model_config,
-                                dtype=dtype, require_seq_len=False)
-        dataset = open_dataset(data_path, split=split, task=task, vocab_size=probe.config.vocab_size,
-                               num_puzzle_identifiers=probe.config.num_puzzle_identifiers)
-        loaded = load_checkpoint(checkpoint, dataset=dataset.metadata, overrides=arch_overrides,
-                                 model_config=model_config, device=dev, dtype=dtype)
-    puzzle_task = resolve_task(task, dataset)
-    cpu_kind = torch.backends.cpu.get_cpu_capability()
-    if dev.type == "cpu" and loaded.config.forward_dtype == "bfloat16" and cpu_kind != "AVX512":
-        log.warning("bfloat16 on this CPU (%s, no AVX-512) is emulated and much slower than float32; "
-                    "--dtype float32 is faster (numbers then differ from bf16 ones by rounding)",
-                    cpu_kind)
-    log.info("checkpoint %s (%s, step %s) on %s: %d puzzles, device %s, dtype %s", loaded.path, loaded.config.variant,
-             loaded.step, dataset.source, len(dataset) if limit is None else min(limit, len(dataset)), dev,
-             loaded.config.forward_dtype)
+    `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
+    when output_dir is given).
 
-    evaluator = Evaluator(loaded.model, device=dev, batch_size=batch_size, task=puzzle_task, progress=progress)
+    `halting`: fixed (every puzzle runs halt_max_steps, the public numbers), adaptive (the
+    model's own Q rule), threshold (sigmoid(q_halt) >= halt_threshold), or sweep (one fixed run,
+    then exact accuracy against mean steps for the model's rule and a range of thresholds).
+    `dtype`: None keeps the checkpoint's forward_dtype; "auto" takes bf16 where the device runs
+    it natively; or a dtype name."""
+    dev = resolve_device(device)
+    n_threads = choose_threads(threads, dev)
+    if dev.type == "cpu":
+        apply_threads(n_threads)
+    policy = HaltingPolicy("fixed" if halting == "sweep" else halting, threshold=halt_threshold,  # type: ignore[arg-type]
+                           min_steps=min_steps, max_steps=max_steps)
+    loaded, dataset, dtype_choice = _load(checkpoint, data, split=split, task=task, dtype=dtype, device=dev,
+                                          arch_overrides=arch_overrides, model_config=model_config)
+    puzzle_task = resolve_task(task, dataset)
+    log.info("checkpoint %s (%s, step %s) on %s: %d puzzles, device %s, dtype %s (%s), halting %s, threads %d",
+             loaded.path, loaded.config.variant, loaded.step, dataset.source,
+             len(dataset) if limit is None else min(limit, len(dataset)), dev, dtype_choice.dtype, dtype_choice.reason,
+             policy.mode, n_threads)
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = puzzle_task.scorer(dataset) if puzzle_task is not None else None
+    evaluator = Evaluator(loaded.model, device=dev, batch_size=batch_size, task=puzzle_task, progress=progress,
+                          halting=policy, compile=compile, cast_weights=True)
+    records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
     result = evaluator.evaluate(dataset, limit=limit, save_predictions=save_predictions,
-                                keep_answers=puzzle_task is not None and puzzle_task.needs_answers)
+                                keep_answers=puzzle_task is not None and puzzle_task.needs_answers,
+                                records_path=records)
     results = assemble_results(result, loaded, dataset, puzzle_task, device=str(dev), batch_size=batch_size,
                                limit=limit)
+    results["provenance"]["evaluation"].update(
+        dtype_choice=dtype_choice.reason, dtype_changed=dtype_choice.changed, threads=n_threads,
+        halting=result.halting, engine=result.engine, compile=compile)
+    if halting == "sweep":
+        results["halting_sweep"] = halting_sweep(result.step_arrays, loaded.model)  # type: ignore[arg-type]
     if scorer is not None and puzzle_task is not None:
         results[puzzle_task.name] = _task_scores(scorer, result, output_dir)
     if output_dir is not None:
-        out = Path(output_dir)
-        if save_predictions and result.predictions is not None:
-            step = loaded.step if loaded.step is not None else 0
-            preds_file = atomic_torch_save(out / f"step_{step}_all_preds.0", result.predictions)
-            results["predictions_file"] = str(preds_file)
-        atomic_write_json(out / "results.json", results)
+        _write_outputs(Path(output_dir), results, result, loaded, save_predictions)
     return results
 
 
@@ -121,6 +128,84 @@ def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optio
     a = result.answers or {}
     scorer.add(a["puzzle_identifiers"], a["inputs"], a["preds"], a["q_halt_logits"].float())
     return scorer.summary(scorer.finish(Path(output_dir) if output_dir is not None else None))
+
+
+def _load(checkpoint: str | Path, data: str | Path, *, split: str, task: Optional[str], dtype: Optional[str],
+          device: torch.device, arch_overrides: Optional[Dict[str, Any]], model_config: Optional[Dict[str, Any]]
+          ) -> Tuple[LoadedCheckpoint, PuzzleDataset, DtypeChoice]:
+    """The checkpoint (in the chosen dtype) and the dataset it is evaluated on."""
+    data_path = Path(data)
+    fixed_dtype = None if dtype == "auto" else dtype
+    if data_path.is_dir():
+        dataset = open_dataset(data_path, split=split, task=task)
+    else:
+        # Raw puzzle files carry no metadata: the checkpoint's vocabulary decides what is valid.
+        probe = load_checkpoint(checkpoint, overrides=arch_overrides, model_config=model_config,
+                                dtype=fixed_dtype, require_seq_len=False)
+        dataset = open_dataset(data_path, split=split, task=task, vocab_size=probe.config.vocab_size,
+                               num_puzzle_identifiers=probe.config.num_puzzle_identifiers)
+
+    def load(d: Optional[str]) -> LoadedCheckpoint:
+        return load_checkpoint(checkpoint, dataset=dataset.metadata, overrides=arch_overrides,
+                               model_config=model_config, device=device, dtype=d)
+
+    loaded = load(fixed_dtype)
+    if dtype == "auto":
+        choice = choose_dtype("auto", loaded.config.forward_dtype, device)
+        if choice.dtype != loaded.config.forward_dtype:
+            loaded = load(choice.dtype)
+    else:  # None (the checkpoint's own) or an explicit request: nothing to decide
+        choice = choose_dtype(None, loaded.config.forward_dtype, device)
+        if dtype is not None:
+            choice = DtypeChoice(dtype, "requested", False)
+    if device.type == "cpu" and choice.dtype == "bfloat16" and not any(cpu_bf16_native().values()):
+        log.warning("bfloat16 on this CPU (%s, no AMX / AVX-512 BF16) is emulated and much slower than float32; "
+                    "--dtype float32 or --dtype auto is faster (numbers then differ from bf16 ones by rounding)",
+                    torch.backends.cpu.get_cpu_capability())
+    return loaded, dataset, choice
+
+
+def _write_outputs(out: Path, results: Dict[str, Any], result: EvaluationResult, loaded: LoadedCheckpoint,
+                   save_predictions: bool) -> None:
+    if save_predictions and result.predictions is not None:
+        step = loaded.step if loaded.step is not None else 0
+        preds_file = atomic_torch_save(out / f"step_{step}_all_preds.0", result.predictions)
+        results["predictions_file"] = str(preds_file)
+    if result.records_file is not None:
+        results["per_puzzle_metrics_file"] = RECORDS_FILE
+    if "halting_sweep" in results:
+        plot = _plot_sweep(results["halting_sweep"], out / "halting_sweep.png")
+        if plot:
+            results["halting_sweep_plot"] = plot
+    atomic_write_json(out / "results.json", results)
+
+
+def _plot_sweep(points: List[Dict[str, Any]], path: Path) -> Optional[str]:
+    """exact accuracy against mean ACT steps, one marker per rule (needs the plots extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    fixed = [p for p in points if p["rule"].startswith("fixed")]
+    ax.plot([p["mean_steps"] for p in fixed], [p["exact_accuracy"] for p in fixed], "o-", label="fixed steps")
+    for p in points:
+        if not p["rule"].startswith("fixed"):
+            ax.plot(p["mean_steps"], p["exact_accuracy"], "s" if p["rule"].startswith("adaptive") else "^")
+            ax.annotate(p["rule"].replace("threshold ", "p>="), (p["mean_steps"], p["exact_accuracy"]), fontsize=7)
+    ax.set_xlabel("mean ACT steps")
+    ax.set_ylabel("exact accuracy")
+    ax.set_title("Halting: accuracy against thinking time")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+    return str(path)
 
 
 def assemble_results(result: EvaluationResult, loaded: LoadedCheckpoint, dataset: PuzzleDataset,
@@ -134,8 +219,10 @@ def assemble_results(result: EvaluationResult, loaded: LoadedCheckpoint, dataset
     }
     if len(result.per_set_metrics) > 1:
         results["per_set_metrics"] = result.per_set_metrics
-    results["per_puzzle_metrics"] = result.per_puzzle_metrics
+    if result.per_puzzle_metrics is not None:
+        results["per_puzzle_metrics"] = result.per_puzzle_metrics
     results["provenance"] = build_provenance(checkpoints=[loaded], dataset=dataset, task=task, device=device,
                                              batch_size=batch_size, limit=limit,
-                                             evaluation_extra={"act_steps": loaded.config.halt_max_steps})
+                                             evaluation_extra={"act_steps": loaded.config.halt_max_steps,
+                                                               "halting": result.halting})
     return results

@@ -94,7 +94,13 @@ class RecursiveReasoningModel(nn.Module):
                 ) -> Tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (new carry, logits [B, L, V] in forward dtype, q_halt [B], q_continue [B] fp32)."""
         x = self.input_embeddings(inputs, puzzle_identifiers)
-        z_H, z_L = self.recurse(carry.z_H, carry.z_L, x, self.cos_sin())
+        return self.step(carry, x, self.cos_sin())
+
+    def step(self, carry: InnerCarry, x: torch.Tensor, cos_sin: Optional[CosSin]
+             ) -> Tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One ACT step from precomputed input embeddings x [B, S, h]: inference computes x once
+        per puzzle instead of once per step (the embedding does not change between steps)."""
+        z_H, z_L = self.recurse(carry.z_H, carry.z_L, x, cos_sin)
         logits = self.lm_head(z_H)[:, self.puzzle_prefix_len:]
         q = self.q_head(z_H[:, 0]).to(torch.float32)  # [B, 2]
         return InnerCarry(z_H.detach(), z_L.detach()), logits, q[..., 0], q[..., 1]

@@ -99,3 +99,8 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def json_line(record: Any) -> str:
+    """One compact JSON line (per_puzzle.jsonl), numpy / torch scalars converted."""
+    return json.dumps(record, default=_json_default, separators=(",", ":"))

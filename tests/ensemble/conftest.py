@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import yaml
 
 from hrm_eval.evaluation.predictions import CACHE_ENV, Member
-from hrm_eval.models import HRM_ARCH_NAME, ACTModel, HRMConfig, build_model
+from hrm_eval.models import HRM_ARCH_NAME, ACTModel, HRMConfig, HRMModel, build_model
 from tests.conftest import HRM_FIXTURES, SUDOKU_BUILT
 
 FIXTURE_DIR = HRM_FIXTURES["rope_f32"]
@@ -97,22 +97,32 @@ def tiny_checkpoint(folder: Path, *, vocab_size: int, seq_len: int, num_puzzle_i
     return folder / "step_1"
 
 
-class LabelEcho(ACTModel):
-    """Answers every puzzle with its label: one-hot logits of `labels` (which the evaluator
-    passes in the batch, in the view's frame), sure of itself (q_halt +5). The ACT bookkeeping
-    (carry, steps, halting) is the real one."""
+class LabelEcho(HRMModel):
+    """Answers every puzzle it was shown with that puzzle's label (one-hot logits), sure of
+    itself (q_halt +5). It looks the label up from the input tokens when the engine embeds a
+    puzzle, so a view's puzzle gets the view's label; the ACT engine around it is the real one."""
 
-    def forward(self, carry, batch):
-        carry, out = super().forward(carry, batch)
-        labels = carry.current_data["labels"].long().clamp_min(0)
-        logits = 10.0 * F.one_hot(labels, self.config.vocab_size).to(out["logits"].dtype)
-        return carry, {"logits": logits, "q_halt_logits": torch.full_like(out["q_halt_logits"], 5.0),
-                       "q_continue_logits": out["q_continue_logits"]}
+    def __init__(self, config, known):
+        super().__init__(config)
+        self.known = {tuple(i.tolist()): lab for inputs, labels in known for i, lab in zip(inputs, labels)}
+
+    def input_embeddings(self, inputs, puzzle_identifiers):
+        labels = torch.stack([self.known[tuple(r.tolist())] for r in inputs]).long().clamp_min(0)  # [B, L]
+        B, L = labels.shape
+        x = torch.zeros(B, self.config.full_seq_len, self.config.hidden_size, dtype=self.config.torch_dtype)
+        x[:, self.puzzle_prefix_len:, : self.config.vocab_size] = F.one_hot(labels, self.config.vocab_size).to(x.dtype)
+        return x
+
+    def step(self, carry, x, cos_sin):
+        logits = 10.0 * x[:, self.puzzle_prefix_len:, : self.config.vocab_size]
+        B = x.shape[0]
+        return carry, logits, torch.full((B,), 5.0), torch.zeros(B)
 
 
-def label_echo(vocab_size: int, seq_len: int) -> LabelEcho:
+def label_echo(vocab_size: int, seq_len: int, known) -> ACTModel:
+    """`known`: (inputs [n, L], labels [n, L]) pairs, e.g. one per test-time view."""
     config = HRMConfig(**tiny_arch(), seq_len=seq_len, vocab_size=vocab_size)
-    return LabelEcho(build_model(config).inner).eval()
+    return ACTModel(LabelEcho(config, known)).eval()
 
 
 def stand_in_member(model: ACTModel, name: str = "echo") -> Member:

@@ -71,8 +71,8 @@ def test_label_echo_model_scores_one_through_every_view(task_name, small_sudoku)
     dataset = PuzzleDataset(path)
     rows = collect_rows(dataset, limit=6)
     meta = dataset.metadata
-    model = label_echo(meta.vocab_size, meta.seq_len)
     views = make_views(task, n_views, seq_len=meta.seq_len, vocab_size=meta.vocab_size, seed=0)
+    model = label_echo(meta.vocab_size, meta.seq_len, [(to_view(rows.inputs, v), to_view(rows.labels, v)) for v in views])
     preds = predict(model, rows, views, batch_size=4)
     scored = rows.labels != IGNORE_LABEL_ID
     for v in range(n_views):
@@ -93,13 +93,11 @@ def test_a_missing_inverse_would_be_caught():
     torch.manual_seed(0)
     dataset = PuzzleDataset(SUDOKU_BUILT)
     rows = collect_rows(dataset, limit=4)
-    model = label_echo(11, 81)
     views = make_views(get_task("sudoku"), 3, seq_len=81, vocab_size=11, seed=0)
-    from hrm_eval.evaluation.evaluator import Evaluator
+    model = label_echo(11, 81, [(to_view(rows.inputs, v), to_view(rows.labels, v)) for v in views])
+    from hrm_eval.inference.engine import ACTEngine
 
-    out = Evaluator(model, progress=False).run_batch(
-        {"inputs": to_view(rows.inputs, views[1]), "labels": to_view(rows.labels, views[1]),
-         "puzzle_identifiers": rows.puzzle_identifiers})
+    out = ACTEngine(model).run_all(to_view(rows.inputs, views[1]), rows.puzzle_identifiers)
     assert not torch.equal(out.logits.argmax(-1), rows.labels)
     assert torch.equal(logits_from_view(out.logits, views[1]).argmax(-1), rows.labels)
 

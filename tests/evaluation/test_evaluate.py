@@ -23,7 +23,7 @@ SUDOKU_CSV = FIXTURES / "official_data" / "sudoku_raw" / "test.csv"
 PUBLIC = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
 AGGREGATE_KEYS = {*PUBLIC, "total_puzzles", "solve_rate", "average_steps", "average_accuracy", "time_per_puzzle",
                   "verified_solve_rate"}
-TIMING = ("time_per_puzzle", "wall_time_seconds")
+TIMING = ("time_per_puzzle", "wall_time_seconds", "puzzles_per_second")
 # Counts and argmax-derived rates: exact arithmetic whatever the CPU, so compared exactly.
 COUNTED = ("exact_accuracy", "solve_rate", "q_halt_accuracy", "steps", "average_steps", "total_puzzles",
            "verified_solve_rate")

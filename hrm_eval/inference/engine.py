@@ -1,0 +1,390 @@
+"""The ACT inference engine: continuous batching over ACT steps.
+
+The public evaluators start a batch, run every row for `halt_max_steps` steps and only then
+take the next batch. Here the batch is a fixed number of *slots*. Every engine step advances
+each active slot by one ACT step; a slot whose puzzle halted hands its result out and takes
+the next puzzle from the queue at once. With fixed halting every puzzle still runs exactly
+`halt_max_steps` steps (the public numbers); with adaptive halting easy puzzles leave early
+and their slots go to new puzzles, which is where the speed comes from.
+
+    puzzles (chunks) -> queue -> slots [N] -> one ACT step on the active slots
+                                   ^                |
+                                   +-- refill <-- halted rows -> FinishedRows (out)
+
+Work the public loop repeats and this one does not: the input (and puzzle) embedding is
+computed once per puzzle, not once per step; weights are cast to the forward dtype once;
+free slots (the tail of a dataset, or rows that halted) are not computed at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Literal, Optional
+
+import torch
+from torch import nn
+
+from hrm_eval.models.act import ACTModel
+from hrm_eval.models.base import InnerCarry
+from hrm_eval.models.layers import CastedEmbedding, CastedLinear
+
+log = logging.getLogger("hrm_eval")
+
+HaltingMode = Literal["fixed", "adaptive", "threshold"]
+HALTING_MODES = ("fixed", "adaptive", "threshold")
+
+
+@dataclass(frozen=True)
+class HaltingPolicy:
+    """When a puzzle stops thinking.
+
+    fixed:     exactly `max_steps` steps (default halt_max_steps), as the public evaluation.
+    adaptive:  the model's own rule (HRM: q_halt > q_continue; TRM with no_ACT_continue:
+               q_halt > 0), as in training, without exploration.
+    threshold: sigmoid(q_halt) >= `threshold`.
+    Adaptive and threshold never stop before `min_steps` and always stop at `max_steps`.
+    """
+
+    mode: HaltingMode = "fixed"
+    threshold: float = 0.5
+    min_steps: int = 1
+    max_steps: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in HALTING_MODES:
+            raise ValueError(f"halting must be one of {', '.join(HALTING_MODES)}, got {self.mode!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"halt threshold must be in (0, 1), got {self.threshold}")
+        if self.min_steps < 1 or (self.max_steps is not None and self.max_steps < self.min_steps):
+            raise ValueError(f"need 1 <= min_steps <= max_steps, got {self.min_steps} and {self.max_steps}")
+
+    def step_limit(self, halt_max_steps: int) -> int:
+        return self.max_steps if self.max_steps is not None else halt_max_steps
+
+    def halts(self, model: ACTModel, steps: torch.Tensor, q_halt: torch.Tensor, q_continue: torch.Tensor,
+              limit: int) -> torch.Tensor:
+        """[n] bool: which of these rows stop after the step they just ran (steps counts it)."""
+        at_limit = steps >= limit
+        if self.mode == "fixed":
+            return at_limit
+        if self.mode == "adaptive":
+            wants = model.wants_to_halt(q_halt, q_continue)
+        else:
+            wants = torch.sigmoid(q_halt) >= self.threshold
+        return at_limit | (wants & (steps >= self.min_steps))
+
+    def describe(self, halt_max_steps: int) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"mode": self.mode, "max_steps": self.step_limit(halt_max_steps)}
+        if self.mode != "fixed":
+            out["min_steps"] = self.min_steps
+        if self.mode == "threshold":
+            out["threshold"] = self.threshold
+        return out
+
+
+@dataclass
+class PuzzleChunk:
+    """Puzzles handed to the engine; `index` is the caller's id for each row."""
+    index: torch.Tensor                    # [n] int64
+    inputs: torch.Tensor                   # [n, L] int
+    puzzle_identifiers: torch.Tensor       # [n] int
+    labels: Optional[torch.Tensor] = None  # [n, L] int, -100 where not scored; enables exact_by_step
+
+
+@dataclass
+class FinishedRows:
+    """Puzzles that halted on the same engine step (CPU tensors, rows in slot order)."""
+    index: torch.Tensor               # [n] int64, the caller's ids
+    logits: torch.Tensor              # [n, L, V] forward dtype, at the step the row halted
+    q_halt_logits: torch.Tensor       # [n] fp32
+    q_continue_logits: torch.Tensor   # [n] fp32
+    steps: torch.Tensor               # [n] int32 ACT steps actually run
+    q_halt_by_step: torch.Tensor      # [n, T] fp32, NaN after the row halted
+    q_continue_by_step: torch.Tensor  # [n, T]
+    exact_by_step: Optional[torch.Tensor] = None  # [n, T] bool, answer exactly right after step t (needs labels)
+    preds_by_step: Optional[torch.Tensor] = None  # [n, T, L] answer after each step (trace_preds)
+
+    def __len__(self) -> int:
+        return int(self.index.numel())
+
+    @property
+    def preds(self) -> torch.Tensor:
+        return self.logits.argmax(-1)
+
+
+def cast_weights_once(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Store the casted layers' weights in the forward dtype: their per-call `.to(dtype)` then
+    does nothing. Bit-identical to casting at every call (the same rounding, done once).
+    Only the casted layers: rotary tables and norms keep computing in fp32 as they do."""
+    if dtype == torch.float32:
+        return model
+    for module in model.modules():
+        if isinstance(module, (CastedLinear, CastedEmbedding)):
+            module.to(dtype)
+    return model
+
+
+@dataclass
+class _Slots:
+    """The engine's per-slot state on the device."""
+    carry: InnerCarry                     # z_H, z_L [N, S, h]
+    x: torch.Tensor                       # [N, S, h] input embeddings of the slot's puzzle
+    index: torch.Tensor                   # [N] int64
+    inputs: torch.Tensor                  # [N, L]
+    identifiers: torch.Tensor             # [N]
+    labels: Optional[torch.Tensor]        # [N, L]
+    steps: torch.Tensor                   # [N] int32
+    active: torch.Tensor                  # [N] bool
+    q_halt: torch.Tensor                  # [N, T] fp32
+    q_continue: torch.Tensor              # [N, T] fp32
+    exact: Optional[torch.Tensor]         # [N, T] bool
+    preds: Optional[torch.Tensor]         # [N, T, L]
+
+
+class _Queue:
+    """Rows waiting for a slot, pulled from the source lazily (memory stays flat)."""
+
+    def __init__(self, source: Iterable[PuzzleChunk]):
+        self._source = iter(source)
+        self._chunks: Deque[PuzzleChunk] = deque()
+        self.exhausted = False
+
+    def push_front(self, chunk: PuzzleChunk) -> None:
+        self._chunks.appendleft(chunk)
+
+    def take(self, n: int) -> Optional[PuzzleChunk]:
+        parts: List[PuzzleChunk] = []
+        while n > 0:
+            if not self._chunks:
+                nxt = next(self._source, None)
+                if nxt is None:
+                    self.exhausted = True
+                    break
+                if len(nxt.index):
+                    self._chunks.append(nxt)
+                continue
+            head = self._chunks.popleft()
+            k = min(n, len(head.index))
+            parts.append(_slice(head, slice(0, k)))
+            if k < len(head.index):
+                self._chunks.appendleft(_slice(head, slice(k, None)))
+            n -= k
+        return _concat(parts) if parts else None
+
+
+def _slice(c: PuzzleChunk, s: slice) -> PuzzleChunk:
+    return PuzzleChunk(c.index[s], c.inputs[s], c.puzzle_identifiers[s], None if c.labels is None else c.labels[s])
+
+
+def _concat(parts: List[PuzzleChunk]) -> PuzzleChunk:
+    if len(parts) == 1:
+        return parts[0]
+    labels = None if parts[0].labels is None else torch.cat([p.labels for p in parts])  # type: ignore[misc]
+    return PuzzleChunk(torch.cat([p.index for p in parts]), torch.cat([p.inputs for p in parts]),
+                       torch.cat([p.puzzle_identifiers for p in parts]), labels)
+
+
+class ACTEngine:
+    """Runs puzzles through an ACT model with continuous batching.
+
+        engine = ACTEngine(model, slots=64, halting=HaltingPolicy("adaptive"))
+        for finished in engine.run(chunks):   # FinishedRows, in the order puzzles halt
+            ...
+
+    `slots` is the batch: how many puzzles are in flight at once. `cast_weights` stores the
+    weights in the forward dtype once (bit-identical outputs; the model is changed in place). On a CUDA out-of-memory
+    error the engine halves it, says so once, puts the puzzles in flight back in the queue
+    (they restart from step 0, so their results do not change) and goes on.
+    """
+
+    def __init__(self, model: ACTModel, *, slots: int = 64, device: Optional[torch.device | str] = None,
+                 halting: Optional[HaltingPolicy] = None, trace_preds: bool = False, cast_weights: bool = False):
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
+        self.model = model.eval()
+        self.inner = model.inner
+        self.config = model.config
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model.to(self.device)
+        if cast_weights:  # only for a model the caller owns: a model in training must keep fp32 weights
+            cast_weights_once(self.model, self.config.torch_dtype)
+        self.slots = slots
+        self.halting = halting or HaltingPolicy()
+        self.limit = self.halting.step_limit(self.config.halt_max_steps)
+        self.trace_preds = trace_preds
+        self.oom_recovery = self.device.type == "cuda"  # CPU out-of-memory is the OS's business
+        self._step_fn: Callable[[InnerCarry, torch.Tensor], Any] = self._step
+        self.steps_run = 0          # engine steps (one ACT step of the active slots each)
+        self.rows_computed = 0      # sum over engine steps of active slots: the work done
+        self.slots_offered = 0      # sum over engine steps of slots: the capacity used
+
+    # ---- compile (optional) -------------------------------------------------------------------
+    def compile(self) -> bool:
+        """torch.compile the ACT step; False (with a warning) where no compiler works here."""
+        try:
+            compiled = torch.compile(self._step, dynamic=True)
+        except Exception as e:  # noqa: BLE001 - any backend failure means: run uncompiled
+            log.warning("torch.compile unavailable (%s); running uncompiled", e)
+            return False
+        self._step_fn = compiled
+        return True
+
+    # ---- the loop -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def run(self, source: Iterable[PuzzleChunk]) -> Iterator[FinishedRows]:
+        queue = _Queue(source)
+        state: Optional[_Slots] = None
+        while True:
+            if state is None:
+                first = queue.take(self.slots)
+                if first is None:
+                    return
+                state = self._allocate(first)
+                self._admit(state, first, torch.arange(len(first.index), device=self.device))
+            self._refill(state, queue)
+            active = state.active.nonzero().flatten()
+            if active.numel() == 0:
+                return
+            try:
+                finished = self._advance(state, active)
+            except torch.OutOfMemoryError:
+                if not self.oom_recovery or self.slots == 1:
+                    raise
+                state = self._shrink(state, queue)
+                continue
+            if finished is not None:
+                yield finished
+
+    def run_all(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor,
+                labels: Optional[torch.Tensor] = None) -> FinishedRows:
+        """Every row of `inputs` [n, L] to completion; results in input order."""
+        n = len(inputs)
+        source = (PuzzleChunk(torch.arange(s, min(n, s + self.slots)), inputs[s:s + self.slots],
+                              puzzle_identifiers[s:s + self.slots], None if labels is None else labels[s:s + self.slots])
+                  for s in range(0, n, self.slots))
+        parts = list(self.run(source))
+        if not parts:
+            raise ValueError("run_all needs at least one puzzle")
+        order = torch.cat([p.index for p in parts]).argsort()
+
+        def cat(name: str) -> Optional[torch.Tensor]:
+            values = [getattr(p, name) for p in parts]
+            return None if values[0] is None else torch.cat(values)[order]
+
+        return FinishedRows(**{name: cat(name) for name in FinishedRows.__dataclass_fields__})  # type: ignore[arg-type]
+
+    def _allocate(self, first: PuzzleChunk) -> _Slots:
+        N, T, L = self.slots, self.limit, first.inputs.shape[1]
+        dev, dtype = self.device, self.config.torch_dtype
+        shape = (N, self.config.full_seq_len, self.config.hidden_size)
+        has_labels = first.labels is not None
+        return _Slots(
+            carry=InnerCarry(torch.zeros(shape, dtype=dtype, device=dev), torch.zeros(shape, dtype=dtype, device=dev)),
+            x=torch.zeros(shape, dtype=dtype, device=dev),
+            index=torch.full((N,), -1, dtype=torch.int64, device=dev),
+            inputs=torch.zeros((N, L), dtype=first.inputs.dtype, device=dev),
+            identifiers=torch.zeros(N, dtype=first.puzzle_identifiers.dtype, device=dev),
+            labels=torch.zeros((N, L), dtype=first.labels.dtype, device=dev) if has_labels else None,  # type: ignore[union-attr]
+            steps=torch.zeros(N, dtype=torch.int32, device=dev),
+            active=torch.zeros(N, dtype=torch.bool, device=dev),
+            q_halt=torch.full((N, T), float("nan"), device=dev),
+            q_continue=torch.full((N, T), float("nan"), device=dev),
+            exact=torch.zeros((N, T), dtype=torch.bool, device=dev) if has_labels else None,
+            preds=torch.zeros((N, T, L), dtype=torch.int32, device=dev) if self.trace_preds else None,
+        )
+
+    def _refill(self, state: _Slots, queue: _Queue) -> None:
+        free = (~state.active).nonzero().flatten()
+        if free.numel() == 0 or queue.exhausted:
+            return
+        chunk = queue.take(int(free.numel()))
+        if chunk is not None:
+            self._admit(state, chunk, free[: len(chunk.index)])
+
+    def _admit(self, state: _Slots, chunk: PuzzleChunk, slots: torch.Tensor) -> None:
+        """Put new puzzles into `slots`: fresh H_init / L_init states, embeddings computed once."""
+        dev = self.device
+        inputs = chunk.inputs.to(dev)
+        ids = chunk.puzzle_identifiers.to(dev)
+        state.carry.z_H[slots] = self.inner.H_init
+        state.carry.z_L[slots] = self.inner.L_init
+        state.x[slots] = self.inner.input_embeddings(inputs, ids)
+        state.index[slots] = chunk.index.to(dev, torch.int64)
+        state.inputs[slots] = inputs.to(state.inputs.dtype)
+        state.identifiers[slots] = ids.to(state.identifiers.dtype)
+        if state.labels is not None and chunk.labels is not None:
+            state.labels[slots] = chunk.labels.to(dev, state.labels.dtype)
+        state.steps[slots] = 0
+        state.active[slots] = True
+        state.q_halt[slots] = float("nan")
+        state.q_continue[slots] = float("nan")
+        if state.exact is not None:
+            state.exact[slots] = False
+
+    def _step(self, carry: InnerCarry, x: torch.Tensor):
+        return self.inner.step(carry, x, self.inner.cos_sin())
+
+    def _advance(self, state: _Slots, active: torch.Tensor) -> Optional[FinishedRows]:
+        """One ACT step for the active slots; returns the rows that halted on it."""
+        everyone = active.numel() == self.slots
+        if everyone:  # the common case: no gather / scatter
+            carry, x = state.carry, state.x
+        else:
+            carry = InnerCarry(state.carry.z_H[active], state.carry.z_L[active])
+            x = state.x[active]
+        carry, logits, q_halt, q_continue = self._step_fn(carry, x)
+        if everyone:
+            state.carry = carry
+        else:
+            state.carry.z_H[active] = carry.z_H
+            state.carry.z_L[active] = carry.z_L
+        self.steps_run += 1
+        self.rows_computed += int(active.numel())
+        self.slots_offered += self.slots
+
+        steps = state.steps[active] + 1
+        state.steps[active] = steps
+        col = (steps - 1).long()
+        state.q_halt[active, col] = q_halt
+        state.q_continue[active, col] = q_continue
+        preds = logits.argmax(-1)  # [n, L]
+        if state.exact is not None and state.labels is not None:
+            labels = state.labels[active]
+            state.exact[active, col] = ((preds == labels) | (labels == -100)).all(-1)
+        if state.preds is not None:
+            state.preds[active, col] = preds.to(torch.int32)
+
+        halt = self.halting.halts(self.model, steps, q_halt, q_continue, self.limit)
+        if not bool(halt.any()):
+            return None
+        rows = active[halt]
+        state.active[rows] = False
+        return FinishedRows(
+            index=state.index[rows].cpu(), logits=logits[halt].cpu(), q_halt_logits=q_halt[halt].cpu(),
+            q_continue_logits=q_continue[halt].cpu(), steps=steps[halt].cpu(),
+            q_halt_by_step=state.q_halt[rows].cpu(), q_continue_by_step=state.q_continue[rows].cpu(),
+            exact_by_step=state.exact[rows].cpu() if state.exact is not None else None,
+            preds_by_step=state.preds[rows].cpu() if state.preds is not None else None)
+
+    def _shrink(self, state: _Slots, queue: _Queue) -> Optional[_Slots]:
+        """After an out-of-memory error: half the slots; puzzles in flight go back to the queue."""
+        in_flight = state.active.nonzero().flatten()
+        if in_flight.numel():
+            queue.push_front(PuzzleChunk(
+                index=state.index[in_flight].cpu(), inputs=state.inputs[in_flight].cpu(),
+                puzzle_identifiers=state.identifiers[in_flight].cpu(),
+                labels=state.labels[in_flight].cpu() if state.labels is not None else None))
+        old = self.slots
+        self.slots = max(1, self.slots // 2)
+        log.warning("out of memory with %d slots: continuing with %d (puzzles in flight restart)", old, self.slots)
+        del state
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return None
+
+    def stats(self) -> Dict[str, Any]:
+        """What the engine did so far: ACT steps computed and how full the slots were."""
+        return {"engine_steps": self.steps_run, "act_steps_computed": self.rows_computed, "slots": self.slots,
+                "slot_occupancy": self.rows_computed / self.slots_offered if self.slots_offered else 0.0}

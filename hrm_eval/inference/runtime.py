@@ -1,0 +1,93 @@
+"""Per-machine runtime choices: which dtype runs natively here, how many threads to use.
+
+Machines differ (a CPU with AMX runs bf16 about 2x faster than fp32, one with only AVX2
+emulates bf16 several times slower), so these are decided by looking at the machine the
+program runs on, never fixed in documentation, and every choice is recorded with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class DtypeChoice:
+    dtype: str
+    reason: str
+    changed: bool  # differs from the checkpoint's own forward_dtype: numbers differ by rounding
+
+
+def cpu_bf16_native() -> Dict[str, bool]:
+    """Which bf16 instructions this CPU has (AMX tiles, AVX-512 BF16), as torch sees them."""
+    def probe(name: str) -> bool:
+        fn = getattr(torch.cpu, name, None)
+        try:
+            return bool(fn()) if fn is not None else False
+        except RuntimeError:
+            return False
+    return {"amx": probe("_is_amx_tile_supported"), "avx512_bf16": probe("_is_avx512_bf16_supported")}
+
+
+def _cuda_bf16(device: torch.device) -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def choose_dtype(requested: Optional[str], checkpoint_dtype: str, device: torch.device, *,
+                 cpu_features: Optional[Callable[[], Dict[str, bool]]] = None,
+                 cuda_bf16: Optional[Callable[[torch.device], bool]] = None) -> DtypeChoice:
+    """`requested` None keeps the checkpoint's dtype; "auto" takes bf16 where the device runs it
+    natively (CUDA with bf16; a CPU with AMX or AVX-512 BF16), otherwise the checkpoint's dtype.
+    The capability probes can be injected (tests exercise both branches on any machine)."""
+    if requested is None or requested == checkpoint_dtype:
+        return DtypeChoice(checkpoint_dtype, "the checkpoint's forward_dtype", False)
+    if requested != "auto":
+        if requested not in DTYPES:
+            raise ValueError(f"dtype must be auto or one of {', '.join(DTYPES)}, got {requested!r}")
+        return DtypeChoice(requested, "requested", requested != checkpoint_dtype)
+    if device.type == "cuda":
+        native = (cuda_bf16 or _cuda_bf16)(device)
+        where = f"{device} supports bf16" if native else f"{device} has no native bf16"
+    elif device.type == "cpu":
+        feats = (cpu_features or cpu_bf16_native)()
+        have = [name for name, ok in feats.items() if ok]
+        native = bool(have)
+        where = f"this CPU has {' and '.join(have)}" if native else "this CPU has neither AMX nor AVX-512 BF16 (bf16 is emulated)"
+    else:
+        native, where = False, f"no bf16 capability check for {device.type}"
+    if native:
+        return DtypeChoice("bfloat16", f"auto: {where}", checkpoint_dtype != "bfloat16")
+    return DtypeChoice(checkpoint_dtype, f"auto: {where}; kept the checkpoint's dtype", False)
+
+
+def physical_cores() -> int:
+    """Cores this process may run on (affinity), counting each once."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def choose_threads(requested: Optional[int], device: torch.device) -> int:
+    """Intra-op threads for the CPU. Default: one per core this process may use, as torch does,
+    unless OMP_NUM_THREADS says otherwise; `requested` wins. The model is small, so on a
+    machine shared with other work fewer threads are often faster: `benchmarks/act_throughput.py`
+    measures it on your machine."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"threads must be >= 1, got {requested}")
+        return requested
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return physical_cores() if device.type == "cpu" else torch.get_num_threads()
+
+
+def apply_threads(n: int) -> None:
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
