@@ -44,16 +44,16 @@ def main() -> None:
           f"bfloat16 {mm[torch.bfloat16] * 1e3:.2f} ms, bf16/fp32 = {mm[torch.bfloat16] / mm[torch.float32]:.1f}x")
 
     from hrm_eval.data.dataset import PuzzleDataset
-    from hrm_eval.evaluation.evaluator import Evaluator
+    from hrm_eval.inference.engine import ACTEngine
     from hrm_eval.utils import load_checkpoint
 
     data = PuzzleDataset(ROOT / "checkpoints" / "sudoku6-hrm" / "data")
-    batch = next(data.iter_batches(256)).as_model_batch("cpu")
+    pb = next(data.iter_batches(256))
     batch_time = {}
     for dtype in ("float32", "bfloat16"):
         loaded = load_checkpoint(ROOT / "checkpoints" / "sudoku6-hrm", dataset=data.metadata, dtype=dtype)
-        evaluator = Evaluator(loaded.model, progress=False)
-        batch_time[dtype] = best_of(lambda: evaluator.run_batch(batch), 3)
+        engine = ACTEngine(loaded.model, slots=256)
+        batch_time[dtype] = best_of(lambda: engine.run_all(pb.inputs, pb.puzzle_identifiers), 3)
     print(f"bundled model, 256 puzzles x 4 ACT steps: float32 {batch_time['float32']:.2f} s, "
           f"bfloat16 {batch_time['bfloat16']:.2f} s, bf16/fp32 = {batch_time['bfloat16'] / batch_time['float32']:.1f}x")
 

@@ -9,8 +9,6 @@ import numpy as np
 import torch
 
 from hrm_eval.data.tasks import get_task
-from hrm_eval.evaluation.evaluator import Evaluator
-from hrm_eval.models.losses import IGNORE_LABEL_ID
 from hrm_eval.utils import load_checkpoint
 from tests.conftest import ROOT
 
@@ -24,9 +22,7 @@ def test_bundled_model_answers_questions_given_as_text():
     # a raw puzzle carries no dataset: the task's layout gives the sequence length
     loaded = load_checkpoint(BUNDLED, device="cpu", dtype="float32", overrides={"seq_len": task.seq_len})
     inputs = torch.as_tensor(np.stack([task.encode_puzzle(q) for q, _ in rows]), dtype=torch.long)  # [16, 36]
-    batch = {"inputs": inputs, "labels": torch.full_like(inputs, IGNORE_LABEL_ID),
-             "puzzle_identifiers": torch.zeros(len(rows), dtype=torch.long)}
-    preds = Evaluator(loaded.model, progress=False).run_batch(batch).logits.argmax(-1)  # [16, 36]
+    preds = ACTEngine(loaded.model).run_all(inputs, torch.zeros(len(rows), dtype=torch.long)).preds  # [16, 36]
 
     answers = [task.decode_answer(p) for p in preds]
     assert all(isinstance(a, str) and len(a) == 36 for a in answers)
