@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from hrm_eval.data.tasks import get_task
+from hrm_eval.inference.engine import ACTEngine
 from hrm_eval.utils import load_checkpoint
 from tests.conftest import ROOT
 
