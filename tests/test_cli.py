@@ -447,3 +447,29 @@ def test_every_flag_of_a_mode_is_a_field_of_its_config_model():
                 assert action.dest in mode.schema.model_fields, (mode.name, action.option_strings)
                 checked += 1
     assert checked > 40
+
+
+def test_evaluate_with_adaptive_halting_from_the_command_line(tmp_path):
+    res = run_cli("--mode", "evaluate", "--halting", "adaptive", "--limit", "24", "--output", str(tmp_path / "a"),
+                  "--no-progress", "--threads", "1")
+    assert res.returncode == 0, res.stderr
+    assert "halting" in res.stdout and "adaptive" in res.stdout
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert results["provenance"]["evaluation"]["halting"]["mode"] == "adaptive"
+    assert results["provenance"]["evaluation"]["threads"] == 1
+    assert 1 <= results["aggregate_metrics"]["steps"] < 4
+    assert len((tmp_path / "a" / "per_puzzle.jsonl").read_text().splitlines()) == 24
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--halt-threshold", "1.5"), "--halt-threshold"),
+    (("--halting", "sometimes"), "--halting"),
+    (("--min-steps", "0"), "--min-steps"),
+    (("--dtype", "float8"), "--dtype"),
+])
+def test_bad_halting_flags_are_one_line_errors(flags, message, tmp_path):
+    res = run_cli("--mode", "evaluate", *flags, "--output", str(tmp_path / "x"))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], res.stderr
+    assert not (tmp_path / "x" / "results.json").exists()

@@ -485,11 +485,7 @@ SUBPROCESS_CASES = [
     Case("checkpoint-pickle-payload", _checkpoint_pickle_payload, words="step_625"),
     Case("npy-header-terabytes", _npy_header_terabytes, words="all__puzzle_indices.npy"),
     Case("config-hidden-size-huge", _huge_hidden_size, words="hidden_size"),
-    # Until the loader validates keys first this runs into the time limit: kept short so CI stays fast.
-    Case("checkpoint-stray-layer-key", _stray_layer_key, words="layers.200000", timeout=15.0,
-         marks=[pytest.mark.xfail(strict=True, raises=(AssertionError, subprocess.TimeoutExpired),
-                                  reason="loader: validate the state dict's layer indices before building (issue 16, "
-                                         "helper 'loading')")]),
+    Case("checkpoint-stray-layer-key", _stray_layer_key, words="highest index 200000", timeout=30.0),
 ]
 
 
@@ -591,20 +587,14 @@ def _xfail(reason: str) -> list:
 LOADER_REASON = "loader: validate the state dict (dims, dtypes) before building the model (issue 16, helper 'loading')"
 CONFIG_REASON = "loader: range-check architecture values and types in the config models (issue 16, helper 'loading')"
 OTHER_AREAS = [
-    Case("checkpoint-zero-dim-embedding", _state_dict_edit(_zero_dim_embedding), words="embed_tokens",
-         marks=_xfail(LOADER_REASON)),
-    Case("checkpoint-integer-weights", _state_dict_edit(_integer_weights, "evaluate"), words="int",
-         marks=_xfail(LOADER_REASON)),
+    Case("checkpoint-zero-dim-embedding", _state_dict_edit(_zero_dim_embedding), words="embed_tokens"),
+    Case("checkpoint-integer-weights", _state_dict_edit(_integer_weights, "evaluate"), words="int"),
     Case("config-rms-norm-eps-nan", _config_edit("rms_norm_eps: 1.0e-05", "rms_norm_eps: .nan"),
-         words="rms_norm_eps", marks=_xfail(CONFIG_REASON)),
-    Case("config-rope-theta-negative", _config_edit("rope_theta: 10000.0", "rope_theta: -1"), words="rope_theta",
-         marks=_xfail(CONFIG_REASON)),
-    Case("config-arch-list", _arch_list, words="arch", marks=_xfail(CONFIG_REASON)),
-    Case("output-under-a-file", _output_under_a_file, words="--output",
-         marks=_xfail("cli: check that --output can be created before evaluating (issue 16, helper 'cli')")),
-    Case("score-truncated-predictions", _truncated_predictions, words="truncated",
-         marks=_xfail("tasks: arc_scoring._load_prediction_file turns torch's OSError '[Errno 22]' into "
-                      "'truncated or damaged' (issue 16, helper 'tasks')")),
+         words="rms_norm_eps"),
+    Case("config-rope-theta-negative", _config_edit("rope_theta: 10000.0", "rope_theta: -1"), words="rope_theta"),
+    Case("config-arch-list", _arch_list, words="arch"),
+    Case("output-under-a-file", _output_under_a_file, words="--output"),
+    Case("score-truncated-predictions", _truncated_predictions, words="truncated"),
 ]
 
 

@@ -138,9 +138,11 @@ class KeyValues(argparse.Action):
         setattr(namespace, self.dest, current)
 
 
-def add_dtype_flag(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                   help="override the checkpoint's forward_dtype")
+def add_dtype_flag(g: argparse._ArgumentGroup, *, auto: bool = False) -> None:
+    choices = ("auto", "float32", "bfloat16", "float16") if auto else ("float32", "bfloat16", "float16")
+    g.add_argument("--dtype", choices=choices,
+                   help="override the checkpoint's forward_dtype" +
+                        ("; auto: bf16 where this device runs it natively, else the checkpoint's" if auto else ""))
 
 
 def add_model_flags(g: argparse._ArgumentGroup) -> None:
@@ -150,14 +152,14 @@ def add_model_flags(g: argparse._ArgumentGroup) -> None:
                    help="override one architecture field (repeatable), e.g. --arch num_heads=8")
 
 
-def add_run_flags(g: argparse._ArgumentGroup) -> None:
+def add_run_flags(g: argparse._ArgumentGroup, *, auto_dtype: bool = False) -> None:
     """What every mode that runs a model takes (hrm_eval.utils.config.RunSettings)."""
     g.add_argument("--split", help="dataset split")
     g.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
     g.add_argument("--output", dest="output_dir",
                    help="output directory (default: a new outputs/<mode>/<names>-<timestamp>)")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    add_dtype_flag(g)
+    add_dtype_flag(g, auto=auto_dtype)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--limit", type=int, help="evaluate only the first N examples")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

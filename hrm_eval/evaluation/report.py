@@ -14,13 +14,22 @@ def _table(rows: List[Tuple[str, str]], title: str) -> str:
     return "\n".join(lines)
 
 
+def _halting(h: Any) -> str:
+    if not h:
+        return "fixed"
+    extra = ", ".join(f"{k} {v}" for k, v in h.items() if k != "mode")
+    return f"{h['mode']} ({extra})" if extra else h["mode"]
+
+
 def format_summary(results: Dict[str, Any]) -> str:
     m = results["aggregate_metrics"]
     prov = results["provenance"]
     rows = [
         ("checkpoint", f"{prov['checkpoint']['path']} (step {prov['checkpoint']['step']})"),
         ("dataset", f"{prov['dataset']['path']} [{prov['dataset']['split']}] task={prov['dataset']['task']}"),
-        ("device / dtype", f"{prov['evaluation']['device']} / {prov['evaluation']['dtype']}"),
+        ("device / dtype", f"{prov['evaluation']['device']} / {prov['evaluation']['dtype']}"
+                           + (f" ({prov['evaluation']['dtype_choice']})" if prov["evaluation"].get("dtype_choice") else "")),
+        ("halting", _halting(prov["evaluation"].get("halting"))),
         ("puzzles", f"{m['total_puzzles']}"),
         ("exact_accuracy (solve rate)", f"{m['exact_accuracy']:.4f}"),
     ]
@@ -43,7 +52,13 @@ def format_summary(results: Dict[str, Any]) -> str:
         for rule in ("strict", "fractional"):
             if rule in results["arc"]:
                 rows.append((f"ARC {rule}", " ".join(f"{k}={v:.4f}" for k, v in results["arc"][rule].items())))
-    return _table(rows, "Evaluation summary")
+    for p in results.get("halting_sweep", []):
+        rows.append((f"sweep: {p['rule']}", f"mean steps {p['mean_steps']:.2f}, exact {p['exact_accuracy']:.4f}"))
+    table = _table(rows, "Evaluation summary")
+    if prov["evaluation"].get("dtype_changed"):
+        table += (f"\nnote: --dtype auto ran {prov['evaluation']['dtype']}, not the checkpoint's own dtype: "
+                  "numbers differ from it by rounding")
+    return table
 
 
 def format_inspection(loaded: LoadedCheckpoint) -> str:

@@ -134,6 +134,13 @@ class EvalConfig(RunSettings):
 
     checkpoint: str                           # step_<N> file, `checkpoint` file or run directory
     data_path: str                            # dataset directory, or a .csv / .jsonl file of puzzles
+    dtype: Optional[Union[Dtype, Literal["auto"]]] = None  # auto: bf16 where the device runs it natively
+    halting: Literal["fixed", "adaptive", "threshold", "sweep"] = "fixed"  # fixed: the public numbers
+    halt_threshold: float = Field(0.5, gt=0, lt=1)  # threshold: stop when sigmoid(q_halt) >= this
+    min_steps: int = Field(1, ge=1)           # adaptive / threshold never stop earlier
+    max_steps: Optional[int] = Field(None, ge=1)  # default: the model's halt_max_steps
+    threads: Optional[int] = Field(None, ge=1)    # CPU threads (default: OMP_NUM_THREADS, else one per core)
+    compile: bool = False                     # torch.compile the ACT step (skipped with a warning if unavailable)
     save_predictions: bool = False
     model_config_path: Optional[str] = None   # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)

@@ -372,6 +372,11 @@ def _load_prediction_file(path: Path) -> dict:
 
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        # torch's zip reader says "[Errno 22] Invalid argument" or "failed reading zip archive"
+        # for a file cut short: name what is wrong instead.
+        raise HRMEvalError(f"cannot read ARC predictions {path}: not a complete PyTorch file (truncated or "
+                           f"damaged, {path.stat().st_size} bytes)") from None
     except Exception as e:
         raise HRMEvalError(f"cannot read ARC predictions {path}: {one_line(e)}") from None
     if not isinstance(data, dict):
