@@ -134,7 +134,7 @@ class EvalConfig(RunSettings):
 
     checkpoint: str                           # step_<N> file, `checkpoint` file or run directory
     data_path: str                            # dataset directory, or a .csv / .jsonl file of puzzles
-    dtype: Optional[Union[Dtype, Literal["auto"]]] = None  # auto: bf16 where the device runs it natively
+    dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = None  # auto: bf16 where native
     halting: Literal["fixed", "adaptive", "threshold", "sweep"] = "fixed"  # fixed: the public numbers
     halt_threshold: float = Field(0.5, gt=0, lt=1)  # threshold: stop when sigmoid(q_halt) >= this
     min_steps: int = Field(1, ge=1)           # adaptive / threshold never stop earlier
