@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""hrm-eval command line: `python deploy.py --mode evaluate|inspect|score|build-data|generate|train|ensemble|compare|test`."""
+"""hrm-eval command line: `python deploy.py --mode MODE ...` (`--help` lists the modes)."""
+
 import sys
 
 from hrm_eval.cli import main

@@ -35,13 +35,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} threads")
+    print(
+        f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} threads"
+    )
 
     a32, w32 = torch.randn(2304, 128), torch.randn(1024, 128)
-    mm = {dt: best_of(lambda dt=dt: torch.nn.functional.linear(a32.to(dt), w32.to(dt)), 20)
-          for dt in (torch.float32, torch.bfloat16)}
-    print(f"matmul [2304x128]x[128x1024]: float32 {mm[torch.float32] * 1e3:.2f} ms, "
-          f"bfloat16 {mm[torch.bfloat16] * 1e3:.2f} ms, bf16/fp32 = {mm[torch.bfloat16] / mm[torch.float32]:.1f}x")
+    mm = {
+        dt: best_of(lambda dt=dt: torch.nn.functional.linear(a32.to(dt), w32.to(dt)), 20)
+        for dt in (torch.float32, torch.bfloat16)
+    }
+    print(
+        f"matmul [2304x128]x[128x1024]: float32 {mm[torch.float32] * 1e3:.2f} ms, "
+        f"bfloat16 {mm[torch.bfloat16] * 1e3:.2f} ms, bf16/fp32 = {mm[torch.bfloat16] / mm[torch.float32]:.1f}x"
+    )
 
     from hrm_eval.data.dataset import PuzzleDataset
     from hrm_eval.inference.engine import ACTEngine
@@ -53,9 +59,11 @@ def main() -> None:
     for dtype in ("float32", "bfloat16"):
         loaded = load_checkpoint(ROOT / "checkpoints" / "sudoku6-hrm", dataset=data.metadata, dtype=dtype)
         engine = ACTEngine(loaded.model, slots=256)
-        batch_time[dtype] = best_of(lambda: engine.run_all(pb.inputs, pb.puzzle_identifiers), 3)
-    print(f"bundled model, 256 puzzles x 4 ACT steps: float32 {batch_time['float32']:.2f} s, "
-          f"bfloat16 {batch_time['bfloat16']:.2f} s, bf16/fp32 = {batch_time['bfloat16'] / batch_time['float32']:.1f}x")
+        batch_time[dtype] = best_of(lambda e=engine: e.run_all(pb.inputs, pb.puzzle_identifiers), 3)
+    print(
+        f"bundled model, 256 puzzles x 4 ACT steps: float32 {batch_time['float32']:.2f} s, "
+        f"bfloat16 {batch_time['bfloat16']:.2f} s, bf16/fp32 = {batch_time['bfloat16'] / batch_time['float32']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,11 @@ def data_home() -> Path:
     for home in candidates:
         if (home / _MARKER).is_file():
             return home
-    raise HRMEvalError("bundled configs not found (looked in " + ", ".join(map(str, candidates)) +
-                       f"); set {HOME_ENV} to a folder with configs/ and checkpoints/")
+    raise HRMEvalError(
+        "bundled configs not found (looked in "
+        + ", ".join(map(str, candidates))
+        + f"); set {HOME_ENV} to a folder with configs/ and checkpoints/"
+    )
 
 
 def config_file(name: str) -> Path:

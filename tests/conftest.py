@@ -12,7 +12,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-HRM_FIXTURES = {"rope_f32": FIXTURES / "official_hrm" / "rope_f32", "rope_bf16": FIXTURES / "official_hrm" / "rope_bf16"}
+HRM_FIXTURES = {
+    "rope_f32": FIXTURES / "official_hrm" / "rope_f32",
+    "rope_bf16": FIXTURES / "official_hrm" / "rope_bf16",
+}
 TRM_FIXTURES = {"attn_f32": FIXTURES / "official_trm" / "attn_f32", "mlpt_f32": FIXTURES / "official_trm" / "mlpt_f32"}
 SUDOKU_BUILT = FIXTURES / "official_data" / "sudoku_built"
 MAZE_BUILT = FIXTURES / "official_data" / "maze_built"
@@ -29,8 +32,9 @@ def fixture_batch(expected: dict) -> dict:
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python deploy.py ARGS` as a real subprocess."""
-    return subprocess.run([sys.executable, str(ROOT / "deploy.py"), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "deploy.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(autouse=True)

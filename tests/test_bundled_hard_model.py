@@ -33,6 +33,7 @@ def test_the_held_out_set_is_disjoint_from_training():
     def questions(name):
         with open(RUN / "raw" / name, newline="") as f:
             return {r["question"] for r in csv.DictReader(f)}
+
     train, test, heldout = questions("train.csv"), questions("test.csv"), questions("heldout.csv")
     assert (len(train), len(test), len(heldout)) == (40000, 1000, 2000)
     assert not (train & heldout) and not (test & heldout) and not (train & test)

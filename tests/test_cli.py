@@ -56,19 +56,68 @@ def _prepare(tmp: Path) -> dict:
     """Input files for the commands; returns the command lines by scenario name."""
     out = lambda name: str(tmp / "out" / name)  # noqa: E731
     cmds = {
-        "evaluate": [*EVAL, "--checkpoint", str(CKPT), "--data", str(SUDOKU_BUILT), "--output", out("evaluate"),
-                     "--limit", "10"],
-        "maze_debug": [*EVAL, "--checkpoint", str(CKPT), "--data", str(MAZE_BUILT), "--output", out("maze_debug"),
-                       "--debug"],
-        "missing_checkpoint": [*EVAL, "--checkpoint", str(tmp / "no_such_run"), "--data", str(SUDOKU_BUILT),
-                               "--output", out("missing_checkpoint")],
-        "missing_data": [*EVAL, "--checkpoint", str(CKPT), "--data", str(tmp / "no_such_data"),
-                         "--output", out("missing_data")],
+        "evaluate": [
+            *EVAL,
+            "--checkpoint",
+            str(CKPT),
+            "--data",
+            str(SUDOKU_BUILT),
+            "--output",
+            out("evaluate"),
+            "--limit",
+            "10",
+        ],
+        "maze_debug": [
+            *EVAL,
+            "--checkpoint",
+            str(CKPT),
+            "--data",
+            str(MAZE_BUILT),
+            "--output",
+            out("maze_debug"),
+            "--debug",
+        ],
+        "missing_checkpoint": [
+            *EVAL,
+            "--checkpoint",
+            str(tmp / "no_such_run"),
+            "--data",
+            str(SUDOKU_BUILT),
+            "--output",
+            out("missing_checkpoint"),
+        ],
+        "missing_data": [
+            *EVAL,
+            "--checkpoint",
+            str(CKPT),
+            "--data",
+            str(tmp / "no_such_data"),
+            "--output",
+            out("missing_data"),
+        ],
         "unknown_mode": ["--mode", "frobnicate", "--checkpoint", str(CKPT)],
-        "batch_size_0": [*EVAL, "--checkpoint", str(CKPT), "--data", str(SUDOKU_BUILT), "--output", out("batch_size_0"),
-                         "--batch-size", "0"],
-        "arch_without_equals": [*EVAL, "--checkpoint", str(CKPT), "--data", str(SUDOKU_BUILT),
-                                "--output", out("arch_without_equals"), "--arch", "num_heads"],
+        "batch_size_0": [
+            *EVAL,
+            "--checkpoint",
+            str(CKPT),
+            "--data",
+            str(SUDOKU_BUILT),
+            "--output",
+            out("batch_size_0"),
+            "--batch-size",
+            "0",
+        ],
+        "arch_without_equals": [
+            *EVAL,
+            "--checkpoint",
+            str(CKPT),
+            "--data",
+            str(SUDOKU_BUILT),
+            "--output",
+            out("arch_without_equals"),
+            "--arch",
+            "num_heads",
+        ],
     }
 
     # A dataset of another task; an earlier result in the output folder must survive the failing run.
@@ -105,20 +154,54 @@ def _prepare(tmp: Path) -> dict:
     bare.mkdir()
     shutil.copy(_step_file(CKPT), bare)
     arch = yaml.safe_load((CKPT / "all_config.yaml").read_text())["arch"]
-    (tmp / "model.yaml").write_text(yaml.safe_dump(
-        {"arch": {k: arch[k] for k in ("name", "num_heads", "H_cycles", "L_cycles", "halt_max_steps",
-                                       "pos_encodings")}}))
+    (tmp / "model.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "arch": {
+                    k: arch[k] for k in ("name", "num_heads", "H_cycles", "L_cycles", "halt_max_steps", "pos_encodings")
+                }
+            }
+        )
+    )
     exp = expected_outputs(CKPT)
     with open(tmp / "batch.jsonl", "w") as f:
         for i, (x, y, pid) in enumerate(zip(exp["inputs"], exp["labels"], exp["puzzle_identifiers"])):
-            f.write(json.dumps({"puzzle_id": f"b{i}", "input_sequence": x.tolist(), "target_sequence": y.tolist(),
-                                "puzzle_identifier": int(pid)}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "puzzle_id": f"b{i}",
+                        "input_sequence": x.tolist(),
+                        "target_sequence": y.tolist(),
+                        "puzzle_identifier": int(pid),
+                    }
+                )
+                + "\n"
+            )
     cfg = tmp / "eval.yaml"
-    cfg.write_text(yaml.safe_dump({"checkpoint": str(bare), "data_path": str(tmp / "batch.jsonl"), "device": "cpu",
-                                   "output_dir": out("config"), "batch_size": 5, "limit": 3, "progress": False,
-                                   "save_predictions": True}))
-    cmds["config"] = ["--mode", "evaluate", "--config", str(cfg), "--limit", "4",
-                      "--model-config", str(tmp / "model.yaml")]
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "checkpoint": str(bare),
+                "data_path": str(tmp / "batch.jsonl"),
+                "device": "cpu",
+                "output_dir": out("config"),
+                "batch_size": 5,
+                "limit": 3,
+                "progress": False,
+                "save_predictions": True,
+            }
+        )
+    )
+    cmds["config"] = [
+        "--mode",
+        "evaluate",
+        "--config",
+        str(cfg),
+        "--limit",
+        "4",
+        "--model-config",
+        str(tmp / "model.yaml"),
+    ]
     _prepare_outputs(tmp, cmds)
     return cmds
 
@@ -166,8 +249,10 @@ def _hold_lock(folder: Path) -> int:
 def _killed_holder(folder: Path) -> None:
     """A process that took the lock and was killed (SIGKILL: no clean-up ran); its lock file stays."""
     folder.mkdir(parents=True, exist_ok=True)
-    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)")
+    code = (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder / LOCK_NAME)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     proc.send_signal(signal.SIGKILL)
@@ -187,8 +272,10 @@ def runs(tmp_path_factory):
             mp.setenv("OMP_NUM_THREADS", "1")  # tiny models; threads only contend on a small CI box
             with ThreadPoolExecutor(max_workers=3) as pool:
                 longest_first = sorted(cmds, key=lambda n: n not in ("config", "evaluate"))
-                futures = {name: pool.submit(run_cli, *cmds[name], cwd=cwd.get(name, ROOT), timeout=300)
-                           for name in longest_first}
+                futures = {
+                    name: pool.submit(run_cli, *cmds[name], cwd=cwd.get(name, ROOT), timeout=300)
+                    for name in longest_first
+                }
                 done = {name: f.result() for name, f in futures.items()}
     finally:
         os.close(lock)
@@ -236,13 +323,16 @@ def test_debug_shows_the_traceback(runs):
     assert "Traceback" in proc.stderr and "HRMEvalError" in proc.stderr and "vocab_size" in proc.stderr
 
 
-@pytest.mark.parametrize("name,words", [
-    ("missing_checkpoint", ("checkpoint not found", "no_such_run")),
-    ("missing_data", ("not found", "no_such_data")),
-    ("unknown_mode", ("--mode", "frobnicate")),
-    ("batch_size_0", ("--batch-size", "0")),
-    ("arch_without_equals", ("--arch", "KEY=VALUE", "num_heads")),
-])
+@pytest.mark.parametrize(
+    "name,words",
+    [
+        ("missing_checkpoint", ("checkpoint not found", "no_such_run")),
+        ("missing_data", ("not found", "no_such_data")),
+        ("unknown_mode", ("--mode", "frobnicate")),
+        ("batch_size_0", ("--batch-size", "0")),
+        ("arch_without_equals", ("--arch", "KEY=VALUE", "num_heads")),
+    ],
+)
 def test_user_mistakes_are_one_line_errors(runs, name, words):
     tmp, done = runs
     assert_one_line_error(done[name], *words)
@@ -288,7 +378,7 @@ def test_model_config_yaml_reproduces_the_fixture(runs):
 def _row(stdout: str, key: str) -> str:
     for line in stdout.splitlines():
         if line.startswith(key + "  "):
-            return line[len(key):].strip()
+            return line[len(key) :].strip()
     raise AssertionError(f"no row {key!r} in:\n{stdout}")
 
 
@@ -338,10 +428,13 @@ def _no_evaluation_ran(proc) -> None:
     assert "puzzles" not in proc.stderr + proc.stdout  # the INFO line an evaluation logs first
 
 
-@pytest.mark.parametrize("name,words", [
-    ("output_is_file", ("--output", "a_file", "existing file")),
-    ("output_under_file", ("--output", "a_file", "is a file")),
-])
+@pytest.mark.parametrize(
+    "name,words",
+    [
+        ("output_is_file", ("--output", "a_file", "existing file")),
+        ("output_under_file", ("--output", "a_file", "is a file")),
+    ],
+)
 def test_unwritable_output_is_refused_before_the_evaluation(runs, name, words):
     tmp, done = runs
     assert_one_line_error(done[name], *words)
@@ -399,8 +492,11 @@ def test_default_output_folders_are_unique_per_run_and_use_the_bundled_model(run
         assert results["provenance"]["checkpoint"]["step"] == 3750  # the bundled run's newest step
         # One batch-size default: the CLI's (from the config model) is the Python API's.
         assert results["provenance"]["evaluation"]["batch_size"] == EvalConfig.model_fields["batch_size"].default
-        assert inspect.signature(simple_evaluate).parameters["batch_size"].default == 256 == \
-            results["provenance"]["evaluation"]["batch_size"]
+        assert (
+            inspect.signature(simple_evaluate).parameters["batch_size"].default
+            == 256
+            == results["provenance"]["evaluation"]["batch_size"]
+        )
 
 
 # ---- one parser per mode -------------------------------------------------------------------------
@@ -422,13 +518,16 @@ def test_plain_help_lists_the_modes(runs):
     assert "--batch-size" not in proc.stdout
 
 
-@pytest.mark.parametrize("name,words", [
-    ("weights_not_numbers", ("--weights", "'x'", "not a number")),
-    ("score_without_predictions", ("--predictions", "required")),
-    ("flag_of_another_mode", ("unrecognized", "--strategy")),
-    ("bad_yaml", ("bad.yaml:3", "not valid YAML")),
-    ("run_config_as_eval_config", ("all_config.yaml", "training/run config", "--model-config")),
-])
+@pytest.mark.parametrize(
+    "name,words",
+    [
+        ("weights_not_numbers", ("--weights", "'x'", "not a number")),
+        ("score_without_predictions", ("--predictions", "required")),
+        ("flag_of_another_mode", ("unrecognized", "--strategy")),
+        ("bad_yaml", ("bad.yaml:3", "not valid YAML")),
+        ("run_config_as_eval_config", ("all_config.yaml", "training/run config", "--model-config")),
+    ],
+)
 def test_per_mode_parsers_and_configs_give_one_line_errors(runs, name, words):
     assert_one_line_error(runs[1][name], *words)
 
@@ -450,8 +549,19 @@ def test_every_flag_of_a_mode_is_a_field_of_its_config_model():
 
 
 def test_evaluate_with_adaptive_halting_from_the_command_line(tmp_path):
-    res = run_cli("--mode", "evaluate", "--halting", "adaptive", "--limit", "24", "--output", str(tmp_path / "a"),
-                  "--no-progress", "--threads", "1")
+    res = run_cli(
+        "--mode",
+        "evaluate",
+        "--halting",
+        "adaptive",
+        "--limit",
+        "24",
+        "--output",
+        str(tmp_path / "a"),
+        "--no-progress",
+        "--threads",
+        "1",
+    )
     assert res.returncode == 0, res.stderr
     assert "halting" in res.stdout and "adaptive" in res.stdout
     results = json.loads((tmp_path / "a" / "results.json").read_text())
@@ -461,12 +571,15 @@ def test_evaluate_with_adaptive_halting_from_the_command_line(tmp_path):
     assert len((tmp_path / "a" / "per_puzzle.jsonl").read_text().splitlines()) == 24
 
 
-@pytest.mark.parametrize("flags, message", [
-    (("--halt-threshold", "1.5"), "--halt-threshold"),
-    (("--halting", "sometimes"), "--halting"),
-    (("--min-steps", "0"), "--min-steps"),
-    (("--dtype", "float8"), "--dtype"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--halt-threshold", "1.5"), "--halt-threshold"),
+        (("--halting", "sometimes"), "--halting"),
+        (("--min-steps", "0"), "--min-steps"),
+        (("--dtype", "float8"), "--dtype"),
+    ],
+)
 def test_bad_halting_flags_are_one_line_errors(flags, message, tmp_path):
     res = run_cli("--mode", "evaluate", *flags, "--output", str(tmp_path / "x"))
     assert res.returncode == 2

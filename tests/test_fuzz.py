@@ -43,7 +43,7 @@ CKPT, CONFIG = BUNDLE / "step_625", BUNDLE / "all_config.yaml"
 DATA, RAW_CSV = BUNDLE / "data", BUNDLE / "raw" / "test.csv"
 SEED = 16
 CASE_SECONDS = 20.0  # per in-process case; the slowest healthy one takes ~1 s
-MARKER = "PWNED"     # created by the payloads if anything ever executes them
+MARKER = "PWNED"  # created by the payloads if anything ever executes them
 NPY_FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
 
 
@@ -69,18 +69,34 @@ def jsonl_lines(n: int = 8) -> List[str]:
     inputs = np.load(DATA / "test" / "all__inputs.npy")[:n].astype(int)
     labels = np.load(DATA / "test" / "all__labels.npy")[:n].astype(int)
     labels[labels == 0] = -100
-    return [json.dumps({"puzzle_id": f"p{i}", "input_sequence": x.tolist(), "target_sequence": y.tolist()})
-            for i, (x, y) in enumerate(zip(inputs, labels))]
+    return [
+        json.dumps({"puzzle_id": f"p{i}", "input_sequence": x.tolist(), "target_sequence": y.tolist()})
+        for i, (x, y) in enumerate(zip(inputs, labels))
+    ]
 
 
 def csv_head(n: int = 8) -> bytes:
     """Header and first `n` rows of the bundled raw test CSV, bytes as in the file."""
-    return b"".join(RAW_CSV.read_bytes().splitlines(keepends=True)[:n + 1])
+    return b"".join(RAW_CSV.read_bytes().splitlines(keepends=True)[: n + 1])
 
 
 def evaluate_args(root: Path, data: Path, *extra: str) -> List[str]:
-    return ["--mode", "evaluate", "--checkpoint", str(root / "ckpt" / "step_625"), "--data", str(data),
-            "--limit", "4", "--output", str(root / "out"), "--device", "cpu", "--no-progress", *extra]
+    return [
+        "--mode",
+        "evaluate",
+        "--checkpoint",
+        str(root / "ckpt" / "step_625"),
+        "--data",
+        str(data),
+        "--limit",
+        "4",
+        "--output",
+        str(root / "out"),
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def inspect_args(root: Path) -> List[str]:
@@ -89,12 +105,12 @@ def inspect_args(root: Path) -> List[str]:
 
 # ---- corruptions -----------------------------------------------------------------------------------------
 def truncate(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
-    return data[:rng.randrange(span[0], min(span[1], len(data)))]
+    return data[: rng.randrange(span[0], min(span[1], len(data)))]
 
 
 # Text files get printable replacements half the time: random bytes are nearly always invalid UTF-8,
 # which would stop every case at the decoder instead of reaching the JSON/CSV/row checks.
-PRINTABLE = b'0123456789,-[]{}":. \n\rabcxyz_' + bytes(range(0x20, 0x7f))
+PRINTABLE = b'0123456789,-[]{}":. \n\rabcxyz_' + bytes(range(0x20, 0x7F))
 
 
 def flip(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
@@ -108,7 +124,7 @@ def flip(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = Fa
 def zero_span(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
     start = rng.randrange(span[0], min(span[1], len(data)))
     length = rng.randint(1, 512)
-    return data[:start] + bytes(min(length, len(data) - start)) + data[start + length:]
+    return data[:start] + bytes(min(length, len(data) - start)) + data[start + length :]
 
 
 def append_garbage(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
@@ -119,17 +135,21 @@ def append_garbage(data: bytes, rng: random.Random, span: Tuple[int, int], text:
 
 
 CORRUPTIONS: Dict[str, Callable[..., bytes]] = {
-    "truncate": truncate, "flip": flip, "zero": zero_span, "append": append_garbage}
+    "truncate": truncate,
+    "flip": flip,
+    "zero": zero_span,
+    "append": append_garbage,
+}
 
 
 @dataclass
 class Case:
     name: str
     build: Callable[[Path], List[str]]  # makes the inputs under the folder, returns the CLI arguments
-    allowed: Tuple[int, ...] = (2,)      # exit statuses that are correct for this input
-    words: Optional[str] = None          # the error line must contain these
+    allowed: Tuple[int, ...] = (2,)  # exit statuses that are correct for this input
+    words: Optional[str] = None  # the error line must contain these
     marks: list = field(default_factory=list)
-    timeout: float = 60.0                # subprocess cases only
+    timeout: float = 60.0  # subprocess cases only
 
 
 def corrupt_file(path: Path, kind: str, seed: int, span: Tuple[int, int] = (0, 1 << 62), text: bool = False) -> None:
@@ -157,6 +177,7 @@ def checkpoint_cases(rng: random.Random) -> List[Case]:
             def build(root: Path, kind=kind, seed=seed, span=span, mode=mode) -> List[str]:
                 corrupt_file(copy_checkpoint(root), kind, seed, span)
                 return inspect_args(root) if mode == "inspect" else evaluate_args(root, copy_dataset(root))
+
             allowed = (2,) if kind == "truncate" else (0, 2)
             cases.append(Case(f"checkpoint-{kind}-{i}-{mode}", build, allowed))
     return cases
@@ -177,6 +198,7 @@ def dataset_cases(rng: random.Random) -> List[Case]:
                     data = copy_dataset(root)
                     corrupt_file(data / name, kind, seed, span, text=name.endswith(".json"))
                     return evaluate_args(root, data)
+
                 allowed = (2,) if kind == "truncate" else (0, 2)
                 cases.append(Case(f"dataset-{name.replace('/', '-')}-{kind}-{i}", build, allowed))
     return cases
@@ -198,6 +220,7 @@ def text_cases(rng: random.Random, what: str) -> List[Case]:
                     f.write_bytes(csv_head())
                 corrupt_file(f, kind, seed, text=True)
                 return evaluate_args(root, f, *(["--task", "sudoku6"] if what == "csv" else []))
+
             cases.append(Case(f"{what}-{kind}-{i}", build, (0, 2)))
     return cases
 
@@ -260,6 +283,7 @@ def _jsonl(text: bytes) -> Callable[[Path], List[str]]:
         copy_checkpoint(root)
         (root / "p.jsonl").write_bytes(text)
         return evaluate_args(root, root / "p.jsonl")
+
     return build
 
 
@@ -268,6 +292,7 @@ def _csv(text: bytes) -> Callable[[Path], List[str]]:
         copy_checkpoint(root)
         (root / "p.csv").write_bytes(text)
         return evaluate_args(root, root / "p.csv", "--task", "sudoku6")
+
     return build
 
 
@@ -275,6 +300,7 @@ def _device(name: str) -> Callable[[Path], List[str]]:
     def build(root: Path) -> List[str]:
         copy_checkpoint(root)
         return evaluate_args(root, copy_dataset(root))[:-3] + ["--device", name, "--no-progress"]
+
     return build
 
 
@@ -284,6 +310,7 @@ def _dataset_json_bytes(text: bytes) -> Callable[[Path], List[str]]:
         data = copy_dataset(root)
         (data / "test" / "dataset.json").write_bytes(text)
         return evaluate_args(root, data)
+
     return build
 
 
@@ -320,18 +347,31 @@ HOSTILE = [
     Case("sets-empty", _sets_empty, words="field 'sets': no sets listed"),
     Case("puzzle-identifiers-short", _short_identifiers, words="puzzle identifiers, but puzzle_indices"),
     Case("empty-split", _empty_split, words="hold no examples"),
-    Case("npy-object-payload", _npy_object_payload,
-         words="all__puzzle_indices.npy: it holds pickled Python objects, which are never loaded"),
+    Case(
+        "npy-object-payload",
+        _npy_object_payload,
+        words="all__puzzle_indices.npy: it holds pickled Python objects, which are never loaded",
+    ),
     Case("dataset-json-not-utf8", _dataset_json_bytes(b'{"sets": ["\xff"]}'), words="not UTF-8"),
-    Case("dataset-json-deep", _dataset_json_bytes(b"{\"a\":" * 100_000 + b"1" + b"}" * 100_000),
-         words="nested too deeply"),
-    Case("jsonl-not-utf8", _jsonl(GOOD_LINE + b"\n" + GOOD_LINE[:40] + b"\xff\xfe" + GOOD_LINE[40:] + b"\n"),
-         words="p.jsonl:2: not UTF-8"),
+    Case(
+        "dataset-json-deep", _dataset_json_bytes(b'{"a":' * 100_000 + b"1" + b"}" * 100_000), words="nested too deeply"
+    ),
+    Case(
+        "jsonl-not-utf8",
+        _jsonl(GOOD_LINE + b"\n" + GOOD_LINE[:40] + b"\xff\xfe" + GOOD_LINE[40:] + b"\n"),
+        words="p.jsonl:2: not UTF-8",
+    ),
     Case("jsonl-deep", _jsonl(b"[" * 100_000 + b"]" * 100_000 + b"\n"), words="p.jsonl:1: JSON nested too deeply"),
-    Case("jsonl-out-of-vocabulary", _jsonl(GOOD_LINE + b"\n\n" + OOV_LINE + b"\n"),
-         words="p.jsonl:3: input_sequence has token 9 outside the vocabulary 0..7"),
-    Case("jsonl-huge-int", _jsonl(b'{"input_sequence": [1' + b"0" * 10_000 + b'], "target_sequence": [1]}\n'),
-         words="p.jsonl:1: not valid JSON"),
+    Case(
+        "jsonl-out-of-vocabulary",
+        _jsonl(GOOD_LINE + b"\n\n" + OOV_LINE + b"\n"),
+        words="p.jsonl:3: input_sequence has token 9 outside the vocabulary 0..7",
+    ),
+    Case(
+        "jsonl-huge-int",
+        _jsonl(b'{"input_sequence": [1' + b"0" * 10_000 + b'], "target_sequence": [1]}\n'),
+        words="p.jsonl:1: not valid JSON",
+    ),
     Case("jsonl-empty-sequences", _jsonl(b'{"input_sequence": [], "target_sequence": []}\n'), words="empty"),
     Case("csv-header-only", _csv(b"source,question,answer,rating\r\n"), words="no puzzles"),
     Case("csv-empty", _csv(b""), words="empty file"),
@@ -351,8 +391,7 @@ if not torch.cuda.is_available():
 
 def all_cases() -> List[Case]:
     rng = random.Random(SEED)
-    return (checkpoint_cases(rng) + dataset_cases(rng) + text_cases(rng, "jsonl") + text_cases(rng, "csv")
-            + HOSTILE)
+    return checkpoint_cases(rng) + dataset_cases(rng) + text_cases(rng, "jsonl") + text_cases(rng, "csv") + HOSTILE
 
 
 CASES = all_cases()
@@ -376,8 +415,10 @@ def snapshot(root: Path, skip: Path) -> Dict[str, Tuple[int, int]]:
 
 def strict_json(text: str):
     """json.loads that refuses NaN/Infinity (which are not JSON)."""
+
     def refuse(token: str):
         raise ValueError(f"non-JSON constant {token}")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -438,9 +479,17 @@ MEMORY_LIMIT = 2 << 30  # a healthy inspect/evaluate of the bundled model needs 
 def run_limited(argv: List[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "deploy.py"), *argv, "--log-level", "ERROR"], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, preexec_fn=limit, env=env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "deploy.py"), *argv, "--log-level", "ERROR"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limit,
+        env=env,
+    )
 
 
 def _checkpoint_pickle_payload(root: Path) -> List[str]:
@@ -512,6 +561,7 @@ def _state_dict_edit(edit: Callable[[Dict[str, torch.Tensor]], None], mode: str 
         if not config:
             (root / "ckpt" / "all_config.yaml").unlink()
         return inspect_args(root) if mode == "inspect" else evaluate_args(root, copy_dataset(root))
+
     return build
 
 
@@ -533,6 +583,7 @@ def _config_edit(old: str, new: str, mode: str = "evaluate") -> Callable[[Path],
         assert old in text
         f.write_text(text.replace(old, new))
         return inspect_args(root) if mode == "inspect" else evaluate_args(root, copy_dataset(root))
+
     return build
 
 
@@ -557,26 +608,57 @@ def _tiny_arc_dataset(root: Path) -> Path:
 
     grid = np.array([[1, 2], [3, 4]])
     row = grid_to_sequence(grid + 2)[None]  # colours are tokens 2..11
-    meta = DatasetMetadata(pad_id=0, ignore_label_id=0, blank_identifier_id=0, vocab_size=12, seq_len=900,
-                           num_puzzle_identifiers=2, total_groups=1, mean_puzzle_examples=1.0, sets=["all"])
+    meta = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=0,
+        blank_identifier_id=0,
+        vocab_size=12,
+        seq_len=900,
+        num_puzzle_identifiers=2,
+        total_groups=1,
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     (root / "arc").mkdir()
     write_identifiers(root / "arc", ["<blank>", "taska"])
-    write_split(root / "arc", "test", meta, {"all": {
-        "inputs": row, "labels": row, "puzzle_identifiers": np.array([1]), "puzzle_indices": np.array([0, 1]),
-        "group_indices": np.array([0, 1])}})
+    write_split(
+        root / "arc",
+        "test",
+        meta,
+        {
+            "all": {
+                "inputs": row,
+                "labels": row,
+                "puzzle_identifiers": np.array([1]),
+                "puzzle_indices": np.array([0, 1]),
+                "group_indices": np.array([0, 1]),
+            }
+        },
+    )
     return root / "arc"
 
 
 def _truncated_predictions(root: Path) -> List[str]:
     """--mode score on a predictions file cut short (torch's zip reader then says '[Errno 22]')."""
     data = _tiny_arc_dataset(root)
-    preds = {"puzzle_identifiers": torch.ones(64, dtype=torch.int32),
-             "inputs": torch.zeros(64, 900, dtype=torch.int32), "preds": torch.zeros(64, 900, dtype=torch.int32)}
+    preds = {
+        "puzzle_identifiers": torch.ones(64, dtype=torch.int32),
+        "inputs": torch.zeros(64, 900, dtype=torch.int32),
+        "preds": torch.zeros(64, 900, dtype=torch.int32),
+    }
     f = root / "step_1_all_preds.0"
     torch.save(preds, f)
     f.write_bytes(f.read_bytes()[:50_000])
-    return ["--mode", "score", "--data", str(data), "--predictions", str(root / "step_1"),
-            "--output", str(root / "out")]
+    return [
+        "--mode",
+        "score",
+        "--data",
+        str(data),
+        "--predictions",
+        str(root / "step_1"),
+        "--output",
+        str(root / "out"),
+    ]
 
 
 def _xfail(reason: str) -> list:
@@ -589,8 +671,7 @@ CONFIG_REASON = "loader: range-check architecture values and types in the config
 OTHER_AREAS = [
     Case("checkpoint-zero-dim-embedding", _state_dict_edit(_zero_dim_embedding), words="embed_tokens"),
     Case("checkpoint-integer-weights", _state_dict_edit(_integer_weights, "evaluate"), words="int"),
-    Case("config-rms-norm-eps-nan", _config_edit("rms_norm_eps: 1.0e-05", "rms_norm_eps: .nan"),
-         words="rms_norm_eps"),
+    Case("config-rms-norm-eps-nan", _config_edit("rms_norm_eps: 1.0e-05", "rms_norm_eps: .nan"), words="rms_norm_eps"),
     Case("config-rope-theta-negative", _config_edit("rope_theta: 10000.0", "rope_theta: -1"), words="rope_theta"),
     Case("config-arch-list", _arch_list, words="arch"),
     Case("output-under-a-file", _output_under_a_file, words="--output"),

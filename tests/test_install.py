@@ -16,8 +16,20 @@ import torch
 
 from tests.conftest import ROOT
 
-IGNORE = shutil.ignore_patterns(".git", ".venv", "outputs", "tests", "__pycache__", "*.egg-info", "build", "dist",
-                                ".pytest_cache", ".mypy_cache", ".ruff_cache", "raw")
+IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "outputs",
+    "tests",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "raw",
+)
 
 
 @pytest.mark.slow
@@ -30,27 +42,53 @@ def test_non_editable_install_evaluates_with_its_defaults(tmp_path):
     # This interpreter's packages (torch, pip, setuptools) without reinstalling them: a venv made
     # from a venv's python sees the *base* site-packages only, so name ours in a .pth file. A
     # plain path (its own .pth files are not run) cannot activate an editable hrm_eval there.
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(purelib, "parent_env.pth").write_text(str(Path(torch.__file__).parents[1]) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HRM_EVAL_HOME")}
     env["OMP_NUM_THREADS"] = "1"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    str(src)], check=True, env=env, cwd=tmp_path, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", str(src)],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+    )
     shutil.rmtree(src)  # nothing may come from the copy it was installed from
 
     work = tmp_path / "work"
     work.mkdir()
-    where = subprocess.run([str(python), "-c", "import hrm_eval, hrm_eval.resources as r; "
-                            "print(hrm_eval.__file__); print(r.data_home()); print(r.bundled_run())"],
-                           env=env, cwd=work, capture_output=True, text=True, timeout=120)
+    where = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import hrm_eval, hrm_eval.resources as r; "
+            "print(hrm_eval.__file__); print(r.data_home()); print(r.bundled_run())",
+        ],
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert where.returncode == 0, where.stderr
     package, home, run = where.stdout.split()
     assert Path(package).is_relative_to(venv) and Path(home) == venv / "share" / "hrm-eval"
     assert sorted(p.name for p in Path(run).glob("step_*")) == ["step_1875", "step_3750", "step_625"]
 
-    proc = subprocess.run([str(venv / "bin" / "hrm-eval"), "--mode", "evaluate", "--limit", "8", "--device", "cpu",
-                           "--no-progress"], env=env, cwd=work, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(venv / "bin" / "hrm-eval"), "--mode", "evaluate", "--limit", "8", "--device", "cpu", "--no-progress"],
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("results: ")]
     results = json.loads((work / line.split()[1]).read_text())

@@ -9,10 +9,15 @@ import hrm_eval
 from tests.conftest import ROOT
 
 ENTRY_POINTS = {
-    "simple_evaluate": "hrm_eval.evaluation.run", "open_dataset": "hrm_eval.evaluation.run",
-    "load_checkpoint": "hrm_eval.models.loading", "LoadedCheckpoint": "hrm_eval.models.loading",
-    "evaluate_ensemble": "hrm_eval.ensemble.run", "ModelConfig": "hrm_eval.models.config",
-    "ACTModel": "hrm_eval.models.act", "HRMReasoning": "hrm_eval.models.hrm", "TRMReasoning": "hrm_eval.models.trm",
+    "simple_evaluate": "hrm_eval.evaluation.run",
+    "open_dataset": "hrm_eval.evaluation.run",
+    "load_checkpoint": "hrm_eval.models.loading",
+    "LoadedCheckpoint": "hrm_eval.models.loading",
+    "evaluate_ensemble": "hrm_eval.ensemble.run",
+    "ModelConfig": "hrm_eval.models.config",
+    "ACTModel": "hrm_eval.models.act",
+    "HRMReasoning": "hrm_eval.models.hrm",
+    "TRMReasoning": "hrm_eval.models.trm",
     "build_model": "hrm_eval.models",
 }
 
@@ -25,6 +30,7 @@ def test_import_hrm_eval_does_not_import_torch():
 
 def test_entry_points_are_the_objects_of_their_home_modules():
     import importlib
+
     for name, module in ENTRY_POINTS.items():
         assert getattr(hrm_eval, name) is getattr(importlib.import_module(module), name), name
         assert name in hrm_eval.__all__ and name in dir(hrm_eval)
@@ -33,6 +39,7 @@ def test_entry_points_are_the_objects_of_their_home_modules():
 def test_earlier_names_are_the_same_classes():
     from hrm_eval.models import HRMModel, TRMModel
     from hrm_eval.utils import load_checkpoint
+
     assert hrm_eval.HRMConfig is hrm_eval.ModelConfig
     assert HRMModel is hrm_eval.HRMReasoning and TRMModel is hrm_eval.TRMReasoning
     assert load_checkpoint is hrm_eval.load_checkpoint
@@ -40,5 +47,6 @@ def test_earlier_names_are_the_same_classes():
 
 def test_unknown_name_is_an_attribute_error():
     import pytest
+
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         hrm_eval.nope  # noqa: B018

@@ -42,18 +42,24 @@ def _test_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("extra", nargs=argparse.REMAINDER, help="arguments after -- go to pytest")
 
 
-TEST = Mode("test", "Run the test suite of a source checkout (arguments after -- go to pytest).", _test_arguments,
-            run_tests)
-MODES: Dict[str, Mode] = {m.name: m for m in (EVALUATE, INSPECT, SCORE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE,
-                                              COMPARE, TEST)}
+TEST = Mode(
+    "test", "Run the test suite of a source checkout (arguments after -- go to pytest).", _test_arguments, run_tests
+)
+MODES: Dict[str, Mode] = {
+    m.name: m for m in (EVALUATE, INSPECT, SCORE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE, COMPARE, TEST)
+}
 
 
 def top_parser() -> Parser:
     """Only --mode: it picks the parser that reads everything else."""
     modes = "\n".join(f"  {m.name:<11} {m.help}" for m in MODES.values())
-    p = Parser(prog="hrm-eval", add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
-               description="Evaluate, inspect, compare, ensemble and train HRM / TRM checkpoints.",
-               epilog=f"modes:\n{modes}\n\n`hrm-eval --mode MODE --help` shows the flags of one mode.")
+    p = Parser(
+        prog="hrm-eval",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate, inspect, compare, ensemble and train HRM / TRM checkpoints.",
+        epilog=f"modes:\n{modes}\n\n`hrm-eval --mode MODE --help` shows the flags of one mode.",
+    )
     p.add_argument("--mode", choices=list(MODES), help="what to do (see below)")
     p.add_argument("-h", "--help", action="store_true", help="show this message")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -79,8 +85,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     mode, inv = parse(argv)
     debug = inv.flags.get("debug", False)
-    logging.basicConfig(level=getattr(logging, inv.flags.get("log_level", "INFO")), format="%(levelname)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, inv.flags.get("log_level", "INFO")),
+        format="%(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return mode.run(inv)
     except HRMEvalError as e:
@@ -94,8 +103,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:  # a bug, not a user mistake: still one line unless --debug
         if debug:
             raise
-        print(f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

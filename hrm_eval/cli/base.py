@@ -22,8 +22,16 @@ from hrm_eval.utils.errors import HRMEvalError
 T = TypeVar("T", bound=BaseModel)
 
 # Fields that name inputs: a relative path in a config file is looked up with resources.find.
-INPUT_PATHS = ("checkpoint", "data_path", "model_config_path", "calibration_data", "stacker", "run", "source",
-               "predictions")
+INPUT_PATHS = (
+    "checkpoint",
+    "data_path",
+    "model_config_path",
+    "calibration_data",
+    "stacker",
+    "run",
+    "source",
+    "predictions",
+)
 NOT_SETTINGS = ("mode", "debug", "config")  # flags that steer the CLI itself
 
 
@@ -37,7 +45,7 @@ class Invocation:
     """One command line: the flags the user gave (by config field name) and their spelling."""
 
     flags: Dict[str, Any]
-    flag_names: Dict[str, str]    # config field -> flag, e.g. data_path -> --data
+    flag_names: Dict[str, str]  # config field -> flag, e.g. data_path -> --data
     config_file: Optional[Path] = None
 
     def config(self, schema: Type[T], default_file: Optional[Path] = None) -> T:
@@ -63,8 +71,10 @@ class Invocation:
 def _file_settings(path: Path) -> Dict[str, Any]:
     data = read_yaml(path)
     if "arch" in data:
-        raise HRMEvalError(f"--config {path} is a training/run config (it has an `arch` block): use it with "
-                           "--mode train, or as --model-config for a checkpoint without all_config.yaml")
+        raise HRMEvalError(
+            f"--config {path} is a training/run config (it has an `arch` block): use it with "
+            "--mode train, or as --model-config for a checkpoint without all_config.yaml"
+        )
     for key in INPUT_PATHS:
         if isinstance(data.get(key), str):
             data[key] = str(find(data[key]))
@@ -78,7 +88,7 @@ class Mode:
     add_arguments: Callable[[argparse._ArgumentGroup], None]
     run: Callable[[Invocation], int]
     schema: Optional[Type[BaseModel]] = None  # its config model: --help shows the defaults from here
-    defaults_file: Optional[str] = None       # the bundled config file that sets its required fields
+    defaults_file: Optional[str] = None  # the bundled config file that sets its required fields
 
 
 def mode_parser(mode: Mode) -> Parser:
@@ -107,8 +117,11 @@ def _show_defaults(group: argparse._ArgumentGroup, schema: Type[BaseModel], defa
         if field.is_required():
             note = f" (default: set in {defaults_file})" if defaults_file else " (required)"
             action.help = (action.help or "") + note
-        elif field.default not in (None, {}, []) and isinstance(field.default, (str, int, float)) \
-                and not isinstance(field.default, bool):
+        elif (
+            field.default not in (None, {}, [])
+            and isinstance(field.default, (str, int, float))
+            and not isinstance(field.default, bool)
+        ):
             action.help = (action.help or "") + f" (default: {field.default})"
 
 
@@ -140,24 +153,35 @@ class KeyValues(argparse.Action):
 
 def add_dtype_flag(g: argparse._ArgumentGroup, *, auto: bool = False) -> None:
     choices = ("auto", "float32", "bfloat16", "float16") if auto else ("float32", "bfloat16", "float16")
-    g.add_argument("--dtype", choices=choices,
-                   help="override the checkpoint's forward_dtype" +
-                        ("; auto: bf16 where this device runs it natively, else the checkpoint's" if auto else ""))
+    g.add_argument(
+        "--dtype",
+        choices=choices,
+        help="override the checkpoint's forward_dtype"
+        + ("; auto: bf16 where this device runs it natively, else the checkpoint's" if auto else ""),
+    )
 
 
 def add_model_flags(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--model-config", dest="model_config_path",
-                   help="architecture YAML for a checkpoint without all_config.yaml")
-    g.add_argument("--arch", dest="arch_overrides", action=KeyValues, type=key_value, metavar="KEY=VALUE",
-                   help="override one architecture field (repeatable), e.g. --arch num_heads=8")
+    g.add_argument(
+        "--model-config", dest="model_config_path", help="architecture YAML for a checkpoint without all_config.yaml"
+    )
+    g.add_argument(
+        "--arch",
+        dest="arch_overrides",
+        action=KeyValues,
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="override one architecture field (repeatable), e.g. --arch num_heads=8",
+    )
 
 
 def add_run_flags(g: argparse._ArgumentGroup, *, auto_dtype: bool = False) -> None:
     """What every mode that runs a model takes (hrm_eval.utils.config.RunSettings)."""
     g.add_argument("--split", help="dataset split")
     g.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
-    g.add_argument("--output", dest="output_dir",
-                   help="output directory (default: a new outputs/<mode>/<names>-<timestamp>)")
+    g.add_argument(
+        "--output", dest="output_dir", help="output directory (default: a new outputs/<mode>/<names>-<timestamp>)"
+    )
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     add_dtype_flag(g, auto=auto_dtype)
     g.add_argument("--batch-size", type=int)

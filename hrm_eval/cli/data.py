@@ -24,8 +24,15 @@ def run_build(inv: Invocation) -> int:
 
     cfg = inv.config(BuildDataConfig)
     check_writable_dir(cfg.output_dir)
-    summary = build_dataset(cfg.task, cfg.source, cfg.output_dir, num_aug=cfg.num_aug,
-                            subsample_size=cfg.subsample_size, min_difficulty=cfg.min_difficulty, seed=cfg.seed)
+    summary = build_dataset(
+        cfg.task,
+        cfg.source,
+        cfg.output_dir,
+        num_aug=cfg.num_aug,
+        subsample_size=cfg.subsample_size,
+        min_difficulty=cfg.min_difficulty,
+        seed=cfg.seed,
+    )
     print(f"built {cfg.task} dataset in {cfg.output_dir}: {summary}")
     return 0
 
@@ -46,14 +53,28 @@ def run_generate(inv: Invocation) -> int:
 
     cfg = inv.config(GenerateConfig)
     check_writable_dir(cfg.output_dir)
-    written = generate_csvs(cfg.task, cfg.output_dir, num_train=cfg.num_train, num_test=cfg.num_test, seed=cfg.seed,
-                            size=cfg.size, min_blanks=cfg.min_blanks, max_blanks=cfg.max_blanks)
+    written = generate_csvs(
+        cfg.task,
+        cfg.output_dir,
+        num_train=cfg.num_train,
+        num_test=cfg.num_test,
+        seed=cfg.seed,
+        size=cfg.size,
+        min_blanks=cfg.min_blanks,
+        max_blanks=cfg.max_blanks,
+    )
     for split, path in written.items():
         print(f"{split}: {path}")
     return 0
 
 
-BUILD_DATA = Mode("build-data", "Build a dataset in the public layout from raw puzzles.", build_arguments, run_build,
-                  BuildDataConfig)
-GENERATE = Mode("generate", "Generate raw puzzle CSVs (Sudoku, maze) with verified solutions.", generate_arguments,
-                run_generate, GenerateConfig)
+BUILD_DATA = Mode(
+    "build-data", "Build a dataset in the public layout from raw puzzles.", build_arguments, run_build, BuildDataConfig
+)
+GENERATE = Mode(
+    "generate",
+    "Generate raw puzzle CSVs (Sudoku, maze) with verified solutions.",
+    generate_arguments,
+    run_generate,
+    GenerateConfig,
+)

@@ -33,8 +33,12 @@ def _is_number(text: str) -> bool:
 
 
 def members_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--checkpoints", nargs="+", metavar="PATH",
-                   help="checkpoint files (a run directory means its newest step); default: the bundled run")
+    g.add_argument(
+        "--checkpoints",
+        nargs="+",
+        metavar="PATH",
+        help="checkpoint files (a run directory means its newest step); default: the bundled run",
+    )
     g.add_argument("--run", help="every step_<N> of this training run directory")
     g.add_argument("--data", dest="data_path", help="dataset (default: the run's training data, its test split)")
     add_run_flags(g)
@@ -45,16 +49,28 @@ def members_arguments(g: argparse._ArgumentGroup) -> None:
 def ensemble_arguments(g: argparse._ArgumentGroup) -> None:
     members_arguments(g)
     g.add_argument("--strategy", choices=("average", "vote", "q_vote", "stacking"), help="how members are combined")
-    g.add_argument("--weights", nargs="+", metavar="W", action=Weights,
-                   help="one weight per checkpoint, or 'uniform' / 'learned' (average default: learned from "
-                        "validation accuracy on the calibration split)")
-    g.add_argument("--tta", type=int, metavar="N",
-                   help="N test-time views per puzzle, the puzzle itself first (sudoku relabelling and symmetries, "
-                        "maze dihedral transforms)")
+    g.add_argument(
+        "--weights",
+        nargs="+",
+        metavar="W",
+        action=Weights,
+        help="one weight per checkpoint, or 'uniform' / 'learned' (average default: learned from "
+        "validation accuracy on the calibration split)",
+    )
+    g.add_argument(
+        "--tta",
+        type=int,
+        metavar="N",
+        help="N test-time views per puzzle, the puzzle itself first (sudoku relabelling and symmetries, "
+        "maze dihedral transforms)",
+    )
     g.add_argument("--calibration-data", help="puzzles to fit stacking / learn weights on (never scored)")
     g.add_argument("--calibration-split", help="split of --calibration-data (default: --split)")
-    g.add_argument("--calibration-fraction", type=float,
-                   help="without --calibration-data, this seeded fraction of --data is held out")
+    g.add_argument(
+        "--calibration-fraction",
+        type=float,
+        help="without --calibration-data, this seeded fraction of --data is held out",
+    )
     g.add_argument("--calibration-limit", type=int, help="use only the first N calibration puzzles")
     g.add_argument("--stacker", help="reuse a fitted stacker.json instead of fitting one")
     g.add_argument("--seed", type=int)
@@ -65,18 +81,40 @@ def run_ensemble(inv: Invocation) -> int:
     from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
 
     cfg = inv.config(EnsembleConfig)
-    out = Path(cfg.output_dir) if cfg.output_dir else default_output(
-        "ensemble", cfg.run or (Path(cfg.checkpoints[0]).parent if cfg.checkpoints else "bundled"), cfg.strategy)
+    out = (
+        Path(cfg.output_dir)
+        if cfg.output_dir
+        else default_output(
+            "ensemble", cfg.run or (Path(cfg.checkpoints[0]).parent if cfg.checkpoints else "bundled"), cfg.strategy
+        )
+    )
     with OutputLock(out):
         existed = (out / "results.json").exists()
         results = evaluate_ensemble(
-            cfg.checkpoints, cfg.data_path, run=cfg.run, strategy=cfg.strategy, weights=cfg.weights, output_dir=out,
-            split=cfg.split, task=cfg.task, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
-            limit=cfg.limit, tta=cfg.tta, calibration_data=cfg.calibration_data,
-            calibration_split=cfg.calibration_split, calibration_fraction=cfg.calibration_fraction,
-            calibration_limit=cfg.calibration_limit, stacker=cfg.stacker, seed=cfg.seed, cache_dir=cfg.cache_dir,
-            arch_overrides=cfg.arch_overrides or None, model_config=model_config(cfg.model_config_path),
-            progress=cfg.progress)
+            cfg.checkpoints,
+            cfg.data_path,
+            run=cfg.run,
+            strategy=cfg.strategy,
+            weights=cfg.weights,
+            output_dir=out,
+            split=cfg.split,
+            task=cfg.task,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            batch_size=cfg.batch_size,
+            limit=cfg.limit,
+            tta=cfg.tta,
+            calibration_data=cfg.calibration_data,
+            calibration_split=cfg.calibration_split,
+            calibration_fraction=cfg.calibration_fraction,
+            calibration_limit=cfg.calibration_limit,
+            stacker=cfg.stacker,
+            seed=cfg.seed,
+            cache_dir=cfg.cache_dir,
+            arch_overrides=cfg.arch_overrides or None,
+            model_config=model_config(cfg.model_config_path),
+            progress=cfg.progress,
+        )
     print(format_ensemble(results))
     print(f"results: {out / 'results.json'}{replaced_note(existed)}")
     if results["strategy"].get("stacker", {}).get("file"):
@@ -84,8 +122,13 @@ def run_ensemble(inv: Invocation) -> int:
     return 0
 
 
-ENSEMBLE = Mode("ensemble", "Combine several checkpoints' predictions (average, vote, q_vote, stacking; TTA).",
-                ensemble_arguments, run_ensemble, EnsembleConfig)
+ENSEMBLE = Mode(
+    "ensemble",
+    "Combine several checkpoints' predictions (average, vote, q_vote, stacking; TTA).",
+    ensemble_arguments,
+    run_ensemble,
+    EnsembleConfig,
+)
 
 
 # ---- compare -------------------------------------------------------------------------------------
@@ -98,26 +141,48 @@ def run_compare(inv: Invocation) -> int:
     from hrm_eval.evaluation.compare import REPORT_FILE, compare_checkpoints
 
     cfg = inv.config(CompareConfig)
-    out = Path(cfg.output_dir) if cfg.output_dir else default_output(
-        "compare", cfg.run or (Path(cfg.checkpoints[0]).parent if cfg.checkpoints else "bundled"))
+    out = (
+        Path(cfg.output_dir)
+        if cfg.output_dir
+        else default_output("compare", cfg.run or (Path(cfg.checkpoints[0]).parent if cfg.checkpoints else "bundled"))
+    )
     with OutputLock(out):
         existed = (out / REPORT_FILE).exists()
         report = compare_checkpoints(
-            cfg.checkpoints, run=cfg.run, data=cfg.data_path, output_dir=out, split=cfg.split, task=cfg.task,
-            device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size, limit=cfg.limit, cache_dir=cfg.cache_dir,
-            plots=cfg.plots, progress=cfg.progress)
+            cfg.checkpoints,
+            run=cfg.run,
+            data=cfg.data_path,
+            output_dir=out,
+            split=cfg.split,
+            task=cfg.task,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            batch_size=cfg.batch_size,
+            limit=cfg.limit,
+            cache_dir=cfg.cache_dir,
+            plots=cfg.plots,
+            progress=cfg.progress,
+        )
     for r in report["checkpoints"]:
         m = r.get("metrics")
         measured = f"exact {m['exact_accuracy']:.4f} token {m['accuracy']:.4f}" if m else r["evaluation"]
         flags = f"  [{'; '.join(r['flags'])}]" if r["flags"] else ""
         print(f"{r['name']:<24} step {str(r['step']):>7}  {measured}{flags}")
     rec = report["recommendation"]
-    print(f"recommendation: {rec['checkpoint']}: {rec['reason']}" if rec["checkpoint"]
-          else f"recommendation: none ({rec['reason']})")
+    print(
+        f"recommendation: {rec['checkpoint']}: {rec['reason']}"
+        if rec["checkpoint"]
+        else f"recommendation: none ({rec['reason']})"
+    )
     print(f"convergence: {report['convergence']['statement']}")
     print(f"report: {out / REPORT_FILE}{replaced_note(existed)}")
     return 0
 
 
-COMPARE = Mode("compare", "Compare checkpoints (a run's steps): accuracy, agreement, convergence, a recommendation.",
-               compare_arguments, run_compare, CompareConfig)
+COMPARE = Mode(
+    "compare",
+    "Compare checkpoints (a run's steps): accuracy, agreement, convergence, a recommendation.",
+    compare_arguments,
+    run_compare,
+    CompareConfig,
+)

@@ -25,17 +25,21 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--checkpoint", help="step_<N> file, published `checkpoint` file, or run directory (newest step)")
     g.add_argument("--data", dest="data_path", help="dataset directory, or a .jsonl / .csv file of puzzles")
     add_run_flags(g, auto_dtype=True)
-    g.add_argument("--halting", choices=("fixed", "adaptive", "threshold", "sweep"),
-                   help="fixed: every puzzle runs halt_max_steps (the public numbers); adaptive: the model's own "
-                        "Q rule; threshold: sigmoid(q_halt) >= --halt-threshold; sweep: one fixed run, then "
-                        "accuracy against mean steps for every rule")
+    g.add_argument(
+        "--halting",
+        choices=("fixed", "adaptive", "threshold", "sweep"),
+        help="fixed: every puzzle runs halt_max_steps (the public numbers); adaptive: the model's own "
+        "Q rule; threshold: sigmoid(q_halt) >= --halt-threshold; sweep: one fixed run, then "
+        "accuracy against mean steps for every rule",
+    )
     g.add_argument("--halt-threshold", type=float, help="threshold halting: stop when sigmoid(q_halt) >= P")
     g.add_argument("--min-steps", type=int, help="adaptive / threshold: never stop before this step")
     g.add_argument("--max-steps", type=int, help="stop at this step at the latest (default halt_max_steps)")
     g.add_argument("--threads", type=int, help="CPU threads (default: OMP_NUM_THREADS, else one per core)")
     g.add_argument("--compile", action="store_true", help="torch.compile the ACT step")
-    g.add_argument("--save-predictions", action="store_true",
-                   help="also write step_<N>_all_preds.0 in the public layout")
+    g.add_argument(
+        "--save-predictions", action="store_true", help="also write step_<N>_all_preds.0 in the public layout"
+    )
     add_model_flags(g)
 
 
@@ -48,18 +52,39 @@ def run_evaluate(inv: Invocation) -> int:
     with OutputLock(out):
         existed = (out / "results.json").exists()
         results = simple_evaluate(
-            cfg.checkpoint, cfg.data_path, output_dir=out, split=cfg.split, task=cfg.task, device=cfg.device,
-            dtype=cfg.dtype, batch_size=cfg.batch_size, limit=cfg.limit, save_predictions=cfg.save_predictions,
-            arch_overrides=cfg.arch_overrides, model_config=model_config(cfg.model_config_path), progress=cfg.progress,
-            halting=cfg.halting, halt_threshold=cfg.halt_threshold, min_steps=cfg.min_steps, max_steps=cfg.max_steps,
-            threads=cfg.threads, compile=cfg.compile)
+            cfg.checkpoint,
+            cfg.data_path,
+            output_dir=out,
+            split=cfg.split,
+            task=cfg.task,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            batch_size=cfg.batch_size,
+            limit=cfg.limit,
+            save_predictions=cfg.save_predictions,
+            arch_overrides=cfg.arch_overrides,
+            model_config=model_config(cfg.model_config_path),
+            progress=cfg.progress,
+            halting=cfg.halting,
+            halt_threshold=cfg.halt_threshold,
+            min_steps=cfg.min_steps,
+            max_steps=cfg.max_steps,
+            threads=cfg.threads,
+            compile=cfg.compile,
+        )
     print(format_summary(results))
     print(f"results: {out / 'results.json'}{replaced_note(existed)}")
     return 0
 
 
-EVALUATE = Mode("evaluate", "Evaluate a checkpoint on a dataset (defaults: the bundled model and its test split).",
-                evaluate_arguments, run_evaluate, EvalConfig, defaults_file="configs/eval_config.yaml")
+EVALUATE = Mode(
+    "evaluate",
+    "Evaluate a checkpoint on a dataset (defaults: the bundled model and its test split).",
+    evaluate_arguments,
+    run_evaluate,
+    EvalConfig,
+    defaults_file="configs/eval_config.yaml",
+)
 
 
 # ---- inspect -------------------------------------------------------------------------------------
@@ -74,15 +99,25 @@ def run_inspect(inv: Invocation) -> int:
     from hrm_eval.models.loading import load_checkpoint
 
     cfg = inv.config(InspectConfig)
-    loaded = load_checkpoint(cfg.checkpoint, overrides=cfg.arch_overrides,
-                             model_config=model_config(cfg.model_config_path), dtype=cfg.dtype,
-                             allow_nonfinite=True, require_seq_len=False)
+    loaded = load_checkpoint(
+        cfg.checkpoint,
+        overrides=cfg.arch_overrides,
+        model_config=model_config(cfg.model_config_path),
+        dtype=cfg.dtype,
+        allow_nonfinite=True,
+        require_seq_len=False,
+    )
     print(format_inspection(loaded))
     return 0
 
 
-INSPECT = Mode("inspect", "Show a checkpoint: family, sizes, dtypes, NaN/Inf, and where each setting came from.",
-               inspect_arguments, run_inspect, InspectConfig)
+INSPECT = Mode(
+    "inspect",
+    "Show a checkpoint: family, sizes, dtypes, NaN/Inf, and where each setting came from.",
+    inspect_arguments,
+    run_inspect,
+    InspectConfig,
+)
 
 
 # ---- score ---------------------------------------------------------------------------------------
@@ -106,5 +141,10 @@ def run_score(inv: Invocation) -> int:
     return 0
 
 
-SCORE = Mode("score", "Score ARC predictions (public all_preds files) with the official voting rules.",
-             score_arguments, run_score, ScoreConfig)
+SCORE = Mode(
+    "score",
+    "Score ARC predictions (public all_preds files) with the official voting rules.",
+    score_arguments,
+    run_score,
+    ScoreConfig,
+)

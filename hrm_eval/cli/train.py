@@ -14,16 +14,26 @@ from hrm_eval.utils.errors import HRMEvalError
 def train_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--config", required=True, help="training YAML, e.g. configs/train_sudoku6.yaml")
     g.add_argument("--data", dest="data_path", help="dataset directory (overrides data_path)")
-    g.add_argument("--output", dest="checkpoint_path",
-                   help="run directory for step_<N> files (default: outputs/train/<run_name>)")
+    g.add_argument(
+        "--output", dest="checkpoint_path", help="run directory for step_<N> files (default: outputs/train/<run_name>)"
+    )
     g.add_argument("--max-steps", type=int, help="stop after N optimiser steps (a quick smoke run: --max-steps 10)")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    g.add_argument("--set", dest="overrides", action=KeyValues, type=key_value, metavar="KEY=VALUE",
-                   help="set any config field (repeatable; dotted keys reach into blocks: arch.hidden_size=64)")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action=KeyValues,
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="set any config field (repeatable; dotted keys reach into blocks: arch.hidden_size=64)",
+    )
     existing = g.add_mutually_exclusive_group()  # what to do with a run directory that holds steps
     existing.add_argument("--resume", action="store_true", help="continue from the newest step_<N> in the output")
-    existing.add_argument("--overwrite", action="store_true",
-                          help="delete the step_<N> files already in the output, then train from scratch")
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the step_<N> files already in the output, then train from scratch",
+    )
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -34,7 +44,7 @@ def set_dotted(data: Dict[str, Any], key: str, value: Any) -> None:
     for i, part in enumerate(parents):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise HRMEvalError(f"--set {key}: {'.'.join(parents[:i + 1])} is not a block of settings")
+            raise HRMEvalError(f"--set {key}: {'.'.join(parents[: i + 1])} is not a block of settings")
         node = child
     node[last] = value
 
@@ -51,8 +61,12 @@ def run_train(inv: Invocation) -> int:
     for key, value in flags.get("overrides", {}).items():
         set_dotted(data, key, value)
     config = inv.validate(TrainConfig, data, inv.config_file)
-    summary = train(config, resume=flags.get("resume", False), overwrite=flags.get("overwrite", False),
-                    progress=flags.get("progress", True))
+    summary = train(
+        config,
+        resume=flags.get("resume", False),
+        overwrite=flags.get("overwrite", False),
+        progress=flags.get("progress", True),
+    )
     if summary.final_checkpoint is not None:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in summary.last_metrics.items())
         print(f"trained {summary.steps} steps in {summary.seconds / 60:.1f} min: {metrics}")
@@ -60,5 +74,6 @@ def run_train(inv: Invocation) -> int:
     return 0
 
 
-TRAIN = Mode("train", "Train an HRM / TRM model (single process, or several with torchrun).", train_arguments,
-             run_train, None)
+TRAIN = Mode(
+    "train", "Train an HRM / TRM model (single process, or several with torchrun).", train_arguments, run_train, None
+)

@@ -49,6 +49,7 @@ class RowError(ValueError):
 
 # --------------------------------------------------------------------------- locating sources
 
+
 def resolve_source(source: str, splits: Sequence[str] = SPLITS) -> Dict[str, str]:
     """Map each split present in `source` to a local CSV path.
 
@@ -63,8 +64,10 @@ def resolve_source(source: str, splits: Sequence[str] = SPLITS) -> Dict[str, str
     if os.path.exists(src):
         raise HRMEvalError(f"{src}: expected a folder holding train.csv and/or test.csv, not a file")
     if not _HUB_NAME.match(src):
-        raise HRMEvalError(f"source '{src}' not found: give a folder holding train.csv and/or test.csv "
-                           f"or a Hugging Face dataset name such as sapientinc/sudoku-extreme")
+        raise HRMEvalError(
+            f"source '{src}' not found: give a folder holding train.csv and/or test.csv "
+            f"or a Hugging Face dataset name such as sapientinc/sudoku-extreme"
+        )
     return fetch_from_hub(src, splits)
 
 
@@ -73,9 +76,11 @@ def fetch_from_hub(repo: str, splits: Sequence[str] = SPLITS) -> Dict[str, str]:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise HRMEvalError(f"'{repo}' is not a local folder and huggingface_hub is not installed: "
-                           f"pip install 'hrm-eval[hub]', or download train.csv/test.csv into a folder "
-                           f"and pass that folder") from None
+        raise HRMEvalError(
+            f"'{repo}' is not a local folder and huggingface_hub is not installed: "
+            f"pip install 'hrm-eval[hub]', or download train.csv/test.csv into a folder "
+            f"and pass that folder"
+        ) from None
 
     found: Dict[str, str] = {}
     for split in splits:
@@ -88,8 +93,10 @@ def fetch_from_hub(repo: str, splits: Sequence[str] = SPLITS) -> Dict[str, str]:
             if "RepositoryNotFoundError" in kinds:
                 raise HRMEvalError(f"hub dataset '{repo}' not found (or private) on the Hugging Face Hub") from None
             if "LocalEntryNotFoundError" in kinds or "OfflineModeIsEnabled" in kinds or isinstance(e, OSError):
-                raise HRMEvalError(f"could not fetch {split}.csv of hub dataset '{repo}' (offline or network "
-                                   f"error: {_one_line(e)}); download it into a folder and pass that folder") from None
+                raise HRMEvalError(
+                    f"could not fetch {split}.csv of hub dataset '{repo}' (offline or network "
+                    f"error: {_one_line(e)}); download it into a folder and pass that folder"
+                ) from None
             raise HRMEvalError(f"could not fetch {split}.csv of hub dataset '{repo}': {_one_line(e)}") from None
     if not found:
         raise HRMEvalError(f"hub dataset '{repo}' has neither train.csv nor test.csv")
@@ -103,16 +110,17 @@ def _one_line(e: BaseException) -> str:
 
 # --------------------------------------------------------------------------- reading rows
 
+
 def check_charset(text: str, allowed: str, what: str) -> None:
     """Raise RowError naming the first character of `text` not in `allowed`."""
     if text.strip(allowed):  # strip removes everything only when every character is allowed
         bad = next(c for c in text if c not in allowed)
-        raise RowError(f"{what} has character {bad!r} at position {text.index(bad)} "
-                       f"(allowed: {allowed!r})")
+        raise RowError(f"{what} has character {bad!r} at position {text.index(bad)} (allowed: {allowed!r})")
 
 
-def read_puzzle_csv(path: str, check_row: Callable[[str, str], None],
-                    min_difficulty: Optional[int] = None) -> RawPuzzles:
+def read_puzzle_csv(
+    path: str, check_row: Callable[[str, str], None], min_difficulty: Optional[int] = None
+) -> RawPuzzles:
     """Read a public-layout puzzle CSV.
 
     `check_row(question, answer)` raises RowError for a bad row. Ratings must be integers.
@@ -132,8 +140,9 @@ def read_puzzle_csv(path: str, check_row: Callable[[str, str], None],
                 raise HRMEvalError(f"{path}: empty file (expected the header {','.join(HEADER)})")
             names = tuple(h.strip().lower().lstrip("\ufeff") for h in header)
             if names != HEADER:
-                raise HRMEvalError(f"{path}, row 1: expected the header {','.join(HEADER)}, "
-                                   f"found {','.join(header)[:80]!r}")
+                raise HRMEvalError(
+                    f"{path}, row 1: expected the header {','.join(HEADER)}, found {','.join(header)[:80]!r}"
+                )
             rows_seen = 0
             for row in reader:
                 line = reader.line_num
@@ -165,8 +174,9 @@ def read_puzzle_csv(path: str, check_row: Callable[[str, str], None],
     return out
 
 
-def read_splits(source: str, check_row: Callable[[str, str], None],
-                min_difficulty: Optional[int] = None) -> Dict[str, RawPuzzles]:
+def read_splits(
+    source: str, check_row: Callable[[str, str], None], min_difficulty: Optional[int] = None
+) -> Dict[str, RawPuzzles]:
     """Resolve `source` and read every split it has, all checked before anything is built.
     A split left with no puzzles is an error."""
     paths = resolve_source(source)
@@ -210,6 +220,7 @@ def subsample_indices(total: int, size: Optional[int], rng: np.random.RandomStat
 
 def write_csv(rows, path: str | os.PathLike, source: str = "hrm-eval-generator") -> None:
     """Write (question, answer, rating) rows in the public layout, atomically (temp file, rename)."""
+
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)  # "\r\n" line ends, as in the public CSVs

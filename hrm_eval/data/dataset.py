@@ -27,15 +27,18 @@ _SCAN_CHUNK = 1 << 16  # rows per chunk when scanning memory-mapped token arrays
 @dataclass
 class PuzzleBatch:
     set_name: str
-    example_index: np.ndarray        # [B] row numbers in the set's files
-    puzzle_index: np.ndarray         # [B] puzzle each row belongs to
-    inputs: torch.Tensor             # [B, L] int32
-    labels: torch.Tensor             # [B, L] int32, -100 where ignored
+    example_index: np.ndarray  # [B] row numbers in the set's files
+    puzzle_index: np.ndarray  # [B] puzzle each row belongs to
+    inputs: torch.Tensor  # [B, L] int32
+    labels: torch.Tensor  # [B, L] int32, -100 where ignored
     puzzle_identifiers: torch.Tensor  # [B] int32
 
     def as_model_batch(self, device: torch.device | str) -> Dict[str, torch.Tensor]:
-        return {"inputs": self.inputs.to(device), "labels": self.labels.to(device),
-                "puzzle_identifiers": self.puzzle_identifiers.to(device)}
+        return {
+            "inputs": self.inputs.to(device),
+            "labels": self.labels.to(device),
+            "puzzle_identifiers": self.puzzle_identifiers.to(device),
+        }
 
 
 class PuzzleDataset:
@@ -53,7 +56,8 @@ class PuzzleDataset:
         if not meta_file.is_file():
             raise HRMEvalError(f"not a dataset directory: no {split}/dataset.json or dataset.json in {path}")
         self.path, self.split_dir, self.split = path, split_dir, split
-        self.source, self.in_memory, self.example_names = str(path), False, None
+        self.source, self.in_memory = str(path), False
+        self.example_names: Optional[List[str]] = None
         self.metadata = _read_metadata(meta_file)
         root = path if split_dir != path else path.parent  # identifiers.json sits beside the splits
         self.identifiers = _read_identifiers(root / "identifiers.json")
@@ -64,9 +68,17 @@ class PuzzleDataset:
 
     # ---- construction from memory ---------------------------------------------------------
     @classmethod
-    def from_arrays(cls, inputs: np.ndarray, labels: np.ndarray, metadata: DatasetMetadata, *,
-                    puzzle_identifiers: Optional[np.ndarray] = None, names: Optional[List[str]] = None,
-                    identifiers: Optional[List[str]] = None, source: str = "<memory>") -> "PuzzleDataset":
+    def from_arrays(
+        cls,
+        inputs: np.ndarray,
+        labels: np.ndarray,
+        metadata: DatasetMetadata,
+        *,
+        puzzle_identifiers: Optional[np.ndarray] = None,
+        names: Optional[List[str]] = None,
+        identifiers: Optional[List[str]] = None,
+        source: str = "<memory>",
+    ) -> "PuzzleDataset":
         """One example per puzzle. `names` are per-example puzzle ids for the results."""
         self = cls.__new__(cls)
         n = len(inputs)
@@ -75,9 +87,15 @@ class PuzzleDataset:
         self.metadata = metadata
         self.identifiers = identifiers
         ids = np.zeros(n, np.int32) if puzzle_identifiers is None else np.asarray(puzzle_identifiers, np.int32)
-        self.sets = {"all": {
-            "inputs": np.asarray(inputs), "labels": np.asarray(labels), "puzzle_identifiers": ids,
-            "puzzle_indices": np.arange(n + 1, dtype=np.int32), "group_indices": np.arange(n + 1, dtype=np.int32)}}
+        self.sets = {
+            "all": {
+                "inputs": np.asarray(inputs),
+                "labels": np.asarray(labels),
+                "puzzle_identifiers": ids,
+                "puzzle_indices": np.arange(n + 1, dtype=np.int32),
+                "group_indices": np.arange(n + 1, dtype=np.int32),
+            }
+        }
         self.example_names = names
         self._validate(check_tokens=True)
         return self
@@ -97,8 +115,10 @@ class PuzzleDataset:
                 arrays[field] = arr if field in ("inputs", "labels") else np.array(arr)
             except Exception as e:  # noqa: BLE001 - a damaged .npy header fails in many ways (ValueError, SyntaxError, ...)
                 if "python objects" in str(e).lower() or "pickle" in str(e).lower():  # numpy's text says allow_pickle
-                    raise HRMEvalError(f"cannot read {f}: it holds pickled Python objects, which are never loaded "
-                                       f"(expected an integer array)") from e
+                    raise HRMEvalError(
+                        f"cannot read {f}: it holds pickled Python objects, which are never loaded "
+                        f"(expected an integer array)"
+                    ) from e
                 raise HRMEvalError(f"cannot read {f}: {_first_line(e)}") from e
         return arrays
 
@@ -110,8 +130,10 @@ class PuzzleDataset:
                 self._check_tokens(set_name, a)
         m = self.metadata
         if self.identifiers is not None and len(self.identifiers) < m.num_puzzle_identifiers:
-            raise HRMEvalError(f"identifiers.json lists {len(self.identifiers)} names but dataset.json says "
-                               f"num_puzzle_identifiers {m.num_puzzle_identifiers}")
+            raise HRMEvalError(
+                f"identifiers.json lists {len(self.identifiers)} names but dataset.json says "
+                f"num_puzzle_identifiers {m.num_puzzle_identifiers}"
+            )
 
     def _where(self, set_name: str, field: str) -> str:
         """The file (or in-memory source) an error is about."""
@@ -124,37 +146,48 @@ class PuzzleDataset:
             if not np.issubdtype(x.dtype, np.integer):
                 raise HRMEvalError(f"{self._where(set_name, field)}: dtype {x.dtype}, expected integer tokens")
             if x.ndim != 2 or x.shape[1] != seq_len:
-                raise HRMEvalError(f"{self._where(set_name, field)}: shape {tuple(x.shape)}, "
-                                   f"expected [N, seq_len={seq_len}]")
+                raise HRMEvalError(
+                    f"{self._where(set_name, field)}: shape {tuple(x.shape)}, expected [N, seq_len={seq_len}]"
+                )
         if a["inputs"].shape != a["labels"].shape:
-            raise HRMEvalError(f"{self._where(set_name, 'labels')}: shape {tuple(a['labels'].shape)} "
-                               f"differs from inputs {tuple(a['inputs'].shape)}")
+            raise HRMEvalError(
+                f"{self._where(set_name, 'labels')}: shape {tuple(a['labels'].shape)} "
+                f"differs from inputs {tuple(a['inputs'].shape)}"
+            )
         for field in ("puzzle_identifiers", "puzzle_indices", "group_indices"):
             x = a[field]
             if not np.issubdtype(x.dtype, np.integer) or x.ndim != 1:
-                raise HRMEvalError(f"{self._where(set_name, field)}: expected a 1-D integer array, "
-                                   f"got {x.dtype} {tuple(x.shape)}")
+                raise HRMEvalError(
+                    f"{self._where(set_name, field)}: expected a 1-D integer array, got {x.dtype} {tuple(x.shape)}"
+                )
 
     def _check_indices(self, set_name: str, a: Dict[str, np.ndarray]) -> None:
         """puzzle_indices: example offsets of each puzzle; group_indices: puzzle offsets of each group."""
         n_examples, n_puzzles = len(a["inputs"]), len(a["puzzle_identifiers"])
         pi, gi, ids = a["puzzle_indices"], a["group_indices"], a["puzzle_identifiers"]
         if len(pi) >= 1 and len(pi) != n_puzzles + 1:  # one identifier per puzzle
-            raise HRMEvalError(f"{self._where(set_name, 'puzzle_identifiers')}: {n_puzzles} puzzle identifiers, but "
-                               f"puzzle_indices ({len(pi)} offsets) describes {len(pi) - 1} puzzles "
-                               f"(one identifier per puzzle)")
+            raise HRMEvalError(
+                f"{self._where(set_name, 'puzzle_identifiers')}: {n_puzzles} puzzle identifiers, but "
+                f"puzzle_indices ({len(pi)} offsets) describes {len(pi) - 1} puzzles "
+                f"(one identifier per puzzle)"
+            )
         if len(pi) != n_puzzles + 1 or pi[0] != 0 or pi[-1] != n_examples or np.any(np.diff(pi) < 0):
             got = f"{pi[0]}..{pi[-1]}" if len(pi) else "empty"
-            raise HRMEvalError(f"{self._where(set_name, 'puzzle_indices')}: must run from 0 to {n_examples} examples, "
-                               f"non-decreasing, with {n_puzzles + 1} entries (got {len(pi)}, {got})")
+            raise HRMEvalError(
+                f"{self._where(set_name, 'puzzle_indices')}: must run from 0 to {n_examples} examples, "
+                f"non-decreasing, with {n_puzzles + 1} entries (got {len(pi)}, {got})"
+            )
         if len(gi) < 1 or gi[0] != 0 or gi[-1] != n_puzzles or np.any(np.diff(gi) < 0):
-            raise HRMEvalError(f"{self._where(set_name, 'group_indices')}: must run from 0 to {n_puzzles} puzzles, "
-                               f"non-decreasing")
+            raise HRMEvalError(
+                f"{self._where(set_name, 'group_indices')}: must run from 0 to {n_puzzles} puzzles, non-decreasing"
+            )
         limit = self.metadata.num_puzzle_identifiers
         if len(ids) and (ids.min() < 0 or ids.max() >= limit):
             bad = int(ids.max() if ids.max() >= limit else ids.min())
-            raise HRMEvalError(f"{self._where(set_name, 'puzzle_identifiers')}: identifier {bad} "
-                               f"outside 0..{limit - 1} (num_puzzle_identifiers)")
+            raise HRMEvalError(
+                f"{self._where(set_name, 'puzzle_identifiers')}: identifier {bad} "
+                f"outside 0..{limit - 1} (num_puzzle_identifiers)"
+            )
 
     def _check_tokens(self, set_name: str, a: Dict[str, np.ndarray]) -> None:
         vocab_size = self.metadata.vocab_size
@@ -162,8 +195,10 @@ class PuzzleDataset:
             lo, hi = _min_max(a[field], ignore=IGNORE_LABEL_ID if field == "labels" else None)
             if lo is not None and (lo < 0 or hi >= vocab_size):
                 bad = hi if hi >= vocab_size else lo
-                raise HRMEvalError(f"{self._where(set_name, field)}: token {bad}{self._first_row_with(a[field], bad)} "
-                                   f"outside the vocabulary 0..{vocab_size - 1}")
+                raise HRMEvalError(
+                    f"{self._where(set_name, field)}: token {bad}{self._first_row_with(a[field], bad)} "
+                    f"outside the vocabulary 0..{vocab_size - 1}"
+                )
 
     def _first_row_with(self, x: np.ndarray, token: int) -> str:
         """' in puzzle <name>' for in-memory data (whose rows are a file's lines), else ''."""
@@ -195,10 +230,13 @@ class PuzzleDataset:
                     labels[labels == self.metadata.ignore_label_id] = IGNORE_LABEL_ID
                 puzzles = example_puzzle[start:end]
                 yield PuzzleBatch(
-                    set_name=set_name, example_index=np.arange(start, end), puzzle_index=puzzles,
+                    set_name=set_name,
+                    example_index=np.arange(start, end),
+                    puzzle_index=puzzles,
                     inputs=torch.from_numpy(np.asarray(a["inputs"][start:end], dtype=np.int32)),
                     labels=labels,
-                    puzzle_identifiers=torch.from_numpy(np.asarray(a["puzzle_identifiers"][puzzles], dtype=np.int32)))
+                    puzzle_identifiers=torch.from_numpy(np.asarray(a["puzzle_identifiers"][puzzles], dtype=np.int32)),
+                )
             remaining -= n
             if remaining <= 0:
                 return
@@ -221,7 +259,7 @@ class PuzzleDataset:
                 arr = np.ascontiguousarray(a[field])
                 h.update(f"{set_name}/{field}/{arr.dtype.str}/{arr.shape}".encode())
                 for start in range(0, len(arr), _SCAN_CHUNK):
-                    h.update(np.ascontiguousarray(arr[start:start + _SCAN_CHUNK]).tobytes())
+                    h.update(np.ascontiguousarray(arr[start : start + _SCAN_CHUNK]).tobytes())
         return h.hexdigest()
 
 
@@ -268,7 +306,7 @@ def _read_identifiers(path: Path) -> Optional[List[str]]:
 
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _first_line(e: BaseException) -> str:
@@ -280,7 +318,7 @@ def _min_max(x: np.ndarray, ignore: Optional[int] = None):
     """(min, max) over a possibly memory-mapped array, in chunks; `ignore` values skipped."""
     lo, hi = None, None
     for start in range(0, len(x), _SCAN_CHUNK):
-        chunk = np.asarray(x[start:start + _SCAN_CHUNK])
+        chunk = np.asarray(x[start : start + _SCAN_CHUNK])
         if ignore is not None:
             chunk = chunk[chunk != ignore]
         if chunk.size == 0:

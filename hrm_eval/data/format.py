@@ -65,11 +65,12 @@ class DatasetMetadata(BaseModel):
     def _plain_set_names(cls, names: List[str]) -> List[str]:
         # Set names become file names (<set>__<field>.npy): a separator or `..` would read outside the split.
         if not names:
-            raise ValueError("no sets listed (expected at least one name, e.g. [\"all\"])")
+            raise ValueError('no sets listed (expected at least one name, e.g. ["all"])')
         for name in names:
             if not is_plain_set_name(name):
-                raise ValueError(f"set name {name!r} is not a plain name (letters, digits, '_', '-', '.'; "
-                                 f"not '.' or '..')")
+                raise ValueError(
+                    f"set name {name!r} is not a plain name (letters, digits, '_', '-', '.'; not '.' or '..')"
+                )
         if len(set(names)) != len(names):
             raise ValueError(f"set names repeat: {names}")
         return names
@@ -109,8 +110,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
 
 
-def write_split(root: str | os.PathLike, split: str, metadata: DatasetMetadata,
-                sets: Dict[str, Dict[str, np.ndarray]]) -> None:
+def write_split(
+    root: str | os.PathLike, split: str, metadata: DatasetMetadata, sets: Dict[str, Dict[str, np.ndarray]]
+) -> None:
     """Write `<root>/<split>/` : dataset.json and one .npy per (set, field)."""
     split_dir = Path(root) / split
     split_dir.mkdir(parents=True, exist_ok=True)

@@ -20,15 +20,25 @@ from hrm_eval.utils.errors import HRMEvalError
 __all__ = ["generate_csvs"]
 
 
-def generate_csvs(task: str, output_dir: str | os.PathLike, *, num_train: int, num_test: int, seed: int = 0,
-                  size: Optional[int] = None, min_blanks: Optional[int] = None, max_blanks: Optional[int] = None,
-                  loop_fraction: Optional[float] = None) -> Dict[str, str]:
+def generate_csvs(
+    task: str,
+    output_dir: str | os.PathLike,
+    *,
+    num_train: int,
+    num_test: int,
+    seed: int = 0,
+    size: Optional[int] = None,
+    min_blanks: Optional[int] = None,
+    max_blanks: Optional[int] = None,
+    loop_fraction: Optional[float] = None,
+) -> Dict[str, str]:
     """Write `train.csv` and `test.csv` (no question in both, none twice) for `task`:
     "sudoku" (9x9), "sudoku4", "sudoku6" (a Sudoku task takes another side from `size`) or
     "maze" (side `size`, default 15). Returns {split: path}. Splits with 0 rows are not written."""
     options = {"min_blanks": min_blanks, "max_blanks": max_blanks, "loop_fraction": loop_fraction}
-    stream = get_task(task).puzzle_stream(random.Random(seed), size=size,
-                                          **{k: v for k, v in options.items() if v is not None})
+    stream = get_task(task).puzzle_stream(
+        random.Random(seed), size=size, **{k: v for k, v in options.items() if v is not None}
+    )
     if num_train < 0 or num_test < 0:
         raise HRMEvalError("num_train and num_test must be >= 0")
 
@@ -39,8 +49,10 @@ def generate_csvs(task: str, output_dir: str | os.PathLike, *, num_train: int, n
     while len(rows) < wanted:
         tries += 1
         if tries > 20 * wanted + 100:
-            raise HRMEvalError(f"only {len(rows)} distinct {task} puzzles found for {wanted} wanted; "
-                               f"ask for fewer or widen the blank range / grid size")
+            raise HRMEvalError(
+                f"only {len(rows)} distinct {task} puzzles found for {wanted} wanted; "
+                f"ask for fewer or widen the blank range / grid size"
+            )
         row = next(stream)
         if row[0] not in seen:
             seen.add(row[0])

@@ -43,7 +43,7 @@ def inverse_dihedral_transform(grid: np.ndarray, t: int) -> np.ndarray:
 
 def square_side(num_cells: int) -> Optional[int]:
     """n when `num_cells` == n * n for some n > 0, else None."""
-    n = int(round(num_cells ** 0.5))
+    n = int(round(num_cells**0.5))
     return n if n > 0 and n * n == num_cells else None
 
 

@@ -19,8 +19,9 @@ from hrm_eval.utils.errors import HRMEvalError
 _MAX_TOKEN = np.iinfo(np.int32).max  # ids are stored as int32; a larger one would overflow, not fail cleanly
 
 
-def read_jsonl_puzzles(path: str | Path, vocab_size: Optional[int] = None
-                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
+def read_jsonl_puzzles(
+    path: str | Path, vocab_size: Optional[int] = None
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
     """(inputs [N, L] int32, labels [N, L] int32, puzzle_identifiers [N] int32, names).
 
     With `vocab_size` (the checkpoint's), a token outside 0..vocab_size-1 is an error naming its line."""

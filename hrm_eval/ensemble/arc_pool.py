@@ -58,8 +58,9 @@ def _arc_test_set(dataset: PuzzleDataset, rows: PuzzleRows) -> ArcTestSet:
     """The ARC test set restricted to the tasks that have scored rows (a held-out calibration
     task or a --limit must not count as a failure)."""
     test_set = ArcTestSet(dataset.path)
-    present = {parse_puzzle_name(test_set.identifiers[int(i)])[0]
-               for i in rows.puzzle_identifiers.tolist() if int(i) != 0}
+    present = {
+        parse_puzzle_name(test_set.identifiers[int(i)])[0] for i in rows.puzzle_identifiers.tolist() if int(i) != 0
+    }
     test_set.task_ids = [t for t in test_set.task_ids if t in present]
     return test_set
 
@@ -69,8 +70,14 @@ def _arc_scores(pool: ArcVotePool) -> Dict[str, Any]:
     return {"num_tasks": scores["num_tasks"], "strict": scores["strict"], "fractional": scores["fractional"]}
 
 
-def arc_pooling(ctx: EnsembleContext, scored_idx: np.ndarray, strategy: str, ens: Optional[Scored],
-                member_weights: Sequence[float], member_rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+def arc_pooling(
+    ctx: EnsembleContext,
+    scored_idx: np.ndarray,
+    strategy: str,
+    ens: Optional[Scored],
+    member_weights: Sequence[float],
+    member_rows: List[Dict[str, Any]],
+) -> Dict[str, Any]:
     """ARC pass@k: members' answers pooled with the augmentation votes before ranking (vote,
     q_vote), or the per-row ensemble answers pooled over the augmentations (average, stacking).
     Each member's own pass@k goes into its row of `member_rows`."""
@@ -84,8 +91,9 @@ def arc_pooling(ctx: EnsembleContext, scored_idx: np.ndarray, strategy: str, ens
 
     def add_member(pool: WeightedArcVotePool, m: int, weight: float) -> None:
         p = ctx.preds[m]
-        pool.add_weighted(ids, inputs, p["logits"][0, idx].argmax(-1), p["q_halt"][0, idx], weight,
-                          where=member_rows[m]["name"])
+        pool.add_weighted(
+            ids, inputs, p["logits"][0, idx].argmax(-1), p["q_halt"][0, idx], weight, where=member_rows[m]["name"]
+        )
 
     for m, rec in enumerate(member_rows):
         pool = WeightedArcVotePool(dataset.path, test_set=test_set)

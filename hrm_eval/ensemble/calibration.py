@@ -48,8 +48,10 @@ def assert_disjoint(cal_hashes: Sequence[str], scored_hashes: Sequence[str], wha
     """The guarantee behind every learned strategy: nothing it learned from is scored."""
     overlap = set(cal_hashes) & set(scored_hashes)
     if overlap:
-        raise HRMEvalError(f"{what} shares {len(overlap)} puzzles with the scored data; calibration and scored "
-                           "puzzles must be disjoint")
+        raise HRMEvalError(
+            f"{what} shares {len(overlap)} puzzles with the scored data; calibration and scored "
+            "puzzles must be disjoint"
+        )
 
 
 # ---- stage: plan calibration -------------------------------------------------------------------
@@ -57,6 +59,7 @@ def assert_disjoint(cal_hashes: Sequence[str], scored_hashes: Sequence[str], wha
 class CalibrationPlan:
     """Which rows are scored and, when something is learned, which rows (of which context) it
     is learned from. `info` is what results.json says about it."""
+
     scored: np.ndarray
     context: Optional[EnsembleContext] = None
     index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -76,18 +79,27 @@ def plan_calibration(ctx: EnsembleContext, s: EnsembleSettings) -> CalibrationPl
         scored_set = set(hashes)
         cal_hashes = cal_ctx.rows.hashes
         plan.index = np.array([i for i, h in enumerate(cal_hashes) if h not in scored_set], dtype=np.int64)
-        plan.info = {"source": str(s.calibration_data), "split": s.calibration_split or s.split,
-                     "fingerprint_sha256": cal_ctx.dataset.fingerprint(), "limit": s.calibration_limit,
-                     "rule": "--calibration-data",
-                     "dropped_because_also_scored": int(len(cal_hashes) - len(plan.index))}
+        plan.info = {
+            "source": str(s.calibration_data),
+            "split": s.calibration_split or s.split,
+            "fingerprint_sha256": cal_ctx.dataset.fingerprint(),
+            "limit": s.calibration_limit,
+            "rule": "--calibration-data",
+            "dropped_because_also_scored": int(len(cal_hashes) - len(plan.index)),
+        }
     else:
         cal_idx, plan.scored = held_out_split(ctx.rows.groups, s.calibration_fraction, s.seed)
         cal_ctx, cal_hashes = ctx, hashes
         scored_set = {hashes[i] for i in plan.scored}
         plan.index = np.array([i for i in cal_idx if hashes[i] not in scored_set], dtype=np.int64)
-        plan.info = {"source": str(ctx.rows.source), "split": s.split, "fingerprint_sha256": ctx.dataset.fingerprint(),
-                     "limit": s.limit, "rule": f"seeded held-out fraction {s.calibration_fraction} of the puzzle "
-                     f"groups (seed {s.seed})", "dropped_because_also_scored": int(len(cal_idx) - len(plan.index))}
+        plan.info = {
+            "source": str(ctx.rows.source),
+            "split": s.split,
+            "fingerprint_sha256": ctx.dataset.fingerprint(),
+            "limit": s.limit,
+            "rule": f"seeded held-out fraction {s.calibration_fraction} of the puzzle groups (seed {s.seed})",
+            "dropped_because_also_scored": int(len(cal_idx) - len(plan.index)),
+        }
     if len(plan.index) == 0:
         raise HRMEvalError("the calibration split is empty (every calibration puzzle is also scored)")
     plan.context = cal_ctx
@@ -100,28 +112,44 @@ def plan_calibration(ctx: EnsembleContext, s: EnsembleSettings) -> CalibrationPl
 def _calibration_context(ctx: EnsembleContext, s: EnsembleSettings) -> EnsembleContext:
     """The members' predictions on --calibration-data (same layout as the scored data)."""
     split = s.calibration_split or s.split
-    cal_set = open_data_for_checkpoint(s.calibration_data, split=split, task=s.task,
-                                       checkpoint=ctx.members[0].loaded.path)
+    cal_set = open_data_for_checkpoint(
+        s.calibration_data, split=split, task=s.task, checkpoint=ctx.members[0].loaded.path
+    )
     meta = ctx.dataset.metadata
     for key in ("vocab_size", "seq_len"):
         if getattr(cal_set.metadata, key) != getattr(meta, key):
-            raise HRMEvalError(f"--calibration-data {s.calibration_data}: {key} {getattr(cal_set.metadata, key)} "
-                               f"differs from the scored data's {getattr(meta, key)}")
+            raise HRMEvalError(
+                f"--calibration-data {s.calibration_data}: {key} {getattr(cal_set.metadata, key)} "
+                f"differs from the scored data's {getattr(meta, key)}"
+            )
     rows = collect_rows(cal_set, s.calibration_limit)
     fp = cal_set.fingerprint()
-    preds = [member_predictions(m, rows, ctx.views, dataset_fingerprint=fp, split=split, limit=s.calibration_limit,
-                                cache_dir=ctx.cache_dir, device=ctx.device, batch_size=s.batch_size,
-                                progress=s.progress)[0] for m in ctx.members]
-    return EnsembleContext(ctx.members, preds, rows, ctx.task, dataset=cal_set, views=ctx.views,
-                           device=ctx.device, cache_dir=ctx.cache_dir)
+    preds = [
+        member_predictions(
+            m,
+            rows,
+            ctx.views,
+            dataset_fingerprint=fp,
+            split=split,
+            limit=s.calibration_limit,
+            cache_dir=ctx.cache_dir,
+            device=ctx.device,
+            batch_size=s.batch_size,
+            progress=s.progress,
+        )[0]
+        for m in ctx.members
+    ]
+    return EnsembleContext(
+        ctx.members, preds, rows, ctx.task, dataset=cal_set, views=ctx.views, device=ctx.device, cache_dir=ctx.cache_dir
+    )
 
 
 # ---- stage: resolve weights --------------------------------------------------------------------
 @dataclass
 class MemberWeights:
-    mode: str                    # given | uniform | learned
-    weights: List[float]         # one per member, sums to 1 (stacking: uniform, unused)
-    info: Dict[str, Any]         # what results.json says about them
+    mode: str  # given | uniform | learned
+    weights: List[float]  # one per member, sums to 1 (stacking: uniform, unused)
+    info: Dict[str, Any]  # what results.json says about them
 
 
 def resolve_weights(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSettings) -> MemberWeights:
@@ -132,21 +160,28 @@ def resolve_weights(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSett
     info: Dict[str, Any] = {}
     if mode == "learned":
         cal = [plan.context.member_scored(m, plan.index) for m in range(M)]
-        weights, basis = weights_from_accuracy([c.metrics["exact_accuracy"] for c in cal],
-                                               [c.metrics["accuracy"] for c in cal])
-        info["validation"] = {m.name: {"exact_accuracy": c.metrics["exact_accuracy"],
-                                       "accuracy": c.metrics["accuracy"]} for m, c in zip(members, cal)}
+        weights, basis = weights_from_accuracy(
+            [c.metrics["exact_accuracy"] for c in cal], [c.metrics["accuracy"] for c in cal]
+        )
+        info["validation"] = {
+            m.name: {"exact_accuracy": c.metrics["exact_accuracy"], "accuracy": c.metrics["accuracy"]}
+            for m, c in zip(members, cal)
+        }
         info["weights_basis"] = basis
     info["weights"] = {m.name: w for m, w in zip(members, weights)}
-    sources = {"given": "--weights", "uniform": "uniform",
-               "learned": "learned on the calibration split (proportional to validation accuracy)"}
+    sources = {
+        "given": "--weights",
+        "uniform": "uniform",
+        "learned": "learned on the calibration split (proportional to validation accuracy)",
+    }
     info["weights_source"] = sources[mode] if s.strategy != "stacking" else "n/a"
     return MemberWeights(mode, weights, info)
 
 
 # ---- stage: fit or load the stacker ------------------------------------------------------------
-def fit_or_load_stacker(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSettings,
-                        notes: List[str]) -> Optional[Tuple[LogisticStacker, Dict[str, Any]]]:
+def fit_or_load_stacker(
+    ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSettings, notes: List[str]
+) -> Optional[Tuple[LogisticStacker, Dict[str, Any]]]:
     """(stacker, what results.json says about it) for --strategy stacking, else None. A loaded
     stacker's calibration puzzles are removed from the scored rows."""
     if s.strategy != "stacking":
@@ -157,11 +192,23 @@ def fit_or_load_stacker(ctx: EnsembleContext, plan: CalibrationPlan, s: Ensemble
         fitted, stacker_file = _fit_stacker(ctx, plan, notes), None
         if s.output_dir is not None:
             stacker_file = Path(s.output_dir) / STACKER_FILE
-            atomic_write_json(stacker_file, fitted.to_json({
-                "schema_version": RESULTS_SCHEMA_VERSION, "members": [m.describe() for m in ctx.members],
-                "tta_views": len(ctx.views), "calibration": dict(plan.info, puzzle_hashes=plan.puzzle_hashes)}))
-    info = {"file": str(stacker_file) if stacker_file else None, "features": fitted.names, "fit": fitted.info,
-            "coef": dict(zip(fitted.names, [round(float(c), 6) for c in fitted.coef]))}
+            atomic_write_json(
+                stacker_file,
+                fitted.to_json(
+                    {
+                        "schema_version": RESULTS_SCHEMA_VERSION,
+                        "members": [m.describe() for m in ctx.members],
+                        "tta_views": len(ctx.views),
+                        "calibration": dict(plan.info, puzzle_hashes=plan.puzzle_hashes),
+                    }
+                ),
+            )
+    info = {
+        "file": str(stacker_file) if stacker_file else None,
+        "features": fitted.names,
+        "fit": fitted.info,
+        "coef": dict(zip(fitted.names, [round(float(c), 6) for c in fitted.coef])),
+    }
     return fitted, info
 
 
@@ -170,15 +217,17 @@ def _fit_stacker(ctx: EnsembleContext, plan: CalibrationPlan, notes: List[str]) 
     all_views = list(range(len(ctx.views)))
     X, y = [], []
     for start in range(0, len(plan.index), CHUNK):
-        idx = torch.as_tensor(plan.index[start:start + CHUNK], dtype=torch.long)
+        idx = torch.as_tensor(plan.index[start : start + CHUNK], dtype=torch.long)
         xs, ys = stacking_training_data(cal.voters(idx, [1.0 / M] * M, all_views), cal.rows.labels[idx])
         X.append(xs)
         y.append(ys)
     fitted = LogisticStacker.fit(torch.cat(X), torch.cat(y), feature_names(M))
     if fitted.info["degenerate"]:
         right = "right" if fitted.info["num_positive"] else "wrong"
-        notes.append(f"stacking: every candidate answer in the calibration split is {right}; the meta-learner "
-                     "has nothing to tell apart and falls back to the vote order")
+        notes.append(
+            f"stacking: every candidate answer in the calibration split is {right}; the meta-learner "
+            "has nothing to tell apart and falls back to the vote order"
+        )
     return fitted
 
 
@@ -208,5 +257,7 @@ def check_stacker_members(saved: Dict[str, Any], members: List[Member], where: s
         raise HRMEvalError(f"{where} was fitted for {len(fitted_for)} members, this ensemble has {len(members)}")
     for i, (f, m) in enumerate(zip(fitted_for, members), start=1):
         if f.get("sha256") != m.loaded.sha256:
-            raise HRMEvalError(f"member {i} ({m.loaded.path}) is not the checkpoint {where} was fitted with "
-                               f"({f.get('path')}, sha256 {str(f.get('sha256'))[:12]}... vs {m.loaded.sha256[:12]}...)")
+            raise HRMEvalError(
+                f"member {i} ({m.loaded.path}) is not the checkpoint {where} was fitted with "
+                f"({f.get('path')}, sha256 {str(f.get('sha256'))[:12]}... vs {m.loaded.sha256[:12]}...)"
+            )

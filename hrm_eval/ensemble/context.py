@@ -25,6 +25,7 @@ ENSEMBLE_LOSS = "softmax_cross_entropy"  # the ensemble's output is already norm
 class EnsembleContext:
     """The members, what each predicted on `rows` in every view [V, N, ...], and the task that
     verifies answers. One for the scored data, one for separate calibration data."""
+
     members: List[Member]
     preds: List[Predictions]
     rows: PuzzleRows
@@ -43,8 +44,13 @@ class EnsembleContext:
     def num_members(self) -> int:
         return len(self.members)
 
-    def voters(self, idx: torch.Tensor, member_weights: Sequence[float], view_ids: Sequence[int],
-               members: Optional[Sequence[int]] = None) -> Voters:
+    def voters(
+        self,
+        idx: torch.Tensor,
+        member_weights: Sequence[float],
+        view_ids: Sequence[int],
+        members: Optional[Sequence[int]] = None,
+    ) -> Voters:
         """One voter per (member, view) on rows `idx`; a member's weight is shared by its views."""
         members = list(range(len(self.members))) if members is None else list(members)
         logp, q, steps, halted, weight, owner = [], [], [], [], [], []
@@ -58,23 +64,44 @@ class EnsembleContext:
                 weight.append(member_weights[m] / len(view_ids))
                 owner.append(j)
         w = torch.tensor(weight, dtype=torch.float64)
-        return Voters(torch.stack(logp), torch.stack(q), torch.stack(steps), torch.stack(halted), w / w.sum(),
-                      torch.tensor(owner), len(members))
+        return Voters(
+            torch.stack(logp),
+            torch.stack(q),
+            torch.stack(steps),
+            torch.stack(halted),
+            w / w.sum(),
+            torch.tensor(owner),
+            len(members),
+        )
 
-    def score(self, index: np.ndarray, combine: Callable[[Voters], Combined], member_weights: Sequence[float],
-              view_ids: Sequence[int], members: Optional[Sequence[int]] = None) -> Scored:
+    def score(
+        self,
+        index: np.ndarray,
+        combine: Callable[[Voters], Combined],
+        member_weights: Sequence[float],
+        view_ids: Sequence[int],
+        members: Optional[Sequence[int]] = None,
+    ) -> Scored:
         """The combined answers on rows `index`, scored by the shared row policy."""
         sums, parts = MetricSums(), []
         for start in range(0, len(index), CHUNK):
-            idx = torch.as_tensor(index[start:start + CHUNK], dtype=torch.long)
+            idx = torch.as_tensor(index[start : start + CHUNK], dtype=torch.long)
             comb = combine(self.voters(idx, member_weights, view_ids, members))
-            s = score_rows(comb.logp, self.rows.labels[idx], comb.q, loss_type=ENSEMBLE_LOSS, halted=comb.halted,
-                           inputs=self.rows.inputs[idx], task=self.task)
+            s = score_rows(
+                comb.logp,
+                self.rows.labels[idx],
+                comb.q,
+                loss_type=ENSEMBLE_LOSS,
+                halted=comb.halted,
+                inputs=self.rows.inputs[idx],
+                task=self.task,
+            )
             sums.add(s, comb.steps)
             parts.append((s.exact, s.answers, comb.q, comb.support, comb.num_candidates))
         return Scored(sums.summary(verified=self.task is not None), *[torch.cat(x) for x in zip(*parts)])
 
     def member_scored(self, m: int, index: np.ndarray, view: int = 0) -> Scored:
         """One member in one view, scored exactly as `evaluate` scores it (its own loss)."""
-        return score_member(self.preds[m], self.rows, index, loss_type=self.members[m].config.loss_type,
-                            task=self.task, view=view)
+        return score_member(
+            self.preds[m], self.rows, index, loss_type=self.members[m].config.loss_type, task=self.task, view=view
+        )

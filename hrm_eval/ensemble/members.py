@@ -20,10 +20,15 @@ from hrm_eval.utils.errors import HRMEvalError
 log = logging.getLogger("hrm_eval")
 
 
-def load_members(checkpoints: Sequence[Union[str, Path]], dataset: PuzzleDataset, *,
-                 device: Union[str, torch.device] = "cpu",
-                 dtype: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None,
-                 model_config: Optional[Dict[str, Any]] = None) -> List[Member]:
+def load_members(
+    checkpoints: Sequence[Union[str, Path]],
+    dataset: PuzzleDataset,
+    *,
+    device: Union[str, torch.device] = "cpu",
+    dtype: Optional[str] = None,
+    overrides: Optional[Dict[str, Any]] = None,
+    model_config: Optional[Dict[str, Any]] = None,
+) -> List[Member]:
     """Load every member against the dataset; members must agree on the task layout.
 
     First the members are compared with each other (vocabulary, puzzle identifiers, stated
@@ -35,25 +40,39 @@ def load_members(checkpoints: Sequence[Union[str, Path]], dataset: PuzzleDataset
     layouts = [checkpoint_layout(p) for p in paths]
     first = layouts[0]
     for i, lay in enumerate(layouts[1:], start=2):
-        for key, what in (("vocab_size", "a vocabulary of {} tokens"), ("seq_len", "sequences of {} tokens"),
-                          ("num_puzzle_identifiers", "{} puzzle identifiers (puzzle_emb rows)")):
+        for key, what in (
+            ("vocab_size", "a vocabulary of {} tokens"),
+            ("seq_len", "sequences of {} tokens"),
+            ("num_puzzle_identifiers", "{} puzzle identifiers (puzzle_emb rows)"),
+        ):
             a, b = first.get(key), lay.get(key)
             if a is not None and b is not None and a != b:
-                raise HRMEvalError(f"ensemble members disagree on {key}: member {i} ({paths[i - 1]}) has "
-                                   f"{what.format(b)}, member 1 ({paths[0]}) has {what.format(a)}")
+                raise HRMEvalError(
+                    f"ensemble members disagree on {key}: member {i} ({paths[i - 1]}) has "
+                    f"{what.format(b)}, member 1 ({paths[0]}) has {what.format(a)}"
+                )
     names = member_names(paths)
     members = []
     for i, (path, name) in enumerate(zip(paths, names), start=1):
         try:
-            loaded = load_checkpoint(path, dataset=dataset.metadata, overrides=overrides, model_config=model_config,
-                                     device=device, dtype=dtype)
+            loaded = load_checkpoint(
+                path,
+                dataset=dataset.metadata,
+                overrides=overrides,
+                model_config=model_config,
+                device=device,
+                dtype=dtype,
+            )
         except HRMEvalError as e:
             raise HRMEvalError(f"member {i} ({path}): {e}") from e
         members.append(Member(name, loaded))
     data_paths = {i: lay.get("data_path") for i, lay in enumerate(layouts, start=1) if lay.get("data_path")}
     if len(set(data_paths.values())) > 1:
-        note = "members were trained on different data paths (" + ", ".join(
-            f"member {i}: {p}" for i, p in data_paths.items()) + ")"
+        note = (
+            "members were trained on different data paths ("
+            + ", ".join(f"member {i}: {p}" for i, p in data_paths.items())
+            + ")"
+        )
         for m in members:
             m.warnings.append(note)
         log.warning(note)

@@ -16,15 +16,19 @@ def format_ensemble(results: Dict[str, Any]) -> str:
 def _heading(results: Dict[str, Any]) -> List[str]:
     s = results["strategy"]
     prov = results["provenance"]["dataset"]
-    head = (f"Ensemble: {s['name']} over {len(results['members'])} members on {prov['scored']} puzzles of "
-            f"{prov['path']} [{prov['split']}]")
+    head = (
+        f"Ensemble: {s['name']} over {len(results['members'])} members on {prov['scored']} puzzles of "
+        f"{prov['path']} [{prov['split']}]"
+    )
     lines = [head, "-" * len(head)]
     if s.get("weights_source") not in (None, "n/a"):
         lines.append(f"weights ({s['weights_source']}): " + ", ".join(f"{k} {v:.3f}" for k, v in s["weights"].items()))
     if "calibration" in s:
         c = s["calibration"]
-        lines.append(f"calibration: {c.get('num_puzzles', '?')} puzzles ({c.get('rule', c.get('reused_from'))}), "
-                     f"disjoint from the {c.get('num_scored_puzzles', prov['scored'])} scored puzzles")
+        lines.append(
+            f"calibration: {c.get('num_puzzles', '?')} puzzles ({c.get('rule', c.get('reused_from'))}), "
+            f"disjoint from the {c.get('num_scored_puzzles', prov['scored'])} scored puzzles"
+        )
     return lines
 
 
@@ -51,8 +55,9 @@ def _metric_table(results: Dict[str, Any]) -> List[str]:
         lines.append(row(m["name"], m["metrics"], m.get("tta_metrics", {}).get("exact_accuracy")))
     if tta:
         lines.append(row(f"ensemble ({s['name']}, 1 view)", results["tta"]["single_view"]))
-        lines.append(row(f"ensemble ({s['name']}, {views} views)", results["ensemble"],
-                         results["ensemble"]["exact_accuracy"]))
+        lines.append(
+            row(f"ensemble ({s['name']}, {views} views)", results["ensemble"], results["ensemble"]["exact_accuracy"])
+        )
     else:
         lines.append(row(f"ensemble ({s['name']})", results["ensemble"]))
     o = results["oracle"]
@@ -70,8 +75,11 @@ def _agreement_table(ag: Dict[str, Any]) -> List[str]:
     if len(ag["members"]) < 2:
         return []
     w = max(len(n) for n in ag["members"]) + 2
-    lines = ["", "same answer (fraction of puzzles)",
-             "".ljust(w + 4) + "".join(f"m{i + 1}".rjust(7) for i in range(len(ag["members"])))]
+    lines = [
+        "",
+        "same answer (fraction of puzzles)",
+        "".ljust(w + 4) + "".join(f"m{i + 1}".rjust(7) for i in range(len(ag["members"]))),
+    ]
     for i, n in enumerate(ag["members"]):
         lines.append(f"m{i + 1}".ljust(4) + n.ljust(w) + "".join(f"{x:7.3f}" for x in ag["same_answer"][i]))
     return lines

@@ -64,9 +64,13 @@ log = logging.getLogger("hrm_eval")
 RESULTS_FILE = "results.json"
 
 
-def evaluate_ensemble(checkpoints: Optional[Sequence[Union[str, Path]]] = None,
-                      data: Optional[Union[str, Path]] = None, *, settings: Optional[EnsembleSettings] = None,
-                      **options: Any) -> Dict[str, Any]:
+def evaluate_ensemble(
+    checkpoints: Optional[Sequence[Union[str, Path]]] = None,
+    data: Optional[Union[str, Path]] = None,
+    *,
+    settings: Optional[EnsembleSettings] = None,
+    **options: Any,
+) -> Dict[str, Any]:
     """Evaluate an ensemble of checkpoints on a dataset; returns the results dict (also written
     to `<output_dir>/results.json`). How: `settings` and/or `EnsembleSettings` fields as keywords
     (`strategy="vote"`, `limit=64`, ...). With neither `checkpoints` nor `run`, the bundled
@@ -79,8 +83,10 @@ def evaluate_ensemble(checkpoints: Optional[Sequence[Union[str, Path]]] = None,
     combination = Combination.for_strategy(s.strategy, weights, stacker[0] if stacker else None)
     ens = combination.score(ctx, plan.scored)
 
-    results: Dict[str, Any] = {"schema_version": RESULTS_SCHEMA_VERSION,
-                               "strategy": strategy_record(ctx, s, plan, weights, stacker)}
+    results: Dict[str, Any] = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "strategy": strategy_record(ctx, s, plan, weights, stacker),
+    }
     analysis = analyse(ctx, plan.scored, combination, ens, s)
     results.update(analysis.record)
     results.update(ensemble_task_scores(ctx, plan.scored, s.strategy, ens, weights.weights, results["members"]))
@@ -95,8 +101,9 @@ def evaluate_ensemble(checkpoints: Optional[Sequence[Union[str, Path]]] = None,
 
 
 # ---- stage: open the members and their predictions ---------------------------------------------
-def open_ensemble(checkpoints: Optional[Sequence[Union[str, Path]]], data: Optional[Union[str, Path]],
-                  s: EnsembleSettings) -> Tuple[EnsembleContext, List[str]]:
+def open_ensemble(
+    checkpoints: Optional[Sequence[Union[str, Path]]], data: Optional[Union[str, Path]], s: EnsembleSettings
+) -> Tuple[EnsembleContext, List[str]]:
     """(the members' predictions on the scored data, notes about the members). Every mistake
     that needs no model run is reported before any member runs."""
     paths, data_home = resolve_checkpoints(checkpoints, s.run)
@@ -106,8 +113,9 @@ def open_ensemble(checkpoints: Optional[Sequence[Union[str, Path]]], data: Optio
             raise HRMEvalError("no data: give --data DIR|FILE (the run's all_config.yaml names no dataset found here)")
     dev = resolve_device(s.device)
     dataset = open_data_for_checkpoint(data, split=s.split, task=s.task, checkpoint=paths[0])
-    members = load_members(paths, dataset, device=dev, dtype=s.dtype, overrides=s.arch_overrides,
-                           model_config=s.model_config)
+    members = load_members(
+        paths, dataset, device=dev, dtype=s.dtype, overrides=s.arch_overrides, model_config=s.model_config
+    )
     s.check_against_members(len(members))
     task = resolve_task(s.task, dataset)
     meta = dataset.metadata
@@ -117,8 +125,18 @@ def open_ensemble(checkpoints: Optional[Sequence[Union[str, Path]]], data: Optio
     ctx = EnsembleContext(members, [], rows, task, dataset=dataset, views=views, device=dev, cache_dir=cache)
     fingerprint = dataset.fingerprint()
     for m in members:
-        p, info = member_predictions(m, rows, views, dataset_fingerprint=fingerprint, split=s.split, limit=s.limit,
-                                     cache_dir=cache, device=dev, batch_size=s.batch_size, progress=s.progress)
+        p, info = member_predictions(
+            m,
+            rows,
+            views,
+            dataset_fingerprint=fingerprint,
+            split=s.split,
+            limit=s.limit,
+            cache_dir=cache,
+            device=dev,
+            batch_size=s.batch_size,
+            progress=s.progress,
+        )
         ctx.preds.append(p)
         ctx.cache_info.append(info)
     return ctx, sorted({w for m in members for w in m.warnings})
@@ -128,6 +146,7 @@ def open_ensemble(checkpoints: Optional[Sequence[Union[str, Path]]], data: Optio
 @dataclass
 class Combination:
     """How the members' voters become one answer per puzzle, and with which member weights."""
+
     combine: Callable[[Voters], Combined]
     weights: List[float]
 
@@ -144,8 +163,13 @@ class Combination:
         return ctx.score(index, self.combine, self.weights, views)
 
 
-def strategy_record(ctx: EnsembleContext, s: EnsembleSettings, plan: CalibrationPlan, weights: MemberWeights,
-                    stacker: Optional[Tuple[LogisticStacker, Dict[str, Any]]]) -> Dict[str, Any]:
+def strategy_record(
+    ctx: EnsembleContext,
+    s: EnsembleSettings,
+    plan: CalibrationPlan,
+    weights: MemberWeights,
+    stacker: Optional[Tuple[LogisticStacker, Dict[str, Any]]],
+) -> Dict[str, Any]:
     info: Dict[str, Any] = {"name": s.strategy, "tta_views": len(ctx.views), "seed": s.seed, **weights.info}
     if stacker is not None:
         info["stacker"] = stacker[1]
@@ -157,32 +181,44 @@ def strategy_record(ctx: EnsembleContext, s: EnsembleSettings, plan: Calibration
 # ---- stage: analyse ----------------------------------------------------------------------------
 @dataclass
 class Analysis:
-    record: Dict[str, Any]      # ensemble, members, oracle, agreement, tta, best_member (results.json)
+    record: Dict[str, Any]  # ensemble, members, oracle, agreement, tta, best_member (results.json)
     member_exact: torch.Tensor  # [M, N] bool: each member exactly right (single view) on the scored rows
     warnings: List[str]
 
 
-def analyse(ctx: EnsembleContext, scored: np.ndarray, combination: Combination, ens: Scored,
-            s: EnsembleSettings) -> Analysis:
+def analyse(
+    ctx: EnsembleContext, scored: np.ndarray, combination: Combination, ens: Scored, s: EnsembleSettings
+) -> Analysis:
     """The ensemble next to every member (single view, and TTA), the oracle, pairwise agreement
     and whether the ensemble scores below its best member."""
     M, multi_view = ctx.num_members, ctx.num_views > 1
     single = [ctx.member_scored(m, scored) for m in range(M)]
     member_rows: List[Dict[str, Any]] = []
     for m, (member, sc) in enumerate(zip(ctx.members, single)):
-        rec = member.describe() | {"weight": combination.weights[m] if s.strategy != "stacking" else None,
-                                   "metrics": sc.metrics} | ctx.cache_info[m]
+        rec = (
+            member.describe()
+            | {"weight": combination.weights[m] if s.strategy != "stacking" else None, "metrics": sc.metrics}
+            | ctx.cache_info[m]
+        )
         if multi_view:
             rec["tta_metrics"] = ctx.score(scored, vote, [1.0] * M, list(range(ctx.num_views)), members=[m]).metrics
         member_rows.append(rec)
     exact = torch.stack([sc.exact for sc in single])  # [M, N]
-    out: Dict[str, Any] = {"ensemble": ens.metrics, "members": member_rows, "oracle": oracle(ctx, scored, exact),
-                           "agreement": agreement(ctx, single)}
+    out: Dict[str, Any] = {
+        "ensemble": ens.metrics,
+        "members": member_rows,
+        "oracle": oracle(ctx, scored, exact),
+        "agreement": agreement(ctx, single),
+    }
     if multi_view:
-        out["tta"] = {"views": ctx.num_views, "view_names": [v.name for v in ctx.views],
-                      "single_view": combination.score(ctx, scored, [0]).metrics, "tta": ens.metrics,
-                      "members_single_view": {r["name"]: r["metrics"]["exact_accuracy"] for r in member_rows},
-                      "members_tta": {r["name"]: r["tta_metrics"]["exact_accuracy"] for r in member_rows}}
+        out["tta"] = {
+            "views": ctx.num_views,
+            "view_names": [v.name for v in ctx.views],
+            "single_view": combination.score(ctx, scored, [0]).metrics,
+            "tta": ens.metrics,
+            "members_single_view": {r["name"]: r["metrics"]["exact_accuracy"] for r in member_rows},
+            "members_tta": {r["name"]: r["tta_metrics"]["exact_accuracy"] for r in member_rows},
+        }
     best = out["best_member"] = best_member(ens, member_rows, s.strategy)
     out["ensemble_below_best_member"] = best["ensemble_below"]
     return Analysis(out, exact, [best["warning"]] if best["ensemble_below"] else [])
@@ -190,11 +226,15 @@ def analyse(ctx: EnsembleContext, scored: np.ndarray, combination: Combination, 
 
 def oracle(ctx: EnsembleContext, scored: np.ndarray, exact: torch.Tensor) -> Dict[str, Any]:
     """Upper bound of any answer-picking strategy: a puzzle counts when any member is right."""
-    out: Dict[str, Any] = {"exact_accuracy": float(exact.any(0).double().mean()), "num_puzzles": int(len(scored)),
-                           "rule": "a puzzle counts when any member's answer (single view) is exactly right"}
+    out: Dict[str, Any] = {
+        "exact_accuracy": float(exact.any(0).double().mean()),
+        "num_puzzles": int(len(scored)),
+        "rule": "a puzzle counts when any member's answer (single view) is exactly right",
+    }
     if ctx.num_views > 1:
-        per_view = torch.stack([ctx.member_scored(m, scored, v).exact
-                                for m in range(ctx.num_members) for v in range(ctx.num_views)])
+        per_view = torch.stack(
+            [ctx.member_scored(m, scored, v).exact for m in range(ctx.num_members) for v in range(ctx.num_views)]
+        )
         out["any_member_any_view_exact_accuracy"] = float(per_view.any(0).double().mean())
     return out
 
@@ -208,8 +248,12 @@ def agreement(ctx: EnsembleContext, scored: List[Scored]) -> Dict[str, Any]:
             eq = (scored[i].answers == scored[j].answers).all(-1)
             same[i][j] = float(eq.double().mean()) if len(eq) else 0.0
             both[i][j] = float((scored[i].exact & scored[j].exact).double().mean()) if len(eq) else 0.0
-    return {"members": [m.name for m in ctx.members], "same_answer": same, "both_right": both,
-            "rule": "fraction of scored puzzles on which the two members give the identical answer (single view)"}
+    return {
+        "members": [m.name for m in ctx.members],
+        "same_answer": same,
+        "both_right": both,
+        "rule": "fraction of scored puzzles on which the two members give the identical answer (single view)",
+    }
 
 
 def best_member(ens: Scored, member_rows: List[Dict[str, Any]], strategy: str) -> Dict[str, Any]:
@@ -217,27 +261,47 @@ def best_member(ens: Scored, member_rows: List[Dict[str, Any]], strategy: str) -
     whether the ensemble scores below it: an ensemble that does is worse than not ensembling."""
     best = max(member_rows, key=lambda r: (r["metrics"]["exact_accuracy"], r["metrics"]["accuracy"]))
     b, e = best["metrics"]["exact_accuracy"], ens.metrics["exact_accuracy"]
-    out: Dict[str, Any] = {"name": best["name"], "exact_accuracy": b, "ensemble_exact_accuracy": e,
-                           "ensemble_below": e < b}
+    out: Dict[str, Any] = {
+        "name": best["name"],
+        "exact_accuracy": b,
+        "ensemble_exact_accuracy": e,
+        "ensemble_below": e < b,
+    }
     if e < b:
-        out["warning"] = (f"the ensemble ({strategy}) scores below its best member {best['name']}: exact accuracy "
-                          f"{e:.4f} vs {b:.4f} on {ens.metrics['total_puzzles']} puzzles; use that checkpoint alone "
-                          "or another strategy/weights")
+        out["warning"] = (
+            f"the ensemble ({strategy}) scores below its best member {best['name']}: exact accuracy "
+            f"{e:.4f} vs {b:.4f} on {ens.metrics['total_puzzles']} puzzles; use that checkpoint alone "
+            "or another strategy/weights"
+        )
         log.warning("%s", out["warning"])
     return out
 
 
-def per_puzzle_records(ctx: EnsembleContext, scored: np.ndarray, ens: Scored,
-                       member_exact: torch.Tensor) -> List[Dict[str, Any]]:
-    return [{"puzzle_id": ctx.rows.names[i], "solved": bool(ens.exact[j]),
-             "members_solved": [bool(x) for x in member_exact[:, j]], "num_candidates": int(ens.num_candidates[j]),
-             "support": round(float(ens.support[j]), 6), "q_halt_probability": round(float(torch.sigmoid(ens.q[j])), 6)}
-            for j, i in enumerate(scored.tolist())]
+def per_puzzle_records(
+    ctx: EnsembleContext, scored: np.ndarray, ens: Scored, member_exact: torch.Tensor
+) -> List[Dict[str, Any]]:
+    return [
+        {
+            "puzzle_id": ctx.rows.names[i],
+            "solved": bool(ens.exact[j]),
+            "members_solved": [bool(x) for x in member_exact[:, j]],
+            "num_candidates": int(ens.num_candidates[j]),
+            "support": round(float(ens.support[j]), 6),
+            "q_halt_probability": round(float(torch.sigmoid(ens.q[j])), 6),
+        }
+        for j, i in enumerate(scored.tolist())
+    ]
 
 
 # ---- stage: task scores (ARC pooling) ----------------------------------------------------------
-def ensemble_task_scores(ctx: EnsembleContext, scored: np.ndarray, strategy: str, ens: Scored,
-                         member_weights: Sequence[float], member_rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+def ensemble_task_scores(
+    ctx: EnsembleContext,
+    scored: np.ndarray,
+    strategy: str,
+    ens: Scored,
+    member_weights: Sequence[float],
+    member_rows: List[Dict[str, Any]],
+) -> Dict[str, Any]:
     """The task's own scores beyond per-row metrics. Only ARC has any (pass@k over pooled
     augmentations); this is the one place that asks which task it is."""
     if ctx.task is None or ctx.task.name != "arc":
@@ -248,10 +312,15 @@ def ensemble_task_scores(ctx: EnsembleContext, scored: np.ndarray, strategy: str
 # ---- stage: provenance and output --------------------------------------------------------------
 def ensemble_provenance(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSettings) -> Dict[str, Any]:
     return build_provenance(
-        checkpoints=[m.loaded for m in ctx.members], dataset=ctx.dataset, task=ctx.task, device=str(ctx.device),
-        batch_size=s.batch_size, limit=s.limit,
+        checkpoints=[m.loaded for m in ctx.members],
+        dataset=ctx.dataset,
+        task=ctx.task,
+        device=str(ctx.device),
+        batch_size=s.batch_size,
+        limit=s.limit,
         dataset_extra={"evaluated": len(ctx.rows), "scored": int(len(plan.scored))},
-        evaluation_extra={"requested_dtype": s.dtype, "cache_dir": str(ctx.cache_dir)})
+        evaluation_extra={"requested_dtype": s.dtype, "cache_dir": str(ctx.cache_dir)},
+    )
 
 
 def write_results(results: Dict[str, Any], s: EnsembleSettings) -> None:

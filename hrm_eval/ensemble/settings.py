@@ -16,24 +16,24 @@ Weights = Union[None, str, Sequence[float]]
 
 @dataclass(frozen=True)
 class EnsembleSettings:
-    run: Optional[PathLike] = None              # every step_<N> of this run (instead of checkpoints)
-    strategy: str = "average"                   # one of STRATEGIES
-    weights: Weights = None                     # numbers, 'uniform' or 'learned'; None: learned for average
-    output_dir: Optional[PathLike] = None       # results.json (+ stacker.json); None: nothing written
+    run: Optional[PathLike] = None  # every step_<N> of this run (instead of checkpoints)
+    strategy: str = "average"  # one of STRATEGIES
+    weights: Weights = None  # numbers, 'uniform' or 'learned'; None: learned for average
+    output_dir: Optional[PathLike] = None  # results.json (+ stacker.json); None: nothing written
     split: str = "test"
-    task: Optional[str] = None                  # None: detected from the data
+    task: Optional[str] = None  # None: detected from the data
     device: str = "auto"
-    dtype: Optional[str] = None                 # requested forward dtype; None: each checkpoint's own
+    dtype: Optional[str] = None  # requested forward dtype; None: each checkpoint's own
     batch_size: int = 64
-    limit: Optional[int] = None                 # first N puzzles
-    tta: int = 1                                # test-time views per puzzle (1: the puzzle as given)
+    limit: Optional[int] = None  # first N puzzles
+    tta: int = 1  # test-time views per puzzle (1: the puzzle as given)
     calibration_data: Optional[PathLike] = None
-    calibration_split: Optional[str] = None     # None: `split`
-    calibration_fraction: float = 0.2           # held out of the data when no calibration_data
+    calibration_split: Optional[str] = None  # None: `split`
+    calibration_fraction: float = 0.2  # held out of the data when no calibration_data
     calibration_limit: Optional[int] = None
-    stacker: Optional[PathLike] = None          # a fitted stacker.json to reuse
+    stacker: Optional[PathLike] = None  # a fitted stacker.json to reuse
     seed: int = 0
-    cache_dir: Optional[PathLike] = None        # None: the shared default_cache_dir()
+    cache_dir: Optional[PathLike] = None  # None: the shared default_cache_dir()
     arch_overrides: Optional[Dict[str, Any]] = None
     model_config: Optional[Dict[str, Any]] = None
     progress: bool = True
@@ -79,8 +79,10 @@ class EnsembleSettings:
         if mode == "given":
             check_weights(self.weights, num_members)
         if self.calibration_data is not None and not self.learns(num_members):
-            raise HRMEvalError("--calibration-data is used only to fit --strategy stacking or to learn --weights; "
-                               f"--strategy {self.strategy} with {mode} weights learns nothing")
+            raise HRMEvalError(
+                "--calibration-data is used only to fit --strategy stacking or to learn --weights; "
+                f"--strategy {self.strategy} with {mode} weights learns nothing"
+            )
 
     def learns(self, num_members: int) -> bool:
         """Whether anything is fitted on a calibration split (stacking without a saved stacker,

@@ -38,12 +38,13 @@ _ROUND = 12  # digits kept when comparing summed weights (1/3 + 1/3 == 2/3)
 @dataclass
 class Voters:
     """The voters on a chunk of B puzzles: K = members x views."""
-    logp: torch.Tensor     # [K, B, L, C] float64 log-probabilities
-    q: torch.Tensor        # [K, B] float64 q_halt logits
-    steps: torch.Tensor    # [K, B] float64
-    halted: torch.Tensor   # [K, B] bool
-    weight: torch.Tensor   # [K] float64, sums to 1
-    member: torch.Tensor   # [K] long: the member of each voter
+
+    logp: torch.Tensor  # [K, B, L, C] float64 log-probabilities
+    q: torch.Tensor  # [K, B] float64 q_halt logits
+    steps: torch.Tensor  # [K, B] float64
+    halted: torch.Tensor  # [K, B] bool
+    weight: torch.Tensor  # [K] float64, sums to 1
+    member: torch.Tensor  # [K] long: the member of each voter
     num_members: int
 
     @property
@@ -57,10 +58,10 @@ class Voters:
 
 @dataclass
 class Combined:
-    logp: torch.Tensor     # [B, L, C] float64: the ensemble's distribution
-    q: torch.Tensor        # [B] float64 q_halt logit: the ensemble's confidence
-    steps: torch.Tensor    # [B] float64
-    halted: torch.Tensor   # [B] bool
+    logp: torch.Tensor  # [B, L, C] float64: the ensemble's distribution
+    q: torch.Tensor  # [B] float64 q_halt logit: the ensemble's confidence
+    steps: torch.Tensor  # [B] float64
+    halted: torch.Tensor  # [B] bool
     support: torch.Tensor  # [B] float64: share of the voters' weight behind the answer (average: 1)
     num_candidates: torch.Tensor  # [B] distinct answers among the voters
 
@@ -103,17 +104,19 @@ def average(voters: Voters) -> Combined:
 
 def _count_candidates(voters: Voters) -> torch.Tensor:
     preds = voters.preds
-    return torch.tensor([len({preds[k, b].numpy().tobytes() for k in range(voters.num_voters)})
-                         for b in range(preds.shape[1])], dtype=torch.long)
+    return torch.tensor(
+        [len({preds[k, b].numpy().tobytes() for k in range(voters.num_voters)}) for b in range(preds.shape[1])],
+        dtype=torch.long,
+    )
 
 
 # ---- answer-level voting ---------------------------------------------------------------------
 @dataclass
 class Candidate:
-    answer: torch.Tensor   # [L]
+    answer: torch.Tensor  # [L]
     voters: List[int]
-    weight: float          # summed voter weight
-    q_weight: float        # summed weight * sigmoid(q)
+    weight: float  # summed voter weight
+    q_weight: float  # summed weight * sigmoid(q)
 
     @property
     def mean_q(self) -> float:
@@ -142,8 +145,12 @@ def candidates(voters: Voters, b: int, *, by_q: bool = False) -> List[Candidate]
     return sorted(pool, key=lambda c: (-round(c.weight, _ROUND), -round(c.mean_q, _ROUND)))
 
 
-def _from_choices(voters: Voters, chosen: List[Candidate], q_override: Optional[torch.Tensor] = None,
-                  counts: Optional[List[int]] = None) -> Combined:
+def _from_choices(
+    voters: Voters,
+    chosen: List[Candidate],
+    q_override: Optional[torch.Tensor] = None,
+    counts: Optional[List[int]] = None,
+) -> Combined:
     K, B = voters.q.shape
     u = torch.zeros(K, B, dtype=torch.float64)
     for b, c in enumerate(chosen):
@@ -178,23 +185,27 @@ def candidate_features(voters: Voters, b: int, pool: List[Candidate]) -> torch.T
     those views (0 if none), mean and min token log-probability of the answer under the member;
     then the answer's share of all votes and 1 / the number of distinct answers."""
     M = voters.num_members
-    answers = torch.stack([c.answer for c in pool])                       # [n, L]
-    logp_b = voters.logp[:, b]                                            # [K, L, C]
-    idx = answers.unsqueeze(0).expand(voters.num_voters, -1, -1)          # [K, n, L]
+    answers = torch.stack([c.answer for c in pool])  # [n, L]
+    logp_b = voters.logp[:, b]  # [K, L, C]
+    idx = answers.unsqueeze(0).expand(voters.num_voters, -1, -1)  # [K, n, L]
     token_lp = torch.gather(logp_b, -1, idx.transpose(1, 2)).transpose(1, 2)  # [K, n, L]
-    token_lp = token_lp.clamp_min(-50.0)                                  # stablemax/softmax zeros stay finite
-    lp_mean, lp_min = token_lp.mean(-1), token_lp.min(-1).values          # [K, n]
-    sig = torch.sigmoid(voters.q[:, b])                                   # [K]
+    token_lp = token_lp.clamp_min(-50.0)  # stablemax/softmax zeros stay finite
+    lp_mean, lp_min = token_lp.mean(-1), token_lp.min(-1).values  # [K, n]
+    sig = torch.sigmoid(voters.q[:, b])  # [K]
     agree = torch.zeros(voters.num_voters, len(pool), dtype=torch.float64)
     for j, c in enumerate(pool):
         agree[c.voters, j] = 1.0
     feats = []
     for m in range(M):
         ks = (voters.member == m).nonzero().squeeze(-1)
-        a = agree[ks]                                                     # [V, n]
+        a = agree[ks]  # [V, n]
         n_agree = a.sum(0)
-        feats += [a.mean(0), torch.where(n_agree > 0, (a * sig[ks, None]).sum(0) / n_agree.clamp_min(1), 0.0),
-                  lp_mean[ks].mean(0), lp_min[ks].mean(0)]
+        feats += [
+            a.mean(0),
+            torch.where(n_agree > 0, (a * sig[ks, None]).sum(0) / n_agree.clamp_min(1), 0.0),
+            lp_mean[ks].mean(0),
+            lp_min[ks].mean(0),
+        ]
     share = torch.tensor([c.weight for c in pool], dtype=torch.float64)
     feats += [share, torch.full((len(pool),), 1.0 / len(pool), dtype=torch.float64)]
     return torch.stack(feats, dim=1)
@@ -204,14 +215,30 @@ class LogisticStacker:
     """Logistic regression over candidate features: P(candidate answer is right).
     Features are standardised with the calibration split's mean and std; L2 on the weights."""
 
-    def __init__(self, names: List[str], mean: torch.Tensor, std: torch.Tensor, coef: torch.Tensor, intercept: float,
-                 l2: float, info: Optional[Dict[str, Any]] = None):
-        self.names, self.mean, self.std, self.coef, self.intercept, self.l2 = names, mean, std, coef, float(intercept), l2
+    def __init__(
+        self,
+        names: List[str],
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        coef: torch.Tensor,
+        intercept: float,
+        l2: float,
+        info: Optional[Dict[str, Any]] = None,
+    ):
+        self.names, self.mean, self.std, self.coef, self.intercept, self.l2 = (
+            names,
+            mean,
+            std,
+            coef,
+            float(intercept),
+            l2,
+        )
         self.info = info or {}
 
     @classmethod
-    def fit(cls, X: torch.Tensor, y: torch.Tensor, names: List[str], *, l2: float = 1e-2, max_iter: int = 100
-            ) -> "LogisticStacker":
+    def fit(
+        cls, X: torch.Tensor, y: torch.Tensor, names: List[str], *, l2: float = 1e-2, max_iter: int = 100
+    ) -> "LogisticStacker":
         """Newton's method (with a backtracking line search) on the mean log-loss + l2/2 |coef|^2.
         When the calibration candidates are all right or all wrong there is nothing to learn:
         the coefficients stay 0 and the choice falls back to the vote order."""
@@ -234,10 +261,14 @@ class LogisticStacker:
         iterations = 0
         if not degenerate:
             current = loss(theta)
-            for iterations in range(1, max_iter + 1):
+            for iterations in range(1, max_iter + 1):  # noqa: B007 - reported after the loop
                 p = torch.sigmoid(A @ theta)
                 grad = A.T @ (p - y) / len(y) + reg * theta
-                hess = A.T @ (A * (p * (1 - p))[:, None]) / len(y) + torch.diag(reg) + 1e-9 * torch.eye(len(theta), dtype=torch.float64)
+                hess = (
+                    A.T @ (A * (p * (1 - p))[:, None]) / len(y)
+                    + torch.diag(reg)
+                    + 1e-9 * torch.eye(len(theta), dtype=torch.float64)
+                )
                 step = torch.linalg.solve(hess, grad)
                 t = 1.0
                 while t > 1e-8:
@@ -253,10 +284,14 @@ class LogisticStacker:
                     break
         stacker = cls(names, mean, std, theta[:-1].clone(), float(theta[-1]), l2)
         pred = stacker.predict(X)
-        stacker.info = {"num_candidates": len(X), "num_positive": int(y.sum()), "newton_iterations": iterations,
-                        "degenerate": degenerate,
-                        "log_loss": float(F.binary_cross_entropy(pred.clamp(1e-12, 1 - 1e-12), y)),
-                        "accuracy": float(((pred >= 0.5) == (y > 0.5)).double().mean())}
+        stacker.info = {
+            "num_candidates": len(X),
+            "num_positive": int(y.sum()),
+            "newton_iterations": iterations,
+            "degenerate": degenerate,
+            "log_loss": float(F.binary_cross_entropy(pred.clamp(1e-12, 1 - 1e-12), y)),
+            "accuracy": float(((pred >= 0.5) == (y > 0.5)).double().mean()),
+        }
         return stacker
 
     def logits(self, X: torch.Tensor) -> torch.Tensor:
@@ -266,9 +301,18 @@ class LogisticStacker:
         return torch.sigmoid(self.logits(X))
 
     def to_json(self, extra: Dict[str, Any]) -> Dict[str, Any]:
-        return {"format": STACKER_FORMAT, "model": "logistic_regression", "features": self.names,
-                "mean": self.mean.tolist(), "std": self.std.tolist(), "coef": self.coef.tolist(),
-                "intercept": self.intercept, "l2": self.l2, "fit": self.info, **extra}
+        return {
+            "format": STACKER_FORMAT,
+            "model": "logistic_regression",
+            "features": self.names,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+            "l2": self.l2,
+            "fit": self.info,
+            **extra,
+        }
 
     @classmethod
     def from_json(cls, data: Dict[str, Any], where: str) -> "LogisticStacker":
@@ -276,8 +320,15 @@ class LogisticStacker:
             raise HRMEvalError(f"{where} is not a stacker saved by hrm-eval (format {STACKER_FORMAT})")
         try:
             t = lambda k: torch.tensor(data[k], dtype=torch.float64)  # noqa: E731
-            stacker = cls(list(data["features"]), t("mean"), t("std"), t("coef"), float(data["intercept"]),
-                          float(data.get("l2", 0.0)), data.get("fit"))
+            stacker = cls(
+                list(data["features"]),
+                t("mean"),
+                t("std"),
+                t("coef"),
+                float(data["intercept"]),
+                float(data.get("l2", 0.0)),
+                data.get("fit"),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise HRMEvalError(f"{where}: malformed stacker ({type(e).__name__}: {e})") from e
         n = len(stacker.names)
@@ -299,8 +350,10 @@ def stacking_training_data(voters: Voters, labels: torch.Tensor) -> Tuple[torch.
 
 def stacking(voters: Voters, stacker: LogisticStacker) -> Combined:
     if len(stacker.names) != len(feature_names(voters.num_members)):
-        raise HRMEvalError(f"the stacker was fitted for {(len(stacker.names) - 2) // 4} members, "
-                           f"this ensemble has {voters.num_members}")
+        raise HRMEvalError(
+            f"the stacker was fitted for {(len(stacker.names) - 2) // 4} members, "
+            f"this ensemble has {voters.num_members}"
+        )
     chosen, qs, counts = [], [], []
     for b in range(voters.q.shape[1]):
         pool = candidates(voters, b)
@@ -316,8 +369,10 @@ def stacking(voters: Voters, stacker: LogisticStacker) -> Combined:
 def check_weights(weights: Sequence[float], num_members: int) -> List[float]:
     w = [float(x) for x in weights]
     if len(w) != num_members:
-        raise HRMEvalError(f"--weights: {len(w)} value{'s' if len(w) != 1 else ''} for {num_members} member"
-                           f"{'s' if num_members != 1 else ''} (give one weight per checkpoint)")
+        raise HRMEvalError(
+            f"--weights: {len(w)} value{'s' if len(w) != 1 else ''} for {num_members} member"
+            f"{'s' if num_members != 1 else ''} (give one weight per checkpoint)"
+        )
     bad = next((x for x in w if not math.isfinite(x) or x < 0), None)
     if bad is not None:
         raise HRMEvalError(f"--weights: {bad} is not a finite non-negative number")

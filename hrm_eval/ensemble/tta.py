@@ -22,8 +22,9 @@ from hrm_eval.utils.errors import HRMEvalError
 __all__ = ["View", "identity_view", "logits_from_view", "make_views", "to_view", "tokens_from_view", "views_digest"]
 
 
-def make_views(task: Optional[PuzzleTask], num_views: int, *, seq_len: int, vocab_size: int,
-               seed: int = 0) -> List[View]:
+def make_views(
+    task: Optional[PuzzleTask], num_views: int, *, seq_len: int, vocab_size: int, seed: int = 0
+) -> List[View]:
     """`num_views` views (identity first) from `PuzzleTask.tta_views`, checked to be permutations
     and turned into tensors. 1 needs no task."""
     if num_views < 1:

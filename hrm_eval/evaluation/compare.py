@@ -84,8 +84,10 @@ def weight_statistics(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
         if v.is_floating_point():
             sq[module_of(k)] = sq.get(module_of(k), 0.0) + float(v.double().pow(2).sum())
     total = sum(sq.values())
-    return {"weight_norm": _finite_or_none(math.sqrt(total)) if total >= 0 else None,
-            "module_norms": {k: _finite_or_none(math.sqrt(s)) if s >= 0 else None for k, s in sq.items()}}
+    return {
+        "weight_norm": _finite_or_none(math.sqrt(total)) if total >= 0 else None,
+        "module_norms": {k: _finite_or_none(math.sqrt(s)) if s >= 0 else None for k, s in sq.items()},
+    }
 
 
 def weight_change(prev: Dict[str, torch.Tensor], cur: Dict[str, torch.Tensor]) -> Dict[str, Any]:
@@ -100,16 +102,19 @@ def weight_change(prev: Dict[str, torch.Tensor], cur: Dict[str, torch.Tensor]) -
         if not v.is_floating_point():
             continue
         mod = module_of(k)
-        d = (v.double() - prev[k].double())
+        d = v.double() - prev[k].double()
         diff[mod] = diff.get(mod, 0.0) + float(d.pow(2).sum())
         base[mod] = base.get(mod, 0.0) + float(prev[k].double().pow(2).sum())
         if k not in CONSTANT_TENSORS:
             moved[mod] = moved.get(mod, False) or not torch.equal(v, prev[k])
     rel = {m: _finite_or_none(math.sqrt(diff[m]) / math.sqrt(base[m])) if base[m] > 0 else None for m in diff}
     total_d, total_b = sum(diff.values()), sum(base.values())
-    return {"comparable": True,
-            "relative": _finite_or_none(math.sqrt(total_d) / math.sqrt(total_b)) if total_b > 0 else None,
-            "modules": rel, "did_not_move": [m for m, mv in moved.items() if not mv]}
+    return {
+        "comparable": True,
+        "relative": _finite_or_none(math.sqrt(total_d) / math.sqrt(total_b)) if total_b > 0 else None,
+        "modules": rel,
+        "did_not_move": [m for m, mv in moved.items() if not mv],
+    }
 
 
 def _standard_error(p: float, n: int) -> float:
@@ -126,34 +131,47 @@ def recommend(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     lm_loss); checkpoints with NaN/Inf or without metrics are never recommended."""
     cands = [r for r in records if r.get("metrics") and not r["nonfinite"]]
     if not cands:
-        return {"checkpoint": None,
-                "reason": "no checkpoint was evaluated (no data, or every checkpoint holds NaN/Inf)"}
+        return {
+            "checkpoint": None,
+            "reason": "no checkpoint was evaluated (no data, or every checkpoint holds NaN/Inf)",
+        }
     key = lambda r: tuple(r["metrics"][k] for k in RANK_METRICS) + (-r["metrics"]["lm_loss"],)  # noqa: E731
     ranked = sorted(cands, key=key, reverse=True)
     best = ranked[0]
     m = best["metrics"]
     n = m["total_puzzles"]
     se = _standard_error(m["exact_accuracy"], n)
-    rec = {"checkpoint": best["name"], "path": best["path"], "step": best["step"],
-           "metrics": {k: m[k] for k in ("exact_accuracy", "accuracy", "lm_loss")}, "num_puzzles": n,
-           "exact_accuracy_standard_error": se}
-    reason = (f"highest exact accuracy {m['exact_accuracy']:.4f} (+/- {se:.4f} standard error) on {n} puzzles, "
-              f"token accuracy {m['accuracy']:.4f}")
+    rec = {
+        "checkpoint": best["name"],
+        "path": best["path"],
+        "step": best["step"],
+        "metrics": {k: m[k] for k in ("exact_accuracy", "accuracy", "lm_loss")},
+        "num_puzzles": n,
+        "exact_accuracy_standard_error": se,
+    }
+    reason = (
+        f"highest exact accuracy {m['exact_accuracy']:.4f} (+/- {se:.4f} standard error) on {n} puzzles, "
+        f"token accuracy {m['accuracy']:.4f}"
+    )
     if len(ranked) > 1:
         second = ranked[1]
         gap = m["exact_accuracy"] - second["metrics"]["exact_accuracy"]
         if gap == 0:
-            reason += (f"; tied on exact accuracy with {second['name']}, ahead on token accuracy "
-                       f"({m['accuracy']:.4f} vs {second['metrics']['accuracy']:.4f})"
-                       if m["accuracy"] != second["metrics"]["accuracy"] else
-                       f"; tied with {second['name']} on exact and token accuracy, ahead on lm_loss")
+            reason += (
+                f"; tied on exact accuracy with {second['name']}, ahead on token accuracy "
+                f"({m['accuracy']:.4f} vs {second['metrics']['accuracy']:.4f})"
+                if m["accuracy"] != second["metrics"]["accuracy"]
+                else f"; tied with {second['name']} on exact and token accuracy, ahead on lm_loss"
+            )
         noise = 2 * math.hypot(se, _standard_error(second["metrics"]["exact_accuracy"], n))
         rec["runner_up"] = second["name"]
         if gap == 0:
             reason += "; the difference is not significant on this data"
         elif gap <= noise:
-            reason += (f"; the runner-up {second['name']} is within measurement noise (exact accuracy gap {gap:.4f} "
-                       f"<= 2 standard errors {noise:.4f}), so either is a sound choice on this data")
+            reason += (
+                f"; the runner-up {second['name']} is within measurement noise (exact accuracy gap {gap:.4f} "
+                f"<= 2 standard errors {noise:.4f}), so either is a sound choice on this data"
+            )
         else:
             reason += f"; ahead of the runner-up {second['name']} by {gap:.4f} (beyond 2 standard errors {noise:.4f})"
     latest = max((r for r in records if r["step"] is not None), key=lambda r: r["step"], default=None)
@@ -170,8 +188,11 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     ev = [r for r in records if r.get("metrics") and not r["nonfinite"] and r["step"] is not None]
     ev.sort(key=lambda r: r["step"])
     if len(ev) < PLATEAU_WINDOW:
-        return {"status": "insufficient", "statement": f"no convergence statement: {len(ev)} evaluated checkpoint(s) "
-                f"with steps, at least {PLATEAU_WINDOW} are needed"}
+        return {
+            "status": "insufficient",
+            "statement": f"no convergence statement: {len(ev)} evaluated checkpoint(s) "
+            f"with steps, at least {PLATEAU_WINDOW} are needed",
+        }
     last = ev[-PLATEAU_WINDOW:]
     acc = [r["metrics"]["exact_accuracy"] for r in last]
     n = min(r["metrics"]["total_puzzles"] for r in last)
@@ -182,31 +203,53 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     trend = acc[-1] - acc[0]
     changes = [r.get("change_from_previous", {}).get("relative") for r in last[1:]]
     growing = all(c is not None for c in changes) and len(changes) >= 2 and changes[-1] > changes[0] * 1.5
-    out = {"window_steps": [r["step"] for r in last], "exact_accuracy": acc, "spread": spread,
-           "noise_2se": noise, "relative_weight_change": changes}
+    out = {
+        "window_steps": [r["step"] for r in last],
+        "exact_accuracy": acc,
+        "spread": spread,
+        "noise_2se": noise,
+        "relative_weight_change": changes,
+    }
     if max(acc) == 0.0:
-        out.update(status="no_progress", statement=f"no convergence statement: exact accuracy is 0 at steps {steps} "
-                   "(the model solves none of these puzzles yet)")
+        out.update(
+            status="no_progress",
+            statement=f"no convergence statement: exact accuracy is 0 at steps {steps} "
+            "(the model solves none of these puzzles yet)",
+        )
     elif spread <= noise and not growing:
         if p >= 1.0 - 1e-12:
             text = f"plateau at the ceiling: exact accuracy 1.0 at steps {steps}"
         else:
-            text = (f"plateau in the measurements: exact accuracy at steps {steps} is "
-                    f"{', '.join(f'{a:.4f}' for a in acc)}, spread {spread:.4f} within noise ({noise:.4f} = "
-                    f"2 standard errors of a difference on {n} puzzles)")
+            text = (
+                f"plateau in the measurements: exact accuracy at steps {steps} is "
+                f"{', '.join(f'{a:.4f}' for a in acc)}, spread {spread:.4f} within noise ({noise:.4f} = "
+                f"2 standard errors of a difference on {n} puzzles)"
+            )
         if all(c is not None for c in changes):
             text += "; relative weight change per interval " + ", ".join(f"{c:.2e}" for c in changes)
-        out.update(status="plateau", statement=text + ". The last checkpoints agree within measurement noise: a "
-                   "plateau in these measurements on this data, not a proof of convergence")
+        out.update(
+            status="plateau",
+            statement=text + ". The last checkpoints agree within measurement noise: a "
+            "plateau in these measurements on this data, not a proof of convergence",
+        )
     elif trend > noise:
-        out.update(status="improving", statement=f"not converged: exact accuracy still rises over steps {steps} "
-                   f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f})")
+        out.update(
+            status="improving",
+            statement=f"not converged: exact accuracy still rises over steps {steps} "
+            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f})",
+        )
     elif trend < -noise:
-        out.update(status="degrading", statement=f"not converged: exact accuracy falls over steps {steps} "
-                   f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f}); check for overfitting or instability")
+        out.update(
+            status="degrading",
+            statement=f"not converged: exact accuracy falls over steps {steps} "
+            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f}); check for overfitting or instability",
+        )
     else:
-        why = ("the weights' change per interval is growing" if growing
-               else f"spread {spread:.4f} exceeds noise {noise:.4f}")
+        why = (
+            "the weights' change per interval is growing"
+            if growing
+            else f"spread {spread:.4f} exceeds noise {noise:.4f}"
+        )
         out.update(status="unclear", statement=f"no convergence statement: over steps {steps} {why}")
     return out
 
@@ -215,6 +258,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
+
     atomic_write(path, write)
 
 
@@ -222,6 +266,7 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
     """metric_vs_step.png and weight_change_vs_step.png; skipped (with the reason) without matplotlib."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -254,8 +299,11 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
     save(fig, "plots/metric_vs_step.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    pts = [(x, r["change_from_previous"]["relative"]) for x, r in zip(xs, records)
-           if (r.get("change_from_previous") or {}).get("relative")]
+    pts = [
+        (x, r["change_from_previous"]["relative"])
+        for x, r in zip(xs, records)
+        if (r.get("change_from_previous") or {}).get("relative")
+    ]
     if pts:
         ax.plot(*zip(*pts), marker="o", label="whole model")
         ax.set_yscale("log")
@@ -272,6 +320,7 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
 @dataclass
 class CompareData:
     """The puzzles every checkpoint is measured on (None when no data was given or found)."""
+
     dataset: PuzzleDataset
     rows: PuzzleRows
     task: Optional[PuzzleTask]
@@ -280,13 +329,22 @@ class CompareData:
     limit: Optional[int]
 
 
-def compare_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]] = None, *,
-                        run: Optional[Union[str, Path]] = None, data: Optional[Union[str, Path]] = None,
-                        output_dir: Union[str, Path] = "outputs/compare", split: str = "test",
-                        task: Optional[str] = None, device: str = "auto", dtype: Optional[str] = None,
-                        batch_size: int = 64, limit: Optional[int] = None,
-                        cache_dir: Optional[Union[str, Path]] = None, plots: bool = True,
-                        progress: bool = True) -> Dict[str, Any]:
+def compare_checkpoints(
+    checkpoints: Optional[Sequence[Union[str, Path]]] = None,
+    *,
+    run: Optional[Union[str, Path]] = None,
+    data: Optional[Union[str, Path]] = None,
+    output_dir: Union[str, Path] = "outputs/compare",
+    split: str = "test",
+    task: Optional[str] = None,
+    device: str = "auto",
+    dtype: Optional[str] = None,
+    batch_size: int = 64,
+    limit: Optional[int] = None,
+    cache_dir: Optional[Union[str, Path]] = None,
+    plots: bool = True,
+    progress: bool = True,
+) -> Dict[str, Any]:
     """Compare checkpoints (given order; a run's by step) and write the report; returns its JSON.
     Member predictions come from (and go to) the prediction cache shared with the ensemble
     (`cache_dir`, default `default_cache_dir()`)."""
@@ -318,48 +376,83 @@ def compare_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]] = None
     }
     report["plots"] = write_plots(records, out) if plots else {"skipped": "--no-plots"}
     report["provenance"] = build_provenance(
-        checkpoints=evaluated, dataset=measured.dataset if measured else None, task=measured.task if measured else None,
-        device=str(dev), batch_size=batch_size, limit=limit,
-        evaluation_extra={"requested_dtype": dtype, "cache_dir": str(cache)})
+        checkpoints=evaluated,
+        dataset=measured.dataset if measured else None,
+        task=measured.task if measured else None,
+        device=str(dev),
+        batch_size=batch_size,
+        limit=limit,
+        evaluation_extra={"requested_dtype": dtype, "cache_dir": str(cache)},
+    )
     atomic_write_json(out / JSON_FILE, report)
     atomic_write_text(out / REPORT_FILE, format_report(report))
     return report
 
 
-def _open_compare_data(data: Optional[Union[str, Path]], first: Path, *, split: str, task: Optional[str],
-                       limit: Optional[int]) -> Optional[CompareData]:
+def _open_compare_data(
+    data: Optional[Union[str, Path]], first: Path, *, split: str, task: Optional[str], limit: Optional[int]
+) -> Optional[CompareData]:
     if data is None:
         return None
     dataset = open_data_for_checkpoint(data, split=split, task=task, checkpoint=first)
-    return CompareData(dataset, collect_rows(dataset, limit), resolve_task(task, dataset), dataset.fingerprint(),
-                       split, limit)
+    return CompareData(
+        dataset, collect_rows(dataset, limit), resolve_task(task, dataset), dataset.fingerprint(), split, limit
+    )
 
 
-def _data_record(data: Optional[Union[str, Path]], measured: Optional[CompareData], split: str,
-                 limit: Optional[int]) -> Dict[str, Any]:
-    return {"path": str(data) if data is not None else None, "split": split, "limit": limit,
-            "num_puzzles": len(measured.rows) if measured is not None else 0,
-            "task": measured.task.name if measured is not None and measured.task is not None else None,
-            "fingerprint_sha256": measured.fingerprint if measured is not None else None}
+def _data_record(
+    data: Optional[Union[str, Path]], measured: Optional[CompareData], split: str, limit: Optional[int]
+) -> Dict[str, Any]:
+    return {
+        "path": str(data) if data is not None else None,
+        "split": split,
+        "limit": limit,
+        "num_puzzles": len(measured.rows) if measured is not None else 0,
+        "task": measured.task.name if measured is not None and measured.task is not None else None,
+        "fingerprint_sha256": measured.fingerprint if measured is not None else None,
+    }
 
 
-def _checkpoint_record(path: Path, name: str, prev: Optional[Tuple[str, Dict[str, torch.Tensor]]],
-                       measured: Optional[CompareData], **run_opts: Any
-                       ) -> Tuple[Dict[str, Any], Optional[Dict[str, torch.Tensor]], Optional[LoadedCheckpoint]]:
+def _checkpoint_record(
+    path: Path,
+    name: str,
+    prev: Optional[Tuple[str, Dict[str, torch.Tensor]]],
+    measured: Optional[CompareData],
+    **run_opts: Any,
+) -> Tuple[Dict[str, Any], Optional[Dict[str, torch.Tensor]], Optional[LoadedCheckpoint]]:
     """(record, state dict for the next comparison, the loaded checkpoint without its model)."""
     try:
         sd, _ = strip_prefix(read_state_dict(path))
     except HRMEvalError as e:  # one unreadable file in a run is a finding, not the end of the report
-        return ({"name": name, "path": str(path), "step": step_of(path), "nonfinite": [], "weight_norm": None,
-                 "module_norms": {}, "evaluation": "skipped: unreadable", "flags": [f"unreadable: {e}"]}, None, None)
+        return (
+            {
+                "name": name,
+                "path": str(path),
+                "step": step_of(path),
+                "nonfinite": [],
+                "weight_norm": None,
+                "module_norms": {},
+                "evaluation": "skipped: unreadable",
+                "flags": [f"unreadable: {e}"],
+            },
+            None,
+            None,
+        )
     nonfinite = find_nonfinite(sd)
-    rec: Dict[str, Any] = {"name": name, "path": str(path), "step": step_of(path),
-                           "nonfinite": [{"tensor": k, "nan": nan, "inf": inf} for k, nan, inf in nonfinite]}
+    rec: Dict[str, Any] = {
+        "name": name,
+        "path": str(path),
+        "step": step_of(path),
+        "nonfinite": [{"tensor": k, "nan": nan, "inf": inf} for k, nan, inf in nonfinite],
+    }
     rec.update(weight_statistics(sd))
     flags: List[str] = []
     if nonfinite:
-        flags.append(f"NaN/Inf in {len(nonfinite)} tensor(s): " + ", ".join(
-            f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5]) + (" ..." if len(nonfinite) > 5 else ""))
+        flags.append(
+            f"NaN/Inf in {len(nonfinite)} tensor(s): "
+            + ", ".join(f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5])
+            + (" ..." if len(nonfinite) > 5 else "")
+        )
     if prev is not None:
         change = weight_change(prev[1], sd)
         change["previous"] = prev[0]
@@ -377,8 +470,18 @@ def _checkpoint_record(path: Path, name: str, prev: Optional[Tuple[str, Dict[str
     return rec, sd, loaded
 
 
-def _measure(path: Path, name: str, rec: Dict[str, Any], measured: CompareData, *, dev: torch.device,
-             dtype: Optional[str], cache: Path, batch_size: int, progress: bool) -> LoadedCheckpoint:
+def _measure(
+    path: Path,
+    name: str,
+    rec: Dict[str, Any],
+    measured: CompareData,
+    *,
+    dev: torch.device,
+    dtype: Optional[str],
+    cache: Path,
+    batch_size: int,
+    progress: bool,
+) -> LoadedCheckpoint:
     """The checkpoint's metrics on the data, as `evaluate` gives them (predictions cached)."""
     try:
         loaded = load_checkpoint(path, dataset=measured.dataset.metadata, device=dev, dtype=dtype)
@@ -387,12 +490,21 @@ def _measure(path: Path, name: str, rec: Dict[str, Any], measured: CompareData, 
     rec["sha256"] = loaded.sha256
     meta = measured.dataset.metadata
     view = [identity_view(meta.seq_len, meta.vocab_size)]
-    preds, info = member_predictions(Member(name, loaded), measured.rows, view,
-                                     dataset_fingerprint=measured.fingerprint, split=measured.split,
-                                     limit=measured.limit, cache_dir=cache, device=dev, batch_size=batch_size,
-                                     progress=progress)
-    rec["metrics"] = score_member(preds, measured.rows, np.arange(len(measured.rows)),
-                                  loss_type=loaded.config.loss_type, task=measured.task).metrics
+    preds, info = member_predictions(
+        Member(name, loaded),
+        measured.rows,
+        view,
+        dataset_fingerprint=measured.fingerprint,
+        split=measured.split,
+        limit=measured.limit,
+        cache_dir=cache,
+        device=dev,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    rec["metrics"] = score_member(
+        preds, measured.rows, np.arange(len(measured.rows)), loss_type=loaded.config.loss_type, task=measured.task
+    ).metrics
     rec["evaluation"] = "ok"
     rec.update(info)
     # provenance needs the checkpoint's facts, not its weights: let the model go
@@ -411,48 +523,77 @@ def _fmt(x: Any, spec: str = ".4f") -> str:
 def format_report(report: Dict[str, Any]) -> str:
     recs = report["checkpoints"]
     d = report["data"]
-    lines = ["# Checkpoint evaluation report", "",
-             f"- created: {report['created']}",
-             f"- checkpoints: {len(recs)}" + (f" from run `{report['run']}`" if report["run"] else ""),
-             f"- data: `{d['path']}` [{d['split']}], {d['num_puzzles']} puzzles"
-             + (f" (first {d['limit']})" if d["limit"] else "") + (f", task {d['task']}" if d["task"] else "")
-             if d["path"] else "- data: none (weights only; give --data to measure metrics)", ""]
-    lines += ["## Summary", "",
-              "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm "
-              "| rel. change | flags |",
-              "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+    lines = [
+        "# Checkpoint evaluation report",
+        "",
+        f"- created: {report['created']}",
+        f"- checkpoints: {len(recs)}" + (f" from run `{report['run']}`" if report["run"] else ""),
+        f"- data: `{d['path']}` [{d['split']}], {d['num_puzzles']} puzzles"
+        + (f" (first {d['limit']})" if d["limit"] else "")
+        + (f", task {d['task']}" if d["task"] else "")
+        if d["path"]
+        else "- data: none (weights only; give --data to measure metrics)",
+        "",
+    ]
+    lines += [
+        "## Summary",
+        "",
+        "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm "
+        "| rel. change | flags |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
     for r in recs:
         m = r.get("metrics") or {}
         change = (r.get("change_from_previous") or {}).get("relative")
         nan, inf = sum(x["nan"] for x in r["nonfinite"]), sum(x["inf"] for x in r["nonfinite"])
         nf = "none" if not r["nonfinite"] else f"**{nan} NaN, {inf} Inf**"
         flags = "; ".join(r["flags"]) or ("" if r["evaluation"] == "ok" else r["evaluation"])
-        cells = [r["name"], _fmt(r["step"]), *(_fmt(m.get(k)) for k in ("exact_accuracy", "accuracy", "lm_loss",
-                                                                          "q_halt_accuracy")),
-                 nf, _fmt(r["weight_norm"], ".3f"), _fmt(change, ".2e"), flags]
+        cells = [
+            r["name"],
+            _fmt(r["step"]),
+            *(_fmt(m.get(k)) for k in ("exact_accuracy", "accuracy", "lm_loss", "q_halt_accuracy")),
+            nf,
+            _fmt(r["weight_norm"], ".3f"),
+            _fmt(change, ".2e"),
+            flags,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     rec = report["recommendation"]
     lines += ["", "## Recommendation", ""]
-    lines.append(f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"]
-                 else rec["reason"] + ".")
+    lines.append(
+        f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"] else rec["reason"] + "."
+    )
     lines += ["", "## Convergence", "", report["convergence"]["statement"] + "."]
     lines += ["", "## Findings", ""]
     lines += [f"- {f}" for f in report["findings"]] or ["- none: no NaN/Inf, every module moved between checkpoints"]
     modules = list(OrderedDict.fromkeys(k for r in recs for k in r["module_norms"]))
-    lines += ["", "## Weight norms by module", "", "| module | " + " | ".join(r["name"] for r in recs) + " |",
-              "|---|" + "---:|" * len(recs)]
+    lines += [
+        "",
+        "## Weight norms by module",
+        "",
+        "| module | " + " | ".join(r["name"] for r in recs) + " |",
+        "|---|" + "---:|" * len(recs),
+    ]
     for mod in modules:
         lines.append(f"| {mod} | " + " | ".join(_fmt(r["module_norms"].get(mod), ".3f") for r in recs) + " |")
     if len(recs) > 1:
-        lines += ["", "## Relative change from the previous checkpoint, by module", "",
-                  "| module | " + " | ".join(r["name"] for r in recs[1:]) + " |", "|---|" + "---:|" * (len(recs) - 1)]
+        lines += [
+            "",
+            "## Relative change from the previous checkpoint, by module",
+            "",
+            "| module | " + " | ".join(r["name"] for r in recs[1:]) + " |",
+            "|---|" + "---:|" * (len(recs) - 1),
+        ]
         for mod in modules:
             cells = []
             for r in recs[1:]:
                 c = r.get("change_from_previous") or {}
                 v = (c.get("modules") or {}).get(mod)
-                cells.append(("**0 (did not move)**" if mod in c.get("did_not_move", []) else _fmt(v, ".2e"))
-                             if c.get("comparable") else "n/a")
+                cells.append(
+                    ("**0 (did not move)**" if mod in c.get("did_not_move", []) else _fmt(v, ".2e"))
+                    if c.get("comparable")
+                    else "n/a"
+                )
             lines.append(f"| {mod} | " + " | ".join(cells) + " |")
     lines += ["", "## Plots", ""]
     plots = report["plots"]

@@ -48,18 +48,19 @@ class EvaluationResult:
     engine: Dict[str, Any] = field(default_factory=dict)
     records_file: Optional[str] = None
     predictions: Optional[Dict[str, torch.Tensor]] = None  # public all_preds layout (with logits)
-    answers: Optional[Dict[str, torch.Tensor]] = None      # compact: inputs, puzzle_identifiers, preds, q_halt_logits
-    step_arrays: Optional[Dict[str, np.ndarray]] = None    # q_halt / q_continue / exact [N, T] (halting sweep)
+    answers: Optional[Dict[str, torch.Tensor]] = None  # compact: inputs, puzzle_identifiers, preds, q_halt_logits
+    step_arrays: Optional[Dict[str, np.ndarray]] = None  # q_halt / q_continue / exact [N, T] (halting sweep)
 
 
 @dataclass
 class _Row:
     """One finished puzzle with everything the accumulators need, waiting for its turn."""
+
     batch: PuzzleBatch
-    j: int                    # row within batch
-    scores: RowScores         # this row's scores (batch of one)
+    j: int  # row within batch
+    scores: RowScores  # this row's scores (batch of one)
     fin: FinishedRows
-    k: int                    # row within fin
+    k: int  # row within fin
 
 
 class Evaluator:
@@ -69,9 +70,18 @@ class Evaluator:
     halting policy; the default, fixed, gives the public numbers. `cast_weights` stores the
     weights in the forward dtype once (for a model the caller owns; not for one in training)."""
 
-    def __init__(self, model: ACTModel, *, device: str | torch.device = "cpu", batch_size: int = 64,
-                 task: Optional[PuzzleTask] = None, progress: bool = True,
-                 halting: Optional[HaltingPolicy] = None, compile: bool = False, cast_weights: bool = False):
+    def __init__(
+        self,
+        model: ACTModel,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        task: Optional[PuzzleTask] = None,
+        progress: bool = True,
+        halting: Optional[HaltingPolicy] = None,
+        compile: bool = False,
+        cast_weights: bool = False,
+    ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
@@ -82,27 +92,50 @@ class Evaluator:
         self.compile = compile
         self.cast_weights = cast_weights
 
-    def evaluate(self, dataset: PuzzleDataset, *, limit: Optional[int] = None, save_predictions: bool = False,
-                 keep_answers: bool = False, records_path: Optional[str | Path] = None) -> EvaluationResult:
+    def evaluate(
+        self,
+        dataset: PuzzleDataset,
+        *,
+        limit: Optional[int] = None,
+        save_predictions: bool = False,
+        keep_answers: bool = False,
+        records_path: Optional[str | Path] = None,
+    ) -> EvaluationResult:
         """`records_path`: stream per-puzzle records there (JSON lines, dataset order).
         `save_predictions` keeps what the public `all_preds` files hold (logits included);
         `keep_answers` keeps only the argmax answers and q_halt (what ARC voting needs)."""
         total = len(dataset) if limit is None else min(limit, len(dataset))
-        engine = ACTEngine(self.model, slots=self.batch_size, device=self.device, halting=self.halting,
-                           cast_weights=self.cast_weights)
+        engine = ACTEngine(
+            self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
+        )
         if self.compile:
             engine.compile()
-        acc = _Accumulator(self.model, dataset, self.task, engine.limit, total, save_predictions, keep_answers,
-                           self.config.vocab_size, records_path)
+        acc = _Accumulator(
+            self.model,
+            dataset,
+            self.task,
+            engine.limit,
+            total,
+            save_predictions,
+            keep_answers,
+            self.config.vocab_size,
+            records_path,
+        )
         inflight: Dict[int, Tuple[PuzzleBatch, int]] = {}
         bar = tqdm(total=total, unit="puzzle", desc="evaluate", disable=not self.progress, dynamic_ncols=True)
         start = time.perf_counter()
         try:
             for fin in engine.run(_chunks(dataset, self.batch_size, limit, inflight)):
                 where = [inflight.pop(i) for i in fin.index.tolist()]
-                scores = score_rows(fin.logits, torch.stack([pb.labels[j] for pb, j in where]), fin.q_halt_logits,
-                                    loss_type=self.config.loss_type, halted=torch.ones(len(fin), dtype=torch.bool),
-                                    inputs=torch.stack([pb.inputs[j] for pb, j in where]), task=self.task)
+                scores = score_rows(
+                    fin.logits,
+                    torch.stack([pb.labels[j] for pb, j in where]),
+                    fin.q_halt_logits,
+                    loss_type=self.config.loss_type,
+                    halted=torch.ones(len(fin), dtype=torch.bool),
+                    inputs=torch.stack([pb.inputs[j] for pb, j in where]),
+                    task=self.task,
+                )
                 for k, (i, (batch, j)) in enumerate(zip(fin.index.tolist(), where)):
                     acc.push(i, _Row(batch, j, _one(scores, k), fin, k))
                 bar.update(len(fin))
@@ -115,8 +148,9 @@ class Evaluator:
         return acc.result(elapsed, self.halting.describe(self.config.halt_max_steps), engine.stats())
 
 
-def _chunks(dataset: PuzzleDataset, batch_size: int, limit: Optional[int],
-            inflight: Dict[int, Tuple[PuzzleBatch, int]]) -> Iterator[PuzzleChunk]:
+def _chunks(
+    dataset: PuzzleDataset, batch_size: int, limit: Optional[int], inflight: Dict[int, Tuple[PuzzleBatch, int]]
+) -> Iterator[PuzzleChunk]:
     """The dataset as engine chunks; index = position in evaluation order."""
     position = 0
     for pb in dataset.iter_batches(batch_size, limit=limit):
@@ -130,8 +164,18 @@ def _chunks(dataset: PuzzleDataset, batch_size: int, limit: Optional[int],
 class _Accumulator:
     """Takes finished rows in any order, consumes them in dataset order."""
 
-    def __init__(self, model: ACTModel, dataset: PuzzleDataset, task: Optional[PuzzleTask], T: int, total: int,
-                 save_predictions: bool, keep_answers: bool, vocab_size: int, records_path: Optional[str | Path]):
+    def __init__(
+        self,
+        model: ACTModel,
+        dataset: PuzzleDataset,
+        task: Optional[PuzzleTask],
+        T: int,
+        total: int,
+        save_predictions: bool,
+        keep_answers: bool,
+        vocab_size: int,
+        records_path: Optional[str | Path],
+    ):
         self.model, self.dataset, self.task, self.T = model, dataset, task, T
         self.waiting: Dict[int, _Row] = {}
         self.next = 0
@@ -149,7 +193,9 @@ class _Accumulator:
         self.exact = np.zeros((total, T), bool)
         self.steps = np.zeros(total, np.int32)
         self.valid = np.zeros(total, bool)
-        self.saved: Optional[Dict[str, List[torch.Tensor]]] = {k: [] for k in PREDICTION_KEYS} if save_predictions else None
+        self.saved: Optional[Dict[str, List[torch.Tensor]]] = (
+            {k: [] for k in PREDICTION_KEYS} if save_predictions else None
+        )
         self.answers: Optional[Dict[str, List[torch.Tensor]]] = {k: [] for k in ANSWER_KEYS} if keep_answers else None
         self.answer_dtype = torch.uint8 if vocab_size <= 256 else torch.int32
 
@@ -164,7 +210,7 @@ class _Accumulator:
         m = {name: v[0] for name, v in row.scores.rows.items()}
         steps = int(fin.steps[k])
         valid = bool(row.scores.valid[0])
-        self.per_set.setdefault(pb.set_name, MetricSums()).add(row.scores, fin.steps[k:k + 1])
+        self.per_set.setdefault(pb.set_name, MetricSums()).add(row.scores, fin.steps[k : k + 1])
         self.q_halt[i], self.q_continue[i] = fin.q_halt_by_step[k].numpy(), fin.q_continue_by_step[k].numpy()
         if fin.exact_by_step is not None:
             self.exact[i] = fin.exact_by_step[k].numpy()
@@ -177,17 +223,33 @@ class _Accumulator:
             self.verified += int(bool(record.get("verified", False)))
         self._emit(record)
         if self.saved is not None:
-            for key, v in (("inputs", pb.inputs[j]), ("labels", pb.labels[j]),
-                           ("puzzle_identifiers", pb.puzzle_identifiers[j]), ("logits", fin.logits[k]),
-                           ("q_halt_logits", fin.q_halt_logits[k]), ("q_continue_logits", fin.q_continue_logits[k])):
+            for key, v in (
+                ("inputs", pb.inputs[j]),
+                ("labels", pb.labels[j]),
+                ("puzzle_identifiers", pb.puzzle_identifiers[j]),
+                ("logits", fin.logits[k]),
+                ("q_halt_logits", fin.q_halt_logits[k]),
+                ("q_continue_logits", fin.q_continue_logits[k]),
+            ):
                 self.saved[key].append(v)
         if self.answers is not None:
-            for key, v in (("inputs", pb.inputs[j].to(self.answer_dtype)), ("puzzle_identifiers", pb.puzzle_identifiers[j]),
-                           ("preds", pred.to(self.answer_dtype)), ("q_halt_logits", fin.q_halt_logits[k])):
+            for key, v in (
+                ("inputs", pb.inputs[j].to(self.answer_dtype)),
+                ("puzzle_identifiers", pb.puzzle_identifiers[j]),
+                ("preds", pred.to(self.answer_dtype)),
+                ("q_halt_logits", fin.q_halt_logits[k]),
+            ):
                 self.answers[key].append(v)
 
-    def _record(self, pb: PuzzleBatch, j: int, m: Dict[str, torch.Tensor], fin: FinishedRows, k: int,
-                verified: Optional[torch.Tensor]) -> Dict[str, Any]:
+    def _record(
+        self,
+        pb: PuzzleBatch,
+        j: int,
+        m: Dict[str, torch.Tensor],
+        fin: FinishedRows,
+        k: int,
+        verified: Optional[torch.Tensor],
+    ) -> Dict[str, Any]:
         ex, identifier, steps = int(pb.example_index[j]), int(pb.puzzle_identifiers[j]), int(fin.steps[k])
         q_halt = float(fin.q_halt_logits[k])
         record: Dict[str, Any] = {
@@ -246,29 +308,50 @@ class _Accumulator:
             sums.merge(set_sums)
         count = sums.count
         aggregate: Dict[str, Any] = dict(sums.reduced())
-        aggregate.update(total_puzzles=count, solve_rate=aggregate["exact_accuracy"],
-                         average_steps=aggregate["steps"], average_accuracy=aggregate["accuracy"],
-                         time_per_puzzle=elapsed / count if count else 0.0, wall_time_seconds=elapsed,
-                         puzzles_per_second=count / elapsed if elapsed > 0 else 0.0)
+        aggregate.update(
+            total_puzzles=count,
+            solve_rate=aggregate["exact_accuracy"],
+            average_steps=aggregate["steps"],
+            average_accuracy=aggregate["accuracy"],
+            time_per_puzzle=elapsed / count if count else 0.0,
+            wall_time_seconds=elapsed,
+            puzzles_per_second=count / elapsed if elapsed > 0 else 0.0,
+        )
         if self.task is not None:
             aggregate["verified_solve_rate"] = self.verified / count if count else 0.0
         v = self.valid
-        arrays = {"q_halt": self.q_halt[v], "q_continue": self.q_continue[v], "exact": self.exact[v],
-                  "steps": self.steps[v]}
-        analysis = halting_analysis(arrays, self.model, fixed=halting["mode"] == "fixed" and halting["max_steps"] == self.T)
+        arrays = {
+            "q_halt": self.q_halt[v],
+            "q_continue": self.q_continue[v],
+            "exact": self.exact[v],
+            "steps": self.steps[v],
+        }
+        analysis = halting_analysis(
+            arrays, self.model, fixed=halting["mode"] == "fixed" and halting["max_steps"] == self.T
+        )
         return EvaluationResult(
             aggregate_metrics=aggregate,
             per_set_metrics={k: s.reduced() | {"count": s.count} for k, s in self.per_set.items()},
-            q_value_analysis=analysis, per_puzzle_metrics=self.records, halting=halting, engine=engine,
+            q_value_analysis=analysis,
+            per_puzzle_metrics=self.records,
+            halting=halting,
+            engine=engine,
             records_file=str(self.records_path) if self.records_path is not None else None,
-            predictions=_stack(self.saved), answers=_stack(self.answers), step_arrays=arrays)
+            predictions=_stack(self.saved),
+            answers=_stack(self.answers),
+            step_arrays=arrays,
+        )
 
 
 def _one(scores: RowScores, k: int) -> RowScores:
     """Row k of a batch's scores, as a batch of one."""
     sl = slice(k, k + 1)
-    return RowScores({name: v[sl] for name, v in scores.rows.items()}, scores.valid[sl], scores.answers[sl],
-                     None if scores.verified is None else scores.verified[sl])
+    return RowScores(
+        {name: v[sl] for name, v in scores.rows.items()},
+        scores.valid[sl],
+        scores.answers[sl],
+        None if scores.verified is None else scores.verified[sl],
+    )
 
 
 def _stack(parts: Optional[Dict[str, List[torch.Tensor]]]) -> Optional[Dict[str, torch.Tensor]]:

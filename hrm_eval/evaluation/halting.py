@@ -58,8 +58,12 @@ def halting_analysis(arrays: Dict[str, np.ndarray], model: ACTModel, *, fixed: b
     n, T = exact.shape if exact.ndim == 2 else (0, 0)
     out: Dict[str, Any] = {"halting_rule": model_rule_name(model)}
     if n == 0:
-        return out | {"exact_accuracy_by_step": [], "mean_halt_step": 0.0, "halt_step_histogram": [],
-                      "exact_accuracy_at_halt_step": 0.0}
+        return out | {
+            "exact_accuracy_by_step": [],
+            "mean_halt_step": 0.0,
+            "halt_step_histogram": [],
+            "exact_accuracy_at_halt_step": 0.0,
+        }
     if fixed:
         stop = stop_steps(model_rule(model, q_halt, q_continue))
         out["exact_accuracy_by_step"] = exact.mean(0).tolist()
@@ -72,8 +76,9 @@ def halting_analysis(arrays: Dict[str, np.ndarray], model: ACTModel, *, fixed: b
     return out
 
 
-def halting_sweep(arrays: Dict[str, np.ndarray], model: ACTModel,
-                  thresholds: Sequence[float] = SWEEP_THRESHOLDS) -> List[Dict[str, Any]]:
+def halting_sweep(
+    arrays: Dict[str, np.ndarray], model: ACTModel, thresholds: Sequence[float] = SWEEP_THRESHOLDS
+) -> List[Dict[str, Any]]:
     """Operating points from one fixed run: fixed at every step count, the model's rule, and
     each threshold on sigmoid(q_halt). Each point: rule, mean_steps, exact_accuracy."""
     q_halt, q_continue, exact = arrays["q_halt"], arrays["q_continue"], arrays["exact"]
@@ -81,8 +86,9 @@ def halting_sweep(arrays: Dict[str, np.ndarray], model: ACTModel,
     points: List[Dict[str, Any]] = []
     for t in range(1, T + 1):
         points.append({"rule": f"fixed {t}", "mean_steps": float(t), "exact_accuracy": float(exact[:, t - 1].mean())})
-    points.append({"rule": f"adaptive ({model_rule_name(model)})",
-                   **simulate(model_rule(model, q_halt, q_continue), exact)})
+    points.append(
+        {"rule": f"adaptive ({model_rule_name(model)})", **simulate(model_rule(model, q_halt, q_continue), exact)}
+    )
     prob = _sigmoid(q_halt)
     for p in thresholds:
         points.append({"rule": f"threshold {p:g}", **simulate(prob >= p, exact)})

@@ -50,7 +50,7 @@ from hrm_eval.utils.io import atomic_torch_save
 log = logging.getLogger("hrm_eval")
 CACHE_FORMAT = 1
 CACHE_ENV = "HRM_EVAL_CACHE_DIR"  # overrides the default cache directory
-CHUNK = 256                       # puzzles scored at once (bounds float64 memory)
+CHUNK = 256  # puzzles scored at once (bounds float64 memory)
 PREDICTION_FIELDS = ("logits", "q_halt", "q_continue", "steps", "halted")
 Predictions = Dict[str, torch.Tensor]
 
@@ -59,11 +59,12 @@ Predictions = Dict[str, torch.Tensor]
 @dataclass
 class PuzzleRows:
     """The examples one evaluation covers, in the dataset's order (first `limit`)."""
-    inputs: torch.Tensor              # [N, L] int32
-    labels: torch.Tensor              # [N, L] int32, -100 where not scored
+
+    inputs: torch.Tensor  # [N, L] int32
+    labels: torch.Tensor  # [N, L] int32, -100 where not scored
     puzzle_identifiers: torch.Tensor  # [N] int32
     names: List[str]
-    groups: np.ndarray                # [N] group (original puzzle and its augmentations), unique across sets
+    groups: np.ndarray  # [N] group (original puzzle and its augmentations), unique across sets
     source: str = ""
 
     def __len__(self) -> int:
@@ -78,9 +79,14 @@ class PuzzleRows:
 
     def subset(self, index: np.ndarray) -> "PuzzleRows":
         idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
-        return PuzzleRows(self.inputs[idx], self.labels[idx], self.puzzle_identifiers[idx],
-                          [self.names[int(i)] for i in idx], self.groups[np.asarray(index, dtype=np.int64)],
-                          self.source)
+        return PuzzleRows(
+            self.inputs[idx],
+            self.labels[idx],
+            self.puzzle_identifiers[idx],
+            [self.names[int(i)] for i in idx],
+            self.groups[np.asarray(index, dtype=np.int64)],
+            self.source,
+        )
 
 
 def collect_rows(dataset: PuzzleDataset, limit: Optional[int] = None) -> PuzzleRows:
@@ -100,8 +106,14 @@ def collect_rows(dataset: PuzzleDataset, limit: Optional[int] = None) -> PuzzleR
         groups.append(np.searchsorted(gi, pb.puzzle_index, side="right") - 1 + offsets[pb.set_name])
     if not names:
         raise HRMEvalError(f"{dataset.source}: no puzzles to evaluate")
-    return PuzzleRows(torch.cat(inputs), torch.cat(labels), torch.cat(ids), names,
-                      np.concatenate(groups).astype(np.int64), dataset.source)
+    return PuzzleRows(
+        torch.cat(inputs),
+        torch.cat(labels),
+        torch.cat(ids),
+        names,
+        np.concatenate(groups).astype(np.int64),
+        dataset.source,
+    )
 
 
 def checkpoint_layout(path: Path) -> Dict[str, Any]:
@@ -119,16 +131,22 @@ def checkpoint_layout(path: Path) -> Dict[str, Any]:
     return out
 
 
-def open_data_for_checkpoint(data: Union[str, Path], *, split: str, task: Optional[str],
-                             checkpoint: Path) -> PuzzleDataset:
+def open_data_for_checkpoint(
+    data: Union[str, Path], *, split: str, task: Optional[str], checkpoint: Path
+) -> PuzzleDataset:
     """A dataset directory, or a raw puzzle file read with `checkpoint`'s vocabulary (raw files
     carry no metadata: the checkpoint decides which tokens are valid)."""
     path = Path(data)
     if path.is_dir() or not path.exists():
         return open_dataset(path, split=split, task=task)
     lay = checkpoint_layout(checkpoint)
-    return open_dataset(path, split=split, task=task, vocab_size=lay["vocab_size"],
-                        num_puzzle_identifiers=lay.get("num_puzzle_identifiers") or 1)
+    return open_dataset(
+        path,
+        split=split,
+        task=task,
+        vocab_size=lay["vocab_size"],
+        num_puzzle_identifiers=lay.get("num_puzzle_identifiers") or 1,
+    )
 
 
 # ---- runs: a training directory's checkpoints and data -----------------------------------------
@@ -153,8 +171,9 @@ def run_data_path(run_dir: Union[str, Path]) -> Optional[Path]:
     return found if found.exists() else None
 
 
-def resolve_checkpoints(checkpoints: Optional[Sequence[Union[str, Path]]], run: Optional[Union[str, Path]]
-                        ) -> Tuple[List[Path], Path]:
+def resolve_checkpoints(
+    checkpoints: Optional[Sequence[Union[str, Path]]], run: Optional[Union[str, Path]]
+) -> Tuple[List[Path], Path]:
     """(checkpoint files, the folder whose all_config.yaml names the data): the given files,
     or every step of `run`, or of the bundled run when neither is given."""
     if checkpoints and run is not None:
@@ -184,9 +203,15 @@ class Member:
         return self.loaded.config
 
     def describe(self) -> Dict[str, Any]:
-        return {"name": self.name, "path": str(self.loaded.path), "sha256": self.loaded.sha256,
-                "step": self.loaded.step, "variant": self.config.variant, "dtype": self.config.forward_dtype,
-                "loss_type": self.config.loss_type}
+        return {
+            "name": self.name,
+            "path": str(self.loaded.path),
+            "sha256": self.loaded.sha256,
+            "step": self.loaded.step,
+            "variant": self.config.variant,
+            "dtype": self.config.forward_dtype,
+            "loss_type": self.config.loss_type,
+        }
 
 
 def member_names(paths: Sequence[Path]) -> List[str]:
@@ -213,8 +238,16 @@ def default_cache_dir() -> Path:
 
 
 @torch.inference_mode()
-def predict(model: ACTModel, rows: PuzzleRows, views: Sequence[View], *, device: Union[str, torch.device] = "cpu",
-            batch_size: int = 64, progress: bool = False, desc: str = "member") -> Predictions:
+def predict(
+    model: ACTModel,
+    rows: PuzzleRows,
+    views: Sequence[View],
+    *,
+    device: Union[str, torch.device] = "cpu",
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "member",
+) -> Predictions:
     """Run `model` once on every puzzle in every view (fixed halting, through the ACT engine);
     logits come back in the original frame."""
     engine = ACTEngine(model, slots=batch_size, device=device)
@@ -232,13 +265,22 @@ def predict(model: ACTModel, rows: PuzzleRows, views: Sequence[View], *, device:
     return {k: torch.stack(v) for k, v in out.items()}
 
 
-def cache_key(member: Member, dataset_fingerprint: str, rows: PuzzleRows, split: str, limit: Optional[int],
-              views: Sequence[View]) -> Dict[str, Any]:
+def cache_key(
+    member: Member, dataset_fingerprint: str, rows: PuzzleRows, split: str, limit: Optional[int], views: Sequence[View]
+) -> Dict[str, Any]:
     config = json.dumps(member.config.model_dump(), sort_keys=True)
-    return {"format": CACHE_FORMAT, "checkpoint_sha256": member.loaded.sha256,
-            "dataset_fingerprint": dataset_fingerprint, "split": split, "limit": limit, "num_rows": len(rows),
-            "dtype": member.config.forward_dtype, "config_sha256": hashlib.sha256(config.encode()).hexdigest(),
-            "num_views": len(views), "views": views_digest(list(views))}
+    return {
+        "format": CACHE_FORMAT,
+        "checkpoint_sha256": member.loaded.sha256,
+        "dataset_fingerprint": dataset_fingerprint,
+        "split": split,
+        "limit": limit,
+        "num_rows": len(rows),
+        "dtype": member.config.forward_dtype,
+        "config_sha256": hashlib.sha256(config.encode()).hexdigest(),
+        "num_views": len(views),
+        "views": views_digest(list(views)),
+    }
 
 
 def cache_path(cache_dir: Path, key: Dict[str, Any]) -> Path:
@@ -264,10 +306,19 @@ def load_cached(path: Path, key: Dict[str, Any], rows: PuzzleRows, num_views: in
     return preds
 
 
-def member_predictions(member: Member, rows: PuzzleRows, views: Sequence[View], *, dataset_fingerprint: str,
-                       split: str, limit: Optional[int], cache_dir: Optional[Path],
-                       device: Union[str, torch.device] = "cpu", batch_size: int = 64,
-                       progress: bool = False) -> Tuple[Predictions, Dict[str, Any]]:
+def member_predictions(
+    member: Member,
+    rows: PuzzleRows,
+    views: Sequence[View],
+    *,
+    dataset_fingerprint: str,
+    split: str,
+    limit: Optional[int],
+    cache_dir: Optional[Path],
+    device: Union[str, torch.device] = "cpu",
+    batch_size: int = 64,
+    progress: bool = False,
+) -> Tuple[Predictions, Dict[str, Any]]:
     """(predictions, cache info): from the cache when it holds this member on these rows;
     `cache_dir=None` turns the cache off."""
     key = cache_key(member, dataset_fingerprint, rows, split, limit, views)
@@ -277,8 +328,9 @@ def member_predictions(member: Member, rows: PuzzleRows, views: Sequence[View], 
         if cached is not None:
             log.info("member %s: predictions from cache %s", member.name, path)
             return cached, {"cache": "hit", "cache_file": str(path)}
-    preds = predict(member.model, rows, views, device=device, batch_size=batch_size, progress=progress,
-                    desc=member.name)
+    preds = predict(
+        member.model, rows, views, device=device, batch_size=batch_size, progress=progress, desc=member.name
+    )
     info: Dict[str, Any] = {"cache": "miss" if path is not None else "off"}
     if path is not None:
         atomic_torch_save(path, {"key": key, **preds})
@@ -299,24 +351,46 @@ def log_probs(logits: torch.Tensor, loss_type: str) -> torch.Tensor:
 class Scored:
     """One set of answers on the scored rows: the summed metrics and, per row, what the
     analysis needs (exactness, the answer, its confidence and how many voters backed it)."""
+
     metrics: Dict[str, Any]
-    exact: torch.Tensor           # [N] bool
-    answers: torch.Tensor         # [N, L]
-    q: torch.Tensor               # [N] q_halt logit (confidence)
-    support: torch.Tensor         # [N]
+    exact: torch.Tensor  # [N] bool
+    answers: torch.Tensor  # [N, L]
+    q: torch.Tensor  # [N] q_halt logit (confidence)
+    support: torch.Tensor  # [N]
     num_candidates: torch.Tensor  # [N]
 
 
-def score_member(preds: Predictions, rows: PuzzleRows, index: np.ndarray, *, loss_type: str,
-                 task: Optional[PuzzleTask], view: int = 0) -> Scored:
+def score_member(
+    preds: Predictions,
+    rows: PuzzleRows,
+    index: np.ndarray,
+    *,
+    loss_type: str,
+    task: Optional[PuzzleTask],
+    view: int = 0,
+) -> Scored:
     """One member in one view on rows `index`, scored exactly as `evaluate` scores it (its own loss)."""
     sums, parts = MetricSums(), []
     for start in range(0, len(index), CHUNK):
-        idx = torch.as_tensor(index[start:start + CHUNK], dtype=torch.long)
+        idx = torch.as_tensor(index[start : start + CHUNK], dtype=torch.long)
         logits, q = preds["logits"][view, idx], preds["q_halt"][view, idx]
-        s = score_rows(logits, rows.labels[idx], q, loss_type=loss_type, halted=preds["halted"][view, idx],
-                       inputs=rows.inputs[idx], task=task)
+        s = score_rows(
+            logits,
+            rows.labels[idx],
+            q,
+            loss_type=loss_type,
+            halted=preds["halted"][view, idx],
+            inputs=rows.inputs[idx],
+            task=task,
+        )
         sums.add(s, preds["steps"][view, idx])
-        parts.append((s.exact, s.answers, q.double(), torch.ones(len(idx), dtype=torch.float64),
-                      torch.ones(len(idx), dtype=torch.long)))
+        parts.append(
+            (
+                s.exact,
+                s.answers,
+                q.double(),
+                torch.ones(len(idx), dtype=torch.float64),
+                torch.ones(len(idx), dtype=torch.long),
+            )
+        )
     return Scored(sums.summary(verified=task is not None), *[torch.cat(x) for x in zip(*parts)])

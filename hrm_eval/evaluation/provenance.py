@@ -23,14 +23,23 @@ RESULTS_SCHEMA_VERSION = 1
 
 
 def versions() -> Dict[str, str]:
-    return {"hrm_eval": hrm_eval.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    return {
+        "hrm_eval": hrm_eval.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def checkpoint_record(loaded: LoadedCheckpoint) -> Dict[str, Any]:
     """Which file, byte for byte, and where each config field came from."""
-    return {"path": str(loaded.path), "sha256": loaded.sha256, "step": loaded.step,
-            "key_prefix": loaded.key_prefix, "config_sources": loaded.sources}
+    return {
+        "path": str(loaded.path),
+        "sha256": loaded.sha256,
+        "step": loaded.step,
+        "key_prefix": loaded.key_prefix,
+        "config_sources": loaded.sources,
+    }
 
 
 def effective_dtype(loaded: Sequence[LoadedCheckpoint]) -> Union[None, str, list]:
@@ -42,32 +51,53 @@ def effective_dtype(loaded: Sequence[LoadedCheckpoint]) -> Union[None, str, list
     return names[0] if len(set(names)) == 1 else names
 
 
-def dataset_record(dataset: Optional[PuzzleDataset], task: Optional[PuzzleTask],
-                   **extra: Any) -> Optional[Dict[str, Any]]:
+def dataset_record(
+    dataset: Optional[PuzzleDataset], task: Optional[PuzzleTask], **extra: Any
+) -> Optional[Dict[str, Any]]:
     if dataset is None:
         return None
-    return {"path": dataset.source, "split": dataset.split, "fingerprint_sha256": dataset.fingerprint(),
-            "metadata": dataset.metadata.model_dump(), "task": task.name if task else None,
-            "num_examples": len(dataset), **extra}
+    return {
+        "path": dataset.source,
+        "split": dataset.split,
+        "fingerprint_sha256": dataset.fingerprint(),
+        "metadata": dataset.metadata.model_dump(),
+        "task": task.name if task else None,
+        "num_examples": len(dataset),
+        **extra,
+    }
 
 
-def build_provenance(*, checkpoints: Sequence[LoadedCheckpoint], dataset: Optional[PuzzleDataset],
-                     task: Optional[PuzzleTask], device: str, batch_size: int, limit: Optional[int],
-                     dataset_extra: Optional[Dict[str, Any]] = None,
-                     evaluation_extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def build_provenance(
+    *,
+    checkpoints: Sequence[LoadedCheckpoint],
+    dataset: Optional[PuzzleDataset],
+    task: Optional[PuzzleTask],
+    device: str,
+    batch_size: int,
+    limit: Optional[int],
+    dataset_extra: Optional[Dict[str, Any]] = None,
+    evaluation_extra: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     """The provenance block: one checkpoint gives `checkpoint` and its `model_config`, several
     give `checkpoints` (in the order given)."""
     prov: Dict[str, Any] = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if len(checkpoints) == 1:
         loaded = checkpoints[0]
         prov["checkpoint"] = checkpoint_record(loaded)
-        prov["model_config"] = loaded.config.model_dump() | {"family": loaded.config.family,
-                                                             "variant": loaded.config.variant}
+        prov["model_config"] = loaded.config.model_dump() | {
+            "family": loaded.config.family,
+            "variant": loaded.config.variant,
+        }
     else:
         prov["checkpoints"] = [checkpoint_record(x) for x in checkpoints]
     prov["dataset"] = dataset_record(dataset, task, **(dataset_extra or {}))
-    prov["evaluation"] = {"device": device, "dtype": effective_dtype(checkpoints), "batch_size": batch_size,
-                          "limit": limit, **(evaluation_extra or {})}
+    prov["evaluation"] = {
+        "device": device,
+        "dtype": effective_dtype(checkpoints),
+        "batch_size": batch_size,
+        "limit": limit,
+        **(evaluation_extra or {}),
+    }
     prov["versions"] = versions()
     prov["command"] = sys.argv
     return prov

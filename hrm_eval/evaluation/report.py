@@ -27,8 +27,11 @@ def format_summary(results: Dict[str, Any]) -> str:
     rows = [
         ("checkpoint", f"{prov['checkpoint']['path']} (step {prov['checkpoint']['step']})"),
         ("dataset", f"{prov['dataset']['path']} [{prov['dataset']['split']}] task={prov['dataset']['task']}"),
-        ("device / dtype", f"{prov['evaluation']['device']} / {prov['evaluation']['dtype']}"
-                           + (f" ({prov['evaluation']['dtype_choice']})" if prov["evaluation"].get("dtype_choice") else "")),
+        (
+            "device / dtype",
+            f"{prov['evaluation']['device']} / {prov['evaluation']['dtype']}"
+            + (f" ({prov['evaluation']['dtype_choice']})" if prov["evaluation"].get("dtype_choice") else ""),
+        ),
         ("halting", _halting(prov["evaluation"].get("halting"))),
         ("puzzles", f"{m['total_puzzles']}"),
         ("exact_accuracy (solve rate)", f"{m['exact_accuracy']:.4f}"),
@@ -46,8 +49,12 @@ def format_summary(results: Dict[str, Any]) -> str:
     q = results.get("q_value_analysis", {})
     if q.get("exact_accuracy_by_step"):
         rows.append(("exact by ACT step", " ".join(f"{x:.3f}" for x in q["exact_accuracy_by_step"])))
-        rows.append((f"halting by Q ({q['halting_rule']})",
-                     f"mean step {q['mean_halt_step']:.2f}, exact {q['exact_accuracy_at_halt_step']:.4f}"))
+        rows.append(
+            (
+                f"halting by Q ({q['halting_rule']})",
+                f"mean step {q['mean_halt_step']:.2f}, exact {q['exact_accuracy_at_halt_step']:.4f}",
+            )
+        )
     if "arc" in results:
         for rule in ("strict", "fractional"):
             if rule in results["arc"]:
@@ -56,8 +63,10 @@ def format_summary(results: Dict[str, Any]) -> str:
         rows.append((f"sweep: {p['rule']}", f"mean steps {p['mean_steps']:.2f}, exact {p['exact_accuracy']:.4f}"))
     table = _table(rows, "Evaluation summary")
     if prov["evaluation"].get("dtype_changed"):
-        table += (f"\nnote: --dtype auto ran {prov['evaluation']['dtype']}, not the checkpoint's own dtype: "
-                  "numbers differ from it by rounding")
+        table += (
+            f"\nnote: --dtype auto ran {prov['evaluation']['dtype']}, not the checkpoint's own dtype: "
+            "numbers differ from it by rounding"
+        )
     return table
 
 
@@ -72,16 +81,31 @@ def format_inspection(loaded: LoadedCheckpoint) -> str:
         ("trainable parameters", f"{loaded.num_trainable_parameters:,}"),
         ("values in state dict", f"{loaded.num_state_values:,} (buffers included)"),
         ("tensor dtypes", ", ".join(f"{k}: {v}" for k, v in sorted(loaded.state_dict_dtypes.items()))),
-        ("NaN/Inf", "none" if not loaded.nonfinite else
-         "; ".join(f"{k}: {nan} NaN, {inf} Inf" for k, nan, inf in loaded.nonfinite)),
+        (
+            "NaN/Inf",
+            "none"
+            if not loaded.nonfinite
+            else "; ".join(f"{k}: {nan} NaN, {inf} Inf" for k, nan, inf in loaded.nonfinite),
+        ),
     ]
-    structure = [
-        ("hidden_size", c.hidden_size), ("num_heads", c.num_heads), ("expansion", c.expansion),
-        ("MLP width", c.mlp_width), ("H_layers", c.H_layers), ("L_layers", c.L_layers),
-        ("H_cycles", c.H_cycles), ("L_cycles", c.L_cycles), ("halt_max_steps", c.halt_max_steps),
-        ("pos_encodings", c.pos_encodings), ("vocab_size", c.vocab_size), ("seq_len", c.seq_len),
-        ("num_puzzle_identifiers", c.num_puzzle_identifiers), ("puzzle_emb_ndim", c.puzzle_emb_ndim),
-        ("puzzle prefix length", c.puzzle_prefix_len), ("forward_dtype", c.forward_dtype), ("loss_type", c.loss_type),
+    structure: List[Tuple[str, Any]] = [
+        ("hidden_size", c.hidden_size),
+        ("num_heads", c.num_heads),
+        ("expansion", c.expansion),
+        ("MLP width", c.mlp_width),
+        ("H_layers", c.H_layers),
+        ("L_layers", c.L_layers),
+        ("H_cycles", c.H_cycles),
+        ("L_cycles", c.L_cycles),
+        ("halt_max_steps", c.halt_max_steps),
+        ("pos_encodings", c.pos_encodings),
+        ("vocab_size", c.vocab_size),
+        ("seq_len", c.seq_len),
+        ("num_puzzle_identifiers", c.num_puzzle_identifiers),
+        ("puzzle_emb_ndim", c.puzzle_emb_ndim),
+        ("puzzle prefix length", c.puzzle_prefix_len),
+        ("forward_dtype", c.forward_dtype),
+        ("loss_type", c.loss_type),
     ]
     if c.family == "trm":
         structure += [("mlp_t", c.mlp_t), ("puzzle_emb_len", c.puzzle_emb_len), ("no_ACT_continue", c.no_ACT_continue)]

@@ -31,8 +31,14 @@ log = logging.getLogger("hrm_eval")
 RECORDS_FILE = "per_puzzle.jsonl"
 
 
-def open_dataset(data: str | Path, *, split: str = "test", task: Optional[str] = None,
-                 vocab_size: Optional[int] = None, num_puzzle_identifiers: int = 1) -> PuzzleDataset:
+def open_dataset(
+    data: str | Path,
+    *,
+    split: str = "test",
+    task: Optional[str] = None,
+    vocab_size: Optional[int] = None,
+    num_puzzle_identifiers: int = 1,
+) -> PuzzleDataset:
     """A dataset directory, or a `.jsonl` / `.csv` file of puzzles converted in memory."""
     path = Path(data)
     if not path.exists():
@@ -51,9 +57,17 @@ def open_dataset(data: str | Path, *, split: str = "test", task: Optional[str] =
         raise HRMEvalError(f"{path}: unknown data file type '{suffix}' (expected a dataset directory, .jsonl or .csv)")
     if vocab_size is None:
         vocab_size = int(max(inputs.max(), labels.max())) + 1
-    metadata = DatasetMetadata(pad_id=0, ignore_label_id=None, blank_identifier_id=0, vocab_size=vocab_size,
-                               seq_len=int(inputs.shape[1]), num_puzzle_identifiers=num_puzzle_identifiers,
-                               total_groups=len(inputs), mean_puzzle_examples=1.0, sets=["all"])
+    metadata = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=None,
+        blank_identifier_id=0,
+        vocab_size=vocab_size,
+        seq_len=int(inputs.shape[1]),
+        num_puzzle_identifiers=num_puzzle_identifiers,
+        total_groups=len(inputs),
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     return PuzzleDataset.from_arrays(inputs, labels, metadata, puzzle_identifiers=ids, names=names, source=str(path))
 
 
@@ -71,14 +85,28 @@ def resolve_task(name: Optional[str], dataset: PuzzleDataset) -> Optional[Puzzle
     return detect_task(meta.vocab_size, meta.seq_len, sample)
 
 
-def simple_evaluate(checkpoint: str | Path, data: str | Path, *, output_dir: Optional[str | Path] = None,
-                    split: str = "test", task: Optional[str] = None, device: str = "auto",
-                    dtype: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE, limit: Optional[int] = None,
-                    save_predictions: bool = False, arch_overrides: Optional[Dict[str, Any]] = None,
-                    model_config: Optional[Dict[str, Any]] = None, progress: bool = True,
-                    halting: str = "fixed", halt_threshold: float = 0.5, min_steps: int = 1,
-                    max_steps: Optional[int] = None, threads: Optional[int] = None,
-                    compile: bool = False) -> Dict[str, Any]:
+def simple_evaluate(
+    checkpoint: str | Path,
+    data: str | Path,
+    *,
+    output_dir: Optional[str | Path] = None,
+    split: str = "test",
+    task: Optional[str] = None,
+    device: str = "auto",
+    dtype: Optional[str] = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    limit: Optional[int] = None,
+    save_predictions: bool = False,
+    arch_overrides: Optional[Dict[str, Any]] = None,
+    model_config: Optional[Dict[str, Any]] = None,
+    progress: bool = True,
+    halting: str = "fixed",
+    halt_threshold: float = 0.5,
+    min_steps: int = 1,
+    max_steps: Optional[int] = None,
+    threads: Optional[int] = None,
+    compile: bool = False,
+) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
     `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
     when output_dir is given).
@@ -92,28 +120,67 @@ def simple_evaluate(checkpoint: str | Path, data: str | Path, *, output_dir: Opt
     n_threads = choose_threads(threads, dev)
     if dev.type == "cpu":
         apply_threads(n_threads)
-    policy = HaltingPolicy("fixed" if halting == "sweep" else halting, threshold=halt_threshold,  # type: ignore[arg-type]
-                           min_steps=min_steps, max_steps=max_steps)
-    loaded, dataset, dtype_choice = _load(checkpoint, data, split=split, task=task, dtype=dtype, device=dev,
-                                          arch_overrides=arch_overrides, model_config=model_config)
+    policy = HaltingPolicy(
+        "fixed" if halting == "sweep" else halting,  # type: ignore[arg-type]
+        threshold=halt_threshold,
+        min_steps=min_steps,
+        max_steps=max_steps,
+    )
+    loaded, dataset, dtype_choice = _load(
+        checkpoint,
+        data,
+        split=split,
+        task=task,
+        dtype=dtype,
+        device=dev,
+        arch_overrides=arch_overrides,
+        model_config=model_config,
+    )
     puzzle_task = resolve_task(task, dataset)
-    log.info("checkpoint %s (%s, step %s) on %s: %d puzzles, device %s, dtype %s (%s), halting %s, threads %d",
-             loaded.path, loaded.config.variant, loaded.step, dataset.source,
-             len(dataset) if limit is None else min(limit, len(dataset)), dev, dtype_choice.dtype, dtype_choice.reason,
-             policy.mode, n_threads)
+    log.info(
+        "checkpoint %s (%s, step %s) on %s: %d puzzles, device %s, dtype %s (%s), halting %s, threads %d",
+        loaded.path,
+        loaded.config.variant,
+        loaded.step,
+        dataset.source,
+        len(dataset) if limit is None else min(limit, len(dataset)),
+        dev,
+        dtype_choice.dtype,
+        dtype_choice.reason,
+        policy.mode,
+        n_threads,
+    )
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = puzzle_task.scorer(dataset) if puzzle_task is not None else None
-    evaluator = Evaluator(loaded.model, device=dev, batch_size=batch_size, task=puzzle_task, progress=progress,
-                          halting=policy, compile=compile, cast_weights=True)
+    evaluator = Evaluator(
+        loaded.model,
+        device=dev,
+        batch_size=batch_size,
+        task=puzzle_task,
+        progress=progress,
+        halting=policy,
+        compile=compile,
+        cast_weights=True,
+    )
     records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
-    result = evaluator.evaluate(dataset, limit=limit, save_predictions=save_predictions,
-                                keep_answers=puzzle_task is not None and puzzle_task.needs_answers,
-                                records_path=records)
-    results = assemble_results(result, loaded, dataset, puzzle_task, device=str(dev), batch_size=batch_size,
-                               limit=limit)
+    result = evaluator.evaluate(
+        dataset,
+        limit=limit,
+        save_predictions=save_predictions,
+        keep_answers=puzzle_task is not None and puzzle_task.needs_answers,
+        records_path=records,
+    )
+    results = assemble_results(
+        result, loaded, dataset, puzzle_task, device=str(dev), batch_size=batch_size, limit=limit
+    )
     results["provenance"]["evaluation"].update(
-        dtype_choice=dtype_choice.reason, dtype_changed=dtype_choice.changed, threads=n_threads,
-        halting=result.halting, engine=result.engine, compile=compile)
+        dtype_choice=dtype_choice.reason,
+        dtype_changed=dtype_choice.changed,
+        threads=n_threads,
+        halting=result.halting,
+        engine=result.engine,
+        compile=compile,
+    )
     if halting == "sweep":
         results["halting_sweep"] = halting_sweep(result.step_arrays, loaded.model)  # type: ignore[arg-type]
     if scorer is not None and puzzle_task is not None:
@@ -130,9 +197,17 @@ def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optio
     return scorer.summary(scorer.finish(Path(output_dir) if output_dir is not None else None))
 
 
-def _load(checkpoint: str | Path, data: str | Path, *, split: str, task: Optional[str], dtype: Optional[str],
-          device: torch.device, arch_overrides: Optional[Dict[str, Any]], model_config: Optional[Dict[str, Any]]
-          ) -> Tuple[LoadedCheckpoint, PuzzleDataset, DtypeChoice]:
+def _load(
+    checkpoint: str | Path,
+    data: str | Path,
+    *,
+    split: str,
+    task: Optional[str],
+    dtype: Optional[str],
+    device: torch.device,
+    arch_overrides: Optional[Dict[str, Any]],
+    model_config: Optional[Dict[str, Any]],
+) -> Tuple[LoadedCheckpoint, PuzzleDataset, DtypeChoice]:
     """The checkpoint (in the chosen dtype) and the dataset it is evaluated on."""
     data_path = Path(data)
     fixed_dtype = None if dtype == "auto" else dtype
@@ -140,14 +215,26 @@ def _load(checkpoint: str | Path, data: str | Path, *, split: str, task: Optiona
         dataset = open_dataset(data_path, split=split, task=task)
     else:
         # Raw puzzle files carry no metadata: the checkpoint's vocabulary decides what is valid.
-        probe = load_checkpoint(checkpoint, overrides=arch_overrides, model_config=model_config,
-                                dtype=fixed_dtype, require_seq_len=False)
-        dataset = open_dataset(data_path, split=split, task=task, vocab_size=probe.config.vocab_size,
-                               num_puzzle_identifiers=probe.config.num_puzzle_identifiers)
+        probe = load_checkpoint(
+            checkpoint, overrides=arch_overrides, model_config=model_config, dtype=fixed_dtype, require_seq_len=False
+        )
+        dataset = open_dataset(
+            data_path,
+            split=split,
+            task=task,
+            vocab_size=probe.config.vocab_size,
+            num_puzzle_identifiers=probe.config.num_puzzle_identifiers,
+        )
 
     def load(d: Optional[str]) -> LoadedCheckpoint:
-        return load_checkpoint(checkpoint, dataset=dataset.metadata, overrides=arch_overrides,
-                               model_config=model_config, device=device, dtype=d)
+        return load_checkpoint(
+            checkpoint,
+            dataset=dataset.metadata,
+            overrides=arch_overrides,
+            model_config=model_config,
+            device=device,
+            dtype=d,
+        )
 
     loaded = load(fixed_dtype)
     if dtype == "auto":
@@ -159,14 +246,17 @@ def _load(checkpoint: str | Path, data: str | Path, *, split: str, task: Optiona
         if dtype is not None:
             choice = DtypeChoice(dtype, "requested", False)
     if device.type == "cpu" and choice.dtype == "bfloat16" and not any(cpu_bf16_native().values()):
-        log.warning("bfloat16 on this CPU (%s, no AMX / AVX-512 BF16) is emulated and much slower than float32; "
-                    "--dtype float32 or --dtype auto is faster (numbers then differ from bf16 ones by rounding)",
-                    torch.backends.cpu.get_cpu_capability())
+        log.warning(
+            "bfloat16 on this CPU (%s, no AMX / AVX-512 BF16) is emulated and much slower than float32; "
+            "--dtype float32 or --dtype auto is faster (numbers then differ from bf16 ones by rounding)",
+            torch.backends.cpu.get_cpu_capability(),
+        )
     return loaded, dataset, choice
 
 
-def _write_outputs(out: Path, results: Dict[str, Any], result: EvaluationResult, loaded: LoadedCheckpoint,
-                   save_predictions: bool) -> None:
+def _write_outputs(
+    out: Path, results: Dict[str, Any], result: EvaluationResult, loaded: LoadedCheckpoint, save_predictions: bool
+) -> None:
     if save_predictions and result.predictions is not None:
         step = loaded.step if loaded.step is not None else 0
         preds_file = atomic_torch_save(out / f"step_{step}_all_preds.0", result.predictions)
@@ -204,13 +294,24 @@ def _plot_sweep(points: List[Dict[str, Any]], path: Path) -> Optional[str]:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(buf.getvalue())
+
+    atomic_write(path, write)
     return str(path)
 
 
-def assemble_results(result: EvaluationResult, loaded: LoadedCheckpoint, dataset: PuzzleDataset,
-                     task: Optional[PuzzleTask], *, device: str, batch_size: int,
-                     limit: Optional[int]) -> Dict[str, Any]:
+def assemble_results(
+    result: EvaluationResult,
+    loaded: LoadedCheckpoint,
+    dataset: PuzzleDataset,
+    task: Optional[PuzzleTask],
+    *,
+    device: str,
+    batch_size: int,
+    limit: Optional[int],
+) -> Dict[str, Any]:
     """The results JSON: metrics, per-puzzle records and everything needed to reproduce them."""
     results: Dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
@@ -221,8 +322,13 @@ def assemble_results(result: EvaluationResult, loaded: LoadedCheckpoint, dataset
         results["per_set_metrics"] = result.per_set_metrics
     if result.per_puzzle_metrics is not None:
         results["per_puzzle_metrics"] = result.per_puzzle_metrics
-    results["provenance"] = build_provenance(checkpoints=[loaded], dataset=dataset, task=task, device=device,
-                                             batch_size=batch_size, limit=limit,
-                                             evaluation_extra={"act_steps": loaded.config.halt_max_steps,
-                                                               "halting": result.halting})
+    results["provenance"] = build_provenance(
+        checkpoints=[loaded],
+        dataset=dataset,
+        task=task,
+        device=device,
+        batch_size=batch_size,
+        limit=limit,
+        evaluation_extra={"act_steps": loaded.config.halt_max_steps, "halting": result.halting},
+    )
     return results

@@ -25,10 +25,10 @@ def valid_rows(rows: Dict[str, torch.Tensor], halted: torch.Tensor) -> torch.Ten
 
 @dataclass
 class RowScores:
-    rows: Dict[str, torch.Tensor]       # row_metrics: per-row values [B]
-    valid: torch.Tensor                 # [B] bool
-    answers: torch.Tensor               # [B, L] argmax answer
-    verified: Optional[torch.Tensor]    # [B] bool; None without a task
+    rows: Dict[str, torch.Tensor]  # row_metrics: per-row values [B]
+    valid: torch.Tensor  # [B] bool
+    answers: torch.Tensor  # [B, L] argmax answer
+    verified: Optional[torch.Tensor]  # [B] bool; None without a task
 
     @property
     def exact(self) -> torch.Tensor:
@@ -36,9 +36,16 @@ class RowScores:
         return self.rows["exact"] & self.valid
 
 
-def score_rows(logits: torch.Tensor, labels: torch.Tensor, q_halt_logits: torch.Tensor, *, loss_type: str,
-               halted: torch.Tensor, inputs: Optional[torch.Tensor] = None,
-               task: Optional[PuzzleTask] = None) -> RowScores:
+def score_rows(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    q_halt_logits: torch.Tensor,
+    *,
+    loss_type: str,
+    halted: torch.Tensor,
+    inputs: Optional[torch.Tensor] = None,
+    task: Optional[PuzzleTask] = None,
+) -> RowScores:
     """Score a batch of answers: `logits` [B, L, V] (or log-probabilities), `labels` [B, L]
     (-100 where not scored), `q_halt_logits` [B], `halted` [B]; `inputs` [B, L] with `task`."""
     rows = row_metrics(logits, labels, q_halt_logits, loss_type)
@@ -49,7 +56,11 @@ def score_rows(logits: torch.Tensor, labels: torch.Tensor, q_halt_logits: torch.
         if inputs is None:
             raise ValueError("score_rows: verifying answers needs the puzzles' inputs")
         # the task's verifier is a Python rule per puzzle: only rows that count are checked
-        verified = torch.tensor([bool(valid[i]) and bool(task.verify(inputs[i].numpy(), answers[i].numpy(),
-                                                                     labels[i].numpy()))
-                                 for i in range(len(labels))], dtype=torch.bool)
+        verified = torch.tensor(
+            [
+                bool(valid[i]) and bool(task.verify(inputs[i].numpy(), answers[i].numpy(), labels[i].numpy()))
+                for i in range(len(labels))
+            ],
+            dtype=torch.bool,
+        )
     return RowScores(rows, valid, answers, verified)

@@ -23,12 +23,14 @@ from hrm_eval.models.losses import IGNORE_LABEL_ID
 class View:
     name: str
     token_map: torch.Tensor  # [vocab] long: view token of each original token
-    cell_map: torch.Tensor   # [L] long: original cell shown at each view cell
+    cell_map: torch.Tensor  # [L] long: original cell shown at each view cell
 
     @property
     def is_identity(self) -> bool:
-        return bool(torch.equal(self.token_map, torch.arange(len(self.token_map)))
-                    and torch.equal(self.cell_map, torch.arange(len(self.cell_map))))
+        return bool(
+            torch.equal(self.token_map, torch.arange(len(self.token_map)))
+            and torch.equal(self.cell_map, torch.arange(len(self.cell_map)))
+        )
 
     @property
     def inverse_cells(self) -> torch.Tensor:

@@ -63,8 +63,9 @@ class HaltingPolicy:
     def step_limit(self, halt_max_steps: int) -> int:
         return self.max_steps if self.max_steps is not None else halt_max_steps
 
-    def halts(self, model: ACTModel, steps: torch.Tensor, q_halt: torch.Tensor, q_continue: torch.Tensor,
-              limit: int) -> torch.Tensor:
+    def halts(
+        self, model: ACTModel, steps: torch.Tensor, q_halt: torch.Tensor, q_continue: torch.Tensor, limit: int
+    ) -> torch.Tensor:
         """[n] bool: which of these rows stop after the step they just ran (steps counts it)."""
         at_limit = steps >= limit
         if self.mode == "fixed":
@@ -87,21 +88,23 @@ class HaltingPolicy:
 @dataclass
 class PuzzleChunk:
     """Puzzles handed to the engine; `index` is the caller's id for each row."""
-    index: torch.Tensor                    # [n] int64
-    inputs: torch.Tensor                   # [n, L] int
-    puzzle_identifiers: torch.Tensor       # [n] int
+
+    index: torch.Tensor  # [n] int64
+    inputs: torch.Tensor  # [n, L] int
+    puzzle_identifiers: torch.Tensor  # [n] int
     labels: Optional[torch.Tensor] = None  # [n, L] int, -100 where not scored; enables exact_by_step
 
 
 @dataclass
 class FinishedRows:
     """Puzzles that halted on the same engine step (CPU tensors, rows in slot order)."""
-    index: torch.Tensor               # [n] int64, the caller's ids
-    logits: torch.Tensor              # [n, L, V] forward dtype, at the step the row halted
-    q_halt_logits: torch.Tensor       # [n] fp32
-    q_continue_logits: torch.Tensor   # [n] fp32
-    steps: torch.Tensor               # [n] int32 ACT steps actually run
-    q_halt_by_step: torch.Tensor      # [n, T] fp32, NaN after the row halted
+
+    index: torch.Tensor  # [n] int64, the caller's ids
+    logits: torch.Tensor  # [n, L, V] forward dtype, at the step the row halted
+    q_halt_logits: torch.Tensor  # [n] fp32
+    q_continue_logits: torch.Tensor  # [n] fp32
+    steps: torch.Tensor  # [n] int32 ACT steps actually run
+    q_halt_by_step: torch.Tensor  # [n, T] fp32, NaN after the row halted
     q_continue_by_step: torch.Tensor  # [n, T]
     exact_by_step: Optional[torch.Tensor] = None  # [n, T] bool, answer exactly right after step t (needs labels)
     preds_by_step: Optional[torch.Tensor] = None  # [n, T, L] answer after each step (trace_preds)
@@ -129,18 +132,19 @@ def cast_weights_once(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 @dataclass
 class _Slots:
     """The engine's per-slot state on the device."""
-    carry: InnerCarry                     # z_H, z_L [N, S, h]
-    x: torch.Tensor                       # [N, S, h] input embeddings of the slot's puzzle
-    index: torch.Tensor                   # [N] int64
-    inputs: torch.Tensor                  # [N, L]
-    identifiers: torch.Tensor             # [N]
-    labels: Optional[torch.Tensor]        # [N, L]
-    steps: torch.Tensor                   # [N] int32
-    active: torch.Tensor                  # [N] bool
-    q_halt: torch.Tensor                  # [N, T] fp32
-    q_continue: torch.Tensor              # [N, T] fp32
-    exact: Optional[torch.Tensor]         # [N, T] bool
-    preds: Optional[torch.Tensor]         # [N, T, L]
+
+    carry: InnerCarry  # z_H, z_L [N, S, h]
+    x: torch.Tensor  # [N, S, h] input embeddings of the slot's puzzle
+    index: torch.Tensor  # [N] int64
+    inputs: torch.Tensor  # [N, L]
+    identifiers: torch.Tensor  # [N]
+    labels: Optional[torch.Tensor]  # [N, L]
+    steps: torch.Tensor  # [N] int32
+    active: torch.Tensor  # [N] bool
+    q_halt: torch.Tensor  # [N, T] fp32
+    q_continue: torch.Tensor  # [N, T] fp32
+    exact: Optional[torch.Tensor]  # [N, T] bool
+    preds: Optional[torch.Tensor]  # [N, T, L]
 
 
 class _Queue:
@@ -182,8 +186,12 @@ def _concat(parts: List[PuzzleChunk]) -> PuzzleChunk:
     if len(parts) == 1:
         return parts[0]
     labels = None if parts[0].labels is None else torch.cat([p.labels for p in parts])  # type: ignore[misc]
-    return PuzzleChunk(torch.cat([p.index for p in parts]), torch.cat([p.inputs for p in parts]),
-                       torch.cat([p.puzzle_identifiers for p in parts]), labels)
+    return PuzzleChunk(
+        torch.cat([p.index for p in parts]),
+        torch.cat([p.inputs for p in parts]),
+        torch.cat([p.puzzle_identifiers for p in parts]),
+        labels,
+    )
 
 
 class ACTEngine:
@@ -199,8 +207,16 @@ class ACTEngine:
     (they restart from step 0, so their results do not change) and goes on.
     """
 
-    def __init__(self, model: ACTModel, *, slots: int = 64, device: Optional[torch.device | str] = None,
-                 halting: Optional[HaltingPolicy] = None, trace_preds: bool = False, cast_weights: bool = False):
+    def __init__(
+        self,
+        model: ACTModel,
+        *,
+        slots: int = 64,
+        device: Optional[torch.device | str] = None,
+        halting: Optional[HaltingPolicy] = None,
+        trace_preds: bool = False,
+        cast_weights: bool = False,
+    ):
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
         self.model = model.eval()
@@ -216,9 +232,9 @@ class ACTEngine:
         self.trace_preds = trace_preds
         self.oom_recovery = self.device.type == "cuda"  # CPU out-of-memory is the OS's business
         self._step_fn: Callable[[InnerCarry, torch.Tensor], Any] = self._step
-        self.steps_run = 0          # engine steps (one ACT step of the active slots each)
-        self.rows_computed = 0      # sum over engine steps of active slots: the work done
-        self.slots_offered = 0      # sum over engine steps of slots: the capacity used
+        self.steps_run = 0  # engine steps (one ACT step of the active slots each)
+        self.rows_computed = 0  # sum over engine steps of active slots: the work done
+        self.slots_offered = 0  # sum over engine steps of slots: the capacity used
 
     # ---- compile (optional) -------------------------------------------------------------------
     def compile(self) -> bool:
@@ -257,13 +273,20 @@ class ACTEngine:
             if finished is not None:
                 yield finished
 
-    def run_all(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor,
-                labels: Optional[torch.Tensor] = None) -> FinishedRows:
+    def run_all(
+        self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor] = None
+    ) -> FinishedRows:
         """Every row of `inputs` [n, L] to completion; results in input order."""
         n = len(inputs)
-        source = (PuzzleChunk(torch.arange(s, min(n, s + self.slots)), inputs[s:s + self.slots],
-                              puzzle_identifiers[s:s + self.slots], None if labels is None else labels[s:s + self.slots])
-                  for s in range(0, n, self.slots))
+        source = (
+            PuzzleChunk(
+                torch.arange(s, min(n, s + self.slots)),
+                inputs[s : s + self.slots],
+                puzzle_identifiers[s : s + self.slots],
+                None if labels is None else labels[s : s + self.slots],
+            )
+            for s in range(0, n, self.slots)
+        )
         parts = list(self.run(source))
         if not parts:
             raise ValueError("run_all needs at least one puzzle")
@@ -362,20 +385,29 @@ class ACTEngine:
         rows = active[halt]
         state.active[rows] = False
         return FinishedRows(
-            index=state.index[rows].cpu(), logits=logits[halt].cpu(), q_halt_logits=q_halt[halt].cpu(),
-            q_continue_logits=q_continue[halt].cpu(), steps=steps[halt].cpu(),
-            q_halt_by_step=state.q_halt[rows].cpu(), q_continue_by_step=state.q_continue[rows].cpu(),
+            index=state.index[rows].cpu(),
+            logits=logits[halt].cpu(),
+            q_halt_logits=q_halt[halt].cpu(),
+            q_continue_logits=q_continue[halt].cpu(),
+            steps=steps[halt].cpu(),
+            q_halt_by_step=state.q_halt[rows].cpu(),
+            q_continue_by_step=state.q_continue[rows].cpu(),
             exact_by_step=state.exact[rows].cpu() if state.exact is not None else None,
-            preds_by_step=state.preds[rows].cpu() if state.preds is not None else None)
+            preds_by_step=state.preds[rows].cpu() if state.preds is not None else None,
+        )
 
     def _shrink(self, state: _Slots, queue: _Queue) -> Optional[_Slots]:
         """After an out-of-memory error: half the slots; puzzles in flight go back to the queue."""
         in_flight = state.active.nonzero().flatten()
         if in_flight.numel():
-            queue.push_front(PuzzleChunk(
-                index=state.index[in_flight].cpu(), inputs=state.inputs[in_flight].cpu(),
-                puzzle_identifiers=state.identifiers[in_flight].cpu(),
-                labels=state.labels[in_flight].cpu() if state.labels is not None else None))
+            queue.push_front(
+                PuzzleChunk(
+                    index=state.index[in_flight].cpu(),
+                    inputs=state.inputs[in_flight].cpu(),
+                    puzzle_identifiers=state.identifiers[in_flight].cpu(),
+                    labels=state.labels[in_flight].cpu() if state.labels is not None else None,
+                )
+            )
         old = self.slots
         self.slots = max(1, self.slots // 2)
         log.warning("out of memory with %d slots: continuing with %d (puzzles in flight restart)", old, self.slots)
@@ -386,5 +418,9 @@ class ACTEngine:
 
     def stats(self) -> Dict[str, Any]:
         """What the engine did so far: ACT steps computed and how full the slots were."""
-        return {"engine_steps": self.steps_run, "act_steps_computed": self.rows_computed, "slots": self.slots,
-                "slot_occupancy": self.rows_computed / self.slots_offered if self.slots_offered else 0.0}
+        return {
+            "engine_steps": self.steps_run,
+            "act_steps_computed": self.rows_computed,
+            "slots": self.slots,
+            "slot_occupancy": self.rows_computed / self.slots_offered if self.slots_offered else 0.0,
+        }

@@ -25,12 +25,14 @@ class DtypeChoice:
 
 def cpu_bf16_native() -> Dict[str, bool]:
     """Which bf16 instructions this CPU has (AMX tiles, AVX-512 BF16), as torch sees them."""
+
     def probe(name: str) -> bool:
         fn = getattr(torch.cpu, name, None)
         try:
             return bool(fn()) if fn is not None else False
         except RuntimeError:
             return False
+
     return {"amx": probe("_is_amx_tile_supported"), "avx512_bf16": probe("_is_avx512_bf16_supported")}
 
 
@@ -38,9 +40,14 @@ def _cuda_bf16(device: torch.device) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def choose_dtype(requested: Optional[str], checkpoint_dtype: str, device: torch.device, *,
-                 cpu_features: Optional[Callable[[], Dict[str, bool]]] = None,
-                 cuda_bf16: Optional[Callable[[torch.device], bool]] = None) -> DtypeChoice:
+def choose_dtype(
+    requested: Optional[str],
+    checkpoint_dtype: str,
+    device: torch.device,
+    *,
+    cpu_features: Optional[Callable[[], Dict[str, bool]]] = None,
+    cuda_bf16: Optional[Callable[[torch.device], bool]] = None,
+) -> DtypeChoice:
     """`requested` None keeps the checkpoint's dtype; "auto" takes bf16 where the device runs it
     natively (CUDA with bf16; a CPU with AMX or AVX-512 BF16), otherwise the checkpoint's dtype.
     The capability probes can be injected (tests exercise both branches on any machine)."""
@@ -57,7 +64,11 @@ def choose_dtype(requested: Optional[str], checkpoint_dtype: str, device: torch.
         feats = (cpu_features or cpu_bf16_native)()
         have = [name for name, ok in feats.items() if ok]
         native = bool(have)
-        where = f"this CPU has {' and '.join(have)}" if native else "this CPU has neither AMX nor AVX-512 BF16 (bf16 is emulated)"
+        where = (
+            f"this CPU has {' and '.join(have)}"
+            if native
+            else "this CPU has neither AMX nor AVX-512 BF16 (bf16 is emulated)"
+        )
     else:
         native, where = False, f"no bf16 capability check for {device.type}"
     if native:

@@ -19,5 +19,16 @@ def build_model(config: ModelConfig) -> ACTModel:
     return ACTModel(inner)
 
 
-__all__ = ["ACTCarry", "ACTModel", "ModelConfig", "HRMConfig", "HRMReasoning", "TRMReasoning", "HRMModel", "TRMModel",
-           "build_model", "HRM_ARCH_NAME", "TRM_ARCH_NAME"]
+__all__ = [
+    "ACTCarry",
+    "ACTModel",
+    "ModelConfig",
+    "HRMConfig",
+    "HRMReasoning",
+    "TRMReasoning",
+    "HRMModel",
+    "TRMModel",
+    "build_model",
+    "HRM_ARCH_NAME",
+    "TRM_ARCH_NAME",
+]

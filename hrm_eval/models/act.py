@@ -23,8 +23,8 @@ Batch = Dict[str, torch.Tensor]  # inputs [B, L], labels [B, L], puzzle_identifi
 @dataclass
 class ACTCarry:
     inner: InnerCarry
-    steps: torch.Tensor    # [B] int32
-    halted: torch.Tensor   # [B] bool
+    steps: torch.Tensor  # [B] int32
+    halted: torch.Tensor  # [B] bool
     current_data: Batch
 
 
@@ -46,8 +46,10 @@ class ACTModel(nn.Module):
     def forward(self, carry: ACTCarry, batch: Batch) -> Tuple[ACTCarry, Dict[str, torch.Tensor]]:
         inner_carry = self.inner.reset_carry(carry.halted, carry.inner)
         steps = torch.where(carry.halted, 0, carry.steps)
-        data = {k: torch.where(carry.halted.view((-1,) + (1,) * (v.ndim - 1)), batch[k], v)
-                for k, v in carry.current_data.items()}
+        data = {
+            k: torch.where(carry.halted.view((-1,) + (1,) * (v.ndim - 1)), batch[k], v)
+            for k, v in carry.current_data.items()
+        }
 
         inner_carry, logits, q_halt, q_continue = self.inner(inner_carry, data["inputs"], data["puzzle_identifiers"])
         outputs = {"logits": logits, "q_halt_logits": q_halt, "q_continue_logits": q_continue}
@@ -64,10 +66,12 @@ class ACTModel(nn.Module):
                 halted = halted & (steps >= min_steps)
                 if self.uses_continue_target:
                     # Bootstrapped target for Q(continue): the value of the best action one step on.
-                    _, _, next_q_halt, next_q_continue = self.inner(inner_carry, data["inputs"],
-                                                                    data["puzzle_identifiers"])
+                    _, _, next_q_halt, next_q_continue = self.inner(
+                        inner_carry, data["inputs"], data["puzzle_identifiers"]
+                    )
                     outputs["target_q_continue"] = torch.sigmoid(
-                        torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue)))
+                        torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue))
+                    )
         return ACTCarry(inner_carry, steps, halted, data), outputs
 
     @property

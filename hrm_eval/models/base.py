@@ -49,8 +49,9 @@ class RecursiveReasoningModel(nn.Module):
             self.q_head.weight.zero_()
             self.q_head.bias.fill_(-5)
         if config.puzzle_emb_ndim > 0:
-            self.puzzle_emb = SparsePuzzleEmbedding(config.num_puzzle_identifiers, config.puzzle_emb_ndim,
-                                                    cast_to=dtype)
+            self.puzzle_emb = SparsePuzzleEmbedding(
+                config.num_puzzle_identifiers, config.puzzle_emb_ndim, cast_to=dtype
+            )
         if config.pos_encodings == "rope":
             self.rotary_emb = RotaryEmbedding(config.head_dim, config.full_seq_len, config.rope_theta)
         elif config.pos_encodings == "learned":
@@ -77,8 +78,9 @@ class RecursiveReasoningModel(nn.Module):
     def empty_carry(self, batch_size: int, device: torch.device) -> InnerCarry:
         shape = (batch_size, self.config.full_seq_len, self.config.hidden_size)
         dtype = self.config.torch_dtype
-        return InnerCarry(torch.zeros(shape, dtype=dtype, device=device),
-                          torch.zeros(shape, dtype=dtype, device=device))
+        return InnerCarry(
+            torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device)
+        )
 
     def reset_carry(self, reset: torch.Tensor, carry: InnerCarry) -> InnerCarry:
         """Rows where `reset` [B] is true start again from H_init / L_init."""
@@ -86,21 +88,24 @@ class RecursiveReasoningModel(nn.Module):
         return InnerCarry(torch.where(r, self.H_init, carry.z_H), torch.where(r, self.L_init, carry.z_L))
 
     # ---- one ACT step -----------------------------------------------------------------------
-    def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor,
-                cos_sin: Optional[CosSin]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def recurse(
+        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def forward(self, carry: InnerCarry, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor
-                ) -> Tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, carry: InnerCarry, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor
+    ) -> Tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (new carry, logits [B, L, V] in forward dtype, q_halt [B], q_continue [B] fp32)."""
         x = self.input_embeddings(inputs, puzzle_identifiers)
         return self.step(carry, x, self.cos_sin())
 
-    def step(self, carry: InnerCarry, x: torch.Tensor, cos_sin: Optional[CosSin]
-             ) -> Tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(
+        self, carry: InnerCarry, x: torch.Tensor, cos_sin: Optional[CosSin]
+    ) -> Tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One ACT step from precomputed input embeddings x [B, S, h]: inference computes x once
         per puzzle instead of once per step (the embedding does not change between steps)."""
         z_H, z_L = self.recurse(carry.z_H, carry.z_L, x, cos_sin)
-        logits = self.lm_head(z_H)[:, self.puzzle_prefix_len:]
+        logits = self.lm_head(z_H)[:, self.puzzle_prefix_len :]
         q = self.q_head(z_H[:, 0]).to(torch.float32)  # [B, 2]
         return InnerCarry(z_H.detach(), z_L.detach()), logits, q[..., 0], q[..., 1]

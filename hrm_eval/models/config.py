@@ -156,11 +156,20 @@ UNWRITTEN_PUBLIC_DEFAULTS = ("rms_norm_eps", "rope_theta")
 
 # The public defaults for what a checkpoint's tensors cannot tell (the public
 # config/arch/hrm_v1.yaml and trm.yaml). Values that both families share are the class defaults.
-_SHARED_DEFAULTS = {k: ModelConfig.model_fields[k].default
-                    for k in ("halt_exploration_prob", "pos_encodings", "rope_theta", "rms_norm_eps", "loss_type")}
+_SHARED_DEFAULTS = {
+    k: ModelConfig.model_fields[k].default
+    for k in ("halt_exploration_prob", "pos_encodings", "rope_theta", "rms_norm_eps", "loss_type")
+}
 PUBLIC_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "hrm": dict(name=HRM_ARCH_NAME, H_cycles=2, L_cycles=2, num_heads=8, halt_max_steps=16, **_SHARED_DEFAULTS),
-    "trm": dict(name=TRM_ARCH_NAME, H_cycles=3, L_cycles=6, num_heads=8, halt_max_steps=16,
-                puzzle_emb_len=ModelConfig.model_fields["puzzle_emb_len"].default,
-                no_ACT_continue=ModelConfig.model_fields["no_ACT_continue"].default, **_SHARED_DEFAULTS),
+    "trm": dict(
+        name=TRM_ARCH_NAME,
+        H_cycles=3,
+        L_cycles=6,
+        num_heads=8,
+        halt_max_steps=16,
+        puzzle_emb_len=ModelConfig.model_fields["puzzle_emb_len"].default,
+        no_ACT_continue=ModelConfig.model_fields["no_ACT_continue"].default,
+        **_SHARED_DEFAULTS,
+    ),
 }

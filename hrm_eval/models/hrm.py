@@ -22,14 +22,16 @@ class HRMReasoning(RecursiveReasoningModel):
         c = config
 
         def stack(n: int) -> ReasoningModule:
-            return ReasoningModule([ReasoningBlock(c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps)
-                                    for _ in range(n)])
+            return ReasoningModule(
+                [ReasoningBlock(c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps) for _ in range(n)]
+            )
 
         self.H_level = stack(c.H_layers)
         self.L_level = stack(c.L_layers)
 
-    def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor,
-                cos_sin: Optional[CosSin]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def recurse(
+        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         H_cycles, L_cycles = self.config.H_cycles, self.config.L_cycles
         # For 2x2 this is L L H L | L H: everything but the final L and H update without grad.
         with torch.no_grad():

@@ -162,8 +162,9 @@ class ReasoningBlock(nn.Module):
     """Post-norm transformer block. With `mlp_t` (TRM) the attention is replaced by a SwiGLU
     that mixes along the sequence axis (the norm then runs over the sequence axis too)."""
 
-    def __init__(self, hidden_size: int, num_heads: int, expansion: float, eps: float,
-                 mlp_t_seq_len: Optional[int] = None):
+    def __init__(
+        self, hidden_size: int, num_heads: int, expansion: float, eps: float, mlp_t_seq_len: Optional[int] = None
+    ):
         super().__init__()
         self.eps = eps
         if mlp_t_seq_len is None:

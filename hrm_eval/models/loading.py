@@ -55,9 +55,9 @@ class LoadedCheckpoint:
     step: Optional[int]
     sha256: str
     key_prefix: str
-    sources: Dict[str, str]                     # field -> where its value came from
-    state_dict_dtypes: Dict[str, int]           # dtype name -> number of tensors
-    num_state_values: int                       # every value in the state dict, buffers included
+    sources: Dict[str, str]  # field -> where its value came from
+    state_dict_dtypes: Dict[str, int]  # dtype name -> number of tensors
+    num_state_values: int  # every value in the state dict, buffers included
     num_trainable_parameters: int
     nonfinite: List[Tuple[str, int, int]] = field(default_factory=list)  # (key, #NaN, #Inf)
 
@@ -128,23 +128,31 @@ def check_tensors(sd: Dict[str, torch.Tensor], path: Path) -> None:
     bytes, which any full-size operation (NaN scan, copy into the model) would allocate."""
     bad = next((k for k, v in sd.items() if v.layout != torch.strided), None)
     if bad is not None:  # a sparse tensor can declare any size with no data at all
-        raise HRMEvalError(f"checkpoint {path}: tensor {bad} is {str(sd[bad].layout).removeprefix('torch.')}; "
-                           "model weights must be dense tensors")
+        raise HRMEvalError(
+            f"checkpoint {path}: tensor {bad} is {str(sd[bad].layout).removeprefix('torch.')}; "
+            "model weights must be dense tensors"
+        )
     bad = next((k for k, v in sd.items() if not v.is_floating_point()), None)
     if bad is not None:
-        raise HRMEvalError(f"checkpoint {path}: tensor {bad} has dtype {str(sd[bad].dtype).removeprefix('torch.')}; "
-                           "model weights must be floating point (float32, bfloat16, float16)")
+        raise HRMEvalError(
+            f"checkpoint {path}: tensor {bad} has dtype {str(sd[bad].dtype).removeprefix('torch.')}; "
+            "model weights must be floating point (float32, bfloat16, float16)"
+        )
     total = 0
     for k, v in sd.items():
         nbytes = v.numel() * v.element_size()
         if nbytes > v.untyped_storage().nbytes():
-            raise HRMEvalError(f"checkpoint {path}: tensor {k} declares shape {tuple(v.shape)} ({nbytes:,} bytes) "
-                               f"but holds only {v.untyped_storage().nbytes():,} bytes of data")
+            raise HRMEvalError(
+                f"checkpoint {path}: tensor {k} declares shape {tuple(v.shape)} ({nbytes:,} bytes) "
+                f"but holds only {v.untyped_storage().nbytes():,} bytes of data"
+            )
         total += nbytes
     file_size = path.stat().st_size
     if total > SIZE_BUDGET_FACTOR * file_size:
-        raise HRMEvalError(f"checkpoint {path}: its tensors declare {total:,} bytes but the file holds {file_size:,} "
-                           "(tensors sharing data); refused")
+        raise HRMEvalError(
+            f"checkpoint {path}: its tensors declare {total:,} bytes but the file holds {file_size:,} "
+            "(tensors sharing data); refused"
+        )
 
 
 def _refusal(path: Path, e: BaseException) -> str:
@@ -153,8 +161,10 @@ def _refusal(path: Path, e: BaseException) -> str:
     found = re.search(r"GLOBAL ([\w.]+)", text)
     if found or re.search(r"\b(global|class)\b", text.split("WeightsUnpickler error:")[-1], re.IGNORECASE):
         what = f"GLOBAL {found.group(1)}" if found else "a reference to a Python class or function"
-        return (f"{path}: refused: the file contains pickled code ({what}, which would run arbitrary Python); "
-                "hrm-eval never runs code from a checkpoint")
+        return (
+            f"{path}: refused: the file contains pickled code ({what}, which would run arbitrary Python); "
+            "hrm-eval never runs code from a checkpoint"
+        )
     return f"cannot read checkpoint {path}: {_pickle_reason(text)}; the file is corrupt or not a PyTorch state dict"
 
 
@@ -172,7 +182,7 @@ def strip_prefix(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.T
     """Bare key names and the prefix that was removed ('' when none)."""
     for prefix in KEY_PREFIXES:
         if all(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items()}, prefix
+            return {k[len(prefix) :]: v for k, v in state_dict.items()}, prefix
     return dict(state_dict), ""
 
 
@@ -190,8 +200,10 @@ def find_nonfinite(state_dict: Dict[str, torch.Tensor]) -> List[Tuple[str, int, 
 def infer_from_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     """Architecture facts read off the (prefix-stripped) tensor names and shapes."""
     if "embed_tokens.embedding_weight" not in sd:
-        raise HRMEvalError("not an HRM/TRM checkpoint: no embed_tokens.embedding_weight tensor "
-                           f"(first keys: {', '.join(list(sd)[:3])})")
+        raise HRMEvalError(
+            "not an HRM/TRM checkpoint: no embed_tokens.embedding_weight tensor "
+            f"(first keys: {', '.join(list(sd)[:3])})"
+        )
     vocab, h = _matrix_shape(sd, "embed_tokens.embedding_weight")
     facts: Dict[str, Any] = {"vocab_size": vocab, "hidden_size": h}
 
@@ -201,8 +213,10 @@ def infer_from_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
         ids = sorted({int(m.group(1)) for k in sd if (m := re.match(rf"{level}\.layers\.(\d+)\.", k))})
         if ids and ids != list(range(len(ids))):
             gap = next(i for i, n in enumerate(ids) if i != n)
-            raise HRMEvalError(f"{level} layer indices must run from 0 without gaps: found {len(ids)} layers, "
-                               f"{level}.layers.{gap} missing (highest index {ids[-1]}); stray or missing tensors")
+            raise HRMEvalError(
+                f"{level} layer indices must run from 0 without gaps: found {len(ids)} layers, "
+                f"{level}.layers.{gap} missing (highest index {ids[-1]}); stray or missing tensors"
+            )
         return len(ids)
 
     facts["L_layers"] = layer_count("L_level")
@@ -260,20 +274,29 @@ def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
     if not isinstance(data, dict):
         raise HRMEvalError(f"{cfg} is not a mapping")
     if not isinstance(data.get("arch") or {}, dict):
-        raise HRMEvalError(f"{cfg}: 'arch' must be a mapping of architecture fields, "
-                           f"got a {type(data['arch']).__name__}")
+        raise HRMEvalError(
+            f"{cfg}: 'arch' must be a mapping of architecture fields, got a {type(data['arch']).__name__}"
+        )
     return data
 
 
-def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str, Any]] = None,
-                   model_config: Optional[Dict[str, Any]] = None, dataset: Optional[Dict[str, Any]] = None,
-                   overrides: Optional[Dict[str, Any]] = None, origin: str = "checkpoint",
-                   require_seq_len: bool = True) -> Tuple[ModelConfig, Dict[str, str]]:
+def resolve_config(
+    sd: Dict[str, torch.Tensor],
+    *,
+    all_config: Optional[Dict[str, Any]] = None,
+    model_config: Optional[Dict[str, Any]] = None,
+    dataset: Optional[Dict[str, Any]] = None,
+    overrides: Optional[Dict[str, Any]] = None,
+    origin: str = "checkpoint",
+    require_seq_len: bool = True,
+) -> Tuple[ModelConfig, Dict[str, str]]:
     """Merge the sources (see module doc) into a validated ModelConfig; returns (config, sources)."""
     facts = infer_from_tensors(sd)
     family = "trm" if facts["name"] == TRM_ARCH_NAME else "hrm"
-    layers: List[Tuple[str, Dict[str, Any]]] = [   # lowest priority first
-        ("assumed (public default)", PUBLIC_DEFAULTS[family]), ("checkpoint tensors", facts)]
+    layers: List[Tuple[str, Dict[str, Any]]] = [  # lowest priority first
+        ("assumed (public default)", PUBLIC_DEFAULTS[family]),
+        ("checkpoint tensors", facts),
+    ]
     if dataset:
         layers.append(("dataset.json", {k: dataset[k] for k in DATASET_FIELDS if k in dataset}))
     if model_config:
@@ -303,8 +326,10 @@ def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str
     if "seq_len" in merged:
         config = _validated(merged, sources, origin)
     elif full is None and require_seq_len:
-        raise HRMEvalError(f"seq_len is unknown for {origin}: rope/none position encodings do not store it; "
-                           "give a dataset (--data) or --arch seq_len=N")
+        raise HRMEvalError(
+            f"seq_len is unknown for {origin}: rope/none position encodings do not store it; "
+            "give a dataset (--data) or --arch seq_len=N"
+        )
     elif full is None:
         sources["seq_len"] = "unknown (rope/none positions do not store it; the dataset gives it)"
         config = _validated({**merged, "seq_len": 1}, sources, origin)
@@ -314,9 +339,11 @@ def resolve_config(sd: Dict[str, torch.Tensor], *, all_config: Optional[Dict[str
         config = _validated({**merged, "seq_len": full - prefix}, sources, origin)
     if full is not None and full != config.full_seq_len:
         what = "embed_pos.embedding_weight rows" if "embed_pos.embedding_weight" in sd else "mlp_t width"
-        raise HRMEvalError(f"seq_len: the checkpoint's {what} give {full} positions (seq_len + puzzle prefix) "
-                           f"but seq_len {config.seq_len} ({sources['seq_len']}) + prefix {config.puzzle_prefix_len} "
-                           f"= {config.full_seq_len}")
+        raise HRMEvalError(
+            f"seq_len: the checkpoint's {what} give {full} positions (seq_len + puzzle prefix) "
+            f"but seq_len {config.seq_len} ({sources['seq_len']}) + prefix {config.puzzle_prefix_len} "
+            f"= {config.full_seq_len}"
+        )
     return config, {k: sources[k] for k in sorted(sources) if k in ModelConfig.model_fields}
 
 
@@ -327,8 +354,10 @@ def _check_stated(k: str, v: Any, source: str, facts: Dict[str, Any], family: st
     if k == "name":
         stated = "trm" if "trm" in str(v).lower() else "hrm"
         if stated != family:
-            raise HRMEvalError(f"arch name: {source} says a {stated.upper()} model ({v}) but the checkpoint's "
-                               f"tensors are a {family.upper()} ({'no ' if family == 'trm' else ''}H_level)")
+            raise HRMEvalError(
+                f"arch name: {source} says a {stated.upper()} model ({v}) but the checkpoint's "
+                f"tensors are a {family.upper()} ({'no ' if family == 'trm' else ''}H_level)"
+            )
     elif k in DATASET_FIELDS and source == "dataset.json":
         if v != facts[k]:
             raise HRMEvalError(_dataset_mismatch(k, facts[k], v))
@@ -337,8 +366,9 @@ def _check_stated(k: str, v: Any, source: str, facts: Dict[str, Any], family: st
         h = facts["hidden_size"]
         stated_width, width = mlp_width(h, float(v)), mlp_width(h, float(facts[k]))
         if stated_width != width:
-            raise HRMEvalError(f"expansion: {source} says {v} (MLP width {stated_width}) but the "
-                               f"checkpoint's MLP width is {width}")
+            raise HRMEvalError(
+                f"expansion: {source} says {v} (MLP width {stated_width}) but the checkpoint's MLP width is {width}"
+            )
     elif k != "expansion" and _differs(v, facts[k]):
         raise HRMEvalError(f"{k}: {source} says {v} but the checkpoint's tensors say {facts[k]}")
 
@@ -371,21 +401,30 @@ def _differs(a: Any, b: Any) -> bool:
 
 
 def _dataset_mismatch(field: str, ckpt: Any, data: Any) -> str:
-    what = {"num_puzzle_identifiers": "puzzle_emb.weights has {c} rows (puzzle identifiers) but the dataset's "
-                                      "num_puzzle_identifiers is {d}: the checkpoint was trained on a different "
-                                      "build of the dataset (other augmentation count or subset)",
-            "vocab_size": "the checkpoint's vocabulary (embed_tokens) has {c} tokens but the dataset's "
-                          "vocab_size is {d}: "
-                          "this checkpoint was trained for another task",
-            "seq_len": "the checkpoint was built for sequences of {c} tokens but the dataset's seq_len is {d}"}[field]
+    what = {
+        "num_puzzle_identifiers": "puzzle_emb.weights has {c} rows (puzzle identifiers) but the dataset's "
+        "num_puzzle_identifiers is {d}: the checkpoint was trained on a different "
+        "build of the dataset (other augmentation count or subset)",
+        "vocab_size": "the checkpoint's vocabulary (embed_tokens) has {c} tokens but the dataset's "
+        "vocab_size is {d}: "
+        "this checkpoint was trained for another task",
+        "seq_len": "the checkpoint was built for sequences of {c} tokens but the dataset's seq_len is {d}",
+    }[field]
     return f"{field} mismatch: " + what.format(c=ckpt, d=data)
 
 
 # ---- the whole restore -----------------------------------------------------------------------
-def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any] | BaseModel] = None,
-                    overrides: Optional[Dict[str, Any]] = None, model_config: Optional[Dict[str, Any]] = None,
-                    device: str | torch.device = "cpu", dtype: Optional[str] = None,
-                    allow_nonfinite: bool = False, require_seq_len: bool = True) -> LoadedCheckpoint:
+def load_checkpoint(
+    path: str | Path,
+    *,
+    dataset: Optional[Dict[str, Any] | BaseModel] = None,
+    overrides: Optional[Dict[str, Any]] = None,
+    model_config: Optional[Dict[str, Any]] = None,
+    device: str | torch.device = "cpu",
+    dtype: Optional[str] = None,
+    allow_nonfinite: bool = False,
+    require_seq_len: bool = True,
+) -> LoadedCheckpoint:
     """Restore an ACT model from a checkpoint file or run directory, validated.
 
     `dataset` is a dataset.json mapping (or DatasetMetadata.model_dump()) to check against;
@@ -402,9 +441,15 @@ def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any] | Base
     if isinstance(dataset, BaseModel):
         dataset = dataset.model_dump()
 
-    config, sources = resolve_config(sd, all_config=all_config, model_config=model_config,
-                                     dataset=dataset, overrides=overrides, origin=str(path),
-                                     require_seq_len=require_seq_len)
+    config, sources = resolve_config(
+        sd,
+        all_config=all_config,
+        model_config=model_config,
+        dataset=dataset,
+        overrides=overrides,
+        origin=str(path),
+        require_seq_len=require_seq_len,
+    )
     check_architecture(sd, config, path)
     nonfinite = find_nonfinite(sd)
     if nonfinite and not allow_nonfinite:
@@ -419,11 +464,18 @@ def load_checkpoint(path: str | Path, *, dataset: Optional[Dict[str, Any] | Base
     model.to(device)
     model.eval()
     return LoadedCheckpoint(
-        model=model, config=config, path=path, step=step_of(path), sha256=sha256_file(path), key_prefix=prefix,
-        sources=sources, state_dict_dtypes=_dtype_counts(raw),
+        model=model,
+        config=config,
+        path=path,
+        step=step_of(path),
+        sha256=sha256_file(path),
+        key_prefix=prefix,
+        sources=sources,
+        state_dict_dtypes=_dtype_counts(raw),
         num_state_values=sum(v.numel() for v in raw.values()),
         num_trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        nonfinite=nonfinite)
+        nonfinite=nonfinite,
+    )
 
 
 def _warn_assumed(path: Path, sources: Dict[str, str]) -> None:
@@ -433,9 +485,12 @@ def _warn_assumed(path: Path, sources: Dict[str, str]) -> None:
     quiet = {*UNWRITTEN_PUBLIC_DEFAULTS, "num_puzzle_identifiers"}
     assumed = [k for k, v in sources.items() if v.startswith("assumed") and k not in quiet]
     if assumed:
-        log.warning("%s: no all_config.yaml or model config states %s; assumed the public defaults. If the "
-                    "results look wrong, compare with --mode inspect and set them with --arch KEY=VALUE",
-                    path, ", ".join(assumed))
+        log.warning(
+            "%s: no all_config.yaml or model config states %s; assumed the public defaults. If the "
+            "results look wrong, compare with --mode inspect and set them with --arch KEY=VALUE",
+            path,
+            ", ".join(assumed),
+        )
 
 
 def expected_state(config: ModelConfig) -> Tuple[Dict[str, Tuple[int, ...]], int]:
@@ -471,12 +526,16 @@ def check_architecture(sd: Dict[str, torch.Tensor], config: ModelConfig, path: P
         raise HRMEvalError(f"checkpoint {path} does not fit a {config.variant} model: {'; '.join(parts)}")
     for k, shape in expected.items():
         if tuple(sd[k].shape) != shape:
-            raise HRMEvalError(f"{k}: checkpoint shape {tuple(sd[k].shape)} but the config ({config.variant}, "
-                               f"hidden {config.hidden_size}, heads {config.num_heads}) expects {shape}")
+            raise HRMEvalError(
+                f"{k}: checkpoint shape {tuple(sd[k].shape)} but the config ({config.variant}, "
+                f"hidden {config.hidden_size}, heads {config.num_heads}) expects {shape}"
+            )
     budget = UNSTORED_BUFFER_ALLOWANCE + SIZE_BUDGET_FACTOR * path.stat().st_size
     if unstored > budget:
-        raise HRMEvalError(f"checkpoint {path}: seq_len {config.seq_len} would need {unstored:,} bytes of position "
-                           f"tables, more than {budget:,} for a file of this size; refused")
+        raise HRMEvalError(
+            f"checkpoint {path}: seq_len {config.seq_len} would need {unstored:,} bytes of position "
+            f"tables, more than {budget:,} for a file of this size; refused"
+        )
 
 
 def _dtype_counts(sd: Dict[str, torch.Tensor]) -> Dict[str, int]:

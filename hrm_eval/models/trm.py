@@ -22,20 +22,24 @@ class TRMReasoning(RecursiveReasoningModel):
         super().__init__(config)
         c = config
         mlp_t_seq_len = c.full_seq_len if c.mlp_t else None
-        self.L_level = ReasoningModule([
-            ReasoningBlock(c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps, mlp_t_seq_len=mlp_t_seq_len)
-            for _ in range(c.L_layers)
-        ])
+        self.L_level = ReasoningModule(
+            [
+                ReasoningBlock(c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps, mlp_t_seq_len=mlp_t_seq_len)
+                for _ in range(c.L_layers)
+            ]
+        )
 
-    def _round(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor,
-               cos_sin: Optional[CosSin]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _round(
+        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         for _ in range(self.config.L_cycles):
             z_L = self.L_level(z_L, z_H + x, cos_sin)
         z_H = self.L_level(z_H, z_L, cos_sin)
         return z_H, z_L
 
-    def recurse(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor,
-                cos_sin: Optional[CosSin]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def recurse(
+        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             for _ in range(self.config.H_cycles - 1):
                 z_H, z_L = self._round(z_H, z_L, x, cos_sin)

@@ -20,9 +20,9 @@ class TrainConfig(BaseModel):
     data_path: str
     global_batch_size: int = Field(..., ge=1)
     epochs: int = Field(..., ge=1)
-    max_steps: Optional[int] = Field(None, ge=1)   # stop early (the LR schedule still spans `epochs`)
+    max_steps: Optional[int] = Field(None, ge=1)  # stop early (the LR schedule still spans `epochs`)
     eval_interval: Optional[int] = Field(None, ge=1)  # in epochs, as in the public script
-    eval_limit: Optional[int] = Field(None, ge=1)   # evaluate on the first N test examples only
+    eval_limit: Optional[int] = Field(None, ge=1)  # evaluate on the first N test examples only
     checkpoint_every_eval: bool = True
     lr: float
     lr_min_ratio: float = 1.0
@@ -34,13 +34,13 @@ class TrainConfig(BaseModel):
     puzzle_emb_weight_decay: float = 0.1
     project_name: str = "hrm-eval"
     run_name: str = "run"
-    checkpoint_path: Optional[str] = None          # default: outputs/train/<run_name>
+    checkpoint_path: Optional[str] = None  # default: outputs/train/<run_name>
     seed: int = 0
     eval_save_outputs: List[str] = Field(default_factory=list)
-    ema: bool = False                              # TRM option: save the moving average of the weights
+    ema: bool = False  # TRM option: save the moving average of the weights
     ema_rate: float = 0.999
     device: str = "auto"
-    wandb: bool = False                            # log to Weights & Biases when installed (WANDB_MODE=offline works)
+    wandb: bool = False  # log to Weights & Biases when installed (WANDB_MODE=offline works)
     log_every: int = Field(10, ge=1)
     # Fields of the public TRM all_config.yaml, accepted so that a TRM run's config loads; this
     # trainer reads one dataset (data_paths: [one] becomes data_path) and has no evaluators.
@@ -54,8 +54,10 @@ class TrainConfig(BaseModel):
     @classmethod
     def _public_data_paths(cls, data: Any) -> Any:
         if isinstance(data, dict) and (data.get("load_checkpoint") or data.get("freeze_weights")):
-            raise ValueError("load_checkpoint / freeze_weights are not supported by this trainer (--resume continues "
-                             "a run directory)")
+            raise ValueError(
+                "load_checkpoint / freeze_weights are not supported by this trainer (--resume continues "
+                "a run directory)"
+            )
         if isinstance(data, dict) and "data_paths" in data:
             data = dict(data)
             paths = data.pop("data_paths")
@@ -78,8 +80,13 @@ class TrainConfig(BaseModel):
 
     def model_config_for(self, seq_len: int, vocab_size: int, num_puzzle_identifiers: int) -> HRMConfig:
         fields = HRMConfig.arch_fields_from_all_config({"arch": self.arch})
-        return HRMConfig(**fields, seq_len=seq_len, vocab_size=vocab_size,
-                         num_puzzle_identifiers=num_puzzle_identifiers, batch_size=self.global_batch_size)
+        return HRMConfig(
+            **fields,
+            seq_len=seq_len,
+            vocab_size=vocab_size,
+            num_puzzle_identifiers=num_puzzle_identifiers,
+            batch_size=self.global_batch_size,
+        )
 
     def all_config(self, model: HRMConfig, checkpoint_path: str) -> Dict[str, Any]:
         """What the run writes as all_config.yaml (public layout; our extras kept)."""

@@ -93,7 +93,7 @@ class EMA:
         sd = model.state_dict()
         for n, v in self.shadow.items():
             if n.startswith(prefix):
-                sd[n[len(prefix):]] = v.clone()
+                sd[n[len(prefix) :]] = v.clone()
         return sd
 
 

@@ -61,8 +61,9 @@ class TrainSummary:
     model: Optional[ACTModel] = None  # the trained (raw, not averaged) model, as in memory at the end
 
 
-def train_batches(dataset: PuzzleDataset, global_batch_size: int, rank: int, world_size: int,
-                  rng: np.random.Generator) -> Iterator[Dict[str, torch.Tensor]]:
+def train_batches(
+    dataset: PuzzleDataset, global_batch_size: int, rank: int, world_size: int, rng: np.random.Generator
+) -> Iterator[Dict[str, torch.Tensor]]:
     """One epoch: groups in random order, one random puzzle per group, all its examples; full
     global batches only; this rank's contiguous slice of each."""
     a = dataset.sets[dataset.metadata.sets[0]]
@@ -76,13 +77,16 @@ def train_batches(dataset: PuzzleDataset, global_batch_size: int, rank: int, wor
     local = global_batch_size // world_size
     ignore = dataset.metadata.ignore_label_id
     for start in range(0, len(examples) - global_batch_size + 1, global_batch_size):
-        idx = np.sort(examples[start + rank * local: start + (rank + 1) * local])  # sorted: memory-map friendly
+        idx = np.sort(examples[start + rank * local : start + (rank + 1) * local])  # sorted: memory-map friendly
         labels = torch.from_numpy(np.asarray(a["labels"][idx], dtype=np.int32))
         if ignore is not None:
             labels[labels == ignore] = IGNORE_LABEL_ID
         ids = np.asarray(a["puzzle_identifiers"][example_puzzle[idx]], dtype=np.int32)
-        yield {"inputs": torch.from_numpy(np.asarray(a["inputs"][idx], dtype=np.int32)), "labels": labels,
-               "puzzle_identifiers": torch.from_numpy(ids)}
+        yield {
+            "inputs": torch.from_numpy(np.asarray(a["inputs"][idx], dtype=np.int32)),
+            "labels": labels,
+            "puzzle_identifiers": torch.from_numpy(ids),
+        }
 
 
 def latest_step(directory: Path) -> Optional[Path]:
@@ -106,8 +110,10 @@ def check_output(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     steps = list_steps(out_dir) if out_dir.is_dir() else []
     if steps and not (resume or overwrite):
         names = ", ".join(p.name for p in steps[-3:])
-        raise HRMEvalError(f"--output {out_dir} already holds checkpoints of another run ({names}): --resume continues "
-                           "that run, --overwrite deletes its steps first, or choose another --output")
+        raise HRMEvalError(
+            f"--output {out_dir} already holds checkpoints of another run ({names}): --resume continues "
+            "that run, --overwrite deletes its steps first, or choose another --output"
+        )
 
 
 def remove_steps(out_dir: Path) -> None:
@@ -118,8 +124,7 @@ def remove_steps(out_dir: Path) -> None:
     log.info("--overwrite: removed the earlier step_<N> files in %s", out_dir)
 
 
-def save_checkpoint(directory: Path, step: int, model: ACTModel, ema: Optional[EMA],
-                    optim_state: Dict) -> Path:
+def save_checkpoint(directory: Path, step: int, model: ACTModel, ema: Optional[EMA], optim_state: Dict) -> Path:
     """Model file in the public format; optimiser/resume state in a separate file beside it."""
     sd = ema.state_dict_with(model.inner, prefix="inner.") if ema is not None else model.inner.state_dict()
     path = atomic_torch_save(directory / f"step_{step}", {SAVE_PREFIX + k: v.detach().cpu() for k, v in sd.items()})
@@ -127,8 +132,14 @@ def save_checkpoint(directory: Path, step: int, model: ACTModel, ema: Optional[E
     return path
 
 
-def train(config: TrainConfig, *, output: Optional[str | Path] = None, resume: bool = False,
-          overwrite: bool = False, progress: bool = True) -> TrainSummary:
+def train(
+    config: TrainConfig,
+    *,
+    output: Optional[str | Path] = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainSummary:
     rank, world_size = _init_distributed()
     if config.global_batch_size % world_size:
         raise HRMEvalError(f"global_batch_size {config.global_batch_size} is not divisible by {world_size} ranks")
@@ -147,7 +158,7 @@ class _Run:
 
     config: TrainConfig
     model: ACTModel
-    ddp: torch.nn.Module          # the model, wrapped in DistributedDataParallel when W > 1
+    ddp: torch.nn.Module  # the model, wrapped in DistributedDataParallel when W > 1
     adam: torch.optim.Optimizer
     sparse: Optional[SparseSignSGD]
     ema: Optional[EMA]
@@ -156,8 +167,9 @@ class _Run:
     total_steps: int
 
 
-def _train(config: TrainConfig, out_dir: Path, rank: int, world_size: int, resume: bool,
-           progress: bool) -> TrainSummary:
+def _train(
+    config: TrainConfig, out_dir: Path, rank: int, world_size: int, resume: bool, progress: bool
+) -> TrainSummary:
     device = _rank_device(config.device, rank, world_size)
     train_set = PuzzleDataset(config.data_path, split="train")
     test_set = PuzzleDataset(config.data_path, split="test") if (Path(config.data_path) / "test").is_dir() else None
@@ -172,16 +184,18 @@ def _train(config: TrainConfig, out_dir: Path, rank: int, world_size: int, resum
         step, epoch, epoch_batch = _resume(out_dir, model, run.adam, ema, device)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "all_config.yaml",
-                          yaml.safe_dump(config.all_config(model_cfg, str(out_dir)), sort_keys=True))
+        atomic_write_text(
+            out_dir / "all_config.yaml", yaml.safe_dump(config.all_config(model_cfg, str(out_dir)), sort_keys=True)
+        )
     wandb_run = _maybe_wandb(config, model_cfg) if rank == 0 else None
 
     stop_at = min(run.total_steps, config.max_steps or run.total_steps)
     eval_every = None
     if config.eval_interval:
         eval_every = max(1, int(config.eval_interval * examples_per_epoch / config.global_batch_size))
-    bar = tqdm(total=stop_at, initial=step, unit="step", desc="train", disable=not progress or rank != 0,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=stop_at, initial=step, unit="step", desc="train", disable=not progress or rank != 0, dynamic_ncols=True
+    )
     carry = None
     first_step = step
     last: Dict[str, float] = {}
@@ -198,8 +212,15 @@ def _train(config: TrainConfig, out_dir: Path, rank: int, world_size: int, resum
 
             if step % config.log_every == 0 or step == stop_at:
                 last = _train_metrics(parts, carry.halted, loss, lr)
-                _report(last, step, stop_at, bar, wandb_run, quiet_rank0=not progress and rank == 0,
-                        seconds_per_step=(time.perf_counter() - start) / max(1, step - first_step))
+                _report(
+                    last,
+                    step,
+                    stop_at,
+                    bar,
+                    wandb_run,
+                    quiet_rank0=not progress and rank == 0,
+                    seconds_per_step=(time.perf_counter() - start) / max(1, step - first_step),
+                )
             bar.update(1)
             if eval_every and step % eval_every == 0 and step != stop_at:
                 _evaluate_and_log(model, test_set, config, device, rank, ema, wandb_run, step)
@@ -209,9 +230,11 @@ def _train(config: TrainConfig, out_dir: Path, rank: int, world_size: int, resum
                 break
         else:
             if epoch_batch == 0:  # not one full global batch in an epoch: the loop would never end
-                raise HRMEvalError(f"global_batch_size {config.global_batch_size} is larger than one epoch of the "
-                                   f"train split ({train_set.num_examples} examples in {config.data_path}): "
-                                   "lower global_batch_size")
+                raise HRMEvalError(
+                    f"global_batch_size {config.global_batch_size} is larger than one epoch of the "
+                    f"train split ({train_set.num_examples} examples in {config.data_path}): "
+                    "lower global_batch_size"
+                )
             epoch, epoch_batch = epoch + 1, 0
     bar.close()
     if rank == 0:
@@ -224,18 +247,35 @@ def _train(config: TrainConfig, out_dir: Path, rank: int, world_size: int, resum
     return TrainSummary(out_dir, step, final_path, last, time.perf_counter() - start, model)
 
 
-def _report(last: Dict[str, float], step: int, stop_at: int, bar, wandb_run, *, quiet_rank0: bool,
-            seconds_per_step: float) -> None:
+def _report(
+    last: Dict[str, float], step: int, stop_at: int, bar, wandb_run, *, quiet_rank0: bool, seconds_per_step: float
+) -> None:
     bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}", exact=f"{last['exact_accuracy']:.3f}")
     if quiet_rank0:  # no progress bar: the same numbers as log lines
-        log.info("step %d/%d loss %.4f accuracy %.4f exact %.4f lr %.2e (%.2f s/step)", step, stop_at, last["loss"],
-                 last["accuracy"], last["exact_accuracy"], last["lr"], seconds_per_step)
+        log.info(
+            "step %d/%d loss %.4f accuracy %.4f exact %.4f lr %.2e (%.2f s/step)",
+            step,
+            stop_at,
+            last["loss"],
+            last["accuracy"],
+            last["exact_accuracy"],
+            last["lr"],
+            seconds_per_step,
+        )
     if wandb_run is not None:
         wandb_run.log({f"train/{k}": v for k, v in last.items()}, step=step)
 
 
-def _evaluate_and_log(model: ACTModel, test_set: Optional[PuzzleDataset], config: TrainConfig, device: torch.device,
-                      rank: int, ema: Optional[EMA], wandb_run, step: int) -> Dict[str, float]:
+def _evaluate_and_log(
+    model: ACTModel,
+    test_set: Optional[PuzzleDataset],
+    config: TrainConfig,
+    device: torch.device,
+    rank: int,
+    ema: Optional[EMA],
+    wandb_run,
+    step: int,
+) -> Dict[str, float]:
     metrics = _evaluate(model, test_set, config, device, rank, ema) or {}
     if metrics and wandb_run is not None:
         wandb_run.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
@@ -247,8 +287,9 @@ def _save(run: _Run, out_dir: Path, step: int, epoch: int, epoch_batch: int) -> 
     return save_checkpoint(out_dir, step, run.model, run.ema, state)
 
 
-def _build(config: TrainConfig, model_cfg, device: torch.device, rank: int, world_size: int,
-           examples_per_epoch: float) -> _Run:
+def _build(
+    config: TrainConfig, model_cfg, device: torch.device, rank: int, world_size: int, examples_per_epoch: float
+) -> _Run:
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     model = build_model(model_cfg).to(device)
     torch.manual_seed(config.seed + rank)  # then each rank its own ACT exploration draws, as in the public script
@@ -256,15 +297,17 @@ def _build(config: TrainConfig, model_cfg, device: torch.device, rank: int, worl
     if world_size > 1:
         # broadcast_buffers off: the only changing buffer (the puzzle-embedding table) gets the
         # same sparse update on every rank already; sending it each step would be wasted traffic.
-        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      broadcast_buffers=False)
+        ddp = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
     params = [p for p in model.parameters() if p.requires_grad]
     adam = torch.optim.AdamW(params, lr=0.0, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
     sparse = maybe_sparse_optimizer(model.inner, config.puzzle_emb_weight_decay, world_size)
     ema = EMA(model, config.ema_rate) if config.ema else None
     total_steps = max(1, int(config.epochs * examples_per_epoch / config.global_batch_size))
-    return _Run(config, model, ddp, adam, sparse, ema, model_cfg.loss_type, config.global_batch_size // world_size,
-                total_steps)
+    return _Run(
+        config, model, ddp, adam, sparse, ema, model_cfg.loss_type, config.global_batch_size // world_size, total_steps
+    )
 
 
 def _step(run: _Run, carry, batch: Dict[str, torch.Tensor], step: int):
@@ -284,8 +327,9 @@ def _step(run: _Run, carry, batch: Dict[str, torch.Tensor], step: int):
     run.adam.step()
     run.adam.zero_grad(set_to_none=True)
     if run.sparse is not None:
-        run.sparse.lr = cosine_lr(step + 1, config.puzzle_emb_lr, config.lr_warmup_steps, run.total_steps,
-                                  config.lr_min_ratio)
+        run.sparse.lr = cosine_lr(
+            step + 1, config.puzzle_emb_lr, config.lr_warmup_steps, run.total_steps, config.lr_min_ratio
+        )
         run.sparse.step()
         run.sparse.zero_grad()
     if run.ema is not None:
@@ -298,13 +342,23 @@ def _train_metrics(parts: Dict, halted: torch.Tensor, loss: torch.Tensor, lr: fl
     rows = parts["rows"]
     valid = valid_rows(rows, halted).float()
     n = max(float(valid.sum()), 1.0)
-    return {"loss": float(loss.detach()) / len(halted), "lm_loss": float(parts["lm_loss"]) / len(halted),
-            "accuracy": float((rows["token_accuracy"] * valid).sum()) / n,
-            "exact_accuracy": float((rows["exact"].float() * valid).sum()) / n, "lr": lr}
+    return {
+        "loss": float(loss.detach()) / len(halted),
+        "lm_loss": float(parts["lm_loss"]) / len(halted),
+        "accuracy": float((rows["token_accuracy"] * valid).sum()) / n,
+        "exact_accuracy": float((rows["exact"].float() * valid).sum()) / n,
+        "lr": lr,
+    }
 
 
-def _evaluate(model: ACTModel, test_set: Optional[PuzzleDataset], config: TrainConfig, device: torch.device,
-              rank: int, ema: Optional[EMA]) -> Optional[Dict[str, float]]:
+def _evaluate(
+    model: ACTModel,
+    test_set: Optional[PuzzleDataset],
+    config: TrainConfig,
+    device: torch.device,
+    rank: int,
+    ema: Optional[EMA],
+) -> Optional[Dict[str, float]]:
     if test_set is None or rank != 0:
         return None
     eval_model = model
@@ -312,16 +366,19 @@ def _evaluate(model: ACTModel, test_set: Optional[PuzzleDataset], config: TrainC
         eval_model = build_model(model.config).to(device)
         eval_model.load_state_dict(ema.state_dict_with(model))
     result = Evaluator(eval_model, device=device, batch_size=config.global_batch_size, progress=False).evaluate(
-        test_set, limit=config.eval_limit)
+        test_set, limit=config.eval_limit
+    )
     model.train()
     m = result.aggregate_metrics
-    log.info("eval: exact_accuracy %.4f accuracy %.4f on %d puzzles", m["exact_accuracy"], m["accuracy"],
-             m["total_puzzles"])
+    log.info(
+        "eval: exact_accuracy %.4f accuracy %.4f on %d puzzles", m["exact_accuracy"], m["accuracy"], m["total_puzzles"]
+    )
     return {"exact_accuracy": m["exact_accuracy"], "eval_accuracy": m["accuracy"]}
 
 
-def _optim_state(step: int, epoch: int, epoch_batch: int, adam: torch.optim.Optimizer, ema: Optional[EMA],
-                 model: ACTModel) -> Dict:
+def _optim_state(
+    step: int, epoch: int, epoch_batch: int, adam: torch.optim.Optimizer, ema: Optional[EMA], model: ACTModel
+) -> Dict:
     state = {"step": step, "epoch": epoch, "epoch_batch": epoch_batch, "adamw": adam.state_dict()}
     if ema is not None:  # the model file holds the average; keep the raw weights to go on training
         state["ema"] = ema.shadow
@@ -329,8 +386,9 @@ def _optim_state(step: int, epoch: int, epoch_batch: int, adam: torch.optim.Opti
     return state
 
 
-def _resume(out_dir: Path, model: ACTModel, adam: torch.optim.Optimizer, ema: Optional[EMA],
-            device: torch.device) -> tuple[int, int, int]:
+def _resume(
+    out_dir: Path, model: ACTModel, adam: torch.optim.Optimizer, ema: Optional[EMA], device: torch.device
+) -> tuple[int, int, int]:
     path = latest_step(out_dir) if out_dir.is_dir() else None
     if path is None:
         raise HRMEvalError(f"--resume: no step_<N> checkpoint in {out_dir}")
@@ -374,5 +432,8 @@ def _maybe_wandb(config: TrainConfig, model_cfg):
     except ImportError:
         log.warning("wandb: true but wandb is not installed (pip install 'hrm-eval[wandb]'); not logging")
         return None
-    return wandb.init(project=config.project_name, name=config.run_name,
-                      config=config.all_config(model_cfg, config.checkpoint_path or ""))
+    return wandb.init(
+        project=config.project_name,
+        name=config.run_name,
+        config=config.all_config(model_cfg, config.checkpoint_path or ""),
+    )

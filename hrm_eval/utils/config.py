@@ -79,8 +79,7 @@ def validation_error_line(error: ValidationError, names: Optional[Mapping[str, s
     return f"{field} {err['input']!r}: {msg}"
 
 
-def validate_config(data: Dict[str, Any], schema: Type[T], origin: str,
-                    names: Optional[Mapping[str, str]] = None) -> T:
+def validate_config(data: Dict[str, Any], schema: Type[T], origin: str, names: Optional[Mapping[str, str]] = None) -> T:
     try:
         return schema(**data)
     except ValidationError as e:
@@ -95,8 +94,10 @@ def load_config(path: str | Path, schema: Optional[Type[T]] = None, overrides: O
     if schema is None:
         schema = config_schema_for(data)  # type: ignore[assignment]
     elif "arch" in data and "arch" not in schema.model_fields:
-        raise HRMEvalError(f"{path} is a training/run config (it has an `arch` block), not a {schema.__name__}: "
-                           "load it with load_config(path) or TrainConfig")
+        raise HRMEvalError(
+            f"{path} is a training/run config (it has an `arch` block), not a {schema.__name__}: "
+            "load it with load_config(path) or TrainConfig"
+        )
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return validate_config(data, schema, str(path))  # type: ignore[arg-type]
 
@@ -106,6 +107,7 @@ def config_schema_for(data: Mapping[str, Any]) -> Type[BaseModel]:
         # The one place this layer names the training schema: a run's all_config.yaml is a
         # config file users hand to load_config.
         from hrm_eval.training.config import TrainConfig
+
         return TrainConfig
     return EvalConfig
 
@@ -119,10 +121,10 @@ class RunSettings(_Config):
     """What every mode that runs a model shares."""
 
     split: str = "test"
-    task: Optional[str] = None                # puzzle task for verifiers / raw files; detected when absent
-    output_dir: Optional[str] = None          # default: outputs/<mode>/<what>-<timestamp>, new for each run
-    device: str = "auto"                      # auto | cpu | cuda | cuda:N | mps
-    dtype: Optional[Dtype] = None             # default: the checkpoint's forward_dtype
+    task: Optional[str] = None  # puzzle task for verifiers / raw files; detected when absent
+    output_dir: Optional[str] = None  # default: outputs/<mode>/<what>-<timestamp>, new for each run
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: Optional[Dtype] = None  # default: the checkpoint's forward_dtype
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     limit: Optional[int] = Field(None, ge=1)  # evaluate only the first N examples
     progress: bool = True
@@ -132,17 +134,17 @@ class RunSettings(_Config):
 class EvalConfig(RunSettings):
     """`--mode evaluate` (and configs/eval_config.yaml): every field is also a flag."""
 
-    checkpoint: str                           # step_<N> file, `checkpoint` file or run directory
-    data_path: str                            # dataset directory, or a .csv / .jsonl file of puzzles
-    dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = None  # auto: bf16 where native
+    checkpoint: str  # step_<N> file, `checkpoint` file or run directory
+    data_path: str  # dataset directory, or a .csv / .jsonl file of puzzles
+    dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = None  # type: ignore[assignment]  # auto: bf16 where native
     halting: Literal["fixed", "adaptive", "threshold", "sweep"] = "fixed"  # fixed: the public numbers
     halt_threshold: float = Field(0.5, gt=0, lt=1)  # threshold: stop when sigmoid(q_halt) >= this
-    min_steps: int = Field(1, ge=1)           # adaptive / threshold never stop earlier
+    min_steps: int = Field(1, ge=1)  # adaptive / threshold never stop earlier
     max_steps: Optional[int] = Field(None, ge=1)  # default: the model's halt_max_steps
-    threads: Optional[int] = Field(None, ge=1)    # CPU threads (default: OMP_NUM_THREADS, else one per core)
-    compile: bool = False                     # torch.compile the ACT step (skipped with a warning if unavailable)
+    threads: Optional[int] = Field(None, ge=1)  # CPU threads (default: OMP_NUM_THREADS, else one per core)
+    compile: bool = False  # torch.compile the ACT step (skipped with a warning if unavailable)
     save_predictions: bool = False
-    model_config_path: Optional[str] = None   # architecture YAML for checkpoints without all_config.yaml
+    model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
 
@@ -156,14 +158,14 @@ class InspectConfig(_Config):
 
 class ScoreConfig(_Config):
     data_path: str
-    predictions: str                          # prefix of PREFIX_all_preds.<rank> files
+    predictions: str  # prefix of PREFIX_all_preds.<rank> files
     output_dir: str
     log_level: LogLevel = "INFO"
 
 
 class BuildDataConfig(_Config):
     task: str
-    source: str                               # folder of raw CSVs / ARC JSON, hub name, or arc-agi-1|arc-agi-2
+    source: str  # folder of raw CSVs / ARC JSON, hub name, or arc-agi-1|arc-agi-2
     output_dir: str
     num_aug: Optional[int] = Field(None, ge=0)
     subsample_size: Optional[int] = Field(None, ge=1)
@@ -178,7 +180,7 @@ class GenerateConfig(_Config):
     num_train: int = Field(0, ge=0)
     num_test: int = Field(0, ge=0)
     seed: int = 0
-    size: Optional[int] = Field(None, ge=1)   # board size (sudoku 4/6/9) or maze side
+    size: Optional[int] = Field(None, ge=1)  # board size (sudoku 4/6/9) or maze side
     min_blanks: Optional[int] = Field(None, ge=0)
     max_blanks: Optional[int] = Field(None, ge=0)
     log_level: LogLevel = "INFO"
@@ -191,9 +193,9 @@ class GenerateConfig(_Config):
 class MembersSettings(RunSettings):
     """Ensemble and compare: which checkpoints, on which data, through which member cache."""
 
-    checkpoints: Optional[List[str]] = None   # checkpoint files (a run directory means its newest step)
-    run: Optional[str] = None                 # every step_<N> of this training run directory
-    data_path: Optional[str] = None           # default: the run's training data (its test split)
+    checkpoints: Optional[List[str]] = None  # checkpoint files (a run directory means its newest step)
+    run: Optional[str] = None  # every step_<N> of this training run directory
+    data_path: Optional[str] = None  # default: the run's training data (its test split)
     # One member-prediction cache for ensemble and compare (entries are keyed by checkpoint hash,
     # data fingerprint and settings), so each run's fresh output folder still reuses it.
     cache_dir: str = "outputs/cache"
@@ -206,7 +208,7 @@ class EnsembleConfig(MembersSettings):
     # (one place, for the CLI and the Python API alike).
     tta: int = 1
     calibration_data: Optional[str] = None
-    calibration_split: Optional[str] = None   # default: the split
+    calibration_split: Optional[str] = None  # default: the split
     calibration_fraction: float = 0.2
     calibration_limit: Optional[int] = None
     stacker: Optional[str] = None

@@ -48,7 +48,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if form is None or name not in available:
         kind = form.group(1) if form else ""
         no_cuda = "no CUDA GPU with that index" if torch.cuda.is_available() else "this PyTorch build sees no CUDA GPU"
-        why = {"cuda": no_cuda,
-               "mps": "Apple MPS is not available here"}.get(kind, "not a device the model can run on here")
+        why = {"cuda": no_cuda, "mps": "Apple MPS is not available here"}.get(
+            kind, "not a device the model can run on here"
+        )
         raise HRMEvalError(f"--device {given!r}: {why} (available: {', '.join(available)})")
     return torch.device(name)

@@ -38,6 +38,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
+
     return atomic_write(path, write)
 
 
@@ -75,6 +76,7 @@ def _strict(o: Any, where: str, found: List[str]) -> Any:
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     import torch
+
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -88,6 +90,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def _json_default(o: Any) -> Any:
     import numpy as np
+
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

@@ -88,8 +88,10 @@ class OutputLock:
             except OSError as e:
                 os.close(fd)
                 if e.errno in (errno.EAGAIN, errno.EACCES):
-                    raise HRMEvalError(f"{self.flag} {self.directory}: another run is writing there now "
-                                       f"(it holds {path}); wait for it or choose another --output") from None
+                    raise HRMEvalError(
+                        f"{self.flag} {self.directory}: another run is writing there now "
+                        f"(it holds {path}); wait for it or choose another --output"
+                    ) from None
                 raise
             # The holder before us may have removed the file between our open and our flock:
             # then we hold a lock on a deleted file; take the lock again on the current one.

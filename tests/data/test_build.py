@@ -15,10 +15,10 @@ Q = "..2.8.6731.5...2..67.......21.7...9.46..5.......3.2..632.....8..5..2.96...1
 A = "942581673135679248678234159213746895469158327587392416326915784754823961891467532"
 GOOD = f"ceo,{Q},{A},52"
 
-MQ = "#####" "#S  #" "# # #" "#  G#" "#####"
-MA = "#####" "#Soo#" "# #o#" "#  G#" "#####"
+MQ = "######S  ## # ##  G######"
+MA = "######Soo## #o##  G######"
 MGOOD = f"ceo,{MQ},{MA},4"
-MQ7 = "#######" "#S    #" "# ### #" "#     #" "# ### #" "#    G#" "#######"
+MQ7 = "########S    ## ### ##     ## ### ##    G########"
 
 
 def test_dispatch_to_each_task(tmp_path, official):
@@ -132,8 +132,10 @@ def test_missing_and_empty_sources(tmp_path, csv_lines):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("huggingface_hub") is not None,
-                    reason="checks the message given when huggingface_hub is missing")
+@pytest.mark.skipif(
+    importlib.util.find_spec("huggingface_hub") is not None,
+    reason="checks the message given when huggingface_hub is missing",
+)
 def test_hub_name_without_huggingface_hub(tmp_path):
     with pytest.raises(HRMEvalError, match="huggingface_hub is not installed") as err:
         build_dataset("sudoku", "sapientinc/sudoku-extreme", str(tmp_path / "out"))

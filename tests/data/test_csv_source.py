@@ -13,8 +13,10 @@ def _any_row(question: str, answer: str) -> None:
     return None
 
 
-@pytest.mark.parametrize("text", ["source,question,answer,rating\r\n", "source,question,answer,rating",
-                                  "source,question,answer,rating\r\n\r\n\r\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["source,question,answer,rating\r\n", "source,question,answer,rating", "source,question,answer,rating\r\n\r\n\r\n"],
+)
 def test_header_only_csv(tmp_path, text):
     f = tmp_path / "test.csv"
     f.write_text(text)

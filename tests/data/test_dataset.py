@@ -86,8 +86,12 @@ def test_limit_counts_across_sets(copy):
     assert len(ds) == 80
 
     batches = list(ds.iter_batches(16, limit=50))
-    assert [(b.set_name, len(b.example_index)) for b in batches] == [("all", 16), ("all", 16), ("all", 8),
-                                                                      ("second", 10)]
+    assert [(b.set_name, len(b.example_index)) for b in batches] == [
+        ("all", 16),
+        ("all", 16),
+        ("all", 8),
+        ("second", 10),
+    ]
     np.testing.assert_array_equal(batches[-1].example_index, np.arange(10))
     assert (batches[-1].inputs[:, 0] == 10).all()
     assert sum(len(b.example_index) for b in ds.iter_batches(64, limit=30)) == 30
@@ -164,10 +168,22 @@ def _truncated_npy(root: Path) -> str:
     return "all__inputs.npy"
 
 
-@pytest.mark.parametrize("damage", [_token_out_of_vocab, _puzzle_indices_short, _group_indices_decreasing,
-                                    _float_inputs, _wrong_seq_len, _missing_npy, _malformed_dataset_json,
-                                    _dataset_json_missing_field, _identifiers_too_short, _identifier_out_of_range,
-                                    _truncated_npy])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _token_out_of_vocab,
+        _puzzle_indices_short,
+        _group_indices_decreasing,
+        _float_inputs,
+        _wrong_seq_len,
+        _missing_npy,
+        _malformed_dataset_json,
+        _dataset_json_missing_field,
+        _identifiers_too_short,
+        _identifier_out_of_range,
+        _truncated_npy,
+    ],
+)
 def test_damaged_copy_is_a_one_line_error_naming_the_file(copy, damage):
     PuzzleDataset(copy)  # intact copy reads
     file_name = damage(copy)
@@ -249,16 +265,21 @@ def test_short_puzzle_identifiers_are_reported_as_such(copy):
     np.save(copy / "test" / "all__puzzle_identifiers.npy", npy("puzzle_identifiers")[:35])
     with pytest.raises(HRMEvalError) as e:
         PuzzleDataset(copy)
-    assert str(e.value) == (f"{copy / 'test' / 'all__puzzle_identifiers.npy'}: 35 puzzle identifiers, but "
-                            f"puzzle_indices (41 offsets) describes 40 puzzles (one identifier per puzzle)")
+    assert str(e.value) == (
+        f"{copy / 'test' / 'all__puzzle_identifiers.npy'}: 35 puzzle identifiers, but "
+        f"puzzle_indices (41 offsets) describes 40 puzzles (one identifier per puzzle)"
+    )
 
 
-@pytest.mark.parametrize("text,words", [
-    (b'{"pad_id": 0, "sets": ["al\xffl"]}', "not UTF-8 text"),
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-    (b'{"pad_id": 1' + b"0" * 5000 + b"}", "too many digits"),
-    (b"[1, 2]", "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        (b'{"pad_id": 0, "sets": ["al\xffl"]}', "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"pad_id": 1' + b"0" * 5000 + b"}", "too many digits"),
+        (b"[1, 2]", "expected a JSON object"),
+    ],
+)
 def test_unreadable_dataset_json(copy, text, words):
     f = copy / "test" / "dataset.json"
     f.write_bytes(text)
@@ -267,11 +288,14 @@ def test_unreadable_dataset_json(copy, text, words):
     assert str(e.value).startswith(f"{f}: ") and words in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("field,value,words", [
-    ("vocab_size", 0, "greater than or equal to 1 (got 0)"),
-    ("seq_len", -81, "greater than or equal to 1 (got -81)"),
-    ("mean_puzzle_examples", float("nan"), "finite number"),
-])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("vocab_size", 0, "greater than or equal to 1 (got 0)"),
+        ("seq_len", -81, "greater than or equal to 1 (got -81)"),
+        ("mean_puzzle_examples", float("nan"), "finite number"),
+    ],
+)
 def test_dataset_json_values_are_range_checked(copy, field, value, words):
     f = copy / "test" / "dataset.json"
     meta = json.loads(f.read_text())

@@ -22,6 +22,7 @@ MAZE_GEN = get_task("maze")
 
 # --------------------------------------------------------------------------- solver
 
+
 def test_solver_counts(sudoku_rows):
     q, a, _ = sudoku_rows[0]
     assert count_solutions(q) == 1
@@ -33,12 +34,12 @@ def test_solver_counts(sudoku_rows):
     assert solve_sudoku("11" + "." * 14) is None
     two = list(a)
     two[0] = two[1] = "."  # may or may not stay unique; the count is what a brute check says
-    brute = sum(1 for x in "123456789" for y in "123456789"
-                if count_solutions(x + y + a[2:]) == 1)
+    brute = sum(1 for x in "123456789" for y in "123456789" if count_solutions(x + y + a[2:]) == 1)
     assert count_solutions("".join(two), limit=10) == brute
 
 
 # --------------------------------------------------------------------------- Sudoku generator
+
 
 @pytest.mark.parametrize("size,lo,hi,num", [(9, 20, 40, 40), (9, 45, 52, 8), (6, 14, 22, 30), (4, 6, 11, 30)])
 def test_generated_sudokus_are_unique_and_verify(size, lo, hi, num):
@@ -71,6 +72,7 @@ def test_sudoku_generator_arguments():
 
 
 # --------------------------------------------------------------------------- maze generator
+
 
 @pytest.mark.parametrize("n", [5, 11, 15, 16])
 def test_generated_mazes_verify(n):
@@ -106,6 +108,7 @@ def test_maze_generator_is_seeded_and_has_loops():
 
 
 # --------------------------------------------------------------------------- CSVs
+
 
 def test_write_csv_layout_and_determinism(tmp_path):
     rows = SUDOKU_GEN.generate(3, size=4, seed=0)

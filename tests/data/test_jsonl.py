@@ -16,8 +16,19 @@ from hrm_eval.utils import HRMEvalError
 from tests.conftest import HRM_FIXTURES, SUDOKU_BUILT
 
 CKPT = HRM_FIXTURES["rope_f32"]
-METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss", "total_puzzles",
-           "solve_rate", "average_steps", "average_accuracy", "verified_solve_rate")
+METRICS = (
+    "accuracy",
+    "exact_accuracy",
+    "q_halt_accuracy",
+    "steps",
+    "lm_loss",
+    "q_halt_loss",
+    "total_puzzles",
+    "solve_rate",
+    "average_steps",
+    "average_accuracy",
+    "verified_solve_rate",
+)
 
 
 def evaluate(data, **kw):
@@ -33,6 +44,7 @@ def half_solved(tmp_path_factory) -> Path:
     preds_dir = dst.parent / "preds"
     evaluate(dst, output_dir=preds_dir, save_predictions=True)
     import torch
+
     preds = torch.load(preds_dir / "step_1000_all_preds.0", weights_only=True)["logits"].argmax(-1).numpy()
     labels = np.load(dst / "test" / "all__labels.npy")
     inputs = np.load(dst / "test" / "all__inputs.npy")
@@ -48,8 +60,17 @@ def write_jsonl(dataset_dir: Path, path: Path) -> Path:
     labels[labels == 0] = -100  # ignore_label_id 0 -> the JSONL's -100
     with open(path, "w") as f:
         for i, (x, y) in enumerate(zip(inputs, labels)):
-            f.write(json.dumps({"puzzle_id": f"p{i}", "input_sequence": x.tolist(), "target_sequence": y.tolist(),
-                                "puzzle_identifier": 0}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "puzzle_id": f"p{i}",
+                        "input_sequence": x.tolist(),
+                        "target_sequence": y.tolist(),
+                        "puzzle_identifier": 0,
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -87,21 +108,24 @@ def test_jsonl_token_outside_the_checkpoint_vocabulary_names_the_line(tmp_path):
 GOOD = json.dumps({"puzzle_id": "a", "input_sequence": [1, 2, 3], "target_sequence": [2, -100, 4]})
 
 
-@pytest.mark.parametrize("bad,words", [
-    ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2,', "not valid JSON"),
-    ('{"input_sequence": [1, 2, 3]}', "missing field target_sequence"),
-    ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2]}', "target_sequence 2"),
-    ('{"input_sequence": [1, 2, 3, 4], "target_sequence": [1, 2, 3, 4]}', "differs from the first puzzle's 3"),
-    ('{"input_sequence": [1, -2, 3], "target_sequence": [1, 2, 3]}', "negative token"),
-    ('{"input_sequence": [1, 2, 3], "target_sequence": [1, -5, 3]}', "negative token"),
-    ('{"input_sequence": [1, 2.5, 3], "target_sequence": [1, 2, 3]}', "list of integer"),
-    ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 99999999999, 3]}', "token id above"),
-    ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2, 3], "puzzle_identifier": true}', "puzzle_identifier"),
-    ('[1, 2, 3]', "JSON object"),
-    ('{"input_sequence": [], "target_sequence": []}', "input_sequence is empty"),
-    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-    ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2, 3' + "0" * 5000 + "]}", "too many digits"),
-])
+@pytest.mark.parametrize(
+    "bad,words",
+    [
+        ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2,', "not valid JSON"),
+        ('{"input_sequence": [1, 2, 3]}', "missing field target_sequence"),
+        ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2]}', "target_sequence 2"),
+        ('{"input_sequence": [1, 2, 3, 4], "target_sequence": [1, 2, 3, 4]}', "differs from the first puzzle's 3"),
+        ('{"input_sequence": [1, -2, 3], "target_sequence": [1, 2, 3]}', "negative token"),
+        ('{"input_sequence": [1, 2, 3], "target_sequence": [1, -5, 3]}', "negative token"),
+        ('{"input_sequence": [1, 2.5, 3], "target_sequence": [1, 2, 3]}', "list of integer"),
+        ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 99999999999, 3]}', "token id above"),
+        ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2, 3], "puzzle_identifier": true}', "puzzle_identifier"),
+        ("[1, 2, 3]", "JSON object"),
+        ('{"input_sequence": [], "target_sequence": []}', "input_sequence is empty"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"input_sequence": [1, 2, 3], "target_sequence": [1, 2, 3' + "0" * 5000 + "]}", "too many digits"),
+    ],
+)
 def test_malformed_line_error_names_file_and_line(tmp_path, bad, words):
     f = tmp_path / "puzzles.jsonl"
     f.write_text(f"{GOOD}\n\n{bad}\n{GOOD}\n")

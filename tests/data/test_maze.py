@@ -29,8 +29,23 @@ OPEN_MAZE = [
 PATH_TOP = {(1, 2), (1, 3), (1, 4), (1, 5), (2, 5), (3, 5), (4, 5)}
 PATH_LEFT = {(2, 1), (3, 1), (4, 1), (5, 1), (5, 2), (5, 3), (5, 4)}
 PATH_MIDDLE = {(2, 1), (3, 1), (3, 2), (3, 3), (3, 4), (3, 5), (4, 5)}
-DETOUR = {(1, 2), (1, 3), (1, 4), (1, 5), (2, 5), (3, 5), (3, 4), (3, 3), (3, 2), (3, 1), (4, 1), (5, 1),
-          (5, 2), (5, 3), (5, 4)}
+DETOUR = {
+    (1, 2),
+    (1, 3),
+    (1, 4),
+    (1, 5),
+    (2, 5),
+    (3, 5),
+    (3, 4),
+    (3, 3),
+    (3, 2),
+    (3, 1),
+    (4, 1),
+    (5, 1),
+    (5, 2),
+    (5, 3),
+    (5, 4),
+}
 
 
 def _with(rows, marks, char="o"):
@@ -41,7 +56,7 @@ def _with(rows, marks, char="o"):
 
 
 def _rows(text, n=7):
-    return [text[i * n:(i + 1) * n] for i in range(n)]
+    return [text[i * n : (i + 1) * n] for i in range(n)]
 
 
 def _ok(question_rows, answer_text):
@@ -50,6 +65,7 @@ def _ok(question_rows, answer_text):
 
 
 # --------------------------------------------------------------------------- build
+
 
 def test_build_matches_public_builder_byte_for_byte(tmp_path, official, same_tree):
     summary = build_dataset("maze", str(official / "maze_raw"), str(tmp_path / "out"))
@@ -75,8 +91,16 @@ def test_dihedral_augmentation_is_the_public_one(tmp_path, maze_train_dir, maze_
     groups = np.load(tmp_path / "out" / "train" / "all__group_indices.npy")
     assert inputs.shape == (8 * len(maze_rows), 225)
     assert np.array_equal(groups, np.arange(0, 8 * len(maze_rows) + 1, 8))
-    reference = [lambda g: g, lambda g: np.rot90(g, 1), lambda g: np.rot90(g, 2), lambda g: np.rot90(g, 3),
-                 np.fliplr, np.flipud, lambda g: g.T, lambda g: np.fliplr(np.rot90(g, 1))]
+    reference = [
+        lambda g: g,
+        lambda g: np.rot90(g, 1),
+        lambda g: np.rot90(g, 2),
+        lambda g: np.rot90(g, 3),
+        np.fliplr,
+        np.flipud,
+        lambda g: g.T,
+        lambda g: np.fliplr(np.rot90(g, 1)),
+    ]
     for k, (q, a, _) in enumerate(maze_rows[:5]):
         grid_q, grid_a = encode(q).reshape(15, 15), encode(a).reshape(15, 15)
         for t, f in enumerate(reference):
@@ -102,6 +126,7 @@ def test_subsample_and_min_difficulty(tmp_path, maze_train_dir, maze_rows):
 
 # --------------------------------------------------------------------------- verifier
 
+
 def test_fixture_labels_verify_and_ratings_are_bfs_lengths(official, maze_rows):
     inputs = np.load(official / "maze_built" / "test" / "all__inputs.npy")
     labels = np.load(official / "maze_built" / "test" / "all__labels.npy")
@@ -118,17 +143,20 @@ def test_equal_length_paths_all_accepted():
         assert _ok(OPEN_MAZE, _with(OPEN_MAZE, path))
 
 
-@pytest.mark.parametrize("answer", [
-    _with(OPEN_MAZE, DETOUR),                                # a simple S-G path, but 16 steps long
-    _with(OPEN_MAZE, PATH_TOP | {(3, 4)}),                   # one cell too many (a spur on the path)
-    _with(OPEN_MAZE, PATH_TOP | {(5, 2)}),                   # a stray o off the path
-    _with(OPEN_MAZE, PATH_TOP - {(1, 3)}),                   # broken path
-    _with(OPEN_MAZE, (PATH_TOP - {(1, 3)}) | {(3, 2)}),      # right count, not connected
-    _with(OPEN_MAZE, set()),                                 # no path marked
-    _with(_rows(_with(OPEN_MAZE, PATH_TOP)), {(2, 2)}, " "),  # a wall removed
-    _with(OPEN_MAZE, PATH_TOP | {(1, 1)}),                   # S overwritten
-    _with(OPEN_MAZE, PATH_TOP | {(5, 5)}, "S"),              # G turned into a second S
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _with(OPEN_MAZE, DETOUR),  # a simple S-G path, but 16 steps long
+        _with(OPEN_MAZE, PATH_TOP | {(3, 4)}),  # one cell too many (a spur on the path)
+        _with(OPEN_MAZE, PATH_TOP | {(5, 2)}),  # a stray o off the path
+        _with(OPEN_MAZE, PATH_TOP - {(1, 3)}),  # broken path
+        _with(OPEN_MAZE, (PATH_TOP - {(1, 3)}) | {(3, 2)}),  # right count, not connected
+        _with(OPEN_MAZE, set()),  # no path marked
+        _with(_rows(_with(OPEN_MAZE, PATH_TOP)), {(2, 2)}, " "),  # a wall removed
+        _with(OPEN_MAZE, PATH_TOP | {(1, 1)}),  # S overwritten
+        _with(OPEN_MAZE, PATH_TOP | {(5, 5)}, "S"),  # G turned into a second S
+    ],
+)
 def test_near_misses_rejected(answer):
     assert not _ok(OPEN_MAZE, answer)
 
@@ -153,6 +181,7 @@ def test_adjacent_and_unreachable_goals():
 
 # --------------------------------------------------------------------------- detection
 
+
 def test_matches():
     assert MAZE.matches(6, 225) and MAZE.matches(6, 900)
     assert not MAZE.matches(6, 224) and not MAZE.matches(11, 81)
@@ -164,6 +193,7 @@ def test_matches():
 
 # --------------------------------------------------------------------------- one puzzle (the service's path)
 
+
 def test_one_puzzle_path_round_trips_the_fixture(official, maze_rows):
     """Each fixture maze, written as rows of text, encodes to the public build's input row;
     each label row decodes to the CSV's answer."""
@@ -171,19 +201,22 @@ def test_one_puzzle_path_round_trips_the_fixture(official, maze_rows):
     labels = np.load(official / "maze_built" / "test" / "all__labels.npy")
     for (q, a, _), x, y in zip(maze_rows, inputs, labels, strict=True):
         n = int(len(q) ** 0.5)
-        drawn = "\n".join(q[r * n: (r + 1) * n] for r in range(n)) + "\n"
+        drawn = "\n".join(q[r * n : (r + 1) * n] for r in range(n)) + "\n"
         assert MAZE.parse_puzzle(drawn) == q == MAZE.parse_puzzle(q)
-        assert MAZE.parse_puzzle([q[r * n: (r + 1) * n] for r in range(n)]) == q
+        assert MAZE.parse_puzzle([q[r * n : (r + 1) * n] for r in range(n)]) == q
         assert np.array_equal(MAZE.encode_puzzle(drawn), x)
         assert MAZE.decode_answer(y) == a
 
 
-@pytest.mark.parametrize("puzzle,message", [
-    ("\n".join(OPEN_MAZE[:-1] + ["######"]), "7 rows need 7 characters each, got widths [6, 7]"),
-    ("\n".join(OPEN_MAZE).replace("G", "X"), "'X'"),
-    ("#" * 20, "20 characters is not a square grid"),
-    ([1, 2], "text or a list of row strings"),
-])
+@pytest.mark.parametrize(
+    "puzzle,message",
+    [
+        ("\n".join(OPEN_MAZE[:-1] + ["######"]), "7 rows need 7 characters each, got widths [6, 7]"),
+        ("\n".join(OPEN_MAZE).replace("G", "X"), "'X'"),
+        ("#" * 20, "20 characters is not a square grid"),
+        ([1, 2], "text or a list of row strings"),
+    ],
+)
 def test_parse_puzzle_errors_are_one_line(puzzle, message):
     with pytest.raises(HRMEvalError, match=re.escape(message)) as e:
         MAZE.parse_puzzle(puzzle)

@@ -60,6 +60,7 @@ def _two_solution_case(task):
 
 # --------------------------------------------------------------------------- build
 
+
 def test_build_matches_public_builder_byte_for_byte(tmp_path, official, same_tree):
     summary = build_dataset("sudoku", str(official / "sudoku_raw"), str(tmp_path / "out"))
     same_tree(official / "sudoku_built", tmp_path / "out")
@@ -95,6 +96,7 @@ def test_subsample_is_seeded_and_train_only(tmp_path, sudoku_train_dir, sudoku_r
 
 # --------------------------------------------------------------------------- token helpers
 
+
 def test_encode_decode_round_trip(sudoku_rows):
     q, a, _ = sudoku_rows[0]
     tokens = SUDOKU.encode(q)
@@ -112,6 +114,7 @@ def test_encode_decode_round_trip(sudoku_rows):
 
 
 # --------------------------------------------------------------------------- verifier
+
 
 def test_fixture_labels_verify(official):
     inputs = np.load(official / "sudoku_built" / "test" / "all__inputs.npy")
@@ -161,6 +164,7 @@ def test_box_rule_is_checked():
 
 # --------------------------------------------------------------------------- augmentation
 
+
 def _check_augmented(task, out, per_group, n_orig):
     inputs = np.load(out / "train" / "all__inputs.npy")
     labels = np.load(out / "train" / "all__labels.npy")
@@ -175,7 +179,7 @@ def _check_augmented(task, out, per_group, n_orig):
         assert np.array_equal(i[given], y[given])  # givens agree with the label
         assert task.verify(i, y, y)
     for g in range(n_orig):  # augmented copies keep the number of givens and differ from it
-        block = inputs[groups[g]:groups[g + 1]]
+        block = inputs[groups[g] : groups[g + 1]]
         assert len({int((x != 1).sum()) for x in block}) == 1
         assert any(not np.array_equal(block[0], x) for x in block[1:])
     meta = json.loads((out / "train" / "dataset.json").read_text())
@@ -215,6 +219,7 @@ def test_small_boards_build_and_augment(tmp_path, name, size):
 
 # --------------------------------------------------------------------------- detection
 
+
 def test_matches_and_detection():
     from hrm_eval.data.tasks.maze import encode as maze_encode
 
@@ -252,8 +257,8 @@ def test_one_puzzle_path_round_trips_the_bundled_data():
 def test_parse_puzzle_reads_drawn_boards_and_json(sudoku_rows):
     six = get_task("sudoku6")
     q = "356.2..24.366..3422.36514312.556.4.."
-    drawn = "\n".join(" ".join(q[r * 6: r * 6 + 3]) + " | " + " ".join(q[r * 6 + 3: r * 6 + 6]) for r in range(6))
-    grid = [[0 if ch == "." else int(ch) for ch in q[r * 6: r * 6 + 6]] for r in range(6)]
+    drawn = "\n".join(" ".join(q[r * 6 : r * 6 + 3]) + " | " + " ".join(q[r * 6 + 3 : r * 6 + 6]) for r in range(6))
+    grid = [[0 if ch == "." else int(ch) for ch in q[r * 6 : r * 6 + 6]] for r in range(6)]
     assert six.parse_puzzle(drawn) == q
     assert six.parse_puzzle(q.replace(".", "0")) == q
     assert six.parse_puzzle(grid) == q and six.parse_puzzle(json.dumps(grid)) == q
@@ -263,15 +268,18 @@ def test_parse_puzzle_reads_drawn_boards_and_json(sudoku_rows):
     assert SUDOKU.decode_answer(SUDOKU.encode_puzzle(nine_q)) == nine_q
 
 
-@pytest.mark.parametrize("puzzle,message", [
-    ("356.2..24.366..3422.36514312.556.4.", "must have 36 characters, got 35"),
-    ("356.2..24.366..3422.36514312.556.4.7", "'7'"),
-    ("356.2..24.366..3422.36514312.556.4.x", "'x'"),
-    ([[1, 2, 3, 4, 5, 6]] * 5, "6 rows of 6 numbers"),
-    ([[1, 2, 3, 4, 5, 7]] * 6, "cell value 7"),
-    ("[[1, 2, 3", "not valid JSON"),
-    (36, "text or a list of rows"),
-])
+@pytest.mark.parametrize(
+    "puzzle,message",
+    [
+        ("356.2..24.366..3422.36514312.556.4.", "must have 36 characters, got 35"),
+        ("356.2..24.366..3422.36514312.556.4.7", "'7'"),
+        ("356.2..24.366..3422.36514312.556.4.x", "'x'"),
+        ([[1, 2, 3, 4, 5, 6]] * 5, "6 rows of 6 numbers"),
+        ([[1, 2, 3, 4, 5, 7]] * 6, "cell value 7"),
+        ("[[1, 2, 3", "not valid JSON"),
+        (36, "text or a list of rows"),
+    ],
+)
 def test_parse_puzzle_errors_are_one_line(puzzle, message):
     with pytest.raises(HRMEvalError, match=re.escape(message)) as e:
         get_task("sudoku6").parse_puzzle(puzzle)

@@ -78,14 +78,27 @@ def broken_run(tmp_path_factory):
 
 
 def tiny_arch(**overrides: Any) -> Dict[str, Any]:
-    arch = dict(name=HRM_ARCH_NAME, H_cycles=1, L_cycles=1, H_layers=1, L_layers=1, hidden_size=16, num_heads=2,
-                expansion=2, halt_max_steps=1, puzzle_emb_ndim=0, pos_encodings="rope", forward_dtype="float32")
+    arch = dict(
+        name=HRM_ARCH_NAME,
+        H_cycles=1,
+        L_cycles=1,
+        H_layers=1,
+        L_layers=1,
+        hidden_size=16,
+        num_heads=2,
+        expansion=2,
+        halt_max_steps=1,
+        puzzle_emb_ndim=0,
+        pos_encodings="rope",
+        forward_dtype="float32",
+    )
     arch.update(overrides)
     return arch
 
 
-def tiny_checkpoint(folder: Path, *, vocab_size: int, seq_len: int, num_puzzle_identifiers: int = 1, seed: int = 0,
-                    **arch: Any) -> Path:
+def tiny_checkpoint(
+    folder: Path, *, vocab_size: int, seq_len: int, num_puzzle_identifiers: int = 1, seed: int = 0, **arch: Any
+) -> Path:
     """A randomly initialised checkpoint in the public layout (step_1 + all_config.yaml)."""
     torch.manual_seed(seed)
     fields = tiny_arch(**arch)
@@ -110,11 +123,11 @@ class LabelEcho(HRMModel):
         labels = torch.stack([self.known[tuple(r.tolist())] for r in inputs]).long().clamp_min(0)  # [B, L]
         B, L = labels.shape
         x = torch.zeros(B, self.config.full_seq_len, self.config.hidden_size, dtype=self.config.torch_dtype)
-        x[:, self.puzzle_prefix_len:, : self.config.vocab_size] = F.one_hot(labels, self.config.vocab_size).to(x.dtype)
+        x[:, self.puzzle_prefix_len :, : self.config.vocab_size] = F.one_hot(labels, self.config.vocab_size).to(x.dtype)
         return x
 
     def step(self, carry, x, cos_sin):
-        logits = 10.0 * x[:, self.puzzle_prefix_len:, : self.config.vocab_size]
+        logits = 10.0 * x[:, self.puzzle_prefix_len :, : self.config.vocab_size]
         B = x.shape[0]
         return carry, logits, torch.full((B,), 5.0), torch.zeros(B)
 
@@ -130,5 +143,13 @@ def stand_in_member(model: ACTModel, name: str = "echo") -> Member:
     return Member(name, SimpleNamespace(config=model.config, path=Path(name), sha256="0" * 64, step=None))
 
 
-__all__ = ["FIXTURE_CKPT", "FIXTURE_DIR", "LIMIT", "SUDOKU_BUILT", "label_echo", "perturbed_copy", "stand_in_member",
-           "tiny_checkpoint"]
+__all__ = [
+    "FIXTURE_CKPT",
+    "FIXTURE_DIR",
+    "LIMIT",
+    "SUDOKU_BUILT",
+    "label_echo",
+    "perturbed_copy",
+    "stand_in_member",
+    "tiny_checkpoint",
+]

@@ -34,35 +34,87 @@ def test_ensemble_and_compare_commands(fixture_run, broken_run, tmp_path):
     assert (out / "stacker.json").is_file() and "stacker:" in proc.stdout
 
     # compare after ensemble on the same checkpoints and data: one shared cache, no model runs
-    proc = run_cli("--mode", "compare", "--checkpoints", *ckpts, "--data", str(SUDOKU_BUILT), "--limit", "8",
-                   "--device", "cpu", "--no-progress", "--no-plots", "--output", str(tmp_path / "cmp_same"))
+    proc = run_cli(
+        "--mode",
+        "compare",
+        "--checkpoints",
+        *ckpts,
+        "--data",
+        str(SUDOKU_BUILT),
+        "--limit",
+        "8",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--no-plots",
+        "--output",
+        str(tmp_path / "cmp_same"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("predictions from cache") == 3
     compared = json.loads((tmp_path / "cmp_same" / "checkpoint_comparison.json").read_text())
     assert [r["cache"] for r in compared["checkpoints"]] == ["hit"] * 3
 
     report = tmp_path / "cmp"
-    proc = run_cli("--mode", "compare", "--run", str(broken_run), "--data", str(SUDOKU_BUILT), "--limit", "8",
-                   "--device", "cpu", "--no-progress", "--output", str(report))
+    proc = run_cli(
+        "--mode",
+        "compare",
+        "--run",
+        str(broken_run),
+        "--data",
+        str(SUDOKU_BUILT),
+        "--limit",
+        "8",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--output",
+        str(report),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "recommendation: step_" in proc.stdout and "NaN/Inf" in proc.stdout and "did not move" in proc.stdout
     assert (report / "CHECKPOINT_EVALUATION_REPORT.md").is_file() and (report / "checkpoint_comparison.json").is_file()
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["--weights", "1", "2", "3"], ("--weights: 3 values for 2 members",)),
-    (["--weights", "one", "two"], ("'one' is not a number",)),
-    (["--tta", "0"], ("--tta must be at least 1",)),
-    (["--strategy", "vote", "--stacker", "s.json"], ("applies to --strategy stacking",)),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--weights", "1", "2", "3"], ("--weights: 3 values for 2 members",)),
+        (["--weights", "one", "two"], ("'one' is not a number",)),
+        (["--tta", "0"], ("--tta must be at least 1",)),
+        (["--strategy", "vote", "--stacker", "s.json"], ("applies to --strategy stacking",)),
+    ],
+)
 def test_ensemble_mistakes_are_one_line_errors(args, needles, fixture_run, tmp_path):
     ckpts = [str(fixture_run / "step_1000"), str(fixture_run / "step_2000")]
-    proc = run_cli("--mode", "ensemble", "--checkpoints", *ckpts, "--data", str(SUDOKU_BUILT), "--limit", "2",
-                   "--device", "cpu", "--no-progress", "--output", str(tmp_path), *args)
+    proc = run_cli(
+        "--mode",
+        "ensemble",
+        "--checkpoints",
+        *ckpts,
+        "--data",
+        str(SUDOKU_BUILT),
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--output",
+        str(tmp_path),
+        *args,
+    )
     one_line_error(proc, *needles)
 
 
 def test_missing_member_is_a_one_line_error(tmp_path):
-    proc = run_cli("--mode", "ensemble", "--checkpoints", str(tmp_path / "nope"), "--data", str(SUDOKU_BUILT),
-                   "--output", str(tmp_path))
+    proc = run_cli(
+        "--mode",
+        "ensemble",
+        "--checkpoints",
+        str(tmp_path / "nope"),
+        "--data",
+        str(SUDOKU_BUILT),
+        "--output",
+        str(tmp_path),
+    )
     one_line_error(proc, "checkpoint not found", "nope")

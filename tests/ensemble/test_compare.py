@@ -29,8 +29,9 @@ from tests.ensemble.conftest import LIMIT
 
 def test_compare_flags_nan_and_frozen_layer_and_writes_report_and_plots(broken_run, tmp_path):
     out = tmp_path / "report"
-    report = compare_checkpoints(run=broken_run, data=SUDOKU_BUILT, output_dir=out, device="cpu", limit=LIMIT,
-                                 progress=False)
+    report = compare_checkpoints(
+        run=broken_run, data=SUDOKU_BUILT, output_dir=out, device="cpu", limit=LIMIT, progress=False
+    )
     recs = {r["name"]: r for r in report["checkpoints"]}
     assert [r["step"] for r in report["checkpoints"]] == [1000, 2000, 3000, 4000]
     # NaN found, named, and the checkpoint not evaluated
@@ -42,8 +43,13 @@ def test_compare_flags_nan_and_frozen_layer_and_writes_report_and_plots(broken_r
     assert recs["step_2000"]["change_from_previous"]["modules"]["L_level.layers.1"] == 0.0
     assert recs["step_2000"]["change_from_previous"]["modules"]["lm_head"] > 0.01
     assert recs["step_4000"]["change_from_previous"]["did_not_move"] == []
-    assert set(recs["step_1000"]["module_norms"]) >= {"embed_tokens", "lm_head", "q_head", "H_level.layers.0",
-                                                      "L_level.layers.1"}
+    assert set(recs["step_1000"]["module_norms"]) >= {
+        "embed_tokens",
+        "lm_head",
+        "q_head",
+        "H_level.layers.0",
+        "L_level.layers.1",
+    }
     # metrics are evaluate's numbers
     plain = simple_evaluate(broken_run / "step_1000", SUDOKU_BUILT, device="cpu", limit=LIMIT, progress=False)
     for k in ("exact_accuracy", "accuracy", "lm_loss", "q_halt_accuracy"):
@@ -51,8 +57,10 @@ def test_compare_flags_nan_and_frozen_layer_and_writes_report_and_plots(broken_r
     # the recommendation is a finite, measured checkpoint
     rec = report["recommendation"]
     assert rec["checkpoint"] in ("step_1000", "step_2000", "step_4000")
-    best = max((r for r in report["checkpoints"] if r.get("metrics")),
-               key=lambda r: (r["metrics"]["exact_accuracy"], r["metrics"]["accuracy"], -r["metrics"]["lm_loss"]))
+    best = max(
+        (r for r in report["checkpoints"] if r.get("metrics")),
+        key=lambda r: (r["metrics"]["exact_accuracy"], r["metrics"]["accuracy"], -r["metrics"]["lm_loss"]),
+    )
     assert rec["checkpoint"] == best["name"]
     # files
     md = (out / REPORT_FILE).read_text()
@@ -69,8 +77,9 @@ def test_compare_flags_nan_and_frozen_layer_and_writes_report_and_plots(broken_r
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
             assert f"plots/{name}.png" in md
     # a second report reuses the cached member predictions
-    again = compare_checkpoints(run=broken_run, data=SUDOKU_BUILT, output_dir=out, device="cpu", limit=LIMIT,
-                                progress=False, plots=False)
+    again = compare_checkpoints(
+        run=broken_run, data=SUDOKU_BUILT, output_dir=out, device="cpu", limit=LIMIT, progress=False, plots=False
+    )
     assert [r.get("cache") for r in again["checkpoints"]] == ["hit", "hit", None, "hit"]
 
 
@@ -81,8 +90,9 @@ def test_compare_after_ensemble_reuses_the_members_predictions(fixture_run, monk
     ens = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy="vote", device="cpu", limit=LIMIT, progress=False)
     assert [m["cache"] for m in ens["members"]] == ["miss"] * 3
     monkeypatch.setattr(predictions_module, "predict", lambda *a, **k: pytest.fail("a member ran again"))
-    report = compare_checkpoints(ckpts, data=SUDOKU_BUILT, output_dir=tmp_path / "cmp", device="cpu", limit=LIMIT,
-                                 plots=False, progress=False)
+    report = compare_checkpoints(
+        ckpts, data=SUDOKU_BUILT, output_dir=tmp_path / "cmp", device="cpu", limit=LIMIT, plots=False, progress=False
+    )
     recs = report["checkpoints"]
     assert [r["cache"] for r in recs] == ["hit"] * 3
     assert [r["cache_file"] for r in recs] == [m["cache_file"] for m in ens["members"]]
@@ -95,16 +105,18 @@ def test_compare_after_ensemble_reuses_the_members_predictions(fixture_run, monk
 
 
 def test_compare_without_data_reports_weights_only(broken_run, tmp_path):
-    report = compare_checkpoints([broken_run / "step_1000", broken_run / "step_2000"], data=None, output_dir=tmp_path,
-                                 device="cpu", plots=False)
+    report = compare_checkpoints(
+        [broken_run / "step_1000", broken_run / "step_2000"], data=None, output_dir=tmp_path, device="cpu", plots=False
+    )
     # the fixture's all_config.yaml names a data_path that does not exist here
     assert report["data"]["path"] is None and report["recommendation"]["checkpoint"] is None
     assert all(r["evaluation"].startswith("skipped") for r in report["checkpoints"])
     assert report["checkpoints"][1]["change_from_previous"]["did_not_move"] == ["L_level.layers.1"]
     garbage = tmp_path / "step_9"
     garbage.write_bytes(b"not a checkpoint")
-    report = compare_checkpoints([broken_run / "step_1000", garbage, broken_run / "step_2000"], output_dir=tmp_path,
-                                 device="cpu", plots=False)
+    report = compare_checkpoints(
+        [broken_run / "step_1000", garbage, broken_run / "step_2000"], output_dir=tmp_path, device="cpu", plots=False
+    )
     assert report["checkpoints"][1]["flags"][0].startswith("unreadable: cannot read checkpoint")
     assert report["checkpoints"][2]["change_from_previous"]["previous"] == "step_1000"
     with pytest.raises(HRMEvalError, match="either --checkpoints or --run"):
@@ -112,9 +124,18 @@ def test_compare_without_data_reports_weights_only(broken_run, tmp_path):
 
 
 def record(step, exact, n=1000, change=None, accuracy=None, lm_loss=1.0):
-    r = {"name": f"step_{step}", "path": f"run/step_{step}", "step": step, "nonfinite": [],
-         "metrics": {"exact_accuracy": exact, "accuracy": accuracy if accuracy is not None else exact,
-                     "lm_loss": lm_loss, "total_puzzles": n}}
+    r = {
+        "name": f"step_{step}",
+        "path": f"run/step_{step}",
+        "step": step,
+        "nonfinite": [],
+        "metrics": {
+            "exact_accuracy": exact,
+            "accuracy": accuracy if accuracy is not None else exact,
+            "lm_loss": lm_loss,
+            "total_puzzles": n,
+        },
+    }
     if change is not None:
         r["change_from_previous"] = {"relative": change}
     return r

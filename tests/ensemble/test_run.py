@@ -26,8 +26,16 @@ from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import SUDOKU_BUILT
 from tests.ensemble.conftest import FIXTURE_CKPT, LIMIT, stand_in_member, tiny_checkpoint
 
-METRICS = ("exact_accuracy", "accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss", "verified_solve_rate",
-           "total_puzzles")
+METRICS = (
+    "exact_accuracy",
+    "accuracy",
+    "q_halt_accuracy",
+    "steps",
+    "lm_loss",
+    "q_halt_loss",
+    "verified_solve_rate",
+    "total_puzzles",
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +44,11 @@ def plain():
     return simple_evaluate(FIXTURE_CKPT, SUDOKU_BUILT, device="cpu", limit=LIMIT, progress=False)["aggregate_metrics"]
 
 
-def assert_same_metrics(got, expected, exact_keys=("exact_accuracy", "accuracy", "q_halt_accuracy", "steps",
-                                                   "verified_solve_rate", "total_puzzles")):
+def assert_same_metrics(
+    got,
+    expected,
+    exact_keys=("exact_accuracy", "accuracy", "q_halt_accuracy", "steps", "verified_solve_rate", "total_puzzles"),
+):
     for k in METRICS:
         if k in exact_keys:
             assert got[k] == expected[k], k
@@ -46,8 +57,9 @@ def assert_same_metrics(got, expected, exact_keys=("exact_accuracy", "accuracy",
 
 
 def test_average_of_one_checkpoint_equals_evaluate(plain, tmp_path):
-    res = evaluate_ensemble([FIXTURE_CKPT], SUDOKU_BUILT, strategy="average", device="cpu", limit=LIMIT,
-                            output_dir=tmp_path, progress=False)
+    res = evaluate_ensemble(
+        [FIXTURE_CKPT], SUDOKU_BUILT, strategy="average", device="cpu", limit=LIMIT, output_dir=tmp_path, progress=False
+    )
     assert_same_metrics(res["ensemble"], plain)
     assert_same_metrics(res["members"][0]["metrics"], plain, exact_keys=METRICS)  # the member: bit for bit
     assert res["strategy"]["weights_source"] == "uniform" and "calibration" not in res["strategy"]
@@ -63,8 +75,15 @@ def test_vote_over_copies_of_one_checkpoint_equals_it(plain, tmp_path):
         shutil.copy(FIXTURE_CKPT, p)
         shutil.copy(FIXTURE_CKPT.parent / "all_config.yaml", p.parent)
     for strategy in ("vote", "q_vote"):
-        res = evaluate_ensemble([a, b, FIXTURE_CKPT], SUDOKU_BUILT, strategy=strategy, device="cpu", limit=LIMIT,
-                                cache_dir=tmp_path / "cache", progress=False)
+        res = evaluate_ensemble(
+            [a, b, FIXTURE_CKPT],
+            SUDOKU_BUILT,
+            strategy=strategy,
+            device="cpu",
+            limit=LIMIT,
+            cache_dir=tmp_path / "cache",
+            progress=False,
+        )
         assert_same_metrics(res["ensemble"], plain)
         assert [m["name"] for m in res["members"]] == ["a/step_1000", "b/step_1000", "rope_f32/step_1000"]
         assert all(x == 1.0 for row in res["agreement"]["same_answer"] for x in row)
@@ -74,14 +93,16 @@ def test_vote_over_copies_of_one_checkpoint_equals_it(plain, tmp_path):
 def test_each_strategy_runs_and_reports_members_ensemble_oracle(fixture_run, tmp_path, monkeypatch):
     ckpts = [fixture_run / f"step_{s}" for s in (1000, 2000, 3000)]
     out = tmp_path / "out"
-    first = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy="vote", device="cpu", limit=LIMIT, output_dir=out,
-                              progress=False)
+    first = evaluate_ensemble(
+        ckpts, SUDOKU_BUILT, strategy="vote", device="cpu", limit=LIMIT, output_dir=out, progress=False
+    )
     assert [m["cache"] for m in first["members"]] == ["miss"] * 3
     # another strategy on the same members and data: no member runs again
     monkeypatch.setattr(predictions_module, "predict", lambda *a, **k: pytest.fail("member predictions recomputed"))
     for strategy in ("average", "q_vote", "stacking"):
-        res = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy=strategy, device="cpu", limit=LIMIT, output_dir=out,
-                                progress=False)
+        res = evaluate_ensemble(
+            ckpts, SUDOKU_BUILT, strategy=strategy, device="cpu", limit=LIMIT, output_dir=out, progress=False
+        )
         assert [m["cache"] for m in res["members"]] == ["hit"] * 3
         assert res["strategy"]["name"] == strategy and len(res["members"]) == 3
         n = res["ensemble"]["total_puzzles"]
@@ -90,20 +111,38 @@ def test_each_strategy_runs_and_reports_members_ensemble_oracle(fixture_run, tmp
         assert res["oracle"]["exact_accuracy"] == pytest.approx(solved.any(1).mean() if n else 0.0)
         assert len(res["agreement"]["same_answer"]) == 3
     # average without --weights learns them on a held-out split, disjoint from the scored puzzles
-    avg = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy="average", device="cpu", limit=LIMIT, output_dir=out,
-                            progress=False)
+    avg = evaluate_ensemble(
+        ckpts, SUDOKU_BUILT, strategy="average", device="cpu", limit=LIMIT, output_dir=out, progress=False
+    )
     s = avg["strategy"]
     assert s["weights_source"].startswith("learned") and sum(s["weights"].values()) == pytest.approx(1.0)
     assert s["calibration"]["num_puzzles"] + avg["ensemble"]["total_puzzles"] == LIMIT
-    given = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy="average", weights=[1, 0, 0], device="cpu", limit=LIMIT,
-                              output_dir=out, progress=False)
+    given = evaluate_ensemble(
+        ckpts,
+        SUDOKU_BUILT,
+        strategy="average",
+        weights=[1, 0, 0],
+        device="cpu",
+        limit=LIMIT,
+        output_dir=out,
+        progress=False,
+    )
     assert given["ensemble"]["accuracy"] == given["members"][0]["metrics"]["accuracy"]
 
 
 def test_stacking_is_fitted_and_scored_on_disjoint_puzzles(fixture_run, tmp_path):
     ckpts = [fixture_run / f"step_{s}" for s in (1000, 2000, 3000)]
-    res = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy="stacking", device="cpu", limit=LIMIT,
-                            calibration_fraction=0.5, seed=3, output_dir=tmp_path / "fit", progress=False)
+    res = evaluate_ensemble(
+        ckpts,
+        SUDOKU_BUILT,
+        strategy="stacking",
+        device="cpu",
+        limit=LIMIT,
+        calibration_fraction=0.5,
+        seed=3,
+        output_dir=tmp_path / "fit",
+        progress=False,
+    )
     cal = res["strategy"]["calibration"]
     stacker_file = tmp_path / "fit" / "stacker.json"
     saved = json.loads(stacker_file.read_text())
@@ -118,27 +157,54 @@ def test_stacking_is_fitted_and_scored_on_disjoint_puzzles(fixture_run, tmp_path
     assert [m["sha256"] for m in saved["members"]] == [m["sha256"] for m in res["members"]]
 
     # reused on the same data: its calibration puzzles are left out, the rest scored the same way
-    again = evaluate_ensemble(ckpts, SUDOKU_BUILT, strategy="stacking", stacker=stacker_file, device="cpu", limit=LIMIT,
-                              output_dir=tmp_path / "reuse", cache_dir=tmp_path / "fit" / "cache", progress=False)
+    again = evaluate_ensemble(
+        ckpts,
+        SUDOKU_BUILT,
+        strategy="stacking",
+        stacker=stacker_file,
+        device="cpu",
+        limit=LIMIT,
+        output_dir=tmp_path / "reuse",
+        cache_dir=tmp_path / "fit" / "cache",
+        progress=False,
+    )
     assert {by_name[p["puzzle_id"]] for p in again["per_puzzle"]} == scored
     assert again["ensemble"] == res["ensemble"]
     assert again["strategy"]["calibration"]["excluded_from_scoring"] == len(fitted_on)
 
     with pytest.raises(HRMEvalError, match="member 2 .* is not the checkpoint"):
-        evaluate_ensemble([ckpts[0], ckpts[0], ckpts[2]], SUDOKU_BUILT, strategy="stacking", stacker=stacker_file,
-                          device="cpu", limit=LIMIT, cache_dir=tmp_path / "fit" / "cache", progress=False)
+        evaluate_ensemble(
+            [ckpts[0], ckpts[0], ckpts[2]],
+            SUDOKU_BUILT,
+            strategy="stacking",
+            stacker=stacker_file,
+            device="cpu",
+            limit=LIMIT,
+            cache_dir=tmp_path / "fit" / "cache",
+            progress=False,
+        )
     # calibration data that is the scored data itself leaves nothing to fit on
     with pytest.raises(HRMEvalError, match="calibration split is empty"):
-        evaluate_ensemble(ckpts[:2], SUDOKU_BUILT, strategy="stacking", calibration_data=SUDOKU_BUILT, device="cpu",
-                          limit=LIMIT, calibration_limit=LIMIT, cache_dir=tmp_path / "fit" / "cache", progress=False)
+        evaluate_ensemble(
+            ckpts[:2],
+            SUDOKU_BUILT,
+            strategy="stacking",
+            calibration_data=SUDOKU_BUILT,
+            device="cpu",
+            limit=LIMIT,
+            calibration_limit=LIMIT,
+            cache_dir=tmp_path / "fit" / "cache",
+            progress=False,
+        )
 
 
 def test_an_ensemble_below_its_best_member_says_so(tmp_path):
     """The bundled run (step_625, step_1875, step_3750): on its first 64 test puzzles the uniform
     average of the three (0.953) solves fewer than step_3750 alone (0.984)."""
     out = tmp_path / "avg"
-    res = evaluate_ensemble(strategy="average", weights="uniform", device="cpu", limit=64, output_dir=out,
-                            progress=False)
+    res = evaluate_ensemble(
+        strategy="average", weights="uniform", device="cpu", limit=64, output_dir=out, progress=False
+    )
     members = {m["name"]: m["metrics"]["exact_accuracy"] for m in res["members"]}
     assert list(members) == ["step_625", "step_1875", "step_3750"] and max(members, key=members.get) == "step_3750"
     best = res["best_member"]
@@ -178,8 +244,9 @@ def test_held_out_split_keeps_groups_together_and_overlap_is_refused():
 
 
 def test_tta_reports_single_view_and_tta(plain, tmp_path):
-    res = evaluate_ensemble([FIXTURE_CKPT], SUDOKU_BUILT, strategy="vote", tta=3, device="cpu", limit=8,
-                            output_dir=tmp_path, progress=False)
+    res = evaluate_ensemble(
+        [FIXTURE_CKPT], SUDOKU_BUILT, strategy="vote", tta=3, device="cpu", limit=8, output_dir=tmp_path, progress=False
+    )
     t = res["tta"]
     assert t["views"] == 3 and t["view_names"][0] == "identity"
     assert t["tta"] == res["ensemble"] and res["strategy"]["tta_views"] == 3
@@ -197,15 +264,18 @@ def test_members_must_share_the_task_layout(tmp_path):
     assert "\n" not in msg
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(weights=[1, 2, 3]), "3 values for 2 members"),
-    (dict(weights="heavy"), "expected numbers"),
-    (dict(strategy="stacking", weights=[1, 1]), "does not apply to --strategy stacking"),
-    (dict(strategy="vote", stacker="x.json"), "applies to --strategy stacking"),
-    (dict(strategy="median"), "unknown strategy"),
-    (dict(strategy="vote", calibration_data=SUDOKU_BUILT), "learns nothing"),
-    (dict(tta=2, task="arc"), r"task arc \(vocab_size 12, seq_len 900\) does not fit the data"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(weights=[1, 2, 3]), "3 values for 2 members"),
+        (dict(weights="heavy"), "expected numbers"),
+        (dict(strategy="stacking", weights=[1, 1]), "does not apply to --strategy stacking"),
+        (dict(strategy="vote", stacker="x.json"), "applies to --strategy stacking"),
+        (dict(strategy="median"), "unknown strategy"),
+        (dict(strategy="vote", calibration_data=SUDOKU_BUILT), "learns nothing"),
+        (dict(tta=2, task="arc"), r"task arc \(vocab_size 12, seq_len 900\) does not fit the data"),
+    ],
+)
 def test_user_mistakes_are_one_line_errors(kwargs, message, tmp_path):
     kwargs = dict(dict(device="cpu", limit=2, progress=False), **kwargs)
     with pytest.raises(HRMEvalError, match=message) as e:
@@ -223,10 +293,14 @@ def test_no_checkpoints_and_no_bundled_run_is_explained(tmp_path, monkeypatch):
 
 # ---- ARC: members pooled with the augmentation votes --------------------------------------------
 ARC_TASKS = {
-    "aaaa": {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}],
-             "test": [{"input": [[5, 0, 0]], "output": [[0, 0, 5]]}]},
-    "cccc": {"train": [{"input": [[0, 6], [6, 0]], "output": [[6]]}],
-             "test": [{"input": [[8, 8], [0, 8]], "output": [[8, 0]]}]},
+    "aaaa": {
+        "train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}],
+        "test": [{"input": [[5, 0, 0]], "output": [[0, 0, 5]]}],
+    },
+    "cccc": {
+        "train": [{"input": [[0, 6], [6, 0]], "output": [[6]]}],
+        "test": [{"input": [[8, 8], [0, 8]], "output": [[8, 0]]}],
+    },
 }
 
 
@@ -245,9 +319,13 @@ def one_hot_member(rows, answers, q):
     """Predictions of a stand-in member that gives `answers` [N, 900] with q_halt logits `q`."""
     logits = torch.nn.functional.one_hot(torch.as_tensor(answers).long(), 12).float()[None]
     n = len(rows)
-    return {"logits": logits, "q_halt": torch.as_tensor(q, dtype=torch.float32)[None],
-            "q_continue": torch.zeros(1, n), "steps": torch.ones(1, n, dtype=torch.int32),
-            "halted": torch.ones(1, n, dtype=torch.bool)}
+    return {
+        "logits": logits,
+        "q_halt": torch.as_tensor(q, dtype=torch.float32)[None],
+        "q_continue": torch.zeros(1, n),
+        "steps": torch.ones(1, n, dtype=torch.int32),
+        "halted": torch.ones(1, n, dtype=torch.bool),
+    }
 
 
 def test_arc_members_are_pooled_with_the_augmentation_votes(arc_data):
@@ -275,14 +353,22 @@ def test_arc_members_are_pooled_with_the_augmentation_votes(arc_data):
                     ans[i] = grid_to_sequence(augment_grid(wrong.astype(np.uint8), t or 0, cmap))
                     q[i] = 3.0
     softmax_model = SimpleNamespace(config=SimpleNamespace(loss_type="softmax_cross_entropy"))
-    ctx = EnsembleContext([stand_in_member(softmax_model, "A"), stand_in_member(softmax_model, "B")],
-                          [one_hot_member(rows, a_ans, q_a), one_hot_member(rows, b_ans, q_b)], rows, get_task("arc"),
-                          dataset=dataset)
+    ctx = EnsembleContext(
+        [stand_in_member(softmax_model, "A"), stand_in_member(softmax_model, "B")],
+        [one_hot_member(rows, a_ans, q_a), one_hot_member(rows, b_ans, q_b)],
+        rows,
+        get_task("arc"),
+        dataset=dataset,
+    )
     member_rows = [{"name": "A"}, {"name": "B"}]
     pooled = arc_pooling(ctx, np.arange(len(rows)), "vote", None, [0.5, 0.5], member_rows)
     assert member_rows[0]["arc"]["strict"]["pass@1"] == 0.0 and member_rows[1]["arc"]["strict"]["pass@1"] == 0.0
     assert member_rows[0]["arc"]["strict"]["pass@2"] == 1.0
     assert pooled["strict"]["pass@1"] == 1.0 and pooled["fractional"]["pass@1"] == 1.0 and pooled["num_tasks"] == 2
     # q_vote: 4 right votes at sigmoid(0) = 0.5 (sum 2.0 x 0.5 weight) against 2 x sigmoid(3) ~ 0.95 (sum 1.9 x 0.5)
-    assert arc_pooling(ctx, np.arange(len(rows)), "q_vote", None, [0.5, 0.5],
-                       [{"name": "A"}, {"name": "B"}])["strict"]["pass@1"] == 1.0
+    assert (
+        arc_pooling(ctx, np.arange(len(rows)), "q_vote", None, [0.5, 0.5], [{"name": "A"}, {"name": "B"}])["strict"][
+            "pass@1"
+        ]
+        == 1.0
+    )

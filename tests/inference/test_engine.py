@@ -22,8 +22,12 @@ def chunks(inputs, ids, labels=None, size=5):
     """The puzzles as the engine's source: chunks of `size` rows, index = row number."""
     n = len(inputs)
     for s in range(0, n, size):
-        yield PuzzleChunk(torch.arange(s, min(n, s + size)), inputs[s:s + size], ids[s:s + size],
-                          None if labels is None else labels[s:s + size])
+        yield PuzzleChunk(
+            torch.arange(s, min(n, s + size)),
+            inputs[s : s + size],
+            ids[s : s + size],
+            None if labels is None else labels[s : s + size],
+        )
 
 
 def run_all(engine, inputs, ids, labels=None, size=5):
@@ -32,9 +36,14 @@ def run_all(engine, inputs, ids, labels=None, size=5):
     for fin in engine.run(chunks(inputs, ids, labels, size)):
         for j, i in enumerate(fin.index.tolist()):
             assert i not in out, "a puzzle finished twice"
-            out[i] = {"preds": fin.preds[j], "logits": fin.logits[j].float(), "steps": int(fin.steps[j]),
-                      "q_halt": float(fin.q_halt_logits[j]), "q_halt_by_step": fin.q_halt_by_step[j],
-                      "exact_by_step": None if fin.exact_by_step is None else fin.exact_by_step[j]}
+            out[i] = {
+                "preds": fin.preds[j],
+                "logits": fin.logits[j].float(),
+                "steps": int(fin.steps[j]),
+                "q_halt": float(fin.q_halt_logits[j]),
+                "q_halt_by_step": fin.q_halt_by_step[j],
+                "exact_by_step": None if fin.exact_by_step is None else fin.exact_by_step[j],
+            }
     return out
 
 
@@ -42,9 +51,17 @@ def _fixture_model(folder):
     """The fixture's checkpoint, loaded for its batch's sequence length (as tests/models/test_parity.py)."""
     exp = expected_outputs(folder)
     probe = load_checkpoint(folder, require_seq_len=False)
-    meta = DatasetMetadata(pad_id=0, ignore_label_id=None, blank_identifier_id=0, vocab_size=probe.config.vocab_size,
-                           seq_len=exp["inputs"].shape[1], num_puzzle_identifiers=probe.config.num_puzzle_identifiers,
-                           total_groups=len(exp["inputs"]), mean_puzzle_examples=1.0, sets=["all"])
+    meta = DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=None,
+        blank_identifier_id=0,
+        vocab_size=probe.config.vocab_size,
+        seq_len=exp["inputs"].shape[1],
+        num_puzzle_identifiers=probe.config.num_puzzle_identifiers,
+        total_groups=len(exp["inputs"]),
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
     return exp, load_checkpoint(folder, dataset=meta).model
 
 
@@ -85,8 +102,9 @@ def test_continuous_batching_gives_each_puzzle_its_solo_result(bundled_model):
     steps_seen = {r["steps"] for r in together.values()}
     assert len(steps_seen) >= 2, "the test needs puzzles that halt at different steps"
     for i in range(len(inputs)):
-        alone = run_all(ACTEngine(bundled_model, slots=1, halting=policy), inputs[i:i + 1], ids[i:i + 1],
-                        labels[i:i + 1])[0]
+        alone = run_all(
+            ACTEngine(bundled_model, slots=1, halting=policy), inputs[i : i + 1], ids[i : i + 1], labels[i : i + 1]
+        )[0]
         assert together[i]["steps"] == alone["steps"], f"puzzle {i}"
         assert torch.equal(together[i]["preds"], alone["preds"]), f"puzzle {i}"
         assert torch.equal(together[i]["exact_by_step"], alone["exact_by_step"]), f"puzzle {i}"
@@ -114,8 +132,9 @@ def test_threshold_and_step_bounds(bundled_model):
     inputs, ids, labels = _bundled_puzzles(24)
     lo = run_all(ACTEngine(bundled_model, slots=6, halting=HaltingPolicy("threshold", threshold=0.01)), inputs, ids)
     assert all(r["steps"] == 1 for r in lo.values())  # everyone is confident enough after one step
-    bounded = run_all(ACTEngine(bundled_model, slots=6, halting=HaltingPolicy("threshold", threshold=0.01, min_steps=2)),
-                      inputs, ids)
+    bounded = run_all(
+        ACTEngine(bundled_model, slots=6, halting=HaltingPolicy("threshold", threshold=0.01, min_steps=2)), inputs, ids
+    )
     assert all(r["steps"] == 2 for r in bounded.values())
     capped = run_all(ACTEngine(bundled_model, slots=6, halting=HaltingPolicy("fixed", max_steps=2)), inputs, ids)
     assert all(r["steps"] == 2 for r in capped.values())

@@ -102,9 +102,13 @@ def test_without_all_config_tensor_facts_are_inferred(tmp_path, name):
 
     family = "trm" if "trm" in arch["name"] else "hrm"
     want = {
-        "hidden_size": arch["hidden_size"], "H_layers": arch["H_layers"], "L_layers": arch["L_layers"],
-        "vocab_size": exp["logits"].shape[-1], "num_puzzle_identifiers": sd[PREFIX + "puzzle_emb.weights"].shape[0],
-        "puzzle_emb_ndim": arch["puzzle_emb_ndim"], "expansion": arch["expansion"],
+        "hidden_size": arch["hidden_size"],
+        "H_layers": arch["H_layers"],
+        "L_layers": arch["L_layers"],
+        "vocab_size": exp["logits"].shape[-1],
+        "num_puzzle_identifiers": sd[PREFIX + "puzzle_emb.weights"].shape[0],
+        "puzzle_emb_ndim": arch["puzzle_emb_ndim"],
+        "expansion": arch["expansion"],
         "forward_dtype": arch["forward_dtype"],
     }
     if family == "trm":
@@ -243,9 +247,21 @@ def test_nonfinite_tensor_is_refused_by_name_unless_allowed(tmp_path):
 
 # ---- counting -----------------------------------------------------------------------------------------
 def test_count_state_values_matches_the_spec():
-    config = HRMConfig(seq_len=900, vocab_size=12, num_puzzle_identifiers=95_996, H_cycles=2, L_cycles=2, H_layers=2,
-                       L_layers=2, hidden_size=256, num_heads=8, expansion=4, pos_encodings="rope",
-                       puzzle_emb_ndim=256, halt_max_steps=16)
+    config = HRMConfig(
+        seq_len=900,
+        vocab_size=12,
+        num_puzzle_identifiers=95_996,
+        H_cycles=2,
+        L_cycles=2,
+        H_layers=2,
+        L_layers=2,
+        hidden_size=256,
+        num_heads=8,
+        expansion=4,
+        pos_encodings="rope",
+        puzzle_emb_ndim=256,
+        halt_max_steps=16,
+    )
     state, trainable = count_state_values(config)
     assert state == 27_990_018
     assert trainable == state - 95_996 * 256 - 2 * 256  # puzzle embedding, H_init, L_init are buffers
@@ -338,8 +354,9 @@ def test_dataset_with_other_identifier_count_names_puzzle_emb(tmp_path):
 
 def test_model_config_fills_what_all_config_yaml_leaves_out_and_loses_to_what_it_states():
     folder = HRM_FIXTURES["rope_f32"]
-    loaded = load_checkpoint(folder, require_seq_len=False,
-                             model_config={"rms_norm_eps": 1e-6, "num_heads": 8, "rope_theta": 500.0})
+    loaded = load_checkpoint(
+        folder, require_seq_len=False, model_config={"rms_norm_eps": 1e-6, "num_heads": 8, "rope_theta": 500.0}
+    )
     assert loaded.config.rms_norm_eps == 1e-6 and loaded.sources["rms_norm_eps"] == "model config"
     assert loaded.config.rope_theta == 500.0
     # all_config.yaml states num_heads 4: it wins over the model config

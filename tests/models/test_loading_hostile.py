@@ -47,13 +47,19 @@ def one_line_error(path: Path, match: str, **kwargs) -> str:
 # ---- memory: decided before allocation ----------------------------------------------------------
 def _inspect_under_memory_limit(checkpoint: Path, limit_bytes: int) -> subprocess.CompletedProcess:
     """`deploy.py --mode inspect` with its address space capped (RLIMIT_AS)."""
+
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+        ),
+    }
     cmd = [sys.executable, str(ROOT / "deploy.py"), "--mode", "inspect", "--checkpoint", str(checkpoint)]
-    return subprocess.run(cmd,
-                          capture_output=True, text=True, timeout=120, preexec_fn=cap, env=env, cwd=ROOT)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=cap, env=env, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +97,16 @@ def _huge_seq_len_in_all_config(dst: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("make, says", [
-    (_stray_layer, "L_level layer indices must run from 0 without gaps"),
-    (_huge_declared_embedding, "embed_tokens.embedding_weight declares shape (2147483648, 64)"),
-    (_huge_declared_square, "o_proj.weight declares shape (1048576, 1048576)"),
-    (_huge_seq_len_in_all_config, "seq_len 2147483648 would need"),
-], ids=["stray-layer-key", "2^31-row-embedding", "2^20-square", "all_config-seq_len"])
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (_stray_layer, "L_level layer indices must run from 0 without gaps"),
+        (_huge_declared_embedding, "embed_tokens.embedding_weight declares shape (2147483648, 64)"),
+        (_huge_declared_square, "o_proj.weight declares shape (1048576, 1048576)"),
+        (_huge_seq_len_in_all_config, "seq_len 2147483648 would need"),
+    ],
+    ids=["stray-layer-key", "2^31-row-embedding", "2^20-square", "all_config-seq_len"],
+)
 def test_hostile_checkpoint_is_refused_within_a_memory_limit(tmp_path, memory_limit, make, says):
     path = make(tmp_path / "run")
     assert path.stat().st_size < 2 * step_file(FIXTURE).stat().st_size
@@ -121,7 +131,8 @@ def test_layer_gap_with_all_config_is_the_same_error(tmp_path):
 def test_sparse_tensor_declaring_a_huge_shape_is_refused(tmp_path):
     sd = raw_state(FIXTURE)  # no stored values at all, 2^31 declared rows (512 GiB dense)
     sd[PREFIX + "embed_tokens.embedding_weight"] = torch.sparse_coo_tensor(
-        torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0), (2**31, 64), check_invariants=True)
+        torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0), (2**31, 64), check_invariants=True
+    )
     one_line_error(save_checkpoint(tmp_path / "run", sd), "embed_tokens.embedding_weight is sparse_coo; .* dense")
 
 
@@ -142,15 +153,18 @@ def test_integer_weights_are_refused_in_one_line(tmp_path, yaml_beside):
     assert "int64" in msg and "forward_dtype" not in msg
 
 
-@pytest.mark.parametrize("field, value, says", [
-    ("rms_norm_eps", float("nan"), "finite"),
-    ("rms_norm_eps", 0.0, "greater than 0"),
-    ("rope_theta", -1, "greater than 0"),
-    ("rope_theta", float("inf"), "finite"),
-    ("halt_exploration_prob", 1.5, "less than or equal to 1"),
-    ("num_heads", 0, "greater than or equal to 1"),
-    ("H_cycles", -2, "greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("rms_norm_eps", float("nan"), "finite"),
+        ("rms_norm_eps", 0.0, "greater than 0"),
+        ("rope_theta", -1, "greater than 0"),
+        ("rope_theta", float("inf"), "finite"),
+        ("halt_exploration_prob", 1.5, "less than or equal to 1"),
+        ("num_heads", 0, "greater than or equal to 1"),
+        ("H_cycles", -2, "greater than or equal to 1"),
+    ],
+)
 def test_out_of_range_config_value_names_field_and_value(tmp_path, field, value, says):
     path = with_all_config(tmp_path / "run", raw_state(FIXTURE), **{field: value})
     msg = one_line_error(path, f"{field} = ")
@@ -158,8 +172,18 @@ def test_out_of_range_config_value_names_field_and_value(tmp_path, field, value,
 
 
 def test_config_ranges_hold_for_direct_construction():
-    fields = dict(seq_len=81, vocab_size=11, H_cycles=2, L_cycles=2, H_layers=1, L_layers=1, hidden_size=64,
-                  num_heads=4, expansion=4, halt_max_steps=4)
+    fields = dict(
+        seq_len=81,
+        vocab_size=11,
+        H_cycles=2,
+        L_cycles=2,
+        H_layers=1,
+        L_layers=1,
+        hidden_size=64,
+        num_heads=4,
+        expansion=4,
+        halt_max_steps=4,
+    )
     assert ModelConfig(**fields).rms_norm_eps == 1e-5
     for bad in ({"rms_norm_eps": math.nan}, {"expansion": 0}, {"seq_len": 0}, {"puzzle_emb_ndim": -1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
@@ -228,10 +252,18 @@ def test_list_steps_orders_numerically_and_skips_other_files(tmp_path):
     assert list_steps(tmp_path / "step_5") == []
 
 
-@pytest.mark.parametrize("field, value", [
-    ("expansion", "four"), ("hidden_size", 10**400), ("H_cycles", [2]), ("puzzle_emb_ndim", "64"),
-    ("pos_encodings", {"rope": 1}), ("name", None), ("forward_dtype", "int8"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("expansion", "four"),
+        ("hidden_size", 10**400),
+        ("H_cycles", [2]),
+        ("puzzle_emb_ndim", "64"),
+        ("pos_encodings", {"rope": 1}),
+        ("name", None),
+        ("forward_dtype", "int8"),
+    ],
+)
 def test_any_stated_value_is_a_result_or_one_line(tmp_path, field, value):
     """Odd YAML values reach the contradiction checks before validation: none may crash them."""
     path = with_all_config(tmp_path / "run", raw_state(FIXTURE), **{field: value})

@@ -20,9 +20,17 @@ REL_TOL = {"rope_f32": 1e-5, "attn_f32": 1e-5, "mlpt_f32": 3e-5}
 
 
 def _dataset_meta(exp: dict, vocab: int, num_ids: int) -> DatasetMetadata:
-    return DatasetMetadata(pad_id=0, ignore_label_id=None, blank_identifier_id=0, vocab_size=vocab,
-                           seq_len=exp["inputs"].shape[1], num_puzzle_identifiers=num_ids,
-                           total_groups=len(exp["inputs"]), mean_puzzle_examples=1.0, sets=["all"])
+    return DatasetMetadata(
+        pad_id=0,
+        ignore_label_id=None,
+        blank_identifier_id=0,
+        vocab_size=vocab,
+        seq_len=exp["inputs"].shape[1],
+        num_puzzle_identifiers=num_ids,
+        total_groups=len(exp["inputs"]),
+        mean_puzzle_examples=1.0,
+        sets=["all"],
+    )
 
 
 def _run_steps(folder):
@@ -70,8 +78,9 @@ def test_bf16_matches_public_approximately():
 def test_loss_head_metrics_match_public(name):
     folder = {**FP32, **HRM_FIXTURES}[name]
     exp, loaded, meta, _ = _run_steps(folder)
-    dataset = PuzzleDataset.from_arrays(exp["inputs"], exp["labels"], meta,
-                                        puzzle_identifiers=exp["puzzle_identifiers"])
+    dataset = PuzzleDataset.from_arrays(
+        exp["inputs"], exp["labels"], meta, puzzle_identifiers=exp["puzzle_identifiers"]
+    )
     result = Evaluator(loaded.model, batch_size=4, progress=False).evaluate(dataset)
     m = result.aggregate_metrics
     count = float(exp["metric_count"])

@@ -21,13 +21,37 @@ from hrm_eval.training.config import TrainConfig
 SAVE_PREFIX = "_orig_mod.model.inner."
 
 # 1 + 1 layers, hidden 32, 2 heads: a few milliseconds per step on one CPU thread.
-HRM_ARCH: Dict[str, Any] = dict(name=HRM_ARCH_NAME, H_cycles=2, L_cycles=1, H_layers=1, L_layers=1, hidden_size=32,
-                                num_heads=2, expansion=4, halt_max_steps=2, puzzle_emb_ndim=32, pos_encodings="rope",
-                                forward_dtype="float32", loss={"name": "losses@ACTLossHead",
-                                                               "loss_type": "stablemax_cross_entropy"})
-TRM_ARCH: Dict[str, Any] = dict(name=TRM_ARCH_NAME, H_cycles=2, L_cycles=1, H_layers=0, L_layers=1, hidden_size=32,
-                                num_heads=2, expansion=4, halt_max_steps=2, puzzle_emb_ndim=32, puzzle_emb_len=2,
-                                mlp_t=False, pos_encodings="rope", forward_dtype="float32")
+HRM_ARCH: Dict[str, Any] = dict(
+    name=HRM_ARCH_NAME,
+    H_cycles=2,
+    L_cycles=1,
+    H_layers=1,
+    L_layers=1,
+    hidden_size=32,
+    num_heads=2,
+    expansion=4,
+    halt_max_steps=2,
+    puzzle_emb_ndim=32,
+    pos_encodings="rope",
+    forward_dtype="float32",
+    loss={"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"},
+)
+TRM_ARCH: Dict[str, Any] = dict(
+    name=TRM_ARCH_NAME,
+    H_cycles=2,
+    L_cycles=1,
+    H_layers=0,
+    L_layers=1,
+    hidden_size=32,
+    num_heads=2,
+    expansion=4,
+    halt_max_steps=2,
+    puzzle_emb_ndim=32,
+    puzzle_emb_len=2,
+    mlp_t=False,
+    pos_encodings="rope",
+    forward_dtype="float32",
+)
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +65,22 @@ def sudoku4_data(tmp_path_factory) -> Path:
 
 def train_fields(data: Path, arch: Dict[str, Any], **overrides: Any) -> Dict[str, Any]:
     """The fields of a training YAML: 16 puzzles a batch, 16 steps an epoch on `sudoku4_data`."""
-    fields = dict(arch=dict(arch), data_path=str(data), global_batch_size=16, epochs=3, lr=3e-3, lr_warmup_steps=2,
-                  lr_min_ratio=0.1, weight_decay=0.1, puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1, seed=0,
-                  device="cpu", log_every=1, eval_limit=32)
+    fields = dict(
+        arch=dict(arch),
+        data_path=str(data),
+        global_batch_size=16,
+        epochs=3,
+        lr=3e-3,
+        lr_warmup_steps=2,
+        lr_min_ratio=0.1,
+        weight_decay=0.1,
+        puzzle_emb_lr=1e-2,
+        puzzle_emb_weight_decay=0.1,
+        seed=0,
+        device="cpu",
+        log_every=1,
+        eval_limit=32,
+    )
     fields.update(overrides)
     return fields
 
@@ -82,7 +119,7 @@ def read_saved(path: Path) -> Dict[str, torch.Tensor]:
     """A step_<N> file with the public prefix removed (asserting every key carries it)."""
     raw = torch.load(path, map_location="cpu", weights_only=True)
     assert raw and all(k.startswith(SAVE_PREFIX) for k in raw), list(raw)[:3]
-    return {k[len(SAVE_PREFIX):]: v for k, v in raw.items()}
+    return {k[len(SAVE_PREFIX) :]: v for k, v in raw.items()}
 
 
 def free_port() -> int:

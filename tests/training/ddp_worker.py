@@ -28,9 +28,16 @@ def main(config_path: str, out: str) -> None:
     trainer.train_batches = recording_batches
     summary = trainer.train(load_config(config_path, TrainConfig), output=out, progress=False)
     rank, world_size = dist.get_rank(), dist.get_world_size()
-    torch.save({"rank": rank, "world_size": world_size, "steps": summary.steps, "inputs": seen,
-                "state": {k: v.detach().cpu() for k, v in summary.model.inner.state_dict().items()}},
-               Path(out) / f"rank{rank}.pt")
+    torch.save(
+        {
+            "rank": rank,
+            "world_size": world_size,
+            "steps": summary.steps,
+            "inputs": seen,
+            "state": {k: v.detach().cpu() for k, v in summary.model.inner.state_dict().items()},
+        },
+        Path(out) / f"rank{rank}.pt",
+    )
     dist.barrier()
     dist.destroy_process_group()
 

@@ -14,15 +14,18 @@ from hrm_eval.training.optim import EMA, SparseSignSGD, cosine_lr, maybe_sparse_
 
 
 # ---- cosine_lr ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("step, expected", [
-    (0, 0.0),                      # warm-up start
-    (1, 0.25),                     # warm-up: base * step / warmup
-    (2, 0.5),                      # warm-up middle
-    (4, 1.0),                      # warm-up end = cosine start (progress 0)
-    (6, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.25))),
-    (8, 0.55),                     # cosine middle: min + (1 - min) / 2
-    (12, 0.1),                     # end of the schedule: base * min_ratio
-])
+@pytest.mark.parametrize(
+    "step, expected",
+    [
+        (0, 0.0),  # warm-up start
+        (1, 0.25),  # warm-up: base * step / warmup
+        (2, 0.5),  # warm-up middle
+        (4, 1.0),  # warm-up end = cosine start (progress 0)
+        (6, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.25))),
+        (8, 0.55),  # cosine middle: min + (1 - min) / 2
+        (12, 0.1),  # end of the schedule: base * min_ratio
+    ],
+)
 def test_cosine_lr_hand_computed(step, expected):
     assert cosine_lr(step, 1.0, warmup_steps=4, total_steps=12, min_ratio=0.1) == pytest.approx(expected, abs=1e-12)
 
@@ -30,9 +33,9 @@ def test_cosine_lr_hand_computed(step, expected):
 def test_cosine_lr_scales_with_base_and_edge_cases():
     assert cosine_lr(8, 3e-4, 4, 12, 0.1) == pytest.approx(3e-4 * 0.55)
     assert cosine_lr(12, 7e-5, 4, 12, 0.0) == pytest.approx(0.0, abs=1e-20)
-    assert cosine_lr(0, 2.0, 0, 10, 0.5) == 2.0                        # no warm-up: full LR at once
+    assert cosine_lr(0, 2.0, 0, 10, 0.5) == 2.0  # no warm-up: full LR at once
     assert all(cosine_lr(s, 1e-3, 0, 10, 1.0) == pytest.approx(1e-3) for s in range(11))  # min_ratio 1: constant
-    assert cosine_lr(3, 1.0, 5, 5, 0.0) == pytest.approx(0.6)         # warm-up as long as the run
+    assert cosine_lr(3, 1.0, 5, 5, 0.0) == pytest.approx(0.6)  # warm-up as long as the run
 
 
 # ---- SparseSignSGD ------------------------------------------------------------------------------
@@ -48,9 +51,11 @@ def embedding_with_grads(ids, grads, weights):
 def test_sparse_sign_sgd_sums_duplicate_ids_then_takes_the_sign():
     weights = [[1.0, -2.0, 0.5], [2.0, 4.0, -1.0], [3.0, 3.0, 3.0], [-1.0, 0.0, 8.0], [5.0, 5.0, 5.0]]
     ids = [1, 3, 1]
-    grads = [[0.3, -1.0, 0.2],
-             [-2.0, 0.5, 0.0],
-             [-0.1, 0.4, -0.2]]  # row 1 is used twice: summed [0.2, -0.6, 0.0] (sign +, -, 0)
+    grads = [
+        [0.3, -1.0, 0.2],
+        [-2.0, 0.5, 0.0],
+        [-0.1, 0.4, -0.2],
+    ]  # row 1 is used twice: summed [0.2, -0.6, 0.0] (sign +, -, 0)
     emb = embedding_with_grads(ids, grads, weights)
     opt = SparseSignSGD(emb, weight_decay=0.5)
     opt.lr = 0.1
@@ -59,7 +64,7 @@ def test_sparse_sign_sgd_sums_duplicate_ids_then_takes_the_sign():
     decay = 1 - 0.1 * 0.5
     expected = torch.tensor(weights)
     expected[1] = torch.tensor([2.0 * decay - 0.1, 4.0 * decay + 0.1, -1.0 * decay])  # sign 0: decay only
-    expected[3] = torch.tensor([-1.0 * decay + 0.1, 0.0 - 0.1, 8.0 * decay])          # sign(-2, .5, 0)
+    expected[3] = torch.tensor([-1.0 * decay + 0.1, 0.0 - 0.1, 8.0 * decay])  # sign(-2, .5, 0)
     torch.testing.assert_close(emb.weights, expected, rtol=0, atol=1e-6)
     for untouched in (0, 2, 4):
         assert torch.equal(emb.weights[untouched], torch.tensor(weights[untouched]))

@@ -91,9 +91,22 @@ def test_common_settings_on_the_command_line(sudoku4_data, tmp_path):
     fields = train_fields(tmp_path / "not-here", HRM_ARCH, max_steps=50)
     cfg = write_yaml(tmp_path / "train.yaml", fields)
     out = tmp_path / "run"
-    rc = train_cli("--config", str(cfg), "--output", str(out), "--data", str(sudoku4_data), "--max-steps", "1",
-                   "--set", "arch.hidden_size=64", "--set", "lr=0.002",
-                   "--set", "arch.loss.loss_type=softmax_cross_entropy")
+    rc = train_cli(
+        "--config",
+        str(cfg),
+        "--output",
+        str(out),
+        "--data",
+        str(sudoku4_data),
+        "--max-steps",
+        "1",
+        "--set",
+        "arch.hidden_size=64",
+        "--set",
+        "lr=0.002",
+        "--set",
+        "arch.loss.loss_type=softmax_cross_entropy",
+    )
     assert rc == 0
     written = yaml.safe_load((out / "all_config.yaml").read_text())
     assert written["data_path"] == str(sudoku4_data) and written["max_steps"] == 1 and written["lr"] == 0.002
@@ -102,12 +115,15 @@ def test_common_settings_on_the_command_line(sudoku4_data, tmp_path):
     assert read_saved(out / "step_1")["lm_head.weight"].shape[1] == 64
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--max-steps", "0"], ("--max-steps", "0")),
-    (["--set", "lr"], ("--set", "KEY=VALUE")),
-    (["--set", "lr.x=1"], ("--set", "lr.x", "lr")),
-    (["--set", "arch.hidden_sise=64"], ("hidden_sise",)),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--max-steps", "0"], ("--max-steps", "0")),
+        (["--set", "lr"], ("--set", "KEY=VALUE")),
+        (["--set", "lr.x=1"], ("--set", "lr.x", "lr")),
+        (["--set", "arch.hidden_sise=64"], ("hidden_sise",)),
+    ],
+)
 def test_bad_command_line_settings_are_one_line_errors(cfg, tmp_path, capsys, args, needles):
     rc = train_cli("--config", str(cfg), "--output", str(tmp_path / "o"), *args)
     one_line(rc, capsys.readouterr().err, *needles)
@@ -129,8 +145,11 @@ def test_loss_type_override_changes_training(sudoku4_data, tmp_path):
     runs = {}
     for loss in ("stablemax_cross_entropy", "softmax_cross_entropy"):
         cfg = write_yaml(tmp_path / f"{loss}.yaml", train_fields(sudoku4_data, HRM_ARCH, max_steps=1))
-        assert train_cli("--config", str(cfg), "--output", str(tmp_path / loss),
-                         "--set", f"arch.loss.loss_type={loss}") == 0
+        assert (
+            train_cli("--config", str(cfg), "--output", str(tmp_path / loss), "--set", f"arch.loss.loss_type={loss}")
+            == 0
+        )
         runs[loss] = read_saved(tmp_path / loss / "step_1")
-    assert not torch.equal(runs["stablemax_cross_entropy"]["lm_head.weight"],
-                           runs["softmax_cross_entropy"]["lm_head.weight"])
+    assert not torch.equal(
+        runs["stablemax_cross_entropy"]["lm_head.weight"], runs["softmax_cross_entropy"]["lm_head.weight"]
+    )

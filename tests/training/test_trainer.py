@@ -76,8 +76,9 @@ def test_hrm_loss_falls_and_checkpoint_reloads_to_the_trained_model(sudoku4_data
     summary = train(config, output=out, progress=False)
 
     assert summary.steps == 48 and summary.final_checkpoint == out / "step_48"
-    assert sorted(p.name for p in out.glob("step_*")) == sorted(f"step_{n}{ext}" for n in (16, 32, 48)
-                                                                for ext in ("", ".optim"))
+    assert sorted(p.name for p in out.glob("step_*")) == sorted(
+        f"step_{n}{ext}" for n in (16, 32, 48) for ext in ("", ".optim")
+    )
     assert torch.load(out / "step_16.optim", map_location="cpu", weights_only=True)["step"] == 16
     assert 0 <= summary.last_metrics["exact_accuracy"] <= 1 and summary.last_metrics["eval_accuracy"] > 0.3
     log = logged_steps(caplog.text)
@@ -103,9 +104,25 @@ def test_hrm_loss_falls_and_checkpoint_reloads_to_the_trained_model(sudoku4_data
 
     # all_config.yaml: public top-level fields and an arch block that load_checkpoint reads.
     all_config = yaml.safe_load((out / "all_config.yaml").read_text())
-    for key in ("data_path", "global_batch_size", "epochs", "lr", "lr_min_ratio", "lr_warmup_steps", "weight_decay",
-                "beta1", "beta2", "puzzle_emb_lr", "puzzle_emb_weight_decay", "project_name", "run_name",
-                "checkpoint_path", "seed", "checkpoint_every_eval", "eval_save_outputs"):
+    for key in (
+        "data_path",
+        "global_batch_size",
+        "epochs",
+        "lr",
+        "lr_min_ratio",
+        "lr_warmup_steps",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "puzzle_emb_lr",
+        "puzzle_emb_weight_decay",
+        "project_name",
+        "run_name",
+        "checkpoint_path",
+        "seed",
+        "checkpoint_every_eval",
+        "eval_save_outputs",
+    ):
         assert key in all_config, key
     assert all_config["checkpoint_path"] == str(out)
     arch = all_config["arch"]
@@ -133,11 +150,11 @@ def test_global_batch_larger_than_the_train_split_is_an_error_not_a_hang(sudoku4
         train(train_config(sudoku4_data, HRM_ARCH, global_batch_size=512), output=tmp_path / "run", progress=False)
 
 
-
 def test_checkpoint_with_an_expansion_sharing_its_mlp_width_reloads(sudoku4_data, tmp_path):
     """Hidden 32: expansions 2 and 4 both give an MLP width of 256; all_config.yaml's 2 must be taken."""
-    summary = train(train_config(sudoku4_data, dict(HRM_ARCH, expansion=2), max_steps=1), output=tmp_path / "run",
-                    progress=False)
+    summary = train(
+        train_config(sudoku4_data, dict(HRM_ARCH, expansion=2), max_steps=1), output=tmp_path / "run", progress=False
+    )
     loaded = load_checkpoint(tmp_path / "run", dataset=dataset_json(sudoku4_data))
     assert loaded.config.expansion == 2
     batch = eval_batch(sudoku4_data)
@@ -162,8 +179,9 @@ def test_resume_continues_weights_optimiser_schedule_and_data(sudoku4_data, tmp_
     assert (state6["step"], state6["epoch"], state6["epoch_batch"]) == (6, 0, 6)
     assert {int(s["step"]) for s in state6["adamw"]["state"].values()} == {6}
 
-    second = run_cli("--mode", "train", "--config", str(cfg12), "--output", str(out), "--no-progress", "--resume",
-                     timeout=120)
+    second = run_cli(
+        "--mode", "train", "--config", str(cfg12), "--output", str(out), "--no-progress", "--resume", timeout=120
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "trained 12 steps" in second.stdout
     assert re.search(r"resumed from \S*step_6 \(step 6\)", second.stderr), second.stderr[-2000:]
@@ -182,8 +200,10 @@ def test_resume_continues_weights_optimiser_schedule_and_data(sudoku4_data, tmp_
     resumed = read_saved(out / "step_12")
     for k, v in straight.model.inner.state_dict().items():
         assert torch.equal(resumed[k], v), k
-    assert not torch.equal(resumed["L_level.layers.0.mlp.down_proj.weight"],
-                           read_saved(out / "step_6")["L_level.layers.0.mlp.down_proj.weight"])
+    assert not torch.equal(
+        resumed["L_level.layers.0.mlp.down_proj.weight"],
+        read_saved(out / "step_6")["L_level.layers.0.mlp.down_proj.weight"],
+    )
 
     # Without the optimiser state beside the newest step there is nothing to resume: one-line error, status 2
     # (the command line's entry point, in this process; a real process's status: last test of this file).
@@ -192,8 +212,9 @@ def test_resume_continues_weights_optimiser_schedule_and_data(sudoku4_data, tmp_
     (out / "step_12.optim").unlink()
     capsys.readouterr()
     rc = main(["--mode", "train", "--config", str(cfg12), "--output", str(out), "--no-progress", "--resume"])
-    one_line_error(subprocess.CompletedProcess([], rc, "", capsys.readouterr().err), "--resume", "step_12.optim",
-                   "missing")
+    one_line_error(
+        subprocess.CompletedProcess([], rc, "", capsys.readouterr().err), "--resume", "step_12.optim", "missing"
+    )
     assert not (out / "step_12.optim").exists() and (out / "step_12").is_file()
 
 
@@ -205,13 +226,29 @@ def test_torchrun_two_cpu_ranks_stay_identical_and_split_the_batch(sudoku4_data,
     fields = train_fields(sudoku4_data, arch, max_steps=6)
     cfg = write_yaml(tmp_path / "ddp.yaml", fields)
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
+    )
     env.pop("RANK", None), env.pop("WORLD_SIZE", None)
     for _attempt in range(2):  # the free port may be taken between bind and use: one retry
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-               str(ROOT / "tests" / "training" / "ddp_worker.py"), str(cfg), str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            str(ROOT / "tests" / "training" / "ddp_worker.py"),
+            str(cfg),
+            str(out),
+        ]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
         if proc.returncode == 0 or "address already in use" not in (proc.stdout + proc.stderr).lower():
             break
@@ -250,8 +287,9 @@ def test_torchrun_two_cpu_ranks_stay_identical_and_split_the_batch(sudoku4_data,
 @pytest.mark.parametrize("mlp_t", [False, True], ids=["attention", "mlp_t"])
 def test_trm_ema_saves_the_average_and_reloads(sudoku4_data, tmp_path, mlp_t):
     arch = dict(TRM_ARCH, mlp_t=mlp_t)
-    summary = train(train_config(sudoku4_data, arch, max_steps=6, ema=True, ema_rate=0.9), output=tmp_path / "run",
-                    progress=False)
+    summary = train(
+        train_config(sudoku4_data, arch, max_steps=6, ema=True, ema_rate=0.9), output=tmp_path / "run", progress=False
+    )
     saved = read_saved(tmp_path / "run" / "step_6")
     state = torch.load(tmp_path / "run" / "step_6.optim", map_location="cpu", weights_only=True)
     shadow = {k.removeprefix("inner."): v for k, v in state["ema"].items()}
@@ -299,8 +337,9 @@ def test_trm_ema_resume_matches_uninterrupted(sudoku4_data, tmp_path):
     arch = dict(TRM_ARCH, halt_max_steps=1)
     fields = dict(ema=True, ema_rate=0.8)
     train(train_config(sudoku4_data, arch, max_steps=3, **fields), output=tmp_path / "a", progress=False)
-    resumed = train(train_config(sudoku4_data, arch, max_steps=7, **fields), output=tmp_path / "a", resume=True,
-                    progress=False)
+    resumed = train(
+        train_config(sudoku4_data, arch, max_steps=7, **fields), output=tmp_path / "a", resume=True, progress=False
+    )
     straight = train(train_config(sudoku4_data, arch, max_steps=7, **fields), output=tmp_path / "b", progress=False)
     assert resumed.steps == straight.steps == 7
     a, b = read_saved(tmp_path / "a" / "step_7"), read_saved(tmp_path / "b" / "step_7")
@@ -348,7 +387,8 @@ def test_bad_training_config_is_one_line_error(sudoku4_data, tmp_path, capsys, c
 @pytest.mark.slow
 def test_bad_training_config_exit_status_of_the_real_process(sudoku4_data, tmp_path):
     cfg, needles = bad_config(sudoku4_data, tmp_path, "unknown field")
-    proc = run_cli("--mode", "train", "--config", str(cfg), "--output", str(tmp_path / "out"), "--no-progress",
-                   timeout=120)
+    proc = run_cli(
+        "--mode", "train", "--config", str(cfg), "--output", str(tmp_path / "out"), "--no-progress", timeout=120
+    )
     one_line_error(proc, *needles)
     assert not (tmp_path / "out").exists()

@@ -25,12 +25,15 @@ from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.paths import LOCK_NAME, OutputLock, check_writable_dir, default_output
 from tests.conftest import HRM_FIXTURES, ROOT, TRM_FIXTURES
 
-RUN_CONFIGS = [bundled_run() / "all_config.yaml", HRM_FIXTURES["rope_f32"] / "all_config.yaml",
-               TRM_FIXTURES["attn_f32"] / "all_config.yaml", ROOT / "configs" / "train_sudoku6.yaml"]
+RUN_CONFIGS = [
+    bundled_run() / "all_config.yaml",
+    HRM_FIXTURES["rope_f32"] / "all_config.yaml",
+    TRM_FIXTURES["attn_f32"] / "all_config.yaml",
+    ROOT / "configs" / "train_sudoku6.yaml",
+]
 
 
-@pytest.mark.parametrize("path", RUN_CONFIGS,
-                         ids=["bundled", "public_hrm", "public_trm", "train_sudoku6"])
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=["bundled", "public_hrm", "public_trm", "train_sudoku6"])
 def test_run_configs_load_as_training_configs(path):
     cfg = load_config(path)
     assert isinstance(cfg, TrainConfig) and cfg.arch["name"]
@@ -77,6 +80,7 @@ def test_validation_error_is_one_line_naming_field_and_value():
     assert validation_error_line(e.value) == "checkpoint: Field required"
     with pytest.raises(HRMEvalError, match=r"c\.yaml: dtype 'float8': Input should be"):
         from hrm_eval.utils.config import validate_config
+
         validate_config({"checkpoint": "c", "data_path": "d", "dtype": "float8"}, EvalConfig, "c.yaml")
 
 
@@ -148,6 +152,7 @@ def test_output_lock_excludes_a_second_holder_and_cleans_up(tmp_path):
                     pass
             except HRMEvalError as e:
                 errors.append(str(e))
+
         t = threading.Thread(target=second)  # flock locks belong to open files: a second open conflicts
         t.start()
         t.join()

@@ -44,8 +44,23 @@ def test_unusable_device_is_one_line_naming_value_and_choices(name):
 
 
 def test_cli_device_meta_exits_2_with_one_line(tmp_path, capsys):
-    rc = main(["--mode", "evaluate", "--checkpoint", str(CKPT), "--data", str(DATA), "--limit", "4",
-               "--output", str(tmp_path / "out"), "--device", "meta", "--no-progress"])
+    rc = main(
+        [
+            "--mode",
+            "evaluate",
+            "--checkpoint",
+            str(CKPT),
+            "--data",
+            str(DATA),
+            "--limit",
+            "4",
+            "--output",
+            str(tmp_path / "out"),
+            "--device",
+            "meta",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: --device 'meta': ")
     assert not (tmp_path / "out").exists()

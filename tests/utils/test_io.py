@@ -15,14 +15,22 @@ from hrm_eval.utils.io import atomic_write_json
 def _strict_load(path):
     def refuse(token):
         raise ValueError(f"non-standard JSON token {token}")
+
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
 def test_nan_metric_writes_parseable_strict_json(tmp_path):
-    results = {"metrics": {"exact_accuracy": float("nan"), "q_halt_loss": np.float32("inf"), "steps": 16,
-                           "accuracy": np.float64(0.5)},
-               "per_set": [{"lm_loss": -math.inf}, {"lm_loss": 1.25}], "counts": np.array([1, 2]),
-               "ok": np.bool_(True)}
+    results = {
+        "metrics": {
+            "exact_accuracy": float("nan"),
+            "q_halt_loss": np.float32("inf"),
+            "steps": 16,
+            "accuracy": np.float64(0.5),
+        },
+        "per_set": [{"lm_loss": -math.inf}, {"lm_loss": 1.25}],
+        "counts": np.array([1, 2]),
+        "ok": np.bool_(True),
+    }
     path = atomic_write_json(tmp_path / "results.json", results)
     data = _strict_load(path)
     assert data["metrics"] == {"exact_accuracy": None, "q_halt_loss": None, "steps": 16, "accuracy": 0.5}

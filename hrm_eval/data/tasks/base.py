@@ -37,8 +37,7 @@ class TaskScorer(abc.ABC):
     Prediction rows are added in any number of batches, then `finish` scores them."""
 
     @abc.abstractmethod
-    def add(self, identifiers: Any, inputs: Any, preds: Any, q_halt_logits: Any = None, *,
-            weight: float = 1.0) -> None:
+    def add(self, identifiers: Any, inputs: Any, preds: Any, q_halt_logits: Any = None, *, weight: float = 1.0) -> None:
         """identifiers [n], inputs [n, L], preds [n, L] token ids (or logits [n, L, V]),
         q_halt_logits [n] (None: all 0); numpy arrays or torch tensors. Each row counts
         `weight` (an ensemble member's weight)."""
@@ -72,13 +71,16 @@ class PuzzleTask(abc.ABC):
         """The task's layout in words, for error messages: `vocab_size 8, seq_len 36`."""
         return f"vocab_size {self.vocab_size}, seq_len {self.seq_len if self.seq_len is not None else 'n*n'}"
 
-    def check_layout(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None,
-                     *, where: str = "the data") -> None:
+    def check_layout(
+        self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None, *, where: str = "the data"
+    ) -> None:
         """HRMEvalError (one line, naming both layouts) when data of this layout is not this task."""
         if not self.matches(vocab_size, seq_len, inputs_sample):
-            raise HRMEvalError(f"task {self.name} ({self.describe_layout()}) does not fit {where} "
-                               f"(vocab_size {vocab_size}, seq_len {seq_len}); give the task the data was built for "
-                               "or leave --task out to detect it")
+            raise HRMEvalError(
+                f"task {self.name} ({self.describe_layout()}) does not fit {where} "
+                f"(vocab_size {vocab_size}, seq_len {seq_len}); give the task the data was built for "
+                "or leave --task out to detect it"
+            )
 
     # ------------------------------------------------------------------ natural form <-> tokens
 
@@ -126,9 +128,16 @@ class PuzzleTask(abc.ABC):
     # ------------------------------------------------------------------ data
 
     @abc.abstractmethod
-    def build(self, source: str, output: str, *, num_aug: Optional[int] = None,
-              subsample_size: Optional[int] = None, min_difficulty: Optional[int] = None,
-              seed: int = 0) -> dict:
+    def build(
+        self,
+        source: str,
+        output: str,
+        *,
+        num_aug: Optional[int] = None,
+        subsample_size: Optional[int] = None,
+        min_difficulty: Optional[int] = None,
+        seed: int = 0,
+    ) -> dict:
         """Build a public-format dataset directory at `output` from `source`; returns a summary
         (examples per split, ...). Atomic: on error nothing is left at `output`."""
 

@@ -20,8 +20,9 @@ PAD_ID = 0
 Convert = Callable[[str, RawPuzzles, np.random.RandomState], Tuple[Dict[str, np.ndarray], int, Dict[str, Any]]]
 
 
-def token_arrays(rows: RawPuzzles, seq_len: int, char_to_token: np.ndarray, subsample_size: Optional[int],
-                 rng: np.random.RandomState) -> Tuple[np.ndarray, np.ndarray]:
+def token_arrays(
+    rows: RawPuzzles, seq_len: int, char_to_token: np.ndarray, subsample_size: Optional[int], rng: np.random.RandomState
+) -> Tuple[np.ndarray, np.ndarray]:
     """(inputs, labels) uint8 [N, seq_len] of the rows' questions and answers, subsampled to
     `subsample_size` rows with `rng` first (as the public builders draw it)."""
     inputs = strings_to_array(rows.questions, seq_len, char_to_token)
@@ -45,8 +46,9 @@ def puzzle_arrays(inputs: np.ndarray, labels: np.ndarray, per_group: int) -> Dic
     }
 
 
-def write_csv_dataset(output: str, raw: Dict[str, RawPuzzles], convert: Convert, *, vocab_size: int, seed: int,
-                      summary: Dict[str, Any]) -> Dict[str, Any]:
+def write_csv_dataset(
+    output: str, raw: Dict[str, RawPuzzles], convert: Convert, *, vocab_size: int, seed: int, summary: Dict[str, Any]
+) -> Dict[str, Any]:
     """Write each split of `raw` (train, then test) converted by `convert` into `output`
     atomically; returns `summary` with a "splits" entry per split written."""
     summary["splits"] = {}
@@ -57,11 +59,23 @@ def write_csv_dataset(output: str, raw: Dict[str, RawPuzzles], convert: Convert,
             arrays, seq_len, extra = convert(split, raw[split], np.random.RandomState(seed))
             n_groups = len(arrays["group_indices"]) - 1
             metadata = DatasetMetadata(
-                pad_id=PAD_ID, ignore_label_id=0, blank_identifier_id=0, vocab_size=vocab_size, seq_len=seq_len,
-                num_puzzle_identifiers=1, total_groups=n_groups, mean_puzzle_examples=1, sets=["all"])
+                pad_id=PAD_ID,
+                ignore_label_id=0,
+                blank_identifier_id=0,
+                vocab_size=vocab_size,
+                seq_len=seq_len,
+                num_puzzle_identifiers=1,
+                total_groups=n_groups,
+                mean_puzzle_examples=1,
+                sets=["all"],
+            )
             write_split(tmp, split, metadata, {"all": arrays})
-            summary["splits"][split] = {"source": raw[split].path, **extra, "groups": n_groups,
-                                        "puzzles": len(arrays["puzzle_identifiers"]),
-                                        "examples": len(arrays["inputs"])}
+            summary["splits"][split] = {
+                "source": raw[split].path,
+                **extra,
+                "groups": n_groups,
+                "puzzles": len(arrays["puzzle_identifiers"]),
+                "examples": len(arrays["inputs"]),
+            }
         write_identifiers(tmp, ["<blank>"])
     return summary

@@ -109,8 +109,9 @@ class MazeTask(PuzzleTask):
             return False
         rows = rows.reshape(-1, seq_len)
         # a maze question holds exactly one S and one G and no path cells
-        return bool(np.all((rows == START).sum(1) == 1) and np.all((rows == GOAL).sum(1) == 1)
-                    and not np.any(rows == PATH))
+        return bool(
+            np.all((rows == START).sum(1) == 1) and np.all((rows == GOAL).sum(1) == 1) and not np.any(rows == PATH)
+        )
 
     def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
         """Valid iff walls, S and G are kept, every other open cell is open or `o`, and the `o`
@@ -149,9 +150,16 @@ class MazeTask(PuzzleTask):
         check_charset(question, CHARSET, "question")
         check_charset(answer, CHARSET, "answer")
 
-    def build(self, source: str, output: str, *, num_aug: Optional[int] = None,
-              subsample_size: Optional[int] = None, min_difficulty: Optional[int] = None,
-              seed: int = 0) -> dict:
+    def build(
+        self,
+        source: str,
+        output: str,
+        *,
+        num_aug: Optional[int] = None,
+        subsample_size: Optional[int] = None,
+        min_difficulty: Optional[int] = None,
+        seed: int = 0,
+    ) -> dict:
         num_aug = check_num_aug(num_aug)
         raw = read_splits(source, self.check_row, min_difficulty)
         sides: Dict[str, int] = {}
@@ -159,9 +167,11 @@ class MazeTask(PuzzleTask):
             first = len(rows.questions[0])
             for q, line in zip(rows.questions, rows.lines):
                 if len(q) != first:
-                    raise HRMEvalError(f"{rows.path}, row {line}: inconsistent maze sizes: this maze is "
-                                       f"{square_side(len(q))}x{square_side(len(q))}, the first ({rows.lines[0]}) is "
-                                       f"{square_side(first)}x{square_side(first)}")
+                    raise HRMEvalError(
+                        f"{rows.path}, row {line}: inconsistent maze sizes: this maze is "
+                        f"{square_side(len(q))}x{square_side(len(q))}, the first ({rows.lines[0]}) is "
+                        f"{square_side(first)}x{square_side(first)}"
+                    )
             side = square_side(first)
             assert side is not None  # check_row let only square mazes through
             sides[split] = side
@@ -174,8 +184,9 @@ class MazeTask(PuzzleTask):
         summary = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size}
         return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=seed, summary=summary)
 
-    def puzzle_stream(self, rng: random.Random, *, size: Optional[int] = None, loop_fraction: Optional[float] = None,
-                      **options: Any) -> Iterator[Row]:
+    def puzzle_stream(
+        self, rng: random.Random, *, size: Optional[int] = None, loop_fraction: Optional[float] = None, **options: Any
+    ) -> Iterator[Row]:
         """Mazes of side `size` (default 15) with a `loop_fraction` (default 0.1) of the inner walls
         opened; rating = shortest S-G path length. See `maze_generator`."""
         if options:
@@ -183,8 +194,9 @@ class MazeTask(PuzzleTask):
         extra = {} if loop_fraction is None else {"loop_fraction": loop_fraction}
         return maze_stream(rng, DEFAULT_SIDE if size is None else size, **extra)
 
-    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0
-                  ) -> List[Tuple[np.ndarray, np.ndarray]]:
+    def tta_views(
+        self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0
+    ) -> List[Tuple[np.ndarray, np.ndarray]]:
         """The first `num_views` of the 8 dihedral transforms (identity first, numbered as
         `grids.dihedral_transform`) for test-time augmentation, each as (token map [vocab], cell map [n*n]) with
         view[cell] = token_map[maze[cell_map[cell]]]; tokens are unchanged. `seed` is unused
@@ -196,20 +208,24 @@ class MazeTask(PuzzleTask):
             raise HRMEvalError(f"a maze has 8 dihedral views; asked for {num_views}")
         cells = np.arange(n * n, dtype=np.int64).reshape(n, n)
         tokens = np.arange(self.vocab_size, dtype=np.int64)
-        return [(tokens.copy(), np.ascontiguousarray(dihedral_transform(cells, t)).reshape(-1))
-                for t in range(num_views)]
+        return [
+            (tokens.copy(), np.ascontiguousarray(dihedral_transform(cells, t)).reshape(-1)) for t in range(num_views)
+        ]
 
     @staticmethod
-    def _convert(rows: RawPuzzles, n: int, rng: np.random.RandomState, subsample_size: Optional[int],
-                 augment: bool) -> Dict[str, np.ndarray]:
+    def _convert(
+        rows: RawPuzzles, n: int, rng: np.random.RandomState, subsample_size: Optional[int], augment: bool
+    ) -> Dict[str, np.ndarray]:
         inputs, labels = token_arrays(rows, n * n, _CHAR_TO_TOKEN, subsample_size, rng)
         per_group = 8 if augment else 1
         if augment:
+
             def expand(a: np.ndarray) -> np.ndarray:
                 g = a.reshape(-1, n, n)
                 # [N, 8, n, n]: the 8 transforms of each original, identity first
                 stacked = np.stack([np.stack([dihedral_transform(x, t) for t in range(8)]) for x in g])
                 return np.ascontiguousarray(stacked.reshape(-1, n * n))
+
             inputs, labels = expand(inputs), expand(labels)
         return puzzle_arrays(inputs, labels, per_group)
 

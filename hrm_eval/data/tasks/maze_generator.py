@@ -23,8 +23,9 @@ DEFAULT_SIDE = 15
 DEFAULT_LOOP_FRACTION = 0.1
 
 
-def maze_stream(rng: random.Random, n: int = DEFAULT_SIDE,
-                loop_fraction: float = DEFAULT_LOOP_FRACTION) -> Iterator[Row]:
+def maze_stream(
+    rng: random.Random, n: int = DEFAULT_SIDE, loop_fraction: float = DEFAULT_LOOP_FRACTION
+) -> Iterator[Row]:
     """Endless (question, answer, rating) mazes of side `n` (odd n recommended, n >= 5) drawn
     from `rng`. The arguments are checked here, before the first maze is drawn."""
     if n < 5:
@@ -43,9 +44,11 @@ def _carve(n: int, rng: random.Random, loop_fraction: float) -> np.ndarray:
     stack = [start]
     while stack:
         r, c = stack[-1]
-        nexts = [(r + 2 * dr, c + 2 * dc) for dr, dc in MOVES
-                 if 1 <= r + 2 * dr <= rooms[-1] and 1 <= c + 2 * dc <= rooms[-1]
-                 and not is_open[r + 2 * dr, c + 2 * dc]]
+        nexts = [
+            (r + 2 * dr, c + 2 * dc)
+            for dr, dc in MOVES
+            if 1 <= r + 2 * dr <= rooms[-1] and 1 <= c + 2 * dc <= rooms[-1] and not is_open[r + 2 * dr, c + 2 * dc]
+        ]
         if not nexts:
             stack.pop()
             continue
@@ -54,8 +57,12 @@ def _carve(n: int, rng: random.Random, loop_fraction: float) -> np.ndarray:
         is_open[nr, nc] = True
         stack.append((nr, nc))
     # knock out some remaining walls between two rooms: loops, hence several routes
-    walls = [(r, c) for r in range(1, rooms[-1] + 1) for c in range(1, rooms[-1] + 1)
-             if not is_open[r, c] and (r % 2) != (c % 2)]
+    walls = [
+        (r, c)
+        for r in range(1, rooms[-1] + 1)
+        for c in range(1, rooms[-1] + 1)
+        if not is_open[r, c] and (r % 2) != (c % 2)
+    ]
     for r, c in walls:
         if rng.random() < loop_fraction:
             is_open[r, c] = True

@@ -98,8 +98,10 @@ class SudokuTask(PuzzleTask):
         if len(rows) != self.n or any(not isinstance(r, (list, tuple, np.ndarray)) or len(r) != self.n for r in rows):
             raise HRMEvalError(f"{self.name}: a board is {self.n} rows of {self.n} numbers")
         cells = [v for r in rows for v in r]
-        bad = next((v for v in cells if isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                    or not 0 <= v <= self.n), None)
+        bad = next(
+            (v for v in cells if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= self.n),
+            None,
+        )
         if bad is not None:
             raise HRMEvalError(f"{self.name}: cell value {bad!r} is not 0 (blank) or a digit 1-{self.n}")
         return "".join("." if v == 0 else str(int(v)) for v in cells)
@@ -156,9 +158,16 @@ class SudokuTask(PuzzleTask):
         check_charset(question, ".0" + self.digits, "question")
         check_charset(answer, self.digits, "answer")
 
-    def build(self, source: str, output: str, *, num_aug: Optional[int] = None,
-              subsample_size: Optional[int] = None, min_difficulty: Optional[int] = None,
-              seed: int = 0) -> dict:
+    def build(
+        self,
+        source: str,
+        output: str,
+        *,
+        num_aug: Optional[int] = None,
+        subsample_size: Optional[int] = None,
+        min_difficulty: Optional[int] = None,
+        seed: int = 0,
+    ) -> dict:
         num_aug = check_num_aug(num_aug)
         raw = read_splits(source, self.check_row, min_difficulty)
 
@@ -172,8 +181,9 @@ class SudokuTask(PuzzleTask):
 
     # ------------------------------------------------------------------ building
 
-    def _convert(self, rows: RawPuzzles, rng: np.random.RandomState, subsample_size: Optional[int],
-                 num_aug: int) -> Dict[str, np.ndarray]:
+    def _convert(
+        self, rows: RawPuzzles, rng: np.random.RandomState, subsample_size: Optional[int], num_aug: int
+    ) -> Dict[str, np.ndarray]:
         inputs, labels = token_arrays(rows, self.seq_len, self._char_to_token, subsample_size, rng)
 
         n_orig = len(inputs)
@@ -222,8 +232,15 @@ class SudokuTask(PuzzleTask):
 
     # ------------------------------------------------------------------ generating
 
-    def puzzle_stream(self, rng: random.Random, *, size: Optional[int] = None, min_blanks: Optional[int] = None,
-                      max_blanks: Optional[int] = None, **options: Any) -> Iterator[Row]:
+    def puzzle_stream(
+        self,
+        rng: random.Random,
+        *,
+        size: Optional[int] = None,
+        min_blanks: Optional[int] = None,
+        max_blanks: Optional[int] = None,
+        **options: Any,
+    ) -> Iterator[Row]:
         """Uniquely solvable boards of this task's side (or of side `size`: 4, 6 or 9); the number
         of blanks, drawn from [min_blanks, max_blanks] (default 45% to 60% of the cells), is the
         rating. See `sudoku_generator`."""
@@ -233,8 +250,9 @@ class SudokuTask(PuzzleTask):
 
     # ------------------------------------------------------------------ test-time augmentation
 
-    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0
-                  ) -> List[Tuple[np.ndarray, np.ndarray]]:
+    def tta_views(
+        self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0
+    ) -> List[Tuple[np.ndarray, np.ndarray]]:
         """`num_views` distinct validity-preserving transforms for test-time augmentation, the
         identity first, each as (token map [vocab], cell map [n*n]) with
         view[cell] = token_map[board[cell_map[cell]]] (the convention of `_draw`): digit

@@ -27,6 +27,7 @@ def sudoku_box_shape(size: int) -> Tuple[int, int]:
 
 # =========================================================================== Sudoku solver
 
+
 class _Board:
     """Cell geometry of one board size: unit (row/col/box) of every cell and its peers."""
 
@@ -40,9 +41,17 @@ class _Board:
         self.row = [i // n for i in range(self.cells)]
         self.col = [i % n for i in range(self.cells)]
         self.box = [(i // n // br) * (n // bc) + (i % n) // bc for i in range(self.cells)]
-        self.peers = [sorted({j for j in range(self.cells) if j != i and (
-            self.row[j] == self.row[i] or self.col[j] == self.col[i] or self.box[j] == self.box[i])})
-            for i in range(self.cells)]
+        self.peers = [
+            sorted(
+                {
+                    j
+                    for j in range(self.cells)
+                    if j != i
+                    and (self.row[j] == self.row[i] or self.col[j] == self.col[i] or self.box[j] == self.box[i])
+                }
+            )
+            for i in range(self.cells)
+        ]
 
     @classmethod
     def of(cls, n: int) -> "_Board":
@@ -51,8 +60,9 @@ class _Board:
         return cls._cache[n]
 
 
-def _search(b: _Board, grid: List[int], limit: int, forbid: Optional[Dict[int, int]] = None,
-            rng: Optional[random.Random] = None) -> int:
+def _search(
+    b: _Board, grid: List[int], limit: int, forbid: Optional[Dict[int, int]] = None, rng: Optional[random.Random] = None
+) -> int:
     """Count completions of `grid` (0 = blank, digits 1..n), stopping at `limit`.
 
     Bitmask backtracking, most-constrained cell first. `forbid` maps cell -> bitmask of digits
@@ -94,7 +104,7 @@ def _search(b: _Board, grid: List[int], limit: int, forbid: Optional[Dict[int, i
         if best_n == 0:
             return 0
         cell = empties[best_i]
-        rest = empties[:best_i] + empties[best_i + 1:]
+        rest = empties[:best_i] + empties[best_i + 1 :]
         r, c, x = row_of[cell], col_of[cell], box_of[cell]
         bits = []
         m = best_mask
@@ -186,12 +196,15 @@ def _sudoku_one(b: _Board, rng: random.Random, blanks: int, max_tries: int = 100
         if removed == blanks:
             question = "".join("." if v == 0 else str(v) for v in grid)
             return question, "".join(map(str, solution)), blanks
-    raise HRMEvalError(f"could not make a {b.n}x{b.n} Sudoku with {blanks} blanks and a unique solution "
-                       f"in {max_tries} tries; lower max_blanks")
+    raise HRMEvalError(
+        f"could not make a {b.n}x{b.n} Sudoku with {blanks} blanks and a unique solution "
+        f"in {max_tries} tries; lower max_blanks"
+    )
 
 
-def sudoku_stream(rng: random.Random, size: int, min_blanks: Optional[int] = None,
-                  max_blanks: Optional[int] = None) -> Iterator[Row]:
+def sudoku_stream(
+    rng: random.Random, size: int, min_blanks: Optional[int] = None, max_blanks: Optional[int] = None
+) -> Iterator[Row]:
     """Endless uniquely solvable boards of side `size` (4, 6 or 9) drawn from `rng`; each one's
     number of blanks is drawn uniformly from [min_blanks, max_blanks] (defaults: 45% to 60% of
     the cells) and is its rating. Rows are (question with `.` blanks, answer, rating). The
@@ -214,6 +227,7 @@ def _blank_range(size: int, min_blanks: Optional[int], max_blanks: Optional[int]
     if not 0 <= lo <= hi:
         raise HRMEvalError(f"need 0 <= min_blanks <= max_blanks, got {lo} and {hi}")
     if hi > most:
-        raise HRMEvalError(f"a {size}x{size} Sudoku with a unique solution has at most {most} blanks, "
-                           f"max_blanks is {hi}")
+        raise HRMEvalError(
+            f"a {size}x{size} Sudoku with a unique solution has at most {most} blanks, max_blanks is {hi}"
+        )
     return lo, hi

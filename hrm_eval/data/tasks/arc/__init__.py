@@ -39,10 +39,32 @@ from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer, View
 from hrm_eval.utils.errors import HRMEvalError
 
 __all__ = [
-    "ARC", "ARCTask", "COLOUR_OFFSET", "DIHEDRAL_INVERSE", "DIHEDRAL_NAMES", "EOS_ID", "GRID_SIZE", "NUM_COLOURS",
-    "PACKAGED_COLLECTIONS", "PAD_ID", "SEQ_LEN", "VOCAB_SIZE", "RawTask", "augment_grid", "augmented_name",
-    "build_arc_dataset", "crop_grid", "crop_shapes", "dihedral_transform", "grid_hash", "grid_to_sequence",
-    "inverse_augment", "inverse_dihedral_transform", "load_arc_tasks", "parse_puzzle_name", "parse_task",
+    "ARC",
+    "ARCTask",
+    "COLOUR_OFFSET",
+    "DIHEDRAL_INVERSE",
+    "DIHEDRAL_NAMES",
+    "EOS_ID",
+    "GRID_SIZE",
+    "NUM_COLOURS",
+    "PACKAGED_COLLECTIONS",
+    "PAD_ID",
+    "SEQ_LEN",
+    "VOCAB_SIZE",
+    "RawTask",
+    "augment_grid",
+    "augmented_name",
+    "build_arc_dataset",
+    "crop_grid",
+    "crop_shapes",
+    "dihedral_transform",
+    "grid_hash",
+    "grid_to_sequence",
+    "inverse_augment",
+    "inverse_dihedral_transform",
+    "load_arc_tasks",
+    "parse_puzzle_name",
+    "parse_task",
 ]
 
 
@@ -86,8 +108,16 @@ class ARCTask(PuzzleTask):
         want, got = crop_grid(shifted), crop_grid(shifted_pred)
         return want.size > 0 and want.shape == got.shape and bool(np.array_equal(want, got))
 
-    def build(self, source, output, *, num_aug: Optional[int] = None, subsample_size: Optional[int] = None,
-              min_difficulty: Optional[int] = None, seed: int = 0) -> dict:
+    def build(
+        self,
+        source,
+        output,
+        *,
+        num_aug: Optional[int] = None,
+        subsample_size: Optional[int] = None,
+        min_difficulty: Optional[int] = None,
+        seed: int = 0,
+    ) -> dict:
         """Build the public HRM ARC dataset at `output` (atomically) from `source`.
 
         `source`: one or more folders in the public ARC layout (`<subset>/<task id>.json`, e.g.
@@ -108,8 +138,10 @@ class ARCTask(PuzzleTask):
         return build_arc_dataset(source, output, num_aug=DEFAULT_NUM_AUG if num_aug is None else num_aug, seed=seed)
 
     def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[View]:
-        raise HRMEvalError("--tta does not apply to ARC data: its augmentations are already puzzles of the dataset "
-                           "and are voted over by the ARC scorer")
+        raise HRMEvalError(
+            "--tta does not apply to ARC data: its augmentations are already puzzles of the dataset "
+            "and are voted over by the ARC scorer"
+        )
 
     def scorer(self, dataset: Any, *, rank_by_q: bool = False, seen_tasks_only: bool = False) -> Optional[TaskScorer]:
         """Votes over the dataset's augmented test puzzles: `dataset` is a PuzzleDataset (or the

@@ -133,20 +133,38 @@ def build_arc_dataset(source, output, *, num_aug: int = DEFAULT_NUM_AUG, seed: i
             identifier_of[name] = len(names)
             names.append(name)
 
-    summary = {"task": "arc", "output": os.fspath(output), "vocab_size": VOCAB_SIZE, "seq_len": SEQ_LEN,
-               "num_tasks": len(tasks), "num_aug": num_aug,
-               "seed": seed, "num_puzzle_identifiers": len(names), "incomplete_augmentation": incomplete,
-               "splits": {}}
+    summary = {
+        "task": "arc",
+        "output": os.fspath(output),
+        "vocab_size": VOCAB_SIZE,
+        "seq_len": SEQ_LEN,
+        "num_tasks": len(tasks),
+        "num_aug": num_aug,
+        "seed": seed,
+        "num_puzzle_identifiers": len(names),
+        "incomplete_augmentation": incomplete,
+        "splits": {},
+    }
     with atomic_directory(output) as tmp:
         for split, writer in (("train", train), ("test", test)):
             if not writer.names:  # e.g. no `evaluation` subset: no test split, as in the public builder
                 continue
             metadata = DatasetMetadata(
-                pad_id=PAD_ID, ignore_label_id=PAD_ID, blank_identifier_id=0, vocab_size=VOCAB_SIZE,
-                seq_len=SEQ_LEN, num_puzzle_identifiers=len(names), total_groups=len(writer.group_indices) - 1,
-                mean_puzzle_examples=writer.num_examples / len(writer.names), sets=[SET_NAME])
+                pad_id=PAD_ID,
+                ignore_label_id=PAD_ID,
+                blank_identifier_id=0,
+                vocab_size=VOCAB_SIZE,
+                seq_len=SEQ_LEN,
+                num_puzzle_identifiers=len(names),
+                total_groups=len(writer.group_indices) - 1,
+                mean_puzzle_examples=writer.num_examples / len(writer.names),
+                sets=[SET_NAME],
+            )
             write_split(tmp, split, metadata, {SET_NAME: writer.arrays(identifier_of)})
-            summary["splits"][split] = {"examples": writer.num_examples, "puzzles": len(writer.names),
-                                        "groups": len(writer.group_indices) - 1}
+            summary["splits"][split] = {
+                "examples": writer.num_examples,
+                "puzzles": len(writer.names),
+                "groups": len(writer.group_indices) - 1,
+            }
         write_identifiers(tmp, names)
     return summary

@@ -63,8 +63,9 @@ def grid_to_sequence(grid: np.ndarray, row_offset: int = 0, col_offset: int = 0)
     grid = np.asarray(grid)
     rows, cols = grid.shape
     if rows + row_offset > GRID_SIZE or cols + col_offset > GRID_SIZE:
-        raise ValueError(f"a {rows}x{cols} grid at ({row_offset}, {col_offset}) does not fit the "
-                         f"{GRID_SIZE}x{GRID_SIZE} canvas")
+        raise ValueError(
+            f"a {rows}x{cols} grid at ({row_offset}, {col_offset}) does not fit the {GRID_SIZE}x{GRID_SIZE} canvas"
+        )
     canvas = np.full((GRID_SIZE, GRID_SIZE), PAD_ID, dtype=np.uint8)
     r1, c1 = row_offset + rows, col_offset + cols
     canvas[row_offset:r1, col_offset:c1] = grid.astype(np.uint8) + COLOUR_OFFSET

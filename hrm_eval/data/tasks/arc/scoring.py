@@ -78,8 +78,10 @@ class ArcTestSet:
             ids, indices, inputs, labels = arrays[set_name]
             _, t, cmap = self.parsed[int(ids[p])]
             rows = range(int(indices[p]), int(indices[p + 1]))
-            pairs = [(inverse_augment(crop_grid(inputs[r]), t, cmap), inverse_augment(crop_grid(labels[r]), t, cmap))
-                     for r in rows]
+            pairs = [
+                (inverse_augment(crop_grid(inputs[r]), t, cmap), inverse_augment(crop_grid(labels[r]), t, cmap))
+                for r in rows
+            ]
             self.test_pairs[base] = pairs
             lookup: Dict[str, List[int]] = {}
             for i, (inp, _) in enumerate(pairs):
@@ -101,8 +103,10 @@ class ArcTestSet:
 
     def _check_identifier(self, identifier: int, where: str) -> None:
         if not 0 <= identifier < len(self.identifiers):
-            raise HRMEvalError(f"puzzle identifier {identifier} in {where} is beyond the "
-                               f"{len(self.identifiers)} names of {self.data_dir / 'identifiers.json'}")
+            raise HRMEvalError(
+                f"puzzle identifier {identifier} in {where} is beyond the "
+                f"{len(self.identifiers)} names of {self.data_dir / 'identifiers.json'}"
+            )
 
 
 def _read_test_description(split: Path) -> List[str]:
@@ -112,8 +116,9 @@ def _read_test_description(split: Path) -> List[str]:
             description = json.load(f)
         sets = description.get("sets", ["all"])
     except OSError as e:
-        raise HRMEvalError(f"cannot read {split / 'dataset.json'}: {e.strerror or e} "
-                           "(ARC scoring needs the dataset's test split)") from None
+        raise HRMEvalError(
+            f"cannot read {split / 'dataset.json'}: {e.strerror or e} (ARC scoring needs the dataset's test split)"
+        ) from None
     except (json.JSONDecodeError, AttributeError) as e:
         raise HRMEvalError(f"{split / 'dataset.json'} is not a dataset description: {one_line(e)}") from None
     _check_arc_layout(description, split / "dataset.json")
@@ -135,17 +140,22 @@ def _read_identifiers(path: Path) -> List[str]:
 
 def _load_set(split: Path, set_name: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(puzzle_identifiers, puzzle_indices, inputs, labels) of one set; the token arrays memory-mapped."""
-    return (np.load(split / f"{set_name}__puzzle_identifiers.npy"), np.load(split / f"{set_name}__puzzle_indices.npy"),
-            np.load(split / f"{set_name}__inputs.npy", mmap_mode="r"),
-            np.load(split / f"{set_name}__labels.npy", mmap_mode="r"))
+    return (
+        np.load(split / f"{set_name}__puzzle_identifiers.npy"),
+        np.load(split / f"{set_name}__puzzle_indices.npy"),
+        np.load(split / f"{set_name}__inputs.npy", mmap_mode="r"),
+        np.load(split / f"{set_name}__labels.npy", mmap_mode="r"),
+    )
 
 
 def _check_arc_layout(description: dict, where: Path) -> None:
     """ARC scoring reads every row as a 30x30 canvas: other data is a one-line error, not a reshape failure."""
     layout = (description.get("vocab_size"), description.get("seq_len"))
     if layout != (VOCAB_SIZE, SEQ_LEN):
-        raise HRMEvalError(f"score needs ARC data (vocab_size {VOCAB_SIZE}, seq_len {SEQ_LEN}); {where} has "
-                           f"vocab_size {layout[0]}, seq_len {layout[1]} (other tasks are scored by --mode evaluate)")
+        raise HRMEvalError(
+            f"score needs ARC data (vocab_size {VOCAB_SIZE}, seq_len {SEQ_LEN}); {where} has "
+            f"vocab_size {layout[0]}, seq_len {layout[1]} (other tasks are scored by --mode evaluate)"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,8 +204,7 @@ class ArcVotePool:
     Candidates rank by vote count, then mean sigmoid(q_halt); with `by_q`, by summed q first.
     Rows added with a `weight` count that much (an ensemble member's weight)."""
 
-    def __init__(self, data_dir: Union[str, os.PathLike], *, test_set: Optional[ArcTestSet] = None,
-                 by_q: bool = False):
+    def __init__(self, data_dir: Union[str, os.PathLike], *, test_set: Optional[ArcTestSet] = None, by_q: bool = False):
         self.test_set = test_set if test_set is not None else ArcTestSet(data_dir)
         self.by_q = by_q
         self.grids: Dict[str, np.ndarray] = {}  # grid hash -> grid
@@ -206,8 +215,9 @@ class ArcVotePool:
         self.seen_tasks: set = set()  # task ids of every row added (matched or not)
         self.weighted = False  # any weight other than 1: counts are sums of floats
 
-    def add(self, identifiers, inputs, preds, q_halt_logits=None, *, where: str = "predictions",
-            weight: float = 1.0) -> None:
+    def add(
+        self, identifiers, inputs, preds, q_halt_logits=None, *, where: str = "predictions", weight: float = 1.0
+    ) -> None:
         """Add rows: puzzle identifiers [n], inputs [n, 900], preds [n, 900] (token ids) or
         logits [n, 900, vocab] (argmax taken), q_halt_logits [n] (None: all 0). Rows with
         identifier 0 (padding) are ignored. Each row counts `weight` votes."""
@@ -218,8 +228,10 @@ class ArcVotePool:
         inputs = _as_numpy(inputs).reshape(len(identifiers), -1)
         preds = preds.reshape(len(identifiers), -1)
         if inputs.shape[1] != SEQ_LEN or preds.shape[1] != SEQ_LEN:
-            raise HRMEvalError(f"{where}: ARC rows must have {SEQ_LEN} tokens, got inputs {inputs.shape[1]} "
-                               f"and predictions {preds.shape[1]}")
+            raise HRMEvalError(
+                f"{where}: ARC rows must have {SEQ_LEN} tokens, got inputs {inputs.shape[1]} "
+                f"and predictions {preds.shape[1]}"
+            )
         q = np.zeros(len(identifiers)) if q_halt_logits is None else _as_numpy(q_halt_logits).reshape(-1)
         if len(q) != len(identifiers):
             raise HRMEvalError(f"{where}: {len(q)} q_halt_logits for {len(identifiers)} rows")
@@ -228,8 +240,10 @@ class ArcVotePool:
         n_names = len(self.test_set.identifiers)
         bad = identifiers[(identifiers < 0) | (identifiers >= n_names)]
         if len(bad):
-            raise HRMEvalError(f"{where}: puzzle identifier {int(bad[0])} is beyond the {n_names} names of "
-                               f"{self.test_set.data_dir / 'identifiers.json'} (predictions from another dataset?)")
+            raise HRMEvalError(
+                f"{where}: puzzle identifier {int(bad[0])} is beyond the {n_names} names of "
+                f"{self.test_set.data_dir / 'identifiers.json'} (predictions from another dataset?)"
+            )
         keep = identifiers != 0
         identifiers, inputs, preds, q = identifiers[keep], inputs[keep], preds[keep], q[keep]
         in_rows, in_cols = crop_shapes(inputs)
@@ -264,8 +278,10 @@ class ArcVotePool:
                 count, mean_q, sum_q = round(x[1], 12), round(x[2], 12), round(x[3], 12)
                 return (sum_q, count) if self.by_q else (count, mean_q)
         else:
+
             def key(x):
                 return x[1], x[2]
+
         return [(h, _tidy(c), q) for h, c, q, _ in sorted(pooled, key=key, reverse=True)]
 
     def result(self, ks: Sequence[int] = DEFAULT_KS, *, seen_tasks_only: bool = False) -> Tuple[dict, dict]:
@@ -290,13 +306,17 @@ class ArcVotePool:
                 rank = next((r + 1 for r, (h, _, _) in enumerate(ranked) if h == label_h), None)
                 for k in ks:
                     solved[k] += rank is not None and rank <= k
-                inputs_rec.append({
-                    "index": i,
-                    "num_predictions": sum(c for _, c, _ in ranked),
-                    "num_candidates": len(ranked),
-                    "correct_rank": rank,
-                    "top": [{"count": c, "mean_q": q, "correct": h == label_h} for h, c, q in ranked[:NUM_ATTEMPTS]],
-                })
+                inputs_rec.append(
+                    {
+                        "index": i,
+                        "num_predictions": sum(c for _, c, _ in ranked),
+                        "num_candidates": len(ranked),
+                        "correct_rank": rank,
+                        "top": [
+                            {"count": c, "mean_q": q, "correct": h == label_h} for h, c, q in ranked[:NUM_ATTEMPTS]
+                        ],
+                    }
+                )
                 grids = [self.grids[h].tolist() for h, _, _ in ranked[:NUM_ATTEMPTS]] or [EMPTY_ANSWER]
                 grids += [grids[0]] * (NUM_ATTEMPTS - len(grids))
                 attempts.append({f"attempt_{a + 1}": g for a, g in enumerate(grids)})
@@ -327,8 +347,9 @@ class ArcVotePool:
 # entry points
 
 
-def score_arc_arrays(data_dir, identifiers, inputs, preds, q_halt_logits=None, *,
-                     ks: Sequence[int] = DEFAULT_KS) -> Tuple[dict, dict]:
+def score_arc_arrays(
+    data_dir, identifiers, inputs, preds, q_halt_logits=None, *, ks: Sequence[int] = DEFAULT_KS
+) -> Tuple[dict, dict]:
     """Score predictions held in memory (numpy arrays or torch tensors): `identifiers` [n],
     `inputs` [n, 900], `preds` [n, 900] token ids or logits [n, 900, vocab], `q_halt_logits` [n].
     Returns (scores, submission) as `score_arc_predictions` writes them."""
@@ -359,11 +380,16 @@ def find_prediction_files(prediction_files_or_prefix) -> List[Path]:
             raise HRMEvalError(f"{arg} holds several prediction sets ({names}); pass one prefix, e.g. {prefixes[-1]}")
         arg = prefixes[0] if prefixes else os.path.join(arg, "")
     prefix = arg[: -len("_all_preds")] if arg.endswith("_all_preds") else arg
-    found = [(int(m.group(1)), Path(p)) for p in glob.glob(glob.escape(prefix) + "_all_preds.*")
-             if (m := _RANK_SUFFIX.search(p)) and p[: m.start()] == prefix]
+    found = [
+        (int(m.group(1)), Path(p))
+        for p in glob.glob(glob.escape(prefix) + "_all_preds.*")
+        if (m := _RANK_SUFFIX.search(p)) and p[: m.start()] == prefix
+    ]
     if not found:
-        raise HRMEvalError(f"no prediction files match {prefix}_all_preds.<rank> "
-                           "(evaluate with --save-predictions, or eval_save_outputs in the public code, first)")
+        raise HRMEvalError(
+            f"no prediction files match {prefix}_all_preds.<rank> "
+            "(evaluate with --save-predictions, or eval_save_outputs in the public code, first)"
+        )
     return [p for _, p in sorted(found)]
 
 
@@ -372,11 +398,13 @@ def _load_prediction_file(path: Path) -> dict:
 
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
+    except (OSError, RuntimeError, EOFError):
         # torch's zip reader says "[Errno 22] Invalid argument" or "failed reading zip archive"
         # for a file cut short: name what is wrong instead.
-        raise HRMEvalError(f"cannot read ARC predictions {path}: not a complete PyTorch file (truncated or "
-                           f"damaged, {path.stat().st_size} bytes)") from None
+        raise HRMEvalError(
+            f"cannot read ARC predictions {path}: not a complete PyTorch file (truncated or "
+            f"damaged, {path.stat().st_size} bytes)"
+        ) from None
     except Exception as e:
         raise HRMEvalError(f"cannot read ARC predictions {path}: {one_line(e)}") from None
     if not isinstance(data, dict):
@@ -398,14 +426,22 @@ class ArcScorer(TaskScorer):
     """ARC's `PuzzleTask.scorer`: votes over the augmented rows of a dataset's test split, then
     pass@k (strict and fractional) and the Kaggle submission."""
 
-    def __init__(self, data_dir: Union[str, os.PathLike], *, ks: Sequence[int] = DEFAULT_KS, rank_by_q: bool = False,
-                 seen_tasks_only: bool = False, test_set: Optional[ArcTestSet] = None):
+    def __init__(
+        self,
+        data_dir: Union[str, os.PathLike],
+        *,
+        ks: Sequence[int] = DEFAULT_KS,
+        rank_by_q: bool = False,
+        seen_tasks_only: bool = False,
+        test_set: Optional[ArcTestSet] = None,
+    ):
         self.pool = ArcVotePool(data_dir, test_set=test_set, by_q=rank_by_q)
         self.ks = ks
         self.seen_tasks_only = seen_tasks_only
 
-    def add(self, identifiers, inputs, preds, q_halt_logits=None, *, weight: float = 1.0,
-            where: str = "predictions") -> None:
+    def add(
+        self, identifiers, inputs, preds, q_halt_logits=None, *, weight: float = 1.0, where: str = "predictions"
+    ) -> None:
         self.pool.add(identifiers, inputs, preds, q_halt_logits, where=where, weight=weight)
 
     def finish(self, output_dir: Optional[Union[str, os.PathLike]] = None) -> dict:
@@ -429,8 +465,9 @@ def write_scores(output_dir: Union[str, os.PathLike], scores: dict, submission: 
     _write_json_atomic(out / SCORES_FILE, scores)
 
 
-def score_arc_predictions(data_dir, prediction_files_or_prefix, output_dir=None, *,
-                          ks: Sequence[int] = DEFAULT_KS) -> dict:
+def score_arc_predictions(
+    data_dir, prediction_files_or_prefix, output_dir=None, *, ks: Sequence[int] = DEFAULT_KS
+) -> dict:
     """Score the public `<prefix>_all_preds.<rank>` files against `data_dir`'s test split.
 
     Returns the scores: `strict` and `fractional` {"pass@k": fraction}, `num_tasks`,

