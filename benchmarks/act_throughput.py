@@ -40,6 +40,7 @@ from hrm_eval.models.losses import IGNORE_LABEL_ID  # noqa: E402
 from hrm_eval.utils import load_checkpoint  # noqa: E402
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
+BUNDLED_HARD = ROOT / "checkpoints" / "sudoku6-hard-hrm"  # halt_max_steps 8: where halting matters most
 Puzzles = Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]  # inputs [N, L], ids [N], labels [N, L]
 
 
@@ -118,9 +119,9 @@ def random_puzzles(n: int, seq_len: int, vocab: int) -> Puzzles:
     )
 
 
-def bundled(dtype: str) -> Tuple[ACTModel, Puzzles]:
-    ds = PuzzleDataset(BUNDLED / "data", split="test")
-    loaded = load_checkpoint(BUNDLED / "step_3750", dataset=ds.metadata, dtype=dtype)
+def bundled(dtype: str, run: Path = BUNDLED, data: str = "data", step: int = 3750) -> Tuple[ACTModel, Puzzles]:
+    ds = PuzzleDataset(run / data, split="test")
+    loaded = load_checkpoint(run / f"step_{step}", dataset=ds.metadata, dtype=dtype)
     pb = next(ds.iter_batches(len(ds)))
     return loaded.model, (pb.inputs, pb.puzzle_identifiers, pb.labels)
 
@@ -217,6 +218,10 @@ def main() -> None:
         if args.quick:
             puzzles = tuple(p[:256] if p is not None else None for p in puzzles)  # type: ignore[assignment]
         rows += [r | {"dtype": dtype} for r in compare("bundled sudoku6", model, puzzles, args.batch, repeat, peak)]
+        model, puzzles = bundled(dtype, BUNDLED_HARD, "heldout", 7500)
+        if args.quick:
+            puzzles = tuple(p[:256] if p is not None else None for p in puzzles)  # type: ignore[assignment]
+        rows += [r | {"dtype": dtype} for r in compare("bundled hard", model, puzzles, args.batch, 1, peak)]
         seed = seed_shaped(dtype, seed_steps)
         rows += [
             r | {"dtype": dtype}
@@ -244,6 +249,8 @@ def main() -> None:
             )
     best = dtypes[-1]
     b = {r["loop"]: r["puzzles_per_s"] for r in rows if r["model"] == "bundled sudoku6" and r["dtype"] == best}
+    h = {r["loop"]: r["puzzles_per_s"] for r in rows if r["model"] == "bundled hard" and r["dtype"] == best}
+    print(f"8-step model (sudoku6-hard-hrm): adaptive {h['adaptive'] / h['public']:.2f}x the public loop")
     print(
         f"speedup over the public loop: fixed {b['fixed'] / b['public']:.2f}x, "
         f"adaptive {b['adaptive'] / b['public']:.2f}x (bundled model, {best})"
