@@ -10,6 +10,8 @@ For each model and dtype it times, in one process:
   fixed     the engine with fixed halting (the same outputs; checked: argmax equal, logits
             within fp32 rounding);
   adaptive  the engine with the model's own halting and continuous batching;
+  fixed+c, adapt+c   the same with the step compiled (torch.compile; --no-compile skips them;
+            compiling is done first and reported, not timed);
 and reports puzzles/s, ACT steps per puzzle, exact accuracy where labels exist, and achieved
 GFLOP/s against this machine's measured matmul peak. Models: the seed-shaped HRM (hidden 256,
 2+2 layers, 8 heads, sequence 900, vocab 12; random weights with a Q head that halts at varied
@@ -68,11 +70,27 @@ def public_loop(model: ACTModel, puzzles: Puzzles, batch_size: int) -> Tuple[tor
 
 
 def engine_run(
-    model: ACTModel, puzzles: Puzzles, batch_size: int, policy: HaltingPolicy
+    model: ACTModel, puzzles: Puzzles, batch_size: int, policy: HaltingPolicy, compiled: bool = False
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     inputs, ids, _ = puzzles
-    res = ACTEngine(model, slots=batch_size, halting=policy).run_all(inputs, ids)
+    engine = ACTEngine(model, slots=batch_size, halting=policy)
+    if compiled:
+        engine.compile()  # the model's compiled step, built once by compile_warmup
+    res = engine.run_all(inputs, ids)
     return res.preds, res.steps
+
+
+def compile_warmup(model: ACTModel, puzzles: Puzzles, batch_size: int) -> float:
+    """Compile the model's step (torch.compile, dynamic shapes) and warm it up on the same
+    puzzles with both halting policies, so that the timed runs meet no new shapes; returns the
+    seconds this took (reported, not counted as throughput)."""
+    t = time.perf_counter()
+    for policy in (HaltingPolicy("fixed"), HaltingPolicy("adaptive")):
+        engine = ACTEngine(model, slots=batch_size, halting=policy)
+        if not engine.compile():
+            raise SystemExit("torch.compile does not work on this machine: rerun with --no-compile")
+        engine.run_all(puzzles[0], puzzles[1])
+    return time.perf_counter() - t
 
 
 def timed(fn: Callable[[], Tuple[torch.Tensor, torch.Tensor]], repeat: int) -> Tuple[float, Tuple]:
@@ -150,20 +168,28 @@ def _time(fn: Callable[[], object]) -> float:
 
 
 # ---- one comparison --------------------------------------------------------------------------------
-def compare(name: str, model: ACTModel, puzzles: Puzzles, batch: int, repeat: int, peak: float) -> List[Dict]:
+def compare(
+    name: str, model: ACTModel, puzzles: Puzzles, batch: int, repeat: int, peak: float, compile: bool
+) -> List[Dict]:
     n = len(puzzles[0])
     per_step = flops_per_row_step(model.config)
-    t_pub, (p_pub, s_pub) = timed(lambda: public_loop(model, puzzles, batch), repeat)
-    t_fix, (p_fix, s_fix) = timed(lambda: engine_run(model, puzzles, batch, HaltingPolicy("fixed")), repeat)
-    t_ada, (p_ada, s_ada) = timed(lambda: engine_run(model, puzzles, batch, HaltingPolicy("adaptive")), repeat)
+    fixed, adaptive = HaltingPolicy("fixed"), HaltingPolicy("adaptive")
+    runs = {
+        "public": timed(lambda: public_loop(model, puzzles, batch), repeat),
+        "fixed": timed(lambda: engine_run(model, puzzles, batch, fixed), repeat),
+        "adaptive": timed(lambda: engine_run(model, puzzles, batch, adaptive), repeat),
+    }
+    compile_s = None
+    if compile:
+        compile_s = compile_warmup(model, puzzles, batch)
+        runs["fixed+c"] = timed(lambda: engine_run(model, puzzles, batch, fixed, True), repeat)
+        runs["adapt+c"] = timed(lambda: engine_run(model, puzzles, batch, adaptive, True), repeat)
+    p_pub, p_fix = runs["public"][1][0], runs["fixed"][1][0]
     agree = float((p_pub == p_fix).float().mean())
+    agree_c = float((p_pub == runs["fixed+c"][1][0]).float().mean()) if compile else None
     labels = puzzles[2]
     rows = []
-    for kind, t, preds, steps in (
-        ("public", t_pub, p_pub, s_pub),
-        ("fixed", t_fix, p_fix, s_fix),
-        ("adaptive", t_ada, p_ada, s_ada),
-    ):
+    for kind, (t, (preds, steps)) in runs.items():
         exact = None
         if labels is not None:
             exact = float((((preds == labels) | (labels == IGNORE_LABEL_ID)).all(-1)).float().mean())
@@ -181,6 +207,9 @@ def compare(name: str, model: ACTModel, puzzles: Puzzles, batch: int, repeat: in
             }
         )
     rows[1]["argmax_agreement_with_public"] = agree
+    if compile:
+        rows[3]["argmax_agreement_with_public"] = agree_c
+        rows[3]["compile_seconds"] = compile_s
     return rows
 
 
@@ -196,6 +225,9 @@ def main() -> None:
     )
     ap.add_argument("--seed-steps", type=int, default=6, help="halt_max_steps of the seed-shaped model")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument(
+        "--no-compile", dest="compile", action="store_false", help="skip the torch.compile rows (fixed+c, adapt+c)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -217,15 +249,22 @@ def main() -> None:
         model, puzzles = bundled(dtype)
         if args.quick:
             puzzles = tuple(p[:256] if p is not None else None for p in puzzles)  # type: ignore[assignment]
-        rows += [r | {"dtype": dtype} for r in compare("bundled sudoku6", model, puzzles, args.batch, repeat, peak)]
+        rows += [
+            r | {"dtype": dtype}
+            for r in compare("bundled sudoku6", model, puzzles, args.batch, repeat, peak, args.compile)
+        ]
         model, puzzles = bundled(dtype, BUNDLED_HARD, "heldout", 7500)
         if args.quick:
             puzzles = tuple(p[:256] if p is not None else None for p in puzzles)  # type: ignore[assignment]
-        rows += [r | {"dtype": dtype} for r in compare("bundled hard", model, puzzles, args.batch, 1, peak)]
+        rows += [
+            r | {"dtype": dtype} for r in compare("bundled hard", model, puzzles, args.batch, 1, peak, args.compile)
+        ]
         seed = seed_shaped(dtype, seed_steps)
         rows += [
             r | {"dtype": dtype}
-            for r in compare("seed-shaped 900", seed, random_puzzles(seed_n, 900, 12), min(args.batch, seed_n), 1, peak)
+            for r in compare(
+                "seed-shaped 900", seed, random_puzzles(seed_n, 900, 12), min(args.batch, seed_n), 1, peak, args.compile
+            )
         ]
     print(
         f"\n{'model':<16} {'dtype':<9} {'loop':<9} {'puzzles/s':>10} {'steps':>6} {'exact':>6} "
@@ -247,10 +286,19 @@ def main() -> None:
                 f"{r['model']} {r['dtype']}: engine fixed argmax agreement with the public loop "
                 f"{r['argmax_agreement_with_public']:.4f}"
             )
+        if "compile_seconds" in r:
+            print(
+                f"{r['model']} {r['dtype']}: compiled engine ({r['compile_seconds']:.0f} s to compile, not timed) "
+                f"argmax agreement with the public loop {r['argmax_agreement_with_public']:.4f}"
+            )
     best = dtypes[-1]
     b = {r["loop"]: r["puzzles_per_s"] for r in rows if r["model"] == "bundled sudoku6" and r["dtype"] == best}
     h = {r["loop"]: r["puzzles_per_s"] for r in rows if r["model"] == "bundled hard" and r["dtype"] == best}
-    print(f"8-step model (sudoku6-hard-hrm): adaptive {h['adaptive'] / h['public']:.2f}x the public loop")
+    sd = {r["loop"]: r["puzzles_per_s"] for r in rows if r["model"] == "seed-shaped 900" and r["dtype"] == best}
+    print(f"8-step model (sudoku6-hard-hrm): adaptive {h['adaptive'] / h['public']:.2f}x the public loop", end="")
+    print(f", compiled {h['adapt+c'] / h['public']:.2f}x" if "adapt+c" in h else "")
+    print(f"seed-shaped model: fixed {sd['fixed'] / sd['public']:.2f}x the public loop", end="")
+    print(f", compiled {sd['fixed+c'] / sd['public']:.2f}x (outputs equal: argmax above)" if "fixed+c" in sd else "")
     print(
         f"speedup over the public loop: fixed {b['fixed'] / b['public']:.2f}x, "
         f"adaptive {b['adaptive'] / b['public']:.2f}x (bundled model, {best})"

@@ -55,3 +55,23 @@ def test_harder_puzzles_think_longer(runs):
     easy = [s for s, b in zip(steps, blanks) if b <= 14]
     hard = [s for s, b in zip(steps, blanks) if b >= 19]
     assert sum(easy) / len(easy) < 3 < 5 < sum(hard) / len(hard)  # measured: 2.12 and 6.29
+
+
+def test_results_have_the_table_by_blank_count(runs):
+    """results.json `by_difficulty`: the blank count is read from each input; it must agree with
+    the generator's rating column, and the table's rows with the per-puzzle records."""
+    fixed, adaptive = runs
+    blanks = _blanks()
+    assert [r["blanks"] for r in fixed["per_puzzle_metrics"]] == blanks
+    table = fixed["by_difficulty"]
+    assert table["measure"] == "blanks"
+    assert [r["blanks"] for r in table["rows"]] == sorted(set(blanks))
+    assert sum(r["puzzles"] for r in table["rows"]) == SAMPLE
+    for row in table["rows"]:
+        solved = [r["solved"] for r in fixed["per_puzzle_metrics"] if r["blanks"] == row["blanks"]]
+        assert row["exact_accuracy"] == pytest.approx(sum(solved) / len(solved))
+        assert row["mean_steps"] == 8.0
+    # the fixed run's prediction for the model's halting equals the adaptive run, per blank count
+    for f, a in zip(table["rows"], adaptive["by_difficulty"]["rows"]):
+        assert f["model_halting_mean_steps"] == pytest.approx(a["mean_steps"])
+        assert f["model_halting_exact_accuracy"] == pytest.approx(a["exact_accuracy"])

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from hrm_eval.data.dataset import PuzzleBatch, PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
-from hrm_eval.evaluation.halting import halting_analysis
+from hrm_eval.evaluation.halting import by_difficulty, halting_analysis
 from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.scoring import RowScores, score_rows
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk
@@ -50,6 +50,7 @@ class EvaluationResult:
     predictions: Optional[Dict[str, torch.Tensor]] = None  # public all_preds layout (with logits)
     answers: Optional[Dict[str, torch.Tensor]] = None  # compact: inputs, puzzle_identifiers, preds, q_halt_logits
     step_arrays: Optional[Dict[str, np.ndarray]] = None  # q_halt / q_continue / exact [N, T] (halting sweep)
+    by_difficulty: Optional[Dict[str, Any]] = None  # exact accuracy and steps per difficulty (Sudoku: blanks)
 
 
 @dataclass
@@ -193,6 +194,9 @@ class _Accumulator:
         self.exact = np.zeros((total, T), bool)
         self.steps = np.zeros(total, np.int32)
         self.valid = np.zeros(total, bool)
+        self.solved_rows = np.zeros(total, bool)
+        self.difficulty_name = task.difficulty_name if task is not None else None  # e.g. "blanks"
+        self.difficulty = np.zeros(total, np.int32)
         self.saved: Optional[Dict[str, List[torch.Tensor]]] = (
             {k: [] for k in PREDICTION_KEYS} if save_predictions else None
         )
@@ -214,9 +218,12 @@ class _Accumulator:
         self.q_halt[i], self.q_continue[i] = fin.q_halt_by_step[k].numpy(), fin.q_continue_by_step[k].numpy()
         if fin.exact_by_step is not None:
             self.exact[i] = fin.exact_by_step[k].numpy()
-        self.steps[i], self.valid[i] = steps, valid
+        self.steps[i], self.valid[i], self.solved_rows[i] = steps, valid, bool(m["exact"])
         pred = row.scores.answers[0]
         record = self._record(pb, j, m, fin, k, row.scores.verified)
+        if self.difficulty_name is not None and self.task is not None:
+            self.difficulty[i] = int(self.task.difficulty(pb.inputs[j].numpy()[None])[0])
+            record[self.difficulty_name] = int(self.difficulty[i])
         if valid:
             self.counted += 1
             self.solved += int(bool(m["exact"]))
@@ -325,10 +332,13 @@ class _Accumulator:
             "q_continue": self.q_continue[v],
             "exact": self.exact[v],
             "steps": self.steps[v],
+            "solved": self.solved_rows[v],
         }
-        analysis = halting_analysis(
-            arrays, self.model, fixed=halting["mode"] == "fixed" and halting["max_steps"] == self.T
-        )
+        fixed = halting["mode"] == "fixed" and halting["max_steps"] == self.T
+        analysis = halting_analysis(arrays, self.model, fixed=fixed)
+        difficulty = None
+        if self.difficulty_name is not None and v.any():
+            difficulty = by_difficulty(arrays, self.difficulty[v], self.difficulty_name, self.model, fixed=fixed)
         return EvaluationResult(
             aggregate_metrics=aggregate,
             per_set_metrics={k: s.reduced() | {"count": s.count} for k, s in self.per_set.items()},
@@ -340,6 +350,7 @@ class _Accumulator:
             predictions=_stack(self.saved),
             answers=_stack(self.answers),
             step_arrays=arrays,
+            by_difficulty=difficulty,
         )
 
 

@@ -76,6 +76,32 @@ def halting_analysis(arrays: Dict[str, np.ndarray], model: ACTModel, *, fixed: b
     return out
 
 
+def by_difficulty(
+    arrays: Dict[str, np.ndarray], difficulty: np.ndarray, name: str, model: ACTModel, *, fixed: bool
+) -> Dict[str, Any]:
+    """Exact accuracy and mean steps per difficulty value (`name`, e.g. blanks). A fixed run
+    also shows what the model's own halting would have given on the same puzzles, so one run
+    answers both "how hard is hard" and "does the model think longer on it"."""
+    exact, steps = arrays["exact"], arrays["steps"]
+    solved = arrays["solved"]
+    wants = model_rule(model, arrays["q_halt"], arrays["q_continue"]) if fixed else None
+    rows = []
+    for value in np.unique(difficulty).tolist():
+        sel = difficulty == value
+        row: Dict[str, Any] = {
+            name: int(value),
+            "puzzles": int(sel.sum()),
+            "exact_accuracy": float(solved[sel].mean()),
+            "mean_steps": float(steps[sel].mean()),
+        }
+        if wants is not None:
+            adaptive = simulate(wants[sel], exact[sel])
+            row["model_halting_exact_accuracy"] = adaptive["exact_accuracy"]
+            row["model_halting_mean_steps"] = adaptive["mean_steps"]
+        rows.append(row)
+    return {"measure": name, "rows": rows}
+
+
 def halting_sweep(
     arrays: Dict[str, np.ndarray], model: ACTModel, thresholds: Sequence[float] = SWEEP_THRESHOLDS
 ) -> List[Dict[str, Any]]:

@@ -21,6 +21,22 @@ def _halting(h: Any) -> str:
     return f"{h['mode']} ({extra})" if extra else h["mode"]
 
 
+def _difficulty_table(d: Dict[str, Any]) -> str:
+    """One line per difficulty value: puzzles, exact accuracy, mean steps (and, from a fixed run,
+    what the model's own halting would have given)."""
+    name, rows = d["measure"], d["rows"]
+    adaptive = "model_halting_exact_accuracy" in rows[0]
+    head = f"{name:>8} {'puzzles':>8} {'exact':>7} {'steps':>6}"
+    head += f" {'exact@halt':>10} {'steps@halt':>10}" if adaptive else ""
+    lines = [f"By {name}:", head]
+    for r in rows:
+        line = f"{r[name]:>8} {r['puzzles']:>8} {r['exact_accuracy']:>7.3f} {r['mean_steps']:>6.2f}"
+        if adaptive:
+            line += f" {r['model_halting_exact_accuracy']:>10.3f} {r['model_halting_mean_steps']:>10.2f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def format_summary(results: Dict[str, Any]) -> str:
     m = results["aggregate_metrics"]
     prov = results["provenance"]
@@ -62,6 +78,8 @@ def format_summary(results: Dict[str, Any]) -> str:
     for p in results.get("halting_sweep", []):
         rows.append((f"sweep: {p['rule']}", f"mean steps {p['mean_steps']:.2f}, exact {p['exact_accuracy']:.4f}"))
     table = _table(rows, "Evaluation summary")
+    if results.get("by_difficulty"):
+        table += "\n" + _difficulty_table(results["by_difficulty"])
     if prov["evaluation"].get("dtype_changed"):
         table += (
             f"\nnote: --dtype auto ran {prov['evaluation']['dtype']}, not the checkpoint's own dtype: "

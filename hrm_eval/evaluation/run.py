@@ -320,6 +320,8 @@ def assemble_results(
     }
     if len(result.per_set_metrics) > 1:
         results["per_set_metrics"] = result.per_set_metrics
+    if result.by_difficulty is not None:
+        results["by_difficulty"] = result.by_difficulty
     if result.per_puzzle_metrics is not None:
         results["per_puzzle_metrics"] = result.per_puzzle_metrics
     results["provenance"] = build_provenance(

@@ -284,3 +284,10 @@ def test_parse_puzzle_errors_are_one_line(puzzle, message):
     with pytest.raises(HRMEvalError, match=re.escape(message)) as e:
         get_task("sudoku6").parse_puzzle(puzzle)
     assert "\n" not in str(e.value) and "sudoku6" in str(e.value)
+
+
+def test_difficulty_counts_the_blanks():
+    task = get_task("sudoku6")
+    boards = np.stack([task.encode("356.2..24.366..3422.36514312.556.4.."), task.encode("1" * 36)])
+    assert task.difficulty_name == "blanks"
+    assert task.difficulty(boards).tolist() == [11, 0]

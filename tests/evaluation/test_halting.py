@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from hrm_eval.evaluation.halting import simulate, stop_steps
+from hrm_eval.evaluation.halting import by_difficulty, simulate, stop_steps
 from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.models import build_model
+from hrm_eval.models.config import HRMConfig
 from tests.conftest import ROOT
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
@@ -23,6 +25,31 @@ def test_stop_steps_and_simulate_by_hand():
     got = simulate(wants, exact)
     assert got["mean_steps"] == pytest.approx(2.0)
     assert got["exact_accuracy"] == pytest.approx(2 / 3)  # rows 0 and 1 right where they stop
+
+
+def test_by_difficulty_by_hand():
+    """Three puzzles of difficulty 5 and one of 9, from a fixed 3-step run: per value, the solve
+    rate and steps of the run, and what the model's rule (HRM: q_halt > q_continue) would give."""
+    config = dict(H_cycles=1, L_cycles=1, H_layers=1, L_layers=1, expansion=2, num_puzzle_identifiers=1)
+    model = build_model(HRMConfig(hidden_size=8, num_heads=2, seq_len=4, vocab_size=4, halt_max_steps=3, **config))
+    q_halt = np.array([[1.0, 1, 1], [-1, 1, 1], [-1, -1, -1], [-1, -1, 1]], np.float32)
+    arrays = {
+        "q_halt": q_halt,
+        "q_continue": np.zeros_like(q_halt),  # the rule halts where q_halt > 0: steps 1, 2, 3, 3
+        "exact": np.array([[True, True, True], [False, True, True], [False, False, False], [False, False, True]]),
+        "steps": np.array([3, 3, 3, 3]),
+        "solved": np.array([True, True, False, True]),
+    }
+    table = by_difficulty(arrays, np.array([5, 5, 5, 9]), "blanks", model, fixed=True)
+    assert table["measure"] == "blanks"
+    five, nine = table["rows"]
+    assert (five["blanks"], five["puzzles"], nine["blanks"], nine["puzzles"]) == (5, 3, 9, 1)
+    assert five["exact_accuracy"] == pytest.approx(2 / 3) and nine["exact_accuracy"] == 1.0
+    assert five["model_halting_mean_steps"] == pytest.approx((1 + 2 + 3) / 3)
+    assert five["model_halting_exact_accuracy"] == pytest.approx(2 / 3)  # right at steps 1 and 2, wrong at 3
+    assert nine["model_halting_mean_steps"] == 3.0 and nine["model_halting_exact_accuracy"] == 1.0
+    adaptive = by_difficulty(arrays, np.array([5, 5, 5, 9]), "blanks", model, fixed=False)
+    assert "model_halting_exact_accuracy" not in adaptive["rows"][0]  # only a fixed run knows every step
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,29 @@ def test_fixed_halting_reproduces_the_public_outputs(name, slots):
         np.testing.assert_allclose(r["q_halt_by_step"].numpy(), exp["q_halt_logits"][:, i], atol=1e-5)
 
 
+@pytest.mark.slow
+def test_compiled_step_reproduces_the_public_outputs_and_is_built_once_per_model():
+    """--compile: the same answers (argmax exact; logits within fp32 rounding: inductor fuses the
+    element-wise chains, so sums are reassociated), compiled once and reused by later engines."""
+    from hrm_eval.inference import engine as engine_module
+
+    exp, model = _fixture_model(FP32["rope_f32"])
+    inputs, ids = torch.from_numpy(exp["inputs"]), torch.from_numpy(exp["puzzle_identifiers"])
+    first = ACTEngine(model, slots=3)
+    assert first.compile()
+    got = run_all(first, inputs, ids)
+    scale = np.abs(exp["logits"][-1]).max()
+    for i, r in got.items():
+        np.testing.assert_array_equal(r["preds"].numpy(), exp["logits"][-1][i].argmax(-1))
+        assert np.abs(r["logits"].numpy() - exp["logits"][-1][i]).max() <= 1e-4 * scale
+    compiled = engine_module._compiled_steps[model.inner]
+    second = ACTEngine(model, slots=3)
+    assert second.compile() and engine_module._compiled_steps[model.inner] is compiled
+    again = run_all(second, inputs, ids)
+    for i in got:
+        assert torch.equal(again[i]["logits"], got[i]["logits"])
+
+
 def _bundled_puzzles(n):
     pb = next(PuzzleDataset(BUNDLED / "data", split="test").iter_batches(n))
     return pb.inputs, pb.puzzle_identifiers, pb.labels

@@ -169,6 +169,15 @@ class PuzzleTask(abc.ABC):
         accuracy is all there is."""
         return None
 
+    # What `difficulty` counts, e.g. "blanks"; None where the task has no difficulty measure.
+    difficulty_name: Optional[str] = None
+
+    def difficulty(self, inputs: np.ndarray) -> np.ndarray:
+        """inputs [n, L] tokens -> [n] ints: each puzzle's difficulty as `difficulty_name` counts
+        it, read from the input alone (so it is known for any dataset). Only where
+        `difficulty_name` is set."""
+        raise HRMEvalError(f"task {self.name} has no difficulty measure")
+
     @property
     def needs_answers(self) -> bool:
         """Whether evaluation must keep every row's answer (argmax, inputs, q_halt) for `scorer`."""

@@ -129,6 +129,13 @@ class SudokuTask(PuzzleTask):
         # and one G (4) and never a path token (5).
         return not _looks_like_maze(np.asarray(inputs_sample), self.seq_len)
 
+    difficulty_name = "blanks"
+
+    def difficulty(self, inputs: np.ndarray) -> np.ndarray:
+        """The number of blank cells: what makes a Sudoku hard (the bundled models' cards and
+        `--mode evaluate` report exact accuracy and steps per blank count)."""
+        return (np.asarray(inputs).reshape(len(inputs), -1) == BLANK_ID).sum(-1)
+
     def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
         inp = np.asarray(inputs).reshape(-1).astype(np.int64)
         pred = np.asarray(prediction).reshape(-1).astype(np.int64)
