@@ -128,7 +128,7 @@ def score_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_score(inv: Invocation) -> int:
-    from hrm_eval.evaluation.arc_scoring import score_arc_predictions
+    from hrm_eval.data.tasks.arc.scoring import score_arc_predictions
 
     cfg = inv.config(ScoreConfig)
     out = Path(cfg.output_dir)

@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from hrm_eval.ensemble.arc_pool import arc_pooling
 from hrm_eval.ensemble.calibration import (
     CalibrationPlan,
     MemberWeights,
@@ -44,6 +43,7 @@ from hrm_eval.ensemble.strategies import (
     stacking,
     vote,
 )
+from hrm_eval.ensemble.task_scores import ensemble_task_scores
 from hrm_eval.ensemble.tta import make_views
 from hrm_eval.evaluation.predictions import (
     Scored,
@@ -291,22 +291,6 @@ def per_puzzle_records(
         }
         for j, i in enumerate(scored.tolist())
     ]
-
-
-# ---- stage: task scores (ARC pooling) ----------------------------------------------------------
-def ensemble_task_scores(
-    ctx: EnsembleContext,
-    scored: np.ndarray,
-    strategy: str,
-    ens: Scored,
-    member_weights: Sequence[float],
-    member_rows: List[Dict[str, Any]],
-) -> Dict[str, Any]:
-    """The task's own scores beyond per-row metrics. Only ARC has any (pass@k over pooled
-    augmentations); this is the one place that asks which task it is."""
-    if ctx.task is None or ctx.task.name != "arc":
-        return {}
-    return {"arc": arc_pooling(ctx, scored, strategy, ens, member_weights, member_rows)}
 
 
 # ---- stage: provenance and output --------------------------------------------------------------

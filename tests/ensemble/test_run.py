@@ -15,9 +15,9 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, crop_grid, grid_to_sequence, inverse_augment, parse_puzzle_name
 from hrm_eval.ensemble import EnsembleSettings, evaluate_ensemble, format_ensemble
-from hrm_eval.ensemble.arc_pool import arc_pooling
 from hrm_eval.ensemble.calibration import assert_disjoint, held_out_split
 from hrm_eval.ensemble.context import EnsembleContext
+from hrm_eval.ensemble.task_scores import ensemble_task_scores
 from hrm_eval.evaluation import predictions as predictions_module
 from hrm_eval.evaluation.predictions import collect_rows
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
@@ -361,14 +361,14 @@ def test_arc_members_are_pooled_with_the_augmentation_votes(arc_data):
         dataset=dataset,
     )
     member_rows = [{"name": "A"}, {"name": "B"}]
-    pooled = arc_pooling(ctx, np.arange(len(rows)), "vote", None, [0.5, 0.5], member_rows)
+    pooled = ensemble_task_scores(ctx, np.arange(len(rows)), "vote", None, [0.5, 0.5], member_rows)["arc"]
     assert member_rows[0]["arc"]["strict"]["pass@1"] == 0.0 and member_rows[1]["arc"]["strict"]["pass@1"] == 0.0
     assert member_rows[0]["arc"]["strict"]["pass@2"] == 1.0
     assert pooled["strict"]["pass@1"] == 1.0 and pooled["fractional"]["pass@1"] == 1.0 and pooled["num_tasks"] == 2
     # q_vote: 4 right votes at sigmoid(0) = 0.5 (sum 2.0 x 0.5 weight) against 2 x sigmoid(3) ~ 0.95 (sum 1.9 x 0.5)
     assert (
-        arc_pooling(ctx, np.arange(len(rows)), "q_vote", None, [0.5, 0.5], [{"name": "A"}, {"name": "B"}])["strict"][
-            "pass@1"
-        ]
+        ensemble_task_scores(ctx, np.arange(len(rows)), "q_vote", None, [0.5, 0.5], [{"name": "A"}, {"name": "B"}])[
+            "arc"
+        ]["strict"]["pass@1"]
         == 1.0
     )

@@ -173,7 +173,7 @@ def test_task_scorer_hook_is_the_arc_scorer(small, tmp_path):
     assert scores == want
     assert json.loads((tmp_path / "out" / "arc_scores.json").read_text()) == want
     assert json.loads((tmp_path / "out" / "submission.json").read_text()) == want_sub
-    assert scorer.summary(scores) == {"strict": want["strict"], "fractional": want["fractional"]}
+    assert scorer.summary(scores) == {k: want[k] for k in ("num_tasks", "strict", "fractional")}
     # puzzles held in memory have no identifiers or test split to vote over: no task scoring
     in_memory = PuzzleDataset.from_arrays(
         np.stack([r[1] for r in case]),

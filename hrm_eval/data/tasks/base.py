@@ -164,9 +164,11 @@ class PuzzleTask(abc.ABC):
         view[cell] = token_map[puzzle[cell_map[cell]]]."""
         raise HRMEvalError(f"task {self.name} has no test-time views")
 
-    def scorer(self, dataset: Any) -> Optional[TaskScorer]:
+    def scorer(self, dataset: Any, *, rank_by_q: bool = False, seen_tasks_only: bool = False) -> Optional[TaskScorer]:
         """The task's own scorer for `dataset` (a PuzzleDataset), or None when plain exact
-        accuracy is all there is."""
+        accuracy is all there is. For a scorer that ranks candidate answers (ARC), `rank_by_q`
+        ranks by summed sigmoid(q_halt) before votes; `seen_tasks_only` scores only what rows
+        were added for (an ensemble scores a subset)."""
         return None
 
     # What `difficulty` counts, e.g. "blanks"; None where the task has no difficulty measure.

@@ -454,8 +454,8 @@ class ArcScorer(TaskScorer):
 
     @staticmethod
     def summary(scores: dict) -> dict:
-        """pass@k by rule; the per-task records stay in arc_scores.json."""
-        return {k: scores[k] for k in ("strict", "fractional") if k in scores}
+        """pass@k by rule and the number of tasks scored; the per-task records stay in arc_scores.json."""
+        return {k: scores[k] for k in ("num_tasks", "strict", "fractional") if k in scores}
 
 
 def write_scores(output_dir: Union[str, os.PathLike], scores: dict, submission: dict) -> None:
