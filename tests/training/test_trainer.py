@@ -252,6 +252,7 @@ def test_torchrun_two_cpu_ranks_stay_identical_and_split_the_batch(sudoku4_data,
             str(ROOT / "tests" / "training" / "ddp_worker.py"),
             str(cfg),
             str(out),
+            str(tmp_path / "ddp-resumed"),
         ]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
         if proc.returncode == 0 or "address already in use" not in (proc.stdout + proc.stderr).lower():
@@ -279,6 +280,19 @@ def test_torchrun_two_cpu_ranks_stay_identical_and_split_the_batch(sudoku4_data,
     for k in saved:
         assert torch.equal(ranks[0]["state"][k], ranks[1]["state"][k]), k
         assert torch.equal(ranks[0]["state"][k], saved[k]), k
+
+    # Interrupted at step 3 (rows still mid-puzzle: HRM_ARCH runs 2 ACT steps) and resumed: each
+    # rank took back its own carry and RNG state from the file rank 0 wrote, and the run ends
+    # exactly where the uninterrupted one did.
+    state = torch.load(tmp_path / "ddp-resumed" / "step_3.optim", map_location="cpu", weights_only=True)
+    assert state["world_size"] == 2 and len(state["ranks"]) == 2
+    carries = [r["carry"] for r in state["ranks"]]
+    assert all(c["halted"].shape == (8,) and not bool(c["halted"].any()) for c in carries)
+    assert not torch.equal(carries[0]["current_data"]["inputs"], carries[1]["current_data"]["inputs"])
+    assert not torch.equal(state["ranks"][0]["rng"]["torch"], state["ranks"][1]["rng"]["torch"])  # seed + rank
+    resumed = read_saved(tmp_path / "ddp-resumed" / "step_6")
+    for k in saved:
+        assert torch.equal(resumed[k], saved[k]), k
 
     # Gradients were combined over both halves: same result as one process on the full batch
     # (up to the order of floating-point sums).
