@@ -46,6 +46,7 @@ from hrm_eval.models.loading import list_steps
 from hrm_eval.models.losses import act_training_loss
 from hrm_eval.training.checkpoint import (
     RESUME_FORMAT,
+    SAVE_PREFIX,
     clean_run_dir,
     gather_rank_states,
     newest_complete_step,
@@ -62,6 +63,7 @@ from hrm_eval.utils.io import atomic_write_text
 from hrm_eval.utils.paths import OutputLock
 
 log = logging.getLogger("hrm_eval")
+__all__ = ["SAVE_PREFIX", "TrainSummary", "check_output", "output_dir", "train", "train_batches"]
 
 
 @dataclass
