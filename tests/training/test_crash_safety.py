@@ -26,8 +26,10 @@ from hrm_eval.training.trainer import train
 from hrm_eval.utils.errors import HRMEvalError
 from tests.training.conftest import HRM_ARCH, read_saved, train_config, train_fields, write_yaml
 
-# halt_max_steps 3 and frequent exploration: rows stay unhalted across batches (the carry
-# matters) and every step draws random numbers (the RNG state matters).
+# halt_max_steps 3: rows stay unhalted across batches, so the carry decides what the resumed run
+# trains on (without it the weights differ). Every training step draws exploration numbers; in
+# runs this short no row wants to halt early, so they do not move the weights yet, and the tests
+# compare the generator states themselves (saved at the end of both runs) as well.
 ARCH = dict(HRM_ARCH, halt_max_steps=3, halt_exploration_prob=0.5)
 LOSS_LINE = re.compile(r"step (\d+)/\d+ (loss .*) lr")
 
