@@ -551,6 +551,87 @@ def test_bad_input_subprocess(case, tmp_path):
     assert time.monotonic() - start < case.timeout
 
 
+# ---- peak memory of inspect: the bound of issue 16 ("Done when"), measured -------------------------------
+def peak_rss_bytes(argv: List[str], cwd: Path) -> Tuple[int, int, str]:
+    """(exit status, peak resident memory, stderr) of `deploy.py ARGV` in a child under MEMORY_LIMIT.
+    The peak is the child's own ru_maxrss (os.wait4), not this process's."""
+    err = cwd / "stderr.txt"
+    with open(err, "w") as f:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "deploy.py"), *argv, "--log-level", "ERROR"],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=f,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT)),
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+    return proc.returncode, usage.ru_maxrss * 1024, err.read_text()  # ru_maxrss: KiB on Linux
+
+
+def _with_state_dict_change(change: Callable[[Dict[str, torch.Tensor], str], None], config: bool):
+    def build(root: Path) -> List[str]:
+        ckpt = copy_checkpoint(root)
+        sd = torch.load(ckpt, map_location="cpu", weights_only=True)
+        o_proj = next(k for k in sd if k.endswith("L_level.layers.0.self_attn.o_proj.weight"))
+        change(sd, o_proj)
+        torch.save(sd, ckpt)
+        if not config:  # the layer count then comes from the key names
+            (root / "ckpt" / "all_config.yaml").unlink()
+        return inspect_args(root)
+
+    return build
+
+
+def _stray_layer(sd: Dict[str, torch.Tensor], o_proj: str) -> None:
+    sd[o_proj.replace("layers.0.", "layers.200000.")] = sd[o_proj].clone()
+
+
+def _huge_embedding(sd: Dict[str, torch.Tensor], o_proj: str) -> None:
+    key = next(k for k in sd if k.endswith("embed_tokens.embedding_weight"))
+    sd[key] = torch.zeros(1).expand(2**31, sd[key].shape[1])  # 2^31 rows (1 TiB) declared by 4 bytes
+
+
+def _huge_square(sd: Dict[str, torch.Tensor], o_proj: str) -> None:
+    sd[o_proj] = torch.zeros(1).expand(2**20, 2**20)  # 4 TiB declared by 4 bytes
+
+
+MEMORY_CASES = {
+    "stray-layer-key": (_with_state_dict_change(_stray_layer, config=False), "highest index 200000"),
+    "2^31-row-embedding": (_with_state_dict_change(_huge_embedding, config=False), "(2147483648, 128)"),
+    "2^20-square": (_with_state_dict_change(_huge_square, config=True), "(1048576, 1048576)"),
+}
+
+
+@pytest.fixture(scope="module")
+def healthy_inspect_peak(tmp_path_factory) -> int:
+    """Peak memory of inspecting the bundled checkpoint itself: the program, its 4 MB file and
+    the model built from it (the model's own size)."""
+    root = tmp_path_factory.mktemp("healthy")
+    copy_checkpoint(root)
+    rc, peak, err = peak_rss_bytes(inspect_args(root), cwd=root)
+    assert rc == 0, err
+    return peak
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MEMORY_CASES))
+def test_inspect_peak_memory_is_bounded_by_twice_the_file_plus_the_model(name, tmp_path, healthy_inspect_peak):
+    """Issue 16: peak memory of `--mode inspect` on a hostile file below 2x its size plus the
+    model's size (over the program's own footprint). Measured against a healthy inspect, whose
+    peak already holds the program, one file and the model: a hostile file may add at most twice
+    its size to that. Before the fix these cases grew by ~45 MB/s or asked for 1-4 TiB."""
+    build, says = MEMORY_CASES[name]
+    argv = build(tmp_path)
+    size = (tmp_path / "ckpt" / "step_625").stat().st_size
+    assert size < 5 << 20  # the hostile files are about as small as the real one
+    rc, peak, err = peak_rss_bytes(argv, cwd=tmp_path)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], err[-2000:]
+    assert peak < healthy_inspect_peak + 2 * size, (peak >> 20, healthy_inspect_peak >> 20, size >> 20)
+
+
 # ---- cases whose fix belongs to other parts (loader, config, CLI, ARC scoring) ----------------------------
 def _state_dict_edit(edit: Callable[[Dict[str, torch.Tensor]], None], mode: str = "inspect", config: bool = True):
     def build(root: Path) -> List[str]:

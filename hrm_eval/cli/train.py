@@ -28,7 +28,9 @@ def train_arguments(g: argparse._ArgumentGroup) -> None:
         help="set any config field (repeatable; dotted keys reach into blocks: arch.hidden_size=64)",
     )
     existing = g.add_mutually_exclusive_group()  # what to do with a run directory that holds steps
-    existing.add_argument("--resume", action="store_true", help="continue from the newest step_<N> in the output")
+    existing.add_argument(
+        "--resume", action="store_true", help="continue exactly from the newest complete step_<N> in the output"
+    )
     existing.add_argument(
         "--overwrite",
         action="store_true",

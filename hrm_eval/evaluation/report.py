@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from hrm_eval.models.loading import LoadedCheckpoint
+from hrm_eval.models.loading import LoadedCheckpoint, alarming_assumptions
 
 
 def _table(rows: List[Tuple[str, str]], title: str) -> str:
@@ -85,7 +85,25 @@ def format_summary(results: Dict[str, Any]) -> str:
             f"\nnote: --dtype auto ran {prov['evaluation']['dtype']}, not the checkpoint's own dtype: "
             "numbers differ from it by rounding"
         )
-    return table
+    return table + "".join(f"\nnote: {n}" for n in _architecture_notes(prov["checkpoint"], m))
+
+
+def _architecture_notes(checkpoint: Dict[str, Any], metrics: Dict[str, Any]) -> List[str]:
+    """Issue 16: an assumed architecture value (no all_config.yaml) scores a silent 0%; the
+    summary, not only the log above it, says so, and points at inspect whenever nothing was solved."""
+    notes = []
+    assumed = alarming_assumptions(checkpoint.get("config_sources") or {})
+    if assumed:
+        notes.append(
+            f"ASSUMED architecture values (no all_config.yaml states them): {', '.join(assumed)}; "
+            "if they are wrong the numbers above are meaningless: set them with --arch KEY=VALUE"
+        )
+    if metrics.get("total_puzzles") and metrics.get("exact_accuracy") == 0:
+        notes.append(
+            f"no puzzle solved: if this model should solve some, check its architecture with "
+            f"--mode inspect --checkpoint {checkpoint['path']}"
+        )
+    return notes
 
 
 def format_inspection(loaded: LoadedCheckpoint) -> str:

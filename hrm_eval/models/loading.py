@@ -478,12 +478,17 @@ def load_checkpoint(
     )
 
 
-def _warn_assumed(path: Path, sources: Dict[str, str]) -> None:
-    """Assumed architecture values are the usual cause of a silent 0% score: say so loudly
-    (not for the two that no all_config.yaml states, nor the identifier count of a model
-    without puzzle embeddings)."""
+def alarming_assumptions(sources: Dict[str, str]) -> List[str]:
+    """The architecture values that were assumed where a checkpoint's config should state them:
+    the usual cause of a silent 0% score (not the two that no all_config.yaml states, nor the
+    identifier count of a model without puzzle embeddings)."""
     quiet = {*UNWRITTEN_PUBLIC_DEFAULTS, "num_puzzle_identifiers"}
-    assumed = [k for k, v in sources.items() if v.startswith("assumed") and k not in quiet]
+    return [k for k, v in sources.items() if v.startswith("assumed") and k not in quiet]
+
+
+def _warn_assumed(path: Path, sources: Dict[str, str]) -> None:
+    """Say loudly when `alarming_assumptions` finds any."""
+    assumed = alarming_assumptions(sources)
     if assumed:
         log.warning(
             "%s: no all_config.yaml or model config states %s; assumed the public defaults. If the "

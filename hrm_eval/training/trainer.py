@@ -3,7 +3,8 @@
     config -> train/test datasets -> model + AdamW + sparse sign-SGD
            -> loop: one ACT step per batch (the carry keeps unfinished puzzles), loss
               lm + 0.5 (q_halt + q_continue), warm-up + cosine LR
-           -> step_<N> (public layout) + step_<N>.optim (our resume state) + all_config.yaml
+           -> step_<N>.optim (resume state: optimiser, data position, RNG states, ACT carry),
+              then step_<N> (public layout; written last, so it marks a complete step) + all_config.yaml
 
 Distributed: launched by `torchrun`, each of W ranks takes a 1/W slice of every global batch
 (gloo on CPU, NCCL on GPU); DistributedDataParallel averages the gradients, and each rank's
@@ -13,6 +14,8 @@ loss / global batch).
 Output: `checkpoint_path` (default outputs/train/<run_name>), locked for the run. A directory
 that already holds step_<N> files is refused unless --resume (continue it) or --overwrite
 (delete its steps first, so no later step of the old run survives beside the new ones).
+What a killed run left behind is cleaned on start (training/checkpoint.py), and `--resume`
+continues from the newest complete step exactly where the uninterrupted run would have been.
 """
 
 from __future__ import annotations
@@ -38,17 +41,29 @@ from hrm_eval.data.format import IGNORE_LABEL_ID
 from hrm_eval.evaluation.evaluator import Evaluator
 from hrm_eval.evaluation.scoring import valid_rows
 from hrm_eval.models import ACTModel, build_model
-from hrm_eval.models.loading import list_steps, read_state_dict, strip_prefix
+from hrm_eval.models.act import ACTCarry
+from hrm_eval.models.loading import list_steps
 from hrm_eval.models.losses import act_training_loss
+from hrm_eval.training.checkpoint import (
+    RESUME_FORMAT,
+    SAVE_PREFIX,
+    clean_run_dir,
+    gather_rank_states,
+    newest_complete_step,
+    rank_state,
+    remove_steps,
+    restore_rank_state,
+    save_step,
+)
 from hrm_eval.training.config import TrainConfig
 from hrm_eval.training.optim import EMA, SparseSignSGD, cosine_lr, maybe_sparse_optimizer, world
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
-from hrm_eval.utils.io import atomic_torch_save, atomic_write_text
+from hrm_eval.utils.io import atomic_write_text
 from hrm_eval.utils.paths import OutputLock
 
 log = logging.getLogger("hrm_eval")
-SAVE_PREFIX = "_orig_mod.model.inner."  # what the public (compiled) training script writes
+__all__ = ["SAVE_PREFIX", "TrainSummary", "check_output", "output_dir", "train", "train_batches"]
 
 
 @dataclass
@@ -89,11 +104,6 @@ def train_batches(
         }
 
 
-def latest_step(directory: Path) -> Optional[Path]:
-    steps = list_steps(directory)
-    return steps[-1] if steps else None
-
-
 def output_dir(config: TrainConfig, output: Optional[str | Path] = None) -> Path:
     """Where the run writes: `output`, else checkpoint_path, else outputs/train/<run_name>."""
     return Path(output or config.checkpoint_path or Path("outputs") / "train" / config.run_name)
@@ -116,22 +126,6 @@ def check_output(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
         )
 
 
-def remove_steps(out_dir: Path) -> None:
-    """--overwrite: the old run's steps (and their .optim files) go before the new run writes."""
-    for step in list_steps(out_dir):
-        step.with_name(step.name + ".optim").unlink(missing_ok=True)
-        step.unlink()
-    log.info("--overwrite: removed the earlier step_<N> files in %s", out_dir)
-
-
-def save_checkpoint(directory: Path, step: int, model: ACTModel, ema: Optional[EMA], optim_state: Dict) -> Path:
-    """Model file in the public format; optimiser/resume state in a separate file beside it."""
-    sd = ema.state_dict_with(model.inner, prefix="inner.") if ema is not None else model.inner.state_dict()
-    path = atomic_torch_save(directory / f"step_{step}", {SAVE_PREFIX + k: v.detach().cpu() for k, v in sd.items()})
-    atomic_torch_save(directory / f"step_{step}.optim", optim_state)
-    return path
-
-
 def train(
     config: TrainConfig,
     *,
@@ -147,8 +141,12 @@ def train(
     check_output(out_dir, resume=resume, overwrite=overwrite)
     # Rank 0 alone writes the run directory, so it alone holds the lock (for the whole run).
     with OutputLock(out_dir) if rank == 0 else contextlib.nullcontext():
-        if overwrite and rank == 0:
-            remove_steps(out_dir)
+        if rank == 0:
+            clean_run_dir(out_dir)  # under the lock: no other writer's temp file can be taken for stale
+            if overwrite:
+                remove_steps(out_dir)
+        if world_size > 1:
+            dist.barrier()  # the other ranks read the directory (--resume) only once it is clean
         return _train(config, out_dir, rank, world_size, resume, progress)
 
 
@@ -165,6 +163,9 @@ class _Run:
     loss_type: str
     local_batch: int
     total_steps: int
+    device: torch.device
+    rank: int
+    world_size: int
 
 
 def _train(
@@ -180,8 +181,9 @@ def _train(
     model, ema = run.model, run.ema
 
     step, epoch, epoch_batch = 0, 0, 0  # epoch_batch: batches of the current epoch already trained on
+    carry: Optional[ACTCarry] = None  # rows still working on their puzzle cross batch boundaries
     if resume:
-        step, epoch, epoch_batch = _resume(out_dir, model, run.adam, ema, device)
+        step, epoch, epoch_batch, carry = _resume(out_dir, run)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
@@ -196,7 +198,6 @@ def _train(
     bar = tqdm(
         total=stop_at, initial=step, unit="step", desc="train", disable=not progress or rank != 0, dynamic_ncols=True
     )
-    carry = None
     first_step = step
     last: Dict[str, float] = {}
     final_path: Optional[Path] = None
@@ -224,8 +225,8 @@ def _train(
             bar.update(1)
             if eval_every and step % eval_every == 0 and step != stop_at:
                 _evaluate_and_log(model, test_set, config, device, rank, ema, wandb_run, step)
-                if config.checkpoint_every_eval and rank == 0:
-                    final_path = _save(run, out_dir, step, epoch, epoch_batch)
+                if config.checkpoint_every_eval:
+                    final_path = _save(run, out_dir, step, epoch, epoch_batch, carry)
             if step >= stop_at:
                 break
         else:
@@ -237,8 +238,7 @@ def _train(
                 )
             epoch, epoch_batch = epoch + 1, 0
     bar.close()
-    if rank == 0:
-        final_path = _save(run, out_dir, step, epoch, epoch_batch)
+    final_path = _save(run, out_dir, step, epoch, epoch_batch, carry)
     last.update(_evaluate_and_log(model, test_set, config, device, rank, ema, wandb_run, step))
     if wandb_run is not None:
         wandb_run.finish()
@@ -282,9 +282,18 @@ def _evaluate_and_log(
     return metrics
 
 
-def _save(run: _Run, out_dir: Path, step: int, epoch: int, epoch_batch: int) -> Path:
+def _save(
+    run: _Run, out_dir: Path, step: int, epoch: int, epoch_batch: int, carry: Optional[ACTCarry]
+) -> Optional[Path]:
+    """Called by every rank (each contributes its RNG states and carry); rank 0 writes."""
+    ranks = gather_rank_states(rank_state(carry, run.device), run.rank, run.world_size)
+    if run.rank != 0:
+        return None
     state = _optim_state(step, epoch, epoch_batch, run.adam, run.ema, run.model)
-    return save_checkpoint(out_dir, step, run.model, run.ema, state)
+    state.update(format=RESUME_FORMAT, world_size=run.world_size, ranks=ranks)
+    model = run.model.inner
+    sd = run.ema.state_dict_with(model, prefix="inner.") if run.ema is not None else model.state_dict()
+    return save_step(out_dir, step, sd, state)
 
 
 def _build(
@@ -305,8 +314,9 @@ def _build(
     sparse = maybe_sparse_optimizer(model.inner, config.puzzle_emb_weight_decay, world_size)
     ema = EMA(model, config.ema_rate) if config.ema else None
     total_steps = max(1, int(config.epochs * examples_per_epoch / config.global_batch_size))
+    local_batch = config.global_batch_size // world_size
     return _Run(
-        config, model, ddp, adam, sparse, ema, model_cfg.loss_type, config.global_batch_size // world_size, total_steps
+        config, model, ddp, adam, sparse, ema, model_cfg.loss_type, local_batch, total_steps, device, rank, world_size
     )
 
 
@@ -361,6 +371,15 @@ def _evaluate(
 ) -> Optional[Dict[str, float]]:
     if test_set is None or rank != 0:
         return None
+    # Evaluation must not move training's random stream (building the EMA copy draws from it):
+    # a run then trains the same with or without evaluations, and resumes exactly.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return _evaluate_unseeded(model, test_set, config, device, ema)
+
+
+def _evaluate_unseeded(
+    model: ACTModel, test_set: PuzzleDataset, config: TrainConfig, device: torch.device, ema: Optional[EMA]
+) -> Dict[str, float]:
     eval_model = model
     if ema is not None:  # evaluate what gets saved
         eval_model = build_model(model.config).to(device)
@@ -386,26 +405,48 @@ def _optim_state(
     return state
 
 
-def _resume(
-    out_dir: Path, model: ACTModel, adam: torch.optim.Optimizer, ema: Optional[EMA], device: torch.device
-) -> tuple[int, int, int]:
-    path = latest_step(out_dir) if out_dir.is_dir() else None
-    if path is None:
-        raise HRMEvalError(f"--resume: no step_<N> checkpoint in {out_dir}")
-    optim_file = path.with_name(path.name + ".optim")
-    if not optim_file.is_file():
-        raise HRMEvalError(f"--resume: {optim_file} is missing (the optimiser state saved beside {path.name})")
-    sd, _ = strip_prefix(read_state_dict(path))
-    state = torch.load(optim_file, map_location=device, weights_only=True)
+def _resume(out_dir: Path, run: _Run) -> tuple[int, int, int, Optional[ACTCarry]]:
+    """Weights, optimiser, EMA, data position, RNG states and ACT carry of the newest complete step."""
+    saved = newest_complete_step(out_dir)
+    state, sd, model, ema = saved.resume_state, saved.model_state, run.model, run.ema
     if ema is not None and "ema" in state:
-        ema.shadow = {k: v.to(device) for k, v in state["ema"].items()}
+        ema.shadow = {k: v.to(run.device) for k, v in state["ema"].items()}
         sd = state["raw_model"]
-    model.inner.load_state_dict(sd)
+    try:
+        model.inner.load_state_dict(sd)
+    except RuntimeError as e:  # the config changed since the run was saved
+        first = str(e).strip().splitlines()[0]
+        raise HRMEvalError(f"--resume: {saved.path} does not fit the model of this config ({first})") from None
     if ema is not None and "ema" not in state:  # EMA switched on for a run trained without it: average from here
         ema.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    adam.load_state_dict(state["adamw"])
-    log.info("resumed from %s (step %d)", path, state["step"])
-    return int(state["step"]), int(state["epoch"]), int(state.get("epoch_batch", 0))
+    run.adam.load_state_dict(state["adamw"])
+    carry = _restore_rank(state, saved.path, run)
+    log.info("resumed from %s (step %d)", saved.path, state["step"])
+    return int(state["step"]), int(state["epoch"]), int(state.get("epoch_batch", 0)), carry
+
+
+def _restore_rank(state: Dict, path: Path, run: _Run) -> Optional[ACTCarry]:
+    """This rank's RNG states and carry; without them (an older file, another rank count) the
+    run goes on from the weights, fresh carry, but not bit-identical to an uninterrupted run."""
+    ranks = state.get("ranks")
+    if ranks is None:
+        log.warning(
+            "--resume: %s has no RNG states or ACT carry (saved by an older hrm-eval): not an exact resume", path
+        )
+        return None
+    if len(ranks) != run.world_size:
+        log.warning(
+            "--resume: %s was saved by %d ranks, this run has %d: RNG states and ACT carry start afresh",
+            path,
+            len(ranks),
+            run.world_size,
+        )
+        return None
+    carry = restore_rank_state(ranks[run.rank], run.device)
+    if carry is not None and carry.halted.shape[0] != run.local_batch:
+        log.warning("--resume: global_batch_size changed since %s: the ACT carry starts afresh", path)
+        return None
+    return carry
 
 
 def _init_distributed() -> tuple[int, int]:

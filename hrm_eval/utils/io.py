@@ -6,16 +6,21 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, List
+
+TEMP_SUFFIX = ".tmp"
+# What `atomic_write` names its temp file for `name`: mkstemp's "." + name + "." + 8 random characters.
+TEMP_RE = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + "$")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)`, then move the finished file onto `path` (same directory, one rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; results are ordinary files
     try:
@@ -26,6 +31,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def leftover_temp_files(directory: str | os.PathLike) -> List[Path]:
+    """Temp files of `atomic_write`s into `directory` that never finished (the process was killed
+    between write and rename). Only meaningful while the caller holds the directory's lock: a
+    running writer's temp file looks the same."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if p.is_file() and TEMP_RE.match(p.name))
 
 
 def _umask() -> int:

