@@ -14,7 +14,6 @@ model; the modules here parse, call one library function and print. User mistake
 from __future__ import annotations
 
 import argparse
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -85,12 +84,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     mode, inv = parse(argv)
     debug = inv.flags.get("debug", False)
-    logging.basicConfig(
-        level=getattr(logging, inv.flags.get("log_level", "INFO")),
-        format="%(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        inv.start_logging()  # from the flags; the mode's config file may change it when read
         return mode.run(inv)
     except HRMEvalError as e:
         if debug:

@@ -8,6 +8,7 @@ name in its config model (hrm_eval.utils.config); its default is shown in --help
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, NoReturn, Optional, Type, TypeVar
@@ -18,8 +19,10 @@ from pydantic import BaseModel, ValidationError
 from hrm_eval.resources import find
 from hrm_eval.utils.config import read_yaml, validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.logging import LEVELS, setup_logging
 
 T = TypeVar("T", bound=BaseModel)
+log = logging.getLogger("hrm_eval")
 
 # Fields that name inputs: a relative path in a config file is looked up with resources.find.
 INPUT_PATHS = (
@@ -58,7 +61,7 @@ class Invocation:
         user wrote it: the flag when a flag set it (or could have), else the file and its field."""
         settings = {k: v for k, v in self.flags.items() if k not in NOT_SETTINGS and k in schema.model_fields}
         try:
-            return schema(**{**file_data, **settings})
+            config = schema(**{**file_data, **settings})
         except ValidationError as e:
             err = e.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else ""
@@ -66,6 +69,23 @@ class Invocation:
                 hint = f" (nor set as `{field}` in {path})" if path is not None and field not in settings else ""
                 raise HRMEvalError(validation_error_line(e, self.flag_names) + hint) from None
             raise HRMEvalError(f"{path}: {validation_error_line(e)}" if path else validation_error_line(e)) from None
+        self.start_logging(config)
+        return config
+
+    def start_logging(self, config: Optional[BaseModel] = None) -> None:
+        """Logging as the flags (and, once read, the config file) say; with a config, its
+        settings go into the log as the mode's first event."""
+        level = getattr(config, "log_level", None) or self.flags.get("log_level", "INFO")
+        log_file = getattr(config, "log_file", None) or self.flags.get("log_file")
+        mode = self.flags.get("mode")
+        setup_logging(level, log_file, mode=mode)
+        if config is not None:
+            settings = config.model_dump(mode="json")
+            log.info(
+                "%s: settings read",
+                mode,
+                extra={"event": "start", "config": settings, "config_file": self.config_file, "console": False},
+            )
 
 
 def _file_settings(path: Path) -> Dict[str, Any]:
@@ -99,7 +119,8 @@ def mode_parser(mode: Mode) -> Parser:
     group = p.add_argument_group(f"{mode.name} options")
     mode.add_arguments(group)
     common = p.add_argument_group("common options")
-    common.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    common.add_argument("--log-level", choices=LEVELS, help="for the console and the --log-file (default: INFO)")
+    common.add_argument("--log-file", metavar="PATH", help="also log to PATH, one JSON object per line (appended)")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     for action in group._group_actions:  # --data DATA, not --data DATA_PATH
         if action.option_strings and action.metavar is None and action.nargs is None and action.choices is None:

@@ -149,6 +149,17 @@ def simple_evaluate(
         dtype_choice.reason,
         policy.mode,
         n_threads,
+        extra={
+            "event": "checkpoint",
+            "checkpoint": str(loaded.path),
+            "checkpoint_sha256": loaded.sha256,
+            "step": loaded.step,
+            "data": str(dataset.source),
+            "puzzles_total": len(dataset) if limit is None else min(limit, len(dataset)),
+            "device": str(dev),
+            "dtype": dtype_choice.dtype,
+            "halting": policy.mode,
+        },
     )
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = puzzle_task.scorer(dataset) if puzzle_task is not None else None
@@ -187,7 +198,14 @@ def simple_evaluate(
         results[puzzle_task.name] = _task_scores(scorer, result, output_dir)
     if output_dir is not None:
         _write_outputs(Path(output_dir), results, result, loaded, save_predictions)
+    log_metrics(results["aggregate_metrics"], checkpoint_sha256=loaded.sha256)
     return results
+
+
+def log_metrics(metrics: Dict[str, Any], **fields: Any) -> None:
+    """The final metrics as one log record (the JSON log's `metrics` event)."""
+    shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("exact_accuracy", "accuracy") if k in metrics)
+    log.info("metrics: %s", shown or "none", extra={"event": "metrics", "metrics": metrics, **fields})
 
 
 def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optional[str | Path]) -> Dict[str, Any]:

@@ -129,6 +129,7 @@ class RunSettings(_Config):
     limit: Optional[int] = Field(None, ge=1)  # evaluate only the first N examples
     progress: bool = True
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
 class EvalConfig(RunSettings):
@@ -154,6 +155,7 @@ class InspectConfig(_Config):
     model_config_path: Optional[str] = None
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
 class ScoreConfig(_Config):
@@ -161,6 +163,7 @@ class ScoreConfig(_Config):
     predictions: str  # prefix of PREFIX_all_preds.<rank> files
     output_dir: str
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
 class BuildDataConfig(_Config):
@@ -172,6 +175,7 @@ class BuildDataConfig(_Config):
     min_difficulty: Optional[int] = None
     seed: int = 0
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
 class GenerateConfig(_Config):
@@ -184,6 +188,7 @@ class GenerateConfig(_Config):
     min_blanks: Optional[int] = Field(None, ge=0)
     max_blanks: Optional[int] = Field(None, ge=0)
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
     def model_post_init(self, __context: Any) -> None:
         if self.num_train + self.num_test <= 0:
