@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, NoReturn, Optional, Type, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hrm_eval.resources import find
+from hrm_eval.resources import find, find_checkpoint, is_checkpoint_name
 from hrm_eval.utils.config import read_yaml, validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import LEVELS, setup_logging
@@ -60,6 +60,7 @@ class Invocation:
         """file_data updated by the given flags, into `schema`; a problem is named the way the
         user wrote it: the flag when a flag set it (or could have), else the file and its field."""
         settings = {k: v for k, v in self.flags.items() if k not in NOT_SETTINGS and k in schema.model_fields}
+        _resolve_checkpoint_names(settings, file_data)
         try:
             config = schema(**{**file_data, **settings})
         except ValidationError as e:
@@ -99,6 +100,23 @@ def _file_settings(path: Path) -> Dict[str, Any]:
         if isinstance(data.get(key), str):
             data[key] = str(find(data[key]))
     return data
+
+
+def _resolve_checkpoint_names(settings: Dict[str, Any], file_data: Dict[str, Any]) -> None:
+    """--checkpoint step_3750 (a name, not a path): looked up first in the checkpoint directory
+    the config file names (its `checkpoint` or `run`), then in checkpoints/*/."""
+    configured = []
+    for key in ("checkpoint", "run"):
+        if isinstance(file_data.get(key), str):
+            p = Path(file_data[key])
+            configured.append(p if p.is_dir() else p.parent)
+    if isinstance(settings.get("checkpoint"), str) and is_checkpoint_name(settings["checkpoint"]):
+        settings["checkpoint"] = str(find_checkpoint(settings["checkpoint"], configured))
+    if isinstance(settings.get("checkpoints"), list):
+        settings["checkpoints"] = [
+            str(find_checkpoint(c, configured)) if isinstance(c, str) and is_checkpoint_name(c) else c
+            for c in settings["checkpoints"]
+        ]
 
 
 @dataclass

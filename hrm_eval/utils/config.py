@@ -224,3 +224,25 @@ class EnsembleConfig(MembersSettings):
 
 class CompareConfig(MembersSettings):
     plots: bool = True
+
+
+class SolveConfig(_Config):
+    """`--mode solve`: puzzles without answers -> the model's answers."""
+
+    checkpoint: Optional[str] = None  # default: the bundled run (its newest step)
+    puzzle: List[str] = Field(default_factory=list)  # puzzles in their natural form (repeatable flag)
+    data_path: Optional[str] = None  # a .csv (answer column may be empty) or .jsonl (target_sequence optional)
+    task: Optional[str] = None  # detected from the model's vocabulary and the puzzle when absent
+    halting: Literal["fixed", "adaptive", "threshold"] = "adaptive"
+    halt_threshold: float = Field(0.5, gt=0, lt=1)
+    min_steps: int = Field(1, ge=1)
+    max_steps: Optional[int] = Field(None, ge=1)
+    show_steps: bool = False  # also print the answer after each ACT step
+    limit: Optional[int] = Field(None, ge=1)  # solve only the first N puzzles of the file
+    output_dir: Optional[str] = None  # also write solutions.jsonl there
+    device: str = "auto"
+    dtype: Optional[Dtype] = None
+    model_config_path: Optional[str] = None
+    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
+    log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None
