@@ -240,3 +240,38 @@ def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
 
 def replaced_note(existed: bool) -> str:
     return " (replaced the earlier results in this --output)" if existed else ""
+
+
+def add_wandb_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log metrics, tables and plots to a Weights & Biases run (offline unless WANDB_MODE is set)",
+    )
+    g.add_argument("--wandb-project", help="W&B project (default: hrm-eval)")
+
+
+def check_wandb(config: BaseModel) -> None:
+    """--wandb without wandb installed: one line now, not after the evaluation."""
+    if getattr(config, "wandb", False):
+        from hrm_eval.utils.tracking import wandb_module
+
+        wandb_module(required=True)
+
+
+def track(config: BaseModel, mode: str, results: Dict[str, Any], out: Path) -> None:
+    """With --wandb: the results (metrics, tables, the PNGs in `out`) as one W&B run in `out`."""
+    if not getattr(config, "wandb", False):
+        return
+    from hrm_eval.utils.tracking import start_run
+
+    tracker = start_run(
+        getattr(config, "wandb_project", None),
+        name=out.name,
+        config=config.model_dump(mode="json"),
+        job_type=mode,
+        directory=out,
+    )
+    if tracker is not None:
+        tracker.log_results(results, output_dir=out)
+        tracker.finish()

@@ -145,6 +145,8 @@ class EvalConfig(RunSettings):
     threads: Optional[int] = Field(None, ge=1)  # CPU threads (default: OMP_NUM_THREADS, else one per core)
     compile: bool = False  # torch.compile the ACT step (skipped with a warning if unavailable)
     save_predictions: bool = False
+    wandb: bool = False  # log metrics, the per-puzzle table and plots to a W&B run (offline by default)
+    wandb_project: str = "hrm-eval"
     model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
@@ -204,6 +206,8 @@ class MembersSettings(RunSettings):
     # One member-prediction cache for ensemble and compare (entries are keyed by checkpoint hash,
     # data fingerprint and settings), so each run's fresh output folder still reuses it.
     cache_dir: str = "outputs/cache"
+    wandb: bool = False  # log metrics, tables and plots to a W&B run (offline by default)
+    wandb_project: str = "hrm-eval"
 
 
 class EnsembleConfig(MembersSettings):
