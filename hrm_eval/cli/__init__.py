@@ -15,6 +15,7 @@ model; the modules here parse, call one library function and print. User mistake
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,7 @@ def _test_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("extra", nargs=argparse.REMAINDER, help="arguments after -- go to pytest")
 
 
+log = logging.getLogger("hrm_eval")
 TEST = Mode(
     "test", "Run the test suite of a source checkout (arguments after -- go to pytest).", _test_arguments, run_tests
 )
@@ -93,6 +95,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
+        log.error("error: %s", e, extra={"event": "error", "console": False})  # the log file keeps it too
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

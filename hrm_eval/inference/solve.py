@@ -98,6 +98,11 @@ class Solver:
         self.seq_len: Optional[int] = None  # None until the task says it (a rope checkpoint does not)
         self._owned = False  # a model we loaded ourselves: its weights may be cast once to the forward dtype
         self._set_model(model_or_checkpoint, device)
+        if self.task is not None and self.task.vocab_size != self.vocab_size:
+            raise HRMEvalError(
+                f"solve: task {self.task.name} ({self.task.describe_layout()}) does not fit the model "
+                f"(vocab_size {self.vocab_size}); give the task the model was trained on or leave it out"
+            )
 
     # ---- the model -----------------------------------------------------------------------------
     def _set_model(self, source: Any, device: Optional[str]) -> None:
