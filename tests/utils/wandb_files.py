@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -20,10 +21,26 @@ def run_dirs(root: Path) -> List[Path]:
     return sorted(p for p in (root / "wandb").glob("*run-*") if p.is_dir())
 
 
-def records(run_dir: Path) -> List[Any]:
+def records(run_dir: Path, timeout: float = 60.0) -> List[Any]:
+    """The run's records, once its `exit` record is written (wandb's service writes the file
+    on its own schedule, possibly after `finish()` returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _read_records(run_dir)
+        if any(r.WhichOneof("record_type") == "exit" for r in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _read_records(run_dir: Path) -> List[Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    data = next(run_dir.glob("run-*.wandb")).read_bytes()
+    files = list(run_dir.glob("run-*.wandb"))
+    if not files:
+        return []
+    data = files[0].read_bytes()
+    if len(data) < 7:
+        return []
     assert data[:4] == b":W&B"
     out, pos, pending = [], 7, b""
     while pos + CHUNK_HEADER <= len(data):
