@@ -71,3 +71,24 @@ def _png(path):
     ax.plot([0, 1], [0, 1])
     fig.savefig(path)
     plt.close(fig)
+
+
+def test_the_trainer_logs_its_curves_through_the_same_helper(offline, tmp_path):
+    from hrm_eval.data.build import build_dataset
+    from hrm_eval.data.generate import generate_csvs
+    from hrm_eval.training.trainer import train
+    from tests.training.conftest import HRM_ARCH, train_config
+
+    generate_csvs("sudoku4", tmp_path / "raw", num_train=64, num_test=8, seed=0)
+    build_dataset("sudoku4", tmp_path / "raw", tmp_path / "data")
+    config = train_config(tmp_path / "data", HRM_ARCH, max_steps=3, wandb=True, run_name="tiny")
+    summary = train(config, output=tmp_path / "run", progress=False)
+
+    (run_dir,) = wandb_files.run_dirs(offline)
+    rows = wandb_files.history(run_dir)
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert [r["_step"] for r in train_rows] == [1, 2, 3]  # log_every 1
+    assert train_rows[-1]["train/lr"] == pytest.approx(summary.last_metrics["lr"], rel=1e-6)
+    evals = [r for r in rows if any(k.startswith("eval/") for k in r)]
+    assert evals and evals[-1]["_step"] == 3
+    assert wandb_files.config(run_dir)["run_name"] == "tiny"
