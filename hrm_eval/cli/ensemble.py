@@ -4,6 +4,7 @@ shared cache (outputs/cache by default), keyed by checkpoint, data and settings.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from hrm_eval.cli.base import (
@@ -18,7 +19,10 @@ from hrm_eval.cli.base import (
     track,
 )
 from hrm_eval.utils.config import CompareConfig, EnsembleConfig
+from hrm_eval.utils.logging import log_metrics
 from hrm_eval.utils.paths import OutputLock, default_output
+
+log = logging.getLogger("hrm_eval")
 
 
 class Weights(argparse.Action):
@@ -128,6 +132,7 @@ def run_ensemble(inv: Invocation) -> int:
             progress=cfg.progress,
         )
         track(cfg, "ensemble", results, out)
+    log_metrics(log, results.get("ensemble", {}), "ensemble metrics", strategy=cfg.strategy)
     print(format_ensemble(results))
     print(f"results: {out / 'results.json'}{replaced_note(existed)}")
     if results["strategy"].get("stacker", {}).get("file"):
@@ -178,6 +183,12 @@ def run_compare(inv: Invocation) -> int:
             progress=cfg.progress,
         )
         track(cfg, "compare", report, out)
+    log.info(
+        "compared %d checkpoints; recommendation %s",
+        len(report["checkpoints"]),
+        report["recommendation"]["checkpoint"],
+        extra={"event": "metrics", "metrics": {r["name"]: r.get("metrics") for r in report["checkpoints"]}},
+    )
     for r in report["checkpoints"]:
         m = r.get("metrics")
         measured = f"exact {m['exact_accuracy']:.4f} token {m['accuracy']:.4f}" if m else r["evaluation"]

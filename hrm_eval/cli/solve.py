@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, List
@@ -16,6 +17,8 @@ from hrm_eval import resources
 from hrm_eval.cli.base import Invocation, Mode, add_dtype_flag, add_model_flags, model_config
 from hrm_eval.utils.config import SolveConfig
 from hrm_eval.utils.errors import HRMEvalError
+
+log = logging.getLogger("hrm_eval")
 
 
 def solve_arguments(g: argparse._ArgumentGroup) -> None:
@@ -74,6 +77,13 @@ def run_solve(inv: Invocation) -> int:
         solutions = solver.solve_file(cfg.data_path, limit=cfg.limit, return_steps=cfg.show_steps)
     else:
         solutions = solver.solve_all(cfg.puzzle, return_steps=cfg.show_steps)
+    valid = [s.verified for s in solutions if s.verified is not None]
+    log.info(
+        "solved %d puzzles, %d valid by the rules",
+        len(solutions),
+        sum(valid),
+        extra={"event": "metrics", "metrics": {"puzzles": len(solutions), "valid_by_rules": sum(valid)}},
+    )
     for i, s in enumerate(solutions):
         print(("\n" if i else "") + format_solution(s, i + 1, cfg.halting))
     if cfg.output_dir:
@@ -82,7 +92,6 @@ def run_solve(inv: Invocation) -> int:
         path = Path(cfg.output_dir) / "solutions.jsonl"
         atomic_write_text(path, "".join(json.dumps(s.to_dict()) + "\n" for s in solutions))
         print(f"\nsolutions: {path}")
-    valid = [s.verified for s in solutions if s.verified is not None]
     if len(solutions) > 1 and valid:
         print(f"\nvalid by the rules: {sum(valid)} of {len(valid)}")
     return 0

@@ -26,6 +26,7 @@ from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save, atomic_write, atomic_write_json
+from hrm_eval.utils.logging import log_metrics
 
 log = logging.getLogger("hrm_eval")
 RECORDS_FILE = "per_puzzle.jsonl"
@@ -198,14 +199,8 @@ def simple_evaluate(
         results[puzzle_task.name] = _task_scores(scorer, result, output_dir)
     if output_dir is not None:
         _write_outputs(Path(output_dir), results, result, loaded, save_predictions)
-    log_metrics(results["aggregate_metrics"], checkpoint_sha256=loaded.sha256)
+    log_metrics(log, results["aggregate_metrics"], checkpoint_sha256=loaded.sha256)
     return results
-
-
-def log_metrics(metrics: Dict[str, Any], **fields: Any) -> None:
-    """The final metrics as one log record (the JSON log's `metrics` event)."""
-    shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("exact_accuracy", "accuracy") if k in metrics)
-    log.info("metrics: %s", shown or "none", extra={"event": "metrics", "metrics": metrics, **fields})
 
 
 def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optional[str | Path]) -> Dict[str, Any]:

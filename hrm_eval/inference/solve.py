@@ -123,6 +123,12 @@ class Solver:
         # not store it); then the task's layout gives it, once the task is known.
         probe = load_checkpoint(source, require_seq_len=False, **self._load_options)  # type: ignore[arg-type]
         self.checkpoint = probe.path
+        log.info(
+            "solve with %s (step %s)",
+            probe.path,
+            probe.step,
+            extra={"event": "checkpoint", "checkpoint": str(probe.path), "checkpoint_sha256": probe.sha256},
+        )
         self.vocab_size = probe.config.vocab_size
         known = not probe.sources["seq_len"].startswith("unknown")
         self.seq_len = probe.config.seq_len if known else None

@@ -138,3 +138,10 @@ class ProgressLog:
                 **fields,
             },
         )
+
+
+def log_metrics(logger: logging.Logger, metrics: Dict[str, Any], what: str = "metrics", **fields: Any) -> None:
+    """Final metrics as one record: `event: metrics` with the whole dict in the JSON log, the
+    headline numbers on the console."""
+    shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("exact_accuracy", "accuracy") if k in metrics)
+    logger.info("%s: %s", what, shown or "none", extra={"event": "metrics", "metrics": metrics, **fields})

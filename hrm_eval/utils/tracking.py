@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PROJECT = "hrm-eval"
 TABLE_ROWS_CAP = 100_000  # W&B tables grow slow beyond this; the full records stay in per_puzzle.jsonl
 # Result parts that are not metrics: provenance is the run's config, the rest are tables.
-NOT_METRICS = ("provenance", "per_puzzle", "per_puzzle_metrics", "checkpoints", "halting_sweep")
+NOT_METRICS = ("schema_version", "provenance", "per_puzzle", "per_puzzle_metrics", "checkpoints", "halting_sweep")
 
 
 def wandb_module(required: bool = True) -> Any:
