@@ -63,6 +63,22 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+class _Stderr(logging.StreamHandler):
+    """A stream handler on whatever sys.stderr is when a record is written (a test's capture, a
+    redirect made after set-up), never a stale stream object."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 class _ConsoleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return getattr(record, "console", True)
@@ -80,7 +96,7 @@ def setup_logging(level: str = "INFO", log_file: Optional[str | Path] = None, **
         handler.close()
     logger.setLevel(level)
 
-    console = logging.StreamHandler(sys.stderr)
+    console = _Stderr()
     console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
     console.addFilter(_ConsoleFilter())
     handlers: list[logging.Handler] = [console]
