@@ -1,6 +1,7 @@
 """hrm_eval: evaluate, compare, ensemble and deploy HRM / TRM checkpoints on any machine.
 
     from hrm_eval import simple_evaluate, load_checkpoint, evaluate_ensemble, open_dataset
+    from hrm_eval import solve, Solver          # one puzzle in its natural form -> the answer
     from hrm_eval import ModelConfig, ACTModel, HRMReasoning, TRMReasoning, build_model
 
 `HRMConfig` is `ModelConfig` under its earlier name; `HRMModel` / `TRMModel` are the earlier
@@ -21,6 +22,9 @@ _LAZY = {
     "load_checkpoint": "hrm_eval.models.loading",
     "LoadedCheckpoint": "hrm_eval.models.loading",
     "evaluate_ensemble": "hrm_eval.ensemble.run",
+    "solve": "hrm_eval.inference.solve",
+    "Solver": "hrm_eval.inference.solve",
+    "Solution": "hrm_eval.inference.solve",
     "Evaluator": "hrm_eval.evaluation.evaluator",
     "HRMEvalError": "hrm_eval.utils.errors",
     # models

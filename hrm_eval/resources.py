@@ -8,21 +8,28 @@ The data home is a folder holding `configs/` and `checkpoints/sudoku6-hrm/`. It 
 
 Relative paths written in config files are tried from the working directory first, then from
 the data home (the bundled configs name `checkpoints/sudoku6-hrm`).
+
+A checkpoint may also be given by its name alone (`step_3750`, or a run directory's name):
+`find_checkpoint` looks in the configured checkpoint directory, then in `checkpoints/*/` of
+the working directory and of the data home.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import sysconfig
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from hrm_eval.utils.errors import HRMEvalError
 
 HOME_ENV = "HRM_EVAL_HOME"
 BUNDLED_RUN_NAME = "sudoku6-hrm"
 _MARKER = Path("configs") / "eval_config.yaml"  # what makes a folder a data home
+CHECKPOINTS_DIR = "checkpoints"
+_CHECKPOINT_FILE = re.compile(r"^(step_\d+|checkpoint)$")
 
 
 def _candidates() -> List[Path]:
@@ -82,3 +89,58 @@ def _home_or_none() -> Optional[Path]:
         return data_home()
     except HRMEvalError:
         return None
+
+
+# ---- checkpoints by name -----------------------------------------------------------------------
+def is_checkpoint_name(value: str | Path) -> bool:
+    """A bare name (no folder part) that is not a path here: `step_3750`, `sudoku6-hrm`."""
+    text = str(value)
+    return bool(text) and "/" not in text and os.sep not in text and not Path(text).expanduser().exists()
+
+
+def checkpoint_dirs(configured: Sequence[str | Path] = ()) -> List[Path]:
+    """Where names are looked up, in order: the configured directories, then `checkpoints/` and
+    each `checkpoints/*/` of the working directory and of the data home."""
+    dirs = [Path(d) for d in configured if Path(d).is_dir()]
+    for base in _checkpoint_roots():
+        dirs.append(base)
+        dirs.extend(sorted(d for d in base.iterdir() if d.is_dir()))
+    return dirs
+
+
+def _checkpoint_roots() -> List[Path]:
+    """checkpoints/ of the working directory (shown relative) and of the data home, when they exist."""
+    home = _home_or_none()
+    roots = [Path(CHECKPOINTS_DIR)]
+    if home is not None and home.resolve() != Path.cwd().resolve():
+        roots.append(home / CHECKPOINTS_DIR)
+    return [r for r in roots if r.is_dir()]
+
+
+def find_checkpoint(name: str | Path, configured: Sequence[str | Path] = ()) -> Path:
+    """The checkpoint file (or run directory) called `name`: from the first configured directory
+    that holds it, else the one match under checkpoints/*/; one-line error naming the candidates
+    when there are several or none."""
+    name = str(name)
+    for d in configured:
+        if (Path(d) / name).exists():
+            return Path(d) / name
+    dirs = checkpoint_dirs(configured)
+    hits = list({(d / name).resolve(): d / name for d in dirs if (d / name).exists()}.values())
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise HRMEvalError(
+            f"checkpoint name {name} is ambiguous: {', '.join(map(str, hits))}; give the path of the one you mean"
+        )
+    known = sorted({_label(f) for d in dirs for f in d.iterdir() if f.is_file() and _CHECKPOINT_FILE.match(f.name)})
+    shown = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
+    where = [*map(str, configured), *(f"{r}/*/" for r in _checkpoint_roots())]
+    raise HRMEvalError(
+        f"checkpoint not found: {name} (looked in {', '.join(where) or 'no checkpoints/ folder'}; "
+        + (f"checkpoints there: {shown})" if known else "no checkpoints there)")
+    )
+
+
+def _label(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"

@@ -9,6 +9,7 @@ model; the modules here parse, call one library function and print. User mistake
     data.py      build-data, generate
     train.py     train
     ensemble.py  ensemble, compare
+    solve.py     solve
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hrm_eval.cli.base import Invocation, Mode, Parser, flag_names, mode_parser
 from hrm_eval.cli.data import BUILD_DATA, GENERATE
 from hrm_eval.cli.ensemble import COMPARE, ENSEMBLE
 from hrm_eval.cli.evaluate import EVALUATE, INSPECT, SCORE
+from hrm_eval.cli.solve import SOLVE
 from hrm_eval.cli.train import TRAIN
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -42,11 +44,12 @@ def _test_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("extra", nargs=argparse.REMAINDER, help="arguments after -- go to pytest")
 
 
+log = logging.getLogger("hrm_eval")
 TEST = Mode(
     "test", "Run the test suite of a source checkout (arguments after -- go to pytest).", _test_arguments, run_tests
 )
 MODES: Dict[str, Mode] = {
-    m.name: m for m in (EVALUATE, INSPECT, SCORE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE, COMPARE, TEST)
+    m.name: m for m in (EVALUATE, INSPECT, SCORE, SOLVE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE, COMPARE, TEST)
 }
 
 
@@ -85,17 +88,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     mode, inv = parse(argv)
     debug = inv.flags.get("debug", False)
-    logging.basicConfig(
-        level=getattr(logging, inv.flags.get("log_level", "INFO")),
-        format="%(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        inv.start_logging()  # from the flags; the mode's config file may change it when read
         return mode.run(inv)
     except HRMEvalError as e:
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
+        log.error("error: %s", e, extra={"event": "error", "console": False})  # the log file keeps it too
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

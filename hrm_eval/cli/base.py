@@ -8,6 +8,7 @@ name in its config model (hrm_eval.utils.config); its default is shown in --help
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, NoReturn, Optional, Type, TypeVar
@@ -15,11 +16,13 @@ from typing import Any, Callable, Dict, NoReturn, Optional, Type, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hrm_eval.resources import find
+from hrm_eval.resources import find, find_checkpoint, is_checkpoint_name
 from hrm_eval.utils.config import read_yaml, validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.logging import LEVELS, setup_logging
 
 T = TypeVar("T", bound=BaseModel)
+log = logging.getLogger("hrm_eval")
 
 # Fields that name inputs: a relative path in a config file is looked up with resources.find.
 INPUT_PATHS = (
@@ -57,8 +60,9 @@ class Invocation:
         """file_data updated by the given flags, into `schema`; a problem is named the way the
         user wrote it: the flag when a flag set it (or could have), else the file and its field."""
         settings = {k: v for k, v in self.flags.items() if k not in NOT_SETTINGS and k in schema.model_fields}
+        _resolve_checkpoint_names(settings, file_data)
         try:
-            return schema(**{**file_data, **settings})
+            config = schema(**{**file_data, **settings})
         except ValidationError as e:
             err = e.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else ""
@@ -66,6 +70,23 @@ class Invocation:
                 hint = f" (nor set as `{field}` in {path})" if path is not None and field not in settings else ""
                 raise HRMEvalError(validation_error_line(e, self.flag_names) + hint) from None
             raise HRMEvalError(f"{path}: {validation_error_line(e)}" if path else validation_error_line(e)) from None
+        self.start_logging(config)
+        return config
+
+    def start_logging(self, config: Optional[BaseModel] = None) -> None:
+        """Logging as the flags (and, once read, the config file) say; with a config, its
+        settings go into the log as the mode's first event."""
+        level = getattr(config, "log_level", None) or self.flags.get("log_level", "INFO")
+        log_file = getattr(config, "log_file", None) or self.flags.get("log_file")
+        mode = self.flags.get("mode")
+        setup_logging(level, log_file, mode=mode)
+        if config is not None:
+            settings = config.model_dump(mode="json")
+            log.info(
+                "%s: settings read",
+                mode,
+                extra={"event": "start", "config": settings, "config_file": self.config_file, "console": False},
+            )
 
 
 def _file_settings(path: Path) -> Dict[str, Any]:
@@ -79,6 +100,23 @@ def _file_settings(path: Path) -> Dict[str, Any]:
         if isinstance(data.get(key), str):
             data[key] = str(find(data[key]))
     return data
+
+
+def _resolve_checkpoint_names(settings: Dict[str, Any], file_data: Dict[str, Any]) -> None:
+    """--checkpoint step_3750 (a name, not a path): looked up first in the checkpoint directory
+    the config file names (its `checkpoint` or `run`), then in checkpoints/*/."""
+    configured = []
+    for key in ("checkpoint", "run"):
+        if isinstance(file_data.get(key), str):
+            p = Path(file_data[key])
+            configured.append(p if p.is_dir() else p.parent)
+    if isinstance(settings.get("checkpoint"), str) and is_checkpoint_name(settings["checkpoint"]):
+        settings["checkpoint"] = str(find_checkpoint(settings["checkpoint"], configured))
+    if isinstance(settings.get("checkpoints"), list):
+        settings["checkpoints"] = [
+            str(find_checkpoint(c, configured)) if isinstance(c, str) and is_checkpoint_name(c) else c
+            for c in settings["checkpoints"]
+        ]
 
 
 @dataclass
@@ -99,7 +137,8 @@ def mode_parser(mode: Mode) -> Parser:
     group = p.add_argument_group(f"{mode.name} options")
     mode.add_arguments(group)
     common = p.add_argument_group("common options")
-    common.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    common.add_argument("--log-level", choices=LEVELS, help="for the console and the --log-file (default: INFO)")
+    common.add_argument("--log-file", metavar="PATH", help="also log to PATH, one JSON object per line (appended)")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     for action in group._group_actions:  # --data DATA, not --data DATA_PATH
         if action.option_strings and action.metavar is None and action.nargs is None and action.choices is None:
@@ -201,3 +240,38 @@ def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
 
 def replaced_note(existed: bool) -> str:
     return " (replaced the earlier results in this --output)" if existed else ""
+
+
+def add_wandb_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log metrics, tables and plots to a Weights & Biases run (offline unless WANDB_MODE is set)",
+    )
+    g.add_argument("--wandb-project", help="W&B project (default: hrm-eval)")
+
+
+def check_wandb(config: BaseModel) -> None:
+    """--wandb without wandb installed: one line now, not after the evaluation."""
+    if getattr(config, "wandb", False):
+        from hrm_eval.utils.tracking import wandb_module
+
+        wandb_module(required=True)
+
+
+def track(config: BaseModel, mode: str, results: Dict[str, Any], out: Path) -> None:
+    """With --wandb: the results (metrics, tables, the PNGs in `out`) as one W&B run in `out`."""
+    if not getattr(config, "wandb", False):
+        return
+    from hrm_eval.utils.tracking import start_run
+
+    tracker = start_run(
+        getattr(config, "wandb_project", None),
+        name=out.name,
+        config=config.model_dump(mode="json"),
+        job_type=mode,
+        directory=out,
+    )
+    if tracker is not None:
+        tracker.log_results(results, output_dir=out)
+        tracker.finish()

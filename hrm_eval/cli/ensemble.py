@@ -4,11 +4,25 @@ shared cache (outputs/cache by default), keyed by checkpoint, data and settings.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
-from hrm_eval.cli.base import Invocation, Mode, add_model_flags, add_run_flags, model_config, replaced_note
+from hrm_eval.cli.base import (
+    Invocation,
+    Mode,
+    add_model_flags,
+    add_run_flags,
+    add_wandb_flags,
+    check_wandb,
+    model_config,
+    replaced_note,
+    track,
+)
 from hrm_eval.utils.config import CompareConfig, EnsembleConfig
+from hrm_eval.utils.logging import log_metrics
 from hrm_eval.utils.paths import OutputLock, default_output
+
+log = logging.getLogger("hrm_eval")
 
 
 class Weights(argparse.Action):
@@ -43,6 +57,7 @@ def members_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--data", dest="data_path", help="dataset (default: the run's training data, its test split)")
     add_run_flags(g)
     g.add_argument("--cache-dir", help="member prediction cache, shared by ensemble and compare")
+    add_wandb_flags(g)
 
 
 # ---- ensemble ------------------------------------------------------------------------------------
@@ -88,6 +103,7 @@ def run_ensemble(inv: Invocation) -> int:
             "ensemble", cfg.run or (Path(cfg.checkpoints[0]).parent if cfg.checkpoints else "bundled"), cfg.strategy
         )
     )
+    check_wandb(cfg)
     with OutputLock(out):
         existed = (out / "results.json").exists()
         results = evaluate_ensemble(
@@ -115,6 +131,8 @@ def run_ensemble(inv: Invocation) -> int:
             model_config=model_config(cfg.model_config_path),
             progress=cfg.progress,
         )
+        track(cfg, "ensemble", results, out)
+    log_metrics(log, results.get("ensemble", {}), "ensemble metrics", strategy=cfg.strategy)
     print(format_ensemble(results))
     print(f"results: {out / 'results.json'}{replaced_note(existed)}")
     if results["strategy"].get("stacker", {}).get("file"):
@@ -146,6 +164,7 @@ def run_compare(inv: Invocation) -> int:
         if cfg.output_dir
         else default_output("compare", cfg.run or (Path(cfg.checkpoints[0]).parent if cfg.checkpoints else "bundled"))
     )
+    check_wandb(cfg)
     with OutputLock(out):
         existed = (out / REPORT_FILE).exists()
         report = compare_checkpoints(
@@ -163,6 +182,13 @@ def run_compare(inv: Invocation) -> int:
             plots=cfg.plots,
             progress=cfg.progress,
         )
+        track(cfg, "compare", report, out)
+    log.info(
+        "compared %d checkpoints; recommendation %s",
+        len(report["checkpoints"]),
+        report["recommendation"]["checkpoint"],
+        extra={"event": "metrics", "metrics": {r["name"]: r.get("metrics") for r in report["checkpoints"]}},
+    )
     for r in report["checkpoints"]:
         m = r.get("metrics")
         measured = f"exact {m['exact_accuracy']:.4f} token {m['accuracy']:.4f}" if m else r["evaluation"]

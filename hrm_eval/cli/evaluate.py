@@ -12,8 +12,11 @@ from hrm_eval.cli.base import (
     add_dtype_flag,
     add_model_flags,
     add_run_flags,
+    add_wandb_flags,
+    check_wandb,
     model_config,
     replaced_note,
+    track,
 )
 from hrm_eval.utils.config import EvalConfig, InspectConfig, ScoreConfig
 from hrm_eval.utils.paths import OutputLock, default_output
@@ -40,6 +43,7 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--save-predictions", action="store_true", help="also write step_<N>_all_preds.0 in the public layout"
     )
+    add_wandb_flags(g)
     add_model_flags(g)
 
 
@@ -49,6 +53,7 @@ def run_evaluate(inv: Invocation) -> int:
 
     cfg = inv.config(EvalConfig, default_file=resources.config_file("eval_config.yaml"))
     out = Path(cfg.output_dir) if cfg.output_dir else default_output("evaluate", cfg.checkpoint, cfg.data_path)
+    check_wandb(cfg)
     with OutputLock(out):
         existed = (out / "results.json").exists()
         results = simple_evaluate(
@@ -72,6 +77,7 @@ def run_evaluate(inv: Invocation) -> int:
             threads=cfg.threads,
             compile=cfg.compile,
         )
+        track(cfg, "evaluate", results, out)
     print(format_summary(results))
     print(f"results: {out / 'results.json'}{replaced_note(existed)}")
     return 0

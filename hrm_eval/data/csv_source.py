@@ -26,6 +26,8 @@ from hrm_eval.utils.io import atomic_write
 SPLITS = ("train", "test")
 HEADER = ("source", "question", "answer", "rating")
 
+# evaluation scores against the answers; a file of puzzles nobody has solved is for --mode solve
+_NO_ANSWER = "no answer (evaluation scores against the answer; --mode solve takes puzzles without answers)"
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -119,13 +121,19 @@ def check_charset(text: str, allowed: str, what: str) -> None:
 
 
 def read_puzzle_csv(
-    path: str, check_row: Callable[[str, str], None], min_difficulty: Optional[int] = None
+    path: str,
+    check_row: Callable[[str, str], None],
+    min_difficulty: Optional[int] = None,
+    *,
+    answers_optional: bool = False,
 ) -> RawPuzzles:
     """Read a public-layout puzzle CSV.
 
     `check_row(question, answer)` raises RowError for a bad row. Ratings must be integers.
     Rows whose rating is below `min_difficulty` are dropped (after their checks). Completely
-    empty lines are skipped; a file without any puzzle row is an error."""
+    empty lines are skipped; a file without any puzzle row is an error. With `answers_optional`
+    (puzzles to solve) a row may leave answer and rating empty: its answer is '' and its
+    question is left for the caller to check (`check_row` sees rows with answers only)."""
     out = RawPuzzles(path=str(path), questions=[], answers=[], ratings=[], lines=[])
     try:
         f = open(path, newline="", encoding="utf-8")
@@ -152,11 +160,15 @@ def read_puzzle_csv(
                 if len(row) != 4:
                     raise RowError(f"expected 4 columns (source,question,answer,rating), found {len(row)}")
                 _, q, a, r = row
+                if not a.strip() and not answers_optional:
+                    raise RowError(_NO_ANSWER)
+                unsolved = answers_optional and not a.strip()
                 try:
-                    rating = int(r)
+                    rating = 0 if unsolved and not r.strip() else int(r)
                 except ValueError:
                     raise RowError(f"rating {r!r} is not an integer") from None
-                check_row(q, a)
+                if not unsolved:
+                    check_row(q, a)
                 if min_difficulty is not None and rating < min_difficulty:
                     continue
                 out.questions.append(q)

@@ -16,15 +16,18 @@ import numpy as np
 
 from hrm_eval.utils.errors import HRMEvalError
 
+IGNORE = -100  # a label position that is not known / not scored
 _MAX_TOKEN = np.iinfo(np.int32).max  # ids are stored as int32; a larger one would overflow, not fail cleanly
 
 
 def read_jsonl_puzzles(
-    path: str | Path, vocab_size: Optional[int] = None
+    path: str | Path, vocab_size: Optional[int] = None, *, targets_optional: bool = False
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
     """(inputs [N, L] int32, labels [N, L] int32, puzzle_identifiers [N] int32, names).
 
-    With `vocab_size` (the checkpoint's), a token outside 0..vocab_size-1 is an error naming its line."""
+    With `vocab_size` (the checkpoint's), a token outside 0..vocab_size-1 is an error naming its
+    line. With `targets_optional` (puzzles to solve) a line may leave out target_sequence: its
+    labels are all -100 (nothing known)."""
     path = Path(path)
     if not path.is_file():
         raise HRMEvalError(f"puzzle file not found: {path}")
@@ -39,6 +42,8 @@ def read_jsonl_puzzles(
             rec = _parse_line(raw, where)
             if rec is None:
                 continue
+            if targets_optional and "target_sequence" not in rec:
+                rec = {**rec, "target_sequence": [IGNORE] * len(rec.get("input_sequence") or [])}
             x, y = _sequences(rec, where)
             if seq_len is None:
                 seq_len = len(x)
@@ -83,7 +88,12 @@ def _sequences(rec: dict, where: str) -> Tuple[List[int], List[int]]:
     """input_sequence and target_sequence, checked: equal non-zero lengths, integer ids in range."""
     missing = [k for k in ("input_sequence", "target_sequence") if k not in rec]
     if missing:
-        raise HRMEvalError(f"{where}: missing field {missing[0]}")
+        why = (
+            " (evaluation scores against it; --mode solve takes puzzles without answers)"
+            if missing[0] == "target_sequence"
+            else ""
+        )
+        raise HRMEvalError(f"{where}: missing field {missing[0]}{why}")
     x, y = rec["input_sequence"], rec["target_sequence"]
     for key, seq in (("input_sequence", x), ("target_sequence", y)):
         if not isinstance(seq, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in seq):

@@ -13,6 +13,7 @@ per-step arrays (N x T numbers) are kept for the halting analysis.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.scoring import RowScores, score_rows
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk
 from hrm_eval.models import ACTModel
+from hrm_eval.utils.logging import ProgressLog
+
+log = logging.getLogger("hrm_eval")
 
 PREDICTION_KEYS = ("inputs", "labels", "puzzle_identifiers", "logits", "q_halt_logits", "q_continue_logits")
 ANSWER_KEYS = ("inputs", "puzzle_identifiers", "preds", "q_halt_logits")
@@ -124,6 +128,7 @@ class Evaluator:
         )
         inflight: Dict[int, Tuple[PuzzleBatch, int]] = {}
         bar = tqdm(total=total, unit="puzzle", desc="evaluate", disable=not self.progress, dynamic_ncols=True)
+        counts = ProgressLog(log, total, console=not self.progress)  # the bar shows them on the console
         start = time.perf_counter()
         try:
             for fin in engine.run(_chunks(dataset, self.batch_size, limit, inflight)):
@@ -142,6 +147,7 @@ class Evaluator:
                 bar.update(len(fin))
                 if acc.counted:
                     bar.set_postfix(exact=f"{acc.solved / acc.counted:.3f}")
+                counts.update(len(fin), **({"exact": acc.solved / acc.counted} if acc.counted else {}))
         finally:
             bar.close()
             acc.close()

@@ -26,6 +26,7 @@ from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save, atomic_write, atomic_write_json
+from hrm_eval.utils.logging import log_metrics
 
 log = logging.getLogger("hrm_eval")
 RECORDS_FILE = "per_puzzle.jsonl"
@@ -149,6 +150,17 @@ def simple_evaluate(
         dtype_choice.reason,
         policy.mode,
         n_threads,
+        extra={
+            "event": "checkpoint",
+            "checkpoint": str(loaded.path),
+            "checkpoint_sha256": loaded.sha256,
+            "step": loaded.step,
+            "data": str(dataset.source),
+            "puzzles_total": len(dataset) if limit is None else min(limit, len(dataset)),
+            "device": str(dev),
+            "dtype": dtype_choice.dtype,
+            "halting": policy.mode,
+        },
     )
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = puzzle_task.scorer(dataset) if puzzle_task is not None else None
@@ -187,6 +199,7 @@ def simple_evaluate(
         results[puzzle_task.name] = _task_scores(scorer, result, output_dir)
     if output_dir is not None:
         _write_outputs(Path(output_dir), results, result, loaded, save_predictions)
+    log_metrics(log, results["aggregate_metrics"], checkpoint_sha256=loaded.sha256)
     return results
 
 

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from hrm_eval.models import ACTModel, ModelConfig, build_model
 from hrm_eval.models.config import HRM_ARCH_NAME, PUBLIC_DEFAULTS, TRM_ARCH_NAME, UNWRITTEN_PUBLIC_DEFAULTS
 from hrm_eval.models.layers import mlp_width
+from hrm_eval.resources import find_checkpoint, is_checkpoint_name
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
 
@@ -77,7 +78,11 @@ def list_steps(directory: str | Path) -> List[Path]:
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
+    """A step file, a `checkpoint` file, a run directory (its newest step) or a checkpoint's
+    bare name (`step_3750`, found by `resources.find_checkpoint`) -> the file to load."""
     p = Path(path)
+    if is_checkpoint_name(p):
+        p = find_checkpoint(p)
     if not p.exists():
         raise HRMEvalError(f"checkpoint not found: {p}")
     if p.is_file():

@@ -61,6 +61,7 @@ from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_text
 from hrm_eval.utils.paths import OutputLock
+from hrm_eval.utils.tracking import Tracker, start_run
 
 log = logging.getLogger("hrm_eval")
 __all__ = ["SAVE_PREFIX", "TrainSummary", "check_output", "output_dir", "train", "train_batches"]
@@ -465,16 +466,15 @@ def _rank_device(name: str, rank: int, world_size: int) -> torch.device:
     return device
 
 
-def _maybe_wandb(config: TrainConfig, model_cfg):
+def _maybe_wandb(config: TrainConfig, model_cfg) -> Optional[Tracker]:
+    """The run's W&B tracker (hrm_eval.utils.tracking: offline unless WANDB_MODE says otherwise)
+    when the config asks for one; without wandb installed, a warning and no tracking."""
     if not config.wandb:
         return None
-    try:
-        import wandb
-    except ImportError:
-        log.warning("wandb: true but wandb is not installed (pip install 'hrm-eval[wandb]'); not logging")
-        return None
-    return wandb.init(
-        project=config.project_name,
+    return start_run(
+        config.project_name,
         name=config.run_name,
         config=config.all_config(model_cfg, config.checkpoint_path or ""),
+        job_type="train",
+        required=False,
     )

@@ -129,6 +129,7 @@ class RunSettings(_Config):
     limit: Optional[int] = Field(None, ge=1)  # evaluate only the first N examples
     progress: bool = True
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
 class EvalConfig(RunSettings):
@@ -144,6 +145,8 @@ class EvalConfig(RunSettings):
     threads: Optional[int] = Field(None, ge=1)  # CPU threads (default: OMP_NUM_THREADS, else one per core)
     compile: bool = False  # torch.compile the ACT step (skipped with a warning if unavailable)
     save_predictions: bool = False
+    wandb: bool = False  # log metrics, the per-puzzle table and plots to a W&B run (offline by default)
+    wandb_project: str = "hrm-eval"
     model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
@@ -154,6 +157,7 @@ class InspectConfig(_Config):
     model_config_path: Optional[str] = None
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
 class ScoreConfig(_Config):
@@ -161,6 +165,7 @@ class ScoreConfig(_Config):
     predictions: str  # prefix of PREFIX_all_preds.<rank> files
     output_dir: str
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
 class BuildDataConfig(_Config):
@@ -172,6 +177,7 @@ class BuildDataConfig(_Config):
     min_difficulty: Optional[int] = None
     seed: int = 0
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
 class GenerateConfig(_Config):
@@ -184,6 +190,7 @@ class GenerateConfig(_Config):
     min_blanks: Optional[int] = Field(None, ge=0)
     max_blanks: Optional[int] = Field(None, ge=0)
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
     def model_post_init(self, __context: Any) -> None:
         if self.num_train + self.num_test <= 0:
@@ -199,6 +206,8 @@ class MembersSettings(RunSettings):
     # One member-prediction cache for ensemble and compare (entries are keyed by checkpoint hash,
     # data fingerprint and settings), so each run's fresh output folder still reuses it.
     cache_dir: str = "outputs/cache"
+    wandb: bool = False  # log metrics, tables and plots to a W&B run (offline by default)
+    wandb_project: str = "hrm-eval"
 
 
 class EnsembleConfig(MembersSettings):
@@ -219,3 +228,25 @@ class EnsembleConfig(MembersSettings):
 
 class CompareConfig(MembersSettings):
     plots: bool = True
+
+
+class SolveConfig(_Config):
+    """`--mode solve`: puzzles without answers -> the model's answers."""
+
+    checkpoint: Optional[str] = None  # default: the bundled run (its newest step)
+    puzzle: List[str] = Field(default_factory=list)  # puzzles in their natural form (repeatable flag)
+    data_path: Optional[str] = None  # a .csv (answer column may be empty) or .jsonl (target_sequence optional)
+    task: Optional[str] = None  # detected from the model's vocabulary and the puzzle when absent
+    halting: Literal["fixed", "adaptive", "threshold"] = "adaptive"
+    halt_threshold: float = Field(0.5, gt=0, lt=1)
+    min_steps: int = Field(1, ge=1)
+    max_steps: Optional[int] = Field(None, ge=1)
+    show_steps: bool = False  # also print the answer after each ACT step
+    limit: Optional[int] = Field(None, ge=1)  # solve only the first N puzzles of the file
+    output_dir: Optional[str] = None  # also write solutions.jsonl there
+    device: str = "auto"
+    dtype: Optional[Dtype] = None
+    model_config_path: Optional[str] = None
+    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
+    log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None

@@ -15,7 +15,16 @@ import numpy as np
 
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
 
-__all__ = ["TASKS", "PuzzleTask", "TaskScorer", "register_task", "get_task", "detect_task", "generator_names"]
+__all__ = [
+    "TASKS",
+    "PuzzleTask",
+    "TaskScorer",
+    "register_task",
+    "get_task",
+    "all_tasks",
+    "detect_task",
+    "generator_names",
+]
 
 TASKS: Dict[str, PuzzleTask] = {}
 
@@ -32,6 +41,12 @@ def get_task(name: str) -> PuzzleTask:
     if name not in TASKS:
         raise HRMEvalError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}")
     return TASKS[name]
+
+
+def all_tasks() -> List[PuzzleTask]:
+    """Every registered task, the built-in ones included."""
+    _load_builtin_tasks()
+    return list(TASKS.values())
 
 
 def detect_task(vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> Optional[PuzzleTask]:

@@ -58,6 +58,9 @@ class PuzzleTask(abc.ABC):
 
     name: str = "task"
     vocab_size: int
+    # Whether `verify` judges an answer by the puzzle's rules alone (Sudoku, maze); False where it
+    # can only compare with a known answer (ARC), so an unsolved puzzle's answer cannot be checked.
+    checks_rules: bool = True
     # None where the task has no single length (a maze is any n x n)
     seq_len: Optional[int] = None
 

@@ -73,6 +73,7 @@ class ARCTask(PuzzleTask):
 
     name = "arc"
     vocab_size = VOCAB_SIZE
+    checks_rules = False  # no rules: an answer is right only by comparison with the known one
     seq_len = SEQ_LEN
 
     def matches(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> bool:

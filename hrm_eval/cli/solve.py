@@ -1,0 +1,139 @@
+"""--mode solve: puzzles nobody has solved (no answers needed) -> the model's answers.
+
+hrm-eval --mode solve --puzzle "356.2..24.366..3422.36514312.556.4.."
+hrm-eval --mode solve --data puzzles.csv --task sudoku6 --show-steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, List
+
+from hrm_eval import resources
+from hrm_eval.cli.base import Invocation, Mode, add_dtype_flag, add_model_flags, model_config
+from hrm_eval.utils.config import SolveConfig
+from hrm_eval.utils.errors import HRMEvalError
+
+log = logging.getLogger("hrm_eval")
+
+
+def solve_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--checkpoint", help="step_<N> file or name, published `checkpoint` file, or run directory (default: bundled)"
+    )
+    g.add_argument(
+        "--puzzle",
+        action="append",
+        metavar="PUZZLE",
+        help="a puzzle in its natural form, e.g. Sudoku text with . for blanks (repeatable)",
+    )
+    g.add_argument(
+        "--data", dest="data_path", help=".csv (answer column may be empty) or .jsonl (target_sequence optional)"
+    )
+    g.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
+    g.add_argument(
+        "--halting",
+        choices=("fixed", "adaptive", "threshold"),
+        help="adaptive: the model decides when it is done; fixed: every step; threshold: sigmoid(q_halt) >= P",
+    )
+    g.add_argument("--halt-threshold", type=float, help="threshold halting: stop when sigmoid(q_halt) >= P")
+    g.add_argument("--min-steps", type=int, help="adaptive / threshold: never stop before this step")
+    g.add_argument("--max-steps", type=int, help="stop at this step at the latest (default halt_max_steps)")
+    g.add_argument("--show-steps", action="store_true", help="also show the answer after each ACT step")
+    g.add_argument("--limit", type=int, help="solve only the first N puzzles of --data")
+    g.add_argument("--output", dest="output_dir", help="also write solutions.jsonl into this directory")
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    add_dtype_flag(g)
+    add_model_flags(g)
+
+
+def run_solve(inv: Invocation) -> int:
+    from hrm_eval.inference.solve import Solver
+
+    cfg = inv.config(SolveConfig)
+    if bool(cfg.puzzle) == bool(cfg.data_path):
+        raise HRMEvalError("--mode solve: give --puzzle TEXT (repeatable) or --data FILE, one of the two")
+    if cfg.output_dir:
+        from hrm_eval.utils.paths import check_writable_dir
+
+        check_writable_dir(cfg.output_dir)
+    solver = Solver(
+        cfg.checkpoint or resources.bundled_run(),
+        cfg.task,
+        halting=cfg.halting,
+        threshold=cfg.halt_threshold,
+        min_steps=cfg.min_steps,
+        max_steps=cfg.max_steps,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        overrides=cfg.arch_overrides,
+        model_config=model_config(cfg.model_config_path),
+    )
+    if cfg.data_path:
+        solutions = solver.solve_file(cfg.data_path, limit=cfg.limit, return_steps=cfg.show_steps)
+    else:
+        solutions = solver.solve_all(cfg.puzzle, return_steps=cfg.show_steps)
+    valid = [s.verified for s in solutions if s.verified is not None]
+    log.info(
+        "solved %d puzzles, %d valid by the rules",
+        len(solutions),
+        sum(valid),
+        extra={"event": "metrics", "metrics": {"puzzles": len(solutions), "valid_by_rules": sum(valid)}},
+    )
+    for i, s in enumerate(solutions):
+        print(("\n" if i else "") + format_solution(s, i + 1, cfg.halting))
+    if cfg.output_dir:
+        from hrm_eval.utils.io import atomic_write_text
+
+        path = Path(cfg.output_dir) / "solutions.jsonl"
+        atomic_write_text(path, "".join(json.dumps(s.to_dict()) + "\n" for s in solutions))
+        print(f"\nsolutions: {path}")
+    if len(solutions) > 1 and valid:
+        print(f"\nvalid by the rules: {sum(valid)} of {len(valid)}")
+    return 0
+
+
+def format_grid(answer: Any) -> str:
+    """An answer in natural form as rows: a square text (Sudoku, maze) cut into its rows, an ARC
+    grid's rows of colours."""
+    if isinstance(answer, str):
+        side = math.isqrt(len(answer))
+        if side * side == len(answer) and side > 1:
+            return "\n".join(answer[r * side : (r + 1) * side] for r in range(side))
+        return answer
+    if isinstance(answer, list):
+        return "\n".join("".join(str(c) for c in row) for row in answer) if answer else "(empty grid)"
+    return str(answer)
+
+
+def format_solution(s: Any, number: int, halting: str) -> str:
+    lines: List[str] = [f"puzzle {s.name or number} ({s.task})", _indent(format_grid(s.answer))]
+    rules = "no rules to check (ARC)" if s.verified is None else ("yes" if s.verified else "NO")
+    lines.append(f"valid by the rules: {rules}")
+    if s.correct is not None:
+        lines.append(f"matches the known answer: {'yes' if s.correct else 'no'}")
+    lines.append(
+        f"steps: {s.steps} of {s.max_steps} ({halting} halting); "
+        f"halting confidence sigmoid(q_halt) {s.q_halt_probability:.3f}"
+    )
+    if s.step_answers is not None:
+        for t, (answer, q) in enumerate(zip(s.step_answers, s.step_q_halt_probabilities), 1):
+            lines.append(f"after step {t} (confidence {q:.3f}):\n{_indent(format_grid(answer))}")
+    return "\n".join(lines)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.split("\n"))
+
+
+SOLVE = Mode(
+    "solve",
+    "Solve puzzles without known answers: the answer grid, rule check, steps, halting confidence.",
+    solve_arguments,
+    run_solve,
+    SolveConfig,
+)

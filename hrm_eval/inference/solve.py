@@ -1,0 +1,326 @@
+"""Solving puzzles nobody has solved: a puzzle in its natural form in, the model's answer out.
+
+    from hrm_eval import solve
+    s = solve("checkpoints/sudoku6-hrm", "356.2..24...")    # a checkpoint (path or name) or a model
+    s.answer, s.verified, s.steps, s.q_halt_probability
+
+    solver = Solver("checkpoints/sudoku6-hrm")              # load once, solve many (a service)
+    solutions = solver.solve_all([p1, p2, p3], return_steps=True)
+
+The puzzle goes through the task registry (`parse_puzzle` / `encode` on the way in,
+`decode_answer` and the task's rule check `verify` on the way out) and through the ACT engine
+with a halting policy (adaptive by default: the model decides when it is done). The task is
+detected from the model's vocabulary and the puzzle when not given.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from hrm_eval.data.tasks import all_tasks, detect_task, get_task
+from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.inference.engine import ACTEngine, HaltingPolicy
+from hrm_eval.models.act import ACTModel
+from hrm_eval.utils.errors import HRMEvalError
+
+log = logging.getLogger(__name__)
+SLOTS = 64  # puzzles in flight at once: a small list is one engine batch
+
+
+@dataclass
+class Solution:
+    """The model's answer to one puzzle."""
+
+    task: str
+    puzzle: Any  # the puzzle in the task's natural form (Sudoku: board text, `.` for a blank)
+    answer: Any  # the answer in the same form (ARC: a list of rows)
+    tokens: List[int]  # the predicted tokens [seq_len]
+    verified: Optional[bool]  # valid by the task's rules; None where the task has none (ARC)
+    steps: int  # ACT steps run
+    max_steps: int  # the most the halting policy allowed
+    q_halt_probability: float  # sigmoid(q_halt) after the last step: the model's confidence it is done
+    seconds: float  # wall time of the solve call, divided among the puzzles it solved
+    name: Optional[str] = None  # where the puzzle came from (a file row), when known
+    step_answers: Optional[List[Any]] = None  # the answer after each step (return_steps=True)
+    step_q_halt_probabilities: Optional[List[float]] = None  # sigmoid(q_halt) after each step (return_steps)
+    expected: Optional[Any] = None  # a known answer given with the puzzle (a file row's), else None
+
+    @property
+    def correct(self) -> Optional[bool]:
+        """Equal to the known answer; None when none was given."""
+        return None if self.expected is None else self.answer == self.expected
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = asdict(self)
+        out["correct"] = self.correct
+        return out
+
+
+class Solver:
+    """A model (or checkpoint) ready to solve puzzles of one task.
+
+    `model_or_checkpoint`: an ACTModel, a LoadedCheckpoint, or a checkpoint path / name (loaded
+    on `device` in `dtype`). `task`: a task name; detected from the first puzzle when None.
+    `halting`: adaptive (the model's own rule), fixed (every step) or threshold
+    (sigmoid(q_halt) >= `threshold`)."""
+
+    def __init__(
+        self,
+        model_or_checkpoint: Any,
+        task: Optional[str] = None,
+        *,
+        halting: str = "adaptive",
+        threshold: float = 0.5,
+        min_steps: int = 1,
+        max_steps: Optional[int] = None,
+        device: Optional[str] = None,
+        dtype: Optional[str] = None,
+        overrides: Optional[Dict[str, Any]] = None,
+        model_config: Optional[Dict[str, Any]] = None,
+    ):
+        try:
+            self.policy = HaltingPolicy(halting, threshold=threshold, min_steps=min_steps, max_steps=max_steps)  # type: ignore[arg-type]
+        except ValueError as e:
+            raise HRMEvalError(f"solve: {e}") from None
+        self.task: Optional[PuzzleTask] = get_task(task) if task else None
+        self._load_options = {"overrides": dict(overrides or {}), "model_config": model_config, "dtype": dtype}
+        self.model: Optional[ACTModel] = None
+        self.checkpoint: Optional[Path] = None
+        self.device: Optional[torch.device] = None
+        self.vocab_size = 0
+        self.seq_len: Optional[int] = None  # None until the task says it (a rope checkpoint does not)
+        self._owned = False  # a model we loaded ourselves: its weights may be cast once to the forward dtype
+        self._set_model(model_or_checkpoint, device)
+        if self.task is not None and self.task.vocab_size != self.vocab_size:
+            raise HRMEvalError(
+                f"solve: task {self.task.name} ({self.task.describe_layout()}) does not fit the model "
+                f"(vocab_size {self.vocab_size}); give the task the model was trained on or leave it out"
+            )
+
+    # ---- the model -----------------------------------------------------------------------------
+    def _set_model(self, source: Any, device: Optional[str]) -> None:
+        from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
+        from hrm_eval.utils.device import resolve_device
+
+        if isinstance(source, LoadedCheckpoint):
+            self.checkpoint, source = source.path, source.model
+        if isinstance(source, ACTModel):
+            self.model = source
+            self.vocab_size, self.seq_len = source.config.vocab_size, source.config.seq_len
+            self.device = torch.device(device) if device else next(source.parameters()).device
+            return
+        if not isinstance(source, (str, Path)):
+            raise HRMEvalError(f"solve: expected a model, a LoadedCheckpoint or a checkpoint path, got {type(source)}")
+        self.device = resolve_device(device or "auto")
+        # A raw puzzle carries no dataset: the checkpoint may not state seq_len (rope models do
+        # not store it); then the task's layout gives it, once the task is known.
+        probe = load_checkpoint(source, require_seq_len=False, **self._load_options)  # type: ignore[arg-type]
+        self.checkpoint = probe.path
+        log.info(
+            "solve with %s (step %s)",
+            probe.path,
+            probe.step,
+            extra={"event": "checkpoint", "checkpoint": str(probe.path), "checkpoint_sha256": probe.sha256},
+        )
+        self.vocab_size = probe.config.vocab_size
+        known = not probe.sources["seq_len"].startswith("unknown")
+        self.seq_len = probe.config.seq_len if known else None
+        if known:
+            self.model = probe.model.to(self.device)
+        self._owned = True
+
+    def _ensure_model(self, seq_len: int) -> ACTModel:
+        from hrm_eval.models.loading import load_checkpoint
+
+        if self.model is None:
+            assert self.checkpoint is not None
+            opts = dict(self._load_options)
+            opts["overrides"] = {**opts["overrides"], "seq_len": seq_len}  # type: ignore[dict-item]
+            self.model = load_checkpoint(self.checkpoint, device=self.device or "cpu", **opts).model  # type: ignore[arg-type]
+            self.seq_len = seq_len
+        return self.model
+
+    # ---- puzzles -> tokens ---------------------------------------------------------------------
+    def resolve_task(self, puzzle: Any) -> PuzzleTask:
+        """The given task, or the one task of this vocabulary that reads `puzzle` (and whose
+        layout it fits); one-line error naming the candidates otherwise."""
+        if self.task is not None:
+            return self.task
+        fits, tried = [], []
+        for task in all_tasks():
+            if task.vocab_size != self.vocab_size:
+                continue
+            tried.append(task.name)
+            try:
+                tokens = task.encode_puzzle(puzzle)
+            except HRMEvalError:
+                continue
+            if (self.seq_len is None or len(tokens) == self.seq_len) and task.matches(
+                self.vocab_size, len(tokens), tokens[None]
+            ):
+                fits.append(task)
+        if len(fits) != 1:
+            which = "fits none" if not fits else f"fits several ({', '.join(t.name for t in fits)})"
+            raise HRMEvalError(
+                f"solve: the puzzle {which} of the tasks of this model's vocabulary "
+                f"(vocab_size {self.vocab_size}: {', '.join(tried) or 'no task'}); give the task (--task NAME)"
+            )
+        self.task = fits[0]
+        return self.task
+
+    def encode(self, puzzle: Any) -> np.ndarray:
+        """One puzzle in natural form -> its input tokens [seq_len], checked against the model."""
+        task = self.resolve_task(puzzle)
+        tokens = task.encode_puzzle(puzzle)
+        if self.seq_len is not None and len(tokens) != self.seq_len:
+            raise HRMEvalError(
+                f"solve: the {task.name} puzzle has {len(tokens)} cells but the model reads {self.seq_len}"
+            )
+        return tokens
+
+    # ---- solving -------------------------------------------------------------------------------
+    def solve(self, puzzle: Any, *, return_steps: bool = False, name: Optional[str] = None) -> Solution:
+        """One puzzle in its natural form (text, or the task's JSON form)."""
+        return self.solve_tokens(self.encode(puzzle)[None], return_steps=return_steps, names=[name])[0]
+
+    def solve_all(self, puzzles: Sequence[Any], *, return_steps: bool = False) -> List[Solution]:
+        """Several puzzles of the same task, in one engine run; solutions in the given order."""
+        if not len(puzzles):
+            return []
+        return self.solve_tokens(np.stack([self.encode(p) for p in puzzles]), return_steps=return_steps)
+
+    def solve_tokens(
+        self,
+        inputs: np.ndarray,
+        *,
+        return_steps: bool = False,
+        names: Optional[Sequence[Optional[str]]] = None,
+        expected: Optional[Sequence[Any]] = None,
+        puzzle_identifiers: Optional[np.ndarray] = None,
+    ) -> List[Solution]:
+        """Puzzles already as input tokens [n, L] (a file's rows); `expected`: known answers in
+        natural form (None where unknown), compared in `Solution.correct`."""
+        task = self._task_of_tokens(inputs)
+        model = self._ensure_model(inputs.shape[1])
+        n = len(inputs)
+        engine = ACTEngine(
+            model,
+            slots=min(n, SLOTS),
+            device=self.device,
+            halting=self.policy,
+            trace_preds=return_steps,
+            cast_weights=self._owned,
+        )
+        ids = torch.zeros(n, dtype=torch.long) if puzzle_identifiers is None else torch.as_tensor(puzzle_identifiers)
+        start = time.perf_counter()
+        done = engine.run_all(torch.as_tensor(np.asarray(inputs), dtype=torch.long), ids.long())
+        seconds = (time.perf_counter() - start) / n
+        preds = done.preds.numpy()  # [n, L]
+        q_by_step = torch.sigmoid(done.q_halt_by_step).numpy()  # [n, T], NaN after the halting step
+        out = []
+        for i in range(n):
+            steps = int(done.steps[i])
+            out.append(
+                Solution(
+                    task=task.name,
+                    puzzle=task.decode(inputs[i]),
+                    answer=task.decode_answer(preds[i]),
+                    tokens=[int(t) for t in preds[i]],
+                    verified=bool(task.verify(inputs[i], preds[i])) if task.checks_rules else None,
+                    steps=steps,
+                    max_steps=engine.limit,
+                    q_halt_probability=float(q_by_step[i, steps - 1]),
+                    seconds=seconds,
+                    name=names[i] if names is not None else None,
+                    step_answers=[task.decode_answer(p) for p in done.preds_by_step[i, :steps].numpy()]
+                    if return_steps and done.preds_by_step is not None
+                    else None,
+                    step_q_halt_probabilities=[float(q) for q in q_by_step[i, :steps]] if return_steps else None,
+                    expected=expected[i] if expected is not None else None,
+                )
+            )
+        log.debug("solved %d %s puzzles in %.3f s", n, task.name, seconds * n)
+        return out
+
+    def solve_file(
+        self, path: str | Path, *, limit: Optional[int] = None, return_steps: bool = False
+    ) -> List[Solution]:
+        """The puzzles of a .csv (public layout; the answer and rating may be empty) or a .jsonl
+        file (input_sequence tokens; target_sequence optional). A known answer is kept as
+        `Solution.expected`."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        ids = None
+        if suffix == ".csv":
+            inputs, names, expected = self._read_csv(path, limit)
+        elif suffix == ".jsonl":
+            inputs, names, expected, ids = self._read_jsonl(path, limit)
+        else:
+            raise HRMEvalError(f"--data {path}: expected a .csv or .jsonl file of puzzles, got '{suffix}'")
+        return self.solve_tokens(
+            inputs, return_steps=return_steps, names=names, expected=expected, puzzle_identifiers=ids
+        )
+
+    def _read_csv(self, path: Path, limit: Optional[int]) -> Tuple[np.ndarray, List[str], List[Any]]:
+        from hrm_eval.data.csv_source import RowError, read_puzzle_csv
+
+        if not path.is_file():
+            raise HRMEvalError(f"puzzle file not found: {path}")
+        raw = read_puzzle_csv(str(path), lambda q, a: None, answers_optional=True)
+        rows = list(zip(raw.lines, raw.questions, raw.answers))[:limit]
+        inputs, expected = [], []
+        for line, question, answer in rows:
+            where = f"{path}, row {line}"
+            try:
+                inputs.append(self.encode(question))
+                if answer:
+                    self.resolve_task(question).check_row(question, answer)
+            except (HRMEvalError, RowError) as e:
+                raise HRMEvalError(f"{where}: {e}") from None
+            expected.append(self.task.decode(self.task.encode(answer)) if answer and self.task else None)
+        return np.stack(inputs), [f"{path.stem}:{line}" for line, _, _ in rows], expected
+
+    def _read_jsonl(self, path: Path, limit: Optional[int]) -> Tuple[np.ndarray, List[str], List[Any], np.ndarray]:
+        from hrm_eval.data.jsonl import IGNORE, read_jsonl_puzzles
+
+        inputs, labels, ids, names = read_jsonl_puzzles(path, vocab_size=self.vocab_size, targets_optional=True)
+        inputs, labels, ids, names = inputs[:limit], labels[:limit], ids[:limit], names[:limit]
+        task = self._task_of_tokens(inputs)
+        expected = [None if (y == IGNORE).any() else task.decode_answer(y) for y in labels]
+        return inputs, names, expected, ids
+
+    def _task_of_tokens(self, inputs: np.ndarray) -> PuzzleTask:
+        """The task of token input (a file's rows) when none was given: detected from the layout."""
+        if self.task is None:
+            self.task = detect_task(self.vocab_size, inputs.shape[1], inputs[:64])
+            if self.task is None:
+                raise HRMEvalError(
+                    f"solve: no single task has vocab_size {self.vocab_size} and seq_len {inputs.shape[1]}; "
+                    "give the task (--task NAME)"
+                )
+        return self.task
+
+
+def solve(
+    model_or_checkpoint: Any,
+    puzzle: Any,
+    task: Optional[str] = None,
+    halting: str = "adaptive",
+    return_steps: bool = False,
+    **options: Any,
+) -> Solution:
+    """Solve one puzzle given in its natural form: `solve(model, "356.2..24...")`.
+
+    `model_or_checkpoint`: an ACTModel, a LoadedCheckpoint, or a checkpoint path or name.
+    `halting`: adaptive (default), fixed or threshold; `return_steps`: also the answer after each
+    ACT step. `options` go to `Solver` (threshold, min_steps, max_steps, device, dtype). For many
+    puzzles, make one `Solver` and call `solve_all` (the checkpoint is loaded once)."""
+    solver = Solver(model_or_checkpoint, task, halting=halting, **options)
+    return solver.solve(puzzle, return_steps=return_steps)
