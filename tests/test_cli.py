@@ -215,6 +215,8 @@ def _prepare_outputs(tmp: Path, cmds: dict) -> None:
     (tmp / "read_only").mkdir()
     os.chmod(tmp / "read_only", 0o555)
     cmds["output_read_only"] = [*ok, "--output", str(tmp / "read_only" / "out")]
+    # where nobody, root included, can make a folder (permission bits say nothing for root)
+    cmds["output_unwritable_for_root"] = [*ok, "--output", "/proc/hrm-eval-test/out"]
     cmds["locked"] = [*ok, "--output", str(tmp / "locked")]
     cmds["after_killed_holder"] = [*ok, "--output", str(tmp / "killed")]
     (tmp / "replaced").mkdir()
@@ -447,6 +449,13 @@ def test_read_only_output_folder_is_refused_before_the_evaluation(runs):
     tmp, done = runs
     assert_one_line_error(done["output_read_only"], "--output", "read_only", "not writable")
     _no_evaluation_ran(done["output_read_only"])
+
+
+def test_output_nobody_can_create_is_refused_before_the_evaluation(runs):
+    """Runs as root too (CI does): the lock's mkdir and open are the real test, not os.access."""
+    tmp, done = runs
+    assert_one_line_error(done["output_unwritable_for_root"], "--output", "/proc/hrm-eval-test", "cannot write there")
+    _no_evaluation_ran(done["output_unwritable_for_root"])
 
 
 def test_second_run_into_a_locked_output_is_one_line_error(runs):
