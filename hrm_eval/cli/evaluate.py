@@ -40,6 +40,12 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--save-predictions", action="store_true", help="also write step_<N>_all_preds.0 in the public layout"
     )
+    g.add_argument(
+        "--format",
+        dest="output_format",
+        choices=("json", "csv"),
+        help="csv: also per_puzzle.csv (one row per puzzle) beside results.json and per_puzzle.jsonl",
+    )
     add_model_flags(g)
 
 
@@ -71,6 +77,7 @@ def run_evaluate(inv: Invocation) -> int:
             max_steps=cfg.max_steps,
             threads=cfg.threads,
             compile=cfg.compile,
+            formats=("json", cfg.output_format),
         )
     print(format_summary(results))
     print(f"results: {out / 'results.json'}{replaced_note(existed)}")

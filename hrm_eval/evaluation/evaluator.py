@@ -61,18 +61,33 @@ class EvaluationResult:
     def to_pandas(self) -> "pd.DataFrame":
         """One row per puzzle (the per-puzzle records, in dataset order), read back from
         per_puzzle.jsonl when they were too many to keep in memory."""
-        import pandas as pd
-
-        if self.per_puzzle_metrics is not None:
-            return pd.DataFrame.from_records(self.per_puzzle_metrics)
-        if self.records_file is None:
-            return pd.DataFrame()
-        return pd.read_json(self.records_file, lines=True, dtype=False)
+        return records_frame(self.per_puzzle_metrics if self.per_puzzle_metrics is not None else self.records_file)
 
     def summary(self) -> "pd.DataFrame":
         """The aggregate metrics and the Q head's calibration at the halting step, one row each
         (index `metric`, column `value`)."""
         return summary_frame(self.aggregate_metrics, self.q_value_analysis)
+
+
+# Integer columns that are null where they do not apply (unsolved puzzles): nullable Int64,
+# not floats, so a step stays 3 and not 3.0.
+NULLABLE_INT_COLUMNS = ("first_correct_step",)
+
+
+def records_frame(records: Optional[List[Dict[str, Any]] | str | Path]) -> "pd.DataFrame":
+    """Per-puzzle records (a list, or a per_puzzle.jsonl path) as a DataFrame, one row per puzzle."""
+    import pandas as pd
+
+    if records is None:
+        return pd.DataFrame()
+    if isinstance(records, (str, Path)):
+        frame = pd.read_json(records, lines=True, dtype=False)
+    else:
+        frame = pd.DataFrame.from_records(records)
+    for column in NULLABLE_INT_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def summary_frame(aggregate: Dict[str, Any], q_value_analysis: Dict[str, Any]) -> "pd.DataFrame":

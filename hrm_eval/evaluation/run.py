@@ -14,7 +14,7 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.open import open_dataset, resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
 from hrm_eval.evaluation.calibration import CALIBRATION_DEFINITION
-from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator, summary_frame
+from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator, records_frame, summary_frame
 from hrm_eval.evaluation.halting import halting_sweep
 from hrm_eval.evaluation.metrics import STEP_EFFICIENCY_DEFINITION
 from hrm_eval.evaluation.plots import plot_reliability, plot_sweep
@@ -285,12 +285,8 @@ def results_frames(
     """(per-puzzle table, summary) of a `simple_evaluate` results dict as DataFrames, as
     `EvaluationResult.to_pandas()` / `.summary()` give them. Records beyond the results.json cap
     are read from per_puzzle.jsonl in `output_dir`."""
-    import pandas as pd
-
-    if "per_puzzle_metrics" in results:
-        per_puzzle = pd.DataFrame.from_records(results["per_puzzle_metrics"])
-    elif output_dir is not None and (Path(output_dir) / RECORDS_FILE).is_file():
-        per_puzzle = pd.read_json(Path(output_dir) / RECORDS_FILE, lines=True, dtype=False)
-    else:
-        per_puzzle = pd.DataFrame()
+    records: Optional[Any] = results.get("per_puzzle_metrics")
+    if records is None and output_dir is not None and (Path(output_dir) / RECORDS_FILE).is_file():
+        records = Path(output_dir) / RECORDS_FILE
+    per_puzzle = records_frame(records)
     return per_puzzle, summary_frame(results["aggregate_metrics"], results.get("q_value_analysis", {}))

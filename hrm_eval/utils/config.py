@@ -144,6 +144,7 @@ class EvalConfig(RunSettings):
     threads: Optional[int] = Field(None, ge=1)  # CPU threads (default: OMP_NUM_THREADS, else one per core)
     compile: bool = False  # torch.compile the ACT step (skipped with a warning if unavailable)
     save_predictions: bool = False
+    output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
     model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
