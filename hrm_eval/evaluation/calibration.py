@@ -41,7 +41,9 @@ def equal_mass_bins(confidence: np.ndarray, num_bins: int = DEFAULT_BINS) -> Lis
     """Indices of the puzzles in each bin: sorted by confidence (stable, so ties keep their
     order), cut into min(num_bins, N) bins whose sizes differ by at most one."""
     order = np.argsort(confidence, kind="stable")
-    return [b for b in np.array_split(order, min(num_bins, len(order))) if len(b)]
+    if len(order) == 0:
+        return []
+    return list(np.array_split(order, min(num_bins, len(order))))
 
 
 def reliability_table(
@@ -118,7 +120,7 @@ def calibration_report(
     if out["auroc"] is None:
         out["auroc_undefined"] = "no puzzles" if n == 0 else f"all {n} answers {'right' if pos == n else 'wrong'}"
     if table:
-        out["reliability"] = reliability_table(conf, y, num_bins)
+        out["reliability"] = reliability_table(conf, y, num_bins) if n else []
     return out
 
 
