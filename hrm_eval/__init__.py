@@ -26,6 +26,7 @@ _LAZY = {
     # entry points
     "simple_evaluate": "hrm_eval.evaluation.run",
     "open_dataset": "hrm_eval.data.open",
+    "results_frames": "hrm_eval.evaluation.run",
     "load_checkpoint": "hrm_eval.models.loading",
     "LoadedCheckpoint": "hrm_eval.models.loading",
     "evaluate_ensemble": "hrm_eval.ensemble.run",

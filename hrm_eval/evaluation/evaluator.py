@@ -29,7 +29,7 @@ from hrm_eval.evaluation.calibration import calibration_analysis
 from hrm_eval.evaluation.halting import halting_analysis
 from hrm_eval.evaluation.metrics import MetricSums, first_correct_step, step_efficiency_summary
 from hrm_eval.evaluation.scoring import RowScores, score_rows
-from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk
+from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingMode, HaltingPolicy, PuzzleChunk
 from hrm_eval.models import ACTModel
 from hrm_eval.models.base import RecursiveReasoningModel
 
@@ -144,7 +144,7 @@ class Evaluator:
         self.device = _device(device if device is not None else getattr(config, "device", "cpu"))
         self.model = model.to(self.device).eval()
         self.config = model.config
-        self.batch_size = batch_size or getattr(config, "batch_size", 64)
+        self.batch_size: int = batch_size or int(getattr(config, "batch_size", 64))
         self.task = task
         self.progress = progress if progress is not None else getattr(config, "progress", True)
         self.halting = halting or _policy(config)
@@ -223,7 +223,7 @@ def _policy(config: Optional[Any]) -> HaltingPolicy:
     """The halting policy an EvalConfig names (sweep: its fixed run); fixed without one."""
     if config is None:
         return HaltingPolicy()
-    mode = "fixed" if config.halting == "sweep" else config.halting
+    mode: HaltingMode = "fixed" if config.halting == "sweep" else config.halting
     return HaltingPolicy(mode, threshold=config.halt_threshold, min_steps=config.min_steps, max_steps=config.max_steps)
 
 
