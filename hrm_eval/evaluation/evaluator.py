@@ -41,7 +41,7 @@ ANSWER_KEYS = ("inputs", "puzzle_identifiers", "preds", "q_halt_logits")
 # results.json holds the per-puzzle records up to this many; beyond it they live only in
 # per_puzzle.jsonl (a 100k-puzzle results.json would be ~100 MB of JSON to load for a summary).
 RECORDS_IN_RESULTS_CAP = 10_000
-# ... and up to about this many bytes of them (ARC records carry 30x30 grids: ~3 KB each).
+# ... and up to about this many bytes of them (ARC records carry two 30x30 grids: several KB each).
 RECORDS_IN_RESULTS_BYTES = 32 << 20
 
 
