@@ -165,10 +165,11 @@ class Evaluator:
         `keep_answers` keeps only the argmax answers and q_halt (what ARC voting needs)."""
         if limit is None and self.settings is not None:
             limit = self.settings.limit
-        if self.task is None and self.settings is not None:
+        task = self.task
+        if task is None and self.settings is not None:  # the config's task, else the dataset's own
             from hrm_eval.data.open import resolve_task
 
-            self.task = resolve_task(self.settings.task, dataset)
+            task = resolve_task(self.settings.task, dataset)
         total = len(dataset) if limit is None else min(limit, len(dataset))
         engine = ACTEngine(
             self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
@@ -178,7 +179,7 @@ class Evaluator:
         acc = _Accumulator(
             self.model,
             dataset,
-            self.task,
+            task,
             engine.limit,
             total,
             save_predictions,
@@ -199,7 +200,7 @@ class Evaluator:
                     loss_type=self.config.loss_type,
                     halted=torch.ones(len(fin), dtype=torch.bool),
                     inputs=torch.stack([pb.inputs[j] for pb, j in where]),
-                    task=self.task,
+                    task=task,
                 )
                 for k, (i, (batch, j)) in enumerate(zip(fin.index.tolist(), where)):
                     acc.push(i, _Row(batch, j, _one(scores, k), fin, k))
