@@ -4,6 +4,14 @@
     from hrm_eval import solve, Solver          # one puzzle in its natural form -> the answer
     from hrm_eval import ModelConfig, ACTModel, HRMReasoning, TRMReasoning, build_model
 
+In a notebook (README: Notebooks; examples/quickstart.ipynb):
+
+    config = load_config("configs/eval_config.yaml")
+    model = HRMModel(HRMConfig.from_yaml_config(config))
+    model.load_from_checkpoint(load_checkpoint("checkpoints/sudoku6-hrm"))
+    results = Evaluator(model, "cpu", config).evaluate(open_dataset("checkpoints/sudoku6-hrm/data"))
+    results.summary(), results.to_pandas()
+
 `HRMConfig` is `ModelConfig` under its earlier name; `HRMModel` / `TRMModel` are the earlier
 names of the inner models `HRMReasoning` / `TRMReasoning` (see `hrm_eval.models`).
 """
@@ -18,7 +26,8 @@ __version__ = "0.1.0"
 _LAZY = {
     # entry points
     "simple_evaluate": "hrm_eval.evaluation.run",
-    "open_dataset": "hrm_eval.evaluation.run",
+    "open_dataset": "hrm_eval.data.open",
+    "results_frames": "hrm_eval.evaluation.run",
     "load_checkpoint": "hrm_eval.models.loading",
     "LoadedCheckpoint": "hrm_eval.models.loading",
     "evaluate_ensemble": "hrm_eval.ensemble.run",
@@ -27,6 +36,7 @@ _LAZY = {
     "Solution": "hrm_eval.inference.solve",
     "Evaluator": "hrm_eval.evaluation.evaluator",
     "HRMEvalError": "hrm_eval.utils.errors",
+    "load_config": "hrm_eval.utils.config",
     # models
     "ModelConfig": "hrm_eval.models.config",
     "HRMConfig": "hrm_eval.models.config",

@@ -44,6 +44,12 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
         "--save-predictions", action="store_true", help="also write step_<N>_all_preds.0 in the public layout"
     )
     add_wandb_flags(g)
+    g.add_argument(
+        "--format",
+        dest="output_format",
+        choices=("json", "csv"),
+        help="csv: also per_puzzle.csv (one row per puzzle) beside results.json and per_puzzle.jsonl",
+    )
     add_model_flags(g)
 
 
@@ -76,6 +82,7 @@ def run_evaluate(inv: Invocation) -> int:
             max_steps=cfg.max_steps,
             threads=cfg.threads,
             compile=cfg.compile,
+            formats=("json", cfg.output_format),
         )
         track(cfg, "evaluate", results, out)
     print(format_summary(results))

@@ -7,7 +7,8 @@ Then a recommendation from the measured metrics, a convergence statement only wh
 measurements support one, and plots (metric vs step, weight change vs step) when matplotlib is
 installed (`pip install 'hrm-eval[plots]'`).
 
-Writes `CHECKPOINT_EVALUATION_REPORT.md`, `checkpoint_comparison.json` and `plots/*.png`.
+Writes `CHECKPOINT_EVALUATION_REPORT.md`, `checkpoint_comparison.json`, the summary table as
+`checkpoint_comparison.csv` (pandas; `comparison_frame(report)` gives it as a DataFrame) and `plots/*.png`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
 
 from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.data.open import resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.evaluation.calibration import calibration_report
 from hrm_eval.evaluation.predictions import (
     Member,
     PuzzleRows,
@@ -41,7 +44,6 @@ from hrm_eval.evaluation.predictions import (
     score_member,
 )
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
-from hrm_eval.evaluation.run import resolve_task
 from hrm_eval.evaluation.views import identity_view
 from hrm_eval.models import ACTModel
 from hrm_eval.models.loading import (
@@ -56,8 +58,12 @@ from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger("hrm_eval")
 REPORT_FILE = "CHECKPOINT_EVALUATION_REPORT.md"
+CSV_FILE = "checkpoint_comparison.csv"
 JSON_FILE = "checkpoint_comparison.json"
 # Buffers that are constant by design (the initial recurrent states): never "did not move".
 CONSTANT_TENSORS = ("H_init", "L_init")
@@ -386,7 +392,32 @@ def compare_checkpoints(
     )
     atomic_write_json(out / JSON_FILE, report)
     atomic_write_text(out / REPORT_FILE, format_report(report))
+    table = comparison_frame(report)
+    atomic_write(out / CSV_FILE, lambda tmp: table.to_csv(tmp, index=False))
     return report
+
+
+def comparison_frame(report: Dict[str, Any]) -> "pd.DataFrame":
+    """One row per checkpoint: step, metrics, Q-head calibration, weight norm and change (the
+    report's summary table as a DataFrame; also written as checkpoint_comparison.csv)."""
+    import pandas as pd
+
+    rows = []
+    for r in report["checkpoints"]:
+        m, c = r.get("metrics") or {}, r.get("calibration") or {}
+        rows.append(
+            {
+                "checkpoint": r["name"],
+                "step": r["step"],
+                **{k: m.get(k) for k in ("exact_accuracy", "accuracy", "lm_loss", "q_halt_accuracy")},
+                **{f"q_halt_{k}": c.get(k) for k in ("ece", "brier", "auroc")},
+                "weight_norm": r.get("weight_norm"),
+                "relative_change": (r.get("change_from_previous") or {}).get("relative"),
+                "evaluation": r["evaluation"],
+                "path": r["path"],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _open_compare_data(
@@ -502,9 +533,12 @@ def _measure(
         batch_size=batch_size,
         progress=progress,
     )
-    rec["metrics"] = score_member(
+    scored = score_member(
         preds, measured.rows, np.arange(len(measured.rows)), loss_type=loaded.config.loss_type, task=measured.task
-    ).metrics
+    )
+    rec["metrics"] = scored.metrics
+    # compare runs every puzzle for halt_max_steps: this is the Q head at the last step
+    rec["calibration"] = calibration_report(scored.q.numpy(), scored.exact.numpy())
     rec["evaluation"] = "ok"
     rec.update(info)
     # provenance needs the checkpoint's facts, not its weights: let the model go
@@ -518,6 +552,29 @@ def _fmt(x: Any, spec: str = ".4f") -> str:
     if isinstance(x, float):
         return format(x, spec)
     return str(x)
+
+
+def _calibration_section(recs: List[Dict[str, Any]]) -> List[str]:
+    """Can each checkpoint's halting head be trusted: sigmoid(q_halt) against exactness."""
+    measured = [r for r in recs if r.get("calibration")]
+    if not measured:
+        return []
+    lines = [
+        "",
+        "## Q-head calibration",
+        "",
+        "sigmoid(q_halt) read as the chance the answer is exactly right, at the last ACT step "
+        "(ECE over equal-mass bins, Brier, AUROC of q_halt for exactness; lower ECE / Brier is better).",
+        "",
+        "| checkpoint | ECE | Brier | AUROC | mean confidence | exact |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in measured:
+        c = r["calibration"]
+        auroc = _fmt(c["auroc"]) if c["auroc"] is not None else f"n/a ({c['auroc_undefined']})"
+        cells = [r["name"], _fmt(c["ece"]), _fmt(c["brier"]), auroc, _fmt(c["mean_confidence"]), _fmt(c["accuracy"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def format_report(report: Dict[str, Any]) -> str:
@@ -563,6 +620,7 @@ def format_report(report: Dict[str, Any]) -> str:
     lines.append(
         f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"] else rec["reason"] + "."
     )
+    lines += _calibration_section(recs)
     lines += ["", "## Convergence", "", report["convergence"]["statement"] + "."]
     lines += ["", "## Findings", ""]
     lines += [f"- {f}" for f in report["findings"]] or ["- none: no NaN/Inf, every module moved between checkpoints"]

@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, TextIO, Tuple
 
 import numpy as np
 import torch
@@ -26,12 +26,17 @@ from tqdm.auto import tqdm
 
 from hrm_eval.data.dataset import PuzzleBatch, PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.evaluation.calibration import calibration_analysis
 from hrm_eval.evaluation.halting import by_difficulty, halting_analysis
-from hrm_eval.evaluation.metrics import MetricSums
+from hrm_eval.evaluation.metrics import MetricSums, first_correct_step, step_efficiency_summary
 from hrm_eval.evaluation.scoring import RowScores, score_rows
-from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk
+from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingMode, HaltingPolicy, PuzzleChunk
 from hrm_eval.models import ACTModel
+from hrm_eval.models.base import RecursiveReasoningModel
 from hrm_eval.utils.logging import ProgressLog
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("hrm_eval")
 
@@ -40,6 +45,8 @@ ANSWER_KEYS = ("inputs", "puzzle_identifiers", "preds", "q_halt_logits")
 # results.json holds the per-puzzle records up to this many; beyond it they live only in
 # per_puzzle.jsonl (a 100k-puzzle results.json would be ~100 MB of JSON to load for a summary).
 RECORDS_IN_RESULTS_CAP = 10_000
+# ... and up to about this many bytes of them (ARC records carry two 30x30 grids: several KB each).
+RECORDS_IN_RESULTS_BYTES = 32 << 20
 
 
 @dataclass
@@ -56,6 +63,49 @@ class EvaluationResult:
     step_arrays: Optional[Dict[str, np.ndarray]] = None  # q_halt / q_continue / exact [N, T] (halting sweep)
     by_difficulty: Optional[Dict[str, Any]] = None  # exact accuracy and steps per difficulty (Sudoku: blanks)
 
+    def to_pandas(self) -> "pd.DataFrame":
+        """One row per puzzle (the per-puzzle records, in dataset order), read back from
+        per_puzzle.jsonl when they were too many to keep in memory."""
+        return records_frame(self.per_puzzle_metrics if self.per_puzzle_metrics is not None else self.records_file)
+
+    def summary(self) -> "pd.DataFrame":
+        """The aggregate metrics and the Q head's calibration at the halting step, one row each
+        (index `metric`, column `value`)."""
+        return summary_frame(self.aggregate_metrics, self.q_value_analysis)
+
+
+# Integer columns that are null where they do not apply (unsolved puzzles): nullable Int64,
+# not floats, so a step stays 3 and not 3.0.
+NULLABLE_INT_COLUMNS = ("first_correct_step",)
+
+
+def records_frame(records: Optional[List[Dict[str, Any]] | str | Path]) -> "pd.DataFrame":
+    """Per-puzzle records (a list, or a per_puzzle.jsonl path) as a DataFrame, one row per puzzle."""
+    import pandas as pd
+
+    if records is None:
+        return pd.DataFrame()
+    if isinstance(records, (str, Path)):
+        frame = pd.read_json(records, lines=True, dtype=False)
+    else:
+        frame = pd.DataFrame.from_records(records)
+    for column in NULLABLE_INT_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def summary_frame(aggregate: Dict[str, Any], q_value_analysis: Dict[str, Any]) -> "pd.DataFrame":
+    """A results dict's headline numbers as a DataFrame (also `results.summary()`)."""
+    import pandas as pd
+
+    values: Dict[str, Any] = {k: v for k, v in aggregate.items() if isinstance(v, (int, float)) or v is None}
+    at_halt = q_value_analysis.get("calibration", {}).get("at_halt", {})
+    for key in ("ece", "brier", "auroc"):
+        if key in at_halt:
+            values[f"q_halt_{key}"] = at_halt[key]
+    return pd.DataFrame({"value": pd.Series(values, dtype=object)}).rename_axis("metric")
+
 
 @dataclass
 class _Row:
@@ -69,31 +119,40 @@ class _Row:
 
 
 class Evaluator:
-    """Evaluate one ACT model: `Evaluator(model, task=task).evaluate(dataset)`.
+    """Evaluate one ACT model: `Evaluator(model, task=task).evaluate(dataset)`, or in a notebook
+    `Evaluator(model, device, config).evaluate(dataset)`.
 
-    `batch_size` is the number of engine slots (puzzles in flight). `halting` is the
-    halting policy; the default, fixed, gives the public numbers. `cast_weights` stores the
-    weights in the forward dtype once (for a model the caller owns; not for one in training)."""
+    `model`: an ACTModel, or an inner model (`HRMModel(config)`, wrapped in ACT here).
+    `config`: an EvalConfig (`load_config("configs/eval_config.yaml")`); it supplies the
+    device, batch size, halting policy, limit and task (detected from the dataset when it
+    names none) wherever the arguments leave them out. `batch_size` is the number of engine
+    slots (puzzles in flight). `halting` is the halting policy; the default, fixed, gives the
+    public numbers. `cast_weights` stores the weights in the forward dtype once (for a model the
+    caller owns; not for one in training)."""
 
     def __init__(
         self,
-        model: ACTModel,
+        model: ACTModel | RecursiveReasoningModel,
+        device: str | torch.device | None = None,
+        config: Optional[Any] = None,
         *,
-        device: str | torch.device = "cpu",
-        batch_size: int = 64,
+        batch_size: Optional[int] = None,
         task: Optional[PuzzleTask] = None,
-        progress: bool = True,
+        progress: Optional[bool] = None,
         halting: Optional[HaltingPolicy] = None,
         compile: bool = False,
         cast_weights: bool = False,
     ):
-        self.device = torch.device(device)
+        if isinstance(model, RecursiveReasoningModel):
+            model = ACTModel(model)
+        self.settings = config
+        self.device = _device(device if device is not None else getattr(config, "device", "cpu"))
         self.model = model.to(self.device).eval()
         self.config = model.config
-        self.batch_size = batch_size
+        self.batch_size: int = batch_size or int(getattr(config, "batch_size", 64))
         self.task = task
-        self.progress = progress
-        self.halting = halting or HaltingPolicy()
+        self.progress = progress if progress is not None else getattr(config, "progress", True)
+        self.halting = halting or _policy(config)
         self.compile = compile
         self.cast_weights = cast_weights
 
@@ -109,6 +168,13 @@ class Evaluator:
         """`records_path`: stream per-puzzle records there (JSON lines, dataset order).
         `save_predictions` keeps what the public `all_preds` files hold (logits included);
         `keep_answers` keeps only the argmax answers and q_halt (what ARC voting needs)."""
+        if limit is None and self.settings is not None:
+            limit = self.settings.limit
+        task = self.task
+        if task is None and self.settings is not None:  # the config's task, else the dataset's own
+            from hrm_eval.data.open import resolve_task
+
+            task = resolve_task(self.settings.task, dataset)
         total = len(dataset) if limit is None else min(limit, len(dataset))
         engine = ACTEngine(
             self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
@@ -118,7 +184,7 @@ class Evaluator:
         acc = _Accumulator(
             self.model,
             dataset,
-            self.task,
+            task,
             engine.limit,
             total,
             save_predictions,
@@ -140,7 +206,7 @@ class Evaluator:
                     loss_type=self.config.loss_type,
                     halted=torch.ones(len(fin), dtype=torch.bool),
                     inputs=torch.stack([pb.inputs[j] for pb, j in where]),
-                    task=self.task,
+                    task=task,
                 )
                 for k, (i, (batch, j)) in enumerate(zip(fin.index.tolist(), where)):
                     acc.push(i, _Row(batch, j, _one(scores, k), fin, k))
@@ -153,6 +219,20 @@ class Evaluator:
             acc.close()
         elapsed = time.perf_counter() - start
         return acc.result(elapsed, self.halting.describe(self.config.halt_max_steps), engine.stats())
+
+
+def _device(device: str | torch.device) -> torch.device:
+    from hrm_eval.utils.device import resolve_device
+
+    return device if isinstance(device, torch.device) else resolve_device(str(device))
+
+
+def _policy(config: Optional[Any]) -> HaltingPolicy:
+    """The halting policy an EvalConfig names (sweep: its fixed run); fixed without one."""
+    if config is None:
+        return HaltingPolicy()
+    mode: HaltingMode = "fixed" if config.halting == "sweep" else config.halting
+    return HaltingPolicy(mode, threshold=config.halt_threshold, min_steps=config.min_steps, max_steps=config.max_steps)
 
 
 def _chunks(
@@ -199,10 +279,12 @@ class _Accumulator:
         self.q_continue = np.full((total, T), np.nan, np.float32)
         self.exact = np.zeros((total, T), bool)
         self.steps = np.zeros(total, np.int32)
+        self.first_correct = np.zeros(total, np.int32)  # 0 where not solved (or not known)
         self.valid = np.zeros(total, bool)
         self.solved_rows = np.zeros(total, bool)
         self.difficulty_name = task.difficulty_name if task is not None else None  # e.g. "blanks"
         self.difficulty = np.zeros(total, np.int32)
+        self.records_bytes = 0
         self.saved: Optional[Dict[str, List[torch.Tensor]]] = (
             {k: [] for k in PREDICTION_KEYS} if save_predictions else None
         )
@@ -226,7 +308,8 @@ class _Accumulator:
             self.exact[i] = fin.exact_by_step[k].numpy()
         self.steps[i], self.valid[i], self.solved_rows[i] = steps, valid, bool(m["exact"])
         pred = row.scores.answers[0]
-        record = self._record(pb, j, m, fin, k, row.scores.verified)
+        record = self._record(pb, j, m, fin, k, row.scores.verified, pred)
+        self.first_correct[i] = record.get("first_correct_step") or 0
         if self.difficulty_name is not None and self.task is not None:
             self.difficulty[i] = int(self.task.difficulty(pb.inputs[j].numpy()[None])[0])
             record[self.difficulty_name] = int(self.difficulty[i])
@@ -262,6 +345,7 @@ class _Accumulator:
         fin: FinishedRows,
         k: int,
         verified: Optional[torch.Tensor],
+        pred: torch.Tensor,
     ) -> Dict[str, Any]:
         ex, identifier, steps = int(pb.example_index[j]), int(pb.puzzle_identifiers[j]), int(fin.steps[k])
         q_halt = float(fin.q_halt_logits[k])
@@ -284,8 +368,14 @@ class _Accumulator:
         }
         if fin.exact_by_step is not None:
             record["solved_by_step"] = [bool(x) for x in fin.exact_by_step[k, :steps]]
+            first = first_correct_step(record["solved_by_step"]) if record["solved"] else None
+            record["first_correct_step"] = first
+            record["step_efficiency"] = first / steps if first is not None else None
         if verified is not None:
             record["verified"] = bool(verified[0])
+        if self.task is not None:  # the natural form (sudoku: board text; ARC: grid), to look at failures
+            record["puzzle"] = self.task.decode(pb.inputs[j].numpy())
+            record["answer"] = self.task.decode_answer(pred.numpy())
         return record
 
     def _rule_step(self, fin: FinishedRows, k: int) -> int:
@@ -299,10 +389,13 @@ class _Accumulator:
         if self._records_file is not None:
             from hrm_eval.utils.io import json_line
 
-            self._records_file.write(json_line(record) + "\n")
+            line = json_line(record)
+            self._records_file.write(line + "\n")
+            self.records_bytes += len(line) + 1
         if self.records is not None:
             self.records.append(record)
-            if self._records_file is not None and len(self.records) > RECORDS_IN_RESULTS_CAP:
+            over = len(self.records) > RECORDS_IN_RESULTS_CAP or self.records_bytes > RECORDS_IN_RESULTS_BYTES
+            if self._records_file is not None and over:
                 self.records = None  # the file has them all; results.json will point at it
 
     def close(self) -> None:
@@ -333,6 +426,7 @@ class _Accumulator:
         if self.task is not None:
             aggregate["verified_solve_rate"] = self.verified / count if count else 0.0
         v = self.valid
+        aggregate.update(step_efficiency_summary(self.first_correct[v], self.steps[v]))
         arrays = {
             "q_halt": self.q_halt[v],
             "q_continue": self.q_continue[v],
@@ -345,6 +439,7 @@ class _Accumulator:
         difficulty = None
         if self.difficulty_name is not None and v.any():
             difficulty = by_difficulty(arrays, self.difficulty[v], self.difficulty_name, self.model, fixed=fixed)
+        analysis["calibration"] = calibration_analysis(arrays)
         return EvaluationResult(
             aggregate_metrics=aggregate,
             per_set_metrics={k: s.reduced() | {"count": s.count} for k, s in self.per_set.items()},

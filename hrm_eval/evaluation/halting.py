@@ -15,13 +15,10 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import torch
 
+from hrm_eval.evaluation.calibration import sigmoid
 from hrm_eval.models import ACTModel
 
 SWEEP_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
 
 
 def model_rule_name(model: ACTModel) -> str:
@@ -115,7 +112,7 @@ def halting_sweep(
     points.append(
         {"rule": f"adaptive ({model_rule_name(model)})", **simulate(model_rule(model, q_halt, q_continue), exact)}
     )
-    prob = _sigmoid(q_halt)
+    prob = sigmoid(q_halt)
     for p in thresholds:
         points.append({"rule": f"threshold {p:g}", **simulate(prob >= p, exact)})
     return points

@@ -9,8 +9,9 @@ on the batch size.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
+import numpy as np
 import torch
 
 from hrm_eval.evaluation.scoring import RowScores
@@ -67,3 +68,37 @@ class MetricSums:
         if verified:
             out["verified_solve_rate"] = self.verified_rate()
         return out
+
+
+# ---- step efficiency ---------------------------------------------------------------------------
+STEP_EFFICIENCY_DEFINITION = (
+    "first_correct_step: the first ACT step after which the answer was exactly right and stayed right "
+    "through the last step run (solved puzzles only). step_efficiency = first_correct_step / steps used, "
+    "per solved puzzle; the aggregate is its mean over solved puzzles (1.0: halted as soon as the answer "
+    "was final; 0.25: ran four times the steps needed). Null when no puzzle was solved."
+)
+
+
+def first_correct_step(exact_by_step: Sequence[bool]) -> Optional[int]:
+    """1-based first step from which every step run has the exact answer; None when the last
+    step run is wrong (the puzzle is not solved). [F, T, T] -> 2; [T, F, T] -> 3; [T, F] -> None."""
+    exact = [bool(x) for x in exact_by_step]
+    if not exact or not exact[-1]:
+        return None
+    t = len(exact)
+    while t > 1 and exact[t - 2]:
+        t -= 1
+    return t
+
+
+def step_efficiency_summary(first_correct: np.ndarray, steps: np.ndarray) -> Dict[str, Any]:
+    """Aggregate over solved puzzles: `first_correct` [N] (0 where not solved), `steps` [N] used."""
+    solved = first_correct > 0
+    if not solved.any():
+        return {"step_efficiency": None, "mean_first_correct_step": None, "mean_steps_solved": None}
+    fc, st = first_correct[solved].astype(np.float64), steps[solved].astype(np.float64)
+    return {
+        "step_efficiency": float((fc / st).mean()),
+        "mean_first_correct_step": float(fc.mean()),
+        "mean_steps_solved": float(st.mean()),
+    }

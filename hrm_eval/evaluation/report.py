@@ -37,6 +37,18 @@ def _difficulty_table(d: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _calibration_rows(cal: Any) -> List[Tuple[str, str]]:
+    """ECE / Brier / AUROC of sigmoid(q_halt) at the halting step, and the ECE after each ACT step."""
+    if not cal or not cal["at_halt"].get("count"):
+        return []
+    a = cal["at_halt"]
+    auroc = f"{a['auroc']:.3f}" if a["auroc"] is not None else f"n/a ({a['auroc_undefined']})"
+    rows = [("Q calibration at halt", f"ECE {a['ece']:.4f}, Brier {a['brier']:.4f}, AUROC {auroc}")]
+    if len(cal["by_step"]) > 1:
+        rows.append(("Q ECE by ACT step", " ".join(f"{s['ece']:.3f}" for s in cal["by_step"])))
+    return rows
+
+
 def format_summary(results: Dict[str, Any]) -> str:
     m = results["aggregate_metrics"]
     prov = results["provenance"]
@@ -71,6 +83,15 @@ def format_summary(results: Dict[str, Any]) -> str:
                 f"mean step {q['mean_halt_step']:.2f}, exact {q['exact_accuracy_at_halt_step']:.4f}",
             )
         )
+    if m.get("step_efficiency") is not None:
+        rows.append(
+            (
+                "step efficiency (solved)",
+                f"{m['step_efficiency']:.3f} (first right at step {m['mean_first_correct_step']:.2f} "
+                f"of {m['mean_steps_solved']:.2f} used)",
+            )
+        )
+    rows += _calibration_rows(q.get("calibration"))
     if "arc" in results:
         for rule in ("strict", "fractional"):
             if rule in results["arc"]:

@@ -3,87 +3,37 @@ CLI, notebooks and the ensemble code share."""
 
 from __future__ import annotations
 
-import io
+import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from hrm_eval.data.dataset import PuzzleDataset
-from hrm_eval.data.format import DatasetMetadata
-from hrm_eval.data.jsonl import read_jsonl_puzzles
-from hrm_eval.data.tasks import detect_task, get_task
+from hrm_eval.data.open import open_dataset, resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
-from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator
+from hrm_eval.evaluation.calibration import CALIBRATION_DEFINITION
+from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator, records_frame, summary_frame
 from hrm_eval.evaluation.halting import halting_sweep
+from hrm_eval.evaluation.metrics import STEP_EFFICIENCY_DEFINITION
+from hrm_eval.evaluation.plots import plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
-from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save, atomic_write, atomic_write_json
 from hrm_eval.utils.logging import log_metrics
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger("hrm_eval")
 RECORDS_FILE = "per_puzzle.jsonl"
-
-
-def open_dataset(
-    data: str | Path,
-    *,
-    split: str = "test",
-    task: Optional[str] = None,
-    vocab_size: Optional[int] = None,
-    num_puzzle_identifiers: int = 1,
-) -> PuzzleDataset:
-    """A dataset directory, or a `.jsonl` / `.csv` file of puzzles converted in memory."""
-    path = Path(data)
-    if not path.exists():
-        raise HRMEvalError(f"data not found: {path}")
-    if path.is_dir():
-        return PuzzleDataset(path, split=split)
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        inputs, labels, ids, names = read_jsonl_puzzles(path, vocab_size=vocab_size)
-    elif suffix == ".csv":
-        if task is None:
-            raise HRMEvalError(f"{path}: a raw CSV needs its task (--task sudoku|maze|...)")
-        inputs, labels, names = get_task(task).read_csv_puzzles(path)
-        ids = np.zeros(len(inputs), np.int32)
-    else:
-        raise HRMEvalError(f"{path}: unknown data file type '{suffix}' (expected a dataset directory, .jsonl or .csv)")
-    if vocab_size is None:
-        vocab_size = int(max(inputs.max(), labels.max())) + 1
-    metadata = DatasetMetadata(
-        pad_id=0,
-        ignore_label_id=None,
-        blank_identifier_id=0,
-        vocab_size=vocab_size,
-        seq_len=int(inputs.shape[1]),
-        num_puzzle_identifiers=num_puzzle_identifiers,
-        total_groups=len(inputs),
-        mean_puzzle_examples=1.0,
-        sets=["all"],
-    )
-    return PuzzleDataset.from_arrays(inputs, labels, metadata, puzzle_identifiers=ids, names=names, source=str(path))
-
-
-def resolve_task(name: Optional[str], dataset: PuzzleDataset) -> Optional[PuzzleTask]:
-    """The task named (checked against the dataset's layout: one-line error when it does not
-    fit), or the one detected from the dataset (None when no task or several fit)."""
-    meta = dataset.metadata
-    sample = np.asarray(next(iter(dataset.sets.values()))["inputs"][:64])
-    if name:
-        task = get_task(name)
-        # a raw file has no vocabulary of its own: it is read with the checkpoint's
-        where = f"the data {dataset.source}" + (" read with the checkpoint's vocabulary" if dataset.in_memory else "")
-        task.check_layout(meta.vocab_size, meta.seq_len, sample, where=where)
-        return task
-    return detect_task(meta.vocab_size, meta.seq_len, sample)
+CSV_FILE = "per_puzzle.csv"
+__all__ = ["open_dataset", "resolve_task", "simple_evaluate", "assemble_results", "results_frames", "RECORDS_FILE"]
 
 
 def simple_evaluate(
@@ -107,6 +57,7 @@ def simple_evaluate(
     max_steps: Optional[int] = None,
     threads: Optional[int] = None,
     compile: bool = False,
+    formats: Sequence[str] = ("json",),
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
     `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
@@ -116,7 +67,8 @@ def simple_evaluate(
     model's own Q rule), threshold (sigmoid(q_halt) >= halt_threshold), or sweep (one fixed run,
     then exact accuracy against mean steps for the model's rule and a range of thresholds).
     `dtype`: None keeps the checkpoint's forward_dtype; "auto" takes bf16 where the device runs
-    it natively; or a dtype name."""
+    it natively; or a dtype name. `formats`: with "csv", also per_puzzle.csv beside results.json.
+    `results_frames(results)` gives the returned dict's per-puzzle table and summary as DataFrames."""
     dev = resolve_device(device)
     n_threads = choose_threads(threads, dev)
     if dev.type == "cpu":
@@ -198,7 +150,7 @@ def simple_evaluate(
     if scorer is not None and puzzle_task is not None:
         results[puzzle_task.name] = _task_scores(scorer, result, output_dir)
     if output_dir is not None:
-        _write_outputs(Path(output_dir), results, result, loaded, save_predictions)
+        _write_outputs(Path(output_dir), results, result, loaded, save_predictions, formats)
     log_metrics(log, results["aggregate_metrics"], checkpoint_sha256=loaded.sha256)
     return results
 
@@ -268,7 +220,12 @@ def _load(
 
 
 def _write_outputs(
-    out: Path, results: Dict[str, Any], result: EvaluationResult, loaded: LoadedCheckpoint, save_predictions: bool
+    out: Path,
+    results: Dict[str, Any],
+    result: EvaluationResult,
+    loaded: LoadedCheckpoint,
+    save_predictions: bool,
+    formats: Sequence[str] = ("json",),
 ) -> None:
     if save_predictions and result.predictions is not None:
         step = loaded.step if loaded.step is not None else 0
@@ -277,42 +234,29 @@ def _write_outputs(
     if result.records_file is not None:
         results["per_puzzle_metrics_file"] = RECORDS_FILE
     if "halting_sweep" in results:
-        plot = _plot_sweep(results["halting_sweep"], out / "halting_sweep.png")
+        plot = plot_sweep(results["halting_sweep"], out / "halting_sweep.png")
         if plot:
             results["halting_sweep_plot"] = plot
+    plot = plot_reliability(results["q_value_analysis"].get("calibration", {}), out / "reliability.png")
+    if plot:
+        results["q_value_analysis"]["calibration"]["plot"] = plot
     atomic_write_json(out / "results.json", results)
+    if "csv" in formats:
+        write_per_puzzle_csv(result, out / CSV_FILE)
 
 
-def _plot_sweep(points: List[Dict[str, Any]], path: Path) -> Optional[str]:
-    """exact accuracy against mean ACT steps, one marker per rule (needs the plots extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    fixed = [p for p in points if p["rule"].startswith("fixed")]
-    ax.plot([p["mean_steps"] for p in fixed], [p["exact_accuracy"] for p in fixed], "o-", label="fixed steps")
-    for p in points:
-        if not p["rule"].startswith("fixed"):
-            ax.plot(p["mean_steps"], p["exact_accuracy"], "s" if p["rule"].startswith("adaptive") else "^")
-            ax.annotate(p["rule"].replace("threshold ", "p>="), (p["mean_steps"], p["exact_accuracy"]), fontsize=7)
-    ax.set_xlabel("mean ACT steps")
-    ax.set_ylabel("exact accuracy")
-    ax.set_title("Halting: accuracy against thinking time")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+def write_per_puzzle_csv(result: EvaluationResult, path: Path) -> Path:
+    """The per-puzzle records as a CSV table (pandas; list values as JSON text), written atomically."""
+    frame = result.to_pandas()
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, (list, dict))).any():
+            frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
 
     def write(tmp: str) -> None:
-        Path(tmp).write_bytes(buf.getvalue())
+        frame.to_csv(tmp, index=False)
 
     atomic_write(path, write)
-    return str(path)
+    return path
 
 
 def assemble_results(
@@ -329,6 +273,7 @@ def assemble_results(
     results: Dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "aggregate_metrics": result.aggregate_metrics,
+        "metric_definitions": {"step_efficiency": STEP_EFFICIENCY_DEFINITION, "calibration": CALIBRATION_DEFINITION},
         "q_value_analysis": result.q_value_analysis,
     }
     if len(result.per_set_metrics) > 1:
@@ -347,3 +292,16 @@ def assemble_results(
         evaluation_extra={"act_steps": loaded.config.halt_max_steps, "halting": result.halting},
     )
     return results
+
+
+def results_frames(
+    results: Dict[str, Any], output_dir: Optional[str | Path] = None
+) -> Tuple["pd.DataFrame", "pd.DataFrame"]:
+    """(per-puzzle table, summary) of a `simple_evaluate` results dict as DataFrames, as
+    `EvaluationResult.to_pandas()` / `.summary()` give them. Records beyond the results.json cap
+    are read from per_puzzle.jsonl in `output_dir`."""
+    records: Optional[Any] = results.get("per_puzzle_metrics")
+    if records is None and output_dir is not None and (Path(output_dir) / RECORDS_FILE).is_file():
+        records = Path(output_dir) / RECORDS_FILE
+    per_puzzle = records_frame(records)
+    return per_puzzle, summary_frame(results["aggregate_metrics"], results.get("q_value_analysis", {}))

@@ -10,7 +10,7 @@ bootstrapped target for Q(continue) comes from one more (no-grad) step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 from torch import nn
@@ -33,6 +33,11 @@ class ACTModel(nn.Module):
         super().__init__()
         self.inner = inner
         self.config = inner.config
+
+    def load_from_checkpoint(self, checkpoint: Any) -> "ACTModel":
+        """The inner model's `load_from_checkpoint` (a checkpoint holds the inner model's weights)."""
+        self.inner.load_from_checkpoint(checkpoint)
+        return self
 
     def initial_carry(self, batch: Batch) -> ACTCarry:
         B, device = batch["inputs"].shape[0], batch["inputs"].device

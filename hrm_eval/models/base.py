@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from hrm_eval.models.layers import (
     SparsePuzzleEmbedding,
     trunc_normal_init_,
 )
+from hrm_eval.utils.errors import HRMEvalError
 
 
 @dataclass
@@ -59,6 +60,26 @@ class RecursiveReasoningModel(nn.Module):
 
         self.register_buffer("H_init", trunc_normal_init_(torch.empty(h, dtype=dtype), std=1))
         self.register_buffer("L_init", trunc_normal_init_(torch.empty(h, dtype=dtype), std=1))
+
+    def load_from_checkpoint(self, checkpoint: Any) -> "RecursiveReasoningModel":
+        """Copy a checkpoint's weights into this model and return it. `checkpoint`: what
+        `load_checkpoint(path)` returns, or a path (loaded for this model's sequence length).
+        Its architecture must be this model's config, field by field: a difference (other
+        sizes, cycle counts, dtype) is an HRMEvalError naming the field, since weights of a
+        model with other cycle counts would load and silently compute something else."""
+        from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
+
+        if not isinstance(checkpoint, LoadedCheckpoint):
+            checkpoint = load_checkpoint(checkpoint, overrides={"seq_len": self.config.seq_len})
+        mine, theirs = self.config.model_dump(), checkpoint.config.model_dump()
+        for key in mine:
+            if key != "batch_size" and mine[key] != theirs[key]:
+                raise HRMEvalError(
+                    f"load_from_checkpoint: {key} is {mine[key]!r} in this model but {theirs[key]!r} in "
+                    f"{checkpoint.path}; build the model from that checkpoint's config"
+                )
+        self.load_state_dict(checkpoint.model.inner.state_dict(), strict=True)
+        return self
 
     # ---- pieces ---------------------------------------------------------------------------
     def cos_sin(self) -> Optional[CosSin]:

@@ -8,6 +8,7 @@ the checkpoint's tensors or the dataset's `dataset.json`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Dict, Literal, Optional
 
 import torch
@@ -137,6 +138,26 @@ class ModelConfig(BaseModel):
         known = set(cls.model_fields)
         return {k: v for k, v in fields.items() if k in known}
 
+    @classmethod
+    def from_yaml_config(cls, config: Any, **fields: Any) -> "ModelConfig":
+        """The architecture a config describes (notebooks: `HRMConfig.from_yaml_config(config)`).
+
+        - An evaluation config (`load_config("configs/eval_config.yaml")`, an EvalConfig): the
+          architecture of its checkpoint, resolved as `evaluate` resolves it (all_config.yaml
+          beside the checkpoint, model_config_path, arch_overrides, the tensors themselves) and
+          checked against its data. This reads the checkpoint file (architecture facts live in
+          its tensors); its dtype is the checkpoint's unless the config names one.
+        - A run's all_config.yaml or a model config YAML (a path, or its mapping): its `arch`
+          fields; `fields` give what such a file does not state (seq_len, vocab_size, ...).
+        `fields` win over the file in both cases."""
+        from hrm_eval.utils.config import EvalConfig, read_yaml, validate_config
+
+        if isinstance(config, EvalConfig):
+            return _from_eval_config(config, fields)
+        data = read_yaml(config, "model config") if not isinstance(config, dict) else config
+        arch = cls.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
+        return validate_config(arch | fields, cls, str(config) if not isinstance(config, dict) else "model config")
+
     def to_arch_block(self) -> Dict[str, Any]:
         """The `arch` block of an all_config.yaml for this model (dataset fields left out,
         as the public training script does)."""
@@ -146,6 +167,29 @@ class ModelConfig(BaseModel):
                 data.pop(k)
         data["loss"] = {"name": "losses@ACTLossHead", "loss_type": self.loss_type}
         return data
+
+
+def _from_eval_config(config: Any, fields: Dict[str, Any]) -> ModelConfig:
+    """The architecture of an EvalConfig's checkpoint on its data (see from_yaml_config)."""
+    from hrm_eval import resources
+    from hrm_eval.data.open import open_dataset
+    from hrm_eval.models.loading import load_checkpoint
+    from hrm_eval.utils.config import read_yaml
+
+    model_config = None
+    if config.model_config_path:
+        data = read_yaml(resources.find(config.model_config_path), "model config")
+        model_config = ModelConfig.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
+    overrides = dict(config.arch_overrides) | fields
+    if config.dtype not in (None, "auto"):
+        overrides.setdefault("forward_dtype", config.dtype)
+    checkpoint = resources.find(config.checkpoint)
+    if Path(config.data_path).suffix.lower() in (".jsonl", ".csv"):  # raw puzzles: their length only
+        dataset = open_dataset(resources.find(config.data_path), split=config.split, task=config.task)
+        overrides.setdefault("seq_len", dataset.metadata.seq_len)
+        return load_checkpoint(checkpoint, overrides=overrides, model_config=model_config).config
+    dataset = open_dataset(resources.find(config.data_path), split=config.split)
+    return load_checkpoint(checkpoint, data=dataset, overrides=overrides, model_config=model_config).config
 
 
 HRMConfig = ModelConfig  # the name earlier releases and users' code use; same class

@@ -429,10 +429,14 @@ def load_checkpoint(
     dtype: Optional[str] = None,
     allow_nonfinite: bool = False,
     require_seq_len: bool = True,
+    data: Optional[Any] = None,
 ) -> LoadedCheckpoint:
     """Restore an ACT model from a checkpoint file or run directory, validated.
 
     `dataset` is a dataset.json mapping (or DatasetMetadata.model_dump()) to check against;
+    `data` is the same check from a dataset path (directory or .jsonl / .csv file) or an open
+    PuzzleDataset. With neither, a model whose tensors do not tell seq_len (rope) takes it from
+    the dataset its run's all_config.yaml names in `data_path`, when that exists;
     `overrides` are architecture fields that win over every file; `dtype` overrides forward_dtype.
     With `require_seq_len=False` (inspection) a rope/none model whose seq_len nothing states
     is built with a placeholder seq_len of 1."""
@@ -443,6 +447,10 @@ def load_checkpoint(
     overrides = dict(overrides or {})
     if dtype is not None:
         overrides["forward_dtype"] = dtype
+    if dataset is None and data is not None:
+        dataset = dataset_facts(data)
+    elif dataset is None and require_seq_len and _full_seq_len_from_tensors(sd) is None:
+        dataset = _run_dataset(all_config)
     if isinstance(dataset, BaseModel):
         dataset = dataset.model_dump()
 
@@ -481,6 +489,35 @@ def load_checkpoint(
         num_trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         nonfinite=nonfinite,
     )
+
+
+def dataset_facts(data: Any) -> Dict[str, Any]:
+    """What a checkpoint is checked against, from a dataset path or an open PuzzleDataset. A raw
+    .jsonl / .csv file has no vocabulary of its own (it is read with the checkpoint's): only its
+    sequence length counts."""
+    from hrm_eval.data.dataset import PuzzleDataset
+    from hrm_eval.data.open import open_dataset
+
+    # a raw CSV needs its task: open_dataset(path, task=...) and pass the dataset
+    dataset = data if isinstance(data, PuzzleDataset) else open_dataset(data)
+    if dataset.in_memory:
+        return {"seq_len": dataset.metadata.seq_len}
+    return dataset.metadata.model_dump()
+
+
+def _run_dataset(all_config: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The metadata of the dataset a run trained on (all_config.yaml `data_path`, found as config
+    paths are: from the working directory, then the data home), or None when it is not there."""
+    from hrm_eval import resources
+    from hrm_eval.data.dataset import PuzzleDataset
+
+    data_path = (all_config or {}).get("data_path")
+    if not isinstance(data_path, str) or not data_path:
+        return None
+    path = resources.find(data_path)
+    if not (path / "test" / "dataset.json").is_file():
+        return None
+    return PuzzleDataset(path, split="test").metadata.model_dump()
 
 
 def alarming_assumptions(sources: Dict[str, str]) -> List[str]:

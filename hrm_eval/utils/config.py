@@ -147,6 +147,7 @@ class EvalConfig(RunSettings):
     save_predictions: bool = False
     wandb: bool = False  # log metrics, the per-puzzle table and plots to a W&B run (offline by default)
     wandb_project: str = "hrm-eval"
+    output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
     model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
