@@ -7,7 +7,7 @@
     GET  /v1/puzzles/random  a puzzle of the test set (and its solution), for the page
     POST /v1/solve           one puzzle -> its answer
     POST /v1/solve/batch     many puzzles -> answers in order
-    POST /v1/solve/stream    server-sent events: one `step` event per ACT step, then `final`
+    POST /v1/solve/stream    server-sent events: `puzzle` (as read), one `step` per ACT step, `final`
     GET  /v1/solve/stream    the same with ?puzzle=...&task=... (for curl and EventSource)
 
 Every error is JSON `{"error": "<field>: <reason>", "status": N}`; nothing a client sends
@@ -306,6 +306,7 @@ def stream(service: Service, puzzle: Puzzle, timeout_s: Optional[float]) -> Stre
 async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float) -> AsyncIterator[str]:
     assert t.events is not None
     try:
+        yield _sse("puzzle", {"task": puzzle.task.name if puzzle.task else None, **service.served.natural(puzzle.task, puzzle.tokens)})
         while True:
             remaining = t.deadline - time.monotonic()
             try:

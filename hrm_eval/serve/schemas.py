@@ -17,7 +17,7 @@ class PuzzleInput(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
     task: Optional[str] = Field(None, description="task name (sudoku6, arc, ...); default: the model's task")
-    puzzle: Optional[Union[str, List[Any]]] = Field(None, description="the puzzle as text (or JSON rows)")
+    puzzle: Optional[Any] = Field(None, description="the puzzle as text, or rows (the task reads it)")
     grid: Optional[List[List[int]]] = Field(None, description="the puzzle as rows of numbers")
     tokens: Optional[List[int]] = Field(None, description="the model's input token ids [seq_len]")
     puzzle_identifier: int = Field(0, ge=0, description="puzzle embedding id (0: the blank identifier)")

@@ -57,7 +57,8 @@ def url_of(sock: socket.socket) -> str:
 
 
 def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> None:
-    """Run until interrupted. Prints `serving <model> on <url>` once the socket is bound."""
+    """Run until interrupted (Ctrl-C: a clean stop). Prints `serving <model> ... on <url>` once the
+    socket is bound and the model loaded."""
     import uvicorn
 
     if not cfg.local_only and cfg.api_key is None:
@@ -83,7 +84,9 @@ def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> No
         lifespan="off",
     )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(config).run(sockets=[sock])  # returns after a graceful shutdown on Ctrl-C / SIGTERM
+    except KeyboardInterrupt:  # uvicorn raises the signal it caught again once it has shut down
+        pass
     finally:
         scheduler.stop()
         sock.close()
