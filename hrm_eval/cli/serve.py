@@ -27,7 +27,7 @@ def serve_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--api-key", help=f"require `Authorization: Bearer KEY` on /v1 (or set ${API_KEY_ENV})")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     g.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
-    g.add_argument("--threads", type=int, help="CPU threads of the engine (default: one per core)")
+    g.add_argument("--threads", type=int, help="CPU threads of the engine (default: one per core but one)")
     add_model_flags(g)
 
 
@@ -36,7 +36,9 @@ def run_serve(inv: Invocation) -> int:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
-        raise HRMEvalError(f"--mode serve needs the serve extra: pip install 'hrm-eval[serve]' ({e.name} missing)")
+        raise HRMEvalError(
+            f"--mode serve needs the serve extra: pip install 'hrm-eval[serve]' ({e.name} missing)"
+        ) from None
     from hrm_eval.serve.server import serve
 
     if "api_key" not in inv.flags and os.environ.get(API_KEY_ENV):

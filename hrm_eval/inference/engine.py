@@ -167,7 +167,7 @@ class _Queue:
     """Rows waiting for a slot, pulled from the source lazily (memory stays flat). A live source
     yields None when it has nothing right now: `take` returns what it has, the source stays open."""
 
-    def __init__(self, source: Iterable[PuzzleChunk]):
+    def __init__(self, source: Iterable[Optional[PuzzleChunk]]):
         self._source = iter(source)
         self._chunks: Deque[PuzzleChunk] = deque()
         self.exhausted = False
@@ -274,7 +274,7 @@ class ACTEngine:
 
     # ---- the loop -------------------------------------------------------------------------
     @torch.inference_mode()
-    def run(self, source: Iterable[PuzzleChunk]) -> Iterator[FinishedRows]:
+    def run(self, source: Iterable[Optional[PuzzleChunk]]) -> Iterator[FinishedRows]:
         queue = _Queue(source)
         state: Optional[_Slots] = None
         while True:

@@ -21,7 +21,7 @@ import hmac
 import json
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, MutableMapping, Optional
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -85,7 +85,7 @@ class Gate:
             return await self.app(scope, receive, send)
         start, path, status = time.perf_counter(), scope["path"], [500]
 
-        async def sending(message: Dict[str, Any]) -> None:
+        async def sending(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)
@@ -158,7 +158,7 @@ class Service:
                 p.identifier,
                 deadline,
                 loop,
-                want_steps=want_steps or stream,
+                want_steps=want_steps,
                 events=asyncio.Queue() if stream else None,
             )
             for p in puzzles
@@ -290,7 +290,7 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
         puzzle: str = Query(..., description="the puzzle as text"), task: Optional[str] = None
     ) -> StreamingResponse:
         """The POST stream for a text puzzle given in the query string."""
-        return stream(service, served.puzzle(PuzzleInput(task=task, puzzle=puzzle)), None)
+        return stream(service, served.puzzle(PuzzleInput.model_validate({"task": task, "puzzle": puzzle})), None)
 
 
 def stream(service: Service, puzzle: Puzzle, timeout_s: Optional[float]) -> StreamingResponse:
@@ -306,7 +306,8 @@ def stream(service: Service, puzzle: Puzzle, timeout_s: Optional[float]) -> Stre
 async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float) -> AsyncIterator[str]:
     assert t.events is not None
     try:
-        yield _sse("puzzle", {"task": puzzle.task.name if puzzle.task else None, **service.served.natural(puzzle.task, puzzle.tokens)})
+        as_read = service.served.natural(puzzle.task, puzzle.tokens)  # the puzzle as the server read it
+        yield _sse("puzzle", {"task": puzzle.task.name if puzzle.task else None, **as_read})
         while True:
             remaining = t.deadline - time.monotonic()
             try:

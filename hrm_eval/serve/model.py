@@ -127,7 +127,11 @@ class ServedModel:
             "dtype": self.dtype.dtype,
             "dtype_reason": self.dtype.reason,
             "halting": self.halting.describe(c.halt_max_steps),
-            "layout": {"vocab_size": c.vocab_size, "seq_len": c.seq_len, "puzzle_identifiers": c.num_puzzle_identifiers},
+            "layout": {
+                "vocab_size": c.vocab_size,
+                "seq_len": c.seq_len,
+                "puzzle_identifiers": c.num_puzzle_identifiers,
+            },
             "task": self.task.name if self.task else None,
             "tasks": [task_layout(t) for t in self.tasks()],
             "random_puzzles": self.examples is not None,
@@ -236,4 +240,3 @@ def task_layout(task: PuzzleTask) -> Dict[str, Any]:
         if hasattr(task, attr):
             out[attr] = getattr(task, attr)
     return out
-

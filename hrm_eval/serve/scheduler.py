@@ -61,6 +61,7 @@ class Ticket:
 
     def __post_init__(self) -> None:
         self.future = self.loop.create_future()
+        self.want_steps = self.want_steps or self.events is not None  # a stream is made of its steps
 
 
 class BatchScheduler:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
-EXAMPLE = {"task": "sudoku6", "puzzle": "356.2..24.366..3422.36514312.556.4.."}
+EXAMPLE: JsonDict = {"task": "sudoku6", "puzzle": "356.2..24.366..3422.36514312.556.4.."}
 
 
 class PuzzleInput(BaseModel):

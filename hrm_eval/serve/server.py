@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from typing import Any, Dict, Optional, Tuple
 
+import torch
+
 from hrm_eval.inference.engine import ACTEngine
-from hrm_eval.inference.runtime import choose_threads
+from hrm_eval.inference.runtime import choose_threads, physical_cores
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.model import ServedModel
 from hrm_eval.serve.scheduler import BatchScheduler
@@ -18,18 +21,29 @@ from hrm_eval.utils.errors import HRMEvalError
 log = logging.getLogger("hrm_eval")
 
 
-def build(
-    cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None
-) -> Tuple[Any, ServedModel, BatchScheduler]:
+def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tuple[Any, ServedModel, BatchScheduler]:
     """The ASGI app, its model and its (not yet started) scheduler."""
     from hrm_eval.serve.app import create_app
 
     device = resolve_device(cfg.device)
     served = ServedModel.load(cfg, device, model_config)
-    engine = ACTEngine(served.loaded.model, slots=cfg.max_batch, device=device, halting=served.halting, cast_weights=True)
-    threads = choose_threads(cfg.threads, device)
-    scheduler = BatchScheduler(engine, max_queue=cfg.max_queue, batch_wait_s=cfg.batch_wait_ms / 1000.0, threads=threads)
+    # cast_weights: the model is ours alone, so its weights can be stored in the forward dtype once
+    engine = ACTEngine(
+        served.loaded.model, slots=cfg.max_batch, device=device, halting=served.halting, cast_weights=True
+    )
+    threads = engine_threads(cfg.threads, device)
+    wait_s = cfg.batch_wait_ms / 1000.0
+    scheduler = BatchScheduler(engine, max_queue=cfg.max_queue, batch_wait_s=wait_s, threads=threads)
     return create_app(served, scheduler, cfg), served, scheduler
+
+
+def engine_threads(requested: Optional[int], device: torch.device) -> int:
+    """CPU threads for the engine: as asked (--threads, else OMP_NUM_THREADS), else one per core
+    but one, which is left to the HTTP side: request handling that waits for a core delays every
+    puzzle in the batch, and the model is small enough that one thread fewer costs little."""
+    if requested is not None or os.environ.get("OMP_NUM_THREADS") or device.type != "cpu":
+        return choose_threads(requested, device)
+    return max(1, physical_cores() - 1)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -72,7 +86,7 @@ def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> No
     scheduler.start()
     print(
         f"serving {served.name} ({served.config.variant}, task {served.task.name if served.task else 'none'}, "
-        f"halting {cfg.halting}, max batch {cfg.max_batch}, {scheduler.threads} threads) on {url_of(sock)}  "
+        f"halting {cfg.halting}, max batch {cfg.max_batch}, threads {scheduler.threads}) on {url_of(sock)}  "
         f"(page: /, API docs: /docs)",
         flush=True,
     )
