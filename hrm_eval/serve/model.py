@@ -182,12 +182,11 @@ class ServedModel:
         c = self.config
         if len(tokens) != c.seq_len:
             raise RequestError(422, f"{where}tokens: expected {c.seq_len} token ids, got {len(tokens)}")
-        arr = np.asarray(tokens, dtype=np.int64)
-        bad = np.flatnonzero((arr < 0) | (arr >= c.vocab_size))
-        if bad.size:
-            i = int(bad[0])
-            raise RequestError(422, f"{where}tokens[{i}]: {tokens[i]} is not a token id below {c.vocab_size}")
-        return arr.astype(np.int32)
+        # checked as Python ints first: JSON numbers may be far outside any numpy integer type
+        bad = next((i for i, t in enumerate(tokens) if not 0 <= t < c.vocab_size), None)
+        if bad is not None:
+            raise RequestError(422, f"{where}tokens[{bad}]: {tokens[bad]} is not a token id below {c.vocab_size}")
+        return np.asarray(tokens, dtype=np.int32)
 
     # ---- tokens -> answer ----------------------------------------------------------------------
     def natural(self, task: Optional[PuzzleTask], tokens: np.ndarray) -> Dict[str, Any]:

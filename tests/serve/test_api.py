@@ -9,6 +9,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from hrm_eval.data.dataset import PuzzleDataset
@@ -143,6 +144,19 @@ def test_bad_puzzle_422_names_the_field(client, body, message):
     r = client.post("/v1/solve", json=body)
     assert r.status_code == 422, r.text
     assert r.json()["error"].startswith(message) or message in r.json()["error"], r.json()
+
+
+def test_fuzzed_bodies_never_500(client):
+    """Seeded junk in every field: always a 200 or a named 4xx, never a 500 (checked at the end
+    by test_no_500_and_the_metrics_count_everything)."""
+    rng = np.random.default_rng(0)
+    junk = [None, True, -1, 2**70, 1e308, "", "x" * 40, [], [[]], [[1] * 6] * 6, [[7] * 6] * 6, {"a": 1}, [1.5] * 36]
+    fields = ["task", "puzzle", "grid", "tokens", "puzzle_identifier", "return_steps", "timeout_s"]
+    for _ in range(60):
+        body = {f: junk[rng.integers(len(junk))] for f in rng.choice(fields, rng.integers(1, 4), replace=False)}
+        r = client.post("/v1/solve", json=body)
+        assert r.status_code in (200, 422), (body, r.text)
+        assert r.status_code == 200 or r.json()["error"], body
 
 
 def test_malformed_json_422(client):
