@@ -194,7 +194,8 @@ class Service:
         return out
 
 
-def create_app(served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig) -> FastAPI:
+def create_app(served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig) -> Gate:
+    """The FastAPI app behind its Gate (what uvicorn runs)."""
     metrics = Metrics()
     service = Service(served, scheduler, cfg, metrics)
     app = FastAPI(
@@ -207,7 +208,7 @@ def create_app(served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig)
     add_info_routes(app, service)
     add_solve_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return Gate(app, api_key=cfg.api_key, max_body=cfg.max_body_bytes, metrics=metrics)  # type: ignore[return-value]
+    return Gate(app, api_key=cfg.api_key, max_body=cfg.max_body_bytes, metrics=metrics)
 
 
 def install_error_handlers(app: FastAPI) -> None:

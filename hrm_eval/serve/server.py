@@ -19,6 +19,7 @@ from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")
+SWITCH_INTERVAL_S = 0.0005
 
 
 def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tuple[Any, ServedModel, BatchScheduler]:
@@ -83,6 +84,10 @@ def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> No
         )
     sock = bind(cfg.host, cfg.port)
     app, served, scheduler = build(cfg, model_config)
+    # The engine thread gives up the GIL inside every torch op and must get it back to issue the
+    # next one; while request handling runs Python it waits up to the switch interval each time
+    # (5 ms by default, longer than a small ACT step's ops). 0.5 ms bounds that wait.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     scheduler.start()
     print(
         f"serving {served.name} ({served.config.variant}, task {served.task.name if served.task else 'none'}, "
