@@ -23,7 +23,9 @@ class ServeConfig(BaseModel):
     max_request_puzzles: int = Field(256, ge=1)  # puzzles in one /v1/solve/batch; more -> 413
     max_body_bytes: int = Field(1 << 20, ge=1024)  # request body limit; more -> 413
     timeout_s: float = Field(30.0, gt=0)  # a request's deadline (a request may ask for less); past it -> 504
-    api_key: Optional[str] = None  # with a key every /v1 route needs `Authorization: Bearer KEY`
+    # With a key every /v1 route needs `Authorization: Bearer KEY`. A secret: left out of
+    # model_dump() and repr, so that settings written to logs or results never carry it.
+    api_key: Optional[str] = Field(None, exclude=True, repr=False)
     device: str = "auto"
     dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = "auto"
     threads: Optional[int] = Field(None, ge=1)  # CPU threads of the engine (default: one per core but one, for HTTP)

@@ -17,6 +17,8 @@ def test_config_limits():
     with pytest.raises(ValidationError, match="api_key must not be empty"):
         ServeConfig(api_key=" ")
     assert ServeConfig().local_only and not ServeConfig(host="0.0.0.0").local_only
+    keyed = ServeConfig(api_key="s3cret")
+    assert keyed.api_key == "s3cret" and "s3cret" not in repr(keyed) and "api_key" not in keyed.model_dump()
 
 
 @pytest.mark.slow
