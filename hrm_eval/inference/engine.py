@@ -11,6 +11,11 @@ and their slots go to new puzzles, which is where the speed comes from.
                                    ^                |
                                    +-- refill <-- halted rows -> FinishedRows (out)
 
+A live source (a server's request queue) may yield `None` for "nothing right now": the engine
+then goes on with the puzzles it has (or asks again when it has none) instead of stopping; it
+stops when the source ends. `on_step` sees every ACT step's answers as they are computed (for
+streaming); neither changes what a plain dataset run does.
+
 Work the public loop repeats and this one does not: the input (and puzzle) embedding is
 computed once per puzzle, not once per step; weights are cast to the forward dtype once;
 free slots (the tail of a dataset, or rows that halted) are not computed at all.
@@ -135,6 +140,17 @@ def cast_weights_once(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 @dataclass
+class StepRows:
+    """The rows that ran one engine step, as computed (CPU tensors): what `on_step` receives."""
+
+    index: torch.Tensor  # [n] int64, the caller's ids
+    steps: torch.Tensor  # [n] int32, ACT steps run so far (this one included)
+    preds: torch.Tensor  # [n, L] the answer after this step
+    q_halt_logits: torch.Tensor  # [n] fp32
+    q_continue_logits: torch.Tensor  # [n] fp32
+
+
+@dataclass
 class _Slots:
     """The engine's per-slot state on the device."""
 
@@ -153,9 +169,10 @@ class _Slots:
 
 
 class _Queue:
-    """Rows waiting for a slot, pulled from the source lazily (memory stays flat)."""
+    """Rows waiting for a slot, pulled from the source lazily (memory stays flat). A live source
+    yields None when it has nothing right now: `take` returns what it has, the source stays open."""
 
-    def __init__(self, source: Iterable[PuzzleChunk]):
+    def __init__(self, source: Iterable[Optional[PuzzleChunk]]):
         self._source = iter(source)
         self._chunks: Deque[PuzzleChunk] = deque()
         self.exhausted = False
@@ -167,9 +184,11 @@ class _Queue:
         parts: List[PuzzleChunk] = []
         while n > 0:
             if not self._chunks:
-                nxt = next(self._source, None)
-                if nxt is None:
+                nxt = next(self._source, _END)
+                if nxt is _END:
                     self.exhausted = True
+                    break
+                if nxt is None:  # a live source with nothing queued: go on with what is in flight
                     break
                 if len(nxt.index):
                     self._chunks.append(nxt)
@@ -181,6 +200,9 @@ class _Queue:
                 self._chunks.appendleft(_slice(head, slice(k, None)))
             n -= k
         return _concat(parts) if parts else None
+
+
+_END: Any = object()  # the source ended (a live source's None only means "nothing right now")
 
 
 def _slice(c: PuzzleChunk, s: slice) -> PuzzleChunk:
@@ -206,7 +228,8 @@ class ACTEngine:
         for finished in engine.run(chunks):   # FinishedRows, in the order puzzles halt
             ...
 
-    `slots` is the batch: how many puzzles are in flight at once. `cast_weights` stores the
+    `slots` is the batch: how many puzzles are in flight at once. The source may be live (see
+    the module docstring); `on_step(StepRows)` is called after every engine step. `cast_weights` stores the
     weights in the forward dtype once (bit-identical outputs; the model is changed in place). On a CUDA out-of-memory
     error the engine halves it, says so once, puts the puzzles in flight back in the queue
     (they restart from step 0, so their results do not change) and goes on.
@@ -221,6 +244,7 @@ class ACTEngine:
         halting: Optional[HaltingPolicy] = None,
         trace_preds: bool = False,
         cast_weights: bool = False,
+        on_step: Optional[Callable[[StepRows], None]] = None,
     ):
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
@@ -235,6 +259,7 @@ class ACTEngine:
         self.halting = halting or HaltingPolicy()
         self.limit = self.halting.step_limit(self.config.halt_max_steps)
         self.trace_preds = trace_preds
+        self.on_step = on_step
         self.oom_recovery = self.device.type == "cuda"  # CPU out-of-memory is the OS's business
         self._step_fn: Callable[[InnerCarry, torch.Tensor], Any] = self._step
         self.steps_run = 0  # engine steps (one ACT step of the active slots each)
@@ -260,20 +285,24 @@ class ACTEngine:
 
     # ---- the loop -------------------------------------------------------------------------
     @torch.inference_mode()
-    def run(self, source: Iterable[PuzzleChunk]) -> Iterator[FinishedRows]:
+    def run(self, source: Iterable[Optional[PuzzleChunk]]) -> Iterator[FinishedRows]:
         queue = _Queue(source)
         state: Optional[_Slots] = None
         while True:
             if state is None:
                 first = queue.take(self.slots)
                 if first is None:
-                    return
+                    if queue.exhausted:
+                        return
+                    continue  # a live source, idle: it waits (bounded) before saying "nothing"
                 state = self._allocate(first)
                 self._admit(state, first, torch.arange(len(first.index), device=self.device))
             self._refill(state, queue)
             active = state.active.nonzero().flatten()
             if active.numel() == 0:
-                return
+                if queue.exhausted:
+                    return
+                continue
             try:
                 finished = self._advance(state, active)
             except torch.OutOfMemoryError:
@@ -389,6 +418,8 @@ class ACTEngine:
             state.exact[active, col] = ((preds == labels) | (labels == -100)).all(-1)
         if state.preds is not None:
             state.preds[active, col] = preds.to(torch.int32)
+        if self.on_step is not None:
+            self.on_step(StepRows(state.index[active].cpu(), steps.cpu(), preds.cpu(), q_halt.cpu(), q_continue.cpu()))
 
         halt = self.halting.halts(self.model, steps, q_halt, q_continue, self.limit)
         if not bool(halt.any()):

@@ -1,0 +1,57 @@
+"""serve: an HTTP API and a web page over one checkpoint (needs the `serve` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from hrm_eval.cli.base import Invocation, Mode, add_model_flags, model_config
+from hrm_eval.serve.config import ServeConfig
+from hrm_eval.utils.errors import HRMEvalError
+
+API_KEY_ENV = "HRM_EVAL_API_KEY"  # a key in the environment stays out of `ps` listings
+
+
+def serve_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--checkpoint", help="step_<N> file or run directory (default: the bundled sudoku6-hrm)")
+    g.add_argument("--data", dest="data_path", help="dataset directory for the page's random puzzles")
+    g.add_argument("--host", help="address to listen on; anything but localhost warns unless --api-key is set")
+    g.add_argument("--port", type=int, help="port (0: any free port; the first line printed says which)")
+    g.add_argument("--halting", choices=("fixed", "adaptive"), help="fixed: halt_max_steps for every puzzle")
+    g.add_argument("--max-batch", type=int, help="puzzles computed together (engine slots); 1 turns batching off")
+    g.add_argument("--batch-wait-ms", type=float, help="how long an idle engine waits to gather a batch")
+    g.add_argument("--max-queue", type=int, help="puzzles queued or in flight before 503")
+    g.add_argument("--max-request-puzzles", type=int, help="puzzles in one batch request before 413")
+    g.add_argument("--max-body-bytes", type=int, help="request body size before 413")
+    g.add_argument("--timeout", dest="timeout_s", type=float, help="seconds before a request gets 504")
+    g.add_argument("--api-key", help=f"require `Authorization: Bearer KEY` on /v1 (or set ${API_KEY_ENV})")
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    g.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    g.add_argument("--threads", type=int, help="CPU threads of the engine (default: one per core but one)")
+    add_model_flags(g)
+
+
+def run_serve(inv: Invocation) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise HRMEvalError(
+            f"--mode serve needs the serve extra: pip install 'hrm-eval[serve]' ({e.name} missing)"
+        ) from None
+    from hrm_eval.serve.server import serve
+
+    if "api_key" not in inv.flags and os.environ.get(API_KEY_ENV):
+        inv.flags["api_key"] = os.environ[API_KEY_ENV]
+    cfg = inv.config(ServeConfig)
+    serve(cfg, model_config(cfg.model_config_path))
+    return 0
+
+
+SERVE = Mode(
+    "serve",
+    "Serve a checkpoint over HTTP (JSON API, streaming, a web page) with dynamic batching.",
+    serve_arguments,
+    run_serve,
+    ServeConfig,
+)

@@ -1,0 +1,18 @@
+"""`--mode serve`: an HTTP API (FastAPI + uvicorn, the `serve` extra) over the ACT engine.
+
+Concurrent requests share the engine's slots (dynamic batching: `scheduler.BatchScheduler`),
+puzzles are read and written in their task's natural form through the task registry
+(`model.ServedModel`), and a page at `/` (static/, no build step, no network) shows the model
+solving step by step.
+
+    config.py     ServeConfig: the mode's settings
+    model.py      the checkpoint, its task, request <-> tokens
+    scheduler.py  the engine thread and the live queue it pulls from
+    app.py        routes, errors, API key, body limit, the page
+    metrics.py    what /metrics reports
+    server.py     build the app, bind the socket, run uvicorn
+"""
+
+from hrm_eval.serve.config import ServeConfig
+
+__all__ = ["ServeConfig"]

@@ -1,0 +1,46 @@
+"""The settings of `--mode serve` (one Pydantic model: its defaults are the documented ones)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class ServeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    checkpoint: Optional[str] = None  # default: the bundled model (checkpoints/sudoku6-hrm)
+    data_path: Optional[str] = None  # dataset for the page's random puzzles; default: the run's data/
+    host: str = "127.0.0.1"  # localhost only unless you say otherwise
+    port: int = Field(8000, ge=0, le=65535)  # 0: any free port (the URL line says which)
+    halting: Literal["fixed", "adaptive"] = "adaptive"  # adaptive: easy puzzles leave early, freeing slots
+    max_batch: int = Field(64, ge=1)  # engine slots: puzzles computed together; 1 turns batching off
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000)  # an idle engine waits this long to gather a batch
+    max_queue: int = Field(1024, ge=1)  # puzzles queued or in flight; more -> 503 with Retry-After
+    max_request_puzzles: int = Field(256, ge=1)  # puzzles in one /v1/solve/batch; more -> 413
+    max_body_bytes: int = Field(1 << 20, ge=1024)  # request body limit; more -> 413
+    timeout_s: float = Field(30.0, gt=0)  # a request's deadline (a request may ask for less); past it -> 504
+    # With a key every /v1 route needs `Authorization: Bearer KEY`. A secret: left out of
+    # model_dump() and repr, so that settings written to logs or results never carry it.
+    api_key: Optional[str] = Field(None, exclude=True, repr=False)
+    device: str = "auto"
+    dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = "auto"
+    threads: Optional[int] = Field(None, ge=1)  # CPU threads of the engine (default: one per core but one, for HTTP)
+    model_config_path: Optional[str] = None
+    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ServeConfig":
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("api_key must not be empty")
+        if self.max_request_puzzles > self.max_queue:
+            raise ValueError(f"max_request_puzzles {self.max_request_puzzles} exceeds max_queue {self.max_queue}")
+        return self
+
+    @property
+    def local_only(self) -> bool:
+        return self.host in LOCAL_HOSTS

@@ -1,0 +1,222 @@
+"""Dynamic batching: requests from many clients share the ACT engine's slots.
+
+One engine thread runs `ACTEngine.run` over a *live* source: the queue of submitted puzzles.
+
+    HTTP handlers (event loop) --submit--> waiting [deque] --source--> engine slots [max_batch]
+          ^                                                                 |
+          +---- futures / step events (call_soon_threadsafe) <-- halted rows / on_step
+
+The source never blocks while puzzles are in flight: it hands over what is queued and says
+"nothing right now" otherwise, so the engine keeps stepping and new puzzles join at the next
+ACT step (continuous batching: a puzzle that halts frees its slot at once). When the engine is
+idle the source waits for the first puzzle, then up to `batch_wait_s` for more to arrive
+together (the bounded wait), so a burst starts as one batch instead of one puzzle and a tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from hrm_eval.inference.engine import ACTEngine, FinishedRows, PuzzleChunk, StepRows
+from hrm_eval.serve.model import Solution
+
+log = logging.getLogger("hrm_eval")
+IDLE_POLL_S = 0.5  # an idle engine thread wakes this often to see whether the server is stopping
+
+
+class _Stopping(Exception):
+    """The server is shutting down: the live source ends."""
+
+
+class QueueFull(Exception):
+    """More puzzles than `max_queue` would be waiting or in flight."""
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One puzzle on its way through the engine. Created and awaited on the event loop;
+    `solution` / `events` are fed from the engine thread through `loop.call_soon_threadsafe`."""
+
+    tokens: np.ndarray  # [L] int32
+    identifier: int
+    deadline: float  # time.monotonic() after which nobody waits for it
+    loop: asyncio.AbstractEventLoop
+    want_steps: bool = False
+    events: Optional[asyncio.Queue] = None  # a stream's ("step", (n, preds, q_halt)), then ("final", Solution)
+    future: asyncio.Future = field(init=False)
+    submitted: float = field(default_factory=time.monotonic)
+    started: float = 0.0  # when it took a slot
+    by_step: List[Tuple[np.ndarray, float]] = field(default_factory=list)  # engine thread only
+    cancelled: bool = False  # its request gave up (deadline, client gone): skip it if not started
+
+    def __post_init__(self) -> None:
+        self.future = self.loop.create_future()
+        self.want_steps = self.want_steps or self.events is not None  # a stream is made of its steps
+
+
+class BatchScheduler:
+    """Owns the engine thread. `submit` is called from the event loop; everything else that
+    touches the engine runs on the engine thread."""
+
+    def __init__(self, engine: ACTEngine, *, max_queue: int, batch_wait_s: float, threads: int):
+        self.engine = engine
+        self.max_queue = max_queue
+        self.batch_wait_s = batch_wait_s
+        self.threads = threads
+        engine.on_step = self._on_step
+        self._cond = threading.Condition()
+        self._waiting: Deque[Ticket] = deque()
+        self._pending = 0  # waiting + in the engine (guarded by _cond)
+        self._in_engine: Dict[int, Ticket] = {}  # engine thread only
+        self._watched = 0  # tickets in the engine that want their steps (engine thread only)
+        self._ids = itertools.count()
+        self._stopping = False
+        self.error: Optional[BaseException] = None  # set when the engine thread died
+        self.puzzles_done = 0
+        self._thread = threading.Thread(target=self._main, name="hrm-engine", daemon=True)
+
+    # ---- the event loop's side -------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.error is None
+
+    def submit(self, tickets: List[Ticket]) -> None:
+        """Queue all of them or none (QueueFull)."""
+        if not self.alive:
+            raise RuntimeError(f"the engine stopped: {self.error!r}")
+        with self._cond:
+            if self._pending + len(tickets) > self.max_queue:
+                raise QueueFull(f"{self._pending} puzzles queued or in flight (max_queue {self.max_queue})")
+            self._pending += len(tickets)
+            self._waiting.extend(tickets)
+            self._cond.notify()
+
+    def queue_state(self) -> Dict[str, int]:
+        with self._cond:
+            return {"waiting": len(self._waiting), "pending": self._pending, "max_queue": self.max_queue}
+
+    # ---- the engine thread ------------------------------------------------------------------
+    def _main(self) -> None:
+        torch.set_num_threads(self.threads)
+        try:
+            for finished in self.engine.run(self._source()):
+                self._finish(finished)
+        except BaseException as e:  # noqa: BLE001 - every waiting request must hear about it
+            self.error = e
+            log.exception("the engine thread stopped")
+            self._fail_all(e)
+
+    def _next_ticket(self, gather_until: Optional[float]) -> Optional[Ticket]:
+        """The next live ticket; None for "nothing right now". Blocks only when the engine is
+        idle (until a puzzle comes) or while gathering a batch (until `gather_until`)."""
+        with self._cond:
+            while not self._stopping:
+                while self._waiting:
+                    t = self._waiting.popleft()
+                    if not t.cancelled and time.monotonic() < t.deadline:
+                        return t
+                    self._pending -= 1  # its request already answered 504 / went away
+                now = time.monotonic()
+                if gather_until is not None and now < gather_until:
+                    self._cond.wait(gather_until - now)
+                elif self._in_engine or gather_until is not None:
+                    return None
+                else:
+                    self._cond.wait(IDLE_POLL_S)
+            raise _Stopping
+
+    def _source(self) -> Iterator[Optional[PuzzleChunk]]:
+        gather_until: Optional[float] = None
+        while True:
+            try:
+                t = self._next_ticket(gather_until)
+            except _Stopping:
+                return
+            if t is None:
+                gather_until = None
+                yield None
+                continue
+            if not self._in_engine:  # the first puzzle of a batch: wait briefly for its company
+                gather_until = time.monotonic() + self.batch_wait_s
+            idx = next(self._ids)
+            t.started = time.monotonic()
+            self._in_engine[idx] = t
+            self._watched += t.want_steps
+            yield PuzzleChunk(
+                torch.tensor([idx], dtype=torch.int64),
+                torch.from_numpy(t.tokens).view(1, -1),
+                torch.tensor([t.identifier], dtype=torch.int32),
+            )
+
+    def _on_step(self, rows: StepRows) -> None:
+        if not self._watched:
+            return
+        for i, idx in enumerate(rows.index.tolist()):
+            t = self._in_engine.get(idx)
+            if t is None or not t.want_steps:
+                continue
+            step = (rows.preds[i].numpy().astype(np.int32), float(rows.q_halt_logits[i]))
+            t.by_step.append(step)
+            if t.events is not None:
+                t.loop.call_soon_threadsafe(t.events.put_nowait, ("step", (len(t.by_step), *step)))
+
+    def _finish(self, finished: FinishedRows) -> None:
+        preds = finished.preds.numpy().astype(np.int32)  # [n, L]
+        done: Dict[asyncio.AbstractEventLoop, List[Tuple[Ticket, Solution]]] = {}
+        for i, idx in enumerate(finished.index.tolist()):
+            t = self._in_engine.pop(idx)
+            self._watched -= t.want_steps
+            sol = Solution(preds[i], int(finished.steps[i]), float(finished.q_halt_logits[i]), t.by_step)
+            done.setdefault(t.loop, []).append((t, sol))
+        with self._cond:
+            self._pending -= len(finished)
+        self.puzzles_done += len(finished)
+        for loop, pairs in done.items():  # one wake-up of the event loop per engine step
+            loop.call_soon_threadsafe(_deliver, pairs)
+
+    def _fail_all(self, e: BaseException) -> None:
+        with self._cond:
+            tickets = list(self._waiting) + list(self._in_engine.values())
+            self._waiting.clear()
+            self._pending = 0
+        for t in tickets:
+            t.loop.call_soon_threadsafe(_fail, t, e)
+
+    def stats(self) -> Dict[str, Any]:
+        s = self.engine.stats()
+        s["mean_batch"] = s["act_steps_computed"] / s["engine_steps"] if s["engine_steps"] else 0.0
+        return s
+
+
+def _deliver(pairs: List[Tuple[Ticket, Solution]]) -> None:
+    for t, sol in pairs:
+        if not t.future.done():
+            t.future.set_result(sol)
+        if t.events is not None:
+            t.events.put_nowait(("final", sol))
+
+
+def _fail(t: Ticket, e: BaseException) -> None:
+    if not t.future.done():
+        t.future.set_exception(RuntimeError(f"the engine stopped: {e!r}"))
+    if t.events is not None:
+        t.events.put_nowait(("error", str(e)))

@@ -1,0 +1,106 @@
+"""Request and response bodies of the HTTP API (they are also the OpenAPI page at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
+
+EXAMPLE: JsonDict = {"task": "sudoku6", "puzzle": "356.2..24.366..3422.36514312.556.4.."}
+
+
+class PuzzleInput(BaseModel):
+    """One puzzle: exactly one of `puzzle` (the task's natural form, e.g. the CSV question
+    string of a Sudoku), `grid` (rows of numbers, e.g. an ARC grid) or `tokens` (the model's
+    input token ids)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
+
+    task: Optional[str] = Field(None, description="task name (sudoku6, arc, ...); default: the model's task")
+    puzzle: Optional[Any] = Field(None, description="the puzzle as text, or rows (the task reads it)")
+    grid: Optional[List[List[int]]] = Field(None, description="the puzzle as rows of numbers")
+    tokens: Optional[List[int]] = Field(None, description="the model's input token ids [seq_len]")
+    puzzle_identifier: int = Field(0, ge=0, description="puzzle embedding id (0: the blank identifier)")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "PuzzleInput":
+        given = [k for k in ("puzzle", "grid", "tokens") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of puzzle, grid, tokens (got {', '.join(given) or 'none'})")
+        return self
+
+
+class SolveRequest(PuzzleInput):
+    return_steps: bool = Field(False, description="also return the answer after every ACT step")
+    timeout_s: Optional[float] = Field(None, gt=0, description="deadline in seconds (at most the server's)")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"puzzles": [EXAMPLE, {"puzzle": EXAMPLE["puzzle"]}]}]}
+    )
+
+    puzzles: List[PuzzleInput] = Field(..., min_length=1, description="answered in this order")
+    return_steps: bool = False
+    timeout_s: Optional[float] = Field(None, gt=0)
+
+
+class StepAnswer(BaseModel):
+    step: int
+    answer: Optional[str] = None
+    grid: Optional[List[List[int]]] = None
+    tokens: Optional[List[int]] = None
+    q_halt_probability: float
+
+
+class SolveResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "sudoku6",
+                    "answer": "356124124536615342243651431265562413",
+                    "verified": True,
+                    "steps": 3,
+                    "q_halt_probability": 0.99,
+                    "model": "sudoku6-hrm/step_3750",
+                    "latency_ms": 12.5,
+                    "queue_ms": 0.4,
+                }
+            ]
+        }
+    )
+
+    task: Optional[str] = Field(None, description="the task the answer is written in")
+    answer: Optional[str] = Field(None, description="the answer in the task's text form")
+    grid: Optional[List[List[int]]] = Field(None, description="the answer as rows of numbers (ARC)")
+    tokens: Optional[List[int]] = Field(None, description="answer token ids (when the request sent tokens)")
+    verified: Optional[bool] = Field(None, description="the task's rule check of the answer (None: no task)")
+    steps: int = Field(..., description="ACT steps the model took")
+    q_halt_probability: float = Field(..., description="sigmoid(q_halt) at the last step: the model's confidence")
+    by_step: Optional[List[StepAnswer]] = None
+    model: str
+    latency_ms: float = Field(..., description="time in the server, from arrival to answer")
+    queue_ms: float = Field(..., description="time waiting for an engine slot")
+
+
+class BatchResponse(BaseModel):
+    answers: List[SolveResponse]
+    latency_ms: float
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(..., description="one line: the field and what is wrong with it")
+    status: int
+
+
+class RandomPuzzle(BaseModel):
+    index: int
+    task: Optional[str]
+    puzzle: Optional[Union[str, List[Any]]] = None
+    solution: Optional[Union[str, List[Any]]] = None
+    tokens: List[int]
+
+
+ModelInfo = Dict[str, Any]
