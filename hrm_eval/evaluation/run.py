@@ -16,9 +16,11 @@ from hrm_eval.data.format import DatasetMetadata
 from hrm_eval.data.jsonl import read_jsonl_puzzles
 from hrm_eval.data.tasks import detect_task, get_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
-from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator
+from hrm_eval.evaluation.distributed import DistContext, failure_hook
+from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator, ShardPlan
 from hrm_eval.evaluation.halting import halting_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.evaluation.resume import ResumeState, build_manifest
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
@@ -106,6 +108,8 @@ def simple_evaluate(
     max_steps: Optional[int] = None,
     threads: Optional[int] = None,
     compile: bool = False,
+    resume: bool = False,
+    dist: Optional[DistContext] = None,
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
     `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
@@ -115,8 +119,14 @@ def simple_evaluate(
     model's own Q rule), threshold (sigmoid(q_halt) >= halt_threshold), or sweep (one fixed run,
     then exact accuracy against mean steps for the model's rule and a range of thresholds).
     `dtype`: None keeps the checkpoint's forward_dtype; "auto" takes bf16 where the device runs
-    it natively; or a dtype name."""
+    it natively; or a dtype name.
+    With output_dir, finished puzzles are also streamed to `<output_dir>/resume/` and `resume`
+    skips those of an earlier, interrupted run with the same settings (hrm_eval.evaluation.resume).
+    `dist`: this process's rank under torchrun (hrm_eval.evaluation.distributed.init_from_env);
+    every rank evaluates its shard, rank 0 returns the results and writes the files, the
+    other ranks return {}."""
     dev = resolve_device(device)
+    dist = dist or DistContext()
     n_threads = choose_threads(threads, dev)
     if dev.type == "cpu":
         apply_threads(n_threads)
@@ -163,13 +173,29 @@ def simple_evaluate(
         cast_weights=True,
     )
     records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
-    result = evaluator.evaluate(
-        dataset,
-        limit=limit,
-        save_predictions=save_predictions,
-        keep_answers=puzzle_task is not None and puzzle_task.needs_answers,
-        records_path=records,
+    keep_answers = puzzle_task is not None and puzzle_task.needs_answers
+    state = _resume_state(
+        output_dir, resume, dist, loaded, dataset, puzzle_task, policy, dev, limit, batch_size, save_predictions
     )
+    if state is None and not dist.distributed:
+        result = evaluator.evaluate(
+            dataset, limit=limit, save_predictions=save_predictions, keep_answers=keep_answers, records_path=records
+        )
+    else:
+        plan = ShardPlan(dist, state.done if state else {}, state.append if state else None, failure_hook(dist))
+        shard_result = evaluator.evaluate_shard(
+            dataset,
+            plan=plan,
+            limit=limit,
+            save_predictions=save_predictions,
+            keep_answers=keep_answers,
+            records_path=records,
+        )
+        if state is not None:
+            state.close()
+        if shard_result is None:  # not rank 0: its rows went there
+            return {}
+        result = shard_result
     results = assemble_results(
         result, loaded, dataset, puzzle_task, device=str(dev), batch_size=batch_size, limit=limit
     )
@@ -180,14 +206,61 @@ def simple_evaluate(
         halting=result.halting,
         engine=result.engine,
         compile=compile,
+        **dist.describe(),
     )
+    if result.rows_run.get("skipped"):
+        results["provenance"]["evaluation"]["resumed"] = result.rows_run
     if halting == "sweep":
         results["halting_sweep"] = halting_sweep(result.step_arrays, loaded.model)  # type: ignore[arg-type]
     if scorer is not None and puzzle_task is not None:
         results[puzzle_task.name] = _task_scores(scorer, result, output_dir)
     if output_dir is not None:
-        _write_outputs(Path(output_dir), results, result, loaded, save_predictions)
+        _write_outputs(Path(output_dir), results, result, loaded, save_predictions, dist.world_size)
+        if state is not None:
+            state.remove()  # complete: the streamed rows are in the files now
     return results
+
+
+def _resume_state(
+    output_dir: Optional[str | Path],
+    resume: bool,
+    dist: DistContext,
+    loaded: LoadedCheckpoint,
+    dataset: PuzzleDataset,
+    task: Optional[PuzzleTask],
+    policy: HaltingPolicy,
+    device: torch.device,
+    limit: Optional[int],
+    batch_size: int,
+    save_predictions: bool,
+) -> Optional[ResumeState]:
+    """The resume folder in output_dir (checked on --resume by rank 0, then read by every rank)."""
+    if output_dir is None:
+        if resume:
+            raise HRMEvalError("--resume needs --output: the directory of the run to resume")
+        return None
+    manifest = build_manifest(
+        checkpoint_sha256=loaded.sha256,
+        dataset_fingerprint=dataset.fingerprint(),
+        split=str(dataset.split),
+        limit=limit,
+        dtype=loaded.config.forward_dtype,
+        halting=policy.describe(loaded.config.halt_max_steps),
+        batch_size=batch_size,
+        model_config=loaded.config.model_dump(),
+        task=task.name if task is not None else None,
+        device_type=device.type,
+        keep_logits=save_predictions,
+    )
+    state = ResumeState(Path(output_dir), manifest, dist.rank)
+    if dist.is_main:
+        state.prepare(resume)
+    dist.barrier()  # the manifest is checked (or the folder cleared) before any rank reads it
+    state.start(resume)
+    dist.barrier()  # every rank has read the logs before any appends to them
+    if state.done and dist.is_main:
+        log.info("--resume: %d puzzles already done in %s; evaluating the rest", len(state.done), state.dir)
+    return state
 
 
 def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optional[str | Path]) -> Dict[str, Any]:
@@ -255,12 +328,19 @@ def _load(
 
 
 def _write_outputs(
-    out: Path, results: Dict[str, Any], result: EvaluationResult, loaded: LoadedCheckpoint, save_predictions: bool
+    out: Path,
+    results: Dict[str, Any],
+    result: EvaluationResult,
+    loaded: LoadedCheckpoint,
+    save_predictions: bool,
+    world_size: int = 1,
 ) -> None:
     if save_predictions and result.predictions is not None:
         step = loaded.step if loaded.step is not None else 0
-        preds_file = atomic_torch_save(out / f"step_{step}_all_preds.0", result.predictions)
-        results["predictions_file"] = str(preds_file)
+        files = _save_predictions(out / f"step_{step}_all_preds", result, world_size)
+        results["predictions_file"] = str(files[0])
+        if len(files) > 1:
+            results["predictions_files"] = [str(f) for f in files]
     if result.records_file is not None:
         results["per_puzzle_metrics_file"] = RECORDS_FILE
     if "halting_sweep" in results:
@@ -268,6 +348,21 @@ def _write_outputs(
         if plot:
             results["halting_sweep_plot"] = plot
     atomic_write_json(out / "results.json", results)
+
+
+def _save_predictions(prefix: Path, result: EvaluationResult, world_size: int) -> List[Path]:
+    """`<prefix>.<rank>`, one file per rank as the public evaluators write them: each holds the
+    rows its rank evaluated (dataset order within the file); one process writes `.0` only."""
+    preds = result.predictions or {}
+    if world_size == 1 or result.row_batches is None:
+        return [atomic_torch_save(prefix.with_name(prefix.name + ".0"), preds)]
+    owner = torch.from_numpy(result.row_batches % world_size)  # [N] rank of each row
+    files = []
+    for rank in range(world_size):
+        rows = (owner == rank).nonzero().flatten()
+        part = {k: v[rows] if v.numel() else v for k, v in preds.items()}
+        files.append(atomic_torch_save(prefix.with_name(f"{prefix.name}.{rank}"), part))
+    return files
 
 
 def _plot_sweep(points: List[Dict[str, Any]], path: Path) -> Optional[str]:

@@ -144,6 +144,7 @@ class EvalConfig(RunSettings):
     threads: Optional[int] = Field(None, ge=1)  # CPU threads (default: OMP_NUM_THREADS, else one per core)
     compile: bool = False  # torch.compile the ACT step (skipped with a warning if unavailable)
     save_predictions: bool = False
+    resume: bool = False  # skip the puzzles an interrupted run with the same settings finished in output_dir
     model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
