@@ -205,9 +205,7 @@ class Evaluator:
         try:
             chunks = _chunks(dataset, self.batch_size, limit, inflight, owns=ctx.owns, skip=done, batches=batches)
             for fin in engine.run(chunks):
-                payloads = shard.add_rows(self._finished(fin, inflight), batches, payloads=plan.on_rows is not None)
-                if plan.on_rows is not None:
-                    plan.on_rows(payloads)
+                shard.add_rows(self._finished(fin, inflight), batches, plan.on_rows)
                 bar.update(ctx.add_done(len(fin)) - bar.n)
                 ctx.check_peers()
                 if plan.after_rows is not None:
@@ -500,21 +498,22 @@ class _ShardRows:
         else:
             self.outbox.append(p)
 
-    def add_rows(self, rows: List[Tuple[int, _Row]], batches: Dict[int, int], *, payloads: bool) -> List[Payload]:
-        """Rows just evaluated; returns their payloads when `payloads` (for the resume log)."""
-        out: List[Payload] = []
-        for i, row in rows:
-            b = batches.pop(i)
+    def add_rows(
+        self, rows: List[Tuple[int, _Row]], batches: Dict[int, int], log: Optional[Callable[[List[Payload]], None]]
+    ) -> None:
+        """Rows just evaluated. Their payloads go to `log` (the resume log) before their records
+        are written: whatever the records file shows is in the log, whenever the run is killed."""
+        numbered = [(i, batches.pop(i), row) for i, row in rows]
+        payloads = [_payload(i, b, row, self.keep_logits) for i, b, row in numbered] if log or self.send else []
+        if log is not None:
+            log(payloads)
+        for n, (i, b, row) in enumerate(numbered):
             self.row_batches[i] = b
             self.evaluated += 1
-            p = _payload(i, b, row, self.keep_logits) if payloads or self.send else None
             if self.acc is not None:
                 self.acc.push(i, row)
             else:
-                self.outbox.append(p)  # type: ignore[arg-type]
-            if payloads:
-                out.append(p)  # type: ignore[arg-type]
-        return out
+                self.outbox.append(payloads[n])
 
     def message(self, skipped: int, engine: Dict[str, Any]) -> Dict[str, Any]:
         return {"rows": self.outbox, "evaluated": self.evaluated, "skipped": skipped, "engine": engine}
