@@ -16,10 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.data.tasks import get_task
+from hrm_eval.ensemble.tta import make_views
+from hrm_eval.evaluation.predictions import collect_rows, predict
 from hrm_eval.evaluation.resume import RESUME_DIR, RowLog, read_log
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.resources import find
-from tests.conftest import ROOT, run_cli
+from hrm_eval.utils import load_checkpoint
+from tests.conftest import HRM_FIXTURES, ROOT, SUDOKU_BUILT, run_cli
 
 CHECKPOINT, DATA = "checkpoints/sudoku6-hrm", "checkpoints/sudoku6-hrm/data"
 TOTAL, BATCH = 128, 8
@@ -106,7 +111,6 @@ def test_killed_run_resumes_to_identical_results_evaluating_each_puzzle_once(kil
     [
         (["--batch-size", "16"], "batch_size", "8", "16"),
         (["--halting", "adaptive"], "halting", '{"max_steps": 4, "mode": "fixed"}', '{"max_steps": 4, "min_steps": 1'),
-        (["--limit", "64"], "limit", "128", "64"),
     ],
 )
 def test_resume_with_other_settings_names_the_field(killed, tmp_path, flag, field, saved, now):
@@ -147,3 +151,30 @@ def test_row_log_keeps_whole_frames_and_drops_one_cut_short(tmp_path):
     assert torch.equal(back[1]["q"][:1], rows[1]["q"][:1]) and torch.isnan(back[1]["q"][1])
     path.write_bytes(whole[:-5])  # killed in the middle of the last frame
     assert [r["position"] for r in read_log(path)] == [0, 1]
+
+
+def test_member_predictions_resume_from_the_chunks_a_killed_run_saved(tmp_path):
+    """The ensemble / compare member cache: chunks of 8 puzzles (2 batches of 4) saved as they
+    finish; a run that lost the last chunks recomputes only those, and the predictions are
+    bit for bit those of one uninterrupted pass."""
+    dataset = PuzzleDataset(SUDOKU_BUILT)
+    loaded = load_checkpoint(HRM_FIXTURES["rope_f32"], dataset=dataset.metadata, device="cpu")
+    rows = collect_rows(dataset)
+    meta = dataset.metadata
+    views = make_views(get_task("sudoku"), 2, seq_len=meta.seq_len, vocab_size=meta.vocab_size, seed=0)
+    whole = predict(loaded.model, rows, views, batch_size=4)
+    parts = tmp_path / "member.parts"
+    chunked = predict(loaded.model, rows, views, batch_size=4, parts_dir=parts, part_batches=2)
+    names = sorted(p.name for p in parts.iterdir())
+    assert len(names) == 2 * 5  # 2 views x 40 puzzles / 8
+    for k in whole:
+        assert torch.equal(chunked[k], whole[k]), k
+    lost = [n for n in names if n.startswith("view1-") and not n.startswith(("view1-rows0-", "view1-rows8-"))]
+    for n in lost:
+        (parts / n).unlink()
+    kept = {n: (parts / n).stat().st_mtime_ns for n in names if n not in lost}
+    resumed = predict(loaded.model, rows, views, batch_size=4, parts_dir=parts, part_batches=2)
+    for k in whole:
+        assert torch.equal(resumed[k], whole[k]), k
+    assert {n: (parts / n).stat().st_mtime_ns for n in kept} == kept  # loaded, not recomputed
+    assert sorted(p.name for p in parts.iterdir()) == names  # the lost ones computed again
