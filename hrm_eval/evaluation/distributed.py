@@ -115,6 +115,8 @@ class DistContext:
                 on_progress(self.add_done(0))
             time.sleep(POLL_S)
         self.check_peers()
+        if on_progress is not None:
+            on_progress(self.add_done(0))  # the last ranks' puzzles
 
     def gather(self, obj: Any) -> Optional[List[Any]]:
         """Every rank's `obj` on rank 0 (None elsewhere); call after `wait_all`."""
