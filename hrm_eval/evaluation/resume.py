@@ -3,8 +3,9 @@ started again with `--resume` after a crash or kill skips them.
 
     resume/manifest.json        what the rows were computed with (checkpoint sha256, dataset
                                 fingerprint, split, limit, dtype, halting policy, ...)
-    resume/rows.<rank>.<id>.log one per rank: length-prefixed frames, each a `torch.save` dict
-                                of one finished puzzle (read back with weights_only=True)
+    resume/rows.<rank>.<id>.log one per rank: length-prefixed frames, each a `torch.save` of
+                                the puzzles finished together, as columns (read back with
+                                weights_only=True)
 
 A frame is written (one unbuffered write) as soon as the engine hands its puzzle out, so a
 kill loses at most the puzzles in flight; a frame cut short by the kill is ignored. `<id>` is
@@ -89,15 +90,14 @@ class RowLog:
         self._fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def append(self, payloads: List[Payload]) -> None:
+        """One frame for the group: its payloads as columns (a tensor field stacked), since a
+        `torch.save` per puzzle costs ~100 bytes of headers for each of its ~20 tensors."""
         if self._fd is None or not payloads:
             return
-        frames = []
-        for p in payloads:
-            buf = io.BytesIO()
-            torch.save(p, buf)
-            data = buf.getvalue()
-            frames.append(_LEN.pack(len(data)) + data)
-        os.write(self._fd, b"".join(frames))
+        buf = io.BytesIO()
+        torch.save({"rows": len(payloads), "columns": _columns(payloads)}, buf)
+        data = buf.getvalue()
+        os.write(self._fd, _LEN.pack(len(data)) + data)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -115,11 +115,44 @@ def read_log(path: Path) -> Iterator[Payload]:
         if end > len(data):
             return
         try:
-            yield torch.load(io.BytesIO(data[start:end]), map_location="cpu", weights_only=True)
+            frame = torch.load(io.BytesIO(data[start:end]), map_location="cpu", weights_only=True)
+            rows = [_row(frame["columns"], r) for r in range(frame["rows"])]
         except Exception:  # noqa: BLE001 - a damaged frame: stop trusting this log here
             log.warning("%s: unreadable frame at byte %d; the puzzles from there on are evaluated again", path, at)
             return
+        yield from rows
         at = end
+
+
+def _columns(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Dicts with the same keys -> one dict of columns: tensors of one shape and dtype stacked
+    ({"stack": T}), nested dicts recursively ({"dict": ...}), anything else a list ({"list": ...})."""
+    out: Dict[str, Any] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        first = values[0]
+        if isinstance(first, dict):
+            out[key] = {"dict": _columns(values)}
+        elif isinstance(first, torch.Tensor) and all(
+            isinstance(v, torch.Tensor) and v.shape == first.shape and v.dtype == first.dtype for v in values
+        ):
+            out[key] = {"stack": torch.stack(values)}
+        else:
+            out[key] = {"list": values}
+    return out
+
+
+def _row(columns: Dict[str, Any], r: int) -> Dict[str, Any]:
+    """Row r of `_columns` output, as the dict it was."""
+    out: Dict[str, Any] = {}
+    for key, col in columns.items():
+        if "dict" in col:
+            out[key] = _row(col["dict"], r)
+        elif "stack" in col:
+            out[key] = col["stack"][r]
+        else:
+            out[key] = col["list"][r]
+    return out
 
 
 class ResumeState:
