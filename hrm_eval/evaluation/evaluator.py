@@ -197,7 +197,9 @@ class Evaluator:
         done = {i: p for i, p in plan.done.items() if i < total and ctx.owns(int(p["batch"]))}
         for i in sorted(done):
             shard.add_payload(done[i])
-        bar = tqdm(total=total, unit="puzzle", desc="evaluate", disable=not (self.progress and ctx.is_main))
+        bar = tqdm(
+            total=total, unit="puzzle", desc="evaluate", disable=not (self.progress and ctx.is_main), dynamic_ncols=True
+        )
         bar.update(ctx.add_done(len(done)) - bar.n)
         start = time.perf_counter()
         inflight: Dict[int, Tuple[PuzzleBatch, int]] = {}
