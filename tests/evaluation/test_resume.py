@@ -153,6 +153,7 @@ def test_row_log_keeps_whole_frames_and_drops_one_cut_short(tmp_path):
     assert [r["position"] for r in read_log(path)] == [0, 1]
 
 
+@pytest.mark.slow
 def test_member_predictions_resume_from_the_chunks_a_killed_run_saved(tmp_path):
     """The ensemble / compare member cache: chunks of 8 puzzles (2 batches of 4) saved as they
     finish; a run that lost the last chunks recomputes only those, and the predictions are
