@@ -514,7 +514,7 @@ def test_mode_help_shows_that_modes_flags_only(runs):
     assert proc.returncode == 0, proc.stderr
     for flag in ("--checkpoint", "--data", "--batch-size", "--save-predictions", "--arch", "--config"):
         assert flag in proc.stdout, flag
-    for flag in ("--strategy", "--weights", "--num-train", "--predictions", "--resume", "--checkpoints"):
+    for flag in ("--strategy", "--weights", "--num-train", "--predictions", "--overwrite", "--checkpoints"):
         assert flag not in proc.stdout, flag
     assert "(default: 256)" in proc.stdout
 

@@ -19,6 +19,7 @@ from hrm_eval.cli.base import (
     track,
 )
 from hrm_eval.utils.config import CompareConfig, EnsembleConfig
+from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import log_metrics
 from hrm_eval.utils.paths import OutputLock, default_output
 
@@ -92,9 +93,22 @@ def ensemble_arguments(g: argparse._ArgumentGroup) -> None:
     add_model_flags(g)
 
 
+def one_process_only(mode: str) -> None:
+    """torchrun would start K copies of the same whole run, all writing one folder: say so instead.
+    (A killed ensemble or compare resumes without it: member predictions are saved per chunk.)"""
+    from hrm_eval.evaluation.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
+        raise HRMEvalError(
+            f"--mode {mode} runs in one process (not under torchrun yet); "
+            "a rerun after a kill reuses the member predictions already computed"
+        )
+
+
 def run_ensemble(inv: Invocation) -> int:
     from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
 
+    one_process_only("ensemble")
     cfg = inv.config(EnsembleConfig)
     out = (
         Path(cfg.output_dir)
@@ -158,6 +172,7 @@ def compare_arguments(g: argparse._ArgumentGroup) -> None:
 def run_compare(inv: Invocation) -> int:
     from hrm_eval.evaluation.compare import REPORT_FILE, compare_checkpoints
 
+    one_process_only("compare")
     cfg = inv.config(CompareConfig)
     out = (
         Path(cfg.output_dir)

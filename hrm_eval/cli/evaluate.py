@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from hrm_eval import resources
@@ -19,6 +20,7 @@ from hrm_eval.cli.base import (
     track,
 )
 from hrm_eval.utils.config import EvalConfig, InspectConfig, ScoreConfig
+from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.paths import OutputLock, default_output
 
 
@@ -41,7 +43,12 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--threads", type=int, help="CPU threads (default: OMP_NUM_THREADS, else one per core)")
     g.add_argument("--compile", action="store_true", help="torch.compile the ACT step")
     g.add_argument(
-        "--save-predictions", action="store_true", help="also write step_<N>_all_preds.0 in the public layout"
+        "--save-predictions", action="store_true", help="also write step_<N>_all_preds.<rank> in the public layout"
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --output: skip the puzzles it finished (same settings required)",
     )
     add_wandb_flags(g)
     g.add_argument(
@@ -54,39 +61,58 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_evaluate(inv: Invocation) -> int:
+    from hrm_eval.evaluation.distributed import init_from_env, launched_by_torchrun, rank_device, run_rank
     from hrm_eval.evaluation.report import format_summary
     from hrm_eval.evaluation.run import simple_evaluate
+    from hrm_eval.utils.device import resolve_device
 
     cfg = inv.config(EvalConfig, default_file=resources.config_file("eval_config.yaml"))
+    if (launched_by_torchrun() or cfg.resume) and not cfg.output_dir:
+        why = "every rank must write to the same place" if launched_by_torchrun() else "the run to resume lives there"
+        raise HRMEvalError(f"{'torchrun' if launched_by_torchrun() else '--resume'} needs --output: {why}")
     out = Path(cfg.output_dir) if cfg.output_dir else default_output("evaluate", cfg.checkpoint, cfg.data_path)
     check_wandb(cfg)
-    with OutputLock(out):
-        existed = (out / "results.json").exists()
-        results = simple_evaluate(
-            cfg.checkpoint,
-            cfg.data_path,
-            output_dir=out,
-            split=cfg.split,
-            task=cfg.task,
-            device=cfg.device,
-            dtype=cfg.dtype,
-            batch_size=cfg.batch_size,
-            limit=cfg.limit,
-            save_predictions=cfg.save_predictions,
-            arch_overrides=cfg.arch_overrides,
-            model_config=model_config(cfg.model_config_path),
-            progress=cfg.progress,
-            halting=cfg.halting,
-            halt_threshold=cfg.halt_threshold,
-            min_steps=cfg.min_steps,
-            max_steps=cfg.max_steps,
-            threads=cfg.threads,
-            compile=cfg.compile,
-            formats=("json", cfg.output_format),
-        )
-        track(cfg, "evaluate", results, out)
+    device = rank_device(resolve_device(cfg.device))
+    dist = init_from_env(device)
+
+    def work() -> dict:
+        # one process holds the --output lock: under torchrun, rank 0 (the others write only their resume log)
+        with OutputLock(out) if dist.is_main else contextlib.nullcontext():
+            return simple_evaluate(
+                cfg.checkpoint,
+                cfg.data_path,
+                output_dir=out,
+                split=cfg.split,
+                task=cfg.task,
+                device=str(device),
+                dtype=cfg.dtype,
+                batch_size=cfg.batch_size,
+                limit=cfg.limit,
+                save_predictions=cfg.save_predictions,
+                arch_overrides=cfg.arch_overrides,
+                model_config=model_config(cfg.model_config_path),
+                progress=cfg.progress,
+                halting=cfg.halting,
+                halt_threshold=cfg.halt_threshold,
+                min_steps=cfg.min_steps,
+                max_steps=cfg.max_steps,
+                threads=cfg.threads,
+                compile=cfg.compile,
+                formats=("json", cfg.output_format),
+                resume=cfg.resume,
+                dist=dist,
+            )
+
+    existed = (out / "results.json").exists()
+    try:
+        results = run_rank(dist, work)
+    finally:
+        dist.close()
+    if not dist.is_main:
+        return 0
+    track(cfg, "evaluate", results, out)
     print(format_summary(results))
-    print(f"results: {out / 'results.json'}{replaced_note(existed)}")
+    print(f"results: {out / 'results.json'}{replaced_note(existed and not cfg.resume)}")
     return 0
 
 

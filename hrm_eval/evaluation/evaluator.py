@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Container, Dict, Iterator, List, Optional, TextIO, Tuple
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from hrm_eval.data.dataset import PuzzleBatch, PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.calibration import calibration_analysis
+from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.halting import by_difficulty, halting_analysis
 from hrm_eval.evaluation.metrics import MetricSums, first_correct_step, step_efficiency_summary
 from hrm_eval.evaluation.scoring import RowScores, score_rows
@@ -62,6 +63,8 @@ class EvaluationResult:
     answers: Optional[Dict[str, torch.Tensor]] = None  # compact: inputs, puzzle_identifiers, preds, q_halt_logits
     step_arrays: Optional[Dict[str, np.ndarray]] = None  # q_halt / q_continue / exact [N, T] (halting sweep)
     by_difficulty: Optional[Dict[str, Any]] = None  # exact accuracy and steps per difficulty (Sudoku: blanks)
+    row_batches: Optional[np.ndarray] = None  # [N] dataset batch of each row (evaluate_shard: which rank's it is)
+    rows_run: Dict[str, int] = field(default_factory=dict)  # evaluate_shard: puzzles evaluated / skipped (resumed)
 
     def to_pandas(self) -> "pd.DataFrame":
         """One row per puzzle (the per-puzzle records, in dataset order), read back from
@@ -170,11 +173,7 @@ class Evaluator:
         `keep_answers` keeps only the argmax answers and q_halt (what ARC voting needs)."""
         if limit is None and self.settings is not None:
             limit = self.settings.limit
-        task = self.task
-        if task is None and self.settings is not None:  # the config's task, else the dataset's own
-            from hrm_eval.data.open import resolve_task
-
-            task = resolve_task(self.settings.task, dataset)
+        task = self._task_for(dataset)
         total = len(dataset) if limit is None else min(limit, len(dataset))
         engine = ACTEngine(
             self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
@@ -198,18 +197,8 @@ class Evaluator:
         start = time.perf_counter()
         try:
             for fin in engine.run(_chunks(dataset, self.batch_size, limit, inflight)):
-                where = [inflight.pop(i) for i in fin.index.tolist()]
-                scores = score_rows(
-                    fin.logits,
-                    torch.stack([pb.labels[j] for pb, j in where]),
-                    fin.q_halt_logits,
-                    loss_type=self.config.loss_type,
-                    halted=torch.ones(len(fin), dtype=torch.bool),
-                    inputs=torch.stack([pb.inputs[j] for pb, j in where]),
-                    task=task,
-                )
-                for k, (i, (batch, j)) in enumerate(zip(fin.index.tolist(), where)):
-                    acc.push(i, _Row(batch, j, _one(scores, k), fin, k))
+                for i, row in self._finished(fin, inflight, task):
+                    acc.push(i, row)
                 bar.update(len(fin))
                 if acc.counted:
                     bar.set_postfix(exact=f"{acc.solved / acc.counted:.3f}")
@@ -219,6 +208,120 @@ class Evaluator:
             acc.close()
         elapsed = time.perf_counter() - start
         return acc.result(elapsed, self.halting.describe(self.config.halt_max_steps), engine.stats())
+
+    def _task_for(self, dataset: PuzzleDataset) -> Optional[PuzzleTask]:
+        """The task given, else the config's (checked against the dataset), else the dataset's own."""
+        if self.task is not None or self.settings is None:
+            return self.task
+        from hrm_eval.data.open import resolve_task
+
+        return resolve_task(self.settings.task, dataset)
+
+    def _finished(
+        self, fin: FinishedRows, inflight: Dict[int, Tuple[PuzzleBatch, int]], task: Optional[PuzzleTask]
+    ) -> List[Tuple[int, _Row]]:
+        """The engine's finished rows, scored, each with its position in evaluation order."""
+        where = [inflight.pop(i) for i in fin.index.tolist()]
+        scores = score_rows(
+            fin.logits,
+            torch.stack([pb.labels[j] for pb, j in where]),
+            fin.q_halt_logits,
+            loss_type=self.config.loss_type,
+            halted=torch.ones(len(fin), dtype=torch.bool),
+            inputs=torch.stack([pb.inputs[j] for pb, j in where]),
+            task=task,
+        )
+        return [
+            (i, _Row(batch, j, _one(scores, k), fin, k))
+            for k, (i, (batch, j)) in enumerate(zip(fin.index.tolist(), where))
+        ]
+
+    # ---- one shard of a distributed and/or resumable evaluation --------------------------------
+    def evaluate_shard(
+        self,
+        dataset: PuzzleDataset,
+        *,
+        plan: "ShardPlan",
+        limit: Optional[int] = None,
+        save_predictions: bool = False,
+        keep_answers: bool = False,
+        records_path: Optional[str | Path] = None,
+    ) -> Optional[EvaluationResult]:
+        """`evaluate` for one rank of `plan.ctx` (see hrm_eval.evaluation.distributed): this rank
+        runs the dataset batches it owns, minus the rows in `plan.done`; each finished row goes
+        to `plan.on_rows` (the resume log) as a payload. Rank 0 accumulates its rows, the done
+        ones and, at the end, every other rank's, in dataset order, and returns the result the
+        single-process `evaluate` would; the other ranks return None."""
+        ctx = plan.ctx
+        if limit is None and self.settings is not None:
+            limit = self.settings.limit
+        task = self._task_for(dataset)
+        total = len(dataset) if limit is None else min(limit, len(dataset))
+        engine = ACTEngine(
+            self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
+        )
+        if self.compile:
+            engine.compile()
+        acc = None
+        if ctx.is_main:
+            acc = _Accumulator(
+                self.model,
+                dataset,
+                task,
+                engine.limit,
+                total,
+                save_predictions,
+                keep_answers,
+                self.config.vocab_size,
+                records_path,
+            )
+        shard = _ShardRows(acc, total, keep_logits=save_predictions, send=not ctx.is_main)
+        done = {i: p for i, p in plan.done.items() if i < total and ctx.owns(int(p["batch"]))}
+        for i in sorted(done):
+            shard.add_payload(done[i])
+        bar = tqdm(
+            total=total, unit="puzzle", desc="evaluate", disable=not (self.progress and ctx.is_main), dynamic_ncols=True
+        )
+        bar.update(ctx.add_done(len(done)) - bar.n)
+        # progress events for the log (rank 0, global counts); the bar shows them on the console
+        counts = ProgressLog(log, total, console=not self.progress) if ctx.is_main else None
+        start = time.perf_counter()
+        inflight: Dict[int, Tuple[PuzzleBatch, int]] = {}
+        batches: Dict[int, int] = {}
+        try:
+            chunks = _chunks(dataset, self.batch_size, limit, inflight, owns=ctx.owns, skip=done, batches=batches)
+            for fin in engine.run(chunks):
+                shard.add_rows(self._finished(fin, inflight, task), batches, plan.on_rows)
+                bar.update(ctx.add_done(len(fin)) - bar.n)
+                if counts is not None:
+                    counts.update(bar.n - counts.done)
+                ctx.check_peers()
+                if plan.after_rows is not None:
+                    plan.after_rows()
+            ctx.wait_all(lambda n: bar.update(n - bar.n))
+            if counts is not None and counts.done < total:
+                counts.update(total - counts.done)
+            parts = ctx.gather(shard.message(len(done), engine.stats()))
+            for part in parts[1:] if parts is not None else []:
+                for p in part["rows"]:
+                    shard.add_payload(p)
+        finally:
+            bar.close()
+            if acc is not None:
+                acc.close()
+        if acc is None or parts is None:
+            return None
+        result = acc.result(
+            time.perf_counter() - start, self.halting.describe(self.config.halt_max_steps), engine.stats()
+        )
+        result.row_batches = shard.row_batches
+        result.rows_run = {
+            "evaluated": sum(p["evaluated"] for p in parts),
+            "skipped": sum(p["skipped"] for p in parts),
+        }
+        if ctx.distributed:
+            result.engine["per_rank"] = [p["engine"] for p in parts]
+        return result
 
 
 def _device(device: str | torch.device) -> torch.device:
@@ -236,15 +339,32 @@ def _policy(config: Optional[Any]) -> HaltingPolicy:
 
 
 def _chunks(
-    dataset: PuzzleDataset, batch_size: int, limit: Optional[int], inflight: Dict[int, Tuple[PuzzleBatch, int]]
+    dataset: PuzzleDataset,
+    batch_size: int,
+    limit: Optional[int],
+    inflight: Dict[int, Tuple[PuzzleBatch, int]],
+    *,
+    owns: Optional[Callable[[int], bool]] = None,
+    skip: Container[int] = (),
+    batches: Optional[Dict[int, int]] = None,
 ) -> Iterator[PuzzleChunk]:
-    """The dataset as engine chunks; index = position in evaluation order."""
+    """The dataset as engine chunks; index = position in evaluation order. A shard keeps the
+    batches it `owns` (by batch number) less the positions in `skip`; `batches` records the
+    batch number of each position handed out."""
     position = 0
-    for pb in dataset.iter_batches(batch_size, limit=limit):
+    for b, pb in enumerate(dataset.iter_batches(batch_size, limit=limit)):
         n = len(pb.example_index)
-        for j in range(n):
-            inflight[position + j] = (pb, j)
-        yield PuzzleChunk(torch.arange(position, position + n), pb.inputs, pb.puzzle_identifiers, pb.labels)
+        if owns is None or owns(b):
+            keep = [j for j in range(n) if position + j not in skip]
+            for j in keep:
+                inflight[position + j] = (pb, j)
+                if batches is not None:
+                    batches[position + j] = b
+            if len(keep) == n:
+                yield PuzzleChunk(torch.arange(position, position + n), pb.inputs, pb.puzzle_identifiers, pb.labels)
+            elif keep:
+                rows = torch.tensor(keep)
+                yield PuzzleChunk(rows + position, pb.inputs[rows], pb.puzzle_identifiers[rows], pb.labels[rows])
         position += n
 
 
@@ -470,3 +590,109 @@ def _stack(parts: Optional[Dict[str, List[torch.Tensor]]]) -> Optional[Dict[str,
     if parts is None:
         return None
     return {k: torch.stack(v) if v else torch.empty(0) for k, v in parts.items()}
+
+
+# ---- shards and finished rows as payloads (torchrun, --resume) -----------------------------------
+Payload = Dict[str, Any]  # one finished puzzle as plain tensors / numbers (torch.save, weights_only)
+
+
+@dataclass
+class ShardPlan:
+    """How one process takes part in `Evaluator.evaluate_shard`: its rank (`ctx`, which dataset
+    batches are its own), the rows finished before (`done`: payloads from a resume log, by
+    position), where newly finished rows go (`on_rows`: the resume log) and `after_rows`, a
+    test hook called after each group of finished rows."""
+
+    ctx: DistContext = field(default_factory=DistContext)
+    done: Dict[int, Payload] = field(default_factory=dict)
+    on_rows: Optional[Callable[[List[Payload]], None]] = None
+    after_rows: Optional[Callable[[], None]] = None
+
+
+class _ShardRows:
+    """This rank's finished rows: straight into the accumulator on rank 0, else kept as
+    payloads until they are gathered there."""
+
+    def __init__(self, acc: Optional[_Accumulator], total: int, *, keep_logits: bool, send: bool):
+        self.acc, self.keep_logits, self.send = acc, keep_logits, send
+        self.outbox: List[Payload] = []
+        self.row_batches = np.full(total, -1, np.int64)  # [N]
+        self.evaluated = 0
+
+    def add_payload(self, p: Payload) -> None:
+        i, row = _row_from_payload(p)
+        self.row_batches[i] = int(p["batch"])
+        if self.acc is not None:
+            self.acc.push(i, row)
+        else:
+            self.outbox.append(p)
+
+    def add_rows(
+        self, rows: List[Tuple[int, _Row]], batches: Dict[int, int], log: Optional[Callable[[List[Payload]], None]]
+    ) -> None:
+        """Rows just evaluated. Their payloads go to `log` (the resume log) before their records
+        are written: whatever the records file shows is in the log, whenever the run is killed."""
+        numbered = [(i, batches.pop(i), row) for i, row in rows]
+        payloads = [_payload(i, b, row, self.keep_logits) for i, b, row in numbered] if log or self.send else []
+        if log is not None:
+            log(payloads)
+        for n, (i, b, row) in enumerate(numbered):
+            self.row_batches[i] = b
+            self.evaluated += 1
+            if self.acc is not None:
+                self.acc.push(i, row)
+            else:
+                self.outbox.append(payloads[n])
+
+    def message(self, skipped: int, engine: Dict[str, Any]) -> Dict[str, Any]:
+        return {"rows": self.outbox, "evaluated": self.evaluated, "skipped": skipped, "engine": engine}
+
+
+def _payload(position: int, batch: int, row: _Row, keep_logits: bool) -> Payload:
+    """One finished row, self-contained (copies, not views: a saved view would drag its whole
+    batch along). The logits ([L, V] per row) are kept only when predictions are saved: every
+    other field `_Accumulator._consume` reads of a row is here."""
+    pb, j, fin, k, s = row.batch, row.j, row.fin, row.k, row.scores
+    finished = {
+        name: None if getattr(fin, name) is None else getattr(fin, name)[k].clone()
+        for name in FinishedRows.__dataclass_fields__
+        if name not in ("index", "logits")
+    }
+    return {
+        "position": position,
+        "batch": batch,
+        "set_name": pb.set_name,
+        "example_index": int(pb.example_index[j]),
+        "puzzle_index": int(pb.puzzle_index[j]),
+        "inputs": pb.inputs[j].clone(),
+        "labels": pb.labels[j].clone(),
+        "puzzle_identifier": pb.puzzle_identifiers[j].clone(),
+        "scores": {name: v[0].clone() for name, v in s.rows.items()},
+        "valid": s.valid[0].clone(),
+        "answers": s.answers[0].clone(),
+        "verified": None if s.verified is None else s.verified[0].clone(),
+        "finished": finished,
+        "logits": fin.logits[k].clone() if keep_logits else None,
+    }
+
+
+def _row_from_payload(p: Payload) -> Tuple[int, _Row]:
+    """A payload as the one-row `_Row` the accumulator takes (batch of one, j = k = 0)."""
+    batch = PuzzleBatch(
+        set_name=p["set_name"],
+        example_index=np.array([p["example_index"]]),
+        puzzle_index=np.array([p["puzzle_index"]]),
+        inputs=p["inputs"][None],
+        labels=p["labels"][None],
+        puzzle_identifiers=p["puzzle_identifier"].reshape(1),
+    )
+    scores = RowScores(
+        {name: v.reshape(1) for name, v in p["scores"].items()},
+        p["valid"].reshape(1),
+        p["answers"][None],
+        None if p["verified"] is None else p["verified"].reshape(1),
+    )
+    fields = {name: None if v is None else v[None] for name, v in p["finished"].items()}
+    logits = p["logits"][None] if p["logits"] is not None else torch.empty(1, 0)
+    fin = FinishedRows(index=torch.tensor([p["position"]]), logits=logits, **fields)  # type: ignore[arg-type]
+    return int(p["position"]), _Row(batch, 0, scores, fin, 0)

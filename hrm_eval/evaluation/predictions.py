@@ -8,7 +8,9 @@ checkpoint's sha256, the dataset fingerprint, the rows (split, limit), the resol
 config (dtype included) and the views, and lives in ONE cache directory by default
 (`default_cache_dir()`), so `compare` after `ensemble` on the same run (or another ensemble
 strategy) loads the predictions instead of running the models again. Cache files are read
-with `torch.load(weights_only=True)`.
+with `torch.load(weights_only=True)`. While a member runs, its finished chunks of rows are saved
+next to its cache file (`<cache>.parts/`, same key digest): an ensemble or compare killed part
+way and run again loads them and runs only the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -51,6 +54,7 @@ log = logging.getLogger("hrm_eval")
 CACHE_FORMAT = 1
 CACHE_ENV = "HRM_EVAL_CACHE_DIR"  # overrides the default cache directory
 CHUNK = 256  # puzzles scored at once (bounds float64 memory)
+PART_BATCHES = 64  # engine batches per saved chunk of a member's predictions (what a killed run keeps)
 PREDICTION_FIELDS = ("logits", "q_halt", "q_continue", "steps", "halted")
 Predictions = Dict[str, torch.Tensor]
 
@@ -247,22 +251,58 @@ def predict(
     batch_size: int = 64,
     progress: bool = False,
     desc: str = "member",
+    parts_dir: Optional[Path] = None,
+    part_batches: int = PART_BATCHES,
 ) -> Predictions:
     """Run `model` once on every puzzle in every view (fixed halting, through the ACT engine);
-    logits come back in the original frame."""
+    logits come back in the original frame. With `parts_dir`, each chunk of rows
+    (`part_batches` engine batches) is saved there as it finishes and a chunk already there is
+    loaded instead: a killed run resumes."""
     engine = ACTEngine(model, slots=batch_size, device=device)
     out: Dict[str, List[torch.Tensor]] = {k: [] for k in PREDICTION_FIELDS}
     bar = tqdm(total=len(rows) * len(views), unit="puzzle", desc=desc, disable=not progress, dynamic_ncols=True)
-    for view in views:
-        res = engine.run_all(to_view(rows.inputs, view), rows.puzzle_identifiers)
-        out["logits"].append(logits_from_view(res.logits, view))
-        out["q_halt"].append(res.q_halt_logits.float())
-        out["q_continue"].append(res.q_continue_logits.float())
-        out["steps"].append(res.steps.to(torch.int32))
-        out["halted"].append(torch.ones(len(rows), dtype=torch.bool))  # every row ran to its last step
-        bar.update(len(rows))
+    # whole engine batches per chunk: every puzzle runs in the batch it runs in without chunks
+    chunk = batch_size * part_batches
+    for v, view in enumerate(views):
+        pieces = []
+        for start in range(0, len(rows), chunk):
+            n = min(chunk, len(rows) - start)
+            path = parts_dir / f"view{v}-rows{start}-{start + n}.pt" if parts_dir is not None else None
+            piece = _load_part(path, n) if path is not None else None
+            if piece is None:
+                piece = _predict_rows(engine, rows, view, slice(start, start + n))
+                if path is not None:
+                    atomic_torch_save(path, piece)
+            pieces.append(piece)
+            bar.update(n)
+        for k in PREDICTION_FIELDS:
+            out[k].append(torch.cat([p[k] for p in pieces]))
     bar.close()
     return {k: torch.stack(v) for k, v in out.items()}
+
+
+def _predict_rows(engine: ACTEngine, rows: PuzzleRows, view: View, sl: slice) -> Predictions:
+    res = engine.run_all(to_view(rows.inputs[sl], view), rows.puzzle_identifiers[sl])
+    return {
+        "logits": logits_from_view(res.logits, view),
+        "q_halt": res.q_halt_logits.float(),
+        "q_continue": res.q_continue_logits.float(),
+        "steps": res.steps.to(torch.int32),
+        "halted": torch.ones(len(res.steps), dtype=torch.bool),  # every row ran to its last step
+    }
+
+
+def _load_part(path: Path, n: int) -> Optional[Predictions]:
+    """A chunk saved by an interrupted run (atomic writes: complete or absent), None when unusable."""
+    if not path.is_file():
+        return None
+    try:
+        part = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - recomputed, never trusted
+        return None
+    if not isinstance(part, dict) or any(k not in part or len(part[k]) != n for k in PREDICTION_FIELDS):
+        return None
+    return part
 
 
 def cache_key(
@@ -328,13 +368,25 @@ def member_predictions(
         if cached is not None:
             log.info("member %s: predictions from cache %s", member.name, path)
             return cached, {"cache": "hit", "cache_file": str(path)}
+    # the chunks of a member in progress live next to its cache file, under the same key digest
+    parts = path.with_suffix(".parts") if path is not None else None
+    if parts is not None and parts.is_dir():
+        log.info("member %s: resuming from the finished chunks in %s", member.name, parts)
     preds = predict(
-        member.model, rows, views, device=device, batch_size=batch_size, progress=progress, desc=member.name
+        member.model,
+        rows,
+        views,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+        desc=member.name,
+        parts_dir=parts,
     )
     info: Dict[str, Any] = {"cache": "miss" if path is not None else "off"}
     if path is not None:
         atomic_torch_save(path, {"key": key, **preds})
         info["cache_file"] = str(path)
+        shutil.rmtree(parts, ignore_errors=True)  # type: ignore[arg-type]
     return preds, info
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -14,16 +14,19 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.open import open_dataset, resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
 from hrm_eval.evaluation.calibration import CALIBRATION_DEFINITION
-from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator, records_frame, summary_frame
+from hrm_eval.evaluation.distributed import DistContext, failure_hook
+from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator, ShardPlan, records_frame, summary_frame
 from hrm_eval.evaluation.halting import halting_sweep
 from hrm_eval.evaluation.metrics import STEP_EFFICIENCY_DEFINITION
 from hrm_eval.evaluation.plots import plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.evaluation.resume import ResumeState, build_manifest
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
+from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save, atomic_write, atomic_write_json
 from hrm_eval.utils.logging import log_metrics
 
@@ -58,6 +61,8 @@ def simple_evaluate(
     threads: Optional[int] = None,
     compile: bool = False,
     formats: Sequence[str] = ("json",),
+    resume: bool = False,
+    dist: Optional[DistContext] = None,
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
     `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
@@ -68,8 +73,14 @@ def simple_evaluate(
     then exact accuracy against mean steps for the model's rule and a range of thresholds).
     `dtype`: None keeps the checkpoint's forward_dtype; "auto" takes bf16 where the device runs
     it natively; or a dtype name. `formats`: with "csv", also per_puzzle.csv beside results.json.
-    `results_frames(results)` gives the returned dict's per-puzzle table and summary as DataFrames."""
+    `results_frames(results)` gives the returned dict's per-puzzle table and summary as DataFrames.
+    With output_dir, finished puzzles are also streamed to `<output_dir>/resume/` and `resume`
+    skips those of an earlier, interrupted run with the same settings (hrm_eval.evaluation.resume).
+    `dist`: this process's rank under torchrun (hrm_eval.evaluation.distributed.init_from_env);
+    every rank evaluates its shard, rank 0 returns the results and writes the files, the
+    other ranks return {}."""
     dev = resolve_device(device)
+    dist = dist or DistContext()
     n_threads = choose_threads(threads, dev)
     if dev.type == "cpu":
         apply_threads(n_threads)
@@ -127,13 +138,29 @@ def simple_evaluate(
         cast_weights=True,
     )
     records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
-    result = evaluator.evaluate(
-        dataset,
-        limit=limit,
-        save_predictions=save_predictions,
-        keep_answers=puzzle_task is not None and puzzle_task.needs_answers,
-        records_path=records,
+    keep_answers = puzzle_task is not None and puzzle_task.needs_answers
+    state = _resume_state(
+        output_dir, resume, dist, loaded, dataset, puzzle_task, policy, dev, limit, batch_size, save_predictions
     )
+    if state is None and not dist.distributed:
+        result = evaluator.evaluate(
+            dataset, limit=limit, save_predictions=save_predictions, keep_answers=keep_answers, records_path=records
+        )
+    else:
+        plan = ShardPlan(dist, state.done if state else {}, state.append if state else None, failure_hook(dist))
+        shard_result = evaluator.evaluate_shard(
+            dataset,
+            plan=plan,
+            limit=limit,
+            save_predictions=save_predictions,
+            keep_answers=keep_answers,
+            records_path=records,
+        )
+        if state is not None:
+            state.close()
+        if shard_result is None:  # not rank 0: its rows went there
+            return {}
+        result = shard_result
     results = assemble_results(
         result, loaded, dataset, puzzle_task, device=str(dev), batch_size=batch_size, limit=limit
     )
@@ -144,15 +171,62 @@ def simple_evaluate(
         halting=result.halting,
         engine=result.engine,
         compile=compile,
+        **dist.describe(),
     )
+    if result.rows_run.get("skipped"):
+        results["provenance"]["evaluation"]["resumed"] = result.rows_run
     if halting == "sweep":
         results["halting_sweep"] = halting_sweep(result.step_arrays, loaded.model)  # type: ignore[arg-type]
     if scorer is not None and puzzle_task is not None:
         results[puzzle_task.name] = _task_scores(scorer, result, output_dir)
     if output_dir is not None:
-        _write_outputs(Path(output_dir), results, result, loaded, save_predictions, formats)
+        _write_outputs(Path(output_dir), results, result, loaded, save_predictions, formats, dist.world_size)
+        if state is not None:
+            state.remove()  # complete: the streamed rows are in the files now
     log_metrics(log, results["aggregate_metrics"], checkpoint_sha256=loaded.sha256)
     return results
+
+
+def _resume_state(
+    output_dir: Optional[str | Path],
+    resume: bool,
+    dist: DistContext,
+    loaded: LoadedCheckpoint,
+    dataset: PuzzleDataset,
+    task: Optional[PuzzleTask],
+    policy: HaltingPolicy,
+    device: torch.device,
+    limit: Optional[int],
+    batch_size: int,
+    save_predictions: bool,
+) -> Optional[ResumeState]:
+    """The resume folder in output_dir (checked on --resume by rank 0, then read by every rank)."""
+    if output_dir is None:
+        if resume:
+            raise HRMEvalError("--resume needs --output: the directory of the run to resume")
+        return None
+    manifest = build_manifest(
+        checkpoint_sha256=loaded.sha256,
+        dataset_fingerprint=dataset.fingerprint(),
+        split=str(dataset.split),
+        limit=limit,
+        dtype=loaded.config.forward_dtype,
+        halting=policy.describe(loaded.config.halt_max_steps),
+        batch_size=batch_size,
+        model_config=loaded.config.model_dump(),
+        task=task.name if task is not None else None,
+        device_type=device.type,
+        keep_logits=save_predictions,
+    )
+    state = ResumeState(Path(output_dir), manifest, dist.rank)
+    if dist.is_main:
+        state.prepare(resume)
+    dist.barrier()  # the manifest is checked (or the folder cleared) before any rank reads it
+    state.start(resume)
+    dist.barrier()  # every rank has read the logs before any appends to them
+    if state.done and dist.is_main:
+        log.info("--resume: %d puzzles already done in %s; evaluating the rest", len(state.done), state.dir)
+    return state
 
 
 def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optional[str | Path]) -> Dict[str, Any]:
@@ -226,11 +300,14 @@ def _write_outputs(
     loaded: LoadedCheckpoint,
     save_predictions: bool,
     formats: Sequence[str] = ("json",),
+    world_size: int = 1,
 ) -> None:
     if save_predictions and result.predictions is not None:
         step = loaded.step if loaded.step is not None else 0
-        preds_file = atomic_torch_save(out / f"step_{step}_all_preds.0", result.predictions)
-        results["predictions_file"] = str(preds_file)
+        files = _save_predictions(out / f"step_{step}_all_preds", result, world_size)
+        results["predictions_file"] = str(files[0])
+        if len(files) > 1:
+            results["predictions_files"] = [str(f) for f in files]
     if result.records_file is not None:
         results["per_puzzle_metrics_file"] = RECORDS_FILE
     if "halting_sweep" in results:
@@ -243,6 +320,21 @@ def _write_outputs(
     atomic_write_json(out / "results.json", results)
     if "csv" in formats:
         write_per_puzzle_csv(result, out / CSV_FILE)
+
+
+def _save_predictions(prefix: Path, result: EvaluationResult, world_size: int) -> List[Path]:
+    """`<prefix>.<rank>`, one file per rank as the public evaluators write them: each holds the
+    rows its rank evaluated (dataset order within the file); one process writes `.0` only."""
+    preds = result.predictions or {}
+    if world_size == 1 or result.row_batches is None:
+        return [atomic_torch_save(prefix.with_name(prefix.name + ".0"), preds)]
+    owner = torch.from_numpy(result.row_batches % world_size)  # [N] rank of each row
+    files = []
+    for rank in range(world_size):
+        rows = (owner == rank).nonzero().flatten()
+        part = {k: v[rows] if v.numel() else v for k, v in preds.items()}
+        files.append(atomic_torch_save(prefix.with_name(f"{prefix.name}.{rank}"), part))
+    return files
 
 
 def write_per_puzzle_csv(result: EvaluationResult, path: Path) -> Path:

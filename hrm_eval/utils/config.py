@@ -148,6 +148,7 @@ class EvalConfig(RunSettings):
     wandb: bool = False  # log metrics, the per-puzzle table and plots to a W&B run (offline by default)
     wandb_project: str = "hrm-eval"
     output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
+    resume: bool = False  # skip the puzzles an interrupted run with the same settings finished in output_dir
     model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 

@@ -1,0 +1,248 @@
+"""Evaluation across processes: `torchrun --nproc-per-node K deploy.py --mode evaluate ...`.
+
+    torchrun env (RANK, WORLD_SIZE, MASTER_ADDR, ...) -> one process group (gloo on CPU, NCCL on CUDA)
+    every rank: its shard (dataset batches b with b % K == rank) through its own ACT engine
+    rank 0:     its own rows + everyone's rows (gathered at the end) -> one accumulator, in
+                dataset order -> results.json, per_puzzle.jsonl, step_<N>_all_preds.<rank>
+
+Sharding is by whole dataset batches, so with fixed halting every puzzle runs in the very
+batch it runs in a single-process evaluation, and every number is bit for bit the same.
+
+Ranks finish at different times (adaptive halting, uneven shards). A blocking collective
+would time out on a slow rank, so the ranks wait for each other on the rendezvous store
+(polled, with the global progress count) and only then gather, with every rank present.
+A rank that fails writes "rank R of K: reason" to the store and ends with that one line; the
+others see it and stop (status 1, no further message); a rank that dies without a word
+(killed, out of memory) is reported by torchrun, which stops the others. Every collective has
+a timeout (HRM_EVAL_DIST_TIMEOUT seconds, default 1800), so no rank waits forever.
+
+The store is our own TCPStore client on torchrun's MASTER_ADDR:MASTER_PORT (as env:// makes
+it), so the progress counter and the failure note are plain public store calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable, List, Optional
+
+import torch
+import torch.distributed as dist
+
+from hrm_eval.utils.errors import HRMEvalError
+
+log = logging.getLogger("hrm_eval")
+
+TIMEOUT_ENV = "HRM_EVAL_DIST_TIMEOUT"  # seconds for every collective and store wait
+DEFAULT_TIMEOUT_S = 1800.0
+# Test hook (documented in the README): "R" makes rank R fail with an error after its first
+# finished puzzles, "R:kill" makes it SIGKILL itself there (a rank that dies without a word).
+FAIL_RANK_ENV = "HRM_EVAL_TEST_FAIL_RANK"
+POLL_S = 0.2
+
+
+class PeerFailed(SystemExit):
+    """Another rank failed and said why; this one stops with status 1 and no message of its own."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+
+@dataclass
+class DistContext:
+    """Where this process stands: rank, world size and the backend ("none" in one process)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str = "none"
+    store: Optional[Any] = None  # torch.distributed.Store, our keys only
+    group: Optional[Any] = None  # a gloo group for gathering Python objects (CPU), None in one process
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    local_done: int = 0  # the progress count of a one-process run (no store)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def owns(self, batch: int) -> bool:
+        """Dataset batch `batch` (0-based, in evaluation order) is this rank's."""
+        return batch % self.world_size == self.rank
+
+    def describe(self) -> dict:
+        return {"world_size": self.world_size, "backend": self.backend}
+
+    # ---- progress and failures on the store ---------------------------------------------------
+    def add_done(self, n: int) -> int:
+        """Add n finished puzzles to the global count; returns the count (this rank's alone in one process)."""
+        if self.store is None:
+            self.local_done += n
+            return self.local_done
+        return int(self.store.add("done", n))
+
+    def report_failure(self, reason: str) -> None:
+        """Tell the other ranks (best effort: the store may be gone already)."""
+        if self.store is None:
+            return
+        try:
+            self.store.set("failed", f"rank {self.rank} of {self.world_size}: {reason}")
+        except Exception:  # noqa: BLE001 - failing to tell is not a second failure
+            pass
+
+    def check_peers(self) -> None:
+        """Stop (PeerFailed) when another rank has reported a failure."""
+        if self.store is not None and self.store.check(["failed"]):
+            log.debug("stopping: %s", self.store.get("failed").decode())
+            raise PeerFailed()
+
+    def wait_all(self, on_progress: Optional[Callable[[int], None]] = None) -> None:
+        """Wait until every rank has finished its shard (polling: no collective runs meanwhile,
+        so a slow rank is not a timeout); rank 0 shows the global count while it waits."""
+        if not self.distributed:
+            return
+        self.store.add("finished", 1)  # type: ignore[union-attr]
+        while int(self.store.add("finished", 0)) < self.world_size:  # type: ignore[union-attr]
+            self.check_peers()
+            if on_progress is not None:
+                on_progress(self.add_done(0))
+            time.sleep(POLL_S)
+        self.check_peers()
+        if on_progress is not None:
+            on_progress(self.add_done(0))  # the last ranks' puzzles
+
+    def gather(self, obj: Any) -> Optional[List[Any]]:
+        """Every rank's `obj` on rank 0 (None elsewhere); call after `wait_all`."""
+        if not self.distributed:
+            return [obj]
+        out: Optional[List[Any]] = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, out, dst=0, group=self.group)
+        return out
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier(group=self.group)
+
+    def close(self) -> None:
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def timeout_seconds() -> float:
+    text = os.environ.get(TIMEOUT_ENV)
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise HRMEvalError(f"{TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
+    return value
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """Under torchrun each process takes its own GPU: cuda -> cuda:LOCAL_RANK (an explicit index stays)."""
+    if device.type == "cuda" and device.index is None and launched_by_torchrun():
+        index = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return device
+
+
+def init_from_env(device: torch.device) -> DistContext:
+    """The process group torchrun asked for (one-process context when not under torchrun):
+    NCCL when this rank runs on CUDA, else gloo; results are gathered over a gloo group."""
+    if not launched_by_torchrun():
+        return DistContext()
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    timeout = timeout_seconds()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    store = _store(rank, world, timeout)
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # a fresh key space for each torchrun restart
+    dist.init_process_group(
+        backend,
+        store=dist.PrefixStore(f"pg/{restart}", store),
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=timeout),
+        device_id=device if backend == "nccl" else None,
+    )
+    group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout)) if backend != "gloo" else None
+    ctx = DistContext(
+        rank=rank,
+        world_size=world,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        backend=backend,
+        store=dist.PrefixStore(f"hrm_eval/{restart}", store),
+        group=group,
+        timeout_s=timeout,
+    )
+    if not ctx.is_main:  # one voice: rank 0 logs and shows progress
+        log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
+    return ctx
+
+
+def _store(rank: int, world: int, timeout: float) -> Any:
+    """A TCPStore client on torchrun's store (or rank 0 hosts it), as the env:// rendezvous makes it."""
+    try:
+        host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    except (KeyError, ValueError):
+        raise HRMEvalError("WORLD_SIZE > 1 but MASTER_ADDR / MASTER_PORT are not set: launch with torchrun") from None
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    return dist.TCPStore(
+        host,
+        port,
+        world,
+        is_master=rank == 0 and not agent,
+        timeout=timedelta(seconds=timeout),
+        multi_tenant=True,
+    )
+
+
+def failure_hook(ctx: DistContext) -> Optional[Callable[[], None]]:
+    """The test hook (FAIL_RANK_ENV) when it names this rank of a distributed run: called after
+    the rank's first finished puzzles, it raises (a failure with a reason) or, with ":kill",
+    SIGKILLs the process (a rank that dies without a word)."""
+    text = os.environ.get(FAIL_RANK_ENV)
+    if not text or not ctx.distributed:
+        return None
+    rank_text, _, how = text.partition(":")
+    if not rank_text.isdigit() or int(rank_text) != ctx.rank:
+        return None
+
+    def fail() -> None:
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise HRMEvalError(f"injected failure ({FAIL_RANK_ENV}={text}, a test hook)")
+
+    return fail
+
+
+def run_rank(ctx: DistContext, work: Callable[[], Any]) -> Any:
+    """Run this rank's part; a failure becomes the one line 'rank R of K: reason' (also told
+    to the other ranks so they stop at once)."""
+    if not ctx.distributed:
+        return work()
+    try:
+        return work()
+    except (PeerFailed, KeyboardInterrupt):
+        raise
+    except HRMEvalError as e:
+        ctx.report_failure(str(e))
+        raise HRMEvalError(f"rank {ctx.rank} of {ctx.world_size}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - out of memory, a bug: still one line naming the rank
+        reason = f"{type(e).__name__}: {e}".splitlines()[0]
+        ctx.report_failure(reason)
+        raise HRMEvalError(f"rank {ctx.rank} of {ctx.world_size}: {reason}") from e

@@ -1,0 +1,181 @@
+"""--resume: a real evaluation killed (SIGKILL) part way, resumed, ends identical to an
+uninterrupted run, with no puzzle evaluated twice; a resume with other settings is one line
+naming the field; the row log survives a frame cut short by the kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.data.tasks import get_task
+from hrm_eval.ensemble.tta import make_views
+from hrm_eval.evaluation.predictions import collect_rows, predict
+from hrm_eval.evaluation.resume import RESUME_DIR, RowLog, read_log
+from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.resources import find
+from hrm_eval.utils import load_checkpoint
+from tests.conftest import HRM_FIXTURES, ROOT, SUDOKU_BUILT, run_cli
+
+CHECKPOINT, DATA = "checkpoints/sudoku6-hrm", "checkpoints/sudoku6-hrm/data"
+TOTAL, BATCH = 128, 8
+TIMING = ("time_per_puzzle", "wall_time_seconds", "puzzles_per_second")
+ARGS = ["--mode", "evaluate", "--checkpoint", CHECKPOINT, "--data", DATA, "--device", "cpu", "--dtype", "float32"]
+ARGS += ["--threads", "1", "--no-progress", "--limit", str(TOTAL), "--batch-size", str(BATCH)]
+
+
+def complete_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory) -> tuple[Path, int]:
+    """An evaluation SIGKILLed once at least 3 batches of records were streamed: (its output
+    directory, the records it had written)."""
+    out = tmp_path_factory.mktemp("killed") / "out"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "deploy.py"), *ARGS, "--output", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    partial = out / "per_puzzle.jsonl.partial"
+    deadline = time.monotonic() + 300
+    while complete_lines(partial) < 3 * BATCH and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    recorded = complete_lines(partial)
+    assert 3 * BATCH <= recorded < TOTAL and not (out / "results.json").exists()
+    return out, recorded
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    simple_evaluate(
+        str(find(CHECKPOINT)),
+        str(find(DATA)),
+        output_dir=out,
+        device="cpu",
+        dtype="float32",
+        threads=1,
+        progress=False,
+        limit=TOTAL,
+        batch_size=BATCH,
+    )
+    return out
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_results_evaluating_each_puzzle_once(killed, uninterrupted, tmp_path):
+    source, recorded = killed
+    out = tmp_path / "out"
+    shutil.copytree(source, out)
+    proc = run_cli(*ARGS, "--output", str(out), "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads((out / "results.json").read_text())
+    reference = json.loads((uninterrupted / "results.json").read_text())
+    drop = lambda m: {k: v for k, v in m.items() if k not in TIMING}  # noqa: E731
+    assert drop(resumed["aggregate_metrics"]) == drop(reference["aggregate_metrics"])
+    assert resumed["q_value_analysis"] == reference["q_value_analysis"]
+    assert resumed["per_puzzle_metrics"] == reference["per_puzzle_metrics"]
+    assert (out / "per_puzzle.jsonl").read_bytes() == (uninterrupted / "per_puzzle.jsonl").read_bytes()
+    # No puzzle twice: everything recorded before the kill was skipped, only the rest evaluated,
+    # and the engine's own count of ACT steps (4 per puzzle, fixed halting) agrees.
+    evaluation = resumed["provenance"]["evaluation"]
+    skipped, evaluated = evaluation["resumed"]["skipped"], evaluation["resumed"]["evaluated"]
+    assert skipped >= recorded and skipped + evaluated == TOTAL and evaluated > 0
+    assert evaluation["engine"]["act_steps_computed"] == 4 * evaluated
+    assert f"--resume: {skipped} puzzles already done" in proc.stderr
+    assert not (out / RESUME_DIR).exists() and not (out / "per_puzzle.jsonl.partial").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "flag, field, saved, now",
+    [
+        (["--batch-size", "16"], "batch_size", "8", "16"),
+        (["--halting", "adaptive"], "halting", '{"max_steps": 4, "mode": "fixed"}', '{"max_steps": 4, "min_steps": 1'),
+    ],
+)
+def test_resume_with_other_settings_names_the_field(killed, tmp_path, flag, field, saved, now):
+    source, _ = killed
+    out = tmp_path / "out"
+    shutil.copytree(source, out)
+    before = sorted(p.name for p in (out / RESUME_DIR).iterdir())
+    args = list(ARGS)
+    i = args.index(flag[0]) if flag[0] in args else None
+    if i is not None:
+        del args[i : i + 2]
+    proc = run_cli(*args, *flag, "--output", str(out), "--resume")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith(
+        f"error: --resume: {out / RESUME_DIR / 'manifest.json'} was written with {field} {saved}"
+    )
+    assert f"this run has {now}" in lines[-1]
+    assert sorted(p.name for p in (out / RESUME_DIR).iterdir()) == before  # nothing lost
+
+
+def test_resume_needs_output():
+    proc = run_cli("--mode", "evaluate", "--resume", "--limit", "1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --resume needs --output: the run to resume lives there"
+
+
+def test_row_log_keeps_whole_frames_and_drops_one_cut_short(tmp_path):
+    path = tmp_path / "rows.0.x.log"
+    log = RowLog(path)
+    rows = [{"position": i, "q": torch.tensor([0.1 * i, float("nan")]), "name": f"p{i}"} for i in range(3)]
+    log.append(rows[:2])
+    log.append(rows[2:])
+    log.close()
+    whole = path.read_bytes()
+    back = list(read_log(path))
+    assert [r["position"] for r in back] == [0, 1, 2] and back[2]["name"] == "p2"
+    assert torch.equal(back[1]["q"][:1], rows[1]["q"][:1]) and torch.isnan(back[1]["q"][1])
+    path.write_bytes(whole[:-5])  # killed in the middle of the last frame
+    assert [r["position"] for r in read_log(path)] == [0, 1]
+
+
+@pytest.mark.slow
+def test_member_predictions_resume_from_the_chunks_a_killed_run_saved(tmp_path):
+    """The ensemble / compare member cache: chunks of 8 puzzles (2 batches of 4) saved as they
+    finish; a run that lost the last chunks recomputes only those, and the predictions are
+    bit for bit those of one uninterrupted pass."""
+    dataset = PuzzleDataset(SUDOKU_BUILT)
+    loaded = load_checkpoint(HRM_FIXTURES["rope_f32"], dataset=dataset.metadata, device="cpu")
+    rows = collect_rows(dataset)
+    meta = dataset.metadata
+    views = make_views(get_task("sudoku"), 2, seq_len=meta.seq_len, vocab_size=meta.vocab_size, seed=0)
+    whole = predict(loaded.model, rows, views, batch_size=4)
+    parts = tmp_path / "member.parts"
+    chunked = predict(loaded.model, rows, views, batch_size=4, parts_dir=parts, part_batches=2)
+    names = sorted(p.name for p in parts.iterdir())
+    assert len(names) == 2 * 5  # 2 views x 40 puzzles / 8
+    for k in whole:
+        assert torch.equal(chunked[k], whole[k]), k
+    lost = [n for n in names if n.startswith("view1-") and not n.startswith(("view1-rows0-", "view1-rows8-"))]
+    for n in lost:
+        (parts / n).unlink()
+    kept = {n: (parts / n).stat().st_mtime_ns for n in names if n not in lost}
+    resumed = predict(loaded.model, rows, views, batch_size=4, parts_dir=parts, part_batches=2)
+    for k in whole:
+        assert torch.equal(resumed[k], whole[k]), k
+    assert {n: (parts / n).stat().st_mtime_ns for n in kept} == kept  # loaded, not recomputed
+    assert sorted(p.name for p in parts.iterdir()) == names  # the lost ones computed again
