@@ -313,10 +313,10 @@ def _write_outputs(
     if "halting_sweep" in results:
         plot = plot_sweep(results["halting_sweep"], out / "halting_sweep.png")
         if plot:
-            results["halting_sweep_plot"] = plot
+            results["halting_sweep_plot"] = Path(plot).name  # beside results.json, like per_puzzle.jsonl
     plot = plot_reliability(results["q_value_analysis"].get("calibration", {}), out / "reliability.png")
     if plot:
-        results["q_value_analysis"]["calibration"]["plot"] = plot
+        results["q_value_analysis"]["calibration"]["plot"] = Path(plot).name
     atomic_write_json(out / "results.json", results)
     if "csv" in formats:
         write_per_puzzle_csv(result, out / CSV_FILE)
