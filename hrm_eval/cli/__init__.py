@@ -9,6 +9,7 @@ model; the modules here parse, call one library function and print. User mistake
     data.py      build-data, generate
     train.py     train
     ensemble.py  ensemble, compare
+    export.py    export
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hrm_eval.cli.base import Invocation, Mode, Parser, flag_names, mode_parser
 from hrm_eval.cli.data import BUILD_DATA, GENERATE
 from hrm_eval.cli.ensemble import COMPARE, ENSEMBLE
 from hrm_eval.cli.evaluate import EVALUATE, INSPECT, SCORE
+from hrm_eval.cli.export import EXPORT
 from hrm_eval.cli.train import TRAIN
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -46,7 +48,7 @@ TEST = Mode(
     "test", "Run the test suite of a source checkout (arguments after -- go to pytest).", _test_arguments, run_tests
 )
 MODES: Dict[str, Mode] = {
-    m.name: m for m in (EVALUATE, INSPECT, SCORE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE, COMPARE, TEST)
+    m.name: m for m in (EVALUATE, INSPECT, SCORE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE, COMPARE, EXPORT, TEST)
 }
 
 

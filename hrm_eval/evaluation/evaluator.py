@@ -68,7 +68,9 @@ class Evaluator:
 
     `batch_size` is the number of engine slots (puzzles in flight). `halting` is the
     halting policy; the default, fixed, gives the public numbers. `cast_weights` stores the
-    weights in the forward dtype once (for a model the caller owns; not for one in training)."""
+    weights in the forward dtype once (for a model the caller owns; not for one in training).
+    `runner`: another engine with ACTEngine's interface to run the puzzles (e.g.
+    hrm_eval.inference.onnx_runner.OnnxACTRunner, built with the same slots and halting)."""
 
     def __init__(
         self,
@@ -81,6 +83,7 @@ class Evaluator:
         halting: Optional[HaltingPolicy] = None,
         compile: bool = False,
         cast_weights: bool = False,
+        runner: Optional[Any] = None,
     ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -91,6 +94,7 @@ class Evaluator:
         self.halting = halting or HaltingPolicy()
         self.compile = compile
         self.cast_weights = cast_weights
+        self.runner = runner
 
     def evaluate(
         self,
@@ -105,10 +109,10 @@ class Evaluator:
         `save_predictions` keeps what the public `all_preds` files hold (logits included);
         `keep_answers` keeps only the argmax answers and q_halt (what ARC voting needs)."""
         total = len(dataset) if limit is None else min(limit, len(dataset))
-        engine = ACTEngine(
+        engine = self.runner or ACTEngine(
             self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
         )
-        if self.compile:
+        if self.compile and self.runner is None:
             engine.compile()
         acc = _Accumulator(
             self.model,

@@ -106,6 +106,8 @@ def simple_evaluate(
     max_steps: Optional[int] = None,
     threads: Optional[int] = None,
     compile: bool = False,
+    backend: str = "torch",
+    quantize: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
     `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
@@ -115,7 +117,14 @@ def simple_evaluate(
     model's own Q rule), threshold (sigmoid(q_halt) >= halt_threshold), or sweep (one fixed run,
     then exact accuracy against mean steps for the model's rule and a range of thresholds).
     `dtype`: None keeps the checkpoint's forward_dtype; "auto" takes bf16 where the device runs
-    it natively; or a dtype name."""
+    it natively; or a dtype name.
+    `backend`: torch (the ACT engine) or onnxruntime (one exported ACT step, fp32, CPU);
+    `quantize='int8'` runs int8 linear weights in onnxruntime and also the fp32 graph on the
+    same puzzles, to report the cost (`results["quantization"]`; a warning above 1 point)."""
+    if quantize is not None:
+        backend = "onnxruntime"
+    if backend == "onnxruntime":
+        device, dtype = _onnx_settings(device, dtype, compile)
     dev = resolve_device(device)
     n_threads = choose_threads(threads, dev)
     if dev.type == "cpu":
@@ -152,6 +161,9 @@ def simple_evaluate(
     )
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = puzzle_task.scorer(dataset) if puzzle_task is not None else None
+    runner, cost = None, None
+    if backend == "onnxruntime":
+        runner, cost = _onnx_runner(loaded, dataset, policy, quantize, n_threads, batch_size, limit)
     evaluator = Evaluator(
         loaded.model,
         device=dev,
@@ -161,6 +173,7 @@ def simple_evaluate(
         halting=policy,
         compile=compile,
         cast_weights=True,
+        runner=runner,
     )
     records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
     result = evaluator.evaluate(
@@ -180,7 +193,11 @@ def simple_evaluate(
         halting=result.halting,
         engine=result.engine,
         compile=compile,
+        backend=backend,
+        quantization=quantize or "none",
     )
+    if cost is not None:
+        results["quantization"] = cost.as_dict()
     if halting == "sweep":
         results["halting_sweep"] = halting_sweep(result.step_arrays, loaded.model)  # type: ignore[arg-type]
     if scorer is not None and puzzle_task is not None:
@@ -188,6 +205,39 @@ def simple_evaluate(
     if output_dir is not None:
         _write_outputs(Path(output_dir), results, result, loaded, save_predictions)
     return results
+
+
+def _onnx_settings(device: str, dtype: Optional[str], compile: bool) -> Tuple[str, str]:
+    """(device, dtype) for the onnxruntime backend: the CPU, float32 (what the graph computes)."""
+    if device not in ("auto", "cpu"):
+        raise HRMEvalError(f"--device {device}: the onnxruntime backend runs on the CPU (--device cpu)")
+    if dtype not in (None, "auto", "float32"):
+        raise HRMEvalError(f"--dtype {dtype}: the onnxruntime backend computes in float32")
+    if compile:
+        raise HRMEvalError("--compile is for the torch backend (onnxruntime optimises the graph itself)")
+    return "cpu", "float32"
+
+
+def _onnx_runner(
+    loaded: LoadedCheckpoint,
+    dataset: PuzzleDataset,
+    policy: HaltingPolicy,
+    quantize: Optional[str],
+    threads: int,
+    batch_size: int,
+    limit: Optional[int],
+) -> Tuple[Any, Any]:
+    """(an onnxruntime runner for the evaluation, the measured int8 cost or None)."""
+    from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
+    from hrm_eval.inference.onnx_runner import OnnxACTRunner
+
+    sessions = onnx_sessions(loaded, quantize=quantize, threads=threads)
+    cost = None
+    if quantize is not None:
+        cost = measure_int8_cost(sessions, loaded, dataset, limit=limit, batch_size=batch_size)
+        report_cost(cost, "against fp32")
+    session = sessions["int8" if quantize else "float32"]
+    return OnnxACTRunner(session, loaded.config, slots=batch_size, halting=policy), cost
 
 
 def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optional[str | Path]) -> Dict[str, Any]:

@@ -102,10 +102,11 @@ def model_card(config: Dict[str, Any], results: Optional[Dict[str, Any]] = None)
     if results:
         metrics = results.get("aggregate_metrics", {})
         lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
-        for key in ("total_puzzles", "exact_accuracy", "token_accuracy", "average_steps"):
+        names = {"accuracy": "token_accuracy"}  # the public metric name, and what it measures
+        for key in ("total_puzzles", "exact_accuracy", "accuracy", "average_steps"):
             if key in metrics:
-                value = metrics[key]
-                lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+                value, name = metrics[key], names.get(key, key)
+                lines.append(f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |")
         data = results.get("provenance", {}).get("dataset", {})
         if data:
             lines += ["", f"Data: `{data.get('path', data.get('source', '?'))}`."]

@@ -20,11 +20,12 @@ deprecated, renames weights (`onnx::MatMul_1906`) and gives a graph twice as lar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -101,25 +102,46 @@ def step_proto(inner: RecursiveReasoningModel) -> Any:
     """The ONNX ModelProto of one ACT step of `inner`, dynamic in the batch axis."""
     step = ACTStep(inner).eval()
     batch = torch.export.Dim("batch", min=1)
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # it warns about optional torchvision ops the graph does not use
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                step,
-                example_inputs(inner.config),
-                dynamo=True,
-                input_names=list(STEP_INPUTS),
-                output_names=list(STEP_OUTPUTS),
-                dynamic_shapes=tuple({0: batch} for _ in STEP_INPUTS),
-                optimize=True,
-                verbose=False,
-            )
-    finally:
-        quiet.setLevel(level)
+    with quiet_logs(), torch.no_grad():
+        program = torch.onnx.export(
+            step,
+            example_inputs(inner.config),
+            dynamo=True,
+            input_names=list(STEP_INPUTS),
+            output_names=list(STEP_OUTPUTS),
+            dynamic_shapes=tuple({0: batch} for _ in STEP_INPUTS),
+            optimize=True,
+            verbose=False,
+        )
     return program.model_proto
+
+
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Errors only while exporting or quantizing: the exporter and its optimizer log every
+    rewrite at INFO and warn about optional torchvision ops; onnxruntime's quantizer advises a
+    pre-processing step the exported graph does not need. None of it is for the user."""
+    loggers = [logging.getLogger(), logging.getLogger("torch.onnx"), logging.getLogger("onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(_Discard()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+class _Discard:
+    """A stdout that drops the exporter's progress lines (`[torch.onnx] ...`)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def rename_initializers(proto: Any, prefix: str) -> None:
@@ -223,3 +245,41 @@ def onnx_config(path: str | Path, proto: Optional[Any] = None) -> Tuple[ModelCon
         line = str(e).strip().splitlines()[0]
         raise HRMEvalError(f"{path}: invalid {CONFIG_METADATA_KEY} metadata: {line}") from e
     return config, metadata
+
+
+def format_onnx_inspection(path: str | Path) -> str:
+    """What `--mode inspect` shows for an exported .onnx file."""
+    from onnx import numpy_helper
+
+    from hrm_eval.utils.io import sha256_file
+
+    proto = read_onnx(path)
+    config, metadata = onnx_config(path, proto)
+    dtypes: Dict[str, int] = {}
+    values = 0
+    for init in proto.graph.initializer:
+        array = numpy_helper.to_array(init)
+        dtypes[str(array.dtype)] = dtypes.get(str(array.dtype), 0) + 1
+        values += int(array.size)
+
+    def shape(v: Any) -> str:
+        return "[" + ", ".join(d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim) + "]"
+
+    rows = [
+        ("file", str(path)),
+        ("sha256", sha256_file(path)),
+        ("format", f"ONNX (opset {max(o.version for o in proto.opset_import)}, {proto.producer_name})"),
+        ("family / variant", f"{config.family.upper()} / {config.variant}"),
+        ("training step", metadata.get("training_step") or "None"),
+        ("source sha256", metadata.get("source_sha256", "?")),
+        ("quantization", metadata.get("quantization", "none")),
+        ("graph nodes", f"{len(proto.graph.node):,}"),
+        ("initializers", f"{len(proto.graph.initializer):,} ({values:,} values)"),
+        ("initializer dtypes", ", ".join(f"{k}: {v}" for k, v in sorted(dtypes.items()))),
+        ("inputs", ", ".join(f"{v.name} {shape(v)}" for v in proto.graph.input)),
+        ("outputs", ", ".join(f"{v.name} {shape(v)}" for v in proto.graph.output)),
+    ]
+    rows += [(k, str(getattr(config, k))) for k in ("hidden_size", "num_heads", "H_layers", "L_layers")]
+    rows += [(k, str(getattr(config, k))) for k in ("H_cycles", "L_cycles", "halt_max_steps", "vocab_size", "seq_len")]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(["ONNX ACT step"] + [f"  {k:<{width}}  {v}" for k, v in rows])

@@ -16,7 +16,6 @@ refuse (export) or warn (evaluate) above `MAX_EXACT_DROP_POINTS`.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Dict
 
 import torch
 
-from hrm_eval.export.onnx import save_proto, set_metadata
+from hrm_eval.export.onnx import quiet_logs, save_proto, set_metadata
 from hrm_eval.inference.engine import FinishedRows
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -38,23 +37,19 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source = onnx.load_model(str(fp32_path))
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # it advises shape pre-processing the exported graph does not need
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "model.int8.onnx"
         try:
-            quantize_dynamic(
-                str(fp32_path),
-                str(staged),
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["MatMul", "Gemm"],
-            )
+            with quiet_logs():
+                quantize_dynamic(
+                    str(fp32_path),
+                    str(staged),
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    op_types_to_quantize=["MatMul", "Gemm"],
+                )
         except Exception as e:  # noqa: BLE001 - its failures are ValueErrors, KeyErrors, onnx errors...
             raise HRMEvalError(f"int8 quantization of {fp32_path} failed: {type(e).__name__}: {e}") from e
-        finally:
-            root.setLevel(level)
         proto = onnx.load_model(str(staged))
     set_metadata(proto, {p.key: p.value for p in source.metadata_props})
     set_metadata(proto, {"quantization": INT8_DESCRIPTION})

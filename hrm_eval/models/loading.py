@@ -120,6 +120,11 @@ def step_of(path: Path) -> Optional[int]:
 def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """The raw state dict, loaded safely on the CPU and checked to be floating tensors whose
     declared sizes the file can hold."""
+    if path.suffix.lower() == ".onnx":
+        raise HRMEvalError(
+            f"{path} is an ONNX graph: --mode inspect reads it; to evaluate in onnxruntime give the source "
+            "checkpoint with --backend onnxruntime"
+        )
     obj = read_safetensors(path)[0] if is_safetensors(path) else _torch_load(path)
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):  # some tools nest the weights one level down
