@@ -51,7 +51,11 @@ def write_model_folder(
     tensors = {k: v.detach().contiguous().clone() for k, v in sd.items()}
     arch = loaded.config.model_dump()
     data = save(tensors, metadata={"format": "pt", CONFIG_METADATA_KEY: json.dumps(arch)})
-    weights = atomic_write(out / WEIGHTS_FILE, lambda tmp: Path(tmp).write_bytes(data))
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    weights = atomic_write(out / WEIGHTS_FILE, write)
     config = folder_config(loaded, task=task, weights_sha256=sha256_file(weights))
     atomic_write_json(out / CONFIG_FILE, config)
     atomic_write_text(out / "README.md", model_card(config, results))

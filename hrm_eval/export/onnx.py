@@ -113,6 +113,7 @@ def step_proto(inner: RecursiveReasoningModel) -> Any:
             optimize=True,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns the program
     return program.model_proto
 
 

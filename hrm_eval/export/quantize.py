@@ -83,12 +83,13 @@ def compare_outputs(fp32: FinishedRows, int8: FinishedRows, labels: torch.Tensor
     `labels` [n, L] with -100 where a position is not scored."""
     scored = labels != -100  # [n, L]
     a, b = fp32.preds, int8.preds  # [n, L]
+    n, tokens_scored = len(labels), max(int(scored.sum()), 1)  # fractions from exact counts
 
     def exact(p: torch.Tensor) -> float:
-        return float(((p == labels) | ~scored).all(-1).float().mean())
+        return int(((p == labels) | ~scored).all(-1).sum()) / n
 
     def tokens(p: torch.Tensor) -> float:
-        return float(((p == labels) & scored).sum() / scored.sum().clamp(min=1))
+        return int(((p == labels) & scored).sum()) / tokens_scored
 
     e32, e8 = exact(a), exact(b)
     return QuantizationCost(
@@ -97,7 +98,7 @@ def compare_outputs(fp32: FinishedRows, int8: FinishedRows, labels: torch.Tensor
         exact_accuracy_int8=e8,
         token_accuracy_fp32=tokens(a),
         token_accuracy_int8=tokens(b),
-        argmax_agreement=float(((a == b) & scored).sum() / scored.sum().clamp(min=1)),
-        answer_agreement=float(((a == b) | ~scored).all(-1).float().mean()),
+        argmax_agreement=int(((a == b) & scored).sum()) / tokens_scored,
+        answer_agreement=int(((a == b) | ~scored).all(-1).sum()) / n,
         exact_drop_points=round(100 * (e32 - e8), 6),
     )

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -139,8 +140,12 @@ def _write_onnx(
         elif "int8" in staged:
             log.warning("int8 accuracy cost not measured: give --data to measure it (and refuse a costly one)")
         names = {"float32": ONNX_FILE, "int8": INT8_ONNX_FILE}
-        files = {
-            kind: atomic_write(out / names[kind], lambda t, p=p: Path(t).write_bytes(p.read_bytes()))
-            for kind, p in staged.items()
-        }
+        files = {kind: _copy(p, out / names[kind]) for kind, p in staged.items()}
     return files, cost
+
+
+def _copy(source: Path, dest: Path) -> Path:
+    def write(tmp: str) -> None:
+        shutil.copyfile(source, tmp)
+
+    return atomic_write(dest, write)

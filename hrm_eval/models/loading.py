@@ -125,7 +125,7 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
             f"{path} is an ONNX graph: --mode inspect reads it; to evaluate in onnxruntime give the source "
             "checkpoint with --backend onnxruntime"
         )
-    obj = read_safetensors(path)[0] if is_safetensors(path) else _torch_load(path)
+    obj: Any = read_safetensors(path)[0] if is_safetensors(path) else _torch_load(path)
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):  # some tools nest the weights one level down
             if isinstance(obj.get(key), dict):
