@@ -70,6 +70,7 @@ def test_folder_holds_public_keys_and_config(tmp_path):
     assert load_checkpoint(tmp_path).step == 2000
 
 
+@pytest.mark.slow
 def test_bundled_model_round_trip_through_the_cli(tmp_path):
     data = BUNDLED / "data"
     out = tmp_path / "folder"
