@@ -86,6 +86,15 @@ def run_evaluate(inv: Invocation) -> int:
             quantize=cfg.quantize,
         )
     print(format_summary(results))
+    if cfg.backend != "torch" or cfg.quantize:
+        print(f"backend onnxruntime, weights {cfg.quantize or 'float32'}")
+    cost = results.get("quantization")
+    if cost:
+        print(
+            f"int8 against fp32 on the same puzzles: exact {cost['exact_accuracy_fp32']:.4f} -> "
+            f"{cost['exact_accuracy_int8']:.4f} ({-cost['exact_drop_points']:+.2f} points, limit "
+            f"{cost['threshold_points']}), argmax agreement {cost['argmax_agreement']:.4f}"
+        )
     print(f"results: {out / 'results.json'}{replaced_note(existed)}")
     return 0
 
