@@ -94,6 +94,9 @@ def export_onnx(loaded: LoadedCheckpoint, path: str | Path) -> Path:
     proto = step_proto(loaded.model.inner)
     rename_initializers(proto, prefix="inner.")
     fold_weight_transposes(proto)
+    for node in proto.graph.node:  # the exporter's per-node stack traces: ~16% of the file, no use at run time
+        del node.metadata_props[:]
+        node.doc_string = ""
     set_metadata(proto, onnx_metadata(loaded))
     return save_proto(proto, path)
 
