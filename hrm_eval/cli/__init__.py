@@ -11,6 +11,7 @@ model; the modules here parse, call one library function and print. User mistake
     ensemble.py  ensemble, compare
     solve.py     solve
     serve.py     serve
+    export.py    export
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hrm_eval.cli.base import Invocation, Mode, Parser, flag_names, mode_parser
 from hrm_eval.cli.data import BUILD_DATA, GENERATE
 from hrm_eval.cli.ensemble import COMPARE, ENSEMBLE
 from hrm_eval.cli.evaluate import EVALUATE, INSPECT, SCORE
+from hrm_eval.cli.export import EXPORT
 from hrm_eval.cli.serve import SERVE
 from hrm_eval.cli.solve import SOLVE
 from hrm_eval.cli.train import TRAIN
@@ -51,7 +53,8 @@ TEST = Mode(
     "test", "Run the test suite of a source checkout (arguments after -- go to pytest).", _test_arguments, run_tests
 )
 MODES: Dict[str, Mode] = {
-    m.name: m for m in (EVALUATE, INSPECT, SCORE, SOLVE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE, COMPARE, SERVE, TEST)
+    m.name: m
+    for m in (EVALUATE, INSPECT, SCORE, SOLVE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE, COMPARE, SERVE, EXPORT, TEST)
 }
 
 

@@ -43,6 +43,17 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--threads", type=int, help="CPU threads (default: OMP_NUM_THREADS, else one per core)")
     g.add_argument("--compile", action="store_true", help="torch.compile the ACT step")
     g.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        help="onnxruntime: export one ACT step to ONNX and run the ACT loop there (CPU, float32)",
+    )
+    g.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="int8 linear weights in onnxruntime (implies --backend onnxruntime); the fp32 graph also "
+        "runs on the same puzzles to report the cost",
+    )
+    g.add_argument(
         "--save-predictions", action="store_true", help="also write step_<N>_all_preds.<rank> in the public layout"
     )
     g.add_argument(
@@ -101,6 +112,8 @@ def run_evaluate(inv: Invocation) -> int:
                 formats=("json", cfg.output_format),
                 resume=cfg.resume,
                 dist=dist,
+                backend=cfg.backend,
+                quantize=cfg.quantize,
             )
 
     existed = (out / "results.json").exists()
@@ -112,6 +125,15 @@ def run_evaluate(inv: Invocation) -> int:
         return 0
     track(cfg, "evaluate", results, out)
     print(format_summary(results))
+    if cfg.backend != "torch" or cfg.quantize:
+        print(f"backend onnxruntime, weights {cfg.quantize or 'float32'}")
+    cost = results.get("quantization")
+    if cost:
+        print(
+            f"int8 against fp32 on the same puzzles: exact {cost['exact_accuracy_fp32']:.4f} -> "
+            f"{cost['exact_accuracy_int8']:.4f} ({-cost['exact_drop_points']:+.2f} points, limit "
+            f"{cost['threshold_points']}), argmax agreement {cost['argmax_agreement']:.4f}"
+        )
     print(f"results: {out / 'results.json'}{replaced_note(existed and not cfg.resume)}")
     return 0
 
@@ -128,7 +150,11 @@ EVALUATE = Mode(
 
 # ---- inspect -------------------------------------------------------------------------------------
 def inspect_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--checkpoint", help="step_<N> file, published `checkpoint` file, or run directory (newest step)")
+    g.add_argument(
+        "--checkpoint",
+        help="step_<N> file, published `checkpoint` file, run directory (newest step), model folder, "
+        ".safetensors or .onnx file",
+    )
     add_dtype_flag(g)
     add_model_flags(g)
 
@@ -138,6 +164,12 @@ def run_inspect(inv: Invocation) -> int:
     from hrm_eval.models.loading import load_checkpoint
 
     cfg = inv.config(InspectConfig)
+    onnx_file = _onnx_file(Path(cfg.checkpoint))
+    if onnx_file is not None:
+        from hrm_eval.export.onnx import format_onnx_inspection
+
+        print(format_onnx_inspection(onnx_file))
+        return 0
     loaded = load_checkpoint(
         cfg.checkpoint,
         overrides=cfg.arch_overrides,
@@ -148,6 +180,18 @@ def run_inspect(inv: Invocation) -> int:
     )
     print(format_inspection(loaded))
     return 0
+
+
+def _onnx_file(path: Path) -> Path | None:
+    """The .onnx file to inspect: the path itself, or an ONNX-only export folder's model.onnx."""
+    from hrm_eval.export.onnx import ONNX_FILE, ONNX_SUFFIX
+    from hrm_eval.models.loading import WEIGHTS_FILE, list_steps
+
+    if path.suffix.lower() == ONNX_SUFFIX:
+        return path
+    if path.is_dir() and (path / ONNX_FILE).is_file() and not (path / WEIGHTS_FILE).is_file() and not list_steps(path):
+        return path / ONNX_FILE
+    return None
 
 
 INSPECT = Mode(

@@ -131,7 +131,9 @@ class Evaluator:
     names none) wherever the arguments leave them out. `batch_size` is the number of engine
     slots (puzzles in flight). `halting` is the halting policy; the default, fixed, gives the
     public numbers. `cast_weights` stores the weights in the forward dtype once (for a model the
-    caller owns; not for one in training)."""
+    caller owns; not for one in training). `runner`: another engine with ACTEngine's interface
+    to run the puzzles (e.g. hrm_eval.inference.onnx_runner.OnnxACTRunner, built with the same
+    slots and halting)."""
 
     def __init__(
         self,
@@ -145,6 +147,7 @@ class Evaluator:
         halting: Optional[HaltingPolicy] = None,
         compile: bool = False,
         cast_weights: bool = False,
+        runner: Optional[Any] = None,
     ):
         if isinstance(model, RecursiveReasoningModel):
             model = ACTModel(model)
@@ -158,6 +161,7 @@ class Evaluator:
         self.halting = halting or _policy(config)
         self.compile = compile
         self.cast_weights = cast_weights
+        self.runner = runner
 
     def evaluate(
         self,
@@ -175,10 +179,10 @@ class Evaluator:
             limit = self.settings.limit
         task = self._task_for(dataset)
         total = len(dataset) if limit is None else min(limit, len(dataset))
-        engine = ACTEngine(
+        engine = self.runner or ACTEngine(
             self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
         )
-        if self.compile:
+        if self.compile and self.runner is None:
             engine.compile()
         acc = _Accumulator(
             self.model,
@@ -257,10 +261,10 @@ class Evaluator:
             limit = self.settings.limit
         task = self._task_for(dataset)
         total = len(dataset) if limit is None else min(limit, len(dataset))
-        engine = ACTEngine(
+        engine = self.runner or ACTEngine(
             self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
         )
-        if self.compile:
+        if self.compile and self.runner is None:
             engine.compile()
         acc = None
         if ctx.is_main:

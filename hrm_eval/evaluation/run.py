@@ -63,6 +63,8 @@ def simple_evaluate(
     formats: Sequence[str] = ("json",),
     resume: bool = False,
     dist: Optional[DistContext] = None,
+    backend: str = "torch",
+    quantize: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
     `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
@@ -78,7 +80,14 @@ def simple_evaluate(
     skips those of an earlier, interrupted run with the same settings (hrm_eval.evaluation.resume).
     `dist`: this process's rank under torchrun (hrm_eval.evaluation.distributed.init_from_env);
     every rank evaluates its shard, rank 0 returns the results and writes the files, the
-    other ranks return {}."""
+    other ranks return {}.
+    `backend`: torch (the ACT engine) or onnxruntime (one exported ACT step, fp32, CPU);
+    `quantize='int8'` runs int8 linear weights in onnxruntime and also the fp32 graph on the
+    same puzzles, to report the cost (`results["quantization"]`; a warning above 1 point)."""
+    if quantize is not None:
+        backend = "onnxruntime"
+    if backend == "onnxruntime":
+        device, dtype = _onnx_settings(device, dtype, compile)
     dev = resolve_device(device)
     dist = dist or DistContext()
     n_threads = choose_threads(threads, dev)
@@ -127,6 +136,9 @@ def simple_evaluate(
     )
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = puzzle_task.scorer(dataset) if puzzle_task is not None else None
+    runner, cost = None, None
+    if backend == "onnxruntime":
+        runner, cost = _onnx_runner(loaded, dataset, policy, quantize, n_threads, batch_size, limit)
     evaluator = Evaluator(
         loaded.model,
         device=dev,
@@ -136,11 +148,14 @@ def simple_evaluate(
         halting=policy,
         compile=compile,
         cast_weights=True,
+        runner=runner,
     )
     records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
     keep_answers = puzzle_task is not None and puzzle_task.needs_answers
+    # what computes the numbers: the device type, or onnxruntime and its weights (a resume must not mix them)
+    runs_on = dev.type if backend == "torch" else f"onnxruntime-{quantize or 'float32'}"
     state = _resume_state(
-        output_dir, resume, dist, loaded, dataset, puzzle_task, policy, dev, limit, batch_size, save_predictions
+        output_dir, resume, dist, loaded, dataset, puzzle_task, policy, runs_on, limit, batch_size, save_predictions
     )
     if state is None and not dist.distributed:
         result = evaluator.evaluate(
@@ -172,9 +187,13 @@ def simple_evaluate(
         engine=result.engine,
         compile=compile,
         **dist.describe(),
+        backend=backend,
+        quantization=quantize or "none",
     )
     if result.rows_run.get("skipped"):
         results["provenance"]["evaluation"]["resumed"] = result.rows_run
+    if cost is not None:
+        results["quantization"] = cost.as_dict()
     if halting == "sweep":
         results["halting_sweep"] = halting_sweep(result.step_arrays, loaded.model)  # type: ignore[arg-type]
     if scorer is not None and puzzle_task is not None:
@@ -195,7 +214,7 @@ def _resume_state(
     dataset: PuzzleDataset,
     task: Optional[PuzzleTask],
     policy: HaltingPolicy,
-    device: torch.device,
+    runs_on: str,
     limit: Optional[int],
     batch_size: int,
     save_predictions: bool,
@@ -215,7 +234,7 @@ def _resume_state(
         batch_size=batch_size,
         model_config=loaded.config.model_dump(),
         task=task.name if task is not None else None,
-        device_type=device.type,
+        device_type=runs_on,
         keep_logits=save_predictions,
     )
     state = ResumeState(Path(output_dir), manifest, dist.rank)
@@ -227,6 +246,39 @@ def _resume_state(
     if state.done and dist.is_main:
         log.info("--resume: %d puzzles already done in %s; evaluating the rest", len(state.done), state.dir)
     return state
+
+
+def _onnx_settings(device: str, dtype: Optional[str], compile: bool) -> Tuple[str, str]:
+    """(device, dtype) for the onnxruntime backend: the CPU, float32 (what the graph computes)."""
+    if device not in ("auto", "cpu"):
+        raise HRMEvalError(f"--device {device}: the onnxruntime backend runs on the CPU (--device cpu)")
+    if dtype not in (None, "auto", "float32"):
+        raise HRMEvalError(f"--dtype {dtype}: the onnxruntime backend computes in float32")
+    if compile:
+        raise HRMEvalError("--compile is for the torch backend (onnxruntime optimises the graph itself)")
+    return "cpu", "float32"
+
+
+def _onnx_runner(
+    loaded: LoadedCheckpoint,
+    dataset: PuzzleDataset,
+    policy: HaltingPolicy,
+    quantize: Optional[str],
+    threads: int,
+    batch_size: int,
+    limit: Optional[int],
+) -> Tuple[Any, Any]:
+    """(an onnxruntime runner for the evaluation, the measured int8 cost or None)."""
+    from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
+    from hrm_eval.inference.onnx_runner import OnnxACTRunner
+
+    sessions = onnx_sessions(loaded, quantize=quantize, threads=threads)
+    cost = None
+    if quantize is not None:
+        cost = measure_int8_cost(sessions, loaded, dataset, limit=limit, batch_size=batch_size)
+        report_cost(cost, "against fp32")
+    session = sessions["int8" if quantize else "float32"]
+    return OnnxACTRunner(session, loaded.config, slots=batch_size, halting=policy), cost
 
 
 def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optional[str | Path]) -> Dict[str, Any]:

@@ -2,20 +2,26 @@
 
 Accepts what the public training scripts write: a `step_<N>` file (or a published
 `checkpoint` file, or a run directory, then its newest `step_<N>`), with any of the key
-prefixes `_orig_mod.model.inner.`, `model.inner.` or none. The architecture comes, field by
+prefixes `_orig_mod.model.inner.`, `model.inner.` or none; and what `--mode export` writes:
+a model folder (`model.safetensors` + `config.json`) or a bare `.safetensors` file (its
+architecture in the file's metadata). The architecture comes, field by
 field, from (highest first) the command line, `all_config.yaml` beside the checkpoint, a model
 config YAML, the tensors themselves, and the public defaults; every field records its source,
 and a stated value that contradicts the tensors is an error naming the field.
 
 Loading uses `torch.load(weights_only=True)`: a file that needs arbitrary pickled code is
-refused, never executed. A hostile or broken file cannot make the loader allocate much more
-than the file itself: tensor sizes are checked against the bytes the file holds, layer indices
+refused, never executed. A `.safetensors` file holds no code at all; its reader checks that
+every tensor's bytes lie inside the file before anything is read.
+
+A hostile or broken file cannot make the loader allocate much more than the file itself:
+tensor sizes are checked against the bytes the file holds, layer indices
 must run from 0 without gaps, and the key set and every shape are checked against the
 architecture (on one meta-device layer per level) before the model is built.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import pickle
@@ -46,6 +52,11 @@ STEP_RE = re.compile(r"^step_(\d+)$")
 SIZE_BUDGET_FACTOR = 2
 UNSTORED_BUFFER_ALLOWANCE = 64 << 20
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+# The model folder `--mode export` writes (the Hugging Face layout: weights + config.json).
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+SAFETENSORS_SUFFIX = ".safetensors"
+CONFIG_METADATA_KEY = "hrm_eval_config"  # a bare .safetensors file's architecture, in its header metadata
 
 
 @dataclass
@@ -92,26 +103,34 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
         return steps[-1]
     if (p / "checkpoint").is_file():
         return p / "checkpoint"
-    raise HRMEvalError(f"no step_<N> or checkpoint file in directory {p}")
+    if (p / WEIGHTS_FILE).is_file():
+        return p / WEIGHTS_FILE
+    raise HRMEvalError(f"no step_<N> or checkpoint file in directory {p} (nor a model folder's {WEIGHTS_FILE})")
+
+
+def is_safetensors(path: Path) -> bool:
+    return path.suffix.lower() == SAFETENSORS_SUFFIX
 
 
 def step_of(path: Path) -> Optional[int]:
     m = STEP_RE.match(path.name)
-    return int(m.group(1)) if m else None
+    if m:
+        return int(m.group(1))
+    if is_safetensors(path):  # a model folder records the training step in its config.json
+        step = (read_folder_config(path) or {}).get("training_step")
+        return step if isinstance(step, int) else None
+    return None
 
 
 def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """The raw state dict, loaded safely on the CPU and checked to be floating tensors whose
     declared sizes the file can hold."""
-    try:
-        with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error below says it all
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise HRMEvalError(_refusal(path, e)) from e
-    except Exception as e:  # noqa: BLE001 - random bytes make torch.load fail in many ways (KeyError, ...)
-        msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}" if str(e).strip() else type(e).__name__
-        raise HRMEvalError(f"cannot read checkpoint {path} (truncated or corrupt?): {msg}") from e
+    if path.suffix.lower() == ".onnx":
+        raise HRMEvalError(
+            f"{path} is an ONNX graph: --mode inspect reads it; to evaluate in onnxruntime give the source "
+            "checkpoint with --backend onnxruntime"
+        )
+    obj: Any = read_safetensors(path)[0] if is_safetensors(path) else _torch_load(path)
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):  # some tools nest the weights one level down
             if isinstance(obj.get(key), dict):
@@ -124,6 +143,54 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     if bad is not None:
         raise HRMEvalError(f"{path} is not a state dict of tensors (entry {str(bad)!r} is a {type(obj[bad]).__name__})")
     check_tensors(obj, path)
+    return obj
+
+
+def read_safetensors(path: Path, *, tensors: bool = True) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """(tensors, header metadata) of a .safetensors file (`tensors=False`: the metadata only).
+    The library validates the header before reading any tensor: every tensor's byte range must
+    lie inside the file and match its shape and dtype, so a hostile header cannot make it
+    allocate more than the file holds."""
+    try:
+        from safetensors import SafetensorError, safe_open
+    except ImportError as e:
+        raise HRMEvalError(
+            f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)"
+        ) from e
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            read = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HRMEvalError(f"cannot read {path} (truncated or not a safetensors file?): {msg}") from e
+    return read, metadata
+
+
+def read_folder_config(path: Path) -> Optional[Dict[str, Any]]:
+    """The `config.json` beside a .safetensors file (a model folder), None when there is none."""
+    cfg = path.parent / CONFIG_FILE
+    if not is_safetensors(path) or not cfg.is_file():
+        return None
+    try:
+        data = json.loads(cfg.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HRMEvalError(f"cannot parse {cfg}: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("arch"), dict):
+        raise HRMEvalError(f"{cfg}: expected a mapping with an 'arch' mapping (the model folder's architecture)")
+    return data
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error below says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise HRMEvalError(_refusal(path, e)) from e
+    except Exception as e:  # noqa: BLE001 - random bytes make torch.load fail in many ways (KeyError, ...)
+        msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}" if str(e).strip() else type(e).__name__
+        raise HRMEvalError(f"cannot read checkpoint {path} (truncated or corrupt?): {msg}") from e
     return obj
 
 
@@ -269,6 +336,10 @@ def _full_seq_len_from_tensors(sd: Dict[str, torch.Tensor]) -> Optional[int]:
 
 # ---- the config ------------------------------------------------------------------------------
 def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
+    """The run's config: `all_config.yaml` beside the checkpoint; for a .safetensors file the
+    model folder's `config.json`, else the architecture in the file's own metadata."""
+    if is_safetensors(checkpoint_path):
+        return _safetensors_config(checkpoint_path)
     cfg = checkpoint_path.parent / "all_config.yaml"
     if not cfg.is_file():
         return None
@@ -285,6 +356,23 @@ def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
     return data
 
 
+def _safetensors_config(path: Path) -> Optional[Dict[str, Any]]:
+    folder = read_folder_config(path)
+    if folder is not None:
+        return {"arch": folder["arch"]}
+    metadata = read_safetensors(path, tensors=False)[1]
+    text = metadata.get(CONFIG_METADATA_KEY)
+    if text is None:
+        return None
+    try:
+        arch = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HRMEvalError(f"{path}: the {CONFIG_METADATA_KEY} metadata is not valid JSON: {e}") from e
+    if not isinstance(arch, dict):
+        raise HRMEvalError(f"{path}: the {CONFIG_METADATA_KEY} metadata is not a mapping")
+    return {"arch": arch}
+
+
 def resolve_config(
     sd: Dict[str, torch.Tensor],
     *,
@@ -294,6 +382,7 @@ def resolve_config(
     overrides: Optional[Dict[str, Any]] = None,
     origin: str = "checkpoint",
     require_seq_len: bool = True,
+    config_name: str = "all_config.yaml",
 ) -> Tuple[ModelConfig, Dict[str, str]]:
     """Merge the sources (see module doc) into a validated ModelConfig; returns (config, sources)."""
     facts = infer_from_tensors(sd)
@@ -307,7 +396,7 @@ def resolve_config(
     if model_config:
         layers.append(("model config", dict(model_config)))
     if all_config:
-        layers.append(("all_config.yaml", ModelConfig.arch_fields_from_all_config(all_config)))
+        layers.append((config_name, ModelConfig.arch_fields_from_all_config(all_config)))
     if overrides:
         layers.append(("command line", dict(overrides)))
 
@@ -462,6 +551,7 @@ def load_checkpoint(
         overrides=overrides,
         origin=str(path),
         require_seq_len=require_seq_len,
+        config_name=config_source_name(path),
     )
     check_architecture(sd, config, path)
     nonfinite = find_nonfinite(sd)
@@ -489,6 +579,13 @@ def load_checkpoint(
         num_trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         nonfinite=nonfinite,
     )
+
+
+def config_source_name(path: Path) -> str:
+    """What the architecture beside (or inside) a checkpoint file is called in `sources`."""
+    if not is_safetensors(path):
+        return "all_config.yaml"
+    return CONFIG_FILE if read_folder_config(path) is not None else "safetensors metadata"
 
 
 def dataset_facts(data: Any) -> Dict[str, Any]:

@@ -144,6 +144,8 @@ class EvalConfig(RunSettings):
     max_steps: Optional[int] = Field(None, ge=1)  # default: the model's halt_max_steps
     threads: Optional[int] = Field(None, ge=1)  # CPU threads (default: OMP_NUM_THREADS, else one per core)
     compile: bool = False  # torch.compile the ACT step (skipped with a warning if unavailable)
+    backend: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: one exported ACT step, CPU, fp32
+    quantize: Optional[Literal["int8"]] = None  # int8 linear weights (implies onnxruntime)
     save_predictions: bool = False
     wandb: bool = False  # log metrics, the per-puzzle table and plots to a W&B run (offline by default)
     wandb_project: str = "hrm-eval"
@@ -160,6 +162,25 @@ class InspectConfig(_Config):
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
     log_level: LogLevel = "INFO"
     log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
+
+
+class ExportConfig(_Config):
+    """`--mode export`: a checkpoint as a model folder (safetensors) or an ONNX step."""
+
+    checkpoint: str
+    format: Literal["safetensors", "onnx"] = "safetensors"
+    output_dir: str
+    quantize: Optional[Literal["int8"]] = None  # onnx only
+    data_path: Optional[str] = None  # evaluate on it: model card results, the int8 cost
+    split: str = "test"
+    task: Optional[str] = None
+    limit: Optional[int] = Field(None, ge=1)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
+    max_accuracy_drop: float = Field(1.0, ge=0)  # int8: refuse above this exact-accuracy drop (points)
+    threads: Optional[int] = Field(None, ge=1)
+    model_config_path: Optional[str] = None
+    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
+    log_level: LogLevel = "INFO"
 
 
 class ScoreConfig(_Config):

@@ -1,0 +1,75 @@
+"""Mode that writes a checkpoint in deployment formats: export (safetensors folder, ONNX, int8)."""
+
+from __future__ import annotations
+
+import argparse
+
+from hrm_eval.cli.base import Invocation, Mode, add_model_flags, model_config
+from hrm_eval.utils.config import ExportConfig
+from hrm_eval.utils.paths import check_writable_dir
+
+
+def export_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--checkpoint", help="step_<N> file, run directory, model folder or .safetensors file")
+    g.add_argument(
+        "--format",
+        choices=("safetensors", "onnx"),
+        help="safetensors: model.safetensors + config.json + README.md; onnx: model.onnx (one ACT step)",
+    )
+    g.add_argument("--output", dest="output_dir", help="folder to write")
+    g.add_argument("--quantize", choices=("int8",), help="onnx: also write model.int8.onnx (int8 linear weights)")
+    g.add_argument(
+        "--data", dest="data_path", help="evaluate on this data: results in the model card, the int8 cost measured"
+    )
+    g.add_argument("--split", help="dataset split")
+    g.add_argument("--task", help="puzzle task; detected when absent")
+    g.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument(
+        "--max-accuracy-drop", type=float, help="int8: refuse when exact accuracy drops more (percentage points)"
+    )
+    g.add_argument("--threads", type=int, help="CPU threads for onnxruntime")
+    add_model_flags(g)
+
+
+def run_export(inv: Invocation) -> int:
+    from hrm_eval.export.run import export_model
+
+    cfg = inv.config(ExportConfig)
+    check_writable_dir(cfg.output_dir)
+    done = export_model(
+        cfg.checkpoint,
+        cfg.output_dir,
+        format=cfg.format,
+        quantize=cfg.quantize,
+        data=cfg.data_path,
+        split=cfg.split,
+        task=cfg.task,
+        limit=cfg.limit,
+        batch_size=cfg.batch_size,
+        max_accuracy_drop=cfg.max_accuracy_drop,
+        threads=cfg.threads,
+        arch_overrides=cfg.arch_overrides,
+        model_config=model_config(cfg.model_config_path),
+    )
+    for kind, path in done["files"].items():
+        print(f"{kind}: {path}")
+    metrics = (done["results"] or {}).get("aggregate_metrics")
+    if metrics:
+        print(f"exact accuracy {metrics['exact_accuracy']:.4f} on {metrics['total_puzzles']} puzzles")
+    cost = done["quantization"]
+    if cost:
+        print(
+            f"int8: exact accuracy {cost['exact_accuracy_fp32']:.4f} -> {cost['exact_accuracy_int8']:.4f} "
+            f"({-cost['exact_drop_points']:+.2f} points), argmax agreement {cost['argmax_agreement']:.4f}"
+        )
+    return 0
+
+
+EXPORT = Mode(
+    "export",
+    "Write a checkpoint as a model folder (safetensors + config.json), an ONNX ACT step, or int8 ONNX.",
+    export_arguments,
+    run_export,
+    ExportConfig,
+)

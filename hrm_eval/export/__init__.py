@@ -1,0 +1,16 @@
+"""Taking a model out of hrm-eval: a safetensors model folder, an ONNX graph of one ACT step,
+int8 weights.
+
+    checkpoint (step_<N>, run dir, folder, .safetensors)
+        -> write_model_folder   model.safetensors + config.json + README.md   (hrm_eval.export.folder)
+        -> export_onnx          model.onnx: one ACT step, dynamic batch       (hrm_eval.export.onnx)
+        -> quantize_int8        model.int8.onnx: int8 linear weights          (hrm_eval.export.quantize)
+
+The reading side lives where every checkpoint is read: `hrm_eval.models.loading` accepts a
+model folder or a bare `.safetensors` file wherever a checkpoint is accepted, and
+`hrm_eval.inference.onnx_runner` runs the ACT loop over an ONNX step in onnxruntime.
+"""
+
+from hrm_eval.export.folder import CONFIG_FILE, WEIGHTS_FILE, write_model_folder
+
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "write_model_folder"]

@@ -1,0 +1,118 @@
+"""The model folder: `model.safetensors` + `config.json` + a `README.md` model card.
+
+    DIR/
+      model.safetensors   the state dict under its public key names (no `_orig_mod.` prefix),
+                          the architecture also in the header metadata (a bare file is enough)
+      config.json         the resolved architecture (`arch`), family, variant, task layout,
+                          training step, sha256 of the source checkpoint
+      README.md           model card stub; evaluation results when some were given
+
+The tensors are the source checkpoint's own (same dtypes, same bits), so a model loaded from
+the folder computes bit-identical outputs. Each file is written atomically (temp + rename).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from hrm_eval.models.loading import (
+    CONFIG_FILE,
+    CONFIG_METADATA_KEY,
+    WEIGHTS_FILE,
+    LoadedCheckpoint,
+    read_state_dict,
+    strip_prefix,
+)
+from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
+
+FOLDER_FORMAT = "hrm-eval model folder"
+FOLDER_FORMAT_VERSION = 1
+
+
+def write_model_folder(
+    loaded: LoadedCheckpoint,
+    out: str | Path,
+    *,
+    task: Optional[Dict[str, Any]] = None,
+    results: Optional[Dict[str, Any]] = None,
+) -> Path:
+    """Write `loaded`'s checkpoint as a model folder in `out`; returns the weights file.
+    `task`: the task layout (name, vocab_size, seq_len); `results`: evaluation results for the card."""
+    from safetensors.torch import save
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sd, _ = strip_prefix(read_state_dict(loaded.path))
+    # safetensors refuses tensors that share storage (tied weights, views): each gets its own copy
+    tensors = {k: v.detach().contiguous().clone() for k, v in sd.items()}
+    arch = loaded.config.model_dump()
+    data = save(tensors, metadata={"format": "pt", CONFIG_METADATA_KEY: json.dumps(arch)})
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    weights = atomic_write(out / WEIGHTS_FILE, write)
+    config = folder_config(loaded, task=task, weights_sha256=sha256_file(weights))
+    atomic_write_json(out / CONFIG_FILE, config)
+    atomic_write_text(out / "README.md", model_card(config, results))
+    return weights
+
+
+def folder_config(loaded: LoadedCheckpoint, *, task: Optional[Dict[str, Any]], weights_sha256: str) -> Dict[str, Any]:
+    c = loaded.config
+    return {
+        "format": FOLDER_FORMAT,
+        "format_version": FOLDER_FORMAT_VERSION,
+        "family": c.family,
+        "variant": c.variant,
+        "arch": c.model_dump(),
+        "task": task,
+        "training_step": loaded.step,
+        "source": {"file": loaded.path.name, "sha256": loaded.sha256, "key_prefix": loaded.key_prefix},
+        "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha256, "dtypes": loaded.state_dict_dtypes},
+        "num_trainable_parameters": loaded.num_trainable_parameters,
+        "torch_version": torch.__version__,
+    }
+
+
+def model_card(config: Dict[str, Any], results: Optional[Dict[str, Any]] = None) -> str:
+    """A README.md stub: what the model is, how to load it, and its results when given."""
+    arch = config["arch"]
+    task = config.get("task") or {}
+    lines = [
+        f"# {config['family'].upper()} model ({config['variant']})",
+        "",
+        f"Exported by hrm-eval from `{config['source']['file']}` (sha256 `{config['source']['sha256'][:16]}...`), "
+        f"training step {config['training_step']}.",
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| trainable parameters | {config['num_trainable_parameters']:,} |",
+        f"| hidden size / heads | {arch['hidden_size']} / {arch['num_heads']} |",
+        f"| H_layers / L_layers | {arch['H_layers']} / {arch['L_layers']} |",
+        f"| H_cycles / L_cycles | {arch['H_cycles']} / {arch['L_cycles']} |",
+        f"| halt_max_steps | {arch['halt_max_steps']} |",
+        f"| task | {task.get('name') or 'unknown'} (vocab {arch['vocab_size']}, seq_len {arch['seq_len']}) |",
+        "",
+        "Load it with hrm-eval (`--checkpoint` takes this folder):",
+        "",
+        "    python deploy.py --mode evaluate --checkpoint THIS_FOLDER --data DATA",
+        "",
+    ]
+    if results:
+        metrics = results.get("aggregate_metrics", {})
+        lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
+        names = {"accuracy": "token_accuracy"}  # the public metric name, and what it measures
+        for key in ("total_puzzles", "exact_accuracy", "accuracy", "average_steps"):
+            if key in metrics:
+                value, name = metrics[key], names.get(key, key)
+                lines.append(f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |")
+        data = results.get("provenance", {}).get("dataset", {})
+        if data:
+            lines += ["", f"Data: `{data.get('path', data.get('source', '?'))}`."]
+        lines.append("")
+    return "\n".join(lines)

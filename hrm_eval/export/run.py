@@ -1,0 +1,151 @@
+"""`export_model`: a checkpoint in, a model folder out (what `--mode export` calls).
+
+--format safetensors   DIR/model.safetensors + config.json + README.md (results with --data)
+--format onnx          DIR/model.onnx + config.json + README.md
+  --quantize int8      + DIR/model.int8.onnx, refused when (with --data) exact accuracy
+                       drops more than max_accuracy_drop points against fp32
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.export.folder import folder_config, model_card, write_model_folder
+from hrm_eval.export.onnx import INT8_ONNX_FILE, ONNX_FILE
+from hrm_eval.export.runtime import export_graphs, measure_int8_cost, report_cost
+from hrm_eval.inference.onnx_runner import make_session
+from hrm_eval.models.loading import CONFIG_FILE, LoadedCheckpoint, load_checkpoint
+from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
+
+log = logging.getLogger("hrm_eval")
+
+
+def export_model(
+    checkpoint: str | Path,
+    output_dir: str | Path,
+    *,
+    format: str = "safetensors",
+    quantize: Optional[str] = None,
+    data: Optional[str | Path] = None,
+    split: str = "test",
+    task: Optional[str] = None,
+    limit: Optional[int] = None,
+    batch_size: int = 256,
+    max_accuracy_drop: float = 1.0,
+    threads: Optional[int] = None,
+    arch_overrides: Optional[Dict[str, Any]] = None,
+    model_config: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """Export; returns {'files': {...}, 'results': evaluation results or None, 'quantization': cost or None}."""
+    if quantize is not None and format != "onnx":
+        raise HRMEvalError(f"--quantize {quantize} is for --format onnx (safetensors keeps the exact weights)")
+    out = Path(output_dir)
+    loaded, dataset, layout = _load(checkpoint, data, split, task, format, arch_overrides, model_config)
+    results = None
+    if data is not None:
+        from hrm_eval.evaluation.run import simple_evaluate
+
+        results = simple_evaluate(
+            loaded.path,
+            data,
+            split=split,
+            task=task,
+            limit=limit,
+            batch_size=batch_size,
+            progress=False,
+            arch_overrides=arch_overrides,
+            model_config=model_config,
+            threads=threads,
+        )  # fmt: skip  (in PyTorch: the ONNX graph matches it to 1e-4, tested; int8 is measured below)
+    if format == "safetensors":
+        files = {"weights": write_model_folder(loaded, out, task=layout, results=results)}
+        return {"files": files, "results": results, "quantization": None}
+    files, cost = _write_onnx(loaded, out, dataset, quantize, limit, batch_size, max_accuracy_drop, threads)
+    config = folder_config(loaded, task=layout, weights_sha256=sha256_file(files["float32"]))
+    config["weights"] = {kind: {"file": p.name, "sha256": sha256_file(p)} for kind, p in files.items()}
+    config["arch"]["forward_dtype"] = "float32"
+    if cost is not None:
+        config["quantization"] = cost.as_dict()
+    atomic_write_json(out / CONFIG_FILE, config)
+    atomic_write_text(out / "README.md", model_card(config, results))
+    return {"files": files, "results": results, "quantization": cost.as_dict() if cost else None}
+
+
+def _load(
+    checkpoint: str | Path,
+    data: Optional[str | Path],
+    split: str,
+    task: Optional[str],
+    format: str,
+    arch_overrides: Optional[Dict[str, Any]],
+    model_config: Optional[Dict[str, Any]],
+) -> Tuple[LoadedCheckpoint, Optional[PuzzleDataset], Optional[Dict[str, Any]]]:
+    """The checkpoint (float32 for ONNX), checked against the data when given, and the task layout."""
+    from hrm_eval.evaluation.run import open_dataset, resolve_task
+
+    dtype = "float32" if format == "onnx" else None
+    dataset = None
+    if data is not None:
+        probe = load_checkpoint(checkpoint, overrides=arch_overrides, model_config=model_config, require_seq_len=False)
+        c = probe.config
+        dataset = open_dataset(
+            data, split=split, task=task, vocab_size=c.vocab_size, num_puzzle_identifiers=c.num_puzzle_identifiers
+        )
+    loaded = load_checkpoint(
+        checkpoint,
+        dataset=dataset.metadata if dataset is not None else None,
+        overrides=arch_overrides,
+        model_config=model_config,
+        dtype=dtype,
+    )
+    layout = None
+    if dataset is not None:
+        found = resolve_task(task, dataset)
+        layout = {"name": found.name if found else None, "vocab_size": loaded.config.vocab_size}
+        layout["seq_len"] = loaded.config.seq_len
+    return loaded, dataset, layout
+
+
+def _write_onnx(
+    loaded: LoadedCheckpoint,
+    out: Path,
+    dataset: Optional[PuzzleDataset],
+    quantize: Optional[str],
+    limit: Optional[int],
+    batch_size: int,
+    max_accuracy_drop: float,
+    threads: Optional[int],
+) -> Tuple[Dict[str, Path], Any]:
+    """The graphs, staged in a temporary folder; the int8 one is kept only if its cost is acceptable."""
+    with tempfile.TemporaryDirectory(prefix="hrm-eval-export-") as tmp:
+        staged = export_graphs(loaded, Path(tmp), quantize=quantize)
+        cost = None
+        if "int8" in staged and dataset is not None:
+            sessions = {kind: make_session(p, threads=threads) for kind, p in staged.items()}
+            cost = measure_int8_cost(sessions, loaded, dataset, limit=limit, batch_size=batch_size)
+            cost.threshold_points = max_accuracy_drop
+            report_cost(cost, "against fp32")
+            if not cost.acceptable:
+                raise HRMEvalError(
+                    f"--quantize int8: exact accuracy drops {cost.exact_drop_points:.2f} points "
+                    f"({cost.exact_accuracy_fp32:.4f} -> {cost.exact_accuracy_int8:.4f}), more than "
+                    f"--max-accuracy-drop {max_accuracy_drop}; int8 model not written"
+                )
+        elif "int8" in staged:
+            log.warning("int8 accuracy cost not measured: give --data to measure it (and refuse a costly one)")
+        names = {"float32": ONNX_FILE, "int8": INT8_ONNX_FILE}
+        files = {kind: _copy(p, out / names[kind]) for kind, p in staged.items()}
+    return files, cost
+
+
+def _copy(source: Path, dest: Path) -> Path:
+    def write(tmp: str) -> None:
+        shutil.copyfile(source, tmp)
+
+    return atomic_write(dest, write)

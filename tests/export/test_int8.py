@@ -1,0 +1,75 @@
+"""int8 weights on the bundled model: evaluate --quantize int8 reports the measured cost, which
+stays within the 1-point limit; export writes the int8 graph with its cost; the cost itself
+(and the refusal above the limit) on a hand-computed case."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hrm_eval.cli import main
+from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.export.quantize import compare_outputs
+from hrm_eval.inference.engine import FinishedRows
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
+LIMIT = 200
+
+
+def test_int8_evaluation_of_the_bundled_model_reports_its_cost():
+    data = BUNDLED / "data"
+    fp32 = simple_evaluate(BUNDLED, data, limit=LIMIT, batch_size=100, progress=False, threads=1)
+    int8 = simple_evaluate(BUNDLED, data, limit=LIMIT, batch_size=100, progress=False, threads=1, quantize="int8")
+    cost = int8["quantization"]
+    assert int8["provenance"]["evaluation"]["backend"] == "onnxruntime"
+    assert int8["provenance"]["evaluation"]["quantization"] == "int8"
+    assert cost["puzzles"] == LIMIT
+    # the fp32 graph solves the puzzles PyTorch solves; the int8 run is the evaluation itself
+    assert cost["exact_accuracy_fp32"] == pytest.approx(fp32["aggregate_metrics"]["exact_accuracy"], abs=1 / LIMIT)
+    assert cost["exact_accuracy_int8"] == pytest.approx(int8["aggregate_metrics"]["exact_accuracy"], abs=1e-9)
+    assert cost["exact_drop_points"] <= 1.0 and cost["acceptable"]
+    assert cost["argmax_agreement"] >= 0.99
+    assert fp32["aggregate_metrics"]["exact_accuracy"] >= 0.95  # the model card's level on its test split
+
+
+def test_export_writes_int8_with_its_measured_cost(tmp_path, capsys):
+    data = BUNDLED / "data"
+    out = tmp_path / "onnx"
+    common = ["--mode", "export", "--checkpoint", str(BUNDLED), "--format", "onnx", "--quantize", "int8"]
+    common += ["--output", str(out), "--data", str(data), "--limit", "64", "--batch-size", "64", "--threads", "1"]
+    assert main(common) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization"]["puzzles"] == 64 and config["quantization"]["acceptable"]
+    assert set(config["weights"]) == {"float32", "int8"}
+    assert (out / "model.int8.onnx").stat().st_size < 0.5 * (out / "model.onnx").stat().st_size
+    capsys.readouterr()
+    assert main(["--mode", "inspect", "--checkpoint", str(out / "model.int8.onnx")]) == 0
+    assert "int8 weights" in capsys.readouterr().out
+
+
+def test_cost_by_hand():
+    """3 puzzles of 2 scored tokens: int8 changes one token of puzzle 2 (a wrong answer) and one
+    token of puzzle 0 (another right answer is impossible, so fp32's right answer turns wrong)."""
+    labels = torch.tensor([[1, 2, -100], [3, 4, -100], [5, 6, 7]])
+    fp32 = torch.tensor([[1, 2, 0], [3, 4, 0], [5, 0, 7]])
+    int8 = torch.tensor([[1, 0, 0], [3, 4, 9], [5, 1, 7]])
+    cost = compare_outputs(_rows(fp32), _rows(int8), labels)
+    assert cost.exact_accuracy_fp32 == pytest.approx(2 / 3) and cost.exact_accuracy_int8 == pytest.approx(1 / 3)
+    assert cost.token_accuracy_fp32 == pytest.approx(6 / 7) and cost.token_accuracy_int8 == pytest.approx(5 / 7)
+    assert cost.argmax_agreement == pytest.approx(5 / 7)  # position 2 of rows 0-1 is not scored
+    assert cost.answer_agreement == pytest.approx(1 / 3)
+    assert cost.exact_drop_points == pytest.approx(100 / 3) and not cost.acceptable
+
+
+def _rows(preds: torch.Tensor) -> FinishedRows:
+    """FinishedRows whose argmax answers are `preds` [n, L] (vocabulary of 10)."""
+    n = len(preds)
+    logits = torch.nn.functional.one_hot(preds, 10).float()
+    zeros = torch.zeros(n)
+    return FinishedRows(
+        torch.arange(n), logits, zeros, zeros, torch.ones(n, dtype=torch.int32), zeros[:, None], zeros[:, None]
+    )
