@@ -78,7 +78,10 @@ class DistContext:
         return batch % self.world_size == self.rank
 
     def describe(self) -> dict:
-        return {"world_size": self.world_size, "backend": self.backend}
+        return {
+            "world_size": self.world_size,
+            "dist_backend": self.backend,
+        }  # "backend" is --backend (torch | onnxruntime)
 
     # ---- progress and failures on the store ---------------------------------------------------
     def add_done(self, n: int) -> int:

@@ -92,8 +92,11 @@ def test_bundled_model_two_ranks_equal_one_process_bit_for_bit(tmp_path):
     # the streamed file, byte for byte: same records, same (dataset) order
     assert (tmp_path / "two" / "per_puzzle.jsonl").read_bytes() == (tmp_path / "one" / "per_puzzle.jsonl").read_bytes()
     evaluation = two["provenance"]["evaluation"]
-    assert (evaluation["world_size"], evaluation["backend"]) == (2, "gloo")
-    assert (one["provenance"]["evaluation"]["world_size"], one["provenance"]["evaluation"]["backend"]) == (1, "none")
+    assert (evaluation["world_size"], evaluation["dist_backend"]) == (2, "gloo")
+    assert (one["provenance"]["evaluation"]["world_size"], one["provenance"]["evaluation"]["dist_backend"]) == (
+        1,
+        "none",
+    )
     # each rank ran 4 of the 8 batches, 4 ACT steps per puzzle
     assert [r["act_steps_computed"] for r in evaluation["engine"]["per_rank"]] == [32 * 4, 32 * 4]
     assert not (tmp_path / "two" / "resume").exists()  # complete: the streamed rows are gone
