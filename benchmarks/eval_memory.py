@@ -115,9 +115,10 @@ def main() -> None:
         rows = []
         for n in (args.small, args.large):
             mb, seconds = peak_mb(run, data, Path(tmp) / f"out-{n}", n)
-            size = (Path(tmp) / f"out-{n}" / "results.json").stat().st_size / 1e6
+            size = (Path(tmp) / f"out-{n}" / "results.json").stat().st_size / 1e6  # MB
             rows.append((n, mb, seconds, size))
-            print(f"{n:>9,} puzzles: peak {mb:7.1f} MB, {seconds:6.1f} s, results.json {size:.1f} MB", flush=True)
+            line = f"{n:>9,} puzzles: peak {mb:7.1f} MB, {seconds:6.1f} s, results.json {size * 1000:.0f} KB"
+            print(line, flush=True)
     (n1, m1, _, _), (n2, m2, _, _) = rows
     print(f"peak memory: {n2:,} puzzles {m2:.0f} MB, {n1:,} puzzles {m1:.0f} MB: {m2 - m1:+.0f} MB (budget +200 MB)")
 

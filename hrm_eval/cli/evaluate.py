@@ -74,7 +74,7 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
 def run_evaluate(inv: Invocation) -> int:
     from hrm_eval.evaluation.distributed import init_from_env, launched_by_torchrun, rank_device, run_rank
     from hrm_eval.evaluation.report import format_summary
-    from hrm_eval.evaluation.run import simple_evaluate
+    from hrm_eval.evaluation.run import onnx_settings, simple_evaluate
     from hrm_eval.utils.device import resolve_device
 
     cfg = inv.config(EvalConfig, default_file=resources.config_file("eval_config.yaml"))
@@ -83,7 +83,10 @@ def run_evaluate(inv: Invocation) -> int:
         raise HRMEvalError(f"{'torchrun' if launched_by_torchrun() else '--resume'} needs --output: {why}")
     out = Path(cfg.output_dir) if cfg.output_dir else default_output("evaluate", cfg.checkpoint, cfg.data_path)
     check_wandb(cfg)
-    device = rank_device(resolve_device(cfg.device))
+    device_name = cfg.device
+    if cfg.backend == "onnxruntime" or cfg.quantize:  # its own device and dtype rules, checked first
+        device_name, _ = onnx_settings(cfg.device, cfg.dtype, cfg.compile)
+    device = rank_device(resolve_device(device_name))
     dist = init_from_env(device)
 
     def work() -> dict:

@@ -87,7 +87,7 @@ def simple_evaluate(
     if quantize is not None:
         backend = "onnxruntime"
     if backend == "onnxruntime":
-        device, dtype = _onnx_settings(device, dtype, compile)
+        device, dtype = onnx_settings(device, dtype, compile)
     dev = resolve_device(device)
     dist = dist or DistContext()
     n_threads = choose_threads(threads, dev)
@@ -248,7 +248,7 @@ def _resume_state(
     return state
 
 
-def _onnx_settings(device: str, dtype: Optional[str], compile: bool) -> Tuple[str, str]:
+def onnx_settings(device: str, dtype: Optional[str], compile: bool) -> Tuple[str, str]:
     """(device, dtype) for the onnxruntime backend: the CPU, float32 (what the graph computes)."""
     if device not in ("auto", "cpu"):
         raise HRMEvalError(f"--device {device}: the onnxruntime backend runs on the CPU (--device cpu)")

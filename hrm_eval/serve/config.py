@@ -13,6 +13,7 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     checkpoint: Optional[str] = None  # default: the bundled model (checkpoints/sudoku6-hrm)
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
     data_path: Optional[str] = None  # dataset for the page's random puzzles; default: the run's data/
     host: str = "127.0.0.1"  # localhost only unless you say otherwise
     port: int = Field(8000, ge=0, le=65535)  # 0: any free port (the URL line says which)

@@ -181,6 +181,7 @@ class ExportConfig(_Config):
     model_config_path: Optional[str] = None
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
     log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
 class ScoreConfig(_Config):

@@ -108,6 +108,9 @@ PRINT_ALLOWED = {"hrm_eval/cli/__init__.py", "hrm_eval/cli/data.py", "hrm_eval/c
     "hrm_eval/cli/ensemble.py",
     "hrm_eval/cli/train.py",
     "hrm_eval/cli/solve.py",
+    "hrm_eval/cli/export.py",
+    # serve: the startup line with the URL (users and benchmarks read it) and the open-host warning
+    "hrm_eval/serve/server.py",
 }
 
 
