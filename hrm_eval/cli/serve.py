@@ -27,7 +27,7 @@ def serve_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--api-key", help=f"require `Authorization: Bearer KEY` on /v1 (or set ${API_KEY_ENV})")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     g.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
-    g.add_argument("--threads", type=int, help="CPU threads of the engine (default: one per core but one)")
+    g.add_argument("--threads", type=int, help="CPU threads of the engine (default: one per core)")
     add_model_flags(g)
 
 

@@ -29,7 +29,7 @@ class ServeConfig(BaseModel):
     api_key: Optional[str] = Field(None, exclude=True, repr=False)
     device: str = "auto"
     dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = "auto"
-    threads: Optional[int] = Field(None, ge=1)  # CPU threads of the engine (default: one per core but one, for HTTP)
+    threads: Optional[int] = Field(None, ge=1)  # engine CPU threads (default: one per core, see engine_threads)
     model_config_path: Optional[str] = None
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
