@@ -24,7 +24,6 @@ free slots (the tail of a dataset, or rows that halted) are not computed at all.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Literal, Optional
@@ -41,9 +40,10 @@ log = logging.getLogger("hrm_eval")
 HaltingMode = Literal["fixed", "adaptive", "threshold"]
 HALTING_MODES = ("fixed", "adaptive", "threshold")
 
-# One compiled step per model, shared by every engine on it: compiling takes tens of seconds on
-# a CPU, and evaluation, serving and the benchmark build several engines over one model.
-_compiled_steps: "weakref.WeakKeyDictionary[nn.Module, Callable[..., Any]]" = weakref.WeakKeyDictionary()
+# The model keeps its compiled step (one per model, shared by every engine on it, freed with it):
+# compiling takes tens of seconds on a CPU, and evaluation, serving and the benchmark build
+# several engines over one model.
+COMPILED_STEP_ATTR = "compiled_step"
 
 
 @dataclass(frozen=True)
@@ -271,14 +271,14 @@ class ACTEngine:
         """torch.compile the model's ACT step (once per model: later engines reuse it); False,
         with a warning, where no compiler works here. Compiling happens lazily at the first step
         and again for each new batch shape class (dynamic shapes keep that to a few)."""
-        step = _compiled_steps.get(self.inner)
+        step = getattr(self.inner, COMPILED_STEP_ATTR, None)
         if step is None:
             try:
                 step = torch.compile(self.inner.step, dynamic=True)
             except Exception as e:  # noqa: BLE001 - any backend failure means: run uncompiled
                 log.warning("torch.compile unavailable (%s); running uncompiled", e)
                 return False
-            _compiled_steps[self.inner] = step
+            object.__setattr__(self.inner, COMPILED_STEP_ATTR, step)  # a plain attribute, not a submodule
         compiled = step  # bound for the closure (mypy: not Optional)
         self._step_fn = lambda carry, x: compiled(carry, x, self.inner.cos_sin())
         return True

@@ -86,7 +86,7 @@ def test_fixed_halting_reproduces_the_public_outputs(name, slots):
 def test_compiled_step_reproduces_the_public_outputs_and_is_built_once_per_model():
     """--compile: the same answers (argmax exact; logits within fp32 rounding: inductor fuses the
     element-wise chains, so sums are reassociated), compiled once and reused by later engines."""
-    from hrm_eval.inference import engine as engine_module
+    from hrm_eval.inference.engine import COMPILED_STEP_ATTR
 
     exp, model = _fixture_model(FP32["rope_f32"])
     inputs, ids = torch.from_numpy(exp["inputs"]), torch.from_numpy(exp["puzzle_identifiers"])
@@ -97,9 +97,9 @@ def test_compiled_step_reproduces_the_public_outputs_and_is_built_once_per_model
     for i, r in got.items():
         np.testing.assert_array_equal(r["preds"].numpy(), exp["logits"][-1][i].argmax(-1))
         assert np.abs(r["logits"].numpy() - exp["logits"][-1][i]).max() <= 1e-4 * scale
-    compiled = engine_module._compiled_steps[model.inner]
+    compiled = getattr(model.inner, COMPILED_STEP_ATTR)
     second = ACTEngine(model, slots=3)
-    assert second.compile() and engine_module._compiled_steps[model.inner] is compiled
+    assert second.compile() and getattr(model.inner, COMPILED_STEP_ATTR) is compiled
     again = run_all(second, inputs, ids)
     for i in got:
         assert torch.equal(again[i]["logits"], got[i]["logits"])
