@@ -175,26 +175,8 @@ class Evaluator:
         """`records_path`: stream per-puzzle records there (JSON lines, dataset order).
         `save_predictions` keeps what the public `all_preds` files hold (logits included);
         `keep_answers` keeps only the argmax answers and q_halt (what ARC voting needs)."""
-        if limit is None and self.settings is not None:
-            limit = self.settings.limit
-        task = self._task_for(dataset)
-        total = len(dataset) if limit is None else min(limit, len(dataset))
-        engine = self.runner or ACTEngine(
-            self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
-        )
-        if self.compile and self.runner is None:
-            engine.compile()
-        acc = _Accumulator(
-            self.model,
-            dataset,
-            task,
-            engine.limit,
-            total,
-            save_predictions,
-            keep_answers,
-            self.config.vocab_size,
-            records_path,
-        )
+        limit, task, total, engine = self._setup(dataset, limit)
+        acc = self._accumulator(dataset, task, engine, total, save_predictions, keep_answers, records_path)
         inflight: Dict[int, Tuple[PuzzleBatch, int]] = {}
         bar = tqdm(total=total, unit="puzzle", desc="evaluate", disable=not self.progress, dynamic_ncols=True)
         counts = ProgressLog(log, total, console=not self.progress)  # the bar shows them on the console
@@ -212,6 +194,43 @@ class Evaluator:
             acc.close()
         elapsed = time.perf_counter() - start
         return acc.result(elapsed, self.halting.describe(self.config.halt_max_steps), engine.stats())
+
+    def _setup(
+        self, dataset: PuzzleDataset, limit: Optional[int]
+    ) -> Tuple[Optional[int], Optional[PuzzleTask], int, Any]:
+        """(limit, task, puzzle count, engine) of one evaluation: the config fills what the
+        arguments leave out; the engine is the runner given (onnxruntime) or an ACTEngine."""
+        if limit is None and self.settings is not None:
+            limit = self.settings.limit
+        total = len(dataset) if limit is None else min(limit, len(dataset))
+        engine = self.runner or ACTEngine(
+            self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
+        )
+        if self.compile and self.runner is None:
+            engine.compile()
+        return limit, self._task_for(dataset), total, engine
+
+    def _accumulator(
+        self,
+        dataset: PuzzleDataset,
+        task: Optional[PuzzleTask],
+        engine: Any,
+        total: int,
+        save_predictions: bool,
+        keep_answers: bool,
+        records_path: Optional[str | Path],
+    ) -> "_Accumulator":
+        return _Accumulator(
+            self.model,
+            dataset,
+            task,
+            engine.limit,
+            total,
+            save_predictions,
+            keep_answers,
+            self.config.vocab_size,
+            records_path,
+        )
 
     def _task_for(self, dataset: PuzzleDataset) -> Optional[PuzzleTask]:
         """The task given, else the config's (checked against the dataset), else the dataset's own."""
@@ -257,28 +276,10 @@ class Evaluator:
         ones and, at the end, every other rank's, in dataset order, and returns the result the
         single-process `evaluate` would; the other ranks return None."""
         ctx = plan.ctx
-        if limit is None and self.settings is not None:
-            limit = self.settings.limit
-        task = self._task_for(dataset)
-        total = len(dataset) if limit is None else min(limit, len(dataset))
-        engine = self.runner or ACTEngine(
-            self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
-        )
-        if self.compile and self.runner is None:
-            engine.compile()
+        limit, task, total, engine = self._setup(dataset, limit)
         acc = None
-        if ctx.is_main:
-            acc = _Accumulator(
-                self.model,
-                dataset,
-                task,
-                engine.limit,
-                total,
-                save_predictions,
-                keep_answers,
-                self.config.vocab_size,
-                records_path,
-            )
+        if ctx.is_main:  # the other ranks send their rows to rank 0
+            acc = self._accumulator(dataset, task, engine, total, save_predictions, keep_answers, records_path)
         shard = _ShardRows(acc, total, keep_logits=save_predictions, send=not ctx.is_main)
         done = {i: p for i, p in plan.done.items() if i < total and ctx.owns(int(p["batch"]))}
         for i in sorted(done):
