@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,16 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Comp
     """`python deploy.py ARGS` as a real subprocess."""
     return subprocess.run(
         [sys.executable, str(ROOT / "deploy.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_torchrun(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc-per-node 2 deploy.py ARGS`: 2 real CPU processes (gloo) on
+    this machine; --standalone picks a free port. One thread each: 2 cores."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HRM_EVAL_DIST_TIMEOUT": "120", **(env or {})}
+    return subprocess.run(
+        [*cmd, str(ROOT / "deploy.py"), *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
     )
 
 

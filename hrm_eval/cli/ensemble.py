@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any, Callable, Optional, Tuple
 
 from hrm_eval.cli.base import (
     Invocation,
@@ -18,8 +19,7 @@ from hrm_eval.cli.base import (
     replaced_note,
     track,
 )
-from hrm_eval.utils.config import CompareConfig, EnsembleConfig
-from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.config import CompareConfig, EnsembleConfig, MembersSettings
 from hrm_eval.utils.logging import log_metrics
 from hrm_eval.utils.paths import OutputLock, default_output
 
@@ -54,7 +54,12 @@ def members_arguments(g: argparse._ArgumentGroup) -> None:
         metavar="PATH",
         help="checkpoint files (a run directory means its newest step); default: the bundled run",
     )
-    g.add_argument("--run", help="every step_<N> of this training run directory")
+    g.add_argument(
+        "--run",
+        "--run-dir",  # the spelling to use under torchrun, whose own parser takes --run for its --run-path
+        dest="run",
+        help="every step_<N> of this training run directory",
+    )
     g.add_argument("--data", dest="data_path", help="dataset (default: the run's training data, its test split)")
     add_run_flags(g)
     g.add_argument("--cache-dir", help="member prediction cache, shared by ensemble and compare")
@@ -93,33 +98,49 @@ def ensemble_arguments(g: argparse._ArgumentGroup) -> None:
     add_model_flags(g)
 
 
-def one_process_only(mode: str) -> None:
-    """torchrun would start K copies of the same whole run, all writing one folder: say so instead.
-    (A killed ensemble or compare resumes without it: member predictions are saved per chunk.)"""
-    from hrm_eval.evaluation.distributed import launched_by_torchrun
+def members_output(cfg: MembersSettings, mode: str, *names: Optional[str]) -> Path:
+    """--output, or a fresh outputs/<mode>/<run or first checkpoint's folder>-...-<time> folder."""
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    source = cfg.run or (Path(cfg.checkpoints[0]).parent if cfg.checkpoints else "bundled")
+    return default_output(mode, source, *names)
 
-    if launched_by_torchrun():
-        raise HRMEvalError(
-            f"--mode {mode} runs in one process (not under torchrun yet); "
-            "a rerun after a kill reuses the member predictions already computed"
-        )
+
+def run_members_mode(
+    device: str, out: Path, report_file: str, work: Callable[[Any, str], dict]
+) -> Optional[Tuple[dict, bool]]:
+    """Run `work(dist, device)` for ensemble or compare, alone or as one rank under torchrun:
+    every rank runs its share of each checkpoint's puzzles (gloo on CPU, NCCL on CUDA, one GPU
+    per rank), rank 0 holds the --output lock and writes. Returns (results, whether --output
+    already held results) on rank 0, None on the other ranks."""
+    from hrm_eval.evaluation.distributed import init_from_env, rank_device, run_rank
+    from hrm_eval.utils.device import resolve_device
+
+    rank_dev = rank_device(resolve_device(device))
+    dist = init_from_env(rank_dev)
+
+    def rank_work() -> Tuple[dict, bool]:
+        if not dist.is_main:
+            return work(dist, str(rank_dev)), False
+        with OutputLock(out):
+            existed = (out / report_file).exists()
+            return work(dist, str(rank_dev)), existed
+
+    try:
+        results, existed = run_rank(dist, rank_work)
+    finally:
+        dist.close()
+    return (results, existed) if dist.is_main else None
 
 
 def run_ensemble(inv: Invocation) -> int:
     from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
 
-    one_process_only("ensemble")
     cfg = inv.config(EnsembleConfig)
-    out = (
-        Path(cfg.output_dir)
-        if cfg.output_dir
-        else default_output(
-            "ensemble", cfg.run or (Path(cfg.checkpoints[0]).parent if cfg.checkpoints else "bundled"), cfg.strategy
-        )
-    )
+    out = members_output(cfg, "ensemble", cfg.strategy)
     check_wandb(cfg)
-    with OutputLock(out):
-        existed = (out / "results.json").exists()
+
+    def work(dist, device: str) -> dict:
         results = evaluate_ensemble(
             cfg.checkpoints,
             cfg.data_path,
@@ -129,7 +150,7 @@ def run_ensemble(inv: Invocation) -> int:
             output_dir=out,
             split=cfg.split,
             task=cfg.task,
-            device=cfg.device,
+            device=device,
             dtype=cfg.dtype,
             batch_size=cfg.batch_size,
             limit=cfg.limit,
@@ -144,8 +165,16 @@ def run_ensemble(inv: Invocation) -> int:
             arch_overrides=cfg.arch_overrides or None,
             model_config=model_config(cfg.model_config_path),
             progress=cfg.progress,
+            dist=dist,
         )
-        track(cfg, "ensemble", results, out)
+        if dist.is_main:
+            track(cfg, "ensemble", results, out)
+        return results
+
+    done = run_members_mode(cfg.device, out, "results.json", work)
+    if done is None:  # a rank other than 0
+        return 0
+    results, existed = done
     log_metrics(log, results.get("ensemble", {}), "ensemble metrics", strategy=cfg.strategy)
     print(format_ensemble(results))
     print(f"results: {out / 'results.json'}{replaced_note(existed)}")
@@ -172,16 +201,11 @@ def compare_arguments(g: argparse._ArgumentGroup) -> None:
 def run_compare(inv: Invocation) -> int:
     from hrm_eval.evaluation.compare import REPORT_FILE, compare_checkpoints
 
-    one_process_only("compare")
     cfg = inv.config(CompareConfig)
-    out = (
-        Path(cfg.output_dir)
-        if cfg.output_dir
-        else default_output("compare", cfg.run or (Path(cfg.checkpoints[0]).parent if cfg.checkpoints else "bundled"))
-    )
+    out = members_output(cfg, "compare")
     check_wandb(cfg)
-    with OutputLock(out):
-        existed = (out / REPORT_FILE).exists()
+
+    def work(dist, device: str) -> dict:
         report = compare_checkpoints(
             cfg.checkpoints,
             run=cfg.run,
@@ -189,15 +213,23 @@ def run_compare(inv: Invocation) -> int:
             output_dir=out,
             split=cfg.split,
             task=cfg.task,
-            device=cfg.device,
+            device=device,
             dtype=cfg.dtype,
             batch_size=cfg.batch_size,
             limit=cfg.limit,
             cache_dir=cfg.cache_dir,
             plots=cfg.plots,
             progress=cfg.progress,
+            dist=dist,
         )
-        track(cfg, "compare", report, out)
+        if dist.is_main:
+            track(cfg, "compare", report, out)
+        return report
+
+    done = run_members_mode(cfg.device, out, REPORT_FILE, work)
+    if done is None:  # a rank other than 0
+        return 0
+    report, existed = done
     log.info(
         "compared %d checkpoints; recommendation %s",
         len(report["checkpoints"]),

@@ -67,15 +67,19 @@ class CalibrationPlan:
     puzzle_hashes: List[str] = field(default_factory=list)
 
 
-def plan_calibration(ctx: EnsembleContext, s: EnsembleSettings) -> CalibrationPlan:
-    """Everything is scored unless the strategy learns: then --calibration-data, or a seeded
-    held-out fraction of the groups."""
+def plan_calibration(
+    ctx: EnsembleContext, s: EnsembleSettings, cal_ctx: Optional[EnsembleContext] = None
+) -> CalibrationPlan:
+    """Everything is scored unless the strategy learns: then --calibration-data (the members'
+    predictions there: `calibration_context`), or a seeded held-out fraction of the groups."""
     plan = CalibrationPlan(scored=np.arange(len(ctx.rows)))
     if not s.learns(ctx.num_members):
         return plan
     hashes = ctx.rows.hashes
     if s.calibration_data is not None:
-        cal_ctx = _calibration_context(ctx, s)
+        if cal_ctx is None:
+            cal_ctx = calibration_context(ctx, s)
+        assert cal_ctx is not None  # a learning strategy with --calibration-data always has one
         scored_set = set(hashes)
         cal_hashes = cal_ctx.rows.hashes
         plan.index = np.array([i for i, h in enumerate(cal_hashes) if h not in scored_set], dtype=np.int64)
@@ -109,8 +113,12 @@ def plan_calibration(ctx: EnsembleContext, s: EnsembleSettings) -> CalibrationPl
     return plan
 
 
-def _calibration_context(ctx: EnsembleContext, s: EnsembleSettings) -> EnsembleContext:
-    """The members' predictions on --calibration-data (same layout as the scored data)."""
+def calibration_context(ctx: EnsembleContext, s: EnsembleSettings) -> Optional[EnsembleContext]:
+    """The members' predictions on --calibration-data (same layout as the scored data); None
+    when the strategy learns nothing or learns on held-out scored rows. Under torchrun every
+    rank runs its share, and only rank 0's context holds the predictions."""
+    if not s.learns(ctx.num_members) or s.calibration_data is None:
+        return None
     split = s.calibration_split or s.split
     cal_set = open_data_for_checkpoint(
         s.calibration_data, split=split, task=s.task, checkpoint=ctx.members[0].loaded.path
@@ -136,11 +144,20 @@ def _calibration_context(ctx: EnsembleContext, s: EnsembleSettings) -> EnsembleC
             device=ctx.device,
             batch_size=s.batch_size,
             progress=s.progress,
+            dist=ctx.dist,
         )[0]
         for m in ctx.members
     ]
     return EnsembleContext(
-        ctx.members, preds, rows, ctx.task, dataset=cal_set, views=ctx.views, device=ctx.device, cache_dir=ctx.cache_dir
+        ctx.members,
+        preds,  # type: ignore[arg-type]  # None on ranks other than 0, which stop before scoring
+        rows,
+        ctx.task,
+        dataset=cal_set,
+        views=ctx.views,
+        device=ctx.device,
+        cache_dir=ctx.cache_dir,
+        dist=ctx.dist,
     )
 
 

@@ -13,6 +13,7 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.ensemble.strategies import Combined, Voters
+from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.predictions import CHUNK, Member, Predictions, PuzzleRows, Scored, log_probs, score_member
 from hrm_eval.evaluation.scoring import score_rows
@@ -35,6 +36,7 @@ class EnsembleContext:
     device: Union[str, torch.device] = "cpu"
     cache_dir: Optional[Path] = None
     cache_info: List[Dict[str, Any]] = field(default_factory=list)  # per member: cache hit/miss and file
+    dist: DistContext = field(default_factory=DistContext)  # torchrun: rank 0 holds `preds`, the others run shares
 
     @property
     def num_views(self) -> int:

@@ -3,6 +3,8 @@
 The stages, in order (each a function below or in `calibration`):
     open_ensemble        members (one task layout) -> each member once per puzzle and view
                          (the shared prediction cache)
+    calibration_context  the same on --calibration-data, when a strategy learns there
+                         (under torchrun every rank runs a share of both; rank 0 goes on alone)
     plan_calibration     the rows a learning strategy is fitted on (--calibration-data, or a
                          seeded held-out fraction of the groups); never scored
     resolve_weights      given, uniform, or learned on the calibration rows
@@ -27,6 +29,7 @@ import torch
 from hrm_eval.ensemble.calibration import (
     CalibrationPlan,
     MemberWeights,
+    calibration_context,
     fit_or_load_stacker,
     plan_calibration,
     resolve_weights,
@@ -45,6 +48,7 @@ from hrm_eval.ensemble.strategies import (
 )
 from hrm_eval.ensemble.task_scores import ensemble_task_scores
 from hrm_eval.ensemble.tta import make_views
+from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.predictions import (
     Scored,
     collect_rows,
@@ -69,15 +73,20 @@ def evaluate_ensemble(
     data: Optional[Union[str, Path]] = None,
     *,
     settings: Optional[EnsembleSettings] = None,
+    dist: Optional[DistContext] = None,
     **options: Any,
 ) -> Dict[str, Any]:
     """Evaluate an ensemble of checkpoints on a dataset; returns the results dict (also written
     to `<output_dir>/results.json`). How: `settings` and/or `EnsembleSettings` fields as keywords
     (`strategy="vote"`, `limit=64`, ...). With neither `checkpoints` nor `run`, the bundled
-    run's checkpoints; `data` defaults to the run's training data (its test split)."""
+    run's checkpoints; `data` defaults to the run's training data (its test split).
+    Under torchrun (`dist`), ranks other than 0 run their share of the members and return {}."""
     s = EnsembleSettings.build(settings, **options)
-    ctx, notes = open_ensemble(checkpoints, data, s)
-    plan = plan_calibration(ctx, s)
+    ctx, notes = open_ensemble(checkpoints, data, s, dist if dist is not None else DistContext())
+    cal_ctx = calibration_context(ctx, s)
+    if not ctx.dist.is_main:
+        return {}
+    plan = plan_calibration(ctx, s, cal_ctx)
     weights = resolve_weights(ctx, plan, s)
     stacker = fit_or_load_stacker(ctx, plan, s, notes)
     combination = Combination.for_strategy(s.strategy, weights, stacker[0] if stacker else None)
@@ -102,7 +111,10 @@ def evaluate_ensemble(
 
 # ---- stage: open the members and their predictions ---------------------------------------------
 def open_ensemble(
-    checkpoints: Optional[Sequence[Union[str, Path]]], data: Optional[Union[str, Path]], s: EnsembleSettings
+    checkpoints: Optional[Sequence[Union[str, Path]]],
+    data: Optional[Union[str, Path]],
+    s: EnsembleSettings,
+    dist: Optional[DistContext] = None,
 ) -> Tuple[EnsembleContext, List[str]]:
     """(the members' predictions on the scored data, notes about the members). Every mistake
     that needs no model run is reported before any member runs."""
@@ -122,7 +134,17 @@ def open_ensemble(
     views = make_views(task, s.tta, seq_len=meta.seq_len, vocab_size=meta.vocab_size, seed=s.seed)
     rows = collect_rows(dataset, s.limit)
     cache = Path(s.cache_dir) if s.cache_dir is not None else default_cache_dir()
-    ctx = EnsembleContext(members, [], rows, task, dataset=dataset, views=views, device=dev, cache_dir=cache)
+    ctx = EnsembleContext(
+        members,
+        [],
+        rows,
+        task,
+        dataset=dataset,
+        views=views,
+        device=dev,
+        cache_dir=cache,
+        dist=dist if dist is not None else DistContext(),
+    )
     fingerprint = dataset.fingerprint()
     for m in members:
         p, info = member_predictions(
@@ -136,8 +158,9 @@ def open_ensemble(
             device=dev,
             batch_size=s.batch_size,
             progress=s.progress,
+            dist=ctx.dist,
         )
-        ctx.preds.append(p)
+        ctx.preds.append(p)  # type: ignore[arg-type]  # None on ranks other than 0
         ctx.cache_info.append(info)
     return ctx, sorted({w for m in members for w in m.warnings})
 
@@ -303,7 +326,7 @@ def ensemble_provenance(ctx: EnsembleContext, plan: CalibrationPlan, s: Ensemble
         batch_size=s.batch_size,
         limit=s.limit,
         dataset_extra={"evaluated": len(ctx.rows), "scored": int(len(plan.scored))},
-        evaluation_extra={"requested_dtype": s.dtype, "cache_dir": str(ctx.cache_dir)},
+        evaluation_extra={"requested_dtype": s.dtype, "cache_dir": str(ctx.cache_dir), **ctx.dist.describe()},
     )
 
 

@@ -31,6 +31,7 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.open import resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.calibration import calibration_report
+from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.predictions import (
     Member,
     PuzzleRows,
@@ -350,16 +351,19 @@ def compare_checkpoints(
     cache_dir: Optional[Union[str, Path]] = None,
     plots: bool = True,
     progress: bool = True,
+    dist: Optional[DistContext] = None,
 ) -> Dict[str, Any]:
     """Compare checkpoints (given order; a run's by step) and write the report; returns its JSON.
     Member predictions come from (and go to) the prediction cache shared with the ensemble
-    (`cache_dir`, default `default_cache_dir()`)."""
+    (`cache_dir`, default `default_cache_dir()`). Under torchrun (`dist`) every rank runs a share
+    of each checkpoint's puzzles; rank 0 writes the report, the other ranks return {}."""
     paths, data_home = resolve_checkpoints(checkpoints, run)
     data = data if data is not None else run_data_path(data_home)
     out, dev = Path(output_dir), resolve_device(device)
+    dist = dist if dist is not None else DistContext()
     measured = _open_compare_data(data, paths[0], split=split, task=task, limit=limit)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    run_opts = dict(dev=dev, dtype=dtype, cache=cache, batch_size=batch_size, progress=progress)
+    run_opts = dict(dev=dev, dtype=dtype, cache=cache, batch_size=batch_size, progress=progress, dist=dist)
     records: List[Dict[str, Any]] = []
     evaluated: List[LoadedCheckpoint] = []
     prev: Optional[Tuple[str, Dict[str, torch.Tensor]]] = None
@@ -370,6 +374,8 @@ def compare_checkpoints(
             evaluated.append(loaded)
         if sd is not None:
             prev = (name, sd)
+    if not dist.is_main:
+        return {}
     report: Dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -388,7 +394,7 @@ def compare_checkpoints(
         device=str(dev),
         batch_size=batch_size,
         limit=limit,
-        evaluation_extra={"requested_dtype": dtype, "cache_dir": str(cache)},
+        evaluation_extra={"requested_dtype": dtype, "cache_dir": str(cache), **dist.describe()},
     )
     atomic_write_json(out / JSON_FILE, report)
     atomic_write_text(out / REPORT_FILE, format_report(report))
@@ -512,8 +518,10 @@ def _measure(
     cache: Path,
     batch_size: int,
     progress: bool,
+    dist: DistContext,
 ) -> LoadedCheckpoint:
-    """The checkpoint's metrics on the data, as `evaluate` gives them (predictions cached)."""
+    """The checkpoint's metrics on the data, as `evaluate` gives them (predictions cached);
+    under torchrun, on rank 0 (the others run their share of the puzzles)."""
     try:
         loaded = load_checkpoint(path, dataset=measured.dataset.metadata, device=dev, dtype=dtype)
     except HRMEvalError as e:
@@ -532,7 +540,10 @@ def _measure(
         device=dev,
         batch_size=batch_size,
         progress=progress,
+        dist=dist,
     )
+    if preds is None:  # a rank other than 0: its share is with rank 0
+        return dataclasses.replace(loaded, model=cast(ACTModel, None))
     scored = score_member(
         preds, measured.rows, np.arange(len(measured.rows)), loss_type=loaded.config.loss_type, task=measured.task
     )

@@ -26,9 +26,9 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -63,7 +63,8 @@ class DistContext:
     store: Optional[Any] = None  # torch.distributed.Store, our keys only
     group: Optional[Any] = None  # a gloo group for gathering Python objects (CPU), None in one process
     timeout_s: float = DEFAULT_TIMEOUT_S
-    local_done: int = 0  # the progress count of a one-process run (no store)
+    local_counts: Dict[str, int] = field(default_factory=dict)  # the store's counters in one process
+    phases: int = 0  # store key spaces handed out so far (every rank asks in the same order)
 
     @property
     def is_main(self) -> bool:
@@ -83,13 +84,20 @@ class DistContext:
             "dist_backend": self.backend,
         }  # "backend" is --backend (torch | onnxruntime)
 
+    def phase(self, name: str) -> str:
+        """A fresh key space on the store for one collective piece of work (one member's
+        predictions, say): its progress count and finish line are not shared with the next
+        one. Every rank runs the same pieces in the same order, so the names agree."""
+        self.phases += 1
+        return f"{name}/{self.phases}"
+
     # ---- progress and failures on the store ---------------------------------------------------
-    def add_done(self, n: int) -> int:
-        """Add n finished puzzles to the global count; returns the count (this rank's alone in one process)."""
+    def add_done(self, n: int, key: str = "done") -> int:
+        """Add n finished puzzles to the global count `key`; returns the count (this rank's alone in one process)."""
         if self.store is None:
-            self.local_done += n
-            return self.local_done
-        return int(self.store.add("done", n))
+            self.local_counts[key] = self.local_counts.get(key, 0) + n
+            return self.local_counts[key]
+        return int(self.store.add(key, n))
 
     def report_failure(self, reason: str) -> None:
         """Tell the other ranks (best effort: the store may be gone already)."""
@@ -106,20 +114,22 @@ class DistContext:
             log.debug("stopping: %s", self.store.get("failed").decode())
             raise PeerFailed()
 
-    def wait_all(self, on_progress: Optional[Callable[[int], None]] = None) -> None:
+    def wait_all(self, on_progress: Optional[Callable[[int], None]] = None, phase: str = "") -> None:
         """Wait until every rank has finished its shard (polling: no collective runs meanwhile,
-        so a slow rank is not a timeout); rank 0 shows the global count while it waits."""
+        so a slow rank is not a timeout); rank 0 shows the global count while it waits.
+        `phase` (from `phase()`) names the piece of work when there are several."""
         if not self.distributed:
             return
-        self.store.add("finished", 1)  # type: ignore[union-attr]
-        while int(self.store.add("finished", 0)) < self.world_size:  # type: ignore[union-attr]
+        finished, done = (f"{phase}/finished", f"{phase}/done") if phase else ("finished", "done")
+        self.store.add(finished, 1)  # type: ignore[union-attr]
+        while int(self.store.add(finished, 0)) < self.world_size:  # type: ignore[union-attr]
             self.check_peers()
             if on_progress is not None:
-                on_progress(self.add_done(0))
+                on_progress(self.add_done(0, done))
             time.sleep(POLL_S)
         self.check_peers()
         if on_progress is not None:
-            on_progress(self.add_done(0))  # the last ranks' puzzles
+            on_progress(self.add_done(0, done))  # the last ranks' puzzles
 
     def gather(self, obj: Any) -> Optional[List[Any]]:
         """Every rank's `obj` on rank 0 (None elsewhere); call after `wait_all`."""
@@ -128,6 +138,15 @@ class DistContext:
         out: Optional[List[Any]] = [None] * self.world_size if self.is_main else None
         dist.gather_object(obj, out, dst=0, group=self.group)
         return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank (rank 0 decides, e.g. whether its cache holds a result:
+        the ranks may not share a disk)."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]
 
     def barrier(self) -> None:
         if self.distributed:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.evaluation.distributed import DistContext, failure_hook
 from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.run import open_dataset
 from hrm_eval.evaluation.scoring import score_rows
@@ -253,32 +254,52 @@ def predict(
     desc: str = "member",
     parts_dir: Optional[Path] = None,
     part_batches: int = PART_BATCHES,
-) -> Predictions:
+    dist: Optional[DistContext] = None,
+) -> Optional[Predictions]:
     """Run `model` once on every puzzle in every view (fixed halting, through the ACT engine);
-    logits come back in the original frame. With `parts_dir`, each chunk of rows
-    (`part_batches` engine batches) is saved there as it finishes and a chunk already there is
-    loaded instead: a killed run resumes."""
+    logits come back in the original frame. With `parts_dir`, each chunk of rows (whole engine
+    batches) is saved there as it finishes and a chunk already there is loaded instead: a killed
+    run resumes. Under torchrun (`dist`) the chunks are dealt out to the ranks in turn and rank 0
+    gathers them: it returns the predictions, the other ranks None."""
+    dist = dist if dist is not None else DistContext()
     engine = ACTEngine(model, slots=batch_size, device=device)
-    out: Dict[str, List[torch.Tensor]] = {k: [] for k in PREDICTION_FIELDS}
-    bar = tqdm(total=len(rows) * len(views), unit="puzzle", desc=desc, disable=not progress, dynamic_ncols=True)
-    # whole engine batches per chunk: every puzzle runs in the batch it runs in without chunks
-    chunk = batch_size * part_batches
-    for v, view in enumerate(views):
-        pieces = []
-        for start in range(0, len(rows), chunk):
-            n = min(chunk, len(rows) - start)
-            path = parts_dir / f"view{v}-rows{start}-{start + n}.pt" if parts_dir is not None else None
-            piece = _load_part(path, n) if path is not None else None
-            if piece is None:
-                piece = _predict_rows(engine, rows, view, slice(start, start + n))
-                if path is not None:
-                    atomic_torch_save(path, piece)
-            pieces.append(piece)
-            bar.update(n)
-        for k in PREDICTION_FIELDS:
-            out[k].append(torch.cat([p[k] for p in pieces]))
+    # whole engine batches per chunk: every puzzle runs in the batch it runs in without chunks,
+    # so with fixed halting the numbers are bit for bit those of one process, whatever K is
+    batches = -(-len(rows) // batch_size)
+    chunk = batch_size * max(1, min(part_batches, -(-batches // dist.world_size)))
+    chunks = [
+        (v, start, min(chunk, len(rows) - start)) for v in range(len(views)) for start in range(0, len(rows), chunk)
+    ]
+    phase = dist.phase("predict")
+    bar = tqdm(
+        total=len(rows) * len(views),
+        unit="puzzle",
+        desc=desc,
+        disable=not (progress and dist.is_main),
+        dynamic_ncols=True,
+    )
+    fail = failure_hook(dist)
+    mine: Dict[Tuple[int, int], Predictions] = {}
+    for v, start, n in chunks[dist.rank :: dist.world_size]:
+        dist.check_peers()
+        path = parts_dir / f"view{v}-rows{start}-{start + n}.pt" if parts_dir is not None else None
+        piece = _load_part(path, n) if path is not None else None
+        if piece is None:
+            piece = _predict_rows(engine, rows, views[v], slice(start, start + n))
+            if path is not None:
+                atomic_torch_save(path, piece)
+        mine[(v, start)] = piece
+        bar.update(dist.add_done(n, f"{phase}/done") - bar.n)
+        if fail is not None:
+            fail()
+    dist.wait_all(lambda done: bar.update(done - bar.n), phase)
     bar.close()
-    return {k: torch.stack(v) for k, v in out.items()}
+    gathered = dist.gather(mine)
+    if gathered is None:
+        return None
+    pieces = {k: p for part in gathered for k, p in part.items()}
+    by_view = [[pieces[(v, start)] for w, start, _ in chunks if w == v] for v in range(len(views))]
+    return {k: torch.stack([torch.cat([p[k] for p in ps]) for ps in by_view]) for k in PREDICTION_FIELDS}
 
 
 def _predict_rows(engine: ACTEngine, rows: PuzzleRows, view: View, sl: slice) -> Predictions:
@@ -358,16 +379,18 @@ def member_predictions(
     device: Union[str, torch.device] = "cpu",
     batch_size: int = 64,
     progress: bool = False,
-) -> Tuple[Predictions, Dict[str, Any]]:
+    dist: Optional[DistContext] = None,
+) -> Tuple[Optional[Predictions], Dict[str, Any]]:
     """(predictions, cache info): from the cache when it holds this member on these rows;
-    `cache_dir=None` turns the cache off."""
+    `cache_dir=None` turns the cache off. Under torchrun every rank runs its share and rank 0
+    gets the predictions (the other ranks: None); rank 0's cache decides for all of them."""
+    dist = dist if dist is not None else DistContext()
     key = cache_key(member, dataset_fingerprint, rows, split, limit, views)
     path = cache_path(cache_dir, key) if cache_dir is not None else None
-    if path is not None:
-        cached = load_cached(path, key, rows, len(views))
-        if cached is not None:
-            log.info("member %s: predictions from cache %s", member.name, path)
-            return cached, {"cache": "hit", "cache_file": str(path)}
+    cached = load_cached(path, key, rows, len(views)) if path is not None and dist.is_main else None
+    if dist.broadcast(cached is not None):
+        log.info("member %s: predictions from cache %s", member.name, path)
+        return cached, {"cache": "hit", "cache_file": str(path)}
     # the chunks of a member in progress live next to its cache file, under the same key digest
     parts = path.with_suffix(".parts") if path is not None else None
     if parts is not None and parts.is_dir():
@@ -381,11 +404,14 @@ def member_predictions(
         progress=progress,
         desc=member.name,
         parts_dir=parts,
+        dist=dist,
     )
     info: Dict[str, Any] = {"cache": "miss" if path is not None else "off"}
     if path is not None:
-        atomic_torch_save(path, {"key": key, **preds})
-        info["cache_file"] = str(path)
+        if preds is not None:
+            atomic_torch_save(path, {"key": key, **preds})
+            info["cache_file"] = str(path)
+        dist.barrier()  # the cache file is complete before any rank lets its chunks go
         shutil.rmtree(parts, ignore_errors=True)  # type: ignore[arg-type]
     return preds, info
 

@@ -6,9 +6,7 @@ and a failing or killed rank ends the job non-zero within bounded time, naming t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import torch
 
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.resources import find
-from tests.conftest import HRM_FIXTURES, ROOT, SUDOKU_BUILT
+from tests.conftest import HRM_FIXTURES, SUDOKU_BUILT, run_torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -33,17 +31,7 @@ FLOAT_REL = 1e-5
 
 
 def torchrun(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """2 CPU processes on this machine (torchrun --standalone picks a free port)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HRM_EVAL_DIST_TIMEOUT": "120", **(env or {})}
-    return subprocess.run(
-        [*cmd, str(ROOT / "deploy.py"), "--mode", "evaluate", *args],
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_torchrun("--mode", "evaluate", *args, env=env, timeout=timeout)
 
 
 def common(checkpoint, data, out: Path, *extra: str) -> list:

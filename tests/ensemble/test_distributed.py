@@ -1,0 +1,136 @@
+"""`torchrun --nproc-per-node 2 deploy.py --mode ensemble|compare` on CPU (gloo), real processes,
+against one process: every rank runs a share of each member's puzzles (whole engine batches),
+rank 0 gathers them, so with fixed halting in fp32 the member predictions are bit for bit those
+of one process and so is every number after them. A failing rank ends the job naming it; a
+killed one leaves its finished chunks behind, and the rerun uses them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hrm_eval.evaluation.predictions import PREDICTION_FIELDS
+from hrm_eval.resources import find
+from tests.conftest import run_cli, run_torchrun
+
+pytestmark = pytest.mark.slow
+
+RUN = find("checkpoints/sudoku6-hrm")
+DATA = RUN / "data"
+MEMBERS = [str(RUN / "step_1875"), str(RUN / "step_3750")]
+
+
+def members_args(mode: str, out: Path, cache: Path, *extra: str) -> list:
+    return [
+        "--mode",
+        mode,
+        "--data",
+        str(DATA),
+        "--limit",
+        "64",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--no-progress",
+        "--output",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        *extra,
+    ]
+
+
+def same_predictions(cache_a: Path, cache_b: Path) -> None:
+    """The two caches hold the same files (same keys) with identical tensors."""
+    files = sorted(p.name for p in cache_a.glob("*.pt"))
+    assert files and files == sorted(p.name for p in cache_b.glob("*.pt"))
+    for name in files:
+        a, b = (torch.load(c / name, weights_only=True) for c in (cache_a, cache_b))
+        for key in PREDICTION_FIELDS:
+            assert torch.equal(a[key], b[key]), (name, key)
+
+
+def without_paths(results: dict) -> dict:
+    """results.json less what names this run's own folders and processes."""
+    out = {k: v for k, v in results.items() if k != "provenance"}
+    out["members"] = [{k: v for k, v in m.items() if k != "cache_file"} for m in results["members"]]
+    out["strategy"].get("stacker", {}).pop("file", None)
+    return out
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        ["--strategy", "vote", "--tta", "2"],
+        # learns its weights on --calibration-data: the members run there too, sharded the same way
+        ["--strategy", "stacking", "--calibration-data", str(DATA), "--calibration-split", "train"]
+        + ["--calibration-limit", "48"],
+    ],
+    ids=["vote-tta", "stacking-calibration-data"],
+)
+def test_ensemble_two_ranks_equal_one_process(tmp_path, strategy):
+    extra = ["--checkpoints", *MEMBERS, *strategy]
+    two = run_torchrun(*members_args("ensemble", tmp_path / "two", tmp_path / "cache2", *extra))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = run_cli(*members_args("ensemble", tmp_path / "one", tmp_path / "cache1", *extra))
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("two", "one"))
+    assert without_paths(a) == without_paths(b)
+    assert a["ensemble"]["total_puzzles"] == 64
+    assert (a["provenance"]["evaluation"]["world_size"], a["provenance"]["evaluation"]["dist_backend"]) == (2, "gloo")
+    assert b["provenance"]["evaluation"]["world_size"] == 1
+    same_predictions(tmp_path / "cache2", tmp_path / "cache1")
+    assert not list((tmp_path / "cache2").glob("*.parts"))  # complete: the chunks are gone
+    assert two.stdout.count("results:") == 1  # rank 0 alone reports
+    if "stacking" in strategy:  # the same meta-learner, fitted on the same gathered predictions
+        stackers = [json.loads((tmp_path / d / "stacker.json").read_text()) for d in ("two", "one")]
+        assert stackers[0] == stackers[1]
+
+
+def test_compare_two_ranks_equal_one_process(tmp_path):
+    extra = ["--run-dir", str(RUN), "--no-plots"]  # --run-dir: torchrun's parser would take --run
+    two = run_torchrun(*members_args("compare", tmp_path / "two", tmp_path / "cache2", *extra))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = run_cli(*members_args("compare", tmp_path / "one", tmp_path / "cache1", *extra))
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = (json.loads((tmp_path / d / "checkpoint_comparison.json").read_text()) for d in ("two", "one"))
+    assert [r["step"] for r in a["checkpoints"]] == [625, 1875, 3750]
+    for ra, rb in zip(a["checkpoints"], b["checkpoints"]):
+        assert {k: v for k, v in ra.items() if k != "cache_file"} == {k: v for k, v in rb.items() if k != "cache_file"}
+    assert a["recommendation"] == b["recommendation"] and a["convergence"] == b["convergence"]
+    assert a["provenance"]["evaluation"]["world_size"] == 2
+    same_predictions(tmp_path / "cache2", tmp_path / "cache1")
+
+
+def test_a_failing_ensemble_rank_ends_the_job_naming_it(tmp_path):
+    args = members_args("ensemble", tmp_path / "out", tmp_path / "cache", "--checkpoints", *MEMBERS)
+    proc = run_torchrun(*args, env={"HRM_EVAL_TEST_FAIL_RANK": "1"}, timeout=240)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: rank 1 of 2: injected failure (HRM_EVAL_TEST_FAIL_RANK=1, a test hook)"]
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_killed_ensemble_resumes_from_the_finished_chunks(tmp_path):
+    """Rank 1 is SIGKILLed after its first chunk (rows 32-64 of member 1: 4 of the 8 batches);
+    that chunk stays in the cache's .parts folder, and the rerun ends with the predictions and
+    results of an uninterrupted one-process run."""
+    args = members_args("ensemble", tmp_path / "out", tmp_path / "cache", "--checkpoints", *MEMBERS)
+    killed = run_torchrun(*args, env={"HRM_EVAL_TEST_FAIL_RANK": "1:kill"}, timeout=240)
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr
+    parts = list((tmp_path / "cache").glob("*.parts/*.pt"))
+    assert "view0-rows32-64.pt" in [p.name for p in parts]
+    resumed = run_torchrun(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from the finished chunks" in resumed.stderr
+    one = run_cli(*members_args("ensemble", tmp_path / "one", tmp_path / "cache1", "--checkpoints", *MEMBERS))
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("out", "one"))
+    assert without_paths(a) == without_paths(b)
+    same_predictions(tmp_path / "cache", tmp_path / "cache1")
