@@ -2,6 +2,7 @@
 
     python benchmarks/act_throughput.py            # both models, this machine's native dtypes
     python benchmarks/act_throughput.py --quick    # fewer puzzles (a smoke run)
+    python benchmarks/act_throughput.py --device cuda --batch 256 --seed-puzzles 256   # a GPU
 
 For each model and dtype it times, in one process:
   public    a plain re-implementation of the public evaluation loop: fixed batches (the last
@@ -17,7 +18,7 @@ and reports puzzles/s, ACT steps per puzzle, exact accuracy where labels exist, 
 GFLOP/s against this machine's measured matmul peak. Models: the seed-shaped HRM (hidden 256,
 2+2 layers, 8 heads, sequence 900, vocab 12; random weights with a Q head that halts at varied
 steps) and the bundled checkpoint on its test set. bf16 is timed only where the CPU runs it
-natively (AMX / AVX-512 BF16) or on CUDA. Ends with
+natively (AMX / AVX-512 BF16) or on a CUDA device with bf16. Ends with
     speedup over the public loop: fixed X.XXx, adaptive Y.YYx (bundled model, <dtype>)
 """
 
@@ -43,7 +44,8 @@ from hrm_eval.models.losses import IGNORE_LABEL_ID  # noqa: E402
 from hrm_eval.utils import load_checkpoint  # noqa: E402
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
-BUNDLED_HARD = ROOT / "checkpoints" / "sudoku6-hard-hrm"  # halt_max_steps 8: where halting matters most
+BUNDLED_HARD = ROOT / "checkpoints" / "sudoku6-hard-hrm"
+DEVICE = torch.device("cpu")  # --device  # halt_max_steps 8: where halting matters most
 Puzzles = Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]  # inputs [N, L], ids [N], labels [N, L]
 
 
@@ -53,6 +55,7 @@ def public_loop(model: ACTModel, puzzles: Puzzles, batch_size: int) -> Tuple[tor
     """The public evaluation: fixed batches (last one padded), all steps for every row, the
     ACT wrapper re-embedding the inputs and casting the weights at every step."""
     inputs, ids, _ = puzzles
+    inputs, ids = inputs.to(DEVICE), ids.to(DEVICE)
     n = len(inputs)
     preds, steps = [], []
     for s in range(0, n, batch_size):
@@ -67,7 +70,7 @@ def public_loop(model: ACTModel, puzzles: Puzzles, batch_size: int) -> Tuple[tor
             carry, out = model(carry, batch)
         preds.append(out["logits"][: batch_size - pad].argmax(-1))
         steps.append(carry.steps[: batch_size - pad])
-    return torch.cat(preds), torch.cat(steps)
+    return torch.cat(preds).cpu(), torch.cat(steps).cpu()
 
 
 def engine_run(
@@ -78,7 +81,7 @@ def engine_run(
     if compiled:
         engine.compile()  # the model's compiled step, built once by compile_warmup
     res = engine.run_all(inputs, ids)
-    return res.preds, res.steps
+    return res.preds.cpu(), res.steps.cpu()
 
 
 def compile_warmup(model: ACTModel, puzzles: Puzzles, batch_size: int) -> float:
@@ -96,9 +99,13 @@ def compile_warmup(model: ACTModel, puzzles: Puzzles, batch_size: int) -> float:
 
 def timed(fn: Callable[[], Tuple[torch.Tensor, torch.Tensor]], repeat: int) -> Tuple[float, Tuple]:
     best, out = float("inf"), None
+    if DEVICE.type == "cuda":  # one untimed run first: kernel plans and the allocator warm up
+        fn()
     for _ in range(repeat):
+        sync()
         t = time.perf_counter()
         out = fn()
+        sync()
         best = min(best, time.perf_counter() - t)
     return best, out  # type: ignore[return-value]
 
@@ -122,7 +129,7 @@ def seed_shaped(dtype: str, halt_max_steps: int) -> ACTModel:
         halt_max_steps=halt_max_steps,
         forward_dtype=dtype,
     )
-    model = build_model(config).eval()
+    model = build_model(config).eval().to(DEVICE)
     with torch.no_grad():  # a Q head whose decision depends on the state: puzzles halt at varied steps
         model.inner.q_head.weight.normal_(0, 2.0 / config.hidden_size**0.5)
         model.inner.q_head.bias.copy_(torch.tensor([0.0, 0.5]))
@@ -140,7 +147,7 @@ def random_puzzles(n: int, seq_len: int, vocab: int) -> Puzzles:
 
 def bundled(dtype: str, run: Path = BUNDLED, data: str = "data", step: int = 3750) -> Tuple[ACTModel, Puzzles]:
     ds = PuzzleDataset(run / data, split="test")
-    loaded = load_checkpoint(run / f"step_{step}", dataset=ds.metadata, dtype=dtype)
+    loaded = load_checkpoint(run / f"step_{step}", dataset=ds.metadata, dtype=dtype, device=DEVICE)
     pb = next(ds.iter_batches(len(ds)))
     return loaded.model, (pb.inputs, pb.puzzle_identifiers, pb.labels)
 
@@ -156,16 +163,25 @@ def flops_per_row_step(c: HRMConfig) -> float:
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 1024, repeat: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    n = 8192 if DEVICE.type == "cuda" else n  # a GPU needs a large product to reach its peak
+    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     torch.mm(a, b)
     best = min(_time(lambda: torch.mm(a, b)) for _ in range(repeat))
     return 2 * n**3 / best / 1e9
 
 
 def _time(fn: Callable[[], object]) -> float:
+    sync()
     t = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - t
+
+
+def sync() -> None:
+    """Wait for the GPU: its work is queued, and a timer must see it finished."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 # ---- one comparison --------------------------------------------------------------------------------
@@ -227,25 +243,36 @@ def main() -> None:
     ap.add_argument("--seed-steps", type=int, default=6, help="halt_max_steps of the seed-shaped model")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="timed runs per row, the best kept (a GPU finishes the small models in ~0.1 s: give it 10)",
+    )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the public loop and the engine both run there)")
+    ap.add_argument(
         "--compile",
         choices=("none", "seed", "all"),
         default="seed",
         help="which models get the torch.compile rows (fixed+c, adapt+c); compiling a CPU model takes minutes",
     )
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    repeat = 1 if args.quick else 2
+    repeat = 1 if args.quick else args.repeat
     seed_n, seed_steps = (2, 3) if args.quick else (args.seed_puzzles, args.seed_steps)
 
     dtypes = ["float32"]
-    native = [k for k, ok in cpu_bf16_native().items() if ok]
+    if DEVICE.type == "cuda":
+        native = ["cuda"] if torch.cuda.is_bf16_supported() else []
+        where = f"{torch.cuda.get_device_name(DEVICE)} (float32 matmul: TF32 off, torch's default)"
+    else:
+        native = [k for k, ok in cpu_bf16_native().items() if ok]
+        where = f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
     if native:
         dtypes.append("bfloat16")
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {', '.join(native) or 'none'}"
-    )
+    print(f"torch {torch.__version__}, {where}, native bf16: {', '.join(native) or 'none'}")
     rows: List[Dict] = []
     for dtype in dtypes:
         peak = matmul_peak(getattr(torch, dtype))
@@ -262,7 +289,7 @@ def main() -> None:
             puzzles = tuple(p[:256] if p is not None else None for p in puzzles)  # type: ignore[assignment]
         rows += [
             r | {"dtype": dtype}
-            for r in compare("bundled hard", model, puzzles, args.batch, 1, peak, args.compile == "all")
+            for r in compare("bundled hard", model, puzzles, args.batch, repeat, peak, args.compile == "all")
         ]
         seed = seed_shaped(dtype, seed_steps)
         rows += [

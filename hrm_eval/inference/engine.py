@@ -295,8 +295,16 @@ class ACTEngine:
                     if queue.exhausted:
                         return
                     continue  # a live source, idle: it waits (bounded) before saying "nothing"
-                state = self._allocate(first)
-                self._admit(state, first, torch.arange(len(first.index), device=self.device))
+                try:  # the slot state itself may not fit: fewer slots, same puzzles
+                    state = self._allocate(first)
+                    self._admit(state, first, torch.arange(len(first.index), device=self.device))
+                except torch.OutOfMemoryError:
+                    if not self.oom_recovery or self.slots == 1:
+                        raise
+                    state = None
+                    queue.push_front(first)
+                    self._halve_slots()
+                    continue
             self._refill(state, queue)
             active = state.active.nonzero().flatten()
             if active.numel() == 0:
@@ -392,15 +400,23 @@ class ACTEngine:
     def _advance(self, state: _Slots, active: torch.Tensor) -> Optional[FinishedRows]:
         """One ACT step for the active slots; returns the rows that halted on it."""
         everyone = active.numel() == self.slots
+        n = int(active.numel())
         if everyone:  # the common case: no gather / scatter
             carry, x = state.carry, state.x
         else:
-            carry = InnerCarry(state.carry.z_H[active], state.carry.z_L[active])
-            x = state.x[active]
+            rows = self._bucket(state, active)
+            carry = InnerCarry(state.carry.z_H[rows], state.carry.z_L[rows])
+            x = state.x[rows]
         carry, logits, q_halt, q_continue = self._step_fn(carry, x)
         if everyone:
             state.carry = carry
-        else:
+        else:  # the active rows come first; bucket padding rows are dropped
+            carry, logits, q_halt, q_continue = (
+                InnerCarry(carry.z_H[:n], carry.z_L[:n]),
+                logits[:n],
+                q_halt[:n],
+                q_continue[:n],
+            )
             state.carry.z_H[active] = carry.z_H
             state.carry.z_L[active] = carry.z_L
         self.steps_run += 1
@@ -438,6 +454,21 @@ class ACTEngine:
             preds_by_step=state.preds[rows].cpu() if state.preds is not None else None,
         )
 
+    def _bucket(self, state: _Slots, active: torch.Tensor) -> torch.Tensor:
+        """The slots to compute when only some are active: on CUDA the active ones padded with
+        idle ones up to a power of two. Every new batch shape costs a GPU kernel plan (cuDNN
+        attention plans one per shape), and the draining tail of a run would otherwise bring a
+        new shape at almost every step; the padding rows' results are dropped. On the CPU,
+        where compute is the cost and a shape costs nothing, exactly the active slots."""
+        n = int(active.numel())
+        if self.device.type != "cuda":
+            return active
+        bucket = min(self.slots, 1 << (n - 1).bit_length())
+        if bucket == n:
+            return active
+        idle = (~state.active).nonzero().flatten()[: bucket - n]
+        return torch.cat([active, idle])
+
     def _shrink(self, state: _Slots, queue: _Queue) -> Optional[_Slots]:
         """After an out-of-memory error: half the slots; puzzles in flight go back to the queue."""
         in_flight = state.active.nonzero().flatten()
@@ -450,13 +481,16 @@ class ACTEngine:
                     labels=state.labels[in_flight].cpu() if state.labels is not None else None,
                 )
             )
+        del state
+        self._halve_slots()
+        return None
+
+    def _halve_slots(self) -> None:
         old = self.slots
         self.slots = max(1, self.slots // 2)
         log.warning("out of memory with %d slots: continuing with %d (puzzles in flight restart)", old, self.slots)
-        del state
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        return None
 
     def stats(self) -> Dict[str, Any]:
         """What the engine did so far: ACT steps computed and how full the slots were."""
