@@ -284,13 +284,40 @@ class Evaluator:
         done = {i: p for i, p in plan.done.items() if i < total and ctx.owns(int(p["batch"]))}
         for i in sorted(done):
             shard.add_payload(done[i])
+        start = time.perf_counter()
+        try:
+            parts = self._run_shard(dataset, plan, engine, shard, done, limit=limit, total=total, task=task)
+        finally:
+            if acc is not None:
+                acc.close()
+        if acc is None or parts is None:
+            return None
+        result = self._shard_result(acc, shard, parts, time.perf_counter() - start, engine)
+        if ctx.distributed:
+            result.engine["per_rank"] = [p["engine"] for p in parts]
+        return result
+
+    def _run_shard(
+        self,
+        dataset: PuzzleDataset,
+        plan: "ShardPlan",
+        engine: Any,
+        shard: "_ShardRows",
+        done: Dict[int, "Payload"],
+        *,
+        limit: Optional[int],
+        total: int,
+        task: Optional[PuzzleTask],
+    ) -> Optional[List[Dict[str, Any]]]:
+        """This rank's rows through the engine (less those `done`), then every rank's message
+        gathered on rank 0: the list of them there, None on the other ranks."""
+        ctx = plan.ctx
         bar = tqdm(
             total=total, unit="puzzle", desc="evaluate", disable=not (self.progress and ctx.is_main), dynamic_ncols=True
         )
         bar.update(ctx.add_done(len(done)) - bar.n)
         # progress events for the log (rank 0, global counts); the bar shows them on the console
         counts = ProgressLog(log, total, console=not self.progress) if ctx.is_main else None
-        start = time.perf_counter()
         inflight: Dict[int, Tuple[PuzzleBatch, int]] = {}
         batches: Dict[int, int] = {}
         try:
@@ -312,20 +339,19 @@ class Evaluator:
                     shard.add_payload(p)
         finally:
             bar.close()
-            if acc is not None:
-                acc.close()
-        if acc is None or parts is None:
-            return None
-        result = acc.result(
-            time.perf_counter() - start, self.halting.describe(self.config.halt_max_steps), engine.stats()
-        )
+        return parts
+
+    def _shard_result(
+        self, acc: "_Accumulator", shard: "_ShardRows", parts: List[Dict[str, Any]], elapsed: float, engine: Any
+    ) -> EvaluationResult:
+        """Rank 0's result over every rank's rows, with the dataset batch of each row (which rank
+        ran it) and how many rows were evaluated or skipped (resumed)."""
+        result = acc.result(elapsed, self.halting.describe(self.config.halt_max_steps), engine.stats())
         result.row_batches = shard.row_batches
         result.rows_run = {
             "evaluated": sum(p["evaluated"] for p in parts),
             "skipped": sum(p["skipped"] for p in parts),
         }
-        if ctx.distributed:
-            result.engine["per_rank"] = [p["engine"] for p in parts]
         return result
 
 
