@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -28,7 +28,7 @@ from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, load_with
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
-from hrm_eval.utils.io import atomic_torch_save, atomic_write, atomic_write_json
+from hrm_eval.utils.io import atomic_write, atomic_write_json
 from hrm_eval.utils.logging import log_metrics
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hrm_eval")
 RECORDS_FILE = "per_puzzle.jsonl"
 CSV_FILE = "per_puzzle.csv"
+PREDICTIONS_SPOOL = "all_preds.partial"  # the chunks of --save-predictions until the files are written
 __all__ = ["open_dataset", "resolve_task", "simple_evaluate", "assemble_results", "results_frames", "RECORDS_FILE"]
 
 
@@ -206,6 +207,8 @@ def _run(
         "keep_answers": keep_answers,
         "records_path": records,
     }
+    if save_predictions and output_dir is not None:  # spooled there as rows finish: memory flat in the puzzle count
+        rows["predictions_dir"] = Path(output_dir) / PREDICTIONS_SPOOL
     if state is None and not s.dist.distributed:
         return evaluator.evaluate(s.dataset, **rows)
     plan = ShardPlan(s.dist, state.done if state else {}, state.append if state else None, failure_hook(s.dist))
@@ -399,9 +402,10 @@ def _write_outputs(
     formats: Sequence[str] = ("json",),
     world_size: int = 1,
 ) -> None:
-    if save_predictions and result.predictions is not None:
+    if save_predictions and result.prediction_spool is not None:
         step = loaded.step if loaded.step is not None else 0
-        files = _save_predictions(out / f"step_{step}_all_preds", result, world_size)
+        owner = result.row_batches % world_size if result.row_batches is not None else None  # [N] rank of each row
+        files = result.prediction_spool.write(out / f"step_{step}_all_preds", owner, world_size)
         results["predictions_file"] = str(files[0])
         if len(files) > 1:
             results["predictions_files"] = [str(f) for f in files]
@@ -417,21 +421,6 @@ def _write_outputs(
     atomic_write_json(out / "results.json", results)
     if "csv" in formats:
         write_per_puzzle_csv(result, out / CSV_FILE)
-
-
-def _save_predictions(prefix: Path, result: EvaluationResult, world_size: int) -> List[Path]:
-    """`<prefix>.<rank>`, one file per rank as the public evaluators write them: each holds the
-    rows its rank evaluated (dataset order within the file); one process writes `.0` only."""
-    preds = result.predictions or {}
-    if world_size == 1 or result.row_batches is None:
-        return [atomic_torch_save(prefix.with_name(prefix.name + ".0"), preds)]
-    owner = torch.from_numpy(result.row_batches % world_size)  # [N] rank of each row
-    files = []
-    for rank in range(world_size):
-        rows = (owner == rank).nonzero().flatten()
-        part = {k: v[rows] if v.numel() else v for k, v in preds.items()}
-        files.append(atomic_torch_save(prefix.with_name(f"{prefix.name}.{rank}"), part))
-    return files
 
 
 def write_per_puzzle_csv(result: EvaluationResult, path: Path) -> Path:
