@@ -36,23 +36,13 @@ def run_export(inv: Invocation) -> int:
 
     cfg = inv.output_config(ExportConfig)
     # the config fields that export_model takes under the same names
-    same = {
-        "format",
-        "quantize",
-        "split",
-        "task",
-        "limit",
-        "batch_size",
-        "max_accuracy_drop",
-        "threads",
-        "arch_overrides",
-    }
+    same = "format quantize split task limit batch_size max_accuracy_drop threads arch_overrides".split()
     done = export_model(
         cfg.checkpoint,
         cfg.output_dir,
         data=cfg.data_path,
         model_config=model_config(cfg.model_config_path),
-        **cfg.model_dump(include=same),
+        **cfg.model_dump(include=set(same)),
     )
     for kind, path in done["files"].items():
         print(f"{kind}: {path}")
