@@ -56,6 +56,17 @@ class Invocation:
         path = self.config_file or default_file
         return self.validate(schema, _file_settings(path) if path is not None else {}, path)
 
+    def output_config(self, schema: Type[T]) -> T:
+        """`config(schema)` for a mode that writes a folder: its `output_dir` is checked now (one
+        line naming --output), before any work whose result could not be written."""
+        from hrm_eval.utils.paths import check_writable_dir
+
+        config = self.config(schema)
+        output_dir = getattr(config, "output_dir", None)
+        if output_dir:
+            check_writable_dir(output_dir)
+        return config
+
     def validate(self, schema: Type[T], file_data: Dict[str, Any], path: Optional[Path]) -> T:
         """file_data updated by the given flags, into `schema`; a problem is named the way the
         user wrote it: the flag when a flag set it (or could have), else the file and its field."""

@@ -6,7 +6,6 @@ import argparse
 
 from hrm_eval.cli.base import Invocation, Mode
 from hrm_eval.utils.config import BuildDataConfig, GenerateConfig
-from hrm_eval.utils.paths import check_writable_dir
 
 
 def build_arguments(g: argparse._ArgumentGroup) -> None:
@@ -22,17 +21,9 @@ def build_arguments(g: argparse._ArgumentGroup) -> None:
 def run_build(inv: Invocation) -> int:
     from hrm_eval.data.build import build_dataset
 
-    cfg = inv.config(BuildDataConfig)
-    check_writable_dir(cfg.output_dir)
-    summary = build_dataset(
-        cfg.task,
-        cfg.source,
-        cfg.output_dir,
-        num_aug=cfg.num_aug,
-        subsample_size=cfg.subsample_size,
-        min_difficulty=cfg.min_difficulty,
-        seed=cfg.seed,
-    )
+    cfg = inv.output_config(BuildDataConfig)
+    options = cfg.model_dump(include={"num_aug", "subsample_size", "min_difficulty", "seed"})
+    summary = build_dataset(cfg.task, cfg.source, cfg.output_dir, **options)
     print(f"built {cfg.task} dataset in {cfg.output_dir}: {summary}")
     return 0
 
@@ -51,18 +42,9 @@ def generate_arguments(g: argparse._ArgumentGroup) -> None:
 def run_generate(inv: Invocation) -> int:
     from hrm_eval.data.generate import generate_csvs
 
-    cfg = inv.config(GenerateConfig)
-    check_writable_dir(cfg.output_dir)
-    written = generate_csvs(
-        cfg.task,
-        cfg.output_dir,
-        num_train=cfg.num_train,
-        num_test=cfg.num_test,
-        seed=cfg.seed,
-        size=cfg.size,
-        min_blanks=cfg.min_blanks,
-        max_blanks=cfg.max_blanks,
-    )
+    cfg = inv.output_config(GenerateConfig)
+    options = cfg.model_dump(include={"num_train", "num_test", "seed", "size", "min_blanks", "max_blanks"})
+    written = generate_csvs(cfg.task, cfg.output_dir, **options)
     for split, path in written.items():
         print(f"{split}: {path}")
     return 0

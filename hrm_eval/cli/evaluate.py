@@ -71,6 +71,14 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     add_model_flags(g)
 
 
+# The EvalConfig fields simple_evaluate takes under the same names (checkpoint, data_path, output_dir, device,
+# model_config_path and output_format are resolved first; the logging and W&B fields are the CLI's own).
+SAME_NAMES = (
+    "split task dtype batch_size limit save_predictions arch_overrides progress halting halt_threshold min_steps "
+    "max_steps threads compile resume backend quantize"
+).split()
+
+
 def run_evaluate(inv: Invocation) -> int:
     from hrm_eval.evaluation.distributed import init_from_env, launched_by_torchrun, rank_device, run_rank
     from hrm_eval.evaluation.report import format_summary
@@ -96,27 +104,11 @@ def run_evaluate(inv: Invocation) -> int:
                 cfg.checkpoint,
                 cfg.data_path,
                 output_dir=out,
-                split=cfg.split,
-                task=cfg.task,
                 device=str(device),
-                dtype=cfg.dtype,
-                batch_size=cfg.batch_size,
-                limit=cfg.limit,
-                save_predictions=cfg.save_predictions,
-                arch_overrides=cfg.arch_overrides,
                 model_config=model_config(cfg.model_config_path),
-                progress=cfg.progress,
-                halting=cfg.halting,
-                halt_threshold=cfg.halt_threshold,
-                min_steps=cfg.min_steps,
-                max_steps=cfg.max_steps,
-                threads=cfg.threads,
-                compile=cfg.compile,
                 formats=("json", cfg.output_format),
-                resume=cfg.resume,
                 dist=dist,
-                backend=cfg.backend,
-                quantize=cfg.quantize,
+                **cfg.model_dump(include=set(SAME_NAMES)),
             )
 
     existed = (out / "results.json").exists()

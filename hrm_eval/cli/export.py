@@ -6,7 +6,6 @@ import argparse
 
 from hrm_eval.cli.base import Invocation, Mode, add_model_flags, model_config
 from hrm_eval.utils.config import ExportConfig
-from hrm_eval.utils.paths import check_writable_dir
 
 
 def export_arguments(g: argparse._ArgumentGroup) -> None:
@@ -35,22 +34,15 @@ def export_arguments(g: argparse._ArgumentGroup) -> None:
 def run_export(inv: Invocation) -> int:
     from hrm_eval.export.run import export_model
 
-    cfg = inv.config(ExportConfig)
-    check_writable_dir(cfg.output_dir)
+    cfg = inv.output_config(ExportConfig)
+    # the config fields that export_model takes under the same names
+    same = "format quantize split task limit batch_size max_accuracy_drop threads arch_overrides".split()
     done = export_model(
         cfg.checkpoint,
         cfg.output_dir,
-        format=cfg.format,
-        quantize=cfg.quantize,
         data=cfg.data_path,
-        split=cfg.split,
-        task=cfg.task,
-        limit=cfg.limit,
-        batch_size=cfg.batch_size,
-        max_accuracy_drop=cfg.max_accuracy_drop,
-        threads=cfg.threads,
-        arch_overrides=cfg.arch_overrides,
         model_config=model_config(cfg.model_config_path),
+        **cfg.model_dump(include=set(same)),
     )
     for kind, path in done["files"].items():
         print(f"{kind}: {path}")

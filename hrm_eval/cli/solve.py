@@ -54,24 +54,16 @@ def solve_arguments(g: argparse._ArgumentGroup) -> None:
 def run_solve(inv: Invocation) -> int:
     from hrm_eval.inference.solve import Solver
 
-    cfg = inv.config(SolveConfig)
+    cfg = inv.output_config(SolveConfig)
     if bool(cfg.puzzle) == bool(cfg.data_path):
         raise HRMEvalError("--mode solve: give --puzzle TEXT (repeatable) or --data FILE, one of the two")
-    if cfg.output_dir:
-        from hrm_eval.utils.paths import check_writable_dir
-
-        check_writable_dir(cfg.output_dir)
     solver = Solver(
         cfg.checkpoint or resources.bundled_run(),
         cfg.task,
-        halting=cfg.halting,
         threshold=cfg.halt_threshold,
-        min_steps=cfg.min_steps,
-        max_steps=cfg.max_steps,
-        device=cfg.device,
-        dtype=cfg.dtype,
         overrides=cfg.arch_overrides,
         model_config=model_config(cfg.model_config_path),
+        **cfg.model_dump(include={"halting", "min_steps", "max_steps", "device", "dtype"}),
     )
     if cfg.data_path:
         solutions = solver.solve_file(cfg.data_path, limit=cfg.limit, return_steps=cfg.show_steps)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from hrm_eval.data.dataset import PuzzleBatch, PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.evaluation.all_preds import PredictionSpool
 from hrm_eval.evaluation.calibration import calibration_analysis
 from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.halting import by_difficulty, halting_analysis
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hrm_eval")
 
-PREDICTION_KEYS = ("inputs", "labels", "puzzle_identifiers", "logits", "q_halt_logits", "q_continue_logits")
 ANSWER_KEYS = ("inputs", "puzzle_identifiers", "preds", "q_halt_logits")
 # results.json holds the per-puzzle records up to this many; beyond it they live only in
 # per_puzzle.jsonl (a 100k-puzzle results.json would be ~100 MB of JSON to load for a summary).
@@ -59,7 +59,9 @@ class EvaluationResult:
     halting: Dict[str, Any] = field(default_factory=dict)
     engine: Dict[str, Any] = field(default_factory=dict)
     records_file: Optional[str] = None
-    predictions: Optional[Dict[str, torch.Tensor]] = None  # public all_preds layout (with logits)
+    predictions: Optional[Dict[str, torch.Tensor]] = None  # public all_preds layout (with logits), in memory
+    # save_predictions with a predictions_dir: the same rows spooled to disk (`.write` makes the files)
+    prediction_spool: Optional[PredictionSpool] = None
     answers: Optional[Dict[str, torch.Tensor]] = None  # compact: inputs, puzzle_identifiers, preds, q_halt_logits
     step_arrays: Optional[Dict[str, np.ndarray]] = None  # q_halt / q_continue / exact [N, T] (halting sweep)
     by_difficulty: Optional[Dict[str, Any]] = None  # exact accuracy and steps per difficulty (Sudoku: blanks)
@@ -171,12 +173,16 @@ class Evaluator:
         save_predictions: bool = False,
         keep_answers: bool = False,
         records_path: Optional[str | Path] = None,
+        predictions_dir: Optional[str | Path] = None,
     ) -> EvaluationResult:
         """`records_path`: stream per-puzzle records there (JSON lines, dataset order).
-        `save_predictions` keeps what the public `all_preds` files hold (logits included);
+        `save_predictions` keeps what the public `all_preds` files hold (logits included): in
+        `result.predictions`, or with `predictions_dir` spooled there in chunks as rows finish
+        (`result.prediction_spool`; memory flat in the number of puzzles);
         `keep_answers` keeps only the argmax answers and q_halt (what ARC voting needs)."""
         limit, task, total, engine = self._setup(dataset, limit)
-        acc = self._accumulator(dataset, task, engine, total, save_predictions, keep_answers, records_path)
+        spool = PredictionSpool(predictions_dir) if save_predictions else None
+        acc = self._accumulator(dataset, task, engine, total, spool, keep_answers, records_path)
         inflight: Dict[int, Tuple[PuzzleBatch, int]] = {}
         bar = tqdm(total=total, unit="puzzle", desc="evaluate", disable=not self.progress, dynamic_ncols=True)
         counts = ProgressLog(log, total, console=not self.progress)  # the bar shows them on the console
@@ -216,7 +222,7 @@ class Evaluator:
         task: Optional[PuzzleTask],
         engine: Any,
         total: int,
-        save_predictions: bool,
+        spool: Optional[PredictionSpool],
         keep_answers: bool,
         records_path: Optional[str | Path],
     ) -> "_Accumulator":
@@ -226,7 +232,7 @@ class Evaluator:
             task,
             engine.limit,
             total,
-            save_predictions,
+            spool,
             keep_answers,
             self.config.vocab_size,
             records_path,
@@ -269,6 +275,7 @@ class Evaluator:
         save_predictions: bool = False,
         keep_answers: bool = False,
         records_path: Optional[str | Path] = None,
+        predictions_dir: Optional[str | Path] = None,
     ) -> Optional[EvaluationResult]:
         """`evaluate` for one rank of `plan.ctx` (see hrm_eval.evaluation.distributed): this rank
         runs the dataset batches it owns, minus the rows in `plan.done`; each finished row goes
@@ -279,18 +286,46 @@ class Evaluator:
         limit, task, total, engine = self._setup(dataset, limit)
         acc = None
         if ctx.is_main:  # the other ranks send their rows to rank 0
-            acc = self._accumulator(dataset, task, engine, total, save_predictions, keep_answers, records_path)
+            spool = PredictionSpool(predictions_dir) if save_predictions else None
+            acc = self._accumulator(dataset, task, engine, total, spool, keep_answers, records_path)
         shard = _ShardRows(acc, total, keep_logits=save_predictions, send=not ctx.is_main)
         done = {i: p for i, p in plan.done.items() if i < total and ctx.owns(int(p["batch"]))}
         for i in sorted(done):
             shard.add_payload(done[i])
+        start = time.perf_counter()
+        try:
+            parts = self._run_shard(dataset, plan, engine, shard, done, limit=limit, total=total, task=task)
+        finally:
+            if acc is not None:
+                acc.close()
+        if acc is None or parts is None:
+            return None
+        result = self._shard_result(acc, shard, parts, time.perf_counter() - start, engine)
+        if ctx.distributed:
+            result.engine["per_rank"] = [p["engine"] for p in parts]
+        return result
+
+    def _run_shard(
+        self,
+        dataset: PuzzleDataset,
+        plan: "ShardPlan",
+        engine: Any,
+        shard: "_ShardRows",
+        done: Dict[int, "Payload"],
+        *,
+        limit: Optional[int],
+        total: int,
+        task: Optional[PuzzleTask],
+    ) -> Optional[List[Dict[str, Any]]]:
+        """This rank's rows through the engine (less those `done`), then every rank's message
+        gathered on rank 0: the list of them there, None on the other ranks."""
+        ctx = plan.ctx
         bar = tqdm(
             total=total, unit="puzzle", desc="evaluate", disable=not (self.progress and ctx.is_main), dynamic_ncols=True
         )
         bar.update(ctx.add_done(len(done)) - bar.n)
         # progress events for the log (rank 0, global counts); the bar shows them on the console
         counts = ProgressLog(log, total, console=not self.progress) if ctx.is_main else None
-        start = time.perf_counter()
         inflight: Dict[int, Tuple[PuzzleBatch, int]] = {}
         batches: Dict[int, int] = {}
         try:
@@ -312,20 +347,19 @@ class Evaluator:
                     shard.add_payload(p)
         finally:
             bar.close()
-            if acc is not None:
-                acc.close()
-        if acc is None or parts is None:
-            return None
-        result = acc.result(
-            time.perf_counter() - start, self.halting.describe(self.config.halt_max_steps), engine.stats()
-        )
+        return parts
+
+    def _shard_result(
+        self, acc: "_Accumulator", shard: "_ShardRows", parts: List[Dict[str, Any]], elapsed: float, engine: Any
+    ) -> EvaluationResult:
+        """Rank 0's result over every rank's rows, with the dataset batch of each row (which rank
+        ran it) and how many rows were evaluated or skipped (resumed)."""
+        result = acc.result(elapsed, self.halting.describe(self.config.halt_max_steps), engine.stats())
         result.row_batches = shard.row_batches
         result.rows_run = {
             "evaluated": sum(p["evaluated"] for p in parts),
             "skipped": sum(p["skipped"] for p in parts),
         }
-        if ctx.distributed:
-            result.engine["per_rank"] = [p["engine"] for p in parts]
         return result
 
 
@@ -383,7 +417,7 @@ class _Accumulator:
         task: Optional[PuzzleTask],
         T: int,
         total: int,
-        save_predictions: bool,
+        spool: Optional[PredictionSpool],
         keep_answers: bool,
         vocab_size: int,
         records_path: Optional[str | Path],
@@ -410,9 +444,7 @@ class _Accumulator:
         self.difficulty_name = task.difficulty_name if task is not None else None  # e.g. "blanks"
         self.difficulty = np.zeros(total, np.int32)
         self.records_bytes = 0
-        self.saved: Optional[Dict[str, List[torch.Tensor]]] = (
-            {k: [] for k in PREDICTION_KEYS} if save_predictions else None
-        )
+        self.saved = spool  # the all_preds rows (save_predictions), spooled as they are consumed
         self.answers: Optional[Dict[str, List[torch.Tensor]]] = {k: [] for k in ANSWER_KEYS} if keep_answers else None
         self.answer_dtype = torch.uint8 if vocab_size <= 256 else torch.int32
 
@@ -444,15 +476,16 @@ class _Accumulator:
             self.verified += int(bool(record.get("verified", False)))
         self._emit(record)
         if self.saved is not None:
-            for key, v in (
-                ("inputs", pb.inputs[j]),
-                ("labels", pb.labels[j]),
-                ("puzzle_identifiers", pb.puzzle_identifiers[j]),
-                ("logits", fin.logits[k]),
-                ("q_halt_logits", fin.q_halt_logits[k]),
-                ("q_continue_logits", fin.q_continue_logits[k]),
-            ):
-                self.saved[key].append(v)
+            self.saved.add(
+                {
+                    "inputs": pb.inputs[j],
+                    "labels": pb.labels[j],
+                    "puzzle_identifiers": pb.puzzle_identifiers[j],
+                    "logits": fin.logits[k],
+                    "q_halt_logits": fin.q_halt_logits[k],
+                    "q_continue_logits": fin.q_continue_logits[k],
+                }
+            )
         if self.answers is not None:
             for key, v in (
                 ("inputs", pb.inputs[j].to(self.answer_dtype)),
@@ -524,7 +557,10 @@ class _Accumulator:
                 self.records = None  # the file has them all; results.json will point at it
 
     def close(self) -> None:
-        """Flush the records file; it gets its final name only when complete (no half-written file)."""
+        """Flush the records file; it gets its final name only when complete (no half-written file).
+        An incomplete evaluation's spooled predictions are removed: they are never written."""
+        if self.saved is not None and self.next < len(self.steps):
+            self.saved.remove()
         if self._records_file is None:
             return
         self._records_file.close()
@@ -573,7 +609,8 @@ class _Accumulator:
             halting=halting,
             engine=engine,
             records_file=str(self.records_path) if self.records_path is not None else None,
-            predictions=_stack(self.saved),
+            predictions=self.saved.tensors() if self.saved is not None and self.saved.directory is None else None,
+            prediction_spool=self.saved,
             answers=_stack(self.answers),
             step_arrays=arrays,
             by_difficulty=difficulty,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -23,11 +24,11 @@ from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provena
 from hrm_eval.evaluation.resume import ResumeState, build_manifest
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
-from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
+from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, load_with_data
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
-from hrm_eval.utils.io import atomic_torch_save, atomic_write, atomic_write_json
+from hrm_eval.utils.io import atomic_write, atomic_write_json
 from hrm_eval.utils.logging import log_metrics
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hrm_eval")
 RECORDS_FILE = "per_puzzle.jsonl"
 CSV_FILE = "per_puzzle.csv"
+PREDICTIONS_SPOOL = "all_preds.partial"  # the chunks of --save-predictions until the files are written
 __all__ = ["open_dataset", "resolve_task", "simple_evaluate", "assemble_results", "results_frames", "RECORDS_FILE"]
 
 
@@ -88,132 +90,201 @@ def simple_evaluate(
         backend = "onnxruntime"
     if backend == "onnxruntime":
         device, dtype = onnx_settings(device, dtype, compile)
-    dev = resolve_device(device)
-    dist = dist or DistContext()
-    n_threads = choose_threads(threads, dev)
-    if dev.type == "cpu":
-        apply_threads(n_threads)
     policy = HaltingPolicy(
         "fixed" if halting == "sweep" else halting,  # type: ignore[arg-type]
         threshold=halt_threshold,
         min_steps=min_steps,
         max_steps=max_steps,
     )
-    loaded, dataset, dtype_choice = _load(
-        checkpoint,
-        data,
-        split=split,
-        task=task,
-        dtype=dtype,
-        device=dev,
-        arch_overrides=arch_overrides,
-        model_config=model_config,
+    load_options = {"overrides": arch_overrides, "model_config": model_config}
+    s = _setup(checkpoint, data, split, task, device, dtype, threads, policy, dist or DistContext(), load_options)
+    _log_start(s, limit)
+    # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
+    scorer = s.task.scorer(s.dataset) if s.task is not None else None
+    evaluator, cost = _evaluator(
+        s, backend, quantize, batch_size=batch_size, progress=progress, compile=compile, limit=limit
     )
-    puzzle_task = resolve_task(task, dataset)
+    # what computes the numbers: the device type, or onnxruntime and its weights (a resume must not mix them)
+    runs_on = s.device.type if backend == "torch" else f"onnxruntime-{quantize or 'float32'}"
+    state = _resume_state(output_dir, resume, s, runs_on, limit, batch_size, save_predictions)
+    result = _run(evaluator, s, state, output_dir, limit=limit, save_predictions=save_predictions)
+    if result is None:  # not rank 0: its rows went there
+        return {}
+    results = assemble_results(
+        result, s.loaded, s.dataset, s.task, device=str(s.device), batch_size=batch_size, limit=limit
+    )
+    run_facts = {"compile": compile, "backend": backend, "quantization": quantize or "none"}
+    _complete(results, result, s, run_facts, cost=cost, sweep=halting == "sweep", scorer=scorer, output_dir=output_dir)
+    if output_dir is not None:
+        _write_outputs(Path(output_dir), results, result, s.loaded, save_predictions, formats, s.dist.world_size)
+        if state is not None:
+            state.remove()  # complete: the streamed rows are in the files now
+    log_metrics(log, results["aggregate_metrics"], checkpoint_sha256=s.loaded.sha256)
+    return results
+
+
+@dataclass
+class _Setup:
+    """What one evaluation runs on, settled before its first puzzle."""
+
+    device: torch.device
+    threads: int
+    policy: HaltingPolicy
+    dist: DistContext
+    loaded: LoadedCheckpoint
+    dataset: PuzzleDataset
+    task: Optional[PuzzleTask]
+    dtype_choice: DtypeChoice
+
+
+def _setup(
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str,
+    task: Optional[str],
+    device: str,
+    dtype: Optional[str],
+    threads: Optional[int],
+    policy: HaltingPolicy,
+    dist: DistContext,
+    load_options: Dict[str, Any],
+) -> _Setup:
+    """The device and its threads, then the checkpoint (in the chosen dtype), the data and its task."""
+    dev = resolve_device(device)
+    n_threads = choose_threads(threads, dev)
+    if dev.type == "cpu":
+        apply_threads(n_threads)
+    loaded, dataset, dtype_choice = _load(
+        checkpoint, data, split=split, task=task, dtype=dtype, device=dev, **load_options
+    )
+    return _Setup(dev, n_threads, policy, dist, loaded, dataset, resolve_task(task, dataset), dtype_choice)
+
+
+def _log_start(s: _Setup, limit: Optional[int]) -> None:
+    total = len(s.dataset) if limit is None else min(limit, len(s.dataset))
     log.info(
         "checkpoint %s (%s, step %s) on %s: %d puzzles, device %s, dtype %s (%s), halting %s, threads %d",
-        loaded.path,
-        loaded.config.variant,
-        loaded.step,
-        dataset.source,
-        len(dataset) if limit is None else min(limit, len(dataset)),
-        dev,
-        dtype_choice.dtype,
-        dtype_choice.reason,
-        policy.mode,
-        n_threads,
+        s.loaded.path,
+        s.loaded.config.variant,
+        s.loaded.step,
+        s.dataset.source,
+        total,
+        s.device,
+        s.dtype_choice.dtype,
+        s.dtype_choice.reason,
+        s.policy.mode,
+        s.threads,
         extra={
             "event": "checkpoint",
-            "checkpoint": str(loaded.path),
-            "checkpoint_sha256": loaded.sha256,
-            "step": loaded.step,
-            "data": str(dataset.source),
-            "puzzles_total": len(dataset) if limit is None else min(limit, len(dataset)),
-            "device": str(dev),
-            "dtype": dtype_choice.dtype,
-            "halting": policy.mode,
+            "checkpoint": str(s.loaded.path),
+            "checkpoint_sha256": s.loaded.sha256,
+            "step": s.loaded.step,
+            "data": str(s.dataset.source),
+            "puzzles_total": total,
+            "device": str(s.device),
+            "dtype": s.dtype_choice.dtype,
+            "halting": s.policy.mode,
         },
     )
-    # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
-    scorer = puzzle_task.scorer(dataset) if puzzle_task is not None else None
+
+
+def _run(
+    evaluator: Evaluator,
+    s: _Setup,
+    state: Optional[ResumeState],
+    output_dir: Optional[str | Path],
+    *,
+    limit: Optional[int],
+    save_predictions: bool,
+) -> Optional[EvaluationResult]:
+    """Every puzzle through the evaluator: in one go, or as this rank's shard and/or the rest of
+    a resumed run. None on ranks other than 0 (their rows went there)."""
+    records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
+    keep_answers = s.task is not None and s.task.needs_answers
+    rows: Dict[str, Any] = {
+        "limit": limit,
+        "save_predictions": save_predictions,
+        "keep_answers": keep_answers,
+        "records_path": records,
+    }
+    if save_predictions and output_dir is not None:  # spooled there as rows finish: memory flat in the puzzle count
+        rows["predictions_dir"] = Path(output_dir) / PREDICTIONS_SPOOL
+    if state is None and not s.dist.distributed:
+        return evaluator.evaluate(s.dataset, **rows)
+    plan = ShardPlan(s.dist, state.done if state else {}, state.append if state else None, failure_hook(s.dist))
+    result = evaluator.evaluate_shard(s.dataset, plan=plan, **rows)
+    if state is not None:
+        state.close()
+    return result
+
+
+def _evaluator(
+    s: _Setup,
+    backend: str,
+    quantize: Optional[str],
+    *,
+    batch_size: int,
+    progress: bool,
+    compile: bool,
+    limit: Optional[int],
+) -> Tuple[Evaluator, Any]:
+    """(the Evaluator on the ACT engine or onnxruntime, the measured int8 cost or None)."""
     runner, cost = None, None
     if backend == "onnxruntime":
-        runner, cost = _onnx_runner(loaded, dataset, policy, quantize, n_threads, batch_size, limit)
+        runner, cost = _onnx_runner(s.loaded, s.dataset, s.policy, quantize, s.threads, batch_size, limit)
     evaluator = Evaluator(
-        loaded.model,
-        device=dev,
+        s.loaded.model,
+        device=s.device,
         batch_size=batch_size,
-        task=puzzle_task,
+        task=s.task,
         progress=progress,
-        halting=policy,
+        halting=s.policy,
         compile=compile,
         cast_weights=True,
         runner=runner,
     )
-    records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
-    keep_answers = puzzle_task is not None and puzzle_task.needs_answers
-    # what computes the numbers: the device type, or onnxruntime and its weights (a resume must not mix them)
-    runs_on = dev.type if backend == "torch" else f"onnxruntime-{quantize or 'float32'}"
-    state = _resume_state(
-        output_dir, resume, dist, loaded, dataset, puzzle_task, policy, runs_on, limit, batch_size, save_predictions
-    )
-    if state is None and not dist.distributed:
-        result = evaluator.evaluate(
-            dataset, limit=limit, save_predictions=save_predictions, keep_answers=keep_answers, records_path=records
-        )
-    else:
-        plan = ShardPlan(dist, state.done if state else {}, state.append if state else None, failure_hook(dist))
-        shard_result = evaluator.evaluate_shard(
-            dataset,
-            plan=plan,
-            limit=limit,
-            save_predictions=save_predictions,
-            keep_answers=keep_answers,
-            records_path=records,
-        )
-        if state is not None:
-            state.close()
-        if shard_result is None:  # not rank 0: its rows went there
-            return {}
-        result = shard_result
-    results = assemble_results(
-        result, loaded, dataset, puzzle_task, device=str(dev), batch_size=batch_size, limit=limit
-    )
+    return evaluator, cost
+
+
+def _complete(
+    results: Dict[str, Any],
+    result: EvaluationResult,
+    s: _Setup,
+    run_facts: Dict[str, Any],
+    *,
+    cost: Any,
+    sweep: bool,
+    scorer: Optional[TaskScorer],
+    output_dir: Optional[str | Path],
+) -> None:
+    """What goes into the results beyond the metrics: how they were computed (`run_facts`:
+    compile, backend, quantization), resumed counts, the int8 cost, the halting sweep, the
+    task's own scores."""
     results["provenance"]["evaluation"].update(
-        dtype_choice=dtype_choice.reason,
-        dtype_changed=dtype_choice.changed,
-        threads=n_threads,
+        dtype_choice=s.dtype_choice.reason,
+        dtype_changed=s.dtype_choice.changed,
+        threads=s.threads,
         halting=result.halting,
         engine=result.engine,
-        compile=compile,
-        **dist.describe(),
-        backend=backend,
-        quantization=quantize or "none",
+        compile=run_facts["compile"],
+        **s.dist.describe(),
+        backend=run_facts["backend"],
+        quantization=run_facts["quantization"],
     )
     if result.rows_run.get("skipped"):
         results["provenance"]["evaluation"]["resumed"] = result.rows_run
     if cost is not None:
         results["quantization"] = cost.as_dict()
-    if halting == "sweep":
-        results["halting_sweep"] = halting_sweep(result.step_arrays, loaded.model)  # type: ignore[arg-type]
-    if scorer is not None and puzzle_task is not None:
-        results[puzzle_task.name] = _task_scores(scorer, result, output_dir)
-    if output_dir is not None:
-        _write_outputs(Path(output_dir), results, result, loaded, save_predictions, formats, dist.world_size)
-        if state is not None:
-            state.remove()  # complete: the streamed rows are in the files now
-    log_metrics(log, results["aggregate_metrics"], checkpoint_sha256=loaded.sha256)
-    return results
+    if sweep:
+        results["halting_sweep"] = halting_sweep(result.step_arrays, s.loaded.model)  # type: ignore[arg-type]
+    if scorer is not None and s.task is not None:
+        results[s.task.name] = _task_scores(scorer, result, output_dir)
 
 
 def _resume_state(
     output_dir: Optional[str | Path],
     resume: bool,
-    dist: DistContext,
-    loaded: LoadedCheckpoint,
-    dataset: PuzzleDataset,
-    task: Optional[PuzzleTask],
-    policy: HaltingPolicy,
+    s: _Setup,
     runs_on: str,
     limit: Optional[int],
     batch_size: int,
@@ -224,16 +295,17 @@ def _resume_state(
         if resume:
             raise HRMEvalError("--resume needs --output: the directory of the run to resume")
         return None
+    loaded, dist = s.loaded, s.dist
     manifest = build_manifest(
         checkpoint_sha256=loaded.sha256,
-        dataset_fingerprint=dataset.fingerprint(),
-        split=str(dataset.split),
+        dataset_fingerprint=s.dataset.fingerprint(),
+        split=str(s.dataset.split),
         limit=limit,
         dtype=loaded.config.forward_dtype,
-        halting=policy.describe(loaded.config.halt_max_steps),
+        halting=s.policy.describe(loaded.config.halt_max_steps),
         batch_size=batch_size,
         model_config=loaded.config.model_dump(),
-        task=task.name if task is not None else None,
+        task=s.task.name if s.task is not None else None,
         device_type=runs_on,
         keep_logits=save_predictions,
     )
@@ -296,42 +368,18 @@ def _load(
     task: Optional[str],
     dtype: Optional[str],
     device: torch.device,
-    arch_overrides: Optional[Dict[str, Any]],
-    model_config: Optional[Dict[str, Any]],
+    **options: Any,
 ) -> Tuple[LoadedCheckpoint, PuzzleDataset, DtypeChoice]:
-    """The checkpoint (in the chosen dtype) and the dataset it is evaluated on."""
-    data_path = Path(data)
+    """The checkpoint (in the chosen dtype) and the dataset it is evaluated on. `options`:
+    load_checkpoint's overrides and model_config."""
     fixed_dtype = None if dtype == "auto" else dtype
-    if data_path.is_dir():
-        dataset = open_dataset(data_path, split=split, task=task)
-    else:
-        # Raw puzzle files carry no metadata: the checkpoint's vocabulary decides what is valid.
-        probe = load_checkpoint(
-            checkpoint, overrides=arch_overrides, model_config=model_config, dtype=fixed_dtype, require_seq_len=False
-        )
-        dataset = open_dataset(
-            data_path,
-            split=split,
-            task=task,
-            vocab_size=probe.config.vocab_size,
-            num_puzzle_identifiers=probe.config.num_puzzle_identifiers,
-        )
-
-    def load(d: Optional[str]) -> LoadedCheckpoint:
-        return load_checkpoint(
-            checkpoint,
-            dataset=dataset.metadata,
-            overrides=arch_overrides,
-            model_config=model_config,
-            device=device,
-            dtype=d,
-        )
-
-    loaded = load(fixed_dtype)
+    loaded, dataset = load_with_data(
+        checkpoint, data, split=split, task=task, device=device, dtype=fixed_dtype, **options
+    )
     if dtype == "auto":
         choice = choose_dtype("auto", loaded.config.forward_dtype, device)
         if choice.dtype != loaded.config.forward_dtype:
-            loaded = load(choice.dtype)
+            loaded = load_checkpoint(checkpoint, dataset=dataset.metadata, device=device, dtype=choice.dtype, **options)
     else:  # None (the checkpoint's own) or an explicit request: nothing to decide
         choice = choose_dtype(None, loaded.config.forward_dtype, device)
         if dtype is not None:
@@ -354,9 +402,10 @@ def _write_outputs(
     formats: Sequence[str] = ("json",),
     world_size: int = 1,
 ) -> None:
-    if save_predictions and result.predictions is not None:
+    if save_predictions and result.prediction_spool is not None:
         step = loaded.step if loaded.step is not None else 0
-        files = _save_predictions(out / f"step_{step}_all_preds", result, world_size)
+        owner = result.row_batches % world_size if result.row_batches is not None else None  # [N] rank of each row
+        files = result.prediction_spool.write(out / f"step_{step}_all_preds", owner, world_size)
         results["predictions_file"] = str(files[0])
         if len(files) > 1:
             results["predictions_files"] = [str(f) for f in files]
@@ -372,21 +421,6 @@ def _write_outputs(
     atomic_write_json(out / "results.json", results)
     if "csv" in formats:
         write_per_puzzle_csv(result, out / CSV_FILE)
-
-
-def _save_predictions(prefix: Path, result: EvaluationResult, world_size: int) -> List[Path]:
-    """`<prefix>.<rank>`, one file per rank as the public evaluators write them: each holds the
-    rows its rank evaluated (dataset order within the file); one process writes `.0` only."""
-    preds = result.predictions or {}
-    if world_size == 1 or result.row_batches is None:
-        return [atomic_torch_save(prefix.with_name(prefix.name + ".0"), preds)]
-    owner = torch.from_numpy(result.row_batches % world_size)  # [N] rank of each row
-    files = []
-    for rank in range(world_size):
-        rows = (owner == rank).nonzero().flatten()
-        part = {k: v[rows] if v.numel() else v for k, v in preds.items()}
-        files.append(atomic_torch_save(prefix.with_name(f"{prefix.name}.{rank}"), part))
-    return files
 
 
 def write_per_puzzle_csv(result: EvaluationResult, path: Path) -> Path:

@@ -19,7 +19,7 @@ from hrm_eval.export.folder import folder_config, model_card, write_model_folder
 from hrm_eval.export.onnx import INT8_ONNX_FILE, ONNX_FILE
 from hrm_eval.export.runtime import export_graphs, measure_int8_cost, report_cost
 from hrm_eval.inference.onnx_runner import make_session
-from hrm_eval.models.loading import CONFIG_FILE, LoadedCheckpoint, load_checkpoint
+from hrm_eval.models.loading import CONFIG_FILE, LoadedCheckpoint, load_checkpoint, load_with_data
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 
@@ -87,28 +87,16 @@ def _load(
     model_config: Optional[Dict[str, Any]],
 ) -> Tuple[LoadedCheckpoint, Optional[PuzzleDataset], Optional[Dict[str, Any]]]:
     """The checkpoint (float32 for ONNX), checked against the data when given, and the task layout."""
-    from hrm_eval.evaluation.run import open_dataset, resolve_task
+    from hrm_eval.data.open import resolve_task
 
     dtype = "float32" if format == "onnx" else None
-    dataset = None
-    if data is not None:
-        probe = load_checkpoint(checkpoint, overrides=arch_overrides, model_config=model_config, require_seq_len=False)
-        c = probe.config
-        dataset = open_dataset(
-            data, split=split, task=task, vocab_size=c.vocab_size, num_puzzle_identifiers=c.num_puzzle_identifiers
-        )
-    loaded = load_checkpoint(
-        checkpoint,
-        dataset=dataset.metadata if dataset is not None else None,
-        overrides=arch_overrides,
-        model_config=model_config,
-        dtype=dtype,
-    )
-    layout = None
-    if dataset is not None:
-        found = resolve_task(task, dataset)
-        layout = {"name": found.name if found else None, "vocab_size": loaded.config.vocab_size}
-        layout["seq_len"] = loaded.config.seq_len
+    options: Dict[str, Any] = {"overrides": arch_overrides, "model_config": model_config, "dtype": dtype}
+    if data is None:
+        return load_checkpoint(checkpoint, **options), None, None
+    loaded, dataset = load_with_data(checkpoint, data, split=split, task=task, **options)
+    found = resolve_task(task, dataset)
+    layout = {"name": found.name if found else None, "vocab_size": loaded.config.vocab_size}
+    layout["seq_len"] = loaded.config.seq_len
     return loaded, dataset, layout
 
 

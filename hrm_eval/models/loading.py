@@ -581,6 +581,29 @@ def load_checkpoint(
     )
 
 
+def load_with_data(
+    checkpoint: str | Path, data: str | Path, *, split: str = "test", task: Optional[str] = None, **options: Any
+) -> Tuple[LoadedCheckpoint, Any]:
+    """(the checkpoint checked against the data, the PuzzleDataset): a dataset directory is opened
+    as it is; a raw .jsonl / .csv file has no vocabulary of its own, so it is read with the
+    checkpoint's (and its puzzle identifiers). `options`: load_checkpoint's keywords."""
+    from hrm_eval.data.open import open_dataset
+
+    if Path(data).is_dir():
+        dataset = open_dataset(data, split=split, task=task)
+    else:
+        facts = {k: v for k, v in options.items() if k in ("overrides", "model_config", "dtype")}
+        probe = load_checkpoint(checkpoint, require_seq_len=False, **facts).config  # on the CPU: sizes only
+        dataset = open_dataset(
+            data,
+            split=split,
+            task=task,
+            vocab_size=probe.vocab_size,
+            num_puzzle_identifiers=probe.num_puzzle_identifiers,
+        )
+    return load_checkpoint(checkpoint, dataset=dataset.metadata, **options), dataset
+
+
 def config_source_name(path: Path) -> str:
     """What the architecture beside (or inside) a checkpoint file is called in `sources`."""
     if not is_safetensors(path):

@@ -169,6 +169,17 @@ class _Run:
     world_size: int
 
 
+@dataclass
+class _Position:
+    """Where training stands: optimiser steps done, the epoch, batches of that epoch already
+    trained on, and the rows still working on their puzzle (they cross batch boundaries)."""
+
+    step: int = 0
+    epoch: int = 0
+    epoch_batch: int = 0
+    carry: Optional[ACTCarry] = None
+
+
 def _train(
     config: TrainConfig, out_dir: Path, rank: int, world_size: int, resume: bool, progress: bool
 ) -> TrainSummary:
@@ -179,73 +190,88 @@ def _train(
     model_cfg = config.model_config_for(meta.seq_len, meta.vocab_size, meta.num_puzzle_identifiers)
     examples_per_epoch = meta.total_groups * meta.mean_puzzle_examples
     run = _build(config, model_cfg, device, rank, world_size, examples_per_epoch)
-    model, ema = run.model, run.ema
-
-    step, epoch, epoch_batch = 0, 0, 0  # epoch_batch: batches of the current epoch already trained on
-    carry: Optional[ACTCarry] = None  # rows still working on their puzzle cross batch boundaries
-    if resume:
-        step, epoch, epoch_batch, carry = _resume(out_dir, run)
+    at = _Position(*_resume(out_dir, run)) if resume else _Position()
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
             out_dir / "all_config.yaml", yaml.safe_dump(config.all_config(model_cfg, str(out_dir)), sort_keys=True)
         )
     wandb_run = _maybe_wandb(config, model_cfg) if rank == 0 else None
-
-    stop_at = min(run.total_steps, config.max_steps or run.total_steps)
     eval_every = None
     if config.eval_interval:
         eval_every = max(1, int(config.eval_interval * examples_per_epoch / config.global_batch_size))
-    bar = tqdm(
-        total=stop_at, initial=step, unit="step", desc="train", disable=not progress or rank != 0, dynamic_ncols=True
-    )
-    first_step = step
-    last: Dict[str, float] = {}
-    final_path: Optional[Path] = None
-    start = time.perf_counter()
-    model.train()
-    while step < stop_at:
-        rng = np.random.default_rng([config.seed, epoch])  # same on every rank: they share the batch order
-        batches = train_batches(train_set, config.global_batch_size, rank, world_size, rng)
-        for batch in itertools.islice(batches, epoch_batch, None):  # a resumed run skips what it already saw
-            carry, loss, parts, lr = _step(run, carry, {k: v.to(device) for k, v in batch.items()}, step)
-            step += 1
-            epoch_batch += 1
 
-            if step % config.log_every == 0 or step == stop_at:
-                last = _train_metrics(parts, carry.halted, loss, lr)
+    start = time.perf_counter()
+    last = _train_steps(
+        run, train_set, test_set, at, out_dir, eval_every=eval_every, wandb_run=wandb_run, progress=progress
+    )
+    final_path = _save(run, out_dir, at.step, at.epoch, at.epoch_batch, at.carry)
+    last.update(_evaluate_and_log(run, test_set, wandb_run, at.step))
+    if wandb_run is not None:
+        wandb_run.finish()
+    if world_size > 1:
+        dist.barrier()
+    return TrainSummary(out_dir, at.step, final_path, last, time.perf_counter() - start, run.model)
+
+
+def _train_steps(
+    run: _Run,
+    train_set: PuzzleDataset,
+    test_set: Optional[PuzzleDataset],
+    at: _Position,
+    out_dir: Path,
+    *,
+    eval_every: Optional[int],
+    wandb_run,
+    progress: bool,
+) -> Dict[str, float]:
+    """Train from `at` (moved along) to the last step, evaluating (and checkpointing, when asked)
+    every `eval_every` steps; returns the train metrics last logged."""
+    config = run.config
+    stop_at = min(run.total_steps, config.max_steps or run.total_steps)
+    bar = tqdm(
+        total=stop_at,
+        initial=at.step,
+        unit="step",
+        desc="train",
+        disable=not progress or run.rank != 0,
+        dynamic_ncols=True,
+    )
+    first_step, start = at.step, time.perf_counter()
+    last: Dict[str, float] = {}
+    run.model.train()
+    while at.step < stop_at:
+        rng = np.random.default_rng([config.seed, at.epoch])  # same on every rank: they share the batch order
+        batches = train_batches(train_set, config.global_batch_size, run.rank, run.world_size, rng)
+        for batch in itertools.islice(batches, at.epoch_batch, None):  # a resumed run skips what it already saw
+            at.carry, loss, parts, lr = _step(run, at.carry, {k: v.to(run.device) for k, v in batch.items()}, at.step)
+            at.step += 1
+            at.epoch_batch += 1
+
+            if at.step % config.log_every == 0 or at.step == stop_at:
+                last = _train_metrics(parts, at.carry.halted, loss, lr)
+                seconds_per_step = (time.perf_counter() - start) / max(1, at.step - first_step)
+                quiet_rank0 = not progress and run.rank == 0
                 _report(
-                    last,
-                    step,
-                    stop_at,
-                    bar,
-                    wandb_run,
-                    quiet_rank0=not progress and rank == 0,
-                    seconds_per_step=(time.perf_counter() - start) / max(1, step - first_step),
+                    last, at.step, stop_at, bar, wandb_run, quiet_rank0=quiet_rank0, seconds_per_step=seconds_per_step
                 )
             bar.update(1)
-            if eval_every and step % eval_every == 0 and step != stop_at:
-                _evaluate_and_log(model, test_set, config, device, rank, ema, wandb_run, step)
+            if eval_every and at.step % eval_every == 0 and at.step != stop_at:
+                _evaluate_and_log(run, test_set, wandb_run, at.step)
                 if config.checkpoint_every_eval:
-                    final_path = _save(run, out_dir, step, epoch, epoch_batch, carry)
-            if step >= stop_at:
+                    _save(run, out_dir, at.step, at.epoch, at.epoch_batch, at.carry)
+            if at.step >= stop_at:
                 break
         else:
-            if epoch_batch == 0:  # not one full global batch in an epoch: the loop would never end
+            if at.epoch_batch == 0:  # not one full global batch in an epoch: the loop would never end
                 raise HRMEvalError(
                     f"global_batch_size {config.global_batch_size} is larger than one epoch of the "
                     f"train split ({train_set.num_examples} examples in {config.data_path}): "
                     "lower global_batch_size"
                 )
-            epoch, epoch_batch = epoch + 1, 0
+            at.epoch, at.epoch_batch = at.epoch + 1, 0
     bar.close()
-    final_path = _save(run, out_dir, step, epoch, epoch_batch, carry)
-    last.update(_evaluate_and_log(model, test_set, config, device, rank, ema, wandb_run, step))
-    if wandb_run is not None:
-        wandb_run.finish()
-    if world_size > 1:
-        dist.barrier()
-    return TrainSummary(out_dir, step, final_path, last, time.perf_counter() - start, model)
+    return last
 
 
 def _report(
@@ -267,17 +293,8 @@ def _report(
         wandb_run.log({f"train/{k}": v for k, v in last.items()}, step=step)
 
 
-def _evaluate_and_log(
-    model: ACTModel,
-    test_set: Optional[PuzzleDataset],
-    config: TrainConfig,
-    device: torch.device,
-    rank: int,
-    ema: Optional[EMA],
-    wandb_run,
-    step: int,
-) -> Dict[str, float]:
-    metrics = _evaluate(model, test_set, config, device, rank, ema) or {}
+def _evaluate_and_log(run: _Run, test_set: Optional[PuzzleDataset], wandb_run, step: int) -> Dict[str, float]:
+    metrics = _evaluate(run, test_set) or {}
     if metrics and wandb_run is not None:
         wandb_run.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
     return metrics
@@ -362,20 +379,13 @@ def _train_metrics(parts: Dict, halted: torch.Tensor, loss: torch.Tensor, lr: fl
     }
 
 
-def _evaluate(
-    model: ACTModel,
-    test_set: Optional[PuzzleDataset],
-    config: TrainConfig,
-    device: torch.device,
-    rank: int,
-    ema: Optional[EMA],
-) -> Optional[Dict[str, float]]:
-    if test_set is None or rank != 0:
+def _evaluate(run: _Run, test_set: Optional[PuzzleDataset]) -> Optional[Dict[str, float]]:
+    if test_set is None or run.rank != 0:
         return None
     # Evaluation must not move training's random stream (building the EMA copy draws from it):
     # a run then trains the same with or without evaluations, and resumes exactly.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        return _evaluate_unseeded(model, test_set, config, device, ema)
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+        return _evaluate_unseeded(run.model, test_set, run.config, run.device, run.ema)
 
 
 def _evaluate_unseeded(

@@ -117,7 +117,22 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class RunSettings(_Config):
+class LogSettings(_Config):
+    """The logging settings every mode takes (--log-level, --log-file)."""
+
+    log_level: LogLevel = "INFO"
+    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
+
+
+class ModelFlags(_Config):
+    """How a mode that loads a checkpoint reads it: an architecture YAML for a checkpoint without
+    all_config.yaml (--model-config) and single architecture fields (--arch KEY=VALUE)."""
+
+    model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
+    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
+
+
+class RunSettings(LogSettings):
     """What every mode that runs a model shares."""
 
     split: str = "test"
@@ -128,11 +143,9 @@ class RunSettings(_Config):
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     limit: Optional[int] = Field(None, ge=1)  # evaluate only the first N examples
     progress: bool = True
-    log_level: LogLevel = "INFO"
-    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
-class EvalConfig(RunSettings):
+class EvalConfig(RunSettings, ModelFlags):
     """`--mode evaluate` (and configs/eval_config.yaml): every field is also a flag."""
 
     checkpoint: str  # step_<N> file, `checkpoint` file or run directory
@@ -151,20 +164,14 @@ class EvalConfig(RunSettings):
     wandb_project: str = "hrm-eval"
     output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
     resume: bool = False  # skip the puzzles an interrupted run with the same settings finished in output_dir
-    model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
-    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
 
-class InspectConfig(_Config):
+class InspectConfig(LogSettings, ModelFlags):
     checkpoint: str
     dtype: Optional[Dtype] = None
-    model_config_path: Optional[str] = None
-    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
-    log_level: LogLevel = "INFO"
-    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
-class ExportConfig(_Config):
+class ExportConfig(LogSettings, ModelFlags):
     """`--mode export`: a checkpoint as a model folder (safetensors) or an ONNX step."""
 
     checkpoint: str
@@ -178,21 +185,15 @@ class ExportConfig(_Config):
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     max_accuracy_drop: float = Field(1.0, ge=0)  # int8: refuse above this exact-accuracy drop (points)
     threads: Optional[int] = Field(None, ge=1)
-    model_config_path: Optional[str] = None
-    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
-    log_level: LogLevel = "INFO"
-    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
-class ScoreConfig(_Config):
+class ScoreConfig(LogSettings):
     data_path: str
     predictions: str  # prefix of PREFIX_all_preds.<rank> files
     output_dir: str
-    log_level: LogLevel = "INFO"
-    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
-class BuildDataConfig(_Config):
+class BuildDataConfig(LogSettings):
     task: str
     source: str  # folder of raw CSVs / ARC JSON, hub name, or arc-agi-1|arc-agi-2
     output_dir: str
@@ -200,11 +201,9 @@ class BuildDataConfig(_Config):
     subsample_size: Optional[int] = Field(None, ge=1)
     min_difficulty: Optional[int] = None
     seed: int = 0
-    log_level: LogLevel = "INFO"
-    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
 
-class GenerateConfig(_Config):
+class GenerateConfig(LogSettings):
     task: str
     output_dir: str
     num_train: int = Field(0, ge=0)
@@ -213,8 +212,6 @@ class GenerateConfig(_Config):
     size: Optional[int] = Field(None, ge=1)  # board size (sudoku 4/6/9) or maze side
     min_blanks: Optional[int] = Field(None, ge=0)
     max_blanks: Optional[int] = Field(None, ge=0)
-    log_level: LogLevel = "INFO"
-    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
 
     def model_post_init(self, __context: Any) -> None:
         if self.num_train + self.num_test <= 0:
@@ -234,7 +231,7 @@ class MembersSettings(RunSettings):
     wandb_project: str = "hrm-eval"
 
 
-class EnsembleConfig(MembersSettings):
+class EnsembleConfig(MembersSettings, ModelFlags):
     strategy: Literal["average", "vote", "q_vote", "stacking"] = "average"
     weights: Union[Literal["uniform", "learned"], List[float], None] = None
     # tta, calibration_fraction and calibration_limit are checked by evaluate_ensemble itself
@@ -246,15 +243,13 @@ class EnsembleConfig(MembersSettings):
     calibration_limit: Optional[int] = None
     stacker: Optional[str] = None
     seed: int = 0
-    model_config_path: Optional[str] = None
-    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
 
 class CompareConfig(MembersSettings):
     plots: bool = True
 
 
-class SolveConfig(_Config):
+class SolveConfig(LogSettings, ModelFlags):
     """`--mode solve`: puzzles without answers -> the model's answers."""
 
     checkpoint: Optional[str] = None  # default: the bundled run (its newest step)
@@ -270,7 +265,3 @@ class SolveConfig(_Config):
     output_dir: Optional[str] = None  # also write solutions.jsonl there
     device: str = "auto"
     dtype: Optional[Dtype] = None
-    model_config_path: Optional[str] = None
-    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
-    log_level: LogLevel = "INFO"
-    log_file: Optional[str] = None

@@ -20,6 +20,7 @@ import abc
 import json
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -29,6 +30,16 @@ from hrm_eval.utils.errors import HRMEvalError
 
 Row = Tuple[str, str, int]  # a generated raw puzzle: (question, answer, rating) in the public CSV layout
 View = Tuple[np.ndarray, np.ndarray]  # a test-time view: (token map [vocab], cell map [seq_len])
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How `PuzzleTask.build` turns raw puzzles into a dataset (the flags of --mode build-data)."""
+
+    num_aug: Optional[int] = None  # augmented copies of each training puzzle (None: the task's default)
+    subsample_size: Optional[int] = None  # keep only this many training puzzles
+    min_difficulty: Optional[int] = None  # drop puzzles rated below this
+    seed: int = 0  # every random draw of the build comes from it
 
 
 class TaskScorer(abc.ABC):
@@ -130,7 +141,6 @@ class PuzzleTask(abc.ABC):
 
     # ------------------------------------------------------------------ data
 
-    @abc.abstractmethod
     def build(
         self,
         source: str,
@@ -142,7 +152,13 @@ class PuzzleTask(abc.ABC):
         seed: int = 0,
     ) -> dict:
         """Build a public-format dataset directory at `output` from `source`; returns a summary
-        (examples per split, ...). Atomic: on error nothing is left at `output`."""
+        (examples per split, ...). Atomic: on error nothing is left at `output`. The options are
+        those of BuildOptions; each task says what `source` is and how it uses them."""
+        return self.write_dataset(source, output, BuildOptions(num_aug, subsample_size, min_difficulty, seed))
+
+    @abc.abstractmethod
+    def write_dataset(self, source: str, output: str, options: BuildOptions) -> dict:
+        """`build`'s work, with its options in one value."""
 
     def puzzle_stream(self, rng: random.Random, *, size: Optional[int] = None, **options: Any) -> Iterator[Row]:
         """An endless stream of generated (question, answer, rating) rows drawn from `rng`; the

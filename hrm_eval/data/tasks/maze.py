@@ -19,7 +19,7 @@ import numpy as np
 from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, check_num_aug, read_splits
 from hrm_eval.data.grids import dihedral_transform, grid_distances, square_side
 from hrm_eval.data.tasks import register_task
-from hrm_eval.data.tasks.base import PuzzleTask, Row, decode_json_list
+from hrm_eval.data.tasks.base import BuildOptions, PuzzleTask, Row, decode_json_list
 from hrm_eval.data.tasks.csv_build import PAD_ID, puzzle_arrays, token_arrays, write_csv_dataset
 from hrm_eval.data.tasks.maze_generator import DEFAULT_SIDE, maze_stream
 from hrm_eval.utils.errors import HRMEvalError
@@ -150,18 +150,9 @@ class MazeTask(PuzzleTask):
         check_charset(question, CHARSET, "question")
         check_charset(answer, CHARSET, "answer")
 
-    def build(
-        self,
-        source: str,
-        output: str,
-        *,
-        num_aug: Optional[int] = None,
-        subsample_size: Optional[int] = None,
-        min_difficulty: Optional[int] = None,
-        seed: int = 0,
-    ) -> dict:
-        num_aug = check_num_aug(num_aug)
-        raw = read_splits(source, self.check_row, min_difficulty)
+    def write_dataset(self, source: str, output: str, options: BuildOptions) -> dict:
+        num_aug = check_num_aug(options.num_aug)
+        raw = read_splits(source, self.check_row, options.min_difficulty)
         sides: Dict[str, int] = {}
         for split, rows in raw.items():
             first = len(rows.questions[0])
@@ -178,11 +169,11 @@ class MazeTask(PuzzleTask):
 
         def convert(split: str, rows: RawPuzzles, rng: np.random.RandomState):
             n, train = sides[split], split == "train"  # subsampling and augmentation apply to train only
-            arrays = self._convert(rows, n, rng, subsample_size if train else None, train and num_aug > 0)
+            arrays = self._convert(rows, n, rng, options.subsample_size if train else None, train and num_aug > 0)
             return arrays, n * n, {"side": n, "seq_len": n * n}
 
         summary = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size}
-        return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=seed, summary=summary)
+        return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=options.seed, summary=summary)
 
     def puzzle_stream(
         self, rng: random.Random, *, size: Optional[int] = None, loop_fraction: Optional[float] = None, **options: Any

@@ -20,7 +20,7 @@ import numpy as np
 
 from hrm_eval.data.csv_source import RawPuzzles, RowError, check_charset, check_num_aug, read_splits
 from hrm_eval.data.tasks import register_task
-from hrm_eval.data.tasks.base import PuzzleTask, Row, decode_json_list
+from hrm_eval.data.tasks.base import BuildOptions, PuzzleTask, Row, decode_json_list
 from hrm_eval.data.tasks.csv_build import PAD_ID, puzzle_arrays, token_arrays, write_csv_dataset
 from hrm_eval.data.tasks.sudoku_generator import SUDOKU_SIZES, sudoku_stream
 from hrm_eval.utils.errors import HRMEvalError
@@ -165,26 +165,17 @@ class SudokuTask(PuzzleTask):
         check_charset(question, ".0" + self.digits, "question")
         check_charset(answer, self.digits, "answer")
 
-    def build(
-        self,
-        source: str,
-        output: str,
-        *,
-        num_aug: Optional[int] = None,
-        subsample_size: Optional[int] = None,
-        min_difficulty: Optional[int] = None,
-        seed: int = 0,
-    ) -> dict:
-        num_aug = check_num_aug(num_aug)
-        raw = read_splits(source, self.check_row, min_difficulty)
+    def write_dataset(self, source: str, output: str, options: BuildOptions) -> dict:
+        num_aug = check_num_aug(options.num_aug)
+        raw = read_splits(source, self.check_row, options.min_difficulty)
 
         def convert(split: str, rows: RawPuzzles, rng: np.random.RandomState):
             train = split == "train"  # subsampling and augmentation apply to train only
-            arrays = self._convert(rows, rng, subsample_size if train else None, num_aug if train else 0)
+            arrays = self._convert(rows, rng, options.subsample_size if train else None, num_aug if train else 0)
             return arrays, self.seq_len, {}
 
         summary = {"task": self.name, "output": str(output), "vocab_size": self.vocab_size, "seq_len": self.seq_len}
-        return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=seed, summary=summary)
+        return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=options.seed, summary=summary)
 
     # ------------------------------------------------------------------ building
 

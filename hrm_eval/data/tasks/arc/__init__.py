@@ -35,7 +35,7 @@ from hrm_eval.data.tasks.arc.layout import (
     parse_grid_text,
 )
 from hrm_eval.data.tasks.arc.sources import PACKAGED_COLLECTIONS, RawTask, load_arc_tasks, parse_task
-from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer, View
+from hrm_eval.data.tasks.base import BuildOptions, PuzzleTask, TaskScorer, View
 from hrm_eval.utils.errors import HRMEvalError
 
 __all__ = [
@@ -109,16 +109,7 @@ class ARCTask(PuzzleTask):
         want, got = crop_grid(shifted), crop_grid(shifted_pred)
         return want.size > 0 and want.shape == got.shape and bool(np.array_equal(want, got))
 
-    def build(
-        self,
-        source,
-        output,
-        *,
-        num_aug: Optional[int] = None,
-        subsample_size: Optional[int] = None,
-        min_difficulty: Optional[int] = None,
-        seed: int = 0,
-    ) -> dict:
+    def write_dataset(self, source: Any, output: str, options: BuildOptions) -> dict:
         """Build the public HRM ARC dataset at `output` (atomically) from `source`.
 
         `source`: one or more folders in the public ARC layout (`<subset>/<task id>.json`, e.g.
@@ -133,10 +124,11 @@ class ARCTask(PuzzleTask):
         subset: no test split) is not written, as in the public builder.
 
         `subsample_size` and `min_difficulty` have no meaning for ARC: giving either is an error."""
-        for flag, value in (("subsample_size", subsample_size), ("min_difficulty", min_difficulty)):
-            if value is not None:
+        for flag in ("subsample_size", "min_difficulty"):
+            if getattr(options, flag) is not None:
                 raise HRMEvalError(f"{flag} does not apply to ARC datasets (ARC builds every task given)")
-        return build_arc_dataset(source, output, num_aug=DEFAULT_NUM_AUG if num_aug is None else num_aug, seed=seed)
+        num_aug = DEFAULT_NUM_AUG if options.num_aug is None else options.num_aug
+        return build_arc_dataset(source, output, num_aug=num_aug, seed=options.seed)
 
     def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[View]:
         raise HRMEvalError(
