@@ -24,6 +24,27 @@ from hrm_eval.utils.logging import log_metrics
 from hrm_eval.utils.paths import OutputLock, default_output
 
 log = logging.getLogger("hrm_eval")
+# config fields passed on by name to evaluate_ensemble / compare_checkpoints
+ENSEMBLE_SETTINGS = {
+    "run",
+    "strategy",
+    "weights",
+    "split",
+    "task",
+    "dtype",
+    "batch_size",
+    "limit",
+    "tta",
+    "calibration_data",
+    "calibration_split",
+    "calibration_fraction",
+    "calibration_limit",
+    "stacker",
+    "seed",
+    "cache_dir",
+    "progress",
+}
+COMPARE_SETTINGS = {"run", "split", "task", "dtype", "batch_size", "limit", "cache_dir", "plots", "progress"}
 
 
 class Weights(argparse.Action):
@@ -107,16 +128,16 @@ def members_output(cfg: MembersSettings, mode: str, *names: Optional[str]) -> Pa
 
 
 def run_members_mode(
-    device: str, out: Path, report_file: str, work: Callable[[Any, str], dict]
+    cfg: MembersSettings, mode: str, out: Path, report_file: str, work: Callable[[Any, str], dict]
 ) -> Optional[Tuple[dict, bool]]:
     """Run `work(dist, device)` for ensemble or compare, alone or as one rank under torchrun:
     every rank runs its share of each checkpoint's puzzles (gloo on CPU, NCCL on CUDA, one GPU
-    per rank), rank 0 holds the --output lock and writes. Returns (results, whether --output
-    already held results) on rank 0, None on the other ranks."""
+    per rank), rank 0 holds the --output lock, writes and tracks. Returns (results, whether
+    --output already held results) on rank 0, None on the other ranks."""
     from hrm_eval.evaluation.distributed import init_from_env, rank_device, run_rank
     from hrm_eval.utils.device import resolve_device
 
-    rank_dev = rank_device(resolve_device(device))
+    rank_dev = rank_device(resolve_device(cfg.device))
     dist = init_from_env(rank_dev)
 
     def rank_work() -> Tuple[dict, bool]:
@@ -124,7 +145,9 @@ def run_members_mode(
             return work(dist, str(rank_dev)), False
         with OutputLock(out):
             existed = (out / report_file).exists()
-            return work(dist, str(rank_dev)), existed
+            results = work(dist, str(rank_dev))
+            track(cfg, mode, results, out)
+            return results, existed
 
     try:
         results, existed = run_rank(dist, rank_work)
@@ -141,37 +164,18 @@ def run_ensemble(inv: Invocation) -> int:
     check_wandb(cfg)
 
     def work(dist, device: str) -> dict:
-        results = evaluate_ensemble(
+        return evaluate_ensemble(
             cfg.checkpoints,
             cfg.data_path,
-            run=cfg.run,
-            strategy=cfg.strategy,
-            weights=cfg.weights,
             output_dir=out,
-            split=cfg.split,
-            task=cfg.task,
             device=device,
-            dtype=cfg.dtype,
-            batch_size=cfg.batch_size,
-            limit=cfg.limit,
-            tta=cfg.tta,
-            calibration_data=cfg.calibration_data,
-            calibration_split=cfg.calibration_split,
-            calibration_fraction=cfg.calibration_fraction,
-            calibration_limit=cfg.calibration_limit,
-            stacker=cfg.stacker,
-            seed=cfg.seed,
-            cache_dir=cfg.cache_dir,
             arch_overrides=cfg.arch_overrides or None,
             model_config=model_config(cfg.model_config_path),
-            progress=cfg.progress,
             dist=dist,
+            **cfg.model_dump(include=ENSEMBLE_SETTINGS),
         )
-        if dist.is_main:
-            track(cfg, "ensemble", results, out)
-        return results
 
-    done = run_members_mode(cfg.device, out, "results.json", work)
+    done = run_members_mode(cfg, "ensemble", out, "results.json", work)
     if done is None:  # a rank other than 0
         return 0
     results, existed = done
@@ -206,27 +210,16 @@ def run_compare(inv: Invocation) -> int:
     check_wandb(cfg)
 
     def work(dist, device: str) -> dict:
-        report = compare_checkpoints(
+        return compare_checkpoints(
             cfg.checkpoints,
-            run=cfg.run,
             data=cfg.data_path,
             output_dir=out,
-            split=cfg.split,
-            task=cfg.task,
             device=device,
-            dtype=cfg.dtype,
-            batch_size=cfg.batch_size,
-            limit=cfg.limit,
-            cache_dir=cfg.cache_dir,
-            plots=cfg.plots,
-            progress=cfg.progress,
             dist=dist,
+            **cfg.model_dump(include=COMPARE_SETTINGS),
         )
-        if dist.is_main:
-            track(cfg, "compare", report, out)
-        return report
 
-    done = run_members_mode(cfg.device, out, REPORT_FILE, work)
+    done = run_members_mode(cfg, "compare", out, REPORT_FILE, work)
     if done is None:  # a rank other than 0
         return 0
     report, existed = done
