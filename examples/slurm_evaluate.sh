@@ -12,8 +12,8 @@
 #SBATCH --output=%x-%j.log
 set -euo pipefail
 
-CHECKPOINT=${CHECKPOINT:-checkpoints/sudoku6-hrm}
-DATA=${DATA:-checkpoints/sudoku6-hrm/data}
+CHECKPOINT=${CHECKPOINT:-checkpoints/sudoku6-hard-hrm}
+DATA=${DATA:-checkpoints/sudoku6-hard-hrm/data}
 OUTPUT=${OUTPUT:-outputs/evaluate/slurm-${SLURM_JOB_ID}}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)

@@ -495,7 +495,7 @@ def test_default_output_folders_are_unique_per_run_and_use_the_bundled_model(run
     assert folders[0] != folders[1]
     for folder in folders:
         assert folder.parent == tmp / "cwd" / "outputs" / "evaluate"
-        assert folder.name.startswith("sudoku6-hrm-data-")
+        assert folder.name.startswith("sudoku6-hard-hrm-data-")
         results = json.loads((folder / "results.json").read_text())
         assert results["aggregate_metrics"]["total_puzzles"] == 3
         assert results["provenance"]["checkpoint"]["step"] == 3750  # the bundled run's newest step

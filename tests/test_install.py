@@ -79,7 +79,14 @@ def test_non_editable_install_evaluates_with_its_defaults(tmp_path):
     assert where.returncode == 0, where.stderr
     package, home, run = where.stdout.split()
     assert Path(package).is_relative_to(venv) and Path(home) == venv / "share" / "hrm-eval"
-    assert sorted(p.name for p in Path(run).glob("step_*")) == ["step_1875", "step_3750", "step_625"]
+    assert sorted(p.name for p in Path(run).glob("step_*")) == [
+        "step_10000",
+        "step_11250",
+        "step_2500",
+        "step_3750",
+        "step_5000",
+        "step_7500",
+    ]
 
     proc = subprocess.run(
         [str(venv / "bin" / "hrm-eval"), "--mode", "evaluate", "--limit", "8", "--device", "cpu", "--no-progress"],
@@ -93,5 +100,5 @@ def test_non_editable_install_evaluates_with_its_defaults(tmp_path):
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("results: ")]
     results = json.loads((work / line.split()[1]).read_text())
     assert results["aggregate_metrics"]["total_puzzles"] == 8
-    assert results["provenance"]["checkpoint"]["step"] == 3750
+    assert results["provenance"]["checkpoint"]["step"] == 11250  # the default model's newest step
     assert Path(results["provenance"]["checkpoint"]["path"]).is_relative_to(venv / "share" / "hrm-eval")

@@ -13,7 +13,7 @@ API_KEY_ENV = "HRM_EVAL_API_KEY"  # a key in the environment stays out of `ps` l
 
 
 def serve_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--checkpoint", help="step_<N> file or run directory (default: the bundled sudoku6-hrm)")
+    g.add_argument("--checkpoint", help="step_<N> file or run directory (default: the bundled sudoku6-hard-hrm)")
     g.add_argument("--data", dest="data_path", help="dataset directory for the page's random puzzles")
     g.add_argument("--host", help="address to listen on; anything but localhost warns unless --api-key is set")
     g.add_argument("--port", type=int, help="port (0: any free port; the first line printed says which)")

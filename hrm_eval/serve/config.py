@@ -12,7 +12,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    checkpoint: Optional[str] = None  # default: the bundled model (checkpoints/sudoku6-hrm)
+    checkpoint: Optional[str] = None  # default: the bundled model (checkpoints/sudoku6-hard-hrm)
     log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
     data_path: Optional[str] = None  # dataset for the page's random puzzles; default: the run's data/
     host: str = "127.0.0.1"  # localhost only unless you say otherwise

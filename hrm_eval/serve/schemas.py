@@ -64,7 +64,7 @@ class SolveResponse(BaseModel):
                     "verified": True,
                     "steps": 3,
                     "q_halt_probability": 0.99,
-                    "model": "sudoku6-hrm/step_3750",
+                    "model": "sudoku6-hard-hrm/step_11250",
                     "latency_ms": 12.5,
                     "queue_ms": 0.4,
                 }

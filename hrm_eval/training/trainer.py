@@ -112,11 +112,11 @@ def output_dir(config: TrainConfig, output: Optional[str | Path] = None) -> Path
 
 def check_output(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse to mix this run's steps with another run's: one line, before anything is written."""
-    from hrm_eval.resources import bundled_run
+    from hrm_eval.resources import bundled_runs
 
     if resume and overwrite:
         raise HRMEvalError("--resume and --overwrite contradict each other: choose one")
-    if out_dir.exists() and out_dir.resolve() == bundled_run().resolve():
+    if out_dir.exists() and any(out_dir.resolve() == run.resolve() for run in bundled_runs()):
         raise HRMEvalError(f"--output {out_dir} is the bundled model shipped with hrm-eval: train into another folder")
     steps = list_steps(out_dir) if out_dir.is_dir() else []
     if steps and not (resume or overwrite):

@@ -133,7 +133,8 @@ def test_solve_prints_the_grid_rules_steps_and_confidence():
     rows = [answer[r * 6 : (r + 1) * 6] for r in range(6)]
     assert out[0] == "puzzle 1 (sudoku6)" and [line.strip() for line in out[1:7]] == rows
     assert out[7] == "valid by the rules: yes"
-    assert out[8].startswith("steps: ") and "of 4 (adaptive halting); halting confidence sigmoid(q_halt) 0." in out[8]
+    # the default model (sudoku6-hard-hrm) has 8 ACT steps
+    assert out[8].startswith("steps: ") and "of 8 (adaptive halting); halting confidence sigmoid(q_halt) 0." in out[8]
     assert sum(line.startswith("after step ") for line in out) == int(out[8].split()[1])
 
 

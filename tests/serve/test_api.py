@@ -27,15 +27,16 @@ def test_solve_the_issue_example(client):
     a = r.json()
     assert a["answer"] == ISSUE_ANSWER
     assert a["verified"] is True and a["task"] == "sudoku6"
-    assert 1 <= a["steps"] <= 4  # adaptive halting within halt_max_steps
-    assert 0.5 < a["q_halt_probability"] < 1  # it halted before 4 steps only because it was confident
-    assert a["model"] == "sudoku6-hrm/step_3750"
+    assert 1 <= a["steps"] <= 8  # adaptive halting within halt_max_steps
+    assert 0.5 < a["q_halt_probability"] < 1  # it halted before 8 steps only because it was confident
+    assert a["model"] == "sudoku6-hard-hrm/step_11250"  # the default model
     assert a["latency_ms"] >= a["queue_ms"] >= 0
 
 
 def test_batch_answers_test_puzzles_in_order(client):
-    """32 bundled test puzzles: answers come back in request order (each equals its own
-    solution; the model solves 99.1% of the set) and `verified` is the Sudoku rule check."""
+    """32 test puzzles of the first bundled model: answers come back in request order (each
+    equals its own solution; the default model solves all 1,000 of that set) and `verified` is
+    the Sudoku rule check."""
     data = PuzzleDataset(ROOT / "checkpoints" / "sudoku6-hrm" / "data", split="test")
     arrays = data.sets["all"]
     n = 32
@@ -98,14 +99,14 @@ def test_stream_one_event_per_step_then_final(client, method):
 
 def test_model_info_and_health(client, server):
     info = client.get("/v1/model").json()
-    path = ROOT / "checkpoints" / "sudoku6-hrm" / "step_3750"
+    path = ROOT / "checkpoints" / "sudoku6-hard-hrm" / "step_11250"  # the default: the run's newest step
     assert info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert (info["family"], info["dtype"], info["task"], info["max_batch"]) == ("hrm", "float32", "sudoku6", MAX_BATCH)
-    assert info["halting"] == {"mode": "adaptive", "max_steps": 4, "min_steps": 1}
+    assert info["halting"] == {"mode": "adaptive", "max_steps": 8, "min_steps": 1}
     assert info["layout"] == {"vocab_size": 8, "seq_len": 36, "puzzle_identifiers": 1}
     assert httpx.get(server.url + "/health").json()["status"] == "ok"  # no key needed outside /v1
     random = client.get("/v1/puzzles/random").json()
-    data = PuzzleDataset(ROOT / "checkpoints" / "sudoku6-hrm" / "data", split="test").sets["all"]
+    data = PuzzleDataset(ROOT / "checkpoints" / "sudoku6-hard-hrm" / "data", split="test").sets["all"]
     assert random["puzzle"] == SUDOKU6.decode_answer(data["inputs"][random["index"]])
     assert SUDOKU6.verify(SUDOKU6.encode(random["puzzle"]), SUDOKU6.encode(random["solution"]))
 

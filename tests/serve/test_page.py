@@ -25,7 +25,7 @@ def test_page_solves_a_typed_puzzle(server, tmp_path):
         assert page.locator("#keybox").get_attribute("open") is not None  # the page asks for the key
         page.fill("#apikey", KEY)
         page.dispatch_event("#apikey", "change")
-        sync_api.expect(page.locator("#model")).to_contain_text("sudoku6-hrm/step_3750")
+        sync_api.expect(page.locator("#model")).to_contain_text("sudoku6-hard-hrm/step_11250")
         page.fill("#puzzle", "\n".join(ISSUE_PUZZLE[r * 6 : r * 6 + 6] for r in range(6)))  # one row per line
         page.click("#solve")
         sync_api.expect(page.locator("#verdict")).to_have_text("verified", timeout=60_000)

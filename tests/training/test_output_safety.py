@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from hrm_eval.cli import main
-from hrm_eval.resources import bundled_run
+from hrm_eval.resources import bundled_runs
 from tests.conftest import ROOT, run_cli
 from tests.training.conftest import HRM_ARCH, read_saved, train_fields, write_yaml
 
@@ -78,12 +78,13 @@ def test_resume_and_overwrite_together_is_refused(cfg, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_bundled_run_is_never_a_training_output(cfg, capsys):
-    before = sorted(p.name for p in bundled_run().iterdir())
+@pytest.mark.parametrize("run", bundled_runs(), ids=lambda p: p.name)
+def test_a_bundled_run_is_never_a_training_output(cfg, capsys, run):
+    before = sorted(p.name for p in run.iterdir())
     for extra in ([], ["--overwrite"]):
-        rc = train_cli("--config", str(cfg), "--output", str(bundled_run()), *extra)
-        one_line(rc, capsys.readouterr().err, str(bundled_run()))
-    assert sorted(p.name for p in bundled_run().iterdir()) == before
+        rc = train_cli("--config", str(cfg), "--output", str(run), *extra)
+        one_line(rc, capsys.readouterr().err, str(run))
+    assert sorted(p.name for p in run.iterdir()) == before
 
 
 def test_common_settings_on_the_command_line(sudoku4_data, tmp_path):

@@ -9,7 +9,7 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from hrm_eval.resources import bundled_run, config_file, data_home, find
+from hrm_eval.resources import bundled_run, bundled_runs, config_file, data_home, find
 from hrm_eval.training.config import TrainConfig
 from hrm_eval.utils.config import (
     DEFAULT_BATCH_SIZE,
@@ -100,11 +100,12 @@ def test_data_home_lookup_order(tmp_path, monkeypatch):
     monkeypatch.delenv("HRM_EVAL_HOME", raising=False)
     assert data_home() == ROOT  # a checkout: the folder holding hrm_eval/
     assert config_file("eval_config.yaml") == ROOT / "configs" / "eval_config.yaml"
-    assert bundled_run() == ROOT / "checkpoints" / "sudoku6-hrm"
+    assert bundled_run() == ROOT / "checkpoints" / "sudoku6-hard-hrm"  # the default model
+    assert bundled_runs() == [bundled_run(), ROOT / "checkpoints" / "sudoku6-hrm"]
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "eval_config.yaml").write_text("checkpoint: x\n")
     monkeypatch.setenv("HRM_EVAL_HOME", str(tmp_path))
-    assert data_home() == tmp_path and bundled_run() == tmp_path / "checkpoints" / "sudoku6-hrm"
+    assert data_home() == tmp_path and bundled_run() == tmp_path / "checkpoints" / "sudoku6-hard-hrm"
     monkeypatch.setenv("HRM_EVAL_HOME", str(tmp_path / "nowhere"))
     with pytest.raises(HRMEvalError, match="HRM_EVAL_HOME"):
         data_home()
