@@ -97,6 +97,20 @@ def compile_warmup(model: ACTModel, puzzles: Puzzles, batch_size: int) -> float:
     return time.perf_counter() - t
 
 
+def interleaved(
+    loops: Dict[str, Callable[[], Tuple[torch.Tensor, torch.Tensor]]], repeat: int
+) -> Dict[str, Tuple[float, Tuple]]:
+    """Each loop's best time over `repeat` rounds, the loops taking turns within a round: on a
+    shared machine a slow minute then slows every loop alike instead of one loop's runs."""
+    best: Dict[str, Tuple[float, Tuple]] = {}
+    for _ in range(repeat):
+        for name, fn in loops.items():
+            t, out = timed(fn, 1)
+            if name not in best or t < best[name][0]:
+                best[name] = (t, out)
+    return best
+
+
 def timed(fn: Callable[[], Tuple[torch.Tensor, torch.Tensor]], repeat: int) -> Tuple[float, Tuple]:
     best, out = float("inf"), None
     if DEVICE.type == "cuda":  # one untimed run first: kernel plans and the allocator warm up
@@ -191,16 +205,17 @@ def compare(
     n = len(puzzles[0])
     per_step = flops_per_row_step(model.config)
     fixed, adaptive = HaltingPolicy("fixed"), HaltingPolicy("adaptive")
-    runs = {
-        "public": timed(lambda: public_loop(model, puzzles, batch), repeat),
-        "fixed": timed(lambda: engine_run(model, puzzles, batch, fixed), repeat),
-        "adaptive": timed(lambda: engine_run(model, puzzles, batch, adaptive), repeat),
+    loops: Dict[str, Callable[[], Tuple[torch.Tensor, torch.Tensor]]] = {
+        "public": lambda: public_loop(model, puzzles, batch),
+        "fixed": lambda: engine_run(model, puzzles, batch, fixed),
+        "adaptive": lambda: engine_run(model, puzzles, batch, adaptive),
     }
     compile_s = None
     if compile:
         compile_s = compile_warmup(model, puzzles, batch)
-        runs["fixed+c"] = timed(lambda: engine_run(model, puzzles, batch, fixed, True), repeat)
-        runs["adapt+c"] = timed(lambda: engine_run(model, puzzles, batch, adaptive, True), repeat)
+        loops["fixed+c"] = lambda: engine_run(model, puzzles, batch, fixed, True)
+        loops["adapt+c"] = lambda: engine_run(model, puzzles, batch, adaptive, True)
+    runs = interleaved(loops, repeat)
     p_pub, p_fix = runs["public"][1][0], runs["fixed"][1][0]
     agree = float((p_pub == p_fix).float().mean())
     agree_c = float((p_pub == runs["fixed+c"][1][0]).float().mean()) if compile else None
