@@ -19,12 +19,15 @@ from hrm_eval.ensemble.calibration import assert_disjoint, held_out_split
 from hrm_eval.ensemble.context import EnsembleContext
 from hrm_eval.ensemble.task_scores import ensemble_task_scores
 from hrm_eval.evaluation import predictions as predictions_module
-from hrm_eval.evaluation.predictions import collect_rows
+from hrm_eval.evaluation.predictions import collect_rows, resolve_checkpoints
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
 from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.resources import bundled_run, find
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import SUDOKU_BUILT
 from tests.ensemble.conftest import FIXTURE_CKPT, LIMIT, stand_in_member, tiny_checkpoint
+
+FIRST_RUN = str(find("checkpoints/sudoku6-hrm"))  # the first bundled model (the default is sudoku6-hard-hrm)
 
 METRICS = (
     "exact_accuracy",
@@ -198,12 +201,18 @@ def test_stacking_is_fitted_and_scored_on_disjoint_puzzles(fixture_run, tmp_path
         )
 
 
+def test_without_checkpoints_the_default_bundled_run_is_ensembled():
+    paths, home = resolve_checkpoints(None, None)
+    assert home == bundled_run() and home.name == "sudoku6-hard-hrm"
+    assert [p.name for p in paths] == ["step_2500", "step_3750", "step_5000", "step_7500", "step_10000", "step_11250"]
+
+
 def test_an_ensemble_below_its_best_member_says_so(tmp_path):
-    """The bundled run (step_625, step_1875, step_3750): on its first 64 test puzzles the uniform
-    average of the three (0.953) solves fewer than step_3750 alone (0.984)."""
+    """The first bundled run (step_625, step_1875, step_3750; its data by default): on its first
+    64 test puzzles the uniform average of the three (0.953) solves fewer than step_3750 alone (0.984)."""
     out = tmp_path / "avg"
     res = evaluate_ensemble(
-        strategy="average", weights="uniform", device="cpu", limit=64, output_dir=out, progress=False
+        run=FIRST_RUN, strategy="average", weights="uniform", device="cpu", limit=64, output_dir=out, progress=False
     )
     members = {m["name"]: m["metrics"]["exact_accuracy"] for m in res["members"]}
     assert list(members) == ["step_625", "step_1875", "step_3750"] and max(members, key=members.get) == "step_3750"
@@ -221,7 +230,9 @@ def test_an_ensemble_below_its_best_member_says_so(tmp_path):
     assert [c["sha256"] for c in prov["checkpoints"]] == [m["sha256"] for m in res["members"]]
     # all the weight on the best member: equal to it, so no warning (members come from the cache);
     # the same call through a settings object, as the CLI builds it
-    settings = EnsembleSettings(strategy="average", weights=[0, 0, 1], device="cpu", limit=64, progress=False)
+    settings = EnsembleSettings(
+        run=FIRST_RUN, strategy="average", weights=[0, 0, 1], device="cpu", limit=64, progress=False
+    )
     alone = evaluate_ensemble(settings=settings)
     assert [m["cache"] for m in alone["members"]] == ["hit"] * 3
     assert alone["ensemble"]["exact_accuracy"] == members["step_3750"]

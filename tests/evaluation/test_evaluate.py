@@ -242,13 +242,14 @@ def test_summary_says_when_architecture_values_were_assumed(tmp_path, capsys, wi
     """Issue 16: without all_config.yaml the bundled model's assumed num_heads, cycles and ACT
     steps are wrong and it solves nothing; the summary says both, and points at --mode inspect."""
     from hrm_eval.cli import main
-    from hrm_eval.resources import bundled_run
+    from hrm_eval.resources import find
 
+    first = find("checkpoints/sudoku6-hrm")  # the first bundled model: 4 heads, 2+2 cycles, 4 steps
     (tmp_path / "ckpt").mkdir()
-    shutil.copy(bundled_run() / "step_625", tmp_path / "ckpt" / "step_625")
+    shutil.copy(first / "step_625", tmp_path / "ckpt" / "step_625")
     if with_config:
-        shutil.copy(bundled_run() / "all_config.yaml", tmp_path / "ckpt" / "all_config.yaml")
-    argv = ["--checkpoint", str(tmp_path / "ckpt" / "step_625"), "--data", str(bundled_run() / "data")]
+        shutil.copy(first / "all_config.yaml", tmp_path / "ckpt" / "all_config.yaml")
+    argv = ["--checkpoint", str(tmp_path / "ckpt" / "step_625"), "--data", str(first / "data")]
     rc = main(["--mode", "evaluate", *argv, "--limit", "4", "--output", str(tmp_path / "out"), "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0

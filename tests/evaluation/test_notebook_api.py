@@ -24,7 +24,9 @@ def design_results(tmp_path_factory):
     a small limit, so that the example's evaluate(dataset) runs in seconds."""
     config_file = tmp_path_factory.mktemp("cfg") / "eval_config.yaml"
     settings = yaml.safe_load((ROOT / "configs" / "eval_config.yaml").read_text())
-    config_file.write_text(yaml.safe_dump(settings | {"limit": LIMIT, "progress": False}))
+    # the bundled config names the default model (sudoku6-hard-hrm); this example uses the first one
+    paths = {"checkpoint": str(RUN), "data_path": str(DATA)}
+    config_file.write_text(yaml.safe_dump(settings | paths | {"limit": LIMIT, "progress": False}))
     path, device = RUN, "cpu"
 
     from hrm_eval import Evaluator, HRMConfig, HRMModel, load_checkpoint, load_config, open_dataset
