@@ -43,9 +43,18 @@ def run_torchrun(*args: str, env: dict | None = None, timeout: float = 300) -> s
     this machine; --standalone picks a free port. One thread each: 2 cores."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HRM_EVAL_DIST_TIMEOUT": "120", **(env or {})}
-    return subprocess.run(
-        [*cmd, str(ROOT / "deploy.py"), *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+    for _attempt in range(2):  # the free port torchrun picked may be taken before it binds: one retry
+        proc = subprocess.run(
+            [*cmd, str(ROOT / "deploy.py"), *args],
+            cwd=ROOT,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode == 0 or "address already in use" not in (proc.stdout + proc.stderr).lower():
+            break
+    return proc
 
 
 @pytest.fixture(autouse=True)
