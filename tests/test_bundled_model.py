@@ -61,9 +61,11 @@ def test_trivial_baselines_solve_nothing():
 
 
 @pytest.mark.slow
-def test_default_evaluate_command_uses_the_bundled_model(tmp_path):
+def test_default_evaluate_command_uses_the_default_bundled_model(tmp_path):
+    """Since the second bundled model came, the default is sudoku6-hard-hrm (its newest step);
+    this model is one --checkpoint away."""
     from tests.conftest import run_cli
 
     proc = run_cli("--mode", "evaluate", "--output", str(tmp_path), "--limit", "50", "--device", "cpu", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert f"step_{STEPS[-1]}" in proc.stdout and "exact_accuracy" in proc.stdout
+    assert "sudoku6-hard-hrm/step_11250" in proc.stdout and "exact_accuracy" in proc.stdout

@@ -498,7 +498,7 @@ def test_default_output_folders_are_unique_per_run_and_use_the_bundled_model(run
         assert folder.name.startswith("sudoku6-hard-hrm-data-")
         results = json.loads((folder / "results.json").read_text())
         assert results["aggregate_metrics"]["total_puzzles"] == 3
-        assert results["provenance"]["checkpoint"]["step"] == 3750  # the bundled run's newest step
+        assert results["provenance"]["checkpoint"]["step"] == 11250  # the default bundled run's newest step
         # One batch-size default: the CLI's (from the config model) is the Python API's.
         assert results["provenance"]["evaluation"]["batch_size"] == EvalConfig.model_fields["batch_size"].default
         assert (
