@@ -456,10 +456,10 @@ class ACTEngine:
 
     def _bucket(self, state: _Slots, active: torch.Tensor) -> torch.Tensor:
         """The slots to compute when only some are active: on CUDA the active ones padded with
-        idle ones up to a power of two. Every new batch shape costs a GPU kernel plan (cuDNN
-        attention plans one per shape), and the draining tail of a run would otherwise bring a
-        new shape at almost every step; the padding rows' results are dropped. On the CPU,
-        where compute is the cost and a shape costs nothing, exactly the active slots."""
+        idle ones up to a power of two. A new batch shape can cost the GPU libraries a new
+        kernel plan, and the draining tail of a run would otherwise bring a new shape at almost
+        every step (on an H100, bf16 adaptive runs were slowest exactly there); the padding
+        rows' results are dropped. On the CPU, where compute is the cost, exactly the active slots."""
         n = int(active.numel())
         if self.device.type != "cuda":
             return active
