@@ -458,7 +458,7 @@ class ACTEngine:
         """The slots to compute when only some are active: on CUDA the active ones padded with
         idle ones up to a power of two. A new batch shape can cost the GPU libraries a new
         kernel plan, and the draining tail of a run would otherwise bring a new shape at almost
-        every step (on an H100, bf16 adaptive runs were slowest exactly there); the padding
+        every step (on an H100, bf16 adaptive runs were slower than the public loop before); the padding
         rows' results are dropped. On the CPU, where compute is the cost, exactly the active slots."""
         n = int(active.numel())
         if self.device.type != "cuda":
