@@ -176,8 +176,7 @@ class Service:
         try:
             solutions = await asyncio.wait_for(asyncio.gather(*(t.future for t in tickets)), max(remaining, 0.0))
         except asyncio.TimeoutError:
-            for t in tickets:
-                t.cancelled = True
+            self.scheduler.cancel(tickets)
             raise RequestError(504, f"timeout_s: no answer within {self._timeout(tickets):.3g} s") from None
         except RuntimeError as e:  # the engine thread stopped
             raise RequestError(503, str(e)) from None
@@ -314,7 +313,7 @@ async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float) -> 
             try:
                 kind, payload = await asyncio.wait_for(t.events.get(), max(remaining, 0.0))
             except asyncio.TimeoutError:
-                t.cancelled = True
+                service.scheduler.cancel([t])
                 yield _sse("error", {"error": "timeout_s: the deadline passed", "status": 504})
                 return
             if kind == "step":
@@ -327,7 +326,7 @@ async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float) -> 
                 yield _sse("error", {"error": payload, "status": 503})
                 return
     finally:
-        t.cancelled = True  # a client that went away frees its place in the queue
+        service.scheduler.cancel([t])  # a client that went away frees its place in the queue
 
 
 def _sse(event: str, data: Dict[str, Any]) -> str:

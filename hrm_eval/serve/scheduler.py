@@ -110,6 +110,19 @@ class BatchScheduler:
             self._waiting.extend(tickets)
             self._cond.notify()
 
+    def cancel(self, tickets: List[Ticket]) -> None:
+        """Their requests gave up (deadline, client gone): the ones still waiting leave the queue
+        now, so their places are free for the next request; one already in the engine finishes
+        its step and is dropped then."""
+        with self._cond:
+            for t in tickets:
+                t.cancelled = True
+            gone = {id(t) for t in tickets}
+            kept = [t for t in self._waiting if id(t) not in gone]
+            self._pending -= len(self._waiting) - len(kept)
+            self._waiting.clear()
+            self._waiting.extend(kept)
+
     def queue_state(self) -> Dict[str, int]:
         with self._cond:
             return {"waiting": len(self._waiting), "pending": self._pending, "max_queue": self.max_queue}

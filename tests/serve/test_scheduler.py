@@ -111,3 +111,28 @@ def test_queue_full_is_all_or_nothing(bundled):
     finally:
         s.stop()
     assert s.queue_state()["pending"] == 0
+
+
+def test_a_request_that_gave_up_frees_its_queue_places_at_once(bundled):
+    """max_queue 16 and 1 slot: 16 puzzles queued, the request gives up (its deadline); the 15
+    still waiting leave the queue at once (the one in the engine finishes its step), so a new
+    request fits immediately instead of meeting QueueFull, and it is answered."""
+    model, inputs, _ = bundled
+    s = scheduler(model, slots=1, max_queue=16, wait_s=0.0)
+
+    async def go():
+        first = tickets(inputs[:16])
+        s.submit(first)
+        with pytest.raises(QueueFull):
+            s.submit(tickets(inputs[:1]))
+        s.cancel(first)
+        assert s.queue_state()["pending"] <= 1  # at most the puzzle already in the engine
+        late = tickets(inputs[:15])
+        s.submit(late)  # fits now
+        return await asyncio.gather(*(t.future for t in late))
+
+    try:
+        sols = asyncio.run(go())
+    finally:
+        s.stop()
+    assert len(sols) == 15 and all(sol.steps == 4 for sol in sols)
