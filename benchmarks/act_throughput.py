@@ -28,7 +28,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -102,26 +102,16 @@ def interleaved(
 ) -> Dict[str, Tuple[float, Tuple]]:
     """Each loop's best time over `repeat` rounds, the loops taking turns within a round: on a
     shared machine a slow minute then slows every loop alike instead of one loop's runs."""
+    if DEVICE.type == "cuda":  # one untimed run of each first: kernel plans and the allocator warm up
+        for fn in loops.values():
+            fn()
     best: Dict[str, Tuple[float, Tuple]] = {}
     for _ in range(repeat):
         for name, fn in loops.items():
-            t, out = timed(fn, 1)
+            t, out = _time(fn)
             if name not in best or t < best[name][0]:
                 best[name] = (t, out)
     return best
-
-
-def timed(fn: Callable[[], Tuple[torch.Tensor, torch.Tensor]], repeat: int) -> Tuple[float, Tuple]:
-    best, out = float("inf"), None
-    if DEVICE.type == "cuda":  # one untimed run first: kernel plans and the allocator warm up
-        fn()
-    for _ in range(repeat):
-        sync()
-        t = time.perf_counter()
-        out = fn()
-        sync()
-        best = min(best, time.perf_counter() - t)
-    return best, out  # type: ignore[return-value]
 
 
 # ---- models and puzzles -------------------------------------------------------------------------
@@ -180,16 +170,17 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, repeat: int = 5) -> float:
     n = 8192 if DEVICE.type == "cuda" else n  # a GPU needs a large product to reach its peak
     a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     torch.mm(a, b)
-    best = min(_time(lambda: torch.mm(a, b)) for _ in range(repeat))
+    best = min(_time(lambda: torch.mm(a, b))[0] for _ in range(repeat))
     return 2 * n**3 / best / 1e9
 
 
-def _time(fn: Callable[[], object]) -> float:
+def _time(fn: Callable[[], Any]) -> Tuple[float, Any]:
+    """(seconds, what fn returned), the GPU's queued work included."""
     sync()
     t = time.perf_counter()
-    fn()
+    out = fn()
     sync()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, out
 
 
 def sync() -> None:

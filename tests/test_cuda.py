@@ -14,12 +14,11 @@ from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.inference.engine import ACTEngine
 from hrm_eval.resources import find
 from hrm_eval.utils import load_checkpoint
-from tests.conftest import HRM_FIXTURES, TRM_FIXTURES, expected_outputs, fixture_batch
-from tests.models.test_parity import _dataset_meta
+from tests.conftest import expected_outputs, fixture_batch
+from tests.models.test_parity import FP32, dataset_meta
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
 
-FP32 = {**{k: v for k, v in HRM_FIXTURES.items() if k.endswith("f32")}, **TRM_FIXTURES}
 BUNDLED = "checkpoints/sudoku6-hrm"
 CUDA_REL_TOL = 1e-4  # of the logit scale (see the first test)
 
@@ -34,7 +33,7 @@ def test_fp32_fixtures_match_the_public_outputs_on_cuda(name):
     answers (argmax) and halting must be exactly the public ones."""
     exp = expected_outputs(FP32[name])
     probe = load_checkpoint(FP32[name], require_seq_len=False)
-    meta = _dataset_meta(exp, probe.config.vocab_size, probe.config.num_puzzle_identifiers)
+    meta = dataset_meta(exp, probe.config.vocab_size, probe.config.num_puzzle_identifiers)
     model = load_checkpoint(FP32[name], dataset=meta, device="cuda").model
     batch = {k: v.cuda() for k, v in fixture_batch(exp).items()}
     carry = model.initial_carry(batch)

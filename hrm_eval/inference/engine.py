@@ -420,7 +420,7 @@ class ACTEngine:
             state.carry.z_H[active] = carry.z_H
             state.carry.z_L[active] = carry.z_L
         self.steps_run += 1
-        self.rows_computed += int(active.numel())
+        self.rows_computed += n
         self.slots_offered += self.slots
 
         steps = state.steps[active] + 1

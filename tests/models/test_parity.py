@@ -19,7 +19,7 @@ FP32 = {**{k: v for k, v in HRM_FIXTURES.items() if k.endswith("f32")}, **TRM_FI
 REL_TOL = {"rope_f32": 1e-5, "attn_f32": 1e-5, "mlpt_f32": 3e-5}
 
 
-def _dataset_meta(exp: dict, vocab: int, num_ids: int) -> DatasetMetadata:
+def dataset_meta(exp: dict, vocab: int, num_ids: int) -> DatasetMetadata:
     return DatasetMetadata(
         pad_id=0,
         ignore_label_id=None,
@@ -36,7 +36,7 @@ def _dataset_meta(exp: dict, vocab: int, num_ids: int) -> DatasetMetadata:
 def _run_steps(folder):
     exp = expected_outputs(folder)
     probe = load_checkpoint(folder, require_seq_len=False)
-    meta = _dataset_meta(exp, probe.config.vocab_size, probe.config.num_puzzle_identifiers)
+    meta = dataset_meta(exp, probe.config.vocab_size, probe.config.num_puzzle_identifiers)
     loaded = load_checkpoint(folder, dataset=meta)
     model = loaded.model
     batch = fixture_batch(exp)
