@@ -11,7 +11,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, NoReturn, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, NoReturn, Optional, Tuple, Type, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -20,6 +20,7 @@ from hrm_eval.resources import find, find_checkpoint, is_checkpoint_name
 from hrm_eval.utils.config import read_yaml, validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import LEVELS, setup_logging
+from hrm_eval.utils.paths import OutputLock
 
 T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger("hrm_eval")
@@ -226,7 +227,7 @@ def add_model_flags(g: argparse._ArgumentGroup) -> None:
 
 
 def add_run_flags(g: argparse._ArgumentGroup, *, auto_dtype: bool = False) -> None:
-    """What every mode that runs a model takes (hrm_eval.utils.config.RunSettings)."""
+    """What every mode that runs a model and writes its results takes (hrm_eval.utils.config.RunSettings)."""
     g.add_argument("--split", help="dataset split")
     g.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
     g.add_argument(
@@ -237,6 +238,12 @@ def add_run_flags(g: argparse._ArgumentGroup, *, auto_dtype: bool = False) -> No
     g.add_argument("--batch-size", type=int)
     g.add_argument("--limit", type=int, help="evaluate only the first N examples")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    g.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log metrics, tables and plots to a Weights & Biases run (offline unless WANDB_MODE is set)",
+    )
+    g.add_argument("--wandb-project", help="W&B project (default: hrm-eval)")
 
 
 def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
@@ -251,15 +258,6 @@ def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
 
 def replaced_note(existed: bool) -> str:
     return " (replaced the earlier results in this --output)" if existed else ""
-
-
-def add_wandb_flags(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--wandb",
-        action="store_true",
-        help="log metrics, tables and plots to a Weights & Biases run (offline unless WANDB_MODE is set)",
-    )
-    g.add_argument("--wandb-project", help="W&B project (default: hrm-eval)")
 
 
 def check_wandb(config: BaseModel) -> None:
@@ -286,3 +284,43 @@ def track(config: BaseModel, mode: str, results: Dict[str, Any], out: Path) -> N
     if tracker is not None:
         tracker.log_results(results, output_dir=out)
         tracker.finish()
+
+
+def run_on_ranks(
+    cfg: BaseModel,
+    mode: str,
+    device_name: str,
+    out: Path,
+    report_file: str,
+    entry: Callable[..., dict],
+    *args,
+    **kwargs,
+) -> Optional[Tuple[dict, bool]]:
+    """`entry(*args, output_dir=out, device=..., dist=..., **kwargs)` for a mode that writes `out`,
+    alone or as one rank under torchrun (gloo on CPU, NCCL on CUDA, one GPU per rank): every rank
+    runs its share, rank 0 holds the --output lock, writes and tracks. Returns (results, whether
+    `out` already held `report_file`) on rank 0, None on the other ranks."""
+    from hrm_eval.evaluation.distributed import init_from_env, rank_device, run_rank
+    from hrm_eval.utils.device import resolve_device
+
+    check_wandb(cfg)  # a missing wandb is one line now, not after the work
+    device = rank_device(resolve_device(device_name))
+    dist = init_from_env(device)
+
+    def rank_work() -> Tuple[dict, bool]:
+        def work() -> dict:
+            return entry(*args, output_dir=out, device=str(device), dist=dist, **kwargs)
+
+        if not dist.is_main:  # its rows go to rank 0; it writes only its own resume log
+            return work(), False
+        with OutputLock(out):
+            existed = (out / report_file).exists()
+            results = work()
+            track(cfg, mode, results, out)
+            return results, existed
+
+    try:
+        results, existed = run_rank(dist, rank_work)
+    finally:
+        dist.close()
+    return (results, existed) if dist.is_main else None

@@ -6,22 +6,20 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple
+from typing import Optional
 
 from hrm_eval.cli.base import (
     Invocation,
     Mode,
     add_model_flags,
     add_run_flags,
-    add_wandb_flags,
-    check_wandb,
     model_config,
     replaced_note,
-    track,
+    run_on_ranks,
 )
 from hrm_eval.utils.config import CompareConfig, EnsembleConfig, MembersSettings
 from hrm_eval.utils.logging import log_metrics
-from hrm_eval.utils.paths import OutputLock, default_output
+from hrm_eval.utils.paths import default_output
 
 log = logging.getLogger("hrm_eval")
 # config fields passed on by name to evaluate_ensemble / compare_checkpoints
@@ -84,7 +82,6 @@ def members_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--data", dest="data_path", help="dataset (default: the run's training data, its test split)")
     add_run_flags(g)
     g.add_argument("--cache-dir", help="member prediction cache, shared by ensemble and compare")
-    add_wandb_flags(g)
 
 
 # ---- ensemble ------------------------------------------------------------------------------------
@@ -127,55 +124,16 @@ def members_output(cfg: MembersSettings, mode: str, *names: Optional[str]) -> Pa
     return default_output(mode, source, *names)
 
 
-def run_members_mode(
-    cfg: MembersSettings, mode: str, out: Path, report_file: str, work: Callable[[Any, str], dict]
-) -> Optional[Tuple[dict, bool]]:
-    """Run `work(dist, device)` for ensemble or compare, alone or as one rank under torchrun:
-    every rank runs its share of each checkpoint's puzzles (gloo on CPU, NCCL on CUDA, one GPU
-    per rank), rank 0 holds the --output lock, writes and tracks. Returns (results, whether
-    --output already held results) on rank 0, None on the other ranks."""
-    from hrm_eval.evaluation.distributed import init_from_env, rank_device, run_rank
-    from hrm_eval.utils.device import resolve_device
-
-    rank_dev = rank_device(resolve_device(cfg.device))
-    dist = init_from_env(rank_dev)
-
-    def rank_work() -> Tuple[dict, bool]:
-        if not dist.is_main:
-            return work(dist, str(rank_dev)), False
-        with OutputLock(out):
-            existed = (out / report_file).exists()
-            results = work(dist, str(rank_dev))
-            track(cfg, mode, results, out)
-            return results, existed
-
-    try:
-        results, existed = run_rank(dist, rank_work)
-    finally:
-        dist.close()
-    return (results, existed) if dist.is_main else None
-
-
 def run_ensemble(inv: Invocation) -> int:
     from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
 
     cfg = inv.config(EnsembleConfig)
     out = members_output(cfg, "ensemble", cfg.strategy)
-    check_wandb(cfg)
-
-    def work(dist, device: str) -> dict:
-        return evaluate_ensemble(
-            cfg.checkpoints,
-            cfg.data_path,
-            output_dir=out,
-            device=device,
-            arch_overrides=cfg.arch_overrides or None,
-            model_config=model_config(cfg.model_config_path),
-            dist=dist,
-            **cfg.model_dump(include=ENSEMBLE_SETTINGS),
-        )
-
-    done = run_members_mode(cfg, "ensemble", out, "results.json", work)
+    settings = cfg.model_dump(include=ENSEMBLE_SETTINGS)
+    settings.update(arch_overrides=cfg.arch_overrides or None, model_config=model_config(cfg.model_config_path))
+    done = run_on_ranks(
+        cfg, "ensemble", cfg.device, out, "results.json", evaluate_ensemble, cfg.checkpoints, cfg.data_path, **settings
+    )
     if done is None:  # a rank other than 0
         return 0
     results, existed = done
@@ -207,19 +165,18 @@ def run_compare(inv: Invocation) -> int:
 
     cfg = inv.config(CompareConfig)
     out = members_output(cfg, "compare")
-    check_wandb(cfg)
-
-    def work(dist, device: str) -> dict:
-        return compare_checkpoints(
-            cfg.checkpoints,
-            data=cfg.data_path,
-            output_dir=out,
-            device=device,
-            dist=dist,
-            **cfg.model_dump(include=COMPARE_SETTINGS),
-        )
-
-    done = run_members_mode(cfg, "compare", out, REPORT_FILE, work)
+    settings = cfg.model_dump(include=COMPARE_SETTINGS)
+    done = run_on_ranks(
+        cfg,
+        "compare",
+        cfg.device,
+        out,
+        REPORT_FILE,
+        compare_checkpoints,
+        cfg.checkpoints,
+        data=cfg.data_path,
+        **settings,
+    )
     if done is None:  # a rank other than 0
         return 0
     report, existed = done

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 from hrm_eval import resources
@@ -13,11 +12,9 @@ from hrm_eval.cli.base import (
     add_dtype_flag,
     add_model_flags,
     add_run_flags,
-    add_wandb_flags,
-    check_wandb,
     model_config,
     replaced_note,
-    track,
+    run_on_ranks,
 )
 from hrm_eval.utils.config import EvalConfig, InspectConfig, ScoreConfig
 from hrm_eval.utils.errors import HRMEvalError
@@ -53,20 +50,13 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
         help="int8 linear weights in onnxruntime (implies --backend onnxruntime); the fp32 graph also "
         "runs on the same puzzles to report the cost",
     )
-    g.add_argument(
-        "--save-predictions", action="store_true", help="also write step_<N>_all_preds.<rank> in the public layout"
-    )
+    # what is written, besides results.json and per_puzzle.jsonl
+    g.add_argument("--save-predictions", action="store_true", help="also step_<N>_all_preds.<rank> (public layout)")
+    g.add_argument("--format", dest="output_format", choices=("json", "csv"), help="csv: also per_puzzle.csv")
     g.add_argument(
         "--resume",
         action="store_true",
         help="continue the interrupted run in --output: skip the puzzles it finished (same settings required)",
-    )
-    add_wandb_flags(g)
-    g.add_argument(
-        "--format",
-        dest="output_format",
-        choices=("json", "csv"),
-        help="csv: also per_puzzle.csv (one row per puzzle) beside results.json and per_puzzle.jsonl",
     )
     add_model_flags(g)
 
@@ -80,45 +70,30 @@ SAME_NAMES = (
 
 
 def run_evaluate(inv: Invocation) -> int:
-    from hrm_eval.evaluation.distributed import init_from_env, launched_by_torchrun, rank_device, run_rank
+    from hrm_eval.evaluation.distributed import launched_by_torchrun
     from hrm_eval.evaluation.report import format_summary
     from hrm_eval.evaluation.run import onnx_settings, simple_evaluate
-    from hrm_eval.utils.device import resolve_device
 
     cfg = inv.config(EvalConfig, default_file=resources.config_file("eval_config.yaml"))
     if (launched_by_torchrun() or cfg.resume) and not cfg.output_dir:
         why = "every rank must write to the same place" if launched_by_torchrun() else "the run to resume lives there"
         raise HRMEvalError(f"{'torchrun' if launched_by_torchrun() else '--resume'} needs --output: {why}")
     out = Path(cfg.output_dir) if cfg.output_dir else default_output("evaluate", cfg.checkpoint, cfg.data_path)
-    check_wandb(cfg)
     device_name = cfg.device
     if cfg.backend == "onnxruntime" or cfg.quantize:  # its own device and dtype rules, checked first
         device_name, _ = onnx_settings(cfg.device, cfg.dtype, cfg.compile)
-    device = rank_device(resolve_device(device_name))
-    dist = init_from_env(device)
 
-    def work() -> dict:
-        # one process holds the --output lock: under torchrun, rank 0 (the others write only their resume log)
-        with OutputLock(out) if dist.is_main else contextlib.nullcontext():
-            return simple_evaluate(
-                cfg.checkpoint,
-                cfg.data_path,
-                output_dir=out,
-                device=str(device),
-                model_config=model_config(cfg.model_config_path),
-                formats=("json", cfg.output_format),
-                dist=dist,
-                **cfg.model_dump(include=set(SAME_NAMES)),
-            )
-
-    existed = (out / "results.json").exists()
-    try:
-        results = run_rank(dist, work)
-    finally:
-        dist.close()
-    if not dist.is_main:
+    settings = dict(
+        model_config=model_config(cfg.model_config_path),
+        formats=("json", cfg.output_format),
+        **cfg.model_dump(include=set(SAME_NAMES)),
+    )
+    done = run_on_ranks(
+        cfg, "evaluate", device_name, out, "results.json", simple_evaluate, cfg.checkpoint, cfg.data_path, **settings
+    )
+    if done is None:  # a rank other than 0
         return 0
-    track(cfg, "evaluate", results, out)
+    results, existed = done
     print(format_summary(results))
     if cfg.backend != "torch" or cfg.quantize:
         print(f"backend onnxruntime, weights {cfg.quantize or 'float32'}")

@@ -133,7 +133,7 @@ class ModelFlags(_Config):
 
 
 class RunSettings(LogSettings):
-    """What every mode that runs a model shares."""
+    """What every mode that runs a model and writes its results shares."""
 
     split: str = "test"
     task: Optional[str] = None  # puzzle task for verifiers / raw files; detected when absent
@@ -143,6 +143,8 @@ class RunSettings(LogSettings):
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     limit: Optional[int] = Field(None, ge=1)  # evaluate only the first N examples
     progress: bool = True
+    wandb: bool = False  # log metrics, tables and plots to a W&B run (offline by default)
+    wandb_project: str = "hrm-eval"
 
 
 class EvalConfig(RunSettings, ModelFlags):
@@ -160,8 +162,6 @@ class EvalConfig(RunSettings, ModelFlags):
     backend: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: one exported ACT step, CPU, fp32
     quantize: Optional[Literal["int8"]] = None  # int8 linear weights (implies onnxruntime)
     save_predictions: bool = False
-    wandb: bool = False  # log metrics, the per-puzzle table and plots to a W&B run (offline by default)
-    wandb_project: str = "hrm-eval"
     output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
     resume: bool = False  # skip the puzzles an interrupted run with the same settings finished in output_dir
 
@@ -227,8 +227,6 @@ class MembersSettings(RunSettings):
     # One member-prediction cache for ensemble and compare (entries are keyed by checkpoint hash,
     # data fingerprint and settings), so each run's fresh output folder still reuses it.
     cache_dir: str = "outputs/cache"
-    wandb: bool = False  # log metrics, tables and plots to a W&B run (offline by default)
-    wandb_project: str = "hrm-eval"
 
 
 class EnsembleConfig(MembersSettings, ModelFlags):
