@@ -87,18 +87,10 @@ def without_paths(results: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize(
-    "strategy",
-    [
-        ["--strategy", "vote", "--tta", "2"],
-        # learns its weights on --calibration-data: the members run there too, sharded the same way
-        ["--strategy", "stacking", "--calibration-data", str(DATA), "--calibration-split", "train"]
-        + ["--calibration-limit", "48"],
-    ],
-    ids=["vote-tta", "stacking-calibration-data"],
-)
-def test_ensemble_two_ranks_equal_one_process(tmp_path, strategy):
-    extra = ["--checkpoints", *MEMBERS, *strategy]
+def test_a_stacking_ensemble_on_two_ranks_equals_one_process(tmp_path):
+    # the stacker learns on --calibration-data: the members run there too, sharded the same way
+    extra = ["--checkpoints", *MEMBERS, "--strategy", "stacking", "--calibration-data", str(DATA)]
+    extra += ["--calibration-split", "train", "--calibration-limit", "48"]
     two = run_torchrun(*members_args("ensemble", tmp_path / "two", tmp_path / "cache2", *extra))
     assert two.returncode == 0, two.stderr[-3000:]
     one = run_cli(*members_args("ensemble", tmp_path / "one", tmp_path / "cache1", *extra))
@@ -111,9 +103,9 @@ def test_ensemble_two_ranks_equal_one_process(tmp_path, strategy):
     same_predictions(tmp_path / "cache2", tmp_path / "cache1")
     assert not list((tmp_path / "cache2").glob("*.parts"))  # complete: the chunks are gone
     assert two.stdout.count("results:") == 1  # rank 0 alone reports
-    if "stacking" in strategy:  # the same meta-learner, fitted on the same gathered predictions
-        stackers = [json.loads((tmp_path / d / "stacker.json").read_text()) for d in ("two", "one")]
-        assert stackers[0] == stackers[1]
+    # the same meta-learner, fitted on the same gathered predictions
+    stackers = [json.loads((tmp_path / d / "stacker.json").read_text()) for d in ("two", "one")]
+    assert stackers[0] == stackers[1]
 
 
 def test_compare_two_ranks_equal_one_process(tmp_path):
@@ -151,20 +143,25 @@ def test_a_failing_ensemble_rank_ends_the_job_naming_it(tmp_path):
     assert not (tmp_path / "out" / "results.json").exists()
 
 
-def test_a_killed_ensemble_resumes_from_the_finished_chunks(tmp_path):
-    """Rank 1 is SIGKILLed after its first chunk (rows 32-64 of member 1: 4 of the 8 batches);
-    that chunk stays in the cache's .parts folder, and the rerun ends with the predictions and
-    results of an uninterrupted one-process run."""
-    args = members_args("ensemble", tmp_path / "out", tmp_path / "cache", "--checkpoints", *MEMBERS)
+def test_a_killed_vote_with_tta_resumes_and_equals_one_process(tmp_path):
+    """Rank 1 is SIGKILLed after its first chunk (rows 32-64 of member 1's first view: 4 of the
+    8 batches); that chunk stays in the cache's .parts folder, and the rerun on two ranks ends
+    with the predictions and results of an uninterrupted one-process run."""
+    extra = ["--checkpoints", *MEMBERS, "--strategy", "vote", "--tta", "2"]
+    args = members_args("ensemble", tmp_path / "two", tmp_path / "cache2", *extra)
     killed = run_torchrun(*args, env={"HRM_EVAL_TEST_FAIL_RANK": "1:kill"}, timeout=240)
     assert killed.returncode != 0 and "SIGKILL" in killed.stderr
-    parts = list((tmp_path / "cache").glob("*.parts/*.pt"))
+    parts = list((tmp_path / "cache2").glob("*.parts/*.pt"))
     assert "view0-rows32-64.pt" in [p.name for p in parts]
     resumed = run_torchrun(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from the finished chunks" in resumed.stderr
-    one = run_cli(*members_args("ensemble", tmp_path / "one", tmp_path / "cache1", "--checkpoints", *MEMBERS))
+    assert resumed.stdout.count("results:") == 1  # rank 0 alone reports
+    one = run_cli(*members_args("ensemble", tmp_path / "one", tmp_path / "cache1", *extra))
     assert one.returncode == 0, one.stderr[-3000:]
-    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("out", "one"))
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("two", "one"))
     assert without_paths(a) == without_paths(b)
-    same_predictions(tmp_path / "cache", tmp_path / "cache1")
+    assert a["ensemble"]["total_puzzles"] == 64
+    assert (a["provenance"]["evaluation"]["world_size"], a["provenance"]["evaluation"]["dist_backend"]) == (2, "gloo")
+    same_predictions(tmp_path / "cache2", tmp_path / "cache1")
+    assert not list((tmp_path / "cache2").glob("*.parts"))  # complete: the chunks are gone
