@@ -200,65 +200,110 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
             "statement": f"no convergence statement: {len(ev)} evaluated checkpoint(s) "
             f"with steps, at least {PLATEAU_WINDOW} are needed",
         }
-    last = ev[-PLATEAU_WINDOW:]
-    acc = [r["metrics"]["exact_accuracy"] for r in last]
-    n = min(r["metrics"]["total_puzzles"] for r in last)
-    p = float(np.mean(acc))
-    noise = 2 * math.sqrt(2) * _standard_error(p, n)
-    spread = max(acc) - min(acc)
-    steps = ", ".join(str(r["step"]) for r in last)
-    trend = acc[-1] - acc[0]
-    changes = [r.get("change_from_previous", {}).get("relative") for r in last[1:]]
-    growing = all(c is not None for c in changes) and len(changes) >= 2 and changes[-1] > changes[0] * 1.5
-    out = {
-        "window_steps": [r["step"] for r in last],
-        "exact_accuracy": acc,
-        "spread": spread,
-        "noise_2se": noise,
-        "relative_weight_change": changes,
+    w = _Window.of(ev[-PLATEAU_WINDOW:])
+    status, statement = _convergence_verdict(w)
+    return {
+        "window_steps": w.steps,
+        "exact_accuracy": w.acc,
+        "spread": w.spread,
+        "noise_2se": w.noise,
+        "relative_weight_change": w.changes,
+        "status": status,
+        "statement": statement,
     }
+
+
+@dataclass
+class _Window:
+    """The last evaluated checkpoints, by step: what a convergence statement rests on."""
+
+    steps: List[int]
+    acc: List[float]  # exact accuracy of each
+    n: int  # puzzles: the fewest any of them was measured on
+    changes: List[Optional[float]]  # relative weight change of each interval between them
+
+    @classmethod
+    def of(cls, last: List[Dict[str, Any]]) -> _Window:
+        return cls(
+            steps=[r["step"] for r in last],
+            acc=[r["metrics"]["exact_accuracy"] for r in last],
+            n=min(r["metrics"]["total_puzzles"] for r in last),
+            changes=[r.get("change_from_previous", {}).get("relative") for r in last[1:]],
+        )
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.acc))
+
+    @property
+    def noise(self) -> float:
+        """2 standard errors of a difference between two accuracies on n puzzles."""
+        return 2 * math.sqrt(2) * _standard_error(self.mean, self.n)
+
+    @property
+    def spread(self) -> float:
+        return max(self.acc) - min(self.acc)
+
+    @property
+    def trend(self) -> float:
+        return self.acc[-1] - self.acc[0]
+
+    @property
+    def growing(self) -> bool:
+        """The weights move more each interval (the last change over 1.5 times the first):
+        not settled, whatever the accuracy says."""
+        known = [c for c in self.changes if c is not None]
+        return len(known) == len(self.changes) and len(known) >= 2 and known[-1] > known[0] * 1.5
+
+    @property
+    def steps_text(self) -> str:
+        return ", ".join(str(s) for s in self.steps)
+
+
+def _convergence_verdict(w: _Window) -> Tuple[str, str]:
+    """(status, statement) for the window: the first of these that the numbers show."""
+    steps, acc, noise = w.steps_text, w.acc, w.noise
     if max(acc) == 0.0:
-        out.update(
-            status="no_progress",
-            statement=f"no convergence statement: exact accuracy is 0 at steps {steps} "
-            "(the model solves none of these puzzles yet)",
+        return "no_progress", (
+            f"no convergence statement: exact accuracy is 0 at steps {steps} "
+            "(the model solves none of these puzzles yet)"
         )
-    elif spread <= noise and not growing:
-        if p >= 1.0 - 1e-12:
-            text = f"plateau at the ceiling: exact accuracy 1.0 at steps {steps}"
-        else:
-            text = (
-                f"plateau in the measurements: exact accuracy at steps {steps} is "
-                f"{', '.join(f'{a:.4f}' for a in acc)}, spread {spread:.4f} within noise ({noise:.4f} = "
-                f"2 standard errors of a difference on {n} puzzles)"
-            )
-        if all(c is not None for c in changes):
-            text += "; relative weight change per interval " + ", ".join(f"{c:.2e}" for c in changes)
-        out.update(
-            status="plateau",
-            statement=text + ". The last checkpoints agree within measurement noise: a "
-            "plateau in these measurements on this data, not a proof of convergence",
+    if w.spread <= noise and not w.growing:
+        return "plateau", _plateau_statement(w)
+    if w.trend > noise:
+        return "improving", (
+            f"not converged: exact accuracy still rises over steps {steps} "
+            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f})"
         )
-    elif trend > noise:
-        out.update(
-            status="improving",
-            statement=f"not converged: exact accuracy still rises over steps {steps} "
-            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f})",
+    if w.trend < -noise:
+        return "degrading", (
+            f"not converged: exact accuracy falls over steps {steps} "
+            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f}); check for overfitting or instability"
         )
-    elif trend < -noise:
-        out.update(
-            status="degrading",
-            statement=f"not converged: exact accuracy falls over steps {steps} "
-            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f}); check for overfitting or instability",
-        )
+    why = (
+        "the weights' change per interval is growing"
+        if w.growing
+        else f"spread {w.spread:.4f} exceeds noise {noise:.4f}"
+    )
+    return "unclear", f"no convergence statement: over steps {steps} {why}"
+
+
+def _plateau_statement(w: _Window) -> str:
+    """What the plateau is (at the ceiling, or within noise), and that it proves nothing more."""
+    if w.mean >= 1.0 - 1e-12:
+        text = f"plateau at the ceiling: exact accuracy 1.0 at steps {w.steps_text}"
     else:
-        why = (
-            "the weights' change per interval is growing"
-            if growing
-            else f"spread {spread:.4f} exceeds noise {noise:.4f}"
+        text = (
+            f"plateau in the measurements: exact accuracy at steps {w.steps_text} is "
+            f"{', '.join(f'{a:.4f}' for a in w.acc)}, spread {w.spread:.4f} within noise ({w.noise:.4f} = "
+            f"2 standard errors of a difference on {w.n} puzzles)"
         )
-        out.update(status="unclear", statement=f"no convergence statement: over steps {steps} {why}")
-    return out
+    if all(c is not None for c in w.changes):
+        text += "; relative weight change per interval " + ", ".join(f"{c:.2e}" for c in w.changes)
+    return text + (
+        ". The last checkpoints agree within measurement noise: a "
+        "plateau in these measurements on this data, not a proof of convergence"
+    )
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
