@@ -381,6 +381,18 @@ class CompareData:
     limit: Optional[int]
 
 
+@dataclass
+class RunOptions:
+    """How every checkpoint of a comparison is run (and where its predictions are cached)."""
+
+    device: torch.device
+    dtype: Optional[str]
+    cache: Path
+    batch_size: int
+    progress: bool
+    dist: DistContext
+
+
 def compare_checkpoints(
     checkpoints: Optional[Sequence[Union[str, Path]]] = None,
     *,
@@ -408,17 +420,8 @@ def compare_checkpoints(
     dist = dist if dist is not None else DistContext()
     measured = _open_compare_data(data, paths[0], split=split, task=task, limit=limit)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    run_opts = dict(dev=dev, dtype=dtype, cache=cache, batch_size=batch_size, progress=progress, dist=dist)
-    records: List[Dict[str, Any]] = []
-    evaluated: List[LoadedCheckpoint] = []
-    prev: Optional[Tuple[str, Dict[str, torch.Tensor]]] = None
-    for path, name in zip(paths, member_names(paths)):
-        rec, sd, loaded = _checkpoint_record(path, name, prev, measured, **run_opts)
-        records.append(rec)
-        if loaded is not None:
-            evaluated.append(loaded)
-        if sd is not None:
-            prev = (name, sd)
+    opts = RunOptions(dev, dtype, cache, batch_size, progress, dist)
+    records, evaluated = _checkpoint_records(paths, measured, opts)
     if not dist.is_main:
         return {}
     report: Dict[str, Any] = {
@@ -432,20 +435,49 @@ def compare_checkpoints(
         "findings": [f"{r['name']}: {f}" for r in records for f in r["flags"]],
     }
     report["plots"] = write_plots(records, out) if plots else {"skipped": "--no-plots"}
-    report["provenance"] = build_provenance(
+    report["provenance"] = _provenance(evaluated, measured, opts, limit)
+    _write_report(report, out)
+    return report
+
+
+def _checkpoint_records(
+    paths: List[Path], measured: Optional[CompareData], opts: RunOptions
+) -> Tuple[List[Dict[str, Any]], List[LoadedCheckpoint]]:
+    """(one record per checkpoint, the checkpoints that were evaluated), in the given order; each
+    checkpoint's weights are compared with those of the last readable checkpoint before it."""
+    records: List[Dict[str, Any]] = []
+    evaluated: List[LoadedCheckpoint] = []
+    prev: Optional[Tuple[str, Dict[str, torch.Tensor]]] = None
+    for path, name in zip(paths, member_names(paths)):
+        rec, sd, loaded = _checkpoint_record(path, name, prev, measured, opts)
+        records.append(rec)
+        if loaded is not None:
+            evaluated.append(loaded)
+        if sd is not None:
+            prev = (name, sd)
+    return records, evaluated
+
+
+def _provenance(
+    evaluated: List[LoadedCheckpoint], measured: Optional[CompareData], opts: RunOptions, limit: Optional[int]
+) -> Dict[str, Any]:
+    return build_provenance(
         checkpoints=evaluated,
         dataset=measured.dataset if measured else None,
         task=measured.task if measured else None,
-        device=str(dev),
-        batch_size=batch_size,
+        device=str(opts.device),
+        batch_size=opts.batch_size,
         limit=limit,
-        evaluation_extra={"requested_dtype": dtype, "cache_dir": str(cache), **dist.describe()},
+        evaluation_extra={"requested_dtype": opts.dtype, "cache_dir": str(opts.cache), **opts.dist.describe()},
     )
+
+
+def _write_report(report: Dict[str, Any], out: Path) -> None:
+    """The JSON, the markdown report and the summary table as CSV (each written atomically)."""
     atomic_write_json(out / JSON_FILE, report)
     atomic_write_text(out / REPORT_FILE, format_report(report))
     table = comparison_frame(report)
     atomic_write(out / CSV_FILE, lambda tmp: table.to_csv(tmp, index=False))
-    return report
 
 
 def comparison_frame(report: Dict[str, Any]) -> "pd.DataFrame":
@@ -500,7 +532,7 @@ def _checkpoint_record(
     name: str,
     prev: Optional[Tuple[str, Dict[str, torch.Tensor]]],
     measured: Optional[CompareData],
-    **run_opts: Any,
+    opts: RunOptions,
 ) -> Tuple[Dict[str, Any], Optional[Dict[str, torch.Tensor]], Optional[LoadedCheckpoint]]:
     """(record, state dict for the next comparison, the loaded checkpoint without its model)."""
     try:
@@ -547,7 +579,7 @@ def _checkpoint_record(
     elif nonfinite:
         rec["evaluation"] = "skipped: the checkpoint holds NaN/Inf values"
     else:
-        loaded = _measure(path, name, rec, measured, **run_opts)
+        loaded = _measure(path, name, rec, measured, opts)
     rec["flags"] = flags
     return rec, sd, loaded
 
@@ -557,18 +589,12 @@ def _measure(
     name: str,
     rec: Dict[str, Any],
     measured: CompareData,
-    *,
-    dev: torch.device,
-    dtype: Optional[str],
-    cache: Path,
-    batch_size: int,
-    progress: bool,
-    dist: DistContext,
+    opts: RunOptions,
 ) -> LoadedCheckpoint:
     """The checkpoint's metrics on the data, as `evaluate` gives them (predictions cached);
     under torchrun, on rank 0 (the others run their share of the puzzles)."""
     try:
-        loaded = load_checkpoint(path, dataset=measured.dataset.metadata, device=dev, dtype=dtype)
+        loaded = load_checkpoint(path, dataset=measured.dataset.metadata, device=opts.device, dtype=opts.dtype)
     except HRMEvalError as e:
         raise HRMEvalError(f"{path}: {e}") from e
     rec["sha256"] = loaded.sha256
@@ -581,11 +607,11 @@ def _measure(
         dataset_fingerprint=measured.fingerprint,
         split=measured.split,
         limit=measured.limit,
-        cache_dir=cache,
-        device=dev,
-        batch_size=batch_size,
-        progress=progress,
-        dist=dist,
+        cache_dir=opts.cache,
+        device=opts.device,
+        batch_size=opts.batch_size,
+        progress=opts.progress,
+        dist=opts.dist,
     )
     if preds is None:  # a rank other than 0: its share is with rank 0
         return dataclasses.replace(loaded, model=cast(ACTModel, None))
