@@ -392,6 +392,12 @@ class RunOptions:
     progress: bool
     dist: DistContext
 
+    def prediction_options(self) -> Dict[str, Any]:
+        """Where and how `member_predictions` runs a checkpoint (the dtype is the loader's)."""
+        return dict(
+            cache_dir=self.cache, device=self.device, batch_size=self.batch_size, progress=self.progress, dist=self.dist
+        )
+
 
 def compare_checkpoints(
     checkpoints: Optional[Sequence[Union[str, Path]]] = None,
@@ -607,11 +613,7 @@ def _measure(
         dataset_fingerprint=measured.fingerprint,
         split=measured.split,
         limit=measured.limit,
-        cache_dir=opts.cache,
-        device=opts.device,
-        batch_size=opts.batch_size,
-        progress=opts.progress,
-        dist=opts.dist,
+        **opts.prediction_options(),
     )
     if preds is None:  # a rank other than 0: its share is with rank 0
         return dataclasses.replace(loaded, model=cast(ACTModel, None))
