@@ -161,31 +161,37 @@ def recommend(records: List[Dict[str, Any]]) -> Dict[str, Any]:
         f"token accuracy {m['accuracy']:.4f}"
     )
     if len(ranked) > 1:
-        second = ranked[1]
-        gap = m["exact_accuracy"] - second["metrics"]["exact_accuracy"]
-        if gap == 0:
-            reason += (
-                f"; tied on exact accuracy with {second['name']}, ahead on token accuracy "
-                f"({m['accuracy']:.4f} vs {second['metrics']['accuracy']:.4f})"
-                if m["accuracy"] != second["metrics"]["accuracy"]
-                else f"; tied with {second['name']} on exact and token accuracy, ahead on lm_loss"
-            )
-        noise = 2 * math.hypot(se, _standard_error(second["metrics"]["exact_accuracy"], n))
-        rec["runner_up"] = second["name"]
-        if gap == 0:
-            reason += "; the difference is not significant on this data"
-        elif gap <= noise:
-            reason += (
-                f"; the runner-up {second['name']} is within measurement noise (exact accuracy gap {gap:.4f} "
-                f"<= 2 standard errors {noise:.4f}), so either is a sound choice on this data"
-            )
-        else:
-            reason += f"; ahead of the runner-up {second['name']} by {gap:.4f} (beyond 2 standard errors {noise:.4f})"
+        rec["runner_up"] = ranked[1]["name"]
+        reason += _runner_up_reason(best, ranked[1])
     latest = max((r for r in records if r["step"] is not None), key=lambda r: r["step"], default=None)
     if latest is not None and latest["name"] != best["name"]:
         reason += f"; not the latest checkpoint ({latest['name']})"
     rec["reason"] = reason
     return rec
+
+
+def _runner_up_reason(best: Dict[str, Any], second: Dict[str, Any]) -> str:
+    """How far the recommended checkpoint is ahead of the next best, against measurement noise."""
+    m, other = best["metrics"], second["metrics"]
+    n = m["total_puzzles"]
+    gap = m["exact_accuracy"] - other["exact_accuracy"]
+    # 2 standard errors of the difference of two accuracies on these n puzzles
+    noise = 2 * math.hypot(_standard_error(m["exact_accuracy"], n), _standard_error(other["exact_accuracy"], n))
+    if gap == 0:
+        if m["accuracy"] != other["accuracy"]:
+            tie = (
+                f"; tied on exact accuracy with {second['name']}, ahead on token accuracy "
+                f"({m['accuracy']:.4f} vs {other['accuracy']:.4f})"
+            )
+        else:
+            tie = f"; tied with {second['name']} on exact and token accuracy, ahead on lm_loss"
+        return tie + "; the difference is not significant on this data"
+    if gap <= noise:
+        return (
+            f"; the runner-up {second['name']} is within measurement noise (exact accuracy gap {gap:.4f} "
+            f"<= 2 standard errors {noise:.4f}), so either is a sound choice on this data"
+        )
+    return f"; ahead of the runner-up {second['name']} by {gap:.4f} (beyond 2 standard errors {noise:.4f})"
 
 
 def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -323,18 +329,23 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
         import matplotlib.pyplot as plt
     except ImportError:
         return {"skipped": "matplotlib is not installed (pip install 'hrm-eval[plots]')"}
+    # x: the step, or the checkpoint's place in the given order when some step is unknown
     xs = [r["step"] if r["step"] is not None else i for i, r in enumerate(records)]
     xlabel = "step" if all(r["step"] is not None for r in records) else "checkpoint (order given)"
     files = {}
-
-    def save(fig, name: str) -> None:
+    for name, draw in (("metric_vs_step", _draw_metrics), ("weight_change_vs_step", _draw_weight_change)):
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        draw(ax, xs, xlabel, records)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        _write_bytes(out_dir / name, buf.getvalue())
-        files[name.split("/")[-1].removesuffix(".png")] = str(out_dir / name)
+        _write_bytes(out_dir / "plots" / f"{name}.png", buf.getvalue())
+        files[name] = str(out_dir / "plots" / f"{name}.png")
+    return files
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+
+def _draw_metrics(ax: Any, xs: List[int], xlabel: str, records: List[Dict[str, Any]]) -> None:
+    """Exact and token accuracy by checkpoint; a dashed red line where a checkpoint holds NaN/Inf."""
     for key, label in (("exact_accuracy", "exact accuracy"), ("accuracy", "token accuracy")):
         pts = [(x, r["metrics"][key]) for x, r in zip(xs, records) if r.get("metrics")]
         if pts:
@@ -348,9 +359,10 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
     ax.set_title("Metrics by checkpoint" + (" (red: NaN/Inf)" if bad else ""))
     ax.grid(alpha=0.3)
     ax.legend()
-    save(fig, "plots/metric_vs_step.png")
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+
+def _draw_weight_change(ax: Any, xs: List[int], xlabel: str, records: List[Dict[str, Any]]) -> None:
+    """The whole model's relative change from the previous checkpoint, on a log scale."""
     pts = [
         (x, r["change_from_previous"]["relative"])
         for x, r in zip(xs, records)
@@ -365,8 +377,6 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
     ax.grid(alpha=0.3)
     if pts:
         ax.legend()
-    save(fig, "plots/weight_change_vs_step.png")
-    return files
 
 
 @dataclass
@@ -544,20 +554,7 @@ def _checkpoint_record(
     try:
         sd, _ = strip_prefix(read_state_dict(path))
     except HRMEvalError as e:  # one unreadable file in a run is a finding, not the end of the report
-        return (
-            {
-                "name": name,
-                "path": str(path),
-                "step": step_of(path),
-                "nonfinite": [],
-                "weight_norm": None,
-                "module_norms": {},
-                "evaluation": "skipped: unreadable",
-                "flags": [f"unreadable: {e}"],
-            },
-            None,
-            None,
-        )
+        return _unreadable_record(path, name, e), None, None
     nonfinite = find_nonfinite(sd)
     rec: Dict[str, Any] = {
         "name": name,
@@ -566,13 +563,7 @@ def _checkpoint_record(
         "nonfinite": [{"tensor": k, "nan": nan, "inf": inf} for k, nan, inf in nonfinite],
     }
     rec.update(weight_statistics(sd))
-    flags: List[str] = []
-    if nonfinite:
-        flags.append(
-            f"NaN/Inf in {len(nonfinite)} tensor(s): "
-            + ", ".join(f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5])
-            + (" ..." if len(nonfinite) > 5 else "")
-        )
+    flags = [_nonfinite_flag(nonfinite)] if nonfinite else []
     if prev is not None:
         change = weight_change(prev[1], sd)
         change["previous"] = prev[0]
@@ -588,6 +579,25 @@ def _checkpoint_record(
         loaded = _measure(path, name, rec, measured, opts)
     rec["flags"] = flags
     return rec, sd, loaded
+
+
+def _unreadable_record(path: Path, name: str, error: HRMEvalError) -> Dict[str, Any]:
+    return {
+        "name": name,
+        "path": str(path),
+        "step": step_of(path),
+        "nonfinite": [],
+        "weight_norm": None,
+        "module_norms": {},
+        "evaluation": "skipped: unreadable",
+        "flags": [f"unreadable: {error}"],
+    }
+
+
+def _nonfinite_flag(nonfinite: List[Tuple[str, int, int]]) -> str:
+    """`NaN/Inf in 2 tensor(s): a (1 NaN, 0 Inf), b (0 NaN, 3 Inf)`: the first five tensors named."""
+    named = ", ".join(f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5])
+    return f"NaN/Inf in {len(nonfinite)} tensor(s): {named}" + (" ..." if len(nonfinite) > 5 else "")
 
 
 def _measure(
