@@ -477,6 +477,7 @@ def _checkpoint_records(
 def _provenance(
     evaluated: List[LoadedCheckpoint], measured: Optional[CompareData], opts: RunOptions, limit: Optional[int]
 ) -> Dict[str, Any]:
+    """What was measured and how: the evaluated checkpoints' facts, the data, the run settings."""
     return build_provenance(
         checkpoints=evaluated,
         dataset=measured.dataset if measured else None,
