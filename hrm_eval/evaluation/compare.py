@@ -161,31 +161,37 @@ def recommend(records: List[Dict[str, Any]]) -> Dict[str, Any]:
         f"token accuracy {m['accuracy']:.4f}"
     )
     if len(ranked) > 1:
-        second = ranked[1]
-        gap = m["exact_accuracy"] - second["metrics"]["exact_accuracy"]
-        if gap == 0:
-            reason += (
-                f"; tied on exact accuracy with {second['name']}, ahead on token accuracy "
-                f"({m['accuracy']:.4f} vs {second['metrics']['accuracy']:.4f})"
-                if m["accuracy"] != second["metrics"]["accuracy"]
-                else f"; tied with {second['name']} on exact and token accuracy, ahead on lm_loss"
-            )
-        noise = 2 * math.hypot(se, _standard_error(second["metrics"]["exact_accuracy"], n))
-        rec["runner_up"] = second["name"]
-        if gap == 0:
-            reason += "; the difference is not significant on this data"
-        elif gap <= noise:
-            reason += (
-                f"; the runner-up {second['name']} is within measurement noise (exact accuracy gap {gap:.4f} "
-                f"<= 2 standard errors {noise:.4f}), so either is a sound choice on this data"
-            )
-        else:
-            reason += f"; ahead of the runner-up {second['name']} by {gap:.4f} (beyond 2 standard errors {noise:.4f})"
+        rec["runner_up"] = ranked[1]["name"]
+        reason += _runner_up_reason(best, ranked[1])
     latest = max((r for r in records if r["step"] is not None), key=lambda r: r["step"], default=None)
     if latest is not None and latest["name"] != best["name"]:
         reason += f"; not the latest checkpoint ({latest['name']})"
     rec["reason"] = reason
     return rec
+
+
+def _runner_up_reason(best: Dict[str, Any], second: Dict[str, Any]) -> str:
+    """How far the recommended checkpoint is ahead of the next best, against measurement noise."""
+    m, other = best["metrics"], second["metrics"]
+    n = m["total_puzzles"]
+    gap = m["exact_accuracy"] - other["exact_accuracy"]
+    # 2 standard errors of the difference of two accuracies on these n puzzles
+    noise = 2 * math.hypot(_standard_error(m["exact_accuracy"], n), _standard_error(other["exact_accuracy"], n))
+    if gap == 0:
+        if m["accuracy"] != other["accuracy"]:
+            tie = (
+                f"; tied on exact accuracy with {second['name']}, ahead on token accuracy "
+                f"({m['accuracy']:.4f} vs {other['accuracy']:.4f})"
+            )
+        else:
+            tie = f"; tied with {second['name']} on exact and token accuracy, ahead on lm_loss"
+        return tie + "; the difference is not significant on this data"
+    if gap <= noise:
+        return (
+            f"; the runner-up {second['name']} is within measurement noise (exact accuracy gap {gap:.4f} "
+            f"<= 2 standard errors {noise:.4f}), so either is a sound choice on this data"
+        )
+    return f"; ahead of the runner-up {second['name']} by {gap:.4f} (beyond 2 standard errors {noise:.4f})"
 
 
 def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -200,65 +206,110 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
             "statement": f"no convergence statement: {len(ev)} evaluated checkpoint(s) "
             f"with steps, at least {PLATEAU_WINDOW} are needed",
         }
-    last = ev[-PLATEAU_WINDOW:]
-    acc = [r["metrics"]["exact_accuracy"] for r in last]
-    n = min(r["metrics"]["total_puzzles"] for r in last)
-    p = float(np.mean(acc))
-    noise = 2 * math.sqrt(2) * _standard_error(p, n)
-    spread = max(acc) - min(acc)
-    steps = ", ".join(str(r["step"]) for r in last)
-    trend = acc[-1] - acc[0]
-    changes = [r.get("change_from_previous", {}).get("relative") for r in last[1:]]
-    growing = all(c is not None for c in changes) and len(changes) >= 2 and changes[-1] > changes[0] * 1.5
-    out = {
-        "window_steps": [r["step"] for r in last],
-        "exact_accuracy": acc,
-        "spread": spread,
-        "noise_2se": noise,
-        "relative_weight_change": changes,
+    w = _Window.of(ev[-PLATEAU_WINDOW:])
+    status, statement = _convergence_verdict(w)
+    return {
+        "window_steps": w.steps,
+        "exact_accuracy": w.acc,
+        "spread": w.spread,
+        "noise_2se": w.noise,
+        "relative_weight_change": w.changes,
+        "status": status,
+        "statement": statement,
     }
+
+
+@dataclass
+class _Window:
+    """The last evaluated checkpoints, by step: what a convergence statement rests on."""
+
+    steps: List[int]
+    acc: List[float]  # exact accuracy of each
+    n: int  # puzzles: the fewest any of them was measured on
+    changes: List[Optional[float]]  # relative weight change of each interval between them
+
+    @classmethod
+    def of(cls, last: List[Dict[str, Any]]) -> _Window:
+        return cls(
+            steps=[r["step"] for r in last],
+            acc=[r["metrics"]["exact_accuracy"] for r in last],
+            n=min(r["metrics"]["total_puzzles"] for r in last),
+            changes=[r.get("change_from_previous", {}).get("relative") for r in last[1:]],
+        )
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.acc))
+
+    @property
+    def noise(self) -> float:
+        """2 standard errors of a difference between two accuracies on n puzzles."""
+        return 2 * math.sqrt(2) * _standard_error(self.mean, self.n)
+
+    @property
+    def spread(self) -> float:
+        return max(self.acc) - min(self.acc)
+
+    @property
+    def trend(self) -> float:
+        return self.acc[-1] - self.acc[0]
+
+    @property
+    def growing(self) -> bool:
+        """The weights move more each interval (the last change over 1.5 times the first):
+        not settled, whatever the accuracy says."""
+        known = [c for c in self.changes if c is not None]
+        return len(known) == len(self.changes) and len(known) >= 2 and known[-1] > known[0] * 1.5
+
+    @property
+    def steps_text(self) -> str:
+        return ", ".join(str(s) for s in self.steps)
+
+
+def _convergence_verdict(w: _Window) -> Tuple[str, str]:
+    """(status, statement) for the window: the first of these that the numbers show."""
+    steps, acc, noise = w.steps_text, w.acc, w.noise
     if max(acc) == 0.0:
-        out.update(
-            status="no_progress",
-            statement=f"no convergence statement: exact accuracy is 0 at steps {steps} "
-            "(the model solves none of these puzzles yet)",
+        return "no_progress", (
+            f"no convergence statement: exact accuracy is 0 at steps {steps} "
+            "(the model solves none of these puzzles yet)"
         )
-    elif spread <= noise and not growing:
-        if p >= 1.0 - 1e-12:
-            text = f"plateau at the ceiling: exact accuracy 1.0 at steps {steps}"
-        else:
-            text = (
-                f"plateau in the measurements: exact accuracy at steps {steps} is "
-                f"{', '.join(f'{a:.4f}' for a in acc)}, spread {spread:.4f} within noise ({noise:.4f} = "
-                f"2 standard errors of a difference on {n} puzzles)"
-            )
-        if all(c is not None for c in changes):
-            text += "; relative weight change per interval " + ", ".join(f"{c:.2e}" for c in changes)
-        out.update(
-            status="plateau",
-            statement=text + ". The last checkpoints agree within measurement noise: a "
-            "plateau in these measurements on this data, not a proof of convergence",
+    if w.spread <= noise and not w.growing:
+        return "plateau", _plateau_statement(w)
+    if w.trend > noise:
+        return "improving", (
+            f"not converged: exact accuracy still rises over steps {steps} "
+            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f})"
         )
-    elif trend > noise:
-        out.update(
-            status="improving",
-            statement=f"not converged: exact accuracy still rises over steps {steps} "
-            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f})",
+    if w.trend < -noise:
+        return "degrading", (
+            f"not converged: exact accuracy falls over steps {steps} "
+            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f}); check for overfitting or instability"
         )
-    elif trend < -noise:
-        out.update(
-            status="degrading",
-            statement=f"not converged: exact accuracy falls over steps {steps} "
-            f"({acc[0]:.4f} -> {acc[-1]:.4f}, beyond noise {noise:.4f}); check for overfitting or instability",
-        )
+    why = (
+        "the weights' change per interval is growing"
+        if w.growing
+        else f"spread {w.spread:.4f} exceeds noise {noise:.4f}"
+    )
+    return "unclear", f"no convergence statement: over steps {steps} {why}"
+
+
+def _plateau_statement(w: _Window) -> str:
+    """What the plateau is (at the ceiling, or within noise), and that it proves nothing more."""
+    if w.mean >= 1.0 - 1e-12:
+        text = f"plateau at the ceiling: exact accuracy 1.0 at steps {w.steps_text}"
     else:
-        why = (
-            "the weights' change per interval is growing"
-            if growing
-            else f"spread {spread:.4f} exceeds noise {noise:.4f}"
+        text = (
+            f"plateau in the measurements: exact accuracy at steps {w.steps_text} is "
+            f"{', '.join(f'{a:.4f}' for a in w.acc)}, spread {w.spread:.4f} within noise ({w.noise:.4f} = "
+            f"2 standard errors of a difference on {w.n} puzzles)"
         )
-        out.update(status="unclear", statement=f"no convergence statement: over steps {steps} {why}")
-    return out
+    if all(c is not None for c in w.changes):
+        text += "; relative weight change per interval " + ", ".join(f"{c:.2e}" for c in w.changes)
+    return text + (
+        ". The last checkpoints agree within measurement noise: a "
+        "plateau in these measurements on this data, not a proof of convergence"
+    )
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -278,18 +329,23 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
         import matplotlib.pyplot as plt
     except ImportError:
         return {"skipped": "matplotlib is not installed (pip install 'hrm-eval[plots]')"}
+    # x: the step, or the checkpoint's place in the given order when some step is unknown
     xs = [r["step"] if r["step"] is not None else i for i, r in enumerate(records)]
     xlabel = "step" if all(r["step"] is not None for r in records) else "checkpoint (order given)"
     files = {}
-
-    def save(fig, name: str) -> None:
+    for name, draw in (("metric_vs_step", _draw_metrics), ("weight_change_vs_step", _draw_weight_change)):
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        draw(ax, xs, xlabel, records)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        _write_bytes(out_dir / name, buf.getvalue())
-        files[name.split("/")[-1].removesuffix(".png")] = str(out_dir / name)
+        _write_bytes(out_dir / "plots" / f"{name}.png", buf.getvalue())
+        files[name] = str(out_dir / "plots" / f"{name}.png")
+    return files
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+
+def _draw_metrics(ax: Any, xs: List[int], xlabel: str, records: List[Dict[str, Any]]) -> None:
+    """Exact and token accuracy by checkpoint; a dashed red line where a checkpoint holds NaN/Inf."""
     for key, label in (("exact_accuracy", "exact accuracy"), ("accuracy", "token accuracy")):
         pts = [(x, r["metrics"][key]) for x, r in zip(xs, records) if r.get("metrics")]
         if pts:
@@ -303,9 +359,10 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
     ax.set_title("Metrics by checkpoint" + (" (red: NaN/Inf)" if bad else ""))
     ax.grid(alpha=0.3)
     ax.legend()
-    save(fig, "plots/metric_vs_step.png")
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+
+def _draw_weight_change(ax: Any, xs: List[int], xlabel: str, records: List[Dict[str, Any]]) -> None:
+    """The whole model's relative change from the previous checkpoint, on a log scale."""
     pts = [
         (x, r["change_from_previous"]["relative"])
         for x, r in zip(xs, records)
@@ -320,8 +377,6 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
     ax.grid(alpha=0.3)
     if pts:
         ax.legend()
-    save(fig, "plots/weight_change_vs_step.png")
-    return files
 
 
 @dataclass
@@ -334,6 +389,24 @@ class CompareData:
     fingerprint: str
     split: str
     limit: Optional[int]
+
+
+@dataclass
+class RunOptions:
+    """How every checkpoint of a comparison is run (and where its predictions are cached)."""
+
+    device: torch.device
+    dtype: Optional[str]
+    cache: Path
+    batch_size: int
+    progress: bool
+    dist: DistContext
+
+    def prediction_options(self) -> Dict[str, Any]:
+        """Where and how `member_predictions` runs a checkpoint (the dtype is the loader's)."""
+        return dict(
+            cache_dir=self.cache, device=self.device, batch_size=self.batch_size, progress=self.progress, dist=self.dist
+        )
 
 
 def compare_checkpoints(
@@ -363,17 +436,8 @@ def compare_checkpoints(
     dist = dist if dist is not None else DistContext()
     measured = _open_compare_data(data, paths[0], split=split, task=task, limit=limit)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    run_opts = dict(dev=dev, dtype=dtype, cache=cache, batch_size=batch_size, progress=progress, dist=dist)
-    records: List[Dict[str, Any]] = []
-    evaluated: List[LoadedCheckpoint] = []
-    prev: Optional[Tuple[str, Dict[str, torch.Tensor]]] = None
-    for path, name in zip(paths, member_names(paths)):
-        rec, sd, loaded = _checkpoint_record(path, name, prev, measured, **run_opts)
-        records.append(rec)
-        if loaded is not None:
-            evaluated.append(loaded)
-        if sd is not None:
-            prev = (name, sd)
+    opts = RunOptions(dev, dtype, cache, batch_size, progress, dist)
+    records, evaluated = _checkpoint_records(paths, measured, opts)
     if not dist.is_main:
         return {}
     report: Dict[str, Any] = {
@@ -387,20 +451,50 @@ def compare_checkpoints(
         "findings": [f"{r['name']}: {f}" for r in records for f in r["flags"]],
     }
     report["plots"] = write_plots(records, out) if plots else {"skipped": "--no-plots"}
-    report["provenance"] = build_provenance(
+    report["provenance"] = _provenance(evaluated, measured, opts, limit)
+    _write_report(report, out)
+    return report
+
+
+def _checkpoint_records(
+    paths: List[Path], measured: Optional[CompareData], opts: RunOptions
+) -> Tuple[List[Dict[str, Any]], List[LoadedCheckpoint]]:
+    """(one record per checkpoint, the checkpoints that were evaluated), in the given order; each
+    checkpoint's weights are compared with those of the last readable checkpoint before it."""
+    records: List[Dict[str, Any]] = []
+    evaluated: List[LoadedCheckpoint] = []
+    prev: Optional[Tuple[str, Dict[str, torch.Tensor]]] = None
+    for path, name in zip(paths, member_names(paths)):
+        rec, sd, loaded = _checkpoint_record(path, name, prev, measured, opts)
+        records.append(rec)
+        if loaded is not None:
+            evaluated.append(loaded)
+        if sd is not None:
+            prev = (name, sd)
+    return records, evaluated
+
+
+def _provenance(
+    evaluated: List[LoadedCheckpoint], measured: Optional[CompareData], opts: RunOptions, limit: Optional[int]
+) -> Dict[str, Any]:
+    """What was measured and how: the evaluated checkpoints' facts, the data, the run settings."""
+    return build_provenance(
         checkpoints=evaluated,
         dataset=measured.dataset if measured else None,
         task=measured.task if measured else None,
-        device=str(dev),
-        batch_size=batch_size,
+        device=str(opts.device),
+        batch_size=opts.batch_size,
         limit=limit,
-        evaluation_extra={"requested_dtype": dtype, "cache_dir": str(cache), **dist.describe()},
+        evaluation_extra={"requested_dtype": opts.dtype, "cache_dir": str(opts.cache), **opts.dist.describe()},
     )
+
+
+def _write_report(report: Dict[str, Any], out: Path) -> None:
+    """The JSON, the markdown report and the summary table as CSV (each written atomically)."""
     atomic_write_json(out / JSON_FILE, report)
     atomic_write_text(out / REPORT_FILE, format_report(report))
     table = comparison_frame(report)
     atomic_write(out / CSV_FILE, lambda tmp: table.to_csv(tmp, index=False))
-    return report
 
 
 def comparison_frame(report: Dict[str, Any]) -> "pd.DataFrame":
@@ -455,26 +549,13 @@ def _checkpoint_record(
     name: str,
     prev: Optional[Tuple[str, Dict[str, torch.Tensor]]],
     measured: Optional[CompareData],
-    **run_opts: Any,
+    opts: RunOptions,
 ) -> Tuple[Dict[str, Any], Optional[Dict[str, torch.Tensor]], Optional[LoadedCheckpoint]]:
     """(record, state dict for the next comparison, the loaded checkpoint without its model)."""
     try:
         sd, _ = strip_prefix(read_state_dict(path))
     except HRMEvalError as e:  # one unreadable file in a run is a finding, not the end of the report
-        return (
-            {
-                "name": name,
-                "path": str(path),
-                "step": step_of(path),
-                "nonfinite": [],
-                "weight_norm": None,
-                "module_norms": {},
-                "evaluation": "skipped: unreadable",
-                "flags": [f"unreadable: {e}"],
-            },
-            None,
-            None,
-        )
+        return _unreadable_record(path, name, e), None, None
     nonfinite = find_nonfinite(sd)
     rec: Dict[str, Any] = {
         "name": name,
@@ -483,13 +564,7 @@ def _checkpoint_record(
         "nonfinite": [{"tensor": k, "nan": nan, "inf": inf} for k, nan, inf in nonfinite],
     }
     rec.update(weight_statistics(sd))
-    flags: List[str] = []
-    if nonfinite:
-        flags.append(
-            f"NaN/Inf in {len(nonfinite)} tensor(s): "
-            + ", ".join(f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5])
-            + (" ..." if len(nonfinite) > 5 else "")
-        )
+    flags = [_nonfinite_flag(nonfinite)] if nonfinite else []
     if prev is not None:
         change = weight_change(prev[1], sd)
         change["previous"] = prev[0]
@@ -502,9 +577,28 @@ def _checkpoint_record(
     elif nonfinite:
         rec["evaluation"] = "skipped: the checkpoint holds NaN/Inf values"
     else:
-        loaded = _measure(path, name, rec, measured, **run_opts)
+        loaded = _measure(path, name, rec, measured, opts)
     rec["flags"] = flags
     return rec, sd, loaded
+
+
+def _unreadable_record(path: Path, name: str, error: HRMEvalError) -> Dict[str, Any]:
+    return {
+        "name": name,
+        "path": str(path),
+        "step": step_of(path),
+        "nonfinite": [],
+        "weight_norm": None,
+        "module_norms": {},
+        "evaluation": "skipped: unreadable",
+        "flags": [f"unreadable: {error}"],
+    }
+
+
+def _nonfinite_flag(nonfinite: List[Tuple[str, int, int]]) -> str:
+    """`NaN/Inf in 2 tensor(s): a (1 NaN, 0 Inf), b (0 NaN, 3 Inf)`: the first five tensors named."""
+    named = ", ".join(f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5])
+    return f"NaN/Inf in {len(nonfinite)} tensor(s): {named}" + (" ..." if len(nonfinite) > 5 else "")
 
 
 def _measure(
@@ -512,18 +606,12 @@ def _measure(
     name: str,
     rec: Dict[str, Any],
     measured: CompareData,
-    *,
-    dev: torch.device,
-    dtype: Optional[str],
-    cache: Path,
-    batch_size: int,
-    progress: bool,
-    dist: DistContext,
+    opts: RunOptions,
 ) -> LoadedCheckpoint:
     """The checkpoint's metrics on the data, as `evaluate` gives them (predictions cached);
     under torchrun, on rank 0 (the others run their share of the puzzles)."""
     try:
-        loaded = load_checkpoint(path, dataset=measured.dataset.metadata, device=dev, dtype=dtype)
+        loaded = load_checkpoint(path, dataset=measured.dataset.metadata, device=opts.device, dtype=opts.dtype)
     except HRMEvalError as e:
         raise HRMEvalError(f"{path}: {e}") from e
     rec["sha256"] = loaded.sha256
@@ -536,11 +624,7 @@ def _measure(
         dataset_fingerprint=measured.fingerprint,
         split=measured.split,
         limit=measured.limit,
-        cache_dir=cache,
-        device=dev,
-        batch_size=batch_size,
-        progress=progress,
-        dist=dist,
+        **opts.prediction_options(),
     )
     if preds is None:  # a rank other than 0: its share is with rank 0
         return dataclasses.replace(loaded, model=cast(ACTModel, None))
@@ -557,12 +641,87 @@ def _measure(
 
 
 # ---- the markdown report -----------------------------------------------------------------------
+def format_report(report: Dict[str, Any]) -> str:
+    """CHECKPOINT_EVALUATION_REPORT.md: the report's JSON as markdown, one section after another."""
+    recs = report["checkpoints"]
+    # every module any checkpoint has, in first-seen order: the rows of both per-module tables
+    modules = list(OrderedDict.fromkeys(k for r in recs for k in r["module_norms"]))
+    lines = _header_section(report)
+    lines += _summary_section(recs)
+    lines += _recommendation_section(report["recommendation"])
+    lines += _calibration_section(recs)
+    lines += ["", "## Convergence", "", report["convergence"]["statement"] + "."]
+    lines += _findings_section(report["findings"])
+    lines += _module_norms_section(recs, modules)
+    lines += _module_change_section(recs, modules)
+    lines += _plots_section(report["plots"])
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(x: Any, spec: str = ".4f") -> str:
     if x is None:
         return "-"
     if isinstance(x, float):
         return format(x, spec)
     return str(x)
+
+
+def _row(cells: Sequence[str]) -> str:
+    """One row of a markdown table."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def _header_section(report: Dict[str, Any]) -> List[str]:
+    """Title, date, the checkpoints (and their run) and the data they were measured on."""
+    d = report["data"]
+    run = f" from run `{report['run']}`" if report["run"] else ""
+    lines = ["# Checkpoint evaluation report", "", f"- created: {report['created']}"]
+    lines.append(f"- checkpoints: {len(report['checkpoints'])}{run}")
+    if d["path"]:
+        limit = f" (first {d['limit']})" if d["limit"] else ""
+        task = f", task {d['task']}" if d["task"] else ""
+        lines.append(f"- data: `{d['path']}` [{d['split']}], {d['num_puzzles']} puzzles{limit}{task}")
+    else:
+        lines.append("- data: none (weights only; give --data to measure metrics)")
+    return lines + [""]
+
+
+def _summary_section(recs: List[Dict[str, Any]]) -> List[str]:
+    """One row per checkpoint: metrics, NaN/Inf counts, weight norm and change, flags."""
+    return [
+        "## Summary",
+        "",
+        "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm "
+        "| rel. change | flags |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        *(_row(_summary_cells(r)) for r in recs),
+    ]
+
+
+def _summary_cells(r: Dict[str, Any]) -> List[str]:
+    m = r.get("metrics") or {}
+    change = (r.get("change_from_previous") or {}).get("relative")
+    nan, inf = sum(x["nan"] for x in r["nonfinite"]), sum(x["inf"] for x in r["nonfinite"])
+    nonfinite = "none" if not r["nonfinite"] else f"**{nan} NaN, {inf} Inf**"
+    # a checkpoint without flags that was not evaluated says why in the flags column
+    flags = "; ".join(r["flags"]) or ("" if r["evaluation"] == "ok" else r["evaluation"])
+    return [
+        r["name"],
+        _fmt(r["step"]),
+        *(_fmt(m.get(k)) for k in ("exact_accuracy", "accuracy", "lm_loss", "q_halt_accuracy")),
+        nonfinite,
+        _fmt(r["weight_norm"], ".3f"),
+        _fmt(change, ".2e"),
+        flags,
+    ]
+
+
+def _recommendation_section(rec: Dict[str, Any]) -> List[str]:
+    if rec["checkpoint"]:
+        text = f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}."
+    else:
+        text = rec["reason"] + "."
+    return ["", "## Recommendation", "", text]
 
 
 def _calibration_section(recs: List[Dict[str, Any]]) -> List[str]:
@@ -584,90 +743,51 @@ def _calibration_section(recs: List[Dict[str, Any]]) -> List[str]:
         c = r["calibration"]
         auroc = _fmt(c["auroc"]) if c["auroc"] is not None else f"n/a ({c['auroc_undefined']})"
         cells = [r["name"], _fmt(c["ece"]), _fmt(c["brier"]), auroc, _fmt(c["mean_confidence"]), _fmt(c["accuracy"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(_row(cells))
     return lines
 
 
-def format_report(report: Dict[str, Any]) -> str:
-    recs = report["checkpoints"]
-    d = report["data"]
-    lines = [
-        "# Checkpoint evaluation report",
-        "",
-        f"- created: {report['created']}",
-        f"- checkpoints: {len(recs)}" + (f" from run `{report['run']}`" if report["run"] else ""),
-        f"- data: `{d['path']}` [{d['split']}], {d['num_puzzles']} puzzles"
-        + (f" (first {d['limit']})" if d["limit"] else "")
-        + (f", task {d['task']}" if d["task"] else "")
-        if d["path"]
-        else "- data: none (weights only; give --data to measure metrics)",
-        "",
-    ]
-    lines += [
-        "## Summary",
-        "",
-        "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm "
-        "| rel. change | flags |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
-    ]
-    for r in recs:
-        m = r.get("metrics") or {}
-        change = (r.get("change_from_previous") or {}).get("relative")
-        nan, inf = sum(x["nan"] for x in r["nonfinite"]), sum(x["inf"] for x in r["nonfinite"])
-        nf = "none" if not r["nonfinite"] else f"**{nan} NaN, {inf} Inf**"
-        flags = "; ".join(r["flags"]) or ("" if r["evaluation"] == "ok" else r["evaluation"])
-        cells = [
-            r["name"],
-            _fmt(r["step"]),
-            *(_fmt(m.get(k)) for k in ("exact_accuracy", "accuracy", "lm_loss", "q_halt_accuracy")),
-            nf,
-            _fmt(r["weight_norm"], ".3f"),
-            _fmt(change, ".2e"),
-            flags,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    rec = report["recommendation"]
-    lines += ["", "## Recommendation", ""]
-    lines.append(
-        f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"] else rec["reason"] + "."
-    )
-    lines += _calibration_section(recs)
-    lines += ["", "## Convergence", "", report["convergence"]["statement"] + "."]
-    lines += ["", "## Findings", ""]
-    lines += [f"- {f}" for f in report["findings"]] or ["- none: no NaN/Inf, every module moved between checkpoints"]
-    modules = list(OrderedDict.fromkeys(k for r in recs for k in r["module_norms"]))
-    lines += [
-        "",
-        "## Weight norms by module",
-        "",
-        "| module | " + " | ".join(r["name"] for r in recs) + " |",
-        "|---|" + "---:|" * len(recs),
-    ]
+def _findings_section(findings: List[str]) -> List[str]:
+    listed = [f"- {f}" for f in findings] or ["- none: no NaN/Inf, every module moved between checkpoints"]
+    return ["", "## Findings", "", *listed]
+
+
+def _module_table_head(names: List[str]) -> List[str]:
+    """Header and alignment rows of a table with one row per module, one column per checkpoint."""
+    return ["| module | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+
+
+def _module_norms_section(recs: List[Dict[str, Any]], modules: List[str]) -> List[str]:
+    lines = ["", "## Weight norms by module", "", *_module_table_head([r["name"] for r in recs])]
     for mod in modules:
-        lines.append(f"| {mod} | " + " | ".join(_fmt(r["module_norms"].get(mod), ".3f") for r in recs) + " |")
-    if len(recs) > 1:
-        lines += [
-            "",
-            "## Relative change from the previous checkpoint, by module",
-            "",
-            "| module | " + " | ".join(r["name"] for r in recs[1:]) + " |",
-            "|---|" + "---:|" * (len(recs) - 1),
-        ]
-        for mod in modules:
-            cells = []
-            for r in recs[1:]:
-                c = r.get("change_from_previous") or {}
-                v = (c.get("modules") or {}).get(mod)
-                cells.append(
-                    ("**0 (did not move)**" if mod in c.get("did_not_move", []) else _fmt(v, ".2e"))
-                    if c.get("comparable")
-                    else "n/a"
-                )
-            lines.append(f"| {mod} | " + " | ".join(cells) + " |")
-    lines += ["", "## Plots", ""]
-    plots = report["plots"]
+        lines.append(_row([mod, *(_fmt(r["module_norms"].get(mod), ".3f") for r in recs)]))
+    return lines
+
+
+def _module_change_section(recs: List[Dict[str, Any]], modules: List[str]) -> List[str]:
+    """Each checkpoint's change by module from the one before it (none for a single checkpoint)."""
+    if len(recs) < 2:
+        return []
+    later = recs[1:]
+    lines = ["", "## Relative change from the previous checkpoint, by module", ""]
+    lines += _module_table_head([r["name"] for r in later])
+    for mod in modules:
+        lines.append(_row([mod, *(_change_cell(r.get("change_from_previous") or {}, mod) for r in later)]))
+    return lines
+
+
+def _change_cell(change: Dict[str, Any], mod: str) -> str:
+    """A module's relative change over one interval: a bold 0 marks weights that did not move,
+    n/a an interval that has no comparison (another architecture, or an unreadable checkpoint)."""
+    if not change.get("comparable"):
+        return "n/a"
+    if mod in change.get("did_not_move", []):
+        return "**0 (did not move)**"
+    return _fmt((change.get("modules") or {}).get(mod), ".2e")
+
+
+def _plots_section(plots: Dict[str, Any]) -> List[str]:
+    lines = ["", "## Plots", ""]
     if "skipped" in plots:
-        lines.append(f"Skipped: {plots['skipped']}.")
-    else:
-        lines += [f"![{k}](plots/{Path(v).name})" for k, v in plots.items()]
-    return "\n".join(lines) + "\n"
+        return lines + [f"Skipped: {plots['skipped']}."]
+    return lines + [f"![{k}](plots/{Path(v).name})" for k, v in plots.items()]
