@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
@@ -135,48 +135,13 @@ def read_puzzle_csv(
     (puzzles to solve) a row may leave answer and rating empty: its answer is '' and its
     question is left for the caller to check (`check_row` sees rows with answers only)."""
     out = RawPuzzles(path=str(path), questions=[], answers=[], ratings=[], lines=[])
-    try:
-        f = open(path, newline="", encoding="utf-8")
-    except OSError as e:
-        raise HRMEvalError(f"{path}: cannot open ({e.strerror or e})") from None
-    with f:
+    with _open_text(path) as f:
         reader = csv.reader(f)
-        line = 1
         try:
-            header = next(reader, None)
-            if header is None:
-                raise HRMEvalError(f"{path}: empty file (expected the header {','.join(HEADER)})")
-            names = tuple(h.strip().lower().lstrip("\ufeff") for h in header)
-            if names != HEADER:
-                raise HRMEvalError(
-                    f"{path}, row 1: expected the header {','.join(HEADER)}, found {','.join(header)[:80]!r}"
-                )
-            rows_seen = 0
-            for row in reader:
-                line = reader.line_num
-                if not row:
-                    continue
-                rows_seen += 1
-                if len(row) != 4:
-                    raise RowError(f"expected 4 columns (source,question,answer,rating), found {len(row)}")
-                _, q, a, r = row
-                if not a.strip() and not answers_optional:
-                    raise RowError(_NO_ANSWER)
-                unsolved = answers_optional and not a.strip()
-                try:
-                    rating = 0 if unsolved and not r.strip() else int(r)
-                except ValueError:
-                    raise RowError(f"rating {r!r} is not an integer") from None
-                if not unsolved:
-                    check_row(q, a)
-                if min_difficulty is not None and rating < min_difficulty:
-                    continue
-                out.questions.append(q)
-                out.answers.append(a)
-                out.ratings.append(rating)
-                out.lines.append(line)
-        except RowError as e:
-            raise HRMEvalError(f"{path}, row {line}: {e}") from None
+            _check_header(path, next(reader, None))
+            rows_seen = _read_rows(reader, out, check_row, min_difficulty, answers_optional)
+        except RowError as e:  # raised while the row that ends on line `reader.line_num` is checked
+            raise HRMEvalError(f"{path}, row {reader.line_num}: {e}") from None
         except UnicodeDecodeError as e:
             raise HRMEvalError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         except csv.Error as e:
@@ -184,6 +149,64 @@ def read_puzzle_csv(
     if rows_seen == 0:  # callers stack the rows: an empty list must not reach them
         raise HRMEvalError(f"{path}: no puzzles (only the header {','.join(HEADER)})")
     return out
+
+
+def _open_text(path: str) -> TextIO:
+    """`path` opened for the csv module (UTF-8, newlines left to it), or one line saying why not."""
+    try:
+        return open(path, newline="", encoding="utf-8")
+    except OSError as e:
+        raise HRMEvalError(f"{path}: cannot open ({e.strerror or e})") from None
+
+
+def _check_header(path: str, header: Optional[List[str]]) -> None:
+    """The first row must be HEADER (any case, spaces and a UTF-8 byte-order mark allowed)."""
+    if header is None:
+        raise HRMEvalError(f"{path}: empty file (expected the header {','.join(HEADER)})")
+    names = tuple(h.strip().lower().lstrip("\ufeff") for h in header)
+    if names != HEADER:
+        raise HRMEvalError(f"{path}, row 1: expected the header {','.join(HEADER)}, found {','.join(header)[:80]!r}")
+
+
+def _read_rows(
+    reader: Any,  # a csv.reader: its rows, and line_num (the file line a row ends on)
+    out: RawPuzzles,
+    check_row: Callable[[str, str], None],
+    min_difficulty: Optional[int],
+    answers_optional: bool,
+) -> int:
+    """Append each checked row at or above `min_difficulty` to `out`; returns the number of
+    puzzle rows in the file (empty lines not counted), kept or not."""
+    rows_seen = 0
+    for row in reader:
+        if not row:
+            continue
+        rows_seen += 1
+        question, answer, rating = _checked_row(row, check_row, answers_optional)
+        if min_difficulty is not None and rating < min_difficulty:
+            continue
+        out.questions.append(question)
+        out.answers.append(answer)
+        out.ratings.append(rating)
+        out.lines.append(reader.line_num)
+    return rows_seen
+
+
+def _checked_row(row: List[str], check_row: Callable[[str, str], None], answers_optional: bool) -> Tuple[str, str, int]:
+    """(question, answer, rating) of one CSV row, or RowError saying what is wrong with it."""
+    if len(row) != 4:
+        raise RowError(f"expected 4 columns (source,question,answer,rating), found {len(row)}")
+    _, q, a, r = row
+    if not a.strip() and not answers_optional:
+        raise RowError(_NO_ANSWER)
+    unsolved = answers_optional and not a.strip()
+    try:
+        rating = 0 if unsolved and not r.strip() else int(r)
+    except ValueError:
+        raise RowError(f"rating {r!r} is not an integer") from None
+    if not unsolved:
+        check_row(q, a)
+    return q, a, rating
 
 
 def read_splits(

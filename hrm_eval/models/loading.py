@@ -52,6 +52,9 @@ STEP_RE = re.compile(r"^step_(\d+)$")
 SIZE_BUDGET_FACTOR = 2
 UNSTORED_BUFFER_ALLOWANCE = 64 << 20
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+# The two sources below every file: what the tensors show, and the public default for the rest.
+FROM_TENSORS = "checkpoint tensors"
+ASSUMED = "assumed (public default)"
 # The model folder `--mode export` writes (the Hugging Face layout: weights + config.json).
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -387,10 +390,26 @@ def resolve_config(
     """Merge the sources (see module doc) into a validated ModelConfig; returns (config, sources)."""
     facts = infer_from_tensors(sd)
     family = "trm" if facts["name"] == TRM_ARCH_NAME else "hrm"
-    layers: List[Tuple[str, Dict[str, Any]]] = [  # lowest priority first
-        ("assumed (public default)", PUBLIC_DEFAULTS[family]),
-        ("checkpoint tensors", facts),
+    layers = [  # lowest priority first
+        (ASSUMED, PUBLIC_DEFAULTS[family]),
+        (FROM_TENSORS, facts),
+        *_stated_layers(dataset, model_config, all_config, config_name, overrides),
     ]
+    merged, sources = _merge_layers(layers, facts, family)
+    config = _settle_seq_len(sd, merged, sources, origin, require_seq_len)
+    return config, {k: sources[k] for k in sorted(sources) if k in ModelConfig.model_fields}
+
+
+def _stated_layers(
+    dataset: Optional[Dict[str, Any]],
+    model_config: Optional[Dict[str, Any]],
+    all_config: Optional[Dict[str, Any]],
+    config_name: str,
+    overrides: Optional[Dict[str, Any]],
+) -> List[Tuple[str, Dict[str, Any]]]:
+    """(source, values) of what files and the command line state, lowest priority first; a source
+    that is absent (or empty) adds no layer."""
+    layers: List[Tuple[str, Dict[str, Any]]] = []
     if dataset:
         layers.append(("dataset.json", {k: dataset[k] for k in DATASET_FIELDS if k in dataset}))
     if model_config:
@@ -399,23 +418,37 @@ def resolve_config(
         layers.append((config_name, ModelConfig.arch_fields_from_all_config(all_config)))
     if overrides:
         layers.append(("command line", dict(overrides)))
+    return layers
 
+
+def _merge_layers(
+    layers: List[Tuple[str, Dict[str, Any]]], facts: Dict[str, Any], family: str
+) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """(merged values, field -> source): a later layer wins; a stated value is checked against the
+    tensors' facts first. A field keeps "checkpoint tensors" as its source when a file only repeats
+    what the tensors show (the tensors are the evidence; the file adds nothing)."""
     merged: Dict[str, Any] = {}
     sources: Dict[str, str] = {}
     for source, values in layers:
         for k, v in values.items():
             if v is None:
                 continue
-            if k in facts and source not in ("checkpoint tensors", "assumed (public default)"):
+            if k in facts and source not in (FROM_TENSORS, ASSUMED):
                 _check_stated(k, v, source, facts, family)
             merged[k] = v
-            if not (k in sources and sources[k] == "checkpoint tensors" and not _differs(v, facts.get(k))):
+            if not (k in sources and sources[k] == FROM_TENSORS and not _differs(v, facts.get(k))):
                 sources[k] = source
     merged.setdefault("num_puzzle_identifiers", 1)
-    sources.setdefault("num_puzzle_identifiers", "assumed (public default)")
+    sources.setdefault("num_puzzle_identifiers", ASSUMED)
+    return merged, sources
 
-    # seq_len: from the dataset, a stated value, or the tensors (learned positions / mlp_t hold
-    # seq_len + the puzzle prefix, whose length the validated config knows).
+
+def _settle_seq_len(
+    sd: Dict[str, torch.Tensor], merged: Dict[str, Any], sources: Dict[str, str], origin: str, require_seq_len: bool
+) -> ModelConfig:
+    """The validated config, its seq_len from the dataset, a stated value, or the tensors (learned
+    positions / mlp_t hold seq_len + the puzzle prefix, whose length the validated config knows);
+    records in `sources` where seq_len came from when the tensors or nothing gave it."""
     full = _full_seq_len_from_tensors(sd)
     if "seq_len" in merged:
         config = _validated(merged, sources, origin)
@@ -428,17 +461,22 @@ def resolve_config(
         sources["seq_len"] = "unknown (rope/none positions do not store it; the dataset gives it)"
         config = _validated({**merged, "seq_len": 1}, sources, origin)
     else:
-        sources["seq_len"] = "checkpoint tensors"
+        sources["seq_len"] = FROM_TENSORS
         prefix = _validated({**merged, "seq_len": 1}, sources, origin).puzzle_prefix_len
         config = _validated({**merged, "seq_len": full - prefix}, sources, origin)
     if full is not None and full != config.full_seq_len:
-        what = "embed_pos.embedding_weight rows" if "embed_pos.embedding_weight" in sd else "mlp_t width"
-        raise HRMEvalError(
-            f"seq_len: the checkpoint's {what} give {full} positions (seq_len + puzzle prefix) "
-            f"but seq_len {config.seq_len} ({sources['seq_len']}) + prefix {config.puzzle_prefix_len} "
-            f"= {config.full_seq_len}"
-        )
-    return config, {k: sources[k] for k in sorted(sources) if k in ModelConfig.model_fields}
+        _refuse_positions(sd, full, config, sources)
+    return config
+
+
+def _refuse_positions(sd: Dict[str, torch.Tensor], full: int, config: ModelConfig, sources: Dict[str, str]) -> None:
+    """The tensors hold `full` positions but the stated seq_len + prefix is another count."""
+    what = "embed_pos.embedding_weight rows" if "embed_pos.embedding_weight" in sd else "mlp_t width"
+    raise HRMEvalError(
+        f"seq_len: the checkpoint's {what} give {full} positions (seq_len + puzzle prefix) "
+        f"but seq_len {config.seq_len} ({sources['seq_len']}) + prefix {config.puzzle_prefix_len} "
+        f"= {config.full_seq_len}"
+    )
 
 
 def _check_stated(k: str, v: Any, source: str, facts: Dict[str, Any], family: str) -> None:
@@ -536,36 +574,74 @@ def load_checkpoint(
     overrides = dict(overrides or {})
     if dtype is not None:
         overrides["forward_dtype"] = dtype
-    if dataset is None and data is not None:
-        dataset = dataset_facts(data)
-    elif dataset is None and require_seq_len and _full_seq_len_from_tensors(sd) is None:
-        dataset = _run_dataset(all_config)
-    if isinstance(dataset, BaseModel):
-        dataset = dataset.model_dump()
-
     config, sources = resolve_config(
         sd,
         all_config=all_config,
         model_config=model_config,
-        dataset=dataset,
+        dataset=_dataset_to_check(sd, all_config, dataset, data, require_seq_len),
         overrides=overrides,
         origin=str(path),
         require_seq_len=require_seq_len,
         config_name=config_source_name(path),
     )
     check_architecture(sd, config, path)
+    nonfinite = _check_finite(sd, path, allow_nonfinite)
+    _warn_assumed(path, sources)  # after the checks: a refused file gets its one error line only
+    model = _restore_model(sd, config, device)
+    return _loaded(model, config, path, raw, prefix, sources, nonfinite)
+
+
+def _dataset_to_check(
+    sd: Dict[str, torch.Tensor],
+    all_config: Optional[Dict[str, Any]],
+    dataset: Optional[Dict[str, Any] | BaseModel],
+    data: Optional[Any],
+    require_seq_len: bool,
+) -> Optional[Dict[str, Any]]:
+    """The dataset facts the config is checked against (see `load_checkpoint`): `dataset`, else
+    those of `data`, else, when seq_len is needed and the tensors do not tell it, those of the
+    dataset the run trained on (None when there is none)."""
+    if dataset is None and data is not None:
+        dataset = dataset_facts(data)
+    elif dataset is None and require_seq_len and _full_seq_len_from_tensors(sd) is None:
+        dataset = _run_dataset(all_config)
+    if isinstance(dataset, BaseModel):
+        return dataset.model_dump()
+    return dataset
+
+
+def _check_finite(sd: Dict[str, torch.Tensor], path: Path, allow_nonfinite: bool) -> List[Tuple[str, int, int]]:
+    """`find_nonfinite`'s list; a tensor with NaN or Inf is an error unless `allow_nonfinite`."""
     nonfinite = find_nonfinite(sd)
     if nonfinite and not allow_nonfinite:
         k, nan, inf = nonfinite[0]
         more = f" (and {len(nonfinite) - 1} more tensors)" if len(nonfinite) > 1 else ""
         raise HRMEvalError(f"checkpoint {path} holds non-finite values: {k} has {nan} NaN and {inf} Inf{more}")
-    _warn_assumed(path, sources)  # after the checks: a refused file gets its one error line only
+    return nonfinite
 
+
+def _restore_model(sd: Dict[str, torch.Tensor], config: ModelConfig, device: str | torch.device) -> ACTModel:
+    """The model of `config` holding the checked tensors `sd`, on `device`, in eval mode."""
     model = build_model(config)  # safe now: every tensor it allocates has been matched to the file's
+    # H_init / L_init are stored in the training dtype; the model computes in config.torch_dtype
     cast = {k: (v.to(config.torch_dtype) if k in ("H_init", "L_init") else v) for k, v in sd.items()}
     model.inner.load_state_dict(cast, strict=True)
     model.to(device)
     model.eval()
+    return model
+
+
+def _loaded(
+    model: ACTModel,
+    config: ModelConfig,
+    path: Path,
+    raw: Dict[str, torch.Tensor],
+    prefix: str,
+    sources: Dict[str, str],
+    nonfinite: List[Tuple[str, int, int]],
+) -> LoadedCheckpoint:
+    """The restored model with what reports cite about it: file, step, hash, key prefix, the
+    source of every field, and the counts of the state dict as stored (`raw`, prefix and all)."""
     return LoadedCheckpoint(
         model=model,
         config=config,

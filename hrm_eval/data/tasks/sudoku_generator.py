@@ -68,25 +68,14 @@ def _search(
     Bitmask backtracking, most-constrained cell first. `forbid` maps cell -> bitmask of digits
     not allowed there. With `rng`, digits are tried in random order; when the count reaches
     `limit` the grid is left filled with the last solution found (used to make full boards)."""
-    rows = [0] * b.n
-    cols = [0] * b.n
-    boxes = [0] * b.n
-    empties = []
-    for i, v in enumerate(grid):
-        if v:
-            bit = 1 << (v - 1)
-            r, c, x = b.row[i], b.col[i], b.box[i]
-            if (rows[r] | cols[c] | boxes[x]) & bit:
-                return 0  # the givens already clash
-            rows[r] |= bit
-            cols[c] |= bit
-            boxes[x] |= bit
-        else:
-            empties.append(i)
+    masks = _unit_masks(b, grid)
+    if masks is None:
+        return 0  # the givens already clash
+    rows, cols, boxes, empties = masks  # bit d-1 set: digit d is placed in that row / column / box
     forbid = forbid or {}
     row_of, col_of, box_of, full = b.row, b.col, b.box, b.full
 
-    def rec(empties: List[int]) -> int:
+    def rec(empties: List[int]) -> int:  # one piece: a helper called per node measured 2-13% slower
         if not empties:
             return 1
         best_i = -1
@@ -130,6 +119,27 @@ def _search(
         return total
 
     return rec(empties)
+
+
+def _unit_masks(b: _Board, grid: List[int]) -> Optional[Tuple[List[int], List[int], List[int], List[int]]]:
+    """(row, column and box bitmasks of the digits `grid` holds, its blank cells), or None when
+    two equal givens share a row, column or box."""
+    rows = [0] * b.n
+    cols = [0] * b.n
+    boxes = [0] * b.n
+    empties = []
+    for i, v in enumerate(grid):
+        if v:
+            bit = 1 << (v - 1)
+            r, c, x = b.row[i], b.col[i], b.box[i]
+            if (rows[r] | cols[c] | boxes[x]) & bit:
+                return None
+            rows[r] |= bit
+            cols[c] |= bit
+            boxes[x] |= bit
+        else:
+            empties.append(i)
+    return rows, cols, boxes, empties
 
 
 def _parse(board, n: Optional[int] = None) -> Tuple[_Board, List[int]]:

@@ -72,9 +72,11 @@ class _SplitWriter:
         self.group_indices = [0]
 
     def add_group(self, puzzles: List[Tuple[str, List[Tuple[np.ndarray, np.ndarray]]]], rng: np.random.Generator):
+        """Append one group: each (name, [(input grid, output grid)]) becomes one puzzle whose
+        examples are its pairs, each translated at random on the train split."""
         for name, pairs in puzzles:
-            inputs = np.empty((len(pairs), SEQ_LEN), dtype=np.uint8)
-            labels = np.empty((len(pairs), SEQ_LEN), dtype=np.uint8)
+            inputs = np.empty((len(pairs), SEQ_LEN), dtype=np.uint8)  # [examples, SEQ_LEN]
+            labels = np.empty((len(pairs), SEQ_LEN), dtype=np.uint8)  # [examples, SEQ_LEN]
             # one random example per puzzle keeps its place at the top-left
             fixed = int(rng.integers(0, len(pairs))) if self.translate else -1
             for k, (inp, out) in enumerate(pairs):
@@ -93,7 +95,27 @@ class _SplitWriter:
     def num_examples(self) -> int:
         return self.puzzle_indices[-1]
 
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_indices) - 1
+
+    def metadata(self, num_puzzle_identifiers: int) -> DatasetMetadata:
+        """This split's dataset.json (the identifiers are shared by both splits)."""
+        return DatasetMetadata(
+            pad_id=PAD_ID,
+            ignore_label_id=PAD_ID,
+            blank_identifier_id=0,
+            vocab_size=VOCAB_SIZE,
+            seq_len=SEQ_LEN,
+            num_puzzle_identifiers=num_puzzle_identifiers,
+            total_groups=self.num_groups,
+            mean_puzzle_examples=self.num_examples / len(self.names),
+            sets=[SET_NAME],
+        )
+
     def arrays(self, identifier_of: Dict[str, int]) -> Dict[str, np.ndarray]:
+        """The split's arrays: inputs / labels [examples, SEQ_LEN] uint8, one identifier per
+        puzzle, and the puzzle / group boundaries."""
         return {
             "inputs": np.concatenate([b[0] for b in self.blocks]),
             "labels": np.concatenate([b[1] for b in self.blocks]),
@@ -105,34 +127,11 @@ class _SplitWriter:
 
 def build_arc_dataset(source, output, *, num_aug: int = DEFAULT_NUM_AUG, seed: int = 0) -> dict:
     """Build the public HRM ARC dataset directory at `output`; see `ARCTask.build`."""
-    if num_aug is None:
-        num_aug = DEFAULT_NUM_AUG
-    if int(num_aug) < 0:
-        raise HRMEvalError(f"num_aug must be >= 0, got {num_aug}")
-    num_aug = int(num_aug)
+    num_aug = _checked_num_aug(num_aug)
     tasks = load_arc_tasks(source)
-    rng = np.random.default_rng(seed)
-
-    train, test = _SplitWriter(translate=True), _SplitWriter(translate=False)
-    incomplete = []
-    for task in tasks:
-        group = _augment_task(task, num_aug, rng)
-        if len(group) < num_aug + 1:
-            incomplete.append(task.id)
-        if task.subset == TEST_SUBSET:
-            train.add_group([(name, tr) for name, tr, _ in group], rng)
-            test.add_group([(name, te) for name, _, te in group], rng)
-        else:
-            train.add_group([(name, tr + te) for name, tr, te in group], rng)
-
-    # identifiers in order of first appearance: train split, then test split
-    names = [BLANK_NAME]
-    identifier_of: Dict[str, int] = {}
-    for name in train.names + test.names:
-        if name not in identifier_of:
-            identifier_of[name] = len(names)
-            names.append(name)
-
+    rng = np.random.default_rng(seed)  # one stream, drawn in task order: the same seed, the same bytes
+    train, test, incomplete = _lay_out(tasks, num_aug, rng)
+    names, identifier_of = _identifiers(train, test)
     summary = {
         "task": "arc",
         "output": os.fspath(output),
@@ -149,22 +148,52 @@ def build_arc_dataset(source, output, *, num_aug: int = DEFAULT_NUM_AUG, seed: i
         for split, writer in (("train", train), ("test", test)):
             if not writer.names:  # e.g. no `evaluation` subset: no test split, as in the public builder
                 continue
-            metadata = DatasetMetadata(
-                pad_id=PAD_ID,
-                ignore_label_id=PAD_ID,
-                blank_identifier_id=0,
-                vocab_size=VOCAB_SIZE,
-                seq_len=SEQ_LEN,
-                num_puzzle_identifiers=len(names),
-                total_groups=len(writer.group_indices) - 1,
-                mean_puzzle_examples=writer.num_examples / len(writer.names),
-                sets=[SET_NAME],
-            )
-            write_split(tmp, split, metadata, {SET_NAME: writer.arrays(identifier_of)})
+            write_split(tmp, split, writer.metadata(len(names)), {SET_NAME: writer.arrays(identifier_of)})
             summary["splits"][split] = {
                 "examples": writer.num_examples,
                 "puzzles": len(writer.names),
-                "groups": len(writer.group_indices) - 1,
+                "groups": writer.num_groups,
             }
         write_identifiers(tmp, names)
     return summary
+
+
+def _checked_num_aug(num_aug) -> int:
+    """`num_aug` as a count: None means the default; negative is an error."""
+    if num_aug is None:
+        num_aug = DEFAULT_NUM_AUG
+    if int(num_aug) < 0:
+        raise HRMEvalError(f"num_aug must be >= 0, got {num_aug}")
+    return int(num_aug)
+
+
+def _lay_out(
+    tasks: List[RawTask], num_aug: int, rng: np.random.Generator
+) -> Tuple[_SplitWriter, _SplitWriter, List[str]]:
+    """(train, test, ids of tasks with fewer than `num_aug` distinct augmentations). A task of the
+    test subset gives its train examples to the train split and its test examples to the test
+    split; any other task puts all its examples in the train split."""
+    train, test = _SplitWriter(translate=True), _SplitWriter(translate=False)
+    incomplete = []
+    for task in tasks:
+        group = _augment_task(task, num_aug, rng)
+        if len(group) < num_aug + 1:
+            incomplete.append(task.id)
+        if task.subset == TEST_SUBSET:
+            train.add_group([(name, tr) for name, tr, _ in group], rng)
+            test.add_group([(name, te) for name, _, te in group], rng)
+        else:
+            train.add_group([(name, tr + te) for name, tr, te in group], rng)
+    return train, test, incomplete
+
+
+def _identifiers(train: _SplitWriter, test: _SplitWriter) -> Tuple[List[str], Dict[str, int]]:
+    """(identifier names, name -> identifier): 0 is the blank, then names in order of first
+    appearance, train split first."""
+    names = [BLANK_NAME]
+    identifier_of: Dict[str, int] = {}
+    for name in train.names + test.names:
+        if name not in identifier_of:
+            identifier_of[name] = len(names)
+            names.append(name)
+    return names, identifier_of
