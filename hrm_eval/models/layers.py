@@ -22,6 +22,10 @@ CosSin = Tuple[torch.Tensor, torch.Tensor]
 def trunc_normal_init_(tensor: torch.Tensor, std: float = 1.0, lower: float = -2.0, upper: float = 2.0) -> torch.Tensor:
     """Truncated normal whose *actual* standard deviation is `std` (the public init; torch's
     own `trunc_normal_` leaves the std shrunk by the truncation)."""
+    if tensor.is_meta:
+        # Shapes only (the loader checks a checkpoint on the meta device): nothing to fill, and on
+        # meta `erfinv_` runs torch's Python reference, whose first call imports torch._dynamo (~2 s).
+        return tensor
     with torch.no_grad():
         if std == 0:
             return tensor.zero_()
@@ -103,8 +107,12 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, max_positions: int, base: float):
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
+        # Computed on the CPU even when the model is built on the meta device (the loader's shape
+        # check): fixed numbers, small, and meta ops run torch's Python references, whose first
+        # call imports torch._dynamo (~2 s of every command's start).
+        cpu = torch.device("cpu")
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=cpu) / head_dim))
+        freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32, device=cpu), inv_freq)
         angles = torch.cat((freqs, freqs), dim=-1)  # [S, head_dim]
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
