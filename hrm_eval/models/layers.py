@@ -107,15 +107,19 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, max_positions: int, base: float):
         super().__init__()
-        # Computed on the CPU even when the model is built on the meta device (the loader's shape
-        # check): fixed numbers, small, and meta ops run torch's Python references, whose first
-        # call imports torch._dynamo (~2 s of every command's start).
-        cpu = torch.device("cpu")
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=cpu) / head_dim))
-        freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32, device=cpu), inv_freq)
-        angles = torch.cat((freqs, freqs), dim=-1)  # [S, head_dim]
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        if torch.empty(0).is_meta:
+            # Built on the meta device (the loader's shape check): shapes only. Computing the tables
+            # there would run torch's Python references, whose first call imports torch._dynamo
+            # (~2 s of every command's start); computing them on the CPU instead would allocate
+            # whatever a hostile seq_len asks for before the check has refused it.
+            cos, sin = torch.empty(max_positions, head_dim), torch.empty(max_positions, head_dim)
+        else:
+            inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+            freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
+            angles = torch.cat((freqs, freqs), dim=-1)  # [S, head_dim]
+            cos, sin = angles.cos(), angles.sin()
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
 
     def forward(self) -> CosSin:
         return self.cos, self.sin

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.models.config import HRMConfig
 from hrm_eval.models.loading import count_state_values
 from hrm_eval.utils import HRMEvalError, load_checkpoint
-from tests.conftest import HRM_FIXTURES, MAZE_BUILT, SUDOKU_BUILT, TRM_FIXTURES, expected_outputs, fixture_batch
+from tests.conftest import HRM_FIXTURES, MAZE_BUILT, ROOT, SUDOKU_BUILT, TRM_FIXTURES, expected_outputs, fixture_batch
 
 ALL = {**HRM_FIXTURES, **TRM_FIXTURES}
 PREFIX = "_orig_mod.model.inner."  # what the fixtures carry
@@ -361,3 +363,20 @@ def test_model_config_fills_what_all_config_yaml_leaves_out_and_loses_to_what_it
     assert loaded.config.rope_theta == 500.0
     # all_config.yaml states num_heads 4: it wins over the model config
     assert loaded.config.num_heads == 4 and loaded.sources["num_heads"] == "all_config.yaml"
+
+
+def test_loading_does_not_import_the_compiler(tmp_path):
+    """The shape check builds the model on the meta device; were the RoPE tables or the weight
+    init computed there, torch's Python references would import torch._dynamo, ~2 s added to
+    the start of every command. A fresh process, as a command is."""
+    code = (
+        "import sys, torch\n"
+        "from hrm_eval.models.loading import load_checkpoint\n"
+        f"loaded = load_checkpoint({str(ROOT / 'checkpoints' / 'sudoku6-hard-hrm' / 'step_11250')!r})\n"
+        "assert loaded.model.inner.rotary_emb.cos.abs().sum() > 0\n"  # real tables on the CPU model
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
