@@ -107,19 +107,23 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, max_positions: int, base: float):
         super().__init__()
-        if torch.empty(0).is_meta:
-            # Built on the meta device (the loader's shape check): shapes only. Computing the tables
-            # there would run torch's Python references, whose first call imports torch._dynamo
-            # (~2 s of every command's start); computing them on the CPU instead would allocate
-            # whatever a hostile seq_len asks for before the check has refused it.
-            cos, sin = torch.empty(max_positions, head_dim), torch.empty(max_positions, head_dim)
-        else:
-            inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-            freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
-            angles = torch.cat((freqs, freqs), dim=-1)  # [S, head_dim]
-            cos, sin = angles.cos(), angles.sin()
-        self.register_buffer("cos", cos, persistent=False)
-        self.register_buffer("sin", sin, persistent=False)
+        self.head_dim, self.max_positions, self.base = head_dim, max_positions, base
+        # On the meta device (the loader's shape check, and the model it then fills with the file's
+        # tensors) shapes only: computing the tables there would run torch's Python references,
+        # whose first call imports torch._dynamo (~2 s of every command's start). The loader calls
+        # compute_tables() once the model holds its weights.
+        self.register_buffer("cos", torch.empty(max_positions, head_dim), persistent=False)
+        self.register_buffer("sin", torch.empty(max_positions, head_dim), persistent=False)
+        if not self.cos.is_meta:
+            self.compute_tables()
+
+    def compute_tables(self) -> None:
+        """cos / sin of position x frequency, in fp32 on the CPU (moved with the model after)."""
+        d = self.head_dim
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, d, 2, dtype=torch.float32, device="cpu") / d))
+        freqs = torch.outer(torch.arange(self.max_positions, dtype=torch.float32, device="cpu"), inv_freq)
+        angles = torch.cat((freqs, freqs), dim=-1)  # [S, head_dim]
+        self.cos, self.sin = angles.cos(), angles.sin()
 
     def forward(self) -> CosSin:
         return self.cos, self.sin

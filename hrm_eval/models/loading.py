@@ -27,6 +27,7 @@ import math
 import pickle
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ValidationError
 
 from hrm_eval.models import ACTModel, ModelConfig, build_model
 from hrm_eval.models.config import HRM_ARCH_NAME, PUBLIC_DEFAULTS, TRM_ARCH_NAME, UNWRITTEN_PUBLIC_DEFAULTS
-from hrm_eval.models.layers import mlp_width
+from hrm_eval.models.layers import RotaryEmbedding, mlp_width
 from hrm_eval.resources import find_checkpoint, is_checkpoint_name
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
@@ -52,6 +53,7 @@ STEP_RE = re.compile(r"^step_(\d+)$")
 SIZE_BUDGET_FACTOR = 2
 UNSTORED_BUFFER_ALLOWANCE = 64 << 20
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+NONFINITE_CHUNK = 1 << 24  # values per NaN/Inf check: a 16 MB mask at most
 # The two sources below every file: what the tensors show, and the public default for the rest.
 FROM_TENSORS = "checkpoint tensors"
 ASSUMED = "assumed (public default)"
@@ -188,7 +190,9 @@ def _torch_load(path: Path) -> Any:
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error below says it all
             warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            # mmap: the tensors stay file pages until used, and the model takes them as they are
+            # (_restore_model); the legacy (non-zip) format cannot be mapped
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
         raise HRMEvalError(_refusal(path, e)) from e
     except Exception as e:  # noqa: BLE001 - random bytes make torch.load fail in many ways (KeyError, ...)
@@ -262,12 +266,22 @@ def strip_prefix(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.T
 
 
 def find_nonfinite(state_dict: Dict[str, torch.Tensor]) -> List[Tuple[str, int, int]]:
+    """(key, NaN count, Inf count) of every floating tensor that holds NaN or Inf.
+
+    Checked in chunks of NONFINITE_CHUNK values and counted with count_nonzero: summing a whole
+    table's NaN mask would first widen it to int64, 8 bytes a value (1.6 GB for a 200M-value
+    puzzle-embedding table)."""
     found = []
     for k, v in state_dict.items():
-        if v.is_floating_point():
-            nan, inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
-            if nan or inf:
-                found.append((k, nan, inf))
+        if not v.is_floating_point():
+            continue
+        nan = inf = 0
+        for chunk in v.reshape(-1).split(NONFINITE_CHUNK):
+            if not bool(torch.isfinite(chunk).all()):
+                nan += int(torch.count_nonzero(torch.isnan(chunk)))
+                inf += int(torch.count_nonzero(torch.isinf(chunk)))
+        if nan or inf:
+            found.append((k, nan, inf))
     return found
 
 
@@ -621,11 +635,21 @@ def _check_finite(sd: Dict[str, torch.Tensor], path: Path, allow_nonfinite: bool
 
 
 def _restore_model(sd: Dict[str, torch.Tensor], config: ModelConfig, device: str | torch.device) -> ACTModel:
-    """The model of `config` holding the checked tensors `sd`, on `device`, in eval mode."""
-    model = build_model(config)  # safe now: every tensor it allocates has been matched to the file's
-    # H_init / L_init are stored in the training dtype; the model computes in config.torch_dtype
-    cast = {k: (v.to(config.torch_dtype) if k in ("H_init", "L_init") else v) for k, v in sd.items()}
-    model.inner.load_state_dict(cast, strict=True)
+    """The model of `config` holding the checked tensors `sd`, on `device`, in eval mode.
+
+    Built on the meta device and given the file's tensors themselves (assign), not copies: no
+    random init to overwrite, and one copy of the weights in memory, not two (a public ARC
+    checkpoint's puzzle-embedding table alone is gigabytes)."""
+    with torch.device("meta"):
+        model = build_model(config)
+    own = model.inner.state_dict()
+    # In the dtypes a copy into the model would give: fp32 weights; H_init / L_init, stored in the
+    # training dtype, in the dtype the model computes in (config.torch_dtype).
+    cast = {k: v.to(own[k].dtype) for k, v in sd.items()}
+    model.inner.load_state_dict(cast, strict=True, assign=True)
+    for module in model.modules():  # what checkpoints do not store is computed
+        if isinstance(module, RotaryEmbedding):
+            module.compute_tables()
     model.to(device)
     model.eval()
     return model
