@@ -118,10 +118,12 @@ class RotaryEmbedding(nn.Module):
             self.compute_tables()
 
     def compute_tables(self) -> None:
-        """cos / sin of position x frequency, in fp32 on the CPU (moved with the model after)."""
+        """cos / sin of position x frequency, in fp32, where the tables are (on the CPU when they
+        are meta placeholders: the model is moved to its device after)."""
+        device = torch.device("cpu") if self.cos.is_meta else self.cos.device
         d = self.head_dim
-        inv_freq = 1.0 / (self.base ** (torch.arange(0, d, 2, dtype=torch.float32, device="cpu") / d))
-        freqs = torch.outer(torch.arange(self.max_positions, dtype=torch.float32, device="cpu"), inv_freq)
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, d, 2, dtype=torch.float32, device=device) / d))
+        freqs = torch.outer(torch.arange(self.max_positions, dtype=torch.float32, device=device), inv_freq)
         angles = torch.cat((freqs, freqs), dim=-1)  # [S, head_dim]
         self.cos, self.sin = angles.cos(), angles.sin()
 
