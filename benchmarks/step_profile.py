@@ -7,8 +7,9 @@ fusion of the element-wise work could win at most.
 Profiles one fixed-halting engine run of act_throughput's seed-shaped HRM (hidden 256, 2+2
 layers, 8 heads, sequence 900) with torch.profiler and sums the ops' own time into matmul,
 attention, element-wise and the rest. Matmul and attention already run torch's fastest CPU
-kernels (MKL/oneDNN, flash attention), so a step can get at most 1 / (1 - element-wise share)
-faster from removing every element-wise op. Ends with
+kernels (MKL/oneDNN, flash attention; the math attention path is timed beside it on the step's
+shapes), so a step can get at most 1 / (1 - element-wise share) faster from removing every
+element-wise op. Ends with
     element-wise X% of the step: fusing it all away would be at most Y.YYx
 """
 
@@ -16,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,6 +39,24 @@ KINDS = {
         "aten::rsqrt", "aten::mean", "aten::copy_", "aten::div_", "aten::add_", "aten::mul_",
     ),
 }  # fmt: skip
+
+
+def attention_paths(model: torch.nn.Module, puzzles: int) -> dict:
+    """Seconds (best of 3) of one attention call on the step's shapes [B, heads, S, head_dim],
+    per scaled_dot_product_attention backend torch has on this CPU."""
+    c = model.config
+    q, k, v = (torch.randn(puzzles, c.num_heads, c.seq_len, c.hidden_size // c.num_heads) for _ in range(3))
+    best = {}
+    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("math", SDPBackend.MATH)):
+        with sdpa_kernel(backend):
+            F.scaled_dot_product_attention(q, k, v)  # warm up
+            times = []
+            for _ in range(3):
+                t = time.perf_counter()
+                F.scaled_dot_product_attention(q, k, v)
+                times.append(time.perf_counter() - t)
+        best[name] = min(times)
+    return best
 
 
 def main() -> None:
@@ -58,6 +80,9 @@ def main() -> None:
     print(f"seed-shaped HRM step, {args.puzzles} puzzles x {args.steps} ACT steps, {args.threads} thread(s), fp32")
     for kind in (*KINDS, "other"):
         print(f"{kind:>13}: {seconds[kind]:7.2f} s  {seconds[kind] / total:6.1%}")
+    paths = attention_paths(model, args.puzzles)
+    print(f"attention call: flash {paths['flash'] * 1e3:.0f} ms, math {paths['math'] * 1e3:.0f} ms "
+          f"({paths['math'] / paths['flash']:.1f}x flash)")  # fmt: skip
     share = seconds["element-wise"] / total
     print(f"element-wise {share:.1%} of the step: fusing it all away would be at most {1 / (1 - share):.2f}x")
 

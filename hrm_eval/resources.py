@@ -30,8 +30,8 @@ HOME_ENV = "HRM_EVAL_HOME"
 # The default model (evaluate, serve, solve, ensemble and compare without a checkpoint), chosen by
 # measurement: on the first model's own test set (6-14 blanks) it solves 1.000 against 0.991 at
 # 2.08 against 2.57 adaptive steps, and on 19-27 blanks 0.863 against 0.112 (its model card).
-BUNDLED_RUN_NAME = "sudoku6-hard-hrm"
-BUNDLED_RUN_NAMES = ("sudoku6-hard-hrm", "sudoku6-hrm")  # every shipped run: never a training output
+BUNDLED_RUN_NAMES = ("sudoku6-hard-hrm", "sudoku6-hrm")  # every shipped run (never a training output), default first
+BUNDLED_RUN_NAME = BUNDLED_RUN_NAMES[0]
 _MARKER = Path("configs") / "eval_config.yaml"  # what makes a folder a data home
 CHECKPOINTS_DIR = "checkpoints"
 _CHECKPOINT_FILE = re.compile(r"^(step_\d+|checkpoint)$")
