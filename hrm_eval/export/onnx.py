@@ -33,6 +33,8 @@ from torch import nn
 from hrm_eval.models.base import InnerCarry, RecursiveReasoningModel
 from hrm_eval.models.config import ModelConfig
 from hrm_eval.models.loading import CONFIG_METADATA_KEY, LoadedCheckpoint
+from hrm_eval.utils import guarded
+from hrm_eval.utils.config import validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write
 
@@ -218,9 +220,7 @@ def read_onnx(path: str | Path) -> Any:
     import onnx
     from google.protobuf.message import DecodeError
 
-    path = Path(path)
-    if not path.is_file():
-        raise HRMEvalError(f"ONNX file not found: {path}")
+    path = guarded.expect_file(path, "ONNX file")
     try:
         proto = onnx.load_model(str(path), load_external_data=False)
         onnx.checker.check_model(proto)
@@ -243,11 +243,12 @@ def onnx_config(path: str | Path, proto: Optional[Any] = None) -> Tuple[ModelCon
     metadata = {p.key: p.value for p in proto.metadata_props}
     if CONFIG_METADATA_KEY not in metadata:
         raise HRMEvalError(f"{path}: no {CONFIG_METADATA_KEY} metadata (not exported by hrm-eval)")
+    where = f"{path}: the {CONFIG_METADATA_KEY} metadata"
+    fields = guarded.mapping(guarded.parse_json(metadata[CONFIG_METADATA_KEY], where), where, "a JSON object")
     try:
-        config = ModelConfig(**json.loads(metadata[CONFIG_METADATA_KEY]))
-    except (json.JSONDecodeError, TypeError, ValidationError) as e:
-        line = str(e).strip().splitlines()[0]
-        raise HRMEvalError(f"{path}: invalid {CONFIG_METADATA_KEY} metadata: {line}") from e
+        config = ModelConfig(**fields)
+    except ValidationError as e:
+        raise HRMEvalError(f"{where}: {validation_error_line(e)}") from None
     return config, metadata
 
 

@@ -21,9 +21,9 @@ architecture (on one meta-device layer per level) before the model is built.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import os
 import pickle
 import re
 import warnings
@@ -33,13 +33,20 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from hrm_eval.models import ACTModel, ModelConfig, build_model
-from hrm_eval.models.config import HRM_ARCH_NAME, PUBLIC_DEFAULTS, TRM_ARCH_NAME, UNWRITTEN_PUBLIC_DEFAULTS
+from hrm_eval.models.config import (
+    HRM_ARCH_NAME,
+    PUBLIC_DEFAULTS,
+    TRM_ARCH_NAME,
+    UNWRITTEN_PUBLIC_DEFAULTS,
+    check_arch_names,
+)
 from hrm_eval.models.layers import RotaryEmbedding, mlp_width
 from hrm_eval.resources import find_checkpoint, is_checkpoint_name
+from hrm_eval.utils import guarded
+from hrm_eval.utils.config import short_repr
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
 
@@ -103,6 +110,15 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
         raise HRMEvalError(f"checkpoint not found: {p}")
     if p.is_file():
         return p
+    if p.is_dir() and p.suffix.lower() in (SAFETENSORS_SUFFIX, ".onnx"):  # named as a file: meant as one
+        raise HRMEvalError(f"checkpoint {p} is a directory, expected a {p.suffix.lower()} file")
+    if not p.is_dir():  # a device, FIFO or socket: reading it would block or never end
+        raise HRMEvalError(
+            f"checkpoint {p} is a {guarded.path_kind(p.stat().st_mode)}, expected a checkpoint file or run directory"
+        )
+    for name in ("checkpoint", WEIGHTS_FILE):  # present but not a file: say so, not "no checkpoint"
+        if os.path.lexists(p / name) and not (p / name).is_file() and not list_steps(p):
+            guarded.expect_file(p / name, "checkpoint")
     steps = list_steps(p)
     if steps:
         return steps[-1]
@@ -175,12 +191,9 @@ def read_safetensors(path: Path, *, tensors: bool = True) -> Tuple[Dict[str, tor
 def read_folder_config(path: Path) -> Optional[Dict[str, Any]]:
     """The `config.json` beside a .safetensors file (a model folder), None when there is none."""
     cfg = path.parent / CONFIG_FILE
-    if not is_safetensors(path) or not cfg.is_file():
+    if not is_safetensors(path) or not os.path.lexists(cfg):
         return None
-    try:
-        data = json.loads(cfg.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HRMEvalError(f"cannot parse {cfg}: {e}") from e
+    data = guarded.read_json(cfg, "model folder config")
     if not isinstance(data, dict) or not isinstance(data.get("arch"), dict):
         raise HRMEvalError(f"{cfg}: expected a mapping with an 'arch' mapping (the model folder's architecture)")
     return data
@@ -358,12 +371,9 @@ def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
     if is_safetensors(checkpoint_path):
         return _safetensors_config(checkpoint_path)
     cfg = checkpoint_path.parent / "all_config.yaml"
-    if not cfg.is_file():
+    if not os.path.lexists(cfg):  # something there that is not a file is said so, not skipped
         return None
-    try:
-        data = yaml.safe_load(cfg.read_text())
-    except yaml.YAMLError as e:
-        raise HRMEvalError(f"cannot parse {cfg}: {str(e).splitlines()[0]}") from e
+    data = guarded.read_yaml(cfg, "run config")
     if not isinstance(data, dict):
         raise HRMEvalError(f"{cfg} is not a mapping")
     if not isinstance(data.get("arch") or {}, dict):
@@ -381,10 +391,7 @@ def _safetensors_config(path: Path) -> Optional[Dict[str, Any]]:
     text = metadata.get(CONFIG_METADATA_KEY)
     if text is None:
         return None
-    try:
-        arch = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{path}: the {CONFIG_METADATA_KEY} metadata is not valid JSON: {e}") from e
+    arch = guarded.parse_json(text, f"{path}: the {CONFIG_METADATA_KEY} metadata")
     if not isinstance(arch, dict):
         raise HRMEvalError(f"{path}: the {CONFIG_METADATA_KEY} metadata is not a mapping")
     return {"arch": arch}
@@ -525,9 +532,12 @@ def _validated(values: Dict[str, Any], sources: Dict[str, str], origin: str) -> 
         return ModelConfig(**{k: v for k, v in values.items() if k in ModelConfig.model_fields})
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
-        value = f" = {err['input']!r} (from {sources[loc]})" if loc in sources else ""
-        raise HRMEvalError(f"invalid model config for {origin}: {loc}{value}: {err['msg']}") from e
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:  # a check across fields names them itself
+            raise HRMEvalError(f"invalid model config for {origin}: {msg}") from None
+        value = f" = {short_repr(err['input'])} (from {sources[loc]})" if loc in sources else ""
+        raise HRMEvalError(f"invalid model config for {origin}: {loc}{value}: {msg}") from None
 
 
 def _number(v: Any) -> Optional[float]:
@@ -581,6 +591,7 @@ def load_checkpoint(
     `overrides` are architecture fields that win over every file; `dtype` overrides forward_dtype.
     With `require_seq_len=False` (inspection) a rope/none model whose seq_len nothing states
     is built with a placeholder seq_len of 1."""
+    check_arch_names(overrides or {})  # a typo'd name is refused before the file is read
     path = resolve_checkpoint_path(path)
     raw = read_state_dict(path)
     sd, prefix = strip_prefix(raw)

@@ -103,7 +103,10 @@ def _huge_seq_len_in_all_config(dst: Path) -> Path:
         (_stray_layer, "L_level layer indices must run from 0 without gaps"),
         (_huge_declared_embedding, "embed_tokens.embedding_weight declares shape (2147483648, 64)"),
         (_huge_declared_square, "o_proj.weight declares shape (1048576, 1048576)"),
-        (_huge_seq_len_in_all_config, "seq_len 2147483648 would need"),
+        (
+            _huge_seq_len_in_all_config,
+            "seq_len = 2147483648 (from all_config.yaml): Input should be less than or equal to 1048576",
+        ),
     ],
     ids=["stray-layer-key", "2^31-row-embedding", "2^20-square", "all_config-seq_len"],
 )
