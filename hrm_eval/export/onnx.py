@@ -25,7 +25,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -38,6 +38,7 @@ from hrm_eval.utils.config import validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write
 
+log = logging.getLogger("hrm_eval")
 STEP_INPUTS = ("z_H", "z_L", "inputs", "puzzle_identifiers", "reset")
 STEP_OUTPUTS = ("z_H_out", "z_L_out", "logits", "q_halt_logits", "q_continue_logits")
 ONNX_SUFFIX = ".onnx"
@@ -252,6 +253,27 @@ def onnx_config(path: str | Path, proto: Optional[Any] = None) -> Tuple[ModelCon
     return config, metadata
 
 
+def metadata_disagreements(proto: Any, config: ModelConfig) -> List[str]:
+    """Where the stored architecture (metadata) disagrees with the graph's own fixed dimensions:
+    the metadata is what evaluation trusts, so inspect must not print it as fact."""
+    expected = {  # (graph value, axis) -> (config field, value)
+        ("z_H", 1): ("full seq_len", config.full_seq_len),
+        ("z_H", 2): ("hidden_size", config.hidden_size),
+        ("inputs", 1): ("seq_len", config.seq_len),
+        ("logits", 2): ("vocab_size", config.vocab_size),
+    }
+    dims = {}
+    for v in [*proto.graph.input, *proto.graph.output]:
+        for axis, d in enumerate(v.type.tensor_type.shape.dim):
+            if d.HasField("dim_value"):
+                dims[(v.name, axis)] = d.dim_value
+    return [
+        f"the metadata says {field} {value} but the graph's {name} has {dims[(name, axis)]} on axis {axis}"
+        for (name, axis), (field, value) in expected.items()
+        if (name, axis) in dims and dims[(name, axis)] != value
+    ]
+
+
 def format_onnx_inspection(path: str | Path) -> str:
     """What `--mode inspect` shows for an exported .onnx file."""
     from onnx import numpy_helper
@@ -263,9 +285,19 @@ def format_onnx_inspection(path: str | Path) -> str:
     dtypes: Dict[str, int] = {}
     values = 0
     for init in proto.graph.initializer:
-        array = numpy_helper.to_array(init)
+        try:
+            array = numpy_helper.to_array(init)
+        except (ValueError, TypeError) as e:  # dims that disagree with the data it holds
+            dims = list(init.dims)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise HRMEvalError(
+                f"{path}: initializer {init.name} declares dims {dims} but its data does not fit ({reason})"
+            ) from None
         dtypes[str(array.dtype)] = dtypes.get(str(array.dtype), 0) + 1
         values += int(array.size)
+    disagreements = metadata_disagreements(proto, config)
+    for line in disagreements:
+        log.warning("%s: %s", path, line)
 
     def shape(v: Any) -> str:
         return "[" + ", ".join(d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim) + "]"
@@ -286,5 +318,6 @@ def format_onnx_inspection(path: str | Path) -> str:
     ]
     rows += [(k, str(getattr(config, k))) for k in ("hidden_size", "num_heads", "H_layers", "L_layers")]
     rows += [(k, str(getattr(config, k))) for k in ("H_cycles", "L_cycles", "halt_max_steps", "vocab_size", "seq_len")]
+    rows += [("WARNING", line) for line in disagreements]
     width = max(len(k) for k, _ in rows)
     return "\n".join(["ONNX ACT step"] + [f"  {k:<{width}}  {v}" for k, v in rows])

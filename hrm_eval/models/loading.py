@@ -60,6 +60,7 @@ STEP_RE = re.compile(r"^step_(\d+)$")
 SIZE_BUDGET_FACTOR = 2
 UNSTORED_BUFFER_ALLOWANCE = 64 << 20
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 NONFINITE_CHUNK = 1 << 24  # values per NaN/Inf check: a 16 MB mask at most
 # The two sources below every file: what the tensors show, and the public default for the rest.
 FROM_TENSORS = "checkpoint tensors"
@@ -224,11 +225,13 @@ def check_tensors(sd: Dict[str, torch.Tensor], path: Path) -> None:
             f"checkpoint {path}: tensor {bad} is {str(sd[bad].layout).removeprefix('torch.')}; "
             "model weights must be dense tensors"
         )
-    bad = next((k for k, v in sd.items() if not v.is_floating_point()), None)
+    # By name, not "is floating point": float8 passes that test and then breaks the NaN scan;
+    # bool, integer and complex weights would load and score a silent 0%.
+    bad = next((k for k, v in sd.items() if v.dtype not in WEIGHT_DTYPES), None)
     if bad is not None:
         raise HRMEvalError(
-            f"checkpoint {path}: tensor {bad} has dtype {str(sd[bad].dtype).removeprefix('torch.')}; "
-            "model weights must be floating point (float32, bfloat16, float16)"
+            f"checkpoint {path}: tensor {bad} has dtype {str(sd[bad].dtype).removeprefix('torch.')}, "
+            "which is not supported; model weights must be floating point: float32, bfloat16, float16 or float64"
         )
     total = 0
     for k, v in sd.items():

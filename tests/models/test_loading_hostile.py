@@ -157,6 +157,24 @@ def test_integer_weights_are_refused_in_one_line(tmp_path, yaml_beside):
 
 
 @pytest.mark.parametrize(
+    "dtype", [torch.float8_e4m3fn, torch.float8_e5m2, torch.complex64, torch.bool, torch.uint8], ids=str
+)
+@pytest.mark.parametrize("fmt", ["torch", "safetensors"])
+def test_unsupported_dtypes_are_refused_by_name(tmp_path, dtype, fmt):
+    """Issue 27: float8 passed the floating-point check and crashed the NaN scan (internal error)."""
+    sd = {k: v.to(dtype) for k, v in raw_state(FIXTURE).items()}
+    if fmt == "torch":
+        path = save_checkpoint(tmp_path / "run", sd, config_from=FIXTURE)
+    else:
+        from safetensors.torch import save_file
+
+        path = tmp_path / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    msg = one_line_error(path, "is not supported; model weights must be floating point")
+    assert f"has dtype {str(dtype).removeprefix('torch.')}," in msg
+
+
+@pytest.mark.parametrize(
     "field, value, says",
     [
         ("rms_norm_eps", float("nan"), "finite"),
