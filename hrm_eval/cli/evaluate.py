@@ -75,6 +75,7 @@ def run_evaluate(inv: Invocation) -> int:
     from hrm_eval.evaluation.run import onnx_settings, simple_evaluate
 
     cfg = inv.config(EvalConfig, default_file=resources.config_file("eval_config.yaml"))
+    cfg, data_origin = _data_follows_checkpoint(inv, cfg)
     if (launched_by_torchrun() or cfg.resume) and not cfg.output_dir:
         why = "every rank must write to the same place" if launched_by_torchrun() else "the run to resume lives there"
         raise HRMEvalError(f"{'torchrun' if launched_by_torchrun() else '--resume'} needs --output: {why}")
@@ -94,6 +95,7 @@ def run_evaluate(inv: Invocation) -> int:
     if done is None:  # a rank other than 0
         return 0
     results, existed = done
+    print(f"data: {cfg.data_path} (from {data_origin})")
     print(format_summary(results))
     if cfg.backend != "torch" or cfg.quantize:
         print(f"backend onnxruntime, weights {cfg.quantize or 'float32'}")
@@ -106,6 +108,23 @@ def run_evaluate(inv: Invocation) -> int:
         )
     print(f"results: {out / 'results.json'}{replaced_note(existed and not cfg.resume)}")
     return 0
+
+
+def _data_follows_checkpoint(inv: Invocation, cfg: EvalConfig) -> tuple[EvalConfig, str]:
+    """(the config with the data to evaluate on, where that choice came from). A --checkpoint
+    given without --data (and without a --config of one's own) is evaluated on its own run's
+    dataset: the bundled config's data belongs to the bundled model, and another model scored on
+    it prints numbers that look real (0.190 for a model whose card says 0.450)."""
+    from hrm_eval.models.loading import checkpoint_dataset
+
+    if "data_path" in inv.flags:
+        return cfg, "--data"
+    if inv.config_file is not None:
+        return cfg, f"--config {inv.config_file}"
+    if "checkpoint" not in inv.flags:
+        return cfg, "the bundled configs/eval_config.yaml"
+    data = checkpoint_dataset(cfg.checkpoint)
+    return cfg.model_copy(update={"data_path": str(data)}), "the checkpoint's run"
 
 
 EVALUATE = Mode(

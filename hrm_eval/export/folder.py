@@ -25,6 +25,7 @@ from hrm_eval.models.loading import (
     WEIGHTS_FILE,
     LoadedCheckpoint,
     read_state_dict,
+    run_data_path,
     strip_prefix,
 )
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
@@ -72,6 +73,8 @@ def folder_config(loaded: LoadedCheckpoint, *, task: Optional[Dict[str, Any]], w
         "arch": c.model_dump(),
         "task": task,
         "training_step": loaded.step,
+        # the run's dataset as its config records it: evaluating the folder without --data uses it
+        "data_path": run_data_path(loaded.path)[0],
         "source": {"file": loaded.path.name, "sha256": loaded.sha256, "key_prefix": loaded.key_prefix},
         "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha256, "dtypes": loaded.state_dict_dtypes},
         "num_trainable_parameters": loaded.num_trainable_parameters,

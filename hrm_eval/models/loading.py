@@ -754,6 +754,41 @@ def _run_dataset(all_config: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any
     return PuzzleDataset(path, split="test").metadata.model_dump()
 
 
+def run_data_path(checkpoint: str | Path) -> Tuple[Optional[str], str]:
+    """(the dataset the checkpoint's run trained on, as recorded, or None; where it is recorded):
+    all_config.yaml's `data_path` beside a step file, a model folder's config.json `data_path`
+    (export copies it from the source run)."""
+    path = resolve_checkpoint_path(checkpoint)
+    if is_safetensors(path):
+        recorded = (read_folder_config(path) or {}).get("data_path")
+        where = str(path.parent / CONFIG_FILE)
+    else:
+        recorded = (read_all_config(path) or {}).get("data_path")
+        where = str(path.parent / "all_config.yaml")
+    return (recorded if isinstance(recorded, str) and recorded else None), where
+
+
+def checkpoint_dataset(checkpoint: str | Path) -> Path:
+    """The checkpoint's own run's dataset, found as every configured path is (the working
+    directory, then the data home); one line naming what was looked for when it is not there.
+    Evaluating without --data must never fall back to another model's data."""
+    from hrm_eval import resources
+
+    recorded, where = run_data_path(checkpoint)
+    if recorded is None:
+        raise HRMEvalError(
+            f"--checkpoint {checkpoint}: without --data its own run's dataset is used, but {where} records "
+            "no data_path; give --data"
+        )
+    found = resources.find(recorded)
+    if not found.exists():
+        raise HRMEvalError(
+            f"--checkpoint {checkpoint}: its run's dataset {recorded} (data_path in {where}) was not found "
+            "(looked from the working directory, then the data home); give --data"
+        )
+    return found
+
+
 def alarming_assumptions(sources: Dict[str, str]) -> List[str]:
     """The architecture values that were assumed where a checkpoint's config should state them:
     the usual cause of a silent 0% score (not the two that no all_config.yaml states, nor the
