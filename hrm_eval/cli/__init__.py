@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -89,13 +91,27 @@ def parse(argv: List[str]) -> tuple[Mode, Invocation]:
     return mode, Invocation(flags, flag_names(parser), Path(config) if config else None)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that `with` blocks (the --output lock, temp
+    files) are left the way they are on an error: a scheduler's kill leaves no lock behind."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     mode, inv = parse(argv)
     debug = inv.flags.get("debug", False)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         inv.start_logging()  # from the flags; the mode's config file may change it when read
         return mode.run(inv)
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except HRMEvalError as e:
         if debug:
             raise
@@ -113,6 +129,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if previous is not None:  # a caller's own handler (main() called in-process) is theirs again
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

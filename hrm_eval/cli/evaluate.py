@@ -53,10 +53,14 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     # what is written, besides results.json and per_puzzle.jsonl
     g.add_argument("--save-predictions", action="store_true", help="also step_<N>_all_preds.<rank> (public layout)")
     g.add_argument("--format", dest="output_format", choices=("json", "csv"), help="csv: also per_puzzle.csv")
-    g.add_argument(
+    existing = g.add_mutually_exclusive_group()  # what to do with an interrupted run in --output
+    existing.add_argument(
         "--resume",
         action="store_true",
         help="continue the interrupted run in --output: skip the puzzles it finished (same settings required)",
+    )
+    existing.add_argument(
+        "--overwrite", action="store_true", help="start afresh in an --output that holds an interrupted run"
     )
     add_model_flags(g)
 
@@ -80,6 +84,7 @@ def run_evaluate(inv: Invocation) -> int:
         why = "every rank must write to the same place" if launched_by_torchrun() else "the run to resume lives there"
         raise HRMEvalError(f"{'torchrun' if launched_by_torchrun() else '--resume'} needs --output: {why}")
     out = Path(cfg.output_dir) if cfg.output_dir else default_output("evaluate", cfg.checkpoint, cfg.data_path)
+    _check_interrupted(out, cfg)
     device_name = cfg.device
     if cfg.backend == "onnxruntime" or cfg.quantize:  # its own device and dtype rules, checked first
         device_name, _ = onnx_settings(cfg.device, cfg.dtype, cfg.compile)
@@ -108,6 +113,17 @@ def run_evaluate(inv: Invocation) -> int:
         )
     print(f"results: {out / 'results.json'}{replaced_note(existed and not cfg.resume)}")
     return 0
+
+
+def _check_interrupted(out: Path, cfg: EvalConfig) -> None:
+    """A rerun into the folder of an interrupted run used to start from zero without a word."""
+    from hrm_eval.evaluation.resume import MANIFEST, RESUME_DIR
+
+    if (out / RESUME_DIR / MANIFEST).exists() and not (cfg.resume or cfg.overwrite):
+        raise HRMEvalError(
+            f"--output {out}: an interrupted run is here ({RESUME_DIR}/): add --resume to continue it, "
+            "or --overwrite to start again"
+        )
 
 
 def _data_follows_checkpoint(inv: Invocation, cfg: EvalConfig) -> tuple[EvalConfig, str]:

@@ -164,6 +164,7 @@ class EvalConfig(RunSettings, ModelFlags):
     save_predictions: bool = False
     output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
     resume: bool = False  # skip the puzzles an interrupted run with the same settings finished in output_dir
+    overwrite: bool = False  # start afresh in an output_dir that holds an interrupted run
 
 
 class InspectConfig(LogSettings, ModelFlags):
