@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from hrm_eval.data.dataset import PuzzleDataset
-from hrm_eval.export.folder import folder_config, model_card, write_model_folder
+from hrm_eval.export.folder import MODEL_CARD, check_target, folder_config, model_card, write_model_folder
 from hrm_eval.export.onnx import INT8_ONNX_FILE, ONNX_FILE
 from hrm_eval.export.runtime import export_graphs, measure_int8_cost, report_cost
 from hrm_eval.inference.onnx_runner import make_session
-from hrm_eval.models.loading import CONFIG_FILE, LoadedCheckpoint, load_checkpoint, load_with_data
+from hrm_eval.models.loading import CONFIG_FILE, WEIGHTS_FILE, LoadedCheckpoint, load_checkpoint, load_with_data
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 
@@ -41,11 +41,15 @@ def export_model(
     threads: Optional[int] = None,
     arch_overrides: Optional[Dict[str, Any]] = None,
     model_config: Optional[Dict[str, Any]] = None,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
-    """Export; returns {'files': {...}, 'results': evaluation results or None, 'quantization': cost or None}."""
+    """Export; returns {'files': {...}, 'results': evaluation results or None, 'quantization': cost or None}.
+    Into a folder holding an earlier export only with `overwrite`; never over files it did not write."""
     if quantize is not None and format != "onnx":
         raise HRMEvalError(f"--quantize {quantize} is for --format onnx (safetensors keeps the exact weights)")
     out = Path(output_dir)
+    weights = [WEIGHTS_FILE] if format == "safetensors" else [ONNX_FILE, *([INT8_ONNX_FILE] if quantize else [])]
+    check_target(out, [*weights, CONFIG_FILE, MODEL_CARD], overwrite)
     loaded, dataset, layout = _load(checkpoint, data, split, task, format, arch_overrides, model_config)
     results = None
     if data is not None:
@@ -73,7 +77,7 @@ def export_model(
     if cost is not None:
         config["quantization"] = cost.as_dict()
     atomic_write_json(out / CONFIG_FILE, config)
-    atomic_write_text(out / "README.md", model_card(config, results))
+    atomic_write_text(out / MODEL_CARD, model_card(config, results))
     return {"files": files, "results": results, "quantization": cost.as_dict() if cost else None}
 
 

@@ -186,6 +186,7 @@ class ExportConfig(LogSettings, ModelFlags):
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=limits.MAX_BATCH_SIZE)
     max_accuracy_drop: float = Field(1.0, ge=0)  # int8: refuse above this exact-accuracy drop (points)
     threads: Optional[int] = Field(None, ge=1, le=limits.MAX_THREADS)
+    overwrite: bool = False  # replace an earlier export in output_dir (never files it did not write)
 
 
 class ScoreConfig(LogSettings):
