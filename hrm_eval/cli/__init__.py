@@ -34,6 +34,7 @@ from hrm_eval.cli.serve import SERVE
 from hrm_eval.cli.solve import SOLVE
 from hrm_eval.cli.train import TRAIN
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.io import disk_error_line
 
 
 def run_tests(inv: Invocation) -> int:
@@ -121,17 +122,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk where no writer said more (a streamed log, a spool file)
+        line = disk_error_line(e, e.filename, "files already complete were kept")
+        if line is None or debug:
+            return _internal_error(e, debug)
+        print(f"error: {line}", file=sys.stderr)
+        return 2
     except Exception as e:  # a bug, not a user mistake: still one line unless --debug
-        if debug:
-            raise
-        print(
-            f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        return _internal_error(e, debug)
     finally:
         if previous is not None:  # a caller's own handler (main() called in-process) is theirs again
             signal.signal(signal.SIGTERM, previous)
+
+
+def _internal_error(e: Exception, debug: bool) -> int:
+    if debug:
+        raise e
+    print(f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
