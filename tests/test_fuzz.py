@@ -969,7 +969,21 @@ def special_file_cases() -> List[Case]:
     return cases
 
 
-ISSUE_27 = reader_cases() + special_file_cases()
+def _cache_dir_a_file(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    (root / "cache").write_text("a file, not a folder\n")
+    argv = ["--mode", "ensemble", "--checkpoints", str(root / "ckpt" / "step_625"), "--data", str(copy_dataset(root))]
+    return [*argv, "--cache-dir", str(root / "cache"), "--output", str(root / "out")]
+
+
+HUGE_ID_LINE = json.dumps({**json.loads(GOOD_LINE), "puzzle_identifier": 10**20}).encode()
+MESSAGES = [
+    Case("cache-dir-a-file", _cache_dir_a_file, words="--cache-dir", names="is a regular file, expected a directory"),
+    Case(
+        "jsonl-identifier-1e20", _jsonl(HUGE_ID_LINE + b"\n"), words="puzzle_identifier 100000000000000000000 is beyond"
+    ),
+]
+ISSUE_27 = reader_cases() + special_file_cases() + MESSAGES
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=c.marks) for c in ISSUE_27])

@@ -49,9 +49,7 @@ def read_jsonl_puzzles(
                 raise HRMEvalError(f"{where}: sequence length {len(x)} differs from the first puzzle's {seq_len}")
             if vocab_size is not None:
                 _check_vocabulary(x, y, vocab_size, where)
-            pid = rec.get("puzzle_identifier", 0)
-            if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid <= _MAX_TOKEN:
-                raise HRMEvalError(f"{where}: puzzle_identifier must be a non-negative integer")
+            pid = _identifier(rec.get("puzzle_identifier", 0), where)
             inputs.append(x)
             labels.append(y)
             ids.append(pid)
@@ -59,6 +57,17 @@ def read_jsonl_puzzles(
     if not inputs:
         raise HRMEvalError(f"{path}: no puzzles")
     return (np.asarray(inputs, np.int32), np.asarray(labels, np.int32), np.asarray(ids, np.int32), names)
+
+
+def _identifier(pid: object, where: str) -> int:
+    """The puzzle_identifier, with the reason it is refused (1e20 was called "negative")."""
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        raise HRMEvalError(f"{where}: puzzle_identifier must be an integer, got {pid!r}")
+    if pid < 0:
+        raise HRMEvalError(f"{where}: puzzle_identifier must be non-negative, got {pid}")
+    if pid > _MAX_TOKEN:
+        raise HRMEvalError(f"{where}: puzzle_identifier {pid} is beyond the largest possible, {_MAX_TOKEN}")
+    return pid
 
 
 def _parse_line(raw: bytes, where: str) -> Optional[dict]:

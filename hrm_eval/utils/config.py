@@ -230,6 +230,15 @@ class MembersSettings(RunSettings):
     # data fingerprint and settings), so each run's fresh output folder still reuses it.
     cache_dir: str = "outputs/cache"
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_is_a_folder(cls, v: str) -> str:
+        if Path(v).exists() and not Path(v).is_dir():  # an HRMEvalError passes through pydantic as it is
+            raise HRMEvalError(
+                f"--cache-dir {v} is a {guarded.path_kind(Path(v).stat().st_mode)}, expected a directory"
+            )
+        return v
+
 
 class EnsembleConfig(MembersSettings, ModelFlags):
     strategy: Literal["average", "vote", "q_vote", "stacking"] = "average"
