@@ -21,7 +21,7 @@ from hrm_eval.evaluation.halting import halting_sweep
 from hrm_eval.evaluation.metrics import STEP_EFFICIENCY_DEFINITION
 from hrm_eval.evaluation.plots import plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
-from hrm_eval.evaluation.resume import ResumeState, build_manifest
+from hrm_eval.evaluation.resume import ResumeState, build_manifest, dataset_row_check
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, load_with_data
@@ -313,7 +313,8 @@ def _resume_state(
     if dist.is_main:
         state.prepare(resume)
     dist.barrier()  # the manifest is checked (or the folder cleared) before any rank reads it
-    state.start(resume)
+    total = len(s.dataset) if limit is None else min(limit, len(s.dataset))
+    state.start(resume, dataset_row_check(s.dataset, total))
     dist.barrier()  # every rank has read the logs before any appends to them
     if state.done and dist.is_main:
         log.info("--resume: %d puzzles already done in %s; evaluating the rest", len(state.done), state.dir)
