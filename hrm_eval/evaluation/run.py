@@ -23,7 +23,14 @@ from hrm_eval.evaluation.plots import plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
 from hrm_eval.evaluation.resume import ResumeState, build_manifest, dataset_row_check
 from hrm_eval.inference.engine import HaltingPolicy
-from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
+from hrm_eval.inference.runtime import (
+    DtypeChoice,
+    apply_threads,
+    check_memory,
+    choose_dtype,
+    choose_threads,
+    cpu_bf16_native,
+)
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, load_with_data
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
@@ -98,6 +105,9 @@ def simple_evaluate(
     )
     load_options = {"overrides": arch_overrides, "model_config": model_config}
     s = _setup(checkpoint, data, split, task, device, dtype, threads, policy, dist or DistContext(), load_options)
+    total = len(s.dataset) if limit is None else min(limit, len(s.dataset))
+    need = s.loaded.config.run_bytes(min(batch_size, total), total)
+    check_memory(need, s.device if backend == "torch" else torch.device("cpu"), f"evaluating {total} puzzles")
     _log_start(s, limit)
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = s.task.scorer(s.dataset) if s.task is not None else None

@@ -105,3 +105,29 @@ def choose_threads(requested: Optional[int], device: torch.device) -> int:
 def apply_threads(n: int) -> None:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def machine_memory(device: torch.device) -> int:
+    """Bytes this process could ever have on `device`: the GPU's memory, or the RAM (capped by a
+    cgroup limit where one is set, as in a container or a batch job)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[1])
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return int(total)
+
+
+def check_memory(need: int, device: torch.device, what: str) -> None:
+    """One line, before anything is allocated, when `need` bytes cannot fit on `device`."""
+    have = machine_memory(device)
+    if need > have:
+        raise HRMEvalError(
+            f"{what} would need about {need / 2**30:,.1f} GiB on {device.type}, more than the "
+            f"{have / 2**30:,.1f} GiB this machine has; lower --batch-size or --limit"
+        )
