@@ -97,8 +97,11 @@ def choose_threads(requested: Optional[int], device: torch.device) -> int:
             raise HRMEvalError(f"--threads must be between 1 and {limits.MAX_THREADS}, got {requested}")
         return requested
     env = os.environ.get("OMP_NUM_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
+    if env and env.isdigit():
+        if len(env) > 6 or int(env) > limits.MAX_THREADS:  # --threads' bound: libgomp aborts far above it
+            raise HRMEvalError(f"OMP_NUM_THREADS={env[:20]}: at most {limits.MAX_THREADS} threads")
+        if int(env) > 0:
+            return int(env)
     return physical_cores() if device.type == "cpu" else torch.get_num_threads()
 
 
