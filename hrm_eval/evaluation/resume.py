@@ -113,9 +113,10 @@ class RowLog:
             self._fd = None
 
 
-def read_log(path: Path, key: bytes = b"") -> Iterator[Payload]:
+def read_log(path: Path, key: bytes = b"", problems: Optional[List[str]] = None) -> Iterator[Payload]:
     """The frames of one log; stops at a frame cut short (the end of a killed run), and at a
-    frame whose digest does not match (edited or damaged: what follows is evaluated again)."""
+    frame whose digest does not match (edited or damaged: what follows is evaluated again; the
+    reason goes to `problems` when given, else to a warning)."""
     data = path.read_bytes()
     at = 0
     while at + _LEN.size + _DIGEST <= len(data):
@@ -125,12 +126,11 @@ def read_log(path: Path, key: bytes = b"") -> Iterator[Payload]:
         if end > len(data):
             return
         if hashlib.sha256(key + data[start:end]).digest() != data[at + _LEN.size : start]:
-            log.warning(
-                "--resume: %s: the frame at byte %d does not match its checksum (edited or damaged); "
-                "the puzzles from there on are evaluated again",
-                path,
-                at,
-            )
+            why = f"{path}: the frame at byte {at} does not match its checksum (edited or damaged)"
+            if problems is None:
+                log.warning("--resume: %s; the puzzles from there on are evaluated again", why)
+            else:
+                problems.append(why)
             return
         try:
             frame = torch.load(io.BytesIO(data[start:end]), map_location="cpu", weights_only=True)
@@ -187,7 +187,7 @@ class ResumeState:
         self.log: Optional[RowLog] = None
         self.done: Dict[int, Payload] = {}
 
-    def prepare(self, resume: bool) -> None:
+    def prepare(self, resume: bool | str) -> None:
         """Rank 0, before the other ranks look: check the manifest (--resume) or start afresh."""
         path = self.dir / MANIFEST
         if resume and path.exists():
@@ -210,25 +210,31 @@ class ResumeState:
                     f"{_short(value)}; resume with the same settings or remove {self.dir}"
                 )
 
-    def start(self, resume: bool, check: Optional[Callable[[Payload], Optional[str]]] = None) -> None:
+    def start(self, resume: bool | str, check: Optional[Callable[[Payload], Optional[str]]] = None) -> None:
         """Every rank: `done` = the finished rows in the logs of this manifest (by position),
-        each checked, not trusted: a row `check` finds wrong (a position outside the data, inputs
-        that are not the dataset's there) or missing a field is evaluated again, said in one
-        warning; this rank's log opened for appending."""
+        each checked, not trusted: a damaged or edited frame, a row `check` finds wrong (a
+        position outside the data, inputs that are not the dataset's there) or missing a field is
+        evaluated again, said in one warning; with resume="strict" it stops the run instead.
+        Then this rank's log is opened for appending."""
         own = self.dir / f"rows.{self.rank}.{self.id}.log"
         key = self.id.encode()
         if resume:
             refused: List[str] = []
             for path in sorted(self.dir.glob(f"rows.*.{self.id}.log")):
-                for payload in read_log(path, key):
+                for payload in read_log(path, key, refused):
                     why = _row_problem(payload, check)
                     if why is None:
                         self.done[int(payload["position"])] = payload
                     else:
                         refused.append(why)
+            if refused and resume == "strict":
+                raise HRMEvalError(
+                    f"--resume strict: {len(refused)} problems with the logged rows in {self.dir} (first: "
+                    f"{refused[0]}); resume without strict to evaluate those puzzles again, or remove the folder"
+                )
             if refused:
                 log.warning(
-                    "--resume: %d logged rows do not match this dataset (first: %s); they are evaluated again",
+                    "--resume: %d problems with the logged rows (first: %s); those puzzles are evaluated again",
                     len(refused),
                     refused[0],
                 )

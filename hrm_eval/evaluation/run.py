@@ -70,7 +70,7 @@ def simple_evaluate(
     threads: Optional[int] = None,
     compile: bool = False,
     formats: Sequence[str] = ("json",),
-    resume: bool = False,
+    resume: bool | str = False,
     dist: Optional[DistContext] = None,
     backend: str = "torch",
     quantize: Optional[str] = None,
@@ -86,7 +86,9 @@ def simple_evaluate(
     it natively; or a dtype name. `formats`: with "csv", also per_puzzle.csv beside results.json.
     `results_frames(results)` gives the returned dict's per-puzzle table and summary as DataFrames.
     With output_dir, finished puzzles are also streamed to `<output_dir>/resume/` and `resume`
-    skips those of an earlier, interrupted run with the same settings (hrm_eval.evaluation.resume).
+    skips those of an earlier, interrupted run with the same settings (hrm_eval.evaluation.resume);
+    its logged rows are checked, and `resume="strict"` stops at one that cannot be trusted instead
+    of evaluating it again.
     `dist`: this process's rank under torchrun (hrm_eval.evaluation.distributed.init_from_env);
     every rank evaluates its shard, rank 0 returns the results and writes the files, the
     other ranks return {}.
@@ -293,7 +295,7 @@ def _complete(
 
 def _resume_state(
     output_dir: Optional[str | Path],
-    resume: bool,
+    resume: bool | str,
     s: _Setup,
     runs_on: str,
     limit: Optional[int],

@@ -163,7 +163,9 @@ class EvalConfig(RunSettings, ModelFlags):
     quantize: Optional[Literal["int8"]] = None  # int8 linear weights (implies onnxruntime)
     save_predictions: bool = False
     output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
-    resume: bool = False  # skip the puzzles an interrupted run with the same settings finished in output_dir
+    # skip the puzzles an interrupted run with the same settings finished in output_dir; "strict":
+    # stop at a logged row that cannot be trusted instead of evaluating it again
+    resume: Union[bool, Literal["strict"]] = False
     overwrite: bool = False  # start afresh in an output_dir that holds an interrupted run
 
 

@@ -173,6 +173,18 @@ def test_resume_checks_the_logged_rows_and_reevaluates_what_it_cannot_trust(
 
 
 @pytest.mark.slow
+def test_resume_strict_stops_at_a_row_it_cannot_trust(killed, tmp_path):
+    source, _ = killed
+    out = tmp_path / "out"
+    shutil.copytree(source, out)
+    _forge(out, _far_positions, key_known=True)
+    proc = run_cli(*ARGS, "--output", str(out), "--resume", "strict", "--log-level", "ERROR")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: --resume strict: ") and "is outside the 128 puzzles evaluated" in proc.stderr
+    assert not (out / "results.json").exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, field, saved, now",
     [
