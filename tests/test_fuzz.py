@@ -958,9 +958,37 @@ def _special_config(kind: str, flag: str) -> Callable[[Path], List[str]]:
     return build
 
 
+def _special_stacker(kind: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        argv = _cache_dir_a_file(root)[:-4]  # an ensemble of the bundled checkpoint
+        return [*argv, "--strategy", "stacking", "--stacker", str(_special(kind)(root / "stacker.json"))]
+
+    return build
+
+
+def _special_solve_data(kind: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        ckpt = str(root / "ckpt" / "step_625")
+        return [
+            "--mode",
+            "solve",
+            "--checkpoint",
+            ckpt,
+            "--data",
+            str(_special(kind)(root / "p.csv")),
+            "--log-level",
+            "ERROR",
+        ]
+
+    return build
+
+
 def special_file_cases() -> List[Case]:
     cases = []
     for kind, says in SPECIAL_KINDS.items():
+        cases.append(Case(f"special-{kind}-stacker", _special_stacker(kind), words=says, names="--stacker"))
+        cases.append(Case(f"special-{kind}-solve-data", _special_solve_data(kind), words=says))
         cases.append(Case(f"special-{kind}-checkpoint", _special_checkpoint(kind), words=says))
         cases.append(Case(f"special-{kind}-data-csv", _special_data(kind, "x.csv"), words=says))
         cases.append(Case(f"special-{kind}-data-jsonl", _special_data(kind, "x.jsonl"), words=says))

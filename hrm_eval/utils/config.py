@@ -255,6 +255,13 @@ class EnsembleConfig(MembersSettings, ModelFlags):
     stacker: Optional[str] = None
     seed: int = 0
 
+    @field_validator("stacker")
+    @classmethod
+    def _stacker_is_a_file(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:  # checked now, not after every member has been evaluated
+            guarded.expect_file(v, "--stacker")
+        return v
+
 
 class CompareConfig(MembersSettings):
     plots: bool = True
