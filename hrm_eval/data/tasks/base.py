@@ -139,6 +139,10 @@ class PuzzleTask(abc.ABC):
     def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
         """True when `prediction` is a valid answer to the puzzle `inputs` by the task's rules."""
 
+    def verify_many(self, inputs: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """[n] bool: `verify` of each row of inputs / predictions [n, L] (a task may do it at once)."""
+        return np.array([bool(self.verify(i, p)) for i, p in zip(inputs, predictions)], dtype=bool)
+
     # ------------------------------------------------------------------ data
 
     def build(
