@@ -71,6 +71,21 @@ class ScalingPolicy:
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ScalingPolicy":
+        """From a config with the ScalingSettings fields (EvalConfig, SolveConfig, ...)."""
+        try:
+            return cls(
+                settings.scaling,
+                budget=settings.budget,
+                views=settings.views,
+                attempt_steps=settings.attempt_steps,
+                noise=settings.noise,
+                seed=settings.seed,
+            )
+        except ValueError as e:
+            raise HRMEvalError(f"--scaling: {e}") from None
+
     @property
     def enabled(self) -> bool:
         return self.mode != "off"
