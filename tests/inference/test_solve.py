@@ -153,7 +153,7 @@ def test_scaling_solves_what_one_attempt_misses_and_reports_its_cost():
     scaled = scaled_solver.solve_all([q for q, _ in rows])
     assert sum(s.verified for s in plain) < len(rows)  # what is there to gain
     assert all(s.attempts is None and s.act_steps_total is None for s in plain)
-    for (question, answer), p, s in zip(rows, plain, scaled):
+    for (_, answer), p, s in zip(rows, plain, scaled):
         assert s.verified and s.answer == answer  # unique solutions: valid means the known answer
         assert s.selected_by == "verified" and s.max_steps == 64
         assert 1 <= s.solved_at_attempt <= s.attempts and s.steps <= s.act_steps_total <= 64
