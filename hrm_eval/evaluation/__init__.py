@@ -1,6 +1,7 @@
-"""The ACT evaluation loop, the row-scoring policy and metric sums (`scoring`, `metrics`),
-provenance (`provenance`), `simple_evaluate`, member predictions and their shared cache
-(`predictions`), checkpoint comparison (`compare`), ARC scoring and reports."""
+"""One checkpoint's evaluation: the ACT evaluation loop (`evaluator`, its `accumulator`, the
+shard codec `payload`), the row-scoring policy and metric sums (`scoring`, `metrics`),
+provenance (`provenance`), `simple_evaluate`, ARC scoring and reports. Several checkpoints
+are `hrm_eval.members` (their shared predictions), `hrm_eval.ensemble` and `hrm_eval.compare`."""
 
 from hrm_eval.evaluation.evaluator import Evaluator
 from hrm_eval.evaluation.result import EvaluationResult
