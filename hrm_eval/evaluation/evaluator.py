@@ -32,6 +32,7 @@ from hrm_eval.evaluation.payload import Payload, from_payload, to_payload
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores, score_rows
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingMode, HaltingPolicy, PuzzleChunk
+from hrm_eval.inference.runner import ACTRunner
 from hrm_eval.models import ACTModel
 from hrm_eval.models.base import RecursiveReasoningModel
 from hrm_eval.utils.logging import ProgressLog
@@ -111,9 +112,9 @@ class Evaluator:
     names none) wherever the arguments leave them out. `batch_size` is the number of engine
     slots (puzzles in flight). `halting` is the halting policy; the default, fixed, gives the
     public numbers. `cast_weights` stores the weights in the forward dtype once (for a model the
-    caller owns; not for one in training). `runner`: another engine with ACTEngine's interface
-    to run the puzzles (e.g. hrm_eval.inference.onnx_runner.OnnxACTRunner, built with the same
-    slots and halting)."""
+    caller owns; not for one in training). `runner`: another ACTRunner to run the puzzles
+    (hrm_eval.inference.runner; e.g. hrm_eval.inference.onnx_runner.OnnxACTRunner, built with
+    the same slots and halting)."""
 
     def __init__(
         self,
@@ -127,7 +128,7 @@ class Evaluator:
         halting: Optional[HaltingPolicy] = None,
         compile: bool = False,
         cast_weights: bool = False,
-        runner: Optional[Any] = None,
+        runner: Optional[ACTRunner] = None,
     ):
         if isinstance(model, RecursiveReasoningModel):
             model = ACTModel(model)
@@ -195,16 +196,18 @@ class Evaluator:
 
     def _setup(
         self, dataset: PuzzleDataset, limit: Optional[int]
-    ) -> Tuple[Optional[int], Optional[PuzzleTask], int, Any]:
+    ) -> Tuple[Optional[int], Optional[PuzzleTask], int, ACTRunner]:
         """(limit, task, puzzle count, engine) of one evaluation: the config fills what the
         arguments leave out; the engine is the runner given (onnxruntime) or an ACTEngine."""
         if limit is None and self.settings is not None:
             limit = self.settings.limit
         total = len(dataset) if limit is None else min(limit, len(dataset))
-        engine = self.runner or ACTEngine(
+        if self.runner is not None:
+            return limit, self._task_for(dataset), total, self.runner
+        engine = ACTEngine(
             self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
         )
-        if self.compile and self.runner is None:
+        if self.compile:
             engine.compile()
         return limit, self._task_for(dataset), total, engine
 
@@ -236,7 +239,7 @@ class Evaluator:
         self,
         dataset: PuzzleDataset,
         plan: ShardPlan,
-        engine: Any,
+        engine: ACTRunner,
         shard: _ShardRows,
         done: Dict[int, Payload],
         *,
@@ -300,7 +303,7 @@ class Evaluator:
         ]
 
     def _result(
-        self, acc: Accumulator, shard: _ShardRows, parts: List[Dict[str, Any]], elapsed: float, engine: Any
+        self, acc: Accumulator, shard: _ShardRows, parts: List[Dict[str, Any]], elapsed: float, engine: ACTRunner
     ) -> EvaluationResult:
         """Rank 0's result over every rank's rows, with the dataset batch of each row (which rank
         ran it) and how many rows were evaluated or skipped (resumed)."""

@@ -23,7 +23,9 @@ from hrm_eval.evaluation.plots import plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
 from hrm_eval.evaluation.result import EvaluationResult, records_frame, summary_frame
 from hrm_eval.evaluation.resume import ResumeState, build_manifest
+from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
 from hrm_eval.inference.engine import HaltingPolicy
+from hrm_eval.inference.onnx_runner import OnnxACTRunner
 from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, load_with_data
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
@@ -336,9 +338,6 @@ def _onnx_runner(
     limit: Optional[int],
 ) -> Tuple[Any, Any]:
     """(an onnxruntime runner for the evaluation, the measured int8 cost or None)."""
-    from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
-    from hrm_eval.inference.onnx_runner import OnnxACTRunner
-
     sessions = onnx_sessions(loaded, quantize=quantize, threads=threads)
     cost = None
     if quantize is not None:
