@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 
+from hrm_eval.evaluation.payload import Payload
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_json
 
@@ -38,7 +39,6 @@ RESUME_DIR = "resume"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 _LEN = struct.Struct("<Q")  # frame length prefix, little-endian uint64
-Payload = Dict[str, Any]
 
 
 def build_manifest(

@@ -16,13 +16,16 @@ from hrm_eval.data.open import open_dataset, resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
 from hrm_eval.evaluation.calibration import CALIBRATION_DEFINITION
 from hrm_eval.evaluation.distributed import DistContext, failure_hook
-from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator, ShardPlan, records_frame, summary_frame
+from hrm_eval.evaluation.evaluator import Evaluator, RowOutputs, ShardPlan
 from hrm_eval.evaluation.halting import halting_sweep
 from hrm_eval.evaluation.metrics import STEP_EFFICIENCY_DEFINITION
 from hrm_eval.evaluation.plots import plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.evaluation.result import EvaluationResult, records_frame, summary_frame
 from hrm_eval.evaluation.resume import ResumeState, build_manifest
+from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
 from hrm_eval.inference.engine import HaltingPolicy
+from hrm_eval.inference.onnx_runner import OnnxACTRunner
 from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, load_with_data
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
@@ -197,22 +200,16 @@ def _run(
     limit: Optional[int],
     save_predictions: bool,
 ) -> Optional[EvaluationResult]:
-    """Every puzzle through the evaluator: in one go, or as this rank's shard and/or the rest of
-    a resumed run. None on ranks other than 0 (their rows went there)."""
+    """Every puzzle through the evaluator: as this rank's shard (one process: the whole dataset)
+    and/or the rest of a resumed run. None on ranks other than 0 (their rows went there)."""
     records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
     keep_answers = s.task is not None and s.task.needs_answers
-    rows: Dict[str, Any] = {
-        "limit": limit,
-        "save_predictions": save_predictions,
-        "keep_answers": keep_answers,
-        "records_path": records,
-    }
+    spool = None
     if save_predictions and output_dir is not None:  # spooled there as rows finish: memory flat in the puzzle count
-        rows["predictions_dir"] = Path(output_dir) / PREDICTIONS_SPOOL
-    if state is None and not s.dist.distributed:
-        return evaluator.evaluate(s.dataset, **rows)
+        spool = Path(output_dir) / PREDICTIONS_SPOOL
+    outputs = RowOutputs(save_predictions, keep_answers, records, spool)
     plan = ShardPlan(s.dist, state.done if state else {}, state.append if state else None, failure_hook(s.dist))
-    result = evaluator.evaluate_shard(s.dataset, plan=plan, **rows)
+    result = evaluator.evaluate_shard(s.dataset, plan, outputs, limit)
     if state is not None:
         state.close()
     return result
@@ -341,9 +338,6 @@ def _onnx_runner(
     limit: Optional[int],
 ) -> Tuple[Any, Any]:
     """(an onnxruntime runner for the evaluation, the measured int8 cost or None)."""
-    from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
-    from hrm_eval.inference.onnx_runner import OnnxACTRunner
-
     sessions = onnx_sessions(loaded, quantize=quantize, threads=threads)
     cost = None
     if quantize is not None:

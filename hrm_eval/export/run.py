@@ -1,4 +1,5 @@
-"""`export_model`: a checkpoint in, a model folder out (what `--mode export` calls).
+"""`export_model`: a checkpoint in, a model folder out (what `--mode export` calls, after it
+has evaluated the checkpoint on --data with `simple_evaluate`).
 
 --format safetensors   DIR/model.safetensors + config.json + README.md (results with --data)
 --format onnx          DIR/model.onnx + config.json + README.md
@@ -41,28 +42,16 @@ def export_model(
     threads: Optional[int] = None,
     arch_overrides: Optional[Dict[str, Any]] = None,
     model_config: Optional[Dict[str, Any]] = None,
+    results: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Export; returns {'files': {...}, 'results': evaluation results or None, 'quantization': cost or None}."""
-    if quantize is not None and format != "onnx":
-        raise HRMEvalError(f"--quantize {quantize} is for --format onnx (safetensors keeps the exact weights)")
+    """Export; returns {'files': {...}, 'results': the `results` given or None, 'quantization':
+    cost or None}. `results`: the checkpoint's evaluation on `data` (`simple_evaluate`, in
+    PyTorch: the ONNX graph matches it to 1e-4, tested), for the model card; the caller
+    evaluates (`--mode export --data` does), export only writes. `data` is where the int8
+    cost is measured and the task layout is read."""
+    check_format(format, quantize)
     out = Path(output_dir)
     loaded, dataset, layout = _load(checkpoint, data, split, task, format, arch_overrides, model_config)
-    results = None
-    if data is not None:
-        from hrm_eval.evaluation.run import simple_evaluate
-
-        results = simple_evaluate(
-            loaded.path,
-            data,
-            split=split,
-            task=task,
-            limit=limit,
-            batch_size=batch_size,
-            progress=False,
-            arch_overrides=arch_overrides,
-            model_config=model_config,
-            threads=threads,
-        )  # fmt: skip  (in PyTorch: the ONNX graph matches it to 1e-4, tested; int8 is measured below)
     if format == "safetensors":
         files = {"weights": write_model_folder(loaded, out, task=layout, results=results)}
         return {"files": files, "results": results, "quantization": None}
@@ -75,6 +64,12 @@ def export_model(
     atomic_write_json(out / CONFIG_FILE, config)
     atomic_write_text(out / "README.md", model_card(config, results))
     return {"files": files, "results": results, "quantization": cost.as_dict() if cost else None}
+
+
+def check_format(format: str, quantize: Optional[str]) -> None:
+    """Refuse a quantization the format does not take (before anything is evaluated)."""
+    if quantize is not None and format != "onnx":
+        raise HRMEvalError(f"--quantize {quantize} is for --format onnx (safetensors keeps the exact weights)")
 
 
 def _load(
