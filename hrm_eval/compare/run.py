@@ -34,6 +34,7 @@ from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.calibration import calibration_report
 from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.inference.views import identity_view
 from hrm_eval.members.predictions import (
     Member,
     PuzzleRows,
@@ -46,7 +47,6 @@ from hrm_eval.members.predictions import (
     run_data_path,
     score_member,
 )
-from hrm_eval.members.views import identity_view
 from hrm_eval.models import ACTModel
 from hrm_eval.models.loading import (
     LoadedCheckpoint,

@@ -35,7 +35,7 @@ from hrm_eval.evaluation.distributed import DistContext, failure_hook
 from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.scoring import score_rows
 from hrm_eval.inference.engine import ACTEngine
-from hrm_eval.members.views import View, logits_from_view, to_view, views_digest
+from hrm_eval.inference.views import View, logits_from_view, to_view, views_digest
 from hrm_eval.models import ACTModel
 from hrm_eval.models.loading import (
     LoadedCheckpoint,
