@@ -12,6 +12,7 @@ from hrm_eval.cli.base import (
     add_dtype_flag,
     add_model_flags,
     add_run_flags,
+    add_scaling_flags,
     model_config,
     replaced_note,
     run_on_ranks,
@@ -58,6 +59,7 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="continue the interrupted run in --output: skip the puzzles it finished (same settings required)",
     )
+    add_scaling_flags(g)
     add_model_flags(g)
 
 
@@ -65,7 +67,7 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
 # model_config_path and output_format are resolved first; the logging and W&B fields are the CLI's own).
 SAME_NAMES = (
     "split task dtype batch_size limit save_predictions arch_overrides progress halting halt_threshold min_steps "
-    "max_steps threads compile resume backend quantize"
+    "max_steps threads compile resume backend quantize scaling budget views attempt_steps noise seed"
 ).split()
 
 

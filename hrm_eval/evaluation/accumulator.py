@@ -24,6 +24,7 @@ from hrm_eval.evaluation.metrics import MetricSums, first_correct_step, step_eff
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores
 from hrm_eval.inference.engine import FinishedRows
+from hrm_eval.inference.scaling import ScaledRows
 from hrm_eval.models import ACTModel
 from hrm_eval.utils.io import json_line
 
@@ -87,6 +88,8 @@ class Accumulator:
         self.saved = spool  # the all_preds rows (save_predictions), spooled as they are consumed
         self.answers: Optional[Dict[str, List[torch.Tensor]]] = {k: [] for k in ANSWER_KEYS} if keep_answers else None
         self.answer_dtype = torch.uint8 if vocab_size <= 256 else torch.int32
+        # test-time scaling's cost per puzzle ([N] each), made at the first scaled row
+        self.scaled: Optional[Dict[str, np.ndarray]] = None
 
     def push(self, index: int, row: ScoredRow) -> None:
         self.waiting[index] = row
@@ -110,6 +113,8 @@ class Accumulator:
         if self.difficulty_name is not None and self.task is not None:
             self.difficulty[i] = int(self.task.difficulty(pb.inputs[j].numpy()[None])[0])
             record[self.difficulty_name] = int(self.difficulty[i])
+        if isinstance(fin, ScaledRows):
+            self._scaled_row(i, fin, k, record)
         if valid:
             self.counted += 1
             self.solved += int(bool(m["exact"]))
@@ -175,6 +180,38 @@ class Accumulator:
             record["puzzle"] = self.task.decode(pb.inputs[j].numpy())
             record["answer"] = self.task.decode_answer(pred.numpy())
         return record
+
+    def _scaled_row(self, i: int, fin: ScaledRows, k: int, record: Dict[str, Any]) -> None:
+        """A scaled puzzle's cost, in its record and in the arrays of the scaling summary."""
+        assert fin.attempts is not None and fin.act_steps_total is not None
+        assert fin.solved_at_attempt is not None and fin.verified_at_step is not None
+        if self.scaled is None:
+            n = len(self.steps)
+            self.scaled = {key: np.zeros(n, np.int32) for key in ("attempts", "act_steps_total", "verified_at_step")}
+        at = int(fin.solved_at_attempt[k])
+        record.update(
+            attempts=int(fin.attempts[k]),
+            act_steps_total=int(fin.act_steps_total[k]),
+            solved_at_attempt=at or None,
+            selected_by=fin.selected_by[k],
+        )
+        self.scaled["attempts"][i] = int(fin.attempts[k])
+        self.scaled["act_steps_total"][i] = int(fin.act_steps_total[k])
+        self.scaled["verified_at_step"][i] = int(fin.verified_at_step[k])
+
+    def scaling_arrays(self) -> Optional[Dict[str, np.ndarray]]:
+        """The scaled puzzles' arrays over the valid rows (None without scaling): exact,
+        verified (chosen by the rule check), ACT steps of all attempts, attempts, the steps spent
+        when an answer verified (0: never), difficulty."""
+        if self.scaled is None:
+            return None
+        v = self.valid
+        return {
+            "exact": self.solved_rows[v],
+            "verified": self.scaled["verified_at_step"][v] > 0,
+            **{key: values[v] for key, values in self.scaled.items()},
+            "difficulty": self.difficulty[v],
+        }
 
     def _rule_step(self, fin: FinishedRows, k: int) -> int:
         """1-based step at which the model's own Q rule halts (or would have, in a fixed run)."""

@@ -33,8 +33,10 @@ from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores, score_rows
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingMode, HaltingPolicy, PuzzleChunk
 from hrm_eval.inference.runner import ACTRunner
+from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, scaling_summary
 from hrm_eval.models import ACTModel
 from hrm_eval.models.base import RecursiveReasoningModel
+from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import ProgressLog
 
 log = logging.getLogger("hrm_eval")
@@ -114,7 +116,8 @@ class Evaluator:
     public numbers. `cast_weights` stores the weights in the forward dtype once (for a model the
     caller owns; not for one in training). `runner`: another ACTRunner to run the puzzles
     (hrm_eval.inference.runner; e.g. hrm_eval.inference.onnx_runner.OnnxACTRunner, built with
-    the same slots and halting)."""
+    the same slots and halting). `scaling`: test-time scaling (hrm_eval.inference.scaling; off
+    by default, or as the config says)."""
 
     def __init__(
         self,
@@ -129,6 +132,7 @@ class Evaluator:
         compile: bool = False,
         cast_weights: bool = False,
         runner: Optional[ACTRunner] = None,
+        scaling: Optional[ScalingPolicy] = None,
     ):
         if isinstance(model, RecursiveReasoningModel):
             model = ACTModel(model)
@@ -143,6 +147,9 @@ class Evaluator:
         self.compile = compile
         self.cast_weights = cast_weights
         self.runner = runner
+        if scaling is None:
+            scaling = ScalingPolicy.from_settings(config) if hasattr(config, "scaling") else ScalingPolicy()
+        self.scaling = scaling
 
     def evaluate(
         self,
@@ -202,14 +209,23 @@ class Evaluator:
         if limit is None and self.settings is not None:
             limit = self.settings.limit
         total = len(dataset) if limit is None else min(limit, len(dataset))
+        task = self._task_for(dataset)
         if self.runner is not None:
-            return limit, self._task_for(dataset), total, self.runner
-        engine = ACTEngine(
-            self.model, slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights
-        )
+            if self.scaling.enabled:
+                raise HRMEvalError("--scaling runs on the torch backend (the ACT engine), not onnxruntime")
+            return limit, task, total, self.runner
+        common = dict(slots=self.batch_size, device=self.device, halting=self.halting, cast_weights=self.cast_weights)
+        if self.scaling.enabled:
+            if task is None:
+                raise HRMEvalError("--scaling verify needs the puzzles' task for its rule check (give --task)")
+            scaled = ScaledRunner(self.model, task, self.scaling, seq_len=dataset.metadata.seq_len, **common)  # type: ignore[arg-type]
+            if self.compile:
+                scaled.engine.compile()
+            return limit, task, total, scaled
+        engine = ACTEngine(self.model, **common)  # type: ignore[arg-type]
         if self.compile:
             engine.compile()
-        return limit, self._task_for(dataset), total, engine
+        return limit, task, total, engine
 
     def _accumulator(
         self, dataset: PuzzleDataset, task: Optional[PuzzleTask], steps: int, total: int, outputs: RowOutputs
@@ -309,6 +325,22 @@ class Evaluator:
         ran it) and how many rows were evaluated or skipped (resumed)."""
         result = acc.result(elapsed, self.halting.describe(self.config.halt_max_steps), engine.stats())
         result.row_batches = shard.row_batches
+        arrays = acc.scaling_arrays()
+        if arrays is not None and isinstance(engine, ScaledRunner):
+            result.test_time_scaling = {
+                "settings": engine.scaling.describe(),
+                **scaling_summary(
+                    arrays["exact"],
+                    arrays["verified"],
+                    arrays["act_steps_total"],
+                    arrays["attempts"],
+                    arrays["verified_at_step"],
+                    engine.budget,
+                    difficulty=arrays["difficulty"] if acc.difficulty_name else None,
+                    difficulty_name=acc.difficulty_name,
+                    checks_rules=engine.task.checks_rules,
+                ),
+            }
         result.rows_run = {
             "evaluated": sum(p["evaluated"] for p in parts),
             "skipped": sum(p["skipped"] for p in parts),

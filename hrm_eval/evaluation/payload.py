@@ -8,7 +8,7 @@ accumulator consumes exactly as the one the engine handed out.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from hrm_eval.data.dataset import PuzzleBatch
 from hrm_eval.evaluation.accumulator import ScoredRow
 from hrm_eval.evaluation.scoring import RowScores
 from hrm_eval.inference.engine import FinishedRows
+from hrm_eval.inference.scaling import ScaledRows
+
+SCALING_FIELDS = ("attempts", "act_steps_total", "solved_at_attempt", "verified_at_step")
 
 Payload = Dict[str, Any]  # one finished puzzle as plain tensors / numbers (torch.save, weights_only)
 
@@ -46,7 +49,17 @@ def to_payload(position: int, batch: int, row: ScoredRow, keep_logits: bool) -> 
         "verified": None if s.verified is None else s.verified[0].clone(),
         "finished": finished,
         "logits": fin.logits[k].clone() if keep_logits else None,
+        "scaling": _scaling_payload(fin, k),
     }
+
+
+def _scaling_payload(fin: FinishedRows, k: int) -> Optional[Dict[str, Any]]:
+    """A scaled row's cost as numbers and its `selected_by` word (None for a plain row)."""
+    if not isinstance(fin, ScaledRows):
+        return None
+    out: Dict[str, Any] = {name: int(getattr(fin, name)[k]) for name in SCALING_FIELDS}
+    out["selected_by"] = fin.selected_by[k]
+    return out
 
 
 def from_payload(p: Payload) -> Tuple[int, ScoredRow]:
@@ -68,4 +81,8 @@ def from_payload(p: Payload) -> Tuple[int, ScoredRow]:
     fields = {name: None if v is None else v[None] for name, v in p["finished"].items()}
     logits = p["logits"][None] if p["logits"] is not None else torch.empty(1, 0)
     fin = FinishedRows(index=torch.tensor([p["position"]]), logits=logits, **fields)  # type: ignore[arg-type]
+    scaling = p.get("scaling")
+    if scaling is not None:
+        cost = {name: torch.tensor([scaling[name]], dtype=torch.int32) for name in SCALING_FIELDS}
+        fin = ScaledRows(**vars(fin), **cost, selected_by=[scaling["selected_by"]])
     return int(p["position"]), ScoredRow(batch, 0, scores, fin, 0)

@@ -33,6 +33,7 @@ class EvaluationResult:
     by_difficulty: Optional[Dict[str, Any]] = None  # exact accuracy and steps per difficulty (Sudoku: blanks)
     row_batches: Optional[np.ndarray] = None  # [N] dataset batch of each row (evaluate_shard: which rank's it is)
     rows_run: Dict[str, int] = field(default_factory=dict)  # evaluate_shard: puzzles evaluated / skipped (resumed)
+    test_time_scaling: Optional[Dict[str, Any]] = None  # scaling's accuracy and cost, frontier (scaling on)
 
     def to_pandas(self) -> "pd.DataFrame":
         """One row per puzzle (the per-puzzle records, in dataset order), read back from

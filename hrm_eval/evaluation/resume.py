@@ -54,6 +54,7 @@ def build_manifest(
     task: Optional[str],
     device_type: str,
     keep_logits: bool,
+    scaling: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Everything a finished puzzle's numbers depend on. Beyond the checkpoint, data and
     policy: the batch size (with fixed halting a puzzle's floats are those of its batch),
@@ -73,6 +74,7 @@ def build_manifest(
         "task": task,
         "device_type": device_type,
         "save_predictions": keep_logits,
+        **({"scaling": scaling} if scaling else {}),  # test-time scaling's settings (absent when off)
     }
 
 

@@ -19,8 +19,11 @@ class ACTRunner(Protocol):
     the results' provenance), `slots` (puzzles in flight) and `limit` (the most ACT steps a
     row runs under its halting policy)."""
 
-    slots: int
-    limit: int
+    @property
+    def slots(self) -> int: ...
+
+    @property
+    def limit(self) -> int: ...
 
     def run(self, source: Iterable[PuzzleChunk]) -> Iterator[FinishedRows]: ...
 

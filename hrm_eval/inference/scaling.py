@@ -36,6 +36,7 @@ import torch
 
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk, StepRows, Verifier
+from hrm_eval.inference.runner import slot_chunks
 from hrm_eval.inference.views import View, identity_view, logits_from_view, to_view, tokens_from_view
 from hrm_eval.models.act import ACTModel
 from hrm_eval.utils.errors import HRMEvalError
@@ -72,19 +73,18 @@ class ScalingPolicy:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "ScalingPolicy":
-        """From a config with the ScalingSettings fields (EvalConfig, SolveConfig, ...)."""
+    def checked(cls, mode: str = "off", **fields: Any) -> "ScalingPolicy":
+        """The policy, or a one-line HRMEvalError naming what is wrong (for flags and configs)."""
         try:
-            return cls(
-                settings.scaling,
-                budget=settings.budget,
-                views=settings.views,
-                attempt_steps=settings.attempt_steps,
-                noise=settings.noise,
-                seed=settings.seed,
-            )
+            return cls(mode, **fields)  # type: ignore[arg-type]
         except ValueError as e:
             raise HRMEvalError(f"--scaling: {e}") from None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ScalingPolicy":
+        """From a config with the ScalingSettings fields (EvalConfig, SolveConfig, ...)."""
+        fields = ("budget", "views", "attempt_steps", "noise", "seed")
+        return cls.checked(settings.scaling, **{name: getattr(settings, name) for name in fields})
 
     @property
     def enabled(self) -> bool:
@@ -195,7 +195,8 @@ class ScaledRunner:
             init_noise=scaling.noise,
         )
         self.config = model.config
-        self.limit = self.scaling.budget  # the most steps a puzzle may use (Solution.max_steps)
+        self.budget = self.scaling.budget  # the most steps a puzzle may use over all its attempts
+        self.limit = self.engine.trace_steps  # the most steps one attempt runs: the per-step traces' length
         self._on_step = on_step
         self._views = self._make_views(seq_len or model.config.seq_len)
         self._attempts: Dict[int, _Attempt] = {}  # engine row id -> attempt in flight
@@ -205,6 +206,10 @@ class ScaledRunner:
     @property
     def device(self) -> torch.device:
         return self.engine.device
+
+    @property
+    def slots(self) -> int:
+        return self.engine.slots
 
     def _make_views(self, seq_len: int) -> List[View]:
         """Identity first, then the task's views; a task without views (ARC) has the identity only."""
@@ -380,19 +385,9 @@ class ScaledRunner:
         self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor] = None
     ) -> ScaledRows:
         """Every row of `inputs` [n, L] to a decision; results in input order."""
-        n, slots = len(inputs), self.engine.slots
-        source = (
-            PuzzleChunk(
-                torch.arange(s, min(n, s + slots)),
-                inputs[s : s + slots],
-                puzzle_identifiers[s : s + slots],
-                None if labels is None else labels[s : s + slots],
-            )
-            for s in range(0, n, slots)
-        )
-        parts = list(self.run(source))
-        if not parts:
+        if len(inputs) == 0:
             raise ValueError("run_all needs at least one puzzle")
+        parts = list(self.run(slot_chunks(self.slots, inputs, puzzle_identifiers, labels)))
         order = torch.cat([p.index for p in parts]).argsort()
         names = [n for n in ScaledRows.__dataclass_fields__ if n != "selected_by"]
         rows = {name: _cat([getattr(p, name) for p in parts]) for name in names}
@@ -402,7 +397,7 @@ class ScaledRunner:
         return out
 
     def stats(self) -> Dict[str, Any]:
-        return {**self.engine.stats(), "attempts": self.attempts_run}
+        return {**self.engine.stats(), "attempts": self.attempts_run, "scaling": self.scaling.describe()}
 
 
 def choose(attempts: List[_Attempt]) -> tuple[_Attempt, str]:
@@ -450,4 +445,40 @@ def frontier(
         out.append(
             {"budget": b, "exact_accuracy": float(solved.mean()), "mean_act_steps": float(np.minimum(total, b).mean())}
         )
+    return out
+
+
+def scaling_summary(
+    exact: np.ndarray,
+    verified: np.ndarray,
+    act_steps_total: np.ndarray,
+    attempts: np.ndarray,
+    verified_at_step: np.ndarray,
+    budget: int,
+    difficulty: Optional[np.ndarray] = None,
+    difficulty_name: Optional[str] = None,
+    checks_rules: bool = True,
+) -> Dict[str, Any]:
+    """results.json's `test_time_scaling`: what scaling bought and what it cost, overall, by
+    difficulty, and the frontier of every smaller budget (tasks with a rule check only: without
+    one an unaccepted answer may still be the label, and a cut run's vote is not known)."""
+
+    def block(rows: np.ndarray) -> Dict[str, Any]:
+        return {
+            "puzzles": int(rows.sum()),
+            "exact_accuracy": float(exact[rows].mean()),
+            "verified_rate": float(verified[rows].mean()),
+            "mean_act_steps": float(act_steps_total[rows].mean()),
+            "mean_attempts": float(attempts[rows].mean()),
+        }
+
+    everyone = np.ones(len(exact), dtype=bool)
+    out: Dict[str, Any] = block(everyone) if len(exact) else {"puzzles": 0}
+    if difficulty is not None and difficulty_name is not None and len(exact):
+        out["by_difficulty"] = {
+            "measure": difficulty_name,
+            "rows": [{difficulty_name: int(d), **block(difficulty == d)} for d in np.unique(difficulty)],
+        }
+    if checks_rules and len(exact):
+        out["frontier"] = frontier(act_steps_total, verified_at_step, exact, budget)
     return out

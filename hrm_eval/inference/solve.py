@@ -100,10 +100,10 @@ class Solver:
     ):
         try:
             self.policy = HaltingPolicy(halting, threshold=threshold, min_steps=min_steps, max_steps=max_steps)  # type: ignore[arg-type]
-            if not isinstance(scaling, ScalingPolicy):
-                scaling = ScalingPolicy(scaling, budget=budget, views=views, noise=noise, seed=seed)  # type: ignore[arg-type]
         except ValueError as e:
             raise HRMEvalError(f"solve: {e}") from None
+        if not isinstance(scaling, ScalingPolicy):
+            scaling = ScalingPolicy.checked(scaling, budget=budget, views=views, noise=noise, seed=seed)
         self.scaling = scaling
         self.task: Optional[PuzzleTask] = get_task(task) if task else None
         self._load_options = {"overrides": dict(overrides or {}), "model_config": model_config, "dtype": dtype}

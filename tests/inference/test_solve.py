@@ -161,5 +161,5 @@ def test_scaling_solves_what_one_attempt_misses_and_reports_its_cost():
             assert (s.attempts, s.act_steps_total, s.steps, s.answer) == (1, p.steps, p.steps, p.answer)
     assert any(s.solved_at_attempt > 1 for s in scaled)
     assert json.loads(json.dumps(scaled[0].to_dict()))["act_steps_total"] == scaled[0].act_steps_total
-    with pytest.raises(HRMEvalError, match="budget must be >= 1"):
+    with pytest.raises(HRMEvalError, match="--scaling: budget must be >= 1"):
         Solver(hard, device="cpu", scaling="verify", budget=0)
