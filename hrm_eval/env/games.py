@@ -16,6 +16,7 @@ G count as marked): the marks stay a piece of one shortest path.
 from __future__ import annotations
 
 import abc
+from typing import Optional
 
 import numpy as np
 
@@ -47,6 +48,10 @@ class Game(abc.ABC):
     @abc.abstractmethod
     def cell_token(self, action: int) -> tuple[int, int]:
         """The (cell, token) a move writes."""
+
+    @abc.abstractmethod
+    def action_of(self, cell: int, token: int) -> Optional[int]:
+        """The move that writes `token` into `cell`, or None where no move writes that token."""
 
     def apply(self, board: np.ndarray, action: int) -> np.ndarray:
         """The board after a legal move (a new array)."""
@@ -97,6 +102,10 @@ class SudokuGame(Game):
     def cell_token(self, action: int) -> tuple[int, int]:
         cell, d = divmod(int(action), self.n)
         return cell, d + 1 + DIGIT_OFFSET
+
+    def action_of(self, cell: int, token: int) -> Optional[int]:
+        d = int(token) - DIGIT_OFFSET
+        return cell * self.n + d - 1 if 1 <= d <= self.n else None
 
     def action_scores(self, probs: np.ndarray) -> np.ndarray:
         return probs[:, 1 + DIGIT_OFFSET : self.n + 1 + DIGIT_OFFSET].reshape(-1)  # digit tokens 2..n+1
@@ -154,6 +163,9 @@ class MazeGame(Game):
 
     def cell_token(self, action: int) -> tuple[int, int]:
         return int(action), PATH
+
+    def action_of(self, cell: int, token: int) -> Optional[int]:
+        return int(cell) if token == PATH else None
 
     def action_scores(self, probs: np.ndarray) -> np.ndarray:
         return probs[:, PATH]

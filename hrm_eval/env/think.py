@@ -154,13 +154,26 @@ class ThinkEnv(_ThinkSetup, gym.Env):
         return f"{head}, {'valid' if valid else 'not valid'} by the rules\n{board}\n"
 
 
+def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    """NEXT_STEP or DISABLED, given as the enum or by name ("next-step", "NextStep", "disabled")."""
+    key = (mode.value if isinstance(mode, AutoresetMode) else str(mode)).lower().replace("-", "").replace("_", "")
+    found = {m.value.lower(): m for m in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED)}.get(key)
+    if found is None:
+        raise HRMEvalError(f"autoreset_mode must be next-step or disabled, got {mode!r}")
+    return found
+
+
 class ThinkVectorEnv(_ThinkSetup, VectorEnv):
     """`num_envs` ThinkEnvs stepped together; sub-environment i seeded with seed + i (as the
-    sync vector env seeds its copies). A sub-environment that ended starts a new puzzle on the
-    next step (autoreset NEXT_STEP: that step's action is ignored, its reward is 0).
-    `reset(options={"puzzles": [...]})` pins one puzzle per sub-environment."""
+    sync vector env seeds its copies). `reset(options={"puzzles": [...]})` pins one puzzle per
+    sub-environment; `options={"reset_mask": m}` resets only the sub-environments where m is True.
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    `autoreset_mode` NEXT_STEP (default): a sub-environment that ended starts a new puzzle on the
+    next step (that step's action is ignored, its reward is 0). DISABLED: it stays ended (not
+    computed, its action ignored, terminated again with reward 0) until reset with a
+    reset_mask: a set of puzzles is then played once each, at the cost of the engine."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}  # per instance: the mode chosen
 
     def __init__(
         self,
@@ -176,7 +189,10 @@ class ThinkVectorEnv(_ThinkSetup, VectorEnv):
         max_steps: Optional[int] = None,
         device: str = "cpu",
         dtype: Optional[str] = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ):
+        mode = _autoreset_mode(autoreset_mode)
+        self.metadata = {"autoreset_mode": mode, "render_modes": []}
         if num_envs < 1:
             raise HRMEvalError(f"num_envs must be at least 1, got {num_envs}")
         self.setup(checkpoint, data, split, task, difficulty, step_cost, reward_on, max_steps, device, dtype)
@@ -192,22 +208,27 @@ class ThinkVectorEnv(_ThinkSetup, VectorEnv):
         self.all_rows = torch.arange(num_envs, device=self.state.device)
 
     def reset(self, *, seed: Optional[int | List[int]] = None, options: Optional[Dict[str, Any]] = None):
+        options = dict(options or {})
+        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
+        if mask.shape != (self.num_envs,) or not mask.any():
+            raise HRMEvalError(f"reset: reset_mask must be {self.num_envs} booleans, at least one True")
         if seed is not None:
             seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
             if len(seeds) != self.num_envs:
                 raise HRMEvalError(f"reset: {len(seeds)} seeds for {self.num_envs} sub-environments")
-            self.rngs = [np.random.default_rng(s) for s in seeds]
+            self.rngs = [np.random.default_rng(s) if m else r for s, m, r in zip(seeds, mask, self.rngs)]
             self._np_random = self.rngs[0]
-        pinned = (options or {}).get("puzzles")
+        pinned = options.get("puzzles")
         if pinned is not None and len(pinned) != self.num_envs:
             raise HRMEvalError(f"reset: {len(pinned)} pinned puzzles for {self.num_envs} sub-environments")
+        rows = np.flatnonzero(mask)
         puzzles = [
-            self.source.pinned(pinned[i]) if pinned is not None else self.source.draw(self.rngs[i])
-            for i in range(self.num_envs)
+            self.source.pinned(pinned[i]) if pinned is not None else self.source.draw(self.rngs[i]) for i in rows
         ]
-        self._begin(self.all_rows, puzzles)
-        self.state.advance(self.all_rows)
-        self.ended[:] = False
+        picked = torch.as_tensor(rows, device=self.state.device)
+        self._begin(picked, puzzles)
+        self.state.advance(picked)
+        self.ended[mask] = False
         return self.state.observe(self.all_rows), self._infos()
 
     def _begin(self, rows: torch.Tensor, puzzles: List[Puzzle]) -> None:
@@ -221,10 +242,12 @@ class ThinkVectorEnv(_ThinkSetup, VectorEnv):
             raise HRMEvalError(f"step: {actions.size} actions for {self.num_envs} sub-environments")
         if not np.isin(actions, (CONTINUE, HALT)).all():
             raise HRMEvalError("step: actions must be 0 (continue) or 1 (halt)")
-        restart = self.ended.copy()
+        next_step = self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+        restart = self.ended if next_step else np.zeros_like(self.ended)  # NEXT_STEP: they start anew
+        idle = np.zeros_like(self.ended) if next_step else self.ended  # DISABLED: they stay ended
         at_limit = self.state.steps.cpu().numpy() >= self.limit
-        halt = ~restart & ((actions == HALT) | at_limit)
-        think = ~restart & ~halt
+        halt = ~self.ended & ((actions == HALT) | at_limit)
+        think = ~self.ended & ~halt
         rewards = np.zeros(self.num_envs)
         correct = np.zeros(self.num_envs, dtype=bool)
         halt_rows = torch.as_tensor(np.flatnonzero(halt), device=self.state.device)
@@ -237,10 +260,11 @@ class ThinkVectorEnv(_ThinkSetup, VectorEnv):
             )
         # one model call: the rows thinking on and the first step of the rows starting anew
         self.state.advance(torch.as_tensor(np.flatnonzero(think | restart), device=self.state.device))
-        self.ended = halt
+        self.ended = halt | idle
         infos = self._infos()
         infos["correct"], infos["_correct"] = correct, halt.copy()
-        return self.state.observe(self.all_rows), rewards, halt.copy(), np.zeros(self.num_envs, dtype=bool), infos
+        terminated = self.ended.copy()
+        return self.state.observe(self.all_rows), rewards, terminated, np.zeros(self.num_envs, dtype=bool), infos
 
     def _infos(self) -> dict:
         every = np.ones(self.num_envs, dtype=bool)
