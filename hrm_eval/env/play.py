@@ -30,3 +30,22 @@ def play(env: Any, agent: Any, episodes: int, *, seed: Optional[int] = 0) -> Dic
         "mean_moves": float(np.mean(moves)) if episodes else 0.0,
         "mean_reward": float(np.mean(rewards)) if episodes else 0.0,
     }
+
+
+def play_set(vec: Any, agent: Any, puzzles: Any) -> Dict[str, Any]:
+    """Every puzzle of `puzzles` (indices into the vector env's set, one sub-environment each)
+    played once by `agent` on a ThinkVectorEnv made with `autoreset_mode="disabled"`, all
+    sub-environments stepped together -> accuracy (right at the halt), mean steps, and the
+    per-puzzle `correct` [n] and `steps` [n]."""
+    n = len(puzzles)
+    if vec.num_envs != n:
+        raise ValueError(f"{n} puzzles need a vector env of {n} sub-environments, got {vec.num_envs}")
+    obs, _ = vec.reset(options={"puzzles": list(puzzles)})
+    done = np.zeros(n, dtype=bool)
+    correct, steps = np.zeros(n, dtype=bool), np.zeros(n, dtype=int)
+    while not done.all():
+        obs, _, terminated, _, infos = vec.step(agent.act(obs))
+        now = terminated & ~done  # the first time each ends; a disabled-autoreset env stays ended
+        correct[now], steps[now] = infos["correct"][now], infos["steps"][now]
+        done |= terminated
+    return {"accuracy": float(correct.mean()), "mean_steps": float(steps.mean()), "correct": correct, "steps": steps}

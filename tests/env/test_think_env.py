@@ -12,6 +12,7 @@ import torch
 import hrm_eval.env  # noqa: F401 - registers the ids
 from hrm_eval.env import ThinkEnv, ThinkVectorEnv
 from hrm_eval.env.agents import QHeadAgent, ThresholdAgent
+from hrm_eval.env.play import play_set
 from hrm_eval.inference.engine import ACTEngine, HaltingPolicy
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import ROOT
@@ -94,15 +95,8 @@ def test_the_vector_form_batches_the_same_episodes_as_separate_envs():
 def test_q_head_agent_on_the_vector_env_equals_adaptive_halting_in_the_engine():
     """500 held-out puzzles, one sub-environment each, played once (autoreset disabled)."""
     vec = ThinkVectorEnv(PUZZLES, data=HELDOUT, autoreset_mode="disabled")
-    agent = QHeadAgent(vec)
-    obs, _ = vec.reset(options={"puzzles": list(range(PUZZLES))})
-    done = np.zeros(PUZZLES, dtype=bool)
-    correct, steps = np.zeros(PUZZLES, dtype=bool), np.zeros(PUZZLES, dtype=int)
-    while not done.all():
-        obs, _, terminated, _, infos = vec.step(agent.act(obs))
-        now = terminated & ~done
-        correct[now], steps[now] = infos["correct"][now], infos["steps"][now]
-        done |= terminated
+    played = play_set(vec, QHeadAgent(vec), range(PUZZLES))
+    correct, steps = played["correct"], played["steps"]
 
     x, y = vec.source.inputs[:PUZZLES], vec.source.labels[:PUZZLES]
     engine = ACTEngine(vec.model, slots=64, halting=HaltingPolicy("adaptive"))
