@@ -175,3 +175,15 @@ def test_bad_settings_are_one_line_errors():
     env.reset(seed=0)
     with pytest.raises(HRMEvalError, match="outside"):
         env.step(64)
+
+
+def test_make_vec_steps_puzzle_envs_together():
+    vec = gym.make_vec("hrm_eval/Sudoku4-v0", num_envs=3)
+    obs, infos = vec.reset(seed=5)
+    assert obs.shape == (3, 16) and infos["action_mask"].shape == (3, 64)
+    for i in range(3):  # sub-environment i is the plain env seeded with 5 + i
+        single, _ = gym.make("hrm_eval/Sudoku4-v0").reset(seed=5 + i)
+        assert np.array_equal(obs[i], single)
+    moves = np.array([np.flatnonzero(m)[0] for m in infos["action_mask"]])
+    after, rewards, terminated, truncated, infos = vec.step(moves)
+    assert ((after != obs).sum(1) == 1).all()  # each board got exactly its one legal placement
