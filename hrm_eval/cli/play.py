@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import Field
 
@@ -31,6 +31,7 @@ class PlayConfig(LogSettings):
     checkpoint: Optional[str] = None  # the model agent's / ThinkEnv's checkpoint (default: bundled)
     data_path: Optional[str] = None  # puzzles: a dataset directory, .csv or .jsonl (default: the generator)
     split: str = "test"
+    difficulty: Optional[List[int]] = Field(None, min_length=2, max_length=2)  # LO HI: blanks / path length
     max_moves: Optional[int] = Field(None, ge=1)
     move_cost: float = 0.0
     rule_break_reward: Optional[float] = None
@@ -52,6 +53,9 @@ def play_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--checkpoint", help="the model's checkpoint (default: bundled)")
     g.add_argument("--data", dest="data_path", help="puzzles: dataset directory, .csv or .jsonl (default: generated)")
     g.add_argument("--split", help="dataset split")
+    g.add_argument(
+        "--difficulty", nargs=2, type=int, metavar=("LO", "HI"), help="puzzles of this difficulty (Sudoku: blanks)"
+    )
     g.add_argument("--max-moves", type=int, help="puzzle envs: truncate after this many moves")
     g.add_argument("--move-cost", type=float, help="puzzle envs: reward -C for every move")
     g.add_argument("--rule-break-reward", type=float, help="puzzle envs: a forbidden move ends the episode with R")
@@ -74,7 +78,7 @@ def run_play(inv: Invocation) -> int:
     allowed = THINK_AGENTS if think else PUZZLE_AGENTS
     if cfg.agent not in allowed:
         raise HRMEvalError(f"--agent {cfg.agent} does not play {cfg.env}; it takes {' or '.join(allowed)}")
-    kwargs: Dict[str, Any] = {"data": cfg.data_path, "split": cfg.split}
+    kwargs: Dict[str, Any] = {"data": cfg.data_path, "split": cfg.split, "difficulty": cfg.difficulty}
     if think:
         kwargs.update(checkpoint=cfg.checkpoint, step_cost=cfg.step_cost, device=cfg.device)
     else:

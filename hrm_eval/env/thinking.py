@@ -19,7 +19,9 @@ from hrm_eval.models.base import InnerCarry
 from hrm_eval.utils.errors import HRMEvalError
 
 OBS_FIELDS = ("q_halt", "q_continue", "step", "changed", "valid")  # the observation vector, in order
-_MODELS: Dict[Tuple[str, str, Optional[str]], ACTModel] = {}  # loaded once per process: many envs share one
+_MODELS: Dict[
+    Tuple[str, str, Optional[str], Optional[str]], ACTModel
+] = {}  # loaded once per process: many envs share one
 
 
 def load_model(checkpoint: Any, *, device: str = "cpu", dtype: Optional[str] = None, task: Optional[str] = None):
@@ -34,9 +36,14 @@ def load_model(checkpoint: Any, *, device: str = "cpu", dtype: Optional[str] = N
         model = checkpoint
     else:
         path = resolve_checkpoint_path(checkpoint if checkpoint is not None else resources.bundled_run())
-        key = (str(path.resolve()), device, dtype)
+        key = (str(path.resolve()), device, dtype, task)  # the task may set seq_len: part of the key
         if key not in _MODELS:
             probe = load_checkpoint(path, require_seq_len=False, device=device, dtype=dtype)
+            if task and get_task(task).vocab_size != probe.config.vocab_size:
+                raise HRMEvalError(
+                    f"{path} (vocab_size {probe.config.vocab_size}) was not trained on {task} "
+                    f"({get_task(task).describe_layout()}); give a checkpoint of that task"
+                )
             if probe.sources["seq_len"].startswith("unknown"):  # a rope model: the task's layout says it
                 seq_len = _task_seq_len(task, probe.config.vocab_size, path)
                 probe = load_checkpoint(path, overrides={"seq_len": seq_len}, device=device, dtype=dtype)
@@ -46,6 +53,11 @@ def load_model(checkpoint: Any, *, device: str = "cpu", dtype: Optional[str] = N
     found = get_task(task) if task else detect_task(cfg.vocab_size, cfg.seq_len)
     if found is None:
         raise HRMEvalError(f"no single task has vocab_size {cfg.vocab_size} and seq_len {cfg.seq_len}; give task=...")
+    if not found.matches(cfg.vocab_size, cfg.seq_len):
+        raise HRMEvalError(
+            f"the model (vocab_size {cfg.vocab_size}, seq_len {cfg.seq_len}) was not trained on {found.name} "
+            f"({found.describe_layout()}); give a checkpoint of that task"
+        )
     return model, found
 
 

@@ -109,3 +109,12 @@ def test_the_quickstart_example_runs_and_shows_the_trade_off():
     assert len(lines) == 5 and lines[0].lstrip().startswith("Q head")
     steps = [float(line.split("mean steps")[1].split()[0]) for line in lines[1:]]
     assert steps == sorted(steps)  # a higher threshold never halts sooner
+
+
+def test_a_model_of_another_task_is_a_one_line_error():
+    from hrm_eval.utils.errors import HRMEvalError
+
+    with pytest.raises(HRMEvalError, match="was not trained on sudoku "):
+        ModelAgent(gym.make("hrm_eval/Sudoku-v0"))  # the bundled model plays 6x6 boards, not 9x9
+    with pytest.raises(HRMEvalError, match="was not trained on maze"):
+        gym.make("hrm_eval/Think-v0", task="maze")
