@@ -187,3 +187,31 @@ def test_make_vec_steps_puzzle_envs_together():
     moves = np.array([np.flatnonzero(m)[0] for m in infos["action_mask"]])
     after, rewards, terminated, truncated, infos = vec.step(moves)
     assert ((after != obs).sum(1) == 1).all()  # each board got exactly its one legal placement
+
+
+def test_a_csv_or_jsonl_file_gives_the_same_puzzles_as_the_dataset_built_from_it(tmp_path):
+    built = PuzzleEnv("sudoku6", DATA).source
+    csv = PuzzleEnv("sudoku6", DATA.parent / "raw" / "test.csv").source
+    assert np.array_equal(csv.inputs, built.inputs) and np.array_equal(csv.labels, built.labels)
+    lines = [
+        f'{{"input_sequence": {x.tolist()}, "target_sequence": {y.tolist()}}}'
+        for x, y in zip(built.inputs[:3], built.labels[:3])
+    ]
+    (tmp_path / "three.jsonl").write_text("\n".join(lines) + "\n")
+    jsonl = PuzzleEnv("sudoku6", tmp_path / "three.jsonl")
+    assert len(jsonl.source) == 3
+    obs, _ = jsonl.reset(options={"puzzle": 2})
+    assert np.array_equal(obs, built.inputs[2])
+
+
+def test_difficulty_ranges_hold_for_generated_and_stored_puzzles():
+    from hrm_eval.data.tasks.maze import GOAL, START, shortest_distances
+
+    maze = PuzzleEnv("maze", difficulty=(10, 12))
+    sudoku = PuzzleEnv("sudoku6", difficulty=(20, 21))
+    stored = PuzzleEnv("sudoku6", DATA, difficulty=(25, 27))
+    assert len(stored.source) > 0 and ((stored.source.inputs == 1).sum(1) >= 25).all()
+    for seed in range(5):
+        obs, _ = maze.reset(seed=seed)
+        assert 10 <= shortest_distances(obs, int(np.flatnonzero(obs == START)[0]))[obs == GOAL][0] <= 12
+        assert 20 <= (sudoku.reset(seed=seed)[0] == 1).sum() <= 21
