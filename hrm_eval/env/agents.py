@@ -2,8 +2,9 @@
 `agent.act(obs, info)` for each move.
 
 ModelAgent   PuzzleEnv: solve the board once with a checkpoint, then place the answer's cells
-             in order of the model's confidence; when the next placement would break a rule,
-             solve again from the board as it is now (a better-filled puzzle).
+             in order of the model's confidence; when the next placement would break a rule
+             (or the whole answer does), solve again from the board as it is now (a
+             better-filled puzzle).
 RandomAgent  PuzzleEnv: a uniformly random legal move (the action mask).
 QHeadAgent   ThinkEnv: halt when the model's own rule says so (HRM: q_halt > q_continue;
              TRM without the continue head: q_halt > 0), as `--halting adaptive` does.
