@@ -60,6 +60,21 @@ def test_the_observation_is_the_models_q_values_and_the_cells_the_step_changed(t
     assert obs[3] == (preds[1] != preds[0]).sum()
 
 
+def test_same_seed_same_episode():
+    def episode(seed):
+        env = gym.make("hrm_eval/Think-v0", data=HELDOUT)
+        obs, info = env.reset(seed=seed)
+        out = [info["puzzle"], obs]
+        for action in (0, 0, 1):
+            obs, reward, *_ = env.step(action)
+            out += [obs, reward]
+        return out
+
+    a, b, c = episode(4), episode(4), episode(5)
+    assert a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1:], b[1:]))
+    assert a[0] != c[0]
+
+
 def test_at_the_step_limit_every_action_halts():
     env = ThinkEnv(data=HELDOUT, max_steps=2)
     env.reset(options={"puzzle": 0})
