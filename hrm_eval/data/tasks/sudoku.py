@@ -169,10 +169,9 @@ class SudokuTask(PuzzleTask):
         given = (inp >= 2) & (inp <= self.n + 1)
         ok = digits.all(1) & ((pred == inp) | ~given).all(1)
         onehot = np.eye(self.n, dtype=np.int64)[np.clip(pred - DIGIT_OFFSET - 1, 0, self.n - 1)]  # [n, L, d]
-        for unit in (self._row_of_cell, self._col_of_cell, self._box_of_cell):
-            counts = np.zeros((len(pred), self.n, self.n), dtype=np.int64)  # [n, unit, digit]
-            np.add.at(counts, (slice(None), unit), onehot)
-            ok &= (counts == 1).all((1, 2))
+        for unit_of_cell in (self._row_of_cell, self._col_of_cell, self._box_of_cell):
+            for u in range(self.n):  # each digit exactly once in each row / column / box
+                ok &= (onehot[:, unit_of_cell == u].sum(1) == 1).all(1)
         return ok
 
     def check_row(self, question: str, answer: str) -> None:
