@@ -318,3 +318,47 @@ def test_head_and_favicon(server):
     status, _, data = c.send("DELETE", "/health")
     assert status == 405 and json.loads(data)["error"] == "method: DELETE not allowed on /health"
     c.close()
+
+
+# ---- metrics ------------------------------------------------------------------------------------------
+def test_prometheus_metrics_agree_with_the_requests_sent(client):
+    """/metrics parses with prometheus_client's parser, and its counters moved by exactly what
+    this test sent: 3 solves, 2 bad solves, a batch of 4, a stream that ends in a 504 (counted as
+    the 504 it ended with, not the 200 it started with)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wait_idle(client)
+    before = prometheus(client)
+    for _ in range(3):
+        assert client.post("/v1/solve", json={"puzzle": ISSUE_PUZZLE}).status_code == 200
+    for bad in ({"puzzle": "12"}, {"puzzel": ISSUE_PUZZLE}):
+        assert client.post("/v1/solve", json=bad).status_code == 422
+    r = client.post("/v1/solve/batch", json={"puzzles": [{"puzzle": ISSUE_PUZZLE}] * 4})
+    assert r.status_code == 200
+    r = client.post("/v1/solve/stream", json={"puzzle": ISSUE_PUZZLE, "timeout_s": 1e-9})
+    assert r.status_code == 200 and '"status":504' in r.text
+    after = prometheus(client)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    req = "hrm_serve_http_requests_total{method=POST,route=%s,status=%s}"
+    assert delta(req % ("/v1/solve", 200)) == 3 and delta(req % ("/v1/solve", 422)) == 2
+    assert delta(req % ("/v1/solve/batch", 200)) == 1
+    assert delta(req % ("/v1/solve/stream", 504)) == 1 and delta(req % ("/v1/solve/stream", 200)) == 0
+    assert delta("hrm_serve_http_request_duration_seconds_count{route=/v1/solve}") == 5
+    assert delta("hrm_serve_puzzles_solved_total") == 7 and delta("hrm_serve_puzzles_verified_total") == 7
+    assert delta("hrm_serve_act_steps_count") in (7, 8)  # the stream's puzzle if it finished a step first
+    assert delta("hrm_serve_batch_size_count") >= 2 and after["hrm_serve_batch_size_sum"] > 0
+    assert after["hrm_serve_slots"] == MAX_BATCH and after["hrm_serve_queue_depth"] == 0
+    assert after["hrm_serve_internal_errors_total"] == 0 and after["hrm_serve_draining"] == 0
+    info = next(k for k in after if k.startswith("hrm_serve_model_info{"))
+    assert "name=sudoku6-hard-hrm/step_11250" in info and "family=hrm" in info and "task=sudoku6" in info
+
+    types = {f.name: f.type for f in text_string_to_metric_families(client.get("/metrics").text)}
+    assert types["hrm_serve_http_requests"] == "counter" and types["hrm_serve_puzzles_solved"] == "counter"
+    assert (
+        types["hrm_serve_http_request_duration_seconds"] == "histogram" and types["hrm_serve_act_steps"] == "histogram"
+    )
+    assert types["hrm_serve_queue_depth"] == "gauge" and after[info] == 1  # an info metric: a gauge of 1
+    assert not any("500" in k for k in after if k.startswith("hrm_serve_http_requests_total"))
