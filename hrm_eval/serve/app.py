@@ -72,6 +72,14 @@ ROUTES = (
     "/v1/solve/batch",
     "/v1/solve/stream",
 )
+# The HTML pages (/, /docs, /redoc) may load nothing from anywhere but this server: the browser
+# enforces it (ReDoc's bundle, for one, would fetch its logo from its vendor's CDN). Inline
+# scripts and styles: Swagger UI's start-up call and both bundles' styling.
+HTML_PAGES = ("/", "/docs", "/redoc")
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
 ERRORS: Dict[int | str, Dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": what}
     for code, what in (
@@ -133,6 +141,8 @@ class Gate:
         async def sending(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if path in HTML_PAGES:
+                    message["headers"] = [*message.get("headers", []), (b"content-security-policy", CSP.encode())]
             await send(message)
 
         self.service.requests_in_flight += 1
