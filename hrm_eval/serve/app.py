@@ -80,6 +80,7 @@ CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
 )
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 ERRORS: Dict[int | str, Dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": what}
     for code, what in (
@@ -109,7 +110,7 @@ def error_response(status: int, message: str, headers: Optional[Dict[str, str]] 
 def validation_message(exc: RequestValidationError) -> str:
     """The first problem as `field: reason`, the field written as the client wrote it."""
     err = exc.errors()[0]
-    loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+    loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query")]
     if err.get("type") == "json_invalid":
         return f"body: not valid JSON ({err.get('ctx', {}).get('error', err['msg'])})"
     field = "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc).lstrip(".") or "body"
@@ -156,9 +157,11 @@ class Gate:
                 await error_response(500, "internal error (logged)")(scope, receive, sending)
         finally:
             self.service.requests_in_flight -= 1
+            # labels from a fixed set: a client inventing paths or methods cannot add series
             route = path if path in ROUTES else ("/static" if path.startswith("/static") else "other")
+            method = scope["method"] if scope["method"] in METHODS else "other"
             final = outcome.status or status[0] or CLIENT_GONE
-            self.metrics.request(route, scope["method"], final, time.perf_counter() - start)
+            self.metrics.request(route, method, final, time.perf_counter() - start)
 
     async def _handle(self, scope: Dict[str, Any], receive: Callable, send: Callable) -> None:
         path = scope["path"]
@@ -184,10 +187,10 @@ class Gate:
     def _authorised(self, headers: Dict[str, str]) -> bool:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         assert self.cfg.api_key is not None
-        # compare_digest: the time taken does not tell how much of a guess was right
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode("utf-8", "surrogateescape"), self.cfg.api_key.encode()
-        )
+        # compare_digest: the time taken does not tell how much of a guess was right; the header's
+        # bytes as sent (decoded as latin-1 above) against the key's UTF-8
+        sent = token.strip().encode("latin-1")
+        return scheme.lower() == "bearer" and hmac.compare_digest(sent, self.cfg.api_key.encode())
 
     async def _read_body(self, headers: Dict[str, str], receive: Callable) -> Optional[bytes]:
         """The whole body, or None when it is over the limit (by its Content-Length or as read)."""

@@ -3,8 +3,9 @@
 `GuardedH11Protocol` is uvicorn's HTTP/1.1 protocol with three additions (uvicorn has no header
 timeout and answers its own limits in plain text):
   - a request's headers must be complete within `header_timeout_s` of the connection opening
-    (or of the previous response on a keep-alive connection): else 408 JSON and the connection
-    is closed (a slowloris client that sends a byte a second holds nothing for long);
+    (on a keep-alive connection: of the next request's first byte; an idle one is uvicorn's
+    keep-alive timeout's, which closes it silently): else 408 JSON and the connection is closed
+    (a slowloris client that sends a byte a second holds nothing for long);
   - at most `max_connections` open connections: one more gets 503 JSON and is closed at once;
   - a request h11 cannot read (bad syntax, headers over its size limit, a non-ASCII path) gets
     400 JSON, not plain text (and never an exception in the event loop).
@@ -79,8 +80,10 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._between_requests and self._header_timer is None:
+            self._arm()  # the first bytes of the next request on a keep-alive connection
         super().data_received(data)
-        if self.cycle is not None and not self.cycle.response_complete:
+        if not self._between_requests:
             self._disarm()  # a request's headers are in: the body has its own timeout (the app's)
 
     def handle_events(self) -> None:
@@ -89,16 +92,15 @@ class GuardedH11Protocol(H11Protocol):
         except UnicodeDecodeError:  # uvicorn decodes the path as ASCII
             self.send_400_response("path: not ASCII")
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()  # the next request on this keep-alive connection has the same time for its headers
-
     def send_400_response(self, msg: str) -> None:
         self._count("bad_request")
         self._refuse(400, "Bad Request", f"request: not valid HTTP/1.1 ({msg.rstrip('.')})")
 
     # ---- helpers -------------------------------------------------------------------------------
+    @property
+    def _between_requests(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
     def _arm(self) -> None:
         self._disarm()
         self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
@@ -110,7 +112,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+        if self.transport.is_closing() or not self._between_requests:
             return
         self._count("header_timeout")
         self._refuse(408, "Request Timeout", f"headers: not received within {self.header_timeout_s:g} s")

@@ -362,3 +362,40 @@ def test_prometheus_metrics_agree_with_the_requests_sent(client):
     )
     assert types["hrm_serve_queue_depth"] == "gauge" and after[info] == 1  # an info metric: a gauge of 1
     assert not any("500" in k for k in after if k.startswith("hrm_serve_http_requests_total"))
+
+
+def raw_request(server, request: bytes) -> Tuple[int, Dict[str, str], bytes]:
+    """One request as raw bytes on a new connection: what no well-behaved client library sends."""
+    s = socket.create_connection(server.host_port, timeout=30)
+    s.sendall(request)
+    reply = read_all(s, 10)
+    s.close()
+    head, _, data = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict((k.lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:]))
+    return int(lines[0].split()[1]), headers, data
+
+
+GOOD = quote(ISSUE_PUZZLE)
+RAW_CASES = [  # (request line and headers, status, error starts with)
+    ("GET /v1/solve/stream?puzzle=%ff%fe HTTP/1.1", 422, "puzzle: sudoku6:"),
+    ("GET /v1/solve/stream HTTP/1.1", 422, "puzzle: Field required"),
+    (f"GET /v1/solve/stream?puzzle={GOOD}&task=%00 HTTP/1.1", 422, "task: unknown task"),
+    (f"GET /v1/solve/stream?puzzle={'1' * 8000} HTTP/1.1", 422, "puzzle: sudoku6: board text must have 36"),
+    ("GET /v1/%ff%00 HTTP/1.1", 404, "no route /v1/"),
+    ("GET /v1/\xff HTTP/1.1", 400, "request: not valid HTTP/1.1"),
+    ("POST /v1/solve HTTP/1.1\r\nContent-Length: abc", 400, "request: not valid HTTP/1.1"),
+    ("POST /v1/solve HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6", 400, "request: not valid HTTP/1.1"),
+    ("POST /v1/solve HTTP/1.1\r\nTransfer-Encoding: gzip", 400, "request: not valid HTTP/1.1"),
+    ("GET /v1/model HTTP/1.1\r\nBad Header: x", 400, "request: not valid HTTP/1.1"),
+    ("GET /v1/model HTTP/1.1\r\nAuthorization: Bearer \xe9\xff", 401, "Authorization: send"),
+    ("BREW /v1/model HTTP/1.1", 405, "method: BREW not allowed on /v1/model"),
+]
+
+
+@pytest.mark.parametrize("line,status,message", RAW_CASES, ids=[c[0][:40] for c in RAW_CASES])
+def test_hostile_queries_and_headers_get_json(server, line, status, message):
+    head = line if "Authorization" in line else line + f"\r\nAuthorization: Bearer {KEY}"
+    got, headers, data = raw_request(server, (head + "\r\nHost: t\r\nConnection: close\r\n\r\n").encode("latin-1"))
+    assert got == status and headers["content-type"] == "application/json", (got, data[:300])
+    assert json.loads(data)["error"].startswith(message) and json.loads(data)["status"] == status, data
