@@ -390,6 +390,9 @@ RAW_CASES = [  # (request line and headers, status, error starts with)
     ("GET /v1/model HTTP/1.1\r\nBad Header: x", 400, "request: not valid HTTP/1.1"),
     ("GET /v1/model HTTP/1.1\r\nAuthorization: Bearer \xe9\xff", 401, "Authorization: send"),
     ("BREW /v1/model HTTP/1.1", 405, "method: BREW not allowed on /v1/model"),
+    ("OPTIONS /v1/solve HTTP/1.1", 405, "method: OPTIONS not allowed on /v1/solve"),
+    ("GET /static/../../../etc/passwd HTTP/1.1", 404, "no route /static/"),
+    ("GET /static/ HTTP/1.1", 404, "no route /static/"),
 ]
 
 
