@@ -43,6 +43,8 @@ def serve_arguments(g: argparse._ArgumentGroup) -> None:
 def run_serve(inv: Invocation) -> int:
     try:
         import fastapi  # noqa: F401
+        import fastapi_offline  # noqa: F401
+        import prometheus_client  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
         raise HRMEvalError(
