@@ -260,7 +260,7 @@ def test_slowloris_headers_cut_off_while_others_are_served(server, client):
     reply = read_all(s, 5)
     s.close()
     assert closed_at is not None, "the slow connection was never closed"
-    assert closed_at - opened < HEADER_TIMEOUT_S + 2.0  # the drip would have run 8 s
+    assert closed_at - opened < HEADER_TIMEOUT_S + 4.0  # the drip would have run 8 s (slack: a busy machine)
     assert reply.startswith(b"HTTP/1.1 408 "), reply
     assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {
         "error": f"headers: not received within {HEADER_TIMEOUT_S:g} s",
