@@ -66,3 +66,13 @@ def test_limits_default_the_drain_to_the_request_timeout():
         "max_request_puzzles",
         "max_body_bytes",
     }
+
+
+def test_task_parser_names_deep_nesting_instead_of_crashing():
+    """Outside the server too (--mode solve reads puzzles with the same parser): JSON text nested
+    past the interpreter's recursion limit is a one-line error, not a RecursionError."""
+    from hrm_eval.data.tasks import get_task
+    from hrm_eval.utils.errors import HRMEvalError
+
+    with pytest.raises(HRMEvalError, match=r"^sudoku6: not valid JSON: nested too deeply$"):
+        get_task("sudoku6").parse_puzzle("[" * 100_000)
