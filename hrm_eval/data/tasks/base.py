@@ -218,3 +218,5 @@ def decode_json_list(puzzle: Any, where: str) -> Any:
         return json.loads(puzzle)
     except json.JSONDecodeError as e:
         raise HRMEvalError(f"{where}: not valid JSON: {e.msg} at character {e.pos}") from None
+    except RecursionError:  # `[[[[...` a thousand deep: the parser's recursion limit, not a crash
+        raise HRMEvalError(f"{where}: not valid JSON: nested too deeply") from None
