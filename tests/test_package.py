@@ -37,12 +37,10 @@ def test_entry_points_are_the_objects_of_their_home_modules():
 
 
 def test_earlier_names_are_the_same_classes():
-    from hrm_eval.models import HRMModel, TRMModel
-    from hrm_eval.utils import load_checkpoint
+    from hrm_eval.models import HRMModel
 
     assert hrm_eval.HRMConfig is hrm_eval.ModelConfig
-    assert HRMModel is hrm_eval.HRMReasoning and TRMModel is hrm_eval.TRMReasoning
-    assert load_checkpoint is hrm_eval.load_checkpoint
+    assert HRMModel is hrm_eval.HRMReasoning
 
 
 def test_unknown_name_is_an_attribute_error():
