@@ -8,8 +8,8 @@ In a notebook (README: Notebooks; examples/quickstart.ipynb):
 
     config = load_config("configs/eval_config.yaml")
     model = HRMModel(HRMConfig.from_yaml_config(config))
-    model.load_from_checkpoint(load_checkpoint("checkpoints/sudoku6-hrm"))
-    results = Evaluator(model, "cpu", config).evaluate(open_dataset("checkpoints/sudoku6-hrm/data"))
+    model.load_from_checkpoint(load_checkpoint("checkpoints/sudoku6-hard-hrm"))  # the model the config names
+    results = Evaluator(model, "cpu", config).evaluate(open_dataset("checkpoints/sudoku6-hard-hrm/data"))
     results.summary(), results.to_pandas()
 
 `HRMConfig` / `HRMModel` are the design's names (the example above) for `ModelConfig` and the
