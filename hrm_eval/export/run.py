@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.data.open import resolve_task
 from hrm_eval.export.folder import folder_config, model_card, write_model_folder
 from hrm_eval.export.onnx import INT8_ONNX_FILE, ONNX_FILE
 from hrm_eval.export.runtime import export_graphs, measure_int8_cost, report_cost
@@ -82,8 +83,6 @@ def _load(
     model_config: Optional[Dict[str, Any]],
 ) -> Tuple[LoadedCheckpoint, Optional[PuzzleDataset], Optional[Dict[str, Any]]]:
     """The checkpoint (float32 for ONNX), checked against the data when given, and the task layout."""
-    from hrm_eval.data.open import resolve_task
-
     dtype = "float32" if format == "onnx" else None
     options: Dict[str, Any] = {"overrides": arch_overrides, "model_config": model_config, "dtype": dtype}
     if data is None:

@@ -164,7 +164,7 @@ class Solver:
         return self.model
 
     # ---- puzzles -> tokens ---------------------------------------------------------------------
-    def resolve_task(self, puzzle: Any) -> PuzzleTask:
+    def task_for(self, puzzle: Any) -> PuzzleTask:
         """The given task, or the one task of this vocabulary that reads `puzzle` (and whose
         layout it fits); one-line error naming the candidates otherwise."""
         if self.task is not None:
@@ -193,7 +193,7 @@ class Solver:
 
     def encode(self, puzzle: Any) -> np.ndarray:
         """One puzzle in natural form -> its input tokens [seq_len], checked against the model."""
-        task = self.resolve_task(puzzle)
+        task = self.task_for(puzzle)
         tokens = task.encode_puzzle(puzzle)
         if self.seq_len is not None and len(tokens) != self.seq_len:
             raise HRMEvalError(
@@ -298,7 +298,7 @@ class Solver:
             try:
                 inputs.append(self.encode(question))
                 if answer:
-                    self.resolve_task(question).check_row(question, answer)
+                    self.task_for(question).check_row(question, answer)
             except (HRMEvalError, RowError) as e:
                 raise HRMEvalError(f"{where}: {e}") from None
             expected.append(self.task.decode(self.task.encode(answer)) if answer and self.task else None)

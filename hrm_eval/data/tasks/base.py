@@ -29,7 +29,7 @@ import numpy as np
 from hrm_eval.utils.errors import HRMEvalError
 
 Row = Tuple[str, str, int]  # a generated raw puzzle: (question, answer, rating) in the public CSV layout
-View = Tuple[np.ndarray, np.ndarray]  # a test-time view: (token map [vocab], cell map [seq_len])
+ViewMaps = Tuple[np.ndarray, np.ndarray]  # a test-time view: (token map [vocab], cell map [seq_len])
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ class PuzzleTask(abc.ABC):
 
     # ------------------------------------------------------------------ evaluation hooks
 
-    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[View]:
+    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[ViewMaps]:
         """`num_views` distinct validity-preserving views for test-time augmentation, identity
         first, each as (token map [vocab], cell map [seq_len]) with
         view[cell] = token_map[puzzle[cell_map[cell]]]."""
