@@ -10,7 +10,9 @@ the bundled model), runs the clients against it and stops it:
 Each client is one keep-alive HTTP/1.1 connection that posts a bundled test puzzle to
 /v1/solve, waits for the answer and posts the next; the clients are plain asyncio sockets so
 that they take little of the CPU the server needs. Any answer but 200 with a verified or
-unverified answer, or a broken connection, is an error. Ends with
+unverified answer, or a broken connection, is an error. Each mode's row
+gives the 1-minute load average (os.getloadavg) as it ended: numbers measured beside other work
+are not the machine's. Ends with
     dynamic batching: X.XXx puzzles/s over one-at-a-time, N errors
 Localhost only; clients and time are bounded (--clients <= 1024, --seconds <= 600).
 """
@@ -115,7 +117,7 @@ async def load(port: int, clients: int, seconds: float, warmup: float, payloads:
     await asyncio.gather(*(client(port, payloads, i, start + seconds, out) for i in range(clients)))
     elapsed = time.monotonic() - start
     reader, writer = await asyncio.open_connection(HOST, port)
-    _, metrics = await request(reader, writer, "GET", "/metrics")
+    _, metrics = await request(reader, writer, "GET", "/v1/stats")
     writer.close()
     lat = np.asarray(out["latency"]) * 1000.0
     return {
@@ -143,6 +145,7 @@ def run_mode(name: str, max_batch: int, args: argparse.Namespace, payloads: List
             except subprocess.TimeoutExpired:
                 proc.kill()
     result["mode"] = name
+    result["load"] = os.getloadavg()[0]
     return result
 
 
@@ -157,17 +160,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not 1 <= args.clients <= 1024 or not 0 < args.seconds <= 600 or not 0 <= args.warmup <= 60:
         p.error("need 1 <= --clients <= 1024, 0 < --seconds <= 600, 0 <= --warmup <= 60")
     payloads = bodies()
-    print(f"{args.clients} clients x {args.seconds:g} s per mode on {os.cpu_count()} CPUs, bundled sudoku6-hrm")
+    print(
+        f"{args.clients} clients x {args.seconds:g} s per mode on {os.cpu_count()} CPUs, bundled sudoku6-hrm, "
+        f"load average {os.getloadavg()[0]:.2f} before"
+    )
     results = [
         run_mode("dynamic", args.max_batch, args, payloads),
         run_mode("one-at-a-time", 1, args, payloads),
     ]
     header = f"{'mode':<15}{'answers':>9}{'errors':>8}{'puzzles/s':>11}"
-    print(header + f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'batch':>7}")
+    print(header + f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'batch':>7}{'load':>7}")
     for r in results:
         print(
             f"{r['mode']:<15}{r['answers']:>9}{len(r['errors']):>8}{r['puzzles_per_s']:>11.1f}"
-            f"{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['mean_batch']:>7.1f}"
+            f"{r['p50']:>9.1f}{r['p95']:>9.1f}{r['p99']:>9.1f}{r['mean_batch']:>7.1f}{r['load']:>7.2f}"
         )
     errors = sum(len(r["errors"]) for r in results)
     for r in results:

@@ -10,9 +10,8 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.evaluation import simple_evaluate
-from hrm_eval.models.loading import STEP_RE
+from hrm_eval.models.loading import STEP_RE, load_checkpoint
 from hrm_eval.models.losses import row_metrics
-from hrm_eval.utils import load_checkpoint
 from tests.conftest import ROOT
 
 RUN = ROOT / "checkpoints" / "sudoku6-hrm"

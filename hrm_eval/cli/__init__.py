@@ -12,6 +12,7 @@ model; the modules here parse, call one library function and print. User mistake
     solve.py     solve
     serve.py     serve
     export.py    export
+    play.py      play
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hrm_eval.cli.data import BUILD_DATA, GENERATE
 from hrm_eval.cli.ensemble import COMPARE, ENSEMBLE
 from hrm_eval.cli.evaluate import EVALUATE, INSPECT, SCORE
 from hrm_eval.cli.export import EXPORT
+from hrm_eval.cli.play import PLAY
 from hrm_eval.cli.serve import SERVE
 from hrm_eval.cli.solve import SOLVE
 from hrm_eval.cli.train import TRAIN
@@ -57,7 +59,21 @@ TEST = Mode(
 )
 MODES: Dict[str, Mode] = {
     m.name: m
-    for m in (EVALUATE, INSPECT, SCORE, SOLVE, BUILD_DATA, GENERATE, TRAIN, ENSEMBLE, COMPARE, SERVE, EXPORT, TEST)
+    for m in (
+        EVALUATE,
+        INSPECT,
+        SCORE,
+        SOLVE,
+        BUILD_DATA,
+        GENERATE,
+        TRAIN,
+        ENSEMBLE,
+        COMPARE,
+        SERVE,
+        EXPORT,
+        PLAY,
+        TEST,
+    )
 }
 
 
@@ -130,7 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _internal_error(e, debug)
         print(f"error: {line}", file=sys.stderr)
         return 2
-    except Exception as e:  # a bug, not a user mistake: still one line unless --debug
+    except Exception as e:  # noqa: BLE001 - a bug, not a user mistake: still one line unless --debug
         return _internal_error(e, debug)
     finally:
         package_logger.propagate = propagates

@@ -248,6 +248,21 @@ def add_run_flags(g: argparse._ArgumentGroup, *, auto_dtype: bool = False) -> No
     g.add_argument("--wandb-project", help="W&B project (default: hrm-eval)")
 
 
+def add_scaling_flags(g: argparse._ArgumentGroup) -> None:
+    """Test-time scaling (hrm_eval.utils.config.ScalingSettings; README: Thinking longer)."""
+    g.add_argument(
+        "--scaling",
+        choices=("off", "verify"),
+        help="verify: an answer that breaks the task's rules (ARC: a low halting confidence) thinks "
+        "longer, then again on views of the puzzle, until one passes or --budget is spent (default off)",
+    )
+    g.add_argument("--budget", type=int, help="scaling: most ACT steps per puzzle, all attempts (4 x halt_max_steps)")
+    g.add_argument("--views", type=int, help="scaling: most attempts, each after the first on a view (default 8)")
+    g.add_argument("--attempt-steps", type=int, help="scaling: most steps of one attempt (2 x the halting limit)")
+    g.add_argument("--noise", type=float, help="scaling: std of noise on the initial carry of later attempts (0)")
+    g.add_argument("--seed", type=int, help="scaling: the seed of the views and the noise (default 0)")
+
+
 def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
     """The architecture fields of a --model-config YAML (a bare block or an all_config.yaml)."""
     if not path:

@@ -161,7 +161,7 @@ def compare_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_compare(inv: Invocation) -> int:
-    from hrm_eval.evaluation.compare import REPORT_FILE, compare_checkpoints
+    from hrm_eval.compare import REPORT_FILE, compare_checkpoints
 
     cfg = inv.config(CompareConfig)
     out = members_output(cfg, "compare")

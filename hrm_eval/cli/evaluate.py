@@ -12,6 +12,7 @@ from hrm_eval.cli.base import (
     add_dtype_flag,
     add_model_flags,
     add_run_flags,
+    add_scaling_flags,
     model_config,
     replaced_note,
     run_on_ranks,
@@ -63,6 +64,7 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
         help="continue the interrupted run in --output: skip the puzzles it finished (same settings required; "
         "logged rows that cannot be trusted are evaluated again, or with `--resume strict` stop the run)",
     )
+    add_scaling_flags(g)
     existing.add_argument(
         "--overwrite", action="store_true", help="start afresh in an --output that holds an interrupted run"
     )
@@ -73,7 +75,7 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
 # model_config_path and output_format are resolved first; the logging and W&B fields are the CLI's own).
 SAME_NAMES = (
     "split task dtype batch_size limit save_predictions arch_overrides progress halting halt_threshold min_steps "
-    "max_steps threads compile resume backend quantize"
+    "max_steps threads compile resume backend quantize scaling budget views attempt_steps noise seed"
 ).split()
 
 

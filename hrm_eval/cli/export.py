@@ -33,16 +33,29 @@ def export_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_export(inv: Invocation) -> int:
-    from hrm_eval.export.run import export_model
+    from hrm_eval.evaluation.run import simple_evaluate
+    from hrm_eval.export.run import check_format, export_model
+    from hrm_eval.models.loading import resolve_checkpoint_path
 
     cfg = inv.output_config(ExportConfig)
+    check_format(cfg.format, cfg.quantize)
+    checkpoint = resolve_checkpoint_path(cfg.checkpoint)
+    config = model_config(cfg.model_config_path)
+    results = None
+    if cfg.data_path is not None:  # the numbers of the model card
+        # the config fields that simple_evaluate takes under the same names
+        same = "split task limit batch_size threads arch_overrides".split()
+        results = simple_evaluate(
+            checkpoint, cfg.data_path, progress=False, model_config=config, **cfg.model_dump(include=set(same))
+        )
     # the config fields that export_model takes under the same names
     same = "format quantize split task limit batch_size max_accuracy_drop threads arch_overrides overwrite".split()
     done = export_model(
-        cfg.checkpoint,
+        checkpoint,
         cfg.output_dir,
         data=cfg.data_path,
-        model_config=model_config(cfg.model_config_path),
+        model_config=config,
+        results=results,
         **cfg.model_dump(include=set(same)),
     )
     for kind, path in done["files"].items():

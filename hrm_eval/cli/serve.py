@@ -24,6 +24,15 @@ def serve_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--max-request-puzzles", type=int, help="puzzles in one batch request before 413")
     g.add_argument("--max-body-bytes", type=int, help="request body size before 413")
     g.add_argument("--timeout", dest="timeout_s", type=float, help="seconds before a request gets 504")
+    g.add_argument(
+        "--drain-timeout",
+        dest="drain_timeout_s",
+        type=float,
+        help="on SIGTERM/SIGINT, seconds to finish in-flight requests before 503 (default: --timeout)",
+    )
+    g.add_argument("--header-timeout", dest="header_timeout_s", type=float, help="seconds to send headers (408)")
+    g.add_argument("--body-timeout", dest="body_timeout_s", type=float, help="seconds to send the body (408)")
+    g.add_argument("--max-connections", type=int, help="open connections before 503 (default 1024)")
     g.add_argument("--api-key", help=f"require `Authorization: Bearer KEY` on /v1 (or set ${API_KEY_ENV})")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     g.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
@@ -34,6 +43,8 @@ def serve_arguments(g: argparse._ArgumentGroup) -> None:
 def run_serve(inv: Invocation) -> int:
     try:
         import fastapi  # noqa: F401
+        import fastapi_offline  # noqa: F401
+        import prometheus_client  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
         raise HRMEvalError(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, List
 
 from hrm_eval import resources
-from hrm_eval.cli.base import Invocation, Mode, add_dtype_flag, add_model_flags, model_config
+from hrm_eval.cli.base import Invocation, Mode, add_dtype_flag, add_model_flags, add_scaling_flags, model_config
 from hrm_eval.utils.config import SolveConfig
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -49,9 +49,11 @@ def solve_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     add_dtype_flag(g)
     add_model_flags(g)
+    add_scaling_flags(g)
 
 
 def run_solve(inv: Invocation) -> int:
+    from hrm_eval.inference.scaling import ScalingPolicy
     from hrm_eval.inference.solve import Solver
 
     cfg = inv.output_config(SolveConfig)
@@ -63,6 +65,7 @@ def run_solve(inv: Invocation) -> int:
         threshold=cfg.halt_threshold,
         overrides=cfg.arch_overrides,
         model_config=model_config(cfg.model_config_path),
+        scaling=ScalingPolicy.from_settings(cfg),
         **cfg.model_dump(include={"halting", "min_steps", "max_steps", "device", "dtype"}),
     )
     if cfg.data_path:
@@ -108,10 +111,17 @@ def format_solution(s: Any, number: int, halting: str) -> str:
     lines.append(f"valid by the rules: {rules}")
     if s.correct is not None:
         lines.append(f"matches the known answer: {'yes' if s.correct else 'no'}")
-    lines.append(
-        f"steps: {s.steps} of {s.max_steps} ({halting} halting); "
-        f"halting confidence sigmoid(q_halt) {s.q_halt_probability:.3f}"
-    )
+    if s.attempts is None:
+        lines.append(
+            f"steps: {s.steps} of {s.max_steps} ({halting} halting); "
+            f"halting confidence sigmoid(q_halt) {s.q_halt_probability:.3f}"
+        )
+    else:
+        found = f"found by attempt {s.solved_at_attempt}" if s.solved_at_attempt else f"chosen by {s.selected_by}"
+        lines.append(
+            f"steps: {s.act_steps_total} of a budget of {s.max_steps} over {s.attempts} attempt(s), {found} "
+            f"({s.steps} steps, {halting} halting); halting confidence sigmoid(q_halt) {s.q_halt_probability:.3f}"
+        )
     if s.step_answers is not None:
         for t, (answer, q) in enumerate(zip(s.step_answers, s.step_q_halt_probabilities), 1):
             lines.append(f"after step {t} (confidence {q:.3f}):\n{_indent(format_grid(answer))}")

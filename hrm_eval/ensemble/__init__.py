@@ -4,7 +4,7 @@
     results = evaluate_ensemble(["run/step_2500", "run/step_5000"], "data/sudoku", strategy="vote")
     results = evaluate_ensemble(settings=EnsembleSettings(run="run", strategy="stacking"))
 
-Checkpoint comparison (not an ensemble) is `hrm_eval.evaluation.compare.compare_checkpoints`.
+Checkpoint comparison (not an ensemble) is `hrm_eval.compare.compare_checkpoints`.
 """
 
 from hrm_eval.ensemble.context import EnsembleContext

@@ -15,9 +15,9 @@ from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.ensemble.strategies import Combined, Voters
 from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.metrics import MetricSums
-from hrm_eval.evaluation.predictions import CHUNK, Member, Predictions, PuzzleRows, Scored, log_probs, score_member
 from hrm_eval.evaluation.scoring import score_rows
-from hrm_eval.evaluation.views import View
+from hrm_eval.inference.views import View
+from hrm_eval.members.predictions import CHUNK, Member, Predictions, PuzzleRows, Scored, log_probs, score_member
 
 ENSEMBLE_LOSS = "softmax_cross_entropy"  # the ensemble's output is already normalised log-probabilities
 

@@ -26,7 +26,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from hrm_eval.ensemble.calibration import (
+from hrm_eval.ensemble.context import EnsembleContext
+from hrm_eval.ensemble.fitting import (
     CalibrationPlan,
     MemberWeights,
     calibration_context,
@@ -34,8 +35,6 @@ from hrm_eval.ensemble.calibration import (
     plan_calibration,
     resolve_weights,
 )
-from hrm_eval.ensemble.context import EnsembleContext
-from hrm_eval.ensemble.members import load_members
 from hrm_eval.ensemble.settings import EnsembleSettings
 from hrm_eval.ensemble.strategies import (
     Combined,
@@ -49,7 +48,10 @@ from hrm_eval.ensemble.strategies import (
 from hrm_eval.ensemble.task_scores import ensemble_task_scores
 from hrm_eval.ensemble.tta import make_views
 from hrm_eval.evaluation.distributed import DistContext
-from hrm_eval.evaluation.predictions import (
+from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.evaluation.run import resolve_task
+from hrm_eval.members.load import load_members
+from hrm_eval.members.predictions import (
     Scored,
     collect_rows,
     default_cache_dir,
@@ -58,8 +60,6 @@ from hrm_eval.evaluation.predictions import (
     resolve_checkpoints,
     run_data_path,
 )
-from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
-from hrm_eval.evaluation.run import resolve_task
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_json

@@ -16,7 +16,7 @@ import torch
 
 from hrm_eval.data.tasks.base import TaskScorer
 from hrm_eval.ensemble.context import EnsembleContext
-from hrm_eval.evaluation.predictions import Scored
+from hrm_eval.members.predictions import Scored
 from hrm_eval.utils.errors import HRMEvalError
 
 VOTING = ("vote", "q_vote")

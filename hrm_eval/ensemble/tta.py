@@ -5,7 +5,7 @@ permutation of the token values (Sudoku: digit relabelling, bands, stacks, trans
 the dihedral group). The model answers the transformed puzzle; its logits are mapped back to
 the original frame before any voting, so every view votes on the same board.
 
-The view primitives (mapping tokens and logits) live in `hrm_eval.evaluation.views`.
+The view primitives (mapping tokens and logits) live in `hrm_eval.inference.views`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hrm_eval.data.tasks.base import PuzzleTask
-from hrm_eval.evaluation.views import View, identity_view, logits_from_view, to_view, tokens_from_view, views_digest
+from hrm_eval.inference.views import View, identity_view, logits_from_view, to_view, tokens_from_view, views_digest
 from hrm_eval.utils import limits
 from hrm_eval.utils.errors import HRMEvalError
 

@@ -12,8 +12,6 @@ sigmoid(q_halt) claims a probability of being right. Four views of how far to tr
   than a random wrong one (ties count one half), 0.5 = no better than chance. Ranked on the
   logits, which do not saturate to ties as sigmoid does in float32. Undefined when every
   answer is right or every one is wrong: then null, with the reason.
-
-Not to be confused with `hrm_eval.ensemble.calibration`, which fits ensemble member weights.
 """
 
 from __future__ import annotations

@@ -82,3 +82,23 @@ def plot_reliability(calibration: Dict[str, Any], path: Path) -> Optional[str]:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     return _save(plt, fig, path)
+
+
+def plot_frontier(points: List[Dict[str, Any]], path: Path, plain: Optional[Dict[str, float]] = None) -> Optional[str]:
+    """Test-time scaling's frontier: exact accuracy against mean ACT steps per puzzle, one point
+    per budget (all attempts counted), with the plain run beside it when given."""
+    plt = _pyplot()
+    if plt is None or not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([p["mean_act_steps"] for p in points], [p["exact_accuracy"] for p in points], "o-", label="verify")
+    for p in points[:: max(1, len(points) // 6)] + points[-1:]:
+        ax.annotate(str(p["budget"]), (p["mean_act_steps"], p["exact_accuracy"]), fontsize=7)
+    if plain is not None:
+        ax.plot(plain["mean_act_steps"], plain["exact_accuracy"], "s", label="plain run")
+    ax.set_xlabel("mean ACT steps per puzzle (all attempts)")
+    ax.set_ylabel("exact accuracy")
+    ax.set_title("Test-time scaling: accuracy against compute (labels: budget)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(plt, fig, path)

@@ -37,6 +37,33 @@ def _difficulty_table(d: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_scaling(t: Dict[str, Any]) -> str:
+    """results.json's test_time_scaling as text: the settings, accuracy beside its cost, by
+    difficulty, and the frontier (exact accuracy at mean ACT steps for smaller budgets)."""
+    c = t["settings"]
+    lines = [
+        f"Test-time scaling ({c['mode']}: budget {c['budget']} ACT steps per puzzle, attempts of up to "
+        f"{c['attempt_steps']} steps, {c['views']} views, noise {c['noise']}, seed {c['seed']}):",
+        f"  exact {t['exact_accuracy']:.4f}, verified {t['verified_rate']:.4f}, "
+        f"{t['mean_act_steps']:.2f} ACT steps and {t['mean_attempts']:.2f} attempts per puzzle (all attempts)",
+    ]
+    d = t.get("by_difficulty")
+    if d:
+        name = d["measure"]
+        lines.append(f"  {name:>8} {'puzzles':>8} {'exact':>7} {'steps':>6} {'attempts':>8}")
+        for r in d["rows"]:
+            lines.append(
+                f"  {r[name]:>8} {r['puzzles']:>8} {r['exact_accuracy']:>7.3f} "
+                f"{r['mean_act_steps']:>6.2f} {r['mean_attempts']:>8.2f}"
+            )
+    if t.get("frontier"):
+        points = " | ".join(
+            f"{p['budget']}: {p['exact_accuracy']:.3f} at {p['mean_act_steps']:.2f}" for p in t["frontier"]
+        )
+        lines.append(f"  frontier (budget: exact at mean ACT steps per puzzle): {points}")
+    return "\n".join(lines)
+
+
 def _calibration_rows(cal: Any) -> List[Tuple[str, str]]:
     """ECE / Brier / AUROC of sigmoid(q_halt) at the halting step, and the ECE after each ACT step."""
     if not cal or not cal["at_halt"].get("count"):
@@ -101,6 +128,8 @@ def format_summary(results: Dict[str, Any]) -> str:
     table = _table(rows, "Evaluation summary")
     if results.get("by_difficulty"):
         table += "\n" + _difficulty_table(results["by_difficulty"])
+    if results.get("test_time_scaling"):
+        table += "\n" + format_scaling(results["test_time_scaling"])
     if prov["evaluation"].get("dtype_changed"):
         table += (
             f"\nnote: --dtype auto ran {prov['evaluation']['dtype']}, not the checkpoint's own dtype: "

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 
+from hrm_eval.evaluation.payload import ROW_FIELDS, Payload
 from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_json
@@ -40,12 +41,6 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2  # 2: each frame carries a digest tied to the manifest
 _LEN = struct.Struct("<Q")  # frame length prefix, little-endian uint64
 _DIGEST = 32  # sha256(manifest id + frame data) after the length: an edited or damaged frame is not trusted
-# The fields of a logged row (hrm_eval.evaluation.evaluator._payload): a row missing one is not used.
-ROW_FIELDS = frozenset(
-    "position batch set_name example_index puzzle_index inputs labels puzzle_identifier scores valid answers "
-    "verified finished logits".split()
-)
-Payload = Dict[str, Any]
 
 
 def build_manifest(
@@ -61,6 +56,7 @@ def build_manifest(
     task: Optional[str],
     device_type: str,
     keep_logits: bool,
+    scaling: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Everything a finished puzzle's numbers depend on. Beyond the checkpoint, data and
     policy: the batch size (with fixed halting a puzzle's floats are those of its batch),
@@ -80,6 +76,7 @@ def build_manifest(
         "task": task,
         "device_type": device_type,
         "save_predictions": keep_logits,
+        **({"scaling": scaling} if scaling else {}),  # test-time scaling's settings (absent when off)
     }
 
 

@@ -3,10 +3,12 @@ CLI, notebooks and the ensemble code share."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -16,13 +18,16 @@ from hrm_eval.data.open import open_dataset, resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
 from hrm_eval.evaluation.calibration import CALIBRATION_DEFINITION
 from hrm_eval.evaluation.distributed import DistContext, failure_hook
-from hrm_eval.evaluation.evaluator import EvaluationResult, Evaluator, ShardPlan, records_frame, summary_frame
+from hrm_eval.evaluation.evaluator import Evaluator, RowOutputs, ShardPlan
 from hrm_eval.evaluation.halting import halting_sweep
 from hrm_eval.evaluation.metrics import STEP_EFFICIENCY_DEFINITION
-from hrm_eval.evaluation.plots import plot_reliability, plot_sweep
+from hrm_eval.evaluation.plots import plot_frontier, plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.evaluation.result import EvaluationResult, records_frame, summary_frame
 from hrm_eval.evaluation.resume import ResumeState, build_manifest, dataset_row_check
+from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
 from hrm_eval.inference.engine import HaltingPolicy
+from hrm_eval.inference.onnx_runner import OnnxACTRunner
 from hrm_eval.inference.runtime import (
     DtypeChoice,
     apply_threads,
@@ -31,6 +36,7 @@ from hrm_eval.inference.runtime import (
     choose_threads,
     cpu_bf16_native,
 )
+from hrm_eval.inference.scaling import ScalingPolicy
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, load_with_data
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
@@ -74,6 +80,12 @@ def simple_evaluate(
     dist: Optional[DistContext] = None,
     backend: str = "torch",
     quantize: Optional[str] = None,
+    scaling: str = "off",
+    budget: Optional[int] = None,
+    views: int = 8,
+    attempt_steps: Optional[int] = None,
+    noise: float = 0.0,
+    seed: int = 0,
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
     `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
@@ -94,7 +106,10 @@ def simple_evaluate(
     other ranks return {}.
     `backend`: torch (the ACT engine) or onnxruntime (one exported ACT step, fp32, CPU);
     `quantize='int8'` runs int8 linear weights in onnxruntime and also the fp32 graph on the
-    same puzzles, to report the cost (`results["quantization"]`; a warning above 1 point)."""
+    same puzzles, to report the cost (`results["quantization"]`; a warning above 1 point).
+    `scaling='verify'`: test-time scaling (README: Thinking longer): an answer that breaks the
+    task's rules thinks longer, then again on `views` of the puzzle, up to `budget` ACT steps
+    per puzzle; `results["test_time_scaling"]` holds its accuracy, cost and frontier."""
     if quantize is not None:
         backend = "onnxruntime"
     if backend == "onnxruntime":
@@ -105,6 +120,11 @@ def simple_evaluate(
         min_steps=min_steps,
         max_steps=max_steps,
     )
+    scaled = ScalingPolicy.from_settings(
+        SimpleNamespace(
+            scaling=scaling, budget=budget, views=views, attempt_steps=attempt_steps, noise=noise, seed=seed
+        )
+    )
     load_options = {"overrides": arch_overrides, "model_config": model_config}
     s = _setup(checkpoint, data, split, task, device, dtype, threads, policy, dist or DistContext(), load_options)
     total = len(s.dataset) if limit is None else min(limit, len(s.dataset))
@@ -114,11 +134,11 @@ def simple_evaluate(
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = s.task.scorer(s.dataset) if s.task is not None else None
     evaluator, cost = _evaluator(
-        s, backend, quantize, batch_size=batch_size, progress=progress, compile=compile, limit=limit
+        s, backend, quantize, batch_size=batch_size, progress=progress, compile=compile, limit=limit, scaling=scaled
     )
     # what computes the numbers: the device type, or onnxruntime and its weights (a resume must not mix them)
     runs_on = s.device.type if backend == "torch" else f"onnxruntime-{quantize or 'float32'}"
-    state = _resume_state(output_dir, resume, s, runs_on, limit, batch_size, save_predictions)
+    state = _resume_state(output_dir, resume, s, runs_on, limit, batch_size, save_predictions, scaled)
     result = _run(evaluator, s, state, output_dir, limit=limit, save_predictions=save_predictions)
     if result is None:  # not rank 0: its rows went there
         return {}
@@ -209,22 +229,16 @@ def _run(
     limit: Optional[int],
     save_predictions: bool,
 ) -> Optional[EvaluationResult]:
-    """Every puzzle through the evaluator: in one go, or as this rank's shard and/or the rest of
-    a resumed run. None on ranks other than 0 (their rows went there)."""
+    """Every puzzle through the evaluator: as this rank's shard (one process: the whole dataset)
+    and/or the rest of a resumed run. None on ranks other than 0 (their rows went there)."""
     records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
     keep_answers = s.task is not None and s.task.needs_answers
-    rows: Dict[str, Any] = {
-        "limit": limit,
-        "save_predictions": save_predictions,
-        "keep_answers": keep_answers,
-        "records_path": records,
-    }
+    spool = None
     if save_predictions and output_dir is not None:  # spooled there as rows finish: memory flat in the puzzle count
-        rows["predictions_dir"] = Path(output_dir) / PREDICTIONS_SPOOL
-    if state is None and not s.dist.distributed:
-        return evaluator.evaluate(s.dataset, **rows)
+        spool = Path(output_dir) / PREDICTIONS_SPOOL
+    outputs = RowOutputs(save_predictions, keep_answers, records, spool)
     plan = ShardPlan(s.dist, state.done if state else {}, state.append if state else None, failure_hook(s.dist))
-    result = evaluator.evaluate_shard(s.dataset, plan=plan, **rows)
+    result = evaluator.evaluate_shard(s.dataset, plan, outputs, limit)
     if state is not None:
         state.close()
     return result
@@ -239,6 +253,7 @@ def _evaluator(
     progress: bool,
     compile: bool,
     limit: Optional[int],
+    scaling: ScalingPolicy,
 ) -> Tuple[Evaluator, Any]:
     """(the Evaluator on the ACT engine or onnxruntime, the measured int8 cost or None)."""
     runner, cost = None, None
@@ -254,6 +269,7 @@ def _evaluator(
         compile=compile,
         cast_weights=True,
         runner=runner,
+        scaling=scaling,
     )
     return evaluator, cost
 
@@ -301,6 +317,7 @@ def _resume_state(
     limit: Optional[int],
     batch_size: int,
     save_predictions: bool,
+    scaling: ScalingPolicy,
 ) -> Optional[ResumeState]:
     """The resume folder in output_dir (checked on --resume by rank 0, then read by every rank)."""
     if output_dir is None:
@@ -320,6 +337,7 @@ def _resume_state(
         task=s.task.name if s.task is not None else None,
         device_type=runs_on,
         keep_logits=save_predictions,
+        **({"scaling": dataclasses.asdict(scaling)} if scaling.enabled else {}),
     )
     state = ResumeState(Path(output_dir), manifest, dist.rank)
     if dist.is_main:
@@ -354,9 +372,6 @@ def _onnx_runner(
     limit: Optional[int],
 ) -> Tuple[Any, Any]:
     """(an onnxruntime runner for the evaluation, the measured int8 cost or None)."""
-    from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
-    from hrm_eval.inference.onnx_runner import OnnxACTRunner
-
     sessions = onnx_sessions(loaded, quantize=quantize, threads=threads)
     cost = None
     if quantize is not None:
@@ -428,6 +443,10 @@ def _write_outputs(
         plot = plot_sweep(results["halting_sweep"], out / "halting_sweep.png")
         if plot:
             results["halting_sweep_plot"] = Path(plot).name  # beside results.json, like per_puzzle.jsonl
+    if results.get("test_time_scaling", {}).get("frontier"):
+        plot = plot_frontier(results["test_time_scaling"]["frontier"], out / "scaling_frontier.png")
+        if plot:
+            results["test_time_scaling"]["frontier_plot"] = Path(plot).name
     plot = plot_reliability(results["q_value_analysis"].get("calibration", {}), out / "reliability.png")
     if plot:
         results["q_value_analysis"]["calibration"]["plot"] = Path(plot).name
@@ -471,6 +490,8 @@ def assemble_results(
         results["per_set_metrics"] = result.per_set_metrics
     if result.by_difficulty is not None:
         results["by_difficulty"] = result.by_difficulty
+    if result.test_time_scaling is not None:
+        results["test_time_scaling"] = result.test_time_scaling
     if result.per_puzzle_metrics is not None:
         results["per_puzzle_metrics"] = result.per_puzzle_metrics
     results["provenance"] = build_provenance(

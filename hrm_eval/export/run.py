@@ -1,4 +1,5 @@
-"""`export_model`: a checkpoint in, a model folder out (what `--mode export` calls).
+"""`export_model`: a checkpoint in, a model folder out (what `--mode export` calls, after it
+has evaluated the checkpoint on --data with `simple_evaluate`).
 
 --format safetensors   DIR/model.safetensors + config.json + README.md (results with --data)
 --format onnx          DIR/model.onnx + config.json + README.md
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.data.open import resolve_task
 from hrm_eval.export.folder import MODEL_CARD, check_target, folder_config, model_card, write_model_folder
 from hrm_eval.export.onnx import INT8_ONNX_FILE, ONNX_FILE
 from hrm_eval.export.runtime import export_graphs, measure_int8_cost, report_cost
@@ -41,32 +43,20 @@ def export_model(
     threads: Optional[int] = None,
     arch_overrides: Optional[Dict[str, Any]] = None,
     model_config: Optional[Dict[str, Any]] = None,
+    results: Optional[Dict[str, Any]] = None,
     overwrite: bool = False,
 ) -> Dict[str, Any]:
-    """Export; returns {'files': {...}, 'results': evaluation results or None, 'quantization': cost or None}.
-    Into a folder holding an earlier export only with `overwrite`; never over files it did not write."""
-    if quantize is not None and format != "onnx":
-        raise HRMEvalError(f"--quantize {quantize} is for --format onnx (safetensors keeps the exact weights)")
+    """Export; returns {'files': {...}, 'results': the `results` given or None, 'quantization':
+    cost or None}. `results`: the checkpoint's evaluation on `data` (`simple_evaluate`, in
+    PyTorch: the ONNX graph matches it to 1e-4, tested), for the model card; the caller
+    evaluates (`--mode export --data` does), export only writes. `data` is where the int8
+    cost is measured and the task layout is read. Into a folder holding an earlier export only
+    with `overwrite`; never over files it did not write."""
+    check_format(format, quantize)
     out = Path(output_dir)
     weights = [WEIGHTS_FILE] if format == "safetensors" else [ONNX_FILE, *([INT8_ONNX_FILE] if quantize else [])]
     check_target(out, [*weights, CONFIG_FILE, MODEL_CARD], overwrite)
     loaded, dataset, layout = _load(checkpoint, data, split, task, format, arch_overrides, model_config)
-    results = None
-    if data is not None:
-        from hrm_eval.evaluation.run import simple_evaluate
-
-        results = simple_evaluate(
-            loaded.path,
-            data,
-            split=split,
-            task=task,
-            limit=limit,
-            batch_size=batch_size,
-            progress=False,
-            arch_overrides=arch_overrides,
-            model_config=model_config,
-            threads=threads,
-        )  # fmt: skip  (in PyTorch: the ONNX graph matches it to 1e-4, tested; int8 is measured below)
     if format == "safetensors":
         files = {"weights": write_model_folder(loaded, out, task=layout, results=results)}
         return {"files": files, "results": results, "quantization": None}
@@ -81,6 +71,12 @@ def export_model(
     return {"files": files, "results": results, "quantization": cost.as_dict() if cost else None}
 
 
+def check_format(format: str, quantize: Optional[str]) -> None:
+    """Refuse a quantization the format does not take (before anything is evaluated)."""
+    if quantize is not None and format != "onnx":
+        raise HRMEvalError(f"--quantize {quantize} is for --format onnx (safetensors keeps the exact weights)")
+
+
 def _load(
     checkpoint: str | Path,
     data: Optional[str | Path],
@@ -91,8 +87,6 @@ def _load(
     model_config: Optional[Dict[str, Any]],
 ) -> Tuple[LoadedCheckpoint, Optional[PuzzleDataset], Optional[Dict[str, Any]]]:
     """The checkpoint (float32 for ONNX), checked against the data when given, and the task layout."""
-    from hrm_eval.data.open import resolve_task
-
     dtype = "float32" if format == "onnx" else None
     options: Dict[str, Any] = {"overrides": arch_overrides, "model_config": model_config, "dtype": dtype}
     if data is None:

@@ -38,6 +38,8 @@ from hrm_eval.models.layers import CastedEmbedding, CastedLinear
 log = logging.getLogger("hrm_eval")
 
 HaltingMode = Literal["fixed", "adaptive", "threshold"]
+# (inputs [n, L], answers [n, L], q_halt logits [n]) -> [n] bool: whether each answer is accepted
+Verifier = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 HALTING_MODES = ("fixed", "adaptive", "threshold")
 
 # The model keeps its compiled step (one per model, shared by every engine on it, freed with it):
@@ -103,6 +105,13 @@ class PuzzleChunk:
     inputs: torch.Tensor  # [n, L] int
     puzzle_identifiers: torch.Tensor  # [n] int
     labels: Optional[torch.Tensor] = None  # [n, L] int, -100 where not scored; enables exact_by_step
+    # [n] int: the most ACT steps each row may run (test-time scaling gives an attempt its share
+    # of a budget); None: the halting policy's limit. Only an engine with a verifier runs a row
+    # past the policy's limit.
+    step_limit: Optional[torch.Tensor] = None
+    # [n] int64: a seed per row for Gaussian noise (std `ACTEngine.init_noise`) added to its
+    # initial carry; -1 (or None) for the plain initial state
+    noise_seed: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -118,6 +127,7 @@ class FinishedRows:
     q_continue_by_step: torch.Tensor  # [n, T]
     exact_by_step: Optional[torch.Tensor] = None  # [n, T] bool, answer exactly right after step t (needs labels)
     preds_by_step: Optional[torch.Tensor] = None  # [n, T, L] answer after each step (trace_preds)
+    verified: Optional[torch.Tensor] = None  # [n] bool, the verifier's verdict on the final answer (engines with one)
 
     def __len__(self) -> int:
         return int(self.index.numel())
@@ -166,6 +176,9 @@ class _Slots:
     q_continue: torch.Tensor  # [N, T] fp32
     exact: Optional[torch.Tensor]  # [N, T] bool
     preds: Optional[torch.Tensor]  # [N, T, L]
+    limit: torch.Tensor  # [N] int32, the most steps the slot's row may run
+    past_policy: torch.Tensor  # [N] bool, the policy wanted to stop this row (it goes on until verified)
+    noise_seed: torch.Tensor  # [N] int64, -1: no noise (kept so an out-of-memory restart starts the same)
 
 
 class _Queue:
@@ -206,19 +219,37 @@ _END: Any = object()  # the source ended (a live source's None only means "nothi
 
 
 def _slice(c: PuzzleChunk, s: slice) -> PuzzleChunk:
-    return PuzzleChunk(c.index[s], c.inputs[s], c.puzzle_identifiers[s], None if c.labels is None else c.labels[s])
+    def part(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        return None if t is None else t[s]
+
+    return PuzzleChunk(
+        c.index[s], c.inputs[s], c.puzzle_identifiers[s], part(c.labels), part(c.step_limit), part(c.noise_seed)
+    )
 
 
 def _concat(parts: List[PuzzleChunk]) -> PuzzleChunk:
     if len(parts) == 1:
         return parts[0]
-    labels = None if parts[0].labels is None else torch.cat([p.labels for p in parts])  # type: ignore[misc]
+
+    def cat(name: str, fill: int) -> Optional[torch.Tensor]:
+        values = [getattr(p, name) for p in parts]
+        if all(v is None for v in values):
+            return None
+        if name == "labels":  # rows without labels cannot be mixed with rows that have them
+            return torch.cat(values)
+        return torch.cat([v if v is not None else torch.full((len(p.index),), fill) for v, p in zip(values, parts)])
+
     return PuzzleChunk(
         torch.cat([p.index for p in parts]),
         torch.cat([p.inputs for p in parts]),
         torch.cat([p.puzzle_identifiers for p in parts]),
-        labels,
+        cat("labels", 0),
+        cat("step_limit", _NO_LIMIT),
+        cat("noise_seed", -1),
     )
+
+
+_NO_LIMIT = -1  # a row of a chunk without step limits: the policy's limit
 
 
 class ACTEngine:
@@ -233,6 +264,13 @@ class ACTEngine:
     weights in the forward dtype once (bit-identical outputs; the model is changed in place). On a CUDA out-of-memory
     error the engine halves it, says so once, puts the puzzles in flight back in the queue
     (they restart from step 0, so their results do not change) and goes on.
+
+    Test-time scaling (`hrm_eval.inference.scaling`) adds three things, all off by default:
+    `verifier(inputs [n, L], preds [n, L], q_halt [n]) -> [n] bool` (the task's rule check): a row the policy
+    would stop goes on thinking, its carry intact, until its answer passes the check or it
+    reaches its own step limit (`PuzzleChunk.step_limit`, at most `max_row_steps`);
+    `init_noise`: the std of Gaussian noise added to the initial carry of rows that carry a
+    `noise_seed`.
     """
 
     def __init__(
@@ -245,9 +283,14 @@ class ACTEngine:
         trace_preds: bool = False,
         cast_weights: bool = False,
         on_step: Optional[Callable[[StepRows], None]] = None,
+        verifier: Optional[Verifier] = None,
+        max_row_steps: Optional[int] = None,
+        init_noise: float = 0.0,
     ):
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
+        if init_noise < 0:
+            raise ValueError(f"init_noise must be >= 0, got {init_noise}")
         self.model = model.eval()
         self.inner = model.inner
         self.config = model.config
@@ -258,8 +301,12 @@ class ACTEngine:
         self.slots = slots
         self.halting = halting or HaltingPolicy()
         self.limit = self.halting.step_limit(self.config.halt_max_steps)
+        # the length of the per-step traces: the most steps any row may run
+        self.trace_steps = max(self.limit, max_row_steps or 0)
         self.trace_preds = trace_preds
         self.on_step = on_step
+        self.verifier = verifier
+        self.init_noise = init_noise
         self.oom_recovery = self.device.type == "cuda"  # CPU out-of-memory is the OS's business
         self._step_fn: Callable[[InnerCarry, torch.Tensor], Any] = self._step
         self.steps_run = 0  # engine steps (one ACT step of the active slots each)
@@ -347,7 +394,7 @@ class ACTEngine:
         return FinishedRows(**{name: cat(name) for name in FinishedRows.__dataclass_fields__})  # type: ignore[arg-type]
 
     def _allocate(self, first: PuzzleChunk) -> _Slots:
-        N, T, L = self.slots, self.limit, first.inputs.shape[1]
+        N, T, L = self.slots, self.trace_steps, first.inputs.shape[1]
         dev, dtype = self.device, self.config.torch_dtype
         shape = (N, self.config.full_seq_len, self.config.hidden_size)
         has_labels = first.labels is not None
@@ -364,6 +411,9 @@ class ACTEngine:
             q_continue=torch.full((N, T), float("nan"), device=dev),
             exact=torch.zeros((N, T), dtype=torch.bool, device=dev) if has_labels else None,
             preds=torch.zeros((N, T, L), dtype=torch.int32, device=dev) if self.trace_preds else None,
+            limit=torch.full((N,), self.limit, dtype=torch.int32, device=dev),
+            past_policy=torch.zeros(N, dtype=torch.bool, device=dev),
+            noise_seed=torch.full((N,), -1, dtype=torch.int64, device=dev),
         )
 
     def _refill(self, state: _Slots, queue: _Queue) -> None:
@@ -381,6 +431,8 @@ class ACTEngine:
         ids = chunk.puzzle_identifiers.to(dev)
         state.carry.z_H[slots] = self.inner.H_init
         state.carry.z_L[slots] = self.inner.L_init
+        if chunk.noise_seed is not None and self.init_noise > 0:
+            self._perturb(state, chunk.noise_seed, slots)
         state.x[slots] = self.inner.input_embeddings(inputs, ids)
         state.index[slots] = chunk.index.to(dev, torch.int64)
         state.inputs[slots] = inputs.to(state.inputs.dtype)
@@ -389,10 +441,36 @@ class ACTEngine:
             state.labels[slots] = chunk.labels.to(dev, state.labels.dtype)
         state.steps[slots] = 0
         state.active[slots] = True
+        state.limit[slots] = self._row_limits(chunk).to(dev)
+        state.past_policy[slots] = False
+        seeds = chunk.noise_seed if chunk.noise_seed is not None else torch.full((len(chunk.index),), -1)
+        state.noise_seed[slots] = seeds.to(dev, torch.int64)
         state.q_halt[slots] = float("nan")
         state.q_continue[slots] = float("nan")
         if state.exact is not None:
             state.exact[slots] = False
+
+    def _row_limits(self, chunk: PuzzleChunk) -> torch.Tensor:
+        """[n] int32: each row's step limit (the policy's where the chunk gives none)."""
+        if chunk.step_limit is None:
+            return torch.full((len(chunk.index),), self.limit, dtype=torch.int32)
+        limits = torch.where(chunk.step_limit < 0, self.limit, chunk.step_limit).to(torch.int32)
+        if bool((limits < 1).any()) or bool((limits > self.trace_steps).any()):
+            raise ValueError(f"a row's step limit must be in 1..{self.trace_steps} (max_row_steps)")
+        return limits
+
+    def _perturb(self, state: _Slots, seeds: torch.Tensor, slots: torch.Tensor) -> None:
+        """Gaussian noise (std init_noise) on the initial z_H / z_L of the rows with a seed >= 0,
+        drawn on the CPU from the row's own generator: the same seed gives the same start on any
+        device and in any batch."""
+        shape = state.carry.z_H.shape[1:]  # [S, h]
+        for seed, slot in zip(seeds.tolist(), slots.tolist()):
+            if seed < 0:
+                continue
+            g = torch.Generator().manual_seed(int(seed))
+            for z in (state.carry.z_H, state.carry.z_L):
+                noise = torch.randn(shape, generator=g) * self.init_noise
+                z[slot] = z[slot] + noise.to(z.device, z.dtype)
 
     def _step(self, carry: InnerCarry, x: torch.Tensor):
         return self.inner.step(carry, x, self.inner.cos_sin())
@@ -437,7 +515,7 @@ class ACTEngine:
         if self.on_step is not None:
             self.on_step(StepRows(state.index[active].cpu(), steps.cpu(), preds.cpu(), q_halt.cpu(), q_continue.cpu()))
 
-        halt = self.halting.halts(self.model, steps, q_halt, q_continue, self.limit)
+        halt, verified = self._halts(state, active, steps, preds, q_halt, q_continue)
         if not bool(halt.any()):
             return None
         rows = active[halt]
@@ -452,7 +530,34 @@ class ACTEngine:
             q_continue_by_step=state.q_continue[rows].cpu(),
             exact_by_step=state.exact[rows].cpu() if state.exact is not None else None,
             preds_by_step=state.preds[rows].cpu() if state.preds is not None else None,
+            verified=verified[halt].cpu() if verified is not None else None,
         )
+
+    def _halts(
+        self,
+        state: _Slots,
+        active: torch.Tensor,
+        steps: torch.Tensor,
+        preds: torch.Tensor,
+        q_halt: torch.Tensor,
+        q_continue: torch.Tensor,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """([n] bool rows that stop after this step, [n] bool verdicts or None without a verifier).
+        Without a verifier: the policy's decision, or the row's own limit. With one: a row the
+        policy would stop (now or at an earlier step) stops once its answer passes the check;
+        every row stops at its own limit."""
+        policy = self.halting.halts(self.model, steps, q_halt, q_continue, self.limit)
+        at_limit = steps >= state.limit[active]
+        if self.verifier is None:
+            return policy | at_limit, None
+        ready = policy | state.past_policy[active]
+        state.past_policy[active] = ready
+        verified = torch.zeros_like(ready)
+        check = (ready | at_limit).nonzero().flatten()
+        if check.numel():
+            verdict = self.verifier(state.inputs[active][check], preds[check], q_halt[check])
+            verified[check] = verdict.to(verified.device)
+        return (ready & verified) | at_limit, verified
 
     def _bucket(self, state: _Slots, active: torch.Tensor) -> torch.Tensor:
         """The slots to compute when only some are active: on CUDA the active ones padded with
@@ -479,6 +584,8 @@ class ACTEngine:
                     inputs=state.inputs[in_flight].cpu(),
                     puzzle_identifiers=state.identifiers[in_flight].cpu(),
                     labels=state.labels[in_flight].cpu() if state.labels is not None else None,
+                    step_limit=state.limit[in_flight].cpu(),
+                    noise_seed=state.noise_seed[in_flight].cpu(),
                 )
             )
         del state

@@ -4,8 +4,9 @@
                                    |                                     |
                                    +-- rows the HaltingPolicy stops -----+--> FinishedRows (out)
 
-It has the ACTEngine's interface (`run`, `run_all`, `stats`, `limit`) and yields the same
-FinishedRows, so the evaluator scores either the same way. When to stop is decided by the
+It is an ACTRunner (hrm_eval.inference.runner: `run`, `stats`, `slots`, `limit`), as the
+ACTEngine is, and yields the same FinishedRows, so the evaluator scores either the same way;
+`run_all` is the shared one. When to stop is decided by the
 engine's HaltingPolicy (fixed, adaptive, threshold), not restated here. Rows that halt leave
 the batch at once (later steps compute only the rows still running); unlike the engine, freed
 slots are not refilled, which keeps the loop simple: one chunk of `slots` puzzles at a time.
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from hrm_eval.inference.engine import FinishedRows, HaltingPolicy, PuzzleChunk
+from hrm_eval.inference.runner import run_all
 from hrm_eval.models import ModelConfig, build_model
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -89,14 +91,7 @@ class OnnxACTRunner:
         self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor] = None
     ) -> FinishedRows:
         """Every row of `inputs` [n, L] to completion; results in input order."""
-        parts = list(self.run([PuzzleChunk(torch.arange(len(inputs)), inputs, puzzle_identifiers, labels)]))
-        order = torch.cat([p.index for p in parts]).argsort()
-
-        def cat(name: str) -> Optional[torch.Tensor]:
-            values = [getattr(p, name) for p in parts]
-            return None if values[0] is None else torch.cat(values)[order]
-
-        return FinishedRows(**{name: cat(name) for name in FinishedRows.__dataclass_fields__})  # type: ignore[arg-type]
+        return run_all(self, inputs, puzzle_identifiers, labels)
 
     def _run_batch(self, chunk: PuzzleChunk) -> Iterator[FinishedRows]:
         n, T, c = len(chunk.index), self.limit, self.config

@@ -26,7 +26,8 @@ import torch
 
 from hrm_eval.data.tasks import all_tasks, detect_task, get_task
 from hrm_eval.data.tasks.base import PuzzleTask
-from hrm_eval.inference.engine import ACTEngine, HaltingPolicy
+from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy
+from hrm_eval.inference.scaling import ScaledRows, ScaledRunner, ScalingPolicy
 from hrm_eval.models.act import ACTModel
 from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
@@ -52,6 +53,12 @@ class Solution:
     step_answers: Optional[List[Any]] = None  # the answer after each step (return_steps=True)
     step_q_halt_probabilities: Optional[List[float]] = None  # sigmoid(q_halt) after each step (return_steps)
     expected: Optional[Any] = None  # a known answer given with the puzzle (a file row's), else None
+    # test-time scaling (None when off): attempts run, ACT steps over all of them, the 1-based
+    # attempt whose answer passed the rule check (None: none did), how the answer was chosen
+    attempts: Optional[int] = None
+    act_steps_total: Optional[int] = None
+    solved_at_attempt: Optional[int] = None
+    selected_by: Optional[str] = None
 
     @property
     def correct(self) -> Optional[bool]:
@@ -70,7 +77,8 @@ class Solver:
     `model_or_checkpoint`: an ACTModel, a LoadedCheckpoint, or a checkpoint path / name (loaded
     on `device` in `dtype`). `task`: a task name; detected from the first puzzle when None.
     `halting`: adaptive (the model's own rule), fixed (every step) or threshold
-    (sigmoid(q_halt) >= `threshold`)."""
+    (sigmoid(q_halt) >= `threshold`). `scaling`: test-time scaling (a ScalingPolicy, or "verify"
+    with `budget` / `views` / `noise` / `seed`); off by default."""
 
     def __init__(
         self,
@@ -85,11 +93,19 @@ class Solver:
         dtype: Optional[str] = None,
         overrides: Optional[Dict[str, Any]] = None,
         model_config: Optional[Dict[str, Any]] = None,
+        scaling: ScalingPolicy | str = "off",
+        budget: Optional[int] = None,
+        views: int = 8,
+        noise: float = 0.0,
+        seed: int = 0,
     ):
         try:
             self.policy = HaltingPolicy(halting, threshold=threshold, min_steps=min_steps, max_steps=max_steps)  # type: ignore[arg-type]
         except ValueError as e:
             raise HRMEvalError(f"solve: {e}") from None
+        if not isinstance(scaling, ScalingPolicy):
+            scaling = ScalingPolicy.checked(scaling, budget=budget, views=views, noise=noise, seed=seed)
+        self.scaling = scaling
         self.task: Optional[PuzzleTask] = get_task(task) if task else None
         self._load_options = {"overrides": dict(overrides or {}), "model_config": model_config, "dtype": dtype}
         self.model: Optional[ACTModel] = None
@@ -149,7 +165,7 @@ class Solver:
         return self.model
 
     # ---- puzzles -> tokens ---------------------------------------------------------------------
-    def resolve_task(self, puzzle: Any) -> PuzzleTask:
+    def task_for(self, puzzle: Any) -> PuzzleTask:
         """The given task, or the one task of this vocabulary that reads `puzzle` (and whose
         layout it fits); one-line error naming the candidates otherwise."""
         if self.task is not None:
@@ -191,7 +207,7 @@ class Solver:
         """One puzzle in natural form -> its input tokens [seq_len], checked against the model and,
         first of all, against the task's rules: a puzzle whose givens break them is impossible,
         however confidently the model would answer it."""
-        task = self.resolve_task(puzzle)
+        task = self.task_for(puzzle)
         tokens = task.encode_puzzle(puzzle)
         if self.seq_len is not None and len(tokens) != self.seq_len:
             raise HRMEvalError(f"solve: {self._misfit(task, tokens)}")
@@ -225,17 +241,10 @@ class Solver:
         task = self._task_of_tokens(inputs)
         model = self._ensure_model(inputs.shape[1])
         n = len(inputs)
-        engine = ACTEngine(
-            model,
-            slots=min(n, SLOTS),
-            device=self.device,
-            halting=self.policy,
-            trace_preds=return_steps,
-            cast_weights=self._owned,
-        )
+        runner = self._runner(model, task, min(n, SLOTS), return_steps, inputs.shape[1])
         ids = torch.zeros(n, dtype=torch.long) if puzzle_identifiers is None else torch.as_tensor(puzzle_identifiers)
         start = time.perf_counter()
-        done = engine.run_all(torch.as_tensor(np.asarray(inputs), dtype=torch.long), ids.long())
+        done: FinishedRows = runner.run_all(torch.as_tensor(np.asarray(inputs), dtype=torch.long), ids.long())
         seconds = (time.perf_counter() - start) / n
         preds = done.preds.numpy()  # [n, L]
         q_by_step = torch.sigmoid(done.q_halt_by_step).numpy()  # [n, T], NaN after the halting step
@@ -250,7 +259,7 @@ class Solver:
                     tokens=[int(t) for t in preds[i]],
                     verified=bool(task.verify(inputs[i], preds[i])) if task.checks_rules else None,
                     steps=steps,
-                    max_steps=engine.limit,
+                    max_steps=runner.limit,
                     q_halt_probability=float(q_by_step[i, steps - 1]),
                     seconds=seconds,
                     name=names[i] if names is not None else None,
@@ -259,10 +268,18 @@ class Solver:
                     else None,
                     step_q_halt_probabilities=[float(q) for q in q_by_step[i, :steps]] if return_steps else None,
                     expected=expected[i] if expected is not None else None,
+                    **_scaling_fields(done, i),
                 )
             )
         log.debug("solved %d %s puzzles in %.3f s", n, task.name, seconds * n)
         return out
+
+    def _runner(self, model: ACTModel, task: PuzzleTask, slots: int, trace: bool, seq_len: int) -> Any:
+        """The ACT engine, or the engine with test-time scaling over it."""
+        common = dict(slots=slots, device=self.device, halting=self.policy, trace_preds=trace, cast_weights=self._owned)
+        if self.scaling.enabled:
+            return ScaledRunner(model, task, self.scaling, seq_len=seq_len, **common)  # type: ignore[arg-type]
+        return ACTEngine(model, **common)  # type: ignore[arg-type]
 
     def solve_file(
         self, path: str | Path, *, limit: Optional[int] = None, return_steps: bool = False
@@ -295,7 +312,7 @@ class Solver:
             try:
                 inputs.append(self.encode(question))
                 if answer:
-                    self.resolve_task(question).check_row(question, answer)
+                    self.task_for(question).check_row(question, answer)
             except (HRMEvalError, RowError) as e:
                 raise HRMEvalError(f"{where}: {e}") from None
             expected.append(self.task.decode(self.task.encode(answer)) if answer and self.task else None)
@@ -322,6 +339,20 @@ class Solver:
         return self.task
 
 
+def _scaling_fields(done: FinishedRows, i: int) -> Dict[str, Any]:
+    """Solution's scaling fields for row i (empty without scaling)."""
+    if not isinstance(done, ScaledRows):
+        return {}
+    assert done.attempts is not None and done.act_steps_total is not None and done.solved_at_attempt is not None
+    at = int(done.solved_at_attempt[i])
+    return {
+        "attempts": int(done.attempts[i]),
+        "act_steps_total": int(done.act_steps_total[i]),
+        "solved_at_attempt": at or None,
+        "selected_by": done.selected_by[i],
+    }
+
+
 def solve(
     model_or_checkpoint: Any,
     puzzle: Any,
@@ -334,7 +365,8 @@ def solve(
 
     `model_or_checkpoint`: an ACTModel, a LoadedCheckpoint, or a checkpoint path or name.
     `halting`: adaptive (default), fixed or threshold; `return_steps`: also the answer after each
-    ACT step. `options` go to `Solver` (threshold, min_steps, max_steps, device, dtype). For many
+    ACT step. `options` go to `Solver` (threshold, min_steps, max_steps, device, dtype, scaling,
+    budget, views, noise, seed). For many
     puzzles, make one `Solver` and call `solve_all` (the checkpoint is loaded once)."""
     solver = Solver(model_or_checkpoint, task, halting=halting, **options)
     return solver.solve(puzzle, return_steps=return_steps)

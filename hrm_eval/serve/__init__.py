@@ -8,9 +8,10 @@ solving step by step.
     config.py     ServeConfig: the mode's settings
     model.py      the checkpoint, its task, request <-> tokens
     scheduler.py  the engine thread and the live queue it pulls from
-    app.py        routes, errors, API key, body limit, the page
-    metrics.py    what /metrics reports
-    server.py     build the app, bind the socket, run uvicorn
+    app.py        routes, errors, API key, body limits, draining, the page
+    guard.py      below the app: header timeout, connection cap, JSON nesting depth
+    metrics.py    what /metrics (Prometheus) and /v1/stats (JSON) report
+    server.py     build the app, bind the socket, run uvicorn, drain on SIGTERM
 """
 
 from hrm_eval.serve.config import ServeConfig

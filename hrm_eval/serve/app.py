@@ -1,17 +1,22 @@
-"""The HTTP app: routes, error handling, the API key, body limits, the page.
+"""The HTTP app: routes, error handling, the API key, body limits, draining, the page.
 
-    GET  /                   the page (static/index.html)
-    GET  /health             liveness: 200 while the engine thread runs
-    GET  /metrics            requests, errors, latency percentiles, puzzles/s, batching
-    GET  /v1/model           family, variant, layout, checkpoint sha256, dtype, halting
+    GET  /                   the page (static/index.html)                       (and HEAD)
+    GET  /health             liveness: 200 while the engine runs; "draining" after SIGTERM (and HEAD)
+    GET  /ready              readiness: 200, or 503 while draining             (and HEAD)
+    GET  /metrics            Prometheus text format (metrics.py lists the series)
+    GET  /v1/stats           the same for people, JSON: counts, latency, recent puzzles/s
+    GET  /v1/model           family, variant, layout, checkpoint sha256, dtype, halting, limits (and HEAD)
     GET  /v1/puzzles/random  a puzzle of the test set (and its solution), for the page
     POST /v1/solve           one puzzle -> its answer
     POST /v1/solve/batch     many puzzles -> answers in order
     POST /v1/solve/stream    server-sent events: `puzzle` (as read), one `step` per ACT step, `final`
     GET  /v1/solve/stream    the same with ?puzzle=...&task=... (for curl and EventSource)
+    GET  /docs, /redoc       the API pages, their scripts served from here (fastapi-offline)
 
-Every error is JSON `{"error": "<field>: <reason>", "status": N}`; nothing a client sends
-can make a handler raise past these handlers (a 500 would be a bug).
+Every error is JSON `{"error": "<field>: <reason>", "status": N}`. The Gate in front of the app
+reads the whole body (size, time, encoding and nesting checked before any parsing) and catches
+what nothing else did: an unexpected exception is logged, answered 500 in JSON and counted in
+`hrm_serve_internal_errors_total` (each one is a bug).
 """
 
 from __future__ import annotations
@@ -19,18 +24,21 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, MutableMapping, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, MutableMapping, Optional, Set
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hrm_eval.serve.config import ServeConfig
+from hrm_eval.serve.guard import MAX_JSON_DEPTH, json_depth
 from hrm_eval.serve.metrics import Metrics
 from hrm_eval.serve.model import Puzzle, RequestError, ServedModel, Solution
 from hrm_eval.serve.scheduler import BatchScheduler, QueueFull, Ticket
@@ -44,75 +52,150 @@ from hrm_eval.serve.schemas import (
     SolveResponse,
 )
 
+log = logging.getLogger("hrm_eval")
 STATIC = Path(__file__).parent / "static"
 RETRY_AFTER_S = 1  # a full queue drains within about a second at the engine's throughput
-ROUTES = ("/", "/health", "/metrics", "/v1/model", "/v1/puzzles/random", "/v1/solve", "/v1/solve/batch")
+CLIENT_GONE = 499  # nginx's "client closed request": in the metrics only, nobody receives it
+ROUTES = (
+    "/",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/favicon.ico",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/v1/model",
+    "/v1/stats",
+    "/v1/puzzles/random",
+    "/v1/solve",
+    "/v1/solve/batch",
+    "/v1/solve/stream",
+)
+# The HTML pages (/, /docs, /redoc) may load nothing from anywhere but this server: the browser
+# enforces it (ReDoc's bundle, for one, would fetch its logo from its vendor's CDN). Inline
+# scripts and styles: Swagger UI's start-up call and both bundles' styling.
+HTML_PAGES = ("/", "/docs", "/redoc")
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 ERRORS: Dict[int | str, Dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": what}
     for code, what in (
+        (400, "not HTTP/1.1 the server can read"),
         (401, "missing or wrong API key (with --api-key)"),
+        (408, "headers or body not sent within --header-timeout / --body-timeout"),
         (413, "body or batch too large"),
-        (422, "malformed JSON or a wrong puzzle: the field and the reason"),
-        (503, "queue full: retry after Retry-After seconds"),
+        (422, "malformed JSON (not UTF-8, nested too deeply) or a wrong puzzle: the field and the reason"),
+        (500, "a bug: logged and counted"),
+        (503, "queue full (retry after Retry-After seconds), too many connections, or draining for shutdown"),
         (504, "the request's deadline passed"),
     )
 }
 
 
-def error_response(status: int, message: str, headers: Optional[Dict[str, str]] = None) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+def error_response(status: int, message: str, headers: Optional[Dict[str, str]] = None) -> Response:
+    # ensure_ascii: a message may quote what the client sent, lone surrogates included, which
+    # cannot be encoded as UTF-8 (JSONResponse would raise while rendering: a 500)
+    body = json.dumps({"error": message, "status": status}, ensure_ascii=True)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def validation_message(exc: RequestValidationError) -> str:
     """The first problem as `field: reason`, the field written as the client wrote it."""
     err = exc.errors()[0]
-    loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+    loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query")]
     if err.get("type") == "json_invalid":
         return f"body: not valid JSON ({err.get('ctx', {}).get('error', err['msg'])})"
     field = "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc).lstrip(".") or "body"
     return f"{field}: {err['msg'].removeprefix('Value error, ')}"
 
 
-class Gate:
-    """ASGI middleware in front of every route: the API key for /v1, the body limit, metrics.
-    Done before routing so that no handler ever sees an unauthorised or oversized request."""
+class Outcome:
+    """A request's final status as the Gate records it; a stream sets it when it ends (its
+    response started as 200 before the answer was known)."""
 
-    def __init__(self, app: Any, *, api_key: Optional[str], max_body: int, metrics: Metrics):
-        self.app, self.api_key, self.max_body, self.metrics = app, api_key, max_body, metrics
+    def __init__(self) -> None:
+        self.status: Optional[int] = None
+
+
+class Gate:
+    """ASGI middleware in front of every route: the API key for /v1, the body (size, time,
+    encoding, nesting), draining, the last-resort 500, metrics. Done before routing so that no
+    handler ever sees an unauthorised, oversized, slow or hostile body."""
+
+    def __init__(self, app: Any, service: "Service"):
+        self.app, self.service, self.cfg, self.metrics = app, service, service.cfg, service.metrics
 
     async def __call__(self, scope: Dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        start, path, status = time.perf_counter(), scope["path"], [500]
+        start, path, status, outcome = time.perf_counter(), scope["path"], [0], Outcome()
+        scope["hrm.outcome"] = outcome
 
         async def sending(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if path in HTML_PAGES:
+                    message["headers"] = [*message.get("headers", []), (b"content-security-policy", CSP.encode())]
             await send(message)
 
+        self.service.requests_in_flight += 1
         try:
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            if self.api_key is not None and path.startswith("/v1") and not self._authorised(headers):
-                response = error_response(401, "Authorization: send `Bearer <key>`", {"WWW-Authenticate": "Bearer"})
-                return await response(scope, receive, sending)
-            body = await self._read_body(headers, receive)
-            if body is None:
-                return await error_response(413, f"body: larger than {self.max_body} bytes")(scope, receive, sending)
-            await self.app(scope, _replay(body, receive), sending)
+            await self._handle(scope, receive, sending)
+        except Exception:  # noqa: BLE001 - the last resort: a bug, but never a plain-text 500
+            log.exception("unexpected error in %s %s", scope["method"], path)
+            self.metrics.internal.inc()
+            outcome.status = 500
+            if not status[0]:
+                await error_response(500, "internal error (logged)")(scope, receive, sending)
         finally:
-            route = path if path in ROUTES or path == "/v1/solve/stream" else "other"
-            self.metrics.request(route, status[0], time.perf_counter() - start, path.startswith("/v1/solve"))
+            self.service.requests_in_flight -= 1
+            # labels from a fixed set: a client inventing paths or methods cannot add series
+            route = path if path in ROUTES else ("/static" if path.startswith("/static") else "other")
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            final = outcome.status or status[0] or CLIENT_GONE
+            self.metrics.request(route, method, final, time.perf_counter() - start)
+
+    async def _handle(self, scope: Dict[str, Any], receive: Callable, send: Callable) -> None:
+        path = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.cfg.api_key is not None and path.startswith("/v1") and not self._authorised(headers):
+            response = error_response(401, "Authorization: send `Bearer <key>`", {"WWW-Authenticate": "Bearer"})
+            return await response(scope, receive, send)
+        if self.service.draining and path.startswith("/v1/solve"):
+            return await draining_response(self.cfg)(scope, receive, send)
+        try:
+            body = await asyncio.wait_for(self._read_body(headers, receive), self.cfg.body_timeout_s)
+        except asyncio.TimeoutError:
+            message = f"body: not received within {self.cfg.body_timeout_s:g} s"
+            return await error_response(408, message, {"Connection": "close"})(scope, receive, send)
+        if body is None:
+            message = f"body: larger than {self.cfg.max_body_bytes} bytes"
+            return await error_response(413, message, {"Connection": "close"})(scope, receive, send)
+        problem = body_problem(body) if body and path.startswith("/v1") else None
+        if problem is not None:
+            return await error_response(422, problem)(scope, receive, send)
+        await self.app(scope, _replay(body, receive), send)
 
     def _authorised(self, headers: Dict[str, str]) -> bool:
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        assert self.api_key is not None
-        # compare_digest: the time taken does not tell how much of a guess was right
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+        assert self.cfg.api_key is not None
+        # compare_digest: the time taken does not tell how much of a guess was right; the header's
+        # bytes as sent (decoded as latin-1 above) against the key's UTF-8
+        sent = token.strip().encode("latin-1")
+        return scheme.lower() == "bearer" and hmac.compare_digest(sent, self.cfg.api_key.encode())
 
     async def _read_body(self, headers: Dict[str, str], receive: Callable) -> Optional[bytes]:
         """The whole body, or None when it is over the limit (by its Content-Length or as read)."""
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body:
+        if length.isdigit() and int(length) > self.cfg.max_body_bytes:
             return None
         chunks: List[bytes] = []
         size = 0
@@ -122,11 +205,28 @@ class Gate:
                 break
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_body:
+            if size > self.cfg.max_body_bytes:
                 return None
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def body_problem(body: bytes) -> Optional[str]:
+    """Why a JSON body is refused before it is parsed: not UTF-8 (RFC 8259), or nested so deeply
+    that a recursive parser would work (and recurse) on it. None when it may be parsed."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"body: not valid JSON (not UTF-8 at byte {e.start})"
+    if json_depth(body) > MAX_JSON_DEPTH:
+        return f"body: not valid JSON (nested deeper than {MAX_JSON_DEPTH} levels)"
+    return None
+
+
+def draining_response(cfg: ServeConfig) -> Response:
+    message = "draining: the server is shutting down; send it to another instance"
+    return error_response(503, message, {"Retry-After": str(RETRY_AFTER_S), "Connection": "close"})
 
 
 def _replay(body: bytes, receive: Callable) -> Callable[[], Awaitable[Dict[str, Any]]]:
@@ -137,21 +237,34 @@ def _replay(body: bytes, receive: Callable) -> Callable[[], Awaitable[Dict[str, 
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # after the body: disconnects, which a stream listens for
+        return await receive()  # after the body: disconnects, which solves and streams listen for
 
     return replay
 
 
+async def _client_gone(receive: Callable) -> None:
+    """Returns when the client has closed the connection (the body was read before)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        await asyncio.sleep(0.05)  # no second body exists; never spin on one
+
+
 class Service:
-    """The handlers' shared state: the model, the scheduler, the limits, the metrics."""
+    """The handlers' shared state: the model, the scheduler, the limits, the metrics, draining."""
 
     def __init__(self, served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig, metrics: Metrics):
         self.served, self.scheduler, self.cfg, self.metrics = served, scheduler, cfg, metrics
         self.rng = np.random.default_rng()
+        self.live: Set[Ticket] = set()  # tickets of requests still waiting (event loop only)
+        self.requests_in_flight = 0
+        self.draining = False
 
     def tickets(self, puzzles: List[Puzzle], timeout_s: Optional[float], *, want_steps: bool, stream: bool):
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + min(timeout_s or self.cfg.timeout_s, self.cfg.timeout_s)
+        timeout = min(timeout_s or self.cfg.timeout_s, self.cfg.timeout_s)
+        deadline = time.monotonic() + timeout
         tickets = [
             Ticket(
                 p.tokens,
@@ -160,6 +273,7 @@ class Service:
                 loop,
                 want_steps=want_steps,
                 events=asyncio.Queue() if stream else None,
+                timeout_s=timeout,
             )
             for p in puzzles
         ]
@@ -169,22 +283,30 @@ class Service:
             raise RequestError(503, f"queue full: {e}", {"Retry-After": str(RETRY_AFTER_S)}) from None
         except RuntimeError as e:
             raise RequestError(503, str(e)) from None
+        self.live.update(tickets)
         return tickets
 
-    async def wait(self, tickets: List[Ticket]) -> List[Solution]:
-        remaining = tickets[0].deadline - time.monotonic()
+    async def wait(self, tickets: List[Ticket], receive: Callable) -> List[Solution]:
+        """The answers; 504 past the deadline, ClientGone when the client leaves first (either
+        way the tickets are cancelled: out of the queue now, out of the engine at its next step)."""
+        remaining = max(tickets[0].deadline - time.monotonic(), 0.0)
+        answers: asyncio.Future = asyncio.gather(*(t.future for t in tickets))
+        gone: asyncio.Future = asyncio.ensure_future(_client_gone(receive))
         try:
-            solutions = await asyncio.wait_for(asyncio.gather(*(t.future for t in tickets)), max(remaining, 0.0))
-        except asyncio.TimeoutError:
-            self.scheduler.cancel(tickets)
-            raise RequestError(504, f"timeout_s: no answer within {self._timeout(tickets):.3g} s") from None
-        except RuntimeError as e:  # the engine thread stopped
-            raise RequestError(503, str(e)) from None
-        self.metrics.solved(len(solutions))
-        return list(solutions)
-
-    def _timeout(self, tickets: List[Ticket]) -> float:
-        return tickets[0].deadline - tickets[0].submitted
+            done, _ = await asyncio.wait({answers, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            self.live.difference_update(tickets)
+        if answers not in done:
+            self.scheduler.cancel(tickets)  # first: it counts and evicts only tickets not yet done
+            answers.cancel()
+            if gone in done:
+                raise ClientGone()
+            raise RequestError(504, f"timeout_s: no answer within {tickets[0].timeout_s:g} s") from None
+        try:
+            return list(answers.result())
+        except RuntimeError as e:  # the engine stopped, or the drain ran out of time
+            raise RequestError(503, str(e), {"Connection": "close"} if self.draining else None) from None
 
     def response(self, puzzle: Puzzle, t: Ticket, sol: Solution, start: float, steps: bool) -> Dict[str, Any]:
         out = self.served.answer(puzzle, sol, steps)
@@ -192,63 +314,129 @@ class Service:
         out["queue_ms"] = round((t.started - t.submitted) * 1000.0, 3)
         return out
 
+    def answered(self, answers: List[Dict[str, Any]]) -> None:
+        self.metrics.answered(len(answers), sum(bool(a.get("verified")) for a in answers))
 
-def create_app(served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig) -> Gate:
+    # ---- draining ------------------------------------------------------------------------------
+    def start_drain(self) -> None:
+        self.draining = True
+        self.metrics.draining.set(1)
+
+    def abort_waiting(self, message: str) -> int:
+        """The drain ran out of time: every request still waiting gets 503 now (a stream its
+        final `error` event). Returns how many puzzles were abandoned."""
+        live = [t for t in self.live if not t.future.done()]
+        self.scheduler.cancel(live)  # first: out of the queue and the engine while still unanswered
+        for t in live:
+            t.future.set_exception(RuntimeError(message))
+            if t.events is not None:
+                t.events.put_nowait(("error", message))
+        return len(live)
+
+
+def create_app(served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig, metrics: Metrics) -> Gate:
     """The FastAPI app behind its Gate (what uvicorn runs)."""
-    metrics = Metrics()
     service = Service(served, scheduler, cfg, metrics)
-    app = FastAPI(
+    metrics.slots.set(scheduler.engine.slots)
+    metrics.watch(scheduler.queue_state)
+    metrics.model.info(model_labels(served))
+    # fastapi-offline: /docs and /redoc load Swagger UI / ReDoc from this server, not a CDN
+    app = FastAPIOffline(
         title="hrm-eval serve",
         version="1",
         description=f"Solve puzzles with {served.name} ({served.config.variant}). With --api-key, every /v1 "
         "route needs `Authorization: Bearer KEY`.",
+        favicon_url="/favicon.ico",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the validator's site
     )
     install_error_handlers(app)
     add_info_routes(app, service)
     add_solve_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return Gate(app, api_key=cfg.api_key, max_body=cfg.max_body_bytes, metrics=metrics)
+    return Gate(app, service)
+
+
+def model_labels(served: ServedModel) -> Dict[str, str]:
+    d = served.describe()
+    keys = ("name", "family", "variant", "step", "sha256", "dtype", "task")
+    labels = {k: str(d[k]) for k in keys}
+    labels["halting"] = d["halting"]["mode"]
+    return labels
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
-    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+    async def request_error(request: Request, exc: RequestError) -> Response:
         return error_response(exc.status, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
         return error_response(422, validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = f"no route {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            message = f"no route {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method: {request.method} not allowed on {request.url.path}"
+        elif exc.status_code == 400:  # FastAPI could not read the body (what body_problem lets through)
+            return error_response(422, "body: not valid JSON")
+        else:
+            message = str(exc.detail)
         return error_response(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=CLIENT_GONE)  # for the metrics: the connection is already closed
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return error_response(500, "internal error (logged)")  # Starlette then re-raises to the Gate
 
 
 def add_info_routes(app: FastAPI, service: Service) -> None:
-    served, scheduler, metrics = service.served, service.scheduler, service.metrics
+    served, scheduler, metrics, cfg = service.served, service.scheduler, service.metrics, service.cfg
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/health", summary="Liveness")
-    async def health() -> JSONResponse:
+    @app.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.png", media_type="image/png")
+
+    @app.api_route("/health", methods=["GET", "HEAD"], summary="Liveness (200 while alive, also when draining)")
+    async def health() -> Response:
         if not scheduler.alive:
             return error_response(503, f"engine stopped: {scheduler.error!r}")
-        return JSONResponse({"status": "ok", "model": served.name})
+        state = "draining" if service.draining else "ok"
+        return JSONResponse({"status": state, "model": served.name, "requests_in_flight": service.requests_in_flight})
 
-    @app.get("/metrics", summary="Requests, errors, latency percentiles, batch occupancy, puzzles/s")
-    async def get_metrics() -> Dict[str, Any]:
+    @app.api_route("/ready", methods=["GET", "HEAD"], summary="Readiness (503 while draining)", responses=ERRORS)
+    async def ready() -> Response:
+        if service.draining:
+            return error_response(503, "draining: not taking new requests")
+        if not scheduler.alive:
+            return error_response(503, f"engine stopped: {scheduler.error!r}")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", summary="Prometheus metrics (text format 0.0.4)", response_class=Response)
+    async def get_metrics() -> Response:
+        return Response(metrics.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/stats", summary="Requests, errors, latency percentiles per route, recent puzzles/s", responses=ERRORS)
+    async def stats() -> Dict[str, Any]:
         out = metrics.snapshot()
         out["queue"] = scheduler.queue_state()
         out["engine"] = scheduler.stats()
+        out["draining"] = service.draining
         return out
 
-    @app.get("/v1/model", summary="The served model", responses=ERRORS)
+    @app.api_route("/v1/model", methods=["GET", "HEAD"], summary="The served model and limits", responses=ERRORS)
     async def model() -> Dict[str, Any]:
         info = served.describe()
         info["max_batch"] = scheduler.engine.slots
+        info["limits"] = cfg.limits()
         return info
 
     @app.get("/v1/puzzles/random", response_model=RandomPuzzle, summary="A test-set puzzle", responses=ERRORS)
@@ -260,51 +448,59 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
     served, cfg = service.served, service.cfg
 
     @app.post("/v1/solve", response_model=SolveResponse, response_model_exclude_none=True, responses=ERRORS)
-    async def solve(req: SolveRequest) -> Dict[str, Any]:
+    async def solve(req: SolveRequest, request: Request) -> Dict[str, Any]:
         """One puzzle in the task's natural form (or tokens) -> the answer in the same form."""
         start = time.monotonic()
         puzzle = served.puzzle(req)
         (t,) = service.tickets([puzzle], req.timeout_s, want_steps=req.return_steps, stream=False)
-        (sol,) = await service.wait([t])
-        return service.response(puzzle, t, sol, start, req.return_steps)
+        (sol,) = await service.wait([t], request.receive)
+        out = service.response(puzzle, t, sol, start, req.return_steps)
+        service.answered([out])
+        return out
 
     @app.post("/v1/solve/batch", response_model=BatchResponse, response_model_exclude_none=True, responses=ERRORS)
-    async def solve_batch(req: BatchRequest) -> Dict[str, Any]:
+    async def solve_batch(req: BatchRequest, request: Request) -> Dict[str, Any]:
         """Many puzzles (at most --max-request-puzzles) -> answers in the same order."""
         start = time.monotonic()
         if len(req.puzzles) > cfg.max_request_puzzles:
             raise RequestError(413, f"puzzles: {len(req.puzzles)} puzzles, at most {cfg.max_request_puzzles}")
         puzzles = [served.puzzle(p, f"puzzles[{i}].") for i, p in enumerate(req.puzzles)]
         tickets = service.tickets(puzzles, req.timeout_s, want_steps=req.return_steps, stream=False)
-        sols = await service.wait(tickets)
+        sols = await service.wait(tickets, request.receive)
         answers = [service.response(p, t, s, start, req.return_steps) for p, t, s in zip(puzzles, tickets, sols)]
+        service.answered(answers)
         return {"answers": answers, "latency_ms": round((time.monotonic() - start) * 1000.0, 3)}
 
     @app.post("/v1/solve/stream", responses=ERRORS, response_class=StreamingResponse)
-    async def solve_stream(req: SolveRequest) -> StreamingResponse:
-        """Server-sent events: `step` (answer and q_halt_probability after each ACT step), then `final`."""
-        return stream(service, served.puzzle(req), req.timeout_s)
+    async def solve_stream(req: SolveRequest, request: Request) -> StreamingResponse:
+        """Server-sent events: `step` (answer and q_halt_probability after each ACT step), then `final`;
+        an `error` event (with the status it stands for) ends a stream that gets no answer."""
+        return stream(service, served.puzzle(req), req.timeout_s, request.scope["hrm.outcome"])
 
     @app.get("/v1/solve/stream", responses=ERRORS, response_class=StreamingResponse)
     async def solve_stream_get(
-        puzzle: str = Query(..., description="the puzzle as text"), task: Optional[str] = None
+        request: Request,
+        puzzle: str = Query(..., description="the puzzle as text"),
+        task: Optional[str] = None,
     ) -> StreamingResponse:
         """The POST stream for a text puzzle given in the query string."""
-        return stream(service, served.puzzle(PuzzleInput.model_validate({"task": task, "puzzle": puzzle})), None)
+        item = PuzzleInput.model_validate({"task": task, "puzzle": puzzle})
+        return stream(service, served.puzzle(item), None, request.scope["hrm.outcome"])
 
 
-def stream(service: Service, puzzle: Puzzle, timeout_s: Optional[float]) -> StreamingResponse:
+def stream(service: Service, puzzle: Puzzle, timeout_s: Optional[float], outcome: Outcome) -> StreamingResponse:
     (t,) = service.tickets([puzzle], timeout_s, want_steps=True, stream=True)  # 503 here, before the stream
     start = time.monotonic()
     return StreamingResponse(
-        _events(service, puzzle, t, start),
+        _events(service, puzzle, t, start, outcome),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float) -> AsyncIterator[str]:
+async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float, outcome: Outcome) -> AsyncIterator[str]:
     assert t.events is not None
+    outcome.status = CLIENT_GONE  # until the stream ends with an answer or an error event
     try:
         as_read = service.served.natural(puzzle.task, puzzle.tokens)  # the puzzle as the server read it
         yield _sse("puzzle", {"task": puzzle.task.name if puzzle.task else None, **as_read})
@@ -314,18 +510,23 @@ async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float) -> 
                 kind, payload = await asyncio.wait_for(t.events.get(), max(remaining, 0.0))
             except asyncio.TimeoutError:
                 service.scheduler.cancel([t])
+                outcome.status = 504
                 yield _sse("error", {"error": "timeout_s: the deadline passed", "status": 504})
                 return
             if kind == "step":
                 yield _sse("step", service.served.step_event(puzzle, *payload))
             elif kind == "final":
-                service.metrics.solved(1)
-                yield _sse("final", service.response(puzzle, t, payload, start, False))
+                out = service.response(puzzle, t, payload, start, False)
+                service.answered([out])
+                outcome.status = 200
+                yield _sse("final", out)
                 return
             else:
+                outcome.status = 503
                 yield _sse("error", {"error": payload, "status": 503})
                 return
     finally:
+        service.live.discard(t)
         service.scheduler.cancel([t])  # a client that went away frees its place in the queue
 
 

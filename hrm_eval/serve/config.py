@@ -24,6 +24,14 @@ class ServeConfig(BaseModel):
     max_request_puzzles: int = Field(256, ge=1)  # puzzles in one /v1/solve/batch; more -> 413
     max_body_bytes: int = Field(1 << 20, ge=1024)  # request body limit; more -> 413
     timeout_s: float = Field(30.0, gt=0)  # a request's deadline (a request may ask for less); past it -> 504
+    # SIGTERM / SIGINT: finish in-flight requests for up to this long (default: timeout_s, so that a
+    # request admitted just before the signal can still get its answer), then 503 the rest and exit 0
+    drain_timeout_s: Optional[float] = Field(None, ge=0)
+    # Slow clients: a request's headers must arrive within header_timeout_s of the connection (or of
+    # the previous response) and its body within body_timeout_s of the headers; else 408 and close.
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(10.0, gt=0)
+    max_connections: int = Field(1024, ge=1)  # open connections; one more gets 503 and is closed
     # With a key every /v1 route needs `Authorization: Bearer KEY`. A secret: left out of
     # model_dump() and repr, so that settings written to logs or results never carry it.
     api_key: Optional[str] = Field(None, exclude=True, repr=False)
@@ -41,6 +49,23 @@ class ServeConfig(BaseModel):
         if self.max_request_puzzles > self.max_queue:
             raise ValueError(f"max_request_puzzles {self.max_request_puzzles} exceeds max_queue {self.max_queue}")
         return self
+
+    @property
+    def drain_s(self) -> float:
+        return self.timeout_s if self.drain_timeout_s is None else self.drain_timeout_s
+
+    def limits(self) -> Dict[str, Any]:
+        """The limits a client may run into (in /v1/model and the startup line)."""
+        return {
+            "timeout_s": self.timeout_s,
+            "drain_timeout_s": self.drain_s,
+            "header_timeout_s": self.header_timeout_s,
+            "body_timeout_s": self.body_timeout_s,
+            "max_connections": self.max_connections,
+            "max_queue": self.max_queue,
+            "max_request_puzzles": self.max_request_puzzles,
+            "max_body_bytes": self.max_body_bytes,
+        }
 
     @property
     def local_only(self) -> bool:

@@ -1,61 +1,130 @@
-"""What `GET /metrics` reports: requests, errors, latency percentiles, throughput, batching."""
+"""What the server reports: `GET /metrics` (Prometheus text format) and `GET /v1/stats` (JSON).
+
+Prometheus names (all prefixed `hrm_serve_`; counters end in `_total`, times are in seconds):
+    http_requests_total{route,method,status}   every response; a stream counts with the status it
+                                               ended with (an in-stream 504 is a 504)
+    http_request_duration_seconds{route}       histogram per route (streams: until their last event)
+    refused_connections_total{reason}          below the app: header_timeout, max_connections, bad_request
+    internal_errors_total                      the last-resort 500s (a bug each)
+    queue_depth                                puzzles waiting for a slot
+    queue_pending                              waiting + in the engine (what max_queue bounds)
+    slots_in_use / slots                       engine slots busy / there are
+    batch_size                                 histogram: puzzles computed per engine step
+    act_steps                                  histogram: ACT steps each puzzle took
+    puzzles_solved_total / puzzles_verified_total / puzzles_cancelled_total
+    draining                                   1 from SIGTERM until exit
+    model_info{name,family,variant,...}        1, with the model in its labels
+
+`/v1/stats` keeps the JSON view for people: counts, latency percentiles per route kind over the
+most recent requests, and puzzles/s over the last RATE_WINDOW_S seconds (not a lifetime average).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
-from typing import Any, Deque, Dict, Tuple
+from collections import Counter as Tally
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Tuple
 
 import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-WINDOW = 4096  # latencies kept for the percentiles (the most recent solve requests)
-RATE_WINDOW_S = 10.0  # puzzles per second over this many recent seconds
+PREFIX = "hrm_serve_"
+WINDOW = 4096  # latencies kept per route kind for the percentiles of /v1/stats
+RATE_WINDOW_S = 10.0  # /v1/stats puzzles_per_s: over this many recent seconds
+# request latency buckets (s): a single solve takes ~10 ms idle, a full queue some seconds
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """Thread-safe (the engine thread observes batch sizes and ACT steps)."""
+
+    def __init__(self, act_step_limit: int = 16) -> None:
         self.started = time.monotonic()
+        self.registry = CollectorRegistry()
+        r, p = self.registry, PREFIX
+        self.requests = Counter(p + "http_requests", "HTTP responses", ["route", "method", "status"], registry=r)
+        self.latency = Histogram(
+            p + "http_request_duration_seconds", "time in the server", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.refused = Counter(p + "refused_connections", "connections refused below the app", ["reason"], registry=r)
+        self.internal = Counter(p + "internal_errors", "unexpected exceptions answered 500", registry=r)
+        self.queue_depth = Gauge(p + "queue_depth", "puzzles waiting for a slot", registry=r)
+        self.queue_pending = Gauge(p + "queue_pending", "puzzles waiting or in the engine", registry=r)
+        self.slots_in_use = Gauge(p + "slots_in_use", "engine slots computing a puzzle", registry=r)
+        self.slots = Gauge(p + "slots", "engine slots (max batch)", registry=r)
+        self.batch = Histogram(p + "batch_size", "puzzles per engine step", buckets=BATCH_BUCKETS, registry=r)
+        self.act_steps = Histogram(
+            p + "act_steps", "ACT steps per puzzle", buckets=tuple(range(1, act_step_limit + 1)), registry=r
+        )
+        self.solved = Counter(p + "puzzles_solved", "puzzles answered", registry=r)
+        self.verified = Counter(p + "puzzles_verified", "answers the task's rules accept", registry=r)
+        self.cancelled = Counter(p + "puzzles_cancelled", "puzzles whose request gave up", registry=r)
+        self.draining = Gauge(p + "draining", "1 while the server drains before exit", registry=r)
+        self.model = Info(p + "model", "the served model", registry=r)
         self._lock = threading.Lock()
-        self.requests: Counter = Counter()  # route -> count
-        self.statuses: Counter = Counter()  # status code -> count
-        self._latency: Deque[float] = deque(maxlen=WINDOW)  # seconds, solve routes only
-        self._solved: Deque[Tuple[float, int]] = deque()  # (time, puzzles) of recent answers
+        self._statuses: Tally = Tally()
+        self._routes: Tally = Tally()
+        self._latency: Dict[str, Deque[float]] = {}
+        self._answered: Deque[Tuple[float, int]] = deque()  # (time, puzzles) of recent answers
         self.puzzles = 0
 
-    def request(self, route: str, status: int, seconds: float, solve: bool) -> None:
+    # ---- observations --------------------------------------------------------------------------
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
         with self._lock:
-            self.requests[route] += 1
-            self.statuses[status] += 1
-            if solve and status == 200:
-                self._latency.append(seconds)
+            self._routes[route] += 1
+            self._statuses[status] += 1
+            if status == 200:
+                self._latency.setdefault(route, deque(maxlen=WINDOW)).append(seconds)
 
-    def solved(self, n: int) -> None:
+    def refused_connection(self, reason: str) -> None:
+        self.refused.labels(reason).inc()
+
+    def answered(self, n: int, verified: int) -> None:
+        self.solved.inc(n)
+        self.verified.inc(verified)
         now = time.monotonic()
         with self._lock:
             self.puzzles += n
-            self._solved.append((now, n))
-            while self._solved and self._solved[0][0] < now - RATE_WINDOW_S:
-                self._solved.popleft()
+            self._answered.append((now, n))
+            while self._answered and self._answered[0][0] < now - RATE_WINDOW_S:
+                self._answered.popleft()
+
+    def watch(self, queue: Callable[[], Dict[str, int]]) -> None:
+        """Gauges read at scrape time from the scheduler."""
+        self.queue_depth.set_function(lambda: queue()["waiting"])
+        self.queue_pending.set_function(lambda: queue()["pending"])
+        self.slots_in_use.set_function(lambda: queue()["in_engine"])
+
+    # ---- reports ---------------------------------------------------------------------------------
+    def prometheus(self) -> bytes:
+        return generate_latest(self.registry)
 
     def snapshot(self) -> Dict[str, Any]:
         now = time.monotonic()
         with self._lock:
-            lat = np.asarray(self._latency, dtype=np.float64) * 1000.0
-            recent = sum(n for t, n in self._solved if t >= now - RATE_WINDOW_S)
+            recent = sum(n for t, n in self._answered if t >= now - RATE_WINDOW_S)
             uptime = now - self.started
-            errors = sum(c for s, c in self.statuses.items() if s >= 400)
             return {
                 "uptime_s": round(uptime, 3),
-                "requests": sum(self.requests.values()),
-                "requests_by_route": dict(self.requests),
-                "errors": errors,
-                "responses_by_status": {str(k): v for k, v in sorted(self.statuses.items())},
-                "latency_ms": {
-                    f"p{q}": round(float(np.percentile(lat, q)), 3) if lat.size else None for q in (50, 95, 99)
-                }
-                | {"count": int(lat.size)},
+                "requests": sum(self._routes.values()),
+                "requests_by_route": dict(self._routes),
+                "errors": sum(c for s, c in self._statuses.items() if s >= 400),
+                "responses_by_status": {str(k): v for k, v in sorted(self._statuses.items())},
+                "latency_ms": {route: _percentiles(lat) for route, lat in sorted(self._latency.items())},
                 "puzzles": self.puzzles,
-                "puzzles_per_s": round(self.puzzles / uptime, 3) if uptime > 0 else 0.0,
-                f"puzzles_per_s_last_{int(RATE_WINDOW_S)}s": round(recent / min(RATE_WINDOW_S, max(uptime, 1e-9)), 3),
+                "puzzles_per_s": round(recent / min(RATE_WINDOW_S, max(uptime, 1e-9)), 3),
+                "puzzles_per_s_window_s": RATE_WINDOW_S,
             }
+
+
+def _percentiles(latencies: Deque[float]) -> Dict[str, Any]:
+    """p50/p95/p99 in ms of a route's most recent answered requests (200s only)."""
+    lat = np.asarray(latencies, dtype=np.float64) * 1000.0
+    out: Dict[str, Any] = {f"p{q}": round(float(np.percentile(lat, q)), 3) for q in (50, 95, 99)}
+    out["count"] = int(lat.size)
+    return out

@@ -23,6 +23,7 @@ from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.runtime import DtypeChoice, choose_dtype
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, resolve_checkpoint_path
 from hrm_eval.serve.config import ServeConfig
+from hrm_eval.serve.guard import MAX_JSON_DEPTH, json_depth
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")
@@ -166,6 +167,9 @@ class ServedModel:
         if item.tokens is not None:
             return Puzzle(self._tokens(item.tokens, where), item.puzzle_identifier, task, True)
         name, value = ("grid", item.grid) if item.grid is not None else ("puzzle", item.puzzle)
+        if isinstance(value, str) and value.lstrip().startswith("[") and json_depth(value) > MAX_JSON_DEPTH:
+            # JSON text in a string: measured before the task's parser recurses into it
+            raise RequestError(422, f"{where}{name}: not valid JSON (nested deeper than {MAX_JSON_DEPTH} levels)")
         if task is None:
             raise RequestError(
                 422,

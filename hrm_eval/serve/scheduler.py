@@ -11,6 +11,11 @@ The source never blocks while puzzles are in flight: it hands over what is queue
 ACT step (continuous batching: a puzzle that halts frees its slot at once). When the engine is
 idle the source waits for the first puzzle, then up to `batch_wait_s` for more to arrive
 together (the bounded wait), so a burst starts as one batch instead of one puzzle and a tail.
+
+A request that gives up (its client went away, its deadline passed) cancels its tickets: the
+waiting ones leave the queue at once and the ones in the engine lose their slots before the
+next engine step (`ServeEngine`), so abandoned work neither holds `max_queue` places nor
+computes.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, PuzzleChunk, StepRows
+from hrm_eval.serve.metrics import Metrics
 from hrm_eval.serve.model import Solution
 
 log = logging.getLogger("hrm_eval")
@@ -52,6 +58,7 @@ class Ticket:
     deadline: float  # time.monotonic() after which nobody waits for it
     loop: asyncio.AbstractEventLoop
     want_steps: bool = False
+    timeout_s: float = 0.0  # the time its request was given (for the 504 message)
     events: Optional[asyncio.Queue] = None  # a stream's ("step", (n, preds, q_halt)), then ("final", Solution)
     future: asyncio.Future = field(init=False)
     submitted: float = field(default_factory=time.monotonic)
@@ -64,16 +71,42 @@ class Ticket:
         self.want_steps = self.want_steps or self.events is not None  # a stream is made of its steps
 
 
+class ServeEngine(ACTEngine):
+    """The ACT engine with one addition for serving: before every engine step it asks `evict`
+    for the ids of puzzles nobody waits for any more and frees their slots (their rows are simply
+    not computed again; a new puzzle may take the slot in the same refill)."""
+
+    evict: Optional[Callable[[], List[int]]] = None
+
+    def _refill(self, state: Any, queue: Any) -> None:
+        gone = self.evict() if self.evict is not None else []
+        if gone:
+            drop = torch.isin(state.index, torch.tensor(gone, dtype=torch.int64, device=state.index.device))
+            state.active &= ~drop
+        super()._refill(state, queue)
+
+
 class BatchScheduler:
     """Owns the engine thread. `submit` is called from the event loop; everything else that
     touches the engine runs on the engine thread."""
 
-    def __init__(self, engine: ACTEngine, *, max_queue: int, batch_wait_s: float, threads: int):
+    def __init__(
+        self,
+        engine: ACTEngine,
+        *,
+        max_queue: int,
+        batch_wait_s: float,
+        threads: int,
+        metrics: Optional[Metrics] = None,
+    ):
         self.engine = engine
         self.max_queue = max_queue
         self.batch_wait_s = batch_wait_s
         self.threads = threads
+        self.metrics = metrics
         engine.on_step = self._on_step
+        if isinstance(engine, ServeEngine):
+            engine.evict = self._evictions
         self._cond = threading.Condition()
         self._waiting: Deque[Ticket] = deque()
         self._pending = 0  # waiting + in the engine (guarded by _cond)
@@ -81,6 +114,8 @@ class BatchScheduler:
         self._watched = 0  # tickets in the engine that want their steps (engine thread only)
         self._ids = itertools.count()
         self._stopping = False
+        self._cancelled_in_engine = False  # a cancel() touched tickets that may be in the engine
+        self._in_engine_count = 0  # len(_in_engine), readable from the event loop (guarded by _cond)
         self.error: Optional[BaseException] = None  # set when the engine thread died
         self.puzzles_done = 0
         self._thread = threading.Thread(target=self._main, name="hrm-engine", daemon=True)
@@ -110,22 +145,32 @@ class BatchScheduler:
             self._waiting.extend(tickets)
             self._cond.notify()
 
-    def cancel(self, tickets: List[Ticket]) -> None:
-        """Their requests gave up (deadline, client gone): the ones still waiting leave the queue
-        now, so their places are free for the next request; one already in the engine finishes
-        its step and is dropped then."""
+    def cancel(self, tickets: List[Ticket]) -> int:
+        """Their requests gave up (deadline, client gone, drain): the ones still waiting leave the
+        queue now, so their places are free for the next request; the ones in the engine lose their
+        slots before its next step. Returns how many were still unanswered (counted as cancelled)."""
+        live = [t for t in tickets if not t.cancelled and not t.future.done()]
         with self._cond:
             for t in tickets:
                 t.cancelled = True
-            gone = {id(t) for t in tickets}
+            gone = {id(t) for t in live}
             kept = [t for t in self._waiting if id(t) not in gone]
             self._pending -= len(self._waiting) - len(kept)
             self._waiting.clear()
             self._waiting.extend(kept)
+            self._cancelled_in_engine = self._cancelled_in_engine or bool(live)
+        if live and self.metrics is not None:
+            self.metrics.cancelled.inc(len(live))
+        return len(live)
 
     def queue_state(self) -> Dict[str, int]:
         with self._cond:
-            return {"waiting": len(self._waiting), "pending": self._pending, "max_queue": self.max_queue}
+            return {
+                "waiting": len(self._waiting),
+                "in_engine": self._in_engine_count,
+                "pending": self._pending,
+                "max_queue": self.max_queue,
+            }
 
     # ---- the engine thread ------------------------------------------------------------------
     def _main(self) -> None:
@@ -173,6 +218,8 @@ class BatchScheduler:
             idx = next(self._ids)
             t.started = time.monotonic()
             self._in_engine[idx] = t
+            with self._cond:
+                self._in_engine_count += 1
             self._watched += t.want_steps
             yield PuzzleChunk(
                 torch.tensor([idx], dtype=torch.int64),
@@ -180,7 +227,23 @@ class BatchScheduler:
                 torch.tensor([t.identifier], dtype=torch.int32),
             )
 
+    def _evictions(self) -> List[int]:
+        """Engine thread, before each step: the ids of cancelled puzzles in the engine, which
+        leave it now (their requests were answered 504 or went away)."""
+        with self._cond:
+            if not self._cancelled_in_engine:
+                return []
+            self._cancelled_in_engine = False
+            gone = [idx for idx, t in self._in_engine.items() if t.cancelled]
+            self._pending -= len(gone)
+            self._in_engine_count -= len(gone)
+        for idx in gone:
+            self._watched -= self._in_engine.pop(idx).want_steps
+        return gone
+
     def _on_step(self, rows: StepRows) -> None:
+        if self.metrics is not None:
+            self.metrics.batch.observe(len(rows.index))
         if not self._watched:
             return
         for i, idx in enumerate(rows.index.tolist()):
@@ -202,7 +265,11 @@ class BatchScheduler:
             done.setdefault(t.loop, []).append((t, sol))
         with self._cond:
             self._pending -= len(finished)
+            self._in_engine_count -= len(finished)
         self.puzzles_done += len(finished)
+        if self.metrics is not None:
+            for n in finished.steps.tolist():
+                self.metrics.act_steps.observe(n)
         for loop, pairs in done.items():  # one wake-up of the event loop per engine step
             loop.call_soon_threadsafe(_deliver, pairs)
 
@@ -211,6 +278,7 @@ class BatchScheduler:
             tickets = list(self._waiting) + list(self._in_engine.values())
             self._waiting.clear()
             self._pending = 0
+            self._in_engine_count = 0
         for t in tickets:
             t.loop.call_soon_threadsafe(_fail, t, e)
 

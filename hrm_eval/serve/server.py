@@ -1,4 +1,15 @@
-"""Starting the server: the model, the engine thread, the app, uvicorn on a bound socket."""
+"""Starting the server: the model, the engine thread, the app, uvicorn on a bound socket; and
+stopping it: SIGTERM / SIGINT drain it (`DrainingServer`) and it exits 0.
+
+Draining, step by step (README: Serve, "Stopping"):
+  1. the signal: /ready answers 503 and /health `"status": "draining"` at once; new solve
+     requests get 503 JSON with `Connection: close` (a load balancer sends them elsewhere);
+     the socket stays open so that probes and in-flight clients are still answered;
+  2. in-flight requests (solves, batches, streams) finish, for up to `--drain-timeout` seconds
+     (default: `--timeout`, the longest a request admitted before the signal can take);
+  3. past that, what still waits gets 503 JSON (a stream a final `error` event with status 503);
+  4. uvicorn closes the connections and the process exits with status 0.
+A second signal during the drain stops at once (uvicorn's forced exit)."""
 
 from __future__ import annotations
 
@@ -6,20 +17,26 @@ import logging
 import os
 import socket
 import sys
+import time
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+import uvicorn
 
-from hrm_eval.inference.engine import ACTEngine
 from hrm_eval.inference.runtime import choose_threads, physical_cores
 from hrm_eval.serve.config import ServeConfig
+from hrm_eval.serve.guard import guarded_protocol
+from hrm_eval.serve.metrics import Metrics
 from hrm_eval.serve.model import ServedModel
-from hrm_eval.serve.scheduler import BatchScheduler
+from hrm_eval.serve.scheduler import BatchScheduler, ServeEngine
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")
 SWITCH_INTERVAL_S = 0.0005
+# After the drain: how long uvicorn may take to close connections whose responses are complete
+# (each has just been answered or told 503; this only bounds a stuck client's socket)
+CLOSE_GRACE_S = 5
 
 
 def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tuple[Any, ServedModel, BatchScheduler]:
@@ -29,13 +46,14 @@ def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tu
     device = resolve_device(cfg.device)
     served = ServedModel.load(cfg, device, model_config)
     # cast_weights: the model is ours alone, so its weights can be stored in the forward dtype once
-    engine = ACTEngine(
+    engine = ServeEngine(
         served.loaded.model, slots=cfg.max_batch, device=device, halting=served.halting, cast_weights=True
     )
     threads = engine_threads(cfg.threads, device)
     wait_s = cfg.batch_wait_ms / 1000.0
-    scheduler = BatchScheduler(engine, max_queue=cfg.max_queue, batch_wait_s=wait_s, threads=threads)
-    return create_app(served, scheduler, cfg), served, scheduler
+    metrics = Metrics(act_step_limit=engine.limit)
+    scheduler = BatchScheduler(engine, max_queue=cfg.max_queue, batch_wait_s=wait_s, threads=threads, metrics=metrics)
+    return create_app(served, scheduler, cfg, metrics), served, scheduler
 
 
 def engine_threads(requested: Optional[int], device: torch.device) -> int:
@@ -77,8 +95,6 @@ def url_of(sock: socket.socket) -> str:
 def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> None:
     """Run until interrupted (Ctrl-C: a clean stop). Prints `serving <model> ... on <url>` once the
     socket is bound and the model loaded."""
-    import uvicorn
-
     if not cfg.local_only and cfg.api_key is None:
         print(
             f"warning: --host {cfg.host} accepts connections from other machines and no --api-key is set: "
@@ -92,23 +108,66 @@ def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> No
     # (5 ms by default, longer than a small ACT step's ops). 0.5 ms bounds that wait.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     scheduler.start()
+    limits = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in cfg.limits().items())
     print(
         f"serving {served.name} ({served.config.variant}, task {served.task.name if served.task else 'none'}, "
         f"halting {cfg.halting}, max batch {cfg.max_batch}, threads {scheduler.threads}) on {url_of(sock)}  "
-        f"(page: /, API docs: /docs)",
+        f"(page: /, API docs: /docs)\nlimits: {limits}",
         flush=True,
     )
     config = uvicorn.Config(
         app,
         log_level="warning" if cfg.log_level == "INFO" else cfg.log_level.lower(),  # our own line says where
         access_log=False,
-        timeout_graceful_shutdown=3,
+        http=guarded_protocol(cfg.header_timeout_s, cfg.max_connections, app.metrics.refused_connection),
+        timeout_graceful_shutdown=CLOSE_GRACE_S,
         lifespan="off",
     )
     try:
-        uvicorn.Server(config).run(sockets=[sock])  # returns after a graceful shutdown on Ctrl-C / SIGTERM
-    except KeyboardInterrupt:  # uvicorn raises the signal it caught again once it has shut down
-        pass
+        DrainingServer(config, app.service).run(sockets=[sock])
     finally:
         scheduler.stop()
         sock.close()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with a drain between the signal and the shutdown (module docstring).
+    uvicorn would stop at once and raise the signal again afterwards (exit status -15); here the
+    signal only starts the drain, the main loop ends when the drain is over, and `run` returns."""
+
+    def __init__(self, config: Any, service: Any):
+        super().__init__(config)
+        self.service = service
+        self.signalled = False
+        self.drain_deadline = 0.0
+        self.aborted = False
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.signalled:  # a second signal: stop now
+            self.should_exit = self.force_exit = True
+            return
+        self.signalled = True  # the signal handler only flags it; on_tick (on the loop) acts
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.signalled and not self.service.draining:
+            self.service.start_drain()
+            self.drain_deadline = time.monotonic() + self.service.cfg.drain_s
+            log.warning("draining: %d requests in flight", self.service.requests_in_flight)
+        if self.service.draining and not self.should_exit:
+            self.should_exit = self._drained()
+        return await super().on_tick(counter)
+
+    def _drained(self) -> bool:
+        if self.service.requests_in_flight == 0:
+            return True
+        if time.monotonic() < self.drain_deadline:
+            return False
+        if not self.aborted:  # the drain timeout: 503 for what still waits, then the handlers return
+            self.aborted = True
+            n = self.service.abort_waiting(
+                f"draining: no answer within the drain timeout ({self.service.cfg.drain_s:g} s)"
+            )
+            log.warning("drain timeout: %d puzzles answered 503", n)
+        # the handlers answer within a tick or two; a client that does not read its answer must
+        # not hold the exit: uvicorn closes it after CLOSE_GRACE_S
+        return time.monotonic() > self.drain_deadline + 1.0

@@ -24,6 +24,9 @@ class TrainConfig(BaseModel):
     eval_interval: Optional[int] = Field(None, ge=1)  # in epochs, as in the public script
     eval_limit: Optional[int] = Field(None, ge=1)  # evaluate on the first N test examples only
     checkpoint_every_eval: bool = True
+    # also a checkpoint every N steps between evaluations: a long CPU run (epochs of hours) then
+    # loses at most N steps when its session ends; --resume continues mid-epoch
+    checkpoint_every: Optional[int] = Field(None, ge=1)
     lr: float
     lr_min_ratio: float = 1.0
     lr_warmup_steps: int = 0

@@ -256,10 +256,13 @@ def _train_steps(
                     last, at.step, stop_at, bar, wandb_run, quiet_rank0=quiet_rank0, seconds_per_step=seconds_per_step
                 )
             bar.update(1)
-            if eval_every and at.step % eval_every == 0 and at.step != stop_at:
+            evaluated = bool(eval_every and at.step % eval_every == 0 and at.step != stop_at)
+            if evaluated:
                 _evaluate_and_log(run, test_set, wandb_run, at.step)
-                if config.checkpoint_every_eval:
-                    _save(run, out_dir, at.step, at.epoch, at.epoch_batch, at.carry)
+            every = config.checkpoint_every
+            due = (evaluated and config.checkpoint_every_eval) or bool(every and at.step % every == 0)
+            if due and at.step != stop_at:  # the last step is saved by the caller
+                _save(run, out_dir, at.step, at.epoch, at.epoch_batch, at.carry)
             if at.step >= stop_at:
                 break
         else:

@@ -145,7 +145,23 @@ class RunSettings(LogSettings):
     wandb_project: str = "hrm-eval"
 
 
-class EvalConfig(RunSettings, ModelFlags):
+# Upper bounds of the scaling flags, checked before any work (a typo's 10^9 is refused, not run)
+MAX_BUDGET = 100_000  # ACT steps one puzzle may use over all its attempts
+MAX_VIEWS = 1_000  # attempts (views) per puzzle
+
+
+class ScalingSettings(_Config):
+    """Test-time scaling (README: Thinking longer). off: one attempt, every number as without it."""
+
+    scaling: Literal["off", "verify"] = "off"
+    budget: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)  # ACT steps per puzzle, all attempts (4 x halt_max_steps)
+    views: int = Field(8, ge=1, le=MAX_VIEWS)  # most attempts; each after the first on a view of the puzzle
+    attempt_steps: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)  # one attempt's most (2 x the halting limit)
+    noise: float = Field(0.0, ge=0, le=100)  # std of Gaussian noise on the initial carry of later attempts
+    seed: int = 0  # views and noise
+
+
+class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     """`--mode evaluate` (and configs/eval_config.yaml): every field is also a flag."""
 
     checkpoint: str  # step_<N> file, `checkpoint` file or run directory
@@ -267,7 +283,7 @@ class CompareConfig(MembersSettings):
     plots: bool = True
 
 
-class SolveConfig(LogSettings, ModelFlags):
+class SolveConfig(LogSettings, ModelFlags, ScalingSettings):
     """`--mode solve`: puzzles without answers -> the model's answers."""
 
     checkpoint: Optional[str] = None  # default: the bundled run (its newest step)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from hrm_eval.evaluation.predictions import CACHE_ENV, Member
+from hrm_eval.members.predictions import CACHE_ENV, Member
 from hrm_eval.models import HRM_ARCH_NAME, ACTModel, HRMConfig, HRMModel, build_model
 from tests.conftest import HRM_FIXTURES, SUDOKU_BUILT
 

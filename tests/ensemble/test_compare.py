@@ -9,9 +9,7 @@ import json
 import pytest
 import torch
 
-from hrm_eval.ensemble import evaluate_ensemble
-from hrm_eval.evaluation import predictions as predictions_module
-from hrm_eval.evaluation.compare import (
+from hrm_eval.compare import (
     JSON_FILE,
     REPORT_FILE,
     compare_checkpoints,
@@ -20,8 +18,10 @@ from hrm_eval.evaluation.compare import (
     recommend,
     weight_change,
 )
+from hrm_eval.ensemble import evaluate_ensemble
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
 from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.members import predictions as predictions_module
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import SUDOKU_BUILT
 from tests.ensemble.conftest import LIMIT

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hrm_eval.evaluation.predictions import PREDICTION_FIELDS
+from hrm_eval.members.predictions import PREDICTION_FIELDS
 from hrm_eval.resources import find
 from tests.conftest import run_cli, run_torchrun
 

@@ -15,13 +15,13 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.data.tasks.arc import augment_grid, crop_grid, grid_to_sequence, inverse_augment, parse_puzzle_name
 from hrm_eval.ensemble import EnsembleSettings, evaluate_ensemble, format_ensemble
-from hrm_eval.ensemble.calibration import assert_disjoint, held_out_split
 from hrm_eval.ensemble.context import EnsembleContext
+from hrm_eval.ensemble.fitting import assert_disjoint, held_out_split
 from hrm_eval.ensemble.task_scores import ensemble_task_scores
-from hrm_eval.evaluation import predictions as predictions_module
-from hrm_eval.evaluation.predictions import collect_rows, resolve_checkpoints
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
 from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.members import predictions as predictions_module
+from hrm_eval.members.predictions import collect_rows, resolve_checkpoints
 from hrm_eval.resources import bundled_run, find
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import SUDOKU_BUILT

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hrm_eval.evaluation import evaluator as evaluator_module
+from hrm_eval.evaluation import accumulator as evaluator_module
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import ROOT, SUDOKU_BUILT, run_cli
 

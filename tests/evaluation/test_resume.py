@@ -19,11 +19,11 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.ensemble.tta import make_views
-from hrm_eval.evaluation.predictions import collect_rows, predict
 from hrm_eval.evaluation.resume import RESUME_DIR, RowLog, read_log
 from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.members.predictions import collect_rows, predict
+from hrm_eval.models.loading import load_checkpoint
 from hrm_eval.resources import find
-from hrm_eval.utils import load_checkpoint
 from tests.conftest import HRM_FIXTURES, ROOT, SUDOKU_BUILT, run_cli
 
 CHECKPOINT, DATA = "checkpoints/sudoku6-hrm", "checkpoints/sudoku6-hrm/data"

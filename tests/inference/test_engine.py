@@ -10,12 +10,12 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.format import DatasetMetadata
 from hrm_eval.inference import ACTEngine, HaltingPolicy, PuzzleChunk
-from hrm_eval.utils import load_checkpoint
-from tests.conftest import HRM_FIXTURES, ROOT, TRM_FIXTURES, expected_outputs
+from hrm_eval.models.loading import load_checkpoint
+from tests.conftest import HRM_FIXTURES, PARITY_REL_TOL, ROOT, TRM_FIXTURES, expected_outputs
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
 FP32 = {"rope_f32": HRM_FIXTURES["rope_f32"], **TRM_FIXTURES}
-REL_TOL = {"rope_f32": 1e-5, "attn_f32": 1e-5, "mlpt_f32": 3e-5}  # as tests/models/test_parity.py (fixture rounding)
+REL_TOL = PARITY_REL_TOL  # tests/conftest.py says why
 
 
 def chunks(inputs, ids, labels=None, size=5):

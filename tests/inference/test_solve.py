@@ -154,3 +154,27 @@ def test_solution_to_dict_is_json(solver):
     d = json.loads(json.dumps(s.to_dict()))
     assert d["answer"] == s.answer and d["verified"] is True and d["correct"] is None
     assert np.isclose(d["q_halt_probability"], s.q_halt_probability, rtol=1e-6)
+
+
+def test_scaling_solves_what_one_attempt_misses_and_reports_its_cost():
+    """The default model on the held-out 27-blank puzzles (its hardest): one adaptive attempt
+    leaves some unsolved; --scaling verify answers every one of them with a valid board and says
+    which attempt found it and what all attempts cost."""
+    hard = ROOT / "checkpoints" / "sudoku6-hard-hrm"
+    with open(hard / "raw" / "heldout.csv", newline="") as f:
+        rows = [(q, a) for _, q, a, _ in list(csv.reader(f))[1:] if q.count(".") == 27][:24]
+    plain = Solver(hard, device="cpu").solve_all([q for q, _ in rows])
+    scaled_solver = Solver(hard, device="cpu", scaling="verify", budget=64)
+    scaled = scaled_solver.solve_all([q for q, _ in rows])
+    assert sum(s.verified for s in plain) < len(rows)  # what is there to gain
+    assert all(s.attempts is None and s.act_steps_total is None for s in plain)
+    for (_, answer), p, s in zip(rows, plain, scaled):
+        assert s.verified and s.answer == answer  # unique solutions: valid means the known answer
+        assert s.selected_by == "verified" and s.max_steps == 64
+        assert 1 <= s.solved_at_attempt <= s.attempts and s.steps <= s.act_steps_total <= 64
+        if p.verified:  # solved at once: the same answer, the same steps, nothing more spent
+            assert (s.attempts, s.act_steps_total, s.steps, s.answer) == (1, p.steps, p.steps, p.answer)
+    assert any(s.solved_at_attempt > 1 for s in scaled)
+    assert json.loads(json.dumps(scaled[0].to_dict()))["act_steps_total"] == scaled[0].act_steps_total
+    with pytest.raises(HRMEvalError, match="--scaling: budget must be >= 1"):
+        Solver(hard, device="cpu", scaling="verify", budget=0)

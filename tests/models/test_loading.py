@@ -1,4 +1,4 @@
-"""Checkpoint restore through `hrm_eval.utils.load_checkpoint`: key prefixes, configs inferred from
+"""Checkpoint restore through `hrm_eval.models.loading.load_checkpoint`: key prefixes, configs inferred from
 the tensors, refused pickle payloads, corrupt files, NaN/Inf, run directories, contradictions."""
 
 from __future__ import annotations
@@ -17,14 +17,23 @@ import yaml
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.models import build_model, loading
 from hrm_eval.models.config import HRMConfig
-from hrm_eval.models.loading import count_state_values
-from hrm_eval.utils import HRMEvalError, load_checkpoint
-from tests.conftest import HRM_FIXTURES, MAZE_BUILT, ROOT, SUDOKU_BUILT, TRM_FIXTURES, expected_outputs, fixture_batch
+from hrm_eval.models.loading import count_state_values, load_checkpoint
+from hrm_eval.utils import HRMEvalError
+from tests.conftest import (
+    HRM_FIXTURES,
+    MAZE_BUILT,
+    PARITY_REL_TOL,
+    ROOT,
+    SUDOKU_BUILT,
+    TRM_FIXTURES,
+    expected_outputs,
+    fixture_batch,
+)
 
 ALL = {**HRM_FIXTURES, **TRM_FIXTURES}
 PREFIX = "_orig_mod.model.inner."  # what the fixtures carry
 # Same tolerances as tests/models/test_parity.py (fp32 rounding noise in the fixtures).
-REL_TOL = {"rope_f32": 1e-5, "attn_f32": 1e-5, "mlpt_f32": 3e-5}
+REL_TOL = PARITY_REL_TOL  # tests/conftest.py says why
 BUFFERS = ("H_init", "L_init", "puzzle_emb.weights")  # never nn.Parameters (spec: buffers)
 
 

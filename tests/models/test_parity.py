@@ -9,14 +9,11 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.format import DatasetMetadata
 from hrm_eval.evaluation.evaluator import Evaluator
-from hrm_eval.utils import load_checkpoint
-from tests.conftest import HRM_FIXTURES, TRM_FIXTURES, expected_outputs, fixture_batch
+from hrm_eval.models.loading import load_checkpoint
+from tests.conftest import HRM_FIXTURES, PARITY_REL_TOL, TRM_FIXTURES, expected_outputs, fixture_batch
 
 FP32 = {**{k: v for k, v in HRM_FIXTURES.items() if k.endswith("f32")}, **TRM_FIXTURES}
-# Max |logit difference| allowed. The fixtures carry fp32 rounding noise: running our model in
-# float64 lands as far from them as our float32 run (rope_f32 3.5e-5, mlpt_f32 9.0e-5 at the
-# last step), so 1e-5 relative to the logit scale holds for attention models and mlp_t needs 3e-5.
-REL_TOL = {"rope_f32": 1e-5, "attn_f32": 1e-5, "mlpt_f32": 3e-5}
+REL_TOL = PARITY_REL_TOL  # tests/conftest.py says why
 
 
 def dataset_meta(exp: dict, vocab: int, num_ids: int) -> DatasetMetadata:

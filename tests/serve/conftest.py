@@ -22,11 +22,14 @@ ISSUE_PUZZLE = "356.2..24.366..3422.36514312.556.4.."  # the issue's example: a 
 ISSUE_ANSWER = "356124124536615342243651431265562413"
 # Small limits so every error code can be reached with small requests.
 MAX_BATCH, MAX_QUEUE, MAX_BODY = 16, 64, 8192
+HEADER_TIMEOUT_S = BODY_TIMEOUT_S = 2  # slow clients are cut off quickly in the tests
+MAX_CONNECTIONS = 100
 STARTUP_S = 240  # a loaded 2-core machine needs a while to import torch and load the model
 
 
 class Server:
     def __init__(self, args: List[str], log: Path):
+        self.host_port = ("", 0)
         self.log = log
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(
@@ -43,6 +46,8 @@ class Server:
         while time.monotonic() < deadline:
             found = re.search(r" on (http://\S+)", self.log.read_text())
             if found:
+                host, port = re.match(r"http://(.+):(\d+)$", found.group(1)).groups()  # type: ignore[union-attr]
+                self.host_port = (host, int(port))
                 return found.group(1)
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.log.read_text()}")
@@ -50,10 +55,10 @@ class Server:
         self.proc.kill()
         raise RuntimeError(f"no URL line within {STARTUP_S} s:\n{self.log.read_text()}")
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, sig: int = signal.SIGINT, wait_s: float = 30) -> int:
+        self.proc.send_signal(sig)
         try:
-            return self.proc.wait(30)
+            return self.proc.wait(wait_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return -9
@@ -77,6 +82,12 @@ def server(tmp_path_factory) -> Iterator[Server]:
             str(MAX_BODY),
             "--batch-wait-ms",
             "20",
+            "--header-timeout",
+            str(HEADER_TIMEOUT_S),
+            "--body-timeout",
+            str(BODY_TIMEOUT_S),
+            "--max-connections",
+            str(MAX_CONNECTIONS),
         ],
         tmp_path_factory.mktemp("server") / "server.log",
     )
@@ -89,3 +100,16 @@ def server(tmp_path_factory) -> Iterator[Server]:
 def client(server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as c:
         yield c
+
+
+def stats(client: httpx.Client) -> dict:
+    r = client.get("/v1/stats")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_idle(client: httpx.Client, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while stats(client)["queue"]["pending"]:
+        assert time.monotonic() < deadline, "the queue never drained"
+        time.sleep(0.05)

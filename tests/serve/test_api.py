@@ -15,7 +15,7 @@ import pytest
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from tests.conftest import ROOT
-from tests.serve.conftest import ISSUE_ANSWER, ISSUE_PUZZLE, KEY, MAX_BATCH, MAX_BODY, MAX_QUEUE
+from tests.serve.conftest import ISSUE_ANSWER, ISSUE_PUZZLE, KEY, MAX_BATCH, MAX_BODY, MAX_QUEUE, stats, wait_idle
 
 pytestmark = pytest.mark.slow  # a server subprocess
 SUDOKU6 = get_task("sudoku6")
@@ -104,6 +104,10 @@ def test_model_info_and_health(client, server):
     assert (info["family"], info["dtype"], info["task"], info["max_batch"]) == ("hrm", "float32", "sudoku6", MAX_BATCH)
     assert info["halting"] == {"mode": "adaptive", "max_steps": 8, "min_steps": 1}
     assert info["layout"] == {"vocab_size": 8, "seq_len": 36, "puzzle_identifiers": 1}
+    limits = info["limits"]  # what a client may run into, as started (tests/serve/conftest.py)
+    assert (limits["max_queue"], limits["max_body_bytes"], limits["max_connections"]) == (MAX_QUEUE, MAX_BODY, 100)
+    assert (limits["header_timeout_s"], limits["body_timeout_s"]) == (2, 2)
+    assert limits["drain_timeout_s"] == limits["timeout_s"] == 30  # the drain defaults to the request timeout
     assert httpx.get(server.url + "/health").json()["status"] == "ok"  # no key needed outside /v1
     random = client.get("/v1/puzzles/random").json()
     data = PuzzleDataset(ROOT / "checkpoints" / "sudoku6-hard-hrm" / "data", split="test").sets["all"]
@@ -149,7 +153,7 @@ def test_bad_puzzle_422_names_the_field(client, body, message):
 
 def test_fuzzed_bodies_never_500(client):
     """Seeded junk in every field: always a 200 or a named 4xx, never a 500 (checked at the end
-    by test_no_500_and_the_metrics_count_everything)."""
+    by test_no_500_and_the_stats_count_everything)."""
     rng = np.random.default_rng(0)
     junk = [None, True, -1, 2**70, 1e308, "", "x" * 40, [], [[]], [[1] * 6] * 6, [[7] * 6] * 6, {"a": 1}, [1.5] * 36]
     fields = ["task", "puzzle", "grid", "tokens", "puzzle_identifier", "return_steps", "timeout_s"]
@@ -196,19 +200,12 @@ def test_unknown_route_404(client):
         assert r.status_code == 404 and r.json()["error"] == f"no route {path}"
 
 
-def wait_idle(client, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while client.get("/metrics").json()["queue"]["pending"]:
-        assert time.monotonic() < deadline, "the queue never drained"
-        time.sleep(0.05)
-
-
 def test_deadline_504(client):
     """A full queue of work cannot be done in a millisecond: 504, and the server goes on."""
     wait_idle(client)
     puzzles = [{"puzzle": ISSUE_PUZZLE}] * MAX_QUEUE
     r = client.post("/v1/solve/batch", json={"puzzles": puzzles, "timeout_s": 0.001})
-    assert r.status_code == 504 and r.json()["error"].startswith("timeout_s: no answer within")
+    assert r.status_code == 504 and r.json()["error"] == "timeout_s: no answer within 0.001 s"  # never negative
     r = client.post("/v1/solve/stream", json={"puzzle": ISSUE_PUZZLE, "timeout_s": 0.001})
     events = read_events(r)
     assert events[-1] == ("error", {"error": "timeout_s: the deadline passed", "status": 504})
@@ -228,7 +225,7 @@ def test_queue_full_503_with_retry_after(client):
     t = threading.Thread(target=big)
     t.start()
     deadline = time.monotonic() + 60
-    while client.get("/metrics").json()["queue"]["pending"] == 0:
+    while stats(client)["queue"]["pending"] == 0:
         assert time.monotonic() < deadline and t.is_alive(), "the batch never showed up in the queue"
         time.sleep(0.01)
     r = client.post("/v1/solve/batch", json={"puzzles": [{"puzzle": ISSUE_PUZZLE}] * MAX_QUEUE})
@@ -239,14 +236,16 @@ def test_queue_full_503_with_retry_after(client):
     assert {a["answer"] for a in results["big"].json()["answers"]} == {ISSUE_ANSWER}
 
 
-def test_no_500_and_the_metrics_count_everything(client):
+def test_no_500_and_the_stats_count_everything(client):
     """After every bad request above the server is alive, has never answered 500, and its
-    metrics add up."""
-    m = client.get("/metrics").json()
+    stats add up."""
+    m = stats(client)
     assert "500" not in m["responses_by_status"]
     assert m["requests"] == sum(m["requests_by_route"].values()) == sum(m["responses_by_status"].values())
     assert m["errors"] == sum(v for k, v in m["responses_by_status"].items() if int(k) >= 400)
     assert m["responses_by_status"]["401"] >= 5 and m["responses_by_status"]["422"] >= len(BAD)
-    assert m["latency_ms"]["p50"] <= m["latency_ms"]["p95"] <= m["latency_ms"]["p99"]
+    solve = m["latency_ms"]["/v1/solve"]  # per route: single solves apart from batches and streams
+    assert solve["p50"] <= solve["p95"] <= solve["p99"] and "/v1/solve/batch" in m["latency_ms"]
+    assert m["puzzles_per_s_window_s"] == 10.0 and m["puzzles_per_s"] >= 0
     assert m["engine"]["mean_batch"] > 1  # the batch requests shared engine steps
     assert client.get("/health").json()["status"] == "ok"

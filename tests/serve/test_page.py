@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +43,99 @@ def test_page_solves_a_typed_puzzle(server, tmp_path):
         assert shot.stat().st_size > 10_000
         assert failed == []  # nothing from outside this server (no CDN)
         browser.close()
+
+
+def browser_page(sync_api, p, viewport):
+    chromium = shutil.which("chromium")
+    assert chromium, "the browser test needs the system chromium (.ci/run installs it)"
+    browser = p.chromium.launch(executable_path=chromium, headless=True)
+    return browser, browser.new_page(viewport=viewport)
+
+
+def block_the_network(page, server_url):
+    """Every request to anything but this server is aborted and recorded (no CDN, no fonts)."""
+    outside: list = []
+    local = server_url.split("//", 1)[1].split("/", 1)[0]
+
+    def route(r):
+        host = r.request.url.split("//", 1)[-1].split("/", 1)[0]
+        if r.request.url.startswith(("data:", "blob:")) or host == local:
+            return r.continue_()
+        outside.append(r.request.url)
+        return r.abort()
+
+    page.route("**/*", route)
+    return outside
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_api_docs_work_offline(server, path):
+    """With every request outside this server blocked, /docs (Swagger UI) and /redoc load their
+    scripts from the server and list the operations; nothing was even asked of another host."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser, page = browser_page(sync_api, p, {"width": 1280, "height": 800})
+        outside = block_the_network(page, server.url)
+        failed: list = []
+        page.on("requestfailed", lambda r: failed.append((r.url, r.failure)))
+        page.goto(server.url + path)
+        if path == "/docs":
+            sync_api.expect(page.locator(".opblock").first).to_be_visible(timeout=30_000)
+            ops = page.locator(".opblock-summary-path").all_inner_texts()
+            assert {"/v1/solve", "/v1/solve/batch", "/v1/solve/stream", "/v1/model", "/ready"} <= set(ops), ops
+        else:
+            sync_api.expect(page.get_by_text("/v1/solve/batch").first).to_be_attached(timeout=30_000)
+            sync_api.expect(page.locator("h2", has_text="Solve Batch").first).to_be_visible()
+        browser.close()
+    # ReDoc's bundle always asks for its vendor's logo; the page's Content-Security-Policy makes
+    # the browser refuse it before any request is made (it never reaches the network, nor the
+    # route above), and the bundle then hides the image
+    blocked = [url for url, why in failed if why == "csp"]
+    assert blocked == ([] if path == "/docs" else ["https://cdn.redoc.ly/redoc/logo-mini.svg"]), failed
+    assert outside == [] and len(failed) == len(blocked), (outside, failed)
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (390, 844)])
+def test_page_fixes_on_desktop_and_phone(server, tmp_path, width, height):
+    """The page at a desktop and a phone size: an empty board before any puzzle, the title on
+    one line, a wrong key never stored and the right one in sessionStorage only, no empty
+    verdict pill after "Random test puzzle", no stale answer beside an error. Screenshots go to
+    $HRM_EVAL_SCREENSHOTS (default: the test's tmp dir)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = Path(os.environ.get("HRM_EVAL_SCREENSHOTS", tmp_path))
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as p:
+        browser, page = browser_page(sync_api, p, {"width": width, "height": height})
+        outside = block_the_network(page, server.url)
+        page.goto(server.url + "/")
+        expect(page.locator("#error")).to_contain_text("401")
+        page.fill("#apikey", "wrong-key")
+        page.dispatch_event("#apikey", "change")
+        expect(page.locator("#error")).to_contain_text("401")
+        assert page.evaluate("[sessionStorage.length, localStorage.length]") == [0, 0]  # a wrong key is not kept
+        page.fill("#apikey", KEY)
+        page.dispatch_event("#apikey", "change")
+        expect(page.locator("#model")).to_contain_text("sudoku6-hard-hrm/step_11250")
+        assert page.evaluate("[sessionStorage.getItem('hrm-eval-key'), localStorage.length]") == [KEY, 0]
+        expect(page.locator("#board .cell")).to_have_count(36)  # the empty board, before any puzzle
+        assert page.locator("#board .cell.given, #board .cell.filled").count() == 0
+        brand = page.locator(".brand").bounding_box()
+        assert brand is not None and brand["height"] < 40, brand  # one line, also at 390 px
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the screen
+        page.screenshot(path=str(shots / f"page-{width}x{height}-empty.png"), full_page=True)
+
+        page.click("#random")
+        expect(page.locator("#summary")).to_contain_text("test puzzle #")
+        assert not page.locator("#verdict").is_visible()  # no empty pill
+        page.click("#solve")
+        expect(page.locator("#verdict")).to_have_text(re.compile("verified"), timeout=60_000)
+        page.screenshot(path=str(shots / f"page-{width}x{height}-solved.png"), full_page=True)
+
+        page.fill("#puzzle", "12")  # a wrong puzzle after a solved one: the old answer must go
+        page.click("#solve")
+        expect(page.locator("#error")).to_contain_text("422")
+        assert page.locator("#board .cell.filled").count() == 0 and page.locator("#steps li").count() == 0
+        assert not page.locator("#verdict").is_visible() and page.locator("#summary").inner_text() == ""
+        page.screenshot(path=str(shots / f"page-{width}x{height}-error.png"), full_page=True)
+        browser.close()
+    assert outside == []

@@ -11,8 +11,8 @@ import pytest
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.inference import ACTEngine, HaltingPolicy
-from hrm_eval.serve.scheduler import BatchScheduler, QueueFull, Ticket
-from hrm_eval.utils import load_checkpoint
+from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.serve.scheduler import BatchScheduler, QueueFull, ServeEngine, Ticket
 from tests.conftest import ROOT
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
@@ -28,7 +28,7 @@ def bundled():
 
 
 def scheduler(model, slots, halting="fixed", max_queue=64, wait_s=0.2):
-    engine = ACTEngine(model, slots=slots, halting=HaltingPolicy(halting))
+    engine = ServeEngine(model, slots=slots, halting=HaltingPolicy(halting))
     s = BatchScheduler(engine, max_queue=max_queue, batch_wait_s=wait_s, threads=1)
     s.start()
     return s
@@ -136,3 +136,35 @@ def test_a_request_that_gave_up_frees_its_queue_places_at_once(bundled):
     finally:
         s.stop()
     assert len(sols) == 15 and all(sol.steps == 4 for sol in sols)
+
+
+def test_cancelled_puzzles_leave_the_engine_before_its_next_step(bundled):
+    """8 puzzles in 8 slots, fixed halting (4 ACT steps each); 4 are cancelled as the first step
+    is reported: they are not computed again, so the engine computes 8 + 3 x 4 = 20 rows, not 32,
+    the other 4 get the same answers as without the cancellation, and the queue is empty."""
+    model, inputs, _ = bundled
+    s = scheduler(model, slots=8)
+    report = s.engine.on_step
+
+    async def go():
+        ts = tickets(inputs[:8])
+
+        def on_step(rows):  # the engine thread, right after step 1
+            report(rows)
+            if s.engine.steps_run == 1:
+                s.cancel(ts[:4])
+
+        s.engine.on_step = on_step
+        s.submit(ts)
+        return ts, await asyncio.gather(*(t.future for t in ts[4:]))
+
+    try:
+        ts, sols = asyncio.run(go())
+    finally:
+        s.stop()
+    assert s.engine.rows_computed == 8 + 3 * 4 and s.engine.steps_run == 4
+    assert not any(t.future.done() for t in ts[:4])  # nobody waits for them: never answered
+    reference = ACTEngine(model, slots=8).run_all(*_tensors(inputs[:8]))
+    for i, sol in enumerate(sols, start=4):
+        assert np.array_equal(sol.preds, reference.preds[i].numpy())
+    assert s.queue_state() == {"waiting": 0, "in_engine": 0, "pending": 0, "max_queue": 64}

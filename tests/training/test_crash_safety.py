@@ -101,6 +101,23 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run_bit_for_bit(su
     assert not torch.equal(drifted.model.inner.state_dict()[key], straight.model.inner.state_dict()[key])
 
 
+def test_checkpoint_every_saves_mid_epoch_steps_that_resume_exactly(sudoku4_data, tmp_path):
+    """checkpoint_every 5 over 12 steps (an epoch is 16): steps 5 and 10 are saved without an
+    evaluation, and --resume from step 5 ends on step 12's weights bit for bit."""
+    straight = tmp_path / "straight"
+    run(sudoku4_data, straight, 12, checkpoint_every=5)
+    assert sorted(p.name for p in straight.glob("step_*") if p.suffix != ".optim") == ["step_10", "step_12", "step_5"]
+    assert resume_state(straight / "step_5.optim")["epoch_batch"] == 5
+
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in ("step_5", "step_5.optim", "all_config.yaml"):
+        shutil.copy(straight / name, cut / name)
+    run(sudoku4_data, cut, 12, resume=True, checkpoint_every=5)
+    assert_same_weights(read_saved(cut / "step_12"), read_saved(straight / "step_12"))
+    assert_same_weights(read_saved(cut / "step_10"), read_saved(straight / "step_10"))
+
+
 def test_evaluation_does_not_move_the_training_random_stream(sudoku4_data, tmp_path):
     """With EMA, evaluating builds a model (a random initialisation); a run with an evaluation at
     step 16 trains exactly as one without: same weights, and the same random stream after it

@@ -29,7 +29,7 @@ from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
 Row = Tuple[str, str, int]  # a generated raw puzzle: (question, answer, rating) in the public CSV layout
-View = Tuple[np.ndarray, np.ndarray]  # a test-time view: (token map [vocab], cell map [seq_len])
+ViewMaps = Tuple[np.ndarray, np.ndarray]  # a test-time view: (token map [vocab], cell map [seq_len])
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,10 @@ class PuzzleTask(abc.ABC):
     def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
         """True when `prediction` is a valid answer to the puzzle `inputs` by the task's rules."""
 
+    def verify_many(self, inputs: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """[n] bool: `verify` of each row of inputs / predictions [n, L] (a task may do it at once)."""
+        return np.array([bool(self.verify(i, p)) for i, p in zip(inputs, predictions)], dtype=bool)
+
     def givens_conflict(self, inputs: np.ndarray) -> Optional[str]:
         """Why the puzzle `inputs` [seq_len] has no answer by the rules, read from its givens alone
         (`digit 3 twice in row 1`), or None when nothing given breaks them. A model asked to
@@ -183,7 +187,7 @@ class PuzzleTask(abc.ABC):
 
     # ------------------------------------------------------------------ evaluation hooks
 
-    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[View]:
+    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[ViewMaps]:
         """`num_views` distinct validity-preserving views for test-time augmentation, identity
         first, each as (token map [vocab], cell map [seq_len]) with
         view[cell] = token_map[puzzle[cell_map[cell]]]."""

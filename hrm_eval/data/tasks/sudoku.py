@@ -53,6 +53,7 @@ class SudokuTask(PuzzleTask):
         # box id of every cell, row-major
         r, c = np.divmod(np.arange(self.seq_len), n)
         self._box_of_cell = (r // box_rows) * (n // box_cols) + c // box_cols
+        self._row_of_cell, self._col_of_cell = r, c
 
     # ------------------------------------------------------------------ encoding helpers
 
@@ -156,6 +157,22 @@ class SudokuTask(PuzzleTask):
         order = np.argsort(self._box_of_cell, kind="stable")
         boxes = flat[order].reshape(self.n, self.n)
         return all(np.array_equal(np.sort(b), full) for b in boxes)
+
+    def verify_many(self, inputs: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """`verify` of every row at once (test-time scaling checks answers at every ACT step):
+        digits only, the givens kept, and each row, column and box holding each digit once."""
+        inp = np.asarray(inputs).astype(np.int64).reshape(len(inputs), -1)
+        pred = np.asarray(predictions).astype(np.int64).reshape(len(predictions), -1)
+        if inp.shape[1] != self.seq_len or pred.shape != inp.shape:
+            return np.zeros(len(inp), dtype=bool)
+        digits = (pred >= 2) & (pred <= self.n + 1)
+        given = (inp >= 2) & (inp <= self.n + 1)
+        ok = digits.all(1) & ((pred == inp) | ~given).all(1)
+        onehot = np.eye(self.n, dtype=np.int64)[np.clip(pred - DIGIT_OFFSET - 1, 0, self.n - 1)]  # [n, L, d]
+        for unit_of_cell in (self._row_of_cell, self._col_of_cell, self._box_of_cell):
+            for u in range(self.n):  # each digit exactly once in each row / column / box
+                ok &= (onehot[:, unit_of_cell == u].sum(1) == 1).all(1)
+        return ok
 
     def givens_conflict(self, inputs: np.ndarray) -> Optional[str]:
         grid = np.asarray(inputs).reshape(-1).astype(np.int64) - DIGIT_OFFSET  # 1..n for a given digit

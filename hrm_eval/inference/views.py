@@ -2,7 +2,8 @@
 permutation of the token values), and how tokens and logits move into and out of it.
 
 Predictions are always mapped back to the original frame, so every view answers the same
-board (test-time augmentation in `hrm_eval.ensemble.tta`; the identity view is a plain run).
+board (test-time augmentation in `hrm_eval.ensemble.tta`, the attempts of test-time scaling in
+`hrm_eval.inference.scaling`; the identity view is a plain run).
 
 Convention (as the task builders): view[c] = token_map[original[cell_map[c]]].
 """

@@ -1,7 +1,6 @@
-"""Ensemble members: loading them against the data (they must share one task layout).
+"""Loading ensemble members against the data (they must share one task layout).
 
-Running them and caching what they predicted is shared with `compare` and lives in
-`hrm_eval.evaluation.predictions`.
+Running them and caching what they predicted is `hrm_eval.members.predictions`.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from hrm_eval.data.dataset import PuzzleDataset
-from hrm_eval.evaluation.predictions import Member, checkpoint_layout, member_names
+from hrm_eval.members.predictions import Member, checkpoint_layout, member_names
 from hrm_eval.models.loading import load_checkpoint, resolve_checkpoint_path
 from hrm_eval.utils.errors import HRMEvalError
 
