@@ -348,11 +348,12 @@ class ScaledRunner:
     def _decide(self, puzzles: List[_Puzzle]) -> ScaledRows:
         chosen, how, solved_at, verified_at = [], [], [], []
         for p in puzzles:
-            pick, by = choose(p.attempts)
+            pick, by = choose(p.attempts, self.task.checks_rules)
             chosen.append(pick.outputs)
             how.append(by)
-            solved_at.append(pick.number if by == "verified" else 0)
-            verified_at.append(pick.spent_before + pick.steps if by == "verified" else 0)
+            accepted = pick.verified  # by the rule check (a task without rules: by confidence)
+            solved_at.append(pick.number if accepted else 0)
+            verified_at.append(pick.spent_before + pick.steps if accepted else 0)
         rows = {name: _cat([getattr(c, name) for c in chosen]) for name in FinishedRows.__dataclass_fields__}
         return ScaledRows(
             **rows,  # type: ignore[arg-type]
@@ -403,13 +404,14 @@ class ScaledRunner:
         return {**self.engine.stats(), "attempts": self.attempts_run, "scaling": self.scaling.describe()}
 
 
-def choose(attempts: List[_Attempt]) -> tuple[_Attempt, str]:
-    """The verified attempt (the first; there is at most one, since a puzzle stops there), else
-    the answer most attempts gave, ties and the answer's representative by the highest Q-head
-    confidence ('vote'); a single attempt is chosen by 'q'."""
+def choose(attempts: List[_Attempt], checks_rules: bool = True) -> tuple[_Attempt, str]:
+    """The verified attempt (the first; there is at most one, since a puzzle stops there; for a
+    task without rules, the one the Q head was confident enough in: 'q'), else the answer most
+    attempts gave, ties and the answer's representative by the highest Q-head confidence
+    ('vote'); a single attempt is chosen by 'q'."""
     for a in attempts:
         if a.verified:
-            return a, "verified"
+            return a, "verified" if checks_rules else "q"
     if len(attempts) == 1:
         return attempts[0], "q"
     votes = Counter(a.answer for a in attempts)
@@ -466,11 +468,13 @@ def scaling_summary(
     difficulty, and the frontier of every smaller budget (tasks with a rule check only: without
     one an unaccepted answer may still be the label, and a cut run's vote is not known)."""
 
+    accepted = "verified_rate" if checks_rules else "accepted_rate"  # no rules: sigmoid(q_halt) >= confidence
+
     def block(rows: np.ndarray) -> Dict[str, Any]:
         return {
             "puzzles": int(rows.sum()),
             "exact_accuracy": float(exact[rows].mean()),
-            "verified_rate": float(verified[rows].mean()),
+            accepted: float(verified[rows].mean()),
             "mean_act_steps": float(act_steps_total[rows].mean()),
             "mean_attempts": float(attempts[rows].mean()),
         }
