@@ -258,7 +258,7 @@ def add_scaling_flags(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument("--budget", type=int, help="scaling: most ACT steps per puzzle, all attempts (4 x halt_max_steps)")
     g.add_argument("--views", type=int, help="scaling: most attempts, each after the first on a view (default 8)")
-    g.add_argument("--attempt-steps", type=int, help="scaling: most steps of one attempt (2 x the halting limit)")
+    g.add_argument("--attempt-steps", type=int, help="scaling: most steps of one attempt (default: the halting limit)")
     g.add_argument("--noise", type=float, help="scaling: std of noise on the initial carry of later attempts (0)")
     g.add_argument("--seed", type=int, help="scaling: the seed of the views and the noise (default 0)")
 

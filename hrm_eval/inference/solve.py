@@ -259,7 +259,7 @@ class Solver:
                     tokens=[int(t) for t in preds[i]],
                     verified=bool(task.verify(inputs[i], preds[i])) if task.checks_rules else None,
                     steps=steps,
-                    max_steps=runner.limit,
+                    max_steps=runner.budget if isinstance(runner, ScaledRunner) else runner.limit,
                     q_halt_probability=float(q_by_step[i, steps - 1]),
                     seconds=seconds,
                     name=names[i] if names is not None else None,

@@ -156,7 +156,7 @@ class ScalingSettings(_Config):
     scaling: Literal["off", "verify"] = "off"
     budget: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)  # ACT steps per puzzle, all attempts (4 x halt_max_steps)
     views: int = Field(8, ge=1, le=MAX_VIEWS)  # most attempts; each after the first on a view of the puzzle
-    attempt_steps: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)  # one attempt's most (2 x the halting limit)
+    attempt_steps: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)  # one attempt's most (the halting limit)
     noise: float = Field(0.0, ge=0, le=100)  # std of Gaussian noise on the initial carry of later attempts
     seed: int = 0  # views and noise
 

@@ -59,7 +59,7 @@ def test_the_summary_is_the_records_summed(scaled):
     t = results["test_time_scaling"]
     records = [json.loads(line) for line in (out / "per_puzzle.jsonl").read_text().splitlines()]
     assert len(records) == t["puzzles"] == 48
-    assert t["settings"] == {"mode": "verify", "budget": 64, "attempt_steps": 16, "views": 8, "noise": 0.0, "seed": 0}
+    assert t["settings"] == {"mode": "verify", "budget": 64, "attempt_steps": 8, "views": 8, "noise": 0.0, "seed": 0}
     assert t["mean_act_steps"] == pytest.approx(np.mean([r["act_steps_total"] for r in records]))
     assert t["mean_attempts"] == pytest.approx(np.mean([r["attempts"] for r in records]))
     assert t["exact_accuracy"] == pytest.approx(np.mean([r["solved"] for r in records]))

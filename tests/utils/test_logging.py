@@ -124,6 +124,7 @@ PRINT_ALLOWED = {"hrm_eval/cli/__init__.py", "hrm_eval/cli/data.py", "hrm_eval/c
     "hrm_eval/cli/train.py",
     "hrm_eval/cli/solve.py",
     "hrm_eval/cli/export.py",
+    "hrm_eval/cli/play.py",
     # serve: the startup line with the URL (users and benchmarks read it) and the open-host warning
     "hrm_eval/serve/server.py",
 }
