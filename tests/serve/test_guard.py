@@ -74,5 +74,5 @@ def test_task_parser_names_deep_nesting_instead_of_crashing():
     from hrm_eval.data.tasks import get_task
     from hrm_eval.utils.errors import HRMEvalError
 
-    with pytest.raises(HRMEvalError, match=r"^sudoku6: not valid JSON: nested too deeply$"):
+    with pytest.raises(HRMEvalError, match=r"^sudoku6: JSON nested too deeply \(100000 levels, at most 64\)$"):
         get_task("sudoku6").parse_puzzle("[" * 100_000)
