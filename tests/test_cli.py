@@ -514,7 +514,8 @@ def test_mode_help_shows_that_modes_flags_only(runs):
     assert proc.returncode == 0, proc.stderr
     for flag in ("--checkpoint", "--data", "--batch-size", "--save-predictions", "--arch", "--config"):
         assert flag in proc.stdout, flag
-    for flag in ("--strategy", "--weights", "--num-train", "--predictions", "--overwrite", "--checkpoints"):
+    # (--overwrite is evaluate's too since issue 27: it starts afresh where an interrupted run is)
+    for flag in ("--strategy", "--weights", "--num-train", "--predictions", "--set", "--checkpoints"):
         assert flag not in proc.stdout, flag
     assert "(default: 256)" in proc.stdout
 
