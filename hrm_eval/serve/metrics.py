@@ -61,7 +61,10 @@ class Metrics:
         self.slots = Gauge(p + "slots", "engine slots (max batch)", registry=r)
         self.batch = Histogram(p + "batch_size", "puzzles per engine step", buckets=BATCH_BUCKETS, registry=r)
         self.act_steps = Histogram(
-            p + "act_steps", "ACT steps per puzzle (without a budget)", buckets=tuple(range(1, act_step_limit + 1)), registry=r
+            p + "act_steps",
+            "ACT steps per puzzle (without a budget)",
+            buckets=tuple(range(1, act_step_limit + 1)),
+            registry=r,
         )
         self.attempts = Histogram(
             p + "attempts", "attempts per puzzle solved with a budget", buckets=ATTEMPT_BUCKETS, registry=r

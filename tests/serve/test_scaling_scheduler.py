@@ -165,3 +165,21 @@ def test_cancelling_between_attempts_drops_the_retry(model):
         s.stop()
     assert state["rows"] == 16 and s.engine.rows_computed == 16  # attempt 1 only (16 steps), no retry ran
     assert not t.future.done() and s.queue_state() == EMPTY and not s._retries
+
+
+def test_server_defaults_and_bounds():
+    """--scaling / --budget give a request without "budget" its budget; --max-budget bounds every
+    request's (default 8 x halt_max_steps); 0 always means no scaling."""
+    from hrm_eval.utils.errors import HRMEvalError
+
+    off = ServeScaling.from_config(ServeConfig(), 8, 8)
+    assert (off.default_budget, off.max_budget, off.attempt_steps) == (None, 64, 16)
+    assert off.budget(None) is None and off.budget(0) is None and off.budget(64) == 64
+    with pytest.raises(ValueError, match="65 ACT steps is over this server's maximum of 64"):
+        off.budget(65)
+    on = ServeScaling.from_config(ServeConfig(scaling="verify"), 8, 8)
+    assert on.budget(None) == 32 and on.budget(0) is None and on.describe()["default"] == "verify"
+    small = ServeScaling.from_config(ServeConfig(scaling="verify", max_budget=12), 8, 8)
+    assert (small.default_budget, small.attempt_steps) == (12, 12)  # both within the bound
+    with pytest.raises(HRMEvalError, match="--budget 100 exceeds --max-budget 64"):
+        ServeScaling.from_config(ServeConfig(scaling="verify", budget=100), 8, 8)
