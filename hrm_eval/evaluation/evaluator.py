@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hrm_eval.data.dataset import PuzzleBatch, PuzzleDataset
+from hrm_eval.data.open import resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.accumulator import Accumulator, ScoredRow
 from hrm_eval.evaluation.all_preds import PredictionSpool
@@ -36,6 +37,7 @@ from hrm_eval.inference.runner import ACTRunner
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, scaling_summary
 from hrm_eval.models import ACTModel
 from hrm_eval.models.base import RecursiveReasoningModel
+from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import ProgressLog
 
@@ -247,8 +249,6 @@ class Evaluator:
         """The task given, else the config's (checked against the dataset), else the dataset's own."""
         if self.task is not None or self.settings is None:
             return self.task
-        from hrm_eval.data.open import resolve_task
-
         return resolve_task(self.settings.task, dataset)
 
     def _run(
@@ -356,8 +356,6 @@ def _exact(acc: Optional[Accumulator]) -> Dict[str, float]:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    from hrm_eval.utils.device import resolve_device
-
     return device if isinstance(device, torch.device) else resolve_device(str(device))
 
 

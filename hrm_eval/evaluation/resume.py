@@ -30,6 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import torch
 
 from hrm_eval.evaluation.payload import Payload
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_json
 
@@ -184,9 +185,9 @@ class ResumeState:
 
     def _check(self, path: Path) -> None:
         try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise HRMEvalError(f"--resume: cannot read {path} ({e}); remove {self.dir} to start again") from None
+            saved = guarded.mapping(guarded.read_json(path, "resume manifest"), str(path), "a JSON object")
+        except HRMEvalError as e:
+            raise HRMEvalError(f"--resume: {e}; remove {self.dir} to start again") from None
         for key, value in self.manifest.items():
             if saved.get(key) != value:
                 raise HRMEvalError(

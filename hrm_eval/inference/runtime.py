@@ -13,6 +13,9 @@ from typing import Callable, Dict, Optional
 
 import torch
 
+from hrm_eval.utils import limits
+from hrm_eval.utils.errors import HRMEvalError
+
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -90,8 +93,8 @@ def choose_threads(requested: Optional[int], device: torch.device) -> int:
     machine shared with other work fewer threads are often faster: `benchmarks/act_throughput.py`
     measures it on your machine."""
     if requested is not None:
-        if requested < 1:
-            raise ValueError(f"threads must be >= 1, got {requested}")
+        if not 1 <= requested <= limits.MAX_THREADS:  # 100,000 made libgomp abort the process
+            raise HRMEvalError(f"--threads must be between 1 and {limits.MAX_THREADS}, got {requested}")
         return requested
     env = os.environ.get("OMP_NUM_THREADS")
     if env and env.isdigit() and int(env) > 0:

@@ -7,12 +7,13 @@ import struct
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 
 from hrm_eval.cli import main
 from hrm_eval.export import write_model_folder
 from hrm_eval.inference.engine import ACTEngine
-from hrm_eval.models.loading import load_checkpoint, read_state_dict, strip_prefix
+from hrm_eval.models.loading import load_checkpoint, read_state_dict, run_data_path, strip_prefix
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
 from tests.conftest import HRM_FIXTURES, ROOT, TRM_FIXTURES, expected_outputs, fixture_batch, run_cli
@@ -68,6 +69,11 @@ def test_folder_holds_public_keys_and_config(tmp_path):
     assert config["arch"]["seq_len"] == 81 and config["task"]["name"] == "sudoku"
     assert "training step 2000" in (tmp_path / "README.md").read_text()
     assert load_checkpoint(tmp_path).step == 2000
+    # the run's dataset, as its all_config.yaml names it: the folder evaluated without --data uses it
+    assert (
+        config["data_path"] == yaml.safe_load((HRM_FIXTURES["rope_bf16"] / "all_config.yaml").read_text())["data_path"]
+    )
+    assert run_data_path(tmp_path) == (config["data_path"], str(tmp_path / "config.json"))
 
 
 @pytest.mark.slow
