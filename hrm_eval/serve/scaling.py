@@ -30,7 +30,6 @@ from hrm_eval.inference.views import View, identity_view, logits_from_view, to_v
 from hrm_eval.utils.errors import HRMEvalError
 
 DEFAULT_MAX_BUDGET_X = 8  # --max-budget default: this many times halt_max_steps
-DEFAULT_BUDGET_X = 4  # --budget default (with --scaling verify): as ScalingPolicy's
 
 
 @dataclass
@@ -47,7 +46,7 @@ class ServeScaling:
 
     default_budget: Optional[int]  # what a request without "budget" gets; None: no scaling
     max_budget: int  # the most a request may ask for
-    attempt_steps: int  # the most steps of one attempt (ScaledRunner's default: 2 x the halting limit)
+    attempt_steps: int  # the most steps of one attempt (ScalingPolicy's default, within max_budget)
     views: int
     noise: float
     seed: int
@@ -59,12 +58,15 @@ class ServeScaling:
         policy = ScalingPolicy.from_settings(cfg)  # one-line errors for bad flags
         max_budget = cfg.max_budget if cfg.max_budget is not None else DEFAULT_MAX_BUDGET_X * halt_max_steps
         default = None
-        if policy.enabled:
-            default = cfg.budget if cfg.budget is not None else min(DEFAULT_BUDGET_X * halt_max_steps, max_budget)
-            if default > max_budget:
+        if policy.enabled:  # ScalingPolicy's defaults, as evaluate and solve resolve them
+            default = policy.resolve(halt_max_steps, halting_limit).budget
+            if cfg.budget is None:
+                default = min(default, max_budget)
+            elif default > max_budget:
                 raise HRMEvalError(f"--budget {default} exceeds --max-budget {max_budget}")
-        attempt = cfg.attempt_steps if cfg.attempt_steps is not None else 2 * halting_limit
-        return cls(default, max_budget, min(attempt, max_budget), cfg.views, cfg.noise, cfg.seed)
+        widest = ScalingPolicy("verify", budget=max_budget, attempt_steps=cfg.attempt_steps)
+        attempt = widest.resolve(halt_max_steps, halting_limit).attempt_steps  # within any request's budget
+        return cls(default, max_budget, attempt, cfg.views, cfg.noise, cfg.seed, policy.confidence)
 
     def budget(self, requested: Optional[int]) -> Optional[int]:
         """The ACT steps a request may spend (None: solved without scaling), or ValueError."""
@@ -171,12 +173,13 @@ class ScaledWork:
 
     def decide(self) -> tuple[ServedAttempt, Dict[str, Any]]:
         """The chosen attempt and the response's scaling fields."""
-        pick, how = choose(self.attempts)  # type: ignore[arg-type]
+        pick, how = choose(self.attempts, self.task is not None and self.task.checks_rules)  # type: ignore[arg-type]
         assert isinstance(pick, ServedAttempt)
         cost = {
             "attempts": len(self.attempts),
             "act_steps_total": self.used,
-            "solved_at_attempt": pick.number if how == "verified" else None,
+            # the attempt whose answer was accepted (by the rule check; without rules: by confidence)
+            "solved_at_attempt": pick.number if pick.verified else None,
             "selected_by": how,
             "budget": self.budget,
         }

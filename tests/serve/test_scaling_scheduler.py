@@ -132,7 +132,9 @@ def test_cancelling_during_a_retry_stops_it(model):
     assert s.queue_state() == EMPTY and not s._retries and not s._scaled and not s._in_engine
     after = seen[seen.index("cancelled") + 1 :]
     assert all(n == 1 for n in after)  # only the plain puzzle computed after the cancel (if still running)
-    assert scaled.step_attempts[-1] == 2 and len(scaled.by_step) == 17  # 16 steps of attempt 1, then 1
+    assert (
+        scaled.step_attempts[-1] == 2 and len(scaled.by_step) == scaling.attempt_steps + 1
+    )  # all of attempt 1, then 1
 
 
 def test_cancelling_between_attempts_drops_the_retry(model):
@@ -163,7 +165,8 @@ def test_cancelling_between_attempts_drops_the_retry(model):
         t = asyncio.run(go())
     finally:
         s.stop()
-    assert state["rows"] == 16 and s.engine.rows_computed == 16  # attempt 1 only (16 steps), no retry ran
+    # attempt 1 only (all its steps, unverified), no retry ran
+    assert state["rows"] == s.engine.rows_computed == scaling.attempt_steps
     assert not t.future.done() and s.queue_state() == EMPTY and not s._retries
 
 
@@ -172,14 +175,16 @@ def test_server_defaults_and_bounds():
     request's (default 8 x halt_max_steps); 0 always means no scaling."""
     from hrm_eval.utils.errors import HRMEvalError
 
+    attempt = ScalingPolicy("verify").resolve(8, 8).attempt_steps  # an attempt's length in evaluate and solve
     off = ServeScaling.from_config(ServeConfig(), 8, 8)
-    assert (off.default_budget, off.max_budget, off.attempt_steps) == (None, 64, 16)
+    assert (off.default_budget, off.max_budget, off.attempt_steps) == (None, 64, attempt)
     assert off.budget(None) is None and off.budget(0) is None and off.budget(64) == 64
     with pytest.raises(ValueError, match="65 ACT steps is over this server's maximum of 64"):
         off.budget(65)
     on = ServeScaling.from_config(ServeConfig(scaling="verify"), 8, 8)
     assert on.budget(None) == 32 and on.budget(0) is None and on.describe()["default"] == "verify"
-    small = ServeScaling.from_config(ServeConfig(scaling="verify", max_budget=12), 8, 8)
-    assert (small.default_budget, small.attempt_steps) == (12, 12)  # both within the bound
+    small = ServeScaling.from_config(ServeConfig(scaling="verify", max_budget=6), 8, 8)
+    assert (small.default_budget, small.attempt_steps) == (6, 6)  # both within the bound
+    assert ServeScaling.from_config(ServeConfig(attempt_steps=20), 8, 8).attempt_steps == 20
     with pytest.raises(HRMEvalError, match="--budget 100 exceeds --max-budget 64"):
         ServeScaling.from_config(ServeConfig(scaling="verify", budget=100), 8, 8)
