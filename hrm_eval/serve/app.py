@@ -315,7 +315,7 @@ class Service:
         if budget is None:
             return None
         c = self.served.config
-        work = self.scaling.work(puzzle.task, budget, next(self._keys), c.seq_len, c.vocab_size)
+        work = self.scaling.work(puzzle.task, puzzle.tokens, budget, next(self._keys), c.seq_len, c.vocab_size)
         work.next_attempt()
         return work
 

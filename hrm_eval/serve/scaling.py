@@ -107,8 +107,15 @@ class ServeScaling:
             self._views[name] = views
         return self._views[name]
 
-    def work(self, task: Optional[PuzzleTask], budget: int, key: int, seq_len: int, vocab_size: int) -> "ScaledWork":
-        return ScaledWork(self, task, self.views_of(task, seq_len, vocab_size), budget, key)
+    def work(
+        self, task: Optional[PuzzleTask], tokens: np.ndarray, budget: int, key: int, seq_len: int, vocab_size: int
+    ) -> "ScaledWork":
+        """A puzzle's attempts. One whose givens already break the task's rules (two 5s given in a
+        row) has no answer any attempt could verify: it gets one attempt, not the whole budget."""
+        views = self.views_of(task, seq_len, vocab_size)
+        if task is not None and task.givens_conflict(np.asarray(tokens)) is not None:
+            views, budget = views[:1], min(budget, self.attempt_steps)
+        return ScaledWork(self, task, views, budget, key)
 
 
 @dataclass(eq=False)

@@ -94,7 +94,9 @@ class SolveResponse(BaseModel):
         None, description="with a budget: the attempt whose answer passed the rule check (absent: none did)"
     )
     selected_by: Optional[str] = Field(None, description="with a budget: verified, vote (over attempts) or q")
-    budget: Optional[int] = Field(None, description="the budget the puzzle was solved with")
+    budget: Optional[int] = Field(
+        None, description="the ACT steps the puzzle was allowed (one attempt's when its givens break the rules)"
+    )
     by_step: Optional[List[StepAnswer]] = None
     model: str
     latency_ms: float = Field(..., description="time in the server, from arrival to answer")

@@ -162,6 +162,15 @@ def test_small_budget_cuts_the_thinking(client):
     assert "solved_at_attempt" not in a and a["verified"] is False
 
 
+def test_impossible_puzzle_does_not_spend_the_budget(client):
+    """Givens that break the rules (a 5 twice in row 1): no attempt could ever pass the rule
+    check, so the puzzle gets one attempt, not 64 ACT steps of retries."""
+    impossible = ISSUE_PUZZLE[:3] + "5" + ISSUE_PUZZLE[4:]
+    a = solve(client, puzzle=impossible, budget=64).json()
+    assert a["verified"] is False and a["attempts"] == 1 and a["act_steps_total"] == a["steps"] <= 8
+    assert a["budget"] == a["act_steps_total"] and "solved_at_attempt" not in a  # the budget it was allowed
+
+
 def test_stream_with_budget(client):
     """Every ACT step of every attempt, numbered over all of them, its answer in the puzzle's own
     frame (the last one is the answer), then the final event with the cost."""

@@ -46,7 +46,7 @@ def ticket(scaling, puzzle, budget=None, key=0, **kw):
     tokens = SUDOKU6.encode_puzzle(puzzle).astype(np.int32)
     t = Ticket(tokens, 0, time.monotonic() + 120, asyncio.get_running_loop(), **kw)
     if budget is not None:
-        t.scaled = scaling.work(SUDOKU6, budget, key, 36, 8)
+        t.scaled = scaling.work(SUDOKU6, tokens, budget, key, 36, 8)
         t.scaled.next_attempt()
     return t
 
