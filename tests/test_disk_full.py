@@ -27,7 +27,9 @@ def disk(tmp_path):
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield where
-    subprocess.run(["umount", str(where)], check=True)
+    if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(where)], check=True)  # never leave a mount behind
+        pytest.fail("the disk was still in use after the run: a file was left open")
 
 
 def fill(disk: Path) -> None:

@@ -958,9 +958,37 @@ def _special_config(kind: str, flag: str) -> Callable[[Path], List[str]]:
     return build
 
 
+def _special_stacker(kind: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        argv = _cache_dir_a_file(root)[:-4]  # an ensemble of the bundled checkpoint
+        return [*argv, "--strategy", "stacking", "--stacker", str(_special(kind)(root / "stacker.json"))]
+
+    return build
+
+
+def _special_solve_data(kind: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        ckpt = str(root / "ckpt" / "step_625")
+        return [
+            "--mode",
+            "solve",
+            "--checkpoint",
+            ckpt,
+            "--data",
+            str(_special(kind)(root / "p.csv")),
+            "--log-level",
+            "ERROR",
+        ]
+
+    return build
+
+
 def special_file_cases() -> List[Case]:
     cases = []
     for kind, says in SPECIAL_KINDS.items():
+        cases.append(Case(f"special-{kind}-stacker", _special_stacker(kind), words=says, names="--stacker"))
+        cases.append(Case(f"special-{kind}-solve-data", _special_solve_data(kind), words=says))
         cases.append(Case(f"special-{kind}-checkpoint", _special_checkpoint(kind), words=says))
         cases.append(Case(f"special-{kind}-data-csv", _special_data(kind, "x.csv"), words=says))
         cases.append(Case(f"special-{kind}-data-jsonl", _special_data(kind, "x.jsonl"), words=says))
@@ -983,7 +1011,50 @@ MESSAGES = [
         "jsonl-identifier-1e20", _jsonl(HUGE_ID_LINE + b"\n"), words="puzzle_identifier 100000000000000000000 is beyond"
     ),
 ]
-ISSUE_27 = reader_cases() + special_file_cases() + MESSAGES
+# Numbers in range for the parser but not for the model: each reader must hand them to the one
+# bounded ModelConfig (halt_max_steps 1e9 was a 30-60 GiB MemoryError, H_cycles 1e6 minutes of
+# silence, `H_cycles: true` a silent 1).
+HUGE_VALUES = {
+    "halt_max_steps": (10**9, "less than or equal to 1024"),
+    "H_cycles": (10**6, "less than or equal to 64"),
+    "L_cycles": (True, "a number is needed, got a boolean"),
+}
+
+
+def huge_value_cases() -> List[Case]:
+    cases = []
+    for field_name, (value, says) in HUGE_VALUES.items():
+        json_arch = json.dumps({field_name: value})
+        makers = {
+            "all_config": _all_config_reader(_with_arch_value(field_name, value)),
+            "model-config-flag": _model_config_reader(_with_arch_value(field_name, value)),
+            "arch-flag": _arch_value_flag(field_name, value),
+            "folder-config-json": _folder_config_reader(json.dumps({"arch": json.loads(json_arch)})),
+            "safetensors-metadata": _safetensors_metadata_reader(json_arch),
+        }
+        for reader, make in makers.items():
+            cases.append(Case(f"value-{reader}-{field_name}", make, words=says, names=field_name))
+    return cases
+
+
+def _with_arch_value(field_name: str, value) -> str:
+    """The bundled all_config.yaml with one arch value replaced (the rest of the run as it was)."""
+    import yaml
+
+    config = yaml.safe_load(CONFIG.read_text())
+    config["arch"][field_name] = value
+    return yaml.safe_dump(config)
+
+
+def _arch_value_flag(field_name: str, value) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        return [*inspect_args(root), "--arch", f"{field_name}={json.dumps(value)}"]
+
+    return build
+
+
+ISSUE_27 = reader_cases() + special_file_cases() + MESSAGES + huge_value_cases()
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=c.marks) for c in ISSUE_27])

@@ -121,6 +121,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     mode, inv = parse(argv)
     debug = inv.flags.get("debug", False)
+    package_logger = logging.getLogger("hrm_eval")
+    propagates = package_logger.propagate  # setup_logging stops it; a caller in-process gets it back
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
@@ -147,6 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:  # noqa: BLE001 - a bug, not a user mistake: still one line unless --debug
         return _internal_error(e, debug)
     finally:
+        package_logger.propagate = propagates
         if previous is not None:  # a caller's own handler (main() called in-process) is theirs again
             signal.signal(signal.SIGTERM, previous)
 

@@ -57,8 +57,12 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     existing = g.add_mutually_exclusive_group()  # what to do with an interrupted run in --output
     existing.add_argument(
         "--resume",
-        action="store_true",
-        help="continue the interrupted run in --output: skip the puzzles it finished (same settings required)",
+        nargs="?",
+        const=True,
+        choices=("strict",),  # the bare flag gives const (True), which choices do not check
+        metavar="strict",
+        help="continue the interrupted run in --output: skip the puzzles it finished (same settings required; "
+        "logged rows that cannot be trusted are evaluated again, or with `--resume strict` stop the run)",
     )
     add_scaling_flags(g)
     existing.add_argument(

@@ -93,9 +93,13 @@ class ScalingPolicy:
     def enabled(self) -> bool:
         return self.mode != "off"
 
-    def resolve(self, halt_max_steps: int, halting_limit: int) -> "ResolvedScaling":
+    def resolve(self, halt_max_steps: int, halting_limit: int, *, has_views: bool = True) -> "ResolvedScaling":
+        """Budget and attempt length for one model and halting policy. Without views (ARC: its
+        augmentations are puzzles of the dataset, voted over by its scorer) the one attempt may
+        think on for the whole budget."""
         budget = self.budget if self.budget is not None else 4 * halt_max_steps
-        attempt = self.attempt_steps if self.attempt_steps is not None else halting_limit
+        default = halting_limit if has_views else budget
+        attempt = self.attempt_steps if self.attempt_steps is not None else default
         return ResolvedScaling(self, budget, min(attempt, budget))
 
 
@@ -184,7 +188,9 @@ class ScaledRunner:
         halting = halting or HaltingPolicy()
         limit = halting.step_limit(model.config.halt_max_steps)
         self.task = task
-        self.scaling = scaling.resolve(model.config.halt_max_steps, limit)
+        self.config = model.config
+        self._views = self._make_views(seq_len or model.config.seq_len, scaling)
+        self.scaling = scaling.resolve(model.config.halt_max_steps, limit, has_views=len(self._views) > 1)
         self.engine = ACTEngine(
             model,
             slots=slots,
@@ -197,11 +203,9 @@ class ScaledRunner:
             max_row_steps=self.scaling.attempt_steps,
             init_noise=scaling.noise,
         )
-        self.config = model.config
         self.budget = self.scaling.budget  # the most steps a puzzle may use over all its attempts
         self.limit = self.engine.trace_steps  # the most steps one attempt runs: the per-step traces' length
         self._on_step = on_step
-        self._views = self._make_views(seq_len or model.config.seq_len)
         self._attempts: Dict[int, _Attempt] = {}  # engine row id -> attempt in flight
         self._ids = itertools.count()
         self.attempts_run = 0
@@ -214,14 +218,13 @@ class ScaledRunner:
     def slots(self) -> int:
         return self.engine.slots
 
-    def _make_views(self, seq_len: int) -> List[View]:
+    def _make_views(self, seq_len: int, policy: ScalingPolicy) -> List[View]:
         """Identity first, then the task's views; a task without views (ARC) has the identity only."""
         vocab = self.config.vocab_size
-        k = self.scaling.policy.views
-        if k == 1:
+        if policy.views == 1:
             return [identity_view(seq_len, vocab)]
         try:
-            raw = self.task.tta_views(k, seq_len=seq_len, seed=self.scaling.policy.seed)
+            raw = self.task.tta_views(policy.views, seq_len=seq_len, seed=policy.seed)
         except HRMEvalError:
             return [identity_view(seq_len, vocab)]
         return [

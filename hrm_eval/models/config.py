@@ -151,6 +151,20 @@ class ModelConfig(BaseModel):
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.forward_dtype]
 
+    def run_bytes(self, in_flight: int, puzzles: int) -> int:
+        """Memory an evaluation of `puzzles` puzzles, `in_flight` at once, needs beyond the
+        weights, estimated from the config alone (before anything is allocated): the carry (z_H,
+        z_L in the compute dtype), one layer's activations (fp32: input, attention q/k/v/out, the
+        MLP's gate, up and down) and the logits of the rows in flight, and the per-step records
+        (q_halt, q_continue fp32, exact) of every puzzle. Attention scores are not counted: the
+        fused attention kernels never hold them."""
+        L, H = self.full_seq_len, self.hidden_size
+        carry = 2 * in_flight * L * H * self.torch_dtype.itemsize
+        layer = in_flight * L * (5 * H + 3 * self.mlp_width) * 4
+        logits = in_flight * self.seq_len * self.vocab_size * 4
+        per_step = puzzles * self.halt_max_steps * 9
+        return carry + layer + logits + per_step
+
     # ---- the public all_config.yaml ---------------------------------------------------------
     @classmethod
     def arch_fields_from_all_config(cls, all_config: Dict[str, Any]) -> Dict[str, Any]:

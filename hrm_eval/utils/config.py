@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Type, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hrm_eval.utils import guarded, limits
 from hrm_eval.utils.errors import HRMEvalError
@@ -145,18 +145,14 @@ class RunSettings(LogSettings):
     wandb_project: str = "hrm-eval"
 
 
-# Upper bounds of the scaling flags, checked before any work (a typo's 10^9 is refused, not run)
-MAX_BUDGET = 100_000  # ACT steps one puzzle may use over all its attempts
-MAX_VIEWS = 1_000  # attempts (views) per puzzle
-
-
 class ScalingSettings(_Config):
     """Test-time scaling (README: Thinking longer). off: one attempt, every number as without it."""
 
     scaling: Literal["off", "verify"] = "off"
-    budget: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)  # ACT steps per puzzle, all attempts (4 x halt_max_steps)
-    views: int = Field(8, ge=1, le=MAX_VIEWS)  # most attempts; each after the first on a view of the puzzle
-    attempt_steps: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)  # one attempt's most (the halting limit)
+    # ACT steps per puzzle, all attempts (default 4 x halt_max_steps)
+    budget: Optional[int] = Field(None, ge=1, le=limits.MAX_BUDGET)
+    views: int = Field(8, ge=1, le=limits.MAX_VIEWS)  # most attempts; each after the first on a view of the puzzle
+    attempt_steps: Optional[int] = Field(None, ge=1, le=limits.MAX_BUDGET)  # one attempt's most (the halting limit)
     noise: float = Field(0.0, ge=0, le=100)  # std of Gaussian noise on the initial carry of later attempts
     seed: int = 0  # views and noise
 
@@ -179,7 +175,9 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     quantize: Optional[Literal["int8"]] = None  # int8 linear weights (implies onnxruntime)
     save_predictions: bool = False
     output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
-    resume: bool = False  # skip the puzzles an interrupted run with the same settings finished in output_dir
+    # skip the puzzles an interrupted run with the same settings finished in output_dir; "strict":
+    # stop at a logged row that cannot be trusted instead of evaluating it again
+    resume: Union[bool, Literal["strict"]] = False
     overwrite: bool = False  # start afresh in an output_dir that holds an interrupted run
 
 
@@ -268,6 +266,14 @@ class EnsembleConfig(MembersSettings, ModelFlags):
     calibration_limit: Optional[int] = None
     stacker: Optional[str] = None
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _stacker_is_a_file(self) -> "EnsembleConfig":
+        # checked now, not after every member has been evaluated (a --stacker without --strategy
+        # stacking is evaluate_ensemble's one line)
+        if self.stacker is not None and self.strategy == "stacking":
+            guarded.expect_file(self.stacker, "--stacker")
+        return self
 
 
 class CompareConfig(MembersSettings):

@@ -24,8 +24,8 @@ MAX_PUZZLE_EMB_LEN = 4096  # TRM puzzle-embedding positions: public 16
 
 # ---- run-time flags ----------------------------------------------------------------------------
 MAX_STEPS = MAX_HALT_STEPS  # --max-steps: the ACT loop never runs more steps than a model may have
-MAX_VIEWS = 1024  # --tta (and --views): test-time views of each puzzle
-MAX_BUDGET = MAX_VIEWS * MAX_STEPS  # --budget: forward steps spent on one puzzle, views x steps
+MAX_VIEWS = 1_000  # --tta, --views: test-time views (attempts) of each puzzle
+MAX_BUDGET = 100_000  # --budget, --attempt-steps: ACT steps one puzzle may use over all its attempts
 MAX_THREADS = 1024  # --threads: more than any machine's cores; 100,000 makes libgomp abort
 MAX_BATCH_SIZE = 1 << 20  # --batch-size: puzzles per forward pass
 MAX_LIMIT = 1 << 31  # --limit: puzzles (an int32 index)

@@ -98,6 +98,9 @@ def setup_logging(level: str = "INFO", log_file: Optional[str | Path] = None, **
         logger.removeHandler(handler)
         handler.close()
     logger.setLevel(level)
+    # The handlers here are the one place a line is printed: onnxruntime's quantizer (and other
+    # libraries) call logging.basicConfig, and through the root logger every line came out twice.
+    logger.propagate = False
 
     console = _Stderr()
     console.setFormatter(logging.Formatter(CONSOLE_FORMAT))

@@ -48,3 +48,6 @@ def test_threads(monkeypatch):
         choose_threads(0, CPU)
     with pytest.raises(HRMEvalError, match="between 1 and 1024, got 100000"):  # libgomp aborted on it
         choose_threads(100_000, CPU)
+    monkeypatch.setenv("OMP_NUM_THREADS", "100000")
+    with pytest.raises(HRMEvalError, match="OMP_NUM_THREADS=100000: at most 1024 threads"):
+        choose_threads(None, CPU)

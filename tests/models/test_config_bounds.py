@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 from hrm_eval.cli import main
@@ -125,3 +126,22 @@ def test_unknown_config_key_is_reported_before_the_missing_one(tmp_path, capsys)
     config.write_text(f"checkpiont: {BUNDLED}\ndata_path: {BUNDLED / 'data'}\n")
     err = run(["--mode", "evaluate", "--config", str(config)], capsys)
     assert err == f"error: {config}: unknown setting 'checkpiont': no such field; did you mean checkpoint?"
+
+
+def test_memory_is_estimated_from_the_config_and_refused_before_allocating():
+    from hrm_eval.inference.runtime import check_memory, machine_memory
+
+    config = ModelConfig(**(BASE | {"num_puzzle_identifiers": 1}))
+    small = config.run_bytes(256, 1000)
+    assert small < 256 << 20  # the bundled model's size, 256 in flight: ~80 MB beyond its weights
+    # every term grows with what it counts: rows in flight, puzzles, steps
+    assert config.run_bytes(512, 1000) > small and config.run_bytes(256, 2000) > small
+    assert config.model_copy(update={"halt_max_steps": 1024}).run_bytes(256, 1000) > small
+    cpu = torch.device("cpu")
+    check_memory(small, cpu, "evaluating 1000 puzzles")  # fits
+    huge = config.run_bytes(limits.MAX_BATCH_SIZE, limits.MAX_LIMIT)
+    assert huge > machine_memory(cpu)
+    with pytest.raises(
+        HRMEvalError, match=r"^evaluating 2147483648 puzzles would need about [\d,.]+ GiB on cpu, more "
+    ):
+        check_memory(huge, cpu, "evaluating 2147483648 puzzles")

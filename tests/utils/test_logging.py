@@ -21,12 +21,27 @@ from tests.conftest import ROOT, run_cli
 def package_logger():
     """setup_logging changes the package logger: put it back for the tests that follow."""
     logger = logging.getLogger(PACKAGE_LOGGER)
-    level, handlers = logger.level, list(logger.handlers)
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
     yield logger
     for h in [h for h in logger.handlers if h not in handlers]:
         logger.removeHandler(h)
         h.close()
     logger.setLevel(level)
+    logger.propagate = propagate
+
+
+def test_a_library_that_configures_the_root_logger_does_not_double_the_lines(package_logger, capsys):
+    """Issue 27: the ONNX paths printed every line twice (onnxruntime's quantizer calls basicConfig)."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    setup_logging("INFO")
+    logging.basicConfig(level=logging.INFO)  # what the library does, after our set-up
+    try:
+        package_logger.info("once")
+    finally:
+        for h in [h for h in root.handlers if h not in before]:
+            root.removeHandler(h)
+    assert capsys.readouterr().err.splitlines() == ["INFO once"]
 
 
 def read_lines(path: Path) -> list:
