@@ -6,7 +6,8 @@ from typing import Any, Dict, Literal, Optional
 
 from pydantic import ConfigDict, Field, model_validator
 
-from hrm_eval.utils.config import MAX_BUDGET, ScalingSettings
+from hrm_eval.utils.config import ScalingSettings
+from hrm_eval.utils.limits import MAX_BUDGET
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 

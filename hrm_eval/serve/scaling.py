@@ -46,11 +46,14 @@ class ServeScaling:
 
     default_budget: Optional[int]  # what a request without "budget" gets; None: no scaling
     max_budget: int  # the most a request may ask for
-    attempt_steps: int  # the most steps of one attempt (ScalingPolicy's default, within max_budget)
+    attempt_steps: int  # the most steps of one attempt on a task with views (ScalingPolicy's default)
     views: int
     noise: float
     seed: int
     confidence: float = 0.5  # tasks without rules: sigmoid(q_halt) an answer needs
+    asked_attempt_steps: Optional[int] = None  # --attempt-steps as given
+    halt_max_steps: int = 0
+    halting_limit: int = 0
     _views: Dict[str, List[View]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -66,7 +69,24 @@ class ServeScaling:
                 raise HRMEvalError(f"--budget {default} exceeds --max-budget {max_budget}")
         widest = ScalingPolicy("verify", budget=max_budget, attempt_steps=cfg.attempt_steps)
         attempt = widest.resolve(halt_max_steps, halting_limit).attempt_steps  # within any request's budget
-        return cls(default, max_budget, attempt, cfg.views, cfg.noise, cfg.seed, policy.confidence)
+        return cls(
+            default,
+            max_budget,
+            attempt,
+            cfg.views,
+            cfg.noise,
+            cfg.seed,
+            policy.confidence,
+            cfg.attempt_steps,
+            halt_max_steps,
+            halting_limit,
+        )
+
+    @property
+    def row_steps(self) -> int:
+        """The most steps any attempt may run (the engine's max_row_steps): a task without views
+        spends a whole budget in its one attempt."""
+        return self.max_budget
 
     def budget(self, requested: Optional[int]) -> Optional[int]:
         """The ACT steps a request may spend (None: solved without scaling), or ValueError."""
@@ -114,8 +134,12 @@ class ServeScaling:
         row) has no answer any attempt could verify: it gets one attempt, not the whole budget."""
         views = self.views_of(task, seq_len, vocab_size)
         if task is not None and task.givens_conflict(np.asarray(tokens)) is not None:
-            views, budget = views[:1], min(budget, self.attempt_steps)
-        return ScaledWork(self, task, views, budget, key)
+            budget = min(budget, self.attempt_steps)
+            return ScaledWork(self, task, views[:1], budget, key, budget)
+        # ScalingPolicy's attempt length for this budget; without views (ARC) the whole budget
+        policy = ScalingPolicy("verify", budget=budget, attempt_steps=self.asked_attempt_steps)
+        attempt = policy.resolve(self.halt_max_steps, self.halting_limit, has_views=len(views) > 1).attempt_steps
+        return ScaledWork(self, task, views, budget, key, attempt)
 
 
 @dataclass(eq=False)
@@ -127,6 +151,7 @@ class ScaledWork:
     views: List[View]
     budget: int
     key: int  # the puzzle's number for the noise seeds
+    attempt_steps: int  # the most steps of one attempt
     used: int = 0  # ACT steps over the attempts so far
     attempts: List[ServedAttempt] = field(default_factory=list)
     current: Optional[ServedAttempt] = None
@@ -141,7 +166,7 @@ class ScaledWork:
 
     @property
     def step_limit(self) -> int:
-        return min(self.settings.attempt_steps, self.budget - self.used)
+        return min(self.attempt_steps, self.budget - self.used)
 
     @property
     def noise_seed(self) -> int:

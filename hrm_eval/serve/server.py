@@ -54,7 +54,7 @@ def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tu
         device=device,
         halting=served.halting,
         cast_weights=True,
-        max_row_steps=scaling.attempt_steps,
+        max_row_steps=scaling.row_steps,
         init_noise=scaling.noise,
     )
     threads = engine_threads(cfg.threads, device)

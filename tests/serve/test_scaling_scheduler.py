@@ -36,7 +36,7 @@ def model():
 
 def start(model, slots=8):
     scaling = ServeScaling.from_config(ServeConfig(), model.config.halt_max_steps, model.config.halt_max_steps)
-    engine = ServeEngine(model, slots=slots, halting=HaltingPolicy("adaptive"), max_row_steps=scaling.attempt_steps)
+    engine = ServeEngine(model, slots=slots, halting=HaltingPolicy("adaptive"), max_row_steps=scaling.row_steps)
     s = BatchScheduler(engine, max_queue=64, batch_wait_s=0.2, threads=1)
     s.start()
     return s, scaling
@@ -188,3 +188,20 @@ def test_server_defaults_and_bounds():
     assert ServeScaling.from_config(ServeConfig(attempt_steps=20), 8, 8).attempt_steps == 20
     with pytest.raises(HRMEvalError, match="--budget 100 exceeds --max-budget 64"):
         ServeScaling.from_config(ServeConfig(scaling="verify", budget=100), 8, 8)
+
+
+def test_attempt_length_follows_scaling_policy():
+    """As ScaledRunner: on a task with views an attempt is ScalingPolicy's length; without views
+    (no task here; ARC) the one attempt may spend the whole budget; an impossible puzzle (givens
+    that break the rules) gets one attempt of that length, whatever its budget."""
+    scaling = ServeScaling.from_config(ServeConfig(), 8, 8)
+    puzzle = SUDOKU6.encode_puzzle(HARD)
+    with_views = scaling.work(SUDOKU6, puzzle, 40, 0, 36, 8)
+    assert (
+        len(with_views.views) == 8 and with_views.attempt_steps == ScalingPolicy("verify").resolve(8, 8).attempt_steps
+    )
+    without = scaling.work(None, puzzle, 40, 0, 36, 8)
+    assert len(without.views) == 1 and without.attempt_steps == without.budget == 40
+    impossible = SUDOKU6.encode_puzzle(ISSUE_PUZZLE[:3] + "5" + ISSUE_PUZZLE[4:])
+    hopeless = scaling.work(SUDOKU6, impossible, 40, 0, 36, 8)
+    assert len(hopeless.views) == 1 and hopeless.budget == hopeless.attempt_steps == with_views.attempt_steps
