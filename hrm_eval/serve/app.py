@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
 import logging
 import time
@@ -41,6 +42,7 @@ from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.guard import MAX_JSON_DEPTH, json_depth
 from hrm_eval.serve.metrics import Metrics
 from hrm_eval.serve.model import Puzzle, RequestError, ServedModel, Solution
+from hrm_eval.serve.scaling import ServeScaling
 from hrm_eval.serve.scheduler import BatchScheduler, QueueFull, Ticket
 from hrm_eval.serve.schemas import (
     BatchRequest,
@@ -254,14 +256,36 @@ async def _client_gone(receive: Callable) -> None:
 class Service:
     """The handlers' shared state: the model, the scheduler, the limits, the metrics, draining."""
 
-    def __init__(self, served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig, metrics: Metrics):
+    def __init__(
+        self, served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig, metrics: Metrics, scaling: ServeScaling
+    ):
         self.served, self.scheduler, self.cfg, self.metrics = served, scheduler, cfg, metrics
+        self.scaling = scaling
+        self._keys = itertools.count()  # scaled puzzles' numbers (their noise seeds)
         self.rng = np.random.default_rng()
         self.live: Set[Ticket] = set()  # tickets of requests still waiting (event loop only)
         self.requests_in_flight = 0
         self.draining = False
 
-    def tickets(self, puzzles: List[Puzzle], timeout_s: Optional[float], *, want_steps: bool, stream: bool):
+    def budgets(self, requested: List[Optional[int]], where: List[str]) -> List[Optional[int]]:
+        """Each puzzle's budget (None: no scaling); 422 naming the field over --max-budget."""
+        out = []
+        for budget, prefix in zip(requested, where):
+            try:
+                out.append(self.scaling.budget(budget))
+            except ValueError as e:
+                raise RequestError(422, f"{prefix}budget: {e}") from None
+        return out
+
+    def tickets(
+        self,
+        puzzles: List[Puzzle],
+        timeout_s: Optional[float],
+        *,
+        want_steps: bool,
+        stream: bool,
+        budgets: Optional[List[Optional[int]]] = None,
+    ):
         loop = asyncio.get_running_loop()
         timeout = min(timeout_s or self.cfg.timeout_s, self.cfg.timeout_s)
         deadline = time.monotonic() + timeout
@@ -274,8 +298,9 @@ class Service:
                 want_steps=want_steps,
                 events=asyncio.Queue() if stream else None,
                 timeout_s=timeout,
+                scaled=self._work(p, budget),
             )
-            for p in puzzles
+            for p, budget in zip(puzzles, budgets or [None] * len(puzzles))
         ]
         try:
             self.scheduler.submit(tickets)
@@ -285,6 +310,14 @@ class Service:
             raise RequestError(503, str(e)) from None
         self.live.update(tickets)
         return tickets
+
+    def _work(self, puzzle: Puzzle, budget: Optional[int]):
+        if budget is None:
+            return None
+        c = self.served.config
+        work = self.scaling.work(puzzle.task, puzzle.tokens, budget, next(self._keys), c.seq_len, c.vocab_size)
+        work.next_attempt()
+        return work
 
     async def wait(self, tickets: List[Ticket], receive: Callable) -> List[Solution]:
         """The answers; 504 past the deadline, ClientGone when the client leaves first (either
@@ -334,9 +367,15 @@ class Service:
         return len(live)
 
 
-def create_app(served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig, metrics: Metrics) -> Gate:
-    """The FastAPI app behind its Gate (what uvicorn runs)."""
-    service = Service(served, scheduler, cfg, metrics)
+def create_app(
+    served: ServedModel,
+    scheduler: BatchScheduler,
+    cfg: ServeConfig,
+    metrics: Metrics,
+    scaling: Optional[ServeScaling] = None,
+) -> Gate:
+    """The FastAPI app behind its Gate (what uvicorn runs); `scaling`: default, from `cfg`."""
+    service = Service(served, scheduler, cfg, metrics, scaling or serve_scaling(served, cfg))
     metrics.slots.set(scheduler.engine.slots)
     metrics.watch(scheduler.queue_state)
     metrics.model.info(model_labels(served))
@@ -354,6 +393,12 @@ def create_app(served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig,
     add_solve_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return Gate(app, service)
+
+
+def serve_scaling(served: ServedModel, cfg: ServeConfig) -> ServeScaling:
+    """The server's scaling settings (hrm_eval.serve.scaling), resolved for the served model."""
+    c = served.config
+    return ServeScaling.from_config(cfg, c.halt_max_steps, served.halting.step_limit(c.halt_max_steps))
 
 
 def model_labels(served: ServedModel) -> Dict[str, str]:
@@ -436,7 +481,8 @@ def add_info_routes(app: FastAPI, service: Service) -> None:
     async def model() -> Dict[str, Any]:
         info = served.describe()
         info["max_batch"] = scheduler.engine.slots
-        info["limits"] = cfg.limits()
+        info["limits"] = cfg.limits(service.scaling.max_budget)
+        info["scaling"] = service.scaling.describe()
         return info
 
     @app.get("/v1/puzzles/random", response_model=RandomPuzzle, summary="A test-set puzzle", responses=ERRORS)
@@ -452,7 +498,8 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
         """One puzzle in the task's natural form (or tokens) -> the answer in the same form."""
         start = time.monotonic()
         puzzle = served.puzzle(req)
-        (t,) = service.tickets([puzzle], req.timeout_s, want_steps=req.return_steps, stream=False)
+        budgets = service.budgets([req.budget], [""])
+        (t,) = service.tickets([puzzle], req.timeout_s, want_steps=req.return_steps, stream=False, budgets=budgets)
         (sol,) = await service.wait([t], request.receive)
         out = service.response(puzzle, t, sol, start, req.return_steps)
         service.answered([out])
@@ -465,7 +512,10 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
         if len(req.puzzles) > cfg.max_request_puzzles:
             raise RequestError(413, f"puzzles: {len(req.puzzles)} puzzles, at most {cfg.max_request_puzzles}")
         puzzles = [served.puzzle(p, f"puzzles[{i}].") for i, p in enumerate(req.puzzles)]
-        tickets = service.tickets(puzzles, req.timeout_s, want_steps=req.return_steps, stream=False)
+        asked = [p.budget if p.budget is not None else req.budget for p in req.puzzles]
+        where = [f"puzzles[{i}]." if p.budget is not None else "" for i, p in enumerate(req.puzzles)]
+        budgets = service.budgets(asked, where)
+        tickets = service.tickets(puzzles, req.timeout_s, want_steps=req.return_steps, stream=False, budgets=budgets)
         sols = await service.wait(tickets, request.receive)
         answers = [service.response(p, t, s, start, req.return_steps) for p, t, s in zip(puzzles, tickets, sols)]
         service.answered(answers)
@@ -475,21 +525,26 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
     async def solve_stream(req: SolveRequest, request: Request) -> StreamingResponse:
         """Server-sent events: `step` (answer and q_halt_probability after each ACT step), then `final`;
         an `error` event (with the status it stands for) ends a stream that gets no answer."""
-        return stream(service, served.puzzle(req), req.timeout_s, request.scope["hrm.outcome"])
+        budget = service.budgets([req.budget], [""])[0]
+        return stream(service, served.puzzle(req), req.timeout_s, request.scope["hrm.outcome"], budget)
 
     @app.get("/v1/solve/stream", responses=ERRORS, response_class=StreamingResponse)
     async def solve_stream_get(
         request: Request,
         puzzle: str = Query(..., description="the puzzle as text"),
         task: Optional[str] = None,
+        budget: Optional[int] = Query(None, ge=0, description="think harder: the most ACT steps, all attempts"),
     ) -> StreamingResponse:
         """The POST stream for a text puzzle given in the query string."""
         item = PuzzleInput.model_validate({"task": task, "puzzle": puzzle})
-        return stream(service, served.puzzle(item), None, request.scope["hrm.outcome"])
+        budgets = service.budgets([budget], [""])
+        return stream(service, served.puzzle(item), None, request.scope["hrm.outcome"], budgets[0])
 
 
-def stream(service: Service, puzzle: Puzzle, timeout_s: Optional[float], outcome: Outcome) -> StreamingResponse:
-    (t,) = service.tickets([puzzle], timeout_s, want_steps=True, stream=True)  # 503 here, before the stream
+def stream(
+    service: Service, puzzle: Puzzle, timeout_s: Optional[float], outcome: Outcome, budget: Optional[int] = None
+) -> StreamingResponse:
+    (t,) = service.tickets([puzzle], timeout_s, want_steps=True, stream=True, budgets=[budget])  # 503 here, first
     start = time.monotonic()
     return StreamingResponse(
         _events(service, puzzle, t, start, outcome),

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Dict, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from hrm_eval.utils.config import ScalingSettings
+from hrm_eval.utils.limits import MAX_BUDGET
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-class ServeConfig(BaseModel):
+class ServeConfig(ScalingSettings):
+    """Also test-time scaling (ScalingSettings): `scaling` / `budget` are what a request without a
+    `"budget"` gets (default off: every answer as without scaling); `max_budget` bounds a request's."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     checkpoint: Optional[str] = None  # default: the bundled model (checkpoints/sudoku6-hard-hrm)
@@ -41,6 +47,8 @@ class ServeConfig(BaseModel):
     model_config_path: Optional[str] = None
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # the most ACT steps a request's "budget" may ask for (default 8 x halt_max_steps); more -> 422
+    max_budget: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)
 
     @model_validator(mode="after")
     def _check(self) -> "ServeConfig":
@@ -48,15 +56,18 @@ class ServeConfig(BaseModel):
             raise ValueError("api_key must not be empty")
         if self.max_request_puzzles > self.max_queue:
             raise ValueError(f"max_request_puzzles {self.max_request_puzzles} exceeds max_queue {self.max_queue}")
+        if self.budget is not None and self.max_budget is not None and self.budget > self.max_budget:
+            raise ValueError(f"budget {self.budget} exceeds max_budget {self.max_budget}")
         return self
 
     @property
     def drain_s(self) -> float:
         return self.timeout_s if self.drain_timeout_s is None else self.drain_timeout_s
 
-    def limits(self) -> Dict[str, Any]:
-        """The limits a client may run into (in /v1/model and the startup line)."""
-        return {
+    def limits(self, max_budget: Optional[int] = None) -> Dict[str, Any]:
+        """The limits a client may run into (in /v1/model and the startup line); `max_budget`:
+        the resolved bound of a request's "budget" (the model's default when not set)."""
+        out = {
             "timeout_s": self.timeout_s,
             "drain_timeout_s": self.drain_s,
             "header_timeout_s": self.header_timeout_s,
@@ -66,6 +77,10 @@ class ServeConfig(BaseModel):
             "max_request_puzzles": self.max_request_puzzles,
             "max_body_bytes": self.max_body_bytes,
         }
+        bound = self.max_budget if self.max_budget is not None else max_budget
+        if bound is not None:
+            out["max_budget"] = bound
+        return out
 
     @property
     def local_only(self) -> bool:

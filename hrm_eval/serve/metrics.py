@@ -10,7 +10,10 @@ Prometheus names (all prefixed `hrm_serve_`; counters end in `_total`, times are
     queue_pending                              waiting + in the engine (what max_queue bounds)
     slots_in_use / slots                       engine slots busy / there are
     batch_size                                 histogram: puzzles computed per engine step
-    act_steps                                  histogram: ACT steps each puzzle took
+    act_steps                                  histogram: ACT steps each puzzle took (plain runs)
+    attempts                                   histogram: attempts per puzzle solved with a budget
+    scaled_act_steps                           histogram: ACT steps over all attempts of such a puzzle
+    puzzles_solved_by_retry_total              such puzzles whose verified answer came from attempt 2 or later
     puzzles_solved_total / puzzles_verified_total / puzzles_cancelled_total
     draining                                   1 from SIGTERM until exit
     model_info{name,family,variant,...}        1, with the model in its labels
@@ -25,7 +28,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -36,6 +39,7 @@ RATE_WINDOW_S = 10.0  # /v1/stats puzzles_per_s: over this many recent seconds
 # request latency buckets (s): a single solve takes ~10 ms idle, a full queue some seconds
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+ATTEMPT_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
 
 
 class Metrics:
@@ -57,7 +61,22 @@ class Metrics:
         self.slots = Gauge(p + "slots", "engine slots (max batch)", registry=r)
         self.batch = Histogram(p + "batch_size", "puzzles per engine step", buckets=BATCH_BUCKETS, registry=r)
         self.act_steps = Histogram(
-            p + "act_steps", "ACT steps per puzzle", buckets=tuple(range(1, act_step_limit + 1)), registry=r
+            p + "act_steps",
+            "ACT steps per puzzle (without a budget)",
+            buckets=tuple(range(1, act_step_limit + 1)),
+            registry=r,
+        )
+        self.attempts = Histogram(
+            p + "attempts", "attempts per puzzle solved with a budget", buckets=ATTEMPT_BUCKETS, registry=r
+        )
+        self.scaled_act_steps = Histogram(
+            p + "scaled_act_steps",
+            "ACT steps over all attempts of a puzzle solved with a budget",
+            buckets=tuple(b * act_step_limit for b in (1, 2, 4, 8, 16, 32)),
+            registry=r,
+        )
+        self.solved_by_retry = Counter(
+            p + "puzzles_solved_by_retry", "budgeted puzzles verified at attempt 2 or later", registry=r
         )
         self.solved = Counter(p + "puzzles_solved", "puzzles answered", registry=r)
         self.verified = Counter(p + "puzzles_verified", "answers the task's rules accept", registry=r)
@@ -80,6 +99,13 @@ class Metrics:
             self._statuses[status] += 1
             if status == 200:
                 self._latency.setdefault(route, deque(maxlen=WINDOW)).append(seconds)
+
+    def scaled(self, attempts: int, act_steps_total: int, solved_at_attempt: Optional[int]) -> None:
+        """A puzzle solved with test-time scaling was decided (engine thread)."""
+        self.attempts.observe(attempts)
+        self.scaled_act_steps.observe(act_steps_total)
+        if solved_at_attempt is not None and solved_at_attempt > 1:
+            self.solved_by_retry.inc()
 
     def refused_connection(self, reason: str) -> None:
         self.refused.labels(reason).inc()

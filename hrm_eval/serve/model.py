@@ -57,6 +57,9 @@ class Solution:
     steps: int
     q_halt_logit: float
     by_step: List[Tuple[np.ndarray, float]] = field(default_factory=list)  # (answer [L], q_halt logit) per step
+    # test-time scaling (None: a plain run): attempts, act_steps_total, solved_at_attempt, selected_by, budget
+    scaling: Optional[Dict[str, Any]] = None
+    step_attempts: Optional[List[int]] = None  # scaled: the attempt each of by_step belongs to
 
 
 def sigmoid(x: float) -> float:
@@ -208,13 +211,26 @@ class ServedModel:
         out["verified"] = bool(puzzle.task.verify(puzzle.tokens, solution.preds)) if puzzle.task else None
         out["steps"] = solution.steps
         out["q_halt_probability"] = round(sigmoid(solution.q_halt_logit), 6)
+        if solution.scaling is not None:  # what thinking harder cost (a plain answer has none of these)
+            out.update(solution.scaling)
         if with_steps:
-            out["by_step"] = [self.step_event(puzzle, i + 1, p, q) for i, (p, q) in enumerate(solution.by_step)]
+            attempts: List[Optional[int]] = [None] * len(solution.by_step)
+            if solution.step_attempts:
+                attempts = list(solution.step_attempts)
+            out["by_step"] = [
+                self.step_event(puzzle, i + 1, p, q, a) for i, ((p, q), a) in enumerate(zip(solution.by_step, attempts))
+            ]
         out["model"] = self.name
         return out
 
-    def step_event(self, puzzle: Puzzle, step: int, preds: np.ndarray, q_halt_logit: float) -> Dict[str, Any]:
+    def step_event(
+        self, puzzle: Puzzle, step: int, preds: np.ndarray, q_halt_logit: float, attempt: Optional[int] = None
+    ) -> Dict[str, Any]:
+        """One ACT step's answer; `step` counts over all attempts of a scaled puzzle, `attempt`
+        (scaled only) says whose step it is."""
         out: Dict[str, Any] = {"step": step}
+        if attempt is not None:
+            out["attempt"] = attempt
         out.update(self.natural(puzzle.task, preds))
         if puzzle.as_tokens:
             out["tokens"] = preds.tolist()

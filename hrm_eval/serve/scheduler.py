@@ -16,6 +16,13 @@ A request that gives up (its client went away, its deadline passed) cancels its 
 waiting ones leave the queue at once and the ones in the engine lose their slots before the
 next engine step (`ServeEngine`), so abandoned work neither holds `max_queue` places nor
 computes.
+
+Test-time scaling (a request's `"budget"`, hrm_eval.serve.scaling): a scaled puzzle's attempts
+go through the same engine, one after another, each taking a slot like any puzzle (its rows
+think on until verified, `ServeEngine`); an attempt that needs a successor puts it in front of
+the queue (`_retries`), so a puzzle in progress finishes before new ones start. Such a puzzle
+counts once in `max_queue` from its first attempt to its answer; cancelling it drops the
+attempt in flight and its pending retries alike.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import torch
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, PuzzleChunk, StepRows
 from hrm_eval.serve.metrics import Metrics
 from hrm_eval.serve.model import Solution
+from hrm_eval.serve.scaling import ScaledWork, verdicts
 
 log = logging.getLogger("hrm_eval")
 IDLE_POLL_S = 0.5  # an idle engine thread wakes this often to see whether the server is stopping
@@ -65,6 +73,8 @@ class Ticket:
     started: float = 0.0  # when it took a slot
     by_step: List[Tuple[np.ndarray, float]] = field(default_factory=list)  # engine thread only
     cancelled: bool = False  # its request gave up (deadline, client gone): skip it if not started
+    scaled: Optional[ScaledWork] = None  # test-time scaling: its attempts (None: one plain run)
+    step_attempts: List[int] = field(default_factory=list)  # scaled: the attempt of each of by_step
 
     def __post_init__(self) -> None:
         self.future = self.loop.create_future()
@@ -72,11 +82,22 @@ class Ticket:
 
 
 class ServeEngine(ACTEngine):
-    """The ACT engine with one addition for serving: before every engine step it asks `evict`
-    for the ids of puzzles nobody waits for any more and frees their slots (their rows are simply
-    not computed again; a new puzzle may take the slot in the same refill)."""
+    """The ACT engine with two additions for serving.
+
+    Cancellation: before every engine step it asks `evict` for the ids of puzzles nobody waits
+    for any more and frees their slots (their rows are simply not computed again; a new puzzle
+    may take the slot in the same refill).
+
+    Scaled rows beside plain ones: `scaled_rows(ids)` says which of the rows just stepped are
+    attempts of test-time scaling ([n] bool; None: none are). Those go on thinking where the
+    policy would stop them until `check_rows(ids, inputs, answers, q_halt)` accepts their answer
+    or they reach their own step limit (the engine's verifier rule, per row); every other row
+    halts exactly as in a plain engine. With no scaled row in a step, the step is the plain
+    engine's own. Build it with `max_row_steps` (an attempt's most steps) for scaled rows."""
 
     evict: Optional[Callable[[], List[int]]] = None
+    scaled_rows: Optional[Callable[[torch.Tensor], Optional[torch.Tensor]]] = None
+    check_rows: Optional[Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = None
 
     def _refill(self, state: Any, queue: Any) -> None:
         gone = self.evict() if self.evict is not None else []
@@ -84,6 +105,32 @@ class ServeEngine(ACTEngine):
             drop = torch.isin(state.index, torch.tensor(gone, dtype=torch.int64, device=state.index.device))
             state.active &= ~drop
         super()._refill(state, queue)
+
+    def _halts(
+        self,
+        state: Any,
+        active: torch.Tensor,
+        steps: torch.Tensor,
+        preds: torch.Tensor,
+        q_halt: torch.Tensor,
+        q_continue: torch.Tensor,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        ids = state.index[active]
+        scaled = self.scaled_rows(ids) if self.scaled_rows is not None else None
+        if scaled is None or self.check_rows is None:
+            return super()._halts(state, active, steps, preds, q_halt, q_continue)
+        scaled = scaled.to(steps.device)
+        policy = self.halting.halts(self.model, steps, q_halt, q_continue, self.limit)
+        at_limit = steps >= state.limit[active]
+        ready = (policy | state.past_policy[active]) & scaled
+        state.past_policy[active] = ready
+        verified = torch.zeros_like(ready)
+        check = (scaled & (ready | at_limit)).nonzero().flatten()
+        if check.numel():
+            verdict = self.check_rows(ids[check], state.inputs[active][check], preds[check], q_halt[check])
+            verified[check] = verdict.to(verified.device)
+        halts = torch.where(scaled, (ready & verified) | at_limit, policy | at_limit)
+        return halts, verified
 
 
 class BatchScheduler:
@@ -107,10 +154,15 @@ class BatchScheduler:
         engine.on_step = self._on_step
         if isinstance(engine, ServeEngine):
             engine.evict = self._evictions
+            engine.scaled_rows = self._scaled_mask
+            engine.check_rows = self._check_rows
+        self.confidence = 0.5  # tasks without rules: sigmoid(q_halt) a scaled answer needs
         self._cond = threading.Condition()
         self._waiting: Deque[Ticket] = deque()
         self._pending = 0  # waiting + in the engine (guarded by _cond)
-        self._in_engine: Dict[int, Ticket] = {}  # engine thread only
+        self._in_engine: Dict[int, Ticket] = {}  # engine row id -> its ticket (engine thread only)
+        self._scaled: set = set()  # engine row ids of scaled attempts (engine thread only)
+        self._retries: Deque[Ticket] = deque()  # scaled puzzles waiting for their next attempt (engine thread)
         self._watched = 0  # tickets in the engine that want their steps (engine thread only)
         self._ids = itertools.count()
         self._stopping = False
@@ -205,6 +257,13 @@ class BatchScheduler:
     def _source(self) -> Iterator[Optional[PuzzleChunk]]:
         gather_until: Optional[float] = None
         while True:
+            if self._retries:  # a scaled puzzle's next attempt first: it finishes before new ones start
+                retry = self._retries.popleft()
+                if retry.cancelled:
+                    self._leave(retry)
+                else:
+                    yield self._chunk(retry)
+                continue
             try:
                 t = self._next_ticket(gather_until)
             except _Stopping:
@@ -215,17 +274,51 @@ class BatchScheduler:
                 continue
             if not self._in_engine:  # the first puzzle of a batch: wait briefly for its company
                 gather_until = time.monotonic() + self.batch_wait_s
-            idx = next(self._ids)
             t.started = time.monotonic()
-            self._in_engine[idx] = t
             with self._cond:
                 self._in_engine_count += 1
             self._watched += t.want_steps
-            yield PuzzleChunk(
-                torch.tensor([idx], dtype=torch.int64),
-                torch.from_numpy(t.tokens).view(1, -1),
-                torch.tensor([t.identifier], dtype=torch.int32),
-            )
+            yield self._chunk(t)
+
+    def _chunk(self, t: Ticket) -> PuzzleChunk:
+        """The engine row of a ticket: the puzzle, or a scaled puzzle's current attempt (in its
+        view, with its step limit and noise seed)."""
+        idx = next(self._ids)
+        self._in_engine[idx] = t
+        tokens = torch.from_numpy(t.tokens).view(1, -1)
+        ident = torch.tensor([t.identifier], dtype=torch.int32)
+        if t.scaled is None:
+            return PuzzleChunk(torch.tensor([idx], dtype=torch.int64), tokens, ident)
+        self._scaled.add(idx)
+        work = t.scaled
+        return PuzzleChunk(
+            torch.tensor([idx], dtype=torch.int64),
+            work.inputs(tokens),
+            ident,
+            step_limit=torch.tensor([work.step_limit]),
+            noise_seed=torch.tensor([work.noise_seed], dtype=torch.int64),
+        )
+
+    def _leave(self, t: Ticket) -> None:
+        """A cancelled scaled puzzle between attempts: its retry is dropped, its place freed."""
+        with self._cond:
+            self._pending -= 1
+            self._in_engine_count -= 1
+        self._watched -= t.want_steps
+
+    def _scaled_mask(self, ids: torch.Tensor) -> Optional[torch.Tensor]:
+        """Engine thread: which of these engine rows are scaled attempts (None: none are)."""
+        if not self._scaled:
+            return None
+        return torch.tensor([i in self._scaled for i in ids.tolist()], dtype=torch.bool)
+
+    def _check_rows(self, ids: torch.Tensor, inputs: torch.Tensor, preds: torch.Tensor, q_halt: torch.Tensor):
+        """Engine thread: the rule check of scaled attempts' answers, each by its puzzle's task."""
+        tasks = []
+        for i in ids.tolist():
+            work = self._in_engine[i].scaled
+            tasks.append(work.task if work is not None else None)
+        return verdicts(tasks, inputs, preds, q_halt, self.confidence)
 
     def _evictions(self) -> List[int]:
         """Engine thread, before each step: the ids of cancelled puzzles in the engine, which
@@ -239,6 +332,7 @@ class BatchScheduler:
             self._in_engine_count -= len(gone)
         for idx in gone:
             self._watched -= self._in_engine.pop(idx).want_steps
+            self._scaled.discard(idx)
         return gone
 
     def _on_step(self, rows: StepRows) -> None:
@@ -250,32 +344,53 @@ class BatchScheduler:
             t = self._in_engine.get(idx)
             if t is None or not t.want_steps:
                 continue
-            step = (rows.preds[i].numpy().astype(np.int32), float(rows.q_halt_logits[i]))
-            t.by_step.append(step)
+            preds = rows.preds[i]
+            if t.scaled is not None:  # a later attempt's answer in the puzzle's own frame
+                assert t.scaled.current is not None
+                preds = t.scaled.to_original(preds)
+                t.step_attempts.append(t.scaled.current.number)
+            step = (preds.numpy().astype(np.int32), float(rows.q_halt_logits[i]))
+            t.by_step.append(step)  # over all attempts: its length is the steps spent so far
             if t.events is not None:
-                t.loop.call_soon_threadsafe(t.events.put_nowait, ("step", (len(t.by_step), *step)))
+                event = (len(t.by_step), *step) if t.scaled is None else (len(t.by_step), *step, t.step_attempts[-1])
+                t.loop.call_soon_threadsafe(t.events.put_nowait, ("step", event))
 
     def _finish(self, finished: FinishedRows) -> None:
         preds = finished.preds.numpy().astype(np.int32)  # [n, L]
         done: Dict[asyncio.AbstractEventLoop, List[Tuple[Ticket, Solution]]] = {}
+        plain_steps: List[int] = []
         for i, idx in enumerate(finished.index.tolist()):
             t = self._in_engine.pop(idx)
+            if t.scaled is None:
+                sol = Solution(preds[i], int(finished.steps[i]), float(finished.q_halt_logits[i]), t.by_step)
+                plain_steps.append(sol.steps)
+            else:
+                self._scaled.discard(idx)
+                work = t.scaled
+                if not work.record(finished, i) and not t.cancelled and work.next_attempt():
+                    self._retries.append(t)  # not answered yet: its next attempt goes first
+                    continue
+                pick, cost = work.decide()
+                assert pick.preds is not None
+                sol = Solution(pick.preds, pick.steps, pick.q_halt_logit, t.by_step, cost, t.step_attempts)
+                if self.metrics is not None:
+                    self.metrics.scaled(cost["attempts"], cost["act_steps_total"], cost["solved_at_attempt"])
             self._watched -= t.want_steps
-            sol = Solution(preds[i], int(finished.steps[i]), float(finished.q_halt_logits[i]), t.by_step)
             done.setdefault(t.loop, []).append((t, sol))
+        n = sum(len(pairs) for pairs in done.values())
         with self._cond:
-            self._pending -= len(finished)
-            self._in_engine_count -= len(finished)
-        self.puzzles_done += len(finished)
+            self._pending -= n
+            self._in_engine_count -= n
+        self.puzzles_done += n
         if self.metrics is not None:
-            for n in finished.steps.tolist():
-                self.metrics.act_steps.observe(n)
+            for steps in plain_steps:
+                self.metrics.act_steps.observe(steps)
         for loop, pairs in done.items():  # one wake-up of the event loop per engine step
             loop.call_soon_threadsafe(_deliver, pairs)
 
     def _fail_all(self, e: BaseException) -> None:
         with self._cond:
-            tickets = list(self._waiting) + list(self._in_engine.values())
+            tickets = list({id(t): t for t in [*self._waiting, *self._in_engine.values(), *self._retries]}.values())
             self._waiting.clear()
             self._pending = 0
             self._in_engine_count = 0

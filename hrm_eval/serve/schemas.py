@@ -22,6 +22,13 @@ class PuzzleInput(BaseModel):
     grid: Optional[List[List[int]]] = Field(None, description="the puzzle as rows of numbers")
     tokens: Optional[List[int]] = Field(None, description="the model's input token ids [seq_len]")
     puzzle_identifier: int = Field(0, ge=0, description="puzzle embedding id (0: the blank identifier)")
+    budget: Optional[int] = Field(
+        None,
+        ge=0,
+        description="think harder: the most ACT steps over all attempts (at most the server's max_budget, "
+        "GET /v1/model); an answer that breaks the task's rules thinks on, then again on views of the "
+        "puzzle, until one passes. 0: no scaling; absent: the server's default (--scaling, --budget)",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> "PuzzleInput":
@@ -43,11 +50,13 @@ class BatchRequest(BaseModel):
 
     puzzles: List[PuzzleInput] = Field(..., min_length=1, description="answered in this order")
     return_steps: bool = False
+    budget: Optional[int] = Field(None, ge=0, description="the budget of every puzzle that gives none")
     timeout_s: Optional[float] = Field(None, gt=0)
 
 
 class StepAnswer(BaseModel):
-    step: int
+    step: int = Field(..., description="ACT steps so far (with a budget: over all attempts)")
+    attempt: Optional[int] = Field(None, description="with a budget: the attempt this step belongs to")
     answer: Optional[str] = None
     grid: Optional[List[List[int]]] = None
     tokens: Optional[List[int]] = None
@@ -77,8 +86,17 @@ class SolveResponse(BaseModel):
     grid: Optional[List[List[int]]] = Field(None, description="the answer as rows of numbers (ARC)")
     tokens: Optional[List[int]] = Field(None, description="answer token ids (when the request sent tokens)")
     verified: Optional[bool] = Field(None, description="the task's rule check of the answer (None: no task)")
-    steps: int = Field(..., description="ACT steps the model took")
+    steps: int = Field(..., description="ACT steps the model took (with a budget: those of the chosen attempt)")
     q_halt_probability: float = Field(..., description="sigmoid(q_halt) at the last step: the model's confidence")
+    attempts: Optional[int] = Field(None, description="with a budget: attempts run")
+    act_steps_total: Optional[int] = Field(None, description="with a budget: ACT steps over all attempts")
+    solved_at_attempt: Optional[int] = Field(
+        None, description="with a budget: the attempt whose answer passed the rule check (absent: none did)"
+    )
+    selected_by: Optional[str] = Field(None, description="with a budget: verified, vote (over attempts) or q")
+    budget: Optional[int] = Field(
+        None, description="the ACT steps the puzzle was allowed (one attempt's when its givens break the rules)"
+    )
     by_step: Optional[List[StepAnswer]] = None
     model: str
     latency_ms: float = Field(..., description="time in the server, from arrival to answer")

@@ -41,19 +41,28 @@ CLOSE_GRACE_S = 5
 
 def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tuple[Any, ServedModel, BatchScheduler]:
     """The ASGI app, its model and its (not yet started) scheduler."""
-    from hrm_eval.serve.app import create_app
+    from hrm_eval.serve.app import create_app, serve_scaling
 
     device = resolve_device(cfg.device)
     served = ServedModel.load(cfg, device, model_config)
-    # cast_weights: the model is ours alone, so its weights can be stored in the forward dtype once
+    scaling = serve_scaling(served, cfg)
+    # cast_weights: the model is ours alone, so its weights can be stored in the forward dtype once;
+    # max_row_steps: an attempt of a request with a budget may think on past the halting limit
     engine = ServeEngine(
-        served.loaded.model, slots=cfg.max_batch, device=device, halting=served.halting, cast_weights=True
+        served.loaded.model,
+        slots=cfg.max_batch,
+        device=device,
+        halting=served.halting,
+        cast_weights=True,
+        max_row_steps=scaling.row_steps,
+        init_noise=scaling.noise,
     )
     threads = engine_threads(cfg.threads, device)
     wait_s = cfg.batch_wait_ms / 1000.0
     metrics = Metrics(act_step_limit=engine.limit)
     scheduler = BatchScheduler(engine, max_queue=cfg.max_queue, batch_wait_s=wait_s, threads=threads, metrics=metrics)
-    return create_app(served, scheduler, cfg, metrics), served, scheduler
+    scheduler.confidence = scaling.confidence
+    return create_app(served, scheduler, cfg, metrics, scaling), served, scheduler
 
 
 def engine_threads(requested: Optional[int], device: torch.device) -> int:
@@ -108,11 +117,16 @@ def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> No
     # (5 ms by default, longer than a small ACT step's ops). 0.5 ms bounds that wait.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     scheduler.start()
-    limits = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in cfg.limits().items())
+    scaling = app.service.scaling
+    limits = ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in cfg.limits(scaling.max_budget).items()
+    )
     print(
         f"serving {served.name} ({served.config.variant}, task {served.task.name if served.task else 'none'}, "
         f"halting {cfg.halting}, max batch {cfg.max_batch}, threads {scheduler.threads}) on {url_of(sock)}  "
-        f"(page: /, API docs: /docs)\nlimits: {limits}",
+        f"(page: /, API docs: /docs)\nlimits: {limits}\nscaling: {scaling.describe()['default']}"
+        + (f" (budget {scaling.default_budget} ACT steps)" if scaling.default_budget else "")
+        + f'; a request\'s "budget" may ask for up to {scaling.max_budget} ACT steps',
         flush=True,
     )
     config = uvicorn.Config(

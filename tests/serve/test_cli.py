@@ -17,6 +17,8 @@ def test_config_limits():
     with pytest.raises(ValidationError, match="api_key must not be empty"):
         ServeConfig(api_key=" ")
     assert ServeConfig().local_only and not ServeConfig(host="0.0.0.0").local_only
+    with pytest.raises(ValidationError, match="budget 100 exceeds max_budget 64"):
+        ServeConfig(scaling="verify", budget=100, max_budget=64)
     keyed = ServeConfig(api_key="s3cret")
     assert keyed.api_key == "s3cret" and "s3cret" not in repr(keyed) and "api_key" not in keyed.model_dump()
 
@@ -27,6 +29,9 @@ def test_config_limits():
     [
         (["--port", "70000"], "error: --port 70000: Input should be less than or equal to 65535"),
         (["--max-batch", "0"], "error: --max-batch 0: Input should be greater than or equal to 1"),
+        (["--max-budget", "0"], "error: --max-budget 0: Input should be greater than or equal to 1"),
+        # the default --max-budget is the model's (8 x halt_max_steps = 64 here)
+        (["--scaling", "verify", "--budget", "100"], "error: --budget 100 exceeds --max-budget 64"),
     ],
 )
 def test_bad_flags(args, message):

@@ -139,3 +139,42 @@ def test_page_fixes_on_desktop_and_phone(server, tmp_path, width, height):
         page.screenshot(path=str(shots / f"page-{width}x{height}-error.png"), full_page=True)
         browser.close()
     assert outside == []
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (390, 844)])
+def test_page_thinks_harder(server, tmp_path, width, height):
+    """ "Think harder" on a held-out puzzle the plain run gets wrong: the verdict says which
+    attempt found the answer and the ACT steps all attempts took, the steps list marks where each
+    new attempt starts, and nothing is wider than the screen. Screenshots as above."""
+    from tests.serve.test_scaling import HARD, HARD_SOLUTION
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = Path(os.environ.get("HRM_EVAL_SCREENSHOTS", tmp_path))
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as p:
+        browser, page = browser_page(sync_api, p, {"width": width, "height": height})
+        outside = block_the_network(page, server.url)
+        page.goto(server.url + "/")
+        page.fill("#apikey", KEY)
+        page.dispatch_event("#apikey", "change")
+        expect(page.locator("#model")).to_contain_text("sudoku6-hard-hrm/step_11250")
+        options = page.locator("#budget option").all_inner_texts()
+        assert options[0].startswith("no") and options[-1] == "yes: up to 64 ACT steps", options
+        assert page.input_value("#budget") == "0"  # the server's default: no scaling
+        page.fill("#puzzle", "\n".join(HARD[r * 6 : r * 6 + 6] for r in range(6)))
+        page.click("#solve")  # without thinking harder: wrong
+        expect(page.locator("#verdict")).to_have_text("not verified", timeout=60_000)
+        page.select_option("#budget", "64")
+        page.click("#solve")
+        verdict = page.locator("#verdict")
+        expect(verdict).to_have_text(re.compile(r"^verified · found by attempt [2-8], \d+ ACT steps$"), timeout=90_000)
+        attempt, steps = map(int, re.search(r"attempt (\d+), (\d+) ACT", verdict.inner_text()).groups())  # type: ignore[union-attr]
+        assert "".join(page.locator("#board .cell").all_inner_texts()) == HARD_SOLUTION
+        assert page.locator("#steps li.attempt").count() == attempt - 1  # a mark where each retry starts
+        assert page.locator("#steps li:not(.attempt)").count() == steps
+        summary = page.locator("#summary").inner_text()
+        assert f"{steps} of a budget of 64 ACT steps over {attempt} attempts" in summary, summary
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(shots / f"page-{width}x{height}-harder.png"), full_page=True)
+        browser.close()
+    assert outside == []

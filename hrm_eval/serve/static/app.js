@@ -3,6 +3,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const STEP_DELAY_MS = 380; // steps arrive within milliseconds: show each long enough to be seen
+const RETRY_STEP_DELAY_MS = 140; // a later attempt's steps (thinking harder may take dozens)
 let model = null;
 let solution = null; // known solution of a drawn test puzzle (text or rows), for marking wrong cells
 
@@ -52,7 +53,22 @@ async function loadModel() {
   for (const t of model.tasks) select.add(new Option(`${t.name} (${t.seq_len} cells)`, t.name));
   if (!model.tasks.length) select.add(new Option("token ids", ""));
   $("random").disabled = !model.random_puzzles;
+  budgetChoices();
   if (!$("board").children.length) renderBoard(null, emptyBoard(), null); // the board before any puzzle
+}
+
+// "Think harder": budgets of 2, 4 and 8 times the halting limit, up to the server's max_budget
+// (GET /v1/model); the server's default (--scaling verify --budget N) preselected.
+function budgetChoices() {
+  const select = $("budget"), scaling = model.scaling;
+  select.length = 1;
+  if (!scaling) { select.disabled = true; return; }
+  const limit = model.halting.max_steps;
+  const budgets = new Set([2, 4, 8].map((k) => k * limit).filter((b) => b <= scaling.max_budget));
+  budgets.add(scaling.max_budget);
+  if (scaling.budget) budgets.add(scaling.budget);
+  for (const b of [...budgets].sort((x, y) => x - y)) select.add(new Option(`yes: up to ${b} ACT steps`, String(b)));
+  select.value = String(scaling.budget || 0);
 }
 
 // A board of blanks in the selected task's shape (text tasks: one "." per cell).
@@ -65,6 +81,7 @@ function emptyBoard() {
 // Everything a previous answer left on the page: steps, summary, verdict (and the board's answer).
 function clearAnswer(board) {
   $("steps").innerHTML = "";
+  delete $("steps").dataset.attempt;
   $("summary").textContent = "";
   $("verdict").textContent = "";
   $("verdict").className = "verdict";
@@ -142,9 +159,18 @@ function renderBoard(answer, puzzle, previous) {
 function addStep(event, final) {
   const li = document.createElement("li");
   const p = event.q_halt_probability;
+  const steps = $("steps");
+  if (event.attempt && event.attempt > 1 && steps.dataset.attempt !== String(event.attempt)) {
+    const head = document.createElement("li"); // where a new attempt (a rearranged copy) starts
+    head.className = "attempt";
+    head.textContent = `attempt ${event.attempt}: the puzzle rearranged, thinking again`;
+    steps.appendChild(head);
+  }
+  if (event.attempt) steps.dataset.attempt = String(event.attempt);
   li.innerHTML = `<span>step ${event.step ?? event.steps}</span><span class="bar"><i style="width:${(p * 100).toFixed(1)}%"></i></span><span>${(p * 100).toFixed(1)}%</span>`;
   if (final) li.className = "final";
-  $("steps").appendChild(li);
+  steps.appendChild(li);
+  steps.scrollTop = steps.scrollHeight; // thinking harder makes a long list: keep the newest step in view
 }
 
 function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
@@ -174,6 +200,7 @@ async function solve() {
   clearAnswer(null);
   const body = { puzzle: $("puzzle").value };
   if ($("task").value) body.task = $("task").value;
+  if (!$("budget").disabled) body.budget = Number($("budget").value); // 0: no scaling
   $("solve").disabled = true;
   let puzzle = null, previous = null;
   try {
@@ -185,7 +212,7 @@ async function solve() {
         puzzle = cellsOf(data.answer ?? data.grid);
         renderBoard(null, puzzle, null);
       } else if (event === "step") {
-        await sleep(STEP_DELAY_MS);
+        await sleep(data.attempt > 1 ? RETRY_STEP_DELAY_MS : STEP_DELAY_MS);
         const answer = data.answer ?? data.grid;
         renderBoard(answer, puzzle, previous);
         previous = cellsOf(answer);
@@ -210,15 +237,29 @@ function finish(data, puzzle) {
   const last = $("steps").lastElementChild;
   if (last) last.className = "final";
   const verdict = $("verdict");
-  verdict.textContent = data.verified ? "verified" : "not verified";
+  verdict.textContent = (data.verified ? "verified" : "not verified") + attemptsText(data);
   verdict.className = "verdict " + (data.verified ? "ok" : "bad");
   const known = cellsOf(solution), got = cellsOf(data.answer ?? data.grid);
   const wrong = known && got ? got.values.filter((v, i) => v !== known.values[i]).length : null;
   $("summary").textContent =
-    `${data.steps} ACT step${data.steps === 1 ? "" : "s"} · ${(data.q_halt_probability * 100).toFixed(1)}% confident` +
+    `${data.steps} ACT step${data.steps === 1 ? "" : "s"}` + (data.solved_at_attempt ? ` in attempt ${data.solved_at_attempt}` : "") +
+    ` · ${(data.q_halt_probability * 100).toFixed(1)}% confident` +
     ` · ${data.latency_ms.toFixed(0)} ms in the server` +
     (wrong === null ? "" : ` · ${wrong} cell${wrong === 1 ? "" : "s"} differ from the known solution`) +
-    ` · answered by ${data.model}` + (data.verified ? ` (checked by the ${data.task} rules)` : "");
+    ` · answered by ${data.model}` + (data.verified ? ` (checked by the ${data.task} rules)` : "") +
+    (data.attempts ? ` · ${data.act_steps_total} of a budget of ${data.budget} ACT steps over ${plural(data.attempts, "attempt")},` +
+      ` the answer chosen by ${data.selected_by === "verified" ? "the rule check" : data.selected_by === "vote" ? "a vote of the attempts" : "the model's confidence"}` : "");
+}
+
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
+// With a budget: which attempt found the answer and what all attempts cost (plain answers: nothing).
+function attemptsText(data) {
+  if (!data.attempts) return "";
+  const cost = plural(data.act_steps_total, "ACT step");
+  return data.solved_at_attempt
+    ? ` · found by attempt ${data.solved_at_attempt}, ${cost}`
+    : ` after ${plural(data.attempts, "attempt")}, ${cost}`;
 }
 
 async function randomPuzzle() {
