@@ -76,3 +76,24 @@ def test_results_have_the_table_by_blank_count(runs):
     for f, a in zip(table["rows"], adaptive["by_difficulty"]["rows"]):
         assert f["model_halting_mean_steps"] == pytest.approx(a["mean_steps"])
         assert f["model_halting_exact_accuracy"] == pytest.approx(a["exact_accuracy"])
+
+
+def test_every_rate_has_its_95_percent_interval(runs):
+    """Issue 24: results carry a Wilson interval beside each rate and a bootstrap interval beside
+    the mean token accuracy, computed from the same per-puzzle records the rates come from."""
+    from hrm_eval.evaluation.stats import bootstrap_mean_interval, wilson_interval
+
+    fixed, _ = runs
+    m, records = fixed["aggregate_metrics"], fixed["per_puzzle_metrics"]
+    solved = sum(r["solved"] for r in records)
+    assert m["exact_accuracy_ci95"] == wilson_interval(solved, SAMPLE)
+    assert m["exact_accuracy_ci95"][0] < m["exact_accuracy"] < m["exact_accuracy_ci95"][1]
+    assert m["verified_solve_rate_ci95"] == wilson_interval(sum(r["verified"] for r in records), SAMPLE)
+    assert m["accuracy_ci95"] == bootstrap_mean_interval([r["accuracy"] for r in records])
+    lo, hi = m["q_halt_accuracy_ci95"]
+    assert lo < m["q_halt_accuracy"] < hi or m["q_halt_accuracy"] == 1.0
+    for row in fixed["by_difficulty"]["rows"]:
+        k = sum(r["solved"] for r in records if r["blanks"] == row["blanks"])
+        assert row["exact_accuracy_ci95"] == wilson_interval(k, row["puzzles"])
+    assert "Wilson" in fixed["metric_definitions"]["intervals"]
+    assert "McNemar" in fixed["metric_definitions"]["paired_test"]

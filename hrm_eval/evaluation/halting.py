@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from hrm_eval.evaluation.calibration import sigmoid
+from hrm_eval.evaluation.stats import rate_interval
 from hrm_eval.models import ACTModel
 
 SWEEP_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -89,6 +90,7 @@ def by_difficulty(
             name: int(value),
             "puzzles": int(sel.sum()),
             "exact_accuracy": float(solved[sel].mean()),
+            "exact_accuracy_ci95": rate_interval(solved[sel]),
             "mean_steps": float(steps[sel].mean()),
         }
         if wants is not None:
