@@ -79,6 +79,8 @@ class CompareData:
     fingerprint: str
     split: str
     limit: Optional[int]
+    # what each measured checkpoint solved, per puzzle (by name): the paired test of the recommendation
+    solved: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -136,7 +138,7 @@ def compare_checkpoints(
         "run": str(data_home) if not checkpoints else None,
         "data": _data_record(data, measured, split, limit),
         "checkpoints": records,
-        "recommendation": recommend(records),
+        "recommendation": recommend(records, measured.solved if measured is not None else None),
         "convergence": convergence(records),
         "findings": [f"{r['name']}: {f}" for r in records for f in r["flags"]],
     }
@@ -322,6 +324,7 @@ def _measure(
         preds, measured.rows, np.arange(len(measured.rows)), loss_type=loaded.config.loss_type, task=measured.task
     )
     rec["metrics"] = scored.metrics
+    measured.solved[name] = scored.exact.numpy().astype(bool)
     # compare runs every puzzle for halt_max_steps: this is the Q head at the last step
     rec["calibration"] = calibration_report(scored.q.numpy(), scored.exact.numpy())
     rec["evaluation"] = "ok"

@@ -23,7 +23,7 @@ from hrm_eval.evaluation.halting import by_difficulty, halting_analysis
 from hrm_eval.evaluation.metrics import MetricSums, first_correct_step, step_efficiency_summary
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores
-from hrm_eval.evaluation.stats import bootstrap_mean_interval, rate_interval
+from hrm_eval.evaluation.stats import bootstrap_mean_interval
 from hrm_eval.inference.engine import FinishedRows
 from hrm_eval.inference.scaling import ScaledRows
 from hrm_eval.models import ACTModel
@@ -85,8 +85,6 @@ class Accumulator:
         self.solved_rows = np.zeros(total, bool)
         # per puzzle, for the intervals of the rates and means (hrm_eval.evaluation.stats)
         self.token_accuracy = np.zeros(total, np.float64)
-        self.q_halt_correct = np.zeros(total, bool)
-        self.verified_rows = np.zeros(total, bool)
         self.difficulty_name = task.difficulty_name if task is not None else None  # e.g. "blanks"
         self.difficulty = np.zeros(total, np.int32)
         self.records_bytes = 0
@@ -115,8 +113,7 @@ class Accumulator:
         pred = row.scores.answers[0]
         record = self._record(pb, j, m, fin, k, row.scores.verified, pred)
         self.first_correct[i] = record.get("first_correct_step") or 0
-        self.token_accuracy[i], self.q_halt_correct[i] = float(m["token_accuracy"]), bool(m["q_halt_correct"])
-        self.verified_rows[i] = bool(record.get("verified", False))
+        self.token_accuracy[i] = float(m["token_accuracy"])
         if self.difficulty_name is not None and self.task is not None:
             self.difficulty[i] = int(self.task.difficulty(pb.inputs[j].numpy()[None])[0])
             record[self.difficulty_name] = int(self.difficulty[i])
@@ -220,18 +217,6 @@ class Accumulator:
             "difficulty": self.difficulty[v],
         }
 
-    def _intervals(self) -> Dict[str, List[float]]:
-        """95% intervals of the aggregate rates and of the mean token accuracy, over the valid rows."""
-        v = self.valid
-        out = {
-            "exact_accuracy_ci95": rate_interval(self.solved_rows[v]),
-            "accuracy_ci95": bootstrap_mean_interval(self.token_accuracy[v]),
-            "q_halt_accuracy_ci95": rate_interval(self.q_halt_correct[v]),
-        }
-        if self.task is not None:
-            out["verified_solve_rate_ci95"] = rate_interval(self.verified_rows[v])
-        return out
-
     def _rule_step(self, fin: FinishedRows, k: int) -> int:
         """1-based step at which the model's own Q rule halts (or would have, in a fixed run)."""
         steps = int(fin.steps[k])
@@ -282,7 +267,9 @@ class Accumulator:
             aggregate["verified_solve_rate"] = self.verified / count if count else 0.0
         v = self.valid
         aggregate.update(step_efficiency_summary(self.first_correct[v], self.steps[v]))
-        aggregate.update(self._intervals())
+        # Wilson intervals of the rates from the sums; the mean token accuracy's by bootstrap over puzzles
+        aggregate.update(sums.rate_intervals(verified=self.task is not None))
+        aggregate["accuracy_ci95"] = bootstrap_mean_interval(self.token_accuracy[v])
         arrays = {
             "q_halt": self.q_halt[v],
             "q_continue": self.q_continue[v],
