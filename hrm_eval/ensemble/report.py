@@ -8,6 +8,9 @@ from typing import Any, Dict, List, Optional
 
 def format_ensemble(results: Dict[str, Any]) -> str:
     lines = _heading(results) + _metric_table(results) + _agreement_table(results["agreement"])
+    paired = results.get("best_member", {}).get("paired_test")
+    if paired:
+        lines.append(f"against the best member: {paired['statement']}")
     lines += [f"note: {note}" for note in results.get("notes", [])]
     lines += [f"warning: {warning}" for warning in results.get("warnings", [])]
     return "\n".join(lines)
