@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+from hrm_eval.models.hub import hub_origin
 from hrm_eval.models.loading import LoadedCheckpoint, alarming_assumptions
 
 
@@ -165,10 +166,18 @@ def _architecture_notes(checkpoint: Dict[str, Any], metrics: Dict[str, Any]) -> 
     return notes
 
 
+def _hub_row(path: Any) -> List[Tuple[str, str]]:
+    origin = hub_origin(path)
+    if origin is None:
+        return []
+    return [("hub", f"{origin['repo_id']} at commit {origin['revision']} ({origin['path_in_repo']})")]
+
+
 def format_inspection(loaded: LoadedCheckpoint) -> str:
     c = loaded.config
     rows = [
         ("file", str(loaded.path)),
+        *_hub_row(loaded.path),
         ("sha256", loaded.sha256),
         ("step", str(loaded.step)),
         ("family / variant", f"{c.family.upper()} / {c.variant}"),

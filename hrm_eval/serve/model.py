@@ -90,7 +90,7 @@ class ServedModel:
         """`model_config`: architecture fields for a checkpoint without all_config.yaml."""
         checkpoint = resources.find(cfg.checkpoint) if cfg.checkpoint else resources.bundled_run()
         path = resolve_checkpoint_path(checkpoint)
-        data = resources.find(cfg.data_path) if cfg.data_path else _run_data(Path(checkpoint))
+        data = resources.find(cfg.data_path) if cfg.data_path else _run_data(path)  # path: also hf://, fetched
         examples = PuzzleDataset(data, split="test") if data is not None else None
 
         def load(dtype: Optional[str]) -> LoadedCheckpoint:
