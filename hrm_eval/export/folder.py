@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from hrm_eval.export.hub import card_metadata, front_matter
 from hrm_eval.models.loading import (
     CONFIG_FILE,
     CONFIG_METADATA_KEY,
@@ -84,7 +85,7 @@ def model_card(config: Dict[str, Any], results: Optional[Dict[str, Any]] = None)
     arch = config["arch"]
     task = config.get("task") or {}
     lines = [
-        f"# {config['family'].upper()} model ({config['variant']})",
+        front_matter(card_metadata(config, results)) + f"# {config['family'].upper()} model ({config['variant']})",
         "",
         f"Exported by hrm-eval from `{config['source']['file']}` (sha256 `{config['source']['sha256'][:16]}...`), "
         f"training step {config['training_step']}.",
@@ -110,7 +111,10 @@ def model_card(config: Dict[str, Any], results: Optional[Dict[str, Any]] = None)
         for key in ("total_puzzles", "exact_accuracy", "accuracy", "average_steps"):
             if key in metrics:
                 value, name = metrics[key], names.get(key, key)
-                lines.append(f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |")
+                text = f"{value:.4f}" if isinstance(value, float) else f"{value}"
+                ci = metrics.get(f"{key}_ci95")
+                text += f" (95% interval {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
+                lines.append(f"| {name} | {text} |")
         data = results.get("provenance", {}).get("dataset", {})
         if data:
             lines += ["", f"Data: `{data.get('path', data.get('source', '?'))}`."]
