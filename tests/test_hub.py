@@ -230,9 +230,8 @@ def test_cli_hub_errors_are_one_line_and_exit_2(hub):
 
 
 def test_the_folder_to_push_has_a_card_huggingface_hub_reads(tmp_path, monkeypatch):
-    """Push itself is not tested here (it needs the hub's upload API, which no local stand-in here
-    implements): the folder and the card that would be pushed are. huggingface_hub's own card
-    parser reads the model-index: task, dataset, exact accuracy and its interval."""
+    """The folder and the card that are pushed: huggingface_hub's own card parser reads the
+    model-index (task, dataset, exact accuracy and its interval)."""
     from huggingface_hub import ModelCard
 
     from hrm_eval.evaluation.run import simple_evaluate
@@ -264,3 +263,91 @@ def test_the_folder_to_push_has_a_card_huggingface_hub_reads(tmp_path, monkeypat
         push_folder(folder, "sapientinc/HRM-sudoku6-hard")
     with pytest.raises(HRMEvalError, match="expected OWNER/REPO"):
         push_folder(folder, "no-owner")
+
+
+class _UploadHub(http.server.BaseHTTPRequestHandler):
+    """A local stand-in for the few routes of the hub's HTTP API that an upload uses (create repo,
+    create branch, validate the card's YAML, preupload, commit), answering as the hub does. It
+    asks for every file inline ("regular"), where the hub would take large ones through LFS."""
+
+    received: dict = {}
+
+    def _json(self, obj, code=200):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        host = f"http://{self.headers['Host']}"
+        if self.path == "/api/repos/create":
+            req = self.received["create"] = json.loads(body)
+            return self._json({"url": f"{host}/{req['organization']}/{req['name']}"})
+        if self.path == "/api/validate-yaml":
+            self.received["card"] = json.loads(body)["content"]
+            return self._json({"errors": [], "warnings": []})
+        if "/branch/" in self.path:
+            self.received["branch"] = self.path
+            return self._json({})
+        if "/preupload/" in self.path:
+            files = json.loads(body)["files"]
+            return self._json(
+                {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+            )
+        if "/commit/" in self.path:
+            lines = [json.loads(x) for x in body.decode().splitlines() if x.strip()]
+            self.received["commit"] = (self.path, lines, self.headers.get("Authorization"))
+            repo = "/".join(self.path.split("/")[3:5])  # /api/models/OWNER/REPO/commit/REVISION
+            url = f"{host}/{repo}/commit/{'c' * 40}"
+            return self._json({"commitUrl": url, "commitOid": "c" * 40, "pullRequestUrl": None})
+        return self._json({"error": "not a route of this stand-in"}, 404)
+
+    def do_GET(self):  # noqa: N802
+        self._json({"error": "not a route of this stand-in"}, 404)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.slow
+def test_cli_export_push_to_hub_uploads_the_folder_byte_for_byte(tmp_path):
+    """--push-to-hub through huggingface_hub's real upload code, against a local stand-in for the
+    hub's API (HF_ENDPOINT): the repo is created private, the branch made, and the commit holds
+    exactly the folder's files (card with the model-index included), sent with the token."""
+    import base64
+
+    _UploadHub.received = {}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _UploadHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_TOKEN="hf_stand_in_token",
+        OMP_NUM_THREADS="1",
+    )
+    out = tmp_path / "folder"
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "deploy.py"), "--mode", "export", "--checkpoint", str(RUN / "step_11250"),
+             "--format", "safetensors", "--output", str(out), "--data", str(RUN / "heldout"), "--limit", LIMIT,
+             "--push-to-hub", "sapientinc/HRM-sudoku6-hard", "--private", "--revision", "v1"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert "pushed: http://127.0.0.1:" in proc.stdout
+    got = _UploadHub.received
+    assert got["create"] == {"name": "HRM-sudoku6-hard", "organization": "sapientinc", "visibility": "private",
+                             "type": "model"}  # fmt: skip
+    assert got["branch"] == "/api/models/sapientinc/HRM-sudoku6-hard/branch/v1"
+    path, lines, auth = got["commit"]
+    assert path == "/api/models/sapientinc/HRM-sudoku6-hard/commit/v1" and auth == "Bearer hf_stand_in_token"
+    files = {x["value"]["path"]: base64.b64decode(x["value"]["content"]) for x in lines if x["key"] == "file"}
+    assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
+    assert all(files[name] == (out / name).read_bytes() for name in files)
+    assert got["card"] == (out / "README.md").read_text() and "model-index:" in got["card"]
