@@ -351,3 +351,20 @@ def test_cli_export_push_to_hub_uploads_the_folder_byte_for_byte(tmp_path):
     assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
     assert all(files[name] == (out / name).read_bytes() for name in files)
     assert got["card"] == (out / "README.md").read_text() and "model-index:" in got["card"]
+
+
+def test_from_pretrained_and_save_pretrained_round_trip(offline, tmp_path):
+    """ACTModel.from_pretrained(hf://...) then save_pretrained: a folder the loader reads back
+    with the same tensors and architecture (and that hf:// serves like an export)."""
+    import torch
+
+    from hrm_eval.models import ACTModel
+
+    model = ACTModel.from_pretrained(f"hf://{FOLDER_REPO}")
+    saved = model.save_pretrained(tmp_path / "saved")
+    assert sorted(p.name for p in saved.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    again = load_checkpoint(saved)
+    assert again.config == model.config
+    theirs = again.model.inner.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in model.inner.state_dict().items())
+    assert ACTModel.from_pretrained(RUN / "step_11250").config == model.config

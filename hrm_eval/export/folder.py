@@ -63,6 +63,43 @@ def write_model_folder(
     return weights
 
 
+def save_model(model: Any, out: str | Path) -> Path:
+    """An in-memory ACTModel as a model folder (`ACTModel.save_pretrained`): its weights as they
+    are now, config.json with its architecture (no source file: `source` is null), and the card."""
+    from safetensors.torch import save
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    c = model.config
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.inner.state_dict().items()}
+    data = save(tensors, metadata={"format": "pt", CONFIG_METADATA_KEY: json.dumps(c.model_dump())})
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    weights = atomic_write(out / WEIGHTS_FILE, write)
+    dtypes: Dict[str, int] = {}
+    for v in tensors.values():
+        name = str(v.dtype).replace("torch.", "")
+        dtypes[name] = dtypes.get(name, 0) + 1
+    config = {
+        "format": FOLDER_FORMAT,
+        "format_version": FOLDER_FORMAT_VERSION,
+        "family": c.family,
+        "variant": c.variant,
+        "arch": c.model_dump(),
+        "task": None,
+        "training_step": None,
+        "source": None,
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "dtypes": dtypes},
+        "num_trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "torch_version": torch.__version__,
+    }
+    atomic_write_json(out / CONFIG_FILE, config)
+    atomic_write_text(out / "README.md", model_card(config))
+    return out
+
+
 def folder_config(loaded: LoadedCheckpoint, *, task: Optional[Dict[str, Any]], weights_sha256: str) -> Dict[str, Any]:
     c = loaded.config
     return {
@@ -87,8 +124,12 @@ def model_card(config: Dict[str, Any], results: Optional[Dict[str, Any]] = None)
     lines = [
         front_matter(card_metadata(config, results)) + f"# {config['family'].upper()} model ({config['variant']})",
         "",
-        f"Exported by hrm-eval from `{config['source']['file']}` (sha256 `{config['source']['sha256'][:16]}...`), "
-        f"training step {config['training_step']}.",
+        (
+            f"Exported by hrm-eval from `{config['source']['file']}` (sha256 `{config['source']['sha256'][:16]}...`), "
+            f"training step {config['training_step']}."
+            if config.get("source")
+            else "Saved by hrm-eval (`ACTModel.save_pretrained`) from a model in memory."
+        ),
         "",
         "| field | value |",
         "|---|---|",
