@@ -97,3 +97,19 @@ def test_every_rate_has_its_95_percent_interval(runs):
         assert row["exact_accuracy_ci95"] == wilson_interval(k, row["puzzles"])
     assert "Wilson" in fixed["metric_definitions"]["intervals"]
     assert "McNemar" in fixed["metric_definitions"]["paired_test"]
+
+
+def test_halting_by_q_is_tested_against_fixed_on_the_same_puzzles(runs):
+    """The fixed run's McNemar test of the model's own halting against all 8 steps: its table is
+    the one the adaptive run's per-puzzle records give against the fixed run's."""
+    from hrm_eval.evaluation.stats import mcnemar_exact
+
+    fixed, adaptive = runs
+    t = fixed["q_value_analysis"]["halting_vs_fixed"]
+    q = [r["solved"] for r in adaptive["per_puzzle_metrics"]]
+    f = [r["solved"] for r in fixed["per_puzzle_metrics"]]
+    assert t["a_only"] == sum(a and not b for a, b in zip(q, f))
+    assert t["b_only"] == sum(b and not a for a, b in zip(q, f))
+    assert t["both"] == sum(a and b for a, b in zip(q, f)) and t["num_puzzles"] == SAMPLE
+    assert t["p_value"] == mcnemar_exact(t["a_only"], t["b_only"])
+    assert t["statement"].startswith(f"halting by Q solves {t['a_only']} puzzles fixed 8 steps misses")

@@ -118,6 +118,8 @@ def format_summary(results: Dict[str, Any]) -> str:
                 f"mean step {q['mean_halt_step']:.2f}, exact {q['exact_accuracy_at_halt_step']:.4f}",
             )
         )
+        if q.get("halting_vs_fixed"):
+            rows.append(("halting by Q vs fixed", q["halting_vs_fixed"]["statement"]))
     if m.get("step_efficiency") is not None:
         rows.append(
             (
