@@ -368,3 +368,29 @@ def test_from_pretrained_and_save_pretrained_round_trip(offline, tmp_path):
     theirs = again.model.inner.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in model.inner.state_dict().items())
     assert ACTModel.from_pretrained(RUN / "step_11250").config == model.config
+
+
+def test_serve_loads_a_hub_checkpoint(offline):
+    import torch
+
+    from hrm_eval.serve.config import ServeConfig
+    from hrm_eval.serve.model import ServedModel
+
+    served = ServedModel.load(ServeConfig(checkpoint=f"hf://{STEP_REPO}", dtype="float32"), torch.device("cpu"))
+    local = load_checkpoint(RUN / "step_11250")
+    assert served.loaded.sha256 == local.sha256 and served.config == local.config
+    assert served.describe()["name"] == f"{STEP_REPO}/step_11250"
+
+
+def test_ensemble_of_hub_checkpoints_matches_the_local_files(offline, tmp_path, monkeypatch):
+    from hrm_eval.ensemble import evaluate_ensemble
+
+    kw = dict(data=RUN / "heldout", strategy="vote", device="cpu", limit=int(LIMIT), progress=False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache-local"))
+    local = evaluate_ensemble([RUN / "step_10000", RUN / "step_11250"], **kw)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache-hub"))
+    hub = evaluate_ensemble([f"hf://{STEP_REPO}/step_10000", f"hf://{STEP_REPO}@main/step_11250"], **kw)
+    assert [m["name"] for m in hub["members"]] == ["step_10000", "step_11250"]
+    assert [m["sha256"] for m in hub["members"]] == [m["sha256"] for m in local["members"]]
+    assert hub["ensemble"] == local["ensemble"] and hub["best_member"] == local["best_member"]
+    assert [c["hub"]["revision"] for c in hub["provenance"]["checkpoints"]] == [COMMIT, COMMIT]
