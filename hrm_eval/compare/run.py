@@ -202,6 +202,11 @@ def comparison_frame(report: Dict[str, Any]) -> "pd.DataFrame":
                 "checkpoint": r["name"],
                 "step": r["step"],
                 **{k: m.get(k) for k in ("exact_accuracy", "accuracy", "lm_loss", "q_halt_accuracy")},
+                # the exact accuracy's 95% interval (Wilson) as two columns: a CSV cell holds one number
+                **{
+                    f"exact_accuracy_ci95_{end}": (m.get("exact_accuracy_ci95") or [None, None])[i]
+                    for i, end in enumerate(("lo", "hi"))
+                },  # fmt: skip
                 **{f"q_halt_{k}": c.get(k) for k in ("ece", "brier", "auroc")},
                 "weight_norm": r.get("weight_norm"),
                 "relative_change": (r.get("change_from_previous") or {}).get("relative"),
