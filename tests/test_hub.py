@@ -394,3 +394,13 @@ def test_ensemble_of_hub_checkpoints_matches_the_local_files(offline, tmp_path, 
     assert [m["sha256"] for m in hub["members"]] == [m["sha256"] for m in local["members"]]
     assert hub["ensemble"] == local["ensemble"] and hub["best_member"] == local["best_member"]
     assert [c["hub"]["revision"] for c in hub["provenance"]["checkpoints"]] == [COMMIT, COMMIT]
+
+
+def test_export_from_the_hub_records_where_it_came_from(offline, tmp_path):
+    from hrm_eval.export.run import export_model
+
+    export_model(f"hf://{STEP_REPO}/step_10000", tmp_path / "out")
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["source"]["sha256"] == load_checkpoint(RUN / "step_10000").sha256
+    assert config["source"]["hub"] == {"repo_id": STEP_REPO, "revision": COMMIT, "path_in_repo": "step_10000"}
+    assert config["training_step"] == 10000

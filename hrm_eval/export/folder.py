@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from hrm_eval.export.hub import card_metadata, front_matter
+from hrm_eval.models.hub import hub_origin
 from hrm_eval.models.loading import (
     CONFIG_FILE,
     CONFIG_METADATA_KEY,
@@ -110,7 +111,12 @@ def folder_config(loaded: LoadedCheckpoint, *, task: Optional[Dict[str, Any]], w
         "arch": c.model_dump(),
         "task": task,
         "training_step": loaded.step,
-        "source": {"file": loaded.path.name, "sha256": loaded.sha256, "key_prefix": loaded.key_prefix},
+        "source": {
+            "file": loaded.path.name,
+            "sha256": loaded.sha256,
+            "key_prefix": loaded.key_prefix,
+            **({"hub": hub} if (hub := hub_origin(loaded.path)) else {}),  # exported from hf://: repo and commit
+        },
         "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha256, "dtypes": loaded.state_dict_dtypes},
         "num_trainable_parameters": loaded.num_trainable_parameters,
         "torch_version": torch.__version__,
