@@ -30,6 +30,7 @@ pytest.importorskip("huggingface_hub")  # in the test extra: CI runs these
 RUN = ROOT / "checkpoints" / "sudoku6-hard-hrm"
 STEP_REPO = "sapientinc/HRM-checkpoint-sudoku6"  # several step_<N> files and all_config.yaml
 FOLDER_REPO = "alphaXiv/hrm-model-sudoku6"  # a model folder: config.json + model.safetensors
+SERIES_REPO = "ThomasHeim/HRM-Reproduction-Checkpoints"  # runs in folders of the repo
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FOLDER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 LIMIT = "16"
@@ -62,6 +63,8 @@ def hub(tmp_path_factory):
     fake_hub_repo(cache, STEP_REPO, {**steps, "all_config.yaml": RUN / "all_config.yaml"}, COMMIT)
     fake_hub_repo(cache, FOLDER_REPO, {n: folder / n for n in ("config.json", "model.safetensors")}, FOLDER_COMMIT)
     fake_hub_repo(cache, "sapientinc/HRM-empty", {"README.md": RUN / "README.md"}, COMMIT)
+    series = {f"sudoku6/step_{s}": RUN / f"step_{s}" for s in (2500, 3750)}
+    fake_hub_repo(cache, SERIES_REPO, {**series, "sudoku6/all_config.yaml": RUN / "all_config.yaml"}, COMMIT)
     return home, folder
 
 
@@ -404,3 +407,14 @@ def test_export_from_the_hub_records_where_it_came_from(offline, tmp_path):
     assert config["source"]["sha256"] == load_checkpoint(RUN / "step_10000").sha256
     assert config["source"]["hub"] == {"repo_id": STEP_REPO, "revision": COMMIT, "path_in_repo": "step_10000"}
     assert config["training_step"] == 10000
+
+
+def test_a_folder_of_a_repo_is_a_run(offline):
+    from hrm_eval.members.predictions import resolve_checkpoints
+
+    assert load_checkpoint(f"hf://{SERIES_REPO}/sudoku6").step == 3750  # its newest step
+    paths, home = resolve_checkpoints(None, f"hf://{SERIES_REPO}/sudoku6")
+    assert [p.name for p in paths] == ["step_2500", "step_3750"] and (home / "all_config.yaml").is_file()
+    assert hub_origin(paths[0]) == {"repo_id": SERIES_REPO, "revision": COMMIT, "path_in_repo": "sudoku6/step_2500"}
+    with pytest.raises(HRMEvalError, match="no checkpoint file"):
+        load_checkpoint(f"hf://{SERIES_REPO}")  # the root holds only folders
