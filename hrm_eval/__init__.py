@@ -8,12 +8,12 @@ In a notebook (README: Notebooks; examples/quickstart.ipynb):
 
     config = load_config("configs/eval_config.yaml")
     model = HRMModel(HRMConfig.from_yaml_config(config))
-    model.load_from_checkpoint(load_checkpoint("checkpoints/sudoku6-hrm"))
-    results = Evaluator(model, "cpu", config).evaluate(open_dataset("checkpoints/sudoku6-hrm/data"))
+    model.load_from_checkpoint(load_checkpoint("checkpoints/sudoku6-hard-hrm"))  # the model the config names
+    results = Evaluator(model, "cpu", config).evaluate(open_dataset("checkpoints/sudoku6-hard-hrm/data"))
     results.summary(), results.to_pandas()
 
-`HRMConfig` is `ModelConfig` under its earlier name; `HRMModel` / `TRMModel` are the earlier
-names of the inner models `HRMReasoning` / `TRMReasoning` (see `hrm_eval.models`).
+`HRMConfig` / `HRMModel` are the design's names (the example above) for `ModelConfig` and the
+inner model `HRMReasoning` (see `hrm_eval.models`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ _LAZY = {
     "HRMReasoning": "hrm_eval.models.hrm",
     "TRMReasoning": "hrm_eval.models.trm",
     "HRMModel": "hrm_eval.models.hrm",
-    "TRMModel": "hrm_eval.models.trm",
     "build_model": "hrm_eval.models",
 }
 __all__ = [*_LAZY, "__version__"]

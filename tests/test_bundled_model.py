@@ -10,9 +10,8 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.evaluation import simple_evaluate
-from hrm_eval.models.loading import STEP_RE
+from hrm_eval.models.loading import STEP_RE, load_checkpoint
 from hrm_eval.models.losses import row_metrics
-from hrm_eval.utils import load_checkpoint
 from tests.conftest import ROOT
 
 RUN = ROOT / "checkpoints" / "sudoku6-hrm"
@@ -69,3 +68,23 @@ def test_default_evaluate_command_uses_the_default_bundled_model(tmp_path):
     proc = run_cli("--mode", "evaluate", "--output", str(tmp_path), "--limit", "50", "--device", "cpu", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "sudoku6-hard-hrm/step_11250" in proc.stdout and "exact_accuracy" in proc.stdout
+
+
+# The model card's table, measured by the card's own command (no --data): issue 27 found it printing
+# 0.190 / 0.486 where the card says 0.450 / 0.923, because the checkpoint was evaluated on the
+# default config's dataset (the other bundled model's) instead of its own run's.
+CARD = {625: "0.4500", 1875: "0.9230", 3750: "0.9910"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", sorted(CARD))
+def test_the_model_cards_command_prints_the_cards_numbers(step, tmp_path):
+    from tests.conftest import run_cli
+
+    out = run_cli(
+        "--mode", "evaluate", "--checkpoint", f"checkpoints/sudoku6-hrm/step_{step}", "--dtype", "float32",
+        "--output", str(tmp_path / "out"), "--no-progress", "--log-level", "WARNING",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "data: checkpoints/sudoku6-hrm/data (from the checkpoint's run)" in out.stdout
+    assert f"exact_accuracy (solve rate)         {CARD[step]}" in out.stdout

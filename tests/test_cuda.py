@@ -12,8 +12,8 @@ import torch
 
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.inference.engine import ACTEngine
+from hrm_eval.models.loading import load_checkpoint
 from hrm_eval.resources import find
-from hrm_eval.utils import load_checkpoint
 from tests.conftest import expected_outputs, fixture_batch
 from tests.models.test_parity import FP32, dataset_meta
 

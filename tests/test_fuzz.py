@@ -148,6 +148,7 @@ class Case:
     build: Callable[[Path], List[str]]  # makes the inputs under the folder, returns the CLI arguments
     allowed: Tuple[int, ...] = (2,)  # exit statuses that are correct for this input
     words: Optional[str] = None  # the error line must contain these
+    names: Optional[str] = None  # ... and these: the file or flag the problem came from
     marks: list = field(default_factory=list)
     timeout: float = 60.0  # subprocess cases only
 
@@ -370,7 +371,7 @@ HOSTILE = [
     Case(
         "jsonl-huge-int",
         _jsonl(b'{"input_sequence": [1' + b"0" * 10_000 + b'], "target_sequence": [1]}\n'),
-        words="p.jsonl:1: not valid JSON",
+        words="p.jsonl:1: an integer with too many digits (10,001",
     ),
     Case("jsonl-empty-sequences", _jsonl(b'{"input_sequence": [], "target_sequence": []}\n'), words="empty"),
     Case("csv-header-only", _csv(b"source,question,answer,rating\r\n"), words="no puzzles"),
@@ -430,8 +431,8 @@ def check_outcome(case: Case, root: Path, argv: List[str], rc: int, out: str, er
     if rc == 2:
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), err
-        if case.words is not None:
-            assert case.words in lines[0], lines[0]
+        for says in (case.words, case.names):
+            assert says is None or says in lines[0], lines[0]
         assert not (out_dir / "results.json").exists(), "a failed run wrote results"
     else:
         assert "error:" not in err, err
@@ -462,7 +463,10 @@ def test_bad_input_in_process(case, tmp_path, capsys, monkeypatch):
     before = snapshot(root, root / "out")
     capsys.readouterr()
     start = time.monotonic()
-    rc = main(argv)
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # a flag's value refused by the parser: the CLI exits with this status
+        rc = int(e.code or 0)
     elapsed = time.monotonic() - start
     out, err = capsys.readouterr()
     check_outcome(case, root, argv, rc, out, err)
@@ -762,4 +766,298 @@ OTHER_AREAS = [
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=c.marks) for c in OTHER_AREAS])
 def test_bad_input_other_areas(case, tmp_path, capsys, monkeypatch):
+    test_bad_input_in_process(case, tmp_path, capsys, monkeypatch)
+
+
+# ---- issue 27: every JSON / YAML reader against every hostile payload; special files ------------------------
+# Each payload once for each reader that takes its format: the guarded reader (hrm_eval.utils.guarded) must
+# refuse it in one line naming the reader's file or flag, before the parser recurses, int() converts or an
+# alias expands. Before issue 27 these were RecursionError / ValueError / TypeError internal errors, or
+# minutes of alias expansion.
+def _nested_block_yaml(levels: int) -> str:
+    return "a:\n" + "".join("  " * i + "b:\n" for i in range(1, levels)) + "  " * levels + "c: 1\n"
+
+
+def _laughs_yaml() -> str:
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+JSON_PAYLOADS = {
+    "deep": ('{"a":' * 100_000 + "1" + "}" * 100_000, "nested too deeply"),
+    "huge-int": ('{"a": 1' + "0" * 5_000 + "}", "too many digits"),
+}
+YAML_PAYLOADS = {
+    "deep-flow": ("arch: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
+    "deep-block": (_nested_block_yaml(500), "nested too deeply"),
+    "huge-int": ("arch:\n  hidden_size: 1" + "0" * 5_000 + "\n", "too many digits"),
+    "billion-laughs": (_laughs_yaml(), "aliases expand"),
+    "self-anchor": ("arch: &a\n  x: *a\n", "refers to itself"),
+    "integer-key": ("arch:\n  1: 2\n", "is not a string"),
+}
+
+
+def _all_config_reader(text: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        (root / "ckpt" / "all_config.yaml").write_text(text)
+        return inspect_args(root)
+
+    return build
+
+
+def _config_flag_reader(text: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        (root / "eval.yaml").write_text(text)
+        return [*evaluate_args(root, copy_dataset(root)), "--config", str(root / "eval.yaml")]
+
+    return build
+
+
+def _model_config_reader(text: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        (root / "ckpt" / "all_config.yaml").unlink()
+        (root / "model.yaml").write_text(text)
+        return [*inspect_args(root), "--model-config", str(root / "model.yaml")]
+
+    return build
+
+
+def _arch_flag_reader(text: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        return [*inspect_args(root), "--arch", "hidden_size=" + text.removeprefix("arch:").strip()]
+
+    return build
+
+
+def _safetensors_state(root: Path) -> Tuple[Dict[str, torch.Tensor], Path]:
+    from hrm_eval.models.loading import strip_prefix
+
+    sd = strip_prefix(torch.load(CKPT, map_location="cpu", weights_only=True))[0]
+    (root / "model").mkdir()
+    return {k: v.contiguous() for k, v in sd.items()}, root / "model" / "model.safetensors"
+
+
+def _folder_config_reader(text: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        from safetensors.torch import save_file
+
+        sd, path = _safetensors_state(root)
+        save_file(sd, str(path))
+        (root / "model" / "config.json").write_text(text)
+        return ["--mode", "inspect", "--checkpoint", str(root / "model")]
+
+    return build
+
+
+def _safetensors_metadata_reader(text: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        from safetensors.torch import save_file
+
+        sd, path = _safetensors_state(root)
+        save_file(sd, str(path), metadata={"hrm_eval_config": text})
+        return ["--mode", "inspect", "--checkpoint", str(path)]
+
+    return build
+
+
+def _puzzle_flag_reader(text: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        puzzle = "[" + text + "]"  # JSON text of a list: the form --puzzle decodes
+        ckpt = str(root / "ckpt" / "step_625")
+        return ["--mode", "solve", "--checkpoint", ckpt, "--puzzle", puzzle, "--log-level", "ERROR"]
+
+    return build
+
+
+def _dataset_json_reader(text: str) -> Callable[[Path], List[str]]:
+    return _dataset_json_bytes(text.encode())
+
+
+YAML_READERS = {
+    "all_config": (_all_config_reader, "all_config.yaml"),
+    "config-flag": (_config_flag_reader, "eval.yaml"),
+    "model-config-flag": (_model_config_reader, "model.yaml"),
+    "arch-flag": (_arch_flag_reader, "hidden_size"),
+}
+JSON_READERS = {
+    "folder-config-json": (_folder_config_reader, "config.json"),
+    "safetensors-metadata": (_safetensors_metadata_reader, "hrm_eval_config"),
+    "puzzle-flag": (_puzzle_flag_reader, "puzzle"),
+    "dataset-json": (_dataset_json_reader, "dataset.json"),
+}
+
+
+def reader_cases() -> List[Case]:
+    cases = []
+    for readers, payloads in ((YAML_READERS, YAML_PAYLOADS), (JSON_READERS, JSON_PAYLOADS)):
+        for reader, (make, names) in readers.items():
+            for payload, (text, says) in payloads.items():
+                if reader == "arch-flag" and payload in ("deep-block", "integer-key", "self-anchor"):
+                    continue  # a one-line flag value: block YAML cannot be written there
+                if reader == "arch-flag" and payload == "deep-flow":
+                    text = "arch: " + "[" * 1_000 + "]" * 1_000  # within a flag value's size limit
+                cases.append(Case(f"reader-{reader}-{payload}", make(text), words=says, names=names))
+    return cases
+
+
+def _special(kind: str) -> Callable[[Path], Path]:
+    """Something that exists but is not a regular file: a FIFO, a directory, a character device."""
+
+    def make(path: Path) -> Path:
+        if kind == "FIFO":
+            os.mkfifo(path)
+        elif kind == "directory":
+            path.mkdir()
+        else:
+            path.symlink_to("/dev/zero")
+        return path
+
+    return make
+
+
+SPECIAL_KINDS = {"FIFO": "is a FIFO", "directory": "is a directory", "device": "is a character device"}
+
+
+def _special_checkpoint(kind: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        (root / "ckpt" / "step_625").unlink()
+        (root / "ckpt" / "all_config.yaml").unlink()
+        (root / "model").mkdir()
+        _special(kind)(root / "model" / "model.safetensors")
+        return ["--mode", "inspect", "--checkpoint", str(root / "model" / "model.safetensors")]
+
+    return build
+
+
+def _special_data(kind: str, name: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        return evaluate_args(root, _special(kind)(root / name), "--task", "sudoku6")
+
+    return build
+
+
+def _special_config(kind: str, flag: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        if flag == "all_config.yaml":
+            (root / "ckpt" / "all_config.yaml").unlink()
+            _special(kind)(root / "ckpt" / "all_config.yaml")
+            return inspect_args(root)
+        if flag == "--config":
+            return [*evaluate_args(root, copy_dataset(root)), flag, str(_special(kind)(root / "x.yaml"))]
+        return [*inspect_args(root), flag, str(_special(kind)(root / "x.yaml"))]
+
+    return build
+
+
+def _special_stacker(kind: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        argv = _cache_dir_a_file(root)[:-4]  # an ensemble of the bundled checkpoint
+        return [*argv, "--strategy", "stacking", "--stacker", str(_special(kind)(root / "stacker.json"))]
+
+    return build
+
+
+def _special_solve_data(kind: str) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        ckpt = str(root / "ckpt" / "step_625")
+        return [
+            "--mode",
+            "solve",
+            "--checkpoint",
+            ckpt,
+            "--data",
+            str(_special(kind)(root / "p.csv")),
+            "--log-level",
+            "ERROR",
+        ]
+
+    return build
+
+
+def special_file_cases() -> List[Case]:
+    cases = []
+    for kind, says in SPECIAL_KINDS.items():
+        cases.append(Case(f"special-{kind}-stacker", _special_stacker(kind), words=says, names="--stacker"))
+        cases.append(Case(f"special-{kind}-solve-data", _special_solve_data(kind), words=says))
+        cases.append(Case(f"special-{kind}-checkpoint", _special_checkpoint(kind), words=says))
+        cases.append(Case(f"special-{kind}-data-csv", _special_data(kind, "x.csv"), words=says))
+        cases.append(Case(f"special-{kind}-data-jsonl", _special_data(kind, "x.jsonl"), words=says))
+        for flag in ("--config", "--model-config", "all_config.yaml"):
+            cases.append(Case(f"special-{kind}-{flag.strip('-')}", _special_config(kind, flag), words=says))
+    return cases
+
+
+def _cache_dir_a_file(root: Path) -> List[str]:
+    copy_checkpoint(root)
+    (root / "cache").write_text("a file, not a folder\n")
+    argv = ["--mode", "ensemble", "--checkpoints", str(root / "ckpt" / "step_625"), "--data", str(copy_dataset(root))]
+    return [*argv, "--cache-dir", str(root / "cache"), "--output", str(root / "out")]
+
+
+HUGE_ID_LINE = json.dumps({**json.loads(GOOD_LINE), "puzzle_identifier": 10**20}).encode()
+MESSAGES = [
+    Case("cache-dir-a-file", _cache_dir_a_file, words="--cache-dir", names="is a regular file, expected a directory"),
+    Case(
+        "jsonl-identifier-1e20", _jsonl(HUGE_ID_LINE + b"\n"), words="puzzle_identifier 100000000000000000000 is beyond"
+    ),
+]
+# Numbers in range for the parser but not for the model: each reader must hand them to the one
+# bounded ModelConfig (halt_max_steps 1e9 was a 30-60 GiB MemoryError, H_cycles 1e6 minutes of
+# silence, `H_cycles: true` a silent 1).
+HUGE_VALUES = {
+    "halt_max_steps": (10**9, "less than or equal to 1024"),
+    "H_cycles": (10**6, "less than or equal to 64"),
+    "L_cycles": (True, "a number is needed, got a boolean"),
+}
+
+
+def huge_value_cases() -> List[Case]:
+    cases = []
+    for field_name, (value, says) in HUGE_VALUES.items():
+        json_arch = json.dumps({field_name: value})
+        makers = {
+            "all_config": _all_config_reader(_with_arch_value(field_name, value)),
+            "model-config-flag": _model_config_reader(_with_arch_value(field_name, value)),
+            "arch-flag": _arch_value_flag(field_name, value),
+            "folder-config-json": _folder_config_reader(json.dumps({"arch": json.loads(json_arch)})),
+            "safetensors-metadata": _safetensors_metadata_reader(json_arch),
+        }
+        for reader, make in makers.items():
+            cases.append(Case(f"value-{reader}-{field_name}", make, words=says, names=field_name))
+    return cases
+
+
+def _with_arch_value(field_name: str, value) -> str:
+    """The bundled all_config.yaml with one arch value replaced (the rest of the run as it was)."""
+    import yaml
+
+    config = yaml.safe_load(CONFIG.read_text())
+    config["arch"][field_name] = value
+    return yaml.safe_dump(config)
+
+
+def _arch_value_flag(field_name: str, value) -> Callable[[Path], List[str]]:
+    def build(root: Path) -> List[str]:
+        copy_checkpoint(root)
+        return [*inspect_args(root), "--arch", f"{field_name}={json.dumps(value)}"]
+
+    return build
+
+
+ISSUE_27 = reader_cases() + special_file_cases() + MESSAGES + huge_value_cases()
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=c.marks) for c in ISSUE_27])
+def test_hostile_json_yaml_and_special_files(case, tmp_path, capsys, monkeypatch):
+    """Issue 27: one line, exit 2, naming the problem (and, for the readers, the file or flag)."""
     test_bad_input_in_process(case, tmp_path, capsys, monkeypatch)

@@ -37,12 +37,10 @@ def test_entry_points_are_the_objects_of_their_home_modules():
 
 
 def test_earlier_names_are_the_same_classes():
-    from hrm_eval.models import HRMModel, TRMModel
-    from hrm_eval.utils import load_checkpoint
+    from hrm_eval.models import HRMModel
 
     assert hrm_eval.HRMConfig is hrm_eval.ModelConfig
-    assert HRMModel is hrm_eval.HRMReasoning and TRMModel is hrm_eval.TRMReasoning
-    assert load_checkpoint is hrm_eval.load_checkpoint
+    assert HRMModel is hrm_eval.HRMReasoning
 
 
 def test_unknown_name_is_an_attribute_error():
@@ -50,3 +48,12 @@ def test_unknown_name_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         hrm_eval.nope  # noqa: B018
+
+
+def test_python_dash_m_hrm_eval_runs_the_command_line(tmp_path):
+    """`python -m hrm_eval --mode ...`, the usual entry of an installed package, is the CLI."""
+    out = tmp_path / "out"
+    args = ["--mode", "evaluate", "--limit", "2", "--output", str(out), "--no-progress"]
+    p = subprocess.run([sys.executable, "-m", "hrm_eval", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert (out / "results.json").is_file()

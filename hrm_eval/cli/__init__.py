@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -34,6 +36,7 @@ from hrm_eval.cli.serve import SERVE
 from hrm_eval.cli.solve import SOLVE
 from hrm_eval.cli.train import TRAIN
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.io import disk_error_line
 
 
 def run_tests(inv: Invocation) -> int:
@@ -105,13 +108,29 @@ def parse(argv: List[str]) -> tuple[Mode, Invocation]:
     return mode, Invocation(flags, flag_names(parser), Path(config) if config else None)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that `with` blocks (the --output lock, temp
+    files) are left the way they are on an error: a scheduler's kill leaves no lock behind."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     mode, inv = parse(argv)
     debug = inv.flags.get("debug", False)
+    package_logger = logging.getLogger("hrm_eval")
+    propagates = package_logger.propagate  # setup_logging stops it; a caller in-process gets it back
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         inv.start_logging()  # from the flags; the mode's config file may change it when read
         return mode.run(inv)
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except HRMEvalError as e:
         if debug:
             raise
@@ -121,14 +140,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug, not a user mistake: still one line unless --debug
-        if debug:
-            raise
-        print(
-            f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+    except OSError as e:  # a full disk where no writer said more (a streamed log, a spool file)
+        line = disk_error_line(e, e.filename, "files already complete were kept")
+        if line is None or debug:
+            return _internal_error(e, debug)
+        print(f"error: {line}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug, not a user mistake: still one line unless --debug
+        return _internal_error(e, debug)
+    finally:
+        package_logger.propagate = propagates
+        if previous is not None:  # a caller's own handler (main() called in-process) is theirs again
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _internal_error(e: Exception, debug: bool) -> int:
+    if debug:
+        raise e
+    print(f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, NoReturn, Optional, Tuple, Type, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from hrm_eval.resources import find, find_checkpoint, is_checkpoint_name
+from hrm_eval.utils import guarded
 from hrm_eval.utils.config import read_yaml, validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import LEVELS, setup_logging
@@ -76,12 +76,14 @@ class Invocation:
         try:
             config = schema(**{**file_data, **settings})
         except ValidationError as e:
-            err = e.errors()[0]
+            errors = e.errors()
+            err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])  # typos first
             field = str(err["loc"][0]) if err["loc"] else ""
             if field in settings or (err["type"] == "missing" and field in self.flag_names):
                 hint = f" (nor set as `{field}` in {path})" if path is not None and field not in settings else ""
                 raise HRMEvalError(validation_error_line(e, self.flag_names) + hint) from None
-            raise HRMEvalError(f"{path}: {validation_error_line(e)}" if path else validation_error_line(e)) from None
+            line = validation_error_line(e, schema=schema)
+            raise HRMEvalError(f"{path}: {line}" if path else line) from None
         self.start_logging(config)
         return config
 
@@ -187,9 +189,9 @@ def key_value(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expects KEY=VALUE, got '{text}'")
     key, value = text.split("=", 1)
     try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"cannot read the value of '{text}'") from None
+        return key.strip(), guarded.parse_yaml(value, f"the value of '{key.strip()}'", max_bytes=1 << 16)
+    except HRMEvalError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class KeyValues(argparse.Action):
@@ -256,7 +258,7 @@ def add_scaling_flags(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument("--budget", type=int, help="scaling: most ACT steps per puzzle, all attempts (4 x halt_max_steps)")
     g.add_argument("--views", type=int, help="scaling: most attempts, each after the first on a view (default 8)")
-    g.add_argument("--attempt-steps", type=int, help="scaling: most steps of one attempt (2 x the halting limit)")
+    g.add_argument("--attempt-steps", type=int, help="scaling: most steps of one attempt (default: the halting limit)")
     g.add_argument("--noise", type=float, help="scaling: std of noise on the initial carry of later attempts (0)")
     g.add_argument("--seed", type=int, help="scaling: the seed of the views and the noise (default 0)")
 

@@ -54,12 +54,20 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     # what is written, besides results.json and per_puzzle.jsonl
     g.add_argument("--save-predictions", action="store_true", help="also step_<N>_all_preds.<rank> (public layout)")
     g.add_argument("--format", dest="output_format", choices=("json", "csv"), help="csv: also per_puzzle.csv")
-    g.add_argument(
+    existing = g.add_mutually_exclusive_group()  # what to do with an interrupted run in --output
+    existing.add_argument(
         "--resume",
-        action="store_true",
-        help="continue the interrupted run in --output: skip the puzzles it finished (same settings required)",
+        nargs="?",
+        const=True,
+        choices=("strict",),  # the bare flag gives const (True), which choices do not check
+        metavar="strict",
+        help="continue the interrupted run in --output: skip the puzzles it finished (same settings required; "
+        "logged rows that cannot be trusted are evaluated again, or with `--resume strict` stop the run)",
     )
     add_scaling_flags(g)
+    existing.add_argument(
+        "--overwrite", action="store_true", help="start afresh in an --output that holds an interrupted run"
+    )
     add_model_flags(g)
 
 
@@ -77,10 +85,12 @@ def run_evaluate(inv: Invocation) -> int:
     from hrm_eval.evaluation.run import onnx_settings, simple_evaluate
 
     cfg = inv.config(EvalConfig, default_file=resources.config_file("eval_config.yaml"))
+    cfg, data_origin = _data_follows_checkpoint(inv, cfg)
     if (launched_by_torchrun() or cfg.resume) and not cfg.output_dir:
         why = "every rank must write to the same place" if launched_by_torchrun() else "the run to resume lives there"
         raise HRMEvalError(f"{'torchrun' if launched_by_torchrun() else '--resume'} needs --output: {why}")
     out = Path(cfg.output_dir) if cfg.output_dir else default_output("evaluate", cfg.checkpoint, cfg.data_path)
+    _check_interrupted(out, cfg)
     device_name = cfg.device
     if cfg.backend == "onnxruntime" or cfg.quantize:  # its own device and dtype rules, checked first
         device_name, _ = onnx_settings(cfg.device, cfg.dtype, cfg.compile)
@@ -96,6 +106,7 @@ def run_evaluate(inv: Invocation) -> int:
     if done is None:  # a rank other than 0
         return 0
     results, existed = done
+    print(f"data: {cfg.data_path} (from {data_origin})")
     print(format_summary(results))
     if cfg.backend != "torch" or cfg.quantize:
         print(f"backend onnxruntime, weights {cfg.quantize or 'float32'}")
@@ -108,6 +119,34 @@ def run_evaluate(inv: Invocation) -> int:
         )
     print(f"results: {out / 'results.json'}{replaced_note(existed and not cfg.resume)}")
     return 0
+
+
+def _check_interrupted(out: Path, cfg: EvalConfig) -> None:
+    """A rerun into the folder of an interrupted run used to start from zero without a word."""
+    from hrm_eval.evaluation.resume import MANIFEST, RESUME_DIR
+
+    if (out / RESUME_DIR / MANIFEST).exists() and not (cfg.resume or cfg.overwrite):
+        raise HRMEvalError(
+            f"--output {out}: an interrupted run is here ({RESUME_DIR}/): add --resume to continue it, "
+            "or --overwrite to start again"
+        )
+
+
+def _data_follows_checkpoint(inv: Invocation, cfg: EvalConfig) -> tuple[EvalConfig, str]:
+    """(the config with the data to evaluate on, where that choice came from). A --checkpoint
+    given without --data (and without a --config of one's own) is evaluated on its own run's
+    dataset: the bundled config's data belongs to the bundled model, and another model scored on
+    it prints numbers that look real (0.190 for a model whose card says 0.450)."""
+    from hrm_eval.models.loading import checkpoint_dataset
+
+    if "data_path" in inv.flags:
+        return cfg, "--data"
+    if inv.config_file is not None:
+        return cfg, f"--config {inv.config_file}"
+    if "checkpoint" not in inv.flags:
+        return cfg, "the bundled configs/eval_config.yaml"
+    data = checkpoint_dataset(cfg.checkpoint)
+    return cfg.model_copy(update={"data_path": str(data)}), "the checkpoint's run"
 
 
 EVALUATE = Mode(

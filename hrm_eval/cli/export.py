@@ -29,6 +29,7 @@ def export_arguments(g: argparse._ArgumentGroup) -> None:
         "--max-accuracy-drop", type=float, help="int8: refuse when exact accuracy drops more (percentage points)"
     )
     g.add_argument("--threads", type=int, help="CPU threads for onnxruntime")
+    g.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output (never other files)")
     g.add_argument("--push-to-hub", metavar="OWNER/REPO", help="then upload the folder to this Hugging Face Hub repo")
     g.add_argument("--private", action="store_true", help="--push-to-hub: create the repo private")
     g.add_argument("--revision", help="--push-to-hub: the branch to commit to (created when missing)")
@@ -54,7 +55,7 @@ def run_export(inv: Invocation) -> int:
             checkpoint, cfg.data_path, progress=False, model_config=config, **cfg.model_dump(include=set(same))
         )
     # the config fields that export_model takes under the same names
-    same = "format quantize split task limit batch_size max_accuracy_drop threads arch_overrides".split()
+    same = "format quantize split task limit batch_size max_accuracy_drop threads arch_overrides overwrite".split()
     done = export_model(
         checkpoint,
         cfg.output_dir,

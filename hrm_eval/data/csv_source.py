@@ -88,7 +88,7 @@ def fetch_from_hub(repo: str, splits: Sequence[str] = SPLITS) -> Dict[str, str]:
     for split in splits:
         try:
             found[split] = hf_hub_download(repo, f"{split}.csv", repo_type="dataset")
-        except Exception as e:  # the hub's exception classes differ between versions: sort by name
+        except Exception as e:  # noqa: BLE001 - the hub's exception classes differ between versions: sort by name
             kinds = {c.__name__ for c in type(e).__mro__}
             if "EntryNotFoundError" in kinds and "LocalEntryNotFoundError" not in kinds:
                 continue  # this split is not in the repository

@@ -9,7 +9,6 @@ reader simply yields the shorter chunk (same numbers, less work).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -19,6 +18,7 @@ import torch
 from pydantic import ValidationError
 
 from hrm_eval.data.format import FIELDS, IGNORE_LABEL_ID, DatasetMetadata
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
 _SCAN_CHUNK = 1 << 16  # rows per chunk when scanning memory-mapped token arrays
@@ -264,21 +264,8 @@ class PuzzleDataset:
 
 
 def _read_json(path: Path) -> Any:
-    """A small JSON file, every way it can be broken (not UTF-8, not JSON, absurdly nested) one HRMEvalError."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise HRMEvalError(f"cannot read {path}: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise HRMEvalError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{path}: not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from e
-    except RecursionError as e:
-        raise HRMEvalError(f"{path}: not a dataset file (JSON nested too deeply)") from e
-    except ValueError as e:  # Python refuses integers of more than 4300 digits
-        raise HRMEvalError(f"{path}: not valid JSON (a number with too many digits)") from e
+    """A dataset's JSON file, every way it can be broken (not UTF-8, not JSON, absurdly nested) one HRMEvalError."""
+    return guarded.read_json(path, "dataset file", max_bytes=guarded.MAX_DATA_BYTES)
 
 
 def _read_metadata(path: Path) -> DatasetMetadata:

@@ -8,12 +8,12 @@ may use -100 for positions that are not scored; `puzzle_identifier` is optional 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
 
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
 IGNORE = -100  # a label position that is not known / not scored
@@ -28,9 +28,7 @@ def read_jsonl_puzzles(
     With `vocab_size` (the checkpoint's), a token outside 0..vocab_size-1 is an error naming its
     line. With `targets_optional` (puzzles to solve) a line may leave out target_sequence: its
     labels are all -100 (nothing known)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HRMEvalError(f"puzzle file not found: {path}")
+    path = guarded.expect_file(path, "puzzle file")
     inputs: List[List[int]] = []
     labels: List[List[int]] = []
     ids: List[int] = []
@@ -51,9 +49,7 @@ def read_jsonl_puzzles(
                 raise HRMEvalError(f"{where}: sequence length {len(x)} differs from the first puzzle's {seq_len}")
             if vocab_size is not None:
                 _check_vocabulary(x, y, vocab_size, where)
-            pid = rec.get("puzzle_identifier", 0)
-            if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid <= _MAX_TOKEN:
-                raise HRMEvalError(f"{where}: puzzle_identifier must be a non-negative integer")
+            pid = _identifier(rec.get("puzzle_identifier", 0), where)
             inputs.append(x)
             labels.append(y)
             ids.append(pid)
@@ -61,6 +57,17 @@ def read_jsonl_puzzles(
     if not inputs:
         raise HRMEvalError(f"{path}: no puzzles")
     return (np.asarray(inputs, np.int32), np.asarray(labels, np.int32), np.asarray(ids, np.int32), names)
+
+
+def _identifier(pid: object, where: str) -> int:
+    """The puzzle_identifier, with the reason it is refused (1e20 was called "negative")."""
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        raise HRMEvalError(f"{where}: puzzle_identifier must be an integer, got {pid!r}")
+    if pid < 0:
+        raise HRMEvalError(f"{where}: puzzle_identifier must be non-negative, got {pid}")
+    if pid > _MAX_TOKEN:
+        raise HRMEvalError(f"{where}: puzzle_identifier {pid} is beyond the largest possible, {_MAX_TOKEN}")
+    return pid
 
 
 def _parse_line(raw: bytes, where: str) -> Optional[dict]:
@@ -71,14 +78,7 @@ def _parse_line(raw: bytes, where: str) -> Optional[dict]:
         raise HRMEvalError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start} of the line)") from None
     if not line.strip():
         return None
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{where}: not valid JSON ({e.msg})") from None
-    except RecursionError:  # json recurses once per nesting level: 100k `[` exhaust the stack
-        raise HRMEvalError(f"{where}: JSON nested too deeply (expected one flat puzzle object)") from None
-    except ValueError:  # Python refuses integers of more than 4300 digits
-        raise HRMEvalError(f"{where}: not valid JSON (a number with too many digits)") from None
+    rec = guarded.parse_json(line, where)
     if not isinstance(rec, dict):
         raise HRMEvalError(f"{where}: expected a JSON object")
     return rec

@@ -18,6 +18,7 @@ from hrm_eval.data.format import DatasetMetadata
 from hrm_eval.data.jsonl import read_jsonl_puzzles
 from hrm_eval.data.tasks import detect_task, get_task
 from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
 
@@ -33,8 +34,13 @@ def open_dataset(
     path = Path(data)
     if not path.exists():
         raise HRMEvalError(f"data not found: {path}")
+    if path.is_dir() and path.suffix.lower() in (".csv", ".jsonl"):  # named as a file: meant as one
+        raise HRMEvalError(f"data {path} is a directory, expected a {path.suffix.lower()} file")
     if path.is_dir():
         return PuzzleDataset(path, split=split)
+    if not path.is_file():  # a FIFO, device or socket: never opened (reading could block forever)
+        kind = guarded.path_kind(path.stat().st_mode)
+        raise HRMEvalError(f"data {path} is a {kind}, expected a dataset directory, .jsonl or .csv file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         inputs, labels, ids, names = read_jsonl_puzzles(path, vocab_size=vocab_size)

@@ -20,7 +20,6 @@ probabilities (its argmax is their common answer) and the confidence their mean 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -28,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
 STRATEGIES = ("average", "vote", "q_vote", "stacking")
@@ -393,10 +393,4 @@ def weights_from_accuracy(exact: Sequence[float], token: Sequence[float]) -> Tup
 
 
 def load_stacker_file(path: str) -> Dict[str, Any]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise HRMEvalError(f"stacker not found: {path}") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise HRMEvalError(f"cannot read stacker {path}: {e}") from None
+    return guarded.mapping(guarded.read_json(path, "stacker"), f"stacker {path}", "a JSON object")

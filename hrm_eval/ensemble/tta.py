@@ -17,6 +17,7 @@ import torch
 
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.inference.views import View, identity_view, logits_from_view, to_view, tokens_from_view, views_digest
+from hrm_eval.utils import limits
 from hrm_eval.utils.errors import HRMEvalError
 
 __all__ = ["View", "identity_view", "logits_from_view", "make_views", "to_view", "tokens_from_view", "views_digest"]
@@ -29,6 +30,8 @@ def make_views(
     and turned into tensors. 1 needs no task."""
     if num_views < 1:
         raise HRMEvalError(f"--tta must be at least 1 (1 = the puzzle as given), got {num_views}")
+    if num_views > limits.MAX_VIEWS:
+        raise HRMEvalError(f"--tta must be at most {limits.MAX_VIEWS} views, got {num_views}")
     if num_views == 1:
         return [identity_view(seq_len, vocab_size)]
     if task is None:

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hrm_eval.data.dataset import PuzzleBatch, PuzzleDataset
+from hrm_eval.data.open import resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.accumulator import Accumulator, ScoredRow
 from hrm_eval.evaluation.all_preds import PredictionSpool
@@ -37,6 +38,7 @@ from hrm_eval.inference.runner import ACTRunner
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, scaling_summary
 from hrm_eval.models import ACTModel
 from hrm_eval.models.base import RecursiveReasoningModel
+from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import ProgressLog
 
@@ -248,8 +250,6 @@ class Evaluator:
         """The task given, else the config's (checked against the dataset), else the dataset's own."""
         if self.task is not None or self.settings is None:
             return self.task
-        from hrm_eval.data.open import resolve_task
-
         return resolve_task(self.settings.task, dataset)
 
     def _run(
@@ -358,8 +358,6 @@ def _exact(acc: Optional[Accumulator]) -> Dict[str, float]:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    from hrm_eval.utils.device import resolve_device
-
     return device if isinstance(device, torch.device) else resolve_device(str(device))
 
 
@@ -416,9 +414,11 @@ def _scaling_intervals(summary: Dict[str, Any], arrays: Dict[str, np.ndarray], d
     """Wilson intervals beside test-time scaling's rates, overall and per difficulty row."""
     if not summary.get("puzzles"):
         return
+    # verified_rate, or accepted_rate on a task without rules (accepted by the Q head's confidence)
+    accepted = "verified_rate" if "verified_rate" in summary else "accepted_rate"
     summary["exact_accuracy_ci95"] = rate_interval(arrays["exact"])
-    summary["verified_rate_ci95"] = rate_interval(arrays["verified"])
+    summary[f"{accepted}_ci95"] = rate_interval(arrays["verified"])
     for row in (summary.get("by_difficulty") or {}).get("rows", []):
         sel = arrays["difficulty"] == row[difficulty_name]
         row["exact_accuracy_ci95"] = rate_interval(arrays["exact"][sel])
-        row["verified_rate_ci95"] = rate_interval(arrays["verified"][sel])
+        row[f"{accepted}_ci95"] = rate_interval(arrays["verified"][sel])

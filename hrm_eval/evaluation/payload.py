@@ -24,6 +24,13 @@ SCALING_FIELDS = ("attempts", "act_steps_total", "solved_at_attempt", "verified_
 Payload = Dict[str, Any]  # one finished puzzle as plain tensors / numbers (torch.save, weights_only)
 
 
+# Every field `to_payload` writes: a logged row missing one is not used by --resume.
+ROW_FIELDS = frozenset(
+    "position batch set_name example_index puzzle_index inputs labels puzzle_identifier scores valid answers "
+    "verified finished logits scaling".split()
+)
+
+
 def to_payload(position: int, batch: int, row: ScoredRow, keep_logits: bool) -> Payload:
     """One finished row, self-contained (copies, not views: a saved view would drag its whole
     batch along). The logits ([L, V] per row) are kept only when predictions are saved: every

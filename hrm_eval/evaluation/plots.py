@@ -46,12 +46,7 @@ def plot_sweep(points: List[Dict[str, Any]], path: Path) -> Optional[str]:
         if not p["rule"].startswith("fixed"):
             ax.plot(p["mean_steps"], p["exact_accuracy"], "s" if p["rule"].startswith("adaptive") else "^")
             ax.annotate(p["rule"].replace("threshold ", "p>="), (p["mean_steps"], p["exact_accuracy"]), fontsize=7)
-    ax.set_xlabel("mean ACT steps")
-    ax.set_ylabel("exact accuracy")
-    ax.set_title("Halting: accuracy against thinking time")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    return _save(plt, fig, path)
+    return _accuracy_against_steps(plt, fig, ax, path, "mean ACT steps", "Halting: accuracy against thinking time")
 
 
 def plot_reliability(calibration: Dict[str, Any], path: Path) -> Optional[str]:
@@ -96,9 +91,18 @@ def plot_frontier(points: List[Dict[str, Any]], path: Path, plain: Optional[Dict
         ax.annotate(str(p["budget"]), (p["mean_act_steps"], p["exact_accuracy"]), fontsize=7)
     if plain is not None:
         ax.plot(plain["mean_act_steps"], plain["exact_accuracy"], "s", label="plain run")
-    ax.set_xlabel("mean ACT steps per puzzle (all attempts)")
+    xlabel, title = (
+        "mean ACT steps per puzzle (all attempts)",
+        "Test-time scaling: accuracy against compute (labels: budget)",
+    )
+    return _accuracy_against_steps(plt, fig, ax, path, xlabel, title)
+
+
+def _accuracy_against_steps(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, title: str) -> str:
+    """The axes, grid and legend of an exact-accuracy-against-ACT-steps plot, saved to `path`."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("exact accuracy")
-    ax.set_title("Test-time scaling: accuracy against compute (labels: budget)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return _save(plt, fig, path)

@@ -52,8 +52,8 @@ def format_scaling(t: Dict[str, Any]) -> str:
     lines = [
         f"Test-time scaling ({c['mode']}: budget {c['budget']} ACT steps per puzzle, attempts of up to "
         f"{c['attempt_steps']} steps, {c['views']} views, noise {c['noise']}, seed {c['seed']}):",
-        f"  exact {_ci(t, 'exact_accuracy')}, verified {_ci(t, 'verified_rate')}, "
-        f"{t['mean_act_steps']:.2f} ACT steps and {t['mean_attempts']:.2f} attempts per puzzle (all attempts)",
+        f"  exact {_ci(t, 'exact_accuracy')}, {_accepted(t)}, {t['mean_act_steps']:.2f} ACT steps and "
+        f"{t['mean_attempts']:.2f} attempts per puzzle (all attempts)",
     ]
     d = t.get("by_difficulty")
     if d:
@@ -70,6 +70,13 @@ def format_scaling(t: Dict[str, Any]) -> str:
         )
         lines.append(f"  frontier (budget: exact at mean ACT steps per puzzle): {points}")
     return "\n".join(lines)
+
+
+def _accepted(t: Dict[str, Any]) -> str:
+    """How many answers passed: the rule check's verdict, or (a task without rules) the Q head's confidence."""
+    if "verified_rate" in t:
+        return f"verified {_ci(t, 'verified_rate')}"
+    return f"accepted by confidence {_ci(t, 'accepted_rate')}"
 
 
 def _calibration_rows(cal: Any) -> List[Tuple[str, str]]:

@@ -25,11 +25,12 @@ import os
 import shutil
 import struct
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 
-from hrm_eval.evaluation.payload import Payload
+from hrm_eval.evaluation.payload import ROW_FIELDS, Payload
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_json
 
@@ -37,8 +38,9 @@ log = logging.getLogger("hrm_eval")
 
 RESUME_DIR = "resume"
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: each frame carries a digest tied to the manifest
 _LEN = struct.Struct("<Q")  # frame length prefix, little-endian uint64
+_DIGEST = 32  # sha256(manifest id + frame data) after the length: an edited or damaged frame is not trusted
 
 
 def build_manifest(
@@ -85,8 +87,9 @@ def manifest_id(manifest: Dict[str, Any]) -> str:
 class RowLog:
     """This rank's append-only log of finished puzzles."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, key: bytes = b""):
         self.path = path
+        self.key = key  # the manifest id: a frame's digest ties it to the settings it was computed with
         path.parent.mkdir(parents=True, exist_ok=True)
         # O_APPEND + one os.write per frame: a kill leaves whole frames and at most one cut short
         self._fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -99,7 +102,7 @@ class RowLog:
         buf = io.BytesIO()
         torch.save({"rows": len(payloads), "columns": _columns(payloads)}, buf)
         data = buf.getvalue()
-        os.write(self._fd, _LEN.pack(len(data)) + data)
+        os.write(self._fd, _LEN.pack(len(data)) + hashlib.sha256(self.key + data).digest() + data)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -107,14 +110,24 @@ class RowLog:
             self._fd = None
 
 
-def read_log(path: Path) -> Iterator[Payload]:
-    """The frames of one log; stops at a frame cut short (the end of a killed run)."""
+def read_log(path: Path, key: bytes = b"", problems: Optional[List[str]] = None) -> Iterator[Payload]:
+    """The frames of one log; stops at a frame cut short (the end of a killed run), and at a
+    frame whose digest does not match (edited or damaged: what follows is evaluated again; the
+    reason goes to `problems` when given, else to a warning)."""
     data = path.read_bytes()
     at = 0
-    while at + _LEN.size <= len(data):
+    while at + _LEN.size + _DIGEST <= len(data):
         (n,) = _LEN.unpack_from(data, at)
-        start, end = at + _LEN.size, at + _LEN.size + n
+        start = at + _LEN.size + _DIGEST
+        end = start + n
         if end > len(data):
+            return
+        if hashlib.sha256(key + data[start:end]).digest() != data[at + _LEN.size : start]:
+            why = f"{path}: the frame at byte {at} does not match its checksum (edited or damaged)"
+            if problems is None:
+                log.warning("--resume: %s; the puzzles from there on are evaluated again", why)
+            else:
+                problems.append(why)
             return
         try:
             frame = torch.load(io.BytesIO(data[start:end]), map_location="cpu", weights_only=True)
@@ -171,7 +184,7 @@ class ResumeState:
         self.log: Optional[RowLog] = None
         self.done: Dict[int, Payload] = {}
 
-    def prepare(self, resume: bool) -> None:
+    def prepare(self, resume: bool | str) -> None:
         """Rank 0, before the other ranks look: check the manifest (--resume) or start afresh."""
         path = self.dir / MANIFEST
         if resume and path.exists():
@@ -184,9 +197,9 @@ class ResumeState:
 
     def _check(self, path: Path) -> None:
         try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise HRMEvalError(f"--resume: cannot read {path} ({e}); remove {self.dir} to start again") from None
+            saved = guarded.mapping(guarded.read_json(path, "resume manifest"), str(path), "a JSON object")
+        except HRMEvalError as e:
+            raise HRMEvalError(f"--resume: {e}; remove {self.dir} to start again") from None
         for key, value in self.manifest.items():
             if saved.get(key) != value:
                 raise HRMEvalError(
@@ -194,17 +207,37 @@ class ResumeState:
                     f"{_short(value)}; resume with the same settings or remove {self.dir}"
                 )
 
-    def start(self, resume: bool) -> None:
-        """Every rank: `done` = the finished rows in the logs of this manifest (by position);
-        this rank's log opened for appending."""
+    def start(self, resume: bool | str, check: Optional[Callable[[Payload], Optional[str]]] = None) -> None:
+        """Every rank: `done` = the finished rows in the logs of this manifest (by position),
+        each checked, not trusted: a damaged or edited frame, a row `check` finds wrong (a
+        position outside the data, inputs that are not the dataset's there) or missing a field is
+        evaluated again, said in one warning; with resume="strict" it stops the run instead.
+        Then this rank's log is opened for appending."""
         own = self.dir / f"rows.{self.rank}.{self.id}.log"
+        key = self.id.encode()
         if resume:
+            refused: List[str] = []
             for path in sorted(self.dir.glob(f"rows.*.{self.id}.log")):
-                for payload in read_log(path):
-                    self.done[int(payload["position"])] = payload
+                for payload in read_log(path, key, refused):
+                    why = _row_problem(payload, check)
+                    if why is None:
+                        self.done[int(payload["position"])] = payload
+                    else:
+                        refused.append(why)
+            if refused and resume == "strict":
+                raise HRMEvalError(
+                    f"--resume strict: {len(refused)} problems with the logged rows in {self.dir} (first: "
+                    f"{refused[0]}); resume without strict to evaluate those puzzles again, or remove the folder"
+                )
+            if refused:
+                log.warning(
+                    "--resume: %d problems with the logged rows (first: %s); those puzzles are evaluated again",
+                    len(refused),
+                    refused[0],
+                )
         elif own.exists():
             own.unlink()  # a fresh start on a disk rank 0 did not clear (another node's)
-        self.log = RowLog(own)
+        self.log = RowLog(own, key)
 
     def append(self, payloads: List[Payload]) -> None:
         if self.log is not None:
@@ -218,6 +251,50 @@ class ResumeState:
         """After a complete run: the rows are in results.json / per_puzzle.jsonl now."""
         self.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _row_problem(payload: Payload, check: Optional[Callable[[Payload], Optional[str]]]) -> Optional[str]:
+    """Why a logged row cannot be used, or None."""
+    if not isinstance(payload, dict) or not ROW_FIELDS <= set(payload):
+        missing = sorted(ROW_FIELDS - set(payload)) if isinstance(payload, dict) else ["all"]
+        return f"a row without the field {missing[0]}"
+    position = payload["position"]
+    if not isinstance(position, int) or isinstance(position, bool):
+        return f"position {position!r} is not a row number"
+    return check(payload) if check is not None else None
+
+
+def dataset_row_check(dataset: Any, total: int) -> Callable[[Payload], Optional[str]]:
+    """A `start` check against the data being evaluated: the position lies inside the first
+    `total` rows, and the row's set, index, inputs and puzzle identifier are the dataset's there
+    (what a log cannot fake without the data itself)."""
+    import numpy as np
+
+    starts, offset = [], 0
+    for name, arrays in dataset.sets.items():  # each example's puzzle, once (as iter_batches finds it)
+        puzzles = np.repeat(np.arange(len(arrays["puzzle_identifiers"])), np.diff(arrays["puzzle_indices"]))
+        starts.append((offset, name, arrays, puzzles))
+        offset += len(arrays["inputs"])
+
+    def check(p: Payload) -> Optional[str]:
+        position = p["position"]
+        if not 0 <= position < total:
+            return f"position {position} is outside the {total} puzzles evaluated"
+        first, name, arrays, puzzles = next(s for s in reversed(starts) if s[0] <= position)
+        index = position - first
+        if p["set_name"] != name or p["example_index"] != index:
+            return (
+                f"position {position} is logged as {p['set_name']}/{p['example_index']}, the dataset has {name}/{index}"
+            )
+        puzzle = int(puzzles[index])
+        same = torch.equal(
+            torch.as_tensor(p["inputs"]).long(), torch.as_tensor(np.asarray(arrays["inputs"][index])).long()
+        )
+        if not same or int(p["puzzle_identifier"]) != int(arrays["puzzle_identifiers"][puzzle]):
+            return f"the row at position {position} holds other inputs than the dataset's"
+        return None
+
+    return check
 
 
 def _short(value: Any) -> str:

@@ -24,12 +24,19 @@ from hrm_eval.evaluation.metrics import STEP_EFFICIENCY_DEFINITION
 from hrm_eval.evaluation.plots import plot_frontier, plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
 from hrm_eval.evaluation.result import EvaluationResult, records_frame, summary_frame
-from hrm_eval.evaluation.resume import ResumeState, build_manifest
+from hrm_eval.evaluation.resume import ResumeState, build_manifest, dataset_row_check
 from hrm_eval.evaluation.stats import INTERVALS_DEFINITION, PAIRED_TEST_DEFINITION
 from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.onnx_runner import OnnxACTRunner
-from hrm_eval.inference.runtime import DtypeChoice, apply_threads, choose_dtype, choose_threads, cpu_bf16_native
+from hrm_eval.inference.runtime import (
+    DtypeChoice,
+    apply_threads,
+    check_memory,
+    choose_dtype,
+    choose_threads,
+    cpu_bf16_native,
+)
 from hrm_eval.inference.scaling import ScalingPolicy
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, load_with_data
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
@@ -70,7 +77,7 @@ def simple_evaluate(
     threads: Optional[int] = None,
     compile: bool = False,
     formats: Sequence[str] = ("json",),
-    resume: bool = False,
+    resume: bool | str = False,
     dist: Optional[DistContext] = None,
     backend: str = "torch",
     quantize: Optional[str] = None,
@@ -92,7 +99,9 @@ def simple_evaluate(
     it natively; or a dtype name. `formats`: with "csv", also per_puzzle.csv beside results.json.
     `results_frames(results)` gives the returned dict's per-puzzle table and summary as DataFrames.
     With output_dir, finished puzzles are also streamed to `<output_dir>/resume/` and `resume`
-    skips those of an earlier, interrupted run with the same settings (hrm_eval.evaluation.resume).
+    skips those of an earlier, interrupted run with the same settings (hrm_eval.evaluation.resume);
+    its logged rows are checked, and `resume="strict"` stops at one that cannot be trusted instead
+    of evaluating it again.
     `dist`: this process's rank under torchrun (hrm_eval.evaluation.distributed.init_from_env);
     every rank evaluates its shard, rank 0 returns the results and writes the files, the
     other ranks return {}.
@@ -119,6 +128,9 @@ def simple_evaluate(
     )
     load_options = {"overrides": arch_overrides, "model_config": model_config}
     s = _setup(checkpoint, data, split, task, device, dtype, threads, policy, dist or DistContext(), load_options)
+    total = len(s.dataset) if limit is None else min(limit, len(s.dataset))
+    need = s.loaded.config.run_bytes(min(batch_size, total), total)
+    check_memory(need, s.device if backend == "torch" else torch.device("cpu"), f"evaluating {total} puzzles")
     _log_start(s, limit)
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = s.task.scorer(s.dataset) if s.task is not None else None
@@ -300,7 +312,7 @@ def _complete(
 
 def _resume_state(
     output_dir: Optional[str | Path],
-    resume: bool,
+    resume: bool | str,
     s: _Setup,
     runs_on: str,
     limit: Optional[int],
@@ -332,7 +344,8 @@ def _resume_state(
     if dist.is_main:
         state.prepare(resume)
     dist.barrier()  # the manifest is checked (or the folder cleared) before any rank reads it
-    state.start(resume)
+    total = len(s.dataset) if limit is None else min(limit, len(s.dataset))
+    state.start(resume, dataset_row_check(s.dataset, total))
     dist.barrier()  # every rank has read the logs before any appends to them
     if state.done and dist.is_main:
         log.info("--resume: %d puzzles already done in %s; evaluating the rest", len(state.done), state.dir)

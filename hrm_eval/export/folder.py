@@ -7,6 +7,9 @@
                           training step, sha256 of the source checkpoint
       README.md           model card stub; evaluation results when some were given
 
+A folder that already holds any of these is written only when an earlier export wrote it (its
+config.json says so) and `--overwrite` is given (`check_target`).
+
 The tensors are the source checkpoint's own (same dtypes, same bits), so a model loaded from
 the folder computes bit-identical outputs. Each file is written atomically (temp + rename).
 """
@@ -14,8 +17,9 @@ the folder computes bit-identical outputs. Each file is written atomically (temp
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
@@ -27,12 +31,41 @@ from hrm_eval.models.loading import (
     WEIGHTS_FILE,
     LoadedCheckpoint,
     read_state_dict,
+    run_data_path,
     strip_prefix,
 )
+from hrm_eval.utils import guarded
+from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 
 FOLDER_FORMAT = "hrm-eval model folder"
 FOLDER_FORMAT_VERSION = 1
+MODEL_CARD = "README.md"
+
+
+def check_target(out: str | Path, names: Sequence[str], overwrite: bool) -> None:
+    """Before any work: an export replaces files only in a folder an earlier export wrote (its
+    config.json says so), and only with `overwrite`; a user's own README.md or config.json is
+    never replaced (evaluate's rule for --output)."""
+    out = Path(out)
+    present = [n for n in names if os.path.lexists(out / n)]
+    if not present:
+        return
+    ours = False
+    if (out / CONFIG_FILE).is_file():
+        try:
+            ours = guarded.read_json(out / CONFIG_FILE).get("format") == FOLDER_FORMAT
+        except (HRMEvalError, AttributeError):
+            ours = False
+    if not ours:
+        raise HRMEvalError(
+            f"--output {out} holds {', '.join(present)}, which hrm-eval did not write (no hrm-eval {CONFIG_FILE} "
+            "there); export into a new or empty folder"
+        )
+    if not overwrite:
+        raise HRMEvalError(
+            f"--output {out} holds an earlier export ({', '.join(present)}); add --overwrite to replace it"
+        )
 
 
 def write_model_folder(
@@ -60,7 +93,7 @@ def write_model_folder(
     weights = atomic_write(out / WEIGHTS_FILE, write)
     config = folder_config(loaded, task=task, weights_sha256=sha256_file(weights))
     atomic_write_json(out / CONFIG_FILE, config)
-    atomic_write_text(out / "README.md", model_card(config, results))
+    atomic_write_text(out / MODEL_CARD, model_card(config, results))
     return weights
 
 
@@ -111,6 +144,8 @@ def folder_config(loaded: LoadedCheckpoint, *, task: Optional[Dict[str, Any]], w
         "arch": c.model_dump(),
         "task": task,
         "training_step": loaded.step,
+        # the run's dataset as its config records it: evaluating the folder without --data uses it
+        "data_path": run_data_path(loaded.path)[0],
         "source": {
             "file": loaded.path.name,
             "sha256": loaded.sha256,

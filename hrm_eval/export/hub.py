@@ -81,7 +81,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
             revision=revision,
             commit_message=f"{LIBRARY_NAME} export",
         )
-    except Exception as e:  # the hub's exception classes move between versions: one line, named
+    except Exception as e:  # noqa: BLE001 - the hub's exception classes move between versions: one line, named
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise HRMEvalError(f"--push-to-hub {repo_id}: {type(e).__name__}: {text}") from None
     return str(getattr(info, "commit_url", info))

@@ -25,7 +25,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -33,9 +33,12 @@ from torch import nn
 from hrm_eval.models.base import InnerCarry, RecursiveReasoningModel
 from hrm_eval.models.config import ModelConfig
 from hrm_eval.models.loading import CONFIG_METADATA_KEY, LoadedCheckpoint
+from hrm_eval.utils import guarded
+from hrm_eval.utils.config import validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write
 
+log = logging.getLogger("hrm_eval")
 STEP_INPUTS = ("z_H", "z_L", "inputs", "puzzle_identifiers", "reset")
 STEP_OUTPUTS = ("z_H_out", "z_L_out", "logits", "q_halt_logits", "q_continue_logits")
 ONNX_SUFFIX = ".onnx"
@@ -218,9 +221,7 @@ def read_onnx(path: str | Path) -> Any:
     import onnx
     from google.protobuf.message import DecodeError
 
-    path = Path(path)
-    if not path.is_file():
-        raise HRMEvalError(f"ONNX file not found: {path}")
+    path = guarded.expect_file(path, "ONNX file")
     try:
         proto = onnx.load_model(str(path), load_external_data=False)
         onnx.checker.check_model(proto)
@@ -243,12 +244,34 @@ def onnx_config(path: str | Path, proto: Optional[Any] = None) -> Tuple[ModelCon
     metadata = {p.key: p.value for p in proto.metadata_props}
     if CONFIG_METADATA_KEY not in metadata:
         raise HRMEvalError(f"{path}: no {CONFIG_METADATA_KEY} metadata (not exported by hrm-eval)")
+    where = f"{path}: the {CONFIG_METADATA_KEY} metadata"
+    fields = guarded.mapping(guarded.parse_json(metadata[CONFIG_METADATA_KEY], where), where, "a JSON object")
     try:
-        config = ModelConfig(**json.loads(metadata[CONFIG_METADATA_KEY]))
-    except (json.JSONDecodeError, TypeError, ValidationError) as e:
-        line = str(e).strip().splitlines()[0]
-        raise HRMEvalError(f"{path}: invalid {CONFIG_METADATA_KEY} metadata: {line}") from e
+        config = ModelConfig(**fields)
+    except ValidationError as e:
+        raise HRMEvalError(f"{where}: {validation_error_line(e)}") from None
     return config, metadata
+
+
+def metadata_disagreements(proto: Any, config: ModelConfig) -> List[str]:
+    """Where the stored architecture (metadata) disagrees with the graph's own fixed dimensions:
+    the metadata is what evaluation trusts, so inspect must not print it as fact."""
+    expected = {  # (graph value, axis) -> (config field, value)
+        ("z_H", 1): ("full seq_len", config.full_seq_len),
+        ("z_H", 2): ("hidden_size", config.hidden_size),
+        ("inputs", 1): ("seq_len", config.seq_len),
+        ("logits", 2): ("vocab_size", config.vocab_size),
+    }
+    dims = {}
+    for v in [*proto.graph.input, *proto.graph.output]:
+        for axis, d in enumerate(v.type.tensor_type.shape.dim):
+            if d.HasField("dim_value"):
+                dims[(v.name, axis)] = d.dim_value
+    return [
+        f"the metadata says {field} {value} but the graph's {name} has {dims[(name, axis)]} on axis {axis}"
+        for (name, axis), (field, value) in expected.items()
+        if (name, axis) in dims and dims[(name, axis)] != value
+    ]
 
 
 def format_onnx_inspection(path: str | Path) -> str:
@@ -262,9 +285,19 @@ def format_onnx_inspection(path: str | Path) -> str:
     dtypes: Dict[str, int] = {}
     values = 0
     for init in proto.graph.initializer:
-        array = numpy_helper.to_array(init)
+        try:
+            array = numpy_helper.to_array(init)
+        except (ValueError, TypeError) as e:  # dims that disagree with the data it holds
+            dims = list(init.dims)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise HRMEvalError(
+                f"{path}: initializer {init.name} declares dims {dims} but its data does not fit ({reason})"
+            ) from None
         dtypes[str(array.dtype)] = dtypes.get(str(array.dtype), 0) + 1
         values += int(array.size)
+    disagreements = metadata_disagreements(proto, config)
+    for line in disagreements:
+        log.warning("%s: %s", path, line)
 
     def shape(v: Any) -> str:
         return "[" + ", ".join(d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim) + "]"
@@ -285,5 +318,6 @@ def format_onnx_inspection(path: str | Path) -> str:
     ]
     rows += [(k, str(getattr(config, k))) for k in ("hidden_size", "num_heads", "H_layers", "L_layers")]
     rows += [(k, str(getattr(config, k))) for k in ("H_cycles", "L_cycles", "halt_max_steps", "vocab_size", "seq_len")]
+    rows += [("WARNING", line) for line in disagreements]
     width = max(len(k) for k, _ in rows)
     return "\n".join(["ONNX ACT step"] + [f"  {k:<{width}}  {v}" for k, v in rows])

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from hrm_eval.data.dataset import PuzzleDataset
-from hrm_eval.export.folder import folder_config, model_card, write_model_folder
+from hrm_eval.data.open import resolve_task
+from hrm_eval.export.folder import MODEL_CARD, check_target, folder_config, model_card, write_model_folder
 from hrm_eval.export.onnx import INT8_ONNX_FILE, ONNX_FILE
 from hrm_eval.export.runtime import export_graphs, measure_int8_cost, report_cost
 from hrm_eval.inference.onnx_runner import make_session
-from hrm_eval.models.loading import CONFIG_FILE, LoadedCheckpoint, load_checkpoint, load_with_data
+from hrm_eval.models.loading import CONFIG_FILE, WEIGHTS_FILE, LoadedCheckpoint, load_checkpoint, load_with_data
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 
@@ -43,14 +44,18 @@ def export_model(
     arch_overrides: Optional[Dict[str, Any]] = None,
     model_config: Optional[Dict[str, Any]] = None,
     results: Optional[Dict[str, Any]] = None,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """Export; returns {'files': {...}, 'results': the `results` given or None, 'quantization':
     cost or None}. `results`: the checkpoint's evaluation on `data` (`simple_evaluate`, in
     PyTorch: the ONNX graph matches it to 1e-4, tested), for the model card; the caller
     evaluates (`--mode export --data` does), export only writes. `data` is where the int8
-    cost is measured and the task layout is read."""
+    cost is measured and the task layout is read. Into a folder holding an earlier export only
+    with `overwrite`; never over files it did not write."""
     check_format(format, quantize)
     out = Path(output_dir)
+    weights = [WEIGHTS_FILE] if format == "safetensors" else [ONNX_FILE, *([INT8_ONNX_FILE] if quantize else [])]
+    check_target(out, [*weights, CONFIG_FILE, MODEL_CARD], overwrite)
     loaded, dataset, layout = _load(checkpoint, data, split, task, format, arch_overrides, model_config)
     if format == "safetensors":
         files = {"weights": write_model_folder(loaded, out, task=layout, results=results)}
@@ -62,7 +67,7 @@ def export_model(
     if cost is not None:
         config["quantization"] = cost.as_dict()
     atomic_write_json(out / CONFIG_FILE, config)
-    atomic_write_text(out / "README.md", model_card(config, results))
+    atomic_write_text(out / MODEL_CARD, model_card(config, results))
     return {"files": files, "results": results, "quantization": cost.as_dict() if cost else None}
 
 
@@ -82,8 +87,6 @@ def _load(
     model_config: Optional[Dict[str, Any]],
 ) -> Tuple[LoadedCheckpoint, Optional[PuzzleDataset], Optional[Dict[str, Any]]]:
     """The checkpoint (float32 for ONNX), checked against the data when given, and the task layout."""
-    from hrm_eval.data.open import resolve_task
-
     dtype = "float32" if format == "onnx" else None
     options: Dict[str, Any] = {"overrides": arch_overrides, "model_config": model_config, "dtype": dtype}
     if data is None:

@@ -13,6 +13,9 @@ from typing import Callable, Dict, Optional
 
 import torch
 
+from hrm_eval.utils import limits
+from hrm_eval.utils.errors import HRMEvalError
+
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -90,15 +93,44 @@ def choose_threads(requested: Optional[int], device: torch.device) -> int:
     machine shared with other work fewer threads are often faster: `benchmarks/act_throughput.py`
     measures it on your machine."""
     if requested is not None:
-        if requested < 1:
-            raise ValueError(f"threads must be >= 1, got {requested}")
+        if not 1 <= requested <= limits.MAX_THREADS:  # 100,000 made libgomp abort the process
+            raise HRMEvalError(f"--threads must be between 1 and {limits.MAX_THREADS}, got {requested}")
         return requested
     env = os.environ.get("OMP_NUM_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
+    if env and env.isdigit():
+        if len(env) > 6 or int(env) > limits.MAX_THREADS:  # --threads' bound: libgomp aborts far above it
+            raise HRMEvalError(f"OMP_NUM_THREADS={env[:20]}: at most {limits.MAX_THREADS} threads")
+        if int(env) > 0:
+            return int(env)
     return physical_cores() if device.type == "cpu" else torch.get_num_threads()
 
 
 def apply_threads(n: int) -> None:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def machine_memory(device: torch.device) -> int:
+    """Bytes this process could ever have on `device`: the GPU's memory, or the RAM (capped by a
+    cgroup limit where one is set, as in a container or a batch job)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[1])
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return int(total)
+
+
+def check_memory(need: int, device: torch.device, what: str) -> None:
+    """One line, before anything is allocated, when `need` bytes cannot fit on `device`."""
+    have = machine_memory(device)
+    if need > have:
+        raise HRMEvalError(
+            f"{what} would need about {need / 2**30:,.1f} GiB on {device.type}, more than the "
+            f"{have / 2**30:,.1f} GiB this machine has; lower --batch-size or --limit"
+        )

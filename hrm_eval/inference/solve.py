@@ -29,6 +29,7 @@ from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy
 from hrm_eval.inference.scaling import ScaledRows, ScaledRunner, ScalingPolicy
 from hrm_eval.models.act import ACTModel
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger(__name__)
@@ -164,24 +165,29 @@ class Solver:
         return self.model
 
     # ---- puzzles -> tokens ---------------------------------------------------------------------
-    def resolve_task(self, puzzle: Any) -> PuzzleTask:
+    def task_for(self, puzzle: Any) -> PuzzleTask:
         """The given task, or the one task of this vocabulary that reads `puzzle` (and whose
         layout it fits); one-line error naming the candidates otherwise."""
         if self.task is not None:
             return self.task
-        fits, tried = [], []
+        fits, tried, reasons = [], [], []
         for task in all_tasks():
             if task.vocab_size != self.vocab_size:
                 continue
             tried.append(task.name)
             try:
                 tokens = task.encode_puzzle(puzzle)
-            except HRMEvalError:
+            except HRMEvalError as e:
+                reasons.append(str(e))
                 continue
             if (self.seq_len is None or len(tokens) == self.seq_len) and task.matches(
                 self.vocab_size, len(tokens), tokens[None]
             ):
                 fits.append(task)
+            else:
+                reasons.append(self._misfit(task, tokens))
+        if not fits and len(tried) == 1:  # one task it could be: what is wrong with it as that task
+            raise HRMEvalError(f"solve: not a puzzle this model can read: {reasons[0]}")
         if len(fits) != 1:
             which = "fits none" if not fits else f"fits several ({', '.join(t.name for t in fits)})"
             raise HRMEvalError(
@@ -191,14 +197,23 @@ class Solver:
         self.task = fits[0]
         return self.task
 
+    def _misfit(self, task: PuzzleTask, tokens: np.ndarray) -> str:
+        """Why puzzle tokens that `task` reads still do not fit this model."""
+        if self.seq_len is not None and len(tokens) != self.seq_len:
+            return f"the {task.name} puzzle has {len(tokens)} cells but the model reads {self.seq_len}"
+        return f"the puzzle does not have the layout of task {task.name} ({task.describe_layout()})"
+
     def encode(self, puzzle: Any) -> np.ndarray:
-        """One puzzle in natural form -> its input tokens [seq_len], checked against the model."""
-        task = self.resolve_task(puzzle)
+        """One puzzle in natural form -> its input tokens [seq_len], checked against the model and,
+        first of all, against the task's rules: a puzzle whose givens break them is impossible,
+        however confidently the model would answer it."""
+        task = self.task_for(puzzle)
         tokens = task.encode_puzzle(puzzle)
         if self.seq_len is not None and len(tokens) != self.seq_len:
-            raise HRMEvalError(
-                f"solve: the {task.name} puzzle has {len(tokens)} cells but the model reads {self.seq_len}"
-            )
+            raise HRMEvalError(f"solve: {self._misfit(task, tokens)}")
+        conflict = task.givens_conflict(tokens)
+        if conflict is not None:
+            raise HRMEvalError(f"solve: the puzzle is impossible: {conflict}")
         return tokens
 
     # ---- solving -------------------------------------------------------------------------------
@@ -244,7 +259,7 @@ class Solver:
                     tokens=[int(t) for t in preds[i]],
                     verified=bool(task.verify(inputs[i], preds[i])) if task.checks_rules else None,
                     steps=steps,
-                    max_steps=runner.limit,
+                    max_steps=runner.budget if isinstance(runner, ScaledRunner) else runner.limit,
                     q_halt_probability=float(q_by_step[i, steps - 1]),
                     seconds=seconds,
                     name=names[i] if names is not None else None,
@@ -288,8 +303,7 @@ class Solver:
     def _read_csv(self, path: Path, limit: Optional[int]) -> Tuple[np.ndarray, List[str], List[Any]]:
         from hrm_eval.data.csv_source import RowError, read_puzzle_csv
 
-        if not path.is_file():
-            raise HRMEvalError(f"puzzle file not found: {path}")
+        guarded.expect_file(path, "puzzle file")  # a FIFO named x.csv is said so, never opened
         raw = read_puzzle_csv(str(path), lambda q, a: None, answers_optional=True)
         rows = list(zip(raw.lines, raw.questions, raw.answers))[:limit]
         inputs, expected = [], []
@@ -298,7 +312,7 @@ class Solver:
             try:
                 inputs.append(self.encode(question))
                 if answer:
-                    self.resolve_task(question).check_row(question, answer)
+                    self.task_for(question).check_row(question, answer)
             except (HRMEvalError, RowError) as e:
                 raise HRMEvalError(f"{where}: {e}") from None
             expected.append(self.task.decode(self.task.encode(answer)) if answer and self.task else None)

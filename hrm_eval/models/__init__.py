@@ -1,7 +1,7 @@
 """Model code: the HRM and TRM families, their shared layers, ACT, losses, and the
 checkpoint loader (`hrm_eval.models.loading`, the only module here that reads files).
 
-Names: `ModelConfig` (alias `HRMConfig`) configures both families; `HRMReasoning` and
+Names: `ModelConfig` (the design's name: `HRMConfig`) configures both families; `HRMReasoning` and
 `TRMReasoning` are the inner models (one reasoning step, what a checkpoint's tensors hold);
 `ACTModel` wraps either with Adaptive Computation Time: `ACTModel(HRMReasoning(c))` is the
 public code's HierarchicalReasoningModel_ACTV1. `build_model(config)` builds the right one.
@@ -10,7 +10,7 @@ public code's HierarchicalReasoningModel_ACTV1. `build_model(config)` builds the
 from hrm_eval.models.act import ACTCarry, ACTModel
 from hrm_eval.models.config import HRM_ARCH_NAME, TRM_ARCH_NAME, HRMConfig, ModelConfig
 from hrm_eval.models.hrm import HRMModel, HRMReasoning
-from hrm_eval.models.trm import TRMModel, TRMReasoning
+from hrm_eval.models.trm import TRMReasoning
 
 
 def build_model(config: ModelConfig) -> ACTModel:
@@ -27,7 +27,6 @@ __all__ = [
     "HRMReasoning",
     "TRMReasoning",
     "HRMModel",
-    "TRMModel",
     "build_model",
     "HRM_ARCH_NAME",
     "TRM_ARCH_NAME",

@@ -8,13 +8,16 @@ the checkpoint's tensors or the dataset's `dataset.json`.
 
 from __future__ import annotations
 
+import difflib
+import math
 from pathlib import Path
 from typing import Annotated, Any, Dict, Literal, Optional
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from hrm_eval.models.layers import mlp_width
+from hrm_eval.utils import limits
 from hrm_eval.utils.errors import HRMEvalError
 
 HRM_ARCH_NAME = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"
@@ -26,11 +29,32 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 _NON_ARCH_KEYS = {"loss", "name"}
 
 
-# Range checks: a NaN eps or a negative theta would give NaN logits and a silent 0% score.
-Count = Annotated[int, Field(ge=1)]
-OptionalCount = Annotated[int, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+def _not_bool(v: Any) -> Any:
+    """YAML's `true` is no number: `H_cycles: true` was silently taken as 1 (issue 27)."""
+    if isinstance(v, bool):
+        raise ValueError("a number is needed, got a boolean")
+    return v
+
+
+def _finite(v: Any) -> Any:
+    """A number, and a finite one: said before the range (NaN is not "greater than 0" either)."""
+    v = _not_bool(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("Input should be a finite number")
+    return v
+
+
+# Range checks: a NaN eps or a negative theta would give NaN logits and a silent 0% score; the
+# maxima (hrm_eval.utils.limits) keep a hostile file from asking for hours or terabytes.
+_Int = Annotated[int, BeforeValidator(_not_bool)]
+_Float = Annotated[float, BeforeValidator(_finite)]
+Count = Annotated[_Int, Field(ge=1)]
+OptionalCount = Annotated[_Int, Field(ge=0)]
+Cycles = Annotated[_Int, Field(ge=1, le=limits.MAX_CYCLES)]
+Layers = Annotated[_Int, Field(ge=1, le=limits.MAX_LAYERS)]
+OptionalLayers = Annotated[_Int, Field(ge=0, le=limits.MAX_LAYERS)]
+Positive = Annotated[_Float, Field(gt=0, allow_inf_nan=False)]
+Probability = Annotated[_Float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
 class ModelConfig(BaseModel):
@@ -44,27 +68,27 @@ class ModelConfig(BaseModel):
 
     name: str = HRM_ARCH_NAME
     # From the dataset.
-    seq_len: Count
-    vocab_size: Count
-    num_puzzle_identifiers: Count = 1
+    seq_len: Annotated[Count, Field(le=limits.MAX_SEQ_LEN)]
+    vocab_size: Annotated[Count, Field(le=limits.MAX_VOCAB_SIZE)]
+    num_puzzle_identifiers: Annotated[Count, Field(le=limits.MAX_PUZZLE_IDENTIFIERS)] = 1
     # Architecture.
-    H_cycles: Count
-    L_cycles: Count
-    H_layers: OptionalCount = 0
-    L_layers: Count
-    hidden_size: Count
-    num_heads: Count
-    expansion: Positive
+    H_cycles: Cycles
+    L_cycles: Cycles
+    H_layers: OptionalLayers = 0
+    L_layers: Layers
+    hidden_size: Annotated[Count, Field(le=limits.MAX_HIDDEN_SIZE)]
+    num_heads: Annotated[Count, Field(le=limits.MAX_HEADS)]
+    expansion: Annotated[Positive, Field(le=limits.MAX_EXPANSION)]
     pos_encodings: Literal["rope", "learned", "none"] = "rope"
-    puzzle_emb_ndim: OptionalCount = 0
+    puzzle_emb_ndim: Annotated[OptionalCount, Field(le=limits.MAX_HIDDEN_SIZE * 16)] = 0
     rms_norm_eps: Positive = 1e-5
     rope_theta: Positive = 10000.0
-    halt_max_steps: Count
+    halt_max_steps: Annotated[Count, Field(le=limits.MAX_HALT_STEPS)]
     halt_exploration_prob: Probability = 0.1
     forward_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     # TRM only.
     mlp_t: bool = False
-    puzzle_emb_len: OptionalCount = 16
+    puzzle_emb_len: Annotated[OptionalCount, Field(le=limits.MAX_PUZZLE_EMB_LEN)] = 16
     no_ACT_continue: bool = True
     # Loss head.
     loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
@@ -80,6 +104,11 @@ class ModelConfig(BaseModel):
     def _check(self) -> "ModelConfig":
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.pos_encodings == "rope" and (self.head_dim < 2 or self.head_dim % 2):
+            raise ValueError(
+                f"num_heads {self.num_heads} at hidden_size {self.hidden_size} gives head dimension "
+                f"{self.head_dim}; rope needs an even head dimension of at least 2"
+            )
         if self.family == "hrm" and self.pos_encodings == "none":
             raise ValueError("pos_encodings 'none' exists only in the TRM family")
         if self.family == "hrm" and self.H_layers < 1:
@@ -121,6 +150,20 @@ class ModelConfig(BaseModel):
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.forward_dtype]
+
+    def run_bytes(self, in_flight: int, puzzles: int) -> int:
+        """Memory an evaluation of `puzzles` puzzles, `in_flight` at once, needs beyond the
+        weights, estimated from the config alone (before anything is allocated): the carry (z_H,
+        z_L in the compute dtype), one layer's activations (fp32: input, attention q/k/v/out, the
+        MLP's gate, up and down) and the logits of the rows in flight, and the per-step records
+        (q_halt, q_continue fp32, exact) of every puzzle. Attention scores are not counted: the
+        fused attention kernels never hold them."""
+        L, H = self.full_seq_len, self.hidden_size
+        carry = 2 * in_flight * L * H * self.torch_dtype.itemsize
+        layer = in_flight * L * (5 * H + 3 * self.mlp_width) * 4
+        logits = in_flight * self.seq_len * self.vocab_size * 4
+        per_step = puzzles * self.halt_max_steps * 9
+        return carry + layer + logits + per_step
 
     # ---- the public all_config.yaml ---------------------------------------------------------
     @classmethod
@@ -190,6 +233,20 @@ def _from_eval_config(config: Any, fields: Dict[str, Any]) -> ModelConfig:
         return load_checkpoint(checkpoint, overrides=overrides, model_config=model_config).config
     dataset = open_dataset(resources.find(config.data_path), split=config.split)
     return load_checkpoint(checkpoint, data=dataset, overrides=overrides, model_config=model_config).config
+
+
+def unknown_field_error(name: str, known: Any, where: str) -> str:
+    """`<where> 'num_head': no such field; did you mean num_heads?` (the nearest known name)."""
+    near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]}?" if near else f" (known: {', '.join(sorted(known))})"
+    return f"{where} {name!r}: no such field{hint}"
+
+
+def check_arch_names(fields: Dict[str, Any], where: str = "--arch") -> None:
+    """Every key of `fields` an architecture field: a typo (`num_head=8`) was silently ignored."""
+    for name in fields:
+        if name not in ModelConfig.model_fields:
+            raise HRMEvalError(unknown_field_error(str(name), ModelConfig.model_fields, where))
 
 
 HRMConfig = ModelConfig  # the name earlier releases and users' code use; same class

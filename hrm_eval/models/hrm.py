@@ -46,4 +46,4 @@ class HRMReasoning(RecursiveReasoningModel):
         return z_H, z_L
 
 
-HRMModel = HRMReasoning  # the name earlier releases used for the inner model
+HRMModel = HRMReasoning  # the design's name for the inner model (the README's notebook example uses it)

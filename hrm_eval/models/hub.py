@@ -83,7 +83,7 @@ def localize(value: Any, *, run: bool = False) -> Path:
         root = hub.snapshot_download(
             ref.repo_id, revision=ref.revision, allow_patterns=patterns, local_files_only=offline
         )
-    except Exception as e:  # the hub's exception classes move between versions: sorted by name
+    except Exception as e:  # noqa: BLE001 - the hub's exception classes move between versions: sorted by name
         raise HRMEvalError(_error_line(ref, e, offline)) from None
     local = Path(root) / ref.path if ref.path else Path(root)
     if not local.exists():
@@ -106,7 +106,7 @@ def _listing(hub: Any, ref: HubRef) -> Optional[List[str]]:
     listing fails here (snapshot_download then raises the error worth reporting)."""
     try:
         return list(hub.HfApi().list_repo_files(ref.repo_id, revision=ref.revision))
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure here: snapshot_download reports the one worth reporting
         return None
 
 
@@ -153,20 +153,20 @@ def _missing(ref: HubRef, offline: bool) -> str:
 
 
 def _error_line(ref: HubRef, e: BaseException, offline: bool) -> str:
-    kind = type(e).__name__
-    if kind in ("RepositoryNotFoundError", "GatedRepoError"):
+    kinds = {c.__name__ for c in type(e).__mro__}  # by name, subclasses included (classes move between versions)
+    if kinds & {"RepositoryNotFoundError", "GatedRepoError"}:
         return (
             f"{ref}: hub repo '{ref.repo_id}' not found (or private/gated: log in with `hf auth login` or set HF_TOKEN)"
         )
-    if kind == "RevisionNotFoundError":
+    if "RevisionNotFoundError" in kinds:
         return f"{ref}: revision '{ref.revision}' not found in hub repo '{ref.repo_id}'"
-    if offline or kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
+    if offline or kinds & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"}:
         return (
             f"{ref}: not in the local hub cache and "
             + ("HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached")
             + f" (cache: {_cache_dir()}); run once online, or unset HF_HUB_OFFLINE"
         )
-    text = str(e).strip().splitlines()[0] if str(e).strip() else kind
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return f"{ref}: cannot fetch from the hub: {text}"
 
 

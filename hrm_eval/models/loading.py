@@ -21,9 +21,9 @@ architecture (on one meta-device layer per level) before the model is built.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import os
 import pickle
 import re
 import warnings
@@ -33,14 +33,21 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from hrm_eval.models import ACTModel, ModelConfig, build_model
-from hrm_eval.models.config import HRM_ARCH_NAME, PUBLIC_DEFAULTS, TRM_ARCH_NAME, UNWRITTEN_PUBLIC_DEFAULTS
+from hrm_eval.models.config import (
+    HRM_ARCH_NAME,
+    PUBLIC_DEFAULTS,
+    TRM_ARCH_NAME,
+    UNWRITTEN_PUBLIC_DEFAULTS,
+    check_arch_names,
+)
 from hrm_eval.models.hub import is_hub_ref, localize
 from hrm_eval.models.layers import RotaryEmbedding, mlp_width
 from hrm_eval.resources import find_checkpoint, is_checkpoint_name
+from hrm_eval.utils import guarded
+from hrm_eval.utils.config import short_repr
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
 
@@ -54,6 +61,7 @@ STEP_RE = re.compile(r"^step_(\d+)$")
 SIZE_BUDGET_FACTOR = 2
 UNSTORED_BUFFER_ALLOWANCE = 64 << 20
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 NONFINITE_CHUNK = 1 << 24  # values per NaN/Inf check: a 16 MB mask at most
 # The two sources below every file: what the tensors show, and the public default for the rest.
 FROM_TENSORS = "checkpoint tensors"
@@ -106,6 +114,15 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
         raise HRMEvalError(f"checkpoint not found: {p}")
     if p.is_file():
         return p
+    if p.is_dir() and p.suffix.lower() in (SAFETENSORS_SUFFIX, ".onnx"):  # named as a file: meant as one
+        raise HRMEvalError(f"checkpoint {p} is a directory, expected a {p.suffix.lower()} file")
+    if not p.is_dir():  # a device, FIFO or socket: reading it would block or never end
+        raise HRMEvalError(
+            f"checkpoint {p} is a {guarded.path_kind(p.stat().st_mode)}, expected a checkpoint file or run directory"
+        )
+    for name in ("checkpoint", WEIGHTS_FILE):  # present but not a file: say so, not "no checkpoint"
+        if os.path.lexists(p / name) and not (p / name).is_file() and not list_steps(p):
+            guarded.expect_file(p / name, "checkpoint")
     steps = list_steps(p)
     if steps:
         return steps[-1]
@@ -178,12 +195,9 @@ def read_safetensors(path: Path, *, tensors: bool = True) -> Tuple[Dict[str, tor
 def read_folder_config(path: Path) -> Optional[Dict[str, Any]]:
     """The `config.json` beside a .safetensors file (a model folder), None when there is none."""
     cfg = path.parent / CONFIG_FILE
-    if not is_safetensors(path) or not cfg.is_file():
+    if not is_safetensors(path) or not os.path.lexists(cfg):
         return None
-    try:
-        data = json.loads(cfg.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HRMEvalError(f"cannot parse {cfg}: {e}") from e
+    data = guarded.read_json(cfg, "model folder config")
     if not isinstance(data, dict) or not isinstance(data.get("arch"), dict):
         raise HRMEvalError(f"{cfg}: expected a mapping with an 'arch' mapping (the model folder's architecture)")
     return data
@@ -214,11 +228,13 @@ def check_tensors(sd: Dict[str, torch.Tensor], path: Path) -> None:
             f"checkpoint {path}: tensor {bad} is {str(sd[bad].layout).removeprefix('torch.')}; "
             "model weights must be dense tensors"
         )
-    bad = next((k for k, v in sd.items() if not v.is_floating_point()), None)
+    # By name, not "is floating point": float8 passes that test and then breaks the NaN scan;
+    # bool, integer and complex weights would load and score a silent 0%.
+    bad = next((k for k, v in sd.items() if v.dtype not in WEIGHT_DTYPES), None)
     if bad is not None:
         raise HRMEvalError(
-            f"checkpoint {path}: tensor {bad} has dtype {str(sd[bad].dtype).removeprefix('torch.')}; "
-            "model weights must be floating point (float32, bfloat16, float16)"
+            f"checkpoint {path}: tensor {bad} has dtype {str(sd[bad].dtype).removeprefix('torch.')}, "
+            "which is not supported; model weights must be floating point: float32, bfloat16, float16 or float64"
         )
     total = 0
     for k, v in sd.items():
@@ -361,12 +377,9 @@ def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
     if is_safetensors(checkpoint_path):
         return _safetensors_config(checkpoint_path)
     cfg = checkpoint_path.parent / "all_config.yaml"
-    if not cfg.is_file():
+    if not os.path.lexists(cfg):  # something there that is not a file is said so, not skipped
         return None
-    try:
-        data = yaml.safe_load(cfg.read_text())
-    except yaml.YAMLError as e:
-        raise HRMEvalError(f"cannot parse {cfg}: {str(e).splitlines()[0]}") from e
+    data = guarded.read_yaml(cfg, "run config")
     if not isinstance(data, dict):
         raise HRMEvalError(f"{cfg} is not a mapping")
     if not isinstance(data.get("arch") or {}, dict):
@@ -384,10 +397,7 @@ def _safetensors_config(path: Path) -> Optional[Dict[str, Any]]:
     text = metadata.get(CONFIG_METADATA_KEY)
     if text is None:
         return None
-    try:
-        arch = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{path}: the {CONFIG_METADATA_KEY} metadata is not valid JSON: {e}") from e
+    arch = guarded.parse_json(text, f"{path}: the {CONFIG_METADATA_KEY} metadata")
     if not isinstance(arch, dict):
         raise HRMEvalError(f"{path}: the {CONFIG_METADATA_KEY} metadata is not a mapping")
     return {"arch": arch}
@@ -528,9 +538,12 @@ def _validated(values: Dict[str, Any], sources: Dict[str, str], origin: str) -> 
         return ModelConfig(**{k: v for k, v in values.items() if k in ModelConfig.model_fields})
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
-        value = f" = {err['input']!r} (from {sources[loc]})" if loc in sources else ""
-        raise HRMEvalError(f"invalid model config for {origin}: {loc}{value}: {err['msg']}") from e
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:  # a check across fields names them itself
+            raise HRMEvalError(f"invalid model config for {origin}: {msg}") from None
+        value = f" = {short_repr(err['input'])} (from {sources[loc]})" if loc in sources else ""
+        raise HRMEvalError(f"invalid model config for {origin}: {loc}{value}: {msg}") from None
 
 
 def _number(v: Any) -> Optional[float]:
@@ -584,6 +597,7 @@ def load_checkpoint(
     `overrides` are architecture fields that win over every file; `dtype` overrides forward_dtype.
     With `require_seq_len=False` (inspection) a rope/none model whose seq_len nothing states
     is built with a placeholder seq_len of 1."""
+    check_arch_names(overrides or {})  # a typo'd name is refused before the file is read
     path = resolve_checkpoint_path(path)
     raw = read_state_dict(path)
     sd, prefix = strip_prefix(raw)
@@ -741,6 +755,41 @@ def _run_dataset(all_config: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any
     if not (path / "test" / "dataset.json").is_file():
         return None
     return PuzzleDataset(path, split="test").metadata.model_dump()
+
+
+def run_data_path(checkpoint: str | Path) -> Tuple[Optional[str], str]:
+    """(the dataset the checkpoint's run trained on, as recorded, or None; where it is recorded):
+    all_config.yaml's `data_path` beside a step file, a model folder's config.json `data_path`
+    (export copies it from the source run)."""
+    path = resolve_checkpoint_path(checkpoint)
+    if is_safetensors(path):
+        recorded = (read_folder_config(path) or {}).get("data_path")
+        where = str(path.parent / CONFIG_FILE)
+    else:
+        recorded = (read_all_config(path) or {}).get("data_path")
+        where = str(path.parent / "all_config.yaml")
+    return (recorded if isinstance(recorded, str) and recorded else None), where
+
+
+def checkpoint_dataset(checkpoint: str | Path) -> Path:
+    """The checkpoint's own run's dataset, found as every configured path is (the working
+    directory, then the data home); one line naming what was looked for when it is not there.
+    Evaluating without --data must never fall back to another model's data."""
+    from hrm_eval import resources
+
+    recorded, where = run_data_path(checkpoint)
+    if recorded is None:
+        raise HRMEvalError(
+            f"--checkpoint {checkpoint}: without --data its own run's dataset is used, but {where} records "
+            "no data_path; give --data"
+        )
+    found = resources.find(recorded)
+    if not found.exists():
+        raise HRMEvalError(
+            f"--checkpoint {checkpoint}: its run's dataset {recorded} (data_path in {where}) was not found "
+            "(looked from the working directory, then the data home); give --data"
+        )
+    return found
 
 
 def alarming_assumptions(sources: Dict[str, str]) -> List[str]:

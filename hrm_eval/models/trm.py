@@ -44,6 +44,3 @@ class TRMReasoning(RecursiveReasoningModel):
             for _ in range(self.config.H_cycles - 1):
                 z_H, z_L = self._round(z_H, z_L, x, cos_sin)
         return self._round(z_H, z_L, x, cos_sin)
-
-
-TRMModel = TRMReasoning  # the name earlier releases used for the inner model

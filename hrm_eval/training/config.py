@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hrm_eval.models.config import HRMConfig
+from hrm_eval.models.config import HRMConfig, unknown_field_error
 
 
 class TrainConfig(BaseModel):
@@ -75,7 +75,7 @@ class TrainConfig(BaseModel):
     def _arch_is_valid(cls, arch: Dict[str, Any]) -> Dict[str, Any]:
         unknown = sorted(set(arch) - set(HRMConfig.model_fields) - {"loss"})
         if unknown:  # a typo in a training config must not silently fall back to a default
-            raise ValueError(f"unknown arch field(s): {', '.join(unknown)}")
+            raise ValueError(unknown_field_error(str(unknown[0]), HRMConfig.model_fields, "unknown arch field"))
         # Dataset fields are filled in later; check everything else now, with placeholders.
         fields = HRMConfig.arch_fields_from_all_config({"arch": arch})
         HRMConfig(**{"seq_len": 1, "vocab_size": 2, **fields})

@@ -8,13 +8,12 @@ another), the flags given on the command line.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Type, TypeVar, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hrm_eval.utils import guarded, limits
 from hrm_eval.utils.errors import HRMEvalError
 
 T = TypeVar("T", bound=BaseModel)
@@ -28,62 +27,52 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 # ---- reading and validating ------------------------------------------------------------------
 def read_yaml(path: str | Path, what: str = "config file") -> Dict[str, Any]:
-    """A YAML (or JSON) file holding a mapping; every problem is one line naming the file."""
-    path = Path(path)
-    text = _read_text(path, what)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:  # the line users need to look at, 1-based
-        line = f":{e.problem_mark.line + 1}" if e.problem_mark is not None else ""
-        raise HRMEvalError(f"{path}{line}: not valid YAML: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:
-        raise HRMEvalError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
-    return _mapping(path, {} if data is None else data)
+    """A YAML (or JSON) file holding a mapping; every problem is one line naming the file
+    (read through the guarded reader: kind, size, depth, aliases, keys checked)."""
+    data = guarded.read_yaml(path, what)
+    return guarded.mapping({} if data is None else data, str(path))
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:
-    path = Path(path)
-    text = _read_text(path, what)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+    return guarded.read_json(path, what)
 
 
-def _read_text(path: Path, what: str) -> str:
-    if not path.is_file():
-        raise HRMEvalError(f"{what} not found: {path}" + (" (a directory)" if path.is_dir() else ""))
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise HRMEvalError(f"cannot read {path}: {e.strerror if isinstance(e, OSError) else e.reason}") from None
-
-
-def _mapping(path: Path, data: Any) -> Dict[str, Any]:
-    if not isinstance(data, dict):
-        raise HRMEvalError(f"{path}: expected a mapping (key: value lines) at the top level, got {type(data).__name__}")
-    return data
-
-
-def validation_error_line(error: ValidationError, names: Optional[Mapping[str, str]] = None) -> str:
+def validation_error_line(
+    error: ValidationError, names: Optional[Mapping[str, str]] = None, schema: Optional[Type[BaseModel]] = None
+) -> str:
     """The first problem of a ValidationError as `field 'value': message`; `names` renames
-    top-level fields (e.g. to the command-line flag that set them)."""
-    err = error.errors()[0]
+    top-level fields (e.g. to the command-line flag that set them). An unknown key comes first
+    (a typo'd `checkpiont:` is the reason `checkpoint` is missing), with the nearest name of
+    `schema` when one is close."""
+    errors = error.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(x) for x in err["loc"]]
     field = ".".join(loc) or "config"
+    if err["type"] == "extra_forbidden" and schema is not None and len(loc) == 1:
+        from hrm_eval.models.config import unknown_field_error  # the one did-you-mean rule
+
+        return unknown_field_error(loc[0], schema.model_fields, "unknown setting")
     if loc and names and loc[0] in names:
         field = names[loc[0]] + "".join(f".{x}" for x in loc[1:])
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
+    if not loc:  # a check across fields: its message names them (the input is the whole mapping)
+        return msg
+    if err["type"] == "missing" or isinstance(err["input"], (dict, list)):  # a block: its message says where
         return f"{field}: {msg}"
-    return f"{field} {err['input']!r}: {msg}"
+    return f"{field} {short_repr(err['input'])}: {msg}"
+
+
+def short_repr(value: Any, width: int = 60) -> str:
+    """repr of a value for a one-line message: a 400-digit number or a long list cut short."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[: width - 20]}...({len(text):,} characters)"
 
 
 def validate_config(data: Dict[str, Any], schema: Type[T], origin: str, names: Optional[Mapping[str, str]] = None) -> T:
     try:
         return schema(**data)
     except ValidationError as e:
-        line = validation_error_line(e, names)
+        line = validation_error_line(e, names, schema)
         raise HRMEvalError(f"{origin}: {line}" if origin else line) from None
 
 
@@ -131,6 +120,15 @@ class ModelFlags(_Config):
     model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
     arch_overrides: Dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("arch_overrides")
+    @classmethod
+    def _known_arch_fields(cls, v: Dict[str, Any]) -> Dict[str, Any]:
+        if v:  # the model's field names live with the model (imported only when there is a name to check)
+            from hrm_eval.models.config import check_arch_names
+
+            check_arch_names(v)  # an HRMEvalError passes through pydantic as it is: one line, naming --arch
+        return v
+
 
 class RunSettings(LogSettings):
     """What every mode that runs a model and writes its results shares."""
@@ -140,25 +138,21 @@ class RunSettings(LogSettings):
     output_dir: Optional[str] = None  # default: outputs/<mode>/<what>-<timestamp>, new for each run
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: Optional[Dtype] = None  # default: the checkpoint's forward_dtype
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
-    limit: Optional[int] = Field(None, ge=1)  # evaluate only the first N examples
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=limits.MAX_BATCH_SIZE)
+    limit: Optional[int] = Field(None, ge=1, le=limits.MAX_LIMIT)  # evaluate only the first N examples
     progress: bool = True
     wandb: bool = False  # log metrics, tables and plots to a W&B run (offline by default)
     wandb_project: str = "hrm-eval"
-
-
-# Upper bounds of the scaling flags, checked before any work (a typo's 10^9 is refused, not run)
-MAX_BUDGET = 100_000  # ACT steps one puzzle may use over all its attempts
-MAX_VIEWS = 1_000  # attempts (views) per puzzle
 
 
 class ScalingSettings(_Config):
     """Test-time scaling (README: Thinking longer). off: one attempt, every number as without it."""
 
     scaling: Literal["off", "verify"] = "off"
-    budget: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)  # ACT steps per puzzle, all attempts (4 x halt_max_steps)
-    views: int = Field(8, ge=1, le=MAX_VIEWS)  # most attempts; each after the first on a view of the puzzle
-    attempt_steps: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)  # one attempt's most (2 x the halting limit)
+    # ACT steps per puzzle, all attempts (default 4 x halt_max_steps)
+    budget: Optional[int] = Field(None, ge=1, le=limits.MAX_BUDGET)
+    views: int = Field(8, ge=1, le=limits.MAX_VIEWS)  # most attempts; each after the first on a view of the puzzle
+    attempt_steps: Optional[int] = Field(None, ge=1, le=limits.MAX_BUDGET)  # one attempt's most (the halting limit)
     noise: float = Field(0.0, ge=0, le=100)  # std of Gaussian noise on the initial carry of later attempts
     seed: int = 0  # views and noise
 
@@ -171,15 +165,20 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = None  # type: ignore[assignment]  # auto: bf16 where native
     halting: Literal["fixed", "adaptive", "threshold", "sweep"] = "fixed"  # fixed: the public numbers
     halt_threshold: float = Field(0.5, gt=0, lt=1)  # threshold: stop when sigmoid(q_halt) >= this
-    min_steps: int = Field(1, ge=1)  # adaptive / threshold never stop earlier
-    max_steps: Optional[int] = Field(None, ge=1)  # default: the model's halt_max_steps
-    threads: Optional[int] = Field(None, ge=1)  # CPU threads (default: OMP_NUM_THREADS, else one per core)
+    min_steps: int = Field(1, ge=1, le=limits.MAX_STEPS)  # adaptive / threshold never stop earlier
+    max_steps: Optional[int] = Field(None, ge=1, le=limits.MAX_STEPS)  # default: the model's halt_max_steps
+    threads: Optional[int] = Field(
+        None, ge=1, le=limits.MAX_THREADS
+    )  # CPU threads (default: OMP_NUM_THREADS, else one per core)
     compile: bool = False  # torch.compile the ACT step (skipped with a warning if unavailable)
     backend: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: one exported ACT step, CPU, fp32
     quantize: Optional[Literal["int8"]] = None  # int8 linear weights (implies onnxruntime)
     save_predictions: bool = False
     output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
-    resume: bool = False  # skip the puzzles an interrupted run with the same settings finished in output_dir
+    # skip the puzzles an interrupted run with the same settings finished in output_dir; "strict":
+    # stop at a logged row that cannot be trusted instead of evaluating it again
+    resume: Union[bool, Literal["strict"]] = False
+    overwrite: bool = False  # start afresh in an output_dir that holds an interrupted run
 
 
 class InspectConfig(LogSettings, ModelFlags):
@@ -197,10 +196,11 @@ class ExportConfig(LogSettings, ModelFlags):
     data_path: Optional[str] = None  # evaluate on it: model card results, the int8 cost
     split: str = "test"
     task: Optional[str] = None
-    limit: Optional[int] = Field(None, ge=1)
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
+    limit: Optional[int] = Field(None, ge=1, le=limits.MAX_LIMIT)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=limits.MAX_BATCH_SIZE)
     max_accuracy_drop: float = Field(1.0, ge=0)  # int8: refuse above this exact-accuracy drop (points)
-    threads: Optional[int] = Field(None, ge=1)
+    threads: Optional[int] = Field(None, ge=1, le=limits.MAX_THREADS)
+    overwrite: bool = False  # replace an earlier export in output_dir (never files it did not write)
     push_to_hub: Optional[str] = None  # OWNER/REPO: upload the written folder (hrm_eval.export.hub)
     private: bool = False  # a repo --push-to-hub creates is private
     revision: Optional[str] = None  # --push-to-hub: the branch to commit to (created when missing)
@@ -225,8 +225,8 @@ class BuildDataConfig(LogSettings):
 class GenerateConfig(LogSettings):
     task: str
     output_dir: str
-    num_train: int = Field(0, ge=0)
-    num_test: int = Field(0, ge=0)
+    num_train: int = Field(0, ge=0, le=limits.MAX_LIMIT)
+    num_test: int = Field(0, ge=0, le=limits.MAX_LIMIT)
     seed: int = 0
     size: Optional[int] = Field(None, ge=1)  # board size (sudoku 4/6/9) or maze side
     min_blanks: Optional[int] = Field(None, ge=0)
@@ -247,19 +247,36 @@ class MembersSettings(RunSettings):
     # data fingerprint and settings), so each run's fresh output folder still reuses it.
     cache_dir: str = "outputs/cache"
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_is_a_folder(cls, v: str) -> str:
+        if Path(v).exists() and not Path(v).is_dir():  # an HRMEvalError passes through pydantic as it is
+            raise HRMEvalError(
+                f"--cache-dir {v} is a {guarded.path_kind(Path(v).stat().st_mode)}, expected a directory"
+            )
+        return v
+
 
 class EnsembleConfig(MembersSettings, ModelFlags):
     strategy: Literal["average", "vote", "q_vote", "stacking"] = "average"
     weights: Union[Literal["uniform", "learned"], List[float], None] = None
     # tta, calibration_fraction and calibration_limit are checked by evaluate_ensemble itself
     # (one place, for the CLI and the Python API alike).
-    tta: int = 1
+    tta: int = Field(1, le=limits.MAX_VIEWS)  # the lower bound: evaluate_ensemble (make_views)
     calibration_data: Optional[str] = None
     calibration_split: Optional[str] = None  # default: the split
     calibration_fraction: float = 0.2
     calibration_limit: Optional[int] = None
     stacker: Optional[str] = None
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _stacker_is_a_file(self) -> "EnsembleConfig":
+        # checked now, not after every member has been evaluated (a --stacker without --strategy
+        # stacking is evaluate_ensemble's one line)
+        if self.stacker is not None and self.strategy == "stacking":
+            guarded.expect_file(self.stacker, "--stacker")
+        return self
 
 
 class CompareConfig(MembersSettings):
@@ -275,10 +292,10 @@ class SolveConfig(LogSettings, ModelFlags, ScalingSettings):
     task: Optional[str] = None  # detected from the model's vocabulary and the puzzle when absent
     halting: Literal["fixed", "adaptive", "threshold"] = "adaptive"
     halt_threshold: float = Field(0.5, gt=0, lt=1)
-    min_steps: int = Field(1, ge=1)
-    max_steps: Optional[int] = Field(None, ge=1)
+    min_steps: int = Field(1, ge=1, le=limits.MAX_STEPS)
+    max_steps: Optional[int] = Field(None, ge=1, le=limits.MAX_STEPS)
     show_steps: bool = False  # also print the answer after each ACT step
-    limit: Optional[int] = Field(None, ge=1)  # solve only the first N puzzles of the file
+    limit: Optional[int] = Field(None, ge=1, le=limits.MAX_LIMIT)  # solve only the first N puzzles of the file
     output_dir: Optional[str] = None  # also write solutions.jsonl there
     device: str = "auto"
     dtype: Optional[Dtype] = None

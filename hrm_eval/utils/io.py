@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -9,26 +10,53 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
+
+from hrm_eval.utils.errors import HRMEvalError
 
 TEMP_SUFFIX = ".tmp"
 # What `atomic_write` names its temp file for `name`: mkstemp's "." + name + "." + 8 random characters.
 TEMP_RE = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + "$")
 
 
+# Write errors that are the machine's state, not a bug: one line naming the file, exit 2.
+DISK_ERRORS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "I/O error",
+}
+
+
+def disk_error_line(e: OSError, path: Optional[str | os.PathLike], kept: str) -> Optional[str]:
+    """`no space left on device while writing <path>; <kept>` for a DISK_ERRORS error, else None."""
+    reason = DISK_ERRORS.get(e.errno) if isinstance(e.errno, int) else None
+    if reason is None:
+        return None
+    return f"{reason} while writing {path if path is not None else 'an output file'}; {kept}"
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp_path)`, then move the finished file onto `path` (same directory, one rename)."""
+    """Call `write(tmp_path)`, then move the finished file onto `path` (same directory, one rename).
+    A full disk (or quota, read-only mount, I/O error) is one HRMEvalError line saying that the
+    earlier file, if any, is untouched; the temp file is removed either way."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; results are ordinary files
+    existed = path.exists()
+    tmp: Optional[str] = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; results are ordinary files
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        kept = "the earlier file there is unchanged" if existed else "no partial file was left"
+        line = disk_error_line(e, path, kept) if isinstance(e, OSError) else None
+        if line is not None:
+            raise HRMEvalError(line) from None
         raise
     return path
 
@@ -92,7 +120,25 @@ def _strict(o: Any, where: str, found: List[str]) -> Any:
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     import torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def save(tmp: str) -> None:
+        try:
+            with open(tmp, "wb") as f:  # closed here even when the writer fails (its error keeps it alive)
+                torch.save(obj, f)
+        except RuntimeError as e:  # torch's zip writer reports a full disk as "unexpected pos ..."
+            if _nearly_full(tmp):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp) from e
+            raise
+
+    return atomic_write(path, save)
+
+
+def _nearly_full(path: str) -> bool:
+    """Less than 1 MiB left for unprivileged writers on `path`'s file system."""
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.guarded import path_kind
 
 PACKAGE_LOGGER = "hrm_eval"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -95,27 +98,70 @@ def setup_logging(level: str = "INFO", log_file: Optional[str | Path] = None, **
         logger.removeHandler(handler)
         handler.close()
     logger.setLevel(level)
+    # The handlers here are the one place a line is printed: onnxruntime's quantizer (and other
+    # libraries) call logging.basicConfig, and through the root logger every line came out twice.
+    logger.propagate = False
 
     console = _Stderr()
     console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
     console.addFilter(_ConsoleFilter())
-    handlers: list[logging.Handler] = [console]
+    _add(logger, console, level)  # first: a --log-file refused below is still said on the console, once
     path = Path(log_file).expanduser() if log_file else None
     if path is not None:
-        handlers.append(_file_handler(path, context))
-    for handler in handlers:
-        handler._hrm_eval = True  # type: ignore[attr-defined]
-        handler.setLevel(level)
-        logger.addHandler(handler)
+        _add(logger, _file_handler(path, context), level)
     return path
 
 
+def _add(logger: logging.Logger, handler: logging.Handler, level: str) -> None:
+    handler._hrm_eval = True  # type: ignore[attr-defined]
+    handler.setLevel(level)
+    logger.addHandler(handler)
+
+
+class _LogFile(logging.FileHandler):
+    """A log file whose first failing write (a full disk, /dev/full, a vanished mount) is one
+    warning line on stderr, after which it stays quiet: logging's default is a traceback per
+    record, and the run itself must not suffer for its log."""
+
+    _failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self._failed:
+            return
+        self._failed = True
+        e = sys.exc_info()[1]
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or type(e).__name__)
+        sys.stderr.write(f"warning: --log-file {self.baseFilename}: cannot write ({why}); not logging there any more\n")
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError:
+            self.handleError(logging.makeLogRecord({}))
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # the last buffered lines could not be written either; said once already
+            self._failed = True
+
+
 def _file_handler(path: Path, context: Dict[str, Any]) -> logging.Handler:
-    if path.is_dir():
-        raise HRMEvalError(f"--log-file {path}: is a directory")
+    """The JSON-lines handler. The target is checked before it is opened: a FIFO would block the
+    open until some reader appears (forever, before any output), a directory cannot take lines."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # not there yet: created below
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):  # /dev/null is a fine target
+        raise HRMEvalError(f"--log-file {path} is a {path_kind(mode)}, expected a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        handler = _LogFile(path, mode="a", encoding="utf-8")
     except OSError as e:
         raise HRMEvalError(f"--log-file {path}: cannot open ({e.strerror or e})") from None
     handler.setFormatter(JsonLinesFormatter(context))

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def _read_lines(path: Path) -> Iterable[Mapping[str, Any]]:
             if i >= TABLE_ROWS_CAP:
                 return
             if line.strip():
-                yield json.loads(line)
+                yield guarded.parse_json(line, f"{path}:{i + 1}")
 
 
 def _flat_row(row: Mapping[str, Any]) -> Dict[str, Any]:

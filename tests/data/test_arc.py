@@ -397,7 +397,7 @@ def test_augmentation_gives_up_after_retries(tmp_path):
 @pytest.mark.parametrize(
     "content, reason",
     [
-        ("{not json", "not JSON"),
+        ("{not json", "not valid JSON"),
         ({"train": TASK_A["train"]}, "missing 'test'"),
         ({"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": TASK_A["test"]}, "ragged"),
         ({"train": [{"input": [[1] * 31] * 31, "output": [[1]]}], "test": TASK_A["test"]}, "over 30x30"),

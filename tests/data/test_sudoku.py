@@ -155,6 +155,26 @@ def test_alternative_solution_accepted_and_near_misses_rejected(name):
     assert not task.verify(inp, label[:-1], label)
 
 
+@pytest.mark.parametrize("name", ["sudoku", "sudoku6", "sudoku4"])
+def test_verify_many_is_verify_row_by_row(name):
+    """The batched rule check (test-time scaling runs it every ACT step) agrees with `verify` on
+    solutions, an alternative solution, swapped digits, changed givens and stray tokens."""
+    task = get_task(name)
+    rows = task.generate(40, seed=5)
+    inputs = np.stack([task.encode(q) for q, _, _ in rows]).astype(np.int64)
+    answers = np.stack([task.encode(a) for _, a, _ in rows]).astype(np.int64)
+    rng = np.random.default_rng(0)
+    preds = answers.copy()
+    for i in range(0, len(preds), 2):  # every other row damaged in one random cell
+        preds[i, rng.integers(task.seq_len)] = rng.integers(task.vocab_size)
+    grid, puzzle, alt, _ = _two_solution_case(task)
+    inputs = np.vstack([inputs, task.from_grid(puzzle)[None], task.from_grid(puzzle)[None]])
+    preds = np.vstack([preds, task.from_grid(alt)[None], task.from_grid(grid)[None]])
+    expected = np.array([task.verify(i, p) for i, p in zip(inputs, preds)])
+    np.testing.assert_array_equal(task.verify_many(inputs, preds), expected)
+    assert expected[1::2][:20].all() and expected[-2:].all() and not expected[0:40:2].all()
+
+
 def test_box_rule_is_checked():
     latin = np.array([[(r + c) % 9 + 1 for c in range(9)] for r in range(9)])  # rows/cols fine
     empty = np.ones(81, dtype=np.uint8)

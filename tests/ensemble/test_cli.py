@@ -21,7 +21,9 @@ def one_line_error(proc, *needles):
 def test_ensemble_and_compare_commands(fixture_run, broken_run, tmp_path):
     ckpts = [str(fixture_run / f"step_{s}") for s in (1000, 2000, 3000)]
     out = tmp_path / "ens"
+    cache = ["--cache-dir", str(tmp_path / "cache")]  # shared by these commands, not outputs/cache in the checkout
     common = ["--data", str(SUDOKU_BUILT), "--limit", "8", "--device", "cpu", "--no-progress", "--output", str(out)]
+    common += cache
     proc = run_cli("--mode", "ensemble", "--checkpoints", *ckpts, "--strategy", "vote", *common)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ensemble (vote)" in proc.stdout and "oracle (any member)" in proc.stdout and "step_2000" in proc.stdout
@@ -49,6 +51,7 @@ def test_ensemble_and_compare_commands(fixture_run, broken_run, tmp_path):
         "--no-plots",
         "--output",
         str(tmp_path / "cmp_same"),
+        *cache,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("predictions from cache") == 3
@@ -70,6 +73,7 @@ def test_ensemble_and_compare_commands(fixture_run, broken_run, tmp_path):
         "--no-progress",
         "--output",
         str(report),
+        *cache,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "recommendation: step_" in proc.stdout and "NaN/Inf" in proc.stdout and "did not move" in proc.stdout

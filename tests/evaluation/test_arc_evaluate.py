@@ -100,3 +100,26 @@ def test_evaluate_on_arc_writes_scores_and_submission(tmp_path):
     )
     assert proc.returncode == 2 and "no prediction files match" in proc.stderr
     assert "--save-predictions" in proc.stderr and "--save-preds " not in proc.stderr
+
+
+def test_scaling_on_arc_thinks_on_by_confidence_and_scores_as_before(tmp_path):
+    """ARC has no rules: --scaling verify lets an answer the Q head is not confident in think on
+    (no views: ARC's augmentations are puzzles of the dataset), selects by confidence, never
+    calls an answer verified, draws no frontier, and the ARC scores keep their shape."""
+    data = tmp_path / "arc-data"
+    build_dataset("arc", str(_arc_folder(tmp_path / "raw")), str(data), num_aug=1, seed=0)
+    ckpt = _random_checkpoint(tmp_path / "run", PuzzleDataset(data).metadata)
+    out = tmp_path / "out"
+    args = ("--checkpoint", str(ckpt), "--data", str(data), "--output", str(out), "--device", "cpu", "--no-progress")
+    proc = run_cli("--mode", "evaluate", *args, "--halting", "adaptive", "--scaling", "verify", "--budget", "6")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    t = results["test_time_scaling"]
+    assert t["settings"]["budget"] == 6 and t["settings"]["attempt_steps"] == 6  # one attempt, the whole budget
+    assert "frontier" not in t and "verified_rate" not in t and 0 <= t["accepted_rate"] <= 1
+    records = results["per_puzzle_metrics"]
+    assert all(r["attempts"] == 1 and r["selected_by"] == "q" and 1 <= r["act_steps_total"] <= 6 for r in records)
+    # a puzzle whose answer never reached the confidence thought on to the budget
+    assert all(r["act_steps_total"] == 6 for r in records if r["solved_at_attempt"] is None)
+    assert set(results["arc"]["strict"]) == {"pass@1", "pass@2", "pass@10", "pass@100", "pass@1000"}
+    assert "accepted by confidence" in proc.stdout

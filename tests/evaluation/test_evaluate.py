@@ -15,7 +15,7 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
 from hrm_eval.evaluation.run import simple_evaluate
-from hrm_eval.utils import load_checkpoint
+from hrm_eval.models.loading import load_checkpoint
 from tests.conftest import FIXTURES, HRM_FIXTURES, SUDOKU_BUILT
 
 CKPT = HRM_FIXTURES["rope_f32"]
@@ -250,7 +250,8 @@ def test_summary_says_when_architecture_values_were_assumed(tmp_path, capsys, wi
     shutil.copy(first / "step_625", tmp_path / "ckpt" / "step_625")
     if with_config:
         shutil.copy(first / "all_config.yaml", tmp_path / "ckpt" / "all_config.yaml")
-    argv = ["--checkpoint", str(tmp_path / "ckpt" / "step_625"), "--data", str(first / "data")]
+    # float32: --dtype auto picks bf16 on an AVX-512 BF16 / AMX CPU and says so in a note of its own
+    argv = ["--checkpoint", str(tmp_path / "ckpt" / "step_625"), "--data", str(first / "data"), "--dtype", "float32"]
     rc = main(["--mode", "evaluate", *argv, "--limit", "4", "--output", str(tmp_path / "out"), "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0

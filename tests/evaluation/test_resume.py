@@ -105,6 +105,85 @@ def test_killed_run_resumes_to_identical_results_evaluating_each_puzzle_once(kil
     assert not (out / RESUME_DIR).exists() and not (out / "per_puzzle.jsonl.partial").exists()
 
 
+def _forge(out: Path, edit, *, key_known: bool) -> int:
+    """Rewrite the killed run's logged rows with `edit(row) -> row or None`; with `key_known` the
+    frames get valid digests (someone who read the manifest), else not (a plain edit)."""
+    (path,) = (out / RESUME_DIR).glob("rows.*.log")
+    key = path.name.split(".")[2].encode()
+    rows = list(read_log(path, key))
+    forged = [r for r in (edit(dict(r)) for r in rows) if r is not None]
+    path.unlink()
+    log = RowLog(path, key if key_known else b"another key")
+    log.append(forged)
+    log.close()
+    return len(rows)
+
+
+def _all_solved(row):
+    row["scores"] = {k: torch.ones_like(v) for k, v in row["scores"].items()}
+    row["valid"] = torch.ones_like(row["valid"])
+    return row
+
+
+def _far_positions(row):
+    row["position"] += 10**6  # provenance that adds up to more puzzles than the dataset has
+    return _all_solved(row)
+
+
+def _other_inputs(row):
+    row["inputs"] = torch.roll(row["inputs"], 1)
+    return _all_solved(row)
+
+
+def _missing_column(row):
+    del row["scores"]
+    return row
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "edit, key_known, says",
+    [
+        (_all_solved, False, "does not match its checksum (edited or damaged)"),
+        (_far_positions, True, "is outside the 128 puzzles evaluated"),
+        (_other_inputs, True, "holds other inputs than the dataset's"),
+        (_missing_column, True, "a row without the field scores"),
+    ],
+    ids=["edited", "positions-outside", "other-inputs", "missing-column"],
+)
+def test_resume_checks_the_logged_rows_and_reevaluates_what_it_cannot_trust(
+    killed, uninterrupted, tmp_path, edit, key_known, says
+):
+    """Issue 27: rows rewritten as solved gave exact accuracy 1.0 (uninterrupted: 0.984), exit 0;
+    a missing column was an internal error; far positions gave provenance over the dataset's size.
+    Now such rows are evaluated again: the numbers are the uninterrupted run's."""
+    source, _ = killed
+    out = tmp_path / "out"
+    shutil.copytree(source, out)
+    _forge(out, edit, key_known=key_known)
+    proc = run_cli(*ARGS, "--output", str(out), "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    resumed = json.loads((out / "results.json").read_text())
+    reference = json.loads((uninterrupted / "results.json").read_text())
+    assert resumed["per_puzzle_metrics"] == reference["per_puzzle_metrics"]
+    assert resumed["aggregate_metrics"]["exact_accuracy"] == reference["aggregate_metrics"]["exact_accuracy"]
+    assert "resumed" not in resumed["provenance"]["evaluation"]  # nothing was taken from the log
+    assert resumed["provenance"]["evaluation"]["engine"]["act_steps_computed"] == 4 * TOTAL
+
+
+@pytest.mark.slow
+def test_resume_strict_stops_at_a_row_it_cannot_trust(killed, tmp_path):
+    source, _ = killed
+    out = tmp_path / "out"
+    shutil.copytree(source, out)
+    _forge(out, _far_positions, key_known=True)
+    proc = run_cli(*ARGS, "--output", str(out), "--resume", "strict", "--log-level", "ERROR")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: --resume strict: ") and "is outside the 128 puzzles evaluated" in proc.stderr
+    assert not (out / "results.json").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, field, saved, now",

@@ -110,3 +110,43 @@ def test_broken_onnx_files_get_one_line(exported, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: cannot read ONNX model") and "truncated.onnx" in err[0]
     with pytest.raises(HRMEvalError, match="ONNX graph"):  # evaluate's loader points at the right way
         load_checkpoint(path)
+
+
+def _edited(path, tmp_path, edit) -> str:
+    """A copy of the exported file with `edit(proto)` applied (saved without the checker)."""
+    import onnx
+
+    proto = read_onnx(path)
+    edit(proto)
+    out = tmp_path / "edited.onnx"
+    onnx.save_model(proto, str(out))
+    return str(out)
+
+
+def test_inspect_warns_when_the_metadata_disagrees_with_the_graph(exported, tmp_path, capsys):
+    """Issue 27: metadata saying hidden 4096 for a graph of hidden 64/128 was printed as fact."""
+    import json
+
+    _, loaded, _, path = exported
+
+    def bigger(proto) -> None:
+        prop = next(p for p in proto.metadata_props if p.key == "hrm_eval_config")
+        prop.value = json.dumps(json.loads(prop.value) | {"hidden_size": 4096, "num_heads": 8})
+
+    assert main(["--mode", "inspect", "--checkpoint", _edited(path, tmp_path, bigger)]) == 0
+    out, err = capsys.readouterr()
+    said = f"the metadata says hidden_size 4096 but the graph's z_H has {loaded.config.hidden_size} on axis 2"
+    assert any(line.split()[0] == "WARNING" and line.endswith(said) for line in out.splitlines()), out
+    assert said in err  # the log's warning as well
+
+
+def test_an_initializer_whose_dims_disagree_with_its_data_is_one_line(exported, tmp_path, capsys):
+    _, _, _, path = exported
+
+    def wrong_dims(proto) -> None:
+        init = next(i for i in proto.graph.initializer if i.name == "q_head.weight")
+        init.dims[0] += 5
+
+    assert main(["--mode", "inspect", "--checkpoint", _edited(path, tmp_path, wrong_dims)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "q_head.weight" in err and "internal error" not in err, err

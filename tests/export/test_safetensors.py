@@ -7,12 +7,13 @@ import struct
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 
 from hrm_eval.cli import main
 from hrm_eval.export import write_model_folder
 from hrm_eval.inference.engine import ACTEngine
-from hrm_eval.models.loading import load_checkpoint, read_state_dict, strip_prefix
+from hrm_eval.models.loading import load_checkpoint, read_state_dict, run_data_path, strip_prefix
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
 from tests.conftest import HRM_FIXTURES, ROOT, TRM_FIXTURES, expected_outputs, fixture_batch, run_cli
@@ -68,6 +69,11 @@ def test_folder_holds_public_keys_and_config(tmp_path):
     assert config["arch"]["seq_len"] == 81 and config["task"]["name"] == "sudoku"
     assert "training step 2000" in (tmp_path / "README.md").read_text()
     assert load_checkpoint(tmp_path).step == 2000
+    # the run's dataset, as its all_config.yaml names it: the folder evaluated without --data uses it
+    assert (
+        config["data_path"] == yaml.safe_load((HRM_FIXTURES["rope_bf16"] / "all_config.yaml").read_text())["data_path"]
+    )
+    assert run_data_path(tmp_path) == (config["data_path"], str(tmp_path / "config.json"))
 
 
 @pytest.mark.slow
@@ -142,3 +148,18 @@ def test_cli_truncated_safetensors_exits_2(tmp_path, capsys):
     assert main(["--mode", "inspect", "--checkpoint", str(tmp_path / "truncated.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot read") and "truncated.safetensors" in err[0]
+
+
+@pytest.mark.slow
+def test_the_readmes_exported_folder_is_evaluated_on_its_own_runs_data(tmp_path):
+    """Issue 27: the README's `--mode evaluate --checkpoint exported/sudoku6-hrm` printed 0.591 (the
+    default config's dataset, the other model's) for a model that scores 0.991 on its own data."""
+    out = tmp_path / "exported"
+    done = run_cli("--mode", "export", "--checkpoint", "checkpoints/sudoku6-hrm", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "config.json").read_text())["data_path"] == "checkpoints/sudoku6-hrm/data"
+    evaluated = run_cli("--mode", "evaluate", "--checkpoint", str(out), "--dtype", "float32", "--no-progress",
+                        "--output", str(tmp_path / "eval"), "--log-level", "WARNING")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "data: checkpoints/sudoku6-hrm/data (from the checkpoint's run)" in evaluated.stdout
+    assert "exact_accuracy (solve rate)         0.9910" in evaluated.stdout  # the model card's number

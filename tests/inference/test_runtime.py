@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hrm_eval.inference.runtime import choose_dtype, choose_threads
+from hrm_eval.utils.errors import HRMEvalError
 
 CPU = torch.device("cpu")
 
@@ -43,5 +44,10 @@ def test_threads(monkeypatch):
     assert choose_threads(None, CPU) == 2
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert choose_threads(None, CPU) >= 1
-    with pytest.raises(ValueError):
+    with pytest.raises(HRMEvalError, match="between 1 and 1024, got 0"):
         choose_threads(0, CPU)
+    with pytest.raises(HRMEvalError, match="between 1 and 1024, got 100000"):  # libgomp aborted on it
+        choose_threads(100_000, CPU)
+    monkeypatch.setenv("OMP_NUM_THREADS", "100000")
+    with pytest.raises(HRMEvalError, match="OMP_NUM_THREADS=100000: at most 1024 threads"):
+        choose_threads(None, CPU)

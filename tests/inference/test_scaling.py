@@ -14,7 +14,7 @@ import torch
 from hrm_eval.data.tasks import get_task
 from hrm_eval.inference.engine import ACTEngine, HaltingPolicy, PuzzleChunk
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, frontier, rule_verifier
-from hrm_eval.utils import load_checkpoint
+from hrm_eval.models.loading import load_checkpoint
 from tests.conftest import ROOT
 
 HARD = ROOT / "checkpoints" / "sudoku6-hard-hrm"
@@ -61,7 +61,9 @@ def plain(model, heldout):
 @pytest.fixture(scope="module")
 def scaled(model, heldout):
     x, y, _ = heldout
-    runner = ScaledRunner(model, SUDOKU6, ScalingPolicy("verify", budget=64), halting=HaltingPolicy("adaptive"))
+    # attempts of 16 steps (twice the trained limit): the first one's carry goes on past step 8
+    policy = ScalingPolicy("verify", budget=64, attempt_steps=16)
+    runner = ScaledRunner(model, SUDOKU6, policy, halting=HaltingPolicy("adaptive"))
     return runner.run_all(x, ids(len(x)), y)
 
 
@@ -95,8 +97,8 @@ def test_cost_fields_add_up_and_easy_puzzles_cost_what_they_did(heldout, plain, 
     np.testing.assert_array_equal(scaled.preds.numpy()[plain_ok], plain.preds.numpy()[plain_ok])
     # the others thought longer: on in the first attempt (its carry going on), or in more attempts
     assert np.all(total[~plain_ok] > plain.steps.numpy()[~plain_ok])
-    extended = ~plain_ok & (at == 1)
-    assert extended.any() and np.all(scaled.steps.numpy()[extended] > plain.steps.numpy()[extended])
+    extended = ~plain_ok & (at == 1)  # solved by thinking on past step 8
+    assert extended.any() and np.all(scaled.steps.numpy()[extended] > 8)
     verified = np.array([h == "verified" for h in scaled.selected_by])
     np.testing.assert_array_equal(verified, at > 0)
     np.testing.assert_array_equal(scaled.verified.numpy(), verified)
@@ -111,7 +113,8 @@ def test_a_smaller_budget_is_a_prefix_of_a_larger_one(model, heldout, scaled):
     exact = (scaled.preds == y).all(1).numpy()
     points = frontier(scaled.act_steps_total.numpy(), scaled.verified_at_step.numpy(), exact, 64, points=64)
     at24 = next(p for p in points if p["budget"] == 24)
-    runner = ScaledRunner(model, SUDOKU6, ScalingPolicy("verify", budget=24), halting=HaltingPolicy("adaptive"))
+    policy = ScalingPolicy("verify", budget=24, attempt_steps=16)
+    runner = ScaledRunner(model, SUDOKU6, policy, halting=HaltingPolicy("adaptive"))
     small = runner.run_all(x, ids(len(x)), y)
     assert float((small.preds == y).all(1).double().mean()) == pytest.approx(at24["exact_accuracy"], abs=1e-12)
     assert float(small.act_steps_total.double().mean()) == pytest.approx(at24["mean_act_steps"], abs=1e-12)
@@ -209,5 +212,6 @@ def test_scaling_policy_refuses_nonsense():
         with pytest.raises(ValueError):
             ScalingPolicy(**{"mode": "verify", **bad})
     assert ScalingPolicy("verify").resolve(8, 8).budget == 32
-    assert ScalingPolicy("verify").resolve(8, 8).attempt_steps == 16
-    assert ScalingPolicy("verify", budget=10).resolve(8, 8).attempt_steps == 10
+    assert ScalingPolicy("verify").resolve(8, 8).attempt_steps == 8
+    assert ScalingPolicy("verify").resolve(8, 12).attempt_steps == 12  # --max-steps 12: attempts of 12
+    assert ScalingPolicy("verify", budget=6).resolve(8, 8).attempt_steps == 6  # never more than the budget

@@ -90,11 +90,20 @@ def test_per_step_answers_are_the_models_own_act_steps(solver):
     assert all(math.isclose(a, b, rel_tol=1e-4) for a, b in zip(s.step_q_halt_probabilities, q))
 
 
-def test_an_answer_that_breaks_the_rules_is_not_verified(solver):
-    """Two 1s given in the first row: no answer keeps the givens and is a valid Sudoku."""
-    question = "11" + "." * 34
-    s = solver.solve(question)
-    assert s.verified is False and len(s.answer) == 36
+@pytest.mark.parametrize(
+    "question, where",
+    [
+        ("11" + "." * 34, "digit 1 is given twice in row 1 (positions 0 and 1)"),
+        ("2" + "." * 5 + "2" + "." * 29, "digit 2 is given twice in column 1 (positions 0 and 6)"),
+        ("3" + "." * 6 + "3" + "." * 28, "digit 3 is given twice in box 1 (positions 0 and 7)"),
+    ],
+)
+def test_a_puzzle_whose_givens_break_the_rules_is_impossible(solver, question, where):
+    """No answer keeps such givens and is a valid Sudoku: the model (which answers anyway, with
+    0.999 confidence) is not asked; issue 27."""
+    with pytest.raises(HRMEvalError, match="impossible") as e:
+        solver.solve(question)
+    assert str(e.value) == f"solve: the puzzle is impossible: {where}"
 
 
 def test_puzzle_files_without_answers(solver, tmp_path):
@@ -116,15 +125,21 @@ def test_puzzle_files_without_answers(solver, tmp_path):
 @pytest.mark.parametrize(
     "puzzle,words",
     [
-        ("123", "fits none of the tasks of this model's vocabulary (vocab_size 8: sudoku6)"),
-        ("#S G" * 9, "fits none"),
+        ("123", "board text must have 36 characters, got 3"),
+        ("1" * 35, "board text must have 36 characters, got 35"),
+        ("", "board text must have 36 characters, got 0"),
+        ("." * 35 + "9", "board has character '9' at position 35 (allowed: '.0123456')"),
+        ("\uff13" + "." * 35, "board has character '\uff13' at position 0 (allowed: '.0123456')"),  # full-width 3
+        ("#S G" * 9, "board text must have 36 characters, got 27"),  # spaces are separators
     ],
 )
-def test_a_puzzle_no_task_reads_is_one_line_error(solver, puzzle, words):
+def test_a_puzzle_the_one_task_cannot_read_says_what_is_wrong(solver, puzzle, words):
+    """Only sudoku6 has this model's vocabulary: the error is what is wrong with the puzzle as a
+    sudoku6 board (before issue 27: "fits none of the tasks ... give the task")."""
     fresh = Solver(solver.model, device="cpu")
-    with pytest.raises(HRMEvalError, match="give the task") as e:
+    with pytest.raises(HRMEvalError) as e:
         fresh.solve(puzzle)
-    assert words in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value) == f"solve: not a puzzle this model can read: sudoku6: {words}"
 
 
 def test_a_task_that_does_not_fit_the_model(solver):

@@ -1,4 +1,4 @@
-"""Checkpoint restore through `hrm_eval.utils.load_checkpoint`: key prefixes, configs inferred from
+"""Checkpoint restore through `hrm_eval.models.loading.load_checkpoint`: key prefixes, configs inferred from
 the tensors, refused pickle payloads, corrupt files, NaN/Inf, run directories, contradictions."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import yaml
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.models import build_model, loading
 from hrm_eval.models.config import HRMConfig
-from hrm_eval.models.loading import count_state_values
-from hrm_eval.utils import HRMEvalError, load_checkpoint
+from hrm_eval.models.loading import count_state_values, load_checkpoint
+from hrm_eval.utils import HRMEvalError
 from tests.conftest import (
     HRM_FIXTURES,
     MAZE_BUILT,

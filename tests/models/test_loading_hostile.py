@@ -103,7 +103,10 @@ def _huge_seq_len_in_all_config(dst: Path) -> Path:
         (_stray_layer, "L_level layer indices must run from 0 without gaps"),
         (_huge_declared_embedding, "embed_tokens.embedding_weight declares shape (2147483648, 64)"),
         (_huge_declared_square, "o_proj.weight declares shape (1048576, 1048576)"),
-        (_huge_seq_len_in_all_config, "seq_len 2147483648 would need"),
+        (
+            _huge_seq_len_in_all_config,
+            "seq_len = 2147483648 (from all_config.yaml): Input should be less than or equal to 1048576",
+        ),
     ],
     ids=["stray-layer-key", "2^31-row-embedding", "2^20-square", "all_config-seq_len"],
 )
@@ -151,6 +154,24 @@ def test_integer_weights_are_refused_in_one_line(tmp_path, yaml_beside):
     path = save_checkpoint(tmp_path / "run", sd, config_from=FIXTURE if yaml_beside else None)
     msg = one_line_error(path, "must be floating point")
     assert "int64" in msg and "forward_dtype" not in msg
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.float8_e4m3fn, torch.float8_e5m2, torch.complex64, torch.bool, torch.uint8], ids=str
+)
+@pytest.mark.parametrize("fmt", ["torch", "safetensors"])
+def test_unsupported_dtypes_are_refused_by_name(tmp_path, dtype, fmt):
+    """Issue 27: float8 passed the floating-point check and crashed the NaN scan (internal error)."""
+    sd = {k: v.to(dtype) for k, v in raw_state(FIXTURE).items()}
+    if fmt == "torch":
+        path = save_checkpoint(tmp_path / "run", sd, config_from=FIXTURE)
+    else:
+        from safetensors.torch import save_file
+
+        path = tmp_path / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    msg = one_line_error(path, "is not supported; model weights must be floating point")
+    assert f"has dtype {str(dtype).removeprefix('torch.')}," in msg
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import pytest
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.inference import ACTEngine, HaltingPolicy
+from hrm_eval.models.loading import load_checkpoint
 from hrm_eval.serve.scheduler import BatchScheduler, QueueFull, ServeEngine, Ticket
-from hrm_eval.utils import load_checkpoint
 from tests.conftest import ROOT
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"

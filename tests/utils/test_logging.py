@@ -21,12 +21,27 @@ from tests.conftest import ROOT, run_cli
 def package_logger():
     """setup_logging changes the package logger: put it back for the tests that follow."""
     logger = logging.getLogger(PACKAGE_LOGGER)
-    level, handlers = logger.level, list(logger.handlers)
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
     yield logger
     for h in [h for h in logger.handlers if h not in handlers]:
         logger.removeHandler(h)
         h.close()
     logger.setLevel(level)
+    logger.propagate = propagate
+
+
+def test_a_library_that_configures_the_root_logger_does_not_double_the_lines(package_logger, capsys):
+    """Issue 27: the ONNX paths printed every line twice (onnxruntime's quantizer calls basicConfig)."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    setup_logging("INFO")
+    logging.basicConfig(level=logging.INFO)  # what the library does, after our set-up
+    try:
+        package_logger.info("once")
+    finally:
+        for h in [h for h in root.handlers if h not in before]:
+            root.removeHandler(h)
+    assert capsys.readouterr().err.splitlines() == ["INFO once"]
 
 
 def read_lines(path: Path) -> list:
@@ -78,7 +93,7 @@ def test_file_only_records_and_progress_counts(package_logger, tmp_path, capsys)
 
 
 def test_bad_log_file_is_one_line_error(package_logger, tmp_path):
-    with pytest.raises(HRMEvalError, match=r"^--log-file .*: is a directory$"):
+    with pytest.raises(HRMEvalError, match=r"^--log-file .* is a directory, expected a regular file$"):
         setup_logging("INFO", tmp_path)
     (tmp_path / "file").write_text("")
     with pytest.raises(HRMEvalError, match=r"^--log-file .*file/run.jsonl: cannot open"):
@@ -109,6 +124,7 @@ PRINT_ALLOWED = {"hrm_eval/cli/__init__.py", "hrm_eval/cli/data.py", "hrm_eval/c
     "hrm_eval/cli/train.py",
     "hrm_eval/cli/solve.py",
     "hrm_eval/cli/export.py",
+    "hrm_eval/cli/play.py",
     # serve: the startup line with the URL (users and benchmarks read it) and the open-host warning
     "hrm_eval/serve/server.py",
 }
@@ -125,3 +141,36 @@ def test_no_print_outside_the_cli_summaries():
     # and the allow-list names files that exist and still print (no stale entries)
     for rel in PRINT_ALLOWED:
         assert re.search(r"(?<![\w.])print\(", (ROOT / rel).read_text()), rel
+
+
+# ---- log targets (issue 27) -----------------------------------------------------------------------------
+def _inspect_with_log_file(target):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    argv = [sys.executable, str(ROOT / "deploy.py"), "--mode", "inspect", "--checkpoint", "checkpoints/sudoku6-hrm"]
+    return subprocess.run([*argv, "--log-file", str(target)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_a_log_file_that_cannot_be_written_is_one_warning_not_tracebacks():
+    """--log-file /dev/full (every write fails, ENOSPC) printed five logging tracebacks."""
+    proc = _inspect_with_log_file("/dev/full")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "warning: --log-file /dev/full: cannot write (No space left on device); not logging there any more"
+    ]
+    assert "family / variant" in proc.stdout  # the run itself went on
+
+
+def test_a_fifo_as_log_file_is_refused_before_it_could_block(tmp_path):
+    """Opening a FIFO for writing waits for a reader: the run blocked forever before any output."""
+    import os
+
+    os.mkfifo(tmp_path / "log")
+    proc = _inspect_with_log_file(tmp_path / "log")  # the timeout fails the test if it blocks
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip() == f"error: --log-file {tmp_path / 'log'} is a FIFO (named pipe), expected a regular file"
+    )

@@ -17,7 +17,6 @@ The one-puzzle path (what a service or a `solve` mode calls):
 from __future__ import annotations
 
 import abc
-import json
 import os
 import random
 from dataclasses import dataclass
@@ -26,10 +25,11 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
 Row = Tuple[str, str, int]  # a generated raw puzzle: (question, answer, rating) in the public CSV layout
-View = Tuple[np.ndarray, np.ndarray]  # a test-time view: (token map [vocab], cell map [seq_len])
+ViewMaps = Tuple[np.ndarray, np.ndarray]  # a test-time view: (token map [vocab], cell map [seq_len])
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,12 @@ class PuzzleTask(abc.ABC):
         """[n] bool: `verify` of each row of inputs / predictions [n, L] (a task may do it at once)."""
         return np.array([bool(self.verify(i, p)) for i, p in zip(inputs, predictions)], dtype=bool)
 
+    def givens_conflict(self, inputs: np.ndarray) -> Optional[str]:
+        """Why the puzzle `inputs` [seq_len] has no answer by the rules, read from its givens alone
+        (`digit 3 twice in row 1`), or None when nothing given breaks them. A model asked to
+        solve such a puzzle still answers, confidently: this is checked first."""
+        return None
+
     # ------------------------------------------------------------------ data
 
     def build(
@@ -181,7 +187,7 @@ class PuzzleTask(abc.ABC):
 
     # ------------------------------------------------------------------ evaluation hooks
 
-    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[View]:
+    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[ViewMaps]:
         """`num_views` distinct validity-preserving views for test-time augmentation, identity
         first, each as (token map [vocab], cell map [seq_len]) with
         view[cell] = token_map[puzzle[cell_map[cell]]]."""
@@ -214,9 +220,4 @@ def decode_json_list(puzzle: Any, where: str) -> Any:
     given; HRMEvalError naming `where` when such text is not valid JSON."""
     if not (isinstance(puzzle, str) and puzzle.lstrip().startswith("[")):
         return puzzle
-    try:
-        return json.loads(puzzle)
-    except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{where}: not valid JSON: {e.msg} at character {e.pos}") from None
-    except RecursionError:  # `[[[[...` a thousand deep: the parser's recursion limit, not a crash
-        raise HRMEvalError(f"{where}: not valid JSON: nested too deeply") from None
+    return guarded.parse_json(puzzle, where)

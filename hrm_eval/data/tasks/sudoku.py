@@ -174,6 +174,22 @@ class SudokuTask(PuzzleTask):
                 ok &= (onehot[:, unit_of_cell == u].sum(1) == 1).all(1)
         return ok
 
+    def givens_conflict(self, inputs: np.ndarray) -> Optional[str]:
+        grid = np.asarray(inputs).reshape(-1).astype(np.int64) - DIGIT_OFFSET  # 1..n for a given digit
+        units = [("row", lambda i, j: i), ("column", lambda i, j: j)]
+        for i in range(self.seq_len):
+            for k in range(i + 1, self.seq_len):
+                if not 1 <= grid[i] <= self.n or grid[i] != grid[k]:
+                    continue
+                (ri, ci), (rk, ck) = divmod(i, self.n), divmod(k, self.n)
+                where = next(
+                    (f"{unit} {pick(ri, ci) + 1}" for unit, pick in units if pick(ri, ci) == pick(rk, ck)),
+                    f"box {self._box_of_cell[i] + 1}" if self._box_of_cell[i] == self._box_of_cell[k] else None,
+                )
+                if where is not None:
+                    return f"digit {grid[i]} is given twice in {where} (positions {i} and {k})"
+        return None
+
     def check_row(self, question: str, answer: str) -> None:
         if len(question) != self.seq_len:
             raise RowError(f"question has {len(question)} characters, expected {self.seq_len} ({self.n}x{self.n})")

@@ -35,7 +35,7 @@ from hrm_eval.data.tasks.arc.layout import (
     parse_grid_text,
 )
 from hrm_eval.data.tasks.arc.sources import PACKAGED_COLLECTIONS, RawTask, load_arc_tasks, parse_task
-from hrm_eval.data.tasks.base import BuildOptions, PuzzleTask, TaskScorer, View
+from hrm_eval.data.tasks.base import BuildOptions, PuzzleTask, TaskScorer, ViewMaps
 from hrm_eval.utils.errors import HRMEvalError
 
 __all__ = [
@@ -130,7 +130,7 @@ class ARCTask(PuzzleTask):
         num_aug = DEFAULT_NUM_AUG if options.num_aug is None else options.num_aug
         return build_arc_dataset(source, output, num_aug=num_aug, seed=options.seed)
 
-    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[View]:
+    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[ViewMaps]:
         raise HRMEvalError(
             "--tta does not apply to ARC data: its augmentations are already puzzles of the dataset "
             "and are voted over by the ARC scorer"

@@ -39,6 +39,7 @@ from hrm_eval.data.tasks.arc.layout import (
 )
 from hrm_eval.data.tasks.arc.sources import one_line
 from hrm_eval.data.tasks.base import TaskScorer
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_text
 
@@ -114,28 +115,18 @@ class ArcTestSet:
 
 def _read_test_description(split: Path) -> List[str]:
     """The set names of the test split's dataset.json, which must describe ARC data."""
-    try:
-        with open(split / "dataset.json") as f:
-            description = json.load(f)
-        sets = description.get("sets", ["all"])
-    except OSError as e:
-        raise HRMEvalError(
-            f"cannot read {split / 'dataset.json'}: {e.strerror or e} (ARC scoring needs the dataset's test split)"
-        ) from None
-    except (json.JSONDecodeError, AttributeError) as e:
-        raise HRMEvalError(f"{split / 'dataset.json'} is not a dataset description: {one_line(e)}") from None
+    description = guarded.mapping(
+        guarded.read_json(split / "dataset.json", "dataset description (ARC scoring needs the test split)"),
+        str(split / "dataset.json"),
+        "a dataset description (a JSON object)",
+    )
+    sets = description.get("sets", ["all"])
     _check_arc_layout(description, split / "dataset.json")
     return sets
 
 
 def _read_identifiers(path: Path) -> List[str]:
-    try:
-        with open(path) as f:
-            names = json.load(f)
-    except OSError as e:
-        raise HRMEvalError(f"cannot read {path}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise HRMEvalError(f"{path} is not JSON: {one_line(e)}") from None
+    names = guarded.read_json(path, "identifiers file", max_bytes=guarded.MAX_DATA_BYTES)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise HRMEvalError(f"{path} is not a list of names")
     return names
@@ -414,7 +405,7 @@ def _load_prediction_file(path: Path) -> dict:
             f"cannot read ARC predictions {path}: not a complete PyTorch file (truncated or "
             f"damaged, {path.stat().st_size} bytes)"
         ) from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - torch.load of a foreign file fails in many ways (pickle, KeyError, ...)
         raise HRMEvalError(f"cannot read ARC predictions {path}: {one_line(e)}") from None
     if not isinstance(data, dict):
         raise HRMEvalError(f"ARC predictions {path} is not a dict of tensors")

