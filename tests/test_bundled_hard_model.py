@@ -76,3 +76,40 @@ def test_results_have_the_table_by_blank_count(runs):
     for f, a in zip(table["rows"], adaptive["by_difficulty"]["rows"]):
         assert f["model_halting_mean_steps"] == pytest.approx(a["mean_steps"])
         assert f["model_halting_exact_accuracy"] == pytest.approx(a["exact_accuracy"])
+
+
+def test_every_rate_has_its_95_percent_interval(runs):
+    """Issue 24: results carry a Wilson interval beside each rate and a bootstrap interval beside
+    the mean token accuracy, computed from the same per-puzzle records the rates come from."""
+    from hrm_eval.evaluation.stats import bootstrap_mean_interval, wilson_interval
+
+    fixed, _ = runs
+    m, records = fixed["aggregate_metrics"], fixed["per_puzzle_metrics"]
+    solved = sum(r["solved"] for r in records)
+    assert m["exact_accuracy_ci95"] == wilson_interval(solved, SAMPLE)
+    assert m["exact_accuracy_ci95"][0] < m["exact_accuracy"] < m["exact_accuracy_ci95"][1]
+    assert m["verified_solve_rate_ci95"] == wilson_interval(sum(r["verified"] for r in records), SAMPLE)
+    assert m["accuracy_ci95"] == bootstrap_mean_interval([r["accuracy"] for r in records])
+    lo, hi = m["q_halt_accuracy_ci95"]
+    assert lo < m["q_halt_accuracy"] < hi or m["q_halt_accuracy"] == 1.0
+    for row in fixed["by_difficulty"]["rows"]:
+        k = sum(r["solved"] for r in records if r["blanks"] == row["blanks"])
+        assert row["exact_accuracy_ci95"] == wilson_interval(k, row["puzzles"])
+    assert "Wilson" in fixed["metric_definitions"]["intervals"]
+    assert "McNemar" in fixed["metric_definitions"]["paired_test"]
+
+
+def test_halting_by_q_is_tested_against_fixed_on_the_same_puzzles(runs):
+    """The fixed run's McNemar test of the model's own halting against all 8 steps: its table is
+    the one the adaptive run's per-puzzle records give against the fixed run's."""
+    from hrm_eval.evaluation.stats import mcnemar_exact
+
+    fixed, adaptive = runs
+    t = fixed["q_value_analysis"]["halting_vs_fixed"]
+    q = [r["solved"] for r in adaptive["per_puzzle_metrics"]]
+    f = [r["solved"] for r in fixed["per_puzzle_metrics"]]
+    assert t["a_only"] == sum(a and not b for a, b in zip(q, f))
+    assert t["b_only"] == sum(b and not a for a, b in zip(q, f))
+    assert t["both"] == sum(a and b for a, b in zip(q, f)) and t["num_puzzles"] == SAMPLE
+    assert t["p_value"] == mcnemar_exact(t["a_only"], t["b_only"])
+    assert t["statement"].startswith(f"halting by Q solves {t['a_only']} puzzles fixed 8 steps misses")

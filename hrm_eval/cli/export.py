@@ -6,6 +6,7 @@ import argparse
 
 from hrm_eval.cli.base import Invocation, Mode, add_model_flags, model_config
 from hrm_eval.utils.config import ExportConfig
+from hrm_eval.utils.errors import HRMEvalError
 
 
 def export_arguments(g: argparse._ArgumentGroup) -> None:
@@ -29,6 +30,9 @@ def export_arguments(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument("--threads", type=int, help="CPU threads for onnxruntime")
     g.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output (never other files)")
+    g.add_argument("--push-to-hub", metavar="OWNER/REPO", help="then upload the folder to this Hugging Face Hub repo")
+    g.add_argument("--private", action="store_true", help="--push-to-hub: create the repo private")
+    g.add_argument("--revision", help="--push-to-hub: the branch to commit to (created when missing)")
     add_model_flags(g)
 
 
@@ -39,6 +43,8 @@ def run_export(inv: Invocation) -> int:
 
     cfg = inv.output_config(ExportConfig)
     check_format(cfg.format, cfg.quantize)
+    if cfg.push_to_hub and cfg.format != "safetensors":
+        raise HRMEvalError("--push-to-hub uploads a model folder: use it with --format safetensors")
     checkpoint = resolve_checkpoint_path(cfg.checkpoint)
     config = model_config(cfg.model_config_path)
     results = None
@@ -63,6 +69,11 @@ def run_export(inv: Invocation) -> int:
     metrics = (done["results"] or {}).get("aggregate_metrics")
     if metrics:
         print(f"exact accuracy {metrics['exact_accuracy']:.4f} on {metrics['total_puzzles']} puzzles")
+    if cfg.push_to_hub:
+        from hrm_eval.export.hub import push_folder
+
+        url = push_folder(cfg.output_dir, cfg.push_to_hub, private=cfg.private, revision=cfg.revision)
+        print(f"pushed: {url}")
     cost = done["quantization"]
     if cost:
         print(

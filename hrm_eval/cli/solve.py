@@ -88,7 +88,10 @@ def run_solve(inv: Invocation) -> int:
         atomic_write_text(path, "".join(json.dumps(s.to_dict()) + "\n" for s in solutions))
         print(f"\nsolutions: {path}")
     if len(solutions) > 1 and valid:
-        print(f"\nvalid by the rules: {sum(valid)} of {len(valid)}")
+        from hrm_eval.evaluation.stats import wilson_interval
+
+        lo, hi = wilson_interval(sum(valid), len(valid))
+        print(f"\nvalid by the rules: {sum(valid)} of {len(valid)} (95% interval of the rate {lo:.3f}-{hi:.3f})")
     return 0
 
 

@@ -57,7 +57,7 @@ def _summary_section(recs: List[Dict[str, Any]]) -> List[str]:
     return [
         "## Summary",
         "",
-        "| checkpoint | step | exact acc | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm "
+        "| checkpoint | step | exact acc [95% interval] | token acc | lm_loss | q_halt acc | NaN/Inf | weight norm "
         "| rel. change | flags |",
         "|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
         *(_row(_summary_cells(r)) for r in recs),
@@ -74,12 +74,19 @@ def _summary_cells(r: Dict[str, Any]) -> List[str]:
     return [
         r["name"],
         _fmt(r["step"]),
-        *(_fmt(m.get(k)) for k in ("exact_accuracy", "accuracy", "lm_loss", "q_halt_accuracy")),
+        _with_interval(m, "exact_accuracy"),
+        *(_fmt(m.get(k)) for k in ("accuracy", "lm_loss", "q_halt_accuracy")),
         nonfinite,
         _fmt(r["weight_norm"], ".3f"),
         _fmt(change, ".2e"),
         flags,
     ]
+
+
+def _with_interval(m: Dict[str, Any], key: str) -> str:
+    """`0.9400 [0.8753, 0.9769]` where the metrics carry the 95% interval (`*_ci95`)."""
+    ci = m.get(f"{key}_ci95")
+    return _fmt(m.get(key)) + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
 def _recommendation_section(rec: Dict[str, Any]) -> List[str]:

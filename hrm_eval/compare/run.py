@@ -79,6 +79,8 @@ class CompareData:
     fingerprint: str
     split: str
     limit: Optional[int]
+    # what each measured checkpoint solved, per puzzle (by name): the paired test of the recommendation
+    solved: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -136,7 +138,7 @@ def compare_checkpoints(
         "run": str(data_home) if not checkpoints else None,
         "data": _data_record(data, measured, split, limit),
         "checkpoints": records,
-        "recommendation": recommend(records),
+        "recommendation": recommend(records, measured.solved if measured is not None else None),
         "convergence": convergence(records),
         "findings": [f"{r['name']}: {f}" for r in records for f in r["flags"]],
     }
@@ -200,6 +202,11 @@ def comparison_frame(report: Dict[str, Any]) -> "pd.DataFrame":
                 "checkpoint": r["name"],
                 "step": r["step"],
                 **{k: m.get(k) for k in ("exact_accuracy", "accuracy", "lm_loss", "q_halt_accuracy")},
+                # the exact accuracy's 95% interval (Wilson) as two columns: a CSV cell holds one number
+                **{
+                    f"exact_accuracy_ci95_{end}": (m.get("exact_accuracy_ci95") or [None, None])[i]
+                    for i, end in enumerate(("lo", "hi"))
+                },  # fmt: skip
                 **{f"q_halt_{k}": c.get(k) for k in ("ece", "brier", "auroc")},
                 "weight_norm": r.get("weight_norm"),
                 "relative_change": (r.get("change_from_previous") or {}).get("relative"),
@@ -322,6 +329,7 @@ def _measure(
         preds, measured.rows, np.arange(len(measured.rows)), loss_type=loaded.config.loss_type, task=measured.task
     )
     rec["metrics"] = scored.metrics
+    measured.solved[name] = scored.exact.numpy().astype(bool)
     # compare runs every puzzle for halt_max_steps: this is the Q head at the last step
     rec["calibration"] = calibration_report(scored.q.numpy(), scored.exact.numpy())
     rec["evaluation"] = "ok"

@@ -9,6 +9,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from hrm_eval.evaluation.stats import paired_test, wilson_interval
+
 RANK_METRICS = ("exact_accuracy", "accuracy")  # higher is better, in this order; then lower lm_loss
 PLATEAU_WINDOW = 3
 
@@ -22,9 +24,12 @@ def _standard_error(p: float, n: int) -> float:
     return math.sqrt(q * (1 - q) / n)
 
 
-def recommend(records: List[Dict[str, Any]]) -> Dict[str, Any]:
+def recommend(records: List[Dict[str, Any]], solved: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, Any]:
     """The best checkpoint by measured metrics (exact accuracy, then token accuracy, then lower
-    lm_loss); checkpoints with NaN/Inf or without metrics are never recommended."""
+    lm_loss); checkpoints with NaN/Inf or without metrics are never recommended. With `solved`
+    (each checkpoint's per-puzzle solved vector on the same puzzles), the best is tested against
+    the runner-up (McNemar exact); when the difference is not significant the earlier of the two
+    is recommended (fewer training steps for the same measured quality), and the reason says so."""
     cands = [r for r in records if r.get("metrics") and not r["nonfinite"]]
     if not cands:
         return {
@@ -33,10 +38,17 @@ def recommend(records: List[Dict[str, Any]]) -> Dict[str, Any]:
         }
     key = lambda r: tuple(r["metrics"][k] for k in RANK_METRICS) + (-r["metrics"]["lm_loss"],)  # noqa: E731
     ranked = sorted(cands, key=key, reverse=True)
+    paired = None
+    if len(ranked) > 1 and solved and ranked[0]["name"] in solved and ranked[1]["name"] in solved:
+        first, second = ranked[0]["name"], ranked[1]["name"]
+        paired = paired_test(solved[first], solved[second], first, second)
+        if not paired["significant"] and _earlier(ranked[1], ranked[0]):
+            ranked[0], ranked[1] = ranked[1], ranked[0]
     best = ranked[0]
     m = best["metrics"]
     n = m["total_puzzles"]
     se = _standard_error(m["exact_accuracy"], n)
+    ci = m.get("exact_accuracy_ci95") or wilson_interval(round(m["exact_accuracy"] * n), n)
     rec = {
         "checkpoint": best["name"],
         "path": best["path"],
@@ -44,19 +56,38 @@ def recommend(records: List[Dict[str, Any]]) -> Dict[str, Any]:
         "metrics": {k: m[k] for k in ("exact_accuracy", "accuracy", "lm_loss")},
         "num_puzzles": n,
         "exact_accuracy_standard_error": se,
+        "exact_accuracy_ci95": ci,
     }
-    reason = (
-        f"highest exact accuracy {m['exact_accuracy']:.4f} (+/- {se:.4f} standard error) on {n} puzzles, "
-        f"token accuracy {m['accuracy']:.4f}"
-    )
+    if paired is not None and paired["a"] != best["name"]:
+        reason = (
+            f"the earlier checkpoint: {paired['a']} measures higher but is not significantly better "
+            f"({paired['statement']}), so the one with fewer training steps is preferred; exact accuracy "
+            f"{m['exact_accuracy']:.4f} (95% interval {ci[0]:.4f}-{ci[1]:.4f}) on {n} puzzles"
+        )
+    else:
+        reason = (
+            f"highest exact accuracy {m['exact_accuracy']:.4f} (95% interval {ci[0]:.4f}-{ci[1]:.4f}, "
+            f"+/- {se:.4f} standard error) on {n} puzzles, token accuracy {m['accuracy']:.4f}"
+        )
+    if paired is not None:
+        rec["paired_test"] = paired
     if len(ranked) > 1:
         rec["runner_up"] = ranked[1]["name"]
-        reason += _runner_up_reason(best, ranked[1])
+        if paired is None:
+            reason += _runner_up_reason(best, ranked[1])
+        elif paired["a"] == best["name"]:
+            verdict = "ahead beyond noise" if paired["significant"] else "not significantly better on these puzzles"
+            reason += f"; against the runner-up: {paired['statement']} ({verdict})"
     latest = max((r for r in records if r["step"] is not None), key=lambda r: r["step"], default=None)
     if latest is not None and latest["name"] != best["name"]:
         reason += f"; not the latest checkpoint ({latest['name']})"
     rec["reason"] = reason
     return rec
+
+
+def _earlier(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """a has fewer training steps than b (both known)."""
+    return a["step"] is not None and b["step"] is not None and a["step"] < b["step"]
 
 
 def _runner_up_reason(best: Dict[str, Any], second: Dict[str, Any]) -> str:

@@ -8,6 +8,9 @@ from typing import Any, Dict, List, Optional
 
 def format_ensemble(results: Dict[str, Any]) -> str:
     lines = _heading(results) + _metric_table(results) + _agreement_table(results["agreement"])
+    paired = results.get("best_member", {}).get("paired_test")
+    if paired:
+        lines.append(f"against the best member: {paired['statement']}")
     lines += [f"note: {note}" for note in results.get("notes", [])]
     lines += [f"warning: {warning}" for warning in results.get("warnings", [])]
     return "\n".join(lines)
@@ -40,7 +43,7 @@ def _metric_table(results: Dict[str, Any]) -> List[str]:
     name_w = max([len(m["name"]) for m in results["members"]] + [len(f"ensemble ({s['name']}, {views} views)")]) + 2
     cols = ["exact", "token", "q_halt_acc", "lm_loss"] + (["verified"] if verified else [])
     cols += ["exact(TTA)"] if tta else []
-    lines = ["".ljust(name_w) + "".join(c.rjust(12) for c in cols)]
+    lines = ["".ljust(name_w) + "".join(c.rjust(12) for c in cols) + "  exact 95% interval"]
 
     def row(label: str, m: Dict[str, Any], tta_exact: Optional[float] = None) -> str:
         vals = [m["exact_accuracy"], m["accuracy"], m["q_halt_accuracy"], m["lm_loss"]]
@@ -49,7 +52,8 @@ def _metric_table(results: Dict[str, Any]) -> List[str]:
         text = label.ljust(name_w) + "".join(f"{v:12.4f}" for v in vals)
         if tta:
             text += f"{tta_exact:12.4f}" if tta_exact is not None else "".rjust(12)
-        return text
+        ci = m.get("exact_accuracy_ci95")  # of the exact column (Wilson; README: Reading the numbers)
+        return text + (f"  [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
     for m in results["members"]:
         lines.append(row(m["name"], m["metrics"], m.get("tta_metrics", {}).get("exact_accuracy")))

@@ -50,6 +50,7 @@ from hrm_eval.ensemble.tta import make_views
 from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
 from hrm_eval.evaluation.run import resolve_task
+from hrm_eval.evaluation.stats import paired_test
 from hrm_eval.members.load import load_members
 from hrm_eval.members.predictions import (
     Scored,
@@ -243,6 +244,10 @@ def analyse(
             "members_tta": {r["name"]: r["tta_metrics"]["exact_accuracy"] for r in member_rows},
         }
     best = out["best_member"] = best_member(ens, member_rows, s.strategy)
+    # the ensemble against its best member on the same puzzles (single view for the member)
+    ens_name = f"the ensemble ({s.strategy})"
+    best_index = [r["name"] for r in member_rows].index(best["name"])
+    best["paired_test"] = paired_test(ens.exact.numpy(), exact[best_index].numpy(), ens_name, best["name"])
     out["ensemble_below_best_member"] = best["ensemble_below"]
     return Analysis(out, exact, [best["warning"]] if best["ensemble_below"] else [])
 

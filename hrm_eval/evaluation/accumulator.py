@@ -23,6 +23,7 @@ from hrm_eval.evaluation.halting import by_difficulty, halting_analysis
 from hrm_eval.evaluation.metrics import MetricSums, first_correct_step, step_efficiency_summary
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores
+from hrm_eval.evaluation.stats import bootstrap_mean_interval
 from hrm_eval.inference.engine import FinishedRows
 from hrm_eval.inference.scaling import ScaledRows
 from hrm_eval.models import ACTModel
@@ -82,6 +83,8 @@ class Accumulator:
         self.first_correct = np.zeros(total, np.int32)  # 0 where not solved (or not known)
         self.valid = np.zeros(total, bool)
         self.solved_rows = np.zeros(total, bool)
+        # per puzzle, for the intervals of the rates and means (hrm_eval.evaluation.stats)
+        self.token_accuracy = np.zeros(total, np.float64)
         self.difficulty_name = task.difficulty_name if task is not None else None  # e.g. "blanks"
         self.difficulty = np.zeros(total, np.int32)
         self.records_bytes = 0
@@ -110,6 +113,7 @@ class Accumulator:
         pred = row.scores.answers[0]
         record = self._record(pb, j, m, fin, k, row.scores.verified, pred)
         self.first_correct[i] = record.get("first_correct_step") or 0
+        self.token_accuracy[i] = float(m["token_accuracy"])
         if self.difficulty_name is not None and self.task is not None:
             self.difficulty[i] = int(self.task.difficulty(pb.inputs[j].numpy()[None])[0])
             record[self.difficulty_name] = int(self.difficulty[i])
@@ -263,6 +267,9 @@ class Accumulator:
             aggregate["verified_solve_rate"] = self.verified / count if count else 0.0
         v = self.valid
         aggregate.update(step_efficiency_summary(self.first_correct[v], self.steps[v]))
+        # Wilson intervals of the rates from the sums; the mean token accuracy's by bootstrap over puzzles
+        aggregate.update(sums.rate_intervals(verified=self.task is not None))
+        aggregate["accuracy_ci95"] = bootstrap_mean_interval(self.token_accuracy[v])
         arrays = {
             "q_halt": self.q_halt[v],
             "q_continue": self.q_continue[v],

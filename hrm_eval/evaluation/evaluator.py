@@ -32,6 +32,7 @@ from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.payload import Payload, from_payload, to_payload
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores, score_rows
+from hrm_eval.evaluation.stats import rate_interval
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingMode, HaltingPolicy, PuzzleChunk
 from hrm_eval.inference.runner import ACTRunner
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, scaling_summary
@@ -341,6 +342,7 @@ class Evaluator:
                     checks_rules=engine.task.checks_rules,
                 ),
             }
+            _scaling_intervals(result.test_time_scaling, arrays, acc.difficulty_name)
         result.rows_run = {
             "evaluated": sum(p["evaluated"] for p in parts),
             "skipped": sum(p["skipped"] for p in parts),
@@ -406,3 +408,17 @@ def _one(scores: RowScores, k: int) -> RowScores:
         scores.answers[sl],
         None if scores.verified is None else scores.verified[sl],
     )
+
+
+def _scaling_intervals(summary: Dict[str, Any], arrays: Dict[str, np.ndarray], difficulty_name: Optional[str]) -> None:
+    """Wilson intervals beside test-time scaling's rates, overall and per difficulty row."""
+    if not summary.get("puzzles"):
+        return
+    # verified_rate, or accepted_rate on a task without rules (accepted by the Q head's confidence)
+    accepted = "verified_rate" if "verified_rate" in summary else "accepted_rate"
+    summary["exact_accuracy_ci95"] = rate_interval(arrays["exact"])
+    summary[f"{accepted}_ci95"] = rate_interval(arrays["verified"])
+    for row in (summary.get("by_difficulty") or {}).get("rows", []):
+        sel = arrays["difficulty"] == row[difficulty_name]
+        row["exact_accuracy_ci95"] = rate_interval(arrays["exact"][sel])
+        row[f"{accepted}_ci95"] = rate_interval(arrays["verified"][sel])

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from hrm_eval.evaluation.calibration import sigmoid
+from hrm_eval.evaluation.stats import paired_test, rate_interval
 from hrm_eval.models import ACTModel
 
 SWEEP_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -64,7 +65,11 @@ def halting_analysis(arrays: Dict[str, np.ndarray], model: ACTModel, *, fixed: b
     if fixed:
         stop = stop_steps(model_rule(model, q_halt, q_continue))
         out["exact_accuracy_by_step"] = exact.mean(0).tolist()
-        out["exact_accuracy_at_halt_step"] = float(exact[np.arange(n), stop - 1].mean())
+        at_halt = exact[np.arange(n), stop - 1]
+        out["exact_accuracy_at_halt_step"] = float(at_halt.mean())
+        out["exact_accuracy_at_halt_step_ci95"] = rate_interval(at_halt)
+        # adaptive vs fixed on the same puzzles: is halting by Q's loss (or gain) more than noise?
+        out["halting_vs_fixed"] = paired_test(at_halt, exact[:, -1], "halting by Q", f"fixed {T} steps")
     else:  # the run already halted by a rule: where it stopped is what it did
         stop = steps.astype(np.int64)
         out["exact_accuracy_at_halt_step"] = float(exact[np.arange(n), stop - 1].mean())
@@ -89,6 +94,7 @@ def by_difficulty(
             name: int(value),
             "puzzles": int(sel.sum()),
             "exact_accuracy": float(solved[sel].mean()),
+            "exact_accuracy_ci95": rate_interval(solved[sel]),
             "mean_steps": float(steps[sel].mean()),
         }
         if wants is not None:

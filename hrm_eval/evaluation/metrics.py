@@ -9,12 +9,13 @@ on the batch size.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from hrm_eval.evaluation.scoring import RowScores
+from hrm_eval.evaluation.stats import wilson_interval
 
 PUBLIC_METRICS = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
 
@@ -61,12 +62,22 @@ class MetricSums:
         """Share of the counted rows whose answer the task's rules accept."""
         return (self.verified or 0) / self.count if self.count else 0.0
 
+    def rate_intervals(self, *, verified: bool) -> Dict[str, List[float]]:
+        """Wilson 95% intervals of the rates (successes are whole puzzles: the sums are counts)."""
+        n = self.count
+        out = {f"{k}_ci95": wilson_interval(round(self.sums[k]), n) for k in ("exact_accuracy", "q_halt_accuracy")}
+        if verified:
+            out["verified_solve_rate_ci95"] = wilson_interval(self.verified or 0, n)
+        return out
+
     def summary(self, *, verified: bool) -> Dict[str, Any]:
-        """The public metrics, `total_puzzles` and, when a task verifies answers, `verified_solve_rate`."""
+        """The public metrics, `total_puzzles` and, when a task verifies answers, `verified_solve_rate`;
+        each rate with its Wilson interval (`*_ci95`)."""
         out: Dict[str, Any] = dict(self.reduced())
         out["total_puzzles"] = self.count
         if verified:
             out["verified_solve_rate"] = self.verified_rate()
+        out.update(self.rate_intervals(verified=verified))
         return out
 
 

@@ -17,6 +17,7 @@ import torch
 import hrm_eval
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.models.hub import hub_origin
 from hrm_eval.models.loading import LoadedCheckpoint
 
 RESULTS_SCHEMA_VERSION = 1
@@ -33,13 +34,17 @@ def versions() -> Dict[str, str]:
 
 def checkpoint_record(loaded: LoadedCheckpoint) -> Dict[str, Any]:
     """Which file, byte for byte, and where each config field came from."""
-    return {
+    record = {
         "path": str(loaded.path),
         "sha256": loaded.sha256,
         "step": loaded.step,
         "key_prefix": loaded.key_prefix,
         "config_sources": loaded.sources,
     }
+    origin = hub_origin(loaded.path)
+    if origin is not None:  # fetched from the Hugging Face Hub: which repo, at which commit
+        record["hub"] = origin
+    return record
 
 
 def effective_dtype(loaded: Sequence[LoadedCheckpoint]) -> Union[None, str, list]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+from hrm_eval.models.hub import hub_origin
 from hrm_eval.models.loading import LoadedCheckpoint, alarming_assumptions
 
 
@@ -12,6 +13,13 @@ def _table(rows: List[Tuple[str, str]], title: str) -> str:
     lines = [title, "-" * max(len(title), width + 2 + max(len(v) for _, v in rows))]
     lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
     return "\n".join(lines)
+
+
+def _ci(m: Dict[str, Any], key: str, digits: int = 4) -> str:
+    """`0.5700 [0.5134, 0.6248]`: the value with its 95% interval, where results.json has one."""
+    ci = m.get(f"{key}_ci95")
+    text = f"{m[key]:.{digits}f}"
+    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
 
 
 def _halting(h: Any) -> str:
@@ -26,11 +34,11 @@ def _difficulty_table(d: Dict[str, Any]) -> str:
     what the model's own halting would have given)."""
     name, rows = d["measure"], d["rows"]
     adaptive = "model_halting_exact_accuracy" in rows[0]
-    head = f"{name:>8} {'puzzles':>8} {'exact':>7} {'steps':>6}"
+    head = f"{name:>8} {'puzzles':>8} {'exact [95% interval]':>22} {'steps':>6}"
     head += f" {'exact@halt':>10} {'steps@halt':>10}" if adaptive else ""
     lines = [f"By {name}:", head]
     for r in rows:
-        line = f"{r[name]:>8} {r['puzzles']:>8} {r['exact_accuracy']:>7.3f} {r['mean_steps']:>6.2f}"
+        line = f"{r[name]:>8} {r['puzzles']:>8} {_ci(r, 'exact_accuracy', 3):>22} {r['mean_steps']:>6.2f}"
         if adaptive:
             line += f" {r['model_halting_exact_accuracy']:>10.3f} {r['model_halting_mean_steps']:>10.2f}"
         lines.append(line)
@@ -44,16 +52,16 @@ def format_scaling(t: Dict[str, Any]) -> str:
     lines = [
         f"Test-time scaling ({c['mode']}: budget {c['budget']} ACT steps per puzzle, attempts of up to "
         f"{c['attempt_steps']} steps, {c['views']} views, noise {c['noise']}, seed {c['seed']}):",
-        f"  exact {t['exact_accuracy']:.4f}, {_accepted(t)}, {t['mean_act_steps']:.2f} ACT steps and "
+        f"  exact {_ci(t, 'exact_accuracy')}, {_accepted(t)}, {t['mean_act_steps']:.2f} ACT steps and "
         f"{t['mean_attempts']:.2f} attempts per puzzle (all attempts)",
     ]
     d = t.get("by_difficulty")
     if d:
         name = d["measure"]
-        lines.append(f"  {name:>8} {'puzzles':>8} {'exact':>7} {'steps':>6} {'attempts':>8}")
+        lines.append(f"  {name:>8} {'puzzles':>8} {'exact [95% interval]':>22} {'steps':>6} {'attempts':>8}")
         for r in d["rows"]:
             lines.append(
-                f"  {r[name]:>8} {r['puzzles']:>8} {r['exact_accuracy']:>7.3f} "
+                f"  {r[name]:>8} {r['puzzles']:>8} {_ci(r, 'exact_accuracy', 3):>22} "
                 f"{r['mean_act_steps']:>6.2f} {r['mean_attempts']:>8.2f}"
             )
     if t.get("frontier"):
@@ -67,8 +75,8 @@ def format_scaling(t: Dict[str, Any]) -> str:
 def _accepted(t: Dict[str, Any]) -> str:
     """How many answers passed: the rule check's verdict, or (a task without rules) the Q head's confidence."""
     if "verified_rate" in t:
-        return f"verified {t['verified_rate']:.4f}"
-    return f"accepted by confidence {t['accepted_rate']:.4f}"
+        return f"verified {_ci(t, 'verified_rate')}"
+    return f"accepted by confidence {_ci(t, 'accepted_rate')}"
 
 
 def _calibration_rows(cal: Any) -> List[Tuple[str, str]]:
@@ -96,13 +104,13 @@ def format_summary(results: Dict[str, Any]) -> str:
         ),
         ("halting", _halting(prov["evaluation"].get("halting"))),
         ("puzzles", f"{m['total_puzzles']}"),
-        ("exact_accuracy (solve rate)", f"{m['exact_accuracy']:.4f}"),
+        ("exact_accuracy (solve rate)", _ci(m, "exact_accuracy")),
     ]
     if "verified_solve_rate" in m:
-        rows.append(("verified_solve_rate", f"{m['verified_solve_rate']:.4f}"))
+        rows.append(("verified_solve_rate", _ci(m, "verified_solve_rate")))
     rows += [
-        ("accuracy (per token)", f"{m['accuracy']:.4f}"),
-        ("q_halt_accuracy", f"{m['q_halt_accuracy']:.4f}"),
+        ("accuracy (per token)", _ci(m, "accuracy")),
+        ("q_halt_accuracy", _ci(m, "q_halt_accuracy")),
         ("steps", f"{m['steps']:.2f}"),
         ("lm_loss", f"{m['lm_loss']:.4f}"),
         ("q_halt_loss", f"{m['q_halt_loss']:.4f}"),
@@ -117,6 +125,8 @@ def format_summary(results: Dict[str, Any]) -> str:
                 f"mean step {q['mean_halt_step']:.2f}, exact {q['exact_accuracy_at_halt_step']:.4f}",
             )
         )
+        if q.get("halting_vs_fixed"):
+            rows.append(("halting by Q vs fixed", q["halting_vs_fixed"]["statement"]))
     if m.get("step_efficiency") is not None:
         rows.append(
             (
@@ -132,6 +142,8 @@ def format_summary(results: Dict[str, Any]) -> str:
                 rows.append((f"ARC {rule}", " ".join(f"{k}={v:.4f}" for k, v in results["arc"][rule].items())))
     for p in results.get("halting_sweep", []):
         rows.append((f"sweep: {p['rule']}", f"mean steps {p['mean_steps']:.2f}, exact {p['exact_accuracy']:.4f}"))
+    if any(k.endswith("_ci95") for k in m):
+        rows.append(("[lo, hi]", "95% intervals over the puzzles (README: Reading the numbers)"))
     table = _table(rows, "Evaluation summary")
     if results.get("by_difficulty"):
         table += "\n" + _difficulty_table(results["by_difficulty"])
@@ -163,10 +175,18 @@ def _architecture_notes(checkpoint: Dict[str, Any], metrics: Dict[str, Any]) -> 
     return notes
 
 
+def _hub_row(path: Any) -> List[Tuple[str, str]]:
+    origin = hub_origin(path)
+    if origin is None:
+        return []
+    return [("hub", f"{origin['repo_id']} at commit {origin['revision']} ({origin['path_in_repo']})")]
+
+
 def format_inspection(loaded: LoadedCheckpoint) -> str:
     c = loaded.config
     rows = [
         ("file", str(loaded.path)),
+        *_hub_row(loaded.path),
         ("sha256", loaded.sha256),
         ("step", str(loaded.step)),
         ("family / variant", f"{c.family.upper()} / {c.variant}"),

@@ -25,6 +25,7 @@ from hrm_eval.evaluation.plots import plot_frontier, plot_reliability, plot_swee
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
 from hrm_eval.evaluation.result import EvaluationResult, records_frame, summary_frame
 from hrm_eval.evaluation.resume import ResumeState, build_manifest, dataset_row_check
+from hrm_eval.evaluation.stats import INTERVALS_DEFINITION, PAIRED_TEST_DEFINITION
 from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.onnx_runner import OnnxACTRunner
@@ -483,7 +484,12 @@ def assemble_results(
     results: Dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "aggregate_metrics": result.aggregate_metrics,
-        "metric_definitions": {"step_efficiency": STEP_EFFICIENCY_DEFINITION, "calibration": CALIBRATION_DEFINITION},
+        "metric_definitions": {
+            "step_efficiency": STEP_EFFICIENCY_DEFINITION,
+            "calibration": CALIBRATION_DEFINITION,
+            "intervals": INTERVALS_DEFINITION,
+            "paired_test": PAIRED_TEST_DEFINITION,
+        },
         "q_value_analysis": result.q_value_analysis,
     }
     if len(result.per_set_metrics) > 1:

@@ -23,6 +23,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from hrm_eval.export.hub import card_metadata, front_matter
+from hrm_eval.models.hub import hub_origin
 from hrm_eval.models.loading import (
     CONFIG_FILE,
     CONFIG_METADATA_KEY,
@@ -95,6 +97,43 @@ def write_model_folder(
     return weights
 
 
+def save_model(model: Any, out: str | Path) -> Path:
+    """An in-memory ACTModel as a model folder (`ACTModel.save_pretrained`): its weights as they
+    are now, config.json with its architecture (no source file: `source` is null), and the card."""
+    from safetensors.torch import save
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    c = model.config
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.inner.state_dict().items()}
+    data = save(tensors, metadata={"format": "pt", CONFIG_METADATA_KEY: json.dumps(c.model_dump())})
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    weights = atomic_write(out / WEIGHTS_FILE, write)
+    dtypes: Dict[str, int] = {}
+    for v in tensors.values():
+        name = str(v.dtype).replace("torch.", "")
+        dtypes[name] = dtypes.get(name, 0) + 1
+    config = {
+        "format": FOLDER_FORMAT,
+        "format_version": FOLDER_FORMAT_VERSION,
+        "family": c.family,
+        "variant": c.variant,
+        "arch": c.model_dump(),
+        "task": None,
+        "training_step": None,
+        "source": None,
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "dtypes": dtypes},
+        "num_trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "torch_version": torch.__version__,
+    }
+    atomic_write_json(out / CONFIG_FILE, config)
+    atomic_write_text(out / "README.md", model_card(config))
+    return out
+
+
 def folder_config(loaded: LoadedCheckpoint, *, task: Optional[Dict[str, Any]], weights_sha256: str) -> Dict[str, Any]:
     c = loaded.config
     return {
@@ -107,7 +146,12 @@ def folder_config(loaded: LoadedCheckpoint, *, task: Optional[Dict[str, Any]], w
         "training_step": loaded.step,
         # the run's dataset as its config records it: evaluating the folder without --data uses it
         "data_path": run_data_path(loaded.path)[0],
-        "source": {"file": loaded.path.name, "sha256": loaded.sha256, "key_prefix": loaded.key_prefix},
+        "source": {
+            "file": loaded.path.name,
+            "sha256": loaded.sha256,
+            "key_prefix": loaded.key_prefix,
+            **({"hub": hub} if (hub := hub_origin(loaded.path)) else {}),  # exported from hf://: repo and commit
+        },
         "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha256, "dtypes": loaded.state_dict_dtypes},
         "num_trainable_parameters": loaded.num_trainable_parameters,
         "torch_version": torch.__version__,
@@ -119,10 +163,14 @@ def model_card(config: Dict[str, Any], results: Optional[Dict[str, Any]] = None)
     arch = config["arch"]
     task = config.get("task") or {}
     lines = [
-        f"# {config['family'].upper()} model ({config['variant']})",
+        front_matter(card_metadata(config, results)) + f"# {config['family'].upper()} model ({config['variant']})",
         "",
-        f"Exported by hrm-eval from `{config['source']['file']}` (sha256 `{config['source']['sha256'][:16]}...`), "
-        f"training step {config['training_step']}.",
+        (
+            f"Exported by hrm-eval from `{config['source']['file']}` (sha256 `{config['source']['sha256'][:16]}...`), "
+            f"training step {config['training_step']}."
+            if config.get("source")
+            else "Saved by hrm-eval (`ACTModel.save_pretrained`) from a model in memory."
+        ),
         "",
         "| field | value |",
         "|---|---|",
@@ -145,7 +193,10 @@ def model_card(config: Dict[str, Any], results: Optional[Dict[str, Any]] = None)
         for key in ("total_puzzles", "exact_accuracy", "accuracy", "average_steps"):
             if key in metrics:
                 value, name = metrics[key], names.get(key, key)
-                lines.append(f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |")
+                text = f"{value:.4f}" if isinstance(value, float) else f"{value}"
+                ci = metrics.get(f"{key}_ci95")
+                text += f" (95% interval {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
+                lines.append(f"| {name} | {text} |")
         data = results.get("provenance", {}).get("dataset", {})
         if data:
             lines += ["", f"Data: `{data.get('path', data.get('source', '?'))}`."]

@@ -37,6 +37,7 @@ from hrm_eval.evaluation.scoring import score_rows
 from hrm_eval.inference.engine import ACTEngine
 from hrm_eval.inference.views import View, logits_from_view, to_view, views_digest
 from hrm_eval.models import ACTModel
+from hrm_eval.models.hub import is_hub_ref, localize
 from hrm_eval.models.loading import (
     LoadedCheckpoint,
     infer_from_tensors,
@@ -186,7 +187,8 @@ def resolve_checkpoints(
     if checkpoints:
         paths = [resolve_checkpoint_path(c) for c in checkpoints]
         return paths, paths[0].parent
-    run_dir = Path(run) if run is not None else bundled_run()
+    # a hub run (hf://OWNER/REPO[/FOLDER]): every step_<N> of it, fetched into the hub cache
+    run_dir = (localize(run, run=True) if is_hub_ref(run) else Path(run)) if run is not None else bundled_run()
     if run is None and not run_dir.is_dir():
         raise HRMEvalError(f"no --checkpoints given and the bundled run {run_dir} is not here")
     return run_checkpoints(run_dir), run_dir

@@ -10,7 +10,7 @@ bootstrapped target for Q(continue) comes from one more (no-grad) step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -33,6 +33,32 @@ class ACTModel(nn.Module):
         super().__init__()
         self.inner = inner
         self.config = inner.config
+
+    # huggingface_hub's PyTorchModelHubMixin conventions, without the mixin (the model is built
+    # from a checked architecture, never from arbitrary init kwargs): folders interoperate.
+    @classmethod
+    def from_pretrained(cls, name_or_path: Any, **options: Any) -> "ACTModel":
+        """The model of a checkpoint, model folder or `hf://OWNER/REPO[@REVISION][/PATH]`, loaded
+        and checked as `load_checkpoint` does (`options`: its keywords, e.g. device, dtype)."""
+        from hrm_eval.models.loading import load_checkpoint
+
+        return load_checkpoint(name_or_path, **options).model
+
+    def save_pretrained(self, save_directory: Any) -> Any:
+        """model.safetensors + config.json + README.md in `save_directory` (the layout of
+        `--mode export --format safetensors`); returns the folder."""
+        from hrm_eval.export.folder import save_model
+
+        return save_model(self, save_directory)
+
+    def push_to_hub(self, repo_id: str, *, private: bool = False, revision: Optional[str] = None) -> str:
+        """save_pretrained into a temporary folder, then upload it (hrm_eval.export.hub.push_folder)."""
+        import tempfile
+
+        from hrm_eval.export.hub import push_folder
+
+        with tempfile.TemporaryDirectory(prefix="hrm-eval-push-") as tmp:
+            return push_folder(self.save_pretrained(tmp), repo_id, private=private, revision=revision)
 
     def load_from_checkpoint(self, checkpoint: Any) -> "ACTModel":
         """The inner model's `load_from_checkpoint` (a checkpoint holds the inner model's weights)."""

@@ -43,6 +43,7 @@ from hrm_eval.models.config import (
     UNWRITTEN_PUBLIC_DEFAULTS,
     check_arch_names,
 )
+from hrm_eval.models.hub import is_hub_ref, localize
 from hrm_eval.models.layers import RotaryEmbedding, mlp_width
 from hrm_eval.resources import find_checkpoint, is_checkpoint_name
 from hrm_eval.utils import guarded
@@ -103,8 +104,10 @@ def list_steps(directory: str | Path) -> List[Path]:
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
     """A step file, a `checkpoint` file, a run directory (its newest step) or a checkpoint's
-    bare name (`step_3750`, found by `resources.find_checkpoint`) -> the file to load."""
-    p = Path(path)
+    bare name (`step_3750`, found by `resources.find_checkpoint`), or a hub reference
+    (`hf://OWNER/REPO[@REVISION][/PATH]`, fetched into the hub cache: hrm_eval.models.hub)
+    -> the file to load."""
+    p = localize(path) if is_hub_ref(path) else Path(path)
     if is_checkpoint_name(p):
         p = find_checkpoint(p)
     if not p.exists():

@@ -21,6 +21,7 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import TASKS, PuzzleTask, detect_task, get_task
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.runtime import DtypeChoice, choose_dtype
+from hrm_eval.models.hub import hub_origin
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, resolve_checkpoint_path
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.guard import MAX_JSON_DEPTH, json_depth
@@ -85,6 +86,9 @@ class ServedModel:
         self.task = detect_task(self.config.vocab_size, self.config.seq_len)
         run = loaded.path.parent.name if loaded.path.parent.name != "." else ""
         self.name = f"{run}/{loaded.path.name}" if run else loaded.path.name
+        origin = hub_origin(loaded.path)
+        if origin is not None:  # hf://: the repo, not the cache's commit folder
+            self.name = f"{origin['repo_id']}/{origin['path_in_repo']}"
 
     @classmethod
     def load(
@@ -93,7 +97,7 @@ class ServedModel:
         """`model_config`: architecture fields for a checkpoint without all_config.yaml."""
         checkpoint = resources.find(cfg.checkpoint) if cfg.checkpoint else resources.bundled_run()
         path = resolve_checkpoint_path(checkpoint)
-        data = resources.find(cfg.data_path) if cfg.data_path else _run_data(Path(checkpoint))
+        data = resources.find(cfg.data_path) if cfg.data_path else _run_data(path)  # path: also hf://, fetched
         examples = PuzzleDataset(data, split="test") if data is not None else None
 
         def load(dtype: Optional[str]) -> LoadedCheckpoint:

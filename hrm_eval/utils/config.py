@@ -201,6 +201,9 @@ class ExportConfig(LogSettings, ModelFlags):
     max_accuracy_drop: float = Field(1.0, ge=0)  # int8: refuse above this exact-accuracy drop (points)
     threads: Optional[int] = Field(None, ge=1, le=limits.MAX_THREADS)
     overwrite: bool = False  # replace an earlier export in output_dir (never files it did not write)
+    push_to_hub: Optional[str] = None  # OWNER/REPO: upload the written folder (hrm_eval.export.hub)
+    private: bool = False  # a repo --push-to-hub creates is private
+    revision: Optional[str] = None  # --push-to-hub: the branch to commit to (created when missing)
 
 
 class ScoreConfig(LogSettings):

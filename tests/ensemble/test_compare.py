@@ -5,6 +5,7 @@ when the numbers support it, and the plots are written."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -172,3 +173,62 @@ def test_module_grouping_and_incomparable_architectures():
     assert weight_change(a, {"w.weight": torch.ones(3, 2)})["comparable"] is False
     same = weight_change(a, {"w.weight": torch.ones(2, 2)})
     assert same["did_not_move"] == ["w"] and same["relative"] == 0.0
+
+
+def test_recommendation_prefers_the_earlier_checkpoint_when_the_gap_is_not_significant():
+    """Issue 24: McNemar on the per-puzzle solved vectors decides, not the ranking alone."""
+    import numpy as np
+
+    later, earlier = record(2000, 0.52, n=100), record(1000, 0.50, n=100)
+    # both solve 45; step_2000 alone 7, step_1000 alone 5: p = 2 * P(Bin(12, 1/2) <= 5) = 0.774
+    a = np.array([1] * 45 + [1] * 7 + [0] * 5 + [0] * 43, bool)
+    b = np.array([1] * 45 + [0] * 7 + [1] * 5 + [0] * 43, bool)
+    rec = recommend([earlier, later], {"step_2000": a, "step_1000": b})
+    assert rec["checkpoint"] == "step_1000" and rec["runner_up"] == "step_2000"
+    assert rec["paired_test"]["p_value"] == pytest.approx(2 * sum(math.comb(12, i) for i in range(6)) / 2**12)
+    assert "step_2000 solves 7 puzzles step_1000 misses, step_1000 solves 5 step_2000 misses" in rec["reason"]
+    assert "not significantly better" in rec["reason"] and "fewer training steps" in rec["reason"]
+    # a significant gap keeps the better one: 20 vs 2 discordant puzzles
+    a = np.array([1] * 40 + [1] * 20 + [0] * 2 + [0] * 38, bool)
+    b = np.array([1] * 40 + [0] * 20 + [1] * 2 + [0] * 38, bool)
+    rec = recommend(
+        [earlier, dict(later, metrics=dict(later["metrics"], exact_accuracy=0.60))], {"step_2000": a, "step_1000": b}
+    )
+    assert rec["checkpoint"] == "step_2000" and rec["paired_test"]["significant"]
+    assert "(ahead beyond noise)" in rec["reason"]
+
+
+@pytest.mark.slow
+def test_compare_of_two_bundled_checkpoints_on_300_puzzles_reports_the_paired_test(tmp_path):
+    """The bundled hard model's last two checkpoints on the same 300 held-out puzzles: the paired
+    test's table must add up to each checkpoint's measured exact accuracy, and the verdict must
+    follow its p-value (measured: 13 vs 4 discordant puzzles, p = 0.049)."""
+    from hrm_eval.evaluation.stats import mcnemar_exact, wilson_interval
+    from tests.conftest import ROOT
+
+    run = ROOT / "checkpoints" / "sudoku6-hard-hrm"
+    report = compare_checkpoints(
+        [run / "step_10000", run / "step_11250"],
+        data=run / "heldout",
+        output_dir=tmp_path,
+        device="cpu",
+        limit=300,
+        progress=False,
+        plots=False,
+    )
+    m = {r["name"]: r["metrics"] for r in report["checkpoints"]}
+    rec = report["recommendation"]
+    t = rec["paired_test"]
+    assert t["num_puzzles"] == 300 and t["a"] == "step_11250" and t["b"] == "step_10000"
+    # the 2x2 table reproduces both measured accuracies
+    assert (t["both"] + t["a_only"]) / 300 == pytest.approx(m["step_11250"]["exact_accuracy"])
+    assert (t["both"] + t["b_only"]) / 300 == pytest.approx(m["step_10000"]["exact_accuracy"])
+    assert t["both"] + t["a_only"] + t["b_only"] + t["neither"] == 300
+    assert t["p_value"] == mcnemar_exact(t["a_only"], t["b_only"])
+    assert (t["a_only"], t["b_only"]) == (13, 4) and t["p_value"] == pytest.approx(0.049041748046875)
+    assert t["significant"] and rec["checkpoint"] == "step_11250"
+    assert "p = 0.049" in rec["reason"] and "ahead beyond noise" in rec["reason"]
+    k = round(m["step_11250"]["exact_accuracy"] * 300)
+    assert rec["exact_accuracy_ci95"] == m["step_11250"]["exact_accuracy_ci95"] == wilson_interval(k, 300)
+    md = (tmp_path / REPORT_FILE).read_text()
+    assert "exact acc [95% interval]" in md and "McNemar exact" in md

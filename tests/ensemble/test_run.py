@@ -20,6 +20,7 @@ from hrm_eval.ensemble.fitting import assert_disjoint, held_out_split
 from hrm_eval.ensemble.task_scores import ensemble_task_scores
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
 from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.evaluation.stats import mcnemar_exact
 from hrm_eval.members import predictions as predictions_module
 from hrm_eval.members.predictions import collect_rows, resolve_checkpoints
 from hrm_eval.resources import bundled_run, find
@@ -222,6 +223,13 @@ def test_an_ensemble_below_its_best_member_says_so(tmp_path):
     assert res["ensemble_below_best_member"] is True
     assert len(res["warnings"]) == 1 and "below its best member step_3750" in res["warnings"][0]
     assert "warning: the ensemble (average) scores below its best member step_3750" in format_ensemble(res)
+    # issue 24: the paired test on the same 64 puzzles; its table gives back both accuracies
+    t = best["paired_test"]
+    assert (t["a"], t["b"], t["num_puzzles"]) == ("the ensemble (average)", "step_3750", 64)
+    assert (t["both"] + t["a_only"]) / 64 == res["ensemble"]["exact_accuracy"]
+    assert (t["both"] + t["b_only"]) / 64 == members["step_3750"]
+    assert t["p_value"] == mcnemar_exact(t["a_only"], t["b_only"]) and not t["significant"]
+    assert f"against the best member: {t['statement']}" in format_ensemble(res)
     saved = json.loads((out / "results.json").read_text())
     assert saved["ensemble_below_best_member"] is True and saved["schema_version"] == RESULTS_SCHEMA_VERSION
     # provenance: the dtype the members ran in (none was requested), every member's file
@@ -237,6 +245,8 @@ def test_an_ensemble_below_its_best_member_says_so(tmp_path):
     assert [m["cache"] for m in alone["members"]] == ["hit"] * 3
     assert alone["ensemble"]["exact_accuracy"] == members["step_3750"]
     assert alone["ensemble_below_best_member"] is False and "warnings" not in alone
+    assert alone["best_member"]["paired_test"]["a_only"] == alone["best_member"]["paired_test"]["b_only"] == 0
+    assert alone["best_member"]["paired_test"]["p_value"] == 1.0
     with pytest.raises(TypeError, match="unknown ensemble settings: stratgy"):
         evaluate_ensemble(settings=settings, stratgy="vote")
 

@@ -40,3 +40,5 @@ def test_compare_calibration_matches_evaluate(tmp_path):
     assert table["checkpoint"].tolist() == ["step_625", "step_3750"]
     assert table["q_halt_brier"].tolist() == pytest.approx([c["calibration"]["brier"] for c in report["checkpoints"]])
     assert comparison_frame(report)["exact_accuracy"].tolist() == table["exact_accuracy"].tolist()
+    lo_hi = [c["metrics"]["exact_accuracy_ci95"] for c in report["checkpoints"]]
+    assert [list(x) for x in zip(table["exact_accuracy_ci95_lo"], table["exact_accuracy_ci95_hi"])] == lo_hi
