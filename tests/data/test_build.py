@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
+import sys
 
 import pytest
 
@@ -132,11 +132,10 @@ def test_missing_and_empty_sources(tmp_path, csv_lines):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("huggingface_hub") is not None,
-    reason="checks the message given when huggingface_hub is missing",
-)
-def test_hub_name_without_huggingface_hub(tmp_path):
+def test_hub_name_without_huggingface_hub(tmp_path, monkeypatch):
+    # The test extra installs huggingface_hub; None in sys.modules makes its import fail as it
+    # does where the hub extra is not installed.
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(HRMEvalError, match="huggingface_hub is not installed") as err:
         build_dataset("sudoku", "sapientinc/sudoku-extreme", str(tmp_path / "out"))
     assert "\n" not in str(err.value)
