@@ -12,7 +12,9 @@ again on views of the puzzle) at several budgets. For each it prints exact accur
 on the hardest band, the mean ACT steps per puzzle (all attempts counted) and puzzles/s, and
 ends with
     hardest band (19+ blanks): exact A.AAA at S.S ACT steps/puzzle (fixed 8: B.BBB at 8.0)
-for the largest budget. Rerun it on an idle machine (the load average is printed beside the
+for the largest budget, then McNemar's paired test (evaluation/stats.py) of each run against the
+one below it on the same puzzles: adaptive against fixed, every budget against adaptive (the
+plain run scaling starts from). Rerun it on an idle machine (the load average is printed beside the
 numbers); the ratios between rows, not the absolute times, are the result.
 """
 
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hrm_eval.data.tasks import get_task  # noqa: E402
+from hrm_eval.evaluation.stats import paired_test  # noqa: E402
 from hrm_eval.inference.engine import ACTEngine, HaltingPolicy  # noqa: E402
 from hrm_eval.inference.runtime import apply_threads  # noqa: E402
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy  # noqa: E402
@@ -57,8 +60,12 @@ def timed(runner: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device) -
     return rows, time.perf_counter() - start
 
 
+def solved(rows: Any, y: torch.Tensor) -> np.ndarray:
+    return (rows.preds.cpu() == y).all(1).numpy()
+
+
 def measure(rows: Any, y: torch.Tensor, seconds: float, band: np.ndarray) -> Dict[str, float]:
-    exact = (rows.preds.cpu() == y).all(1).numpy()
+    exact = solved(rows, y)
     total = rows.act_steps_total if getattr(rows, "act_steps_total", None) is not None else rows.steps
     steps = total.double().numpy()
     return {
@@ -103,6 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
 
     runs: List[Tuple[str, Dict[str, float]]] = []
+    exact: Dict[str, np.ndarray] = {}  # per-puzzle solved, for the paired tests
     common = dict(slots=args.slots, device=device)
     for name, runner in (
         (f"fixed {limit}", ACTEngine(model, halting=HaltingPolicy("fixed"), **common)),  # type: ignore[arg-type]
@@ -110,11 +118,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ):
         rows, seconds = timed(runner, x, y, device)
         runs.append((name, measure(rows, y, seconds, band)))
+        exact[name] = solved(rows, y)
     for budget in args.budgets:
         policy = ScalingPolicy("verify", budget=budget, views=args.views)
         runner = ScaledRunner(model, task, policy, halting=HaltingPolicy("adaptive"), **common)  # type: ignore[arg-type]
         rows, seconds = timed(runner, x, y, device)
         runs.append((f"verify, budget {budget}", measure(rows, y, seconds, band)))
+        exact[runs[-1][0]] = solved(rows, y)
 
     head = f"{'run':<20} {'exact':>7} {'steps':>7} {f'exact {lo}-{hi}':>11} {f'steps {lo}-{hi}':>11} {'puzzles/s':>10}"
     print(head)
@@ -129,6 +139,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"hardest band ({lo}+ blanks): exact {best['band_exact']:.3f} at {best['band_steps']:.1f} ACT steps/puzzle "
         f"(fixed {limit}: {fixed['band_exact']:.3f} at {fixed['band_steps']:.1f})"
     )
+    print(f"paired tests (same puzzles; overall, then the {lo}-{hi} band):")
+    pairs = [("adaptive", f"fixed {limit}")] + [(name, "adaptive") for name, _ in runs[2:]]
+    for a, b in pairs:
+        for rows_of in (slice(None), band):
+            print("  " + paired_test(exact[a][rows_of], exact[b][rows_of], a, b)["statement"])
     return 0
 
 
