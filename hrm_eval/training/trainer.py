@@ -239,6 +239,7 @@ def _train_steps(
     )
     first_step, start = at.step, time.perf_counter()
     last: Dict[str, float] = {}
+    window = _HaltedWindow()
     run.model.train()
     while at.step < stop_at:
         rng = np.random.default_rng([config.seed, at.epoch])  # same on every rank: they share the batch order
@@ -247,9 +248,10 @@ def _train_steps(
             at.carry, loss, parts, lr = _step(run, at.carry, {k: v.to(run.device) for k, v in batch.items()}, at.step)
             at.step += 1
             at.epoch_batch += 1
+            window.add(parts, at.carry.halted)
 
             if at.step % config.log_every == 0 or at.step == stop_at:
-                last = _train_metrics(parts, at.carry.halted, loss, lr)
+                last = _train_metrics(parts, at.carry.halted, loss, lr) | window.take()
                 seconds_per_step = (time.perf_counter() - start) / max(1, at.step - first_step)
                 quiet_rank0 = not progress and run.rank == 0
                 _report(
@@ -283,12 +285,13 @@ def _report(
     bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}", exact=f"{last['exact_accuracy']:.3f}")
     if quiet_rank0:  # no progress bar: the same numbers as log lines
         log.info(
-            "step %d/%d loss %.4f accuracy %.4f exact %.4f lr %.2e (%.2f s/step)",
+            "step %d/%d loss %.4f accuracy %.4f exact %.4f of %d halted lr %.2e (%.2f s/step)",
             step,
             stop_at,
             last["loss"],
             last["accuracy"],
             last["exact_accuracy"],
+            last["halted"],
             last["lr"],
             seconds_per_step,
         )
@@ -369,15 +372,33 @@ def _step(run: _Run, carry, batch: Dict[str, torch.Tensor], step: int):
 
 
 # ---- pieces -----------------------------------------------------------------------------------
+class _HaltedWindow:
+    """Accuracy and exact accuracy over the puzzles that halted since the last log line.
+
+    A train step scores only the rows that halted in it; with halt_max_steps 16 and rows that
+    start together, most steps halt none, so one step's accuracy read 0.000 for thousands of
+    steps of a run that was learning. Sums stay on the device until `take` (no sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: Optional[torch.Tensor] = None  # [3]: halted rows, token accuracy, exact
+
+    def add(self, parts: Dict, halted: torch.Tensor) -> None:
+        rows = parts["rows"]
+        valid = valid_rows(rows, halted).float()
+        step = torch.stack([valid.sum(), (rows["token_accuracy"] * valid).sum(), (rows["exact"].float() * valid).sum()])
+        self.sums = step.detach() if self.sums is None else self.sums + step.detach()
+
+    def take(self) -> Dict[str, float]:
+        n, accuracy, exact = (0.0, 0.0, 0.0) if self.sums is None else self.sums.tolist()
+        self.sums = None
+        return {"accuracy": accuracy / max(n, 1.0), "exact_accuracy": exact / max(n, 1.0), "halted": int(n)}
+
+
 def _train_metrics(parts: Dict, halted: torch.Tensor, loss: torch.Tensor, lr: float) -> Dict[str, float]:
-    rows = parts["rows"]
-    valid = valid_rows(rows, halted).float()
-    n = max(float(valid.sum()), 1.0)
+    """The logged step's loss per row and learning rate (accuracies: _HaltedWindow)."""
     return {
         "loss": float(loss.detach()) / len(halted),
         "lm_loss": float(parts["lm_loss"]) / len(halted),
-        "accuracy": float((rows["token_accuracy"] * valid).sum()) / n,
-        "exact_accuracy": float((rows["exact"].float() * valid).sum()) / n,
         "lr": lr,
     }
 

@@ -410,3 +410,33 @@ def test_bad_training_config_exit_status_of_the_real_process(sudoku4_data, tmp_p
     )
     one_line_error(proc, *needles)
     assert not (tmp_path / "out").exists()
+
+
+# ---- the logged train accuracy --------------------------------------------------------------
+TRAIN_LOG = re.compile(r"step (\d+)/\d+ loss [0-9.]+ accuracy ([0-9.]+) exact ([0-9.]+) of (\d+) halted")
+
+
+def test_logged_accuracy_is_over_the_puzzles_halted_since_the_last_line(sudoku4_data, tmp_path, caplog):
+    """A step scores only the rows that halted in it (most steps halt none when rows start
+    together), so the log line reports the halted rows of its whole window: with log_every 4 the
+    halted count is the sum of the four per-step counts and the accuracies their weighted means."""
+    caplog.set_level(logging.INFO, logger="hrm_eval")
+    arch = dict(HRM_ARCH, halt_max_steps=4)
+    lines = {}
+    for every in (1, 4):
+        caplog.clear()
+        train(
+            train_config(sudoku4_data, arch, max_steps=8, log_every=every), output=tmp_path / str(every), progress=False
+        )
+        lines[every] = {int(m[1]): (float(m[2]), float(m[3]), int(m[4])) for m in TRAIN_LOG.finditer(caplog.text)}
+    per_step, window = lines[1], lines[4]
+    assert sorted(per_step) == list(range(1, 9)) and sorted(window) == [4, 8]
+    for end in (4, 8):
+        steps = [per_step[s] for s in range(end - 3, end + 1)]
+        halted = sum(n for _, _, n in steps)
+        # The same training run (logging draws no random numbers): counts add up exactly; the
+        # accuracies are printed to 4 decimals, so the weighted means agree to within 1e-4.
+        assert window[end][2] == halted
+        assert halted >= 16  # 16 puzzles a batch, each halting within its 4 steps
+        for i in (0, 1):
+            assert window[end][i] == pytest.approx(sum(v[i] * v[2] for v in steps) / halted, abs=1e-4)
