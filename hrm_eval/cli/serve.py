@@ -74,7 +74,7 @@ def run_serve(inv: Invocation) -> int:
 
 SERVE = Mode(
     "serve",
-    "Serve a checkpoint over HTTP (JSON API, streaming, a web page) with dynamic batching.",
+    "Serve a checkpoint, or several (one per task), over HTTP (JSON API, streaming, a web page) with dynamic batching.",
     serve_arguments,
     run_serve,
     ServeConfig,
