@@ -1,7 +1,8 @@
 """Where the bundled model and configs are: the one lookup library code uses for them.
 
-The data home is a folder holding `configs/` and `checkpoints/` (the bundled models
-`sudoku6-hard-hrm`, the default, and `sudoku6-hrm`). It is, first found:
+The data home is a folder holding `configs/` and `checkpoints/` (the bundled models,
+`BUNDLED_MODELS`: `sudoku6-hard-hrm`, the default, `sudoku6-hrm`, and `sudoku9-hrm` once it is
+shipped). It is, first found:
 
 1. `$HRM_EVAL_HOME`, when set (a folder of your own, laid out the same way);
 2. the source checkout this package is imported from (a clone, or `pip install -e .`);
@@ -9,6 +10,10 @@ The data home is a folder holding `configs/` and `checkpoints/` (the bundled mod
 
 Relative paths written in config files are tried from the working directory first, then from
 the data home (the bundled configs name `checkpoints/sudoku6-hard-hrm`).
+
+Each bundled model answers one task; `bundled_model_for` picks the one for a puzzle (by the
+task that reads it, i.e. by its size), which is how solve and serve route puzzles when no
+checkpoint is given.
 
 A checkpoint may also be given by its name alone (`step_3750`, or a run directory's name):
 `find_checkpoint` looks in the configured checkpoint directory, then in `checkpoints/*/` of
@@ -21,8 +26,9 @@ import os
 import re
 import sys
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -30,7 +36,36 @@ HOME_ENV = "HRM_EVAL_HOME"
 # The default model (evaluate, serve, solve, ensemble and compare without a checkpoint), chosen by
 # measurement: on the first model's own test set (6-14 blanks) it solves 1.000 against 0.991 at
 # 2.08 against 2.57 adaptive steps, and on 19-27 blanks 0.863 against 0.112 (its model card).
-BUNDLED_RUN_NAMES = ("sudoku6-hard-hrm", "sudoku6-hrm")  # every shipped run (never a training output), default first
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A shipped model: its run folder under checkpoints/ and the one task (layout) it answers."""
+
+    name: str  # its folder under the data home's checkpoints/
+    task: str  # its task in hrm_eval.data.tasks: what it reads (a 6x6 model cannot read 81 cells)
+    label: str  # the task in words, for messages: "9x9 Sudoku"
+
+    @property
+    def path(self) -> Path:
+        return bundled_run().parent / self.name
+
+    @property
+    def present(self) -> bool:
+        """Its folder holds a checkpoint: a model may be listed before it is shipped."""
+        p = self.path
+        return p.is_dir() and any(_CHECKPOINT_FILE.match(f.name) for f in p.iterdir())
+
+
+# Every shipped run (never a training output), the default first. The first listed of a task is
+# that task's model: what solve and serve pick for its puzzles when no checkpoint is given.
+BUNDLED_MODELS = (
+    BundledModel("sudoku6-hard-hrm", "sudoku6", "6x6 Sudoku"),
+    BundledModel("sudoku6-hrm", "sudoku6", "6x6 Sudoku"),
+    # issue 28: in training; listed now so that 81-cell puzzles go to it once its folder is there
+    BundledModel("sudoku9-hrm", "sudoku", "9x9 Sudoku"),
+)
+BUNDLED_RUN_NAMES = tuple(m.name for m in BUNDLED_MODELS)
 BUNDLED_RUN_NAME = BUNDLED_RUN_NAMES[0]
 _MARKER = Path("configs") / "eval_config.yaml"  # what makes a folder a data home
 CHECKPOINTS_DIR = "checkpoints"
@@ -78,8 +113,62 @@ def bundled_run() -> Path:
 
 
 def bundled_runs() -> List[Path]:
-    """Every shipped run directory (see `bundled_run`), the default first."""
-    return [bundled_run().parent / name for name in BUNDLED_RUN_NAMES]
+    """Every shipped run directory that is there (see `bundled_run`), the default first."""
+    return [m.path for m in BUNDLED_MODELS if m.path.is_dir()]
+
+
+def task_models() -> List[BundledModel]:
+    """Each task's bundled model (the first listed of its task), present or not, in listed order."""
+    return list({m.task: m for m in reversed(BUNDLED_MODELS)}.values())[::-1]
+
+
+def bundled_model_for(puzzle: Any = None, task: Optional[str] = None) -> BundledModel:
+    """The bundled model for `puzzle` (a puzzle in its natural form): the model of the one task
+    that reads it, which for Sudoku text is its size (36 cells: 6x6, 81: 9x9); `task`, when
+    given, decides instead. One-line error when no bundled model is there for it: what is
+    missing and what to do."""
+    from hrm_eval.data.tasks import get_task
+
+    models = task_models()
+    if task is not None:
+        chosen = [m for m in models if m.task == task]
+        if not chosen:
+            known = ", ".join(f"{m.task} ({m.label})" for m in models)
+            raise HRMEvalError(f"no bundled model for task {task} (bundled: {known}): pass --checkpoint")
+    else:
+        chosen, reasons = [], []
+        for m in models:
+            reader = get_task(m.task)
+            try:
+                tokens = reader.encode_puzzle(puzzle)  # [seq_len]: the task reads the puzzle
+            except HRMEvalError as e:
+                reasons.append(str(e))
+                continue
+            if reader.matches(reader.vocab_size, len(tokens), tokens[None]):
+                chosen.append(m)
+        if not chosen:
+            sizes = ", ".join(f"{m.label}: {_cells(m)} cells" for m in models)
+            raise HRMEvalError(
+                f"the puzzle fits none of the bundled models ({sizes}): {'; '.join(reasons)}; "
+                "for another kind of puzzle pass --checkpoint"
+            )
+        if len(chosen) > 1:
+            names = ", ".join(m.task for m in chosen)
+            raise HRMEvalError(f"the puzzle reads as several tasks ({names}); give the task (--task NAME)")
+    model = chosen[0]
+    if not model.present:
+        raise HRMEvalError(
+            f"no bundled model for {model.label} ({_cells(model)} cells) yet ({model.path} is not there): "
+            f"pass --checkpoint <a {model.label} checkpoint>"
+        )
+    return model
+
+
+def _cells(model: BundledModel) -> str:
+    from hrm_eval.data.tasks import get_task
+
+    seq_len = get_task(model.task).seq_len
+    return str(seq_len) if seq_len is not None else "any number of"
 
 
 def find(path: str | Path) -> Path:

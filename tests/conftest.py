@@ -26,6 +26,24 @@ TRM_FIXTURES = {"attn_f32": FIXTURES / "official_trm" / "attn_f32", "mlpt_f32": 
 PARITY_REL_TOL = {"rope_f32": 3e-5, "attn_f32": 3e-5, "mlpt_f32": 3e-5}
 SUDOKU_BUILT = FIXTURES / "official_data" / "sudoku_built"
 MAZE_BUILT = FIXTURES / "official_data" / "maze_built"
+CLASSIC_9X9 = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"  # issue 28's
+
+
+def home_with_9x9(root: Path) -> Path:
+    """A data home (HRM_EVAL_HOME) as it will be once the 9x9 model is dropped in: the bundled
+    configs and 6x6 default, and `checkpoints/sudoku9-hrm` laid out like a bundled run (a step
+    file, all_config.yaml, data/), here the public-format 9x9 fixture (real, though untrained)."""
+    import shutil
+
+    (root / "checkpoints").mkdir(parents=True)
+    (root / "configs").symlink_to(ROOT / "configs")
+    (root / "checkpoints" / "sudoku6-hard-hrm").symlink_to(ROOT / "checkpoints" / "sudoku6-hard-hrm")
+    run = root / "checkpoints" / "sudoku9-hrm"
+    run.mkdir()
+    for name in ("step_1000", "all_config.yaml"):
+        shutil.copy(HRM_FIXTURES["rope_f32"] / name, run / name)
+    shutil.copytree(SUDOKU_BUILT, run / "data")
+    return root
 
 
 def expected_outputs(folder: Path) -> dict:

@@ -1,4 +1,4 @@
-"""serve: an HTTP API and a web page over one checkpoint (needs the `serve` extra)."""
+"""serve: an HTTP API and a web page over one checkpoint or several, one per task (needs the `serve` extra)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,14 @@ API_KEY_ENV = "HRM_EVAL_API_KEY"  # a key in the environment stays out of `ps` l
 
 
 def serve_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--checkpoint", help="step_<N> file or run directory (default: the bundled sudoku6-hard-hrm)")
-    g.add_argument("--data", dest="data_path", help="dataset directory for the page's random puzzles")
+    g.add_argument(
+        "--checkpoint",
+        dest="checkpoints",
+        action="append",
+        help="step_<N> file or run directory; repeat it to serve several models, one per task "
+        "(default: every bundled model there, one per task)",
+    )
+    g.add_argument("--data", dest="data_path", help="dataset directory for the (first) model's random puzzles")
     g.add_argument("--host", help="address to listen on; anything but localhost warns unless --api-key is set")
     g.add_argument("--port", type=int, help="port (0: any free port; the first line printed says which)")
     g.add_argument("--halting", choices=("fixed", "adaptive"), help="fixed: halt_max_steps for every puzzle")
@@ -58,6 +64,9 @@ def run_serve(inv: Invocation) -> int:
 
     if "api_key" not in inv.flags and os.environ.get(API_KEY_ENV):
         inv.flags["api_key"] = os.environ[API_KEY_ENV]
+    given = inv.flags.pop("checkpoints", None)
+    if given is not None:  # flags win over a config file's checkpoint(s); one is the one-model form
+        inv.flags["checkpoint"], inv.flags["checkpoints"] = (given[0], []) if len(given) == 1 else (None, given)
     cfg = inv.config(ServeConfig)
     serve(cfg, model_config(cfg.model_config_path))
     return 0
@@ -65,7 +74,7 @@ def run_serve(inv: Invocation) -> int:
 
 SERVE = Mode(
     "serve",
-    "Serve a checkpoint over HTTP (JSON API, streaming, a web page) with dynamic batching.",
+    "Serve a checkpoint, or several (one per task), over HTTP (JSON API, streaming, a web page) with dynamic batching.",
     serve_arguments,
     run_serve,
     ServeConfig,

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, List
+from typing import Any, Callable, Dict, List, Optional
 
 from hrm_eval import resources
 from hrm_eval.cli.base import Invocation, Mode, add_dtype_flag, add_model_flags, add_scaling_flags, model_config
@@ -59,19 +59,26 @@ def run_solve(inv: Invocation) -> int:
     cfg = inv.output_config(SolveConfig)
     if bool(cfg.puzzle) == bool(cfg.data_path):
         raise HRMEvalError("--mode solve: give --puzzle TEXT (repeatable) or --data FILE, one of the two")
-    solver = Solver(
-        cfg.checkpoint or resources.bundled_run(),
-        cfg.task,
-        threshold=cfg.halt_threshold,
-        overrides=cfg.arch_overrides,
-        model_config=model_config(cfg.model_config_path),
-        scaling=ScalingPolicy.from_settings(cfg),
-        **cfg.model_dump(include={"halting", "min_steps", "max_steps", "device", "dtype"}),
-    )
+
+    def solver(checkpoint: Any) -> Solver:
+        return Solver(
+            checkpoint,
+            cfg.task,
+            threshold=cfg.halt_threshold,
+            overrides=cfg.arch_overrides,
+            model_config=model_config(cfg.model_config_path),
+            scaling=ScalingPolicy.from_settings(cfg),
+            **cfg.model_dump(include={"halting", "min_steps", "max_steps", "device", "dtype"}),
+        )
+
     if cfg.data_path:
-        solutions = solver.solve_file(cfg.data_path, limit=cfg.limit, return_steps=cfg.show_steps)
+        # one model per file: the bundled model of the file's first puzzle (or of --task)
+        checkpoint = cfg.checkpoint or _bundled_for_file(cfg.data_path, cfg.task)
+        solutions = solver(checkpoint).solve_file(cfg.data_path, limit=cfg.limit, return_steps=cfg.show_steps)
+    elif cfg.checkpoint:
+        solutions = solver(cfg.checkpoint).solve_all(cfg.puzzle, return_steps=cfg.show_steps)
     else:
-        solutions = solver.solve_all(cfg.puzzle, return_steps=cfg.show_steps)
+        solutions = _solve_routed(cfg.puzzle, cfg.task, solver, cfg.show_steps)
     valid = [s.verified for s in solutions if s.verified is not None]
     log.info(
         "solved %d puzzles, %d valid by the rules",
@@ -93,6 +100,41 @@ def run_solve(inv: Invocation) -> int:
         lo, hi = wilson_interval(sum(valid), len(valid))
         print(f"\nvalid by the rules: {sum(valid)} of {len(valid)} (95% interval of the rate {lo:.3f}-{hi:.3f})")
     return 0
+
+
+def _solve_routed(puzzles: List[str], task: Optional[str], solver: Callable[[Any], Any], steps: bool) -> List[Any]:
+    """No --checkpoint: each puzzle goes to the bundled model of its task (its size: 36 cells to
+    the 6x6 model, 81 to the 9x9 one), each model loaded once; solutions in the given order."""
+    groups: Dict[Path, List[int]] = {}
+    for i, puzzle in enumerate(puzzles):
+        try:
+            model = resources.bundled_model_for(puzzle, task)
+        except HRMEvalError as e:
+            raise HRMEvalError(f"solve: {'' if len(puzzles) == 1 else f'puzzle {i + 1}: '}{e}") from None
+        groups.setdefault(model.path, []).append(i)
+    solutions: List[Any] = [None] * len(puzzles)
+    for path, rows in groups.items():
+        for i, s in zip(rows, solver(path).solve_all([puzzles[i] for i in rows], return_steps=steps)):
+            solutions[i] = s
+    return solutions
+
+
+def _bundled_for_file(path: str, task: Optional[str]) -> Path:
+    """No --checkpoint with --data: the bundled model of --task, else of the first puzzle of a
+    .csv file; a .jsonl file (token ids) keeps the default model."""
+    if task is not None:
+        return resources.bundled_model_for(task=task).path
+    if Path(path).suffix.lower() != ".csv":
+        return resources.bundled_run()
+    from hrm_eval.data.csv_source import read_puzzle_csv
+    from hrm_eval.utils import guarded
+
+    guarded.expect_file(Path(path), "puzzle file")  # a FIFO named x.csv is said so, never opened
+    first = read_puzzle_csv(path, lambda q, a: None, answers_optional=True).questions[0]
+    try:
+        return resources.bundled_model_for(first).path
+    except HRMEvalError as e:
+        raise HRMEvalError(f"solve: {path}, first puzzle: {e}") from None
 
 
 def format_grid(answer: Any) -> str:

@@ -3,12 +3,13 @@
 Concurrent requests share the engine's slots (dynamic batching: `scheduler.BatchScheduler`),
 puzzles are read and written in their task's natural form through the task registry
 (`model.ServedModel`), and a page at `/` (static/, no build step, no network) shows the model
-solving step by step.
+solving step by step. Several models may be served at once, one per task (`app.Lane`: each its
+own engine and slots); a request goes to the model of its task, i.e. of its puzzle's size.
 
     config.py     ServeConfig: the mode's settings
     model.py      the checkpoint, its task, request <-> tokens
     scheduler.py  the engine thread and the live queue it pulls from
-    app.py        routes, errors, API key, body limits, draining, the page
+    app.py        routes, routing to a model, errors, API key, body limits, draining, the page
     guard.py      below the app: header timeout, connection cap, JSON nesting depth
     metrics.py    what /metrics (Prometheus) and /v1/stats (JSON) report
     server.py     build the app, bind the socket, run uvicorn, drain on SIGTERM

@@ -5,13 +5,20 @@
     GET  /ready              readiness: 200, or 503 while draining             (and HEAD)
     GET  /metrics            Prometheus text format (metrics.py lists the series)
     GET  /v1/stats           the same for people, JSON: counts, latency, recent puzzles/s
-    GET  /v1/model           family, variant, layout, checkpoint sha256, dtype, halting, limits (and HEAD)
+    GET  /v1/model           family, variant, layout, checkpoint sha256, dtype, halting, limits (and HEAD);
+                             with several models: the first, its `tasks` those of all, and `models`
+    GET  /v1/models          every served model as /v1/model describes one (and HEAD)
     GET  /v1/puzzles/random  a puzzle of the test set (and its solution), for the page
     POST /v1/solve           one puzzle -> its answer
     POST /v1/solve/batch     many puzzles -> answers in order
     POST /v1/solve/stream    server-sent events: `puzzle` (as read), one `step` per ACT step, `final`
     GET  /v1/solve/stream    the same with ?puzzle=...&task=... (for curl and EventSource)
     GET  /docs, /redoc       the API pages, their scripts served from here (fastapi-offline)
+
+Several models (one per task, `Lane`): each has its own engine thread, slots, queue and scaling
+settings; a request goes to the model of its `task` when it names one, else to the one whose task
+reads the puzzle (a Sudoku's size: 36 cells to a 6x6 model, 81 to a 9x9 one). With one model
+every route answers exactly as it did before several were possible.
 
 Every error is JSON `{"error": "<field>: <reason>", "status": N}`. The Gate in front of the app
 reads the whole body (size, time, encoding and nesting checked before any parsing) and catches
@@ -27,8 +34,9 @@ import itertools
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, MutableMapping, Optional, Set
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, MutableMapping, Optional, Set, Tuple
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -38,6 +46,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hrm_eval.data.tasks import get_task
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.guard import MAX_JSON_DEPTH, json_depth
 from hrm_eval.serve.metrics import Metrics
@@ -53,6 +62,7 @@ from hrm_eval.serve.schemas import (
     SolveRequest,
     SolveResponse,
 )
+from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")
 STATIC = Path(__file__).parent / "static"
@@ -68,6 +78,7 @@ ROUTES = (
     "/redoc",
     "/openapi.json",
     "/v1/model",
+    "/v1/models",
     "/v1/stats",
     "/v1/puzzles/random",
     "/v1/solve",
@@ -253,44 +264,94 @@ async def _client_gone(receive: Callable) -> None:
         await asyncio.sleep(0.05)  # no second body exists; never spin on one
 
 
-class Service:
-    """The handlers' shared state: the model, the scheduler, the limits, the metrics, draining."""
+@dataclass(eq=False)
+class Lane:
+    """One served model with what is its own: the engine thread and its slots and queue
+    (`scheduler`), and the scaling settings resolved for the model."""
 
-    def __init__(
-        self, served: ServedModel, scheduler: BatchScheduler, cfg: ServeConfig, metrics: Metrics, scaling: ServeScaling
-    ):
-        self.served, self.scheduler, self.cfg, self.metrics = served, scheduler, cfg, metrics
-        self.scaling = scaling
+    served: ServedModel
+    scheduler: BatchScheduler
+    scaling: ServeScaling
+
+    def info(self, cfg: ServeConfig) -> Dict[str, Any]:
+        """What GET /v1/model says of this model."""
+        info = self.served.describe()
+        info["max_batch"] = self.scheduler.engine.slots
+        info["limits"] = cfg.limits(self.scaling.max_budget)
+        info["scaling"] = self.scaling.describe()
+        return info
+
+
+class Service:
+    """The handlers' shared state: the models (lanes), the limits, the metrics, draining.
+    `served`, `scheduler` and `scaling` are the first model's: all there is with one model."""
+
+    def __init__(self, lanes: List[Lane], cfg: ServeConfig, metrics: Metrics):
+        self.lanes, self.cfg, self.metrics = lanes, cfg, metrics
+        self.served, self.scheduler, self.scaling = lanes[0].served, lanes[0].scheduler, lanes[0].scaling
         self._keys = itertools.count()  # scaled puzzles' numbers (their noise seeds)
         self.rng = np.random.default_rng()
         self.live: Set[Ticket] = set()  # tickets of requests still waiting (event loop only)
         self.requests_in_flight = 0
         self.draining = False
 
-    def budgets(self, requested: List[Optional[int]], where: List[str]) -> List[Optional[int]]:
-        """Each puzzle's budget (None: no scaling); 422 naming the field over --max-budget."""
+    # ---- which model ---------------------------------------------------------------------------
+    def puzzle(self, item: Any, where: str = "") -> Tuple[Lane, Puzzle]:
+        """A request item's model and its puzzle as that model reads it (RequestError 422)."""
+        lane = self.lanes[0] if len(self.lanes) == 1 else self._route(item, where)
+        return lane, lane.served.puzzle(item, where)
+
+    def _route(self, item: Any, where: str) -> Lane:
+        """Several models: the one of the item's `task`, else the first whose layout the tokens
+        have or whose task reads the puzzle; 422 naming what is served when none does."""
+        if item.task is not None:
+            return self.lane_of_task(item.task, where)
+        value = item.grid if item.grid is not None else item.puzzle
+        if isinstance(value, str) and value.lstrip().startswith("[") and json_depth(value) > MAX_JSON_DEPTH:
+            return self.lanes[0]  # never handed to a task's parser: its `puzzle` says why
+        for lane in self.lanes:
+            if lane.served.reads(item):
+                return lane
+        field = "tokens" if item.tokens is not None else "grid" if item.grid is not None else "puzzle"
+        sizes = ", ".join(f"{lane.served.config.seq_len} cells ({lane.served.label})" for lane in self.lanes)
+        raise RequestError(422, f"{where}{field}: fits none of the served models; sizes served: {sizes}")
+
+    def lane_of_task(self, name: str, where: str) -> Lane:
+        """The model whose layout fits task `name` (the first such); 422 when none is served."""
+        found = [lane for lane in self.lanes if any(t.name == name for t in lane.served.tasks())]
+        if found:
+            return found[0]
+        get_task_or_422(name, where)  # an unknown name says so first
+        served = ", ".join(t.name for lane in self.lanes for t in lane.served.tasks())
+        raise RequestError(422, f"{where}task: {name} is not served here (served: {served})")
+
+    def budgets(self, requested: List[Optional[int]], where: List[str], lanes: List[Lane]) -> List[Optional[int]]:
+        """Each puzzle's budget (None: no scaling) by its model's settings; 422 naming the field
+        over --max-budget."""
         out = []
-        for budget, prefix in zip(requested, where):
+        for budget, prefix, lane in zip(requested, where, lanes):
             try:
-                out.append(self.scaling.budget(budget))
+                out.append(lane.scaling.budget(budget))
             except ValueError as e:
                 raise RequestError(422, f"{prefix}budget: {e}") from None
         return out
 
     def tickets(
         self,
-        puzzles: List[Puzzle],
+        routed: List[Tuple[Lane, Puzzle]],
         timeout_s: Optional[float],
         *,
         want_steps: bool,
         stream: bool,
         budgets: Optional[List[Optional[int]]] = None,
     ):
+        """Tickets for the puzzles, each queued on its model's engine: all of them or none (503)."""
         loop = asyncio.get_running_loop()
         timeout = min(timeout_s or self.cfg.timeout_s, self.cfg.timeout_s)
         deadline = time.monotonic() + timeout
-        tickets = [
-            Ticket(
+        tickets = []
+        for (lane, p), budget in zip(routed, budgets or [None] * len(routed)):
+            t = Ticket(
                 p.tokens,
                 p.identifier,
                 deadline,
@@ -298,26 +359,39 @@ class Service:
                 want_steps=want_steps,
                 events=asyncio.Queue() if stream else None,
                 timeout_s=timeout,
-                scaled=self._work(p, budget),
+                scaled=self._work(lane, p, budget),
             )
-            for p, budget in zip(puzzles, budgets or [None] * len(puzzles))
-        ]
+            t.lane = lane
+            tickets.append(t)
+        submitted: List[Ticket] = []
         try:
-            self.scheduler.submit(tickets)
-        except QueueFull as e:
-            raise RequestError(503, f"queue full: {e}", {"Retry-After": str(RETRY_AFTER_S)}) from None
-        except RuntimeError as e:
+            for lane in self.lanes:
+                mine = [t for t in tickets if t.lane is lane]
+                if mine:
+                    lane.scheduler.submit(mine)
+                    submitted.extend(mine)
+        except (QueueFull, RuntimeError) as e:
+            self.cancel(submitted)  # a batch across models: none of it stays queued
+            if isinstance(e, QueueFull):
+                raise RequestError(503, f"queue full: {e}", {"Retry-After": str(RETRY_AFTER_S)}) from None
             raise RequestError(503, str(e)) from None
         self.live.update(tickets)
         return tickets
 
-    def _work(self, puzzle: Puzzle, budget: Optional[int]):
+    def _work(self, lane: Lane, puzzle: Puzzle, budget: Optional[int]):
         if budget is None:
             return None
-        c = self.served.config
-        work = self.scaling.work(puzzle.task, puzzle.tokens, budget, next(self._keys), c.seq_len, c.vocab_size)
+        c = lane.served.config
+        work = lane.scaling.work(puzzle.task, puzzle.tokens, budget, next(self._keys), c.seq_len, c.vocab_size)
         work.next_attempt()
         return work
+
+    def cancel(self, tickets: List[Ticket]) -> None:
+        """Each ticket cancelled on its own model's engine."""
+        for lane in self.lanes:
+            mine = [t for t in tickets if t.lane is lane]
+            if mine:
+                lane.scheduler.cancel(mine)
 
     async def wait(self, tickets: List[Ticket], receive: Callable) -> List[Solution]:
         """The answers; 504 past the deadline, ClientGone when the client leaves first (either
@@ -331,7 +405,7 @@ class Service:
             gone.cancel()
             self.live.difference_update(tickets)
         if answers not in done:
-            self.scheduler.cancel(tickets)  # first: it counts and evicts only tickets not yet done
+            self.cancel(tickets)  # first: it counts and evicts only tickets not yet done
             answers.cancel()
             if gone in done:
                 raise ClientGone()
@@ -342,7 +416,7 @@ class Service:
             raise RequestError(503, str(e), {"Connection": "close"} if self.draining else None) from None
 
     def response(self, puzzle: Puzzle, t: Ticket, sol: Solution, start: float, steps: bool) -> Dict[str, Any]:
-        out = self.served.answer(puzzle, sol, steps)
+        out = t.lane.served.answer(puzzle, sol, steps)
         out["latency_ms"] = round((time.monotonic() - start) * 1000.0, 3)
         out["queue_ms"] = round((t.started - t.submitted) * 1000.0, 3)
         return out
@@ -359,7 +433,7 @@ class Service:
         """The drain ran out of time: every request still waiting gets 503 now (a stream its
         final `error` event). Returns how many puzzles were abandoned."""
         live = [t for t in self.live if not t.future.done()]
-        self.scheduler.cancel(live)  # first: out of the queue and the engine while still unanswered
+        self.cancel(live)  # first: out of the queue and the engine while still unanswered
         for t in live:
             t.future.set_exception(RuntimeError(message))
             if t.events is not None:
@@ -367,24 +441,19 @@ class Service:
         return len(live)
 
 
-def create_app(
-    served: ServedModel,
-    scheduler: BatchScheduler,
-    cfg: ServeConfig,
-    metrics: Metrics,
-    scaling: Optional[ServeScaling] = None,
-) -> Gate:
-    """The FastAPI app behind its Gate (what uvicorn runs); `scaling`: default, from `cfg`."""
-    service = Service(served, scheduler, cfg, metrics, scaling or serve_scaling(served, cfg))
-    metrics.slots.set(scheduler.engine.slots)
-    metrics.watch(scheduler.queue_state)
-    metrics.model.info(model_labels(served))
+def create_app(lanes: List[Lane], cfg: ServeConfig, metrics: Metrics) -> Gate:
+    """The FastAPI app behind its Gate (what uvicorn runs), over one model or several (one per task)."""
+    service = Service(lanes, cfg, metrics)
+    metrics.slots.set(sum(lane.scheduler.engine.slots for lane in lanes))
+    metrics.watch(lambda: queue_state(lanes))
+    for lane in lanes:
+        metrics.model.info(model_labels(lane.served))
+    names = " and ".join(f"{lane.served.name} ({lane.served.config.variant})" for lane in lanes)
     # fastapi-offline: /docs and /redoc load Swagger UI / ReDoc from this server, not a CDN
     app = FastAPIOffline(
         title="hrm-eval serve",
         version="1",
-        description=f"Solve puzzles with {served.name} ({served.config.variant}). With --api-key, every /v1 "
-        "route needs `Authorization: Bearer KEY`.",
+        description=f"Solve puzzles with {names}. With --api-key, every /v1 route needs `Authorization: Bearer KEY`.",
         favicon_url="/favicon.ico",
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the validator's site
     )
@@ -399,6 +468,19 @@ def serve_scaling(served: ServedModel, cfg: ServeConfig) -> ServeScaling:
     """The server's scaling settings (hrm_eval.serve.scaling), resolved for the served model."""
     c = served.config
     return ServeScaling.from_config(cfg, c.halt_max_steps, served.halting.step_limit(c.halt_max_steps))
+
+
+def queue_state(lanes: List[Lane]) -> Dict[str, int]:
+    """The queues of all models together (one model: its own)."""
+    states = [lane.scheduler.queue_state() for lane in lanes]
+    return {k: sum(s[k] for s in states) for k in states[0]}
+
+
+def get_task_or_422(name: str, where: str) -> Any:
+    try:
+        return get_task(name)
+    except HRMEvalError as e:
+        raise RequestError(422, f"{where}task: {e}") from None
 
 
 def model_labels(served: ServedModel) -> Dict[str, str]:
@@ -440,7 +522,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def add_info_routes(app: FastAPI, service: Service) -> None:
-    served, scheduler, metrics, cfg = service.served, service.scheduler, service.metrics, service.cfg
+    served, metrics, cfg, lanes = service.served, service.metrics, service.cfg, service.lanes
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
@@ -452,17 +534,22 @@ def add_info_routes(app: FastAPI, service: Service) -> None:
 
     @app.api_route("/health", methods=["GET", "HEAD"], summary="Liveness (200 while alive, also when draining)")
     async def health() -> Response:
-        if not scheduler.alive:
-            return error_response(503, f"engine stopped: {scheduler.error!r}")
+        stopped = next((lane.scheduler for lane in lanes if not lane.scheduler.alive), None)
+        if stopped is not None:
+            return error_response(503, f"engine stopped: {stopped.error!r}")
         state = "draining" if service.draining else "ok"
-        return JSONResponse({"status": state, "model": served.name, "requests_in_flight": service.requests_in_flight})
+        out = {"status": state, "model": served.name, "requests_in_flight": service.requests_in_flight}
+        if len(lanes) > 1:
+            out["models"] = [lane.served.name for lane in lanes]
+        return JSONResponse(out)
 
     @app.api_route("/ready", methods=["GET", "HEAD"], summary="Readiness (503 while draining)", responses=ERRORS)
     async def ready() -> Response:
         if service.draining:
             return error_response(503, "draining: not taking new requests")
-        if not scheduler.alive:
-            return error_response(503, f"engine stopped: {scheduler.error!r}")
+        stopped = next((lane.scheduler for lane in lanes if not lane.scheduler.alive), None)
+        if stopped is not None:
+            return error_response(503, f"engine stopped: {stopped.error!r}")
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", summary="Prometheus metrics (text format 0.0.4)", response_class=Response)
@@ -472,34 +559,49 @@ def add_info_routes(app: FastAPI, service: Service) -> None:
     @app.get("/v1/stats", summary="Requests, errors, latency percentiles per route, recent puzzles/s", responses=ERRORS)
     async def stats() -> Dict[str, Any]:
         out = metrics.snapshot()
-        out["queue"] = scheduler.queue_state()
-        out["engine"] = scheduler.stats()
+        out["queue"] = queue_state(lanes)
+        out["engine"] = lanes[0].scheduler.stats()
         out["draining"] = service.draining
+        if len(lanes) > 1:  # each model's own engine (`engine` above is the first one's)
+            out["models"] = [
+                {"name": lane.served.name, "queue": lane.scheduler.queue_state(), "engine": lane.scheduler.stats()}
+                for lane in lanes
+            ]
         return out
 
     @app.api_route("/v1/model", methods=["GET", "HEAD"], summary="The served model and limits", responses=ERRORS)
     async def model() -> Dict[str, Any]:
-        info = served.describe()
-        info["max_batch"] = scheduler.engine.slots
-        info["limits"] = cfg.limits(service.scaling.max_budget)
-        info["scaling"] = service.scaling.describe()
+        info = lanes[0].info(cfg)
+        if len(lanes) > 1:  # a one-model client sees the first model; the page, every task
+            info["tasks"] = [t for lane in lanes for t in lane.served.describe()["tasks"]]
+            info["models"] = [lane.info(cfg) for lane in lanes]
         return info
 
+    @app.api_route("/v1/models", methods=["GET", "HEAD"], summary="Every served model", responses=ERRORS)
+    async def models() -> Dict[str, Any]:
+        return {"models": [lane.info(cfg) for lane in lanes]}
+
     @app.get("/v1/puzzles/random", response_model=RandomPuzzle, summary="A test-set puzzle", responses=ERRORS)
-    async def random_puzzle() -> Dict[str, Any]:
-        return served.random_example(service.rng)
+    async def random_puzzle(
+        task: Optional[str] = Query(None, description="a puzzle of this task (several models); default: the first"),
+    ) -> Dict[str, Any]:
+        lane = service.lane_of_task(task, "") if task is not None and len(lanes) > 1 else lanes[0]
+        return lane.served.random_example(service.rng)
 
 
 def add_solve_routes(app: FastAPI, service: Service) -> None:
-    served, cfg = service.served, service.cfg
+    cfg = service.cfg
 
     @app.post("/v1/solve", response_model=SolveResponse, response_model_exclude_none=True, responses=ERRORS)
     async def solve(req: SolveRequest, request: Request) -> Dict[str, Any]:
-        """One puzzle in the task's natural form (or tokens) -> the answer in the same form."""
+        """One puzzle in the task's natural form (or tokens) -> the answer in the same form, from
+        the model of its task (with several models: of its size, unless `task` names one)."""
         start = time.monotonic()
-        puzzle = served.puzzle(req)
-        budgets = service.budgets([req.budget], [""])
-        (t,) = service.tickets([puzzle], req.timeout_s, want_steps=req.return_steps, stream=False, budgets=budgets)
+        lane, puzzle = service.puzzle(req)
+        budgets = service.budgets([req.budget], [""], [lane])
+        (t,) = service.tickets(
+            [(lane, puzzle)], req.timeout_s, want_steps=req.return_steps, stream=False, budgets=budgets
+        )
         (sol,) = await service.wait([t], request.receive)
         out = service.response(puzzle, t, sol, start, req.return_steps)
         service.answered([out])
@@ -511,13 +613,13 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
         start = time.monotonic()
         if len(req.puzzles) > cfg.max_request_puzzles:
             raise RequestError(413, f"puzzles: {len(req.puzzles)} puzzles, at most {cfg.max_request_puzzles}")
-        puzzles = [served.puzzle(p, f"puzzles[{i}].") for i, p in enumerate(req.puzzles)]
+        routed = [service.puzzle(p, f"puzzles[{i}].") for i, p in enumerate(req.puzzles)]
         asked = [p.budget if p.budget is not None else req.budget for p in req.puzzles]
         where = [f"puzzles[{i}]." if p.budget is not None else "" for i, p in enumerate(req.puzzles)]
-        budgets = service.budgets(asked, where)
-        tickets = service.tickets(puzzles, req.timeout_s, want_steps=req.return_steps, stream=False, budgets=budgets)
+        budgets = service.budgets(asked, where, [lane for lane, _ in routed])
+        tickets = service.tickets(routed, req.timeout_s, want_steps=req.return_steps, stream=False, budgets=budgets)
         sols = await service.wait(tickets, request.receive)
-        answers = [service.response(p, t, s, start, req.return_steps) for p, t, s in zip(puzzles, tickets, sols)]
+        answers = [service.response(p, t, s, start, req.return_steps) for (_, p), t, s in zip(routed, tickets, sols)]
         service.answered(answers)
         return {"answers": answers, "latency_ms": round((time.monotonic() - start) * 1000.0, 3)}
 
@@ -525,8 +627,9 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
     async def solve_stream(req: SolveRequest, request: Request) -> StreamingResponse:
         """Server-sent events: `step` (answer and q_halt_probability after each ACT step), then `final`;
         an `error` event (with the status it stands for) ends a stream that gets no answer."""
-        budget = service.budgets([req.budget], [""])[0]
-        return stream(service, served.puzzle(req), req.timeout_s, request.scope["hrm.outcome"], budget)
+        lane, puzzle = service.puzzle(req)
+        budget = service.budgets([req.budget], [""], [lane])[0]
+        return stream(service, lane, puzzle, req.timeout_s, request.scope["hrm.outcome"], budget)
 
     @app.get("/v1/solve/stream", responses=ERRORS, response_class=StreamingResponse)
     async def solve_stream_get(
@@ -537,14 +640,20 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
     ) -> StreamingResponse:
         """The POST stream for a text puzzle given in the query string."""
         item = PuzzleInput.model_validate({"task": task, "puzzle": puzzle})
-        budgets = service.budgets([budget], [""])
-        return stream(service, served.puzzle(item), None, request.scope["hrm.outcome"], budgets[0])
+        lane, routed = service.puzzle(item)
+        budgets = service.budgets([budget], [""], [lane])
+        return stream(service, lane, routed, None, request.scope["hrm.outcome"], budgets[0])
 
 
 def stream(
-    service: Service, puzzle: Puzzle, timeout_s: Optional[float], outcome: Outcome, budget: Optional[int] = None
+    service: Service,
+    lane: Lane,
+    puzzle: Puzzle,
+    timeout_s: Optional[float],
+    outcome: Outcome,
+    budget: Optional[int] = None,
 ) -> StreamingResponse:
-    (t,) = service.tickets([puzzle], timeout_s, want_steps=True, stream=True, budgets=[budget])  # 503 here, first
+    (t,) = service.tickets([(lane, puzzle)], timeout_s, want_steps=True, stream=True, budgets=[budget])  # 503 here
     start = time.monotonic()
     return StreamingResponse(
         _events(service, puzzle, t, start, outcome),
@@ -557,19 +666,20 @@ async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float, out
     assert t.events is not None
     outcome.status = CLIENT_GONE  # until the stream ends with an answer or an error event
     try:
-        as_read = service.served.natural(puzzle.task, puzzle.tokens)  # the puzzle as the server read it
+        served = t.lane.served
+        as_read = served.natural(puzzle.task, puzzle.tokens)  # the puzzle as the server read it
         yield _sse("puzzle", {"task": puzzle.task.name if puzzle.task else None, **as_read})
         while True:
             remaining = t.deadline - time.monotonic()
             try:
                 kind, payload = await asyncio.wait_for(t.events.get(), max(remaining, 0.0))
             except asyncio.TimeoutError:
-                service.scheduler.cancel([t])
+                service.cancel([t])
                 outcome.status = 504
                 yield _sse("error", {"error": "timeout_s: the deadline passed", "status": 504})
                 return
             if kind == "step":
-                yield _sse("step", service.served.step_event(puzzle, *payload))
+                yield _sse("step", served.step_event(puzzle, *payload))
             elif kind == "final":
                 out = service.response(puzzle, t, payload, start, False)
                 service.answered([out])
@@ -582,7 +692,7 @@ async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float, out
                 return
     finally:
         service.live.discard(t)
-        service.scheduler.cancel([t])  # a client that went away frees its place in the queue
+        service.cancel([t])  # a client that went away frees its place in the queue
 
 
 def _sse(event: str, data: Dict[str, Any]) -> str:

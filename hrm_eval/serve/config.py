@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -18,7 +18,8 @@ class ServeConfig(ScalingSettings):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    checkpoint: Optional[str] = None  # default: the bundled model (checkpoints/sudoku6-hard-hrm)
+    checkpoint: Optional[str] = None  # default: the bundled models there, one per task (sudoku6-hard-hrm first)
+    checkpoints: List[str] = Field(default_factory=list)  # several models, one per task (--checkpoint repeated)
     log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
     data_path: Optional[str] = None  # dataset for the page's random puzzles; default: the run's data/
     host: str = "127.0.0.1"  # localhost only unless you say otherwise

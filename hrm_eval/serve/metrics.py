@@ -16,7 +16,7 @@ Prometheus names (all prefixed `hrm_serve_`; counters end in `_total`, times are
     puzzles_solved_by_retry_total              such puzzles whose verified answer came from attempt 2 or later
     puzzles_solved_total / puzzles_verified_total / puzzles_cancelled_total
     draining                                   1 from SIGTERM until exit
-    model_info{name,family,variant,...}        1, with the model in its labels
+    model_info{name,family,variant,...}        1 per served model, with the model in its labels
 
 `/v1/stats` keeps the JSON view for people: counts, latency percentiles per route kind over the
 most recent requests, and puzzles/s over the last RATE_WINDOW_S seconds (not a lifetime average).
@@ -28,10 +28,11 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import InfoMetricFamily
 
 PREFIX = "hrm_serve_"
 WINDOW = 4096  # latencies kept per route kind for the percentiles of /v1/stats
@@ -82,7 +83,7 @@ class Metrics:
         self.verified = Counter(p + "puzzles_verified", "answers the task's rules accept", registry=r)
         self.cancelled = Counter(p + "puzzles_cancelled", "puzzles whose request gave up", registry=r)
         self.draining = Gauge(p + "draining", "1 while the server drains before exit", registry=r)
-        self.model = Info(p + "model", "the served model", registry=r)
+        self.model = ModelInfo(p + "model", "the served model", r)
         self._lock = threading.Lock()
         self._statuses: Tally = Tally()
         self._routes: Tally = Tally()
@@ -146,6 +147,25 @@ class Metrics:
                 "puzzles_per_s": round(recent / min(RATE_WINDOW_S, max(uptime, 1e-9)), 3),
                 "puzzles_per_s_window_s": RATE_WINDOW_S,
             }
+
+
+class ModelInfo:
+    """prometheus_client's Info with one sample per served model (Info holds one label set):
+    with one model its output is Info's, byte for byte."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry):
+        self.name, self.documentation = name, documentation
+        self.models: List[Dict[str, str]] = []
+        registry.register(self)
+
+    def info(self, labels: Dict[str, str]) -> None:
+        self.models.append(dict(labels))
+
+    def collect(self) -> Iterator[InfoMetricFamily]:
+        family = InfoMetricFamily(self.name, self.documentation)
+        for labels in self.models:
+            family.add_metric([], labels)
+        yield family
 
 
 def _percentiles(latencies: Deque[float]) -> Dict[str, Any]:

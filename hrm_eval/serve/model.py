@@ -92,12 +92,20 @@ class ServedModel:
 
     @classmethod
     def load(
-        cls, cfg: ServeConfig, device: torch.device, model_config: Optional[Dict[str, Any]] = None
+        cls,
+        cfg: ServeConfig,
+        device: torch.device,
+        model_config: Optional[Dict[str, Any]] = None,
+        checkpoint: Optional[str | Path] = None,
+        first: bool = True,
     ) -> "ServedModel":
-        """`model_config`: architecture fields for a checkpoint without all_config.yaml."""
-        checkpoint = resources.find(cfg.checkpoint) if cfg.checkpoint else resources.bundled_run()
-        path = resolve_checkpoint_path(checkpoint)
-        data = resources.find(cfg.data_path) if cfg.data_path else _run_data(path)  # path: also hf://, fetched
+        """`model_config`: architecture fields for a checkpoint without all_config.yaml;
+        `checkpoint`: which model (default: cfg's, else the bundled one). --data (the page's random
+        puzzles) is the `first` model's; every other one's are its run's data/."""
+        given = checkpoint or cfg.checkpoint
+        path = resolve_checkpoint_path(resources.find(given) if given else resources.bundled_run())
+        data_path = cfg.data_path if first else None
+        data = resources.find(data_path) if data_path else _run_data(path)  # path: also hf://, fetched
         examples = PuzzleDataset(data, split="test") if data is not None else None
 
         def load(dtype: Optional[str]) -> LoadedCheckpoint:
@@ -144,6 +152,26 @@ class ServedModel:
             "tasks": [task_layout(t) for t in self.tasks()],
             "random_puzzles": self.examples is not None,
         }
+
+    @property
+    def label(self) -> str:
+        """The model's task for messages: `sudoku6`, or its layout when no task fits it."""
+        if self.task is not None:
+            return self.task.name
+        return f"vocab_size {self.config.vocab_size}, seq_len {self.config.seq_len}"
+
+    def reads(self, item: Any) -> bool:
+        """Whether a request item (no `task` given) is a puzzle of this model: token ids of its
+        length, or a puzzle / grid its task reads (a Sudoku of its size)."""
+        if item.tokens is not None:
+            return len(item.tokens) == self.config.seq_len
+        if self.task is None:
+            return False
+        try:
+            self.task.encode_puzzle(item.grid if item.grid is not None else item.puzzle)
+        except HRMEvalError:
+            return False
+        return True
 
     # ---- request -> tokens -------------------------------------------------------------------
     def resolve_task(self, name: Optional[str], where: str) -> Optional[PuzzleTask]:

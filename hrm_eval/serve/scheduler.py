@@ -75,6 +75,7 @@ class Ticket:
     cancelled: bool = False  # its request gave up (deadline, client gone): skip it if not started
     scaled: Optional[ScaledWork] = None  # test-time scaling: its attempts (None: one plain run)
     step_attempts: List[int] = field(default_factory=list)  # scaled: the attempt of each of by_step
+    lane: Any = None  # the served model (app.Lane) whose engine it was queued on
 
     def __post_init__(self) -> None:
         self.future = self.loop.create_future()

@@ -18,11 +18,12 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import uvicorn
 
+from hrm_eval import resources
 from hrm_eval.inference.runtime import choose_threads, physical_cores
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.guard import guarded_protocol
@@ -39,30 +40,66 @@ SWITCH_INTERVAL_S = 0.0005
 CLOSE_GRACE_S = 5
 
 
-def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tuple[Any, ServedModel, BatchScheduler]:
-    """The ASGI app, its model and its (not yet started) scheduler."""
-    from hrm_eval.serve.app import create_app, serve_scaling
+def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tuple[Any, List[Any]]:
+    """The ASGI app and its models (app.Lane: each with its own, not yet started, scheduler)."""
+    from hrm_eval.serve.app import Lane, create_app, serve_scaling
 
     device = resolve_device(cfg.device)
-    served = ServedModel.load(cfg, device, model_config)
-    scaling = serve_scaling(served, cfg)
-    # cast_weights: the model is ours alone, so its weights can be stored in the forward dtype once;
+    models = [
+        ServedModel.load(cfg, device, model_config, checkpoint, first=i == 0)
+        for i, checkpoint in enumerate(served_checkpoints(cfg))
+    ]
+    one_per_task(models)
+    # cast_weights: each model is ours alone, so its weights can be stored in the forward dtype once;
     # max_row_steps: an attempt of a request with a budget may think on past the halting limit
-    engine = ServeEngine(
-        served.loaded.model,
-        slots=cfg.max_batch,
-        device=device,
-        halting=served.halting,
-        cast_weights=True,
-        max_row_steps=scaling.row_steps,
-        init_noise=scaling.noise,
-    )
+    scalings = [serve_scaling(served, cfg) for served in models]
+    engines = [
+        ServeEngine(
+            served.loaded.model,
+            slots=cfg.max_batch,
+            device=device,
+            halting=served.halting,
+            cast_weights=True,
+            max_row_steps=scaling.row_steps,
+            init_noise=scaling.noise,
+        )
+        for served, scaling in zip(models, scalings)
+    ]
     threads = engine_threads(cfg.threads, device)
     wait_s = cfg.batch_wait_ms / 1000.0
-    metrics = Metrics(act_step_limit=engine.limit)
-    scheduler = BatchScheduler(engine, max_queue=cfg.max_queue, batch_wait_s=wait_s, threads=threads, metrics=metrics)
-    scheduler.confidence = scaling.confidence
-    return create_app(served, scheduler, cfg, metrics, scaling), served, scheduler
+    metrics = Metrics(act_step_limit=max(engine.limit for engine in engines))
+    lanes = []
+    for served, scaling, engine in zip(models, scalings, engines):
+        scheduler = BatchScheduler(
+            engine, max_queue=cfg.max_queue, batch_wait_s=wait_s, threads=threads, metrics=metrics
+        )
+        scheduler.confidence = scaling.confidence
+        lanes.append(Lane(served, scheduler, scaling))
+    return create_app(lanes, cfg, metrics), lanes
+
+
+def served_checkpoints(cfg: ServeConfig) -> List[Optional[str]]:
+    """What to serve: --checkpoint (repeated: several models), else every bundled model that is
+    there, one per task (the 6x6 default, and the 9x9 model once shipped); None: the default."""
+    if cfg.checkpoints:
+        return [*cfg.checkpoints]
+    if cfg.checkpoint:
+        return [cfg.checkpoint]
+    present: List[Optional[str]] = [str(m.path) for m in resources.task_models() if m.present]
+    # the default alone (or nothing there: its "not found"): served as it always was
+    return present if present and present != [str(resources.bundled_run())] else [None]
+
+
+def one_per_task(models: List[ServedModel]) -> None:
+    """A puzzle goes to the model of its task: two models of one task leave it undecided."""
+    seen: Dict[str, ServedModel] = {}
+    for served in models:
+        other = seen.setdefault(served.label, served)
+        if other is not served:
+            raise HRMEvalError(
+                f"--checkpoint {other.loaded.path} and --checkpoint {served.loaded.path} are both "
+                f"{served.label} models: serve one model per task"
+            )
 
 
 def engine_threads(requested: Optional[int], device: torch.device) -> int:
@@ -111,19 +148,24 @@ def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> No
             file=sys.stderr,
         )
     sock = bind(cfg.host, cfg.port)
-    app, served, scheduler = build(cfg, model_config)
+    app, lanes = build(cfg, model_config)
     # The engine thread gives up the GIL inside every torch op and must get it back to issue the
     # next one; while request handling runs Python it waits up to the switch interval each time
     # (5 ms by default, longer than a small ACT step's ops). 0.5 ms bounds that wait.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    scheduler.start()
+    for lane in lanes:
+        lane.scheduler.start()
     scaling = app.service.scaling
     limits = ", ".join(
         f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in cfg.limits(scaling.max_budget).items()
     )
+    models = ", ".join(
+        f"{m.name} ({m.config.variant}, task {m.task.name if m.task else 'none'}, halting {cfg.halting}, "
+        f"max batch {cfg.max_batch}, threads {lane.scheduler.threads})"
+        for lane, m in ((lane, lane.served) for lane in lanes)
+    )
     print(
-        f"serving {served.name} ({served.config.variant}, task {served.task.name if served.task else 'none'}, "
-        f"halting {cfg.halting}, max batch {cfg.max_batch}, threads {scheduler.threads}) on {url_of(sock)}  "
+        f"serving {models} on {url_of(sock)}  "
         f"(page: /, API docs: /docs)\nlimits: {limits}\nscaling: {scaling.describe()['default']}"
         + (f" (budget {scaling.default_budget} ACT steps)" if scaling.default_budget else "")
         + f'; a request\'s "budget" may ask for up to {scaling.max_budget} ACT steps',
@@ -140,7 +182,8 @@ def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> No
     try:
         DrainingServer(config, app.service).run(sockets=[sock])
     finally:
-        scheduler.stop()
+        for lane in lanes:
+            lane.scheduler.stop()
         sock.close()
 
 

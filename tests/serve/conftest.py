@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import httpx
 import pytest
@@ -28,10 +28,10 @@ STARTUP_S = 240  # a loaded 2-core machine needs a while to import torch and loa
 
 
 class Server:
-    def __init__(self, args: List[str], log: Path):
+    def __init__(self, args: List[str], log: Path, env: Optional[Dict[str, str]] = None):
         self.host_port = ("", 0)
         self.log = log
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "deploy.py"), "--mode", "serve", "--port", "0", *args],
             cwd=ROOT,

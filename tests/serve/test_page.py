@@ -178,3 +178,42 @@ def test_page_thinks_harder(server, tmp_path, width, height):
         page.screenshot(path=str(shots / f"page-{width}x{height}-harder.png"), full_page=True)
         browser.close()
     assert outside == []
+
+
+def test_page_offers_the_task_of_each_served_model(tmp_path):
+    """Two models (--checkpoint twice, one per task): the task list offers both; a typed 9x9
+    puzzle picks the 9x9 task and is answered by that model, a 6x6 one by the 6x6 model as ever."""
+    from tests.conftest import CLASSIC_9X9, home_with_9x9
+    from tests.serve.conftest import Server
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    nine = home_with_9x9(tmp_path / "home") / "checkpoints" / "sudoku9-hrm"
+    server = Server(["--checkpoint", "sudoku6-hard-hrm", "--checkpoint", str(nine)], tmp_path / "server.log")
+    try:
+        with sync_api.sync_playwright() as p:
+            browser, page = browser_page(sync_api, p, {"width": 1280, "height": 800})
+            outside = block_the_network(page, server.url)
+            page.goto(server.url + "/")
+            expect(page.locator("#model")).to_contain_text("sudoku9-hrm/step_1000")
+            assert "sudoku6-hard-hrm/step_11250" in page.locator("#model").inner_text()
+            assert page.locator("#task option").all_inner_texts() == ["sudoku6 (36 cells)", "sudoku (81 cells)"]
+            page.fill("#puzzle", "\n".join(CLASSIC_9X9[r * 9 : r * 9 + 9] for r in range(9)))
+            assert page.input_value("#task") == "sudoku"  # chosen by the puzzle's size
+            page.click("#solve")
+            expect(page.locator("#summary")).to_contain_text("answered by sudoku9-hrm/step_1000", timeout=60_000)
+            expect(page.locator("#board .cell")).to_have_count(81)
+            page.fill("#puzzle", ISSUE_PUZZLE)
+            assert page.input_value("#task") == "sudoku6"
+            page.click("#solve")
+            expect(page.locator("#verdict")).to_have_text("verified", timeout=60_000)
+            assert "answered by sudoku6-hard-hrm/step_11250" in page.locator("#summary").inner_text()
+            assert "".join(page.locator("#board .cell").all_inner_texts()) == ISSUE_ANSWER
+            page.select_option("#task", "sudoku")  # a random puzzle of the chosen task's model
+            page.click("#random")
+            expect(page.locator("#summary")).to_contain_text("test puzzle #")
+            assert len(page.input_value("#puzzle").replace("\n", "")) == 81
+            browser.close()
+        assert outside == []
+    finally:
+        assert server.stop() == 0, server.log.read_text()

@@ -9,7 +9,16 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from hrm_eval.resources import bundled_run, bundled_runs, config_file, data_home, find
+from hrm_eval.resources import (
+    BUNDLED_MODELS,
+    bundled_model_for,
+    bundled_run,
+    bundled_runs,
+    config_file,
+    data_home,
+    find,
+    task_models,
+)
 from hrm_eval.training.config import TrainConfig
 from hrm_eval.utils.config import (
     DEFAULT_BATCH_SIZE,
@@ -23,7 +32,7 @@ from hrm_eval.utils.config import (
 )
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.paths import LOCK_NAME, OutputLock, check_writable_dir, default_output
-from tests.conftest import HRM_FIXTURES, ROOT, TRM_FIXTURES
+from tests.conftest import CLASSIC_9X9, HRM_FIXTURES, ROOT, TRM_FIXTURES
 
 RUN_CONFIGS = [
     bundled_run() / "all_config.yaml",
@@ -101,7 +110,7 @@ def test_data_home_lookup_order(tmp_path, monkeypatch):
     assert data_home() == ROOT  # a checkout: the folder holding hrm_eval/
     assert config_file("eval_config.yaml") == ROOT / "configs" / "eval_config.yaml"
     assert bundled_run() == ROOT / "checkpoints" / "sudoku6-hard-hrm"  # the default model
-    assert bundled_runs() == [bundled_run(), ROOT / "checkpoints" / "sudoku6-hrm"]
+    assert bundled_runs()[:2] == [bundled_run(), ROOT / "checkpoints" / "sudoku6-hrm"]  # then sudoku9-hrm, once shipped
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "eval_config.yaml").write_text("checkpoint: x\n")
     monkeypatch.setenv("HRM_EVAL_HOME", str(tmp_path))
@@ -109,6 +118,31 @@ def test_data_home_lookup_order(tmp_path, monkeypatch):
     monkeypatch.setenv("HRM_EVAL_HOME", str(tmp_path / "nowhere"))
     with pytest.raises(HRMEvalError, match="HRM_EVAL_HOME"):
         data_home()
+
+
+def test_each_task_has_one_bundled_model_listed_before_it_is_shipped(tmp_path, monkeypatch):
+    """The 9x9 model is listed (issue 28) but counts only once its folder holds a checkpoint: until
+    then an 81-cell puzzle gets a one-line error naming the folder and --checkpoint."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "eval_config.yaml").write_text("checkpoint: x\n")
+    monkeypatch.setenv("HRM_EVAL_HOME", str(tmp_path))
+    assert [(m.name, m.task) for m in task_models()] == [("sudoku6-hard-hrm", "sudoku6"), ("sudoku9-hrm", "sudoku")]
+    assert not any(m.present for m in BUNDLED_MODELS) and bundled_runs() == []
+    absent = r"no bundled model for 9x9 Sudoku \(81 cells\) yet .*sudoku9-hrm.*--checkpoint"
+    with pytest.raises(HRMEvalError, match=absent):
+        bundled_model_for(CLASSIC_9X9)
+    (tmp_path / "checkpoints" / "sudoku9-hrm").mkdir(parents=True)
+    assert bundled_runs() == [tmp_path / "checkpoints" / "sudoku9-hrm"]  # a folder: never a training output
+    with pytest.raises(HRMEvalError, match="yet"):  # but no checkpoint in it: not a model yet
+        bundled_model_for(CLASSIC_9X9)
+    (tmp_path / "checkpoints" / "sudoku9-hrm" / "step_10").write_bytes(b"")
+    assert bundled_model_for(CLASSIC_9X9).name == bundled_model_for(task="sudoku").name == "sudoku9-hrm"
+    with pytest.raises(HRMEvalError, match="yet"):
+        bundled_model_for("356.2..24.366..3422.36514312.556.4..")  # 6x6: its model is not in this home
+    with pytest.raises(HRMEvalError, match=r"fits none of the bundled models \(6x6 Sudoku: 36 cells, 9x9 Sudoku: 81"):
+        bundled_model_for("1234")
+    with pytest.raises(HRMEvalError, match="no bundled model for task maze"):
+        bundled_model_for("1234", task="maze")
 
 
 def test_find_tries_the_working_directory_then_the_data_home(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const STEP_DELAY_MS = 380; // steps arrive within milliseconds: show each long enough to be seen
 const RETRY_STEP_DELAY_MS = 140; // a later attempt's steps (thinking harder may take dozens)
-let model = null;
+let model = null; // GET /v1/model: the (first) model; with several, `models` holds each and `tasks` all of theirs
 let solution = null; // known solution of a drawn test puzzle (text or rows), for marking wrong cells
 
 const KEY_ITEM = "hrm-eval-key";
@@ -47,23 +47,45 @@ async function loadModel() {
     return;
   }
   showError("");
-  $("model").textContent = `${model.name} · ${model.variant} · ${model.dtype} · halting ${model.halting.mode}`;
+  $("model").textContent = (model.models || [model])
+    .map((m) => `${m.name} · ${m.variant} · ${m.dtype} · halting ${m.halting.mode}`).join("  +  ");
   const select = $("task");
   select.innerHTML = "";
   for (const t of model.tasks) select.add(new Option(`${t.name} (${t.seq_len} cells)`, t.name));
   if (!model.tasks.length) select.add(new Option("token ids", ""));
-  $("random").disabled = !model.random_puzzles;
-  budgetChoices();
+  taskChosen();
   if (!$("board").children.length) renderBoard(null, emptyBoard(), null); // the board before any puzzle
+}
+
+// The model that answers a task (several models are served one per task; else the one).
+function modelOf(taskName) {
+  return (model.models || []).find((m) => m.tasks.some((t) => t.name === taskName)) || model;
+}
+
+// What depends on the chosen task's model: its random puzzles and its "think harder" budgets.
+function taskChosen() {
+  $("random").disabled = !modelOf($("task").value).random_puzzles;
+  budgetChoices();
+}
+
+// Several models: a typed text puzzle with as many cells as another task's board picks that task
+// (an 81-cell Sudoku goes to the 9x9 model without touching the task list).
+function taskBySize() {
+  if (!model || !model.models) return;
+  const cells = $("puzzle").value.replace(/\s/g, "").length;
+  if (layoutOf($("task").value).seq_len === cells) return;
+  const fit = model.tasks.find((t) => t.n && t.seq_len === cells);
+  if (fit) { $("task").value = fit.name; taskChosen(); }
 }
 
 // "Think harder": budgets of 2, 4 and 8 times the halting limit, up to the server's max_budget
 // (GET /v1/model); the server's default (--scaling verify --budget N) preselected.
 function budgetChoices() {
-  const select = $("budget"), scaling = model.scaling;
+  const chosen = modelOf($("task").value);
+  const select = $("budget"), scaling = chosen.scaling;
   select.length = 1;
   if (!scaling) { select.disabled = true; return; }
-  const limit = model.halting.max_steps;
+  const limit = chosen.halting.max_steps;
   const budgets = new Set([2, 4, 8].map((k) => k * limit).filter((b) => b <= scaling.max_budget));
   budgets.add(scaling.max_budget);
   if (scaling.budget) budgets.add(scaling.budget);
@@ -265,7 +287,8 @@ function attemptsText(data) {
 async function randomPuzzle() {
   showError("");
   try {
-    const p = await (await api("/v1/puzzles/random")).json();
+    const query = model.models ? "?task=" + encodeURIComponent($("task").value) : ""; // several models: the chosen task's
+    const p = await (await api("/v1/puzzles/random" + query)).json();
     const layout = layoutOf(p.task);
     // one board row per line reads better; the server ignores the line breaks
     $("puzzle").value = typeof p.puzzle === "string" && layout.n
@@ -282,7 +305,8 @@ async function randomPuzzle() {
 localStorage.removeItem(KEY_ITEM); // earlier versions kept the key there, for good
 $("apikey").value = sessionStorage.getItem(KEY_ITEM) || "";
 $("apikey").addEventListener("change", loadModel);
-$("puzzle").addEventListener("input", () => { solution = null; });
+$("puzzle").addEventListener("input", () => { solution = null; taskBySize(); });
+$("task").addEventListener("change", () => { taskChosen(); if (!$("board").dataset.answer) clearAnswer(emptyBoard()); });
 $("solve").addEventListener("click", solve);
 $("random").addEventListener("click", randomPuzzle);
 loadModel();
