@@ -18,7 +18,7 @@ inner model `HRMReasoning` (see `hrm_eval.models`).
 
 from __future__ import annotations
 
-import importlib
+from hrm_eval.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -36,7 +36,7 @@ _LAZY = {
     "Solution": "hrm_eval.inference.solve",
     "Evaluator": "hrm_eval.evaluation.evaluator",
     "HRMEvalError": "hrm_eval.utils.errors",
-    "load_config": "hrm_eval.utils.config",
+    "load_config": "hrm_eval.config",
     # models
     "ModelConfig": "hrm_eval.models.config",
     "HRMConfig": "hrm_eval.models.config",
@@ -47,15 +47,4 @@ _LAZY = {
     "build_model": "hrm_eval.models",
 }
 __all__ = [*_LAZY, "__version__"]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'hrm_eval' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -2,7 +2,8 @@
 turning the given flags (+ the mode's config file) into the mode's config model.
 
 Adding a flag to a mode is one line in that mode's `add_arguments` plus the field of the same
-name in its config model (hrm_eval.utils.config); its default is shown in --help from there.
+name in its config model (owned by the mode's feature, e.g. hrm_eval.evaluation.config); its
+default is shown in --help from there.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from pydantic import BaseModel, ValidationError
 
 from hrm_eval.resources import find, find_checkpoint, is_checkpoint_name
 from hrm_eval.utils import guarded
-from hrm_eval.utils.config import read_yaml, validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import LEVELS, setup_logging
 from hrm_eval.utils.paths import OutputLock
+from hrm_eval.utils.validation import read_yaml, validation_error_line
 
 T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger("hrm_eval")
@@ -267,10 +268,9 @@ def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
     """The architecture fields of a --model-config YAML (a bare block or an all_config.yaml)."""
     if not path:
         return None
-    from hrm_eval.models.config import HRMConfig
+    from hrm_eval.models.config import read_arch_fields  # why: models import torch
 
-    data = read_yaml(path, "model config")
-    return HRMConfig.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
+    return read_arch_fields(path)
 
 
 def replaced_note(existed: bool) -> str:

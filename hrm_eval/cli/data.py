@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hrm_eval.cli.base import Invocation, Mode
-from hrm_eval.utils.config import BuildDataConfig, GenerateConfig
+from hrm_eval.data.config import BuildDataConfig, GenerateConfig
 
 
 def build_arguments(g: argparse._ArgumentGroup) -> None:

@@ -17,7 +17,7 @@ from hrm_eval.cli.base import (
     replaced_note,
     run_on_ranks,
 )
-from hrm_eval.utils.config import CompareConfig, EnsembleConfig, MembersSettings
+from hrm_eval.ensemble.config import CompareConfig, EnsembleConfig, MembersSettings
 from hrm_eval.utils.logging import log_metrics
 from hrm_eval.utils.paths import default_output
 

@@ -17,7 +17,7 @@ from hrm_eval.cli.base import (
     replaced_note,
     run_on_ranks,
 )
-from hrm_eval.utils.config import EvalConfig, InspectConfig, ScoreConfig
+from hrm_eval.evaluation.config import EvalConfig, InspectConfig, ScoreConfig
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.paths import OutputLock, default_output
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hrm_eval.cli.base import Invocation, Mode, add_model_flags, model_config
-from hrm_eval.utils.config import ExportConfig
+from hrm_eval.export.config import ExportConfig
 from hrm_eval.utils.errors import HRMEvalError
 
 

@@ -7,8 +7,8 @@ from typing import Any, Dict
 
 from hrm_eval.cli.base import Invocation, KeyValues, Mode, key_value
 from hrm_eval.resources import find
-from hrm_eval.utils.config import read_yaml
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.validation import read_yaml
 
 
 def train_arguments(g: argparse._ArgumentGroup) -> None:

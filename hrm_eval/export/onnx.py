@@ -34,9 +34,9 @@ from hrm_eval.models.base import InnerCarry, RecursiveReasoningModel
 from hrm_eval.models.config import ModelConfig
 from hrm_eval.models.loading import CONFIG_METADATA_KEY, LoadedCheckpoint
 from hrm_eval.utils import guarded
-from hrm_eval.utils.config import validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write
+from hrm_eval.utils.validation import validation_error_line
 
 log = logging.getLogger("hrm_eval")
 STEP_INPUTS = ("z_H", "z_L", "inputs", "puzzle_identifiers", "reset")

@@ -47,9 +47,9 @@ from hrm_eval.models.hub import is_hub_ref, localize
 from hrm_eval.models.layers import RotaryEmbedding, mlp_width
 from hrm_eval.resources import find_checkpoint, is_checkpoint_name
 from hrm_eval.utils import guarded
-from hrm_eval.utils.config import short_repr
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
+from hrm_eval.utils.validation import short_repr
 
 log = logging.getLogger("hrm_eval")
 
