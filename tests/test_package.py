@@ -14,6 +14,7 @@ ENTRY_POINTS = {
     "load_checkpoint": "hrm_eval.models.loading",
     "LoadedCheckpoint": "hrm_eval.models.loading",
     "evaluate_ensemble": "hrm_eval.ensemble.run",
+    "load_config": "hrm_eval.config",
     "ModelConfig": "hrm_eval.models.config",
     "ACTModel": "hrm_eval.models.act",
     "HRMReasoning": "hrm_eval.models.hrm",
@@ -26,6 +27,15 @@ def test_import_hrm_eval_does_not_import_torch():
     code = "import sys, hrm_eval; print(hrm_eval.__version__, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.split() == [hrm_eval.__version__, "False"]
+
+
+def test_the_command_line_and_every_mode_config_import_without_torch():
+    """The CLI validates a mode's config before it imports torch; the features' package faces are lazy."""
+    configs = ["evaluation", "ensemble", "export", "inference", "data", "serve"]
+    modules = ", ".join(["hrm_eval.cli", *(f"hrm_eval.{c}.config" for c in configs)])
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
 
 
 def test_entry_points_are_the_objects_of_their_home_modules():
