@@ -28,7 +28,7 @@ _LAZY = {
     "simple_evaluate": "hrm_eval.evaluation.run",
     "open_dataset": "hrm_eval.data.open",
     "results_frames": "hrm_eval.evaluation.run",
-    "load_checkpoint": "hrm_eval.models.loading",
+    "load_checkpoint": "hrm_eval.inference.checkpoint",
     "LoadedCheckpoint": "hrm_eval.models.loading",
     "evaluate_ensemble": "hrm_eval.ensemble.run",
     "solve": "hrm_eval.inference.solve",

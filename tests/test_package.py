@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 ENTRY_POINTS = {
     "simple_evaluate": "hrm_eval.evaluation.run",
     "open_dataset": "hrm_eval.evaluation.run",
-    "load_checkpoint": "hrm_eval.models.loading",
+    "load_checkpoint": "hrm_eval.inference.checkpoint",
     "LoadedCheckpoint": "hrm_eval.models.loading",
     "evaluate_ensemble": "hrm_eval.ensemble.run",
     "load_config": "hrm_eval.config",

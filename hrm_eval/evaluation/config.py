@@ -48,8 +48,8 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
         config names one. `HRMConfig.from_yaml_config(config)` (the notebook example) calls this."""
         # why: loading imports torch; the CLI reads this config before torch is imported
         from hrm_eval.data.open import open_dataset
+        from hrm_eval.inference.checkpoint import load_checkpoint
         from hrm_eval.models.config import read_arch_fields
-        from hrm_eval.models.loading import load_checkpoint
 
         model_config = None
         if self.model_config_path:
