@@ -125,6 +125,7 @@ def members_output(cfg: MembersSettings, mode: str, *names: Optional[str]) -> Pa
 
 
 def run_ensemble(inv: Invocation) -> int:
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
 
     cfg = inv.config(EnsembleConfig)
@@ -161,6 +162,7 @@ def compare_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_compare(inv: Invocation) -> int:
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.compare import REPORT_FILE, compare_checkpoints
 
     cfg = inv.config(CompareConfig)

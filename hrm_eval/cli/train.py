@@ -52,6 +52,7 @@ def set_dotted(data: Dict[str, Any], key: str, value: Any) -> None:
 
 
 def run_train(inv: Invocation) -> int:
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.training.config import TrainConfig
     from hrm_eval.training.trainer import train
 

@@ -31,6 +31,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from hrm_eval.env.games import game_for
 from hrm_eval.env.puzzles import Puzzle, PuzzleSource
 from hrm_eval.env.thinking import OBS_FIELDS, ThinkState, load_model
 from hrm_eval.utils.errors import HRMEvalError
@@ -141,7 +142,6 @@ class ThinkEnv(_ThinkSetup, gym.Env):
     def render(self):
         if self.render_mode != "ansi" or self.puzzle is None:
             return None
-        from hrm_eval.env.games import game_for
 
         game = game_for(self.task, self.source.seq_len)
         game.start(self.puzzle.inputs)

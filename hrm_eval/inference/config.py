@@ -22,7 +22,7 @@ class ModelFlags(ConfigModel):
     @classmethod
     def _known_arch_fields(cls, v: Dict[str, Any]) -> Dict[str, Any]:
         if v:  # the model's field names live with the model
-            from hrm_eval.models.config import check_arch_names  # why: models import torch; the CLI must not
+            from hrm_eval.models.config import check_arch_names  # why: models import torch; the CLI validates first
 
             check_arch_names(v)  # an HRMEvalError passes through pydantic as it is: one line, naming --arch
         return v
