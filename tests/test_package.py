@@ -67,3 +67,22 @@ def test_python_dash_m_hrm_eval_runs_the_command_line(tmp_path):
     p = subprocess.run([sys.executable, "-m", "hrm_eval", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert (out / "results.json").is_file()
+
+
+def test_the_model_code_opens_no_dataset_and_reads_no_mode_settings():
+    """models/ are pure modules (README: Layout): no import of the evaluation, of the modes'
+    config bases, or of the data code, but for the dataset format's IGNORE_LABEL_ID (the one
+    definition of the label the losses skip; a constant, read by no function)."""
+    import ast
+
+    allowed = {("hrm_eval.data.format", "IGNORE_LABEL_ID")}
+    found = []
+    for path in sorted((ROOT / "hrm_eval" / "models").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found += [(path.name, node.module, a.name) for a in node.names]
+            elif isinstance(node, ast.Import):
+                found += [(path.name, a.name, "") for a in node.names]
+    banned = ("hrm_eval.data", "hrm_eval.evaluation", "hrm_eval.utils.config")
+    wrong = [f for f in found if f[1].startswith(banned) and f[1:] not in allowed]
+    assert wrong == []
