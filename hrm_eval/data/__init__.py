@@ -9,12 +9,12 @@ from __future__ import annotations
 from hrm_eval.utils.lazy import lazy_exports
 
 # Imported on first use: `hrm_eval.data.<module>` imports stay as light as they were.
-_LAZY = {
-    "open_dataset": "hrm_eval.data.open",
-    "resolve_task": "hrm_eval.data.open",
-    "PuzzleDataset": "hrm_eval.data.dataset",
-    "DatasetMetadata": "hrm_eval.data.format",
-    "get_task": "hrm_eval.data.tasks",
-}
-__all__ = list(_LAZY)
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.data.open": ["open_dataset", "resolve_task"],
+        "hrm_eval.data.dataset": ["PuzzleDataset"],
+        "hrm_eval.data.format": ["DatasetMetadata"],
+        "hrm_eval.data.tasks": ["get_task"],
+    },
+)

@@ -12,12 +12,13 @@ from __future__ import annotations
 from hrm_eval.utils.lazy import lazy_exports
 
 # Imported on first use: `import hrm_eval.ensemble.config` (the command line) stays free of torch.
-_LAZY = {
-    "EnsembleContext": "hrm_eval.ensemble.context",
-    "EnsembleSettings": "hrm_eval.ensemble.settings",
-    "evaluate_ensemble": "hrm_eval.ensemble.run",
-    "format_ensemble": "hrm_eval.ensemble.report",
-    "STRATEGIES": "hrm_eval.ensemble.strategies",
-}
-__all__ = list(_LAZY)
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.ensemble.context": ["EnsembleContext"],
+        "hrm_eval.ensemble.settings": ["EnsembleSettings"],
+        "hrm_eval.ensemble.run": ["evaluate_ensemble"],
+        "hrm_eval.ensemble.report": ["format_ensemble"],
+        "hrm_eval.ensemble.strategies": ["STRATEGIES"],
+    },
+)

@@ -8,11 +8,11 @@ from __future__ import annotations
 from hrm_eval.utils.lazy import lazy_exports
 
 # Imported on first use: `import hrm_eval.evaluation.config` (the command line) stays free of torch.
-_LAZY = {
-    "EvaluationResult": "hrm_eval.evaluation.result",
-    "Evaluator": "hrm_eval.evaluation.evaluator",
-    "open_dataset": "hrm_eval.evaluation.run",
-    "simple_evaluate": "hrm_eval.evaluation.run",
-}
-__all__ = list(_LAZY)
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.evaluation.evaluator": ["Evaluator"],
+        "hrm_eval.evaluation.result": ["EvaluationResult"],
+        "hrm_eval.evaluation.run": ["open_dataset", "simple_evaluate"],
+    },
+)

@@ -16,10 +16,9 @@ from __future__ import annotations
 from hrm_eval.utils.lazy import lazy_exports
 
 # Imported on first use: `import hrm_eval.export.config` (the command line) stays free of torch.
-_LAZY = {
-    "CONFIG_FILE": "hrm_eval.export.folder",
-    "WEIGHTS_FILE": "hrm_eval.export.folder",
-    "write_model_folder": "hrm_eval.export.folder",
-}
-__all__ = list(_LAZY)
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.export.folder": ["CONFIG_FILE", "WEIGHTS_FILE", "write_model_folder"],
+    },
+)
