@@ -18,44 +18,29 @@ inner model `HRMReasoning` (see `hrm_eval.models`).
 
 from __future__ import annotations
 
-import importlib
+from hrm_eval.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 # Imported on first use, so that `import hrm_eval` and `hrm-eval --help` do not pay for torch.
-_LAZY = {
-    # entry points
-    "simple_evaluate": "hrm_eval.evaluation.run",
-    "open_dataset": "hrm_eval.data.open",
-    "results_frames": "hrm_eval.evaluation.run",
-    "load_checkpoint": "hrm_eval.models.loading",
-    "LoadedCheckpoint": "hrm_eval.models.loading",
-    "evaluate_ensemble": "hrm_eval.ensemble.run",
-    "solve": "hrm_eval.inference.solve",
-    "Solver": "hrm_eval.inference.solve",
-    "Solution": "hrm_eval.inference.solve",
-    "Evaluator": "hrm_eval.evaluation.evaluator",
-    "HRMEvalError": "hrm_eval.utils.errors",
-    "load_config": "hrm_eval.utils.config",
-    # models
-    "ModelConfig": "hrm_eval.models.config",
-    "HRMConfig": "hrm_eval.models.config",
-    "ACTModel": "hrm_eval.models.act",
-    "HRMReasoning": "hrm_eval.models.hrm",
-    "TRMReasoning": "hrm_eval.models.trm",
-    "HRMModel": "hrm_eval.models.hrm",
-    "build_model": "hrm_eval.models",
-}
-__all__ = [*_LAZY, "__version__"]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'hrm_eval' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+_entry_points, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.evaluation.run": ["simple_evaluate", "results_frames"],
+        "hrm_eval.data.open": ["open_dataset"],
+        "hrm_eval.inference.checkpoint": ["load_checkpoint"],
+        "hrm_eval.models.loading": ["LoadedCheckpoint"],
+        "hrm_eval.ensemble.run": ["evaluate_ensemble"],
+        "hrm_eval.inference.solve": ["solve", "Solver", "Solution"],
+        "hrm_eval.evaluation.evaluator": ["Evaluator"],
+        "hrm_eval.utils.errors": ["HRMEvalError"],
+        "hrm_eval.config": ["load_config"],
+        # models
+        "hrm_eval.models.config": ["ModelConfig", "HRMConfig"],
+        "hrm_eval.models.act": ["ACTModel"],
+        "hrm_eval.models.hrm": ["HRMReasoning", "HRMModel"],
+        "hrm_eval.models.trm": ["TRMReasoning"],
+        "hrm_eval.models": ["build_model"],
+    },
+)
+__all__ = [*_entry_points, "__version__"]

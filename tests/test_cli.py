@@ -22,8 +22,8 @@ import pytest
 import torch
 import yaml
 
+from hrm_eval.evaluation.config import EvalConfig
 from hrm_eval.evaluation.run import simple_evaluate
-from hrm_eval.utils.config import EvalConfig
 from hrm_eval.utils.paths import LOCK_NAME
 from tests.conftest import (
     HRM_FIXTURES,

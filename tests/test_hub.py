@@ -19,9 +19,9 @@ import pytest
 from hrm_eval.compare import compare_checkpoints
 from hrm_eval.evaluation.provenance import checkpoint_record
 from hrm_eval.export.folder import write_model_folder
+from hrm_eval.inference.checkpoint import load_checkpoint
 from hrm_eval.members.predictions import CACHE_ENV
 from hrm_eval.models.hub import hub_origin, parse
-from hrm_eval.models.loading import load_checkpoint
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import ROOT
 

@@ -11,9 +11,10 @@ from tests.conftest import ROOT
 ENTRY_POINTS = {
     "simple_evaluate": "hrm_eval.evaluation.run",
     "open_dataset": "hrm_eval.evaluation.run",
-    "load_checkpoint": "hrm_eval.models.loading",
+    "load_checkpoint": "hrm_eval.inference.checkpoint",
     "LoadedCheckpoint": "hrm_eval.models.loading",
     "evaluate_ensemble": "hrm_eval.ensemble.run",
+    "load_config": "hrm_eval.config",
     "ModelConfig": "hrm_eval.models.config",
     "ACTModel": "hrm_eval.models.act",
     "HRMReasoning": "hrm_eval.models.hrm",
@@ -26,6 +27,15 @@ def test_import_hrm_eval_does_not_import_torch():
     code = "import sys, hrm_eval; print(hrm_eval.__version__, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.split() == [hrm_eval.__version__, "False"]
+
+
+def test_the_command_line_and_every_mode_config_import_without_torch():
+    """The CLI validates a mode's config before it imports torch; the features' package faces are lazy."""
+    configs = ["evaluation", "ensemble", "export", "inference", "data", "serve"]
+    modules = ", ".join(["hrm_eval.cli", *(f"hrm_eval.{c}.config" for c in configs)])
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
 
 
 def test_entry_points_are_the_objects_of_their_home_modules():
@@ -57,3 +67,22 @@ def test_python_dash_m_hrm_eval_runs_the_command_line(tmp_path):
     p = subprocess.run([sys.executable, "-m", "hrm_eval", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert (out / "results.json").is_file()
+
+
+def test_the_model_code_opens_no_dataset_and_reads_no_mode_settings():
+    """models/ are pure modules (README: Layout): no import of the evaluation, of the modes'
+    config bases, or of the data code, but for the dataset format's IGNORE_LABEL_ID (the one
+    definition of the label the losses skip; a constant, read by no function)."""
+    import ast
+
+    allowed = {("hrm_eval.data.format", "IGNORE_LABEL_ID")}
+    found = []
+    for path in sorted((ROOT / "hrm_eval" / "models").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found += [(path.name, node.module, a.name) for a in node.names]
+            elif isinstance(node, ast.Import):
+                found += [(path.name, a.name, "") for a in node.names]
+    banned = ("hrm_eval.data", "hrm_eval.evaluation", "hrm_eval.utils.config")
+    wrong = [f for f in found if f[1].startswith(banned) and f[1:] not in allowed]
+    assert wrong == []

@@ -35,12 +35,12 @@ from hrm_eval.cli.play import PLAY
 from hrm_eval.cli.serve import SERVE
 from hrm_eval.cli.solve import SOLVE
 from hrm_eval.cli.train import TRAIN
+from hrm_eval.resources import data_home
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import disk_error_line
 
 
 def run_tests(inv: Invocation) -> int:
-    from hrm_eval.resources import data_home
 
     tests = data_home() / "tests"
     if not tests.is_dir():

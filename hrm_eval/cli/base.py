@@ -2,7 +2,8 @@
 turning the given flags (+ the mode's config file) into the mode's config model.
 
 Adding a flag to a mode is one line in that mode's `add_arguments` plus the field of the same
-name in its config model (hrm_eval.utils.config); its default is shown in --help from there.
+name in its config model (owned by the mode's feature, e.g. hrm_eval.evaluation.config); its
+default is shown in --help from there.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pydantic import BaseModel, ValidationError
 
 from hrm_eval.resources import find, find_checkpoint, is_checkpoint_name
 from hrm_eval.utils import guarded
-from hrm_eval.utils.config import read_yaml, validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import LEVELS, setup_logging
-from hrm_eval.utils.paths import OutputLock
+from hrm_eval.utils.paths import OutputLock, check_writable_dir
+from hrm_eval.utils.tracking import start_run, wandb_module
+from hrm_eval.utils.validation import read_yaml, validation_error_line
 
 T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger("hrm_eval")
@@ -60,7 +62,6 @@ class Invocation:
     def output_config(self, schema: Type[T]) -> T:
         """`config(schema)` for a mode that writes a folder: its `output_dir` is checked now (one
         line naming --output), before any work whose result could not be written."""
-        from hrm_eval.utils.paths import check_writable_dir
 
         config = self.config(schema)
         output_dir = getattr(config, "output_dir", None)
@@ -267,10 +268,9 @@ def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
     """The architecture fields of a --model-config YAML (a bare block or an all_config.yaml)."""
     if not path:
         return None
-    from hrm_eval.models.config import HRMConfig
+    from hrm_eval.models.config import read_arch_fields  # why: models import torch; not every command line needs it
 
-    data = read_yaml(path, "model config")
-    return HRMConfig.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
+    return read_arch_fields(path)
 
 
 def replaced_note(existed: bool) -> str:
@@ -280,8 +280,6 @@ def replaced_note(existed: bool) -> str:
 def check_wandb(config: BaseModel) -> None:
     """--wandb without wandb installed: one line now, not after the evaluation."""
     if getattr(config, "wandb", False):
-        from hrm_eval.utils.tracking import wandb_module
-
         wandb_module(required=True)
 
 
@@ -289,7 +287,6 @@ def track(config: BaseModel, mode: str, results: Dict[str, Any], out: Path) -> N
     """With --wandb: the results (metrics, tables, the PNGs in `out`) as one W&B run in `out`."""
     if not getattr(config, "wandb", False):
         return
-    from hrm_eval.utils.tracking import start_run
 
     tracker = start_run(
         getattr(config, "wandb_project", None),
@@ -317,6 +314,7 @@ def run_on_ranks(
     alone or as one rank under torchrun (gloo on CPU, NCCL on CUDA, one GPU per rank): every rank
     runs its share, rank 0 holds the --output lock, writes and tracks. Returns (results, whether
     `out` already held `report_file`) on rank 0, None on the other ranks."""
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.evaluation.distributed import init_from_env, rank_device, run_rank
     from hrm_eval.utils.device import resolve_device
 

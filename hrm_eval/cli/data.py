@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from hrm_eval.cli.base import Invocation, Mode
-from hrm_eval.utils.config import BuildDataConfig, GenerateConfig
+from hrm_eval.data.build import build_dataset
+from hrm_eval.data.config import BuildDataConfig, GenerateConfig
+from hrm_eval.data.generate import generate_csvs
 
 
 def build_arguments(g: argparse._ArgumentGroup) -> None:
@@ -19,7 +21,6 @@ def build_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_build(inv: Invocation) -> int:
-    from hrm_eval.data.build import build_dataset
 
     cfg = inv.output_config(BuildDataConfig)
     options = cfg.model_dump(include={"num_aug", "subsample_size", "min_difficulty", "seed"})
@@ -40,7 +41,6 @@ def generate_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_generate(inv: Invocation) -> int:
-    from hrm_eval.data.generate import generate_csvs
 
     cfg = inv.output_config(GenerateConfig)
     options = cfg.model_dump(include={"num_train", "num_test", "seed", "size", "min_blanks", "max_blanks"})

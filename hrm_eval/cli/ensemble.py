@@ -17,7 +17,7 @@ from hrm_eval.cli.base import (
     replaced_note,
     run_on_ranks,
 )
-from hrm_eval.utils.config import CompareConfig, EnsembleConfig, MembersSettings
+from hrm_eval.ensemble.config import CompareConfig, EnsembleConfig, MembersSettings
 from hrm_eval.utils.logging import log_metrics
 from hrm_eval.utils.paths import default_output
 
@@ -125,6 +125,7 @@ def members_output(cfg: MembersSettings, mode: str, *names: Optional[str]) -> Pa
 
 
 def run_ensemble(inv: Invocation) -> int:
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
 
     cfg = inv.config(EnsembleConfig)
@@ -161,6 +162,7 @@ def compare_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_compare(inv: Invocation) -> int:
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.compare import REPORT_FILE, compare_checkpoints
 
     cfg = inv.config(CompareConfig)

@@ -17,7 +17,8 @@ from hrm_eval.cli.base import (
     replaced_note,
     run_on_ranks,
 )
-from hrm_eval.utils.config import EvalConfig, InspectConfig, ScoreConfig
+from hrm_eval.data.tasks.arc.scoring import score_arc_predictions
+from hrm_eval.evaluation.config import EvalConfig, InspectConfig, ScoreConfig
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.paths import OutputLock, default_output
 
@@ -80,6 +81,7 @@ SAME_NAMES = (
 
 
 def run_evaluate(inv: Invocation) -> int:
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.evaluation.distributed import launched_by_torchrun
     from hrm_eval.evaluation.report import format_summary
     from hrm_eval.evaluation.run import onnx_settings, simple_evaluate
@@ -123,6 +125,7 @@ def run_evaluate(inv: Invocation) -> int:
 
 def _check_interrupted(out: Path, cfg: EvalConfig) -> None:
     """A rerun into the folder of an interrupted run used to start from zero without a word."""
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.evaluation.resume import MANIFEST, RESUME_DIR
 
     if (out / RESUME_DIR / MANIFEST).exists() and not (cfg.resume or cfg.overwrite):
@@ -137,6 +140,7 @@ def _data_follows_checkpoint(inv: Invocation, cfg: EvalConfig) -> tuple[EvalConf
     given without --data (and without a --config of one's own) is evaluated on its own run's
     dataset: the bundled config's data belongs to the bundled model, and another model scored on
     it prints numbers that look real (0.190 for a model whose card says 0.450)."""
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.models.loading import checkpoint_dataset
 
     if "data_path" in inv.flags:
@@ -171,12 +175,14 @@ def inspect_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_inspect(inv: Invocation) -> int:
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.evaluation.report import format_inspection
     from hrm_eval.models.loading import load_checkpoint
 
     cfg = inv.config(InspectConfig)
     onnx_file = _onnx_file(Path(cfg.checkpoint))
     if onnx_file is not None:
+        # why: torch is imported only by the modes that run a model, not by every command line
         from hrm_eval.export.onnx import format_onnx_inspection
 
         print(format_onnx_inspection(onnx_file))
@@ -195,6 +201,7 @@ def run_inspect(inv: Invocation) -> int:
 
 def _onnx_file(path: Path) -> Path | None:
     """The .onnx file to inspect: the path itself, or an ONNX-only export folder's model.onnx."""
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.export.onnx import ONNX_FILE, ONNX_SUFFIX
     from hrm_eval.models.loading import WEIGHTS_FILE, list_steps
 
@@ -222,7 +229,6 @@ def score_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_score(inv: Invocation) -> int:
-    from hrm_eval.data.tasks.arc.scoring import score_arc_predictions
 
     cfg = inv.config(ScoreConfig)
     out = Path(cfg.output_dir)

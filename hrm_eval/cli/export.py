@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from hrm_eval.cli.base import Invocation, Mode, add_model_flags, model_config
-from hrm_eval.utils.config import ExportConfig
+from hrm_eval.export.config import ExportConfig
+from hrm_eval.export.hub import push_folder
 from hrm_eval.utils.errors import HRMEvalError
 
 
@@ -37,6 +38,7 @@ def export_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_export(inv: Invocation) -> int:
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.evaluation.run import simple_evaluate
     from hrm_eval.export.run import check_format, export_model
     from hrm_eval.models.loading import resolve_checkpoint_path
@@ -70,8 +72,6 @@ def run_export(inv: Invocation) -> int:
     if metrics:
         print(f"exact accuracy {metrics['exact_accuracy']:.4f} on {metrics['total_puzzles']} puzzles")
     if cfg.push_to_hub:
-        from hrm_eval.export.hub import push_folder
-
         url = push_folder(cfg.output_dir, cfg.push_to_hub, private=cfg.private, revision=cfg.revision)
         print(f"pushed: {url}")
     cost = done["quantization"]

@@ -68,6 +68,7 @@ def run_play(inv: Invocation) -> int:
     cfg = inv.config(PlayConfig)
     import gymnasium as gym
 
+    # why: gymnasium (the env extra) and torch, only for --mode play
     import hrm_eval.env as envs
     from hrm_eval.env.agents import ModelAgent, QHeadAgent, RandomAgent, ThresholdAgent
     from hrm_eval.env.play import play

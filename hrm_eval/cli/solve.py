@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from hrm_eval import resources
 from hrm_eval.cli.base import Invocation, Mode, add_dtype_flag, add_model_flags, add_scaling_flags, model_config
-from hrm_eval.utils.config import SolveConfig
+from hrm_eval.inference.config import SolveConfig
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")

@@ -7,8 +7,8 @@ from typing import Any, Dict
 
 from hrm_eval.cli.base import Invocation, KeyValues, Mode, key_value
 from hrm_eval.resources import find
-from hrm_eval.utils.config import read_yaml
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.validation import read_yaml
 
 
 def train_arguments(g: argparse._ArgumentGroup) -> None:
@@ -52,6 +52,7 @@ def set_dotted(data: Dict[str, Any], key: str, value: Any) -> None:
 
 
 def run_train(inv: Invocation) -> int:
+    # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.training.config import TrainConfig
     from hrm_eval.training.trainer import train
 

@@ -6,26 +6,15 @@ tasks (`tasks`), builders and generators.
 
 from __future__ import annotations
 
-import importlib
+from hrm_eval.utils.lazy import lazy_exports
 
 # Imported on first use: `hrm_eval.data.<module>` imports stay as light as they were.
-_LAZY = {
-    "open_dataset": "hrm_eval.data.open",
-    "resolve_task": "hrm_eval.data.open",
-    "PuzzleDataset": "hrm_eval.data.dataset",
-    "DatasetMetadata": "hrm_eval.data.format",
-    "get_task": "hrm_eval.data.tasks",
-}
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hrm_eval.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.data.open": ["open_dataset", "resolve_task"],
+        "hrm_eval.data.dataset": ["PuzzleDataset"],
+        "hrm_eval.data.format": ["DatasetMetadata"],
+        "hrm_eval.data.tasks": ["get_task"],
+    },
+)

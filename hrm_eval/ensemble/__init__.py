@@ -7,10 +7,18 @@
 Checkpoint comparison (not an ensemble) is `hrm_eval.compare.compare_checkpoints`.
 """
 
-from hrm_eval.ensemble.context import EnsembleContext
-from hrm_eval.ensemble.report import format_ensemble
-from hrm_eval.ensemble.run import evaluate_ensemble
-from hrm_eval.ensemble.settings import EnsembleSettings
-from hrm_eval.ensemble.strategies import STRATEGIES
+from __future__ import annotations
 
-__all__ = ["EnsembleContext", "EnsembleSettings", "evaluate_ensemble", "format_ensemble", "STRATEGIES"]
+from hrm_eval.utils.lazy import lazy_exports
+
+# Imported on first use: `import hrm_eval.ensemble.config` (the command line) stays free of torch.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.ensemble.context": ["EnsembleContext"],
+        "hrm_eval.ensemble.settings": ["EnsembleSettings"],
+        "hrm_eval.ensemble.run": ["evaluate_ensemble"],
+        "hrm_eval.ensemble.report": ["format_ensemble"],
+        "hrm_eval.ensemble.strategies": ["STRATEGIES"],
+    },
+)

@@ -27,6 +27,7 @@ from gymnasium import spaces
 from hrm_eval.data.tasks import get_task
 from hrm_eval.env.games import Game, game_for
 from hrm_eval.env.puzzles import Puzzle, PuzzleSource
+from hrm_eval.env.render import rgb
 from hrm_eval.utils.errors import HRMEvalError
 
 REDRAWS = 100  # drawn puzzles that are solved before any move (a maze with S next to G) are drawn again
@@ -127,7 +128,5 @@ class PuzzleEnv(gym.Env):
         if self.render_mode == "ansi":
             return self.game.ansi(self.board) + "\n"
         if self.render_mode == "rgb_array":
-            from hrm_eval.env.render import rgb
-
             return rgb(self.game, self.board)
         return None

@@ -15,7 +15,9 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from hrm_eval.data.open import open_dataset
 from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.data.tasks.maze import GOAL, START, shortest_distances
 from hrm_eval.utils.errors import HRMEvalError
 
 IGNORE = -100  # a label position that is not scored (the datasets' convention)
@@ -61,7 +63,6 @@ class PuzzleSource:
 
     # ---- a fixed set -----------------------------------------------------------------------
     def _read(self, data: str | Path, split: str) -> int:
-        from hrm_eval.data.open import open_dataset
 
         dataset = open_dataset(data, split=split, task=self.task.name, vocab_size=self.task.vocab_size)
         meta = dataset.metadata
@@ -87,8 +88,6 @@ class PuzzleSource:
         if self.task.difficulty_name is not None:
             return self.task.difficulty(inputs)
         if self.task.name == "maze":
-            from hrm_eval.data.tasks.maze import GOAL, START, shortest_distances
-
             return np.array([shortest_distances(x, int(np.flatnonzero(x == START)[0]))[x == GOAL][0] for x in inputs])
         raise HRMEvalError(f"task {self.task.name} has no difficulty measure to filter by")
 

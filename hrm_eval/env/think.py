@@ -31,6 +31,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from hrm_eval.env.games import game_for
 from hrm_eval.env.puzzles import Puzzle, PuzzleSource
 from hrm_eval.env.thinking import OBS_FIELDS, ThinkState, load_model
 from hrm_eval.utils.errors import HRMEvalError
@@ -42,20 +43,22 @@ OBSERVATION = spaces.Box(low=_F32.min, high=_F32.max, shape=(len(OBS_FIELDS),), 
 
 
 class _ThinkSetup:
-    """What both forms read from their arguments: the model, the task, the puzzles, the rules."""
+    """What both forms read from their arguments: the model, the task, the puzzles, the rules.
+    Both constructors hand their keywords on to `setup`, the one place they are declared."""
 
     def setup(
         self,
-        checkpoint: Any,
-        data: Optional[str | Path],
-        split: str,
-        task: Optional[str],
-        difficulty: Optional[Tuple[int, int]],
-        step_cost: float,
-        reward_on: str,
-        max_steps: Optional[int],
-        device: str,
-        dtype: Optional[str],
+        checkpoint: Any = None,
+        data: Optional[str | Path] = None,
+        *,
+        split: str = "test",
+        task: Optional[str] = None,
+        difficulty: Optional[Tuple[int, int]] = None,
+        step_cost: float = 0.0,
+        reward_on: str = "exact",
+        max_steps: Optional[int] = None,
+        device: str = "cpu",
+        dtype: Optional[str] = None,
     ) -> None:
         if reward_on not in ("exact", "verified"):
             raise HRMEvalError(f"reward_on must be exact or verified, got {reward_on!r}")
@@ -85,19 +88,14 @@ class ThinkEnv(_ThinkSetup, gym.Env):
         checkpoint: Any = None,
         data: Optional[str | Path] = None,
         *,
-        split: str = "test",
-        task: Optional[str] = None,
-        difficulty: Optional[Tuple[int, int]] = None,
-        step_cost: float = 0.0,
-        reward_on: str = "exact",
-        max_steps: Optional[int] = None,
-        device: str = "cpu",
-        dtype: Optional[str] = None,
         render_mode: Optional[str] = None,
+        **options: Any,
     ):
+        """`options`: split, task, difficulty, step_cost, reward_on, max_steps, device, dtype
+        (`_ThinkSetup.setup`)."""
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise HRMEvalError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.setup(checkpoint, data, split, task, difficulty, step_cost, reward_on, max_steps, device, dtype)
+        self.setup(checkpoint, data, **options)
         self.state = ThinkState(self.model, self.task, 1)
         self.row = torch.zeros(1, dtype=torch.long, device=self.state.device)
         self.observation_space = OBSERVATION
@@ -144,7 +142,6 @@ class ThinkEnv(_ThinkSetup, gym.Env):
     def render(self):
         if self.render_mode != "ansi" or self.puzzle is None:
             return None
-        from hrm_eval.env.games import game_for
 
         game = game_for(self.task, self.source.seq_len)
         game.start(self.puzzle.inputs)
@@ -181,21 +178,15 @@ class ThinkVectorEnv(_ThinkSetup, VectorEnv):
         checkpoint: Any = None,
         data: Optional[str | Path] = None,
         *,
-        split: str = "test",
-        task: Optional[str] = None,
-        difficulty: Optional[Tuple[int, int]] = None,
-        step_cost: float = 0.0,
-        reward_on: str = "exact",
-        max_steps: Optional[int] = None,
-        device: str = "cpu",
-        dtype: Optional[str] = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        **options: Any,
     ):
+        """`options`: ThinkEnv's (`_ThinkSetup.setup`)."""
         mode = _autoreset_mode(autoreset_mode)
         self.metadata = {"autoreset_mode": mode, "render_modes": []}
         if num_envs < 1:
             raise HRMEvalError(f"num_envs must be at least 1, got {num_envs}")
-        self.setup(checkpoint, data, split, task, difficulty, step_cost, reward_on, max_steps, device, dtype)
+        self.setup(checkpoint, data, **options)
         self.num_envs = num_envs
         self.state = ThinkState(self.model, self.task, num_envs)
         self.single_observation_space = OBSERVATION

@@ -11,11 +11,13 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from hrm_eval.data.tasks import detect_task, get_task
+from hrm_eval import resources
+from hrm_eval.data.tasks import all_tasks, detect_task, get_task
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.data.tasks.sudoku import DIGIT_OFFSET, SudokuTask
 from hrm_eval.models.act import ACTModel
 from hrm_eval.models.base import InnerCarry
+from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, resolve_checkpoint_path
 from hrm_eval.utils.errors import HRMEvalError
 
 OBS_FIELDS = ("q_halt", "q_continue", "step", "changed", "valid")  # the observation vector, in order
@@ -27,8 +29,6 @@ _MODELS: Dict[
 def load_model(checkpoint: Any, *, device: str = "cpu", dtype: Optional[str] = None, task: Optional[str] = None):
     """(model, task): an ACTModel / LoadedCheckpoint as given, or a checkpoint path or name
     (default: the bundled run) loaded once per process and shared by every environment."""
-    from hrm_eval import resources
-    from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, resolve_checkpoint_path
 
     if isinstance(checkpoint, LoadedCheckpoint):
         checkpoint = checkpoint.model
@@ -63,7 +63,6 @@ def load_model(checkpoint: Any, *, device: str = "cpu", dtype: Optional[str] = N
 
 def _task_seq_len(task: Optional[str], vocab_size: int, path: Any) -> int:
     """The sequence length of the named task, or of the one fixed-size task of this vocabulary."""
-    from hrm_eval.data.tasks import all_tasks
 
     fits = [get_task(task)] if task else [t for t in all_tasks() if t.vocab_size == vocab_size]
     sized = [t for t in fits if t.seq_len is not None]

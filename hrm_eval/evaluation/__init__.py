@@ -3,8 +3,16 @@ shard codec `payload`), the row-scoring policy and metric sums (`scoring`, `metr
 provenance (`provenance`), `simple_evaluate`, ARC scoring and reports. Several checkpoints
 are `hrm_eval.members` (their shared predictions), `hrm_eval.ensemble` and `hrm_eval.compare`."""
 
-from hrm_eval.evaluation.evaluator import Evaluator
-from hrm_eval.evaluation.result import EvaluationResult
-from hrm_eval.evaluation.run import open_dataset, simple_evaluate
+from __future__ import annotations
 
-__all__ = ["EvaluationResult", "Evaluator", "open_dataset", "simple_evaluate"]
+from hrm_eval.utils.lazy import lazy_exports
+
+# Imported on first use: `import hrm_eval.evaluation.config` (the command line) stays free of torch.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.evaluation.evaluator": ["Evaluator"],
+        "hrm_eval.evaluation.result": ["EvaluationResult"],
+        "hrm_eval.evaluation.run": ["open_dataset", "simple_evaluate"],
+    },
+)

@@ -27,6 +27,7 @@ from hrm_eval.evaluation.result import EvaluationResult, records_frame, summary_
 from hrm_eval.evaluation.resume import ResumeState, build_manifest, dataset_row_check
 from hrm_eval.evaluation.stats import INTERVALS_DEFINITION, PAIRED_TEST_DEFINITION
 from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
+from hrm_eval.inference.checkpoint import load_with_data
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.onnx_runner import OnnxACTRunner
 from hrm_eval.inference.runtime import (
@@ -38,7 +39,7 @@ from hrm_eval.inference.runtime import (
     cpu_bf16_native,
 )
 from hrm_eval.inference.scaling import ScalingPolicy
-from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, load_with_data
+from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError

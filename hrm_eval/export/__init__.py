@@ -11,6 +11,14 @@ model folder or a bare `.safetensors` file wherever a checkpoint is accepted, an
 `hrm_eval.inference.onnx_runner` runs the ACT loop over an ONNX step in onnxruntime.
 """
 
-from hrm_eval.export.folder import CONFIG_FILE, WEIGHTS_FILE, write_model_folder
+from __future__ import annotations
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "write_model_folder"]
+from hrm_eval.utils.lazy import lazy_exports
+
+# Imported on first use: `import hrm_eval.export.config` (the command line) stays free of torch.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.export.folder": ["CONFIG_FILE", "WEIGHTS_FILE", "write_model_folder"],
+    },
+)

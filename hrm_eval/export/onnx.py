@@ -34,9 +34,9 @@ from hrm_eval.models.base import InnerCarry, RecursiveReasoningModel
 from hrm_eval.models.config import ModelConfig
 from hrm_eval.models.loading import CONFIG_METADATA_KEY, LoadedCheckpoint
 from hrm_eval.utils import guarded
-from hrm_eval.utils.config import validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
-from hrm_eval.utils.io import atomic_write
+from hrm_eval.utils.io import atomic_write, sha256_file
+from hrm_eval.utils.validation import validation_error_line
 
 log = logging.getLogger("hrm_eval")
 STEP_INPUTS = ("z_H", "z_L", "inputs", "puzzle_identifiers", "reset")
@@ -277,8 +277,6 @@ def metadata_disagreements(proto: Any, config: ModelConfig) -> List[str]:
 def format_onnx_inspection(path: str | Path) -> str:
     """What `--mode inspect` shows for an exported .onnx file."""
     from onnx import numpy_helper
-
-    from hrm_eval.utils.io import sha256_file
 
     proto = read_onnx(path)
     config, metadata = onnx_config(path, proto)

@@ -1,6 +1,14 @@
 """Running models on puzzles: the ACT engine (continuous batching, halting policies) and the
 runtime choices around it (dtype, threads)."""
 
-from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk, StepRows
+from __future__ import annotations
 
-__all__ = ["ACTEngine", "FinishedRows", "HaltingPolicy", "PuzzleChunk", "StepRows"]
+from hrm_eval.utils.lazy import lazy_exports
+
+# Imported on first use: `import hrm_eval.inference.config` (the command line) stays free of torch.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "hrm_eval.inference.engine": ["ACTEngine", "FinishedRows", "HaltingPolicy", "PuzzleChunk", "StepRows"],
+    },
+)

@@ -167,7 +167,8 @@ def rule_verifier(task: PuzzleTask, confidence: float) -> Verifier:
 
 class ScaledRunner:
     """The ACT engine with test-time scaling: `run(chunks)` yields ScaledRows of whole puzzles,
-    in the order they are decided. `task` gives the rule check and the views."""
+    in the order they are decided. `task` gives the rule check and the views; `engine_options`
+    go to the ACTEngine as they are (slots, device, trace_preds, cast_weights)."""
 
     def __init__(
         self,
@@ -175,13 +176,10 @@ class ScaledRunner:
         task: PuzzleTask,
         scaling: ScalingPolicy,
         *,
-        slots: int = 64,
-        device: Optional[torch.device | str] = None,
         halting: Optional[HaltingPolicy] = None,
-        trace_preds: bool = False,
-        cast_weights: bool = False,
         on_step: Optional[Callable[[StepRows], None]] = None,
         seq_len: Optional[int] = None,
+        **engine_options: Any,
     ):
         if not scaling.enabled:
             raise ValueError("ScaledRunner needs a scaling mode other than off (use ACTEngine)")
@@ -193,15 +191,12 @@ class ScaledRunner:
         self.scaling = scaling.resolve(model.config.halt_max_steps, limit, has_views=len(self._views) > 1)
         self.engine = ACTEngine(
             model,
-            slots=slots,
-            device=device,
             halting=halting,
-            trace_preds=trace_preds,
-            cast_weights=cast_weights,
             on_step=self._step_seen if on_step is not None else None,
             verifier=rule_verifier(task, scaling.confidence),
             max_row_steps=self.scaling.attempt_steps,
             init_noise=scaling.noise,
+            **engine_options,
         )
         self.budget = self.scaling.budget  # the most steps a puzzle may use over all its attempts
         self.limit = self.engine.trace_steps  # the most steps one attempt runs: the per-step traces' length

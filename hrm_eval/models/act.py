@@ -40,6 +40,7 @@ class ACTModel(nn.Module):
     def from_pretrained(cls, name_or_path: Any, **options: Any) -> "ACTModel":
         """The model of a checkpoint, model folder or `hf://OWNER/REPO[@REVISION][/PATH]`, loaded
         and checked as `load_checkpoint` does (`options`: its keywords, e.g. device, dtype)."""
+        # why: loading builds ACTModels: a top-level import would be a circle
         from hrm_eval.models.loading import load_checkpoint
 
         return load_checkpoint(name_or_path, **options).model
@@ -47,6 +48,7 @@ class ACTModel(nn.Module):
     def save_pretrained(self, save_directory: Any) -> Any:
         """model.safetensors + config.json + README.md in `save_directory` (the layout of
         `--mode export --format safetensors`); returns the folder."""
+        # why: a convenience over the export package, which sits above the models
         from hrm_eval.export.folder import save_model
 
         return save_model(self, save_directory)
@@ -55,6 +57,7 @@ class ACTModel(nn.Module):
         """save_pretrained into a temporary folder, then upload it (hrm_eval.export.hub.push_folder)."""
         import tempfile
 
+        # why: a convenience over the export package, which sits above the models
         from hrm_eval.export.hub import push_folder
 
         with tempfile.TemporaryDirectory(prefix="hrm-eval-push-") as tmp:

@@ -67,6 +67,7 @@ class RecursiveReasoningModel(nn.Module):
         Its architecture must be this model's config, field by field: a difference (other
         sizes, cycle counts, dtype) is an HRMEvalError naming the field, since weights of a
         model with other cycle counts would load and silently compute something else."""
+        # why: loading builds these models: a top-level import would be a circle
         from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
 
         if not isinstance(checkpoint, LoadedCheckpoint):

@@ -8,7 +8,6 @@ the checkpoint's tensors or the dataset's `dataset.json`.
 
 from __future__ import annotations
 
-import difflib
 import math
 from pathlib import Path
 from typing import Annotated, Any, Dict, Literal, Optional
@@ -19,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from hrm_eval.models.layers import mlp_width
 from hrm_eval.utils import limits
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.validation import read_yaml, unknown_field_error, validate_config
 
 HRM_ARCH_NAME = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"
 TRM_ARCH_NAME = "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"
@@ -61,7 +61,7 @@ class ModelConfig(BaseModel):
     """Architecture of an `hrm_act_v1` (HRM) or TRM checkpoint, with the public names.
 
     One class for both families (`family` tells which); `HRMConfig` is the same class under
-    the name earlier releases used. Field defaults are the public defaults shared by both
+    the design's name (the README's notebook example). Field defaults are the public defaults shared by both
     families; `PUBLIC_DEFAULTS` adds the per-family ones that have no class default."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -182,23 +182,24 @@ class ModelConfig(BaseModel):
         return {k: v for k, v in fields.items() if k in known}
 
     @classmethod
+    def arch_fields(cls, data: Dict[str, Any]) -> Dict[str, Any]:
+        """The fields a bare `arch` block or a whole all_config.yaml (already parsed) states."""
+        return cls.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
+
+    @classmethod
     def from_yaml_config(cls, config: Any, **fields: Any) -> "ModelConfig":
         """The architecture a config describes (notebooks: `HRMConfig.from_yaml_config(config)`).
 
-        - An evaluation config (`load_config("configs/eval_config.yaml")`, an EvalConfig): the
-          architecture of its checkpoint, resolved as `evaluate` resolves it (all_config.yaml
-          beside the checkpoint, model_config_path, arch_overrides, the tensors themselves) and
-          checked against its data. This reads the checkpoint file (architecture facts live in
-          its tensors); its dtype is the checkpoint's unless the config names one.
+        - A config that knows its architecture (an evaluation config,
+          `load_config("configs/eval_config.yaml")`): its `architecture(**fields)`, which reads
+          its checkpoint (`hrm_eval.evaluation.config.EvalConfig.architecture`).
         - A run's all_config.yaml or a model config YAML (a path, or its mapping): its `arch`
           fields; `fields` give what such a file does not state (seq_len, vocab_size, ...).
         `fields` win over the file in both cases."""
-        from hrm_eval.utils.config import EvalConfig, read_yaml, validate_config
-
-        if isinstance(config, EvalConfig):
-            return _from_eval_config(config, fields)
-        data = read_yaml(config, "model config") if not isinstance(config, dict) else config
-        arch = cls.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
+        architecture = getattr(config, "architecture", None)
+        if callable(architecture):
+            return architecture(**fields)
+        arch = cls.arch_fields(config) if isinstance(config, dict) else read_arch_fields(config)
         return validate_config(arch | fields, cls, str(config) if not isinstance(config, dict) else "model config")
 
     def to_arch_block(self) -> Dict[str, Any]:
@@ -212,34 +213,10 @@ class ModelConfig(BaseModel):
         return data
 
 
-def _from_eval_config(config: Any, fields: Dict[str, Any]) -> ModelConfig:
-    """The architecture of an EvalConfig's checkpoint on its data (see from_yaml_config)."""
-    from hrm_eval import resources
-    from hrm_eval.data.open import open_dataset
-    from hrm_eval.models.loading import load_checkpoint
-    from hrm_eval.utils.config import read_yaml
-
-    model_config = None
-    if config.model_config_path:
-        data = read_yaml(resources.find(config.model_config_path), "model config")
-        model_config = ModelConfig.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
-    overrides = dict(config.arch_overrides) | fields
-    if config.dtype not in (None, "auto"):
-        overrides.setdefault("forward_dtype", config.dtype)
-    checkpoint = resources.find(config.checkpoint)
-    if Path(config.data_path).suffix.lower() in (".jsonl", ".csv"):  # raw puzzles: their length only
-        dataset = open_dataset(resources.find(config.data_path), split=config.split, task=config.task)
-        overrides.setdefault("seq_len", dataset.metadata.seq_len)
-        return load_checkpoint(checkpoint, overrides=overrides, model_config=model_config).config
-    dataset = open_dataset(resources.find(config.data_path), split=config.split)
-    return load_checkpoint(checkpoint, data=dataset, overrides=overrides, model_config=model_config).config
-
-
-def unknown_field_error(name: str, known: Any, where: str) -> str:
-    """`<where> 'num_head': no such field; did you mean num_heads?` (the nearest known name)."""
-    near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    hint = f"; did you mean {near[0]}?" if near else f" (known: {', '.join(sorted(known))})"
-    return f"{where} {name!r}: no such field{hint}"
+def read_arch_fields(path: str | Path) -> Dict[str, Any]:
+    """The architecture fields a model config YAML states (a bare `arch` block or a whole
+    all_config.yaml), unchecked: they are merged with other sources before validation."""
+    return ModelConfig.arch_fields(read_yaml(path, "model config"))
 
 
 def check_arch_names(fields: Dict[str, Any], where: str = "--arch") -> None:
@@ -249,7 +226,7 @@ def check_arch_names(fields: Dict[str, Any], where: str = "--arch") -> None:
             raise HRMEvalError(unknown_field_error(str(name), ModelConfig.model_fields, where))
 
 
-HRMConfig = ModelConfig  # the name earlier releases and users' code use; same class
+HRMConfig = ModelConfig  # the design's name (the README's notebook example); same class
 
 # Defaults of the public model classes themselves: the public training scripts never write them
 # into all_config.yaml, so every checkpoint "assumes" them, and rightly.

@@ -45,11 +45,11 @@ from hrm_eval.models.config import (
 )
 from hrm_eval.models.hub import is_hub_ref, localize
 from hrm_eval.models.layers import RotaryEmbedding, mlp_width
-from hrm_eval.resources import find_checkpoint, is_checkpoint_name
+from hrm_eval.resources import find, find_checkpoint, is_checkpoint_name
 from hrm_eval.utils import guarded
-from hrm_eval.utils.config import short_repr
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
+from hrm_eval.utils.validation import short_repr
 
 log = logging.getLogger("hrm_eval")
 
@@ -586,14 +586,13 @@ def load_checkpoint(
     dtype: Optional[str] = None,
     allow_nonfinite: bool = False,
     require_seq_len: bool = True,
-    data: Optional[Any] = None,
 ) -> LoadedCheckpoint:
     """Restore an ACT model from a checkpoint file or run directory, validated.
 
-    `dataset` is a dataset.json mapping (or DatasetMetadata.model_dump()) to check against;
-    `data` is the same check from a dataset path (directory or .jsonl / .csv file) or an open
-    PuzzleDataset. With neither, a model whose tensors do not tell seq_len (rope) takes it from
-    the dataset its run's all_config.yaml names in `data_path`, when that exists;
+    `dataset` is a dataset.json mapping (or DatasetMetadata) to check against (from a dataset
+    path or an open dataset: `hrm_eval.inference.checkpoint.load_checkpoint(path, data=...)`).
+    Without it, a model whose tensors do not tell seq_len (rope) takes it from the dataset its
+    run's all_config.yaml names in `data_path`, when that exists;
     `overrides` are architecture fields that win over every file; `dtype` overrides forward_dtype.
     With `require_seq_len=False` (inspection) a rope/none model whose seq_len nothing states
     is built with a placeholder seq_len of 1."""
@@ -609,7 +608,7 @@ def load_checkpoint(
         sd,
         all_config=all_config,
         model_config=model_config,
-        dataset=_dataset_to_check(sd, all_config, dataset, data, require_seq_len),
+        dataset=_dataset_to_check(sd, all_config, dataset, require_seq_len),
         overrides=overrides,
         origin=str(path),
         require_seq_len=require_seq_len,
@@ -626,15 +625,12 @@ def _dataset_to_check(
     sd: Dict[str, torch.Tensor],
     all_config: Optional[Dict[str, Any]],
     dataset: Optional[Dict[str, Any] | BaseModel],
-    data: Optional[Any],
     require_seq_len: bool,
 ) -> Optional[Dict[str, Any]]:
-    """The dataset facts the config is checked against (see `load_checkpoint`): `dataset`, else
-    those of `data`, else, when seq_len is needed and the tensors do not tell it, those of the
-    dataset the run trained on (None when there is none)."""
-    if dataset is None and data is not None:
-        dataset = dataset_facts(data)
-    elif dataset is None and require_seq_len and _full_seq_len_from_tensors(sd) is None:
+    """The dataset facts the config is checked against (see `load_checkpoint`): `dataset`, else,
+    when seq_len is needed and the tensors do not tell it, those of the dataset the run trained
+    on (None when there is none)."""
+    if dataset is None and require_seq_len and _full_seq_len_from_tensors(sd) is None:
         dataset = _run_dataset(all_config)
     if isinstance(dataset, BaseModel):
         return dataset.model_dump()
@@ -698,29 +694,6 @@ def _loaded(
     )
 
 
-def load_with_data(
-    checkpoint: str | Path, data: str | Path, *, split: str = "test", task: Optional[str] = None, **options: Any
-) -> Tuple[LoadedCheckpoint, Any]:
-    """(the checkpoint checked against the data, the PuzzleDataset): a dataset directory is opened
-    as it is; a raw .jsonl / .csv file has no vocabulary of its own, so it is read with the
-    checkpoint's (and its puzzle identifiers). `options`: load_checkpoint's keywords."""
-    from hrm_eval.data.open import open_dataset
-
-    if Path(data).is_dir():
-        dataset = open_dataset(data, split=split, task=task)
-    else:
-        facts = {k: v for k, v in options.items() if k in ("overrides", "model_config", "dtype")}
-        probe = load_checkpoint(checkpoint, require_seq_len=False, **facts).config  # on the CPU: sizes only
-        dataset = open_dataset(
-            data,
-            split=split,
-            task=task,
-            vocab_size=probe.vocab_size,
-            num_puzzle_identifiers=probe.num_puzzle_identifiers,
-        )
-    return load_checkpoint(checkpoint, dataset=dataset.metadata, **options), dataset
-
-
 def config_source_name(path: Path) -> str:
     """What the architecture beside (or inside) a checkpoint file is called in `sources`."""
     if not is_safetensors(path):
@@ -728,33 +701,18 @@ def config_source_name(path: Path) -> str:
     return CONFIG_FILE if read_folder_config(path) is not None else "safetensors metadata"
 
 
-def dataset_facts(data: Any) -> Dict[str, Any]:
-    """What a checkpoint is checked against, from a dataset path or an open PuzzleDataset. A raw
-    .jsonl / .csv file has no vocabulary of its own (it is read with the checkpoint's): only its
-    sequence length counts."""
-    from hrm_eval.data.dataset import PuzzleDataset
-    from hrm_eval.data.open import open_dataset
-
-    # a raw CSV needs its task: open_dataset(path, task=...) and pass the dataset
-    dataset = data if isinstance(data, PuzzleDataset) else open_dataset(data)
-    if dataset.in_memory:
-        return {"seq_len": dataset.metadata.seq_len}
-    return dataset.metadata.model_dump()
-
-
 def _run_dataset(all_config: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-    """The metadata of the dataset a run trained on (all_config.yaml `data_path`, found as config
-    paths are: from the working directory, then the data home), or None when it is not there."""
-    from hrm_eval import resources
-    from hrm_eval.data.dataset import PuzzleDataset
-
+    """The sizes the dataset a run trained on states (all_config.yaml `data_path`, found as config
+    paths are: from the working directory, then the data home; its test split's dataset.json),
+    or None when it is not there. Only the sizes are read; resolve_config checks them."""
     data_path = (all_config or {}).get("data_path")
     if not isinstance(data_path, str) or not data_path:
         return None
-    path = resources.find(data_path)
-    if not (path / "test" / "dataset.json").is_file():
+    path = find(data_path) / "test" / "dataset.json"
+    if not path.is_file():
         return None
-    return PuzzleDataset(path, split="test").metadata.model_dump()
+    facts = guarded.mapping(guarded.read_json(path, "dataset file"), str(path), "a JSON object")
+    return {k: facts[k] for k in DATASET_FIELDS if k in facts}
 
 
 def run_data_path(checkpoint: str | Path) -> Tuple[Optional[str], str]:
@@ -775,15 +733,13 @@ def checkpoint_dataset(checkpoint: str | Path) -> Path:
     """The checkpoint's own run's dataset, found as every configured path is (the working
     directory, then the data home); one line naming what was looked for when it is not there.
     Evaluating without --data must never fall back to another model's data."""
-    from hrm_eval import resources
-
     recorded, where = run_data_path(checkpoint)
     if recorded is None:
         raise HRMEvalError(
             f"--checkpoint {checkpoint}: without --data its own run's dataset is used, but {where} records "
             "no data_path; give --data"
         )
-    found = resources.find(recorded)
+    found = find(recorded)
     if not found.exists():
         raise HRMEvalError(
             f"--checkpoint {checkpoint}: its run's dataset {recorded} (data_path in {where}) was not found "

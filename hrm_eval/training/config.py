@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hrm_eval.models.config import HRMConfig, unknown_field_error
+from hrm_eval.models.config import HRMConfig
+from hrm_eval.utils.validation import unknown_field_error
 
 
 class TrainConfig(BaseModel):

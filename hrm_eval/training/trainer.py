@@ -44,6 +44,7 @@ from hrm_eval.models import ACTModel, build_model
 from hrm_eval.models.act import ACTCarry
 from hrm_eval.models.loading import list_steps
 from hrm_eval.models.losses import act_training_loss
+from hrm_eval.resources import bundled_runs
 from hrm_eval.training.checkpoint import (
     RESUME_FORMAT,
     SAVE_PREFIX,
@@ -112,7 +113,6 @@ def output_dir(config: TrainConfig, output: Optional[str | Path] = None) -> Path
 
 def check_output(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse to mix this run's steps with another run's: one line, before anything is written."""
-    from hrm_eval.resources import bundled_runs
 
     if resume and overwrite:
         raise HRMEvalError("--resume and --overwrite contradict each other: choose one")

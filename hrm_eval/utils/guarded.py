@@ -24,7 +24,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import yaml
 
@@ -60,20 +60,15 @@ def path_kind(mode: int) -> str:
 
 def expect_file(path: str | Path, what: str = "file") -> Path:
     """`path` when it is a regular file (links followed); else one line saying what it is."""
-    path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise HRMEvalError(f"{what} not found: {path}") from None
-    except OSError as e:
-        raise HRMEvalError(f"{what} {path}: cannot read it ({e.strerror})") from None
-    if not stat.S_ISREG(mode):
-        raise HRMEvalError(f"{what} {path} is a {path_kind(mode)}, expected a regular file")
-    return path
+    return _expect(path, what, stat.S_ISREG, "a regular file")
 
 
 def expect_dir(path: str | Path, what: str = "directory") -> Path:
     """`path` when it is a directory (links followed); else one line saying what it is."""
+    return _expect(path, what, stat.S_ISDIR, "a directory")
+
+
+def _expect(path: str | Path, what: str, is_kind: Callable[[int], bool], kind: str) -> Path:
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
@@ -81,8 +76,8 @@ def expect_dir(path: str | Path, what: str = "directory") -> Path:
         raise HRMEvalError(f"{what} not found: {path}") from None
     except OSError as e:
         raise HRMEvalError(f"{what} {path}: cannot read it ({e.strerror})") from None
-    if not stat.S_ISDIR(mode):
-        raise HRMEvalError(f"{what} {path} is a {path_kind(mode)}, expected a directory")
+    if not is_kind(mode):
+        raise HRMEvalError(f"{what} {path} is a {path_kind(mode)}, expected {kind}")
     return path
 
 

@@ -13,8 +13,8 @@ from hrm_eval.cli import main
 from hrm_eval.models import ModelConfig
 from hrm_eval.models.loading import load_checkpoint
 from hrm_eval.utils import limits
-from hrm_eval.utils.config import validation_error_line
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.validation import validation_error_line
 from tests.conftest import ROOT
 from tests.models.test_loading import raw_state
 from tests.models.test_loading_hostile import FIXTURE, with_all_config

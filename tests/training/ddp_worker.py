@@ -12,9 +12,9 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from hrm_eval.config import load_config
 from hrm_eval.training import trainer
 from hrm_eval.training.config import TrainConfig
-from hrm_eval.utils.config import load_config
 
 
 def main(config_path: str, out: str, resumed: Optional[str] = None) -> None:

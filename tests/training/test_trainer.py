@@ -19,13 +19,13 @@ import pytest
 import torch
 import yaml
 
+from hrm_eval.config import load_config
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.models import build_model
 from hrm_eval.models.loading import load_checkpoint
 from hrm_eval.training.config import TrainConfig
 from hrm_eval.training.optim import cosine_lr
 from hrm_eval.training.trainer import train, train_batches
-from hrm_eval.utils.config import load_config
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import ROOT, run_cli
 from tests.training.conftest import (

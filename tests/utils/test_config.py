@@ -9,6 +9,9 @@ import threading
 import pytest
 from pydantic import ValidationError
 
+from hrm_eval.config import load_config
+from hrm_eval.ensemble.config import CompareConfig, EnsembleConfig
+from hrm_eval.evaluation.config import EvalConfig
 from hrm_eval.resources import (
     BUNDLED_MODELS,
     bundled_model_for,
@@ -20,18 +23,11 @@ from hrm_eval.resources import (
     task_models,
 )
 from hrm_eval.training.config import TrainConfig
-from hrm_eval.utils.config import (
-    DEFAULT_BATCH_SIZE,
-    CompareConfig,
-    EnsembleConfig,
-    EvalConfig,
-    load_config,
-    read_json,
-    read_yaml,
-    validation_error_line,
-)
+from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.guarded import read_json
 from hrm_eval.utils.paths import LOCK_NAME, OutputLock, check_writable_dir, default_output
+from hrm_eval.utils.validation import read_yaml, validate_config, validation_error_line
 from tests.conftest import CLASSIC_9X9, HRM_FIXTURES, ROOT, TRM_FIXTURES
 
 RUN_CONFIGS = [
@@ -88,8 +84,6 @@ def test_validation_error_is_one_line_naming_field_and_value():
         EvalConfig(data_path="d")
     assert validation_error_line(e.value) == "checkpoint: Field required"
     with pytest.raises(HRMEvalError, match=r"c\.yaml: dtype 'float8': Input should be"):
-        from hrm_eval.utils.config import validate_config
-
         validate_config({"checkpoint": "c", "data_path": "d", "dtype": "float8"}, EvalConfig, "c.yaml")
 
 

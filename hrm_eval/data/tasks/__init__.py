@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
+from hrm_eval.utils.errors import HRMEvalError
 
 __all__ = [
     "TASKS",
@@ -35,7 +36,6 @@ def register_task(task: PuzzleTask) -> PuzzleTask:
 
 
 def get_task(name: str) -> PuzzleTask:
-    from hrm_eval.utils.errors import HRMEvalError
 
     _load_builtin_tasks()
     if name not in TASKS:

@@ -25,6 +25,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from hrm_eval.data.csv_source import read_puzzle_csv
 from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -122,7 +123,6 @@ class PuzzleTask(abc.ABC):
     def read_csv_puzzles(self, path: str | os.PathLike) -> Tuple[np.ndarray, np.ndarray, List[str]]:
         """A raw public-layout CSV converted in memory: (inputs [N, L], labels [N, L], names);
         names are `<file stem>:<line>` so a result points back at its row."""
-        from hrm_eval.data.csv_source import read_puzzle_csv
 
         raw = read_puzzle_csv(str(path), self.check_row)
         inputs = np.stack([self.encode(q) for q in raw.questions]).astype(np.int32)
@@ -174,6 +174,7 @@ class PuzzleTask(abc.ABC):
         """An endless stream of generated (question, answer, rating) rows drawn from `rng`; the
         options (`size`, `min_blanks`, `loop_fraction`, ...) are the task's. Tasks without a
         generator raise HRMEvalError."""
+        # why: the registry (hrm_eval.data.tasks) imports this module
         from hrm_eval.data.tasks import generator_names
 
         raise HRMEvalError(f"no generator for task '{self.name}' (have: {', '.join(generator_names())})")

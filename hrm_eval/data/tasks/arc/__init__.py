@@ -34,6 +34,7 @@ from hrm_eval.data.tasks.arc.layout import (
     grid_to_sequence,
     parse_grid_text,
 )
+from hrm_eval.data.tasks.arc.scoring import ArcScorer
 from hrm_eval.data.tasks.arc.sources import PACKAGED_COLLECTIONS, RawTask, load_arc_tasks, parse_task
 from hrm_eval.data.tasks.base import BuildOptions, PuzzleTask, TaskScorer, ViewMaps
 from hrm_eval.utils.errors import HRMEvalError
@@ -143,7 +144,6 @@ class ARCTask(PuzzleTask):
         `seen_tasks_only` scores only the tasks rows were added for. `add` takes a `weight`.
         None for puzzles held in memory (a JSONL file): without the dataset's identifiers and
         test split there are no tasks to vote for, and exact accuracy is all there is."""
-        from hrm_eval.data.tasks.arc.scoring import ArcScorer
 
         if getattr(dataset, "in_memory", False):
             return None
