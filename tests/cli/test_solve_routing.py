@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hrm_eval.cli import main
 from tests.cli.test_ops_cli import one_line_error
 from tests.conftest import CLASSIC_9X9, ROOT, home_with_9x9, run_cli
 
@@ -35,24 +36,51 @@ def saved(out: Path) -> list:
     return [json.loads(line) for line in (out / "solutions.jsonl").read_text().splitlines()]
 
 
-def test_without_a_9x9_model_an_81_cell_puzzle_is_one_line_naming_what_to_do(tmp_path):
+def one_line_error_in_process(capsys, *args: str, words=()) -> str:
+    """`main([...])` in this process (the user mistakes; the subprocess path is checked once below)."""
+    capsys.readouterr()
+    rc = main(list(args))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+def test_without_a_9x9_model_an_81_cell_puzzle_is_one_line_naming_what_to_do(tmp_path, capsys):
     missing = ("no bundled model for 9x9 Sudoku (81 cells) yet", "sudoku9-hrm is not there", "pass --checkpoint")
-    one_line_error(run_cli("--mode", "solve", "--puzzle", CLASSIC_9X9), *missing)
-    one_line_error(run_cli("--mode", "solve", "--puzzle", PUZZLE_6X6, "--puzzle", CLASSIC_9X9), "puzzle 2: ", *missing)
-    one_line_error(run_cli("--mode", "solve", "--puzzle", PUZZLE_6X6, "--task", "sudoku"), *missing)
+    one_line_error(run_cli("--mode", "solve", "--puzzle", CLASSIC_9X9), *missing)  # the real command line
+    solve = ("--mode", "solve")
+    one_line_error_in_process(
+        capsys, *solve, "--puzzle", PUZZLE_6X6, "--puzzle", CLASSIC_9X9, words=("puzzle 2: ", *missing)
+    )
+    one_line_error_in_process(capsys, *solve, "--puzzle", PUZZLE_6X6, "--task", "sudoku", words=missing)
     path = tmp_path / "nine.csv"
     path.write_text(f"source,question,answer,rating\nme,{CLASSIC_9X9},,\n")
-    one_line_error(run_cli("--mode", "solve", "--data", str(path)), f"{path}, first puzzle: ", *missing)
-    one_line_error(
-        run_cli("--mode", "solve", "--puzzle", "1234"),
-        "fits none of the bundled models (6x6 Sudoku: 36 cells, 9x9 Sudoku: 81 cells)",
-        "got 4",
+    one_line_error_in_process(capsys, *solve, "--data", str(path), words=(f"{path}, first puzzle: ", *missing))
+    one_line_error_in_process(
+        capsys,
+        *solve,
+        "--puzzle",
+        "1234",
+        words=("fits none of the bundled models (6x6 Sudoku: 36 cells, 9x9 Sudoku: 81 cells)", "got 4"),
     )
-    one_line_error(run_cli("--mode", "solve", "--puzzle", "1234", "--task", "maze"), "no bundled model for task maze")
+    one_line_error_in_process(
+        capsys, *solve, "--puzzle", "1234", "--task", "maze", words=("no bundled model for task maze",)
+    )
     # with --checkpoint nothing is routed: the 6x6 model says, as before, that it cannot read 81 cells
-    one_line_error(
-        run_cli("--mode", "solve", "--checkpoint", "sudoku6-hard-hrm", "--puzzle", CLASSIC_9X9, "--log-level", "ERROR"),
-        "not a puzzle this model can read: sudoku6: board text must have 36 characters, got 81",
+    one_line_error_in_process(
+        capsys,
+        *solve,
+        "--checkpoint",
+        "sudoku6-hard-hrm",
+        "--puzzle",
+        CLASSIC_9X9,
+        "--log-level",
+        "ERROR",
+        words=("not a puzzle this model can read: sudoku6: board text must have 36 characters, got 81",),
     )
 
 
