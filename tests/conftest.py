@@ -55,6 +55,17 @@ def fixture_batch(expected: dict) -> dict:
     return {k: torch.from_numpy(expected[k]) for k in ("inputs", "labels", "puzzle_identifiers")}
 
 
+def one_line(rc: int, err: str, *needles: str) -> str:
+    """The user-mistake contract: exit 2 and one `error:` line on stderr, no traceback, naming
+    each of `needles`. Returns the line."""
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python deploy.py ARGS` as a real subprocess."""
     return subprocess.run(

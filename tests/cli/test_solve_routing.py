@@ -14,7 +14,7 @@ import pytest
 
 from hrm_eval.cli import main
 from tests.cli.test_ops_cli import one_line_error
-from tests.conftest import CLASSIC_9X9, ROOT, home_with_9x9, run_cli
+from tests.conftest import CLASSIC_9X9, ROOT, home_with_9x9, one_line, run_cli
 
 PUZZLE_6X6 = "356.2..24.366..3422.36514312.556.4.."  # a bundled test puzzle
 ANSWER_6X6 = "356124124536615342243651431265562413"
@@ -40,13 +40,7 @@ def one_line_error_in_process(capsys, *args: str, words=()) -> str:
     """`main([...])` in this process (the user mistakes; the subprocess path is checked once below)."""
     capsys.readouterr()
     rc = main(list(args))
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    return lines[0]
+    return one_line(rc, capsys.readouterr().err, *words)
 
 
 def test_without_a_9x9_model_an_81_cell_puzzle_is_one_line_naming_what_to_do(tmp_path, capsys):

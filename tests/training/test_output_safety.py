@@ -11,17 +11,8 @@ import yaml
 
 from hrm_eval.cli import main
 from hrm_eval.resources import bundled_runs
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, one_line, run_cli
 from tests.training.conftest import HRM_ARCH, read_saved, train_fields, write_yaml
-
-
-def one_line(rc: int, err: str, *needles: str) -> str:
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def train_cli(*args: str) -> int:
