@@ -335,9 +335,10 @@ class ScaledRunner:
             exact_by_step=None if fin.exact_by_step is None else fin.exact_by_step[j : j + 1],
             preds_by_step=preds_by_step,
             verified=fin.verified[j : j + 1] if fin.verified is not None else None,
+            stop_reason=fin.stop_reason[j : j + 1] if fin.stop_reason is not None else None,
         )
         attempt.steps = int(fin.steps[j])
-        attempt.verified = bool(fin.verified[j]) if fin.verified is not None else False
+        attempt.verified = fin.reason(j) == "verified"  # else it ran out of steps: the next attempt
         attempt.q_halt_probability = float(torch.sigmoid(fin.q_halt_logits[j].float()))
         attempt.answer = logits.argmax(-1)[0].to(torch.int64).numpy().tobytes()
         puzzle.used += attempt.steps

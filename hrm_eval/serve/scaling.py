@@ -193,7 +193,7 @@ class ScaledWork:
         logits = logits_from_view(fin.logits[j : j + 1], a.view)
         preds = logits.argmax(-1)[0].to(torch.int64)
         a.steps = int(fin.steps[j])
-        a.verified = bool(fin.verified[j]) if fin.verified is not None else False
+        a.verified = fin.reason(j) == "verified"  # else it ran out of steps: the next attempt, if any
         a.q_halt_logit = float(fin.q_halt_logits[j])
         a.q_halt_probability = float(torch.sigmoid(fin.q_halt_logits[j].float()))
         a.answer = preds.numpy().tobytes()
