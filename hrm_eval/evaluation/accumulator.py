@@ -18,9 +18,9 @@ import torch
 from hrm_eval.data.dataset import PuzzleBatch, PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.all_preds import PredictionSpool
-from hrm_eval.evaluation.calibration import calibration_analysis
 from hrm_eval.evaluation.halting_analysis import by_difficulty, halting_analysis
 from hrm_eval.evaluation.metrics import MetricSums, first_correct_step, step_efficiency_summary
+from hrm_eval.evaluation.q_reliability import calibration_analysis
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores
 from hrm_eval.evaluation.stats import bootstrap_mean_interval

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import torch
 
-from hrm_eval.evaluation.calibration import sigmoid
+from hrm_eval.evaluation.q_reliability import sigmoid
 from hrm_eval.evaluation.stats import paired_test, rate_interval
 from hrm_eval.inference.halting import ADAPTIVE, FIXED, THRESHOLD
 from hrm_eval.models import ACTModel

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 import torch
 
 from hrm_eval.data.dataset import PuzzleDataset
-from hrm_eval.data.open import open_dataset, resolve_task
+from hrm_eval.data.open import resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
-from hrm_eval.evaluation.calibration import CALIBRATION_DEFINITION
 from hrm_eval.evaluation.distributed import DistContext, failure_hook
 from hrm_eval.evaluation.evaluator import Evaluator, RowOutputs, ShardPlan
 from hrm_eval.evaluation.halting_analysis import halting_sweep
 from hrm_eval.evaluation.metrics import STEP_EFFICIENCY_DEFINITION
 from hrm_eval.evaluation.plots import plot_frontier, plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.evaluation.q_reliability import CALIBRATION_DEFINITION
 from hrm_eval.evaluation.result import EvaluationResult, records_frame, summary_frame
 from hrm_eval.evaluation.resume import ResumeState, build_manifest, dataset_row_check
 from hrm_eval.evaluation.stats import INTERVALS_DEFINITION, PAIRED_TEST_DEFINITION
@@ -54,7 +54,7 @@ log = logging.getLogger("hrm_eval")
 RECORDS_FILE = "per_puzzle.jsonl"
 CSV_FILE = "per_puzzle.csv"
 PREDICTIONS_SPOOL = "all_preds.partial"  # the chunks of --save-predictions until the files are written
-__all__ = ["open_dataset", "resolve_task", "simple_evaluate", "assemble_results", "results_frames", "RECORDS_FILE"]
+__all__ = ["simple_evaluate", "assemble_results", "results_frames", "RECORDS_FILE"]
 
 
 def simple_evaluate(

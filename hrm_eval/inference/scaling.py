@@ -37,7 +37,7 @@ import torch
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk, StepRows, Verifier
 from hrm_eval.inference.runner import slot_chunks
-from hrm_eval.inference.views import View, identity_view, logits_from_view, to_view, tokens_from_view
+from hrm_eval.inference.views import PuzzleView, identity_view, logits_from_view, to_view, tokens_from_view
 from hrm_eval.models.act import ACTModel
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -134,7 +134,7 @@ class ScaledRows(FinishedRows):
 class _Attempt:
     puzzle: int  # the caller's index of the puzzle
     number: int  # 1-based
-    view: View
+    view: PuzzleView
     spent_before: int  # the puzzle's steps over its earlier attempts
     steps: int = 0
     verified: bool = False
@@ -213,7 +213,7 @@ class ScaledRunner:
     def slots(self) -> int:
         return self.engine.slots
 
-    def _make_views(self, seq_len: int, policy: ScalingPolicy) -> List[View]:
+    def _make_views(self, seq_len: int, policy: ScalingPolicy) -> List[PuzzleView]:
         """Identity first, then the task's views; a task without views (ARC) has the identity only."""
         vocab = self.config.vocab_size
         if policy.views == 1:
@@ -223,7 +223,7 @@ class ScaledRunner:
         except HRMEvalError:
             return [identity_view(seq_len, vocab)]
         return [
-            View("identity" if i == 0 else f"view{i}", torch.as_tensor(tm).long(), torch.as_tensor(cm).long())
+            PuzzleView("identity" if i == 0 else f"view{i}", torch.as_tensor(tm).long(), torch.as_tensor(cm).long())
             for i, (tm, cm) in enumerate(raw)
         ]
 
