@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hrm_eval.evaluation.run import open_dataset  # noqa: E402
+from hrm_eval.data.open import open_dataset  # noqa: E402
 from hrm_eval.export import write_model_folder  # noqa: E402
 from hrm_eval.export.quantize import compare_outputs  # noqa: E402
 from hrm_eval.export.runtime import dataset_rows, export_graphs  # noqa: E402

@@ -594,6 +594,8 @@ def test_evaluate_with_adaptive_halting_from_the_command_line(tmp_path):
     [
         (("--halt-threshold", "1.5"), "--halt-threshold"),
         (("--halting", "sometimes"), "--halting"),
+        (("--halting", "sweep"), "--sweep"),  # an analysis switch, not a mode
+        (("--sweep", "--halting", "adaptive"), "--sweep"),
         (("--min-steps", "0"), "--min-steps"),
         (("--dtype", "float8"), "--dtype"),
     ],

@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 
 ENTRY_POINTS = {
     "simple_evaluate": "hrm_eval.evaluation.run",
-    "open_dataset": "hrm_eval.evaluation.run",
+    "open_dataset": "hrm_eval.data.open",
     "load_checkpoint": "hrm_eval.inference.checkpoint",
     "LoadedCheckpoint": "hrm_eval.models.loading",
     "evaluate_ensemble": "hrm_eval.ensemble.run",

@@ -19,6 +19,7 @@ from hrm_eval.cli.base import (
 )
 from hrm_eval.data.tasks.arc.scoring import score_arc_predictions
 from hrm_eval.evaluation.config import EvalConfig, InspectConfig, ScoreConfig
+from hrm_eval.inference.halting import HALTING_MODES, SWEEP, SWEEP_DESCRIPTION, SWEEP_NOT_A_MODE, modes_help
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.paths import OutputLock, default_output
 
@@ -29,13 +30,8 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--checkpoint", help="step_<N> file, published `checkpoint` file, or run directory (newest step)")
     g.add_argument("--data", dest="data_path", help="dataset directory, or a .jsonl / .csv file of puzzles")
     add_run_flags(g, auto_dtype=True)
-    g.add_argument(
-        "--halting",
-        choices=("fixed", "adaptive", "threshold", "sweep"),
-        help="fixed: every puzzle runs halt_max_steps (the public numbers); adaptive: the model's own "
-        "Q rule; threshold: sigmoid(q_halt) >= --halt-threshold; sweep: one fixed run, then "
-        "accuracy against mean steps for every rule",
-    )
+    g.add_argument("--halting", type=_halting_mode, choices=HALTING_MODES, help=modes_help())
+    g.add_argument("--sweep", action="store_true", help=SWEEP_DESCRIPTION)
     g.add_argument("--halt-threshold", type=float, help="threshold halting: stop when sigmoid(q_halt) >= P")
     g.add_argument("--min-steps", type=int, help="adaptive / threshold: never stop before this step")
     g.add_argument("--max-steps", type=int, help="stop at this step at the latest (default halt_max_steps)")
@@ -72,6 +68,13 @@ def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     add_model_flags(g)
 
 
+def _halting_mode(text: str) -> str:
+    """--halting's value; `sweep`, once a mode, is named as the switch it is now (--sweep)."""
+    if text == SWEEP:
+        raise argparse.ArgumentTypeError(SWEEP_NOT_A_MODE)
+    return text
+
+
 # The EvalConfig fields simple_evaluate takes under the same names (checkpoint, data_path, output_dir, device,
 # model_config_path and output_format are resolved first; the logging and W&B fields are the CLI's own).
 SAME_NAMES = (
@@ -100,6 +103,7 @@ def run_evaluate(inv: Invocation) -> int:
     settings = dict(
         model_config=model_config(cfg.model_config_path),
         formats=("json", cfg.output_format),
+        sweep=cfg.sweep,
         **cfg.model_dump(include=set(SAME_NAMES)),
     )
     done = run_on_ranks(

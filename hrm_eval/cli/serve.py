@@ -6,6 +6,7 @@ import argparse
 import os
 
 from hrm_eval.cli.base import Invocation, Mode, add_model_flags, add_scaling_flags, model_config
+from hrm_eval.inference.halting import SERVED_HALTING_MODES, modes_help
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -23,7 +24,7 @@ def serve_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--data", dest="data_path", help="dataset directory for the (first) model's random puzzles")
     g.add_argument("--host", help="address to listen on; anything but localhost warns unless --api-key is set")
     g.add_argument("--port", type=int, help="port (0: any free port; the first line printed says which)")
-    g.add_argument("--halting", choices=("fixed", "adaptive"), help="fixed: halt_max_steps for every puzzle")
+    g.add_argument("--halting", choices=SERVED_HALTING_MODES, help=modes_help(SERVED_HALTING_MODES))
     g.add_argument("--max-batch", type=int, help="puzzles computed together (engine slots); 1 turns batching off")
     g.add_argument("--batch-wait-ms", type=float, help="how long an idle engine waits to gather a batch")
     g.add_argument("--max-queue", type=int, help="puzzles queued or in flight before 503")

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 from hrm_eval import resources
 from hrm_eval.cli.base import Invocation, Mode, add_dtype_flag, add_model_flags, add_scaling_flags, model_config
 from hrm_eval.inference.config import SolveConfig
+from hrm_eval.inference.halting import HALTING_MODES, modes_help
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")
@@ -35,11 +36,7 @@ def solve_arguments(g: argparse._ArgumentGroup) -> None:
         "--data", dest="data_path", help=".csv (answer column may be empty) or .jsonl (target_sequence optional)"
     )
     g.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
-    g.add_argument(
-        "--halting",
-        choices=("fixed", "adaptive", "threshold"),
-        help="adaptive: the model decides when it is done; fixed: every step; threshold: sigmoid(q_halt) >= P",
-    )
+    g.add_argument("--halting", choices=HALTING_MODES, help=modes_help())
     g.add_argument("--halt-threshold", type=float, help="threshold halting: stop when sigmoid(q_halt) >= P")
     g.add_argument("--min-steps", type=int, help="adaptive / threshold: never stop before this step")
     g.add_argument("--max-steps", type=int, help="stop at this step at the latest (default halt_max_steps)")

@@ -31,9 +31,9 @@ from hrm_eval.compare.weights import weight_change, weight_statistics
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.open import resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask
-from hrm_eval.evaluation.calibration import calibration_report
 from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.evaluation.q_reliability import calibration_report
 from hrm_eval.inference.views import identity_view
 from hrm_eval.members.predictions import (
     Member,

@@ -16,7 +16,7 @@ from hrm_eval.ensemble.strategies import Combined, Voters
 from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.scoring import score_rows
-from hrm_eval.inference.views import View
+from hrm_eval.inference.views import PuzzleView
 from hrm_eval.members.predictions import CHUNK, Member, Predictions, PuzzleRows, Scored, log_probs, score_member
 
 ENSEMBLE_LOSS = "softmax_cross_entropy"  # the ensemble's output is already normalised log-probabilities
@@ -32,7 +32,7 @@ class EnsembleContext:
     rows: PuzzleRows
     task: Optional[PuzzleTask]
     dataset: Optional[PuzzleDataset] = None
-    views: Sequence[View] = ()
+    views: Sequence[PuzzleView] = ()
     device: Union[str, torch.device] = "cpu"
     cache_dir: Optional[Path] = None
     cache_info: List[Dict[str, Any]] = field(default_factory=list)  # per member: cache hit/miss and file

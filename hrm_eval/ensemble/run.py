@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from hrm_eval.data.open import resolve_task
 from hrm_eval.ensemble.context import EnsembleContext
 from hrm_eval.ensemble.fitting import (
     CalibrationPlan,
@@ -49,7 +50,6 @@ from hrm_eval.ensemble.task_scores import ensemble_task_scores
 from hrm_eval.ensemble.tta import make_views
 from hrm_eval.evaluation.distributed import DistContext
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
-from hrm_eval.evaluation.run import resolve_task
 from hrm_eval.evaluation.stats import paired_test
 from hrm_eval.members.load import load_members
 from hrm_eval.members.predictions import (

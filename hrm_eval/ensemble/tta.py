@@ -16,16 +16,16 @@ import numpy as np
 import torch
 
 from hrm_eval.data.tasks.base import PuzzleTask
-from hrm_eval.inference.views import View, identity_view, logits_from_view, to_view, tokens_from_view, views_digest
+from hrm_eval.inference.views import PuzzleView, identity_view
 from hrm_eval.utils import limits
 from hrm_eval.utils.errors import HRMEvalError
 
-__all__ = ["View", "identity_view", "logits_from_view", "make_views", "to_view", "tokens_from_view", "views_digest"]
+__all__ = ["make_views"]
 
 
 def make_views(
     task: Optional[PuzzleTask], num_views: int, *, seq_len: int, vocab_size: int, seed: int = 0
-) -> List[View]:
+) -> List[PuzzleView]:
     """`num_views` views (identity first) from `PuzzleTask.tta_views`, checked to be permutations
     and turned into tensors. 1 needs no task."""
     if num_views < 1:
@@ -45,7 +45,7 @@ def make_views(
             raise HRMEvalError(f"{task.name}: view {i} does not permute the {vocab_size}-token vocabulary")
         if len(cm) != seq_len or not torch.equal(torch.sort(cm).values, torch.arange(seq_len)):
             raise HRMEvalError(f"{task.name}: view {i} does not permute the {seq_len} cells")
-        views.append(View("identity" if i == 0 else f"{task.name}_view{i}", tm, cm))
+        views.append(PuzzleView("identity" if i == 0 else f"{task.name}_view{i}", tm, cm))
     if not views[0].is_identity:
         raise HRMEvalError(f"{task.name}: the first test-time view must be the identity")
     return views

@@ -24,6 +24,7 @@ import torch
 from hrm_eval.env.think import CONTINUE, HALT
 from hrm_eval.env.thinking import load_model
 from hrm_eval.inference.engine import ACTEngine, HaltingPolicy
+from hrm_eval.inference.halting import ADAPTIVE, HaltingMode
 from hrm_eval.models.act import ACTModel
 
 
@@ -48,10 +49,10 @@ class ModelAgent:
     would break a rule, only the most confident cell is placed before the model solves the
     board again: every placement makes the puzzle it reads easier. `solves` counts model runs."""
 
-    def __init__(self, env: Any, checkpoint: Any = None, *, halting: str = "adaptive", device: str = "cpu"):
+    def __init__(self, env: Any, checkpoint: Any = None, *, halting: HaltingMode = ADAPTIVE, device: str = "cpu"):
         self.game = env.unwrapped.game
         model, _ = load_model(checkpoint, device=device, task=self.game.task.name)
-        self.engine = ACTEngine(model, slots=1, halting=HaltingPolicy(halting))  # type: ignore[arg-type]
+        self.engine = ACTEngine(model, slots=1, halting=HaltingPolicy(halting))
         self.plan: List[int] = []  # moves of the last answer, most confident first
         self.scores = np.zeros(0)  # [num_actions] the last answer's probability of each move
         self.fresh = False  # the plan comes from the board as it is now

@@ -13,6 +13,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "hrm_eval.evaluation.evaluator": ["Evaluator"],
         "hrm_eval.evaluation.result": ["EvaluationResult"],
-        "hrm_eval.evaluation.run": ["open_dataset", "simple_evaluate"],
+        "hrm_eval.evaluation.run": ["simple_evaluate"],
     },
 )

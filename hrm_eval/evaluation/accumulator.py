@@ -18,13 +18,14 @@ import torch
 from hrm_eval.data.dataset import PuzzleBatch, PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.evaluation.all_preds import PredictionSpool
-from hrm_eval.evaluation.calibration import calibration_analysis
-from hrm_eval.evaluation.halting import by_difficulty, halting_analysis
+from hrm_eval.evaluation.halting_analysis import by_difficulty, halting_analysis
 from hrm_eval.evaluation.metrics import MetricSums, first_correct_step, step_efficiency_summary
+from hrm_eval.evaluation.q_reliability import calibration_analysis
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores
 from hrm_eval.evaluation.stats import bootstrap_mean_interval
 from hrm_eval.inference.engine import FinishedRows
+from hrm_eval.inference.halting import FIXED
 from hrm_eval.inference.scaling import ScaledRows
 from hrm_eval.models import ACTModel
 from hrm_eval.utils.io import json_line
@@ -277,7 +278,7 @@ class Accumulator:
             "steps": self.steps[v],
             "solved": self.solved_rows[v],
         }
-        fixed = halting["mode"] == "fixed" and halting["max_steps"] == self.T
+        fixed = halting["mode"] == FIXED and halting["max_steps"] == self.T
         analysis = halting_analysis(arrays, self.model, fixed=fixed)
         difficulty = None
         if self.difficulty_name is not None and v.any():

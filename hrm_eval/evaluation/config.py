@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from hrm_eval import resources
 from hrm_eval.inference.config import ModelFlags
+from hrm_eval.inference.halting import FIXED, SWEEP, SWEEP_NOT_A_MODE, HaltingMode
 from hrm_eval.utils import limits
 from hrm_eval.utils.config import Dtype, LogSettings, RunSettings, ScalingSettings
 
@@ -23,7 +24,8 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     checkpoint: str  # step_<N> file, `checkpoint` file or run directory
     data_path: str  # dataset directory, or a .csv / .jsonl file of puzzles
     dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = None  # type: ignore[assignment]  # auto: bf16 where native
-    halting: Literal["fixed", "adaptive", "threshold", "sweep"] = "fixed"  # fixed: the public numbers
+    halting: HaltingMode = FIXED  # fixed: the public numbers
+    sweep: bool = False  # one fixed run, then exact accuracy against mean steps for every rule (halting_sweep)
     halt_threshold: float = Field(0.5, gt=0, lt=1)  # threshold: stop when sigmoid(q_halt) >= this
     min_steps: int = Field(1, ge=1, le=limits.MAX_STEPS)  # adaptive / threshold never stop earlier
     max_steps: Optional[int] = Field(None, ge=1, le=limits.MAX_STEPS)  # default: the model's halt_max_steps
@@ -39,6 +41,19 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     # stop at a logged row that cannot be trusted instead of evaluating it again
     resume: Union[bool, Literal["strict"]] = False
     overwrite: bool = False  # start afresh in an output_dir that holds an interrupted run
+
+    @field_validator("halting", mode="before")
+    @classmethod
+    def _sweep_is_a_switch(cls, v: Any) -> Any:
+        if v == SWEEP:  # an analysis of a fixed run, asked for by its own switch
+            raise ValueError(SWEEP_NOT_A_MODE)
+        return v
+
+    @model_validator(mode="after")
+    def _sweep_runs_fixed(self) -> "EvalConfig":
+        if self.sweep and self.halting != FIXED:
+            raise ValueError(f"--sweep simulates every halting rule from one fixed run; drop --halting {self.halting}")
+        return self
 
     def architecture(self, **fields: Any) -> "ModelConfig":
         """The architecture of this config's checkpoint on its data, resolved as `evaluate`

@@ -33,7 +33,7 @@ from hrm_eval.evaluation.payload import Payload, from_payload, to_payload
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores, score_rows
 from hrm_eval.evaluation.stats import rate_interval
-from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingMode, HaltingPolicy, PuzzleChunk
+from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk
 from hrm_eval.inference.runner import ACTRunner
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, scaling_summary
 from hrm_eval.models import ACTModel
@@ -362,11 +362,12 @@ def _device(device: str | torch.device) -> torch.device:
 
 
 def _policy(config: Optional[Any]) -> HaltingPolicy:
-    """The halting policy an EvalConfig names (sweep: its fixed run); fixed without one."""
+    """The halting policy an EvalConfig names (a sweep's is fixed); fixed without one."""
     if config is None:
         return HaltingPolicy()
-    mode: HaltingMode = "fixed" if config.halting == "sweep" else config.halting
-    return HaltingPolicy(mode, threshold=config.halt_threshold, min_steps=config.min_steps, max_steps=config.max_steps)
+    return HaltingPolicy(
+        config.halting, threshold=config.halt_threshold, min_steps=config.min_steps, max_steps=config.max_steps
+    )
 
 
 def _chunks(

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from hrm_eval.inference.halting import ADAPTIVE, FIXED, THRESHOLD
 from hrm_eval.utils.io import atomic_write
 
 
@@ -40,12 +41,12 @@ def plot_sweep(points: List[Dict[str, Any]], path: Path) -> Optional[str]:
     if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    fixed = [p for p in points if p["rule"].startswith("fixed")]
+    fixed = [p for p in points if p["rule"].startswith(FIXED)]
     ax.plot([p["mean_steps"] for p in fixed], [p["exact_accuracy"] for p in fixed], "o-", label="fixed steps")
     for p in points:
-        if not p["rule"].startswith("fixed"):
-            ax.plot(p["mean_steps"], p["exact_accuracy"], "s" if p["rule"].startswith("adaptive") else "^")
-            ax.annotate(p["rule"].replace("threshold ", "p>="), (p["mean_steps"], p["exact_accuracy"]), fontsize=7)
+        if not p["rule"].startswith(FIXED):
+            ax.plot(p["mean_steps"], p["exact_accuracy"], "s" if p["rule"].startswith(ADAPTIVE) else "^")
+            ax.annotate(p["rule"].replace(f"{THRESHOLD} ", "p>="), (p["mean_steps"], p["exact_accuracy"]), fontsize=7)
     return _accuracy_against_steps(plt, fig, ax, path, "mean ACT steps", "Halting: accuracy against thinking time")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+from hrm_eval.inference.halting import FIXED
 from hrm_eval.models.hub import hub_origin
 from hrm_eval.models.loading import LoadedCheckpoint, alarming_assumptions
 
@@ -24,7 +25,7 @@ def _ci(m: Dict[str, Any], key: str, digits: int = 4) -> str:
 
 def _halting(h: Any) -> str:
     if not h:
-        return "fixed"
+        return FIXED
     extra = ", ".join(f"{k} {v}" for k, v in h.items() if k != "mode")
     return f"{h['mode']} ({extra})" if extra else h["mode"]
 

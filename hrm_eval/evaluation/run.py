@@ -14,21 +14,22 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 import torch
 
 from hrm_eval.data.dataset import PuzzleDataset
-from hrm_eval.data.open import open_dataset, resolve_task
+from hrm_eval.data.open import resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
-from hrm_eval.evaluation.calibration import CALIBRATION_DEFINITION
 from hrm_eval.evaluation.distributed import DistContext, failure_hook
 from hrm_eval.evaluation.evaluator import Evaluator, RowOutputs, ShardPlan
-from hrm_eval.evaluation.halting import halting_sweep
+from hrm_eval.evaluation.halting_analysis import halting_sweep
 from hrm_eval.evaluation.metrics import STEP_EFFICIENCY_DEFINITION
 from hrm_eval.evaluation.plots import plot_frontier, plot_reliability, plot_sweep
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION, build_provenance
+from hrm_eval.evaluation.q_reliability import CALIBRATION_DEFINITION
 from hrm_eval.evaluation.result import EvaluationResult, records_frame, summary_frame
 from hrm_eval.evaluation.resume import ResumeState, build_manifest, dataset_row_check
 from hrm_eval.evaluation.stats import INTERVALS_DEFINITION, PAIRED_TEST_DEFINITION
 from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
 from hrm_eval.inference.checkpoint import load_with_data
 from hrm_eval.inference.engine import HaltingPolicy
+from hrm_eval.inference.halting import FIXED, SWEEP, SWEEP_NOT_A_MODE, HaltingMode
 from hrm_eval.inference.onnx_runner import OnnxACTRunner
 from hrm_eval.inference.runtime import (
     DtypeChoice,
@@ -53,7 +54,7 @@ log = logging.getLogger("hrm_eval")
 RECORDS_FILE = "per_puzzle.jsonl"
 CSV_FILE = "per_puzzle.csv"
 PREDICTIONS_SPOOL = "all_preds.partial"  # the chunks of --save-predictions until the files are written
-__all__ = ["open_dataset", "resolve_task", "simple_evaluate", "assemble_results", "results_frames", "RECORDS_FILE"]
+__all__ = ["simple_evaluate", "assemble_results", "results_frames", "RECORDS_FILE"]
 
 
 def simple_evaluate(
@@ -71,7 +72,8 @@ def simple_evaluate(
     arch_overrides: Optional[Dict[str, Any]] = None,
     model_config: Optional[Dict[str, Any]] = None,
     progress: bool = True,
-    halting: str = "fixed",
+    halting: HaltingMode = FIXED,
+    sweep: bool = False,
     halt_threshold: float = 0.5,
     min_steps: int = 1,
     max_steps: Optional[int] = None,
@@ -94,8 +96,9 @@ def simple_evaluate(
     when output_dir is given).
 
     `halting`: fixed (every puzzle runs halt_max_steps, the public numbers), adaptive (the
-    model's own Q rule), threshold (sigmoid(q_halt) >= halt_threshold), or sweep (one fixed run,
-    then exact accuracy against mean steps for the model's rule and a range of thresholds).
+    model's own Q rule) or threshold (sigmoid(q_halt) >= halt_threshold); `hrm_eval.inference.halting`.
+    `sweep`: the analysis of a fixed run: exact accuracy against mean steps for fixed 1..T steps,
+    the model's rule and a range of thresholds (`results["halting_sweep"]`); needs fixed halting.
     `dtype`: None keeps the checkpoint's forward_dtype; "auto" takes bf16 where the device runs
     it natively; or a dtype name. `formats`: with "csv", also per_puzzle.csv beside results.json.
     `results_frames(results)` gives the returned dict's per-puzzle table and summary as DataFrames.
@@ -116,12 +119,11 @@ def simple_evaluate(
         backend = "onnxruntime"
     if backend == "onnxruntime":
         device, dtype = onnx_settings(device, dtype, compile)
-    policy = HaltingPolicy(
-        "fixed" if halting == "sweep" else halting,  # type: ignore[arg-type]
-        threshold=halt_threshold,
-        min_steps=min_steps,
-        max_steps=max_steps,
-    )
+    if halting == SWEEP:  # the analysis switch is `sweep`
+        raise HRMEvalError(SWEEP_NOT_A_MODE.replace("--sweep", "sweep=True"))
+    if sweep and halting != FIXED:
+        raise HRMEvalError(f"sweep=True simulates every halting rule from one fixed run; got halting={halting!r}")
+    policy = HaltingPolicy(halting, threshold=halt_threshold, min_steps=min_steps, max_steps=max_steps)
     scaled = ScalingPolicy.from_settings(
         SimpleNamespace(
             scaling=scaling, budget=budget, views=views, attempt_steps=attempt_steps, noise=noise, seed=seed
@@ -148,7 +150,7 @@ def simple_evaluate(
         result, s.loaded, s.dataset, s.task, device=str(s.device), batch_size=batch_size, limit=limit
     )
     run_facts = {"compile": compile, "backend": backend, "quantization": quantize or "none"}
-    _complete(results, result, s, run_facts, cost=cost, sweep=halting == "sweep", scorer=scorer, output_dir=output_dir)
+    _complete(results, result, s, run_facts, cost=cost, sweep=sweep, scorer=scorer, output_dir=output_dir)
     if output_dir is not None:
         _write_outputs(Path(output_dir), results, result, s.loaded, save_predictions, formats, s.dist.world_size)
         if state is not None:

@@ -3,10 +3,11 @@ every mode that loads one) and `--mode solve`."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Optional
 
 from pydantic import Field, field_validator
 
+from hrm_eval.inference.halting import ADAPTIVE, HaltingMode
 from hrm_eval.utils import limits
 from hrm_eval.utils.config import ConfigModel, Dtype, LogSettings, ScalingSettings
 
@@ -35,7 +36,7 @@ class SolveConfig(LogSettings, ModelFlags, ScalingSettings):
     puzzle: List[str] = Field(default_factory=list)  # puzzles in their natural form (repeatable flag)
     data_path: Optional[str] = None  # a .csv (answer column may be empty) or .jsonl (target_sequence optional)
     task: Optional[str] = None  # detected from the model's vocabulary and the puzzle when absent
-    halting: Literal["fixed", "adaptive", "threshold"] = "adaptive"
+    halting: HaltingMode = ADAPTIVE
     halt_threshold: float = Field(0.5, gt=0, lt=1)
     min_steps: int = Field(1, ge=1, le=limits.MAX_STEPS)
     max_steps: Optional[int] = Field(None, ge=1, le=limits.MAX_STEPS)

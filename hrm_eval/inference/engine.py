@@ -26,21 +26,31 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Literal, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional
 
 import torch
 from torch import nn
 
+from hrm_eval.inference.halting import (
+    ADAPTIVE,
+    FIXED,
+    HALTING_MODES,
+    STOP_REASONS,
+    STOPPED_AT_LIMIT,
+    STOPPED_BY_Q,
+    STOPPED_VERIFIED,
+    THRESHOLD,
+    HaltingMode,
+    StopReason,
+)
 from hrm_eval.models.act import ACTModel
 from hrm_eval.models.base import InnerCarry
 from hrm_eval.models.layers import CastedEmbedding, CastedLinear
 
 log = logging.getLogger("hrm_eval")
 
-HaltingMode = Literal["fixed", "adaptive", "threshold"]
 # (inputs [n, L], answers [n, L], q_halt logits [n]) -> [n] bool: whether each answer is accepted
 Verifier = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-HALTING_MODES = ("fixed", "adaptive", "threshold")
 
 # The model keeps its compiled step (one per model, shared by every engine on it, freed with it):
 # compiling takes tens of seconds on a CPU, and evaluation, serving and the benchmark build
@@ -50,7 +60,7 @@ COMPILED_STEP_ATTR = "compiled_step"
 
 @dataclass(frozen=True)
 class HaltingPolicy:
-    """When a puzzle stops thinking.
+    """When a puzzle stops thinking: one of the modes of `hrm_eval.inference.halting`.
 
     fixed:     exactly `max_steps` steps (default halt_max_steps), as the public evaluation.
     adaptive:  the model's own rule (HRM: q_halt > q_continue; TRM with no_ACT_continue:
@@ -59,7 +69,7 @@ class HaltingPolicy:
     Adaptive and threshold never stop before `min_steps` and always stop at `max_steps`.
     """
 
-    mode: HaltingMode = "fixed"
+    mode: HaltingMode = FIXED
     threshold: float = 0.5
     min_steps: int = 1
     max_steps: Optional[int] = None
@@ -80,9 +90,9 @@ class HaltingPolicy:
     ) -> torch.Tensor:
         """[n] bool: which of these rows stop after the step they just ran (steps counts it)."""
         at_limit = steps >= limit
-        if self.mode == "fixed":
+        if self.mode == FIXED:
             return at_limit
-        if self.mode == "adaptive":
+        if self.mode == ADAPTIVE:
             wants = model.wants_to_halt(q_halt, q_continue)
         else:
             wants = torch.sigmoid(q_halt) >= self.threshold
@@ -90,9 +100,9 @@ class HaltingPolicy:
 
     def describe(self, halt_max_steps: int) -> Dict[str, Any]:
         out: Dict[str, Any] = {"mode": self.mode, "max_steps": self.step_limit(halt_max_steps)}
-        if self.mode != "fixed":
+        if self.mode != FIXED:
             out["min_steps"] = self.min_steps
-        if self.mode == "threshold":
+        if self.mode == THRESHOLD:
             out["threshold"] = self.threshold
         return out
 
@@ -128,13 +138,34 @@ class FinishedRows:
     exact_by_step: Optional[torch.Tensor] = None  # [n, T] bool, answer exactly right after step t (needs labels)
     preds_by_step: Optional[torch.Tensor] = None  # [n, T, L] answer after each step (trace_preds)
     verified: Optional[torch.Tensor] = None  # [n] bool, the verifier's verdict on the final answer (engines with one)
+    # [n] int8, why each row stopped: an index into hrm_eval.inference.halting.STOP_REASONS
+    # (q_halt, step_limit, verified), recorded where the decision is made (`stop_reasons`)
+    stop_reason: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return int(self.index.numel())
 
+    def reason(self, k: int) -> StopReason:
+        """Why row k stopped (the runners always record it)."""
+        assert self.stop_reason is not None, "FinishedRows made without stop reasons"
+        return STOP_REASONS[int(self.stop_reason[k])]
+
     @property
     def preds(self) -> torch.Tensor:
         return self.logits.argmax(-1)
+
+
+def stop_reasons(
+    steps: torch.Tensor, limits: torch.Tensor | int, policy_limit: int, verified: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """[n] int8 (FinishedRows.stop_reason) for rows that stop after `steps` [n]: verified where the
+    verifier accepted the answer (it stops only then, or at its limit), else step_limit where a
+    row reached its own limit or the policy's, else q_halt (the policy stopped it earlier)."""
+    reason = torch.full(steps.shape, STOPPED_BY_Q, dtype=torch.int8, device=steps.device)
+    reason[(steps >= limits) | (steps >= policy_limit)] = STOPPED_AT_LIMIT
+    if verified is not None:
+        reason[verified.to(torch.bool)] = STOPPED_VERIFIED
+    return reason
 
 
 def cast_weights_once(model: nn.Module, dtype: torch.dtype) -> nn.Module:
@@ -372,26 +403,9 @@ class ACTEngine:
         self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor] = None
     ) -> FinishedRows:
         """Every row of `inputs` [n, L] to completion; results in input order."""
-        n = len(inputs)
-        source = (
-            PuzzleChunk(
-                torch.arange(s, min(n, s + self.slots)),
-                inputs[s : s + self.slots],
-                puzzle_identifiers[s : s + self.slots],
-                None if labels is None else labels[s : s + self.slots],
-            )
-            for s in range(0, n, self.slots)
-        )
-        parts = list(self.run(source))
-        if not parts:
-            raise ValueError("run_all needs at least one puzzle")
-        order = torch.cat([p.index for p in parts]).argsort()
+        from hrm_eval.inference.runner import run_all  # why: the runner module builds on this one
 
-        def cat(name: str) -> Optional[torch.Tensor]:
-            values = [getattr(p, name) for p in parts]
-            return None if values[0] is None else torch.cat(values)[order]
-
-        return FinishedRows(**{name: cat(name) for name in FinishedRows.__dataclass_fields__})  # type: ignore[arg-type]
+        return run_all(self, inputs, puzzle_identifiers, labels)
 
     def _allocate(self, first: PuzzleChunk) -> _Slots:
         N, T, L = self.slots, self.trace_steps, first.inputs.shape[1]
@@ -520,6 +534,9 @@ class ACTEngine:
             return None
         rows = active[halt]
         state.active[rows] = False
+        reason = stop_reasons(
+            steps[halt], state.limit[rows], self.limit, verified[halt] if verified is not None else None
+        )
         return FinishedRows(
             index=state.index[rows].cpu(),
             logits=logits[halt].cpu(),
@@ -531,6 +548,7 @@ class ACTEngine:
             exact_by_step=state.exact[rows].cpu() if state.exact is not None else None,
             preds_by_step=state.preds[rows].cpu() if state.preds is not None else None,
             verified=verified[halt].cpu() if verified is not None else None,
+            stop_reason=reason.cpu(),
         )
 
     def _halts(

@@ -6,10 +6,11 @@
 
 It is an ACTRunner (hrm_eval.inference.runner: `run`, `stats`, `slots`, `limit`), as the
 ACTEngine is, and yields the same FinishedRows, so the evaluator scores either the same way;
-`run_all` is the shared one. When to stop is decided by the
-engine's HaltingPolicy (fixed, adaptive, threshold), not restated here. Rows that halt leave
-the batch at once (later steps compute only the rows still running); unlike the engine, freed
-slots are not refilled, which keeps the loop simple: one chunk of `slots` puzzles at a time.
+`run_all` is the shared one. When to stop is decided by the engine's HaltingPolicy (fixed,
+adaptive, threshold), not restated here, and so is why a row stopped (`stop_reasons`). Rows
+that halt leave the batch at once (later steps compute only the rows still running); unlike
+the engine, freed slots are not refilled, which keeps the loop simple: one chunk of `slots`
+puzzles at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Dict, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
-from hrm_eval.inference.engine import FinishedRows, HaltingPolicy, PuzzleChunk
+from hrm_eval.inference.engine import FinishedRows, HaltingPolicy, PuzzleChunk, stop_reasons
 from hrm_eval.inference.runner import run_all
 from hrm_eval.models import ModelConfig, build_model
 from hrm_eval.utils.errors import HRMEvalError
@@ -130,6 +131,7 @@ class OnnxACTRunner:
                     q_continue_by_step=q_continue[done],
                     exact_by_step=exact[done] if exact is not None else None,
                     preds_by_step=preds_by_step[done] if preds_by_step is not None else None,
+                    stop_reason=stop_reasons(steps[halt], T, T),
                 )
                 keep = ~halt.numpy()
                 rows, z_H, z_L = rows[keep], z_H[keep], z_L[keep]

@@ -37,7 +37,7 @@ import torch
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk, StepRows, Verifier
 from hrm_eval.inference.runner import slot_chunks
-from hrm_eval.inference.views import View, identity_view, logits_from_view, to_view, tokens_from_view
+from hrm_eval.inference.views import PuzzleView, identity_view, logits_from_view, to_view, tokens_from_view
 from hrm_eval.models.act import ACTModel
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -134,7 +134,7 @@ class ScaledRows(FinishedRows):
 class _Attempt:
     puzzle: int  # the caller's index of the puzzle
     number: int  # 1-based
-    view: View
+    view: PuzzleView
     spent_before: int  # the puzzle's steps over its earlier attempts
     steps: int = 0
     verified: bool = False
@@ -213,7 +213,7 @@ class ScaledRunner:
     def slots(self) -> int:
         return self.engine.slots
 
-    def _make_views(self, seq_len: int, policy: ScalingPolicy) -> List[View]:
+    def _make_views(self, seq_len: int, policy: ScalingPolicy) -> List[PuzzleView]:
         """Identity first, then the task's views; a task without views (ARC) has the identity only."""
         vocab = self.config.vocab_size
         if policy.views == 1:
@@ -223,7 +223,7 @@ class ScaledRunner:
         except HRMEvalError:
             return [identity_view(seq_len, vocab)]
         return [
-            View("identity" if i == 0 else f"view{i}", torch.as_tensor(tm).long(), torch.as_tensor(cm).long())
+            PuzzleView("identity" if i == 0 else f"view{i}", torch.as_tensor(tm).long(), torch.as_tensor(cm).long())
             for i, (tm, cm) in enumerate(raw)
         ]
 
@@ -335,9 +335,10 @@ class ScaledRunner:
             exact_by_step=None if fin.exact_by_step is None else fin.exact_by_step[j : j + 1],
             preds_by_step=preds_by_step,
             verified=fin.verified[j : j + 1] if fin.verified is not None else None,
+            stop_reason=fin.stop_reason[j : j + 1] if fin.stop_reason is not None else None,
         )
         attempt.steps = int(fin.steps[j])
-        attempt.verified = bool(fin.verified[j]) if fin.verified is not None else False
+        attempt.verified = fin.reason(j) == "verified"  # else it ran out of steps: the next attempt
         attempt.q_halt_probability = float(torch.sigmoid(fin.q_halt_logits[j].float()))
         attempt.answer = logits.argmax(-1)[0].to(torch.int64).numpy().tobytes()
         puzzle.used += attempt.steps

@@ -27,6 +27,7 @@ import torch
 from hrm_eval.data.tasks import all_tasks, detect_task, get_task
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy
+from hrm_eval.inference.halting import ADAPTIVE, HaltingMode
 from hrm_eval.inference.scaling import ScaledRows, ScaledRunner, ScalingPolicy
 from hrm_eval.models.act import ACTModel
 from hrm_eval.utils import guarded
@@ -85,7 +86,7 @@ class Solver:
         model_or_checkpoint: Any,
         task: Optional[str] = None,
         *,
-        halting: str = "adaptive",
+        halting: HaltingMode = ADAPTIVE,
         threshold: float = 0.5,
         min_steps: int = 1,
         max_steps: Optional[int] = None,
@@ -100,7 +101,7 @@ class Solver:
         seed: int = 0,
     ):
         try:
-            self.policy = HaltingPolicy(halting, threshold=threshold, min_steps=min_steps, max_steps=max_steps)  # type: ignore[arg-type]
+            self.policy = HaltingPolicy(halting, threshold=threshold, min_steps=min_steps, max_steps=max_steps)
         except ValueError as e:
             raise HRMEvalError(f"solve: {e}") from None
         if not isinstance(scaling, ScalingPolicy):
@@ -357,7 +358,7 @@ def solve(
     model_or_checkpoint: Any,
     puzzle: Any,
     task: Optional[str] = None,
-    halting: str = "adaptive",
+    halting: HaltingMode = ADAPTIVE,
     return_steps: bool = False,
     **options: Any,
 ) -> Solution:

@@ -21,7 +21,9 @@ from hrm_eval.models.losses import IGNORE_LABEL_ID
 
 
 @dataclass(frozen=True)
-class View:
+class PuzzleView:
+    """One validity-preserving transform of a puzzle (the identity: a plain run)."""
+
     name: str
     token_map: torch.Tensor  # [vocab] long: view token of each original token
     cell_map: torch.Tensor  # [L] long: original cell shown at each view cell
@@ -42,11 +44,11 @@ class View:
         return torch.argsort(self.token_map)
 
 
-def identity_view(seq_len: int, vocab_size: int) -> View:
-    return View("identity", torch.arange(vocab_size), torch.arange(seq_len))
+def identity_view(seq_len: int, vocab_size: int) -> PuzzleView:
+    return PuzzleView("identity", torch.arange(vocab_size), torch.arange(seq_len))
 
 
-def views_digest(views: List[View]) -> str:
+def views_digest(views: List[PuzzleView]) -> str:
     """A short hash of the views' maps (part of the prediction cache key)."""
     h = hashlib.sha256()
     for v in views:
@@ -55,7 +57,7 @@ def views_digest(views: List[View]) -> str:
     return h.hexdigest()[:16]
 
 
-def to_view(tokens: torch.Tensor, view: View) -> torch.Tensor:
+def to_view(tokens: torch.Tensor, view: PuzzleView) -> torch.Tensor:
     """Token rows [B, L] (inputs or labels; -100 stays -100) in the view's frame."""
     moved = tokens[:, view.cell_map]
     ignored = moved == IGNORE_LABEL_ID
@@ -63,7 +65,7 @@ def to_view(tokens: torch.Tensor, view: View) -> torch.Tensor:
     return torch.where(ignored, moved, mapped)
 
 
-def tokens_from_view(tokens: torch.Tensor, view: View) -> torch.Tensor:
+def tokens_from_view(tokens: torch.Tensor, view: PuzzleView) -> torch.Tensor:
     """Inverse of `to_view` for token rows [B, L]: the original frame."""
     back = tokens[:, view.inverse_cells]
     ignored = back == IGNORE_LABEL_ID
@@ -71,7 +73,7 @@ def tokens_from_view(tokens: torch.Tensor, view: View) -> torch.Tensor:
     return torch.where(ignored, back, mapped)
 
 
-def logits_from_view(logits: torch.Tensor, view: View) -> torch.Tensor:
+def logits_from_view(logits: torch.Tensor, view: PuzzleView) -> torch.Tensor:
     """Logits [B, L, V] over the view's cells and tokens -> the original frame:
     original[j, s] = view_logits[inverse_cell[j], token_map[s]]."""
     return logits[:, view.inverse_cells][:, :, view.token_map]

@@ -35,7 +35,7 @@ from hrm_eval.evaluation.distributed import DistContext, failure_hook
 from hrm_eval.evaluation.metrics import MetricSums
 from hrm_eval.evaluation.scoring import score_rows
 from hrm_eval.inference.engine import ACTEngine
-from hrm_eval.inference.views import View, logits_from_view, to_view, views_digest
+from hrm_eval.inference.views import PuzzleView, logits_from_view, to_view, views_digest
 from hrm_eval.models import ACTModel
 from hrm_eval.models.hub import is_hub_ref, localize
 from hrm_eval.models.loading import (
@@ -248,7 +248,7 @@ def default_cache_dir() -> Path:
 def predict(
     model: ACTModel,
     rows: PuzzleRows,
-    views: Sequence[View],
+    views: Sequence[PuzzleView],
     *,
     device: Union[str, torch.device] = "cpu",
     batch_size: int = 64,
@@ -304,7 +304,7 @@ def predict(
     return {k: torch.stack([torch.cat([p[k] for p in ps]) for ps in by_view]) for k in PREDICTION_FIELDS}
 
 
-def _predict_rows(engine: ACTEngine, rows: PuzzleRows, view: View, sl: slice) -> Predictions:
+def _predict_rows(engine: ACTEngine, rows: PuzzleRows, view: PuzzleView, sl: slice) -> Predictions:
     res = engine.run_all(to_view(rows.inputs[sl], view), rows.puzzle_identifiers[sl])
     return {
         "logits": logits_from_view(res.logits, view),
@@ -329,7 +329,12 @@ def _load_part(path: Path, n: int) -> Optional[Predictions]:
 
 
 def cache_key(
-    member: Member, dataset_fingerprint: str, rows: PuzzleRows, split: str, limit: Optional[int], views: Sequence[View]
+    member: Member,
+    dataset_fingerprint: str,
+    rows: PuzzleRows,
+    split: str,
+    limit: Optional[int],
+    views: Sequence[PuzzleView],
 ) -> Dict[str, Any]:
     config = json.dumps(member.config.model_dump(), sort_keys=True)
     return {
@@ -372,7 +377,7 @@ def load_cached(path: Path, key: Dict[str, Any], rows: PuzzleRows, num_views: in
 def member_predictions(
     member: Member,
     rows: PuzzleRows,
-    views: Sequence[View],
+    views: Sequence[PuzzleView],
     *,
     dataset_fingerprint: str,
     split: str,

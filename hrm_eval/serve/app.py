@@ -47,12 +47,12 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hrm_eval.data.tasks import get_task
+from hrm_eval.serve.bridge import EngineBridge, QueueFull, Ticket
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.guard import MAX_JSON_DEPTH, json_depth
 from hrm_eval.serve.metrics import Metrics
-from hrm_eval.serve.model import Puzzle, RequestError, ServedModel, Solution
+from hrm_eval.serve.model import EngineAnswer, Puzzle, RequestError, ServedModel
 from hrm_eval.serve.scaling import ServeScaling
-from hrm_eval.serve.scheduler import BatchScheduler, QueueFull, Ticket
 from hrm_eval.serve.schemas import (
     BatchRequest,
     BatchResponse,
@@ -267,16 +267,16 @@ async def _client_gone(receive: Callable) -> None:
 @dataclass(eq=False)
 class Lane:
     """One served model with what is its own: the engine thread and its slots and queue
-    (`scheduler`), and the scaling settings resolved for the model."""
+    (`bridge`), and the scaling settings resolved for the model."""
 
     served: ServedModel
-    scheduler: BatchScheduler
+    bridge: EngineBridge
     scaling: ServeScaling
 
     def info(self, cfg: ServeConfig) -> Dict[str, Any]:
         """What GET /v1/model says of this model."""
         info = self.served.describe()
-        info["max_batch"] = self.scheduler.engine.slots
+        info["max_batch"] = self.bridge.engine.slots
         info["limits"] = cfg.limits(self.scaling.max_budget)
         info["scaling"] = self.scaling.describe()
         return info
@@ -284,11 +284,11 @@ class Lane:
 
 class Service:
     """The handlers' shared state: the models (lanes), the limits, the metrics, draining.
-    `served`, `scheduler` and `scaling` are the first model's: all there is with one model."""
+    `served`, `bridge` and `scaling` are the first model's: all there is with one model."""
 
     def __init__(self, lanes: List[Lane], cfg: ServeConfig, metrics: Metrics):
         self.lanes, self.cfg, self.metrics = lanes, cfg, metrics
-        self.served, self.scheduler, self.scaling = lanes[0].served, lanes[0].scheduler, lanes[0].scaling
+        self.served, self.bridge, self.scaling = lanes[0].served, lanes[0].bridge, lanes[0].scaling
         self._keys = itertools.count()  # scaled puzzles' numbers (their noise seeds)
         self.rng = np.random.default_rng()
         self.live: Set[Ticket] = set()  # tickets of requests still waiting (event loop only)
@@ -368,7 +368,7 @@ class Service:
             for lane in self.lanes:
                 mine = [t for t in tickets if t.lane is lane]
                 if mine:
-                    lane.scheduler.submit(mine)
+                    lane.bridge.submit(mine)
                     submitted.extend(mine)
         except (QueueFull, RuntimeError) as e:
             self.cancel(submitted)  # a batch across models: none of it stays queued
@@ -391,9 +391,9 @@ class Service:
         for lane in self.lanes:
             mine = [t for t in tickets if t.lane is lane]
             if mine:
-                lane.scheduler.cancel(mine)
+                lane.bridge.cancel(mine)
 
-    async def wait(self, tickets: List[Ticket], receive: Callable) -> List[Solution]:
+    async def wait(self, tickets: List[Ticket], receive: Callable) -> List[EngineAnswer]:
         """The answers; 504 past the deadline, ClientGone when the client leaves first (either
         way the tickets are cancelled: out of the queue now, out of the engine at its next step)."""
         remaining = max(tickets[0].deadline - time.monotonic(), 0.0)
@@ -415,7 +415,7 @@ class Service:
         except RuntimeError as e:  # the engine stopped, or the drain ran out of time
             raise RequestError(503, str(e), {"Connection": "close"} if self.draining else None) from None
 
-    def response(self, puzzle: Puzzle, t: Ticket, sol: Solution, start: float, steps: bool) -> Dict[str, Any]:
+    def response(self, puzzle: Puzzle, t: Ticket, sol: EngineAnswer, start: float, steps: bool) -> Dict[str, Any]:
         out = t.lane.served.answer(puzzle, sol, steps)
         out["latency_ms"] = round((time.monotonic() - start) * 1000.0, 3)
         out["queue_ms"] = round((t.started - t.submitted) * 1000.0, 3)
@@ -444,7 +444,7 @@ class Service:
 def create_app(lanes: List[Lane], cfg: ServeConfig, metrics: Metrics) -> Gate:
     """The FastAPI app behind its Gate (what uvicorn runs), over one model or several (one per task)."""
     service = Service(lanes, cfg, metrics)
-    metrics.slots.set(sum(lane.scheduler.engine.slots for lane in lanes))
+    metrics.slots.set(sum(lane.bridge.engine.slots for lane in lanes))
     metrics.watch(lambda: queue_state(lanes))
     for lane in lanes:
         metrics.model.info(model_labels(lane.served))
@@ -472,7 +472,7 @@ def serve_scaling(served: ServedModel, cfg: ServeConfig) -> ServeScaling:
 
 def queue_state(lanes: List[Lane]) -> Dict[str, int]:
     """The queues of all models together (one model: its own)."""
-    states = [lane.scheduler.queue_state() for lane in lanes]
+    states = [lane.bridge.queue_state() for lane in lanes]
     return {k: sum(s[k] for s in states) for k in states[0]}
 
 
@@ -534,7 +534,7 @@ def add_info_routes(app: FastAPI, service: Service) -> None:
 
     @app.api_route("/health", methods=["GET", "HEAD"], summary="Liveness (200 while alive, also when draining)")
     async def health() -> Response:
-        stopped = next((lane.scheduler for lane in lanes if not lane.scheduler.alive), None)
+        stopped = next((lane.bridge for lane in lanes if not lane.bridge.alive), None)
         if stopped is not None:
             return error_response(503, f"engine stopped: {stopped.error!r}")
         state = "draining" if service.draining else "ok"
@@ -547,7 +547,7 @@ def add_info_routes(app: FastAPI, service: Service) -> None:
     async def ready() -> Response:
         if service.draining:
             return error_response(503, "draining: not taking new requests")
-        stopped = next((lane.scheduler for lane in lanes if not lane.scheduler.alive), None)
+        stopped = next((lane.bridge for lane in lanes if not lane.bridge.alive), None)
         if stopped is not None:
             return error_response(503, f"engine stopped: {stopped.error!r}")
         return JSONResponse({"status": "ready"})
@@ -560,11 +560,11 @@ def add_info_routes(app: FastAPI, service: Service) -> None:
     async def stats() -> Dict[str, Any]:
         out = metrics.snapshot()
         out["queue"] = queue_state(lanes)
-        out["engine"] = lanes[0].scheduler.stats()
+        out["engine"] = lanes[0].bridge.stats()
         out["draining"] = service.draining
         if len(lanes) > 1:  # each model's own engine (`engine` above is the first one's)
             out["models"] = [
-                {"name": lane.served.name, "queue": lane.scheduler.queue_state(), "engine": lane.scheduler.stats()}
+                {"name": lane.served.name, "queue": lane.bridge.queue_state(), "engine": lane.bridge.stats()}
                 for lane in lanes
             ]
         return out

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import ConfigDict, Field, model_validator
 
+from hrm_eval.inference.halting import ServedHaltingMode
 from hrm_eval.utils.config import ScalingSettings
 from hrm_eval.utils.limits import MAX_BUDGET
 
@@ -24,7 +25,7 @@ class ServeConfig(ScalingSettings):
     data_path: Optional[str] = None  # dataset for the page's random puzzles; default: the run's data/
     host: str = "127.0.0.1"  # localhost only unless you say otherwise
     port: int = Field(8000, ge=0, le=65535)  # 0: any free port (the URL line says which)
-    halting: Literal["fixed", "adaptive"] = "adaptive"  # adaptive: easy puzzles leave early, freeing slots
+    halting: ServedHaltingMode = "adaptive"  # adaptive: easy puzzles leave early, freeing slots
     max_batch: int = Field(64, ge=1)  # engine slots: puzzles computed together; 1 turns batching off
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)  # an idle engine waits this long to gather a batch
     max_queue: int = Field(1024, ge=1)  # puzzles queued or in flight; more -> 503 with Retry-After

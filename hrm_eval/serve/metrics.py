@@ -122,7 +122,7 @@ class Metrics:
                 self._answered.popleft()
 
     def watch(self, queue: Callable[[], Dict[str, int]]) -> None:
-        """Gauges read at scrape time from the scheduler."""
+        """Gauges read at scrape time from the engine bridge."""
         self.queue_depth.set_function(lambda: queue()["waiting"])
         self.queue_pending.set_function(lambda: queue()["pending"])
         self.slots_in_use.set_function(lambda: queue()["in_engine"])

@@ -51,7 +51,7 @@ class Puzzle:
 
 
 @dataclass
-class Solution:
+class EngineAnswer:
     """What the engine computed for one puzzle."""
 
     preds: np.ndarray  # [L] the answer tokens at the step the puzzle halted
@@ -174,7 +174,8 @@ class ServedModel:
         return True
 
     # ---- request -> tokens -------------------------------------------------------------------
-    def resolve_task(self, name: Optional[str], where: str) -> Optional[PuzzleTask]:
+    def request_task(self, name: Optional[str], where: str) -> Optional[PuzzleTask]:
+        """The task a request item names (None: the model's own), or RequestError(422)."""
         if name is None:
             return self.task
         try:
@@ -192,7 +193,7 @@ class ServedModel:
     def puzzle(self, item: Any, where: str = "") -> Puzzle:
         """A validated request item (schemas.PuzzleInput) -> a Puzzle; RequestError(422) naming
         the field (`where` prefixes it inside a batch) and the reason."""
-        task = self.resolve_task(item.task, where)
+        task = self.request_task(item.task, where)
         if item.puzzle_identifier >= self.config.num_puzzle_identifiers:
             raise RequestError(
                 422,
@@ -235,7 +236,7 @@ class ServedModel:
         value = task.decode_answer(tokens)
         return {"answer": value} if isinstance(value, str) else {"grid": value}
 
-    def answer(self, puzzle: Puzzle, solution: Solution, with_steps: bool) -> Dict[str, Any]:
+    def answer(self, puzzle: Puzzle, solution: EngineAnswer, with_steps: bool) -> Dict[str, Any]:
         out: Dict[str, Any] = {"task": puzzle.task.name if puzzle.task else None}
         out.update(self.natural(puzzle.task, solution.preds))
         if puzzle.as_tokens:

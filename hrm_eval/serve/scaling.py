@@ -7,7 +7,7 @@ then attempts on the task's validity-preserving views, until one passes, the vie
 the N ACT steps are spent; the verified answer, else the vote, is the answer.
 
 Why not `ScaledRunner` itself: it owns an engine, and a server has one engine whose slots every
-request shares. Here the scheduler drives the attempts through that one engine (`ServeEngine`
+request shares. Here the engine bridge drives the attempts through that one engine (`ServeEngine`
 lets the rows of scaled attempts think on until verified while plain rows halt exactly as
 before), so a scaled request's attempts share engine steps with plain requests (continuous
 batching), and cancelling its request drops the attempt in flight and every pending retry.
@@ -26,7 +26,7 @@ import torch
 from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.inference.engine import FinishedRows
 from hrm_eval.inference.scaling import ScalingPolicy, _Attempt, choose
-from hrm_eval.inference.views import View, identity_view, logits_from_view, to_view, tokens_from_view
+from hrm_eval.inference.views import PuzzleView, identity_view, logits_from_view, to_view, tokens_from_view
 from hrm_eval.utils.errors import HRMEvalError
 
 DEFAULT_MAX_BUDGET_X = 8  # --max-budget default: this many times halt_max_steps
@@ -54,7 +54,7 @@ class ServeScaling:
     asked_attempt_steps: Optional[int] = None  # --attempt-steps as given
     halt_max_steps: int = 0
     halting_limit: int = 0
-    _views: Dict[str, List[View]] = field(default_factory=dict, compare=False, repr=False)
+    _views: Dict[str, List[PuzzleView]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, cfg: Any, halt_max_steps: int, halting_limit: int) -> "ServeScaling":
@@ -109,7 +109,7 @@ class ServeScaling:
             "seed": self.seed,
         }
 
-    def views_of(self, task: Optional[PuzzleTask], seq_len: int, vocab_size: int) -> List[View]:
+    def views_of(self, task: Optional[PuzzleTask], seq_len: int, vocab_size: int) -> List[PuzzleView]:
         """The task's views, identity first (ScaledRunner._make_views); the identity only for a
         task without views (ARC) or none."""
         name = task.name if task is not None else ""
@@ -119,7 +119,9 @@ class ServeScaling:
                 try:
                     raw = task.tta_views(self.views, seq_len=seq_len, seed=self.seed)
                     views = [
-                        View("identity" if i == 0 else f"view{i}", torch.as_tensor(t).long(), torch.as_tensor(c).long())
+                        PuzzleView(
+                            "identity" if i == 0 else f"view{i}", torch.as_tensor(t).long(), torch.as_tensor(c).long()
+                        )
                         for i, (t, c) in enumerate(raw)
                     ]
                 except HRMEvalError:
@@ -148,7 +150,7 @@ class ScaledWork:
 
     settings: ServeScaling
     task: Optional[PuzzleTask]
-    views: List[View]
+    views: List[PuzzleView]
     budget: int
     key: int  # the puzzle's number for the noise seeds
     attempt_steps: int  # the most steps of one attempt
@@ -193,7 +195,7 @@ class ScaledWork:
         logits = logits_from_view(fin.logits[j : j + 1], a.view)
         preds = logits.argmax(-1)[0].to(torch.int64)
         a.steps = int(fin.steps[j])
-        a.verified = bool(fin.verified[j]) if fin.verified is not None else False
+        a.verified = fin.reason(j) == "verified"  # else it ran out of steps: the next attempt, if any
         a.q_halt_logit = float(fin.q_halt_logits[j])
         a.q_halt_probability = float(torch.sigmoid(fin.q_halt_logits[j].float()))
         a.answer = preds.numpy().tobytes()

@@ -25,11 +25,11 @@ import uvicorn
 
 from hrm_eval import resources
 from hrm_eval.inference.runtime import choose_threads, physical_cores
+from hrm_eval.serve.bridge import EngineBridge, ServeEngine
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.guard import guarded_protocol
 from hrm_eval.serve.metrics import Metrics
 from hrm_eval.serve.model import ServedModel
-from hrm_eval.serve.scheduler import BatchScheduler, ServeEngine
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -41,7 +41,7 @@ CLOSE_GRACE_S = 5
 
 
 def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tuple[Any, List[Any]]:
-    """The ASGI app and its models (app.Lane: each with its own, not yet started, scheduler)."""
+    """The ASGI app and its models (app.Lane: each with its own, not yet started, engine bridge)."""
     from hrm_eval.serve.app import Lane, create_app, serve_scaling
 
     device = resolve_device(cfg.device)
@@ -70,11 +70,9 @@ def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tu
     metrics = Metrics(act_step_limit=max(engine.limit for engine in engines))
     lanes = []
     for served, scaling, engine in zip(models, scalings, engines):
-        scheduler = BatchScheduler(
-            engine, max_queue=cfg.max_queue, batch_wait_s=wait_s, threads=threads, metrics=metrics
-        )
-        scheduler.confidence = scaling.confidence
-        lanes.append(Lane(served, scheduler, scaling))
+        bridge = EngineBridge(engine, max_queue=cfg.max_queue, batch_wait_s=wait_s, threads=threads, metrics=metrics)
+        bridge.confidence = scaling.confidence
+        lanes.append(Lane(served, bridge, scaling))
     return create_app(lanes, cfg, metrics), lanes
 
 
@@ -154,14 +152,14 @@ def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> No
     # (5 ms by default, longer than a small ACT step's ops). 0.5 ms bounds that wait.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     for lane in lanes:
-        lane.scheduler.start()
+        lane.bridge.start()
     scaling = app.service.scaling
     limits = ", ".join(
         f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in cfg.limits(scaling.max_budget).items()
     )
     models = ", ".join(
         f"{m.name} ({m.config.variant}, task {m.task.name if m.task else 'none'}, halting {cfg.halting}, "
-        f"max batch {cfg.max_batch}, threads {lane.scheduler.threads})"
+        f"max batch {cfg.max_batch}, threads {lane.bridge.threads})"
         for lane, m in ((lane, lane.served) for lane in lanes)
     )
     print(
@@ -183,7 +181,7 @@ def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> No
         DrainingServer(config, app.service).run(sockets=[sock])
     finally:
         for lane in lanes:
-            lane.scheduler.stop()
+            lane.bridge.stop()
         sock.close()
 
 

@@ -16,7 +16,8 @@ from hrm_eval.data.generate import generate_csvs
 from hrm_eval.data.tasks import get_task
 from hrm_eval.ensemble.context import EnsembleContext
 from hrm_eval.ensemble.strategies import vote
-from hrm_eval.ensemble.tta import logits_from_view, make_views, to_view, tokens_from_view
+from hrm_eval.ensemble.tta import make_views
+from hrm_eval.inference.views import logits_from_view, to_view, tokens_from_view
 from hrm_eval.members.predictions import collect_rows, predict
 from hrm_eval.models.losses import IGNORE_LABEL_ID
 from hrm_eval.utils.errors import HRMEvalError

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hrm_eval.evaluation.calibration import (
+from hrm_eval.evaluation.q_reliability import (
     auroc,
     average_ranks,
     brier_score,

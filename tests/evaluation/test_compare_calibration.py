@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from hrm_eval.compare import CSV_FILE, REPORT_FILE, compare_checkpoints, comparison_frame
-from hrm_eval.evaluation.calibration import calibration_report
+from hrm_eval.evaluation.q_reliability import calibration_report
 from hrm_eval.evaluation.run import simple_evaluate
 from tests.conftest import ROOT
 

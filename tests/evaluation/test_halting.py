@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from hrm_eval.evaluation.halting import by_difficulty, simulate, stop_steps
+from hrm_eval.evaluation.halting_analysis import by_difficulty, simulate, stop_steps
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.models import build_model
 from hrm_eval.models.config import HRMConfig
@@ -56,7 +56,7 @@ def test_by_difficulty_by_hand():
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("halting")
     kw = dict(device="cpu", limit=200, progress=False)
-    fixed = simple_evaluate(BUNDLED, BUNDLED / "data", output_dir=out / "fixed", halting="sweep", **kw)
+    fixed = simple_evaluate(BUNDLED, BUNDLED / "data", output_dir=out / "fixed", sweep=True, **kw)
     adaptive = simple_evaluate(BUNDLED, BUNDLED / "data", output_dir=out / "adaptive", halting="adaptive", **kw)
     return out, fixed, adaptive
 

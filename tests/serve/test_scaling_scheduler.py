@@ -16,9 +16,9 @@ from hrm_eval.data.tasks import get_task
 from hrm_eval.inference import ACTEngine, HaltingPolicy
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy
 from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.serve.bridge import EngineBridge, ServeEngine, Ticket
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.scaling import ServeScaling
-from hrm_eval.serve.scheduler import BatchScheduler, ServeEngine, Ticket
 from tests.conftest import ROOT
 from tests.serve.conftest import ISSUE_PUZZLE
 from tests.serve.test_scaling import HARD, HARDER
@@ -37,7 +37,7 @@ def model():
 def start(model, slots=8):
     scaling = ServeScaling.from_config(ServeConfig(), model.config.halt_max_steps, model.config.halt_max_steps)
     engine = ServeEngine(model, slots=slots, halting=HaltingPolicy("adaptive"), max_row_steps=scaling.row_steps)
-    s = BatchScheduler(engine, max_queue=64, batch_wait_s=0.2, threads=1)
+    s = EngineBridge(engine, max_queue=64, batch_wait_s=0.2, threads=1)
     s.start()
     return s, scaling
 

@@ -12,7 +12,7 @@ import pytest
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.inference import ACTEngine, HaltingPolicy
 from hrm_eval.models.loading import load_checkpoint
-from hrm_eval.serve.scheduler import BatchScheduler, QueueFull, ServeEngine, Ticket
+from hrm_eval.serve.bridge import EngineBridge, QueueFull, ServeEngine, Ticket
 from tests.conftest import ROOT
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
@@ -29,7 +29,7 @@ def bundled():
 
 def scheduler(model, slots, halting="fixed", max_queue=64, wait_s=0.2):
     engine = ServeEngine(model, slots=slots, halting=HaltingPolicy(halting))
-    s = BatchScheduler(engine, max_queue=max_queue, batch_wait_s=wait_s, threads=1)
+    s = EngineBridge(engine, max_queue=max_queue, batch_wait_s=wait_s, threads=1)
     s.start()
     return s
 

@@ -15,8 +15,9 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import torch
 
-from hrm_eval.evaluation.calibration import sigmoid
+from hrm_eval.evaluation.q_reliability import sigmoid
 from hrm_eval.evaluation.stats import paired_test, rate_interval
+from hrm_eval.inference.halting import ADAPTIVE, FIXED, THRESHOLD
 from hrm_eval.models import ACTModel
 
 SWEEP_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -114,11 +115,11 @@ def halting_sweep(
     T = exact.shape[1]
     points: List[Dict[str, Any]] = []
     for t in range(1, T + 1):
-        points.append({"rule": f"fixed {t}", "mean_steps": float(t), "exact_accuracy": float(exact[:, t - 1].mean())})
+        points.append({"rule": f"{FIXED} {t}", "mean_steps": float(t), "exact_accuracy": float(exact[:, t - 1].mean())})
     points.append(
-        {"rule": f"adaptive ({model_rule_name(model)})", **simulate(model_rule(model, q_halt, q_continue), exact)}
+        {"rule": f"{ADAPTIVE} ({model_rule_name(model)})", **simulate(model_rule(model, q_halt, q_continue), exact)}
     )
     prob = sigmoid(q_halt)
     for p in thresholds:
-        points.append({"rule": f"threshold {p:g}", **simulate(prob >= p, exact)})
+        points.append({"rule": f"{THRESHOLD} {p:g}", **simulate(prob >= p, exact)})
     return points

@@ -1,4 +1,6 @@
-"""Dynamic batching: requests from many clients share the ACT engine's slots.
+"""The bridge between HTTP requests and the ACT engine: requests from many clients share the
+engine's slots (dynamic batching). The engine schedules (its slots, its queue); this only hands
+puzzles over and answers back.
 
 One engine thread runs `ACTEngine.run` over a *live* source: the queue of submitted puzzles.
 
@@ -41,7 +43,7 @@ import torch
 
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, PuzzleChunk, StepRows
 from hrm_eval.serve.metrics import Metrics
-from hrm_eval.serve.model import Solution
+from hrm_eval.serve.model import EngineAnswer
 from hrm_eval.serve.scaling import ScaledWork, verdicts
 
 log = logging.getLogger("hrm_eval")
@@ -67,7 +69,7 @@ class Ticket:
     loop: asyncio.AbstractEventLoop
     want_steps: bool = False
     timeout_s: float = 0.0  # the time its request was given (for the 504 message)
-    events: Optional[asyncio.Queue] = None  # a stream's ("step", (n, preds, q_halt)), then ("final", Solution)
+    events: Optional[asyncio.Queue] = None  # a stream's ("step", (n, preds, q_halt)), then ("final", EngineAnswer)
     future: asyncio.Future = field(init=False)
     submitted: float = field(default_factory=time.monotonic)
     started: float = 0.0  # when it took a slot
@@ -134,9 +136,9 @@ class ServeEngine(ACTEngine):
         return halts, verified
 
 
-class BatchScheduler:
-    """Owns the engine thread. `submit` is called from the event loop; everything else that
-    touches the engine runs on the engine thread."""
+class EngineBridge:
+    """Between the event loop and the engine: owns the engine thread. `submit` is called from
+    the event loop; everything else that touches the engine runs on the engine thread."""
 
     def __init__(
         self,
@@ -358,12 +360,12 @@ class BatchScheduler:
 
     def _finish(self, finished: FinishedRows) -> None:
         preds = finished.preds.numpy().astype(np.int32)  # [n, L]
-        done: Dict[asyncio.AbstractEventLoop, List[Tuple[Ticket, Solution]]] = {}
+        done: Dict[asyncio.AbstractEventLoop, List[Tuple[Ticket, EngineAnswer]]] = {}
         plain_steps: List[int] = []
         for i, idx in enumerate(finished.index.tolist()):
             t = self._in_engine.pop(idx)
             if t.scaled is None:
-                sol = Solution(preds[i], int(finished.steps[i]), float(finished.q_halt_logits[i]), t.by_step)
+                sol = EngineAnswer(preds[i], int(finished.steps[i]), float(finished.q_halt_logits[i]), t.by_step)
                 plain_steps.append(sol.steps)
             else:
                 self._scaled.discard(idx)
@@ -373,7 +375,7 @@ class BatchScheduler:
                     continue
                 pick, cost = work.decide()
                 assert pick.preds is not None
-                sol = Solution(pick.preds, pick.steps, pick.q_halt_logit, t.by_step, cost, t.step_attempts)
+                sol = EngineAnswer(pick.preds, pick.steps, pick.q_halt_logit, t.by_step, cost, t.step_attempts)
                 if self.metrics is not None:
                     self.metrics.scaled(cost["attempts"], cost["act_steps_total"], cost["solved_at_attempt"])
             self._watched -= t.want_steps
@@ -404,7 +406,7 @@ class BatchScheduler:
         return s
 
 
-def _deliver(pairs: List[Tuple[Ticket, Solution]]) -> None:
+def _deliver(pairs: List[Tuple[Ticket, EngineAnswer]]) -> None:
     for t, sol in pairs:
         if not t.future.done():
             t.future.set_result(sol)

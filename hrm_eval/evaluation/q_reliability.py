@@ -12,6 +12,9 @@ sigmoid(q_halt) claims a probability of being right. Four views of how far to tr
   than a random wrong one (ties count one half), 0.5 = no better than chance. Ranked on the
   logits, which do not saturate to ties as sigmoid does in float32. Undefined when every
   answer is right or every one is wrong: then null, with the reason.
+
+(Named for the Q head's reliability: the ensemble's "calibration split", the held-out puzzles
+its stacker or weights are fitted on, is another thing, in `hrm_eval.ensemble.fitting`.)
 """
 
 from __future__ import annotations
