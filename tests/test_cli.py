@@ -7,7 +7,6 @@ spends most of its time importing torch); the tests then check one result each."
 from __future__ import annotations
 
 import fcntl
-import inspect
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ import torch
 import yaml
 
 from hrm_eval.evaluation.config import EvalConfig
-from hrm_eval.evaluation.run import simple_evaluate
+from hrm_eval.evaluation.run import evaluate_config
 from hrm_eval.utils.paths import LOCK_NAME
 from tests.conftest import (
     HRM_FIXTURES,
@@ -510,11 +509,9 @@ def test_default_output_folders_are_unique_per_run_and_use_the_bundled_model(run
         assert results["provenance"]["checkpoint"]["step"] == 11250  # the default bundled run's newest step
         # One batch-size default: the CLI's (from the config model) is the Python API's.
         assert results["provenance"]["evaluation"]["batch_size"] == EvalConfig.model_fields["batch_size"].default
-        assert (
-            inspect.signature(simple_evaluate).parameters["batch_size"].default
-            == 256
-            == results["provenance"]["evaluation"]["batch_size"]
-        )
+        # simple_evaluate's settings (keywords or config=) are EvalConfig's
+        api_default = evaluate_config("c", "d", None, {}).batch_size
+        assert api_default == 256 == results["provenance"]["evaluation"]["batch_size"]
 
 
 # ---- one parser per mode -------------------------------------------------------------------------

@@ -1,25 +1,31 @@
-"""What every mode shares: the mode table entry, the one-line-error parser, flag groups, and
-turning the given flags (+ the mode's config file) into the mode's config model.
+"""What every mode shares: the mode table entry, the one-line-error parser, the flags built from
+a config model's fields, and turning the given flags (+ the mode's config file) into the mode's
+config model.
 
-Adding a flag to a mode is one line in that mode's `add_arguments` plus the field of the same
-name in its config model (owned by the mode's feature, e.g. hrm_eval.evaluation.config); its
-default is shown in --help from there.
+A setting is declared once, as a field of its mode's config model (owned by the mode's feature,
+e.g. hrm_eval.evaluation.config) made with `hrm_eval.utils.config.setting`: `add_flags` turns
+each such field into its flag (name, help, type, choices), and --help shows its default.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, NoReturn, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Type, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
+from hrm_eval.inference.halting import HALTING_MODES, SWEEP, SWEEP_NOT_A_MODE
 from hrm_eval.resources import find, find_checkpoint, is_checkpoint_name
 from hrm_eval.utils import guarded
+from hrm_eval.utils.config import LogSettings
 from hrm_eval.utils.errors import HRMEvalError
-from hrm_eval.utils.logging import LEVELS, setup_logging
+from hrm_eval.utils.logging import setup_logging
 from hrm_eval.utils.paths import OutputLock, check_writable_dir
 from hrm_eval.utils.tracking import start_run, wandb_module
 from hrm_eval.utils.validation import read_yaml, validation_error_line
@@ -152,9 +158,9 @@ def mode_parser(mode: Mode) -> Parser:
     group = p.add_argument_group(f"{mode.name} options")
     mode.add_arguments(group)
     common = p.add_argument_group("common options")
-    common.add_argument("--log-level", choices=LEVELS, help="for the console and the --log-file (default: INFO)")
-    common.add_argument("--log-file", metavar="PATH", help="also log to PATH, one JSON object per line (appended)")
+    add_flags(common, LogSettings)
     common.add_argument("--debug", action="store_true", help="show tracebacks")
+    _show_defaults(common, LogSettings, None)
     for action in group._group_actions:  # --data DATA, not --data DATA_PATH
         if action.option_strings and action.metavar is None and action.nargs is None and action.choices is None:
             action.metavar = action.option_strings[0].lstrip("-").upper().replace("-", "_")
@@ -205,63 +211,116 @@ class KeyValues(argparse.Action):
         setattr(namespace, self.dest, current)
 
 
-def add_dtype_flag(g: argparse._ArgumentGroup, *, auto: bool = False) -> None:
-    choices = ("auto", "float32", "bfloat16", "float16") if auto else ("float32", "bfloat16", "float16")
-    g.add_argument(
-        "--dtype",
-        choices=choices,
-        help="override the checkpoint's forward_dtype"
-        + ("; auto: bf16 where this device runs it natively, else the checkpoint's" if auto else ""),
-    )
+class Weights(argparse.Action):
+    """--weights 0.5 0.3 0.2 | uniform | learned"""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) == 1 and values[0] in ("uniform", "learned"):
+            return setattr(namespace, self.dest, values[0])
+        try:
+            setattr(namespace, self.dest, [float(v) for v in values])
+        except ValueError:
+            bad = next(v for v in values if not _is_number(v))
+            parser.error(f"argument --weights: '{bad}' is not a number (give numbers, or 'uniform' or 'learned')")
 
 
-def add_model_flags(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--model-config", dest="model_config_path", help="architecture YAML for a checkpoint without all_config.yaml"
-    )
-    g.add_argument(
-        "--arch",
-        dest="arch_overrides",
-        action=KeyValues,
-        type=key_value,
-        metavar="KEY=VALUE",
-        help="override one architecture field (repeatable), e.g. --arch num_heads=8",
-    )
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
-def add_run_flags(g: argparse._ArgumentGroup, *, auto_dtype: bool = False) -> None:
-    """What every mode that runs a model and writes its results takes (hrm_eval.utils.config.RunSettings)."""
-    g.add_argument("--split", help="dataset split")
-    g.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
-    g.add_argument(
-        "--output", dest="output_dir", help="output directory (default: a new outputs/<mode>/<names>-<timestamp>)"
-    )
-    g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    add_dtype_flag(g, auto=auto_dtype)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--limit", type=int, help="evaluate only the first N examples")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    g.add_argument(
-        "--wandb",
-        action="store_true",
-        help="log metrics, tables and plots to a Weights & Biases run (offline unless WANDB_MODE is set)",
-    )
-    g.add_argument("--wandb-project", help="W&B project (default: hrm-eval)")
+def halting_mode(text: str) -> str:
+    """--halting's value; `sweep`, once a mode, is named as the switch it is now (--sweep)."""
+    if text == SWEEP:
+        raise argparse.ArgumentTypeError(SWEEP_NOT_A_MODE)
+    return text
 
 
-def add_scaling_flags(g: argparse._ArgumentGroup) -> None:
-    """Test-time scaling (hrm_eval.utils.config.ScalingSettings; README: Thinking longer)."""
-    g.add_argument(
-        "--scaling",
-        choices=("off", "verify"),
-        help="verify: an answer that breaks the task's rules (ARC: a low halting confidence) thinks "
-        "longer, then again on views of the puzzle, until one passes or --budget is spent (default off)",
-    )
-    g.add_argument("--budget", type=int, help="scaling: most ACT steps per puzzle, all attempts (4 x halt_max_steps)")
-    g.add_argument("--views", type=int, help="scaling: most attempts, each after the first on a view (default 8)")
-    g.add_argument("--attempt-steps", type=int, help="scaling: most steps of one attempt (default: the halting limit)")
-    g.add_argument("--noise", type=float, help="scaling: std of noise on the initial carry of later attempts (0)")
-    g.add_argument("--seed", type=int, help="scaling: the seed of the views and the noise (default 0)")
+# the CLI's own actions a `setting(action=...)` names (a config module does not import argparse code)
+ACTIONS: Dict[str, Dict[str, Any]] = {
+    "halting": {"type": halting_mode, "choices": HALTING_MODES},
+    "key_value": {"action": KeyValues, "type": key_value},
+    "weights": {"action": Weights, "nargs": "+"},
+}
+
+
+def add_flags(g: argparse._ArgumentGroup, schema: Type[BaseModel], *names: str) -> None:
+    """The flag of every field of `schema` declared with `setting` (or only of `names`), in the
+    order the model declares them (its own fields first, then each base's); the logging fields
+    are the common options' (mode_parser)."""
+    fields = schema.model_fields
+    common = () if schema is LogSettings else LogSettings.model_fields
+    chosen = list(names) if names else [n for n in _declared_order(schema) if n not in common]
+    exclusive: Dict[str, Any] = {}
+    for name in chosen:
+        cli = _flag_facts(fields[name])
+        if cli is None:
+            if names:
+                raise TypeError(f"{schema.__name__}.{name} is not declared with setting(): it has no flag")
+            continue
+        group = g
+        if "exclusive" in cli:
+            if cli["exclusive"] not in exclusive:
+                exclusive[cli["exclusive"]] = g.add_mutually_exclusive_group()
+            group = exclusive[cli["exclusive"]]
+        spellings = [cli.get("flag") or "--" + name.replace("_", "-"), *cli.get("aliases", [])]
+        group.add_argument(
+            *spellings, dest=name, help=fields[name].description, **_argparse_options(name, fields[name], cli)
+        )
+
+
+def _flag_facts(field: FieldInfo) -> Optional[Dict[str, Any]]:
+    extra = field.json_schema_extra
+    return extra.get("cli") if isinstance(extra, dict) else None  # type: ignore[return-value]
+
+
+def _declared_order(schema: Type[BaseModel]) -> List[str]:
+    """The fields of `schema`, its own first, then each base's (a field declared again, like
+    EvalConfig's dtype, stays where its base has it)."""
+    order: List[str] = []
+    for cls in schema.__mro__:
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name in schema.model_fields:
+                if name in order:
+                    order.remove(name)
+                order.append(name)
+    return order
+
+
+def _argparse_options(name: str, field: FieldInfo, cli: Dict[str, Any]) -> Dict[str, Any]:
+    """argparse's keywords for a field: from its `setting` facts, else from its annotation."""
+    options = {k: cli[k] for k in ("metavar", "nargs", "const", "choices") if k in cli}
+    action = cli.get("action")
+    if action in ACTIONS:
+        return {**ACTIONS[action], **options}
+    if action is not None:
+        return {"action": action, **options}
+    kind = _unwrap_optional(field.annotation)
+    if kind is bool:
+        return {"action": "store_false" if field.default is True else "store_true", **options}
+    if "choices" in options or "nargs" in options and kind is None:
+        return options
+    origin = typing.get_origin(kind)
+    if origin is typing.Literal:
+        return {"choices": typing.get_args(kind), **options}
+    if origin in (list, List):
+        return {"nargs": "+", **options}
+    if kind in (int, float):
+        return {"type": kind, **options}
+    if kind is str:
+        return options
+    raise TypeError(f"setting {name}: no flag type for {field.annotation}; give setting(action=... or choices=...)")
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """X for Optional[X]; None for a union of several types (its flag needs explicit facts)."""
+    if typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else None
+    return annotation
 
 
 def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
@@ -271,6 +330,13 @@ def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
     from hrm_eval.models.config import read_arch_fields  # why: models import torch; not every command line needs it
 
     return read_arch_fields(path)
+
+
+def passed_on(config: BaseModel, callee: Callable[..., Any]) -> Dict[str, Any]:
+    """The settings of `config` that `callee` takes under the same names, but those `run_on_ranks`
+    gives it (output_dir, device, dist): what a mode passes on is read from its config model."""
+    takes = set(inspect.signature(callee).parameters) - {"output_dir", "device", "dist"}
+    return config.model_dump(include=takes & set(type(config).model_fields))
 
 
 def replaced_note(existed: bool) -> str:

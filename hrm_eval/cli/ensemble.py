@@ -11,9 +11,9 @@ from typing import Optional
 from hrm_eval.cli.base import (
     Invocation,
     Mode,
-    add_model_flags,
-    add_run_flags,
+    add_flags,
     model_config,
+    passed_on,
     replaced_note,
     run_on_ranks,
 )
@@ -22,98 +22,11 @@ from hrm_eval.utils.logging import log_metrics
 from hrm_eval.utils.paths import default_output
 
 log = logging.getLogger("hrm_eval")
-# config fields passed on by name to evaluate_ensemble / compare_checkpoints
-ENSEMBLE_SETTINGS = {
-    "run",
-    "strategy",
-    "weights",
-    "split",
-    "task",
-    "dtype",
-    "batch_size",
-    "limit",
-    "tta",
-    "calibration_data",
-    "calibration_split",
-    "calibration_fraction",
-    "calibration_limit",
-    "stacker",
-    "seed",
-    "cache_dir",
-    "progress",
-}
-COMPARE_SETTINGS = {"run", "split", "task", "dtype", "batch_size", "limit", "cache_dir", "plots", "progress"}
-
-
-class Weights(argparse.Action):
-    """--weights 0.5 0.3 0.2 | uniform | learned"""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if len(values) == 1 and values[0] in ("uniform", "learned"):
-            return setattr(namespace, self.dest, values[0])
-        try:
-            setattr(namespace, self.dest, [float(v) for v in values])
-        except ValueError:
-            bad = next(v for v in values if not _is_number(v))
-            parser.error(f"argument --weights: '{bad}' is not a number (give numbers, or 'uniform' or 'learned')")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def members_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--checkpoints",
-        nargs="+",
-        metavar="PATH",
-        help="checkpoint files (a run directory means its newest step); default: the bundled run",
-    )
-    g.add_argument(
-        "--run",
-        "--run-dir",  # the spelling to use under torchrun, whose own parser takes --run for its --run-path
-        dest="run",
-        help="every step_<N> of this training run directory",
-    )
-    g.add_argument("--data", dest="data_path", help="dataset (default: the run's training data, its test split)")
-    add_run_flags(g)
-    g.add_argument("--cache-dir", help="member prediction cache, shared by ensemble and compare")
 
 
 # ---- ensemble ------------------------------------------------------------------------------------
 def ensemble_arguments(g: argparse._ArgumentGroup) -> None:
-    members_arguments(g)
-    g.add_argument("--strategy", choices=("average", "vote", "q_vote", "stacking"), help="how members are combined")
-    g.add_argument(
-        "--weights",
-        nargs="+",
-        metavar="W",
-        action=Weights,
-        help="one weight per checkpoint, or 'uniform' / 'learned' (average default: learned from "
-        "validation accuracy on the calibration split)",
-    )
-    g.add_argument(
-        "--tta",
-        type=int,
-        metavar="N",
-        help="N test-time views per puzzle, the puzzle itself first (sudoku relabelling and symmetries, "
-        "maze dihedral transforms)",
-    )
-    g.add_argument("--calibration-data", help="puzzles to fit stacking / learn weights on (never scored)")
-    g.add_argument("--calibration-split", help="split of --calibration-data (default: --split)")
-    g.add_argument(
-        "--calibration-fraction",
-        type=float,
-        help="without --calibration-data, this seeded fraction of --data is held out",
-    )
-    g.add_argument("--calibration-limit", type=int, help="use only the first N calibration puzzles")
-    g.add_argument("--stacker", help="reuse a fitted stacker.json instead of fitting one")
-    g.add_argument("--seed", type=int)
-    add_model_flags(g)
+    add_flags(g, EnsembleConfig)
 
 
 def members_output(cfg: MembersSettings, mode: str, *names: Optional[str]) -> Path:
@@ -127,13 +40,23 @@ def members_output(cfg: MembersSettings, mode: str, *names: Optional[str]) -> Pa
 def run_ensemble(inv: Invocation) -> int:
     # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.ensemble import evaluate_ensemble, format_ensemble
+    from hrm_eval.ensemble.settings import EnsembleSettings
 
     cfg = inv.config(EnsembleConfig)
     out = members_output(cfg, "ensemble", cfg.strategy)
-    settings = cfg.model_dump(include=ENSEMBLE_SETTINGS)
-    settings.update(arch_overrides=cfg.arch_overrides or None, model_config=model_config(cfg.model_config_path))
+    settings = EnsembleSettings.from_config(
+        cfg, arch_overrides=cfg.arch_overrides or None, model_config=model_config(cfg.model_config_path)
+    )
     done = run_on_ranks(
-        cfg, "ensemble", cfg.device, out, "results.json", evaluate_ensemble, cfg.checkpoints, cfg.data_path, **settings
+        cfg,
+        "ensemble",
+        cfg.device,
+        out,
+        "results.json",
+        evaluate_ensemble,
+        cfg.checkpoints,
+        cfg.data_path,
+        settings=settings,
     )
     if done is None:  # a rank other than 0
         return 0
@@ -157,8 +80,7 @@ ENSEMBLE = Mode(
 
 # ---- compare -------------------------------------------------------------------------------------
 def compare_arguments(g: argparse._ArgumentGroup) -> None:
-    members_arguments(g)
-    g.add_argument("--no-plots", dest="plots", action="store_false", help="do not draw the PNG plots")
+    add_flags(g, CompareConfig)
 
 
 def run_compare(inv: Invocation) -> int:
@@ -167,17 +89,9 @@ def run_compare(inv: Invocation) -> int:
 
     cfg = inv.config(CompareConfig)
     out = members_output(cfg, "compare")
-    settings = cfg.model_dump(include=COMPARE_SETTINGS)
+    settings = passed_on(cfg, compare_checkpoints)
     done = run_on_ranks(
-        cfg,
-        "compare",
-        cfg.device,
-        out,
-        REPORT_FILE,
-        compare_checkpoints,
-        cfg.checkpoints,
-        data=cfg.data_path,
-        **settings,
+        cfg, "compare", cfg.device, out, REPORT_FILE, compare_checkpoints, data=cfg.data_path, **settings
     )
     if done is None:  # a rank other than 0
         return 0

@@ -9,17 +9,13 @@ from hrm_eval import resources
 from hrm_eval.cli.base import (
     Invocation,
     Mode,
-    add_dtype_flag,
-    add_model_flags,
-    add_run_flags,
-    add_scaling_flags,
+    add_flags,
     model_config,
     replaced_note,
     run_on_ranks,
 )
 from hrm_eval.data.tasks.arc.scoring import score_arc_predictions
 from hrm_eval.evaluation.config import EvalConfig, InspectConfig, ScoreConfig
-from hrm_eval.inference.halting import HALTING_MODES, SWEEP, SWEEP_DESCRIPTION, SWEEP_NOT_A_MODE, modes_help
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.paths import OutputLock, default_output
 
@@ -27,60 +23,7 @@ from hrm_eval.utils.paths import OutputLock, default_output
 # ---- evaluate ------------------------------------------------------------------------------------
 def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--config", help="evaluation config YAML (default: the bundled configs/eval_config.yaml)")
-    g.add_argument("--checkpoint", help="step_<N> file, published `checkpoint` file, or run directory (newest step)")
-    g.add_argument("--data", dest="data_path", help="dataset directory, or a .jsonl / .csv file of puzzles")
-    add_run_flags(g, auto_dtype=True)
-    g.add_argument("--halting", type=_halting_mode, choices=HALTING_MODES, help=modes_help())
-    g.add_argument("--sweep", action="store_true", help=SWEEP_DESCRIPTION)
-    g.add_argument("--halt-threshold", type=float, help="threshold halting: stop when sigmoid(q_halt) >= P")
-    g.add_argument("--min-steps", type=int, help="adaptive / threshold: never stop before this step")
-    g.add_argument("--max-steps", type=int, help="stop at this step at the latest (default halt_max_steps)")
-    g.add_argument("--threads", type=int, help="CPU threads (default: OMP_NUM_THREADS, else one per core)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the ACT step")
-    g.add_argument(
-        "--backend",
-        choices=("torch", "onnxruntime"),
-        help="onnxruntime: export one ACT step to ONNX and run the ACT loop there (CPU, float32)",
-    )
-    g.add_argument(
-        "--quantize",
-        choices=("int8",),
-        help="int8 linear weights in onnxruntime (implies --backend onnxruntime); the fp32 graph also "
-        "runs on the same puzzles to report the cost",
-    )
-    # what is written, besides results.json and per_puzzle.jsonl
-    g.add_argument("--save-predictions", action="store_true", help="also step_<N>_all_preds.<rank> (public layout)")
-    g.add_argument("--format", dest="output_format", choices=("json", "csv"), help="csv: also per_puzzle.csv")
-    existing = g.add_mutually_exclusive_group()  # what to do with an interrupted run in --output
-    existing.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        choices=("strict",),  # the bare flag gives const (True), which choices do not check
-        metavar="strict",
-        help="continue the interrupted run in --output: skip the puzzles it finished (same settings required; "
-        "logged rows that cannot be trusted are evaluated again, or with `--resume strict` stop the run)",
-    )
-    add_scaling_flags(g)
-    existing.add_argument(
-        "--overwrite", action="store_true", help="start afresh in an --output that holds an interrupted run"
-    )
-    add_model_flags(g)
-
-
-def _halting_mode(text: str) -> str:
-    """--halting's value; `sweep`, once a mode, is named as the switch it is now (--sweep)."""
-    if text == SWEEP:
-        raise argparse.ArgumentTypeError(SWEEP_NOT_A_MODE)
-    return text
-
-
-# The EvalConfig fields simple_evaluate takes under the same names (checkpoint, data_path, output_dir, device,
-# model_config_path and output_format are resolved first; the logging and W&B fields are the CLI's own).
-SAME_NAMES = (
-    "split task dtype batch_size limit save_predictions arch_overrides progress halting halt_threshold min_steps "
-    "max_steps threads compile resume backend quantize scaling budget views attempt_steps noise seed"
-).split()
+    add_flags(g, EvalConfig)
 
 
 def run_evaluate(inv: Invocation) -> int:
@@ -100,15 +43,7 @@ def run_evaluate(inv: Invocation) -> int:
     if cfg.backend == "onnxruntime" or cfg.quantize:  # its own device and dtype rules, checked first
         device_name, _ = onnx_settings(cfg.device, cfg.dtype, cfg.compile)
 
-    settings = dict(
-        model_config=model_config(cfg.model_config_path),
-        formats=("json", cfg.output_format),
-        sweep=cfg.sweep,
-        **cfg.model_dump(include=set(SAME_NAMES)),
-    )
-    done = run_on_ranks(
-        cfg, "evaluate", device_name, out, "results.json", simple_evaluate, cfg.checkpoint, cfg.data_path, **settings
-    )
+    done = run_on_ranks(cfg, "evaluate", device_name, out, "results.json", simple_evaluate, config=cfg)
     if done is None:  # a rank other than 0
         return 0
     results, existed = done
@@ -169,13 +104,7 @@ EVALUATE = Mode(
 
 # ---- inspect -------------------------------------------------------------------------------------
 def inspect_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--checkpoint",
-        help="step_<N> file, published `checkpoint` file, run directory (newest step), model folder, "
-        ".safetensors or .onnx file",
-    )
-    add_dtype_flag(g)
-    add_model_flags(g)
+    add_flags(g, InspectConfig)
 
 
 def run_inspect(inv: Invocation) -> int:
@@ -227,9 +156,7 @@ INSPECT = Mode(
 
 # ---- score ---------------------------------------------------------------------------------------
 def score_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--data", dest="data_path", help="the ARC dataset directory the predictions were made on")
-    g.add_argument("--predictions", help="prefix of PREFIX_all_preds.<rank> files")
-    g.add_argument("--output", dest="output_dir", help="where arc_scores.json and submission.json go")
+    add_flags(g, ScoreConfig)
 
 
 def run_score(inv: Invocation) -> int:

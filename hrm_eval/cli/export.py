@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from hrm_eval.cli.base import Invocation, Mode, add_model_flags, model_config
+from hrm_eval.cli.base import Invocation, Mode, add_flags, model_config
 from hrm_eval.export.config import ExportConfig
 from hrm_eval.export.hub import push_folder
+from hrm_eval.inference.config import ModelFlags
 from hrm_eval.utils.errors import HRMEvalError
 
 
@@ -34,7 +35,7 @@ def export_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--push-to-hub", metavar="OWNER/REPO", help="then upload the folder to this Hugging Face Hub repo")
     g.add_argument("--private", action="store_true", help="--push-to-hub: create the repo private")
     g.add_argument("--revision", help="--push-to-hub: the branch to commit to (created when missing)")
-    add_model_flags(g)
+    add_flags(g, ModelFlags)
 
 
 def run_export(inv: Invocation) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from hrm_eval.cli.base import Invocation, Mode, add_model_flags, add_scaling_flags, model_config
+from hrm_eval.cli.base import Invocation, Mode, add_flags, model_config
+from hrm_eval.inference.config import ModelFlags
 from hrm_eval.inference.halting import SERVED_HALTING_MODES, modes_help
 from hrm_eval.serve.config import ServeConfig
+from hrm_eval.utils.config import ScalingSettings
 from hrm_eval.utils.errors import HRMEvalError
 
 API_KEY_ENV = "HRM_EVAL_API_KEY"  # a key in the environment stays out of `ps` listings
@@ -44,8 +46,8 @@ def serve_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     g.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
     g.add_argument("--threads", type=int, help="CPU threads of the engine (default: one per core)")
-    add_model_flags(g)
-    add_scaling_flags(g)  # the default of a request without "budget" (README: Serve, thinking harder)
+    add_flags(g, ModelFlags)
+    add_flags(g, ScalingSettings)  # the default of a request without "budget" (README: Serve, thinking harder)
     g.add_argument(
         "--max-budget", type=int, help='the most ACT steps a request\'s "budget" may ask for (8 x halt_max_steps)'
     )

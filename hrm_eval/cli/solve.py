@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from hrm_eval import resources
-from hrm_eval.cli.base import Invocation, Mode, add_dtype_flag, add_model_flags, add_scaling_flags, model_config
-from hrm_eval.inference.config import SolveConfig
+from hrm_eval.cli.base import Invocation, Mode, add_flags, model_config
+from hrm_eval.inference.config import ModelFlags, SolveConfig
 from hrm_eval.inference.halting import HALTING_MODES, modes_help
+from hrm_eval.utils.config import ScalingSettings
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")
@@ -44,9 +45,9 @@ def solve_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--limit", type=int, help="solve only the first N puzzles of --data")
     g.add_argument("--output", dest="output_dir", help="also write solutions.jsonl into this directory")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    add_dtype_flag(g)
-    add_model_flags(g)
-    add_scaling_flags(g)
+    add_flags(g, SolveConfig, "dtype")
+    add_flags(g, ModelFlags)
+    add_flags(g, ScalingSettings)
 
 
 def run_solve(inv: Invocation) -> int:

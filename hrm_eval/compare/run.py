@@ -56,6 +56,7 @@ from hrm_eval.models.loading import (
     step_of,
     strip_prefix,
 )
+from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text
@@ -111,7 +112,7 @@ def compare_checkpoints(
     task: Optional[str] = None,
     device: str = "auto",
     dtype: Optional[str] = None,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     limit: Optional[int] = None,
     cache_dir: Optional[Union[str, Path]] = None,
     plots: bool = True,

@@ -8,23 +8,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from hrm_eval.inference.config import ModelFlags
 from hrm_eval.utils import guarded, limits
-from hrm_eval.utils.config import RunSettings
+from hrm_eval.utils.config import RunSettings, setting
 from hrm_eval.utils.errors import HRMEvalError
 
 
 class MembersSettings(RunSettings):
     """Ensemble and compare: which checkpoints, on which data, through which member cache."""
 
-    checkpoints: Optional[List[str]] = None  # checkpoint files (a run directory means its newest step)
-    run: Optional[str] = None  # every step_<N> of this training run directory
-    data_path: Optional[str] = None  # default: the run's training data (its test split)
+    checkpoints: Optional[List[str]] = setting(  # checkpoint files (a run directory means its newest step)
+        None,
+        nargs="+",
+        metavar="PATH",
+        help="checkpoint files (a run directory means its newest step); default: the bundled run",
+    )
+    run: Optional[str] = setting(  # every step_<N> of this training run directory
+        None,
+        aliases=("--run-dir",),  # the spelling to use under torchrun, whose own parser takes --run for its --run-path
+        help="every step_<N> of this training run directory",
+    )
+    data_path: Optional[str] = setting(  # default: the run's training data (its test split)
+        None, flag="--data", help="dataset (default: the run's training data, its test split)"
+    )
     # One member-prediction cache for ensemble and compare (entries are keyed by checkpoint hash,
     # data fingerprint and settings), so each run's fresh output folder still reuses it.
-    cache_dir: str = "outputs/cache"
+    cache_dir: str = setting("outputs/cache", help="member prediction cache, shared by ensemble and compare")
 
     @field_validator("cache_dir")
     @classmethod
@@ -37,17 +48,31 @@ class MembersSettings(RunSettings):
 
 
 class EnsembleConfig(MembersSettings, ModelFlags):
-    strategy: Literal["average", "vote", "q_vote", "stacking"] = "average"
-    weights: Union[Literal["uniform", "learned"], List[float], None] = None
+    strategy: Literal["average", "vote", "q_vote", "stacking"] = setting("average", help="how members are combined")
+    weights: Union[Literal["uniform", "learned"], List[float], None] = setting(
+        None,
+        action="weights",
+        metavar="W",
+        help="one weight per checkpoint, or 'uniform' / 'learned' (average default: learned from "
+        "validation accuracy on the calibration split)",
+    )
     # tta, calibration_fraction and calibration_limit are checked by evaluate_ensemble itself
     # (one place, for the CLI and the Python API alike).
-    tta: int = Field(1, le=limits.MAX_VIEWS)  # the lower bound: evaluate_ensemble (make_views)
-    calibration_data: Optional[str] = None
-    calibration_split: Optional[str] = None  # default: the split
-    calibration_fraction: float = 0.2
-    calibration_limit: Optional[int] = None
-    stacker: Optional[str] = None
-    seed: int = 0
+    tta: int = setting(  # the lower bound: evaluate_ensemble (make_views)
+        1,
+        le=limits.MAX_VIEWS,
+        metavar="N",
+        help="N test-time views per puzzle, the puzzle itself first (sudoku relabelling and symmetries, "
+        "maze dihedral transforms)",
+    )
+    calibration_data: Optional[str] = setting(None, help="puzzles to fit stacking / learn weights on (never scored)")
+    calibration_split: Optional[str] = setting(None, help="split of --calibration-data (default: --split)")
+    calibration_fraction: float = setting(
+        0.2, help="without --calibration-data, this seeded fraction of --data is held out"
+    )
+    calibration_limit: Optional[int] = setting(None, help="use only the first N calibration puzzles")
+    stacker: Optional[str] = setting(None, help="reuse a fitted stacker.json instead of fitting one")
+    seed: int = setting(0)
 
     @model_validator(mode="after")
     def _stacker_is_a_file(self) -> "EnsembleConfig":
@@ -59,4 +84,4 @@ class EnsembleConfig(MembersSettings, ModelFlags):
 
 
 class CompareConfig(MembersSettings):
-    plots: bool = True
+    plots: bool = setting(True, flag="--no-plots", help="do not draw the PNG plots")

@@ -7,7 +7,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
+from pydantic import BaseModel
+
 from hrm_eval.ensemble.strategies import STRATEGIES, check_weights
+from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.errors import HRMEvalError
 
 PathLike = Union[str, Path]
@@ -24,7 +27,7 @@ class EnsembleSettings:
     task: Optional[str] = None  # None: detected from the data
     device: str = "auto"
     dtype: Optional[str] = None  # requested forward dtype; None: each checkpoint's own
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE  # one default for the CLI and the API
     limit: Optional[int] = None  # first N puzzles
     tta: int = 1  # test-time views per puzzle (1: the puzzle as given)
     calibration_data: Optional[PathLike] = None
@@ -49,6 +52,13 @@ class EnsembleSettings:
         built = cls(**{**base, **options})
         built.check()
         return built
+
+    @classmethod
+    def from_config(cls, config: BaseModel, **options: Any) -> "EnsembleSettings":
+        """The fields of a config model (`--mode ensemble`'s EnsembleConfig) of the same names,
+        `options` replacing them; checked."""
+        known = {f.name for f in fields(cls)}
+        return cls.build(None, **{**config.model_dump(include=known & set(type(config).model_fields)), **options})
 
     def check(self) -> None:
         """The mistakes that need no data to see, as one-line errors."""

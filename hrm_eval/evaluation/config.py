@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from hrm_eval import resources
 from hrm_eval.inference.config import ModelFlags
-from hrm_eval.inference.halting import FIXED, SWEEP, SWEEP_NOT_A_MODE, HaltingMode
+from hrm_eval.inference.halting import FIXED, SWEEP, SWEEP_DESCRIPTION, SWEEP_NOT_A_MODE, HaltingMode, modes_help
 from hrm_eval.utils import limits
-from hrm_eval.utils.config import Dtype, LogSettings, RunSettings, ScalingSettings
+from hrm_eval.utils.config import DTYPE_HELP, Dtype, LogSettings, RunSettings, ScalingSettings, setting
 
 if TYPE_CHECKING:
     from hrm_eval.models.config import ModelConfig
@@ -21,26 +21,59 @@ if TYPE_CHECKING:
 class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     """`--mode evaluate` (and configs/eval_config.yaml): every field is also a flag."""
 
-    checkpoint: str  # step_<N> file, `checkpoint` file or run directory
-    data_path: str  # dataset directory, or a .csv / .jsonl file of puzzles
-    dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = None  # type: ignore[assignment]  # auto: bf16 where native
-    halting: HaltingMode = FIXED  # fixed: the public numbers
-    sweep: bool = False  # one fixed run, then exact accuracy against mean steps for every rule (halting_sweep)
-    halt_threshold: float = Field(0.5, gt=0, lt=1)  # threshold: stop when sigmoid(q_halt) >= this
-    min_steps: int = Field(1, ge=1, le=limits.MAX_STEPS)  # adaptive / threshold never stop earlier
-    max_steps: Optional[int] = Field(None, ge=1, le=limits.MAX_STEPS)  # default: the model's halt_max_steps
-    threads: Optional[int] = Field(
-        None, ge=1, le=limits.MAX_THREADS
-    )  # CPU threads (default: OMP_NUM_THREADS, else one per core)
-    compile: bool = False  # torch.compile the ACT step (skipped with a warning if unavailable)
-    backend: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: one exported ACT step, CPU, fp32
-    quantize: Optional[Literal["int8"]] = None  # int8 linear weights (implies onnxruntime)
-    save_predictions: bool = False
-    output_format: Literal["json", "csv"] = "json"  # csv: per_puzzle.csv as well as results.json
+    checkpoint: str = setting(  # step_<N> file, `checkpoint` file or run directory
+        help="step_<N> file, published `checkpoint` file, or run directory (newest step)"
+    )
+    data_path: str = setting(  # dataset directory, or a .csv / .jsonl file of puzzles
+        flag="--data", help="dataset directory, or a .jsonl / .csv file of puzzles"
+    )
+    dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = setting(  # type: ignore[assignment]
+        None, help=DTYPE_HELP + "; auto: bf16 where this device runs it natively, else the checkpoint's"
+    )
+    halting: HaltingMode = setting(FIXED, action="halting", help=modes_help())  # fixed: the public numbers
+    sweep: bool = setting(False, help=SWEEP_DESCRIPTION)  # one fixed run, then every rule simulated
+    halt_threshold: float = setting(  # threshold: stop when sigmoid(q_halt) >= this
+        0.5, gt=0, lt=1, help="threshold halting: stop when sigmoid(q_halt) >= P"
+    )
+    min_steps: int = setting(  # adaptive / threshold never stop earlier
+        1, ge=1, le=limits.MAX_STEPS, help="adaptive / threshold: never stop before this step"
+    )
+    max_steps: Optional[int] = setting(  # default: the model's halt_max_steps
+        None, ge=1, le=limits.MAX_STEPS, help="stop at this step at the latest (default halt_max_steps)"
+    )
+    threads: Optional[int] = setting(
+        None, ge=1, le=limits.MAX_THREADS, help="CPU threads (default: OMP_NUM_THREADS, else one per core)"
+    )
+    # torch.compile the ACT step (skipped with a warning if unavailable)
+    compile: bool = setting(False, help="torch.compile the ACT step")
+    backend: Literal["torch", "onnxruntime"] = setting(  # onnxruntime: one exported ACT step, CPU, fp32
+        "torch", help="onnxruntime: export one ACT step to ONNX and run the ACT loop there (CPU, float32)"
+    )
+    quantize: Optional[Literal["int8"]] = setting(  # int8 linear weights (implies onnxruntime)
+        None,
+        help="int8 linear weights in onnxruntime (implies --backend onnxruntime); the fp32 graph also "
+        "runs on the same puzzles to report the cost",
+    )
+    # what is written, besides results.json and per_puzzle.jsonl
+    save_predictions: bool = setting(False, help="also step_<N>_all_preds.<rank> (public layout)")
+    output_format: Literal["json", "csv"] = setting(  # csv: per_puzzle.csv as well as results.json
+        "json", flag="--format", help="csv: also per_puzzle.csv"
+    )
     # skip the puzzles an interrupted run with the same settings finished in output_dir; "strict":
     # stop at a logged row that cannot be trusted instead of evaluating it again
-    resume: Union[bool, Literal["strict"]] = False
-    overwrite: bool = False  # start afresh in an output_dir that holds an interrupted run
+    resume: Union[bool, Literal["strict"]] = setting(
+        False,
+        nargs="?",
+        const=True,
+        choices=("strict",),  # the bare flag gives const (True), which choices do not check
+        metavar="strict",
+        exclusive="interrupted run",
+        help="continue the interrupted run in --output: skip the puzzles it finished (same settings required; "
+        "logged rows that cannot be trusted are evaluated again, or with `--resume strict` stop the run)",
+    )
+    overwrite: bool = setting(  # start afresh in an output_dir that holds an interrupted run
+        False, exclusive="interrupted run", help="start afresh in an --output that holds an interrupted run"
+    )
 
     @field_validator("halting", mode="before")
     @classmethod
@@ -82,11 +115,14 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
 
 
 class InspectConfig(LogSettings, ModelFlags):
-    checkpoint: str
-    dtype: Optional[Dtype] = None
+    checkpoint: str = setting(
+        help="step_<N> file, published `checkpoint` file, run directory (newest step), model folder, "
+        ".safetensors or .onnx file",
+    )
+    dtype: Optional[Dtype] = setting(None, help=DTYPE_HELP)
 
 
 class ScoreConfig(LogSettings):
-    data_path: str
-    predictions: str  # prefix of PREFIX_all_preds.<rank> files
-    output_dir: str
+    data_path: str = setting(flag="--data", help="the ARC dataset directory the predictions were made on")
+    predictions: str = setting(help="prefix of PREFIX_all_preds.<rank> files")
+    output_dir: str = setting(flag="--output", help="where arc_scores.json and submission.json go")

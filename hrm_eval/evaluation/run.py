@@ -8,14 +8,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import torch
+from pydantic import ValidationError
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.open import resolve_task
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
+from hrm_eval.evaluation.config import EvalConfig
 from hrm_eval.evaluation.distributed import DistContext, failure_hook
 from hrm_eval.evaluation.evaluator import Evaluator, RowOutputs, ShardPlan
 from hrm_eval.evaluation.halting_analysis import halting_sweep
@@ -29,7 +30,6 @@ from hrm_eval.evaluation.stats import INTERVALS_DEFINITION, PAIRED_TEST_DEFINITI
 from hrm_eval.export.runtime import measure_int8_cost, onnx_sessions, report_cost
 from hrm_eval.inference.checkpoint import load_with_data
 from hrm_eval.inference.engine import HaltingPolicy
-from hrm_eval.inference.halting import FIXED, SWEEP, SWEEP_NOT_A_MODE, HaltingMode
 from hrm_eval.inference.onnx_runner import OnnxACTRunner
 from hrm_eval.inference.runtime import (
     DtypeChoice,
@@ -40,12 +40,13 @@ from hrm_eval.inference.runtime import (
     cpu_bf16_native,
 )
 from hrm_eval.inference.scaling import ScalingPolicy
+from hrm_eval.models.config import read_arch_fields
 from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
-from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json
 from hrm_eval.utils.logging import log_metrics
+from hrm_eval.utils.validation import validation_error_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,38 +59,14 @@ __all__ = ["simple_evaluate", "assemble_results", "results_frames", "RECORDS_FIL
 
 
 def simple_evaluate(
-    checkpoint: str | Path,
-    data: str | Path,
+    checkpoint: Optional[str | Path] = None,
+    data: Optional[str | Path] = None,
     *,
-    output_dir: Optional[str | Path] = None,
-    split: str = "test",
-    task: Optional[str] = None,
-    device: str = "auto",
-    dtype: Optional[str] = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    limit: Optional[int] = None,
-    save_predictions: bool = False,
-    arch_overrides: Optional[Dict[str, Any]] = None,
+    config: Optional[EvalConfig] = None,
     model_config: Optional[Dict[str, Any]] = None,
-    progress: bool = True,
-    halting: HaltingMode = FIXED,
-    sweep: bool = False,
-    halt_threshold: float = 0.5,
-    min_steps: int = 1,
-    max_steps: Optional[int] = None,
-    threads: Optional[int] = None,
-    compile: bool = False,
-    formats: Sequence[str] = ("json",),
-    resume: bool | str = False,
+    formats: Optional[Sequence[str]] = None,
     dist: Optional[DistContext] = None,
-    backend: str = "torch",
-    quantize: Optional[str] = None,
-    scaling: str = "off",
-    budget: Optional[int] = None,
-    views: int = 8,
-    attempt_steps: Optional[int] = None,
-    noise: float = 0.0,
-    seed: int = 0,
+    **settings: Any,
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
     `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
@@ -114,23 +91,46 @@ def simple_evaluate(
     same puzzles, to report the cost (`results["quantization"]`; a warning above 1 point).
     `scaling='verify'`: test-time scaling (README: Thinking longer): an answer that breaks the
     task's rules thinks longer, then again on `views` of the puzzle, up to `budget` ACT steps
-    per puzzle; `results["test_time_scaling"]` holds its accuracy, cost and frontier."""
+    per puzzle; `results["test_time_scaling"]` holds its accuracy, cost and frontier.
+
+    The settings are `EvalConfig`'s fields (hrm_eval.evaluation.config, where each one's default
+    and meaning live; the same as `--mode evaluate`'s flags): given as keywords
+    (`simple_evaluate(checkpoint, data, limit=100, halting="adaptive")`), as `config=EvalConfig(...)`,
+    or both (the keywords win). A keyword given None keeps the default. `model_config`: the
+    architecture fields for a checkpoint without all_config.yaml (default: read from
+    `model_config_path`); `formats` (default: json, and `output_format`)."""
+    cfg = evaluate_config(checkpoint, data, config, settings)
+    output_dir, batch_size, limit, compile = cfg.output_dir, cfg.batch_size, cfg.limit, cfg.compile
+    backend, quantize, device = cfg.backend, cfg.quantize, cfg.device
+    dtype: Optional[str] = cfg.dtype
+    save_predictions = cfg.save_predictions
+    if model_config is None and cfg.model_config_path:
+        model_config = read_arch_fields(cfg.model_config_path)
+    formats = formats if formats is not None else ("json", cfg.output_format)
     if quantize is not None:
         backend = "onnxruntime"
     if backend == "onnxruntime":
         device, dtype = onnx_settings(device, dtype, compile)
-    if halting == SWEEP:  # the analysis switch is `sweep`
-        raise HRMEvalError(SWEEP_NOT_A_MODE.replace("--sweep", "sweep=True"))
-    if sweep and halting != FIXED:
-        raise HRMEvalError(f"sweep=True simulates every halting rule from one fixed run; got halting={halting!r}")
-    policy = HaltingPolicy(halting, threshold=halt_threshold, min_steps=min_steps, max_steps=max_steps)
-    scaled = ScalingPolicy.from_settings(
-        SimpleNamespace(
-            scaling=scaling, budget=budget, views=views, attempt_steps=attempt_steps, noise=noise, seed=seed
-        )
+    policy = HaltingPolicy(
+        cfg.halting,
+        threshold=cfg.halt_threshold,
+        min_steps=cfg.min_steps,
+        max_steps=cfg.max_steps,
     )
-    load_options = {"overrides": arch_overrides, "model_config": model_config}
-    s = _setup(checkpoint, data, split, task, device, dtype, threads, policy, dist or DistContext(), load_options)
+    scaled = ScalingPolicy.from_settings(cfg)
+    load_options = {"overrides": cfg.arch_overrides or None, "model_config": model_config}
+    s = _setup(
+        cfg.checkpoint,
+        cfg.data_path,
+        cfg.split,
+        cfg.task,
+        device,
+        dtype,
+        cfg.threads,
+        policy,
+        dist or DistContext(),
+        load_options,
+    )
     total = len(s.dataset) if limit is None else min(limit, len(s.dataset))
     need = s.loaded.config.run_bytes(min(batch_size, total), total)
     check_memory(need, s.device if backend == "torch" else torch.device("cpu"), f"evaluating {total} puzzles")
@@ -138,11 +138,11 @@ def simple_evaluate(
     # the task's own scoring (ARC: voting over augmentations); made first so that its data errors come first
     scorer = s.task.scorer(s.dataset) if s.task is not None else None
     evaluator, cost = _evaluator(
-        s, backend, quantize, batch_size=batch_size, progress=progress, compile=compile, limit=limit, scaling=scaled
+        s, backend, quantize, batch_size=batch_size, progress=cfg.progress, compile=compile, limit=limit, scaling=scaled
     )
     # what computes the numbers: the device type, or onnxruntime and its weights (a resume must not mix them)
     runs_on = s.device.type if backend == "torch" else f"onnxruntime-{quantize or 'float32'}"
-    state = _resume_state(output_dir, resume, s, runs_on, limit, batch_size, save_predictions, scaled)
+    state = _resume_state(output_dir, cfg.resume, s, runs_on, limit, batch_size, save_predictions, scaled)
     result = _run(evaluator, s, state, output_dir, limit=limit, save_predictions=save_predictions)
     if result is None:  # not rank 0: its rows went there
         return {}
@@ -150,13 +150,31 @@ def simple_evaluate(
         result, s.loaded, s.dataset, s.task, device=str(s.device), batch_size=batch_size, limit=limit
     )
     run_facts = {"compile": compile, "backend": backend, "quantization": quantize or "none"}
-    _complete(results, result, s, run_facts, cost=cost, sweep=sweep, scorer=scorer, output_dir=output_dir)
+    _complete(results, result, s, run_facts, cost=cost, sweep=cfg.sweep, scorer=scorer, output_dir=output_dir)
     if output_dir is not None:
         _write_outputs(Path(output_dir), results, result, s.loaded, save_predictions, formats, s.dist.world_size)
         if state is not None:
             state.remove()  # complete: the streamed rows are in the files now
     log_metrics(log, results["aggregate_metrics"], checkpoint_sha256=s.loaded.sha256)
     return results
+
+
+def evaluate_config(
+    checkpoint: Optional[str | Path], data: Optional[str | Path], config: Optional[EvalConfig], settings: Dict[str, Any]
+) -> EvalConfig:
+    """The EvalConfig of one `simple_evaluate` call: `config` (or the defaults), then the
+    checkpoint, data and keyword settings given (None: not given). A name that is no setting is a
+    TypeError, as for any function; a value out of range is one line naming it."""
+    unknown = sorted(set(settings) - set(EvalConfig.model_fields))
+    if unknown:
+        raise TypeError(f"simple_evaluate() got an unexpected keyword argument '{unknown[0]}'")
+    given = {"checkpoint": checkpoint, "data_path": data, **settings}
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None}
+    base = config.model_dump() if config is not None else {}
+    try:
+        return EvalConfig(**{**base, **given})
+    except ValidationError as e:
+        raise HRMEvalError(validation_error_line(e, schema=EvalConfig)) from None
 
 
 @dataclass

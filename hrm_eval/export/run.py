@@ -23,6 +23,7 @@ from hrm_eval.export.runtime import export_graphs, measure_int8_cost, report_cos
 from hrm_eval.inference.checkpoint import load_with_data
 from hrm_eval.inference.onnx_runner import make_session
 from hrm_eval.models.loading import CONFIG_FILE, WEIGHTS_FILE, LoadedCheckpoint, load_checkpoint
+from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 
@@ -39,7 +40,7 @@ def export_model(
     split: str = "test",
     task: Optional[str] = None,
     limit: Optional[int] = None,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_accuracy_drop: float = 1.0,
     threads: Optional[int] = None,
     arch_overrides: Optional[Dict[str, Any]] = None,

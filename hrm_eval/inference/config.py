@@ -9,15 +9,23 @@ from pydantic import Field, field_validator
 
 from hrm_eval.inference.halting import ADAPTIVE, HaltingMode
 from hrm_eval.utils import limits
-from hrm_eval.utils.config import ConfigModel, Dtype, LogSettings, ScalingSettings
+from hrm_eval.utils.config import DTYPE_HELP, ConfigModel, Dtype, LogSettings, ScalingSettings, setting
 
 
 class ModelFlags(ConfigModel):
     """How a mode that loads a checkpoint reads it: an architecture YAML for a checkpoint without
     all_config.yaml (--model-config) and single architecture fields (--arch KEY=VALUE)."""
 
-    model_config_path: Optional[str] = None  # architecture YAML for checkpoints without all_config.yaml
-    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
+    model_config_path: Optional[str] = setting(
+        None, flag="--model-config", help="architecture YAML for a checkpoint without all_config.yaml"
+    )
+    arch_overrides: Dict[str, Any] = setting(
+        flag="--arch",
+        action="key_value",
+        metavar="KEY=VALUE",
+        help="override one architecture field (repeatable), e.g. --arch num_heads=8",
+        default_factory=dict,
+    )
 
     @field_validator("arch_overrides")
     @classmethod
@@ -44,4 +52,4 @@ class SolveConfig(LogSettings, ModelFlags, ScalingSettings):
     limit: Optional[int] = Field(None, ge=1, le=limits.MAX_LIMIT)  # solve only the first N puzzles of the file
     output_dir: Optional[str] = None  # also write solutions.jsonl there
     device: str = "auto"
-    dtype: Optional[Dtype] = None
+    dtype: Optional[Dtype] = setting(None, help=DTYPE_HELP)

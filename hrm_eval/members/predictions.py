@@ -49,6 +49,7 @@ from hrm_eval.models.loading import (
 )
 from hrm_eval.models.losses import log_stablemax
 from hrm_eval.resources import bundled_run, find
+from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save
 
@@ -251,7 +252,7 @@ def predict(
     views: Sequence[PuzzleView],
     *,
     device: Union[str, torch.device] = "cpu",
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
     desc: str = "member",
     parts_dir: Optional[Path] = None,
@@ -384,7 +385,7 @@ def member_predictions(
     limit: Optional[int],
     cache_dir: Optional[Path],
     device: Union[str, torch.device] = "cpu",
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
     dist: Optional[DistContext] = None,
 ) -> Tuple[Optional[Predictions], Dict[str, Any]]:
