@@ -39,7 +39,7 @@ from hrm_eval.inference.runtime import (
     cpu_bf16_native,
 )
 from hrm_eval.inference.scaling import ScalingPolicy
-from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
+from hrm_eval.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError

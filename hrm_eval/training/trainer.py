@@ -42,12 +42,11 @@ from hrm_eval.evaluation.evaluator import Evaluator
 from hrm_eval.evaluation.scoring import valid_rows
 from hrm_eval.models import ACTModel, build_model
 from hrm_eval.models.act import ACTCarry
-from hrm_eval.models.loading import list_steps
+from hrm_eval.models.checkpoint.format import ALL_CONFIG_FILE, list_steps
 from hrm_eval.models.losses import act_training_loss
 from hrm_eval.resources import bundled_runs
 from hrm_eval.training.checkpoint import (
     RESUME_FORMAT,
-    SAVE_PREFIX,
     clean_run_dir,
     gather_rank_states,
     newest_complete_step,
@@ -65,7 +64,7 @@ from hrm_eval.utils.paths import OutputLock
 from hrm_eval.utils.tracking import Tracker, start_run
 
 log = logging.getLogger("hrm_eval")
-__all__ = ["SAVE_PREFIX", "TrainSummary", "check_output", "output_dir", "train", "train_batches"]
+__all__ = ["TrainSummary", "check_output", "output_dir", "train", "train_batches"]
 
 
 @dataclass
@@ -194,7 +193,7 @@ def _train(
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
-            out_dir / "all_config.yaml", yaml.safe_dump(config.all_config(model_cfg, str(out_dir)), sort_keys=True)
+            out_dir / ALL_CONFIG_FILE, yaml.safe_dump(config.all_config(model_cfg, str(out_dir)), sort_keys=True)
         )
     wandb_run = _maybe_wandb(config, model_cfg) if rank == 0 else None
     eval_every = None
