@@ -58,6 +58,7 @@ from hrm_eval.training.checkpoint import (
 from hrm_eval.training.config import TrainConfig
 from hrm_eval.training.optim import EMA, SparseSignSGD, cosine_lr, maybe_sparse_optimizer, world
 from hrm_eval.utils.device import resolve_device
+from hrm_eval.utils.distributed import init_process_group
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_text
 from hrm_eval.utils.paths import OutputLock
@@ -484,9 +485,11 @@ def _restore_rank(state: Dict, path: Path, run: _Run) -> Optional[ACTCarry]:
 
 
 def _init_distributed() -> tuple[int, int]:
+    """(rank, world size): under torchrun the process group (hrm_eval.utils.distributed: the
+    timeout of HRM_EVAL_DIST_TIMEOUT, one line for a broken environment), else (0, 1)."""
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        init_process_group(backend)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return world()
