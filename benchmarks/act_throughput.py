@@ -39,8 +39,8 @@ from hrm_eval.data.dataset import PuzzleDataset  # noqa: E402
 from hrm_eval.inference.engine import ACTEngine, HaltingPolicy  # noqa: E402
 from hrm_eval.inference.runtime import cpu_bf16_native  # noqa: E402
 from hrm_eval.models import ACTModel, HRMConfig, build_model  # noqa: E402
+from hrm_eval.models.checkpoint import load_checkpoint  # noqa: E402
 from hrm_eval.models.layers import mlp_width  # noqa: E402
-from hrm_eval.models.loading import load_checkpoint  # noqa: E402
 from hrm_eval.models.losses import IGNORE_LABEL_ID  # noqa: E402
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"

@@ -51,7 +51,7 @@ def main() -> None:
 
     from hrm_eval.data.dataset import PuzzleDataset
     from hrm_eval.inference.engine import ACTEngine
-    from hrm_eval.models.loading import load_checkpoint
+    from hrm_eval.models.checkpoint import load_checkpoint
 
     data = PuzzleDataset(ROOT / "checkpoints" / "sudoku6-hrm" / "data")
     pb = next(data.iter_batches(256))

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from hrm_eval.data.format import DatasetMetadata, write_identifiers, write_split  # noqa: E402
 from hrm_eval.models import HRMConfig, build_model  # noqa: E402
-from hrm_eval.training.checkpoint import SAVE_PREFIX  # noqa: E402  (the public checkpoint's key prefix)
+from hrm_eval.models.checkpoint.format import SAVE_PREFIX  # noqa: E402  (the public checkpoint's key prefix)
 
 VOCAB, SEQ = 8, 36  # the bundled 6x6 Sudoku layout
 

@@ -35,7 +35,7 @@ from hrm_eval.export.quantize import compare_outputs  # noqa: E402
 from hrm_eval.export.runtime import dataset_rows, export_graphs  # noqa: E402
 from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy  # noqa: E402
 from hrm_eval.inference.onnx_runner import OnnxACTRunner, make_session  # noqa: E402
-from hrm_eval.models.loading import load_checkpoint  # noqa: E402
+from hrm_eval.models.checkpoint import load_checkpoint  # noqa: E402
 
 MODELS = {
     "sudoku6-hrm": ROOT / "checkpoints" / "sudoku6-hrm",

@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hrm_eval.models import HRMConfig, build_model  # noqa: E402
-from hrm_eval.training.checkpoint import SAVE_PREFIX  # noqa: E402  (the public checkpoint's key prefix)
+from hrm_eval.models.checkpoint.format import SAVE_PREFIX  # noqa: E402  (the public checkpoint's key prefix)
 
 CHILD = """
 import sys, threading, time
 import torch
 from hrm_eval.models import HRMConfig, build_model
-from hrm_eval.models.loading import load_checkpoint, strip_prefix
+from hrm_eval.models.checkpoint import load_checkpoint, strip_prefix
 way, path, config = sys.argv[1], sys.argv[2], HRMConfig.model_validate_json(sys.argv[3])
 def anon_mb():
     line = next(l for l in open("/proc/self/status") if l.startswith("RssAnon"))

@@ -30,7 +30,7 @@ from hrm_eval.resources import bundled_run  # noqa: E402
 
 def fresh_load(step: Path, dynamo: bool) -> float:
     code = ("import torch._dynamo\n" if dynamo else "") + (
-        f"import torch\nfrom hrm_eval.models.loading import load_checkpoint\nload_checkpoint({str(step)!r})\n"
+        f"import torch\nfrom hrm_eval.models.checkpoint import load_checkpoint\nload_checkpoint({str(step)!r})\n"
     )
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -41,7 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    from hrm_eval.models.loading import list_steps
+    from hrm_eval.models.checkpoint import list_steps
 
     step = list_steps(bundled_run())[-1]
     best = {"load": float("inf"), "load+dynamo": float("inf")}

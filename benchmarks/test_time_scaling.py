@@ -38,7 +38,7 @@ from hrm_eval.evaluation.stats import paired_test  # noqa: E402
 from hrm_eval.inference.engine import ACTEngine, HaltingPolicy  # noqa: E402
 from hrm_eval.inference.runtime import apply_threads  # noqa: E402
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy  # noqa: E402
-from hrm_eval.models.loading import load_checkpoint  # noqa: E402
+from hrm_eval.models.checkpoint import load_checkpoint  # noqa: E402
 
 DEFAULT = ROOT / "checkpoints" / "sudoku6-hard-hrm"
 

@@ -29,7 +29,7 @@ _entry_points, __getattr__, __dir__ = lazy_exports(
         "hrm_eval.evaluation.run": ["simple_evaluate", "results_frames"],
         "hrm_eval.data.open": ["open_dataset"],
         "hrm_eval.inference.checkpoint": ["load_checkpoint"],
-        "hrm_eval.models.loading": ["LoadedCheckpoint"],
+        "hrm_eval.models.checkpoint": ["LoadedCheckpoint"],
         "hrm_eval.ensemble.run": ["evaluate_ensemble"],
         "hrm_eval.inference.solve": ["solve", "Solver", "Solution"],
         "hrm_eval.evaluation.evaluator": ["Evaluator"],

@@ -17,7 +17,7 @@ checkpoint is given.
 
 A checkpoint may also be given by its name alone (`step_3750`, or a run directory's name):
 `find_checkpoint` looks in the configured checkpoint directory, then in `checkpoints/*/` of
-the working directory and of the data home.
+the working directory and of the data home; `checkpoint_by_name` is where every caller asks.
 """
 
 from __future__ import annotations
@@ -239,6 +239,13 @@ def find_checkpoint(name: str | Path, configured: Sequence[str | Path] = ()) -> 
         f"checkpoint not found: {name} (looked in {', '.join(where) or 'no checkpoints/ folder'}; "
         + (f"checkpoints there: {shown})" if known else "no checkpoints there)")
     )
+
+
+def checkpoint_by_name(value: str | Path, configured: Sequence[str | Path] = ()) -> str | Path:
+    """The one lookup of a checkpoint given by name, for every caller (the command line, the
+    loader): `find_checkpoint(value, configured)` when `value` is a bare name
+    (`is_checkpoint_name`), else `value` itself, unchanged."""
+    return find_checkpoint(value, configured) if is_checkpoint_name(value) else value
 
 
 def _label(path: Path) -> str:

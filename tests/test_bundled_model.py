@@ -10,7 +10,7 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.evaluation import simple_evaluate
-from hrm_eval.models.loading import STEP_RE, load_checkpoint
+from hrm_eval.models.checkpoint import STEP_RE, load_checkpoint
 from hrm_eval.models.losses import row_metrics
 from tests.conftest import ROOT
 

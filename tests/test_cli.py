@@ -23,6 +23,7 @@ import yaml
 
 from hrm_eval.evaluation.config import EvalConfig
 from hrm_eval.evaluation.run import evaluate_config
+from hrm_eval.models.checkpoint.format import SAVE_PREFIX as PREFIX
 from hrm_eval.utils.paths import LOCK_NAME
 from tests.conftest import (
     HRM_FIXTURES,
@@ -37,7 +38,6 @@ from tests.conftest import (
 
 ALL = {**HRM_FIXTURES, **TRM_FIXTURES}
 CKPT = HRM_FIXTURES["rope_f32"]
-PREFIX = "_orig_mod.model.inner."
 BUFFERS = ("H_init", "L_init", "puzzle_emb.weights")
 EVAL = ("--mode", "evaluate", "--device", "cpu", "--no-progress")
 STALE = '{"stale": true}\n'

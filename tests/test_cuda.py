@@ -12,7 +12,7 @@ import torch
 
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.inference.engine import ACTEngine
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from hrm_eval.resources import find
 from tests.conftest import expected_outputs, fixture_batch
 from tests.models.test_parity import FP32, dataset_meta

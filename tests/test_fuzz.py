@@ -835,7 +835,7 @@ def _arch_flag_reader(text: str) -> Callable[[Path], List[str]]:
 
 
 def _safetensors_state(root: Path) -> Tuple[Dict[str, torch.Tensor], Path]:
-    from hrm_eval.models.loading import strip_prefix
+    from hrm_eval.models.checkpoint import strip_prefix
 
     sd = strip_prefix(torch.load(CKPT, map_location="cpu", weights_only=True))[0]
     (root / "model").mkdir()

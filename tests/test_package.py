@@ -12,7 +12,7 @@ ENTRY_POINTS = {
     "simple_evaluate": "hrm_eval.evaluation.run",
     "open_dataset": "hrm_eval.data.open",
     "load_checkpoint": "hrm_eval.inference.checkpoint",
-    "LoadedCheckpoint": "hrm_eval.models.loading",
+    "LoadedCheckpoint": "hrm_eval.models.checkpoint",
     "evaluate_ensemble": "hrm_eval.ensemble.run",
     "load_config": "hrm_eval.config",
     "ModelConfig": "hrm_eval.models.config",

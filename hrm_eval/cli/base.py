@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from hrm_eval.inference.halting import HALTING_MODES, SWEEP, SWEEP_NOT_A_MODE
-from hrm_eval.resources import find, find_checkpoint, is_checkpoint_name
+from hrm_eval.resources import checkpoint_by_name, find
 from hrm_eval.utils import guarded
 from hrm_eval.utils.config import LogSettings
 from hrm_eval.utils.errors import HRMEvalError
@@ -131,12 +131,11 @@ def _resolve_checkpoint_names(settings: Dict[str, Any], file_data: Dict[str, Any
         if isinstance(file_data.get(key), str):
             p = Path(file_data[key])
             configured.append(p if p.is_dir() else p.parent)
-    if isinstance(settings.get("checkpoint"), str) and is_checkpoint_name(settings["checkpoint"]):
-        settings["checkpoint"] = str(find_checkpoint(settings["checkpoint"], configured))
+    if isinstance(settings.get("checkpoint"), str):
+        settings["checkpoint"] = str(checkpoint_by_name(settings["checkpoint"], configured))
     if isinstance(settings.get("checkpoints"), list):
         settings["checkpoints"] = [
-            str(find_checkpoint(c, configured)) if isinstance(c, str) and is_checkpoint_name(c) else c
-            for c in settings["checkpoints"]
+            str(checkpoint_by_name(c, configured)) if isinstance(c, str) else c for c in settings["checkpoints"]
         ]
 
 

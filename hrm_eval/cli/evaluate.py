@@ -80,7 +80,7 @@ def _data_follows_checkpoint(inv: Invocation, cfg: EvalConfig) -> tuple[EvalConf
     dataset: the bundled config's data belongs to the bundled model, and another model scored on
     it prints numbers that look real (0.190 for a model whose card says 0.450)."""
     # why: torch is imported only by the modes that run a model, not by every command line
-    from hrm_eval.models.loading import checkpoint_dataset
+    from hrm_eval.models.checkpoint import checkpoint_dataset
 
     if "data_path" in inv.flags:
         return cfg, "--data"
@@ -110,7 +110,7 @@ def inspect_arguments(g: argparse._ArgumentGroup) -> None:
 def run_inspect(inv: Invocation) -> int:
     # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.evaluation.report import format_inspection
-    from hrm_eval.models.loading import load_checkpoint
+    from hrm_eval.models.checkpoint import load_checkpoint
 
     cfg = inv.config(InspectConfig)
     onnx_file = _onnx_file(Path(cfg.checkpoint))
@@ -136,7 +136,7 @@ def _onnx_file(path: Path) -> Path | None:
     """The .onnx file to inspect: the path itself, or an ONNX-only export folder's model.onnx."""
     # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.export.onnx import ONNX_FILE, ONNX_SUFFIX
-    from hrm_eval.models.loading import WEIGHTS_FILE, list_steps
+    from hrm_eval.models.checkpoint import WEIGHTS_FILE, list_steps
 
     if path.suffix.lower() == ONNX_SUFFIX:
         return path

@@ -42,7 +42,7 @@ def run_export(inv: Invocation) -> int:
     # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.evaluation.run import simple_evaluate
     from hrm_eval.export.run import check_format, export_model
-    from hrm_eval.models.loading import resolve_checkpoint_path
+    from hrm_eval.models.checkpoint import resolve_checkpoint_path
 
     cfg = inv.output_config(ExportConfig)
     check_format(cfg.format, cfg.quantize)

@@ -48,7 +48,7 @@ from hrm_eval.members.predictions import (
     score_member,
 )
 from hrm_eval.models import ACTModel
-from hrm_eval.models.loading import (
+from hrm_eval.models.checkpoint import (
     LoadedCheckpoint,
     find_nonfinite,
     load_checkpoint,

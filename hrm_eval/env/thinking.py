@@ -17,7 +17,7 @@ from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.data.tasks.sudoku import DIGIT_OFFSET, SudokuTask
 from hrm_eval.models.act import ACTModel
 from hrm_eval.models.base import InnerCarry
-from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, resolve_checkpoint_path
+from hrm_eval.models.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_checkpoint_path
 from hrm_eval.utils.errors import HRMEvalError
 
 OBS_FIELDS = ("q_halt", "q_continue", "step", "changed", "valid")  # the observation vector, in order

@@ -16,8 +16,9 @@ others see it and stop (status 1, no further message); a rank that dies without 
 (killed, out of memory) is reported by torchrun, which stops the others. Every collective has
 a timeout (HRM_EVAL_DIST_TIMEOUT seconds, default 1800), so no rank waits forever.
 
-The store is our own TCPStore client on torchrun's MASTER_ADDR:MASTER_PORT (as env:// makes
-it), so the progress counter and the failure note are plain public store calls.
+The process group and the store are set up by `hrm_eval.utils.distributed` (the same for
+training): the store is our own TCPStore client on torchrun's MASTER_ADDR:MASTER_PORT (as env://
+makes it), so the progress counter and the failure note are plain public store calls.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 import torch.distributed as dist
 
+from hrm_eval.utils.distributed import (
+    DEFAULT_TIMEOUT_S,
+    init_process_group,
+    launched_by_torchrun,
+)
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")
-
-TIMEOUT_ENV = "HRM_EVAL_DIST_TIMEOUT"  # seconds for every collective and store wait
-DEFAULT_TIMEOUT_S = 1800.0
 # Test hook (documented in the README): "R" makes rank R fail with an error after its first
 # finished puzzles, "R:kill" makes it SIGKILL itself there (a rank that dies without a word).
 FAIL_RANK_ENV = "HRM_EVAL_TEST_FAIL_RANK"
@@ -157,23 +160,6 @@ class DistContext:
             dist.destroy_process_group()
 
 
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def timeout_seconds() -> float:
-    text = os.environ.get(TIMEOUT_ENV)
-    if not text:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise HRMEvalError(f"{TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
-    return value
-
-
 def rank_device(device: torch.device) -> torch.device:
     """Under torchrun each process takes its own GPU: cuda -> cuda:LOCAL_RANK (an explicit index stays)."""
     if device.type == "cuda" and device.index is None and launched_by_torchrun():
@@ -188,49 +174,22 @@ def init_from_env(device: torch.device) -> DistContext:
     NCCL when this rank runs on CUDA, else gloo; results are gathered over a gloo group."""
     if not launched_by_torchrun():
         return DistContext()
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    timeout = timeout_seconds()
     backend = "nccl" if device.type == "cuda" else "gloo"
-    store = _store(rank, world, timeout)
-    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # a fresh key space for each torchrun restart
-    dist.init_process_group(
-        backend,
-        store=dist.PrefixStore(f"pg/{restart}", store),
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=timeout),
-        device_id=device if backend == "nccl" else None,
-    )
-    group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout)) if backend != "gloo" else None
+    pg = init_process_group(backend, device_id=device if backend == "nccl" else None)
+    timeout = timedelta(seconds=pg.timeout_s)
+    group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
     ctx = DistContext(
-        rank=rank,
-        world_size=world,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        rank=pg.rank,
+        world_size=pg.world_size,
+        local_rank=pg.local_rank,
         backend=backend,
-        store=dist.PrefixStore(f"hrm_eval/{restart}", store),
+        store=pg.store,
         group=group,
-        timeout_s=timeout,
+        timeout_s=pg.timeout_s,
     )
     if not ctx.is_main:  # one voice: rank 0 logs and shows progress
         log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
     return ctx
-
-
-def _store(rank: int, world: int, timeout: float) -> Any:
-    """A TCPStore client on torchrun's store (or rank 0 hosts it), as the env:// rendezvous makes it."""
-    try:
-        host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
-    except (KeyError, ValueError):
-        raise HRMEvalError("WORLD_SIZE > 1 but MASTER_ADDR / MASTER_PORT are not set: launch with torchrun") from None
-    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-    return dist.TCPStore(
-        host,
-        port,
-        world,
-        is_master=rank == 0 and not agent,
-        timeout=timedelta(seconds=timeout),
-        multi_tenant=True,
-    )
 
 
 def failure_hook(ctx: DistContext) -> Optional[Callable[[], None]]:

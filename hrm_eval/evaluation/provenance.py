@@ -17,8 +17,8 @@ import torch
 import hrm_eval
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks.base import PuzzleTask
+from hrm_eval.models.checkpoint import LoadedCheckpoint
 from hrm_eval.models.hub import hub_origin
-from hrm_eval.models.loading import LoadedCheckpoint
 
 RESULTS_SCHEMA_VERSION = 1
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Tuple
 
 from hrm_eval.inference.halting import FIXED
+from hrm_eval.models.checkpoint import LoadedCheckpoint, alarming_assumptions
 from hrm_eval.models.hub import hub_origin
-from hrm_eval.models.loading import LoadedCheckpoint, alarming_assumptions
 
 
 def _table(rows: List[Tuple[str, str]], title: str) -> str:

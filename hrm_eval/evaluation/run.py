@@ -40,8 +40,8 @@ from hrm_eval.inference.runtime import (
     cpu_bf16_native,
 )
 from hrm_eval.inference.scaling import ScalingPolicy
+from hrm_eval.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from hrm_eval.models.config import read_arch_fields
-from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json

@@ -6,7 +6,7 @@ int8 weights.
         -> export_onnx          model.onnx: one ACT step, dynamic batch       (hrm_eval.export.onnx)
         -> quantize_int8        model.int8.onnx: int8 linear weights          (hrm_eval.export.quantize)
 
-The reading side lives where every checkpoint is read: `hrm_eval.models.loading` accepts a
+The reading side lives where every checkpoint is read: `hrm_eval.models.checkpoint` accepts a
 model folder or a bare `.safetensors` file wherever a checkpoint is accepted, and
 `hrm_eval.inference.onnx_runner` runs the ACT loop over an ONNX step in onnxruntime.
 """

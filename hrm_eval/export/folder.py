@@ -24,8 +24,7 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 
 from hrm_eval.export.hub import card_metadata, front_matter
-from hrm_eval.models.hub import hub_origin
-from hrm_eval.models.loading import (
+from hrm_eval.models.checkpoint import (
     CONFIG_FILE,
     CONFIG_METADATA_KEY,
     WEIGHTS_FILE,
@@ -34,6 +33,7 @@ from hrm_eval.models.loading import (
     run_data_path,
     strip_prefix,
 )
+from hrm_eval.models.hub import hub_origin
 from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from hrm_eval.models.base import InnerCarry, RecursiveReasoningModel
+from hrm_eval.models.checkpoint import CONFIG_METADATA_KEY, LoadedCheckpoint
 from hrm_eval.models.config import ModelConfig
-from hrm_eval.models.loading import CONFIG_METADATA_KEY, LoadedCheckpoint
 from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, sha256_file

@@ -22,7 +22,7 @@ from hrm_eval.export.onnx import INT8_ONNX_FILE, ONNX_FILE
 from hrm_eval.export.runtime import export_graphs, measure_int8_cost, report_cost
 from hrm_eval.inference.checkpoint import load_with_data
 from hrm_eval.inference.onnx_runner import make_session
-from hrm_eval.models.loading import CONFIG_FILE, WEIGHTS_FILE, LoadedCheckpoint, load_checkpoint
+from hrm_eval.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file

@@ -16,7 +16,7 @@ from hrm_eval.export.onnx import INT8_ONNX_FILE, ONNX_FILE, export_onnx
 from hrm_eval.export.quantize import QuantizationCost, compare_outputs, quantize_int8
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.onnx_runner import OnnxACTRunner, make_session
-from hrm_eval.models.loading import LoadedCheckpoint
+from hrm_eval.models.checkpoint import LoadedCheckpoint
 
 log = logging.getLogger("hrm_eval")
 QUANTIZE_CHOICES = ("int8",)

@@ -12,17 +12,16 @@ from typing import Any, Dict, Optional, Tuple
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.open import open_dataset
-from hrm_eval.models import loading
-from hrm_eval.models.loading import LoadedCheckpoint
+from hrm_eval.models.checkpoint import LoadedCheckpoint, restore
 
 
 def load_checkpoint(path: str | Path, *, data: Optional[Any] = None, **options: Any) -> LoadedCheckpoint:
-    """`hrm_eval.models.loading.load_checkpoint` (its keywords in `options`), checked against
+    """`hrm_eval.models.checkpoint.load_checkpoint` (its keywords in `options`), checked against
     `data` when given: a dataset path (directory or .jsonl / .csv file) or an open dataset. This
     is `hrm_eval.load_checkpoint`."""
     if data is not None:
         options["dataset"] = dataset_facts(data)
-    return loading.load_checkpoint(path, **options)
+    return restore.load_checkpoint(path, **options)
 
 
 def dataset_facts(data: Any) -> Dict[str, Any]:
@@ -46,7 +45,7 @@ def load_with_data(
         dataset = open_dataset(data, split=split, task=task)
     else:
         facts = {k: v for k, v in options.items() if k in ("overrides", "model_config", "dtype")}
-        probe = loading.load_checkpoint(checkpoint, require_seq_len=False, **facts).config  # on the CPU: sizes only
+        probe = restore.load_checkpoint(checkpoint, require_seq_len=False, **facts).config  # on the CPU: sizes only
         dataset = open_dataset(
             data,
             split=split,
@@ -54,4 +53,4 @@ def load_with_data(
             vocab_size=probe.vocab_size,
             num_puzzle_identifiers=probe.num_puzzle_identifiers,
         )
-    return loading.load_checkpoint(checkpoint, dataset=dataset.metadata, **options), dataset
+    return restore.load_checkpoint(checkpoint, dataset=dataset.metadata, **options), dataset

@@ -124,7 +124,7 @@ class Solver:
 
     # ---- the model -----------------------------------------------------------------------------
     def _set_model(self, source: Any, device: Optional[str]) -> None:
-        from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
+        from hrm_eval.models.checkpoint import LoadedCheckpoint, load_checkpoint
         from hrm_eval.utils.device import resolve_device
 
         if isinstance(source, LoadedCheckpoint):
@@ -155,7 +155,7 @@ class Solver:
         self._owned = True
 
     def _ensure_model(self, seq_len: int) -> ACTModel:
-        from hrm_eval.models.loading import load_checkpoint
+        from hrm_eval.models.checkpoint import load_checkpoint
 
         if self.model is None:
             assert self.checkpoint is not None

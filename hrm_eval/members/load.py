@@ -13,7 +13,7 @@ import torch
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.members.predictions import Member, checkpoint_layout, member_names
-from hrm_eval.models.loading import load_checkpoint, resolve_checkpoint_path
+from hrm_eval.models.checkpoint import load_checkpoint, resolve_checkpoint_path
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")

@@ -37,8 +37,7 @@ from hrm_eval.evaluation.scoring import score_rows
 from hrm_eval.inference.engine import ACTEngine
 from hrm_eval.inference.views import PuzzleView, logits_from_view, to_view, views_digest
 from hrm_eval.models import ACTModel
-from hrm_eval.models.hub import is_hub_ref, localize
-from hrm_eval.models.loading import (
+from hrm_eval.models.checkpoint import (
     LoadedCheckpoint,
     infer_from_tensors,
     list_steps,
@@ -47,6 +46,7 @@ from hrm_eval.models.loading import (
     resolve_checkpoint_path,
     strip_prefix,
 )
+from hrm_eval.models.hub import is_hub_ref, localize
 from hrm_eval.models.losses import log_stablemax
 from hrm_eval.resources import bundled_run, find
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE

@@ -1,5 +1,5 @@
 """Model code: the HRM and TRM families, their shared layers, ACT, losses, and the
-checkpoint loader (`hrm_eval.models.loading`, the only module here that reads files).
+checkpoint package (`hrm_eval.models.checkpoint`, the only part here that reads files).
 
 Names: `ModelConfig` (the design's name: `HRMConfig`) configures both families; `HRMReasoning` and
 `TRMReasoning` are the inner models (one reasoning step, what a checkpoint's tensors hold);

@@ -41,7 +41,7 @@ class ACTModel(nn.Module):
         """The model of a checkpoint, model folder or `hf://OWNER/REPO[@REVISION][/PATH]`, loaded
         and checked as `load_checkpoint` does (`options`: its keywords, e.g. device, dtype)."""
         # why: loading builds ACTModels: a top-level import would be a circle
-        from hrm_eval.models.loading import load_checkpoint
+        from hrm_eval.models.checkpoint import load_checkpoint
 
         return load_checkpoint(name_or_path, **options).model
 

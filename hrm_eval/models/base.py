@@ -68,7 +68,7 @@ class RecursiveReasoningModel(nn.Module):
         sizes, cycle counts, dtype) is an HRMEvalError naming the field, since weights of a
         model with other cycle counts would load and silently compute something else."""
         # why: loading builds these models: a top-level import would be a circle
-        from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint
+        from hrm_eval.models.checkpoint import LoadedCheckpoint, load_checkpoint
 
         if not isinstance(checkpoint, LoadedCheckpoint):
             checkpoint = load_checkpoint(checkpoint, overrides={"seq_len": self.config.seq_len})

@@ -21,8 +21,8 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import TASKS, PuzzleTask, detect_task, get_task
 from hrm_eval.inference.engine import HaltingPolicy
 from hrm_eval.inference.runtime import DtypeChoice, choose_dtype
+from hrm_eval.models.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_checkpoint_path
 from hrm_eval.models.hub import hub_origin
-from hrm_eval.models.loading import LoadedCheckpoint, load_checkpoint, resolve_checkpoint_path
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.guard import MAX_JSON_DEPTH, json_depth
 from hrm_eval.utils.errors import HRMEvalError

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -30,14 +29,20 @@ import torch.distributed as dist
 
 from hrm_eval.models.act import ACTCarry
 from hrm_eval.models.base import InnerCarry
-from hrm_eval.models.loading import list_steps, read_state_dict, strip_prefix
+from hrm_eval.models.checkpoint.format import (
+    OPTIM_RE,
+    OPTIM_SUFFIX,
+    SAVE_PREFIX,
+    list_steps,
+    step_name,
+    step_number,
+    strip_prefix,
+)
+from hrm_eval.models.checkpoint.read import read_state_dict
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_torch_save, leftover_temp_files
 
 log = logging.getLogger("hrm_eval")
-SAVE_PREFIX = "_orig_mod.model.inner."  # what the public (compiled) training script writes
-OPTIM_SUFFIX = ".optim"
-OPTIM_RE = re.compile(r"^step_(\d+)\.optim$")
 RESUME_FORMAT = 2  # 1 (unnumbered): step, data position, optimiser; 2: + per-rank RNG states and ACT carry
 
 
@@ -47,9 +52,9 @@ def optim_path(step_path: Path) -> Path:
 
 def save_step(directory: Path, step: int, model_state: Dict[str, torch.Tensor], resume_state: Dict) -> Path:
     """Resume state first, the public step_<N> last: a step_<N> on disk always has its .optim."""
-    atomic_torch_save(directory / f"step_{step}{OPTIM_SUFFIX}", resume_state)
+    atomic_torch_save(directory / f"{step_name(step)}{OPTIM_SUFFIX}", resume_state)
     return atomic_torch_save(
-        directory / f"step_{step}", {SAVE_PREFIX + k: v.detach().cpu() for k, v in model_state.items()}
+        directory / step_name(step), {SAVE_PREFIX + k: v.detach().cpu() for k, v in model_state.items()}
     )
 
 
@@ -112,7 +117,7 @@ def _read_step(path: Path) -> tuple[str, Optional[SavedStep]]:
         state = torch.load(optim, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file fails in many ways
         return f"{optim.name} cannot be read ({type(e).__name__}: truncated or corrupt?)", None
-    if not isinstance(state, dict) or state.get("step") != int(path.name.split("_")[1]):
+    if not isinstance(state, dict) or state.get("step") != step_number(path.name):
         return f"{optim.name} is not the resume state of {path.name}", None
     try:
         model_state, _ = strip_prefix(read_state_dict(path))

@@ -42,12 +42,11 @@ from hrm_eval.evaluation.evaluator import Evaluator
 from hrm_eval.evaluation.scoring import valid_rows
 from hrm_eval.models import ACTModel, build_model
 from hrm_eval.models.act import ACTCarry
-from hrm_eval.models.loading import list_steps
+from hrm_eval.models.checkpoint.format import ALL_CONFIG_FILE, list_steps
 from hrm_eval.models.losses import act_training_loss
 from hrm_eval.resources import bundled_runs
 from hrm_eval.training.checkpoint import (
     RESUME_FORMAT,
-    SAVE_PREFIX,
     clean_run_dir,
     gather_rank_states,
     newest_complete_step,
@@ -59,13 +58,14 @@ from hrm_eval.training.checkpoint import (
 from hrm_eval.training.config import TrainConfig
 from hrm_eval.training.optim import EMA, SparseSignSGD, cosine_lr, maybe_sparse_optimizer, world
 from hrm_eval.utils.device import resolve_device
+from hrm_eval.utils.distributed import init_process_group
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_text
 from hrm_eval.utils.paths import OutputLock
 from hrm_eval.utils.tracking import Tracker, start_run
 
 log = logging.getLogger("hrm_eval")
-__all__ = ["SAVE_PREFIX", "TrainSummary", "check_output", "output_dir", "train", "train_batches"]
+__all__ = ["TrainSummary", "check_output", "output_dir", "train", "train_batches"]
 
 
 @dataclass
@@ -194,7 +194,7 @@ def _train(
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
-            out_dir / "all_config.yaml", yaml.safe_dump(config.all_config(model_cfg, str(out_dir)), sort_keys=True)
+            out_dir / ALL_CONFIG_FILE, yaml.safe_dump(config.all_config(model_cfg, str(out_dir)), sort_keys=True)
         )
     wandb_run = _maybe_wandb(config, model_cfg) if rank == 0 else None
     eval_every = None
@@ -485,9 +485,11 @@ def _restore_rank(state: Dict, path: Path, run: _Run) -> Optional[ACTCarry]:
 
 
 def _init_distributed() -> tuple[int, int]:
+    """(rank, world size): under torchrun the process group (hrm_eval.utils.distributed: the
+    timeout of HRM_EVAL_DIST_TIMEOUT, one line for a broken environment), else (0, 1)."""
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        init_process_group(backend)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return world()

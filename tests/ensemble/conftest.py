@@ -16,11 +16,11 @@ import yaml
 
 from hrm_eval.members.predictions import CACHE_ENV, Member
 from hrm_eval.models import HRM_ARCH_NAME, ACTModel, HRMConfig, HRMModel, build_model
+from hrm_eval.models.checkpoint.format import SAVE_PREFIX
 from tests.conftest import HRM_FIXTURES, SUDOKU_BUILT
 
 FIXTURE_DIR = HRM_FIXTURES["rope_f32"]
 FIXTURE_CKPT = FIXTURE_DIR / "step_1000"
-SAVE_PREFIX = "_orig_mod.model.inner."
 LIMIT = 16  # puzzles per end-to-end run: each fixture member takes well under a second on them
 
 

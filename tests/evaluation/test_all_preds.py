@@ -13,7 +13,7 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.evaluation.all_preds import PREDICTION_KEYS, PredictionSpool
 from hrm_eval.evaluation.evaluator import Evaluator
 from hrm_eval.evaluation.run import PREDICTIONS_SPOOL, simple_evaluate
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"

@@ -11,7 +11,7 @@ import yaml
 from hrm_eval.data.build import build_dataset
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.models import HRMConfig, build_model
-from hrm_eval.training.trainer import SAVE_PREFIX
+from hrm_eval.models.checkpoint.format import SAVE_PREFIX
 from tests.conftest import run_cli
 
 

@@ -15,7 +15,7 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.evaluation.provenance import RESULTS_SCHEMA_VERSION
 from hrm_eval.evaluation.run import simple_evaluate
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from tests.conftest import FIXTURES, HRM_FIXTURES, SUDOKU_BUILT
 
 CKPT = HRM_FIXTURES["rope_f32"]

@@ -10,7 +10,7 @@ import torch
 
 from hrm_eval.data.tasks import get_task
 from hrm_eval.inference.engine import ACTEngine
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"

@@ -22,7 +22,7 @@ from hrm_eval.ensemble.tta import make_views
 from hrm_eval.evaluation.resume import RESUME_DIR, RowLog, read_log
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.members.predictions import collect_rows, predict
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from hrm_eval.resources import find
 from tests.conftest import HRM_FIXTURES, ROOT, SUDOKU_BUILT, run_cli
 

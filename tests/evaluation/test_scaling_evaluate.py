@@ -20,7 +20,7 @@ from hrm_eval.evaluation.resume import build_manifest
 from hrm_eval.evaluation.run import simple_evaluate
 from hrm_eval.evaluation.scoring import RowScores, score_rows
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 
 HARD = ROOT / "checkpoints" / "sudoku6-hard-hrm"

@@ -15,7 +15,7 @@ from hrm_eval.cli import main
 from hrm_eval.export.onnx import export_onnx, onnx_config, read_onnx
 from hrm_eval.inference.engine import ACTEngine, HaltingPolicy
 from hrm_eval.inference.onnx_runner import OnnxACTRunner, make_session
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import HRM_FIXTURES, TRM_FIXTURES, expected_outputs, fixture_batch
 

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from hrm_eval.cli import main
 from hrm_eval.export import write_model_folder
 from hrm_eval.inference.engine import ACTEngine
-from hrm_eval.models.loading import load_checkpoint, read_state_dict, run_data_path, strip_prefix
+from hrm_eval.models.checkpoint import load_checkpoint, read_state_dict, run_data_path, strip_prefix
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
 from tests.conftest import HRM_FIXTURES, ROOT, TRM_FIXTURES, expected_outputs, fixture_batch, run_cli

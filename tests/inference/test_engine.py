@@ -10,7 +10,7 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.format import DatasetMetadata
 from hrm_eval.inference import ACTEngine, HaltingPolicy, PuzzleChunk
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from tests.conftest import HRM_FIXTURES, PARITY_REL_TOL, ROOT, TRM_FIXTURES, expected_outputs
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"

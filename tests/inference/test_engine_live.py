@@ -9,7 +9,7 @@ import torch
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.inference import ACTEngine, HaltingPolicy, PuzzleChunk
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"

@@ -14,7 +14,7 @@ import torch
 from hrm_eval.data.tasks import get_task
 from hrm_eval.inference.engine import ACTEngine, HaltingPolicy, PuzzleChunk
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, frontier, rule_verifier
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 
 HARD = ROOT / "checkpoints" / "sudoku6-hard-hrm"

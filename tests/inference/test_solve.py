@@ -16,7 +16,7 @@ import torch
 import hrm_eval
 from hrm_eval.data.tasks import get_task
 from hrm_eval.inference.solve import Solution, Solver, solve
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import ROOT
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from hrm_eval.cli import main
 from hrm_eval.models import ModelConfig
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from hrm_eval.utils import limits
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.validation import validation_error_line

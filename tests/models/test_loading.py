@@ -1,4 +1,4 @@
-"""Checkpoint restore through `hrm_eval.models.loading.load_checkpoint`: key prefixes, configs inferred from
+"""Checkpoint restore through `hrm_eval.models.checkpoint.load_checkpoint`: key prefixes, configs inferred from
 the tensors, refused pickle payloads, corrupt files, NaN/Inf, run directories, contradictions."""
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import torch
 import yaml
 
 from hrm_eval.data.dataset import PuzzleDataset
-from hrm_eval.models import build_model, loading
+from hrm_eval.models import build_model
+from hrm_eval.models.checkpoint import count_state_values, load_checkpoint
+from hrm_eval.models.checkpoint import read as loading
+from hrm_eval.models.checkpoint.format import SAVE_PREFIX as PREFIX  # what the fixtures carry
 from hrm_eval.models.config import HRMConfig
-from hrm_eval.models.loading import count_state_values, load_checkpoint
 from hrm_eval.utils import HRMEvalError
 from tests.conftest import (
     HRM_FIXTURES,
@@ -31,7 +33,6 @@ from tests.conftest import (
 )
 
 ALL = {**HRM_FIXTURES, **TRM_FIXTURES}
-PREFIX = "_orig_mod.model.inner."  # what the fixtures carry
 # Same tolerances as tests/models/test_parity.py (fp32 rounding noise in the fixtures).
 REL_TOL = PARITY_REL_TOL  # tests/conftest.py says why
 BUFFERS = ("H_init", "L_init", "puzzle_emb.weights")  # never nn.Parameters (spec: buffers)
@@ -389,7 +390,7 @@ def test_loading_does_not_import_the_compiler(tmp_path):
     the start of every command. A fresh process, as a command is."""
     code = (
         "import sys, torch\n"
-        "from hrm_eval.models.loading import load_checkpoint\n"
+        "from hrm_eval.models.checkpoint import load_checkpoint\n"
         f"loaded = load_checkpoint({str(ROOT / 'checkpoints' / 'sudoku6-hard-hrm' / 'step_11250')!r})\n"
         "assert loaded.model.inner.rotary_emb.cos.abs().sum() > 0\n"  # real tables on the CPU model
         "print('torch._dynamo' in sys.modules)\n"
@@ -422,7 +423,7 @@ def test_loading_keeps_one_copy_of_the_weights(tmp_path):
     (tmp_path / "all_config.yaml").write_text(yaml.safe_dump({"arch": config.to_arch_block()}))
     code = (
         "import torch\n"
-        "from hrm_eval.models.loading import load_checkpoint\n"
+        "from hrm_eval.models.checkpoint import load_checkpoint\n"
         "def anon_mb():\n"
         "    line = next(l for l in open('/proc/self/status') if l.startswith('RssAnon'))\n"
         "    return int(line.split()[1]) / 1024\n"

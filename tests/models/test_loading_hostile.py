@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from hrm_eval.models import ModelConfig
-from hrm_eval.models.loading import list_steps, load_checkpoint
+from hrm_eval.models.checkpoint import list_steps, load_checkpoint
 from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import HRM_FIXTURES, ROOT
 from tests.models.test_loading import PREFIX, arch_block, raw_state, save_checkpoint, step_file

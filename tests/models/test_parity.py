@@ -9,7 +9,7 @@ import torch
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.format import DatasetMetadata
 from hrm_eval.evaluation.evaluator import Evaluator
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from tests.conftest import HRM_FIXTURES, PARITY_REL_TOL, TRM_FIXTURES, expected_outputs, fixture_batch
 
 FP32 = {**{k: v for k, v in HRM_FIXTURES.items() if k.endswith("f32")}, **TRM_FIXTURES}

@@ -15,7 +15,7 @@ from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.tasks import get_task
 from hrm_eval.inference import ACTEngine, HaltingPolicy
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from hrm_eval.serve.bridge import EngineBridge, ServeEngine, Ticket
 from hrm_eval.serve.config import ServeConfig
 from hrm_eval.serve.scaling import ServeScaling

@@ -11,7 +11,7 @@ import pytest
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.inference import ACTEngine, HaltingPolicy
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from hrm_eval.serve.bridge import EngineBridge, QueueFull, ServeEngine, Ticket
 from tests.conftest import ROOT
 

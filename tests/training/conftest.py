@@ -16,9 +16,8 @@ from hrm_eval.data.build import build_dataset
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.generate import generate_csvs
 from hrm_eval.models import HRM_ARCH_NAME, TRM_ARCH_NAME
+from hrm_eval.models.checkpoint.format import SAVE_PREFIX
 from hrm_eval.training.config import TrainConfig
-
-SAVE_PREFIX = "_orig_mod.model.inner."
 
 # 1 + 1 layers, hidden 32, 2 heads: a few milliseconds per step on one CPU thread.
 HRM_ARCH: Dict[str, Any] = dict(

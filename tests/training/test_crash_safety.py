@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from hrm_eval.cli import main
-from hrm_eval.models.loading import resolve_checkpoint_path
+from hrm_eval.models.checkpoint import resolve_checkpoint_path
 from hrm_eval.training.checkpoint import rank_state, restore_rank_state
 from hrm_eval.training.trainer import train
 from hrm_eval.utils.errors import HRMEvalError

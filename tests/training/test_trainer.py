@@ -22,7 +22,7 @@ import yaml
 from hrm_eval.config import load_config
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.models import build_model
-from hrm_eval.models.loading import load_checkpoint
+from hrm_eval.models.checkpoint import load_checkpoint
 from hrm_eval.training.config import TrainConfig
 from hrm_eval.training.optim import cosine_lr
 from hrm_eval.training.trainer import train, train_batches
