@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hrm_eval.models.checkpoint import load_checkpoint
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.inference import ACTEngine, HaltingPolicy
 from hrm_eval.inference.halting import STOP_REASONS
+from hrm_eval.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
