@@ -291,7 +291,7 @@ def _declared_order(schema: Type[BaseModel]) -> List[str]:
 
 def _argparse_options(name: str, field: FieldInfo, cli: Dict[str, Any]) -> Dict[str, Any]:
     """argparse's keywords for a field: from its `setting` facts, else from its annotation."""
-    options = {k: cli[k] for k in ("metavar", "nargs", "const", "choices") if k in cli}
+    options: Dict[str, Any] = {k: cli[k] for k in ("metavar", "nargs", "const", "choices") if k in cli}
     action = cli.get("action")
     if action in ACTIONS:
         return {**ACTIONS[action], **options}

@@ -38,6 +38,12 @@ class EnsembleContext:
     cache_info: List[Dict[str, Any]] = field(default_factory=list)  # per member: cache hit/miss and file
     dist: DistContext = field(default_factory=DistContext)  # torchrun: rank 0 holds `preds`, the others run shares
 
+    def opened_dataset(self) -> PuzzleDataset:
+        """The dataset the rows came from (present wherever the ensemble opened the data itself)."""
+        if self.dataset is None:
+            raise ValueError("this ensemble context was built from rows without their dataset")
+        return self.dataset
+
     @property
     def num_views(self) -> int:
         return self.preds[0]["logits"].shape[0]

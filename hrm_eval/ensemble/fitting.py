@@ -16,7 +16,6 @@ from hrm_eval.ensemble.context import EnsembleContext
 from hrm_eval.ensemble.settings import EnsembleSettings
 from hrm_eval.ensemble.strategies import (
     LogisticStacker,
-    check_weights,
     feature_names,
     load_stacker_file,
     stacking_training_data,
@@ -67,6 +66,12 @@ class CalibrationPlan:
     info: Dict[str, Any] = field(default_factory=dict)
     puzzle_hashes: List[str] = field(default_factory=list)
 
+    def learned_from(self) -> EnsembleContext:
+        """The context the weights or the stacker are learned from (a plan that learns has one)."""
+        if self.context is None:
+            raise ValueError("this calibration plan learns nothing: it has no calibration context")
+        return self.context
+
 
 def plan_calibration(
     ctx: EnsembleContext, s: EnsembleSettings, cal_ctx: Optional[EnsembleContext] = None
@@ -87,7 +92,7 @@ def plan_calibration(
         plan.info = {
             "source": str(s.calibration_data),
             "split": s.calibration_split or s.split,
-            "fingerprint_sha256": cal_ctx.dataset.fingerprint(),
+            "fingerprint_sha256": cal_ctx.opened_dataset().fingerprint(),
             "limit": s.calibration_limit,
             "rule": "--calibration-data",
             "dropped_because_also_scored": int(len(cal_hashes) - len(plan.index)),
@@ -100,7 +105,7 @@ def plan_calibration(
         plan.info = {
             "source": str(ctx.rows.source),
             "split": s.split,
-            "fingerprint_sha256": ctx.dataset.fingerprint(),
+            "fingerprint_sha256": ctx.opened_dataset().fingerprint(),
             "limit": s.limit,
             "rule": f"seeded held-out fraction {s.calibration_fraction} of the puzzle groups (seed {s.seed})",
             "dropped_because_also_scored": int(len(cal_idx) - len(plan.index)),
@@ -124,7 +129,7 @@ def calibration_context(ctx: EnsembleContext, s: EnsembleSettings) -> Optional[E
     cal_set = open_data_for_checkpoint(
         s.calibration_data, split=split, task=s.task, checkpoint=ctx.members[0].loaded.path
     )
-    meta = ctx.dataset.metadata
+    meta = ctx.opened_dataset().metadata
     for key in ("vocab_size", "seq_len"):
         if getattr(cal_set.metadata, key) != getattr(meta, key):
             raise HRMEvalError(
@@ -174,10 +179,10 @@ def resolve_weights(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSett
     """Given numbers, uniform, or proportional to each member's accuracy on the calibration split."""
     M, members = ctx.num_members, ctx.members
     mode = s.weight_mode(M)
-    weights = check_weights(s.weights, M) if mode == "given" else [1.0 / M] * M
+    weights = s.given_weights(M) if mode == "given" else [1.0 / M] * M
     info: Dict[str, Any] = {}
     if mode == "learned":
-        cal = [plan.context.member_scored(m, plan.index) for m in range(M)]
+        cal = [plan.learned_from().member_scored(m, plan.index) for m in range(M)]
         weights, basis = weights_from_accuracy(
             [c.metrics["exact_accuracy"] for c in cal], [c.metrics["accuracy"] for c in cal]
         )
@@ -231,7 +236,7 @@ def fit_or_load_stacker(
 
 
 def _fit_stacker(ctx: EnsembleContext, plan: CalibrationPlan, notes: List[str]) -> LogisticStacker:
-    M, cal = ctx.num_members, plan.context
+    M, cal = ctx.num_members, plan.learned_from()
     all_views = list(range(len(ctx.views)))
     X, y = [], []
     for start in range(0, len(plan.index), CHUNK):

@@ -177,8 +177,10 @@ class Combination:
     @classmethod
     def for_strategy(cls, strategy: str, weights: MemberWeights, fitted: Optional[LogisticStacker]) -> "Combination":
         if strategy == "stacking":  # the meta-learner weighs the members; voters enter uniformly
-            M = len(weights.weights)
-            return cls(lambda voters: stacking(voters, fitted), [1.0 / M] * M)
+            if fitted is None:
+                raise ValueError("the stacking strategy needs its fitted stacker")
+            M, stacker = len(weights.weights), fitted
+            return cls(lambda voters: stacking(voters, stacker), [1.0 / M] * M)
         return cls({"average": average, "vote": vote, "q_vote": q_vote}[strategy], weights.weights)
 
     def score(self, ctx: EnsembleContext, index: np.ndarray, view_ids: Optional[Sequence[int]] = None) -> Scored:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from pydantic import BaseModel
 
@@ -83,11 +83,17 @@ class EnsembleSettings:
             return "uniform" if num_members == 1 else self.weights
         return "given"
 
+    def given_weights(self, num_members: int) -> List[float]:
+        """--weights' numbers, checked against the members and normalised (weight mode 'given')."""
+        if self.weights is None or isinstance(self.weights, str):
+            raise ValueError(f"--weights {self.weights!r} gives no numbers")
+        return check_weights(self.weights, num_members)
+
     def check_against_members(self, num_members: int) -> None:
         """The mistakes that need the number of members, seen before any member runs."""
         mode = self.weight_mode(num_members)
         if mode == "given":
-            check_weights(self.weights, num_members)
+            self.given_weights(num_members)
         if self.calibration_data is not None and not self.learns(num_members):
             raise HRMEvalError(
                 "--calibration-data is used only to fit --strategy stacking or to learn --weights; "

@@ -40,6 +40,7 @@ class SparseSignSGD:
         if emb.local_weights is None or emb.local_weights.grad is None:
             return
         grads, ids = emb.local_weights.grad, emb.local_ids  # [b, D], [b]
+        assert ids is not None  # the forward that made the gradient recorded its rows
         if self.world_size > 1:  # every rank applies the same update to its copy of the table
             all_grads = [torch.empty_like(grads) for _ in range(self.world_size)]
             all_ids = [torch.empty_like(ids) for _ in range(self.world_size)]
