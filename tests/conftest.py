@@ -73,6 +73,27 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Comp
     )
 
 
+def run_main(capsys, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`deploy.py ARGS` as `main([...])` in this process, read back as run_cli's result would be
+    (exit status, stdout, stderr): for the tests of what the command does with its arguments,
+    where a real process would only add the second of importing torch. The real process path is
+    tested once per mode in tests/e2e."""
+    from hrm_eval.cli import main
+
+    capsys.readouterr()
+    here = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        rc = main(list(args))
+    except SystemExit as e:  # argparse's own exits (--help)
+        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    finally:
+        os.chdir(here)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["deploy.py", *args], rc, out, err)
+
+
 def run_torchrun(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc-per-node 2 deploy.py ARGS`: 2 real CPU processes (gloo) on
     this machine; --standalone picks a free port. One thread each: 2 cores."""

@@ -11,7 +11,7 @@ import yaml
 
 from hrm_eval.evaluation import accumulator as evaluator_module
 from hrm_eval.utils.errors import HRMEvalError
-from tests.conftest import ROOT, SUDOKU_BUILT, run_cli
+from tests.conftest import ROOT, SUDOKU_BUILT, run_main
 
 RUN = ROOT / "checkpoints" / "sudoku6-hrm"
 DATA = RUN / "data"
@@ -131,10 +131,9 @@ def test_records_over_the_byte_cap_stay_in_the_file(tmp_path, monkeypatch, desig
     assert frame["example_index"].tolist() == list(range(8))
 
 
-@pytest.mark.slow
-def test_cli_format_csv(tmp_path):
+def test_cli_format_csv(tmp_path, capsys):
     out = tmp_path / "out"
-    p = run_cli("--mode", "evaluate", "--limit", "6", "--format", "csv", "--output", str(out), "--no-progress")
+    p = run_main(capsys, "--mode", "evaluate", "--limit", "6", "--format", "csv", "--output", str(out), "--no-progress")
     assert p.returncode == 0, p.stderr
     assert "step efficiency (solved)" in p.stdout and "Q calibration at halt" in p.stdout
     table = pd.read_csv(out / "per_puzzle.csv", dtype={"puzzle_id": str})
@@ -142,5 +141,5 @@ def test_cli_format_csv(tmp_path):
     assert len(table) == 6
     assert table["answer"].astype(str).tolist() == [r["answer"] for r in records]
     assert [json.loads(x) for x in table["solved_by_step"]] == [r["solved_by_step"] for r in records]
-    bad = run_cli("--mode", "evaluate", "--format", "xml")
+    bad = run_main(capsys, "--mode", "evaluate", "--format", "xml")
     assert bad.returncode == 2 and "--format" in bad.stderr and "Traceback" not in bad.stderr
