@@ -3,15 +3,13 @@ unless --resume or --overwrite, never into the bundled model; the common setting
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import torch
 import yaml
 
 from hrm_eval.cli import main
 from hrm_eval.resources import bundled_runs
-from tests.conftest import ROOT, one_line, run_cli
+from tests.conftest import ROOT, one_line
 from tests.unit.training.conftest import HRM_ARCH, read_saved, train_fields, write_yaml
 
 
@@ -120,16 +118,6 @@ def test_bad_command_line_settings_are_one_line_errors(cfg, tmp_path, capsys, ar
     rc = train_cli("--config", str(cfg), "--output", str(tmp_path / "o"), *args)
     one_line(rc, capsys.readouterr().err, *needles)
     assert not (tmp_path / "o").exists()
-
-
-@pytest.mark.slow
-def test_refusal_is_exit_status_2_of_the_real_process(cfg, tmp_path):
-    out = tmp_path / "earlier"
-    out.mkdir()
-    (out / "step_7").write_bytes(b"old")
-    proc = run_cli("--mode", "train", "--config", str(cfg), "--output", str(out), "--no-progress", timeout=120)
-    one_line(proc.returncode, proc.stderr, "step_7", "--overwrite")
-    assert isinstance(proc, subprocess.CompletedProcess) and (out / "step_7").read_bytes() == b"old"
 
 
 def test_loss_type_override_changes_training(sudoku4_data, tmp_path):

@@ -14,7 +14,7 @@ import yaml
 
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import PACKAGE_LOGGER, ProgressLog, setup_logging
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_main
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_bad_log_file_is_one_line_error(package_logger, tmp_path):
         setup_logging("INFO", tmp_path / "file" / "run.jsonl")
 
 
-def test_log_file_from_a_config_file_keeps_the_settings_and_the_error(tmp_path):
+def test_log_file_from_a_config_file_keeps_the_settings_and_the_error(tmp_path, capsys):
     """`log_file` is a config field like every flag: set in --config, the mode logs there, the
     one-line error included."""
     config = tmp_path / "eval.yaml"
@@ -110,7 +110,7 @@ def test_log_file_from_a_config_file_keeps_the_settings_and_the_error(tmp_path):
             {"checkpoint": "checkpoints/sudoku6-hrm", "data_path": "no/such/data", "log_file": str(log_file)}
         )
     )
-    proc = run_cli("--mode", "evaluate", "--config", str(config), "--limit", "3")
+    proc = run_main(capsys, "--mode", "evaluate", "--config", str(config), "--limit", "3", cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: data not found: no/such/data", proc.stderr
     start, error = read_lines(log_file)
     assert (start["event"], start["mode"], start["config"]["limit"]) == ("start", "evaluate", 3)
@@ -141,36 +141,3 @@ def test_no_print_outside_the_cli_summaries():
     # and the allow-list names files that exist and still print (no stale entries)
     for rel in PRINT_ALLOWED:
         assert re.search(r"(?<![\w.])print\(", (ROOT / rel).read_text()), rel
-
-
-# ---- log targets (issue 27) -----------------------------------------------------------------------------
-def _inspect_with_log_file(target):
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    argv = [sys.executable, str(ROOT / "deploy.py"), "--mode", "inspect", "--checkpoint", "checkpoints/sudoku6-hrm"]
-    return subprocess.run([*argv, "--log-file", str(target)], cwd=ROOT, capture_output=True, text=True, timeout=60)
-
-
-def test_a_log_file_that_cannot_be_written_is_one_warning_not_tracebacks():
-    """--log-file /dev/full (every write fails, ENOSPC) printed five logging tracebacks."""
-    proc = _inspect_with_log_file("/dev/full")
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.strip().splitlines() == [
-        "warning: --log-file /dev/full: cannot write (No space left on device); not logging there any more"
-    ]
-    assert "family / variant" in proc.stdout  # the run itself went on
-
-
-def test_a_fifo_as_log_file_is_refused_before_it_could_block(tmp_path):
-    """Opening a FIFO for writing waits for a reader: the run blocked forever before any output."""
-    import os
-
-    os.mkfifo(tmp_path / "log")
-    proc = _inspect_with_log_file(tmp_path / "log")  # the timeout fails the test if it blocks
-    assert proc.returncode == 2
-    assert (
-        proc.stderr.strip() == f"error: --log-file {tmp_path / 'log'} is a FIFO (named pipe), expected a regular file"
-    )
