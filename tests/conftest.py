@@ -1,4 +1,9 @@
-"""Shared paths and helpers. Fixtures are read through the package's public functions."""
+"""Shared paths and helpers for every tier. Fixtures are read through the package's public functions.
+
+Tiers are folders, each test marked by its folder (pytest_collection_modifyitems below):
+tests/unit (in this process: the fast loop, `python -m pytest -q tests/unit`), tests/e2e (real
+processes: subprocesses, torchrun, servers, the browser, installs) and tests/acceptance (the
+bundled models' quality and model-card numbers). `python -m pytest -q` runs them all."""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+TIERS = ("unit", "e2e", "acceptance")
 FIXTURES = ROOT / "tests" / "fixtures"
 HRM_FIXTURES = {
     "rope_f32": FIXTURES / "official_hrm" / "rope_f32",
@@ -117,3 +124,14 @@ def run_torchrun(*args: str, env: dict | None = None, timeout: float = 300) -> s
 def _few_threads():
     torch.set_num_threads(1)  # tiny models: threads only add contention on a 2-core CI box
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test gets its tier's marker from its folder: `-m unit`, `-m "not acceptance"`."""
+    for item in items:
+        try:
+            tier = item.path.relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
