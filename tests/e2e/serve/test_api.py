@@ -1,4 +1,4 @@
-"""The HTTP API against a real server (tests/serve/conftest.py): answers checked against the
+"""The HTTP API against a real server (tests/e2e/serve/conftest.py): answers checked against the
 bundled test set and the Sudoku rules, every error code of the issue, the API key, streaming."""
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def test_model_info_and_health(client, server):
     assert (info["family"], info["dtype"], info["task"], info["max_batch"]) == ("hrm", "float32", "sudoku6", MAX_BATCH)
     assert info["halting"] == {"mode": "adaptive", "max_steps": 8, "min_steps": 1}
     assert info["layout"] == {"vocab_size": 8, "seq_len": 36, "puzzle_identifiers": 1}
-    limits = info["limits"]  # what a client may run into, as started (tests/serve/conftest.py)
+    limits = info["limits"]  # what a client may run into, as started (tests/e2e/serve/conftest.py)
     assert (limits["max_queue"], limits["max_body_bytes"], limits["max_connections"]) == (MAX_QUEUE, MAX_BODY, 100)
     assert (limits["header_timeout_s"], limits["body_timeout_s"]) == (2, 2)
     assert limits["drain_timeout_s"] == limits["timeout_s"] == 30  # the drain defaults to the request timeout

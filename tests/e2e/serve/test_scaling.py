@@ -1,5 +1,5 @@
 """Thinking harder over HTTP (issue 22): a request's "budget" against the real server of
-tests/serve/conftest.py (the default model, sudoku6-hard-hrm, its default --max-budget 64)."""
+tests/e2e/serve/conftest.py (the default model, sudoku6-hard-hrm, its default --max-budget 64)."""
 
 from __future__ import annotations
 

@@ -313,7 +313,7 @@ def test_identifiers_json_not_utf8(copy):
 
 def test_npy_header_declaring_terabytes_allocates_nothing(copy):
     # An index array (once read whole) whose header claims 2^40 entries: it must fail as a short file,
-    # not try to allocate 4 TB (the memory limit of tests/test_fuzz.py checks the same from outside).
+    # not try to allocate 4 TB (the memory limit of tests/e2e/cli/test_fuzz_subprocess.py checks the same from outside).
     f = copy / "test" / "all__puzzle_indices.npy"
     raw = f.read_bytes()
     f.write_bytes(raw.replace(b"'shape': (41,), ", b"'shape': (1099511627776,), "))
