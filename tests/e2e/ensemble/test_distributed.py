@@ -23,14 +23,14 @@ DATA = RUN / "data"
 MEMBERS = [str(RUN / "step_1875"), str(RUN / "step_3750")]
 
 
-def members_args(mode: str, out: Path, cache: Path, *extra: str) -> list:
+def members_args(mode: str, out: Path, cache: Path, *extra: str, limit: int = 64) -> list:
     return [
         "--mode",
         mode,
         "--data",
         str(DATA),
         "--limit",
-        "64",
+        str(limit),
         "--batch-size",
         "8",
         "--device",
@@ -143,25 +143,27 @@ def test_a_failing_ensemble_rank_ends_the_job_naming_it(tmp_path):
     assert not (tmp_path / "out" / "results.json").exists()
 
 
-def test_a_killed_vote_with_tta_resumes_and_equals_one_process(tmp_path):
-    """Rank 1 is SIGKILLed after its first chunk (rows 32-64 of member 1's first view: 4 of the
-    8 batches); that chunk stays in the cache's .parts folder, and the rerun on two ranks ends
-    with the predictions and results of an uninterrupted one-process run."""
-    extra = ["--checkpoints", *MEMBERS, "--strategy", "vote", "--tta", "2"]
-    args = members_args("ensemble", tmp_path / "two", tmp_path / "cache2", *extra)
+def test_a_killed_vote_rank_resumes_and_equals_one_process(tmp_path):
+    """Rank 1 is SIGKILLed after its first chunk (16 puzzles in batches of 8: of member 1, rank 0
+    runs rows 0-8, rank 1 rows 8-16, then dies); that chunk stays in the cache's .parts folder,
+    and the rerun on two ranks ends with the predictions and results of an uninterrupted
+    one-process run. (Chunks of several views resumed bit for bit: in process, in
+    tests/unit/evaluation/test_resume.py.)"""
+    extra = ["--checkpoints", *MEMBERS, "--strategy", "vote"]
+    args = members_args("ensemble", tmp_path / "two", tmp_path / "cache2", *extra, limit=16)
     killed = run_torchrun(*args, env={"HRM_EVAL_TEST_FAIL_RANK": "1:kill"}, timeout=240)
     assert killed.returncode != 0 and "SIGKILL" in killed.stderr
     parts = list((tmp_path / "cache2").glob("*.parts/*.pt"))
-    assert "view0-rows32-64.pt" in [p.name for p in parts]
+    assert "view0-rows8-16.pt" in [p.name for p in parts], killed.stderr[-3000:]
     resumed = run_torchrun(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from the finished chunks" in resumed.stderr
     assert resumed.stdout.count("results:") == 1  # rank 0 alone reports
-    one = run_cli(*members_args("ensemble", tmp_path / "one", tmp_path / "cache1", *extra))
+    one = run_cli(*members_args("ensemble", tmp_path / "one", tmp_path / "cache1", *extra, limit=16))
     assert one.returncode == 0, one.stderr[-3000:]
     a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("two", "one"))
     assert without_paths(a) == without_paths(b)
-    assert a["ensemble"]["total_puzzles"] == 64
+    assert a["ensemble"]["total_puzzles"] == 16
     assert (a["provenance"]["evaluation"]["world_size"], a["provenance"]["evaluation"]["dist_backend"]) == (2, "gloo")
     same_predictions(tmp_path / "cache2", tmp_path / "cache1")
     assert not list((tmp_path / "cache2").glob("*.parts"))  # complete: the chunks are gone
