@@ -110,7 +110,7 @@ def test_log_file_from_a_config_file_keeps_the_settings_and_the_error(tmp_path, 
             {"checkpoint": "checkpoints/sudoku6-hrm", "data_path": "no/such/data", "log_file": str(log_file)}
         )
     )
-    proc = run_main(capsys, "--mode", "evaluate", "--config", str(config), "--limit", "3", cwd=ROOT)
+    proc = run_main(capsys, "--mode", "evaluate", "--config", str(config), "--limit", "3", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: data not found: no/such/data", proc.stderr
     start, error = read_lines(log_file)
     assert (start["event"], start["mode"], start["config"]["limit"]) == ("start", "evaluate", 3)
