@@ -1,4 +1,9 @@
-"""Shared paths and helpers. Fixtures are read through the package's public functions."""
+"""Shared paths and helpers for every tier. Fixtures are read through the package's public functions.
+
+Tiers are folders, each test marked by its folder (pytest_collection_modifyitems below):
+tests/unit (in this process: the fast loop, `python -m pytest -q tests/unit`), tests/e2e (real
+processes: subprocesses, torchrun, servers, the browser, installs) and tests/acceptance (the
+bundled models' quality and model-card numbers). `python -m pytest -q` runs them all."""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+TIERS = ("unit", "e2e", "acceptance")
 FIXTURES = ROOT / "tests" / "fixtures"
 HRM_FIXTURES = {
     "rope_f32": FIXTURES / "official_hrm" / "rope_f32",
@@ -73,6 +80,27 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Comp
     )
 
 
+def run_main(capsys, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`deploy.py ARGS` as `main([...])` in this process, read back as run_cli's result would be
+    (exit status, stdout, stderr): for the tests of what the command does with its arguments,
+    where a real process would only add the second of importing torch. The real process path is
+    tested once per mode in tests/e2e."""
+    from hrm_eval.cli import main
+
+    capsys.readouterr()
+    here = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        rc = main(list(args))
+    except SystemExit as e:  # argparse's own exits (--help)
+        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    finally:
+        os.chdir(here)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["deploy.py", *args], rc, out, err)
+
+
 def run_torchrun(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc-per-node 2 deploy.py ARGS`: 2 real CPU processes (gloo) on
     this machine; --standalone picks a free port. One thread each: 2 cores."""
@@ -96,3 +124,14 @@ def run_torchrun(*args: str, env: dict | None = None, timeout: float = 300) -> s
 def _few_threads():
     torch.set_num_threads(1)  # tiny models: threads only add contention on a 2-core CI box
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test gets its tier's marker from its folder: `-m unit`, `-m "not acceptance"`."""
+    for item in items:
+        try:
+            tier = item.path.relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
