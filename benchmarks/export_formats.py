@@ -33,8 +33,9 @@ from hrm_eval.data.open import open_dataset  # noqa: E402
 from hrm_eval.export import write_model_folder  # noqa: E402
 from hrm_eval.export.quantize import compare_outputs  # noqa: E402
 from hrm_eval.export.runtime import dataset_rows, export_graphs  # noqa: E402
-from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy  # noqa: E402
+from hrm_eval.inference.engine import ACTEngine, HaltingPolicy  # noqa: E402
 from hrm_eval.inference.onnx_runner import OnnxACTRunner, make_session  # noqa: E402
+from hrm_eval.inference.runner import FinishedRows  # noqa: E402
 from hrm_eval.models.checkpoint import load_checkpoint  # noqa: E402
 
 MODELS = {

@@ -24,8 +24,8 @@ from hrm_eval.evaluation.q_reliability import calibration_analysis
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores
 from hrm_eval.evaluation.stats import bootstrap_mean_interval
-from hrm_eval.inference.engine import FinishedRows
 from hrm_eval.inference.halting import FIXED
+from hrm_eval.inference.runner import FinishedRows
 from hrm_eval.inference.scaling import ScaledRows
 from hrm_eval.models import ACTModel
 from hrm_eval.utils.io import json_line

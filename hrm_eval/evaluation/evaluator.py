@@ -33,8 +33,8 @@ from hrm_eval.evaluation.payload import Payload, from_payload, to_payload
 from hrm_eval.evaluation.result import EvaluationResult
 from hrm_eval.evaluation.scoring import RowScores, score_rows
 from hrm_eval.evaluation.stats import rate_interval
-from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk
-from hrm_eval.inference.runner import ACTRunner
+from hrm_eval.inference.engine import ACTEngine, HaltingPolicy
+from hrm_eval.inference.runner import ACTRunner, FinishedRows, PuzzleChunk
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, scaling_summary
 from hrm_eval.models import ACTModel
 from hrm_eval.models.base import RecursiveReasoningModel

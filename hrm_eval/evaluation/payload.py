@@ -16,7 +16,7 @@ import torch
 from hrm_eval.data.dataset import PuzzleBatch
 from hrm_eval.evaluation.accumulator import ScoredRow
 from hrm_eval.evaluation.scoring import RowScores
-from hrm_eval.inference.engine import FinishedRows
+from hrm_eval.inference.runner import FinishedRows
 from hrm_eval.inference.scaling import ScaledRows
 
 SCALING_FIELDS = ("attempts", "act_steps_total", "solved_at_attempt", "verified_at_step")

@@ -24,7 +24,7 @@ from typing import Any, Dict
 import torch
 
 from hrm_eval.export.onnx import quiet_logs, save_proto, set_metadata
-from hrm_eval.inference.engine import FinishedRows
+from hrm_eval.inference.runner import FinishedRows
 from hrm_eval.utils.errors import HRMEvalError
 
 MAX_EXACT_DROP_POINTS = 1.0  # exact accuracy may drop at most this many percentage points

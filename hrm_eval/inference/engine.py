@@ -35,14 +35,10 @@ from hrm_eval.inference.halting import (
     ADAPTIVE,
     FIXED,
     HALTING_MODES,
-    STOP_REASONS,
-    STOPPED_AT_LIMIT,
-    STOPPED_BY_Q,
-    STOPPED_VERIFIED,
     THRESHOLD,
     HaltingMode,
-    StopReason,
 )
+from hrm_eval.inference.runner import FinishedRows, PuzzleChunk, run_all, stop_reasons
 from hrm_eval.models.act import ACTModel
 from hrm_eval.models.base import InnerCarry
 from hrm_eval.models.layers import CastedEmbedding, CastedLinear
@@ -105,67 +101,6 @@ class HaltingPolicy:
         if self.mode == THRESHOLD:
             out["threshold"] = self.threshold
         return out
-
-
-@dataclass
-class PuzzleChunk:
-    """Puzzles handed to the engine; `index` is the caller's id for each row."""
-
-    index: torch.Tensor  # [n] int64
-    inputs: torch.Tensor  # [n, L] int
-    puzzle_identifiers: torch.Tensor  # [n] int
-    labels: Optional[torch.Tensor] = None  # [n, L] int, -100 where not scored; enables exact_by_step
-    # [n] int: the most ACT steps each row may run (test-time scaling gives an attempt its share
-    # of a budget); None: the halting policy's limit. Only an engine with a verifier runs a row
-    # past the policy's limit.
-    step_limit: Optional[torch.Tensor] = None
-    # [n] int64: a seed per row for Gaussian noise (std `ACTEngine.init_noise`) added to its
-    # initial carry; -1 (or None) for the plain initial state
-    noise_seed: Optional[torch.Tensor] = None
-
-
-@dataclass
-class FinishedRows:
-    """Puzzles that halted on the same engine step (CPU tensors, rows in slot order)."""
-
-    index: torch.Tensor  # [n] int64, the caller's ids
-    logits: torch.Tensor  # [n, L, V] forward dtype, at the step the row halted
-    q_halt_logits: torch.Tensor  # [n] fp32
-    q_continue_logits: torch.Tensor  # [n] fp32
-    steps: torch.Tensor  # [n] int32 ACT steps actually run
-    q_halt_by_step: torch.Tensor  # [n, T] fp32, NaN after the row halted
-    q_continue_by_step: torch.Tensor  # [n, T]
-    exact_by_step: Optional[torch.Tensor] = None  # [n, T] bool, answer exactly right after step t (needs labels)
-    preds_by_step: Optional[torch.Tensor] = None  # [n, T, L] answer after each step (trace_preds)
-    verified: Optional[torch.Tensor] = None  # [n] bool, the verifier's verdict on the final answer (engines with one)
-    # [n] int8, why each row stopped: an index into hrm_eval.inference.halting.STOP_REASONS
-    # (q_halt, step_limit, verified), recorded where the decision is made (`stop_reasons`)
-    stop_reason: Optional[torch.Tensor] = None
-
-    def __len__(self) -> int:
-        return int(self.index.numel())
-
-    def reason(self, k: int) -> StopReason:
-        """Why row k stopped (the runners always record it)."""
-        assert self.stop_reason is not None, "FinishedRows made without stop reasons"
-        return STOP_REASONS[int(self.stop_reason[k])]
-
-    @property
-    def preds(self) -> torch.Tensor:
-        return self.logits.argmax(-1)
-
-
-def stop_reasons(
-    steps: torch.Tensor, limits: torch.Tensor | int, policy_limit: int, verified: Optional[torch.Tensor] = None
-) -> torch.Tensor:
-    """[n] int8 (FinishedRows.stop_reason) for rows that stop after `steps` [n]: verified where the
-    verifier accepted the answer (it stops only then, or at its limit), else step_limit where a
-    row reached its own limit or the policy's, else q_halt (the policy stopped it earlier)."""
-    reason = torch.full(steps.shape, STOPPED_BY_Q, dtype=torch.int8, device=steps.device)
-    reason[(steps >= limits) | (steps >= policy_limit)] = STOPPED_AT_LIMIT
-    if verified is not None:
-        reason[verified.to(torch.bool)] = STOPPED_VERIFIED
-    return reason
 
 
 def cast_weights_once(model: nn.Module, dtype: torch.dtype) -> nn.Module:
@@ -403,7 +338,6 @@ class ACTEngine:
         self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor] = None
     ) -> FinishedRows:
         """Every row of `inputs` [n, L] to completion; results in input order."""
-        from hrm_eval.inference.runner import run_all  # why: the runner module builds on this one
 
         return run_all(self, inputs, puzzle_identifiers, labels)
 

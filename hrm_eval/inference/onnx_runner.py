@@ -21,8 +21,8 @@ from typing import Any, Dict, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
-from hrm_eval.inference.engine import FinishedRows, HaltingPolicy, PuzzleChunk, stop_reasons
-from hrm_eval.inference.runner import run_all
+from hrm_eval.inference.engine import HaltingPolicy
+from hrm_eval.inference.runner import FinishedRows, PuzzleChunk, run_all, stop_reasons
 from hrm_eval.models import ModelConfig, build_model
 from hrm_eval.utils.errors import HRMEvalError
 

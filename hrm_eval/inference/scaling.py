@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from hrm_eval.data.tasks.base import PuzzleTask
-from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy, PuzzleChunk, StepRows, Verifier
-from hrm_eval.inference.runner import slot_chunks
+from hrm_eval.inference.engine import ACTEngine, HaltingPolicy, StepRows, Verifier
+from hrm_eval.inference.runner import FinishedRows, PuzzleChunk, slot_chunks
 from hrm_eval.inference.views import PuzzleView, identity_view, logits_from_view, to_view, tokens_from_view
 from hrm_eval.models.act import ACTModel
 from hrm_eval.utils.errors import HRMEvalError

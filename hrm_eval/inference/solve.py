@@ -24,13 +24,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from hrm_eval.data.csv_source import RowError, read_puzzle_csv
+from hrm_eval.data.jsonl import IGNORE, read_jsonl_puzzles
 from hrm_eval.data.tasks import all_tasks, detect_task, get_task
 from hrm_eval.data.tasks.base import PuzzleTask
-from hrm_eval.inference.engine import ACTEngine, FinishedRows, HaltingPolicy
+from hrm_eval.inference.engine import ACTEngine, HaltingPolicy
 from hrm_eval.inference.halting import ADAPTIVE, HaltingMode
+from hrm_eval.inference.runner import FinishedRows
 from hrm_eval.inference.scaling import ScaledRows, ScaledRunner, ScalingPolicy
 from hrm_eval.models.act import ACTModel
+from hrm_eval.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from hrm_eval.utils import guarded
+from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger(__name__)
@@ -124,9 +129,6 @@ class Solver:
 
     # ---- the model -----------------------------------------------------------------------------
     def _set_model(self, source: Any, device: Optional[str]) -> None:
-        from hrm_eval.models.checkpoint import LoadedCheckpoint, load_checkpoint
-        from hrm_eval.utils.device import resolve_device
-
         if isinstance(source, LoadedCheckpoint):
             self.checkpoint, source = source.path, source.model
         if isinstance(source, ACTModel):
@@ -155,8 +157,6 @@ class Solver:
         self._owned = True
 
     def _ensure_model(self, seq_len: int) -> ACTModel:
-        from hrm_eval.models.checkpoint import load_checkpoint
-
         if self.model is None:
             assert self.checkpoint is not None
             opts = dict(self._load_options)
@@ -302,8 +302,6 @@ class Solver:
         )
 
     def _read_csv(self, path: Path, limit: Optional[int]) -> Tuple[np.ndarray, List[str], List[Any]]:
-        from hrm_eval.data.csv_source import RowError, read_puzzle_csv
-
         guarded.expect_file(path, "puzzle file")  # a FIFO named x.csv is said so, never opened
         raw = read_puzzle_csv(str(path), lambda q, a: None, answers_optional=True)
         rows = list(zip(raw.lines, raw.questions, raw.answers))[:limit]
@@ -320,8 +318,6 @@ class Solver:
         return np.stack(inputs), [f"{path.stem}:{line}" for line, _, _ in rows], expected
 
     def _read_jsonl(self, path: Path, limit: Optional[int]) -> Tuple[np.ndarray, List[str], List[Any], np.ndarray]:
-        from hrm_eval.data.jsonl import IGNORE, read_jsonl_puzzles
-
         inputs, labels, ids, names = read_jsonl_puzzles(path, vocab_size=self.vocab_size, targets_optional=True)
         inputs, labels, ids, names = inputs[:limit], labels[:limit], ids[:limit], names[:limit]
         task = self._task_of_tokens(inputs)

@@ -41,7 +41,8 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from hrm_eval.inference.engine import ACTEngine, FinishedRows, PuzzleChunk, StepRows
+from hrm_eval.inference.engine import ACTEngine, StepRows
+from hrm_eval.inference.runner import FinishedRows, PuzzleChunk
 from hrm_eval.serve.metrics import Metrics
 from hrm_eval.serve.model import EngineAnswer
 from hrm_eval.serve.scaling import ScaledWork, verdicts

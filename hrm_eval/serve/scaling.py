@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hrm_eval.data.tasks.base import PuzzleTask
-from hrm_eval.inference.engine import FinishedRows
+from hrm_eval.inference.runner import FinishedRows
 from hrm_eval.inference.scaling import ScalingPolicy, _Attempt, choose
 from hrm_eval.inference.views import PuzzleView, identity_view, logits_from_view, to_view, tokens_from_view
 from hrm_eval.utils.errors import HRMEvalError

@@ -42,6 +42,7 @@ CLOSE_GRACE_S = 5
 
 def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tuple[Any, List[Any]]:
     """The ASGI app and its models (app.Lane: each with its own, not yet started, engine bridge)."""
+    # why: the app imports FastAPI (the serve extra); `hrm_eval.serve` itself imports without it
     from hrm_eval.serve.app import Lane, create_app, serve_scaling
 
     device = resolve_device(cfg.device)

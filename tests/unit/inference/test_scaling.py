@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from hrm_eval.data.tasks import get_task
-from hrm_eval.inference.engine import ACTEngine, HaltingPolicy, PuzzleChunk
+from hrm_eval.inference.engine import ACTEngine, HaltingPolicy
+from hrm_eval.inference.runner import PuzzleChunk
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, frontier, rule_verifier
 from hrm_eval.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
