@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+from hrm_eval.data.tasks import get_task
 from hrm_eval.utils.errors import HRMEvalError
 
 HOME_ENV = "HRM_EVAL_HOME"
@@ -127,8 +128,6 @@ def bundled_model_for(puzzle: Any = None, task: Optional[str] = None) -> Bundled
     that reads it, which for Sudoku text is its size (36 cells: 6x6, 81: 9x9); `task`, when
     given, decides instead. One-line error when no bundled model is there for it: what is
     missing and what to do."""
-    from hrm_eval.data.tasks import get_task
-
     models = task_models()
     if task is not None:
         chosen = [m for m in models if m.task == task]
@@ -165,8 +164,6 @@ def bundled_model_for(puzzle: Any = None, task: Optional[str] = None) -> Bundled
 
 
 def _cells(model: BundledModel) -> str:
-    from hrm_eval.data.tasks import get_task
-
     seq_len = get_task(model.task).seq_len
     return str(seq_len) if seq_len is not None else "any number of"
 

@@ -63,7 +63,7 @@ def run_serve(inv: Invocation) -> int:
         raise HRMEvalError(
             f"--mode serve needs the serve extra: pip install 'hrm-eval[serve]' ({e.name} missing)"
         ) from None
-    from hrm_eval.serve.server import serve
+    from hrm_eval.serve.server import serve  # why: FastAPI and uvicorn are the optional serve extra
 
     if "api_key" not in inv.flags and os.environ.get(API_KEY_ENV):
         inv.flags["api_key"] = os.environ[API_KEY_ENV]

@@ -15,10 +15,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 from hrm_eval import resources
 from hrm_eval.cli.base import Invocation, Mode, add_flags, model_config
+from hrm_eval.data.csv_source import read_puzzle_csv
+from hrm_eval.evaluation.stats import wilson_interval
 from hrm_eval.inference.config import ModelFlags, SolveConfig
 from hrm_eval.inference.halting import HALTING_MODES, modes_help
+from hrm_eval.utils import guarded
 from hrm_eval.utils.config import ScalingSettings
 from hrm_eval.utils.errors import HRMEvalError
+from hrm_eval.utils.io import atomic_write_text
 
 log = logging.getLogger("hrm_eval")
 
@@ -51,6 +55,7 @@ def solve_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def run_solve(inv: Invocation) -> int:
+    # why: these import torch; the CLI imports every mode's module to build its parser
     from hrm_eval.inference.scaling import ScalingPolicy
     from hrm_eval.inference.solve import Solver
 
@@ -87,14 +92,10 @@ def run_solve(inv: Invocation) -> int:
     for i, s in enumerate(solutions):
         print(("\n" if i else "") + format_solution(s, i + 1, cfg.halting))
     if cfg.output_dir:
-        from hrm_eval.utils.io import atomic_write_text
-
         path = Path(cfg.output_dir) / "solutions.jsonl"
         atomic_write_text(path, "".join(json.dumps(s.to_dict()) + "\n" for s in solutions))
         print(f"\nsolutions: {path}")
     if len(solutions) > 1 and valid:
-        from hrm_eval.evaluation.stats import wilson_interval
-
         lo, hi = wilson_interval(sum(valid), len(valid))
         print(f"\nvalid by the rules: {sum(valid)} of {len(valid)} (95% interval of the rate {lo:.3f}-{hi:.3f})")
     return 0
@@ -124,9 +125,6 @@ def _bundled_for_file(path: str, task: Optional[str]) -> Path:
         return resources.bundled_model_for(task=task).path
     if Path(path).suffix.lower() != ".csv":
         return resources.bundled_run()
-    from hrm_eval.data.csv_source import read_puzzle_csv
-    from hrm_eval.utils import guarded
-
     guarded.expect_file(Path(path), "puzzle file")  # a FIFO named x.csv is said so, never opened
     first = read_puzzle_csv(path, lambda q, a: None, answers_optional=True).questions[0]
     try:
