@@ -113,3 +113,39 @@ def test_halting_by_q_is_tested_against_fixed_on_the_same_puzzles(runs):
     assert t["both"] == sum(a and b for a, b in zip(q, f)) and t["num_puzzles"] == SAMPLE
     assert t["p_value"] == mcnemar_exact(t["a_only"], t["b_only"])
     assert t["statement"].startswith(f"halting by Q solves {t['a_only']} puzzles fixed 8 steps misses")
+
+
+@pytest.mark.slow
+def test_compare_of_two_bundled_checkpoints_on_300_puzzles_reports_the_paired_test(tmp_path):
+    """The bundled hard model's last two checkpoints on the same 300 held-out puzzles: the paired
+    test's table must add up to each checkpoint's measured exact accuracy, and the verdict must
+    follow its p-value (measured: 13 vs 4 discordant puzzles, p = 0.049)."""
+    from hrm_eval.compare import REPORT_FILE, compare_checkpoints
+    from hrm_eval.evaluation.stats import mcnemar_exact, wilson_interval
+
+    run = RUN
+    report = compare_checkpoints(
+        [run / "step_10000", run / "step_11250"],
+        data=run / "heldout",
+        output_dir=tmp_path,
+        device="cpu",
+        limit=300,
+        progress=False,
+        plots=False,
+    )
+    m = {r["name"]: r["metrics"] for r in report["checkpoints"]}
+    rec = report["recommendation"]
+    t = rec["paired_test"]
+    assert t["num_puzzles"] == 300 and t["a"] == "step_11250" and t["b"] == "step_10000"
+    # the 2x2 table reproduces both measured accuracies
+    assert (t["both"] + t["a_only"]) / 300 == pytest.approx(m["step_11250"]["exact_accuracy"])
+    assert (t["both"] + t["b_only"]) / 300 == pytest.approx(m["step_10000"]["exact_accuracy"])
+    assert t["both"] + t["a_only"] + t["b_only"] + t["neither"] == 300
+    assert t["p_value"] == mcnemar_exact(t["a_only"], t["b_only"])
+    assert (t["a_only"], t["b_only"]) == (13, 4) and t["p_value"] == pytest.approx(0.049041748046875)
+    assert t["significant"] and rec["checkpoint"] == "step_11250"
+    assert "p = 0.049" in rec["reason"] and "ahead beyond noise" in rec["reason"]
+    k = round(m["step_11250"]["exact_accuracy"] * 300)
+    assert rec["exact_accuracy_ci95"] == m["step_11250"]["exact_accuracy_ci95"] == wilson_interval(k, 300)
+    md = (tmp_path / REPORT_FILE).read_text()
+    assert "exact acc [95% interval]" in md and "McNemar exact" in md

@@ -1,6 +1,7 @@
 """The command line around an evaluation: --log-file (JSON lines), --wandb (an offline W&B
-run), checkpoints given by name, and --mode solve for puzzles without answers. Real
-subprocesses on the bundled model."""
+run), a checkpoint given by name, and --mode solve for puzzles without answers. Real
+subprocesses on the bundled model (the name lookup and the user mistakes that need no process:
+tests/unit/cli/test_checkpoint_names.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from hrm_eval.resources import find_checkpoint
-from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import ROOT, run_cli
 
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
@@ -101,29 +100,6 @@ def test_the_wandb_run_holds_metrics_and_the_per_puzzle_table(evaluation):
     assert len(json.loads(table.read_text())["data"]) == 8
 
 
-# ---- checkpoints by name -------------------------------------------------------------------------
-def test_a_name_in_the_configured_directory_wins():
-    assert find_checkpoint("step_3750", [BUNDLED]) == BUNDLED / "step_3750"
-    assert find_checkpoint("step_3750", [HARD]) == HARD / "step_3750"
-    assert find_checkpoint("step_7500").resolve() == (HARD / "step_7500").resolve()  # only one run has it
-    assert find_checkpoint("sudoku6-hrm").resolve() == BUNDLED.resolve()  # a run directory by its name
-
-
-def test_ambiguous_and_missing_names_list_the_candidates():
-    with pytest.raises(HRMEvalError, match="checkpoint name step_3750 is ambiguous") as e:
-        find_checkpoint("step_3750")
-    assert "sudoku6-hard-hrm/step_3750" in str(e.value) and "sudoku6-hrm/step_3750" in str(e.value)
-    with pytest.raises(HRMEvalError, match="checkpoint not found: step_9") as e:
-        find_checkpoint("step_9")
-    for name in ("sudoku6-hrm/step_625", "sudoku6-hrm/step_1875", "sudoku6-hard-hrm/step_7500"):
-        assert name in str(e.value)
-
-
-def test_cli_names_ambiguous_checkpoint_in_one_line():
-    line = one_line_error(run_cli("--mode", "inspect", "--checkpoint", "step_3750"), "ambiguous")
-    assert "sudoku6-hard-hrm/step_3750" in line and "sudoku6-hrm/step_3750" in line
-
-
 # ---- --mode solve --------------------------------------------------------------------------------
 def test_solve_prints_the_grid_rules_steps_and_confidence():
     question, answer = raw_rows(1)[0]
@@ -154,7 +130,3 @@ def test_solve_takes_a_csv_without_answers_that_evaluate_refuses(tmp_path):
         f"{path}, row 2: no answer",
         "--mode solve takes puzzles without answers",
     )
-
-
-def test_solve_needs_puzzles_one_way():
-    one_line_error(run_cli("--mode", "solve"), "give --puzzle TEXT (repeatable) or --data FILE")

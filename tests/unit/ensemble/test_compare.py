@@ -196,39 +196,3 @@ def test_recommendation_prefers_the_earlier_checkpoint_when_the_gap_is_not_signi
     )
     assert rec["checkpoint"] == "step_2000" and rec["paired_test"]["significant"]
     assert "(ahead beyond noise)" in rec["reason"]
-
-
-@pytest.mark.slow
-def test_compare_of_two_bundled_checkpoints_on_300_puzzles_reports_the_paired_test(tmp_path):
-    """The bundled hard model's last two checkpoints on the same 300 held-out puzzles: the paired
-    test's table must add up to each checkpoint's measured exact accuracy, and the verdict must
-    follow its p-value (measured: 13 vs 4 discordant puzzles, p = 0.049)."""
-    from hrm_eval.evaluation.stats import mcnemar_exact, wilson_interval
-    from tests.conftest import ROOT
-
-    run = ROOT / "checkpoints" / "sudoku6-hard-hrm"
-    report = compare_checkpoints(
-        [run / "step_10000", run / "step_11250"],
-        data=run / "heldout",
-        output_dir=tmp_path,
-        device="cpu",
-        limit=300,
-        progress=False,
-        plots=False,
-    )
-    m = {r["name"]: r["metrics"] for r in report["checkpoints"]}
-    rec = report["recommendation"]
-    t = rec["paired_test"]
-    assert t["num_puzzles"] == 300 and t["a"] == "step_11250" and t["b"] == "step_10000"
-    # the 2x2 table reproduces both measured accuracies
-    assert (t["both"] + t["a_only"]) / 300 == pytest.approx(m["step_11250"]["exact_accuracy"])
-    assert (t["both"] + t["b_only"]) / 300 == pytest.approx(m["step_10000"]["exact_accuracy"])
-    assert t["both"] + t["a_only"] + t["b_only"] + t["neither"] == 300
-    assert t["p_value"] == mcnemar_exact(t["a_only"], t["b_only"])
-    assert (t["a_only"], t["b_only"]) == (13, 4) and t["p_value"] == pytest.approx(0.049041748046875)
-    assert t["significant"] and rec["checkpoint"] == "step_11250"
-    assert "p = 0.049" in rec["reason"] and "ahead beyond noise" in rec["reason"]
-    k = round(m["step_11250"]["exact_accuracy"] * 300)
-    assert rec["exact_accuracy_ci95"] == m["step_11250"]["exact_accuracy_ci95"] == wilson_interval(k, 300)
-    md = (tmp_path / REPORT_FILE).read_text()
-    assert "exact acc [95% interval]" in md and "McNemar exact" in md

@@ -18,7 +18,7 @@ from hrm_eval.utils.errors import HRMEvalError
 from tests.conftest import ROOT
 
 HELDOUT = ROOT / "checkpoints" / "sudoku6-hard-hrm" / "heldout"
-PUZZLES = 500  # held-out puzzles for the equality with the engine: one batched run of each
+PUZZLES = 200  # held-out puzzles for the equality with the engine: one batched run of each
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_the_vector_form_batches_the_same_episodes_as_separate_envs():
 
 @pytest.mark.slow
 def test_q_head_agent_on_the_vector_env_equals_adaptive_halting_in_the_engine():
-    """500 held-out puzzles, one sub-environment each, played once (autoreset disabled)."""
+    """200 held-out puzzles, one sub-environment each, played once (autoreset disabled)."""
     vec = ThinkVectorEnv(PUZZLES, data=HELDOUT, autoreset_mode="disabled")
     played = play_set(vec, QHeadAgent(vec), range(PUZZLES))
     correct, steps = played["correct"], played["steps"]
