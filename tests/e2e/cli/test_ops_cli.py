@@ -126,7 +126,7 @@ def test_solve_takes_a_csv_without_answers_that_evaluate_refuses(tmp_path):
     assert [s["answer"] for s in saved] == [a for _, a in rows] and all(s["verified"] for s in saved)
 
     one_line_error(
-        run_cli("--mode", "evaluate", "--data", str(path), "--task", "sudoku6"),
+        run_cli("--mode", "evaluate", "--data", str(path), "--task", "sudoku6", cwd=tmp_path),  # outputs/ not here
         f"{path}, row 2: no answer",
         "--mode solve takes puzzles without answers",
     )

@@ -24,7 +24,7 @@ def test_bundled_model_round_trip_through_the_cli(tmp_path):
     assert done.returncode == 0, done.stderr
     card = (out / "README.md").read_text()
     assert "| exact_accuracy |" in card and "| total_puzzles | 16 |" in card
-    from hrm_eval.evaluation.run import open_dataset
+    from hrm_eval.data.open import open_dataset
 
     dataset = open_dataset(data)
     batch = next(dataset.iter_batches(32, limit=32))
