@@ -1,5 +1,5 @@
 """Modes over several checkpoints: ensemble and compare. Both keep member predictions in one
-shared cache (outputs/cache by default), keyed by checkpoint, data and settings."""
+shared cache (the API's default_cache_dir() unless --cache-dir), keyed by checkpoint, data and settings."""
 
 from __future__ import annotations
 

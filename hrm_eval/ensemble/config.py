@@ -35,12 +35,19 @@ class MembersSettings(RunSettings):
     )
     # One member-prediction cache for ensemble and compare (entries are keyed by checkpoint hash,
     # data fingerprint and settings), so each run's fresh output folder still reuses it.
-    cache_dir: str = setting("outputs/cache", help="member prediction cache, shared by ensemble and compare")
+    # None: the API's default too (hrm_eval.members.predictions.default_cache_dir), outside any checkout
+    cache_dir: Optional[str] = setting(
+        None,
+        help="member prediction cache, shared by ensemble and compare (default: $HRM_EVAL_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/hrm-eval/predictions, else ~/.cache/hrm-eval/predictions)",
+    )
 
     @field_validator("cache_dir")
     @classmethod
-    def _cache_is_a_folder(cls, v: str) -> str:
-        if Path(v).exists() and not Path(v).is_dir():  # an HRMEvalError passes through pydantic as it is
+    def _cache_is_a_folder(cls, v: Optional[str]) -> Optional[str]:
+        if (
+            v is not None and Path(v).exists() and not Path(v).is_dir()
+        ):  # an HRMEvalError passes through pydantic as it is
             raise HRMEvalError(
                 f"--cache-dir {v} is a {guarded.path_kind(Path(v).stat().st_mode)}, expected a directory"
             )

@@ -38,6 +38,7 @@ from hrm_eval.inference.runner import ACTRunner, FinishedRows, PuzzleChunk
 from hrm_eval.inference.scaling import ScaledRunner, ScalingPolicy, scaling_summary
 from hrm_eval.models import ACTModel
 from hrm_eval.models.base import RecursiveReasoningModel
+from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.device import resolve_device
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.logging import ProgressLog
@@ -143,7 +144,7 @@ class Evaluator:
         self.device = _device(device if device is not None else getattr(config, "device", "cpu"))
         self.model = model.to(self.device).eval()
         self.config = model.config
-        self.batch_size: int = batch_size or int(getattr(config, "batch_size", 64))
+        self.batch_size: int = batch_size or int(getattr(config, "batch_size", DEFAULT_BATCH_SIZE))
         self.task = task
         self.progress = progress if progress is not None else getattr(config, "progress", True)
         self.halting = halting or _policy(config)

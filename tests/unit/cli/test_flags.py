@@ -77,8 +77,8 @@ def test_one_default_per_setting_for_api_cli_ensemble_and_compare():
     from hrm_eval.ensemble.settings import EnsembleSettings
     from hrm_eval.members.predictions import member_predictions, predict
 
-    # where a None means "the API's own default": the shared prediction cache, no output, no overrides
-    api_own = {"cache_dir", "output_dir", "arch_overrides"}
+    # the CLI's own defaults: a new output folder per run (the API writes none), --arch as a flag
+    api_own = {"output_dir", "arch_overrides"}
     ensemble = {f.name: f.default for f in dataclasses.fields(EnsembleSettings)}
     for name, default in ensemble.items():
         if name in EnsembleConfig.model_fields and name not in api_own:

@@ -95,7 +95,7 @@ def test_one_batch_size_default_for_every_evaluation_path():
 
 
 def test_ensemble_and_compare_share_one_member_cache_by_default():
-    assert EnsembleConfig().cache_dir == CompareConfig().cache_dir == "outputs/cache"
+    assert EnsembleConfig().cache_dir is CompareConfig().cache_dir is None  # the API's default_cache_dir()
 
 
 # ---- resources -----------------------------------------------------------------------------------
