@@ -27,8 +27,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -46,12 +47,12 @@ from hrm_eval.models.losses import IGNORE_LABEL_ID  # noqa: E402
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
 BUNDLED_HARD = ROOT / "checkpoints" / "sudoku6-hard-hrm"
 DEVICE = torch.device("cpu")  # --device  # halt_max_steps 8: where halting matters most
-Puzzles = Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]  # inputs [N, L], ids [N], labels [N, L]
+Puzzles = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # inputs [N, L], ids [N], labels [N, L]
 
 
 # ---- what is timed ------------------------------------------------------------------------------
 @torch.inference_mode()
-def public_loop(model: ACTModel, puzzles: Puzzles, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def public_loop(model: ACTModel, puzzles: Puzzles, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The public evaluation: fixed batches (last one padded), all steps for every row, the
     ACT wrapper re-embedding the inputs and casting the weights at every step."""
     inputs, ids, _ = puzzles
@@ -75,7 +76,7 @@ def public_loop(model: ACTModel, puzzles: Puzzles, batch_size: int) -> Tuple[tor
 
 def engine_run(
     model: ACTModel, puzzles: Puzzles, batch_size: int, policy: HaltingPolicy, compiled: bool = False
-) -> Tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     inputs, ids, _ = puzzles
     engine = ACTEngine(model, slots=batch_size, halting=policy)
     if compiled:
@@ -98,14 +99,14 @@ def compile_warmup(model: ACTModel, puzzles: Puzzles, batch_size: int) -> float:
 
 
 def interleaved(
-    loops: Dict[str, Callable[[], Tuple[torch.Tensor, torch.Tensor]]], repeat: int
-) -> Dict[str, Tuple[float, Tuple]]:
+    loops: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor]]], repeat: int
+) -> dict[str, tuple[float, tuple]]:
     """Each loop's best time over `repeat` rounds, the loops taking turns within a round: on a
     shared machine a slow minute then slows every loop alike instead of one loop's runs."""
     if DEVICE.type == "cuda":  # one untimed run of each first: kernel plans and the allocator warm up
         for fn in loops.values():
             fn()
-    best: Dict[str, Tuple[float, Tuple]] = {}
+    best: dict[str, tuple[float, tuple]] = {}
     for _ in range(repeat):
         for name, fn in loops.items():
             t, out = _time(fn)
@@ -149,7 +150,7 @@ def random_puzzles(n: int, seq_len: int, vocab: int) -> Puzzles:
     )
 
 
-def bundled(dtype: str, run: Path = BUNDLED, data: str = "data", step: int = 3750) -> Tuple[ACTModel, Puzzles]:
+def bundled(dtype: str, run: Path = BUNDLED, data: str = "data", step: int = 3750) -> tuple[ACTModel, Puzzles]:
     ds = PuzzleDataset(run / data, split="test")
     loaded = load_checkpoint(run / f"step_{step}", dataset=ds.metadata, dtype=dtype, device=DEVICE)
     pb = next(ds.iter_batches(len(ds)))
@@ -174,7 +175,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, repeat: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def _time(fn: Callable[[], Any]) -> Tuple[float, Any]:
+def _time(fn: Callable[[], Any]) -> tuple[float, Any]:
     """(seconds, what fn returned), the GPU's queued work included."""
     sync()
     t = time.perf_counter()
@@ -192,11 +193,11 @@ def sync() -> None:
 # ---- one comparison --------------------------------------------------------------------------------
 def compare(
     name: str, model: ACTModel, puzzles: Puzzles, batch: int, repeat: int, peak: float, compile: bool
-) -> List[Dict]:
+) -> list[dict]:
     n = len(puzzles[0])
     per_step = flops_per_row_step(model.config)
     fixed, adaptive = HaltingPolicy("fixed"), HaltingPolicy("adaptive")
-    loops: Dict[str, Callable[[], Tuple[torch.Tensor, torch.Tensor]]] = {
+    loops: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor]]] = {
         "public": lambda: public_loop(model, puzzles, batch),
         "fixed": lambda: engine_run(model, puzzles, batch, fixed),
         "adaptive": lambda: engine_run(model, puzzles, batch, adaptive),
@@ -286,7 +287,7 @@ def main() -> None:
     if native:
         dtypes.append("bfloat16")
     print(f"torch {torch.__version__}, {where}, native bf16: {', '.join(native) or 'none'}")
-    rows: List[Dict] = []
+    rows: list[dict] = []
     for dtype in dtypes:
         peak = matmul_peak(getattr(torch, dtype))
         print(f"{dtype}: measured matmul peak {peak:.1f} GFLOP/s")
@@ -322,7 +323,7 @@ def main() -> None:
         f"\n{'model':<16} {'dtype':<9} {'loop':<9} {'puzzles/s':>10} {'steps':>6} {'exact':>6} "
         f"{'GFLOP/s':>8} {'of peak':>7} {'vs public':>9}"
     )
-    base: Dict[Tuple[str, str], float] = {}
+    base: dict[tuple[str, str], float] = {}
     for r in rows:
         key = (r["model"], r["dtype"])
         if r["loop"] == "public":

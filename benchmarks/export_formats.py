@@ -21,8 +21,9 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any
 
 import torch
 
@@ -53,7 +54,7 @@ def best_of(repeats: int, run: Callable[[], FinishedRows]) -> tuple[FinishedRows
     return out, best
 
 
-def bench_model(name: str, folder: Path, args: argparse.Namespace, tmp: Path) -> List[Dict[str, Any]]:
+def bench_model(name: str, folder: Path, args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     dataset = open_dataset(folder / "data", split="test")
     loaded = load_checkpoint(folder, dataset=dataset.metadata, dtype="float32")
     inputs, ids, labels = dataset_rows(dataset, args.limit, args.batch_size)
@@ -70,7 +71,7 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, tmp: Path) ->
     for mode in ("fixed", "adaptive"):
         policy = HaltingPolicy(mode)  # type: ignore[arg-type]
         engine = ACTEngine(loaded.model, slots=args.batch_size, halting=policy)
-        runners: Dict[str, Callable[[], FinishedRows]] = {"torch": lambda e=engine: e.run_all(inputs, ids)}
+        runners: dict[str, Callable[[], FinishedRows]] = {"torch": lambda e=engine: e.run_all(inputs, ids)}
         for kind, label in (("float32", "onnx fp32"), ("int8", "onnx int8")):
             runner = OnnxACTRunner(sessions[kind], loaded.config, slots=args.batch_size, halting=policy)
             runners[label] = lambda r=runner: r.run_all(inputs, ids)
@@ -97,7 +98,7 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, tmp: Path) ->
     return rows
 
 
-def table(rows: List[Dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| model | halting | format | file MB | puzzles/s | mean steps | exact | token acc. | argmax agreement |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -122,7 +123,7 @@ def main() -> None:
     if args.quick:
         args.limit, args.repeats = 200, 1
     torch.set_num_threads(args.threads)
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hrm-eval-bench-") as tmp:
         for name in args.models:
             rows += bench_model(name, MODELS[name], args, Path(tmp))

@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -43,7 +42,7 @@ from hrm_eval.data.tasks import get_task  # noqa: E402
 HOST = "127.0.0.1"
 
 
-def bodies(n: int = 256) -> List[bytes]:
+def bodies(n: int = 256) -> list[bytes]:
     """Request bodies of the first `n` bundled test puzzles, in the task's natural form."""
     data = PuzzleDataset(ROOT / "checkpoints" / "sudoku6-hrm" / "data", split="test")
     task = get_task("sudoku6")
@@ -51,7 +50,7 @@ def bodies(n: int = 256) -> List[bytes]:
     return [json.dumps({"puzzle": task.decode_answer(inputs[i])}).encode() for i in range(min(n, len(inputs)))]
 
 
-def start_server(max_batch: int, extra: List[str], log: Path) -> Tuple[subprocess.Popen, int]:
+def start_server(max_batch: int, extra: list[str], log: Path) -> tuple[subprocess.Popen, int]:
     args = [sys.executable, str(ROOT / "deploy.py"), "--mode", "serve", "--host", HOST, "--port", "0"]
     args += ["--max-batch", str(max_batch), "--timeout", "120", *extra]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -67,7 +66,7 @@ def start_server(max_batch: int, extra: List[str], log: Path) -> Tuple[subproces
     raise SystemExit(f"the server did not start:\n{log.read_text()}")
 
 
-async def request(reader, writer, method: str, path: str, body: bytes = b"") -> Tuple[int, bytes]:
+async def request(reader, writer, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
     head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
     writer.write(head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     await writer.drain()
@@ -86,7 +85,7 @@ async def request(reader, writer, method: str, path: str, body: bytes = b"") -> 
     return status, await reader.readexactly(length)
 
 
-async def client(port: int, payloads: List[bytes], seed: int, stop_at: float, out: Dict[str, list]) -> None:
+async def client(port: int, payloads: list[bytes], seed: int, stop_at: float, out: dict[str, list]) -> None:
     rng = np.random.default_rng(seed)
     try:
         reader, writer = await asyncio.open_connection(HOST, port)
@@ -108,11 +107,11 @@ async def client(port: int, payloads: List[bytes], seed: int, stop_at: float, ou
     writer.close()
 
 
-async def load(port: int, clients: int, seconds: float, warmup: float, payloads: List[bytes]) -> Dict:
+async def load(port: int, clients: int, seconds: float, warmup: float, payloads: list[bytes]) -> dict:
     """Warm up, then `clients` clients for `seconds`; counts only answers within the window."""
-    warm: Dict[str, list] = {"latency": [], "errors": []}
+    warm: dict[str, list] = {"latency": [], "errors": []}
     await asyncio.gather(*(client(port, payloads, 1000 + i, time.monotonic() + warmup, warm) for i in range(clients)))
-    out: Dict[str, list] = {"latency": [], "errors": []}
+    out: dict[str, list] = {"latency": [], "errors": []}
     start = time.monotonic()
     await asyncio.gather(*(client(port, payloads, i, start + seconds, out) for i in range(clients)))
     elapsed = time.monotonic() - start
@@ -131,7 +130,7 @@ async def load(port: int, clients: int, seconds: float, warmup: float, payloads:
     }
 
 
-def run_mode(name: str, max_batch: int, args: argparse.Namespace, payloads: List[bytes]) -> Dict:
+def run_mode(name: str, max_batch: int, args: argparse.Namespace, payloads: list[bytes]) -> dict:
     extra = ["--threads", str(args.threads)] if args.threads else []
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
@@ -149,7 +148,7 @@ def run_mode(name: str, max_batch: int, args: argparse.Namespace, payloads: List
     return result
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--seconds", type=float, default=30.0)

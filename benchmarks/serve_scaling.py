@@ -26,7 +26,6 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +36,7 @@ HELDOUT = ROOT / "checkpoints" / "sudoku6-hard-hrm" / "raw" / "heldout.csv"
 PER_REQUEST = 256
 
 
-def post(port: int, body: Dict) -> Dict:
+def post(port: int, body: dict) -> dict:
     req = urllib.request.Request(
         f"http://{HOST}:{port}/v1/solve/batch",
         data=json.dumps(body).encode(),
@@ -47,9 +46,9 @@ def post(port: int, body: Dict) -> Dict:
         return json.loads(r.read())
 
 
-def run(port: int, rows: List[Dict[str, str]], budget: int) -> Dict:
+def run(port: int, rows: list[dict[str, str]], budget: int) -> dict:
     start = time.perf_counter()
-    answers: List[Dict] = []
+    answers: list[dict] = []
     for i in range(0, len(rows), PER_REQUEST):
         part = rows[i : i + PER_REQUEST]
         answers += post(port, {"puzzles": [{"puzzle": r["question"]} for r in part], "budget": budget})["answers"]
@@ -67,7 +66,7 @@ def run(port: int, rows: List[Dict[str, str]], budget: int) -> Dict:
     }
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budgets", default="0,32,64", help="comma-separated; 0: no budget (default 0,32,64)")
     p.add_argument("--min-blanks", type=int, default=19, help="puzzles with at least this many blanks (19)")

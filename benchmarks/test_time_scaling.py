@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,13 +43,13 @@ from hrm_eval.models.checkpoint import load_checkpoint  # noqa: E402
 DEFAULT = ROOT / "checkpoints" / "sudoku6-hard-hrm"
 
 
-def held_out(data: Path, limit: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+def held_out(data: Path, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     inputs = np.load(data / "test" / "all__inputs.npy").astype(np.int64)[:limit]
     labels = np.load(data / "test" / "all__labels.npy").astype(np.int64)[:limit]
     return torch.from_numpy(inputs), torch.from_numpy(labels)
 
 
-def timed(runner: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> Tuple[Any, float]:
+def timed(runner: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[Any, float]:
     ids = torch.zeros(len(x), dtype=torch.long)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -64,7 +64,7 @@ def solved(rows: Any, y: torch.Tensor) -> np.ndarray:
     return (rows.preds.cpu() == y).all(1).numpy()
 
 
-def measure(rows: Any, y: torch.Tensor, seconds: float, band: np.ndarray) -> Dict[str, float]:
+def measure(rows: Any, y: torch.Tensor, seconds: float, band: np.ndarray) -> dict[str, float]:
     exact = solved(rows, y)
     total = rows.act_steps_total if getattr(rows, "act_steps_total", None) is not None else rows.steps
     steps = total.double().numpy()
@@ -77,7 +77,7 @@ def measure(rows: Any, y: torch.Tensor, seconds: float, band: np.ndarray) -> Dic
     }
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=str(DEFAULT))
     ap.add_argument("--data", default=None, help="a built dataset directory (default: the checkpoint's heldout/)")
@@ -109,8 +109,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"{torch.get_num_threads()} threads; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
 
-    runs: List[Tuple[str, Dict[str, float]]] = []
-    exact: Dict[str, np.ndarray] = {}  # per-puzzle solved, for the paired tests
+    runs: list[tuple[str, dict[str, float]]] = []
+    exact: dict[str, np.ndarray] = {}  # per-puzzle solved, for the paired tests
     common = dict(slots=args.slots, device=device)
     for name, runner in (
         (f"fixed {limit}", ACTEngine(model, halting=HaltingPolicy("fixed"), **common)),  # type: ignore[arg-type]

@@ -6,8 +6,9 @@ one by a file's content (notebooks: `load_config("configs/eval_config.yaml")`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Type, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -19,7 +20,7 @@ from hrm_eval.utils.validation import read_yaml, validate_config
 T = TypeVar("T", bound=BaseModel)
 
 
-def load_config(path: str | Path, schema: Optional[Type[T]] = None, overrides: Optional[Dict[str, Any]] = None) -> Any:
+def load_config(path: str | Path, schema: type[T] | None = None, overrides: dict[str, Any] | None = None) -> Any:
     """Load a YAML config into `schema`; `overrides` that are not None win. Without a schema it
     is picked by content: an `arch` block means a training/run config (all_config.yaml)."""
     data = read_yaml(path)
@@ -34,6 +35,6 @@ def load_config(path: str | Path, schema: Optional[Type[T]] = None, overrides: O
     return validate_config(data, schema, str(path))  # type: ignore[arg-type]
 
 
-def config_schema_for(data: Mapping[str, Any]) -> Type[BaseModel]:
+def config_schema_for(data: Mapping[str, Any]) -> type[BaseModel]:
     """A run's all_config.yaml (an `arch` block) is a training config; anything else an evaluation's."""
     return TrainConfig if "arch" in data else EvalConfig

@@ -26,9 +26,10 @@ import os
 import re
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 from hrm_eval.data.tasks import get_task
 from hrm_eval.utils.errors import HRMEvalError
@@ -73,7 +74,7 @@ CHECKPOINTS_DIR = "checkpoints"
 _CHECKPOINT_FILE = re.compile(r"^(step_\d+|checkpoint)$")
 
 
-def _candidates() -> List[Path]:
+def _candidates() -> list[Path]:
     found = [Path(__file__).resolve().parent.parent]  # the checkout: hrm_eval/ sits at its root
     for prefix in dict.fromkeys([sysconfig.get_path("data"), sys.prefix]):
         found.append(Path(prefix) / "share" / "hrm-eval")
@@ -113,17 +114,17 @@ def bundled_run() -> Path:
     return (home if home is not None else fallback) / "checkpoints" / BUNDLED_RUN_NAME
 
 
-def bundled_runs() -> List[Path]:
+def bundled_runs() -> list[Path]:
     """Every shipped run directory that is there (see `bundled_run`), the default first."""
     return [m.path for m in BUNDLED_MODELS if m.path.is_dir()]
 
 
-def task_models() -> List[BundledModel]:
+def task_models() -> list[BundledModel]:
     """Each task's bundled model (the first listed of its task), present or not, in listed order."""
     return list({m.task: m for m in reversed(BUNDLED_MODELS)}.values())[::-1]
 
 
-def bundled_model_for(puzzle: Any = None, task: Optional[str] = None) -> BundledModel:
+def bundled_model_for(puzzle: Any = None, task: str | None = None) -> BundledModel:
     """The bundled model for `puzzle` (a puzzle in its natural form): the model of the one task
     that reads it, which for Sudoku text is its size (36 cells: 6x6, 81: 9x9); `task`, when
     given, decides instead. One-line error when no bundled model is there for it: what is
@@ -180,7 +181,7 @@ def find(path: str | Path) -> Path:
     return p
 
 
-def _home_or_none() -> Optional[Path]:
+def _home_or_none() -> Path | None:
     try:
         return data_home()
     except HRMEvalError:
@@ -194,7 +195,7 @@ def is_checkpoint_name(value: str | Path) -> bool:
     return bool(text) and "/" not in text and os.sep not in text and not Path(text).expanduser().exists()
 
 
-def checkpoint_dirs(configured: Sequence[str | Path] = ()) -> List[Path]:
+def checkpoint_dirs(configured: Sequence[str | Path] = ()) -> list[Path]:
     """Where names are looked up, in order: the configured directories, then `checkpoints/` and
     each `checkpoints/*/` of the working directory and of the data home."""
     dirs = [Path(d) for d in configured if Path(d).is_dir()]
@@ -204,7 +205,7 @@ def checkpoint_dirs(configured: Sequence[str | Path] = ()) -> List[Path]:
     return dirs
 
 
-def _checkpoint_roots() -> List[Path]:
+def _checkpoint_roots() -> list[Path]:
     """checkpoints/ of the working directory (shown relative) and of the data home, when they exist."""
     home = _home_or_none()
     roots = [Path(CHECKPOINTS_DIR)]

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from hrm_eval.cli.base import Invocation, Mode, Parser, flag_names, mode_parser
 from hrm_eval.cli.data import BUILD_DATA, GENERATE
@@ -57,7 +56,7 @@ log = logging.getLogger("hrm_eval")
 TEST = Mode(
     "test", "Run the test suite of a source checkout (arguments after -- go to pytest).", _test_arguments, run_tests
 )
-MODES: Dict[str, Mode] = {
+MODES: dict[str, Mode] = {
     m.name: m
     for m in (
         EVALUATE,
@@ -93,7 +92,7 @@ def top_parser() -> Parser:
     return p
 
 
-def parse(argv: List[str]) -> tuple[Mode, Invocation]:
+def parse(argv: list[str]) -> tuple[Mode, Invocation]:
     top = top_parser()
     known, _ = top.parse_known_args(argv)
     if known.mode is None:
@@ -117,7 +116,7 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     mode, inv = parse(argv)
     debug = inv.flags.get("debug", False)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Type, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -56,16 +58,16 @@ class Parser(argparse.ArgumentParser):
 class Invocation:
     """One command line: the flags the user gave (by config field name) and their spelling."""
 
-    flags: Dict[str, Any]
-    flag_names: Dict[str, str]  # config field -> flag, e.g. data_path -> --data
-    config_file: Optional[Path] = None
+    flags: dict[str, Any]
+    flag_names: dict[str, str]  # config field -> flag, e.g. data_path -> --data
+    config_file: Path | None = None
 
-    def config(self, schema: Type[T], default_file: Optional[Path] = None) -> T:
+    def config(self, schema: type[T], default_file: Path | None = None) -> T:
         """schema defaults < the config file (--config, else `default_file`) < the given flags."""
         path = self.config_file or default_file
         return self.validate(schema, _file_settings(path) if path is not None else {}, path)
 
-    def output_config(self, schema: Type[T]) -> T:
+    def output_config(self, schema: type[T]) -> T:
         """`config(schema)` for a mode that writes a folder: its `output_dir` is checked now (one
         line naming --output), before any work whose result could not be written."""
 
@@ -75,7 +77,7 @@ class Invocation:
             check_writable_dir(output_dir)
         return config
 
-    def validate(self, schema: Type[T], file_data: Dict[str, Any], path: Optional[Path]) -> T:
+    def validate(self, schema: type[T], file_data: dict[str, Any], path: Path | None) -> T:
         """file_data updated by the given flags, into `schema`; a problem is named the way the
         user wrote it: the flag when a flag set it (or could have), else the file and its field."""
         settings = {k: v for k, v in self.flags.items() if k not in NOT_SETTINGS and k in schema.model_fields}
@@ -94,7 +96,7 @@ class Invocation:
         self.start_logging(config)
         return config
 
-    def start_logging(self, config: Optional[BaseModel] = None) -> None:
+    def start_logging(self, config: BaseModel | None = None) -> None:
         """Logging as the flags (and, once read, the config file) say; with a config, its
         settings go into the log as the mode's first event."""
         level = getattr(config, "log_level", None) or self.flags.get("log_level", "INFO")
@@ -110,7 +112,7 @@ class Invocation:
             )
 
 
-def _file_settings(path: Path) -> Dict[str, Any]:
+def _file_settings(path: Path) -> dict[str, Any]:
     data = read_yaml(path)
     if "arch" in data:
         raise HRMEvalError(
@@ -123,7 +125,7 @@ def _file_settings(path: Path) -> Dict[str, Any]:
     return data
 
 
-def _resolve_checkpoint_names(settings: Dict[str, Any], file_data: Dict[str, Any]) -> None:
+def _resolve_checkpoint_names(settings: dict[str, Any], file_data: dict[str, Any]) -> None:
     """--checkpoint step_3750 (a name, not a path): looked up first in the checkpoint directory
     the config file names (its `checkpoint` or `run`), then in checkpoints/*/."""
     configured = []
@@ -145,8 +147,8 @@ class Mode:
     help: str
     add_arguments: Callable[[argparse._ArgumentGroup], None]
     run: Callable[[Invocation], int]
-    schema: Optional[Type[BaseModel]] = None  # its config model: --help shows the defaults from here
-    defaults_file: Optional[str] = None  # the bundled config file that sets its required fields
+    schema: type[BaseModel] | None = None  # its config model: --help shows the defaults from here
+    defaults_file: str | None = None  # the bundled config file that sets its required fields
 
 
 def mode_parser(mode: Mode) -> Parser:
@@ -168,7 +170,7 @@ def mode_parser(mode: Mode) -> Parser:
     return p
 
 
-def _show_defaults(group: argparse._ArgumentGroup, schema: Type[BaseModel], defaults_file: Optional[str]) -> None:
+def _show_defaults(group: argparse._ArgumentGroup, schema: type[BaseModel], defaults_file: str | None) -> None:
     for action in group._group_actions:
         field = schema.model_fields.get(action.dest)
         if field is None or action.help == argparse.SUPPRESS:
@@ -184,7 +186,7 @@ def _show_defaults(group: argparse._ArgumentGroup, schema: Type[BaseModel], defa
             action.help = (action.help or "") + f" (default: {field.default})"
 
 
-def flag_names(parser: argparse.ArgumentParser) -> Dict[str, str]:
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     return {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
 
 
@@ -239,21 +241,21 @@ def halting_mode(text: str) -> str:
 
 
 # the CLI's own actions a `setting(action=...)` names (a config module does not import argparse code)
-ACTIONS: Dict[str, Dict[str, Any]] = {
+ACTIONS: dict[str, dict[str, Any]] = {
     "halting": {"type": halting_mode, "choices": HALTING_MODES},
     "key_value": {"action": KeyValues, "type": key_value},
     "weights": {"action": Weights, "nargs": "+"},
 }
 
 
-def add_flags(g: argparse._ArgumentGroup, schema: Type[BaseModel], *names: str) -> None:
+def add_flags(g: argparse._ArgumentGroup, schema: type[BaseModel], *names: str) -> None:
     """The flag of every field of `schema` declared with `setting` (or only of `names`), in the
     order the model declares them (its own fields first, then each base's); the logging fields
     are the common options' (mode_parser)."""
     fields = schema.model_fields
     common = () if schema is LogSettings else LogSettings.model_fields
     chosen = list(names) if names else [n for n in _declared_order(schema) if n not in common]
-    exclusive: Dict[str, Any] = {}
+    exclusive: dict[str, Any] = {}
     for name in chosen:
         cli = _flag_facts(fields[name])
         if cli is None:
@@ -271,15 +273,15 @@ def add_flags(g: argparse._ArgumentGroup, schema: Type[BaseModel], *names: str) 
         )
 
 
-def _flag_facts(field: FieldInfo) -> Optional[Dict[str, Any]]:
+def _flag_facts(field: FieldInfo) -> dict[str, Any] | None:
     extra = field.json_schema_extra
     return extra.get("cli") if isinstance(extra, dict) else None  # type: ignore[return-value]
 
 
-def _declared_order(schema: Type[BaseModel]) -> List[str]:
+def _declared_order(schema: type[BaseModel]) -> list[str]:
     """The fields of `schema`, its own first, then each base's (a field declared again, like
     EvalConfig's dtype, stays where its base has it)."""
-    order: List[str] = []
+    order: list[str] = []
     for cls in schema.__mro__:
         for name in cls.__dict__.get("__annotations__", {}):
             if name in schema.model_fields:
@@ -289,9 +291,9 @@ def _declared_order(schema: Type[BaseModel]) -> List[str]:
     return order
 
 
-def _argparse_options(name: str, field: FieldInfo, cli: Dict[str, Any]) -> Dict[str, Any]:
+def _argparse_options(name: str, field: FieldInfo, cli: dict[str, Any]) -> dict[str, Any]:
     """argparse's keywords for a field: from its `setting` facts, else from its annotation."""
-    options: Dict[str, Any] = {k: cli[k] for k in ("metavar", "nargs", "const", "choices") if k in cli}
+    options: dict[str, Any] = {k: cli[k] for k in ("metavar", "nargs", "const", "choices") if k in cli}
     action = cli.get("action")
     if action in ACTIONS:
         return {**ACTIONS[action], **options}
@@ -305,7 +307,7 @@ def _argparse_options(name: str, field: FieldInfo, cli: Dict[str, Any]) -> Dict[
     origin = typing.get_origin(kind)
     if origin is typing.Literal:
         return {"choices": typing.get_args(kind), **options}
-    if origin in (list, List):
+    if origin in (list, list):
         return {"nargs": "+", **options}
     if kind in (int, float):
         return {"type": kind, **options}
@@ -315,14 +317,15 @@ def _argparse_options(name: str, field: FieldInfo, cli: Dict[str, Any]) -> Dict[
 
 
 def _unwrap_optional(annotation: Any) -> Any:
-    """X for Optional[X]; None for a union of several types (its flag needs explicit facts)."""
-    if typing.get_origin(annotation) is typing.Union:
+    """X for `X | None` (or Optional[X]); None for a union of several types (its flag needs
+    explicit facts)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return args[0] if len(args) == 1 else None
     return annotation
 
 
-def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
+def model_config(path: str | None) -> dict[str, Any] | None:
     """The architecture fields of a --model-config YAML (a bare block or an all_config.yaml)."""
     if not path:
         return None
@@ -331,7 +334,7 @@ def model_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
     return read_arch_fields(path)
 
 
-def passed_on(config: BaseModel, callee: Callable[..., Any]) -> Dict[str, Any]:
+def passed_on(config: BaseModel, callee: Callable[..., Any]) -> dict[str, Any]:
     """The settings of `config` that `callee` takes under the same names, but those `run_on_ranks`
     gives it (output_dir, device, dist): what a mode passes on is read from its config model."""
     takes = set(inspect.signature(callee).parameters) - {"output_dir", "device", "dist"}
@@ -348,7 +351,7 @@ def check_wandb(config: BaseModel) -> None:
         wandb_module(required=True)
 
 
-def track(config: BaseModel, mode: str, results: Dict[str, Any], out: Path) -> None:
+def track(config: BaseModel, mode: str, results: dict[str, Any], out: Path) -> None:
     """With --wandb: the results (metrics, tables, the PNGs in `out`) as one W&B run in `out`."""
     if not getattr(config, "wandb", False):
         return
@@ -374,7 +377,7 @@ def run_on_ranks(
     entry: Callable[..., dict],
     *args,
     **kwargs,
-) -> Optional[Tuple[dict, bool]]:
+) -> tuple[dict, bool] | None:
     """`entry(*args, output_dir=out, device=..., dist=..., **kwargs)` for a mode that writes `out`,
     alone or as one rank under torchrun (gloo on CPU, NCCL on CUDA, one GPU per rank): every rank
     runs its share, rank 0 holds the --output lock, writes and tracks. Returns (results, whether
@@ -387,7 +390,7 @@ def run_on_ranks(
     device = rank_device(resolve_device(device_name))
     dist = init_from_env(device)
 
-    def rank_work() -> Tuple[dict, bool]:
+    def rank_work() -> tuple[dict, bool]:
         def work() -> dict:
             return entry(*args, output_dir=out, device=str(device), dist=dist, **kwargs)
 

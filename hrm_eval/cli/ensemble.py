@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Optional
 
 from hrm_eval.cli.base import (
     Invocation,
@@ -29,7 +28,7 @@ def ensemble_arguments(g: argparse._ArgumentGroup) -> None:
     add_flags(g, EnsembleConfig)
 
 
-def members_output(cfg: MembersSettings, mode: str, *names: Optional[str]) -> Path:
+def members_output(cfg: MembersSettings, mode: str, *names: str | None) -> Path:
     """--output, or a fresh outputs/<mode>/<run or first checkpoint's folder>-...-<time> folder."""
     if cfg.output_dir:
         return Path(cfg.output_dir)

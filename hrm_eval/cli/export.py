@@ -53,12 +53,23 @@ def run_export(inv: Invocation) -> int:
     results = None
     if cfg.data_path is not None:  # the numbers of the model card
         # the config fields that simple_evaluate takes under the same names
-        same = "split task limit batch_size threads arch_overrides".split()
+        same = ["split", "task", "limit", "batch_size", "threads", "arch_overrides"]
         results = simple_evaluate(
             checkpoint, cfg.data_path, progress=False, model_config=config, **cfg.model_dump(include=set(same))
         )
     # the config fields that export_model takes under the same names
-    same = "format quantize split task limit batch_size max_accuracy_drop threads arch_overrides overwrite".split()
+    same = [
+        "format",
+        "quantize",
+        "split",
+        "task",
+        "limit",
+        "batch_size",
+        "max_accuracy_drop",
+        "threads",
+        "arch_overrides",
+        "overwrite",
+    ]
     done = export_model(
         checkpoint,
         cfg.output_dir,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -28,13 +28,13 @@ class PlayConfig(LogSettings):
     agent: Literal["model", "random", "qhead", "threshold"] = "model"
     episodes: int = Field(100, ge=1)
     seed: int = 0  # the first episode's reset seed (the rest follow from it)
-    checkpoint: Optional[str] = None  # the model agent's / ThinkEnv's checkpoint (default: bundled)
-    data_path: Optional[str] = None  # puzzles: a dataset directory, .csv or .jsonl (default: the generator)
+    checkpoint: str | None = None  # the model agent's / ThinkEnv's checkpoint (default: bundled)
+    data_path: str | None = None  # puzzles: a dataset directory, .csv or .jsonl (default: the generator)
     split: str = "test"
-    difficulty: Optional[List[int]] = Field(None, min_length=2, max_length=2)  # LO HI: blanks / path length
-    max_moves: Optional[int] = Field(None, ge=1)
+    difficulty: list[int] | None = Field(None, min_length=2, max_length=2)  # LO HI: blanks / path length
+    max_moves: int | None = Field(None, ge=1)
     move_cost: float = 0.0
-    rule_break_reward: Optional[float] = None
+    rule_break_reward: float | None = None
     step_cost: float = 0.0
     halt_threshold: float = Field(0.5, gt=0, lt=1)
     device: str = "cpu"
@@ -79,7 +79,7 @@ def run_play(inv: Invocation) -> int:
     allowed = THINK_AGENTS if think else PUZZLE_AGENTS
     if cfg.agent not in allowed:
         raise HRMEvalError(f"--agent {cfg.agent} does not play {cfg.env}; it takes {' or '.join(allowed)}")
-    kwargs: Dict[str, Any] = {"data": cfg.data_path, "split": cfg.split, "difficulty": cfg.difficulty}
+    kwargs: dict[str, Any] = {"data": cfg.data_path, "split": cfg.split, "difficulty": cfg.difficulty}
     if think:
         kwargs.update(checkpoint=cfg.checkpoint, step_cost=cfg.step_cost, device=cfg.device)
     else:

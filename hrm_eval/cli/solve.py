@@ -10,8 +10,9 @@ import argparse
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 from hrm_eval import resources
 from hrm_eval.cli.base import Invocation, Mode, add_flags, model_config
@@ -101,24 +102,24 @@ def run_solve(inv: Invocation) -> int:
     return 0
 
 
-def _solve_routed(puzzles: List[str], task: Optional[str], solver: Callable[[Any], Any], steps: bool) -> List[Any]:
+def _solve_routed(puzzles: list[str], task: str | None, solver: Callable[[Any], Any], steps: bool) -> list[Any]:
     """No --checkpoint: each puzzle goes to the bundled model of its task (its size: 36 cells to
     the 6x6 model, 81 to the 9x9 one), each model loaded once; solutions in the given order."""
-    groups: Dict[Path, List[int]] = {}
+    groups: dict[Path, list[int]] = {}
     for i, puzzle in enumerate(puzzles):
         try:
             model = resources.bundled_model_for(puzzle, task)
         except HRMEvalError as e:
             raise HRMEvalError(f"solve: {'' if len(puzzles) == 1 else f'puzzle {i + 1}: '}{e}") from None
         groups.setdefault(model.path, []).append(i)
-    solutions: List[Any] = [None] * len(puzzles)
+    solutions: list[Any] = [None] * len(puzzles)
     for path, rows in groups.items():
         for i, s in zip(rows, solver(path).solve_all([puzzles[i] for i in rows], return_steps=steps)):
             solutions[i] = s
     return solutions
 
 
-def _bundled_for_file(path: str, task: Optional[str]) -> Path:
+def _bundled_for_file(path: str, task: str | None) -> Path:
     """No --checkpoint with --data: the bundled model of --task, else of the first puzzle of a
     .csv file; a .jsonl file (token ids) keeps the default model."""
     if task is not None:
@@ -147,7 +148,7 @@ def format_grid(answer: Any) -> str:
 
 
 def format_solution(s: Any, number: int, halting: str) -> str:
-    lines: List[str] = [f"puzzle {s.name or number} ({s.task})", _indent(format_grid(s.answer))]
+    lines: list[str] = [f"puzzle {s.name or number} ({s.task})", _indent(format_grid(s.answer))]
     rules = "no rules to check (ARC)" if s.verified is None else ("yes" if s.verified else "NO")
     lines.append(f"valid by the rules: {rules}")
     if s.correct is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict
+from typing import Any
 
 from hrm_eval.cli.base import Invocation, KeyValues, Mode, key_value
 from hrm_eval.resources import find
@@ -39,7 +39,7 @@ def train_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
-def set_dotted(data: Dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     """data["arch"]["hidden_size"] = value for key "arch.hidden_size"."""
     *parents, last = key.split(".")
     node = data

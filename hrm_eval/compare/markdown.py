@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any
 
 
-def format_report(report: Dict[str, Any]) -> str:
+def format_report(report: dict[str, Any]) -> str:
     """CHECKPOINT_EVALUATION_REPORT.md: the report's JSON as markdown, one section after another."""
     recs = report["checkpoints"]
     # every module any checkpoint has, in first-seen order: the rows of both per-module tables
@@ -37,7 +38,7 @@ def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _header_section(report: Dict[str, Any]) -> List[str]:
+def _header_section(report: dict[str, Any]) -> list[str]:
     """Title, date, the checkpoints (and their run) and the data they were measured on."""
     d = report["data"]
     run = f" from run `{report['run']}`" if report["run"] else ""
@@ -52,7 +53,7 @@ def _header_section(report: Dict[str, Any]) -> List[str]:
     return lines + [""]
 
 
-def _summary_section(recs: List[Dict[str, Any]]) -> List[str]:
+def _summary_section(recs: list[dict[str, Any]]) -> list[str]:
     """One row per checkpoint: metrics, NaN/Inf counts, weight norm and change, flags."""
     return [
         "## Summary",
@@ -64,7 +65,7 @@ def _summary_section(recs: List[Dict[str, Any]]) -> List[str]:
     ]
 
 
-def _summary_cells(r: Dict[str, Any]) -> List[str]:
+def _summary_cells(r: dict[str, Any]) -> list[str]:
     m = r.get("metrics") or {}
     change = (r.get("change_from_previous") or {}).get("relative")
     nan, inf = sum(x["nan"] for x in r["nonfinite"]), sum(x["inf"] for x in r["nonfinite"])
@@ -83,21 +84,18 @@ def _summary_cells(r: Dict[str, Any]) -> List[str]:
     ]
 
 
-def _with_interval(m: Dict[str, Any], key: str) -> str:
+def _with_interval(m: dict[str, Any], key: str) -> str:
     """`0.9400 [0.8753, 0.9769]` where the metrics carry the 95% interval (`*_ci95`)."""
     ci = m.get(f"{key}_ci95")
     return _fmt(m.get(key)) + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
-def _recommendation_section(rec: Dict[str, Any]) -> List[str]:
-    if rec["checkpoint"]:
-        text = f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}."
-    else:
-        text = rec["reason"] + "."
+def _recommendation_section(rec: dict[str, Any]) -> list[str]:
+    text = f"**{rec['checkpoint']}** (`{rec['path']}`): {rec['reason']}." if rec["checkpoint"] else rec["reason"] + "."
     return ["", "## Recommendation", "", text]
 
 
-def _calibration_section(recs: List[Dict[str, Any]]) -> List[str]:
+def _calibration_section(recs: list[dict[str, Any]]) -> list[str]:
     """Can each checkpoint's halting head be trusted: sigmoid(q_halt) against exactness."""
     measured = [r for r in recs if r.get("calibration")]
     if not measured:
@@ -120,24 +118,24 @@ def _calibration_section(recs: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
-def _findings_section(findings: List[str]) -> List[str]:
+def _findings_section(findings: list[str]) -> list[str]:
     listed = [f"- {f}" for f in findings] or ["- none: no NaN/Inf, every module moved between checkpoints"]
     return ["", "## Findings", "", *listed]
 
 
-def _module_table_head(names: List[str]) -> List[str]:
+def _module_table_head(names: list[str]) -> list[str]:
     """Header and alignment rows of a table with one row per module, one column per checkpoint."""
     return ["| module | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
 
 
-def _module_norms_section(recs: List[Dict[str, Any]], modules: List[str]) -> List[str]:
+def _module_norms_section(recs: list[dict[str, Any]], modules: list[str]) -> list[str]:
     lines = ["", "## Weight norms by module", "", *_module_table_head([r["name"] for r in recs])]
     for mod in modules:
         lines.append(_row([mod, *(_fmt(r["module_norms"].get(mod), ".3f") for r in recs)]))
     return lines
 
 
-def _module_change_section(recs: List[Dict[str, Any]], modules: List[str]) -> List[str]:
+def _module_change_section(recs: list[dict[str, Any]], modules: list[str]) -> list[str]:
     """Each checkpoint's change by module from the one before it (none for a single checkpoint)."""
     if len(recs) < 2:
         return []
@@ -149,7 +147,7 @@ def _module_change_section(recs: List[Dict[str, Any]], modules: List[str]) -> Li
     return lines
 
 
-def _change_cell(change: Dict[str, Any], mod: str) -> str:
+def _change_cell(change: dict[str, Any], mod: str) -> str:
     """A module's relative change over one interval: a bold 0 marks weights that did not move,
     n/a an interval that has no comparison (another architecture, or an unreadable checkpoint)."""
     if not change.get("comparable"):
@@ -159,7 +157,7 @@ def _change_cell(change: Dict[str, Any], mod: str) -> str:
     return _fmt((change.get("modules") or {}).get(mod), ".2e")
 
 
-def _plots_section(plots: Dict[str, Any]) -> List[str]:
+def _plots_section(plots: dict[str, Any]) -> list[str]:
     lines = ["", "## Plots", ""]
     if "skipped" in plots:
         return lines + [f"Skipped: {plots['skipped']}."]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 from hrm_eval.utils.io import atomic_write
 
@@ -17,7 +17,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, write)
 
 
-def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
+def write_plots(records: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
     """metric_vs_step.png and weight_change_vs_step.png; skipped (with the reason) without matplotlib."""
     try:
         import matplotlib
@@ -41,7 +41,7 @@ def write_plots(records: List[Dict[str, Any]], out_dir: Path) -> Dict[str, Any]:
     return files
 
 
-def _draw_metrics(ax: Any, xs: List[int], xlabel: str, records: List[Dict[str, Any]]) -> None:
+def _draw_metrics(ax: Any, xs: list[int], xlabel: str, records: list[dict[str, Any]]) -> None:
     """Exact and token accuracy by checkpoint; a dashed red line where a checkpoint holds NaN/Inf."""
     for key, label in (("exact_accuracy", "exact accuracy"), ("accuracy", "token accuracy")):
         pts = [(x, r["metrics"][key]) for x, r in zip(xs, records) if r.get("metrics")]
@@ -58,7 +58,7 @@ def _draw_metrics(ax: Any, xs: List[int], xlabel: str, records: List[Dict[str, A
     ax.legend()
 
 
-def _draw_weight_change(ax: Any, xs: List[int], xlabel: str, records: List[Dict[str, Any]]) -> None:
+def _draw_weight_change(ax: Any, xs: list[int], xlabel: str, records: list[dict[str, Any]]) -> None:
     """The whole model's relative change from the previous checkpoint, on a log scale."""
     pts = [
         (x, r["change_from_previous"]["relative"])

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -76,12 +77,12 @@ class CompareData:
 
     dataset: PuzzleDataset
     rows: PuzzleRows
-    task: Optional[PuzzleTask]
+    task: PuzzleTask | None
     fingerprint: str
     split: str
-    limit: Optional[int]
+    limit: int | None
     # what each measured checkpoint solved, per puzzle (by name): the paired test of the recommendation
-    solved: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    solved: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -89,13 +90,13 @@ class RunOptions:
     """How every checkpoint of a comparison is run (and where its predictions are cached)."""
 
     device: torch.device
-    dtype: Optional[str]
+    dtype: str | None
     cache: Path
     batch_size: int
     progress: bool
     dist: DistContext
 
-    def prediction_options(self) -> Dict[str, Any]:
+    def prediction_options(self) -> dict[str, Any]:
         """Where and how `member_predictions` runs a checkpoint (the dtype is the loader's)."""
         return dict(
             cache_dir=self.cache, device=self.device, batch_size=self.batch_size, progress=self.progress, dist=self.dist
@@ -103,22 +104,22 @@ class RunOptions:
 
 
 def compare_checkpoints(
-    checkpoints: Optional[Sequence[Union[str, Path]]] = None,
+    checkpoints: Sequence[str | Path] | None = None,
     *,
-    run: Optional[Union[str, Path]] = None,
-    data: Optional[Union[str, Path]] = None,
-    output_dir: Union[str, Path] = "outputs/compare",
+    run: str | Path | None = None,
+    data: str | Path | None = None,
+    output_dir: str | Path = "outputs/compare",
     split: str = "test",
-    task: Optional[str] = None,
+    task: str | None = None,
     device: str = "auto",
-    dtype: Optional[str] = None,
+    dtype: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    limit: Optional[int] = None,
-    cache_dir: Optional[Union[str, Path]] = None,
+    limit: int | None = None,
+    cache_dir: str | Path | None = None,
     plots: bool = True,
     progress: bool = True,
-    dist: Optional[DistContext] = None,
-) -> Dict[str, Any]:
+    dist: DistContext | None = None,
+) -> dict[str, Any]:
     """Compare checkpoints (given order; a run's by step) and write the report; returns its JSON.
     Member predictions come from (and go to) the prediction cache shared with the ensemble
     (`cache_dir`, default `default_cache_dir()`). Under torchrun (`dist`) every rank runs a share
@@ -133,7 +134,7 @@ def compare_checkpoints(
     records, evaluated = _checkpoint_records(paths, measured, opts)
     if not dist.is_main:
         return {}
-    report: Dict[str, Any] = {
+    report: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run": str(data_home) if not checkpoints else None,
@@ -150,13 +151,13 @@ def compare_checkpoints(
 
 
 def _checkpoint_records(
-    paths: List[Path], measured: Optional[CompareData], opts: RunOptions
-) -> Tuple[List[Dict[str, Any]], List[LoadedCheckpoint]]:
+    paths: list[Path], measured: CompareData | None, opts: RunOptions
+) -> tuple[list[dict[str, Any]], list[LoadedCheckpoint]]:
     """(one record per checkpoint, the checkpoints that were evaluated), in the given order; each
     checkpoint's weights are compared with those of the last readable checkpoint before it."""
-    records: List[Dict[str, Any]] = []
-    evaluated: List[LoadedCheckpoint] = []
-    prev: Optional[Tuple[str, Dict[str, torch.Tensor]]] = None
+    records: list[dict[str, Any]] = []
+    evaluated: list[LoadedCheckpoint] = []
+    prev: tuple[str, dict[str, torch.Tensor]] | None = None
     for path, name in zip(paths, member_names(paths)):
         rec, sd, loaded = _checkpoint_record(path, name, prev, measured, opts)
         records.append(rec)
@@ -168,8 +169,8 @@ def _checkpoint_records(
 
 
 def _provenance(
-    evaluated: List[LoadedCheckpoint], measured: Optional[CompareData], opts: RunOptions, limit: Optional[int]
-) -> Dict[str, Any]:
+    evaluated: list[LoadedCheckpoint], measured: CompareData | None, opts: RunOptions, limit: int | None
+) -> dict[str, Any]:
     """What was measured and how: the evaluated checkpoints' facts, the data, the run settings."""
     return build_provenance(
         checkpoints=evaluated,
@@ -182,7 +183,7 @@ def _provenance(
     )
 
 
-def _write_report(report: Dict[str, Any], out: Path) -> None:
+def _write_report(report: dict[str, Any], out: Path) -> None:
     """The JSON, the markdown report and the summary table as CSV (each written atomically)."""
     atomic_write_json(out / JSON_FILE, report)
     atomic_write_text(out / REPORT_FILE, format_report(report))
@@ -190,7 +191,7 @@ def _write_report(report: Dict[str, Any], out: Path) -> None:
     atomic_write(out / CSV_FILE, lambda tmp: table.to_csv(tmp, index=False))
 
 
-def comparison_frame(report: Dict[str, Any]) -> "pd.DataFrame":
+def comparison_frame(report: dict[str, Any]) -> pd.DataFrame:
     """One row per checkpoint: step, metrics, Q-head calibration, weight norm and change (the
     report's summary table as a DataFrame; also written as checkpoint_comparison.csv)."""
     import pandas as pd
@@ -219,8 +220,8 @@ def comparison_frame(report: Dict[str, Any]) -> "pd.DataFrame":
 
 
 def _open_compare_data(
-    data: Optional[Union[str, Path]], first: Path, *, split: str, task: Optional[str], limit: Optional[int]
-) -> Optional[CompareData]:
+    data: str | Path | None, first: Path, *, split: str, task: str | None, limit: int | None
+) -> CompareData | None:
     if data is None:
         return None
     dataset = open_data_for_checkpoint(data, split=split, task=task, checkpoint=first)
@@ -230,8 +231,8 @@ def _open_compare_data(
 
 
 def _data_record(
-    data: Optional[Union[str, Path]], measured: Optional[CompareData], split: str, limit: Optional[int]
-) -> Dict[str, Any]:
+    data: str | Path | None, measured: CompareData | None, split: str, limit: int | None
+) -> dict[str, Any]:
     return {
         "path": str(data) if data is not None else None,
         "split": split,
@@ -245,17 +246,17 @@ def _data_record(
 def _checkpoint_record(
     path: Path,
     name: str,
-    prev: Optional[Tuple[str, Dict[str, torch.Tensor]]],
-    measured: Optional[CompareData],
+    prev: tuple[str, dict[str, torch.Tensor]] | None,
+    measured: CompareData | None,
     opts: RunOptions,
-) -> Tuple[Dict[str, Any], Optional[Dict[str, torch.Tensor]], Optional[LoadedCheckpoint]]:
+) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None, LoadedCheckpoint | None]:
     """(record, state dict for the next comparison, the loaded checkpoint without its model)."""
     try:
         sd, _ = strip_prefix(read_state_dict(path))
     except HRMEvalError as e:  # one unreadable file in a run is a finding, not the end of the report
         return _unreadable_record(path, name, e), None, None
     nonfinite = find_nonfinite(sd)
-    rec: Dict[str, Any] = {
+    rec: dict[str, Any] = {
         "name": name,
         "path": str(path),
         "step": step_of(path),
@@ -280,7 +281,7 @@ def _checkpoint_record(
     return rec, sd, loaded
 
 
-def _unreadable_record(path: Path, name: str, error: HRMEvalError) -> Dict[str, Any]:
+def _unreadable_record(path: Path, name: str, error: HRMEvalError) -> dict[str, Any]:
     return {
         "name": name,
         "path": str(path),
@@ -293,7 +294,7 @@ def _unreadable_record(path: Path, name: str, error: HRMEvalError) -> Dict[str, 
     }
 
 
-def _nonfinite_flag(nonfinite: List[Tuple[str, int, int]]) -> str:
+def _nonfinite_flag(nonfinite: list[tuple[str, int, int]]) -> str:
     """`NaN/Inf in 2 tensor(s): a (1 NaN, 0 Inf), b (0 NaN, 3 Inf)`: the first five tensors named."""
     named = ", ".join(f"{k} ({nan} NaN, {inf} Inf)" for k, nan, inf in nonfinite[:5])
     return f"NaN/Inf in {len(nonfinite)} tensor(s): {named}" + (" ..." if len(nonfinite) > 5 else "")
@@ -302,7 +303,7 @@ def _nonfinite_flag(nonfinite: List[Tuple[str, int, int]]) -> str:
 def _measure(
     path: Path,
     name: str,
-    rec: Dict[str, Any],
+    rec: dict[str, Any],
     measured: CompareData,
     opts: RunOptions,
 ) -> LoadedCheckpoint:

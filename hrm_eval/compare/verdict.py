@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def _standard_error(p: float, n: int) -> float:
     return math.sqrt(q * (1 - q) / n)
 
 
-def recommend(records: List[Dict[str, Any]], solved: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, Any]:
+def recommend(records: list[dict[str, Any]], solved: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """The best checkpoint by measured metrics (exact accuracy, then token accuracy, then lower
     lm_loss); checkpoints with NaN/Inf or without metrics are never recommended. With `solved`
     (each checkpoint's per-puzzle solved vector on the same puzzles), the best is tested against
@@ -85,12 +85,12 @@ def recommend(records: List[Dict[str, Any]], solved: Optional[Dict[str, np.ndarr
     return rec
 
 
-def _earlier(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+def _earlier(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """a has fewer training steps than b (both known)."""
     return a["step"] is not None and b["step"] is not None and a["step"] < b["step"]
 
 
-def _runner_up_reason(best: Dict[str, Any], second: Dict[str, Any]) -> str:
+def _runner_up_reason(best: dict[str, Any], second: dict[str, Any]) -> str:
     """How far the recommended checkpoint is ahead of the next best, against measurement noise."""
     m, other = best["metrics"], second["metrics"]
     n = m["total_puzzles"]
@@ -114,7 +114,7 @@ def _runner_up_reason(best: Dict[str, Any], second: Dict[str, Any]) -> str:
     return f"; ahead of the runner-up {second['name']} by {gap:.4f} (beyond 2 standard errors {noise:.4f})"
 
 
-def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
+def convergence(records: list[dict[str, Any]]) -> dict[str, Any]:
     """A statement only where the measurements support it: the last PLATEAU_WINDOW evaluated
     checkpoints (by step) agree within 2 standard errors on exact accuracy and the weights'
     relative change is not growing; otherwise say what the numbers show instead."""
@@ -143,13 +143,13 @@ def convergence(records: List[Dict[str, Any]]) -> Dict[str, Any]:
 class _Window:
     """The last evaluated checkpoints, by step: what a convergence statement rests on."""
 
-    steps: List[int]
-    acc: List[float]  # exact accuracy of each
+    steps: list[int]
+    acc: list[float]  # exact accuracy of each
     n: int  # puzzles: the fewest any of them was measured on
-    changes: List[Optional[float]]  # relative weight change of each interval between them
+    changes: list[float | None]  # relative weight change of each interval between them
 
     @classmethod
-    def of(cls, last: List[Dict[str, Any]]) -> _Window:
+    def of(cls, last: list[dict[str, Any]]) -> _Window:
         return cls(
             steps=[r["step"] for r in last],
             acc=[r["metrics"]["exact_accuracy"] for r in last],
@@ -186,7 +186,7 @@ class _Window:
         return ", ".join(str(s) for s in self.steps)
 
 
-def _convergence_verdict(w: _Window) -> Tuple[str, str]:
+def _convergence_verdict(w: _Window) -> tuple[str, str]:
     """(status, statement) for the window: the first of these that the numbers show."""
     steps, acc, noise = w.steps_text, w.acc, w.noise
     if max(acc) == 0.0:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Optional
+from typing import Any
 
 import torch
 
@@ -22,13 +22,13 @@ def module_of(key: str) -> str:
     return key.rsplit(".", 1)[0] if "." in key else key
 
 
-def _finite_or_none(x: float) -> Optional[float]:
+def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def weight_statistics(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+def weight_statistics(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Norms by module (L2 over all of a module's floating-point values) and the whole norm."""
-    sq: Dict[str, float] = OrderedDict()
+    sq: dict[str, float] = OrderedDict()
     for k, v in sd.items():
         if v.is_floating_point():
             sq[module_of(k)] = sq.get(module_of(k), 0.0) + float(v.double().pow(2).sum())
@@ -39,14 +39,14 @@ def weight_statistics(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     }
 
 
-def weight_change(prev: Dict[str, torch.Tensor], cur: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+def weight_change(prev: dict[str, torch.Tensor], cur: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Relative change ||cur - prev|| / ||prev|| overall and by module, and the modules whose
     trained tensors are bit-identical to the previous checkpoint's."""
     if set(prev) != set(cur) or any(prev[k].shape != cur[k].shape for k in cur):
         return {"comparable": False, "reason": "different tensors or shapes (another architecture)"}
-    diff: Dict[str, float] = OrderedDict()
-    base: Dict[str, float] = OrderedDict()
-    moved: Dict[str, bool] = OrderedDict()
+    diff: dict[str, float] = OrderedDict()
+    base: dict[str, float] = OrderedDict()
+    moved: dict[str, bool] = OrderedDict()
     for k, v in cur.items():
         if not v.is_floating_point():
             continue

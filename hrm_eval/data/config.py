@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import Field
 
@@ -15,9 +15,9 @@ class BuildDataConfig(LogSettings):
     task: str
     source: str  # folder of raw CSVs / ARC JSON, hub name, or arc-agi-1|arc-agi-2
     output_dir: str
-    num_aug: Optional[int] = Field(None, ge=0)
-    subsample_size: Optional[int] = Field(None, ge=1)
-    min_difficulty: Optional[int] = None
+    num_aug: int | None = Field(None, ge=0)
+    subsample_size: int | None = Field(None, ge=1)
+    min_difficulty: int | None = None
     seed: int = 0
 
 
@@ -27,9 +27,9 @@ class GenerateConfig(LogSettings):
     num_train: int = Field(0, ge=0, le=limits.MAX_LIMIT)
     num_test: int = Field(0, ge=0, le=limits.MAX_LIMIT)
     seed: int = 0
-    size: Optional[int] = Field(None, ge=1)  # board size (sudoku 4/6/9) or maze side
-    min_blanks: Optional[int] = Field(None, ge=0)
-    max_blanks: Optional[int] = Field(None, ge=0)
+    size: int | None = Field(None, ge=1)  # board size (sudoku 4/6/9) or maze side
+    min_blanks: int | None = Field(None, ge=0)
+    max_blanks: int | None = Field(None, ge=0)
 
     def model_post_init(self, __context: Any) -> None:
         if self.num_train + self.num_test <= 0:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -36,10 +37,10 @@ class RawPuzzles:
     """The rows of one CSV that passed the checks (and the difficulty filter), in file order."""
 
     path: str
-    questions: List[str]
-    answers: List[str]
-    ratings: List[int]
-    lines: List[int]  # 1-based line number of each row in the file
+    questions: list[str]
+    answers: list[str]
+    ratings: list[int]
+    lines: list[int]  # 1-based line number of each row in the file
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -52,7 +53,7 @@ class RowError(ValueError):
 # --------------------------------------------------------------------------- locating sources
 
 
-def resolve_source(source: str, splits: Sequence[str] = SPLITS) -> Dict[str, str]:
+def resolve_source(source: str, splits: Sequence[str] = SPLITS) -> dict[str, str]:
     """Map each split present in `source` to a local CSV path.
 
     A local folder wins over a hub name of the same spelling. Raises HRMEvalError when neither
@@ -73,7 +74,7 @@ def resolve_source(source: str, splits: Sequence[str] = SPLITS) -> Dict[str, str
     return fetch_from_hub(src, splits)
 
 
-def fetch_from_hub(repo: str, splits: Sequence[str] = SPLITS) -> Dict[str, str]:
+def fetch_from_hub(repo: str, splits: Sequence[str] = SPLITS) -> dict[str, str]:
     """Download `<split>.csv` of the hub dataset `repo`; splits the repository lacks are skipped."""
     try:
         from huggingface_hub import hf_hub_download
@@ -84,7 +85,7 @@ def fetch_from_hub(repo: str, splits: Sequence[str] = SPLITS) -> Dict[str, str]:
             f"and pass that folder"
         ) from None
 
-    found: Dict[str, str] = {}
+    found: dict[str, str] = {}
     for split in splits:
         try:
             found[split] = hf_hub_download(repo, f"{split}.csv", repo_type="dataset")
@@ -123,7 +124,7 @@ def check_charset(text: str, allowed: str, what: str) -> None:
 def read_puzzle_csv(
     path: str,
     check_row: Callable[[str, str], None],
-    min_difficulty: Optional[int] = None,
+    min_difficulty: int | None = None,
     *,
     answers_optional: bool = False,
 ) -> RawPuzzles:
@@ -159,7 +160,7 @@ def _open_text(path: str) -> TextIO:
         raise HRMEvalError(f"{path}: cannot open ({e.strerror or e})") from None
 
 
-def _check_header(path: str, header: Optional[List[str]]) -> None:
+def _check_header(path: str, header: list[str] | None) -> None:
     """The first row must be HEADER (any case, spaces and a UTF-8 byte-order mark allowed)."""
     if header is None:
         raise HRMEvalError(f"{path}: empty file (expected the header {','.join(HEADER)})")
@@ -172,7 +173,7 @@ def _read_rows(
     reader: Any,  # a csv.reader: its rows, and line_num (the file line a row ends on)
     out: RawPuzzles,
     check_row: Callable[[str, str], None],
-    min_difficulty: Optional[int],
+    min_difficulty: int | None,
     answers_optional: bool,
 ) -> int:
     """Append each checked row at or above `min_difficulty` to `out`; returns the number of
@@ -192,7 +193,7 @@ def _read_rows(
     return rows_seen
 
 
-def _checked_row(row: List[str], check_row: Callable[[str, str], None], answers_optional: bool) -> Tuple[str, str, int]:
+def _checked_row(row: list[str], check_row: Callable[[str, str], None], answers_optional: bool) -> tuple[str, str, int]:
     """(question, answer, rating) of one CSV row, or RowError saying what is wrong with it."""
     if len(row) != 4:
         raise RowError(f"expected 4 columns (source,question,answer,rating), found {len(row)}")
@@ -210,8 +211,8 @@ def _checked_row(row: List[str], check_row: Callable[[str, str], None], answers_
 
 
 def read_splits(
-    source: str, check_row: Callable[[str, str], None], min_difficulty: Optional[int] = None
-) -> Dict[str, RawPuzzles]:
+    source: str, check_row: Callable[[str, str], None], min_difficulty: int | None = None
+) -> dict[str, RawPuzzles]:
     """Resolve `source` and read every split it has, all checked before anything is built.
     A split left with no puzzles is an error."""
     paths = resolve_source(source)
@@ -223,7 +224,7 @@ def read_splits(
     return raw
 
 
-def check_num_aug(num_aug: Optional[int]) -> int:
+def check_num_aug(num_aug: int | None) -> int:
     """`--num-aug` as a count: None means 0; negative is an error."""
     num_aug = int(num_aug or 0)
     if num_aug < 0:
@@ -231,7 +232,7 @@ def check_num_aug(num_aug: Optional[int]) -> int:
     return num_aug
 
 
-def strings_to_array(strings: List[str], length: int, table: np.ndarray) -> np.ndarray:
+def strings_to_array(strings: list[str], length: int, table: np.ndarray) -> np.ndarray:
     """Encode equal-length ASCII strings to uint8 [N, length] through a 256-entry lookup table."""
     if not strings:
         return np.zeros((0, length), dtype=np.uint8)
@@ -239,7 +240,7 @@ def strings_to_array(strings: List[str], length: int, table: np.ndarray) -> np.n
     return table[raw]
 
 
-def subsample_indices(total: int, size: Optional[int], rng: np.random.RandomState) -> Optional[np.ndarray]:
+def subsample_indices(total: int, size: int | None, rng: np.random.RandomState) -> np.ndarray | None:
     """Indices kept by the public builders' train subsampling (None: keep everything).
 
     Same draw as the public code (`np.random.choice(total, size, replace=False)`), here from a

@@ -9,9 +9,10 @@ reader simply yields the shorter chunk (same numbers, less work).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class PuzzleBatch:
     labels: torch.Tensor  # [B, L] int32, -100 where ignored
     puzzle_identifiers: torch.Tensor  # [B] int32
 
-    def as_model_batch(self, device: torch.device | str) -> Dict[str, torch.Tensor]:
+    def as_model_batch(self, device: torch.device | str) -> dict[str, torch.Tensor]:
         return {
             "inputs": self.inputs.to(device),
             "labels": self.labels.to(device),
@@ -57,11 +58,11 @@ class PuzzleDataset:
             raise HRMEvalError(f"not a dataset directory: no {split}/dataset.json or dataset.json in {path}")
         self.path, self.split_dir, self.split = path, split_dir, split
         self.source, self.in_memory = str(path), False
-        self.example_names: Optional[List[str]] = None
+        self.example_names: list[str] | None = None
         self.metadata = _read_metadata(meta_file)
         root = path if split_dir != path else path.parent  # identifiers.json sits beside the splits
         self.identifiers = _read_identifiers(root / "identifiers.json")
-        self.sets: Dict[str, Dict[str, np.ndarray]] = {name: self._load_set(name) for name in self.metadata.sets}
+        self.sets: dict[str, dict[str, np.ndarray]] = {name: self._load_set(name) for name in self.metadata.sets}
         self._validate(check_tokens)
         if self.num_examples == 0:
             raise HRMEvalError(f"{meta_file}: the sets {self.metadata.sets} hold no examples (nothing to evaluate)")
@@ -74,11 +75,11 @@ class PuzzleDataset:
         labels: np.ndarray,
         metadata: DatasetMetadata,
         *,
-        puzzle_identifiers: Optional[np.ndarray] = None,
-        names: Optional[List[str]] = None,
-        identifiers: Optional[List[str]] = None,
+        puzzle_identifiers: np.ndarray | None = None,
+        names: list[str] | None = None,
+        identifiers: list[str] | None = None,
         source: str = "<memory>",
-    ) -> "PuzzleDataset":
+    ) -> PuzzleDataset:
         """One example per puzzle. `names` are per-example puzzle ids for the results."""
         self = cls.__new__(cls)
         n = len(inputs)
@@ -101,7 +102,7 @@ class PuzzleDataset:
         return self
 
     # ---- reading ------------------------------------------------------------------------------
-    def _load_set(self, set_name: str) -> Dict[str, np.ndarray]:
+    def _load_set(self, set_name: str) -> dict[str, np.ndarray]:
         arrays = {}
         for field in FIELDS:
             f = self.split_dir / f"{set_name}__{field}.npy"
@@ -139,7 +140,7 @@ class PuzzleDataset:
         """The file (or in-memory source) an error is about."""
         return f"{self.source} ({field})" if self.in_memory else str(self.split_dir / f"{set_name}__{field}.npy")
 
-    def _check_shapes(self, set_name: str, a: Dict[str, np.ndarray]) -> None:
+    def _check_shapes(self, set_name: str, a: dict[str, np.ndarray]) -> None:
         seq_len = self.metadata.seq_len
         for field in ("inputs", "labels"):
             x = a[field]
@@ -161,7 +162,7 @@ class PuzzleDataset:
                     f"{self._where(set_name, field)}: expected a 1-D integer array, got {x.dtype} {tuple(x.shape)}"
                 )
 
-    def _check_indices(self, set_name: str, a: Dict[str, np.ndarray]) -> None:
+    def _check_indices(self, set_name: str, a: dict[str, np.ndarray]) -> None:
         """puzzle_indices: example offsets of each puzzle; group_indices: puzzle offsets of each group."""
         n_examples, n_puzzles = len(a["inputs"]), len(a["puzzle_identifiers"])
         pi, gi, ids = a["puzzle_indices"], a["group_indices"], a["puzzle_identifiers"]
@@ -189,7 +190,7 @@ class PuzzleDataset:
                 f"outside 0..{limit - 1} (num_puzzle_identifiers)"
             )
 
-    def _check_tokens(self, set_name: str, a: Dict[str, np.ndarray]) -> None:
+    def _check_tokens(self, set_name: str, a: dict[str, np.ndarray]) -> None:
         vocab_size = self.metadata.vocab_size
         for field in ("inputs", "labels"):
             lo, hi = _min_max(a[field], ignore=IGNORE_LABEL_ID if field == "labels" else None)
@@ -215,7 +216,7 @@ class PuzzleDataset:
     def __len__(self) -> int:
         return self.num_examples
 
-    def iter_batches(self, batch_size: int, limit: Optional[int] = None) -> Iterator[PuzzleBatch]:
+    def iter_batches(self, batch_size: int, limit: int | None = None) -> Iterator[PuzzleBatch]:
         """Batches in the public order; `limit` keeps the first N examples overall."""
         if batch_size < 1:
             raise HRMEvalError(f"batch size must be at least 1, got {batch_size}")
@@ -246,7 +247,7 @@ class PuzzleDataset:
             return str(self.example_names[example_index])
         return f"{set_name}/{example_index}" if len(self.sets) > 1 else str(example_index)
 
-    def identifier_name(self, identifier: int) -> Optional[str]:
+    def identifier_name(self, identifier: int) -> str | None:
         if self.identifiers is None or identifier >= len(self.identifiers):
             return None
         return self.identifiers[identifier]
@@ -282,7 +283,7 @@ def _read_metadata(path: Path) -> DatasetMetadata:
         raise HRMEvalError(f"{path}: field '{field}': {msg}{value}") from e
 
 
-def _read_identifiers(path: Path) -> Optional[List[str]]:
+def _read_identifiers(path: Path) -> list[str] | None:
     if not path.is_file():
         return None
     names = _read_json(path)
@@ -301,7 +302,7 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _min_max(x: np.ndarray, ignore: Optional[int] = None):
+def _min_max(x: np.ndarray, ignore: int | None = None):
     """(min, max) over a possibly memory-mapped array, in chunks; `ignore` values skipped."""
     lo, hi = None, None
     for start in range(0, len(x), _SCAN_CHUNK):

@@ -20,9 +20,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
@@ -43,15 +43,15 @@ class DatasetMetadata(BaseModel):
     """`dataset.json`, field order as the public builders write it."""
 
     pad_id: int = Field(ge=0)
-    ignore_label_id: Optional[int]
+    ignore_label_id: int | None
     blank_identifier_id: int = Field(ge=0)
     vocab_size: int = Field(ge=1)
     seq_len: int = Field(ge=1)
     num_puzzle_identifiers: int = Field(ge=1)
     total_groups: int = Field(ge=0)
     mean_puzzle_examples: float
-    sets: List[str]
-    total_puzzles: Optional[int] = Field(default=None, ge=0)  # written by TRM builders only
+    sets: list[str]
+    total_puzzles: int | None = Field(default=None, ge=0)  # written by TRM builders only
 
     @field_validator("mean_puzzle_examples")
     @classmethod
@@ -62,7 +62,7 @@ class DatasetMetadata(BaseModel):
 
     @field_validator("sets")
     @classmethod
-    def _plain_set_names(cls, names: List[str]) -> List[str]:
+    def _plain_set_names(cls, names: list[str]) -> list[str]:
         # Set names become file names (<set>__<field>.npy): a separator or `..` would read outside the split.
         if not names:
             raise ValueError('no sets listed (expected at least one name, e.g. ["all"])')
@@ -111,7 +111,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_split(
-    root: str | os.PathLike, split: str, metadata: DatasetMetadata, sets: Dict[str, Dict[str, np.ndarray]]
+    root: str | os.PathLike, split: str, metadata: DatasetMetadata, sets: dict[str, dict[str, np.ndarray]]
 ) -> None:
     """Write `<root>/<split>/` : dataset.json and one .npy per (set, field)."""
     split_dir = Path(root) / split
@@ -123,6 +123,6 @@ def write_split(
             np.save(split_dir / f"{set_name}__{field}.npy", np.asarray(arrays[field], dtype=FIELD_DTYPES[field]))
 
 
-def write_identifiers(root: str | os.PathLike, names: List[str]) -> None:
+def write_identifiers(root: str | os.PathLike, names: list[str]) -> None:
     with open(Path(root) / "identifiers.json", "w") as f:
         json.dump(names, f)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from hrm_eval.data.csv_source import write_csv
 from hrm_eval.data.tasks import get_task
@@ -27,11 +26,11 @@ def generate_csvs(
     num_train: int,
     num_test: int,
     seed: int = 0,
-    size: Optional[int] = None,
-    min_blanks: Optional[int] = None,
-    max_blanks: Optional[int] = None,
-    loop_fraction: Optional[float] = None,
-) -> Dict[str, str]:
+    size: int | None = None,
+    min_blanks: int | None = None,
+    max_blanks: int | None = None,
+    loop_fraction: float | None = None,
+) -> dict[str, str]:
     """Write `train.csv` and `test.csv` (no question in both, none twice) for `task`:
     "sudoku" (9x9), "sudoku4", "sudoku6" (a Sudoku task takes another side from `size`) or
     "maze" (side `size`, default 15). Returns {split: path}. Splits with 0 rows are not written."""
@@ -43,7 +42,7 @@ def generate_csvs(
         raise HRMEvalError("num_train and num_test must be >= 0")
 
     wanted = num_train + num_test
-    rows: List[Row] = []
+    rows: list[Row] = []
     seen = set()
     tries = 0
     while len(rows) < wanted:

@@ -8,7 +8,6 @@ numbering): 0 identity, 1-3 rot90 by 1-3 quarter turns (numpy's `rot90`, counter
 from __future__ import annotations
 
 from collections import deque
-from typing import Optional, Tuple
 
 import numpy as np
 
@@ -41,13 +40,13 @@ def inverse_dihedral_transform(grid: np.ndarray, t: int) -> np.ndarray:
     return dihedral_transform(grid, DIHEDRAL_INVERSE[int(t)])
 
 
-def square_side(num_cells: int) -> Optional[int]:
+def square_side(num_cells: int) -> int | None:
     """n when `num_cells` == n * n for some n > 0, else None."""
     n = int(round(num_cells**0.5))
     return n if n > 0 and n * n == num_cells else None
 
 
-def grid_distances(free: np.ndarray, start: Tuple[int, int]) -> np.ndarray:
+def grid_distances(free: np.ndarray, start: tuple[int, int]) -> np.ndarray:
     """Breadth-first step counts from `start` over the True cells of `free` [rows, cols], moving
     up/down/left/right: int64 [rows, cols], -1 where unreachable (and on blocked cells)."""
     free = np.asarray(free, dtype=bool)

@@ -9,7 +9,6 @@ may use -100 for positions that are not scored; `puzzle_identifier` is optional 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -21,19 +20,19 @@ _MAX_TOKEN = np.iinfo(np.int32).max  # ids are stored as int32; a larger one wou
 
 
 def read_jsonl_puzzles(
-    path: str | Path, vocab_size: Optional[int] = None, *, targets_optional: bool = False
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[str]]:
+    path: str | Path, vocab_size: int | None = None, *, targets_optional: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(inputs [N, L] int32, labels [N, L] int32, puzzle_identifiers [N] int32, names).
 
     With `vocab_size` (the checkpoint's), a token outside 0..vocab_size-1 is an error naming its
     line. With `targets_optional` (puzzles to solve) a line may leave out target_sequence: its
     labels are all -100 (nothing known)."""
     path = guarded.expect_file(path, "puzzle file")
-    inputs: List[List[int]] = []
-    labels: List[List[int]] = []
-    ids: List[int] = []
-    names: List[str] = []
-    seq_len: Optional[int] = None
+    inputs: list[list[int]] = []
+    labels: list[list[int]] = []
+    ids: list[int] = []
+    names: list[str] = []
+    seq_len: int | None = None
     with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is reported with its number
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
@@ -70,7 +69,7 @@ def _identifier(pid: object, where: str) -> int:
     return pid
 
 
-def _parse_line(raw: bytes, where: str) -> Optional[dict]:
+def _parse_line(raw: bytes, where: str) -> dict | None:
     """The JSON object on one line (None for a blank line)."""
     try:
         line = raw.decode("utf-8")
@@ -84,7 +83,7 @@ def _parse_line(raw: bytes, where: str) -> Optional[dict]:
     return rec
 
 
-def _sequences(rec: dict, where: str) -> Tuple[List[int], List[int]]:
+def _sequences(rec: dict, where: str) -> tuple[list[int], list[int]]:
     """input_sequence and target_sequence, checked: equal non-zero lengths, integer ids in range."""
     missing = [k for k in ("input_sequence", "target_sequence") if k not in rec]
     if missing:
@@ -109,7 +108,7 @@ def _sequences(rec: dict, where: str) -> Tuple[List[int], List[int]]:
     return x, y
 
 
-def _check_vocabulary(x: List[int], y: List[int], vocab_size: int, where: str) -> None:
+def _check_vocabulary(x: list[int], y: list[int], vocab_size: int, where: str) -> None:
     for key, seq in (("input_sequence", x), ("target_sequence", y)):
         bad = next((t for t in seq if t >= vocab_size), None)
         if bad is not None:

@@ -9,7 +9,6 @@ converted in memory, and the task that scores them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -26,8 +25,8 @@ def open_dataset(
     data: str | Path,
     *,
     split: str = "test",
-    task: Optional[str] = None,
-    vocab_size: Optional[int] = None,
+    task: str | None = None,
+    vocab_size: int | None = None,
     num_puzzle_identifiers: int = 1,
 ) -> PuzzleDataset:
     """A dataset directory, or a `.jsonl` / `.csv` file of puzzles converted in memory."""
@@ -67,7 +66,7 @@ def open_dataset(
     return PuzzleDataset.from_arrays(inputs, labels, metadata, puzzle_identifiers=ids, names=names, source=str(path))
 
 
-def resolve_task(name: Optional[str], dataset: PuzzleDataset) -> Optional[PuzzleTask]:
+def resolve_task(name: str | None, dataset: PuzzleDataset) -> PuzzleTask | None:
     """The task named (checked against the dataset's layout: one-line error when it does not
     fit), or the one detected from the dataset (None when no task or several fit)."""
     meta = dataset.metadata

@@ -3,9 +3,10 @@ combined answers on it exactly as `evaluate` scores a single model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,15 +28,15 @@ class EnsembleContext:
     """The members, what each predicted on `rows` in every view [V, N, ...], and the task that
     verifies answers. One for the scored data, one for separate calibration data."""
 
-    members: List[Member]
-    preds: List[Predictions]
+    members: list[Member]
+    preds: list[Predictions]
     rows: PuzzleRows
-    task: Optional[PuzzleTask]
-    dataset: Optional[PuzzleDataset] = None
+    task: PuzzleTask | None
+    dataset: PuzzleDataset | None = None
     views: Sequence[PuzzleView] = ()
-    device: Union[str, torch.device] = "cpu"
-    cache_dir: Optional[Path] = None
-    cache_info: List[Dict[str, Any]] = field(default_factory=list)  # per member: cache hit/miss and file
+    device: str | torch.device = "cpu"
+    cache_dir: Path | None = None
+    cache_info: list[dict[str, Any]] = field(default_factory=list)  # per member: cache hit/miss and file
     dist: DistContext = field(default_factory=DistContext)  # torchrun: rank 0 holds `preds`, the others run shares
 
     def opened_dataset(self) -> PuzzleDataset:
@@ -57,7 +58,7 @@ class EnsembleContext:
         idx: torch.Tensor,
         member_weights: Sequence[float],
         view_ids: Sequence[int],
-        members: Optional[Sequence[int]] = None,
+        members: Sequence[int] | None = None,
     ) -> Voters:
         """One voter per (member, view) on rows `idx`; a member's weight is shared by its views."""
         members = list(range(len(self.members))) if members is None else list(members)
@@ -88,7 +89,7 @@ class EnsembleContext:
         combine: Callable[[Voters], Combined],
         member_weights: Sequence[float],
         view_ids: Sequence[int],
-        members: Optional[Sequence[int]] = None,
+        members: Sequence[int] | None = None,
     ) -> Scored:
         """The combined answers on rows `index`, scored by the shared row policy."""
         sums, parts = MetricSums(), []

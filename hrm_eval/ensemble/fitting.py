@@ -5,9 +5,10 @@ by content hash)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from hrm_eval.utils.io import atomic_write_json
 STACKER_FILE = "stacker.json"
 
 
-def held_out_split(groups: np.ndarray, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+def held_out_split(groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(calibration rows, scored rows): a seeded random `fraction` of the groups (a puzzle and
     its augmentations stay together) is held out for calibration."""
     if not 0 < fraction < 1:
@@ -61,10 +62,10 @@ class CalibrationPlan:
     is learned from. `info` is what results.json says about it."""
 
     scored: np.ndarray
-    context: Optional[EnsembleContext] = None
+    context: EnsembleContext | None = None
     index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    info: Dict[str, Any] = field(default_factory=dict)
-    puzzle_hashes: List[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    puzzle_hashes: list[str] = field(default_factory=list)
 
     def learned_from(self) -> EnsembleContext:
         """The context the weights or the stacker are learned from (a plan that learns has one)."""
@@ -74,7 +75,7 @@ class CalibrationPlan:
 
 
 def plan_calibration(
-    ctx: EnsembleContext, s: EnsembleSettings, cal_ctx: Optional[EnsembleContext] = None
+    ctx: EnsembleContext, s: EnsembleSettings, cal_ctx: EnsembleContext | None = None
 ) -> CalibrationPlan:
     """Everything is scored unless the strategy learns: then --calibration-data (the members'
     predictions there: `calibration_context`), or a seeded held-out fraction of the groups."""
@@ -119,7 +120,7 @@ def plan_calibration(
     return plan
 
 
-def calibration_context(ctx: EnsembleContext, s: EnsembleSettings) -> Optional[EnsembleContext]:
+def calibration_context(ctx: EnsembleContext, s: EnsembleSettings) -> EnsembleContext | None:
     """The members' predictions on --calibration-data (same layout as the scored data); None
     when the strategy learns nothing or learns on held-out scored rows. Under torchrun every
     rank runs its share, and only rank 0's context holds the predictions."""
@@ -171,8 +172,8 @@ def calibration_context(ctx: EnsembleContext, s: EnsembleSettings) -> Optional[E
 @dataclass
 class MemberWeights:
     mode: str  # given | uniform | learned
-    weights: List[float]  # one per member, sums to 1 (stacking: uniform, unused)
-    info: Dict[str, Any]  # what results.json says about them
+    weights: list[float]  # one per member, sums to 1 (stacking: uniform, unused)
+    info: dict[str, Any]  # what results.json says about them
 
 
 def resolve_weights(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSettings) -> MemberWeights:
@@ -180,7 +181,7 @@ def resolve_weights(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSett
     M, members = ctx.num_members, ctx.members
     mode = s.weight_mode(M)
     weights = s.given_weights(M) if mode == "given" else [1.0 / M] * M
-    info: Dict[str, Any] = {}
+    info: dict[str, Any] = {}
     if mode == "learned":
         cal = [plan.learned_from().member_scored(m, plan.index) for m in range(M)]
         weights, basis = weights_from_accuracy(
@@ -203,8 +204,8 @@ def resolve_weights(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSett
 
 # ---- stage: fit or load the stacker ------------------------------------------------------------
 def fit_or_load_stacker(
-    ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSettings, notes: List[str]
-) -> Optional[Tuple[LogisticStacker, Dict[str, Any]]]:
+    ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSettings, notes: list[str]
+) -> tuple[LogisticStacker, dict[str, Any]] | None:
     """(stacker, what results.json says about it) for --strategy stacking, else None. A loaded
     stacker's calibration puzzles are removed from the scored rows."""
     if s.strategy != "stacking":
@@ -235,7 +236,7 @@ def fit_or_load_stacker(
     return fitted, info
 
 
-def _fit_stacker(ctx: EnsembleContext, plan: CalibrationPlan, notes: List[str]) -> LogisticStacker:
+def _fit_stacker(ctx: EnsembleContext, plan: CalibrationPlan, notes: list[str]) -> LogisticStacker:
     M, cal = ctx.num_members, plan.learned_from()
     all_views = list(range(len(ctx.views)))
     X, y = [], []
@@ -273,7 +274,7 @@ def _load_stacker(ctx: EnsembleContext, plan: CalibrationPlan, path: Path) -> Lo
     return fitted
 
 
-def check_stacker_members(saved: Dict[str, Any], members: List[Member], where: str) -> None:
+def check_stacker_members(saved: dict[str, Any], members: list[Member], where: str) -> None:
     """A saved stacker applies only to the very checkpoints it was fitted with, in order."""
     fitted_for = saved.get("members") or []
     if len(fitted_for) != len(members):

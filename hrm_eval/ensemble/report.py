@@ -3,10 +3,10 @@ ARC pass@k, pairwise agreement, notes and warnings (e.g. an ensemble below its b
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 
-def format_ensemble(results: Dict[str, Any]) -> str:
+def format_ensemble(results: dict[str, Any]) -> str:
     lines = _heading(results) + _metric_table(results) + _agreement_table(results["agreement"])
     paired = results.get("best_member", {}).get("paired_test")
     if paired:
@@ -16,7 +16,7 @@ def format_ensemble(results: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _heading(results: Dict[str, Any]) -> List[str]:
+def _heading(results: dict[str, Any]) -> list[str]:
     s = results["strategy"]
     prov = results["provenance"]["dataset"]
     head = (
@@ -35,7 +35,7 @@ def _heading(results: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def _metric_table(results: Dict[str, Any]) -> List[str]:
+def _metric_table(results: dict[str, Any]) -> list[str]:
     s = results["strategy"]
     tta = "tta" in results
     verified = "verified_solve_rate" in results["ensemble"]
@@ -45,7 +45,7 @@ def _metric_table(results: Dict[str, Any]) -> List[str]:
     cols += ["exact(TTA)"] if tta else []
     lines = ["".ljust(name_w) + "".join(c.rjust(12) for c in cols) + "  exact 95% interval"]
 
-    def row(label: str, m: Dict[str, Any], tta_exact: Optional[float] = None) -> str:
+    def row(label: str, m: dict[str, Any], tta_exact: float | None = None) -> str:
         vals = [m["exact_accuracy"], m["accuracy"], m["q_halt_accuracy"], m["lm_loss"]]
         if verified:
             vals.append(m.get("verified_solve_rate", float("nan")))
@@ -75,7 +75,7 @@ def _metric_table(results: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def _agreement_table(ag: Dict[str, Any]) -> List[str]:
+def _agreement_table(ag: dict[str, Any]) -> list[str]:
     if len(ag["members"]) < 2:
         return []
     w = max(len(n) for n in ag["members"]) + 2

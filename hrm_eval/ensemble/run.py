@@ -19,9 +19,10 @@ The stages, in order (each a function below or in `calibration`):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,13 +71,13 @@ RESULTS_FILE = "results.json"
 
 
 def evaluate_ensemble(
-    checkpoints: Optional[Sequence[Union[str, Path]]] = None,
-    data: Optional[Union[str, Path]] = None,
+    checkpoints: Sequence[str | Path] | None = None,
+    data: str | Path | None = None,
     *,
-    settings: Optional[EnsembleSettings] = None,
-    dist: Optional[DistContext] = None,
+    settings: EnsembleSettings | None = None,
+    dist: DistContext | None = None,
     **options: Any,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Evaluate an ensemble of checkpoints on a dataset; returns the results dict (also written
     to `<output_dir>/results.json`). How: `settings` and/or `EnsembleSettings` fields as keywords
     (`strategy="vote"`, `limit=64`, ...). With neither `checkpoints` nor `run`, the bundled
@@ -93,7 +94,7 @@ def evaluate_ensemble(
     combination = Combination.for_strategy(s.strategy, weights, stacker[0] if stacker else None)
     ens = combination.score(ctx, plan.scored)
 
-    results: Dict[str, Any] = {
+    results: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "strategy": strategy_record(ctx, s, plan, weights, stacker),
     }
@@ -112,11 +113,11 @@ def evaluate_ensemble(
 
 # ---- stage: open the members and their predictions ---------------------------------------------
 def open_ensemble(
-    checkpoints: Optional[Sequence[Union[str, Path]]],
-    data: Optional[Union[str, Path]],
+    checkpoints: Sequence[str | Path] | None,
+    data: str | Path | None,
     s: EnsembleSettings,
-    dist: Optional[DistContext] = None,
-) -> Tuple[EnsembleContext, List[str]]:
+    dist: DistContext | None = None,
+) -> tuple[EnsembleContext, list[str]]:
     """(the members' predictions on the scored data, notes about the members). Every mistake
     that needs no model run is reported before any member runs."""
     paths, data_home = resolve_checkpoints(checkpoints, s.run)
@@ -172,10 +173,10 @@ class Combination:
     """How the members' voters become one answer per puzzle, and with which member weights."""
 
     combine: Callable[[Voters], Combined]
-    weights: List[float]
+    weights: list[float]
 
     @classmethod
-    def for_strategy(cls, strategy: str, weights: MemberWeights, fitted: Optional[LogisticStacker]) -> "Combination":
+    def for_strategy(cls, strategy: str, weights: MemberWeights, fitted: LogisticStacker | None) -> Combination:
         if strategy == "stacking":  # the meta-learner weighs the members; voters enter uniformly
             if fitted is None:
                 raise ValueError("the stacking strategy needs its fitted stacker")
@@ -183,7 +184,7 @@ class Combination:
             return cls(lambda voters: stacking(voters, stacker), [1.0 / M] * M)
         return cls({"average": average, "vote": vote, "q_vote": q_vote}[strategy], weights.weights)
 
-    def score(self, ctx: EnsembleContext, index: np.ndarray, view_ids: Optional[Sequence[int]] = None) -> Scored:
+    def score(self, ctx: EnsembleContext, index: np.ndarray, view_ids: Sequence[int] | None = None) -> Scored:
         """Scored on rows `index` over `view_ids` (default: every view)."""
         views = list(range(ctx.num_views)) if view_ids is None else list(view_ids)
         return ctx.score(index, self.combine, self.weights, views)
@@ -194,9 +195,9 @@ def strategy_record(
     s: EnsembleSettings,
     plan: CalibrationPlan,
     weights: MemberWeights,
-    stacker: Optional[Tuple[LogisticStacker, Dict[str, Any]]],
-) -> Dict[str, Any]:
-    info: Dict[str, Any] = {"name": s.strategy, "tta_views": len(ctx.views), "seed": s.seed, **weights.info}
+    stacker: tuple[LogisticStacker, dict[str, Any]] | None,
+) -> dict[str, Any]:
+    info: dict[str, Any] = {"name": s.strategy, "tta_views": len(ctx.views), "seed": s.seed, **weights.info}
     if stacker is not None:
         info["stacker"] = stacker[1]
     if plan.info:
@@ -207,9 +208,9 @@ def strategy_record(
 # ---- stage: analyse ----------------------------------------------------------------------------
 @dataclass
 class Analysis:
-    record: Dict[str, Any]  # ensemble, members, oracle, agreement, tta, best_member (results.json)
+    record: dict[str, Any]  # ensemble, members, oracle, agreement, tta, best_member (results.json)
     member_exact: torch.Tensor  # [M, N] bool: each member exactly right (single view) on the scored rows
-    warnings: List[str]
+    warnings: list[str]
 
 
 def analyse(
@@ -219,7 +220,7 @@ def analyse(
     and whether the ensemble scores below its best member."""
     M, multi_view = ctx.num_members, ctx.num_views > 1
     single = [ctx.member_scored(m, scored) for m in range(M)]
-    member_rows: List[Dict[str, Any]] = []
+    member_rows: list[dict[str, Any]] = []
     for m, (member, sc) in enumerate(zip(ctx.members, single)):
         rec = (
             member.describe()
@@ -230,7 +231,7 @@ def analyse(
             rec["tta_metrics"] = ctx.score(scored, vote, [1.0] * M, list(range(ctx.num_views)), members=[m]).metrics
         member_rows.append(rec)
     exact = torch.stack([sc.exact for sc in single])  # [M, N]
-    out: Dict[str, Any] = {
+    out: dict[str, Any] = {
         "ensemble": ens.metrics,
         "members": member_rows,
         "oracle": oracle(ctx, scored, exact),
@@ -254,9 +255,9 @@ def analyse(
     return Analysis(out, exact, [best["warning"]] if best["ensemble_below"] else [])
 
 
-def oracle(ctx: EnsembleContext, scored: np.ndarray, exact: torch.Tensor) -> Dict[str, Any]:
+def oracle(ctx: EnsembleContext, scored: np.ndarray, exact: torch.Tensor) -> dict[str, Any]:
     """Upper bound of any answer-picking strategy: a puzzle counts when any member is right."""
-    out: Dict[str, Any] = {
+    out: dict[str, Any] = {
         "exact_accuracy": float(exact.any(0).double().mean()),
         "num_puzzles": int(len(scored)),
         "rule": "a puzzle counts when any member's answer (single view) is exactly right",
@@ -269,7 +270,7 @@ def oracle(ctx: EnsembleContext, scored: np.ndarray, exact: torch.Tensor) -> Dic
     return out
 
 
-def agreement(ctx: EnsembleContext, scored: List[Scored]) -> Dict[str, Any]:
+def agreement(ctx: EnsembleContext, scored: list[Scored]) -> dict[str, Any]:
     M = ctx.num_members
     same = [[1.0] * M for _ in range(M)]
     both = [[0.0] * M for _ in range(M)]
@@ -286,12 +287,12 @@ def agreement(ctx: EnsembleContext, scored: List[Scored]) -> Dict[str, Any]:
     }
 
 
-def best_member(ens: Scored, member_rows: List[Dict[str, Any]], strategy: str) -> Dict[str, Any]:
+def best_member(ens: Scored, member_rows: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
     """The member with the highest exact accuracy (single view, as `evaluate` gives it), and
     whether the ensemble scores below it: an ensemble that does is worse than not ensembling."""
     best = max(member_rows, key=lambda r: (r["metrics"]["exact_accuracy"], r["metrics"]["accuracy"]))
     b, e = best["metrics"]["exact_accuracy"], ens.metrics["exact_accuracy"]
-    out: Dict[str, Any] = {
+    out: dict[str, Any] = {
         "name": best["name"],
         "exact_accuracy": b,
         "ensemble_exact_accuracy": e,
@@ -309,7 +310,7 @@ def best_member(ens: Scored, member_rows: List[Dict[str, Any]], strategy: str) -
 
 def per_puzzle_records(
     ctx: EnsembleContext, scored: np.ndarray, ens: Scored, member_exact: torch.Tensor
-) -> List[Dict[str, Any]]:
+) -> list[dict[str, Any]]:
     return [
         {
             "puzzle_id": ctx.rows.names[i],
@@ -324,7 +325,7 @@ def per_puzzle_records(
 
 
 # ---- stage: provenance and output --------------------------------------------------------------
-def ensemble_provenance(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSettings) -> Dict[str, Any]:
+def ensemble_provenance(ctx: EnsembleContext, plan: CalibrationPlan, s: EnsembleSettings) -> dict[str, Any]:
     return build_provenance(
         checkpoints=[m.loaded for m in ctx.members],
         dataset=ctx.dataset,
@@ -337,6 +338,6 @@ def ensemble_provenance(ctx: EnsembleContext, plan: CalibrationPlan, s: Ensemble
     )
 
 
-def write_results(results: Dict[str, Any], s: EnsembleSettings) -> None:
+def write_results(results: dict[str, Any], s: EnsembleSettings) -> None:
     if s.output_dir is not None:
         atomic_write_json(Path(s.output_dir) / RESULTS_FILE, results)

@@ -3,9 +3,10 @@ one object the CLI can build from its config model and the stages read from."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -13,36 +14,36 @@ from hrm_eval.ensemble.strategies import STRATEGIES, check_weights
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.errors import HRMEvalError
 
-PathLike = Union[str, Path]
-Weights = Union[None, str, Sequence[float]]
+PathLike = str | Path
+Weights = str | Sequence[float] | None
 
 
 @dataclass(frozen=True)
 class EnsembleSettings:
-    run: Optional[PathLike] = None  # every step_<N> of this run (instead of checkpoints)
+    run: PathLike | None = None  # every step_<N> of this run (instead of checkpoints)
     strategy: str = "average"  # one of STRATEGIES
     weights: Weights = None  # numbers, 'uniform' or 'learned'; None: learned for average
-    output_dir: Optional[PathLike] = None  # results.json (+ stacker.json); None: nothing written
+    output_dir: PathLike | None = None  # results.json (+ stacker.json); None: nothing written
     split: str = "test"
-    task: Optional[str] = None  # None: detected from the data
+    task: str | None = None  # None: detected from the data
     device: str = "auto"
-    dtype: Optional[str] = None  # requested forward dtype; None: each checkpoint's own
+    dtype: str | None = None  # requested forward dtype; None: each checkpoint's own
     batch_size: int = DEFAULT_BATCH_SIZE  # one default for the CLI and the API
-    limit: Optional[int] = None  # first N puzzles
+    limit: int | None = None  # first N puzzles
     tta: int = 1  # test-time views per puzzle (1: the puzzle as given)
-    calibration_data: Optional[PathLike] = None
-    calibration_split: Optional[str] = None  # None: `split`
+    calibration_data: PathLike | None = None
+    calibration_split: str | None = None  # None: `split`
     calibration_fraction: float = 0.2  # held out of the data when no calibration_data
-    calibration_limit: Optional[int] = None
-    stacker: Optional[PathLike] = None  # a fitted stacker.json to reuse
+    calibration_limit: int | None = None
+    stacker: PathLike | None = None  # a fitted stacker.json to reuse
     seed: int = 0
-    cache_dir: Optional[PathLike] = None  # None: the shared default_cache_dir()
-    arch_overrides: Optional[Dict[str, Any]] = None
-    model_config: Optional[Dict[str, Any]] = None
+    cache_dir: PathLike | None = None  # None: the shared default_cache_dir()
+    arch_overrides: dict[str, Any] | None = None
+    model_config: dict[str, Any] | None = None
     progress: bool = True
 
     @classmethod
-    def build(cls, settings: Optional["EnsembleSettings"] = None, **options: Any) -> "EnsembleSettings":
+    def build(cls, settings: EnsembleSettings | None = None, **options: Any) -> EnsembleSettings:
         """`settings` (or the defaults) with `options` replacing fields; checked."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
@@ -54,7 +55,7 @@ class EnsembleSettings:
         return built
 
     @classmethod
-    def from_config(cls, config: BaseModel, **options: Any) -> "EnsembleSettings":
+    def from_config(cls, config: BaseModel, **options: Any) -> EnsembleSettings:
         """The fields of a config model (`--mode ensemble`'s EnsembleConfig) of the same names,
         `options` replacing them; checked."""
         known = {f.name for f in fields(cls)}
@@ -83,7 +84,7 @@ class EnsembleSettings:
             return "uniform" if num_members == 1 else self.weights
         return "given"
 
-    def given_weights(self, num_members: int) -> List[float]:
+    def given_weights(self, num_members: int) -> list[float]:
         """--weights' numbers, checked against the members and normalised (weight mode 'given')."""
         if self.weights is None or isinstance(self.weights, str):
             raise ValueError(f"--weights {self.weights!r} gives no numbers")

@@ -21,8 +21,9 @@ probabilities (its argmax is their common answer) and the confidence their mean 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +71,7 @@ class Combined:
         return self.logp.argmax(-1)
 
 
-def mix(voters: Voters, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def mix(voters: Voters, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted mixture with per-puzzle voter weights u [K, B] (zero = left out; normalised
     here): (log-probabilities [B, L, C], q logit of the mean sigmoid(q), steps, halted)."""
     u = u / u.sum(0, keepdim=True)
@@ -114,7 +115,7 @@ def _count_candidates(voters: Voters) -> torch.Tensor:
 @dataclass
 class Candidate:
     answer: torch.Tensor  # [L]
-    voters: List[int]
+    voters: list[int]
     weight: float  # summed voter weight
     q_weight: float  # summed weight * sigmoid(q)
 
@@ -123,12 +124,12 @@ class Candidate:
         return self.q_weight / self.weight if self.weight > 0 else 0.0
 
 
-def candidates(voters: Voters, b: int, *, by_q: bool = False) -> List[Candidate]:
+def candidates(voters: Voters, b: int, *, by_q: bool = False) -> list[Candidate]:
     """Distinct answers of puzzle b, best first (vote: weight, then mean sigmoid(q); q_vote:
     summed weight x sigmoid(q), then weight); ties keep the order first seen (member order)."""
     preds = voters.preds[:, b]
     sig = torch.sigmoid(voters.q[:, b])
-    found: Dict[bytes, Candidate] = {}
+    found: dict[bytes, Candidate] = {}
     for k in range(voters.num_voters):
         key = preds[k].numpy().tobytes()
         w = float(voters.weight[k])
@@ -147,9 +148,9 @@ def candidates(voters: Voters, b: int, *, by_q: bool = False) -> List[Candidate]
 
 def _from_choices(
     voters: Voters,
-    chosen: List[Candidate],
-    q_override: Optional[torch.Tensor] = None,
-    counts: Optional[List[int]] = None,
+    chosen: list[Candidate],
+    q_override: torch.Tensor | None = None,
+    counts: list[int] | None = None,
 ) -> Combined:
     K, B = voters.q.shape
     u = torch.zeros(K, B, dtype=torch.float64)
@@ -172,14 +173,14 @@ def q_vote(voters: Voters) -> Combined:
 
 
 # ---- stacking --------------------------------------------------------------------------------
-def feature_names(num_members: int) -> List[str]:
+def feature_names(num_members: int) -> list[str]:
     names = []
     for m in range(num_members):
         names += [f"m{m + 1}_agree", f"m{m + 1}_q_agree", f"m{m + 1}_logp_mean", f"m{m + 1}_logp_min"]
     return names + ["vote_share", "inv_num_candidates"]
 
 
-def candidate_features(voters: Voters, b: int, pool: List[Candidate]) -> torch.Tensor:
+def candidate_features(voters: Voters, b: int, pool: list[Candidate]) -> torch.Tensor:
     """[num candidates, 4 M + 2] features of each candidate answer of puzzle b, per member m
     (averaged over its views): share of its views giving this answer, mean sigmoid(q_halt) of
     those views (0 if none), mean and min token log-probability of the answer under the member;
@@ -217,13 +218,13 @@ class LogisticStacker:
 
     def __init__(
         self,
-        names: List[str],
+        names: list[str],
         mean: torch.Tensor,
         std: torch.Tensor,
         coef: torch.Tensor,
         intercept: float,
         l2: float,
-        info: Optional[Dict[str, Any]] = None,
+        info: dict[str, Any] | None = None,
     ):
         self.names, self.mean, self.std, self.coef, self.intercept, self.l2 = (
             names,
@@ -237,8 +238,8 @@ class LogisticStacker:
 
     @classmethod
     def fit(
-        cls, X: torch.Tensor, y: torch.Tensor, names: List[str], *, l2: float = 1e-2, max_iter: int = 100
-    ) -> "LogisticStacker":
+        cls, X: torch.Tensor, y: torch.Tensor, names: list[str], *, l2: float = 1e-2, max_iter: int = 100
+    ) -> LogisticStacker:
         """Newton's method (with a backtracking line search) on the mean log-loss + l2/2 |coef|^2.
         When the calibration candidates are all right or all wrong there is nothing to learn:
         the coefficients stay 0 and the choice falls back to the vote order."""
@@ -300,7 +301,7 @@ class LogisticStacker:
     def predict(self, X: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(X))
 
-    def to_json(self, extra: Dict[str, Any]) -> Dict[str, Any]:
+    def to_json(self, extra: dict[str, Any]) -> dict[str, Any]:
         return {
             "format": STACKER_FORMAT,
             "model": "logistic_regression",
@@ -315,7 +316,7 @@ class LogisticStacker:
         }
 
     @classmethod
-    def from_json(cls, data: Dict[str, Any], where: str) -> "LogisticStacker":
+    def from_json(cls, data: dict[str, Any], where: str) -> LogisticStacker:
         if not isinstance(data, dict) or data.get("format") != STACKER_FORMAT:
             raise HRMEvalError(f"{where} is not a stacker saved by hrm-eval (format {STACKER_FORMAT})")
         try:
@@ -337,7 +338,7 @@ class LogisticStacker:
         return stacker
 
 
-def stacking_training_data(voters: Voters, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def stacking_training_data(voters: Voters, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, is-right) of every candidate answer of every puzzle in the chunk."""
     scored = labels != -100
     X, y = [], []
@@ -366,7 +367,7 @@ def stacking(voters: Voters, stacker: LogisticStacker) -> Combined:
 
 
 # ---- weights ---------------------------------------------------------------------------------
-def check_weights(weights: Sequence[float], num_members: int) -> List[float]:
+def check_weights(weights: Sequence[float], num_members: int) -> list[float]:
     w = [float(x) for x in weights]
     if len(w) != num_members:
         raise HRMEvalError(
@@ -381,7 +382,7 @@ def check_weights(weights: Sequence[float], num_members: int) -> List[float]:
     return [x / sum(w) for x in w]
 
 
-def weights_from_accuracy(exact: Sequence[float], token: Sequence[float]) -> Tuple[List[float], str]:
+def weights_from_accuracy(exact: Sequence[float], token: Sequence[float]) -> tuple[list[float], str]:
     """Weights proportional to validation exact accuracy (token accuracy when no member solves
     any validation puzzle; uniform when those are all zero too)."""
     for values, basis in ((exact, "exact_accuracy"), (token, "accuracy")):
@@ -392,5 +393,5 @@ def weights_from_accuracy(exact: Sequence[float], token: Sequence[float]) -> Tup
     return [1.0 / n] * n, "uniform (every member scored 0 on the validation split)"
 
 
-def load_stacker_file(path: str) -> Dict[str, Any]:
+def load_stacker_file(path: str) -> dict[str, Any]:
     return guarded.mapping(guarded.read_json(path, "stacker"), f"stacker {path}", "a JSON object")

@@ -9,7 +9,8 @@ strategies pool the per-row ensemble answer over the augmentations.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,10 +27,10 @@ def ensemble_task_scores(
     ctx: EnsembleContext,
     scored_idx: np.ndarray,
     strategy: str,
-    ens: Optional[Scored],
+    ens: Scored | None,
     member_weights: Sequence[float],
-    member_rows: List[Dict[str, Any]],
-) -> Dict[str, Any]:
+    member_rows: list[dict[str, Any]],
+) -> dict[str, Any]:
     """{task name: the ensemble's task scores}, or {} for a task whose exact accuracy is all
     there is. Each member's own task scores go into its row of `member_rows`."""
     task = ctx.task

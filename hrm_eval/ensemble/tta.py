@@ -10,8 +10,6 @@ The view primitives (mapping tokens and logits) live in `hrm_eval.inference.view
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import numpy as np
 import torch
 
@@ -24,8 +22,8 @@ __all__ = ["make_views"]
 
 
 def make_views(
-    task: Optional[PuzzleTask], num_views: int, *, seq_len: int, vocab_size: int, seed: int = 0
-) -> List[PuzzleView]:
+    task: PuzzleTask | None, num_views: int, *, seq_len: int, vocab_size: int, seed: int = 0
+) -> list[PuzzleView]:
     """`num_views` views (identity first) from `PuzzleTask.tta_views`, checked to be permutations
     and turned into tensors. 1 needs no task."""
     if num_views < 1:

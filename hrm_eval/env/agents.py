@@ -16,7 +16,7 @@ QHeadAgent and ThresholdAgent read only the observation, so they also act on a v
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from hrm_eval.models.act import ACTModel
 
 
 class RandomAgent:
-    def __init__(self, seed: Optional[int] = None):
+    def __init__(self, seed: int | None = None):
         self.rng = np.random.default_rng(seed)
 
     def reset(self) -> None:
@@ -53,12 +53,12 @@ class ModelAgent:
         self.game = env.unwrapped.game
         model, _ = load_model(checkpoint, device=device, task=self.game.task.name)
         self.engine = ACTEngine(model, slots=1, halting=HaltingPolicy(halting))
-        self.plan: List[int] = []  # moves of the last answer, most confident first
+        self.plan: list[int] = []  # moves of the last answer, most confident first
         self.scores = np.zeros(0)  # [num_actions] the last answer's probability of each move
         self.fresh = False  # the plan comes from the board as it is now
         self.trusted = False  # the last answer is valid by the rules: no need to solve again
         self.solves = 0
-        self._last: Optional[tuple] = None  # (model input, logits [L, V]): the same input is not run twice
+        self._last: tuple | None = None  # (model input, logits [L, V]): the same input is not run twice
 
     def reset(self) -> None:
         self.plan, self.fresh, self.trusted = [], False, False
@@ -110,7 +110,7 @@ class QHeadAgent:
     def reset(self) -> None:
         pass
 
-    def act(self, obs: Any, info: Optional[dict] = None) -> Any:
+    def act(self, obs: Any, info: dict | None = None) -> Any:
         o = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         halt = self.model.wants_to_halt(o[..., 0], o[..., 1])
         return np.where(halt.numpy(), HALT, CONTINUE) if o.ndim > 1 else int(HALT if bool(halt) else CONTINUE)
@@ -125,7 +125,7 @@ class ThresholdAgent:
     def reset(self) -> None:
         pass
 
-    def act(self, obs: Any, info: Optional[dict] = None) -> Any:
+    def act(self, obs: Any, info: dict | None = None) -> Any:
         p = 1.0 / (1.0 + np.exp(-np.asarray(obs, dtype=np.float64)[..., 0]))
         halt = p >= self.threshold
         return np.where(halt, HALT, CONTINUE) if np.ndim(halt) else int(HALT if halt else CONTINUE)

@@ -16,7 +16,6 @@ G count as marked): the marks stay a piece of one shortest path.
 from __future__ import annotations
 
 import abc
-from typing import Optional
 
 import numpy as np
 
@@ -50,7 +49,7 @@ class Game(abc.ABC):
         """The (cell, token) a move writes."""
 
     @abc.abstractmethod
-    def action_of(self, cell: int, token: int) -> Optional[int]:
+    def action_of(self, cell: int, token: int) -> int | None:
         """The move that writes `token` into `cell`, or None where no move writes that token."""
 
     def apply(self, board: np.ndarray, action: int) -> np.ndarray:
@@ -103,7 +102,7 @@ class SudokuGame(Game):
         cell, d = divmod(int(action), self.n)
         return cell, d + 1 + DIGIT_OFFSET
 
-    def action_of(self, cell: int, token: int) -> Optional[int]:
+    def action_of(self, cell: int, token: int) -> int | None:
         d = int(token) - DIGIT_OFFSET
         return cell * self.n + d - 1 if 1 <= d <= self.n else None
 
@@ -164,7 +163,7 @@ class MazeGame(Game):
     def cell_token(self, action: int) -> tuple[int, int]:
         return int(action), PATH
 
-    def action_of(self, cell: int, token: int) -> Optional[int]:
+    def action_of(self, cell: int, token: int) -> int | None:
         return int(cell) if token == PATH else None
 
     def action_scores(self, probs: np.ndarray) -> np.ndarray:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 
 
-def play(env: Any, agent: Any, episodes: int, *, seed: Optional[int] = 0) -> Dict[str, Any]:
+def play(env: Any, agent: Any, episodes: int, *, seed: int | None = 0) -> dict[str, Any]:
     """`episodes` episodes (the first reset seeded with `seed`, the rest drawn on from it) ->
     solved rate (PuzzleEnv: a solved board; ThinkEnv: a right answer at the halt), mean moves
     (ThinkEnv: ACT steps) and mean reward per episode."""
@@ -32,7 +32,7 @@ def play(env: Any, agent: Any, episodes: int, *, seed: Optional[int] = 0) -> Dic
     }
 
 
-def play_set(vec: Any, agent: Any, puzzles: Any) -> Dict[str, Any]:
+def play_set(vec: Any, agent: Any, puzzles: Any) -> dict[str, Any]:
     """Every puzzle of `puzzles` (indices into the vector env's set, one sub-environment each)
     played once by `agent` on a ThinkVectorEnv made with `autoreset_mode="disabled"`, all
     sub-environments stepped together -> accuracy (right at the halt), mean steps, and the

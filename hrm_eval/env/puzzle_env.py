@@ -18,7 +18,7 @@ left; it is truncated after `max_moves` moves (default: one per open cell, twice
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -39,16 +39,16 @@ class PuzzleEnv(gym.Env):
     def __init__(
         self,
         task: str = "sudoku6",
-        data: Optional[str | Path] = None,
+        data: str | Path | None = None,
         *,
         split: str = "test",
-        difficulty: Optional[Tuple[int, int]] = None,
-        size: Optional[int] = None,
-        max_moves: Optional[int] = None,
+        difficulty: tuple[int, int] | None = None,
+        size: int | None = None,
+        max_moves: int | None = None,
         solved_reward: float = 1.0,
         move_cost: float = 0.0,
-        rule_break_reward: Optional[float] = None,
-        render_mode: Optional[str] = None,
+        rule_break_reward: float | None = None,
+        render_mode: str | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise HRMEvalError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
@@ -63,13 +63,13 @@ class PuzzleEnv(gym.Env):
         self.max_moves = max_moves
         self.solved_reward, self.move_cost, self.rule_break_reward = solved_reward, move_cost, rule_break_reward
         self.render_mode = render_mode
-        self.puzzle: Optional[Puzzle] = None
+        self.puzzle: Puzzle | None = None
         self.board = np.zeros(L, dtype=np.int64)  # [L] tokens
         self.moves = 0
         self.limit = 0
 
     # ---- the episode ------------------------------------------------------------------------
-    def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         pinned = (options or {}).get("puzzle")
         if pinned is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +28,7 @@ class Puzzle:
     """One episode's puzzle: input tokens and, where known, the stored answer."""
 
     inputs: np.ndarray  # [L] int64 tokens
-    label: Optional[np.ndarray]  # [L] int64, IGNORE where not scored; None where no answer is known
+    label: np.ndarray | None  # [L] int64, IGNORE where not scored; None where no answer is known
     name: str
 
 
@@ -44,17 +44,17 @@ class PuzzleSource:
     def __init__(
         self,
         task: PuzzleTask,
-        data: Optional[str | Path] = None,
+        data: str | Path | None = None,
         *,
         split: str = "test",
-        difficulty: Optional[Tuple[int, int]] = None,
-        size: Optional[int] = None,
+        difficulty: tuple[int, int] | None = None,
+        size: int | None = None,
     ):
         self.task = task
         self.difficulty = _check_range(difficulty)
         self.size = size
-        self.inputs: Optional[np.ndarray] = None  # [N, L] a fixed set's puzzles
-        self.labels: Optional[np.ndarray] = None  # [N, L]
+        self.inputs: np.ndarray | None = None  # [N, L] a fixed set's puzzles
+        self.labels: np.ndarray | None = None  # [N, L]
         self.names: list = []
         if data is not None:
             self.seq_len = self._read(data, split)
@@ -135,7 +135,7 @@ class PuzzleSource:
 REDRAWS = 1000  # generated puzzles tried for one in the difficulty range before giving up
 
 
-def _redraw(stream, lo_hi: Tuple[int, int]):
+def _redraw(stream, lo_hi: tuple[int, int]):
     """No generator option for the range (maze): draw until the rating (path length) fits."""
     while True:
         for _ in range(REDRAWS):
@@ -147,7 +147,7 @@ def _redraw(stream, lo_hi: Tuple[int, int]):
         yield row
 
 
-def _check_range(difficulty: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
+def _check_range(difficulty: tuple[int, int] | None) -> tuple[int, int] | None:
     if difficulty is None:
         return None
     try:

@@ -22,7 +22,7 @@ new puzzle), instead of one call per sub-environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -49,16 +49,16 @@ class _ThinkSetup:
     def setup(
         self,
         checkpoint: Any = None,
-        data: Optional[str | Path] = None,
+        data: str | Path | None = None,
         *,
         split: str = "test",
-        task: Optional[str] = None,
-        difficulty: Optional[Tuple[int, int]] = None,
+        task: str | None = None,
+        difficulty: tuple[int, int] | None = None,
         step_cost: float = 0.0,
         reward_on: str = "exact",
-        max_steps: Optional[int] = None,
+        max_steps: int | None = None,
         device: str = "cpu",
-        dtype: Optional[str] = None,
+        dtype: str | None = None,
     ) -> None:
         if reward_on not in ("exact", "verified"):
             raise HRMEvalError(f"reward_on must be exact or verified, got {reward_on!r}")
@@ -73,7 +73,7 @@ class _ThinkSetup:
             raise HRMEvalError(f"max_steps must be at least 1, got {max_steps}")
         self.step_cost, self.verified = float(step_cost), reward_on == "verified"
 
-    def _rewards(self, state: ThinkState, rows: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
+    def _rewards(self, state: ThinkState, rows: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(reward [n] float, correct [n] bool) for rows that halt now."""
         correct = state.correct(rows, self.verified).cpu().numpy()
         steps = state.steps[rows].cpu().numpy()
@@ -86,9 +86,9 @@ class ThinkEnv(_ThinkSetup, gym.Env):
     def __init__(
         self,
         checkpoint: Any = None,
-        data: Optional[str | Path] = None,
+        data: str | Path | None = None,
         *,
-        render_mode: Optional[str] = None,
+        render_mode: str | None = None,
         **options: Any,
     ):
         """`options`: split, task, difficulty, step_cost, reward_on, max_steps, device, dtype
@@ -101,10 +101,10 @@ class ThinkEnv(_ThinkSetup, gym.Env):
         self.observation_space = OBSERVATION
         self.action_space = spaces.Discrete(2)
         self.render_mode = render_mode
-        self.puzzle: Optional[Puzzle] = None
+        self.puzzle: Puzzle | None = None
         self.done = True
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         pinned = (options or {}).get("puzzle")
         self.puzzle = self.source.pinned(pinned) if pinned is not None else self.source.draw(self.np_random)
@@ -128,7 +128,7 @@ class ThinkEnv(_ThinkSetup, gym.Env):
         self.state.advance(self.row)
         return self.state.observe(self.row)[0], 0.0, False, False, self._info()
 
-    def _info(self, correct: Optional[bool] = None) -> dict:
+    def _info(self, correct: bool | None = None) -> dict:
         assert self.puzzle is not None
         info = {
             "answer": self.state.answer[0].cpu().numpy().copy(),
@@ -176,7 +176,7 @@ class ThinkVectorEnv(_ThinkSetup, VectorEnv):
         self,
         num_envs: int = 1,
         checkpoint: Any = None,
-        data: Optional[str | Path] = None,
+        data: str | Path | None = None,
         *,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         **options: Any,
@@ -193,12 +193,12 @@ class ThinkVectorEnv(_ThinkSetup, VectorEnv):
         self.single_action_space = spaces.Discrete(2)
         self.observation_space = batch_space(OBSERVATION, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.rngs: List[np.random.Generator] = [np.random.default_rng() for _ in range(num_envs)]
-        self.names: List[str] = [""] * num_envs
+        self.rngs: list[np.random.Generator] = [np.random.default_rng() for _ in range(num_envs)]
+        self.names: list[str] = [""] * num_envs
         self.ended = np.zeros(num_envs, dtype=bool)  # ended on the last step: starts anew on this one
         self.all_rows = torch.arange(num_envs, device=self.state.device)
 
-    def reset(self, *, seed: Optional[int | List[int]] = None, options: Optional[Dict[str, Any]] = None):
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         options = dict(options or {})
         mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
         if mask.shape != (self.num_envs,) or not mask.any():
@@ -222,7 +222,7 @@ class ThinkVectorEnv(_ThinkSetup, VectorEnv):
         self.ended[mask] = False
         return self.state.observe(self.all_rows), self._infos()
 
-    def _begin(self, rows: torch.Tensor, puzzles: List[Puzzle]) -> None:
+    def _begin(self, rows: torch.Tensor, puzzles: list[Puzzle]) -> None:
         self.state.begin(rows, np.stack([p.inputs for p in puzzles]), [p.label for p in puzzles])
         for row, p in zip(rows.tolist(), puzzles):
             self.names[row] = p.name

@@ -6,7 +6,7 @@ engine's."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,12 +21,10 @@ from hrm_eval.models.checkpoint import LoadedCheckpoint, load_checkpoint, resolv
 from hrm_eval.utils.errors import HRMEvalError
 
 OBS_FIELDS = ("q_halt", "q_continue", "step", "changed", "valid")  # the observation vector, in order
-_MODELS: Dict[
-    Tuple[str, str, Optional[str], Optional[str]], ACTModel
-] = {}  # loaded once per process: many envs share one
+_MODELS: dict[tuple[str, str, str | None, str | None], ACTModel] = {}  # loaded once per process: many envs share one
 
 
-def load_model(checkpoint: Any, *, device: str = "cpu", dtype: Optional[str] = None, task: Optional[str] = None):
+def load_model(checkpoint: Any, *, device: str = "cpu", dtype: str | None = None, task: str | None = None):
     """(model, task): an ACTModel / LoadedCheckpoint as given, or a checkpoint path or name
     (default: the bundled run) loaded once per process and shared by every environment."""
 
@@ -61,7 +59,7 @@ def load_model(checkpoint: Any, *, device: str = "cpu", dtype: Optional[str] = N
     return model, found
 
 
-def _task_seq_len(task: Optional[str], vocab_size: int, path: Any) -> int:
+def _task_seq_len(task: str | None, vocab_size: int, path: Any) -> int:
     """The sequence length of the named task, or of the one fixed-size task of this vocabulary."""
 
     fits = [get_task(task)] if task else [t for t in all_tasks() if t.vocab_size == vocab_size]
@@ -77,7 +75,7 @@ class RuleCheck:
 
     def __init__(self, task: PuzzleTask, device: torch.device):
         self.task = task
-        self.units: Optional[torch.Tensor] = None
+        self.units: torch.Tensor | None = None
         if isinstance(task, SudokuTask):
             n, L = task.n, task.seq_len
             r, c = np.divmod(np.arange(L), n)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -57,25 +57,26 @@ class Accumulator:
         self,
         model: ACTModel,
         dataset: PuzzleDataset,
-        task: Optional[PuzzleTask],
+        task: PuzzleTask | None,
         T: int,
         total: int,
-        spool: Optional[PredictionSpool],
+        spool: PredictionSpool | None,
         keep_answers: bool,
         vocab_size: int,
-        records_path: Optional[str | Path],
+        records_path: str | Path | None,
     ):
         self.model, self.dataset, self.task, self.T = model, dataset, task, T
-        self.waiting: Dict[int, ScoredRow] = {}
+        self.waiting: dict[int, ScoredRow] = {}
         self.next = 0
-        self.per_set: Dict[str, MetricSums] = {}
+        self.per_set: dict[str, MetricSums] = {}
         self.counted = self.solved = self.verified = 0
-        self.records: Optional[List[Dict[str, Any]]] = []
+        self.records: list[dict[str, Any]] | None = []
         self.records_path = Path(records_path) if records_path is not None else None
-        self._records_file: Optional[TextIO] = None
+        self._records_file: TextIO | None = None
         if self.records_path is not None:
             self.records_path.parent.mkdir(parents=True, exist_ok=True)
-            self._records_file = open(self.records_path.with_name(self.records_path.name + ".partial"), "w")
+            # open for the accumulator's life (rows stream in batch by batch); close() ends it
+            self._records_file = open(self.records_path.with_name(self.records_path.name + ".partial"), "w")  # noqa: SIM115
         # Compact per-step arrays for the halting analysis: [N, T] each.
         self.q_halt = np.full((total, T), np.nan, np.float32)
         self.q_continue = np.full((total, T), np.nan, np.float32)
@@ -90,10 +91,10 @@ class Accumulator:
         self.difficulty = np.zeros(total, np.int32)
         self.records_bytes = 0
         self.saved = spool  # the all_preds rows (save_predictions), spooled as they are consumed
-        self.answers: Optional[Dict[str, List[torch.Tensor]]] = {k: [] for k in ANSWER_KEYS} if keep_answers else None
+        self.answers: dict[str, list[torch.Tensor]] | None = {k: [] for k in ANSWER_KEYS} if keep_answers else None
         self.answer_dtype = torch.uint8 if vocab_size <= 256 else torch.int32
         # test-time scaling's cost per puzzle ([N] each), made at the first scaled row
-        self.scaled: Optional[Dict[str, np.ndarray]] = None
+        self.scaled: dict[str, np.ndarray] | None = None
 
     def push(self, index: int, row: ScoredRow) -> None:
         self.waiting[index] = row
@@ -149,15 +150,15 @@ class Accumulator:
         self,
         pb: PuzzleBatch,
         j: int,
-        m: Dict[str, torch.Tensor],
+        m: dict[str, torch.Tensor],
         fin: FinishedRows,
         k: int,
-        verified: Optional[torch.Tensor],
+        verified: torch.Tensor | None,
         pred: torch.Tensor,
-    ) -> Dict[str, Any]:
+    ) -> dict[str, Any]:
         ex, identifier, steps = int(pb.example_index[j]), int(pb.puzzle_identifiers[j]), int(fin.steps[k])
         q_halt = float(fin.q_halt_logits[k])
-        record: Dict[str, Any] = {
+        record: dict[str, Any] = {
             "puzzle_id": self.dataset.example_name(pb.set_name, ex),
             "set": pb.set_name,
             "example_index": ex,
@@ -186,7 +187,7 @@ class Accumulator:
             record["answer"] = self.task.decode_answer(pred.numpy())
         return record
 
-    def _scaled_row(self, i: int, fin: ScaledRows, k: int, record: Dict[str, Any]) -> None:
+    def _scaled_row(self, i: int, fin: ScaledRows, k: int, record: dict[str, Any]) -> None:
         """A scaled puzzle's cost, in its record and in the arrays of the scaling summary."""
         assert fin.attempts is not None and fin.act_steps_total is not None
         assert fin.solved_at_attempt is not None and fin.verified_at_step is not None
@@ -204,7 +205,7 @@ class Accumulator:
         self.scaled["act_steps_total"][i] = int(fin.act_steps_total[k])
         self.scaled["verified_at_step"][i] = int(fin.verified_at_step[k])
 
-    def scaling_arrays(self) -> Optional[Dict[str, np.ndarray]]:
+    def scaling_arrays(self) -> dict[str, np.ndarray] | None:
         """The scaled puzzles' arrays over the valid rows (None without scaling): exact,
         verified (chosen by the rule check), ACT steps of all attempts, attempts, the steps spent
         when an answer verified (0: never), difficulty."""
@@ -225,7 +226,7 @@ class Accumulator:
         wants[-1] = True
         return int(wants.int().argmax()) + 1
 
-    def _emit(self, record: Dict[str, Any]) -> None:
+    def _emit(self, record: dict[str, Any]) -> None:
         if self._records_file is not None:
             line = json_line(record)
             self._records_file.write(line + "\n")
@@ -249,12 +250,12 @@ class Accumulator:
         if self.next == len(self.steps):
             partial.replace(self.records_path)  # type: ignore[arg-type]
 
-    def result(self, elapsed: float, halting: Dict[str, Any], engine: Dict[str, Any]) -> EvaluationResult:
+    def result(self, elapsed: float, halting: dict[str, Any], engine: dict[str, Any]) -> EvaluationResult:
         sums = MetricSums()
         for set_sums in self.per_set.values():
             sums.merge(set_sums)
         count = sums.count
-        aggregate: Dict[str, Any] = dict(sums.reduced())
+        aggregate: dict[str, Any] = dict(sums.reduced())
         aggregate.update(
             total_puzzles=count,
             solve_rate=aggregate["exact_accuracy"],
@@ -300,7 +301,7 @@ class Accumulator:
         )
 
 
-def _stack(parts: Optional[Dict[str, List[torch.Tensor]]]) -> Optional[Dict[str, torch.Tensor]]:
+def _stack(parts: dict[str, list[torch.Tensor]] | None) -> dict[str, torch.Tensor] | None:
     if parts is None:
         return None
     return {k: torch.stack(v) if v else torch.empty(0) for k, v in parts.items()}

@@ -13,8 +13,8 @@ rename); the chunks and the memmaps are removed afterwards. Without a directory 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,19 +31,19 @@ _BITS = {torch.bfloat16: torch.int16}
 class PredictionSpool:
     """The rows of the public all_preds files, in the order they are added (dataset order)."""
 
-    def __init__(self, directory: Optional[str | Path] = None, chunk_rows: int = CHUNK_ROWS):
+    def __init__(self, directory: str | Path | None = None, chunk_rows: int = CHUNK_ROWS):
         self.directory = Path(directory) if directory is not None else None
         self.chunk_rows = chunk_rows
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)  # a killed run's chunks: never mixed in
             self.directory.mkdir(parents=True)
-        self.layout: Dict[str, Tuple[Tuple[int, ...], torch.dtype]] = {}  # key -> (row shape, dtype)
-        self._buffer: Dict[str, np.ndarray] = {}  # key -> [chunk_rows, *row shape]
+        self.layout: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}  # key -> (row shape, dtype)
+        self._buffer: dict[str, np.ndarray] = {}  # key -> [chunk_rows, *row shape]
         self._buffered = 0
-        self._chunks: List[Path | Dict[str, np.ndarray]] = []  # files, or arrays without a directory
+        self._chunks: list[Path | dict[str, np.ndarray]] = []  # files, or arrays without a directory
         self.rows = 0
 
-    def add(self, row: Dict[str, torch.Tensor]) -> None:
+    def add(self, row: dict[str, torch.Tensor]) -> None:
         """One finished row: a tensor per PREDICTION_KEYS key (no batch dimension), copied."""
         if not self._buffer:
             self.layout = {k: (tuple(row[k].shape), row[k].dtype) for k in PREDICTION_KEYS}
@@ -69,7 +69,7 @@ class PredictionSpool:
             self._chunks.append(path)
         self._buffered = 0
 
-    def _read_chunks(self) -> Iterator[Dict[str, np.ndarray]]:
+    def _read_chunks(self) -> Iterator[dict[str, np.ndarray]]:
         """The chunks in order, one in memory at a time."""
         for chunk in self._chunks:
             if isinstance(chunk, dict):
@@ -78,7 +78,7 @@ class PredictionSpool:
                 with np.load(chunk) as npz:
                     yield {k: npz[k] for k in PREDICTION_KEYS}
 
-    def tensors(self, owner: Optional[np.ndarray] = None, rank: int = 0) -> Dict[str, torch.Tensor]:
+    def tensors(self, owner: np.ndarray | None = None, rank: int = 0) -> dict[str, torch.Tensor]:
         """The dict one all_preds file holds: every row, or with `owner` ([rows] rank of each row)
         the rows of `rank`. Backed by memmaps in the directory when there is one."""
         self._flush()
@@ -105,7 +105,7 @@ class PredictionSpool:
         path = self.directory / f"assembled_{rank}_{key}.npy"
         return np.lib.format.open_memmap(path, mode="w+", dtype=_numpy_dtype(dtype), shape=(n, *shape))
 
-    def write(self, prefix: Path, owner: Optional[np.ndarray] = None, world_size: int = 1) -> List[Path]:
+    def write(self, prefix: Path, owner: np.ndarray | None = None, world_size: int = 1) -> list[Path]:
         """`<prefix>.<rank>` for every rank, as the public evaluators write them: each holds the rows
         its rank evaluated (`owner`: [rows] the rank of each row); one process writes `.0` only.
         Each file is written atomically; the spool's files are removed afterwards."""

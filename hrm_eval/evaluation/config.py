@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import field_validator, model_validator
 
@@ -27,7 +27,7 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     data_path: str = setting(  # dataset directory, or a .csv / .jsonl file of puzzles
         flag="--data", help="dataset directory, or a .jsonl / .csv file of puzzles"
     )
-    dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = setting(  # type: ignore[assignment]
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = setting(  # type: ignore[assignment]
         None, help=DTYPE_HELP + "; auto: bf16 where this device runs it natively, else the checkpoint's"
     )
     halting: HaltingMode = setting(FIXED, action="halting", help=modes_help())  # fixed: the public numbers
@@ -38,10 +38,10 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     min_steps: int = setting(  # adaptive / threshold never stop earlier
         1, ge=1, le=limits.MAX_STEPS, help="adaptive / threshold: never stop before this step"
     )
-    max_steps: Optional[int] = setting(  # default: the model's halt_max_steps
+    max_steps: int | None = setting(  # default: the model's halt_max_steps
         None, ge=1, le=limits.MAX_STEPS, help="stop at this step at the latest (default halt_max_steps)"
     )
-    threads: Optional[int] = setting(
+    threads: int | None = setting(
         None, ge=1, le=limits.MAX_THREADS, help="CPU threads (default: OMP_NUM_THREADS, else one per core)"
     )
     # torch.compile the ACT step (skipped with a warning if unavailable)
@@ -49,7 +49,7 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     backend: Literal["torch", "onnxruntime"] = setting(  # onnxruntime: one exported ACT step, CPU, fp32
         "torch", help="onnxruntime: export one ACT step to ONNX and run the ACT loop there (CPU, float32)"
     )
-    quantize: Optional[Literal["int8"]] = setting(  # int8 linear weights (implies onnxruntime)
+    quantize: Literal["int8"] | None = setting(  # int8 linear weights (implies onnxruntime)
         None,
         help="int8 linear weights in onnxruntime (implies --backend onnxruntime); the fp32 graph also "
         "runs on the same puzzles to report the cost",
@@ -61,7 +61,7 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
     )
     # skip the puzzles an interrupted run with the same settings finished in output_dir; "strict":
     # stop at a logged row that cannot be trusted instead of evaluating it again
-    resume: Union[bool, Literal["strict"]] = setting(
+    resume: bool | Literal["strict"] = setting(
         False,
         nargs="?",
         const=True,
@@ -83,12 +83,12 @@ class EvalConfig(RunSettings, ModelFlags, ScalingSettings):
         return v
 
     @model_validator(mode="after")
-    def _sweep_runs_fixed(self) -> "EvalConfig":
+    def _sweep_runs_fixed(self) -> EvalConfig:
         if self.sweep and self.halting != FIXED:
             raise ValueError(f"--sweep simulates every halting rule from one fixed run; drop --halting {self.halting}")
         return self
 
-    def architecture(self, **fields: Any) -> "ModelConfig":
+    def architecture(self, **fields: Any) -> ModelConfig:
         """The architecture of this config's checkpoint on its data, resolved as `evaluate`
         resolves it (all_config.yaml beside the checkpoint, model_config_path, arch_overrides, the
         tensors themselves) and checked against the data; `fields` win. It reads the checkpoint
@@ -119,7 +119,7 @@ class InspectConfig(LogSettings, ModelFlags):
         help="step_<N> file, published `checkpoint` file, run directory (newest step), model folder, "
         ".safetensors or .onnx file",
     )
-    dtype: Optional[Dtype] = setting(None, help=DTYPE_HELP)
+    dtype: Dtype | None = setting(None, help=DTYPE_HELP)
 
 
 class ScoreConfig(LogSettings):

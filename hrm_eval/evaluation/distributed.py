@@ -23,13 +23,15 @@ makes it), so the progress counter and the failure note are plain public store c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -63,10 +65,10 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     backend: str = "none"
-    store: Optional[Any] = None  # torch.distributed.Store, our keys only
-    group: Optional[Any] = None  # a gloo group for gathering Python objects (CPU), None in one process
+    store: Any | None = None  # torch.distributed.Store, our keys only
+    group: Any | None = None  # a gloo group for gathering Python objects (CPU), None in one process
     timeout_s: float = DEFAULT_TIMEOUT_S
-    local_counts: Dict[str, int] = field(default_factory=dict)  # the store's counters in one process
+    local_counts: dict[str, int] = field(default_factory=dict)  # the store's counters in one process
     phases: int = 0  # store key spaces handed out so far (every rank asks in the same order)
 
     @property
@@ -106,10 +108,8 @@ class DistContext:
         """Tell the other ranks (best effort: the store may be gone already)."""
         if self.store is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # failing to tell is not a second failure
             self.store.set("failed", f"rank {self.rank} of {self.world_size}: {reason}")
-        except Exception:  # noqa: BLE001 - failing to tell is not a second failure
-            pass
 
     def check_peers(self) -> None:
         """Stop (PeerFailed) when another rank has reported a failure."""
@@ -117,7 +117,7 @@ class DistContext:
             log.debug("stopping: %s", self.store.get("failed").decode())
             raise PeerFailed()
 
-    def wait_all(self, on_progress: Optional[Callable[[int], None]] = None, phase: str = "") -> None:
+    def wait_all(self, on_progress: Callable[[int], None] | None = None, phase: str = "") -> None:
         """Wait until every rank has finished its shard (polling: no collective runs meanwhile,
         so a slow rank is not a timeout); rank 0 shows the global count while it waits.
         `phase` (from `phase()`) names the piece of work when there are several."""
@@ -134,11 +134,11 @@ class DistContext:
         if on_progress is not None:
             on_progress(self.add_done(0, done))  # the last ranks' puzzles
 
-    def gather(self, obj: Any) -> Optional[List[Any]]:
+    def gather(self, obj: Any) -> list[Any] | None:
         """Every rank's `obj` on rank 0 (None elsewhere); call after `wait_all`."""
         if not self.distributed:
             return [obj]
-        out: Optional[List[Any]] = [None] * self.world_size if self.is_main else None
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
         dist.gather_object(obj, out, dst=0, group=self.group)
         return out
 
@@ -192,7 +192,7 @@ def init_from_env(device: torch.device) -> DistContext:
     return ctx
 
 
-def failure_hook(ctx: DistContext) -> Optional[Callable[[], None]]:
+def failure_hook(ctx: DistContext) -> Callable[[], None] | None:
     """The test hook (FAIL_RANK_ENV) when it names this rank of a distributed run: called after
     the rank's first finished puzzles, it raises (a failure with a reason) or, with ":kill",
     SIGKILLs the process (a rank that dies without a word)."""

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Container, Dict, Iterator, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,9 +55,9 @@ class ShardPlan:
     test hook called after each group of finished rows."""
 
     ctx: DistContext = field(default_factory=DistContext)
-    done: Dict[int, Payload] = field(default_factory=dict)
-    on_rows: Optional[Callable[[List[Payload]], None]] = None
-    after_rows: Optional[Callable[[], None]] = None
+    done: dict[int, Payload] = field(default_factory=dict)
+    on_rows: Callable[[list[Payload]], None] | None = None
+    after_rows: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,17 @@ class RowOutputs:
 
     save_predictions: bool = False
     keep_answers: bool = False
-    records_path: Optional[str | Path] = None
-    predictions_dir: Optional[str | Path] = None
+    records_path: str | Path | None = None
+    predictions_dir: str | Path | None = None
 
 
 class _ShardRows:
     """This rank's finished rows: straight into the accumulator on rank 0, else kept as
     payloads until they are gathered there."""
 
-    def __init__(self, acc: Optional[Accumulator], total: int, *, keep_logits: bool, send: bool):
+    def __init__(self, acc: Accumulator | None, total: int, *, keep_logits: bool, send: bool):
         self.acc, self.keep_logits, self.send = acc, keep_logits, send
-        self.outbox: List[Payload] = []
+        self.outbox: list[Payload] = []
         self.row_batches = np.full(total, -1, np.int64)  # [N]
         self.evaluated = 0
 
@@ -88,7 +89,7 @@ class _ShardRows:
             self.outbox.append(p)
 
     def add_rows(
-        self, rows: List[Tuple[int, ScoredRow]], batches: Dict[int, int], log: Optional[Callable[[List[Payload]], None]]
+        self, rows: list[tuple[int, ScoredRow]], batches: dict[int, int], log: Callable[[list[Payload]], None] | None
     ) -> None:
         """Rows just evaluated. Their payloads go to `log` (the resume log) before their records
         are written: whatever the records file shows is in the log, whenever the run is killed."""
@@ -104,7 +105,7 @@ class _ShardRows:
             else:
                 self.outbox.append(payloads[n])
 
-    def message(self, skipped: int, engine: Dict[str, Any]) -> Dict[str, Any]:
+    def message(self, skipped: int, engine: dict[str, Any]) -> dict[str, Any]:
         return {"rows": self.outbox, "evaluated": self.evaluated, "skipped": skipped, "engine": engine}
 
 
@@ -127,16 +128,16 @@ class Evaluator:
         self,
         model: ACTModel | RecursiveReasoningModel,
         device: str | torch.device | None = None,
-        config: Optional[Any] = None,
+        config: Any | None = None,
         *,
-        batch_size: Optional[int] = None,
-        task: Optional[PuzzleTask] = None,
-        progress: Optional[bool] = None,
-        halting: Optional[HaltingPolicy] = None,
+        batch_size: int | None = None,
+        task: PuzzleTask | None = None,
+        progress: bool | None = None,
+        halting: HaltingPolicy | None = None,
         compile: bool = False,
         cast_weights: bool = False,
-        runner: Optional[ACTRunner] = None,
-        scaling: Optional[ScalingPolicy] = None,
+        runner: ACTRunner | None = None,
+        scaling: ScalingPolicy | None = None,
     ):
         if isinstance(model, RecursiveReasoningModel):
             model = ACTModel(model)
@@ -159,11 +160,11 @@ class Evaluator:
         self,
         dataset: PuzzleDataset,
         *,
-        limit: Optional[int] = None,
+        limit: int | None = None,
         save_predictions: bool = False,
         keep_answers: bool = False,
-        records_path: Optional[str | Path] = None,
-        predictions_dir: Optional[str | Path] = None,
+        records_path: str | Path | None = None,
+        predictions_dir: str | Path | None = None,
     ) -> EvaluationResult:
         """`records_path`: stream per-puzzle records there (JSON lines, dataset order).
         `save_predictions` keeps what the public `all_preds` files hold (logits included): in
@@ -176,8 +177,8 @@ class Evaluator:
         return result
 
     def evaluate_shard(
-        self, dataset: PuzzleDataset, plan: ShardPlan, outputs: RowOutputs, limit: Optional[int] = None
-    ) -> Optional[EvaluationResult]:
+        self, dataset: PuzzleDataset, plan: ShardPlan, outputs: RowOutputs, limit: int | None = None
+    ) -> EvaluationResult | None:
         """`evaluate` for one rank of `plan.ctx` (see hrm_eval.evaluation.distributed): this rank
         runs the dataset batches it owns, minus the rows in `plan.done`; each finished row goes
         to `plan.on_rows` (the resume log) as a payload. Rank 0 accumulates its rows, the done
@@ -205,9 +206,7 @@ class Evaluator:
             result.engine["per_rank"] = [p["engine"] for p in parts]
         return result
 
-    def _setup(
-        self, dataset: PuzzleDataset, limit: Optional[int]
-    ) -> Tuple[Optional[int], Optional[PuzzleTask], int, ACTRunner]:
+    def _setup(self, dataset: PuzzleDataset, limit: int | None) -> tuple[int | None, PuzzleTask | None, int, ACTRunner]:
         """(limit, task, puzzle count, engine) of one evaluation: the config fills what the
         arguments leave out; the engine is the runner given (onnxruntime) or an ACTEngine."""
         if limit is None and self.settings is not None:
@@ -232,7 +231,7 @@ class Evaluator:
         return limit, task, total, engine
 
     def _accumulator(
-        self, dataset: PuzzleDataset, task: Optional[PuzzleTask], steps: int, total: int, outputs: RowOutputs
+        self, dataset: PuzzleDataset, task: PuzzleTask | None, steps: int, total: int, outputs: RowOutputs
     ) -> Accumulator:
         spool = PredictionSpool(outputs.predictions_dir) if outputs.save_predictions else None
         return Accumulator(
@@ -247,7 +246,7 @@ class Evaluator:
             outputs.records_path,
         )
 
-    def _task_for(self, dataset: PuzzleDataset) -> Optional[PuzzleTask]:
+    def _task_for(self, dataset: PuzzleDataset) -> PuzzleTask | None:
         """The task given, else the config's (checked against the dataset), else the dataset's own."""
         if self.task is not None or self.settings is None:
             return self.task
@@ -259,12 +258,12 @@ class Evaluator:
         plan: ShardPlan,
         engine: ACTRunner,
         shard: _ShardRows,
-        done: Dict[int, Payload],
+        done: dict[int, Payload],
         *,
-        limit: Optional[int],
+        limit: int | None,
         total: int,
-        task: Optional[PuzzleTask],
-    ) -> Optional[List[Dict[str, Any]]]:
+        task: PuzzleTask | None,
+    ) -> list[dict[str, Any]] | None:
         """This rank's rows through the engine (less those `done`), then every rank's message
         gathered on rank 0: the list of them there, None on the other ranks."""
         ctx = plan.ctx
@@ -274,8 +273,8 @@ class Evaluator:
         bar.update(ctx.add_done(len(done)) - bar.n)
         # progress events for the log (rank 0, global counts); the bar shows them on the console
         counts = ProgressLog(log, total, console=not self.progress) if ctx.is_main else None
-        inflight: Dict[int, Tuple[PuzzleBatch, int]] = {}
-        batches: Dict[int, int] = {}
+        inflight: dict[int, tuple[PuzzleBatch, int]] = {}
+        batches: dict[int, int] = {}
         try:
             chunks = _chunks(dataset, self.batch_size, limit, inflight, owns=ctx.owns, skip=done, batches=batches)
             for fin in engine.run(chunks):
@@ -302,8 +301,8 @@ class Evaluator:
         return parts
 
     def _finished(
-        self, fin: FinishedRows, inflight: Dict[int, Tuple[PuzzleBatch, int]], task: Optional[PuzzleTask]
-    ) -> List[Tuple[int, ScoredRow]]:
+        self, fin: FinishedRows, inflight: dict[int, tuple[PuzzleBatch, int]], task: PuzzleTask | None
+    ) -> list[tuple[int, ScoredRow]]:
         """The engine's finished rows, scored, each with its position in evaluation order."""
         where = [inflight.pop(i) for i in fin.index.tolist()]
         scores = score_rows(
@@ -321,7 +320,7 @@ class Evaluator:
         ]
 
     def _result(
-        self, acc: Accumulator, shard: _ShardRows, parts: List[Dict[str, Any]], elapsed: float, engine: ACTRunner
+        self, acc: Accumulator, shard: _ShardRows, parts: list[dict[str, Any]], elapsed: float, engine: ACTRunner
     ) -> EvaluationResult:
         """Rank 0's result over every rank's rows, with the dataset batch of each row (which rank
         ran it) and how many rows were evaluated or skipped (resumed)."""
@@ -351,7 +350,7 @@ class Evaluator:
         return result
 
 
-def _exact(acc: Optional[Accumulator]) -> Dict[str, float]:
+def _exact(acc: Accumulator | None) -> dict[str, float]:
     """{"exact": the solved share of the rows counted so far}, or {} before any."""
     if acc is None or not acc.counted:
         return {}
@@ -362,7 +361,7 @@ def _device(device: str | torch.device) -> torch.device:
     return device if isinstance(device, torch.device) else resolve_device(str(device))
 
 
-def _policy(config: Optional[Any]) -> HaltingPolicy:
+def _policy(config: Any | None) -> HaltingPolicy:
     """The halting policy an EvalConfig names (a sweep's is fixed); fixed without one."""
     if config is None:
         return HaltingPolicy()
@@ -374,12 +373,12 @@ def _policy(config: Optional[Any]) -> HaltingPolicy:
 def _chunks(
     dataset: PuzzleDataset,
     batch_size: int,
-    limit: Optional[int],
-    inflight: Dict[int, Tuple[PuzzleBatch, int]],
+    limit: int | None,
+    inflight: dict[int, tuple[PuzzleBatch, int]],
     *,
-    owns: Optional[Callable[[int], bool]] = None,
+    owns: Callable[[int], bool] | None = None,
     skip: Container[int] = (),
-    batches: Optional[Dict[int, int]] = None,
+    batches: dict[int, int] | None = None,
 ) -> Iterator[PuzzleChunk]:
     """The dataset as engine chunks; index = position in evaluation order. A shard keeps the
     batches it `owns` (by batch number) less the positions in `skip`; `batches` records the
@@ -412,7 +411,7 @@ def _one(scores: RowScores, k: int) -> RowScores:
     )
 
 
-def _scaling_intervals(summary: Dict[str, Any], arrays: Dict[str, np.ndarray], difficulty_name: Optional[str]) -> None:
+def _scaling_intervals(summary: dict[str, Any], arrays: dict[str, np.ndarray], difficulty_name: str | None) -> None:
     """Wilson intervals beside test-time scaling's rates, overall and per difficulty row."""
     if not summary.get("puzzles"):
         return

@@ -10,7 +10,8 @@ range of thresholds on sigmoid(q_halt), so a user can pick the operating point.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ def stop_steps(wants: np.ndarray, min_steps: int = 1) -> np.ndarray:
     return wants.argmax(1) + 1
 
 
-def simulate(wants: np.ndarray, exact: np.ndarray, min_steps: int = 1) -> Dict[str, float]:
+def simulate(wants: np.ndarray, exact: np.ndarray, min_steps: int = 1) -> dict[str, float]:
     """Exact accuracy and mean steps of the rule `wants` [N, T] on a fixed run's `exact` [N, T]."""
     n = len(exact)
     if n == 0:
@@ -49,13 +50,13 @@ def simulate(wants: np.ndarray, exact: np.ndarray, min_steps: int = 1) -> Dict[s
     return {"mean_steps": float(stop.mean()), "exact_accuracy": float(exact[np.arange(n), stop - 1].mean())}
 
 
-def halting_analysis(arrays: Dict[str, np.ndarray], model: ACTModel, *, fixed: bool) -> Dict[str, Any]:
+def halting_analysis(arrays: dict[str, np.ndarray], model: ACTModel, *, fixed: bool) -> dict[str, Any]:
     """The results.json `q_value_analysis`. With fixed halting every step is known, so it also
     shows exact accuracy after each step and what the model's own halting would have given;
     with adaptive halting it shows where puzzles actually stopped."""
     q_halt, q_continue, exact, steps = arrays["q_halt"], arrays["q_continue"], arrays["exact"], arrays["steps"]
     n, T = exact.shape if exact.ndim == 2 else (0, 0)
-    out: Dict[str, Any] = {"halting_rule": model_rule_name(model)}
+    out: dict[str, Any] = {"halting_rule": model_rule_name(model)}
     if n == 0:
         return out | {
             "exact_accuracy_by_step": [],
@@ -80,8 +81,8 @@ def halting_analysis(arrays: Dict[str, np.ndarray], model: ACTModel, *, fixed: b
 
 
 def by_difficulty(
-    arrays: Dict[str, np.ndarray], difficulty: np.ndarray, name: str, model: ACTModel, *, fixed: bool
-) -> Dict[str, Any]:
+    arrays: dict[str, np.ndarray], difficulty: np.ndarray, name: str, model: ACTModel, *, fixed: bool
+) -> dict[str, Any]:
     """Exact accuracy and mean steps per difficulty value (`name`, e.g. blanks). A fixed run
     also shows what the model's own halting would have given on the same puzzles, so one run
     answers both "how hard is hard" and "does the model think longer on it"."""
@@ -91,7 +92,7 @@ def by_difficulty(
     rows = []
     for value in np.unique(difficulty).tolist():
         sel = difficulty == value
-        row: Dict[str, Any] = {
+        row: dict[str, Any] = {
             name: int(value),
             "puzzles": int(sel.sum()),
             "exact_accuracy": float(solved[sel].mean()),
@@ -107,13 +108,13 @@ def by_difficulty(
 
 
 def halting_sweep(
-    arrays: Dict[str, np.ndarray], model: ACTModel, thresholds: Sequence[float] = SWEEP_THRESHOLDS
-) -> List[Dict[str, Any]]:
+    arrays: dict[str, np.ndarray], model: ACTModel, thresholds: Sequence[float] = SWEEP_THRESHOLDS
+) -> list[dict[str, Any]]:
     """Operating points from one fixed run: fixed at every step count, the model's rule, and
     each threshold on sigmoid(q_halt). Each point: rule, mean_steps, exact_accuracy."""
     q_halt, q_continue, exact = arrays["q_halt"], arrays["q_continue"], arrays["exact"]
     T = exact.shape[1]
-    points: List[Dict[str, Any]] = []
+    points: list[dict[str, Any]] = []
     for t in range(1, T + 1):
         points.append({"rule": f"{FIXED} {t}", "mean_steps": float(t), "exact_accuracy": float(exact[:, t - 1].mean())})
     points.append(

@@ -9,7 +9,8 @@ on the batch size.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ class MetricSums:
     a task verifies them."""
 
     def __init__(self) -> None:
-        self.sums: Dict[str, float] = {"count": 0.0, **{k: 0.0 for k in PUBLIC_METRICS}}
-        self.verified: Optional[int] = None
+        self.sums: dict[str, float] = {"count": 0.0, **{k: 0.0 for k in PUBLIC_METRICS}}
+        self.verified: int | None = None
 
     def add(self, scores: RowScores, steps: torch.Tensor) -> torch.Tensor:
         """Add one batch of scored rows; returns the valid-row mask [B]."""
@@ -43,7 +44,7 @@ class MetricSums:
             self.verified = (self.verified or 0) + int(scores.verified.sum())
         return valid
 
-    def merge(self, other: "MetricSums") -> None:
+    def merge(self, other: MetricSums) -> None:
         for k, v in other.sums.items():
             self.sums[k] += v
         if other.verified is not None:
@@ -53,7 +54,7 @@ class MetricSums:
     def count(self) -> int:
         return int(self.sums["count"])
 
-    def reduced(self) -> Dict[str, float]:
+    def reduced(self) -> dict[str, float]:
         """Each public metric divided by count (NaN-free: 0.0 when nothing was counted)."""
         count = self.sums["count"]
         return {k: (self.sums[k] / count if count else 0.0) for k in PUBLIC_METRICS}
@@ -62,7 +63,7 @@ class MetricSums:
         """Share of the counted rows whose answer the task's rules accept."""
         return (self.verified or 0) / self.count if self.count else 0.0
 
-    def rate_intervals(self, *, verified: bool) -> Dict[str, List[float]]:
+    def rate_intervals(self, *, verified: bool) -> dict[str, list[float]]:
         """Wilson 95% intervals of the rates (successes are whole puzzles: the sums are counts)."""
         n = self.count
         out = {f"{k}_ci95": wilson_interval(round(self.sums[k]), n) for k in ("exact_accuracy", "q_halt_accuracy")}
@@ -70,10 +71,10 @@ class MetricSums:
             out["verified_solve_rate_ci95"] = wilson_interval(self.verified or 0, n)
         return out
 
-    def summary(self, *, verified: bool) -> Dict[str, Any]:
+    def summary(self, *, verified: bool) -> dict[str, Any]:
         """The public metrics, `total_puzzles` and, when a task verifies answers, `verified_solve_rate`;
         each rate with its Wilson interval (`*_ci95`)."""
-        out: Dict[str, Any] = dict(self.reduced())
+        out: dict[str, Any] = dict(self.reduced())
         out["total_puzzles"] = self.count
         if verified:
             out["verified_solve_rate"] = self.verified_rate()
@@ -90,7 +91,7 @@ STEP_EFFICIENCY_DEFINITION = (
 )
 
 
-def first_correct_step(exact_by_step: Sequence[bool]) -> Optional[int]:
+def first_correct_step(exact_by_step: Sequence[bool]) -> int | None:
     """1-based first step from which every step run has the exact answer; None when the last
     step run is wrong (the puzzle is not solved). [F, T, T] -> 2; [T, F, T] -> 3; [T, F] -> None."""
     exact = [bool(x) for x in exact_by_step]
@@ -102,7 +103,7 @@ def first_correct_step(exact_by_step: Sequence[bool]) -> Optional[int]:
     return t
 
 
-def step_efficiency_summary(first_correct: np.ndarray, steps: np.ndarray) -> Dict[str, Any]:
+def step_efficiency_summary(first_correct: np.ndarray, steps: np.ndarray) -> dict[str, Any]:
     """Aggregate over solved puzzles: `first_correct` [N] (0 where not solved), `steps` [N] used."""
     solved = first_correct > 0
     if not solved.any():

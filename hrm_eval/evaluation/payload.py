@@ -8,7 +8,7 @@ accumulator consumes exactly as the one the engine handed out.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,13 +21,28 @@ from hrm_eval.inference.scaling import ScaledRows
 
 SCALING_FIELDS = ("attempts", "act_steps_total", "solved_at_attempt", "verified_at_step")
 
-Payload = Dict[str, Any]  # one finished puzzle as plain tensors / numbers (torch.save, weights_only)
+Payload = dict[str, Any]  # one finished puzzle as plain tensors / numbers (torch.save, weights_only)
 
 
 # Every field `to_payload` writes: a logged row missing one is not used by --resume.
 ROW_FIELDS = frozenset(
-    "position batch set_name example_index puzzle_index inputs labels puzzle_identifier scores valid answers "
-    "verified finished logits scaling".split()
+    [
+        "position",
+        "batch",
+        "set_name",
+        "example_index",
+        "puzzle_index",
+        "inputs",
+        "labels",
+        "puzzle_identifier",
+        "scores",
+        "valid",
+        "answers",
+        "verified",
+        "finished",
+        "logits",
+        "scaling",
+    ]
 )
 
 
@@ -60,16 +75,16 @@ def to_payload(position: int, batch: int, row: ScoredRow, keep_logits: bool) -> 
     }
 
 
-def _scaling_payload(fin: FinishedRows, k: int) -> Optional[Dict[str, Any]]:
+def _scaling_payload(fin: FinishedRows, k: int) -> dict[str, Any] | None:
     """A scaled row's cost as numbers and its `selected_by` word (None for a plain row)."""
     if not isinstance(fin, ScaledRows):
         return None
-    out: Dict[str, Any] = {name: int(getattr(fin, name)[k]) for name in SCALING_FIELDS}
+    out: dict[str, Any] = {name: int(getattr(fin, name)[k]) for name in SCALING_FIELDS}
     out["selected_by"] = fin.selected_by[k]
     return out
 
 
-def from_payload(p: Payload) -> Tuple[int, ScoredRow]:
+def from_payload(p: Payload) -> tuple[int, ScoredRow]:
     """A payload as the one-row `ScoredRow` the accumulator takes (batch of one, j = k = 0)."""
     batch = PuzzleBatch(
         set_name=p["set_name"],

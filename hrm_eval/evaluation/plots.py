@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hrm_eval.inference.halting import ADAPTIVE, FIXED, THRESHOLD
 from hrm_eval.utils.io import atomic_write
@@ -35,7 +35,7 @@ def _save(plt: Any, fig: Any, path: Path) -> str:
     return str(path)
 
 
-def plot_sweep(points: List[Dict[str, Any]], path: Path) -> Optional[str]:
+def plot_sweep(points: list[dict[str, Any]], path: Path) -> str | None:
     """Exact accuracy against mean ACT steps, one marker per halting rule."""
     plt = _pyplot()
     if plt is None:
@@ -50,7 +50,7 @@ def plot_sweep(points: List[Dict[str, Any]], path: Path) -> Optional[str]:
     return _accuracy_against_steps(plt, fig, ax, path, "mean ACT steps", "Halting: accuracy against thinking time")
 
 
-def plot_reliability(calibration: Dict[str, Any], path: Path) -> Optional[str]:
+def plot_reliability(calibration: dict[str, Any], path: Path) -> str | None:
     """Reliability diagram of sigmoid(q_halt) at the halting step: share right against mean
     confidence per equal-mass bin (the diagonal is perfect calibration), with ECE / Brier / AUROC."""
     plt = _pyplot()
@@ -80,7 +80,7 @@ def plot_reliability(calibration: Dict[str, Any], path: Path) -> Optional[str]:
     return _save(plt, fig, path)
 
 
-def plot_frontier(points: List[Dict[str, Any]], path: Path, plain: Optional[Dict[str, float]] = None) -> Optional[str]:
+def plot_frontier(points: list[dict[str, Any]], path: Path, plain: dict[str, float] | None = None) -> str | None:
     """Test-time scaling's frontier: exact accuracy against mean ACT steps per puzzle, one point
     per budget (all attempts counted), with the plain run beside it when given."""
     plt = _pyplot()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from hrm_eval.models.hub import hub_origin
 RESULTS_SCHEMA_VERSION = 1
 
 
-def versions() -> Dict[str, str]:
+def versions() -> dict[str, str]:
     return {
         "hrm_eval": hrm_eval.__version__,
         "torch": torch.__version__,
@@ -32,7 +33,7 @@ def versions() -> Dict[str, str]:
     }
 
 
-def checkpoint_record(loaded: LoadedCheckpoint) -> Dict[str, Any]:
+def checkpoint_record(loaded: LoadedCheckpoint) -> dict[str, Any]:
     """Which file, byte for byte, and where each config field came from."""
     record = {
         "path": str(loaded.path),
@@ -47,7 +48,7 @@ def checkpoint_record(loaded: LoadedCheckpoint) -> Dict[str, Any]:
     return record
 
 
-def effective_dtype(loaded: Sequence[LoadedCheckpoint]) -> Union[None, str, list]:
+def effective_dtype(loaded: Sequence[LoadedCheckpoint]) -> None | str | list:
     """The forward dtype the models ran in: one name, a list when members differ, None when
     no model ran."""
     names = [x.config.forward_dtype for x in loaded]
@@ -56,9 +57,7 @@ def effective_dtype(loaded: Sequence[LoadedCheckpoint]) -> Union[None, str, list
     return names[0] if len(set(names)) == 1 else names
 
 
-def dataset_record(
-    dataset: Optional[PuzzleDataset], task: Optional[PuzzleTask], **extra: Any
-) -> Optional[Dict[str, Any]]:
+def dataset_record(dataset: PuzzleDataset | None, task: PuzzleTask | None, **extra: Any) -> dict[str, Any] | None:
     if dataset is None:
         return None
     return {
@@ -75,17 +74,17 @@ def dataset_record(
 def build_provenance(
     *,
     checkpoints: Sequence[LoadedCheckpoint],
-    dataset: Optional[PuzzleDataset],
-    task: Optional[PuzzleTask],
+    dataset: PuzzleDataset | None,
+    task: PuzzleTask | None,
     device: str,
     batch_size: int,
-    limit: Optional[int],
-    dataset_extra: Optional[Dict[str, Any]] = None,
-    evaluation_extra: Optional[Dict[str, Any]] = None,
-) -> Dict[str, Any]:
+    limit: int | None,
+    dataset_extra: dict[str, Any] | None = None,
+    evaluation_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The provenance block: one checkpoint gives `checkpoint` and its `model_config`, several
     give `checkpoints` (in the order given)."""
-    prov: Dict[str, Any] = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    prov: dict[str, Any] = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if len(checkpoints) == 1:
         loaded = checkpoints[0]
         prov["checkpoint"] = checkpoint_record(loaded)

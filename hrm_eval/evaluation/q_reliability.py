@@ -19,7 +19,7 @@ its stacker or weights are fitted on, is another thing, in `hrm_eval.ensemble.fi
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +38,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64), -80.0, 80.0)))
 
 
-def equal_mass_bins(confidence: np.ndarray, num_bins: int = DEFAULT_BINS) -> List[np.ndarray]:
+def equal_mass_bins(confidence: np.ndarray, num_bins: int = DEFAULT_BINS) -> list[np.ndarray]:
     """Indices of the puzzles in each bin: sorted by confidence (stable, so ties keep their
     order), cut into min(num_bins, N) bins whose sizes differ by at most one."""
     order = np.argsort(confidence, kind="stable")
@@ -49,7 +49,7 @@ def equal_mass_bins(confidence: np.ndarray, num_bins: int = DEFAULT_BINS) -> Lis
 
 def reliability_table(
     confidence: np.ndarray, correct: np.ndarray, num_bins: int = DEFAULT_BINS
-) -> List[Dict[str, float]]:
+) -> list[dict[str, float]]:
     """Per equal-mass bin: count, confidence range, mean confidence, accuracy, gap (accuracy - confidence)."""
     rows = []
     for b in equal_mass_bins(confidence, num_bins):
@@ -90,7 +90,7 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auroc(score: np.ndarray, correct: np.ndarray) -> Optional[float]:
+def auroc(score: np.ndarray, correct: np.ndarray) -> float | None:
     """Area under the ROC curve of `score` for `correct` (Mann-Whitney U with average ranks);
     None when only one class is present."""
     pos = int(correct.sum())
@@ -103,13 +103,13 @@ def auroc(score: np.ndarray, correct: np.ndarray) -> Optional[float]:
 
 def calibration_report(
     q_halt_logits: np.ndarray, correct: np.ndarray, *, num_bins: int = DEFAULT_BINS, table: bool = True
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """ECE, Brier, AUROC (and the reliability table) of sigmoid(q_halt) for `correct`, over the given puzzles."""
     q = np.asarray(q_halt_logits, np.float64)
     y = np.asarray(correct, bool)
     conf = sigmoid(q)
     n, pos = len(q), int(y.sum())
-    out: Dict[str, Any] = {
+    out: dict[str, Any] = {
         "count": n,
         "correct": pos,
         "mean_confidence": float(conf.mean()) if n else None,
@@ -125,7 +125,7 @@ def calibration_report(
     return out
 
 
-def calibration_analysis(arrays: Dict[str, np.ndarray], *, num_bins: int = DEFAULT_BINS) -> Dict[str, Any]:
+def calibration_analysis(arrays: dict[str, np.ndarray], *, num_bins: int = DEFAULT_BINS) -> dict[str, Any]:
     """results.json `q_value_analysis.calibration`: at the step each puzzle stopped (with the
     reliability table) and after every ACT step, over the puzzles that ran that step
     (`arrays`: q_halt [N, T] (NaN where not run), exact [N, T], steps [N])."""

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 from hrm_eval.inference.halting import FIXED
 from hrm_eval.models.checkpoint import LoadedCheckpoint, alarming_assumptions
 from hrm_eval.models.hub import hub_origin
 
 
-def _table(rows: List[Tuple[str, str]], title: str) -> str:
+def _table(rows: list[tuple[str, str]], title: str) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [title, "-" * max(len(title), width + 2 + max(len(v) for _, v in rows))]
     lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
     return "\n".join(lines)
 
 
-def _ci(m: Dict[str, Any], key: str, digits: int = 4) -> str:
+def _ci(m: dict[str, Any], key: str, digits: int = 4) -> str:
     """`0.5700 [0.5134, 0.6248]`: the value with its 95% interval, where results.json has one."""
     ci = m.get(f"{key}_ci95")
     text = f"{m[key]:.{digits}f}"
@@ -30,7 +30,7 @@ def _halting(h: Any) -> str:
     return f"{h['mode']} ({extra})" if extra else h["mode"]
 
 
-def _difficulty_table(d: Dict[str, Any]) -> str:
+def _difficulty_table(d: dict[str, Any]) -> str:
     """One line per difficulty value: puzzles, exact accuracy, mean steps (and, from a fixed run,
     what the model's own halting would have given)."""
     name, rows = d["measure"], d["rows"]
@@ -46,7 +46,7 @@ def _difficulty_table(d: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_scaling(t: Dict[str, Any]) -> str:
+def format_scaling(t: dict[str, Any]) -> str:
     """results.json's test_time_scaling as text: the settings, accuracy beside its cost, by
     difficulty, and the frontier (exact accuracy at mean ACT steps for smaller budgets)."""
     c = t["settings"]
@@ -73,14 +73,14 @@ def format_scaling(t: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _accepted(t: Dict[str, Any]) -> str:
+def _accepted(t: dict[str, Any]) -> str:
     """How many answers passed: the rule check's verdict, or (a task without rules) the Q head's confidence."""
     if "verified_rate" in t:
         return f"verified {_ci(t, 'verified_rate')}"
     return f"accepted by confidence {_ci(t, 'accepted_rate')}"
 
 
-def _calibration_rows(cal: Any) -> List[Tuple[str, str]]:
+def _calibration_rows(cal: Any) -> list[tuple[str, str]]:
     """ECE / Brier / AUROC of sigmoid(q_halt) at the halting step, and the ECE after each ACT step."""
     if not cal or not cal["at_halt"].get("count"):
         return []
@@ -92,7 +92,7 @@ def _calibration_rows(cal: Any) -> List[Tuple[str, str]]:
     return rows
 
 
-def format_summary(results: Dict[str, Any]) -> str:
+def format_summary(results: dict[str, Any]) -> str:
     m = results["aggregate_metrics"]
     prov = results["provenance"]
     rows = [
@@ -158,7 +158,7 @@ def format_summary(results: Dict[str, Any]) -> str:
     return table + "".join(f"\nnote: {n}" for n in _architecture_notes(prov["checkpoint"], m))
 
 
-def _architecture_notes(checkpoint: Dict[str, Any], metrics: Dict[str, Any]) -> List[str]:
+def _architecture_notes(checkpoint: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     """Issue 16: an assumed architecture value (no all_config.yaml) scores a silent 0%; the
     summary, not only the log above it, says so, and points at inspect whenever nothing was solved."""
     notes = []
@@ -176,7 +176,7 @@ def _architecture_notes(checkpoint: Dict[str, Any], metrics: Dict[str, Any]) -> 
     return notes
 
 
-def _hub_row(path: Any) -> List[Tuple[str, str]]:
+def _hub_row(path: Any) -> list[tuple[str, str]]:
     origin = hub_origin(path)
     if origin is None:
         return []
@@ -202,7 +202,7 @@ def format_inspection(loaded: LoadedCheckpoint) -> str:
             else "; ".join(f"{k}: {nan} NaN, {inf} Inf" for k, nan, inf in loaded.nonfinite),
         ),
     ]
-    structure: List[Tuple[str, Any]] = [
+    structure: list[tuple[str, Any]] = [
         ("hidden_size", c.hidden_size),
         ("num_heads", c.num_heads),
         ("expansion", c.expansion),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,29 +18,29 @@ if TYPE_CHECKING:
 
 @dataclass
 class EvaluationResult:
-    aggregate_metrics: Dict[str, Any]
-    per_set_metrics: Dict[str, Dict[str, float]]
-    q_value_analysis: Dict[str, Any]
-    per_puzzle_metrics: Optional[List[Dict[str, Any]]]  # None when over the cap (see records_file)
-    halting: Dict[str, Any] = field(default_factory=dict)
-    engine: Dict[str, Any] = field(default_factory=dict)
-    records_file: Optional[str] = None
-    predictions: Optional[Dict[str, torch.Tensor]] = None  # public all_preds layout (with logits), in memory
+    aggregate_metrics: dict[str, Any]
+    per_set_metrics: dict[str, dict[str, float]]
+    q_value_analysis: dict[str, Any]
+    per_puzzle_metrics: list[dict[str, Any]] | None  # None when over the cap (see records_file)
+    halting: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    records_file: str | None = None
+    predictions: dict[str, torch.Tensor] | None = None  # public all_preds layout (with logits), in memory
     # save_predictions with a predictions_dir: the same rows spooled to disk (`.write` makes the files)
-    prediction_spool: Optional[PredictionSpool] = None
-    answers: Optional[Dict[str, torch.Tensor]] = None  # compact: inputs, puzzle_identifiers, preds, q_halt_logits
-    step_arrays: Optional[Dict[str, np.ndarray]] = None  # q_halt / q_continue / exact [N, T] (halting sweep)
-    by_difficulty: Optional[Dict[str, Any]] = None  # exact accuracy and steps per difficulty (Sudoku: blanks)
-    row_batches: Optional[np.ndarray] = None  # [N] dataset batch of each row (evaluate_shard: which rank's it is)
-    rows_run: Dict[str, int] = field(default_factory=dict)  # evaluate_shard: puzzles evaluated / skipped (resumed)
-    test_time_scaling: Optional[Dict[str, Any]] = None  # scaling's accuracy and cost, frontier (scaling on)
+    prediction_spool: PredictionSpool | None = None
+    answers: dict[str, torch.Tensor] | None = None  # compact: inputs, puzzle_identifiers, preds, q_halt_logits
+    step_arrays: dict[str, np.ndarray] | None = None  # q_halt / q_continue / exact [N, T] (halting sweep)
+    by_difficulty: dict[str, Any] | None = None  # exact accuracy and steps per difficulty (Sudoku: blanks)
+    row_batches: np.ndarray | None = None  # [N] dataset batch of each row (evaluate_shard: which rank's it is)
+    rows_run: dict[str, int] = field(default_factory=dict)  # evaluate_shard: puzzles evaluated / skipped (resumed)
+    test_time_scaling: dict[str, Any] | None = None  # scaling's accuracy and cost, frontier (scaling on)
 
-    def to_pandas(self) -> "pd.DataFrame":
+    def to_pandas(self) -> pd.DataFrame:
         """One row per puzzle (the per-puzzle records, in dataset order), read back from
         per_puzzle.jsonl when they were too many to keep in memory."""
         return records_frame(self.per_puzzle_metrics if self.per_puzzle_metrics is not None else self.records_file)
 
-    def summary(self) -> "pd.DataFrame":
+    def summary(self) -> pd.DataFrame:
         """The aggregate metrics and the Q head's calibration at the halting step, one row each
         (index `metric`, column `value`)."""
         return summary_frame(self.aggregate_metrics, self.q_value_analysis)
@@ -51,7 +51,7 @@ class EvaluationResult:
 NULLABLE_INT_COLUMNS = ("first_correct_step",)
 
 
-def records_frame(records: Optional[List[Dict[str, Any]] | str | Path]) -> "pd.DataFrame":
+def records_frame(records: list[dict[str, Any]] | str | Path | None) -> pd.DataFrame:
     """Per-puzzle records (a list, or a per_puzzle.jsonl path) as a DataFrame, one row per puzzle."""
     import pandas as pd
 
@@ -67,11 +67,11 @@ def records_frame(records: Optional[List[Dict[str, Any]] | str | Path]) -> "pd.D
     return frame
 
 
-def summary_frame(aggregate: Dict[str, Any], q_value_analysis: Dict[str, Any]) -> "pd.DataFrame":
+def summary_frame(aggregate: dict[str, Any], q_value_analysis: dict[str, Any]) -> pd.DataFrame:
     """A results dict's headline numbers as a DataFrame (also `results.summary()`)."""
     import pandas as pd
 
-    values: Dict[str, Any] = {k: v for k, v in aggregate.items() if isinstance(v, (int, float)) or v is None}
+    values: dict[str, Any] = {k: v for k, v in aggregate.items() if isinstance(v, (int, float)) or v is None}
     at_halt = q_value_analysis.get("calibration", {}).get("at_halt", {})
     for key in ("ece", "brier", "auroc"):
         if key in at_halt:

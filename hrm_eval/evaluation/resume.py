@@ -24,8 +24,9 @@ import logging
 import os
 import shutil
 import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any
 
 import torch
 
@@ -48,16 +49,16 @@ def build_manifest(
     checkpoint_sha256: str,
     dataset_fingerprint: str,
     split: str,
-    limit: Optional[int],
+    limit: int | None,
     dtype: str,
-    halting: Dict[str, Any],
+    halting: dict[str, Any],
     batch_size: int,
-    model_config: Dict[str, Any],
-    task: Optional[str],
+    model_config: dict[str, Any],
+    task: str | None,
     device_type: str,
     keep_logits: bool,
-    scaling: Optional[Dict[str, Any]] = None,
-) -> Dict[str, Any]:
+    scaling: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything a finished puzzle's numbers depend on. Beyond the checkpoint, data and
     policy: the batch size (with fixed halting a puzzle's floats are those of its batch),
     the resolved model config (--arch overrides), the device type (CPU and CUDA round
@@ -80,7 +81,7 @@ def build_manifest(
     }
 
 
-def manifest_id(manifest: Dict[str, Any]) -> str:
+def manifest_id(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -92,9 +93,9 @@ class RowLog:
         self.key = key  # the manifest id: a frame's digest ties it to the settings it was computed with
         path.parent.mkdir(parents=True, exist_ok=True)
         # O_APPEND + one os.write per frame: a kill leaves whole frames and at most one cut short
-        self._fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def append(self, payloads: List[Payload]) -> None:
+    def append(self, payloads: list[Payload]) -> None:
         """One frame for the group: its payloads as columns (a tensor field stacked), since a
         `torch.save` per puzzle costs ~100 bytes of headers for each of its ~20 tensors."""
         if self._fd is None or not payloads:
@@ -110,7 +111,7 @@ class RowLog:
             self._fd = None
 
 
-def read_log(path: Path, key: bytes = b"", problems: Optional[List[str]] = None) -> Iterator[Payload]:
+def read_log(path: Path, key: bytes = b"", problems: list[str] | None = None) -> Iterator[Payload]:
     """The frames of one log; stops at a frame cut short (the end of a killed run), and at a
     frame whose digest does not match (edited or damaged: what follows is evaluated again; the
     reason goes to `problems` when given, else to a warning)."""
@@ -139,10 +140,10 @@ def read_log(path: Path, key: bytes = b"", problems: Optional[List[str]] = None)
         at = end
 
 
-def _columns(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Dicts with the same keys -> one dict of columns: tensors of one shape and dtype stacked
     ({"stack": T}), nested dicts recursively ({"dict": ...}), anything else a list ({"list": ...})."""
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key in rows[0]:
         values = [r[key] for r in rows]
         first = values[0]
@@ -157,9 +158,9 @@ def _columns(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def _row(columns: Dict[str, Any], r: int) -> Dict[str, Any]:
+def _row(columns: dict[str, Any], r: int) -> dict[str, Any]:
     """Row r of `_columns` output, as the dict it was."""
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, col in columns.items():
         if "dict" in col:
             out[key] = _row(col["dict"], r)
@@ -176,13 +177,13 @@ class ResumeState:
     Rank 0 calls `prepare` (checks or writes the manifest), then, after a barrier, every rank
     calls `start` (loads the rows any log holds for this manifest and opens its own)."""
 
-    def __init__(self, output_dir: Path, manifest: Dict[str, Any], rank: int):
+    def __init__(self, output_dir: Path, manifest: dict[str, Any], rank: int):
         self.dir = Path(output_dir) / RESUME_DIR
         self.manifest = manifest
         self.id = manifest_id(manifest)
         self.rank = rank
-        self.log: Optional[RowLog] = None
-        self.done: Dict[int, Payload] = {}
+        self.log: RowLog | None = None
+        self.done: dict[int, Payload] = {}
 
     def prepare(self, resume: bool | str) -> None:
         """Rank 0, before the other ranks look: check the manifest (--resume) or start afresh."""
@@ -207,7 +208,7 @@ class ResumeState:
                     f"{_short(value)}; resume with the same settings or remove {self.dir}"
                 )
 
-    def start(self, resume: bool | str, check: Optional[Callable[[Payload], Optional[str]]] = None) -> None:
+    def start(self, resume: bool | str, check: Callable[[Payload], str | None] | None = None) -> None:
         """Every rank: `done` = the finished rows in the logs of this manifest (by position),
         each checked, not trusted: a damaged or edited frame, a row `check` finds wrong (a
         position outside the data, inputs that are not the dataset's there) or missing a field is
@@ -216,7 +217,7 @@ class ResumeState:
         own = self.dir / f"rows.{self.rank}.{self.id}.log"
         key = self.id.encode()
         if resume:
-            refused: List[str] = []
+            refused: list[str] = []
             for path in sorted(self.dir.glob(f"rows.*.{self.id}.log")):
                 for payload in read_log(path, key, refused):
                     why = _row_problem(payload, check)
@@ -239,7 +240,7 @@ class ResumeState:
             own.unlink()  # a fresh start on a disk rank 0 did not clear (another node's)
         self.log = RowLog(own, key)
 
-    def append(self, payloads: List[Payload]) -> None:
+    def append(self, payloads: list[Payload]) -> None:
         if self.log is not None:
             self.log.append(payloads)
 
@@ -253,9 +254,9 @@ class ResumeState:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _row_problem(payload: Payload, check: Optional[Callable[[Payload], Optional[str]]]) -> Optional[str]:
+def _row_problem(payload: Payload, check: Callable[[Payload], str | None] | None) -> str | None:
     """Why a logged row cannot be used, or None."""
-    if not isinstance(payload, dict) or not ROW_FIELDS <= set(payload):
+    if not isinstance(payload, dict) or not set(payload) >= ROW_FIELDS:
         missing = sorted(ROW_FIELDS - set(payload)) if isinstance(payload, dict) else ["all"]
         return f"a row without the field {missing[0]}"
     position = payload["position"]
@@ -264,7 +265,7 @@ def _row_problem(payload: Payload, check: Optional[Callable[[Payload], Optional[
     return check(payload) if check is not None else None
 
 
-def dataset_row_check(dataset: Any, total: int) -> Callable[[Payload], Optional[str]]:
+def dataset_row_check(dataset: Any, total: int) -> Callable[[Payload], str | None]:
     """A `start` check against the data being evaluated: the position lies inside the first
     `total` rows, and the row's set, index, inputs and puzzle identifier are the dataset's there
     (what a log cannot fake without the data itself)."""
@@ -276,7 +277,7 @@ def dataset_row_check(dataset: Any, total: int) -> Callable[[Payload], Optional[
         starts.append((offset, name, arrays, puzzles))
         offset += len(arrays["inputs"])
 
-    def check(p: Payload) -> Optional[str]:
+    def check(p: Payload) -> str | None:
         position = p["position"]
         if not 0 <= position < total:
             return f"position {position} is outside the {total} puzzles evaluated"

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
@@ -59,15 +60,15 @@ __all__ = ["simple_evaluate", "assemble_results", "results_frames", "RECORDS_FIL
 
 
 def simple_evaluate(
-    checkpoint: Optional[str | Path] = None,
-    data: Optional[str | Path] = None,
+    checkpoint: str | Path | None = None,
+    data: str | Path | None = None,
     *,
-    config: Optional[EvalConfig] = None,
-    model_config: Optional[Dict[str, Any]] = None,
-    formats: Optional[Sequence[str]] = None,
-    dist: Optional[DistContext] = None,
+    config: EvalConfig | None = None,
+    model_config: dict[str, Any] | None = None,
+    formats: Sequence[str] | None = None,
+    dist: DistContext | None = None,
     **settings: Any,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset; returns the results dict (also written to
     `<output_dir>/results.json`, with the per-puzzle records streamed to `per_puzzle.jsonl`,
     when output_dir is given).
@@ -102,7 +103,7 @@ def simple_evaluate(
     cfg = evaluate_config(checkpoint, data, config, settings)
     output_dir, batch_size, limit, compile = cfg.output_dir, cfg.batch_size, cfg.limit, cfg.compile
     backend, quantize, device = cfg.backend, cfg.quantize, cfg.device
-    dtype: Optional[str] = cfg.dtype
+    dtype: str | None = cfg.dtype
     save_predictions = cfg.save_predictions
     if model_config is None and cfg.model_config_path:
         model_config = read_arch_fields(cfg.model_config_path)
@@ -160,7 +161,7 @@ def simple_evaluate(
 
 
 def evaluate_config(
-    checkpoint: Optional[str | Path], data: Optional[str | Path], config: Optional[EvalConfig], settings: Dict[str, Any]
+    checkpoint: str | Path | None, data: str | Path | None, config: EvalConfig | None, settings: dict[str, Any]
 ) -> EvalConfig:
     """The EvalConfig of one `simple_evaluate` call: `config` (or the defaults), then the
     checkpoint, data and keyword settings given (None: not given). A name that is no setting is a
@@ -187,7 +188,7 @@ class _Setup:
     dist: DistContext
     loaded: LoadedCheckpoint
     dataset: PuzzleDataset
-    task: Optional[PuzzleTask]
+    task: PuzzleTask | None
     dtype_choice: DtypeChoice
 
 
@@ -195,13 +196,13 @@ def _setup(
     checkpoint: str | Path,
     data: str | Path,
     split: str,
-    task: Optional[str],
+    task: str | None,
     device: str,
-    dtype: Optional[str],
-    threads: Optional[int],
+    dtype: str | None,
+    threads: int | None,
     policy: HaltingPolicy,
     dist: DistContext,
-    load_options: Dict[str, Any],
+    load_options: dict[str, Any],
 ) -> _Setup:
     """The device and its threads, then the checkpoint (in the chosen dtype), the data and its task."""
     dev = resolve_device(device)
@@ -214,7 +215,7 @@ def _setup(
     return _Setup(dev, n_threads, policy, dist, loaded, dataset, resolve_task(task, dataset), dtype_choice)
 
 
-def _log_start(s: _Setup, limit: Optional[int]) -> None:
+def _log_start(s: _Setup, limit: int | None) -> None:
     total = len(s.dataset) if limit is None else min(limit, len(s.dataset))
     log.info(
         "checkpoint %s (%s, step %s) on %s: %d puzzles, device %s, dtype %s (%s), halting %s, threads %d",
@@ -245,12 +246,12 @@ def _log_start(s: _Setup, limit: Optional[int]) -> None:
 def _run(
     evaluator: Evaluator,
     s: _Setup,
-    state: Optional[ResumeState],
-    output_dir: Optional[str | Path],
+    state: ResumeState | None,
+    output_dir: str | Path | None,
     *,
-    limit: Optional[int],
+    limit: int | None,
     save_predictions: bool,
-) -> Optional[EvaluationResult]:
+) -> EvaluationResult | None:
     """Every puzzle through the evaluator: as this rank's shard (one process: the whole dataset)
     and/or the rest of a resumed run. None on ranks other than 0 (their rows went there)."""
     records = Path(output_dir) / RECORDS_FILE if output_dir is not None else None
@@ -269,14 +270,14 @@ def _run(
 def _evaluator(
     s: _Setup,
     backend: str,
-    quantize: Optional[str],
+    quantize: str | None,
     *,
     batch_size: int,
     progress: bool,
     compile: bool,
-    limit: Optional[int],
+    limit: int | None,
     scaling: ScalingPolicy,
-) -> Tuple[Evaluator, Any]:
+) -> tuple[Evaluator, Any]:
     """(the Evaluator on the ACT engine or onnxruntime, the measured int8 cost or None)."""
     runner, cost = None, None
     if backend == "onnxruntime":
@@ -297,15 +298,15 @@ def _evaluator(
 
 
 def _complete(
-    results: Dict[str, Any],
+    results: dict[str, Any],
     result: EvaluationResult,
     s: _Setup,
-    run_facts: Dict[str, Any],
+    run_facts: dict[str, Any],
     *,
     cost: Any,
     sweep: bool,
-    scorer: Optional[TaskScorer],
-    output_dir: Optional[str | Path],
+    scorer: TaskScorer | None,
+    output_dir: str | Path | None,
 ) -> None:
     """What goes into the results beyond the metrics: how they were computed (`run_facts`:
     compile, backend, quantization), resumed counts, the int8 cost, the halting sweep, the
@@ -332,15 +333,15 @@ def _complete(
 
 
 def _resume_state(
-    output_dir: Optional[str | Path],
+    output_dir: str | Path | None,
     resume: bool | str,
     s: _Setup,
     runs_on: str,
-    limit: Optional[int],
+    limit: int | None,
     batch_size: int,
     save_predictions: bool,
     scaling: ScalingPolicy,
-) -> Optional[ResumeState]:
+) -> ResumeState | None:
     """The resume folder in output_dir (checked on --resume by rank 0, then read by every rank)."""
     if output_dir is None:
         if resume:
@@ -373,7 +374,7 @@ def _resume_state(
     return state
 
 
-def onnx_settings(device: str, dtype: Optional[str], compile: bool) -> Tuple[str, str]:
+def onnx_settings(device: str, dtype: str | None, compile: bool) -> tuple[str, str]:
     """(device, dtype) for the onnxruntime backend: the CPU, float32 (what the graph computes)."""
     if device not in ("auto", "cpu"):
         raise HRMEvalError(f"--device {device}: the onnxruntime backend runs on the CPU (--device cpu)")
@@ -388,11 +389,11 @@ def _onnx_runner(
     loaded: LoadedCheckpoint,
     dataset: PuzzleDataset,
     policy: HaltingPolicy,
-    quantize: Optional[str],
+    quantize: str | None,
     threads: int,
     batch_size: int,
-    limit: Optional[int],
-) -> Tuple[Any, Any]:
+    limit: int | None,
+) -> tuple[Any, Any]:
     """(an onnxruntime runner for the evaluation, the measured int8 cost or None)."""
     sessions = onnx_sessions(loaded, quantize=quantize, threads=threads)
     cost = None
@@ -403,7 +404,7 @@ def _onnx_runner(
     return OnnxACTRunner(session, loaded.config, slots=batch_size, halting=policy), cost
 
 
-def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: Optional[str | Path]) -> Dict[str, Any]:
+def _task_scores(scorer: TaskScorer, result: EvaluationResult, output_dir: str | Path | None) -> dict[str, Any]:
     """The task's own scores over the kept answers (with output_dir: its score files written there)."""
     a = result.answers or {}
     scorer.add(a["puzzle_identifiers"], a["inputs"], a["preds"], a["q_halt_logits"].float())
@@ -415,11 +416,11 @@ def _load(
     data: str | Path,
     *,
     split: str,
-    task: Optional[str],
-    dtype: Optional[str],
+    task: str | None,
+    dtype: str | None,
     device: torch.device,
     **options: Any,
-) -> Tuple[LoadedCheckpoint, PuzzleDataset, DtypeChoice]:
+) -> tuple[LoadedCheckpoint, PuzzleDataset, DtypeChoice]:
     """The checkpoint (in the chosen dtype) and the dataset it is evaluated on. `options`:
     load_checkpoint's overrides and model_config."""
     fixed_dtype = None if dtype == "auto" else dtype
@@ -445,7 +446,7 @@ def _load(
 
 def _write_outputs(
     out: Path,
-    results: Dict[str, Any],
+    results: dict[str, Any],
     result: EvaluationResult,
     loaded: LoadedCheckpoint,
     save_predictions: bool,
@@ -495,14 +496,14 @@ def assemble_results(
     result: EvaluationResult,
     loaded: LoadedCheckpoint,
     dataset: PuzzleDataset,
-    task: Optional[PuzzleTask],
+    task: PuzzleTask | None,
     *,
     device: str,
     batch_size: int,
-    limit: Optional[int],
-) -> Dict[str, Any]:
+    limit: int | None,
+) -> dict[str, Any]:
     """The results JSON: metrics, per-puzzle records and everything needed to reproduce them."""
-    results: Dict[str, Any] = {
+    results: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "aggregate_metrics": result.aggregate_metrics,
         "metric_definitions": {
@@ -533,13 +534,11 @@ def assemble_results(
     return results
 
 
-def results_frames(
-    results: Dict[str, Any], output_dir: Optional[str | Path] = None
-) -> Tuple["pd.DataFrame", "pd.DataFrame"]:
+def results_frames(results: dict[str, Any], output_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-puzzle table, summary) of a `simple_evaluate` results dict as DataFrames, as
     `EvaluationResult.to_pandas()` / `.summary()` give them. Records beyond the results.json cap
     are read from per_puzzle.jsonl in `output_dir`."""
-    records: Optional[Any] = results.get("per_puzzle_metrics")
+    records: Any | None = results.get("per_puzzle_metrics")
     if records is None and output_dir is not None and (Path(output_dir) / RECORDS_FILE).is_file():
         records = Path(output_dir) / RECORDS_FILE
     per_puzzle = records_frame(records)

@@ -10,7 +10,6 @@ own rules accept the answer (`verified`; False on rows that do not count).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
 
 import torch
 
@@ -18,17 +17,17 @@ from hrm_eval.data.tasks.base import PuzzleTask
 from hrm_eval.models.losses import row_metrics
 
 
-def valid_rows(rows: Dict[str, torch.Tensor], halted: torch.Tensor) -> torch.Tensor:
+def valid_rows(rows: dict[str, torch.Tensor], halted: torch.Tensor) -> torch.Tensor:
     """[B] bool: the rows every metric is summed over (halted, at least one scored label)."""
     return halted & (rows["num_labels"] > 0)
 
 
 @dataclass
 class RowScores:
-    rows: Dict[str, torch.Tensor]  # row_metrics: per-row values [B]
+    rows: dict[str, torch.Tensor]  # row_metrics: per-row values [B]
     valid: torch.Tensor  # [B] bool
     answers: torch.Tensor  # [B, L] argmax answer
-    verified: Optional[torch.Tensor]  # [B] bool; None without a task
+    verified: torch.Tensor | None  # [B] bool; None without a task
 
     @property
     def exact(self) -> torch.Tensor:
@@ -43,8 +42,8 @@ def score_rows(
     *,
     loss_type: str,
     halted: torch.Tensor,
-    inputs: Optional[torch.Tensor] = None,
-    task: Optional[PuzzleTask] = None,
+    inputs: torch.Tensor | None = None,
+    task: PuzzleTask | None = None,
 ) -> RowScores:
     """Score a batch of answers: `logits` [B, L, V] (or log-probabilities), `labels` [B, L]
     (-100 where not scored), `q_halt_logits` [B], `halted` [B]; `inputs` [B, L] with `task`."""

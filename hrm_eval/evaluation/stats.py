@@ -6,7 +6,8 @@ summary, compare and the ensemble all call here); README: Reading the numbers.""
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ PAIRED_TEST_DEFINITION = (
 )
 
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> List[float]:
+def wilson_interval(k: int, n: int, z: float = Z95) -> list[float]:
     """Wilson score interval of a rate k / n. Unlike p +/- z*SE it stays inside [0, 1] and does
     not collapse to a point at 0 / n or n / n. n == 0: [0, 1] (nothing is known)."""
     if n <= 0:
@@ -48,7 +49,7 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> List[float]:
     return [lo, hi]
 
 
-def rate_interval(successes: np.ndarray) -> List[float]:
+def rate_interval(successes: np.ndarray) -> list[float]:
     """Wilson interval of the share of True in a per-puzzle boolean vector."""
     s = np.asarray(successes, bool)
     return wilson_interval(int(s.sum()), int(s.size))
@@ -56,7 +57,7 @@ def rate_interval(successes: np.ndarray) -> List[float]:
 
 def bootstrap_mean_interval(
     values: Sequence[float] | np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> List[float]:
+) -> list[float]:
     """95% percentile bootstrap interval of the mean of per-puzzle `values`: the puzzles are
     resampled with replacement `resamples` times (seeded, so reproducible). No values: [0.0, 0.0],
     as the mean itself reads 0.0 then (NaN is not JSON)."""
@@ -95,7 +96,7 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def paired_test(a_solved: Any, b_solved: Any, a_name: str, b_name: str) -> Dict[str, Any]:
+def paired_test(a_solved: Any, b_solved: Any, a_name: str, b_name: str) -> dict[str, Any]:
     """McNemar's exact test of two per-puzzle solved vectors over the same puzzles, with the
     sentence the reports print: "A solves k puzzles B misses, B solves m A misses, p = ..."."""
     a, b = np.asarray(a_solved, bool).ravel(), np.asarray(b_solved, bool).ravel()

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -72,8 +73,8 @@ def write_model_folder(
     loaded: LoadedCheckpoint,
     out: str | Path,
     *,
-    task: Optional[Dict[str, Any]] = None,
-    results: Optional[Dict[str, Any]] = None,
+    task: dict[str, Any] | None = None,
+    results: dict[str, Any] | None = None,
 ) -> Path:
     """Write `loaded`'s checkpoint as a model folder in `out`; returns the weights file.
     `task`: the task layout (name, vocab_size, seq_len); `results`: evaluation results for the card."""
@@ -112,7 +113,7 @@ def save_model(model: Any, out: str | Path) -> Path:
         Path(tmp).write_bytes(data)
 
     weights = atomic_write(out / WEIGHTS_FILE, write)
-    dtypes: Dict[str, int] = {}
+    dtypes: dict[str, int] = {}
     for v in tensors.values():
         name = str(v.dtype).replace("torch.", "")
         dtypes[name] = dtypes.get(name, 0) + 1
@@ -134,7 +135,7 @@ def save_model(model: Any, out: str | Path) -> Path:
     return out
 
 
-def folder_config(loaded: LoadedCheckpoint, *, task: Optional[Dict[str, Any]], weights_sha256: str) -> Dict[str, Any]:
+def folder_config(loaded: LoadedCheckpoint, *, task: dict[str, Any] | None, weights_sha256: str) -> dict[str, Any]:
     c = loaded.config
     return {
         "format": FOLDER_FORMAT,
@@ -158,7 +159,7 @@ def folder_config(loaded: LoadedCheckpoint, *, task: Optional[Dict[str, Any]], w
     }
 
 
-def model_card(config: Dict[str, Any], results: Optional[Dict[str, Any]] = None) -> str:
+def model_card(config: dict[str, Any], results: dict[str, Any] | None = None) -> str:
     """A README.md stub: what the model is, how to load it, and its results when given."""
     arch = config["arch"]
     task = config.get("task") or {}

@@ -9,7 +9,7 @@ hub is byte for byte what was checked here, and `hf://OWNER/REPO` reads it back 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 import yaml
 
@@ -18,11 +18,11 @@ from hrm_eval.utils.errors import HRMEvalError
 LIBRARY_NAME = "hrm-eval"
 
 
-def card_metadata(config: Dict[str, Any], results: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def card_metadata(config: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
     """The model card's metadata. `model-index` only from measured results (never a claim the
     folder's own evaluation did not make)."""
     task = (config.get("task") or {}).get("name")
-    meta: Dict[str, Any] = {
+    meta: dict[str, Any] = {
         "library_name": LIBRARY_NAME,
         "tags": ["recursive-reasoning", "adaptive-computation-time", config["family"], *([task] if task else [])],
     }
@@ -32,7 +32,7 @@ def card_metadata(config: Dict[str, Any], results: Optional[Dict[str, Any]] = No
     data = (results or {}).get("provenance", {}).get("dataset", {})
     ci = metrics.get("exact_accuracy_ci95")
     n = metrics.get("total_puzzles")
-    entry: Dict[str, Any] = {
+    entry: dict[str, Any] = {
         "type": "exact_accuracy",
         "name": "exact accuracy (solve rate)"
         + (f", 95% Wilson interval [{ci[0]:.4f}, {ci[1]:.4f}] on {n} puzzles" if ci else ""),
@@ -56,12 +56,12 @@ def card_metadata(config: Dict[str, Any], results: Optional[Dict[str, Any]] = No
     return meta
 
 
-def front_matter(meta: Dict[str, Any]) -> str:
+def front_matter(meta: dict[str, Any]) -> str:
     """The `---` YAML block at the top of README.md that the hub reads as the card's metadata."""
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n"
 
 
-def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revision: Optional[str] = None) -> str:
+def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:
     """Upload the model folder to `repo_id` (created when missing; `private`), on branch `revision`
     (created from main when missing); returns the commit's URL. Token: HF_TOKEN or `hf auth login`."""
     try:

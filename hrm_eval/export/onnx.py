@@ -24,8 +24,9 @@ import contextlib
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,14 +61,14 @@ class ACTStep(nn.Module):
         inputs: torch.Tensor,
         puzzle_identifiers: torch.Tensor,
         reset: torch.Tensor,
-    ) -> Tuple[torch.Tensor, ...]:
+    ) -> tuple[torch.Tensor, ...]:
         carry = self.inner.reset_carry(reset, InnerCarry(z_H, z_L))
         x = self.inner.input_embeddings(inputs, puzzle_identifiers)  # [B, S, h]
         carry, logits, q_halt, q_continue = self.inner.step(carry, x, self.inner.cos_sin())
         return carry.z_H, carry.z_L, logits, q_halt, q_continue
 
 
-def example_inputs(config: ModelConfig, batch: int = 2) -> Tuple[torch.Tensor, ...]:
+def example_inputs(config: ModelConfig, batch: int = 2) -> tuple[torch.Tensor, ...]:
     """Inputs of the right shapes and dtypes (batch 2: torch.export specialises a batch of 1)."""
     carry = (batch, config.full_seq_len, config.hidden_size)
     return (
@@ -79,7 +80,7 @@ def example_inputs(config: ModelConfig, batch: int = 2) -> Tuple[torch.Tensor, .
     )
 
 
-def onnx_metadata(loaded: LoadedCheckpoint) -> Dict[str, str]:
+def onnx_metadata(loaded: LoadedCheckpoint) -> dict[str, str]:
     return {
         CONFIG_METADATA_KEY: json.dumps(loaded.config.model_copy(update={"forward_dtype": "float32"}).model_dump()),
         "family": loaded.config.family,
@@ -173,7 +174,7 @@ def fold_weight_transposes(proto: Any) -> None:
 
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
-    consumers: Dict[str, list] = {}
+    consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
@@ -201,7 +202,7 @@ def fold_weight_transposes(proto: Any) -> None:
     graph.value_info.extend(kept)
 
 
-def set_metadata(proto: Any, metadata: Dict[str, str]) -> None:
+def set_metadata(proto: Any, metadata: dict[str, str]) -> None:
     existing = {p.key: p for p in proto.metadata_props}
     for key, value in metadata.items():
         prop = existing.get(key) or proto.metadata_props.add()
@@ -236,7 +237,7 @@ def read_onnx(path: str | Path) -> Any:
     return proto
 
 
-def onnx_config(path: str | Path, proto: Optional[Any] = None) -> Tuple[ModelConfig, Dict[str, str]]:
+def onnx_config(path: str | Path, proto: Any | None = None) -> tuple[ModelConfig, dict[str, str]]:
     """(the architecture, all metadata) stored in an exported .onnx file."""
     from pydantic import ValidationError
 
@@ -253,7 +254,7 @@ def onnx_config(path: str | Path, proto: Optional[Any] = None) -> Tuple[ModelCon
     return config, metadata
 
 
-def metadata_disagreements(proto: Any, config: ModelConfig) -> List[str]:
+def metadata_disagreements(proto: Any, config: ModelConfig) -> list[str]:
     """Where the stored architecture (metadata) disagrees with the graph's own fixed dimensions:
     the metadata is what evaluation trusts, so inspect must not print it as fact."""
     expected = {  # (graph value, axis) -> (config field, value)
@@ -280,7 +281,7 @@ def format_onnx_inspection(path: str | Path) -> str:
 
     proto = read_onnx(path)
     config, metadata = onnx_config(path, proto)
-    dtypes: Dict[str, int] = {}
+    dtypes: dict[str, int] = {}
     values = 0
     for init in proto.graph.initializer:
         try:

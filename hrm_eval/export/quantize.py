@@ -19,7 +19,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import torch
 
@@ -74,7 +74,7 @@ class QuantizationCost:
     def acceptable(self) -> bool:
         return self.exact_drop_points <= self.threshold_points
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"acceptable": self.acceptable}
 
 

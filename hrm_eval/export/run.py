@@ -13,7 +13,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.open import resolve_task
@@ -35,19 +35,19 @@ def export_model(
     output_dir: str | Path,
     *,
     format: str = "safetensors",
-    quantize: Optional[str] = None,
-    data: Optional[str | Path] = None,
+    quantize: str | None = None,
+    data: str | Path | None = None,
     split: str = "test",
-    task: Optional[str] = None,
-    limit: Optional[int] = None,
+    task: str | None = None,
+    limit: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_accuracy_drop: float = 1.0,
-    threads: Optional[int] = None,
-    arch_overrides: Optional[Dict[str, Any]] = None,
-    model_config: Optional[Dict[str, Any]] = None,
-    results: Optional[Dict[str, Any]] = None,
+    threads: int | None = None,
+    arch_overrides: dict[str, Any] | None = None,
+    model_config: dict[str, Any] | None = None,
+    results: dict[str, Any] | None = None,
     overwrite: bool = False,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Export; returns {'files': {...}, 'results': the `results` given or None, 'quantization':
     cost or None}. `results`: the checkpoint's evaluation on `data` (`simple_evaluate`, in
     PyTorch: the ONNX graph matches it to 1e-4, tested), for the model card; the caller
@@ -73,7 +73,7 @@ def export_model(
     return {"files": files, "results": results, "quantization": cost.as_dict() if cost else None}
 
 
-def check_format(format: str, quantize: Optional[str]) -> None:
+def check_format(format: str, quantize: str | None) -> None:
     """Refuse a quantization the format does not take (before anything is evaluated)."""
     if quantize is not None and format != "onnx":
         raise HRMEvalError(f"--quantize {quantize} is for --format onnx (safetensors keeps the exact weights)")
@@ -81,16 +81,16 @@ def check_format(format: str, quantize: Optional[str]) -> None:
 
 def _load(
     checkpoint: str | Path,
-    data: Optional[str | Path],
+    data: str | Path | None,
     split: str,
-    task: Optional[str],
+    task: str | None,
     format: str,
-    arch_overrides: Optional[Dict[str, Any]],
-    model_config: Optional[Dict[str, Any]],
-) -> Tuple[LoadedCheckpoint, Optional[PuzzleDataset], Optional[Dict[str, Any]]]:
+    arch_overrides: dict[str, Any] | None,
+    model_config: dict[str, Any] | None,
+) -> tuple[LoadedCheckpoint, PuzzleDataset | None, dict[str, Any] | None]:
     """The checkpoint (float32 for ONNX), checked against the data when given, and the task layout."""
     dtype = "float32" if format == "onnx" else None
-    options: Dict[str, Any] = {"overrides": arch_overrides, "model_config": model_config, "dtype": dtype}
+    options: dict[str, Any] = {"overrides": arch_overrides, "model_config": model_config, "dtype": dtype}
     if data is None:
         return load_checkpoint(checkpoint, **options), None, None
     loaded, dataset = load_with_data(checkpoint, data, split=split, task=task, **options)
@@ -103,13 +103,13 @@ def _load(
 def _write_onnx(
     loaded: LoadedCheckpoint,
     out: Path,
-    dataset: Optional[PuzzleDataset],
-    quantize: Optional[str],
-    limit: Optional[int],
+    dataset: PuzzleDataset | None,
+    quantize: str | None,
+    limit: int | None,
     batch_size: int,
     max_accuracy_drop: float,
-    threads: Optional[int],
-) -> Tuple[Dict[str, Path], Any]:
+    threads: int | None,
+) -> tuple[dict[str, Path], Any]:
     """The graphs, staged in a temporary folder; the int8 one is kept only if its cost is acceptable."""
     with tempfile.TemporaryDirectory(prefix="hrm-eval-export-") as tmp:
         staged = export_graphs(loaded, Path(tmp), quantize=quantize)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -22,7 +22,7 @@ log = logging.getLogger("hrm_eval")
 QUANTIZE_CHOICES = ("int8",)
 
 
-def export_graphs(loaded: LoadedCheckpoint, folder: Path, *, quantize: Optional[str] = None) -> Dict[str, Path]:
+def export_graphs(loaded: LoadedCheckpoint, folder: Path, *, quantize: str | None = None) -> dict[str, Path]:
     """model.onnx (fp32) in `folder`, and model.int8.onnx with quantize='int8'."""
     files = {"float32": export_onnx(loaded, folder / ONNX_FILE)}
     if quantize == "int8":
@@ -30,7 +30,7 @@ def export_graphs(loaded: LoadedCheckpoint, folder: Path, *, quantize: Optional[
     return files
 
 
-def onnx_sessions(loaded: LoadedCheckpoint, *, quantize: Optional[str], threads: Optional[int]) -> Dict[str, Any]:
+def onnx_sessions(loaded: LoadedCheckpoint, *, quantize: str | None, threads: int | None) -> dict[str, Any]:
     """{'float32': session[, 'int8': session]} for a checkpoint loaded in float32 (exported to a
     temporary folder; the sessions hold the graphs in memory)."""
     with tempfile.TemporaryDirectory(prefix="hrm-eval-onnx-") as tmp:
@@ -38,20 +38,20 @@ def onnx_sessions(loaded: LoadedCheckpoint, *, quantize: Optional[str], threads:
         return {kind: make_session(path.read_bytes(), threads=threads) for kind, path in files.items()}
 
 
-def dataset_rows(dataset: PuzzleDataset, limit: Optional[int], batch_size: int) -> Tuple[torch.Tensor, ...]:
+def dataset_rows(dataset: PuzzleDataset, limit: int | None, batch_size: int) -> tuple[torch.Tensor, ...]:
     """(inputs [n, L], puzzle_identifiers [n], labels [n, L]) of the first `limit` examples."""
     batches = list(dataset.iter_batches(batch_size, limit=limit))
     return tuple(torch.cat([getattr(b, k) for b in batches]) for k in ("inputs", "puzzle_identifiers", "labels"))
 
 
 def measure_int8_cost(
-    sessions: Dict[str, Any],
+    sessions: dict[str, Any],
     loaded: LoadedCheckpoint,
     dataset: PuzzleDataset,
     *,
-    limit: Optional[int],
+    limit: int | None,
     batch_size: int,
-    halting: Optional[HaltingPolicy] = None,
+    halting: HaltingPolicy | None = None,
 ) -> QuantizationCost:
     """int8 against fp32 (both in onnxruntime, same halting) on the first `limit` puzzles."""
     inputs, ids, labels = dataset_rows(dataset, limit, batch_size)

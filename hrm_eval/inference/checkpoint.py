@@ -8,14 +8,14 @@ Above both `hrm_eval.models` (the restore, which takes the dataset's sizes as a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.open import open_dataset
 from hrm_eval.models.checkpoint import LoadedCheckpoint, restore
 
 
-def load_checkpoint(path: str | Path, *, data: Optional[Any] = None, **options: Any) -> LoadedCheckpoint:
+def load_checkpoint(path: str | Path, *, data: Any | None = None, **options: Any) -> LoadedCheckpoint:
     """`hrm_eval.models.checkpoint.load_checkpoint` (its keywords in `options`), checked against
     `data` when given: a dataset path (directory or .jsonl / .csv file) or an open dataset. This
     is `hrm_eval.load_checkpoint`."""
@@ -24,7 +24,7 @@ def load_checkpoint(path: str | Path, *, data: Optional[Any] = None, **options: 
     return restore.load_checkpoint(path, **options)
 
 
-def dataset_facts(data: Any) -> Dict[str, Any]:
+def dataset_facts(data: Any) -> dict[str, Any]:
     """What a checkpoint is checked against, from a dataset path or an open PuzzleDataset. A raw
     .jsonl / .csv file has no vocabulary of its own (it is read with the checkpoint's): only its
     sequence length counts."""
@@ -36,8 +36,8 @@ def dataset_facts(data: Any) -> Dict[str, Any]:
 
 
 def load_with_data(
-    checkpoint: str | Path, data: str | Path, *, split: str = "test", task: Optional[str] = None, **options: Any
-) -> Tuple[LoadedCheckpoint, PuzzleDataset]:
+    checkpoint: str | Path, data: str | Path, *, split: str = "test", task: str | None = None, **options: Any
+) -> tuple[LoadedCheckpoint, PuzzleDataset]:
     """(the checkpoint checked against the data, the PuzzleDataset): a dataset directory is opened
     as it is; a raw .jsonl / .csv file has no vocabulary of its own, so it is read with the
     checkpoint's (and its puzzle identifiers). `options`: load_checkpoint's keywords."""

@@ -3,7 +3,7 @@ every mode that loads one) and `--mode solve`."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -16,10 +16,10 @@ class ModelFlags(ConfigModel):
     """How a mode that loads a checkpoint reads it: an architecture YAML for a checkpoint without
     all_config.yaml (--model-config) and single architecture fields (--arch KEY=VALUE)."""
 
-    model_config_path: Optional[str] = setting(
+    model_config_path: str | None = setting(
         None, flag="--model-config", help="architecture YAML for a checkpoint without all_config.yaml"
     )
-    arch_overrides: Dict[str, Any] = setting(
+    arch_overrides: dict[str, Any] = setting(
         flag="--arch",
         action="key_value",
         metavar="KEY=VALUE",
@@ -29,7 +29,7 @@ class ModelFlags(ConfigModel):
 
     @field_validator("arch_overrides")
     @classmethod
-    def _known_arch_fields(cls, v: Dict[str, Any]) -> Dict[str, Any]:
+    def _known_arch_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
         if v:  # the model's field names live with the model
             from hrm_eval.models.config import check_arch_names  # why: models import torch; the CLI validates first
 
@@ -40,16 +40,16 @@ class ModelFlags(ConfigModel):
 class SolveConfig(LogSettings, ModelFlags, ScalingSettings):
     """`--mode solve`: puzzles without answers -> the model's answers."""
 
-    checkpoint: Optional[str] = None  # default: the bundled run (its newest step)
-    puzzle: List[str] = Field(default_factory=list)  # puzzles in their natural form (repeatable flag)
-    data_path: Optional[str] = None  # a .csv (answer column may be empty) or .jsonl (target_sequence optional)
-    task: Optional[str] = None  # detected from the model's vocabulary and the puzzle when absent
+    checkpoint: str | None = None  # default: the bundled run (its newest step)
+    puzzle: list[str] = Field(default_factory=list)  # puzzles in their natural form (repeatable flag)
+    data_path: str | None = None  # a .csv (answer column may be empty) or .jsonl (target_sequence optional)
+    task: str | None = None  # detected from the model's vocabulary and the puzzle when absent
     halting: HaltingMode = ADAPTIVE
     halt_threshold: float = Field(0.5, gt=0, lt=1)
     min_steps: int = Field(1, ge=1, le=limits.MAX_STEPS)
-    max_steps: Optional[int] = Field(None, ge=1, le=limits.MAX_STEPS)
+    max_steps: int | None = Field(None, ge=1, le=limits.MAX_STEPS)
     show_steps: bool = False  # also print the answer after each ACT step
-    limit: Optional[int] = Field(None, ge=1, le=limits.MAX_LIMIT)  # solve only the first N puzzles of the file
-    output_dir: Optional[str] = None  # also write solutions.jsonl there
+    limit: int | None = Field(None, ge=1, le=limits.MAX_LIMIT)  # solve only the first N puzzles of the file
+    output_dir: str | None = None  # also write solutions.jsonl there
     device: str = "auto"
-    dtype: Optional[Dtype] = setting(None, help=DTYPE_HELP)
+    dtype: Dtype | None = setting(None, help=DTYPE_HELP)

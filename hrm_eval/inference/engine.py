@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,7 +69,7 @@ class HaltingPolicy:
     mode: HaltingMode = FIXED
     threshold: float = 0.5
     min_steps: int = 1
-    max_steps: Optional[int] = None
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in HALTING_MODES:
@@ -94,8 +95,8 @@ class HaltingPolicy:
             wants = torch.sigmoid(q_halt) >= self.threshold
         return at_limit | (wants & (steps >= self.min_steps))
 
-    def describe(self, halt_max_steps: int) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"mode": self.mode, "max_steps": self.step_limit(halt_max_steps)}
+    def describe(self, halt_max_steps: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.mode, "max_steps": self.step_limit(halt_max_steps)}
         if self.mode != FIXED:
             out["min_steps"] = self.min_steps
         if self.mode == THRESHOLD:
@@ -135,13 +136,13 @@ class _Slots:
     index: torch.Tensor  # [N] int64
     inputs: torch.Tensor  # [N, L]
     identifiers: torch.Tensor  # [N]
-    labels: Optional[torch.Tensor]  # [N, L]
+    labels: torch.Tensor | None  # [N, L]
     steps: torch.Tensor  # [N] int32
     active: torch.Tensor  # [N] bool
     q_halt: torch.Tensor  # [N, T] fp32
     q_continue: torch.Tensor  # [N, T] fp32
-    exact: Optional[torch.Tensor]  # [N, T] bool
-    preds: Optional[torch.Tensor]  # [N, T, L]
+    exact: torch.Tensor | None  # [N, T] bool
+    preds: torch.Tensor | None  # [N, T, L]
     limit: torch.Tensor  # [N] int32, the most steps the slot's row may run
     past_policy: torch.Tensor  # [N] bool, the policy wanted to stop this row (it goes on until verified)
     noise_seed: torch.Tensor  # [N] int64, -1: no noise (kept so an out-of-memory restart starts the same)
@@ -151,16 +152,16 @@ class _Queue:
     """Rows waiting for a slot, pulled from the source lazily (memory stays flat). A live source
     yields None when it has nothing right now: `take` returns what it has, the source stays open."""
 
-    def __init__(self, source: Iterable[Optional[PuzzleChunk]]):
+    def __init__(self, source: Iterable[PuzzleChunk | None]):
         self._source = iter(source)
-        self._chunks: Deque[PuzzleChunk] = deque()
+        self._chunks: deque[PuzzleChunk] = deque()
         self.exhausted = False
 
     def push_front(self, chunk: PuzzleChunk) -> None:
         self._chunks.appendleft(chunk)
 
-    def take(self, n: int) -> Optional[PuzzleChunk]:
-        parts: List[PuzzleChunk] = []
+    def take(self, n: int) -> PuzzleChunk | None:
+        parts: list[PuzzleChunk] = []
         while n > 0:
             if not self._chunks:
                 nxt = next(self._source, _END)
@@ -185,7 +186,7 @@ _END: Any = object()  # the source ended (a live source's None only means "nothi
 
 
 def _slice(c: PuzzleChunk, s: slice) -> PuzzleChunk:
-    def part(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    def part(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t[s]
 
     return PuzzleChunk(
@@ -193,11 +194,11 @@ def _slice(c: PuzzleChunk, s: slice) -> PuzzleChunk:
     )
 
 
-def _concat(parts: List[PuzzleChunk]) -> PuzzleChunk:
+def _concat(parts: list[PuzzleChunk]) -> PuzzleChunk:
     if len(parts) == 1:
         return parts[0]
 
-    def cat(name: str, fill: int) -> Optional[torch.Tensor]:
+    def cat(name: str, fill: int) -> torch.Tensor | None:
         values = [getattr(p, name) for p in parts]
         if all(v is None for v in values):
             return None
@@ -244,13 +245,13 @@ class ACTEngine:
         model: ACTModel,
         *,
         slots: int = 64,
-        device: Optional[torch.device | str] = None,
-        halting: Optional[HaltingPolicy] = None,
+        device: torch.device | str | None = None,
+        halting: HaltingPolicy | None = None,
         trace_preds: bool = False,
         cast_weights: bool = False,
-        on_step: Optional[Callable[[StepRows], None]] = None,
-        verifier: Optional[Verifier] = None,
-        max_row_steps: Optional[int] = None,
+        on_step: Callable[[StepRows], None] | None = None,
+        verifier: Verifier | None = None,
+        max_row_steps: int | None = None,
         init_noise: float = 0.0,
     ):
         if slots < 1:
@@ -298,9 +299,9 @@ class ACTEngine:
 
     # ---- the loop -------------------------------------------------------------------------
     @torch.inference_mode()
-    def run(self, source: Iterable[Optional[PuzzleChunk]]) -> Iterator[FinishedRows]:
+    def run(self, source: Iterable[PuzzleChunk | None]) -> Iterator[FinishedRows]:
         queue = _Queue(source)
-        state: Optional[_Slots] = None
+        state: _Slots | None = None
         while True:
             if state is None:
                 first = queue.take(self.slots)
@@ -335,7 +336,7 @@ class ACTEngine:
                 yield finished
 
     def run_all(
-        self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor] = None
+        self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: torch.Tensor | None = None
     ) -> FinishedRows:
         """Every row of `inputs` [n, L] to completion; results in input order."""
 
@@ -423,7 +424,7 @@ class ACTEngine:
     def _step(self, carry: InnerCarry, x: torch.Tensor):
         return self.inner.step(carry, x, self.inner.cos_sin())
 
-    def _advance(self, state: _Slots, active: torch.Tensor) -> Optional[FinishedRows]:
+    def _advance(self, state: _Slots, active: torch.Tensor) -> FinishedRows | None:
         """One ACT step for the active slots; returns the rows that halted on it."""
         everyone = active.numel() == self.slots
         n = int(active.numel())
@@ -493,7 +494,7 @@ class ACTEngine:
         preds: torch.Tensor,
         q_halt: torch.Tensor,
         q_continue: torch.Tensor,
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """([n] bool rows that stop after this step, [n] bool verdicts or None without a verifier).
         Without a verifier: the policy's decision, or the row's own limit. With one: a row the
         policy would stop (now or at an earlier step) stops once its answer passes the check;
@@ -526,7 +527,7 @@ class ACTEngine:
         idle = (~state.active).nonzero().flatten()[: bucket - n]
         return torch.cat([active, idle])
 
-    def _shrink(self, state: _Slots, queue: _Queue) -> Optional[_Slots]:
+    def _shrink(self, state: _Slots, queue: _Queue) -> _Slots | None:
         """After an out-of-memory error: half the slots; puzzles in flight go back to the queue."""
         in_flight = state.active.nonzero().flatten()
         if in_flight.numel():
@@ -551,7 +552,7 @@ class ACTEngine:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def stats(self) -> Dict[str, Any]:
+    def stats(self) -> dict[str, Any]:
         """What the engine did so far: ACT steps computed and how full the slots were."""
         return {
             "engine_steps": self.steps_run,

@@ -10,19 +10,20 @@ analysis, not a mode: `hrm_eval.evaluation.halting_analysis`.
 
 from __future__ import annotations
 
-from typing import Dict, Literal, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Literal
 
 HaltingMode = Literal["fixed", "adaptive", "threshold"]
 FIXED: HaltingMode = "fixed"
 ADAPTIVE: HaltingMode = "adaptive"
 THRESHOLD: HaltingMode = "threshold"
-HALTING_MODES: Tuple[HaltingMode, ...] = (FIXED, ADAPTIVE, THRESHOLD)
+HALTING_MODES: tuple[HaltingMode, ...] = (FIXED, ADAPTIVE, THRESHOLD)
 
 # The server halts by step count or by the model's own rule (it has no threshold setting).
 ServedHaltingMode = Literal["fixed", "adaptive"]
-SERVED_HALTING_MODES: Tuple[ServedHaltingMode, ...] = ("fixed", "adaptive")
+SERVED_HALTING_MODES: tuple[ServedHaltingMode, ...] = ("fixed", "adaptive")
 
-MODE_DESCRIPTIONS: Dict[str, str] = {
+MODE_DESCRIPTIONS: dict[str, str] = {
     FIXED: "every puzzle runs max_steps (default halt_max_steps), the public numbers",
     ADAPTIVE: "the model's own Q rule (HRM: q_halt > q_continue; TRM: q_halt > 0)",
     THRESHOLD: "stop when sigmoid(q_halt) >= the halt threshold",
@@ -45,5 +46,5 @@ def modes_help(modes: Sequence[str] = HALTING_MODES) -> str:
 #   step_limit: it reached its step limit (always, with fixed halting)
 #   verified:   with a verifier (test-time scaling), its answer passed the check
 StopReason = Literal["q_halt", "step_limit", "verified"]
-STOP_REASONS: Tuple[StopReason, ...] = ("q_halt", "step_limit", "verified")
+STOP_REASONS: tuple[StopReason, ...] = ("q_halt", "step_limit", "verified")
 STOPPED_BY_Q, STOPPED_AT_LIMIT, STOPPED_VERIFIED = range(3)

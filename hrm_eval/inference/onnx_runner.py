@@ -15,8 +15,9 @@ puzzles at a time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from hrm_eval.models import ModelConfig, build_model
 from hrm_eval.utils.errors import HRMEvalError
 
 
-def make_session(model: str | Path | bytes, *, threads: Optional[int] = None) -> Any:
+def make_session(model: str | Path | bytes, *, threads: int | None = None) -> Any:
     """An onnxruntime CPU session for an .onnx file (or its bytes); a bad file is one line."""
     try:
         import onnxruntime as ort
@@ -62,7 +63,7 @@ class OnnxACTRunner:
         config: ModelConfig,
         *,
         slots: int = 64,
-        halting: Optional[HaltingPolicy] = None,
+        halting: HaltingPolicy | None = None,
         trace_preds: bool = False,
     ):
         if slots < 1:
@@ -89,7 +90,7 @@ class OnnxACTRunner:
                 )
 
     def run_all(
-        self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor] = None
+        self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: torch.Tensor | None = None
     ) -> FinishedRows:
         """Every row of `inputs` [n, L] to completion; results in input order."""
         return run_all(self, inputs, puzzle_identifiers, labels)
@@ -143,7 +144,7 @@ class OnnxACTRunner:
         self.rows_computed += active
         self.slots_offered += self.slots
 
-    def stats(self) -> Dict[str, Any]:
+    def stats(self) -> dict[str, Any]:
         """What the runner did so far, in the engine's terms."""
         return {
             "backend": "onnxruntime",

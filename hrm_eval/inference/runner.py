@@ -8,8 +8,9 @@ halt); `run_all` is the batch call on top: every row to completion, results in i
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -29,14 +30,14 @@ class PuzzleChunk:
     index: torch.Tensor  # [n] int64
     inputs: torch.Tensor  # [n, L] int
     puzzle_identifiers: torch.Tensor  # [n] int
-    labels: Optional[torch.Tensor] = None  # [n, L] int, -100 where not scored; enables exact_by_step
+    labels: torch.Tensor | None = None  # [n, L] int, -100 where not scored; enables exact_by_step
     # [n] int: the most ACT steps each row may run (test-time scaling gives an attempt its share
     # of a budget); None: the halting policy's limit. Only an engine with a verifier runs a row
     # past the policy's limit.
-    step_limit: Optional[torch.Tensor] = None
+    step_limit: torch.Tensor | None = None
     # [n] int64: a seed per row for Gaussian noise (std `ACTEngine.init_noise`) added to its
     # initial carry; -1 (or None) for the plain initial state
-    noise_seed: Optional[torch.Tensor] = None
+    noise_seed: torch.Tensor | None = None
 
 
 @dataclass
@@ -50,12 +51,12 @@ class FinishedRows:
     steps: torch.Tensor  # [n] int32 ACT steps actually run
     q_halt_by_step: torch.Tensor  # [n, T] fp32, NaN after the row halted
     q_continue_by_step: torch.Tensor  # [n, T]
-    exact_by_step: Optional[torch.Tensor] = None  # [n, T] bool, answer exactly right after step t (needs labels)
-    preds_by_step: Optional[torch.Tensor] = None  # [n, T, L] answer after each step (trace_preds)
-    verified: Optional[torch.Tensor] = None  # [n] bool, the verifier's verdict on the final answer (engines with one)
+    exact_by_step: torch.Tensor | None = None  # [n, T] bool, answer exactly right after step t (needs labels)
+    preds_by_step: torch.Tensor | None = None  # [n, T, L] answer after each step (trace_preds)
+    verified: torch.Tensor | None = None  # [n] bool, the verifier's verdict on the final answer (engines with one)
     # [n] int8, why each row stopped: an index into hrm_eval.inference.halting.STOP_REASONS
     # (q_halt, step_limit, verified), recorded where the decision is made (`stop_reasons`)
-    stop_reason: Optional[torch.Tensor] = None
+    stop_reason: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.index.numel())
@@ -71,7 +72,7 @@ class FinishedRows:
 
 
 def stop_reasons(
-    steps: torch.Tensor, limits: torch.Tensor | int, policy_limit: int, verified: Optional[torch.Tensor] = None
+    steps: torch.Tensor, limits: torch.Tensor | int, policy_limit: int, verified: torch.Tensor | None = None
 ) -> torch.Tensor:
     """[n] int8 (FinishedRows.stop_reason) for rows that stop after `steps` [n]: verified where the
     verifier accepted the answer (it stops only then, or at its limit), else step_limit where a
@@ -96,11 +97,11 @@ class ACTRunner(Protocol):
 
     def run(self, source: Iterable[PuzzleChunk]) -> Iterator[FinishedRows]: ...
 
-    def stats(self) -> Dict[str, Any]: ...
+    def stats(self) -> dict[str, Any]: ...
 
 
 def run_all(
-    runner: ACTRunner, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor] = None
+    runner: ACTRunner, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: torch.Tensor | None = None
 ) -> FinishedRows:
     """Every row of `inputs` [n, L] through `runner` to completion, in chunks of its slot count;
     results in input order."""
@@ -110,7 +111,7 @@ def run_all(
 
 
 def slot_chunks(
-    slots: int, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor]
+    slots: int, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: torch.Tensor | None
 ) -> Iterator[PuzzleChunk]:
     """The rows as chunks of at most `slots` puzzles, each row's index its position in `inputs`."""
     for start in range(0, len(inputs), slots):
@@ -123,10 +124,10 @@ def slot_chunks(
         )
 
 
-def in_input_order(parts: List[FinishedRows]) -> FinishedRows:
+def in_input_order(parts: list[FinishedRows]) -> FinishedRows:
     """Groups of finished rows (in halting order) as one FinishedRows sorted by row index."""
     order = torch.cat([p.index for p in parts]).argsort()
-    columns: Dict[str, Optional[torch.Tensor]] = {}
+    columns: dict[str, torch.Tensor | None] = {}
     for name in FinishedRows.__dataclass_fields__:
         values = [getattr(p, name) for p in parts]
         columns[name] = torch.cat(values)[order] if values[0] is not None else None

@@ -8,8 +8,8 @@ program runs on, never fixed in documentation, and every choice is recorded with
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
 
 import torch
 
@@ -26,7 +26,7 @@ class DtypeChoice:
     changed: bool  # differs from the checkpoint's own forward_dtype: numbers differ by rounding
 
 
-def cpu_bf16_native() -> Dict[str, bool]:
+def cpu_bf16_native() -> dict[str, bool]:
     """Which bf16 instructions this CPU has (AMX tiles, AVX-512 BF16), as torch sees them."""
 
     def probe(name: str) -> bool:
@@ -44,12 +44,12 @@ def _cuda_bf16(device: torch.device) -> bool:
 
 
 def choose_dtype(
-    requested: Optional[str],
+    requested: str | None,
     checkpoint_dtype: str,
     device: torch.device,
     *,
-    cpu_features: Optional[Callable[[], Dict[str, bool]]] = None,
-    cuda_bf16: Optional[Callable[[torch.device], bool]] = None,
+    cpu_features: Callable[[], dict[str, bool]] | None = None,
+    cuda_bf16: Callable[[torch.device], bool] | None = None,
 ) -> DtypeChoice:
     """`requested` None keeps the checkpoint's dtype; "auto" takes bf16 where the device runs it
     natively (CUDA with bf16; a CPU with AMX or AVX-512 BF16), otherwise the checkpoint's dtype.
@@ -87,7 +87,7 @@ def physical_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def choose_threads(requested: Optional[int], device: torch.device) -> int:
+def choose_threads(requested: int | None, device: torch.device) -> int:
     """Intra-op threads for the CPU. Default: one per core this process may use, as torch does,
     unless OMP_NUM_THREADS says otherwise; `requested` wins. The model is small, so on a
     machine shared with other work fewer threads are often faster: `benchmarks/act_throughput.py`

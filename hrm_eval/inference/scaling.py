@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -51,12 +52,12 @@ class ScalingPolicy:
     """How much more a puzzle may think, and how. `mode` off: one attempt, as without scaling."""
 
     mode: ScalingMode = "off"
-    budget: Optional[int] = None  # most ACT steps a puzzle may use over all attempts (None: 4 x halt_max_steps)
+    budget: int | None = None  # most ACT steps a puzzle may use over all attempts (None: 4 x halt_max_steps)
     views: int = 8  # most attempts; each after the first on its own view of the puzzle
     # most steps of one attempt (None: the halting policy's limit). Thinking on past it pays less
     # than a fresh view: on the default model's held-out set, attempts of 8 steps reach 0.9995 at
     # 4.15 ACT steps per puzzle, attempts of 16 0.9975 at 4.51 (budget 64, README: Thinking longer)
-    attempt_steps: Optional[int] = None
+    attempt_steps: int | None = None
     noise: float = 0.0  # std of Gaussian noise on the initial carry of attempts after the first
     seed: int = 0  # views and noise are drawn from it
     confidence: float = 0.5  # tasks without rules: sigmoid(q_halt) an answer needs to be accepted
@@ -76,7 +77,7 @@ class ScalingPolicy:
             raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
 
     @classmethod
-    def checked(cls, mode: str = "off", **fields: Any) -> "ScalingPolicy":
+    def checked(cls, mode: str = "off", **fields: Any) -> ScalingPolicy:
         """The policy, or a one-line HRMEvalError naming what is wrong (for flags and configs)."""
         try:
             return cls(mode, **fields)  # type: ignore[arg-type]
@@ -84,7 +85,7 @@ class ScalingPolicy:
             raise HRMEvalError(f"--scaling: {e}") from None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "ScalingPolicy":
+    def from_settings(cls, settings: Any) -> ScalingPolicy:
         """From a config with the ScalingSettings fields (EvalConfig, SolveConfig, ...)."""
         fields = ("budget", "views", "attempt_steps", "noise", "seed")
         return cls.checked(settings.scaling, **{name: getattr(settings, name) for name in fields})
@@ -93,7 +94,7 @@ class ScalingPolicy:
     def enabled(self) -> bool:
         return self.mode != "off"
 
-    def resolve(self, halt_max_steps: int, halting_limit: int, *, has_views: bool = True) -> "ResolvedScaling":
+    def resolve(self, halt_max_steps: int, halting_limit: int, *, has_views: bool = True) -> ResolvedScaling:
         """Budget and attempt length for one model and halting policy. Without views (ARC: its
         augmentations are puzzles of the dataset, voted over by its scorer) the one attempt may
         think on for the whole budget."""
@@ -111,9 +112,9 @@ class ResolvedScaling:
     budget: int
     attempt_steps: int
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         p = self.policy
-        out: Dict[str, Any] = {"mode": p.mode, "budget": self.budget, "attempt_steps": self.attempt_steps}
+        out: dict[str, Any] = {"mode": p.mode, "budget": self.budget, "attempt_steps": self.attempt_steps}
         out.update(views=p.views, noise=p.noise, seed=p.seed)
         return out
 
@@ -123,11 +124,11 @@ class ScaledRows(FinishedRows):
     """FinishedRows of whole puzzles (the chosen attempt's outputs, in the original frame) with
     what the scaling cost: `steps` are the chosen attempt's steps, `act_steps_total` all of them."""
 
-    attempts: Optional[torch.Tensor] = None  # [n] int32 attempts run
-    act_steps_total: Optional[torch.Tensor] = None  # [n] int32 ACT steps over all attempts
-    solved_at_attempt: Optional[torch.Tensor] = None  # [n] int32, 1-based attempt that verified; 0: none
-    verified_at_step: Optional[torch.Tensor] = None  # [n] int32 steps spent when verified (all attempts); 0: never
-    selected_by: List[str] = field(default_factory=list)  # per row: verified / vote / q
+    attempts: torch.Tensor | None = None  # [n] int32 attempts run
+    act_steps_total: torch.Tensor | None = None  # [n] int32 ACT steps over all attempts
+    solved_at_attempt: torch.Tensor | None = None  # [n] int32, 1-based attempt that verified; 0: none
+    verified_at_step: torch.Tensor | None = None  # [n] int32 steps spent when verified (all attempts); 0: never
+    selected_by: list[str] = field(default_factory=list)  # per row: verified / vote / q
 
 
 @dataclass
@@ -139,8 +140,8 @@ class _Attempt:
     steps: int = 0
     verified: bool = False
     q_halt_probability: float = 0.0
-    answer: Optional[bytes] = None  # tokens in the original frame, as bytes (a vote key)
-    outputs: Optional[FinishedRows] = None  # this attempt's row, mapped back to the original frame
+    answer: bytes | None = None  # tokens in the original frame, as bytes (a vote key)
+    outputs: FinishedRows | None = None  # this attempt's row, mapped back to the original frame
 
 
 @dataclass
@@ -148,9 +149,9 @@ class _Puzzle:
     index: int
     inputs: torch.Tensor  # [L] original frame
     identifier: torch.Tensor  # [] int
-    labels: Optional[torch.Tensor]  # [L]
+    labels: torch.Tensor | None  # [L]
     used: int = 0
-    attempts: List[_Attempt] = field(default_factory=list)
+    attempts: list[_Attempt] = field(default_factory=list)
 
 
 def rule_verifier(task: PuzzleTask, confidence: float) -> Verifier:
@@ -176,9 +177,9 @@ class ScaledRunner:
         task: PuzzleTask,
         scaling: ScalingPolicy,
         *,
-        halting: Optional[HaltingPolicy] = None,
-        on_step: Optional[Callable[[StepRows], None]] = None,
-        seq_len: Optional[int] = None,
+        halting: HaltingPolicy | None = None,
+        on_step: Callable[[StepRows], None] | None = None,
+        seq_len: int | None = None,
         **engine_options: Any,
     ):
         if not scaling.enabled:
@@ -201,7 +202,7 @@ class ScaledRunner:
         self.budget = self.scaling.budget  # the most steps a puzzle may use over all its attempts
         self.limit = self.engine.trace_steps  # the most steps one attempt runs: the per-step traces' length
         self._on_step = on_step
-        self._attempts: Dict[int, _Attempt] = {}  # engine row id -> attempt in flight
+        self._attempts: dict[int, _Attempt] = {}  # engine row id -> attempt in flight
         self._ids = itertools.count()
         self.attempts_run = 0
 
@@ -213,7 +214,7 @@ class ScaledRunner:
     def slots(self) -> int:
         return self.engine.slots
 
-    def _make_views(self, seq_len: int, policy: ScalingPolicy) -> List[PuzzleView]:
+    def _make_views(self, seq_len: int, policy: ScalingPolicy) -> list[PuzzleView]:
         """Identity first, then the task's views; a task without views (ARC) has the identity only."""
         vocab = self.config.vocab_size
         if policy.views == 1:
@@ -228,11 +229,11 @@ class ScaledRunner:
         ]
 
     # ---- the loop -------------------------------------------------------------------------
-    def run(self, source: Iterable[Optional[PuzzleChunk]]) -> Iterator[ScaledRows]:
-        puzzles: Dict[int, _Puzzle] = {}
-        retries: Deque[PuzzleChunk] = deque()
+    def run(self, source: Iterable[PuzzleChunk | None]) -> Iterator[ScaledRows]:
+        puzzles: dict[int, _Puzzle] = {}
+        retries: deque[PuzzleChunk] = deque()
         for finished in self.engine.run(self._feed(source, puzzles, retries)):
-            decided: List[_Puzzle] = []
+            decided: list[_Puzzle] = []
             for j in range(len(finished)):
                 attempt = self._attempts.pop(int(finished.index[j]))
                 puzzle = puzzles[attempt.puzzle]
@@ -246,8 +247,8 @@ class ScaledRunner:
                 yield self._decide(decided)
 
     def _feed(
-        self, source: Iterable[Optional[PuzzleChunk]], puzzles: Dict[int, _Puzzle], retries: Deque[PuzzleChunk]
-    ) -> Iterator[Optional[PuzzleChunk]]:
+        self, source: Iterable[PuzzleChunk | None], puzzles: dict[int, _Puzzle], retries: deque[PuzzleChunk]
+    ) -> Iterator[PuzzleChunk | None]:
         """The engine's source: retries first (a puzzle in progress finishes before new ones
         start), then the caller's puzzles as first attempts; while attempts are in flight and
         nothing waits, 'nothing right now' (None) instead of the end."""
@@ -269,7 +270,7 @@ class ScaledRunner:
             else:
                 return
 
-    def _first_attempts(self, chunk: PuzzleChunk, puzzles: Dict[int, _Puzzle]) -> PuzzleChunk:
+    def _first_attempts(self, chunk: PuzzleChunk, puzzles: dict[int, _Puzzle]) -> PuzzleChunk:
         rows = []
         for j, idx in enumerate(chunk.index.tolist()):
             labels = None if chunk.labels is None else chunk.labels[j]
@@ -284,15 +285,15 @@ class ScaledRunner:
         self.attempts_run += 1
         return row
 
-    def _next_attempt(self, puzzle: _Puzzle) -> Optional[PuzzleChunk]:
+    def _next_attempt(self, puzzle: _Puzzle) -> PuzzleChunk | None:
         number = len(puzzle.attempts) + 1
         if number > len(self._views) or puzzle.used >= self.scaling.budget:
             return None
         return self._chunk([self._attempt(puzzle, number)], {puzzle.index: puzzle})
 
-    def _chunk(self, rows: List[int], puzzles: Dict[int, _Puzzle]) -> PuzzleChunk:
+    def _chunk(self, rows: list[int], puzzles: dict[int, _Puzzle]) -> PuzzleChunk:
         """Engine rows for these attempts: the puzzle in the attempt's view, its share of the budget."""
-        parts: Dict[str, List[torch.Tensor]] = {"inputs": [], "ids": [], "labels": [], "limit": [], "seed": []}
+        parts: dict[str, list[torch.Tensor]] = {"inputs": [], "ids": [], "labels": [], "limit": [], "seed": []}
         for row in rows:
             a = self._attempts[row]
             p = puzzles[a.puzzle]
@@ -344,7 +345,7 @@ class ScaledRunner:
         puzzle.used += attempt.steps
         puzzle.attempts.append(attempt)
 
-    def _decide(self, puzzles: List[_Puzzle]) -> ScaledRows:
+    def _decide(self, puzzles: list[_Puzzle]) -> ScaledRows:
         chosen, how, solved_at, verified_at = [], [], [], []
         for p in puzzles:
             pick, by = choose(p.attempts, self.task.checks_rules)
@@ -385,7 +386,7 @@ class ScaledRunner:
 
     # ---- helpers for callers ----------------------------------------------------------------
     def run_all(
-        self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: Optional[torch.Tensor] = None
+        self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor, labels: torch.Tensor | None = None
     ) -> ScaledRows:
         """Every row of `inputs` [n, L] to a decision; results in input order."""
         if len(inputs) == 0:
@@ -399,11 +400,11 @@ class ScaledRunner:
         out.selected_by = [how[i] for i in order.tolist()]
         return out
 
-    def stats(self) -> Dict[str, Any]:
+    def stats(self) -> dict[str, Any]:
         return {**self.engine.stats(), "attempts": self.attempts_run, "scaling": self.scaling.describe()}
 
 
-def choose(attempts: List[_Attempt], checks_rules: bool = True) -> tuple[_Attempt, str]:
+def choose(attempts: list[_Attempt], checks_rules: bool = True) -> tuple[_Attempt, str]:
     """The verified attempt (the first; there is at most one, since a puzzle stops there; for a
     task without rules, the one the Q head was confident enough in: 'q'), else the answer most
     attempts gave, ties and the answer's representative by the highest Q-head confidence
@@ -414,7 +415,7 @@ def choose(attempts: List[_Attempt], checks_rules: bool = True) -> tuple[_Attemp
     if len(attempts) == 1:
         return attempts[0], "q"
     votes = Counter(a.answer for a in attempts)
-    best_q: Dict[Optional[bytes], float] = {}
+    best_q: dict[bytes | None, float] = {}
     for a in attempts:
         best_q[a.answer] = max(best_q.get(a.answer, 0.0), a.q_halt_probability)
     answer = max(votes, key=lambda k: (votes[k], best_q[k]))
@@ -422,7 +423,7 @@ def choose(attempts: List[_Attempt], checks_rules: bool = True) -> tuple[_Attemp
     return pick, "vote"
 
 
-def _cat(values: List[Optional[torch.Tensor]]) -> Optional[torch.Tensor]:
+def _cat(values: list[torch.Tensor | None]) -> torch.Tensor | None:
     return None if values[0] is None else torch.cat(values)  # type: ignore[arg-type]
 
 
@@ -432,7 +433,7 @@ _END: Any = object()
 # ---- the accuracy / compute frontier ------------------------------------------------------------
 def frontier(
     act_steps_total: np.ndarray, verified_at_step: np.ndarray, exact: np.ndarray, budget: int, points: int = 16
-) -> List[Dict[str, float]]:
+) -> list[dict[str, float]]:
     """Exact accuracy against mean ACT steps per puzzle for budgets up to `budget`, from one run.
 
     A run with budget b' is this run cut at b' steps per puzzle: a puzzle verified within b' steps
@@ -459,17 +460,17 @@ def scaling_summary(
     attempts: np.ndarray,
     verified_at_step: np.ndarray,
     budget: int,
-    difficulty: Optional[np.ndarray] = None,
-    difficulty_name: Optional[str] = None,
+    difficulty: np.ndarray | None = None,
+    difficulty_name: str | None = None,
     checks_rules: bool = True,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """results.json's `test_time_scaling`: what scaling bought and what it cost, overall, by
     difficulty, and the frontier of every smaller budget (tasks with a rule check only: without
     one an unaccepted answer may still be the label, and a cut run's vote is not known)."""
 
     accepted = "verified_rate" if checks_rules else "accepted_rate"  # no rules: sigmoid(q_halt) >= confidence
 
-    def block(rows: np.ndarray) -> Dict[str, Any]:
+    def block(rows: np.ndarray) -> dict[str, Any]:
         return {
             "puzzles": int(rows.sum()),
             "exact_accuracy": float(exact[rows].mean()),
@@ -479,7 +480,7 @@ def scaling_summary(
         }
 
     everyone = np.ones(len(exact), dtype=bool)
-    out: Dict[str, Any] = block(everyone) if len(exact) else {"puzzles": 0}
+    out: dict[str, Any] = block(everyone) if len(exact) else {"puzzles": 0}
     if difficulty is not None and difficulty_name is not None and len(exact):
         out["by_difficulty"] = {
             "measure": difficulty_name,

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,29 +50,29 @@ class Solution:
     task: str
     puzzle: Any  # the puzzle in the task's natural form (Sudoku: board text, `.` for a blank)
     answer: Any  # the answer in the same form (ARC: a list of rows)
-    tokens: List[int]  # the predicted tokens [seq_len]
-    verified: Optional[bool]  # valid by the task's rules; None where the task has none (ARC)
+    tokens: list[int]  # the predicted tokens [seq_len]
+    verified: bool | None  # valid by the task's rules; None where the task has none (ARC)
     steps: int  # ACT steps run
     max_steps: int  # the most the halting policy allowed
     q_halt_probability: float  # sigmoid(q_halt) after the last step: the model's confidence it is done
     seconds: float  # wall time of the solve call, divided among the puzzles it solved
-    name: Optional[str] = None  # where the puzzle came from (a file row), when known
-    step_answers: Optional[List[Any]] = None  # the answer after each step (return_steps=True)
-    step_q_halt_probabilities: Optional[List[float]] = None  # sigmoid(q_halt) after each step (return_steps)
-    expected: Optional[Any] = None  # a known answer given with the puzzle (a file row's), else None
+    name: str | None = None  # where the puzzle came from (a file row), when known
+    step_answers: list[Any] | None = None  # the answer after each step (return_steps=True)
+    step_q_halt_probabilities: list[float] | None = None  # sigmoid(q_halt) after each step (return_steps)
+    expected: Any | None = None  # a known answer given with the puzzle (a file row's), else None
     # test-time scaling (None when off): attempts run, ACT steps over all of them, the 1-based
     # attempt whose answer passed the rule check (None: none did), how the answer was chosen
-    attempts: Optional[int] = None
-    act_steps_total: Optional[int] = None
-    solved_at_attempt: Optional[int] = None
-    selected_by: Optional[str] = None
+    attempts: int | None = None
+    act_steps_total: int | None = None
+    solved_at_attempt: int | None = None
+    selected_by: str | None = None
 
     @property
-    def correct(self) -> Optional[bool]:
+    def correct(self) -> bool | None:
         """Equal to the known answer; None when none was given."""
         return None if self.expected is None else self.answer == self.expected
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["correct"] = self.correct
         return out
@@ -89,18 +90,18 @@ class Solver:
     def __init__(
         self,
         model_or_checkpoint: Any,
-        task: Optional[str] = None,
+        task: str | None = None,
         *,
         halting: HaltingMode = ADAPTIVE,
         threshold: float = 0.5,
         min_steps: int = 1,
-        max_steps: Optional[int] = None,
-        device: Optional[str] = None,
-        dtype: Optional[str] = None,
-        overrides: Optional[Dict[str, Any]] = None,
-        model_config: Optional[Dict[str, Any]] = None,
+        max_steps: int | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        model_config: dict[str, Any] | None = None,
         scaling: ScalingPolicy | str = "off",
-        budget: Optional[int] = None,
+        budget: int | None = None,
         views: int = 8,
         noise: float = 0.0,
         seed: int = 0,
@@ -112,13 +113,13 @@ class Solver:
         if not isinstance(scaling, ScalingPolicy):
             scaling = ScalingPolicy.checked(scaling, budget=budget, views=views, noise=noise, seed=seed)
         self.scaling = scaling
-        self.task: Optional[PuzzleTask] = get_task(task) if task else None
+        self.task: PuzzleTask | None = get_task(task) if task else None
         self._load_options = {"overrides": dict(overrides or {}), "model_config": model_config, "dtype": dtype}
-        self.model: Optional[ACTModel] = None
-        self.checkpoint: Optional[Path] = None
-        self.device: Optional[torch.device] = None
+        self.model: ACTModel | None = None
+        self.checkpoint: Path | None = None
+        self.device: torch.device | None = None
         self.vocab_size = 0
-        self.seq_len: Optional[int] = None  # None until the task says it (a rope checkpoint does not)
+        self.seq_len: int | None = None  # None until the task says it (a rope checkpoint does not)
         self._owned = False  # a model we loaded ourselves: its weights may be cast once to the forward dtype
         self._set_model(model_or_checkpoint, device)
         if self.task is not None and self.task.vocab_size != self.vocab_size:
@@ -128,7 +129,7 @@ class Solver:
             )
 
     # ---- the model -----------------------------------------------------------------------------
-    def _set_model(self, source: Any, device: Optional[str]) -> None:
+    def _set_model(self, source: Any, device: str | None) -> None:
         if isinstance(source, LoadedCheckpoint):
             self.checkpoint, source = source.path, source.model
         if isinstance(source, ACTModel):
@@ -218,11 +219,11 @@ class Solver:
         return tokens
 
     # ---- solving -------------------------------------------------------------------------------
-    def solve(self, puzzle: Any, *, return_steps: bool = False, name: Optional[str] = None) -> Solution:
+    def solve(self, puzzle: Any, *, return_steps: bool = False, name: str | None = None) -> Solution:
         """One puzzle in its natural form (text, or the task's JSON form)."""
         return self.solve_tokens(self.encode(puzzle)[None], return_steps=return_steps, names=[name])[0]
 
-    def solve_all(self, puzzles: Sequence[Any], *, return_steps: bool = False) -> List[Solution]:
+    def solve_all(self, puzzles: Sequence[Any], *, return_steps: bool = False) -> list[Solution]:
         """Several puzzles of the same task, in one engine run; solutions in the given order."""
         if not len(puzzles):
             return []
@@ -233,10 +234,10 @@ class Solver:
         inputs: np.ndarray,
         *,
         return_steps: bool = False,
-        names: Optional[Sequence[Optional[str]]] = None,
-        expected: Optional[Sequence[Any]] = None,
-        puzzle_identifiers: Optional[np.ndarray] = None,
-    ) -> List[Solution]:
+        names: Sequence[str | None] | None = None,
+        expected: Sequence[Any] | None = None,
+        puzzle_identifiers: np.ndarray | None = None,
+    ) -> list[Solution]:
         """Puzzles already as input tokens [n, L] (a file's rows); `expected`: known answers in
         natural form (None where unknown), compared in `Solution.correct`."""
         task = self._task_of_tokens(inputs)
@@ -282,9 +283,7 @@ class Solver:
             return ScaledRunner(model, task, self.scaling, seq_len=seq_len, **common)  # type: ignore[arg-type]
         return ACTEngine(model, **common)  # type: ignore[arg-type]
 
-    def solve_file(
-        self, path: str | Path, *, limit: Optional[int] = None, return_steps: bool = False
-    ) -> List[Solution]:
+    def solve_file(self, path: str | Path, *, limit: int | None = None, return_steps: bool = False) -> list[Solution]:
         """The puzzles of a .csv (public layout; the answer and rating may be empty) or a .jsonl
         file (input_sequence tokens; target_sequence optional). A known answer is kept as
         `Solution.expected`."""
@@ -301,7 +300,7 @@ class Solver:
             inputs, return_steps=return_steps, names=names, expected=expected, puzzle_identifiers=ids
         )
 
-    def _read_csv(self, path: Path, limit: Optional[int]) -> Tuple[np.ndarray, List[str], List[Any]]:
+    def _read_csv(self, path: Path, limit: int | None) -> tuple[np.ndarray, list[str], list[Any]]:
         guarded.expect_file(path, "puzzle file")  # a FIFO named x.csv is said so, never opened
         raw = read_puzzle_csv(str(path), lambda q, a: None, answers_optional=True)
         rows = list(zip(raw.lines, raw.questions, raw.answers))[:limit]
@@ -317,7 +316,7 @@ class Solver:
             expected.append(self.task.decode(self.task.encode(answer)) if answer and self.task else None)
         return np.stack(inputs), [f"{path.stem}:{line}" for line, _, _ in rows], expected
 
-    def _read_jsonl(self, path: Path, limit: Optional[int]) -> Tuple[np.ndarray, List[str], List[Any], np.ndarray]:
+    def _read_jsonl(self, path: Path, limit: int | None) -> tuple[np.ndarray, list[str], list[Any], np.ndarray]:
         inputs, labels, ids, names = read_jsonl_puzzles(path, vocab_size=self.vocab_size, targets_optional=True)
         inputs, labels, ids, names = inputs[:limit], labels[:limit], ids[:limit], names[:limit]
         task = self._task_of_tokens(inputs)
@@ -336,7 +335,7 @@ class Solver:
         return self.task
 
 
-def _scaling_fields(done: FinishedRows, i: int) -> Dict[str, Any]:
+def _scaling_fields(done: FinishedRows, i: int) -> dict[str, Any]:
     """Solution's scaling fields for row i (empty without scaling)."""
     if not isinstance(done, ScaledRows):
         return {}
@@ -353,7 +352,7 @@ def _scaling_fields(done: FinishedRows, i: int) -> Dict[str, Any]:
 def solve(
     model_or_checkpoint: Any,
     puzzle: Any,
-    task: Optional[str] = None,
+    task: str | None = None,
     halting: HaltingMode = ADAPTIVE,
     return_steps: bool = False,
     **options: Any,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import List
 
 import numpy as np
 import torch
@@ -48,7 +47,7 @@ def identity_view(seq_len: int, vocab_size: int) -> PuzzleView:
     return PuzzleView("identity", torch.arange(vocab_size), torch.arange(seq_len))
 
 
-def views_digest(views: List[PuzzleView]) -> str:
+def views_digest(views: list[PuzzleView]) -> str:
     """A short hash of the views' maps (part of the prediction cache key)."""
     h = hashlib.sha256()
     for v in views:

@@ -6,8 +6,9 @@ Running them and caching what they predicted is `hrm_eval.members.predictions`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any
 
 import torch
 
@@ -20,14 +21,14 @@ log = logging.getLogger("hrm_eval")
 
 
 def load_members(
-    checkpoints: Sequence[Union[str, Path]],
+    checkpoints: Sequence[str | Path],
     dataset: PuzzleDataset,
     *,
-    device: Union[str, torch.device] = "cpu",
-    dtype: Optional[str] = None,
-    overrides: Optional[Dict[str, Any]] = None,
-    model_config: Optional[Dict[str, Any]] = None,
-) -> List[Member]:
+    device: str | torch.device = "cpu",
+    dtype: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    model_config: dict[str, Any] | None = None,
+) -> list[Member]:
     """Load every member against the dataset; members must agree on the task layout.
 
     First the members are compared with each other (vocabulary, puzzle identifiers, stated

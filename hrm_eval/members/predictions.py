@@ -20,9 +20,10 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ CACHE_ENV = "HRM_EVAL_CACHE_DIR"  # overrides the default cache directory
 CHUNK = 256  # puzzles scored at once (bounds float64 memory)
 PART_BATCHES = 64  # engine batches per saved chunk of a member's predictions (what a killed run keeps)
 PREDICTION_FIELDS = ("logits", "q_halt", "q_continue", "steps", "halted")
-Predictions = Dict[str, torch.Tensor]
+Predictions = dict[str, torch.Tensor]
 
 
 # ---- the puzzles -----------------------------------------------------------------------------
@@ -70,7 +71,7 @@ class PuzzleRows:
     inputs: torch.Tensor  # [N, L] int32
     labels: torch.Tensor  # [N, L] int32, -100 where not scored
     puzzle_identifiers: torch.Tensor  # [N] int32
-    names: List[str]
+    names: list[str]
     groups: np.ndarray  # [N] group (original puzzle and its augmentations), unique across sets
     source: str = ""
 
@@ -78,13 +79,13 @@ class PuzzleRows:
         return len(self.names)
 
     @property
-    def hashes(self) -> List[str]:
+    def hashes(self) -> list[str]:
         """Content hash of every puzzle's input tokens: the same puzzle gives the same hash
         whatever file or position it comes from (used to prove calibration/score disjointness)."""
         rows = self.inputs.to(torch.int64).numpy()
         return [hashlib.sha256(r.tobytes()).hexdigest()[:20] for r in rows]
 
-    def subset(self, index: np.ndarray) -> "PuzzleRows":
+    def subset(self, index: np.ndarray) -> PuzzleRows:
         idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
         return PuzzleRows(
             self.inputs[idx],
@@ -96,10 +97,10 @@ class PuzzleRows:
         )
 
 
-def collect_rows(dataset: PuzzleDataset, limit: Optional[int] = None) -> PuzzleRows:
+def collect_rows(dataset: PuzzleDataset, limit: int | None = None) -> PuzzleRows:
     inputs, labels, ids, names, groups = [], [], [], [], []
     group_offset = 0
-    offsets: Dict[str, int] = {}
+    offsets: dict[str, int] = {}
     for set_name, a in dataset.sets.items():
         offsets[set_name] = group_offset
         group_offset += len(a["group_indices"]) - 1
@@ -123,11 +124,11 @@ def collect_rows(dataset: PuzzleDataset, limit: Optional[int] = None) -> PuzzleR
     )
 
 
-def checkpoint_layout(path: Path) -> Dict[str, Any]:
+def checkpoint_layout(path: Path) -> dict[str, Any]:
     """What a checkpoint states about its task layout, without building the model."""
     sd, _ = strip_prefix(read_state_dict(path))
     facts = infer_from_tensors(sd)
-    out: Dict[str, Any] = {"vocab_size": facts["vocab_size"]}
+    out: dict[str, Any] = {"vocab_size": facts["vocab_size"]}
     if facts.get("puzzle_emb_ndim", 0) > 0:
         out["num_puzzle_identifiers"] = facts.get("num_puzzle_identifiers")
     if "embed_pos.embedding_weight" in sd and facts.get("puzzle_emb_ndim", 0) == 0:
@@ -138,9 +139,7 @@ def checkpoint_layout(path: Path) -> Dict[str, Any]:
     return out
 
 
-def open_data_for_checkpoint(
-    data: Union[str, Path], *, split: str, task: Optional[str], checkpoint: Path
-) -> PuzzleDataset:
+def open_data_for_checkpoint(data: str | Path, *, split: str, task: str | None, checkpoint: Path) -> PuzzleDataset:
     """A dataset directory, or a raw puzzle file read with `checkpoint`'s vocabulary (raw files
     carry no metadata: the checkpoint decides which tokens are valid)."""
     path = Path(data)
@@ -157,7 +156,7 @@ def open_data_for_checkpoint(
 
 
 # ---- runs: a training directory's checkpoints and data -----------------------------------------
-def run_checkpoints(run_dir: Union[str, Path]) -> List[Path]:
+def run_checkpoints(run_dir: str | Path) -> list[Path]:
     """Every step_<N> file of a training run directory, by step."""
     run = Path(run_dir)
     if not run.is_dir():
@@ -168,7 +167,7 @@ def run_checkpoints(run_dir: Union[str, Path]) -> List[Path]:
     return steps
 
 
-def run_data_path(run_dir: Union[str, Path]) -> Optional[Path]:
+def run_data_path(run_dir: str | Path) -> Path | None:
     """The dataset a run was trained on (`data_path` in its all_config.yaml), if it exists here:
     relative paths are tried from the working directory, then from the data home (hrm_eval.resources)."""
     cfg = read_all_config(Path(run_dir) / "all_config.yaml")
@@ -178,9 +177,7 @@ def run_data_path(run_dir: Union[str, Path]) -> Optional[Path]:
     return found if found.exists() else None
 
 
-def resolve_checkpoints(
-    checkpoints: Optional[Sequence[Union[str, Path]]], run: Optional[Union[str, Path]]
-) -> Tuple[List[Path], Path]:
+def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, run: str | Path | None) -> tuple[list[Path], Path]:
     """(checkpoint files, the folder whose all_config.yaml names the data): the given files,
     or every step of `run`, or of the bundled run when neither is given."""
     if checkpoints and run is not None:
@@ -200,7 +197,7 @@ def resolve_checkpoints(
 class Member:
     name: str
     loaded: LoadedCheckpoint
-    warnings: List[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def model(self) -> ACTModel:
@@ -210,7 +207,7 @@ class Member:
     def config(self):
         return self.loaded.config
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "path": str(self.loaded.path),
@@ -222,11 +219,11 @@ class Member:
         }
 
 
-def member_names(paths: Sequence[Path]) -> List[str]:
+def member_names(paths: Sequence[Path]) -> list[str]:
     """Short unique display names: the file name, with the folder when file names repeat."""
     base = [p.name for p in paths]
     names = [f"{p.parent.name}/{p.name}" if base.count(p.name) > 1 else p.name for p in paths]
-    seen: Dict[str, int] = {}
+    seen: dict[str, int] = {}
     out = []
     for n in names:
         seen[n] = seen.get(n, 0) + 1
@@ -251,14 +248,14 @@ def predict(
     rows: PuzzleRows,
     views: Sequence[PuzzleView],
     *,
-    device: Union[str, torch.device] = "cpu",
+    device: str | torch.device = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
     desc: str = "member",
-    parts_dir: Optional[Path] = None,
+    parts_dir: Path | None = None,
     part_batches: int = PART_BATCHES,
-    dist: Optional[DistContext] = None,
-) -> Optional[Predictions]:
+    dist: DistContext | None = None,
+) -> Predictions | None:
     """Run `model` once on every puzzle in every view (fixed halting, through the ACT engine);
     logits come back in the original frame. With `parts_dir`, each chunk of rows (whole engine
     batches) is saved there as it finishes and a chunk already there is loaded instead: a killed
@@ -282,7 +279,7 @@ def predict(
         dynamic_ncols=True,
     )
     fail = failure_hook(dist)
-    mine: Dict[Tuple[int, int], Predictions] = {}
+    mine: dict[tuple[int, int], Predictions] = {}
     for v, start, n in chunks[dist.rank :: dist.world_size]:
         dist.check_peers()
         path = parts_dir / f"view{v}-rows{start}-{start + n}.pt" if parts_dir is not None else None
@@ -316,7 +313,7 @@ def _predict_rows(engine: ACTEngine, rows: PuzzleRows, view: PuzzleView, sl: sli
     }
 
 
-def _load_part(path: Path, n: int) -> Optional[Predictions]:
+def _load_part(path: Path, n: int) -> Predictions | None:
     """A chunk saved by an interrupted run (atomic writes: complete or absent), None when unusable."""
     if not path.is_file():
         return None
@@ -334,9 +331,9 @@ def cache_key(
     dataset_fingerprint: str,
     rows: PuzzleRows,
     split: str,
-    limit: Optional[int],
+    limit: int | None,
     views: Sequence[PuzzleView],
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     config = json.dumps(member.config.model_dump(), sort_keys=True)
     return {
         "format": CACHE_FORMAT,
@@ -352,12 +349,12 @@ def cache_key(
     }
 
 
-def cache_path(cache_dir: Path, key: Dict[str, Any]) -> Path:
+def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return Path(cache_dir) / f"{key['checkpoint_sha256'][:12]}-{digest[:16]}.pt"
 
 
-def load_cached(path: Path, key: Dict[str, Any], rows: PuzzleRows, num_views: int) -> Optional[Predictions]:
+def load_cached(path: Path, key: dict[str, Any], rows: PuzzleRows, num_views: int) -> Predictions | None:
     if not path.is_file():
         return None
     try:
@@ -382,13 +379,13 @@ def member_predictions(
     *,
     dataset_fingerprint: str,
     split: str,
-    limit: Optional[int],
-    cache_dir: Optional[Path],
-    device: Union[str, torch.device] = "cpu",
+    limit: int | None,
+    cache_dir: Path | None,
+    device: str | torch.device = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
-    dist: Optional[DistContext] = None,
-) -> Tuple[Optional[Predictions], Dict[str, Any]]:
+    dist: DistContext | None = None,
+) -> tuple[Predictions | None, dict[str, Any]]:
     """(predictions, cache info): from the cache when it holds this member on these rows;
     `cache_dir=None` turns the cache off. Under torchrun every rank runs its share and rank 0
     gets the predictions (the other ranks: None); rank 0's cache decides for all of them."""
@@ -414,7 +411,7 @@ def member_predictions(
         parts_dir=parts,
         dist=dist,
     )
-    info: Dict[str, Any] = {"cache": "miss" if path is not None else "off"}
+    info: dict[str, Any] = {"cache": "miss" if path is not None else "off"}
     if path is not None:
         if preds is not None:
             atomic_torch_save(path, {"key": key, **preds})
@@ -438,7 +435,7 @@ class Scored:
     """One set of answers on the scored rows: the summed metrics and, per row, what the
     analysis needs (exactness, the answer, its confidence and how many voters backed it)."""
 
-    metrics: Dict[str, Any]
+    metrics: dict[str, Any]
     exact: torch.Tensor  # [N] bool
     answers: torch.Tensor  # [N, L]
     q: torch.Tensor  # [N] q_halt logit (confidence)
@@ -452,7 +449,7 @@ def score_member(
     index: np.ndarray,
     *,
     loss_type: str,
-    task: Optional[PuzzleTask],
+    task: PuzzleTask | None,
     view: int = 0,
 ) -> Scored:
     """One member in one view on rows `index`, scored exactly as `evaluate` scores it (its own loss)."""

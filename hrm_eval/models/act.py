@@ -10,14 +10,14 @@ bootstrapped target for Q(continue) comes from one more (no-grad) step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import nn
 
 from hrm_eval.models.base import InnerCarry, RecursiveReasoningModel
 
-Batch = Dict[str, torch.Tensor]  # inputs [B, L], labels [B, L], puzzle_identifiers [B]
+Batch = dict[str, torch.Tensor]  # inputs [B, L], labels [B, L], puzzle_identifiers [B]
 
 
 @dataclass
@@ -37,7 +37,7 @@ class ACTModel(nn.Module):
     # huggingface_hub's PyTorchModelHubMixin conventions, without the mixin (the model is built
     # from a checked architecture, never from arbitrary init kwargs): folders interoperate.
     @classmethod
-    def from_pretrained(cls, name_or_path: Any, **options: Any) -> "ACTModel":
+    def from_pretrained(cls, name_or_path: Any, **options: Any) -> ACTModel:
         """The model of a checkpoint, model folder or `hf://OWNER/REPO[@REVISION][/PATH]`, loaded
         and checked as `load_checkpoint` does (`options`: its keywords, e.g. device, dtype)."""
         # why: loading builds ACTModels: a top-level import would be a circle
@@ -53,7 +53,7 @@ class ACTModel(nn.Module):
 
         return save_model(self, save_directory)
 
-    def push_to_hub(self, repo_id: str, *, private: bool = False, revision: Optional[str] = None) -> str:
+    def push_to_hub(self, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:
         """save_pretrained into a temporary folder, then upload it (hrm_eval.export.hub.push_folder)."""
         import tempfile
 
@@ -63,7 +63,7 @@ class ACTModel(nn.Module):
         with tempfile.TemporaryDirectory(prefix="hrm-eval-push-") as tmp:
             return push_folder(self.save_pretrained(tmp), repo_id, private=private, revision=revision)
 
-    def load_from_checkpoint(self, checkpoint: Any) -> "ACTModel":
+    def load_from_checkpoint(self, checkpoint: Any) -> ACTModel:
         """The inner model's `load_from_checkpoint` (a checkpoint holds the inner model's weights)."""
         self.inner.load_from_checkpoint(checkpoint)
         return self
@@ -77,7 +77,7 @@ class ACTModel(nn.Module):
             current_data={k: torch.zeros_like(v) for k, v in batch.items()},
         )
 
-    def forward(self, carry: ACTCarry, batch: Batch) -> Tuple[ACTCarry, Dict[str, torch.Tensor]]:
+    def forward(self, carry: ACTCarry, batch: Batch) -> tuple[ACTCarry, dict[str, torch.Tensor]]:
         inner_carry = self.inner.reset_carry(carry.halted, carry.inner)
         steps = torch.where(carry.halted, 0, carry.steps)
         data = {

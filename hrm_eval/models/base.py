@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,7 +61,7 @@ class RecursiveReasoningModel(nn.Module):
         self.register_buffer("H_init", trunc_normal_init_(torch.empty(h, dtype=dtype), std=1))
         self.register_buffer("L_init", trunc_normal_init_(torch.empty(h, dtype=dtype), std=1))
 
-    def load_from_checkpoint(self, checkpoint: Any) -> "RecursiveReasoningModel":
+    def load_from_checkpoint(self, checkpoint: Any) -> RecursiveReasoningModel:
         """Copy a checkpoint's weights into this model and return it. `checkpoint`: what
         `load_checkpoint(path)` returns, or a path (loaded for this model's sequence length).
         Its architecture must be this model's config, field by field: a difference (other
@@ -83,7 +83,7 @@ class RecursiveReasoningModel(nn.Module):
         return self
 
     # ---- pieces ---------------------------------------------------------------------------
-    def cos_sin(self) -> Optional[CosSin]:
+    def cos_sin(self) -> CosSin | None:
         return self.rotary_emb() if hasattr(self, "rotary_emb") else None
 
     def input_embeddings(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:
@@ -111,20 +111,20 @@ class RecursiveReasoningModel(nn.Module):
 
     # ---- one ACT step -----------------------------------------------------------------------
     def recurse(
-        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: CosSin | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def forward(
         self, carry: InnerCarry, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor
-    ) -> Tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (new carry, logits [B, L, V] in forward dtype, q_halt [B], q_continue [B] fp32)."""
         x = self.input_embeddings(inputs, puzzle_identifiers)
         return self.step(carry, x, self.cos_sin())
 
     def step(
-        self, carry: InnerCarry, x: torch.Tensor, cos_sin: Optional[CosSin]
-    ) -> Tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, carry: InnerCarry, x: torch.Tensor, cos_sin: CosSin | None
+    ) -> tuple[InnerCarry, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One ACT step from precomputed input embeddings x [B, S, h]: inference computes x once
         per puzzle instead of once per step (the embedding does not change between steps)."""
         z_H, z_L = self.recurse(carry.z_H, carry.z_L, x, cos_sin)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Dict, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -93,7 +93,7 @@ class ModelConfig(BaseModel):
     # Loss head.
     loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
     # Training buffers only; kept so that a round trip through all_config.yaml is lossless.
-    batch_size: Optional[Count] = None
+    batch_size: Count | None = None
 
     @field_validator("forward_dtype", mode="before")
     @classmethod
@@ -101,7 +101,7 @@ class ModelConfig(BaseModel):
         return str(v).removeprefix("torch.") if v is not None else v
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelConfig":
+    def _check(self) -> ModelConfig:
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.pos_encodings == "rope" and (self.head_dim < 2 or self.head_dim % 2):
@@ -167,12 +167,12 @@ class ModelConfig(BaseModel):
 
     # ---- the public all_config.yaml ---------------------------------------------------------
     @classmethod
-    def arch_fields_from_all_config(cls, all_config: Dict[str, Any]) -> Dict[str, Any]:
+    def arch_fields_from_all_config(cls, all_config: dict[str, Any]) -> dict[str, Any]:
         """The ModelConfig fields an `all_config.yaml` (already parsed) states."""
         arch = all_config.get("arch") or {}
         if not isinstance(arch, dict):
             raise HRMEvalError(f"'arch' must be a mapping of architecture fields, got a {type(arch).__name__}")
-        fields: Dict[str, Any] = {k: v for k, v in arch.items() if k not in _NON_ARCH_KEYS}
+        fields: dict[str, Any] = {k: v for k, v in arch.items() if k not in _NON_ARCH_KEYS}
         if "name" in arch:
             fields["name"] = arch["name"]
         loss = arch.get("loss") or {}
@@ -182,12 +182,12 @@ class ModelConfig(BaseModel):
         return {k: v for k, v in fields.items() if k in known}
 
     @classmethod
-    def arch_fields(cls, data: Dict[str, Any]) -> Dict[str, Any]:
+    def arch_fields(cls, data: dict[str, Any]) -> dict[str, Any]:
         """The fields a bare `arch` block or a whole all_config.yaml (already parsed) states."""
         return cls.arch_fields_from_all_config(data if "arch" in data else {"arch": data})
 
     @classmethod
-    def from_yaml_config(cls, config: Any, **fields: Any) -> "ModelConfig":
+    def from_yaml_config(cls, config: Any, **fields: Any) -> ModelConfig:
         """The architecture a config describes (notebooks: `HRMConfig.from_yaml_config(config)`).
 
         - A config that knows its architecture (an evaluation config,
@@ -202,7 +202,7 @@ class ModelConfig(BaseModel):
         arch = cls.arch_fields(config) if isinstance(config, dict) else read_arch_fields(config)
         return validate_config(arch | fields, cls, str(config) if not isinstance(config, dict) else "model config")
 
-    def to_arch_block(self) -> Dict[str, Any]:
+    def to_arch_block(self) -> dict[str, Any]:
         """The `arch` block of an all_config.yaml for this model (dataset fields left out,
         as the public training script does)."""
         data = self.model_dump(exclude={"seq_len", "vocab_size", "num_puzzle_identifiers", "loss_type", "batch_size"})
@@ -213,13 +213,13 @@ class ModelConfig(BaseModel):
         return data
 
 
-def read_arch_fields(path: str | Path) -> Dict[str, Any]:
+def read_arch_fields(path: str | Path) -> dict[str, Any]:
     """The architecture fields a model config YAML states (a bare `arch` block or a whole
     all_config.yaml), unchecked: they are merged with other sources before validation."""
     return ModelConfig.arch_fields(read_yaml(path, "model config"))
 
 
-def check_arch_names(fields: Dict[str, Any], where: str = "--arch") -> None:
+def check_arch_names(fields: dict[str, Any], where: str = "--arch") -> None:
     """Every key of `fields` an architecture field: a typo (`num_head=8`) was silently ignored."""
     for name in fields:
         if name not in ModelConfig.model_fields:
@@ -238,7 +238,7 @@ _SHARED_DEFAULTS = {
     k: ModelConfig.model_fields[k].default
     for k in ("halt_exploration_prob", "pos_encodings", "rope_theta", "rms_norm_eps", "loss_type")
 }
-PUBLIC_DEFAULTS: Dict[str, Dict[str, Any]] = {
+PUBLIC_DEFAULTS: dict[str, dict[str, Any]] = {
     "hrm": dict(name=HRM_ARCH_NAME, H_cycles=2, L_cycles=2, num_heads=8, halt_max_steps=16, **_SHARED_DEFAULTS),
     "trm": dict(
         name=TRM_ARCH_NAME,

@@ -4,8 +4,6 @@ approximation that keeps memory constant in the number of cycles)."""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 
 from hrm_eval.models.base import RecursiveReasoningModel
@@ -30,8 +28,8 @@ class HRMReasoning(RecursiveReasoningModel):
         self.L_level = stack(c.L_layers)
 
     def recurse(
-        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: CosSin | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         H_cycles, L_cycles = self.config.H_cycles, self.config.L_cycles
         # For 2x2 this is L L H L | L H: everything but the final L and H update without grad.
         with torch.no_grad():

@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -30,7 +30,7 @@ _SNAPSHOT = re.compile(r"models--(?P<repo>[^/\\]+)[/\\]snapshots[/\\](?P<commit>
 @dataclass(frozen=True)
 class HubRef:
     repo_id: str
-    revision: Optional[str]
+    revision: str | None
     path: str  # inside the repo, "" for its root
 
     def __str__(self) -> str:
@@ -101,7 +101,7 @@ def _offline(hub: Any) -> bool:
     return bool(flag)
 
 
-def _listing(hub: Any, ref: HubRef) -> Optional[List[str]]:
+def _listing(hub: Any, ref: HubRef) -> list[str] | None:
     """The repo's files at the revision (online), to fetch only what is needed; None when the
     listing fails here (snapshot_download then raises the error worth reporting)."""
     try:
@@ -110,7 +110,7 @@ def _listing(hub: Any, ref: HubRef) -> Optional[List[str]]:
         return None
 
 
-def _patterns(ref: HubRef, files: Optional[List[str]], run: bool) -> List[str]:
+def _patterns(ref: HubRef, files: list[str] | None, run: bool) -> list[str]:
     """allow_patterns for snapshot_download: the checkpoint (or the run's steps) and its configs."""
     base = ref.path
     name = base.rsplit("/", 1)[-1]
@@ -129,7 +129,7 @@ def _patterns(ref: HubRef, files: Optional[List[str]], run: bool) -> List[str]:
     return [prefix + "step_*", prefix + "checkpoint", prefix + "model.safetensors", *configs]
 
 
-def _pick(files: List[str], prefix: str) -> Optional[str]:
+def _pick(files: list[str], prefix: str) -> str | None:
     """What resolve_checkpoint_path picks in a folder: the newest step, else checkpoint, else
     model.safetensors."""
     here = [f[len(prefix) :] for f in files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
@@ -179,7 +179,7 @@ def _cache_dir() -> str:
         return "~/.cache/huggingface/hub"
 
 
-def hub_origin(path: Any) -> Optional[Dict[str, Any]]:
+def hub_origin(path: Any) -> dict[str, Any] | None:
     """{repo_id, revision (the commit hash), path_in_repo} when `path` lies in a hub cache
     snapshot (where `localize` puts files), else None."""
     m = _SNAPSHOT.search(str(path))

@@ -10,13 +10,12 @@ and MPS without FlashAttention.
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-CosSin = Tuple[torch.Tensor, torch.Tensor]
+CosSin = tuple[torch.Tensor, torch.Tensor]
 
 
 def trunc_normal_init_(tensor: torch.Tensor, std: float = 1.0, lower: float = -2.0, upper: float = 2.0) -> torch.Tensor:
@@ -88,8 +87,8 @@ class SparsePuzzleEmbedding(nn.Module):
         super().__init__()
         self.cast_to = cast_to
         self.register_buffer("weights", torch.zeros(num_embeddings, dim))
-        self.local_weights: Optional[torch.Tensor] = None
-        self.local_ids: Optional[torch.Tensor] = None
+        self.local_weights: torch.Tensor | None = None
+        self.local_ids: torch.Tensor | None = None
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = self.weights[ids]
@@ -153,7 +152,7 @@ class Attention(nn.Module):
         self.qkv_proj = CastedLinear(hidden_size, 3 * hidden_size, bias=False)
         self.o_proj = CastedLinear(hidden_size, hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, cos_sin: Optional[CosSin]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos_sin: CosSin | None) -> torch.Tensor:
         B, S, h = x.shape
         qkv = self.qkv_proj(x).view(B, S, 3 * self.num_heads, self.head_dim)
         q, k, v = qkv.split(self.num_heads, dim=2)  # each [B, S, heads, head_dim]
@@ -181,7 +180,7 @@ class ReasoningBlock(nn.Module):
     that mixes along the sequence axis (the norm then runs over the sequence axis too)."""
 
     def __init__(
-        self, hidden_size: int, num_heads: int, expansion: float, eps: float, mlp_t_seq_len: Optional[int] = None
+        self, hidden_size: int, num_heads: int, expansion: float, eps: float, mlp_t_seq_len: int | None = None
     ):
         super().__init__()
         self.eps = eps
@@ -191,7 +190,7 @@ class ReasoningBlock(nn.Module):
             self.mlp_t = SwiGLU(mlp_t_seq_len, expansion)
         self.mlp = SwiGLU(hidden_size, expansion)
 
-    def forward(self, x: torch.Tensor, cos_sin: Optional[CosSin]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos_sin: CosSin | None) -> torch.Tensor:
         if hasattr(self, "mlp_t"):
             xt = x.transpose(1, 2)  # [B, h, S]
             x = rms_norm(xt + self.mlp_t(xt), self.eps).transpose(1, 2)
@@ -207,7 +206,7 @@ class ReasoningModule(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, z: torch.Tensor, injection: torch.Tensor, cos_sin: Optional[CosSin]) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, injection: torch.Tensor, cos_sin: CosSin | None) -> torch.Tensor:
         z = z + injection
         for layer in self.layers:
             z = layer(z, cos_sin)

@@ -6,7 +6,7 @@ the valid ones (halted, at least one scored label), training uses the same rows 
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +43,7 @@ LOSS_FUNCTIONS = {"stablemax_cross_entropy": stablemax_cross_entropy, "softmax_c
 
 def row_metrics(
     logits: torch.Tensor, labels: torch.Tensor, q_halt_logits: torch.Tensor, loss_type: str
-) -> Dict[str, torch.Tensor]:
+) -> dict[str, torch.Tensor]:
     """Per-row values [B] of the public loss head (before summing over rows)."""
     mask = labels != IGNORE_LABEL_ID
     n = mask.sum(-1)  # scored labels per row
@@ -63,8 +63,8 @@ def row_metrics(
 
 
 def act_training_loss(
-    outputs: Dict[str, torch.Tensor], labels: torch.Tensor, loss_type: str
-) -> tuple[torch.Tensor, Dict[str, Any]]:
+    outputs: dict[str, torch.Tensor], labels: torch.Tensor, loss_type: str
+) -> tuple[torch.Tensor, dict[str, Any]]:
     """Summed training loss lm + 0.5 (q_halt + q_continue), as in the public loss head."""
     rows = row_metrics(outputs["logits"], labels, outputs["q_halt_logits"], loss_type)
     lm_loss, q_halt_loss = rows["lm_loss"].sum(), rows["q_halt_loss"].sum()

@@ -5,8 +5,6 @@ With `mlp_t` the blocks mix positions with an MLP over the sequence axis instead
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 
 from hrm_eval.models.base import RecursiveReasoningModel
@@ -30,16 +28,16 @@ class TRMReasoning(RecursiveReasoningModel):
         )
 
     def _round(
-        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: CosSin | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(self.config.L_cycles):
             z_L = self.L_level(z_L, z_H + x, cos_sin)
         z_H = self.L_level(z_H, z_L, cos_sin)
         return z_H, z_L
 
     def recurse(
-        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: Optional[CosSin]
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin: CosSin | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             for _ in range(self.config.H_cycles - 1):
                 z_H, z_L = self._round(z_H, z_L, x, cos_sin)

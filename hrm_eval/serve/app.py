@@ -34,9 +34,10 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, MutableMapping, Optional, Set, Tuple
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -94,7 +95,7 @@ CSP = (
     "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
 )
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-ERRORS: Dict[int | str, Dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": what}
     for code, what in (
         (400, "not HTTP/1.1 the server can read"),
@@ -113,7 +114,7 @@ class ClientGone(Exception):
     """The client closed the connection before its answer was ready."""
 
 
-def error_response(status: int, message: str, headers: Optional[Dict[str, str]] = None) -> Response:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     # ensure_ascii: a message may quote what the client sent, lone surrogates included, which
     # cannot be encoded as UTF-8 (JSONResponse would raise while rendering: a 500)
     body = json.dumps({"error": message, "status": status}, ensure_ascii=True)
@@ -135,7 +136,7 @@ class Outcome:
     response started as 200 before the answer was known)."""
 
     def __init__(self) -> None:
-        self.status: Optional[int] = None
+        self.status: int | None = None
 
 
 class Gate:
@@ -143,10 +144,10 @@ class Gate:
     encoding, nesting), draining, the last-resort 500, metrics. Done before routing so that no
     handler ever sees an unauthorised, oversized, slow or hostile body."""
 
-    def __init__(self, app: Any, service: "Service"):
+    def __init__(self, app: Any, service: Service):
         self.app, self.service, self.cfg, self.metrics = app, service, service.cfg, service.metrics
 
-    async def __call__(self, scope: Dict[str, Any], receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start, path, status, outcome = time.perf_counter(), scope["path"], [0], Outcome()
@@ -176,7 +177,7 @@ class Gate:
             final = outcome.status or status[0] or CLIENT_GONE
             self.metrics.request(route, method, final, time.perf_counter() - start)
 
-    async def _handle(self, scope: Dict[str, Any], receive: Callable, send: Callable) -> None:
+    async def _handle(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.cfg.api_key is not None and path.startswith("/v1") and not self._authorised(headers):
@@ -197,7 +198,7 @@ class Gate:
             return await error_response(422, problem)(scope, receive, send)
         await self.app(scope, _replay(body, receive), send)
 
-    def _authorised(self, headers: Dict[str, str]) -> bool:
+    def _authorised(self, headers: dict[str, str]) -> bool:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         assert self.cfg.api_key is not None
         # compare_digest: the time taken does not tell how much of a guess was right; the header's
@@ -205,12 +206,12 @@ class Gate:
         sent = token.strip().encode("latin-1")
         return scheme.lower() == "bearer" and hmac.compare_digest(sent, self.cfg.api_key.encode())
 
-    async def _read_body(self, headers: Dict[str, str], receive: Callable) -> Optional[bytes]:
+    async def _read_body(self, headers: dict[str, str], receive: Callable) -> bytes | None:
         """The whole body, or None when it is over the limit (by its Content-Length or as read)."""
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.cfg.max_body_bytes:
             return None
-        chunks: List[bytes] = []
+        chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
@@ -225,7 +226,7 @@ class Gate:
         return b"".join(chunks)
 
 
-def body_problem(body: bytes) -> Optional[str]:
+def body_problem(body: bytes) -> str | None:
     """Why a JSON body is refused before it is parsed: not UTF-8 (RFC 8259), or nested so deeply
     that a recursive parser would work (and recurse) on it. None when it may be parsed."""
     try:
@@ -242,10 +243,10 @@ def draining_response(cfg: ServeConfig) -> Response:
     return error_response(503, message, {"Retry-After": str(RETRY_AFTER_S), "Connection": "close"})
 
 
-def _replay(body: bytes, receive: Callable) -> Callable[[], Awaitable[Dict[str, Any]]]:
+def _replay(body: bytes, receive: Callable) -> Callable[[], Awaitable[dict[str, Any]]]:
     sent = False
 
-    async def replay() -> Dict[str, Any]:
+    async def replay() -> dict[str, Any]:
         nonlocal sent
         if not sent:
             sent = True
@@ -273,7 +274,7 @@ class Lane:
     bridge: EngineBridge
     scaling: ServeScaling
 
-    def info(self, cfg: ServeConfig) -> Dict[str, Any]:
+    def info(self, cfg: ServeConfig) -> dict[str, Any]:
         """What GET /v1/model says of this model."""
         info = self.served.describe()
         info["max_batch"] = self.bridge.engine.slots
@@ -286,17 +287,17 @@ class Service:
     """The handlers' shared state: the models (lanes), the limits, the metrics, draining.
     `served`, `bridge` and `scaling` are the first model's: all there is with one model."""
 
-    def __init__(self, lanes: List[Lane], cfg: ServeConfig, metrics: Metrics):
+    def __init__(self, lanes: list[Lane], cfg: ServeConfig, metrics: Metrics):
         self.lanes, self.cfg, self.metrics = lanes, cfg, metrics
         self.served, self.bridge, self.scaling = lanes[0].served, lanes[0].bridge, lanes[0].scaling
         self._keys = itertools.count()  # scaled puzzles' numbers (their noise seeds)
         self.rng = np.random.default_rng()
-        self.live: Set[Ticket] = set()  # tickets of requests still waiting (event loop only)
+        self.live: set[Ticket] = set()  # tickets of requests still waiting (event loop only)
         self.requests_in_flight = 0
         self.draining = False
 
     # ---- which model ---------------------------------------------------------------------------
-    def puzzle(self, item: Any, where: str = "") -> Tuple[Lane, Puzzle]:
+    def puzzle(self, item: Any, where: str = "") -> tuple[Lane, Puzzle]:
         """A request item's model and its puzzle as that model reads it (RequestError 422)."""
         lane = self.lanes[0] if len(self.lanes) == 1 else self._route(item, where)
         return lane, lane.served.puzzle(item, where)
@@ -325,7 +326,7 @@ class Service:
         served = ", ".join(t.name for lane in self.lanes for t in lane.served.tasks())
         raise RequestError(422, f"{where}task: {name} is not served here (served: {served})")
 
-    def budgets(self, requested: List[Optional[int]], where: List[str], lanes: List[Lane]) -> List[Optional[int]]:
+    def budgets(self, requested: list[int | None], where: list[str], lanes: list[Lane]) -> list[int | None]:
         """Each puzzle's budget (None: no scaling) by its model's settings; 422 naming the field
         over --max-budget."""
         out = []
@@ -338,12 +339,12 @@ class Service:
 
     def tickets(
         self,
-        routed: List[Tuple[Lane, Puzzle]],
-        timeout_s: Optional[float],
+        routed: list[tuple[Lane, Puzzle]],
+        timeout_s: float | None,
         *,
         want_steps: bool,
         stream: bool,
-        budgets: Optional[List[Optional[int]]] = None,
+        budgets: list[int | None] | None = None,
     ):
         """Tickets for the puzzles, each queued on its model's engine: all of them or none (503)."""
         loop = asyncio.get_running_loop()
@@ -363,7 +364,7 @@ class Service:
             )
             t.lane = lane
             tickets.append(t)
-        submitted: List[Ticket] = []
+        submitted: list[Ticket] = []
         try:
             for lane in self.lanes:
                 mine = [t for t in tickets if t.lane is lane]
@@ -378,7 +379,7 @@ class Service:
         self.live.update(tickets)
         return tickets
 
-    def _work(self, lane: Lane, puzzle: Puzzle, budget: Optional[int]):
+    def _work(self, lane: Lane, puzzle: Puzzle, budget: int | None):
         if budget is None:
             return None
         c = lane.served.config
@@ -386,14 +387,14 @@ class Service:
         work.next_attempt()
         return work
 
-    def cancel(self, tickets: List[Ticket]) -> None:
+    def cancel(self, tickets: list[Ticket]) -> None:
         """Each ticket cancelled on its own model's engine."""
         for lane in self.lanes:
             mine = [t for t in tickets if t.lane is lane]
             if mine:
                 lane.bridge.cancel(mine)
 
-    async def wait(self, tickets: List[Ticket], receive: Callable) -> List[EngineAnswer]:
+    async def wait(self, tickets: list[Ticket], receive: Callable) -> list[EngineAnswer]:
         """The answers; 504 past the deadline, ClientGone when the client leaves first (either
         way the tickets are cancelled: out of the queue now, out of the engine at its next step)."""
         remaining = max(tickets[0].deadline - time.monotonic(), 0.0)
@@ -415,13 +416,13 @@ class Service:
         except RuntimeError as e:  # the engine stopped, or the drain ran out of time
             raise RequestError(503, str(e), {"Connection": "close"} if self.draining else None) from None
 
-    def response(self, puzzle: Puzzle, t: Ticket, sol: EngineAnswer, start: float, steps: bool) -> Dict[str, Any]:
+    def response(self, puzzle: Puzzle, t: Ticket, sol: EngineAnswer, start: float, steps: bool) -> dict[str, Any]:
         out = t.lane.served.answer(puzzle, sol, steps)
         out["latency_ms"] = round((time.monotonic() - start) * 1000.0, 3)
         out["queue_ms"] = round((t.started - t.submitted) * 1000.0, 3)
         return out
 
-    def answered(self, answers: List[Dict[str, Any]]) -> None:
+    def answered(self, answers: list[dict[str, Any]]) -> None:
         self.metrics.answered(len(answers), sum(bool(a.get("verified")) for a in answers))
 
     # ---- draining ------------------------------------------------------------------------------
@@ -441,7 +442,7 @@ class Service:
         return len(live)
 
 
-def create_app(lanes: List[Lane], cfg: ServeConfig, metrics: Metrics) -> Gate:
+def create_app(lanes: list[Lane], cfg: ServeConfig, metrics: Metrics) -> Gate:
     """The FastAPI app behind its Gate (what uvicorn runs), over one model or several (one per task)."""
     service = Service(lanes, cfg, metrics)
     metrics.slots.set(sum(lane.bridge.engine.slots for lane in lanes))
@@ -470,7 +471,7 @@ def serve_scaling(served: ServedModel, cfg: ServeConfig) -> ServeScaling:
     return ServeScaling.from_config(cfg, c.halt_max_steps, served.halting.step_limit(c.halt_max_steps))
 
 
-def queue_state(lanes: List[Lane]) -> Dict[str, int]:
+def queue_state(lanes: list[Lane]) -> dict[str, int]:
     """The queues of all models together (one model: its own)."""
     states = [lane.bridge.queue_state() for lane in lanes]
     return {k: sum(s[k] for s in states) for k in states[0]}
@@ -483,7 +484,7 @@ def get_task_or_422(name: str, where: str) -> Any:
         raise RequestError(422, f"{where}task: {e}") from None
 
 
-def model_labels(served: ServedModel) -> Dict[str, str]:
+def model_labels(served: ServedModel) -> dict[str, str]:
     d = served.describe()
     keys = ("name", "family", "variant", "step", "sha256", "dtype", "task")
     labels = {k: str(d[k]) for k in keys}
@@ -557,7 +558,7 @@ def add_info_routes(app: FastAPI, service: Service) -> None:
         return Response(metrics.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/stats", summary="Requests, errors, latency percentiles per route, recent puzzles/s", responses=ERRORS)
-    async def stats() -> Dict[str, Any]:
+    async def stats() -> dict[str, Any]:
         out = metrics.snapshot()
         out["queue"] = queue_state(lanes)
         out["engine"] = lanes[0].bridge.stats()
@@ -570,7 +571,7 @@ def add_info_routes(app: FastAPI, service: Service) -> None:
         return out
 
     @app.api_route("/v1/model", methods=["GET", "HEAD"], summary="The served model and limits", responses=ERRORS)
-    async def model() -> Dict[str, Any]:
+    async def model() -> dict[str, Any]:
         info = lanes[0].info(cfg)
         if len(lanes) > 1:  # a one-model client sees the first model; the page, every task
             info["tasks"] = [t for lane in lanes for t in lane.served.describe()["tasks"]]
@@ -578,13 +579,13 @@ def add_info_routes(app: FastAPI, service: Service) -> None:
         return info
 
     @app.api_route("/v1/models", methods=["GET", "HEAD"], summary="Every served model", responses=ERRORS)
-    async def models() -> Dict[str, Any]:
+    async def models() -> dict[str, Any]:
         return {"models": [lane.info(cfg) for lane in lanes]}
 
     @app.get("/v1/puzzles/random", response_model=RandomPuzzle, summary="A test-set puzzle", responses=ERRORS)
     async def random_puzzle(
-        task: Optional[str] = Query(None, description="a puzzle of this task (several models); default: the first"),
-    ) -> Dict[str, Any]:
+        task: str | None = Query(None, description="a puzzle of this task (several models); default: the first"),
+    ) -> dict[str, Any]:
         lane = service.lane_of_task(task, "") if task is not None and len(lanes) > 1 else lanes[0]
         return lane.served.random_example(service.rng)
 
@@ -593,7 +594,7 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
     cfg = service.cfg
 
     @app.post("/v1/solve", response_model=SolveResponse, response_model_exclude_none=True, responses=ERRORS)
-    async def solve(req: SolveRequest, request: Request) -> Dict[str, Any]:
+    async def solve(req: SolveRequest, request: Request) -> dict[str, Any]:
         """One puzzle in the task's natural form (or tokens) -> the answer in the same form, from
         the model of its task (with several models: of its size, unless `task` names one)."""
         start = time.monotonic()
@@ -608,7 +609,7 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
         return out
 
     @app.post("/v1/solve/batch", response_model=BatchResponse, response_model_exclude_none=True, responses=ERRORS)
-    async def solve_batch(req: BatchRequest, request: Request) -> Dict[str, Any]:
+    async def solve_batch(req: BatchRequest, request: Request) -> dict[str, Any]:
         """Many puzzles (at most --max-request-puzzles) -> answers in the same order."""
         start = time.monotonic()
         if len(req.puzzles) > cfg.max_request_puzzles:
@@ -635,8 +636,8 @@ def add_solve_routes(app: FastAPI, service: Service) -> None:
     async def solve_stream_get(
         request: Request,
         puzzle: str = Query(..., description="the puzzle as text"),
-        task: Optional[str] = None,
-        budget: Optional[int] = Query(None, ge=0, description="think harder: the most ACT steps, all attempts"),
+        task: str | None = None,
+        budget: int | None = Query(None, ge=0, description="think harder: the most ACT steps, all attempts"),
     ) -> StreamingResponse:
         """The POST stream for a text puzzle given in the query string."""
         item = PuzzleInput.model_validate({"task": task, "puzzle": puzzle})
@@ -649,9 +650,9 @@ def stream(
     service: Service,
     lane: Lane,
     puzzle: Puzzle,
-    timeout_s: Optional[float],
+    timeout_s: float | None,
     outcome: Outcome,
-    budget: Optional[int] = None,
+    budget: int | None = None,
 ) -> StreamingResponse:
     (t,) = service.tickets([(lane, puzzle)], timeout_s, want_steps=True, stream=True, budgets=[budget])  # 503 here
     start = time.monotonic()
@@ -695,5 +696,5 @@ async def _events(service: Service, puzzle: Puzzle, t: Ticket, start: float, out
         service.cancel([t])  # a client that went away frees its place in the queue
 
 
-def _sse(event: str, data: Dict[str, Any]) -> str:
+def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"

@@ -35,8 +35,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,14 +71,14 @@ class Ticket:
     loop: asyncio.AbstractEventLoop
     want_steps: bool = False
     timeout_s: float = 0.0  # the time its request was given (for the 504 message)
-    events: Optional[asyncio.Queue] = None  # a stream's ("step", (n, preds, q_halt)), then ("final", EngineAnswer)
+    events: asyncio.Queue | None = None  # a stream's ("step", (n, preds, q_halt)), then ("final", EngineAnswer)
     future: asyncio.Future = field(init=False)
     submitted: float = field(default_factory=time.monotonic)
     started: float = 0.0  # when it took a slot
-    by_step: List[Tuple[np.ndarray, float]] = field(default_factory=list)  # engine thread only
+    by_step: list[tuple[np.ndarray, float]] = field(default_factory=list)  # engine thread only
     cancelled: bool = False  # its request gave up (deadline, client gone): skip it if not started
-    scaled: Optional[ScaledWork] = None  # test-time scaling: its attempts (None: one plain run)
-    step_attempts: List[int] = field(default_factory=list)  # scaled: the attempt of each of by_step
+    scaled: ScaledWork | None = None  # test-time scaling: its attempts (None: one plain run)
+    step_attempts: list[int] = field(default_factory=list)  # scaled: the attempt of each of by_step
     lane: Any = None  # the served model (app.Lane) whose engine it was queued on
 
     def __post_init__(self) -> None:
@@ -99,9 +100,9 @@ class ServeEngine(ACTEngine):
     halts exactly as in a plain engine. With no scaled row in a step, the step is the plain
     engine's own. Build it with `max_row_steps` (an attempt's most steps) for scaled rows."""
 
-    evict: Optional[Callable[[], List[int]]] = None
-    scaled_rows: Optional[Callable[[torch.Tensor], Optional[torch.Tensor]]] = None
-    check_rows: Optional[Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = None
+    evict: Callable[[], list[int]] | None = None
+    scaled_rows: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+    check_rows: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def _refill(self, state: Any, queue: Any) -> None:
         gone = self.evict() if self.evict is not None else []
@@ -118,7 +119,7 @@ class ServeEngine(ACTEngine):
         preds: torch.Tensor,
         q_halt: torch.Tensor,
         q_continue: torch.Tensor,
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         ids = state.index[active]
         scaled = self.scaled_rows(ids) if self.scaled_rows is not None else None
         if scaled is None or self.check_rows is None:
@@ -148,7 +149,7 @@ class EngineBridge:
         max_queue: int,
         batch_wait_s: float,
         threads: int,
-        metrics: Optional[Metrics] = None,
+        metrics: Metrics | None = None,
     ):
         self.engine = engine
         self.max_queue = max_queue
@@ -162,17 +163,17 @@ class EngineBridge:
             engine.check_rows = self._check_rows
         self.confidence = 0.5  # tasks without rules: sigmoid(q_halt) a scaled answer needs
         self._cond = threading.Condition()
-        self._waiting: Deque[Ticket] = deque()
+        self._waiting: deque[Ticket] = deque()
         self._pending = 0  # waiting + in the engine (guarded by _cond)
-        self._in_engine: Dict[int, Ticket] = {}  # engine row id -> its ticket (engine thread only)
+        self._in_engine: dict[int, Ticket] = {}  # engine row id -> its ticket (engine thread only)
         self._scaled: set = set()  # engine row ids of scaled attempts (engine thread only)
-        self._retries: Deque[Ticket] = deque()  # scaled puzzles waiting for their next attempt (engine thread)
+        self._retries: deque[Ticket] = deque()  # scaled puzzles waiting for their next attempt (engine thread)
         self._watched = 0  # tickets in the engine that want their steps (engine thread only)
         self._ids = itertools.count()
         self._stopping = False
         self._cancelled_in_engine = False  # a cancel() touched tickets that may be in the engine
         self._in_engine_count = 0  # len(_in_engine), readable from the event loop (guarded by _cond)
-        self.error: Optional[BaseException] = None  # set when the engine thread died
+        self.error: BaseException | None = None  # set when the engine thread died
         self.puzzles_done = 0
         self._thread = threading.Thread(target=self._main, name="hrm-engine", daemon=True)
 
@@ -190,7 +191,7 @@ class EngineBridge:
     def alive(self) -> bool:
         return self._thread.is_alive() and self.error is None
 
-    def submit(self, tickets: List[Ticket]) -> None:
+    def submit(self, tickets: list[Ticket]) -> None:
         """Queue all of them or none (QueueFull)."""
         if not self.alive:
             raise RuntimeError(f"the engine stopped: {self.error!r}")
@@ -201,7 +202,7 @@ class EngineBridge:
             self._waiting.extend(tickets)
             self._cond.notify()
 
-    def cancel(self, tickets: List[Ticket]) -> int:
+    def cancel(self, tickets: list[Ticket]) -> int:
         """Their requests gave up (deadline, client gone, drain): the ones still waiting leave the
         queue now, so their places are free for the next request; the ones in the engine lose their
         slots before its next step. Returns how many were still unanswered (counted as cancelled)."""
@@ -219,7 +220,7 @@ class EngineBridge:
             self.metrics.cancelled.inc(len(live))
         return len(live)
 
-    def queue_state(self) -> Dict[str, int]:
+    def queue_state(self) -> dict[str, int]:
         with self._cond:
             return {
                 "waiting": len(self._waiting),
@@ -239,7 +240,7 @@ class EngineBridge:
             log.exception("the engine thread stopped")
             self._fail_all(e)
 
-    def _next_ticket(self, gather_until: Optional[float]) -> Optional[Ticket]:
+    def _next_ticket(self, gather_until: float | None) -> Ticket | None:
         """The next live ticket; None for "nothing right now". Blocks only when the engine is
         idle (until a puzzle comes) or while gathering a batch (until `gather_until`)."""
         with self._cond:
@@ -258,8 +259,8 @@ class EngineBridge:
                     self._cond.wait(IDLE_POLL_S)
             raise _Stopping
 
-    def _source(self) -> Iterator[Optional[PuzzleChunk]]:
-        gather_until: Optional[float] = None
+    def _source(self) -> Iterator[PuzzleChunk | None]:
+        gather_until: float | None = None
         while True:
             if self._retries:  # a scaled puzzle's next attempt first: it finishes before new ones start
                 retry = self._retries.popleft()
@@ -310,7 +311,7 @@ class EngineBridge:
             self._in_engine_count -= 1
         self._watched -= t.want_steps
 
-    def _scaled_mask(self, ids: torch.Tensor) -> Optional[torch.Tensor]:
+    def _scaled_mask(self, ids: torch.Tensor) -> torch.Tensor | None:
         """Engine thread: which of these engine rows are scaled attempts (None: none are)."""
         if not self._scaled:
             return None
@@ -324,7 +325,7 @@ class EngineBridge:
             tasks.append(work.task if work is not None else None)
         return verdicts(tasks, inputs, preds, q_halt, self.confidence)
 
-    def _evictions(self) -> List[int]:
+    def _evictions(self) -> list[int]:
         """Engine thread, before each step: the ids of cancelled puzzles in the engine, which
         leave it now (their requests were answered 504 or went away)."""
         with self._cond:
@@ -361,8 +362,8 @@ class EngineBridge:
 
     def _finish(self, finished: FinishedRows) -> None:
         preds = finished.preds.numpy().astype(np.int32)  # [n, L]
-        done: Dict[asyncio.AbstractEventLoop, List[Tuple[Ticket, EngineAnswer]]] = {}
-        plain_steps: List[int] = []
+        done: dict[asyncio.AbstractEventLoop, list[tuple[Ticket, EngineAnswer]]] = {}
+        plain_steps: list[int] = []
         for i, idx in enumerate(finished.index.tolist()):
             t = self._in_engine.pop(idx)
             if t.scaled is None:
@@ -401,13 +402,13 @@ class EngineBridge:
         for t in tickets:
             t.loop.call_soon_threadsafe(_fail, t, e)
 
-    def stats(self) -> Dict[str, Any]:
+    def stats(self) -> dict[str, Any]:
         s = self.engine.stats()
         s["mean_batch"] = s["act_steps_computed"] / s["engine_steps"] if s["engine_steps"] else 0.0
         return s
 
 
-def _deliver(pairs: List[Tuple[Ticket, EngineAnswer]]) -> None:
+def _deliver(pairs: list[tuple[Ticket, EngineAnswer]]) -> None:
     for t, sol in pairs:
         if not t.future.done():
             t.future.set_result(sol)

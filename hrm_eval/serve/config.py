@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -19,10 +19,10 @@ class ServeConfig(ScalingSettings):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    checkpoint: Optional[str] = None  # default: the bundled models there, one per task (sudoku6-hard-hrm first)
-    checkpoints: List[str] = Field(default_factory=list)  # several models, one per task (--checkpoint repeated)
-    log_file: Optional[str] = None  # JSON lines, one object per log record (appended)
-    data_path: Optional[str] = None  # dataset for the page's random puzzles; default: the run's data/
+    checkpoint: str | None = None  # default: the bundled models there, one per task (sudoku6-hard-hrm first)
+    checkpoints: list[str] = Field(default_factory=list)  # several models, one per task (--checkpoint repeated)
+    log_file: str | None = None  # JSON lines, one object per log record (appended)
+    data_path: str | None = None  # dataset for the page's random puzzles; default: the run's data/
     host: str = "127.0.0.1"  # localhost only unless you say otherwise
     port: int = Field(8000, ge=0, le=65535)  # 0: any free port (the URL line says which)
     halting: ServedHaltingMode = "adaptive"  # adaptive: easy puzzles leave early, freeing slots
@@ -34,7 +34,7 @@ class ServeConfig(ScalingSettings):
     timeout_s: float = Field(30.0, gt=0)  # a request's deadline (a request may ask for less); past it -> 504
     # SIGTERM / SIGINT: finish in-flight requests for up to this long (default: timeout_s, so that a
     # request admitted just before the signal can still get its answer), then 503 the rest and exit 0
-    drain_timeout_s: Optional[float] = Field(None, ge=0)
+    drain_timeout_s: float | None = Field(None, ge=0)
     # Slow clients: a request's headers must arrive within header_timeout_s of the connection (or of
     # the previous response) and its body within body_timeout_s of the headers; else 408 and close.
     header_timeout_s: float = Field(10.0, gt=0)
@@ -42,18 +42,18 @@ class ServeConfig(ScalingSettings):
     max_connections: int = Field(1024, ge=1)  # open connections; one more gets 503 and is closed
     # With a key every /v1 route needs `Authorization: Bearer KEY`. A secret: left out of
     # model_dump() and repr, so that settings written to logs or results never carry it.
-    api_key: Optional[str] = Field(None, exclude=True, repr=False)
+    api_key: str | None = Field(None, exclude=True, repr=False)
     device: str = "auto"
-    dtype: Optional[Literal["auto", "float32", "bfloat16", "float16"]] = "auto"
-    threads: Optional[int] = Field(None, ge=1)  # engine CPU threads (default: one per core, see engine_threads)
-    model_config_path: Optional[str] = None
-    arch_overrides: Dict[str, Any] = Field(default_factory=dict)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = "auto"
+    threads: int | None = Field(None, ge=1)  # engine CPU threads (default: one per core, see engine_threads)
+    model_config_path: str | None = None
+    arch_overrides: dict[str, Any] = Field(default_factory=dict)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # the most ACT steps a request's "budget" may ask for (default 8 x halt_max_steps); more -> 422
-    max_budget: Optional[int] = Field(None, ge=1, le=MAX_BUDGET)
+    max_budget: int | None = Field(None, ge=1, le=MAX_BUDGET)
 
     @model_validator(mode="after")
-    def _check(self) -> "ServeConfig":
+    def _check(self) -> ServeConfig:
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("api_key must not be empty")
         if self.max_request_puzzles > self.max_queue:
@@ -66,7 +66,7 @@ class ServeConfig(ScalingSettings):
     def drain_s(self) -> float:
         return self.timeout_s if self.drain_timeout_s is None else self.drain_timeout_s
 
-    def limits(self, max_budget: Optional[int] = None) -> Dict[str, Any]:
+    def limits(self, max_budget: int | None = None) -> dict[str, Any]:
         """The limits a client may run into (in /v1/model and the startup line); `max_budget`:
         the resolved bound of a request's "budget" (the model's default when not set)."""
         out = {

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -64,7 +64,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_timer: Optional[asyncio.TimerHandle] = None
+        self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         over = len(self.connections) >= self.max_connections  # counted before this one joins
@@ -75,7 +75,7 @@ class GuardedH11Protocol(H11Protocol):
             return
         self._arm()
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 

@@ -28,7 +28,8 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -87,8 +88,8 @@ class Metrics:
         self._lock = threading.Lock()
         self._statuses: Tally = Tally()
         self._routes: Tally = Tally()
-        self._latency: Dict[str, Deque[float]] = {}
-        self._answered: Deque[Tuple[float, int]] = deque()  # (time, puzzles) of recent answers
+        self._latency: dict[str, deque[float]] = {}
+        self._answered: deque[tuple[float, int]] = deque()  # (time, puzzles) of recent answers
         self.puzzles = 0
 
     # ---- observations --------------------------------------------------------------------------
@@ -101,7 +102,7 @@ class Metrics:
             if status == 200:
                 self._latency.setdefault(route, deque(maxlen=WINDOW)).append(seconds)
 
-    def scaled(self, attempts: int, act_steps_total: int, solved_at_attempt: Optional[int]) -> None:
+    def scaled(self, attempts: int, act_steps_total: int, solved_at_attempt: int | None) -> None:
         """A puzzle solved with test-time scaling was decided (engine thread)."""
         self.attempts.observe(attempts)
         self.scaled_act_steps.observe(act_steps_total)
@@ -121,7 +122,7 @@ class Metrics:
             while self._answered and self._answered[0][0] < now - RATE_WINDOW_S:
                 self._answered.popleft()
 
-    def watch(self, queue: Callable[[], Dict[str, int]]) -> None:
+    def watch(self, queue: Callable[[], dict[str, int]]) -> None:
         """Gauges read at scrape time from the engine bridge."""
         self.queue_depth.set_function(lambda: queue()["waiting"])
         self.queue_pending.set_function(lambda: queue()["pending"])
@@ -131,7 +132,7 @@ class Metrics:
     def prometheus(self) -> bytes:
         return generate_latest(self.registry)
 
-    def snapshot(self) -> Dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
         with self._lock:
             recent = sum(n for t, n in self._answered if t >= now - RATE_WINDOW_S)
@@ -155,10 +156,10 @@ class ModelInfo:
 
     def __init__(self, name: str, documentation: str, registry: CollectorRegistry):
         self.name, self.documentation = name, documentation
-        self.models: List[Dict[str, str]] = []
+        self.models: list[dict[str, str]] = []
         registry.register(self)
 
-    def info(self, labels: Dict[str, str]) -> None:
+    def info(self, labels: dict[str, str]) -> None:
         self.models.append(dict(labels))
 
     def collect(self) -> Iterator[InfoMetricFamily]:
@@ -168,9 +169,9 @@ class ModelInfo:
         yield family
 
 
-def _percentiles(latencies: Deque[float]) -> Dict[str, Any]:
+def _percentiles(latencies: deque[float]) -> dict[str, Any]:
     """p50/p95/p99 in ms of a route's most recent answered requests (200s only)."""
     lat = np.asarray(latencies, dtype=np.float64) * 1000.0
-    out: Dict[str, Any] = {f"p{q}": round(float(np.percentile(lat, q)), 3) for q in (50, 95, 99)}
+    out: dict[str, Any] = {f"p{q}": round(float(np.percentile(lat, q)), 3) for q in (50, 95, 99)}
     out["count"] = int(lat.size)
     return out

@@ -11,7 +11,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ log = logging.getLogger("hrm_eval")
 class RequestError(Exception):
     """A bad request: HTTP `status` and one line naming the field and the reason."""
 
-    def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -46,7 +46,7 @@ class Puzzle:
 
     tokens: np.ndarray  # [L] int32
     identifier: int
-    task: Optional[PuzzleTask]
+    task: PuzzleTask | None
     as_tokens: bool  # the request gave token ids: answer with token ids too
 
 
@@ -57,17 +57,17 @@ class EngineAnswer:
     preds: np.ndarray  # [L] the answer tokens at the step the puzzle halted
     steps: int
     q_halt_logit: float
-    by_step: List[Tuple[np.ndarray, float]] = field(default_factory=list)  # (answer [L], q_halt logit) per step
+    by_step: list[tuple[np.ndarray, float]] = field(default_factory=list)  # (answer [L], q_halt logit) per step
     # test-time scaling (None: a plain run): attempts, act_steps_total, solved_at_attempt, selected_by, budget
-    scaling: Optional[Dict[str, Any]] = None
-    step_attempts: Optional[List[int]] = None  # scaled: the attempt each of by_step belongs to
+    scaling: dict[str, Any] | None = None
+    step_attempts: list[int] | None = None  # scaled: the attempt each of by_step belongs to
 
 
 def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def _run_data(checkpoint: Path) -> Optional[Path]:
+def _run_data(checkpoint: Path) -> Path | None:
     """`<run dir>/data` beside a step_<N> file (the bundled layout), when there is one."""
     run_dir = checkpoint.parent if checkpoint.is_file() else checkpoint
     data = run_dir / "data"
@@ -82,7 +82,7 @@ class ServedModel:
         self.config = loaded.config
         self.dtype = dtype
         self.halting = halting
-        self.examples: Optional[PuzzleDataset] = examples
+        self.examples: PuzzleDataset | None = examples
         self.task = detect_task(self.config.vocab_size, self.config.seq_len)
         run = loaded.path.parent.name if loaded.path.parent.name != "." else ""
         self.name = f"{run}/{loaded.path.name}" if run else loaded.path.name
@@ -95,10 +95,10 @@ class ServedModel:
         cls,
         cfg: ServeConfig,
         device: torch.device,
-        model_config: Optional[Dict[str, Any]] = None,
-        checkpoint: Optional[str | Path] = None,
+        model_config: dict[str, Any] | None = None,
+        checkpoint: str | Path | None = None,
         first: bool = True,
-    ) -> "ServedModel":
+    ) -> ServedModel:
         """`model_config`: architecture fields for a checkpoint without all_config.yaml;
         `checkpoint`: which model (default: cfg's, else the bundled one). --data (the page's random
         puzzles) is the `first` model's; every other one's are its run's data/."""
@@ -108,7 +108,7 @@ class ServedModel:
         data = resources.find(data_path) if data_path else _run_data(path)  # path: also hf://, fetched
         examples = PuzzleDataset(data, split="test") if data is not None else None
 
-        def load(dtype: Optional[str]) -> LoadedCheckpoint:
+        def load(dtype: str | None) -> LoadedCheckpoint:
             return load_checkpoint(
                 path,
                 dataset=examples.metadata if examples is not None else None,
@@ -125,13 +125,13 @@ class ServedModel:
         return cls(loaded, choice, HaltingPolicy(cfg.halting), examples)
 
     # ---- describing ------------------------------------------------------------------------
-    def tasks(self) -> List[PuzzleTask]:
+    def tasks(self) -> list[PuzzleTask]:
         """Every registered task whose layout fits the model (the one detected first)."""
         get_task("sudoku")  # loads the built-in tasks
         fit = [t for t in TASKS.values() if t.matches(self.config.vocab_size, self.config.seq_len)]
         return sorted(fit, key=lambda t: t is not self.task)
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         c = self.config
         return {
             "name": self.name,
@@ -174,7 +174,7 @@ class ServedModel:
         return True
 
     # ---- request -> tokens -------------------------------------------------------------------
-    def request_task(self, name: Optional[str], where: str) -> Optional[PuzzleTask]:
+    def request_task(self, name: str | None, where: str) -> PuzzleTask | None:
         """The task a request item names (None: the model's own), or RequestError(422)."""
         if name is None:
             return self.task
@@ -218,7 +218,7 @@ class ServedModel:
             raise RequestError(422, f"{where}{name}: {e}") from None
         return Puzzle(tokens.astype(np.int32), item.puzzle_identifier, task, False)
 
-    def _tokens(self, tokens: List[int], where: str) -> np.ndarray:
+    def _tokens(self, tokens: list[int], where: str) -> np.ndarray:
         c = self.config
         if len(tokens) != c.seq_len:
             raise RequestError(422, f"{where}tokens: expected {c.seq_len} token ids, got {len(tokens)}")
@@ -229,15 +229,15 @@ class ServedModel:
         return np.asarray(tokens, dtype=np.int32)
 
     # ---- tokens -> answer ----------------------------------------------------------------------
-    def natural(self, task: Optional[PuzzleTask], tokens: np.ndarray) -> Dict[str, Any]:
+    def natural(self, task: PuzzleTask | None, tokens: np.ndarray) -> dict[str, Any]:
         """The answer in the task's natural form: `answer` for text, `grid` for rows of numbers."""
         if task is None:
             return {}
         value = task.decode_answer(tokens)
         return {"answer": value} if isinstance(value, str) else {"grid": value}
 
-    def answer(self, puzzle: Puzzle, solution: EngineAnswer, with_steps: bool) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"task": puzzle.task.name if puzzle.task else None}
+    def answer(self, puzzle: Puzzle, solution: EngineAnswer, with_steps: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"task": puzzle.task.name if puzzle.task else None}
         out.update(self.natural(puzzle.task, solution.preds))
         if puzzle.as_tokens:
             out["tokens"] = solution.preds.tolist()
@@ -247,7 +247,7 @@ class ServedModel:
         if solution.scaling is not None:  # what thinking harder cost (a plain answer has none of these)
             out.update(solution.scaling)
         if with_steps:
-            attempts: List[Optional[int]] = [None] * len(solution.by_step)
+            attempts: list[int | None] = [None] * len(solution.by_step)
             if solution.step_attempts:
                 attempts = list(solution.step_attempts)
             out["by_step"] = [
@@ -257,11 +257,11 @@ class ServedModel:
         return out
 
     def step_event(
-        self, puzzle: Puzzle, step: int, preds: np.ndarray, q_halt_logit: float, attempt: Optional[int] = None
-    ) -> Dict[str, Any]:
+        self, puzzle: Puzzle, step: int, preds: np.ndarray, q_halt_logit: float, attempt: int | None = None
+    ) -> dict[str, Any]:
         """One ACT step's answer; `step` counts over all attempts of a scaled puzzle, `attempt`
         (scaled only) says whose step it is."""
-        out: Dict[str, Any] = {"step": step}
+        out: dict[str, Any] = {"step": step}
         if attempt is not None:
             out["attempt"] = attempt
         out.update(self.natural(puzzle.task, preds))
@@ -271,23 +271,23 @@ class ServedModel:
         return out
 
     # ---- the page's random puzzles ---------------------------------------------------------------
-    def random_example(self, rng: np.random.Generator) -> Dict[str, Any]:
+    def random_example(self, rng: np.random.Generator) -> dict[str, Any]:
         if self.examples is None:
             raise RequestError(404, "random puzzles: this server has no test set (start it with --data DIR)")
         arrays = next(iter(self.examples.sets.values()))
         i = int(rng.integers(len(arrays["inputs"])))
         inputs, labels = np.asarray(arrays["inputs"][i]), np.asarray(arrays["labels"][i])
         task = self.task
-        out: Dict[str, Any] = {"index": i, "task": task.name if task else None, "tokens": inputs.tolist()}
+        out: dict[str, Any] = {"index": i, "task": task.name if task else None, "tokens": inputs.tolist()}
         if task is not None:
             out["puzzle"] = task.decode_answer(inputs)
             out["solution"] = task.decode_answer(labels)
         return out
 
 
-def task_layout(task: PuzzleTask) -> Dict[str, Any]:
+def task_layout(task: PuzzleTask) -> dict[str, Any]:
     """What the page needs to draw a task's board: its size and, for boards with boxes, the boxes."""
-    out: Dict[str, Any] = {"name": task.name, "vocab_size": task.vocab_size, "seq_len": task.seq_len}
+    out: dict[str, Any] = {"name": task.name, "vocab_size": task.vocab_size, "seq_len": task.seq_len}
     for attr in ("n", "box_rows", "box_cols"):
         if hasattr(task, attr):
             out[attr] = getattr(task, attr)

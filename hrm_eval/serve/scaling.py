@@ -17,8 +17,9 @@ limits, the noise seeds, `choose`), so a request gets what `Solver(scaling="veri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ DEFAULT_MAX_BUDGET_X = 8  # --max-budget default: this many times halt_max_steps
 class ServedAttempt(_Attempt):
     """An attempt of a served puzzle: ScaledRunner's record, plus its answer in the original frame."""
 
-    preds: Optional[np.ndarray] = None  # [L] int32, the original frame
+    preds: np.ndarray | None = None  # [L] int32, the original frame
     q_halt_logit: float = 0.0
 
 
@@ -44,20 +45,20 @@ class ServedAttempt(_Attempt):
 class ServeScaling:
     """The server's scaling settings, resolved for its model."""
 
-    default_budget: Optional[int]  # what a request without "budget" gets; None: no scaling
+    default_budget: int | None  # what a request without "budget" gets; None: no scaling
     max_budget: int  # the most a request may ask for
     attempt_steps: int  # the most steps of one attempt on a task with views (ScalingPolicy's default)
     views: int
     noise: float
     seed: int
     confidence: float = 0.5  # tasks without rules: sigmoid(q_halt) an answer needs
-    asked_attempt_steps: Optional[int] = None  # --attempt-steps as given
+    asked_attempt_steps: int | None = None  # --attempt-steps as given
     halt_max_steps: int = 0
     halting_limit: int = 0
-    _views: Dict[str, List[PuzzleView]] = field(default_factory=dict, compare=False, repr=False)
+    _views: dict[str, list[PuzzleView]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_config(cls, cfg: Any, halt_max_steps: int, halting_limit: int) -> "ServeScaling":
+    def from_config(cls, cfg: Any, halt_max_steps: int, halting_limit: int) -> ServeScaling:
         policy = ScalingPolicy.from_settings(cfg)  # one-line errors for bad flags
         max_budget = cfg.max_budget if cfg.max_budget is not None else DEFAULT_MAX_BUDGET_X * halt_max_steps
         default = None
@@ -88,7 +89,7 @@ class ServeScaling:
         spends a whole budget in its one attempt."""
         return self.max_budget
 
-    def budget(self, requested: Optional[int]) -> Optional[int]:
+    def budget(self, requested: int | None) -> int | None:
         """The ACT steps a request may spend (None: solved without scaling), or ValueError."""
         if requested is None:
             return self.default_budget
@@ -98,7 +99,7 @@ class ServeScaling:
             raise ValueError(f"{requested} ACT steps is over this server's maximum of {self.max_budget} (--max-budget)")
         return requested
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         return {
             "default": "verify" if self.default_budget is not None else "off",
             "budget": self.default_budget,
@@ -109,7 +110,7 @@ class ServeScaling:
             "seed": self.seed,
         }
 
-    def views_of(self, task: Optional[PuzzleTask], seq_len: int, vocab_size: int) -> List[PuzzleView]:
+    def views_of(self, task: PuzzleTask | None, seq_len: int, vocab_size: int) -> list[PuzzleView]:
         """The task's views, identity first (ScaledRunner._make_views); the identity only for a
         task without views (ARC) or none."""
         name = task.name if task is not None else ""
@@ -130,8 +131,8 @@ class ServeScaling:
         return self._views[name]
 
     def work(
-        self, task: Optional[PuzzleTask], tokens: np.ndarray, budget: int, key: int, seq_len: int, vocab_size: int
-    ) -> "ScaledWork":
+        self, task: PuzzleTask | None, tokens: np.ndarray, budget: int, key: int, seq_len: int, vocab_size: int
+    ) -> ScaledWork:
         """A puzzle's attempts. One whose givens already break the task's rules (two 5s given in a
         row) has no answer any attempt could verify: it gets one attempt, not the whole budget."""
         views = self.views_of(task, seq_len, vocab_size)
@@ -149,14 +150,14 @@ class ScaledWork:
     """One puzzle's attempts (engine thread, except `start` on the event loop)."""
 
     settings: ServeScaling
-    task: Optional[PuzzleTask]
-    views: List[PuzzleView]
+    task: PuzzleTask | None
+    views: list[PuzzleView]
     budget: int
     key: int  # the puzzle's number for the noise seeds
     attempt_steps: int  # the most steps of one attempt
     used: int = 0  # ACT steps over the attempts so far
-    attempts: List[ServedAttempt] = field(default_factory=list)
-    current: Optional[ServedAttempt] = None
+    attempts: list[ServedAttempt] = field(default_factory=list)
+    current: ServedAttempt | None = None
 
     def next_attempt(self) -> bool:
         """Plan the next attempt; False when the views or the budget are used up."""
@@ -205,7 +206,7 @@ class ScaledWork:
         self.current = None
         return a.verified
 
-    def decide(self) -> tuple[ServedAttempt, Dict[str, Any]]:
+    def decide(self) -> tuple[ServedAttempt, dict[str, Any]]:
         """The chosen attempt and the response's scaling fields."""
         pick, how = choose(self.attempts, self.task is not None and self.task.checks_rules)  # type: ignore[arg-type]
         assert isinstance(pick, ServedAttempt)
@@ -221,7 +222,7 @@ class ScaledWork:
 
 
 def verdicts(
-    tasks: Sequence[Optional[PuzzleTask]],
+    tasks: Sequence[PuzzleTask | None],
     inputs: torch.Tensor,
     preds: torch.Tensor,
     q_halt: torch.Tensor,
@@ -231,8 +232,8 @@ def verdicts(
     frame: views preserve validity), or, without rules, sigmoid(q_halt) >= confidence
     (hrm_eval.inference.scaling.rule_verifier, per row)."""
     out = torch.sigmoid(q_halt.float().cpu()) >= confidence
-    groups: Dict[str, List[int]] = {}
-    by_name: Dict[str, PuzzleTask] = {}
+    groups: dict[str, list[int]] = {}
+    by_name: dict[str, PuzzleTask] = {}
     for i, task in enumerate(tasks):
         if task is not None and task.checks_rules:
             groups.setdefault(task.name, []).append(i)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
@@ -17,12 +17,12 @@ class PuzzleInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
-    task: Optional[str] = Field(None, description="task name (sudoku6, arc, ...); default: the model's task")
-    puzzle: Optional[Any] = Field(None, description="the puzzle as text, or rows (the task reads it)")
-    grid: Optional[List[List[int]]] = Field(None, description="the puzzle as rows of numbers")
-    tokens: Optional[List[int]] = Field(None, description="the model's input token ids [seq_len]")
+    task: str | None = Field(None, description="task name (sudoku6, arc, ...); default: the model's task")
+    puzzle: Any | None = Field(None, description="the puzzle as text, or rows (the task reads it)")
+    grid: list[list[int]] | None = Field(None, description="the puzzle as rows of numbers")
+    tokens: list[int] | None = Field(None, description="the model's input token ids [seq_len]")
     puzzle_identifier: int = Field(0, ge=0, description="puzzle embedding id (0: the blank identifier)")
-    budget: Optional[int] = Field(
+    budget: int | None = Field(
         None,
         ge=0,
         description="think harder: the most ACT steps over all attempts (at most the server's max_budget, "
@@ -31,7 +31,7 @@ class PuzzleInput(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _one_form(self) -> "PuzzleInput":
+    def _one_form(self) -> PuzzleInput:
         given = [k for k in ("puzzle", "grid", "tokens") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of puzzle, grid, tokens (got {', '.join(given) or 'none'})")
@@ -40,7 +40,7 @@ class PuzzleInput(BaseModel):
 
 class SolveRequest(PuzzleInput):
     return_steps: bool = Field(False, description="also return the answer after every ACT step")
-    timeout_s: Optional[float] = Field(None, gt=0, description="deadline in seconds (at most the server's)")
+    timeout_s: float | None = Field(None, gt=0, description="deadline in seconds (at most the server's)")
 
 
 class BatchRequest(BaseModel):
@@ -48,18 +48,18 @@ class BatchRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"puzzles": [EXAMPLE, {"puzzle": EXAMPLE["puzzle"]}]}]}
     )
 
-    puzzles: List[PuzzleInput] = Field(..., min_length=1, description="answered in this order")
+    puzzles: list[PuzzleInput] = Field(..., min_length=1, description="answered in this order")
     return_steps: bool = False
-    budget: Optional[int] = Field(None, ge=0, description="the budget of every puzzle that gives none")
-    timeout_s: Optional[float] = Field(None, gt=0)
+    budget: int | None = Field(None, ge=0, description="the budget of every puzzle that gives none")
+    timeout_s: float | None = Field(None, gt=0)
 
 
 class StepAnswer(BaseModel):
     step: int = Field(..., description="ACT steps so far (with a budget: over all attempts)")
-    attempt: Optional[int] = Field(None, description="with a budget: the attempt this step belongs to")
-    answer: Optional[str] = None
-    grid: Optional[List[List[int]]] = None
-    tokens: Optional[List[int]] = None
+    attempt: int | None = Field(None, description="with a budget: the attempt this step belongs to")
+    answer: str | None = None
+    grid: list[list[int]] | None = None
+    tokens: list[int] | None = None
     q_halt_probability: float
 
 
@@ -81,30 +81,30 @@ class SolveResponse(BaseModel):
         }
     )
 
-    task: Optional[str] = Field(None, description="the task the answer is written in")
-    answer: Optional[str] = Field(None, description="the answer in the task's text form")
-    grid: Optional[List[List[int]]] = Field(None, description="the answer as rows of numbers (ARC)")
-    tokens: Optional[List[int]] = Field(None, description="answer token ids (when the request sent tokens)")
-    verified: Optional[bool] = Field(None, description="the task's rule check of the answer (None: no task)")
+    task: str | None = Field(None, description="the task the answer is written in")
+    answer: str | None = Field(None, description="the answer in the task's text form")
+    grid: list[list[int]] | None = Field(None, description="the answer as rows of numbers (ARC)")
+    tokens: list[int] | None = Field(None, description="answer token ids (when the request sent tokens)")
+    verified: bool | None = Field(None, description="the task's rule check of the answer (None: no task)")
     steps: int = Field(..., description="ACT steps the model took (with a budget: those of the chosen attempt)")
     q_halt_probability: float = Field(..., description="sigmoid(q_halt) at the last step: the model's confidence")
-    attempts: Optional[int] = Field(None, description="with a budget: attempts run")
-    act_steps_total: Optional[int] = Field(None, description="with a budget: ACT steps over all attempts")
-    solved_at_attempt: Optional[int] = Field(
+    attempts: int | None = Field(None, description="with a budget: attempts run")
+    act_steps_total: int | None = Field(None, description="with a budget: ACT steps over all attempts")
+    solved_at_attempt: int | None = Field(
         None, description="with a budget: the attempt whose answer passed the rule check (absent: none did)"
     )
-    selected_by: Optional[str] = Field(None, description="with a budget: verified, vote (over attempts) or q")
-    budget: Optional[int] = Field(
+    selected_by: str | None = Field(None, description="with a budget: verified, vote (over attempts) or q")
+    budget: int | None = Field(
         None, description="the ACT steps the puzzle was allowed (one attempt's when its givens break the rules)"
     )
-    by_step: Optional[List[StepAnswer]] = None
+    by_step: list[StepAnswer] | None = None
     model: str
     latency_ms: float = Field(..., description="time in the server, from arrival to answer")
     queue_ms: float = Field(..., description="time waiting for an engine slot")
 
 
 class BatchResponse(BaseModel):
-    answers: List[SolveResponse]
+    answers: list[SolveResponse]
     latency_ms: float
 
 
@@ -115,10 +115,10 @@ class ErrorResponse(BaseModel):
 
 class RandomPuzzle(BaseModel):
     index: int
-    task: Optional[str]
-    puzzle: Optional[Union[str, List[Any]]] = None
-    solution: Optional[Union[str, List[Any]]] = None
-    tokens: List[int]
+    task: str | None
+    puzzle: str | list[Any] | None = None
+    solution: str | list[Any] | None = None
+    tokens: list[int]
 
 
-ModelInfo = Dict[str, Any]
+ModelInfo = dict[str, Any]

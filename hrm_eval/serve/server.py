@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 import uvicorn
@@ -40,7 +40,7 @@ SWITCH_INTERVAL_S = 0.0005
 CLOSE_GRACE_S = 5
 
 
-def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tuple[Any, List[Any]]:
+def build(cfg: ServeConfig, model_config: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
     """The ASGI app and its models (app.Lane: each with its own, not yet started, engine bridge)."""
     # why: the app imports FastAPI (the serve extra); `hrm_eval.serve` itself imports without it
     from hrm_eval.serve.app import Lane, create_app, serve_scaling
@@ -77,21 +77,21 @@ def build(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> Tu
     return create_app(lanes, cfg, metrics), lanes
 
 
-def served_checkpoints(cfg: ServeConfig) -> List[Optional[str]]:
+def served_checkpoints(cfg: ServeConfig) -> list[str | None]:
     """What to serve: --checkpoint (repeated: several models), else every bundled model that is
     there, one per task (the 6x6 default, and the 9x9 model once shipped); None: the default."""
     if cfg.checkpoints:
         return [*cfg.checkpoints]
     if cfg.checkpoint:
         return [cfg.checkpoint]
-    present: List[Optional[str]] = [str(m.path) for m in resources.task_models() if m.present]
+    present: list[str | None] = [str(m.path) for m in resources.task_models() if m.present]
     # the default alone (or nothing there: its "not found"): served as it always was
     return present if present and present != [str(resources.bundled_run())] else [None]
 
 
-def one_per_task(models: List[ServedModel]) -> None:
+def one_per_task(models: list[ServedModel]) -> None:
     """A puzzle goes to the model of its task: two models of one task leave it undecided."""
-    seen: Dict[str, ServedModel] = {}
+    seen: dict[str, ServedModel] = {}
     for served in models:
         other = seen.setdefault(served.label, served)
         if other is not served:
@@ -101,7 +101,7 @@ def one_per_task(models: List[ServedModel]) -> None:
             )
 
 
-def engine_threads(requested: Optional[int], device: torch.device) -> int:
+def engine_threads(requested: int | None, device: torch.device) -> int:
     """CPU threads for the engine: as asked (--threads, else OMP_NUM_THREADS), else one per core.
     Measured on an idle 2-core machine (benchmarks/serve_load.py, 64 clients x 30 s, dynamic
     batching): 2 engine threads served 80.1 puzzles/s at p50 720 ms, 1 thread (leaving a core to
@@ -137,7 +137,7 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(cfg: ServeConfig, model_config: Optional[Dict[str, Any]] = None) -> None:
+def serve(cfg: ServeConfig, model_config: dict[str, Any] | None = None) -> None:
     """Run until interrupted (Ctrl-C: a clean stop). Prints `serving <model> ... on <url>` once the
     socket is bound and the model loaded."""
     if not cfg.local_only and cfg.api_key is None:

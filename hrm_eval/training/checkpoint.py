@@ -21,7 +21,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ def optim_path(step_path: Path) -> Path:
     return step_path.with_name(step_path.name + OPTIM_SUFFIX)
 
 
-def save_step(directory: Path, step: int, model_state: Dict[str, torch.Tensor], resume_state: Dict) -> Path:
+def save_step(directory: Path, step: int, model_state: dict[str, torch.Tensor], resume_state: dict) -> Path:
     """Resume state first, the public step_<N> last: a step_<N> on disk always has its .optim."""
     atomic_torch_save(directory / f"{step_name(step)}{OPTIM_SUFFIX}", resume_state)
     return atomic_torch_save(
@@ -79,15 +79,15 @@ def remove_steps(out_dir: Path) -> None:
     log.info("--overwrite: removed the earlier step_<N> files in %s", out_dir)
 
 
-def _optim_files(out_dir: Path) -> List[Path]:
+def _optim_files(out_dir: Path) -> list[Path]:
     return sorted(p for p in out_dir.iterdir() if p.is_file() and OPTIM_RE.match(p.name)) if out_dir.is_dir() else []
 
 
 @dataclass
 class SavedStep:
     path: Path  # step_<N>
-    model_state: Dict[str, torch.Tensor]  # without the public prefix
-    resume_state: Dict[str, Any]
+    model_state: dict[str, torch.Tensor]  # without the public prefix
+    resume_state: dict[str, Any]
 
 
 def newest_complete_step(out_dir: Path) -> SavedStep:
@@ -108,7 +108,7 @@ def newest_complete_step(out_dir: Path) -> SavedStep:
     )
 
 
-def _read_step(path: Path) -> tuple[str, Optional[SavedStep]]:
+def _read_step(path: Path) -> tuple[str, SavedStep | None]:
     optim = optim_path(path)
     if not optim.is_file():
         return f"{optim.name} is missing (the save was interrupted, or the file was removed)", None
@@ -127,9 +127,9 @@ def _read_step(path: Path) -> tuple[str, Optional[SavedStep]]:
 
 
 # ---- per-rank state: RNGs and the ACT carry ------------------------------------------------------
-def rank_state(carry: Optional[ACTCarry], device: torch.device) -> Dict[str, Any]:
+def rank_state(carry: ACTCarry | None, device: torch.device) -> dict[str, Any]:
     """This rank's random-number generators and ACT carry, on the CPU (loadable with weights_only)."""
-    rng: Dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_state()}
+    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
     elif device.type == "mps":
@@ -137,7 +137,7 @@ def rank_state(carry: Optional[ACTCarry], device: torch.device) -> Dict[str, Any
     return {"rng": rng, "carry": None if carry is None else _carry_to_cpu(carry)}
 
 
-def restore_rank_state(state: Dict[str, Any], device: torch.device) -> Optional[ACTCarry]:
+def restore_rank_state(state: dict[str, Any], device: torch.device) -> ACTCarry | None:
     """Set this rank's RNGs as they were at the save; returns the carry, on `device`."""
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])
@@ -158,16 +158,16 @@ def restore_rank_state(state: Dict[str, Any], device: torch.device) -> Optional[
     )
 
 
-def gather_rank_states(own: Dict[str, Any], rank: int, world_size: int) -> Optional[List[Dict[str, Any]]]:
+def gather_rank_states(own: dict[str, Any], rank: int, world_size: int) -> list[dict[str, Any]] | None:
     """Every rank's state, in rank order, on rank 0 (None elsewhere). A collective: all ranks call it."""
     if world_size == 1:
         return [own]
-    gathered: Optional[List[Any]] = [None] * world_size if rank == 0 else None
+    gathered: list[Any] | None = [None] * world_size if rank == 0 else None
     dist.gather_object(own, gathered, dst=0)
     return gathered
 
 
-def _carry_to_cpu(carry: ACTCarry) -> Dict[str, Any]:
+def _carry_to_cpu(carry: ACTCarry) -> dict[str, Any]:
     return {
         "z_H": carry.inner.z_H.detach().cpu(),  # [B, S, h]
         "z_L": carry.inner.z_L.detach().cpu(),  # [B, S, h]
@@ -177,14 +177,14 @@ def _carry_to_cpu(carry: ACTCarry) -> Dict[str, Any]:
     }
 
 
-def _numpy_state() -> Dict[str, Any]:
+def _numpy_state() -> dict[str, Any]:
     s = np.random.get_state(legacy=False)
     assert isinstance(s, dict)  # legacy=False: the dict form
     # The key array as a tensor: torch's weights_only loader refuses numpy arrays.
     return {**s, "state": {"key": torch.from_numpy(s["state"]["key"].astype(np.int64)), "pos": s["state"]["pos"]}}
 
 
-def _numpy_from(s: Dict[str, Any]) -> Dict[str, Any]:
+def _numpy_from(s: dict[str, Any]) -> dict[str, Any]:
     return {**s, "state": {"key": s["state"]["key"].numpy().astype(np.uint32), "pos": s["state"]["pos"]}}
 
 

@@ -6,7 +6,7 @@ A training YAML has the same shape as the `all_config.yaml` the public script wr
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,17 +17,17 @@ from hrm_eval.utils.validation import unknown_field_error
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    arch: Dict[str, Any]
+    arch: dict[str, Any]
     data_path: str
     global_batch_size: int = Field(..., ge=1)
     epochs: int = Field(..., ge=1)
-    max_steps: Optional[int] = Field(None, ge=1)  # stop early (the LR schedule still spans `epochs`)
-    eval_interval: Optional[int] = Field(None, ge=1)  # in epochs, as in the public script
-    eval_limit: Optional[int] = Field(None, ge=1)  # evaluate on the first N test examples only
+    max_steps: int | None = Field(None, ge=1)  # stop early (the LR schedule still spans `epochs`)
+    eval_interval: int | None = Field(None, ge=1)  # in epochs, as in the public script
+    eval_limit: int | None = Field(None, ge=1)  # evaluate on the first N test examples only
     checkpoint_every_eval: bool = True
     # also a checkpoint every N steps between evaluations: a long CPU run (epochs of hours) then
     # loses at most N steps when its session ends; --resume continues mid-epoch
-    checkpoint_every: Optional[int] = Field(None, ge=1)
+    checkpoint_every: int | None = Field(None, ge=1)
     lr: float
     lr_min_ratio: float = 1.0
     lr_warmup_steps: int = 0
@@ -38,9 +38,9 @@ class TrainConfig(BaseModel):
     puzzle_emb_weight_decay: float = 0.1
     project_name: str = "hrm-eval"
     run_name: str = "run"
-    checkpoint_path: Optional[str] = None  # default: outputs/train/<run_name>
+    checkpoint_path: str | None = None  # default: outputs/train/<run_name>
     seed: int = 0
-    eval_save_outputs: List[str] = Field(default_factory=list)
+    eval_save_outputs: list[str] = Field(default_factory=list)
     ema: bool = False  # TRM option: save the moving average of the weights
     ema_rate: float = 0.999
     device: str = "auto"
@@ -48,10 +48,10 @@ class TrainConfig(BaseModel):
     log_every: int = Field(10, ge=1)
     # Fields of the public TRM all_config.yaml, accepted so that a TRM run's config loads; this
     # trainer reads one dataset (data_paths: [one] becomes data_path) and has no evaluators.
-    data_paths_test: List[str] = Field(default_factory=list)
-    evaluators: List[Any] = Field(default_factory=list)
-    min_eval_interval: Optional[int] = None
-    load_checkpoint: Optional[str] = None
+    data_paths_test: list[str] = Field(default_factory=list)
+    evaluators: list[Any] = Field(default_factory=list)
+    min_eval_interval: int | None = None
+    load_checkpoint: str | None = None
     freeze_weights: bool = False
 
     @model_validator(mode="before")
@@ -73,7 +73,7 @@ class TrainConfig(BaseModel):
 
     @field_validator("arch")
     @classmethod
-    def _arch_is_valid(cls, arch: Dict[str, Any]) -> Dict[str, Any]:
+    def _arch_is_valid(cls, arch: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(arch) - set(HRMConfig.model_fields) - {"loss"})
         if unknown:  # a typo in a training config must not silently fall back to a default
             raise ValueError(unknown_field_error(str(unknown[0]), HRMConfig.model_fields, "unknown arch field"))
@@ -92,7 +92,7 @@ class TrainConfig(BaseModel):
             batch_size=self.global_batch_size,
         )
 
-    def all_config(self, model: HRMConfig, checkpoint_path: str) -> Dict[str, Any]:
+    def all_config(self, model: HRMConfig, checkpoint_path: str) -> dict[str, Any]:
         """What the run writes as all_config.yaml (public layout; our extras kept)."""
         data = self.model_dump(exclude={"arch"})
         data["arch"] = model.to_arch_block()

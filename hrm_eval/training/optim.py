@@ -8,7 +8,6 @@ only to the rows a batch used, across all ranks — no library provides it.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
 
 import torch
 import torch.distributed as dist
@@ -78,12 +77,12 @@ class EMA:
         self.averaged.update_parameters(model)  # shadow <- shadow + (1 - rate) (param - shadow)
 
     @property
-    def shadow(self) -> Dict[str, torch.Tensor]:
+    def shadow(self) -> dict[str, torch.Tensor]:
         """The averaged trainable parameters by name (live tensors: clone to keep a copy)."""
         return {n: p.detach() for n, p in self.averaged.module.named_parameters() if p.requires_grad}
 
     @shadow.setter
-    def shadow(self, values: Dict[str, torch.Tensor]) -> None:
+    def shadow(self, values: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for n, p in self.averaged.module.named_parameters():
                 if n in values:
@@ -105,6 +104,6 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def maybe_sparse_optimizer(model: torch.nn.Module, weight_decay: float, world_size: int) -> Optional[SparseSignSGD]:
+def maybe_sparse_optimizer(model: torch.nn.Module, weight_decay: float, world_size: int) -> SparseSignSGD | None:
     emb = getattr(model, "puzzle_emb", None)
     return SparseSignSGD(emb, weight_decay, world_size) if isinstance(emb, SparsePuzzleEmbedding) else None

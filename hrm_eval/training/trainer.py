@@ -25,9 +25,9 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional
 
 import numpy as np
 import torch
@@ -72,15 +72,15 @@ __all__ = ["TrainSummary", "check_output", "output_dir", "train", "train_batches
 class TrainSummary:
     checkpoint_dir: Path
     steps: int
-    final_checkpoint: Optional[Path]
-    last_metrics: Dict[str, float]
+    final_checkpoint: Path | None
+    last_metrics: dict[str, float]
     seconds: float
-    model: Optional[ACTModel] = None  # the trained (raw, not averaged) model, as in memory at the end
+    model: ACTModel | None = None  # the trained (raw, not averaged) model, as in memory at the end
 
 
 def train_batches(
     dataset: PuzzleDataset, global_batch_size: int, rank: int, world_size: int, rng: np.random.Generator
-) -> Iterator[Dict[str, torch.Tensor]]:
+) -> Iterator[dict[str, torch.Tensor]]:
     """One epoch: groups in random order, one random puzzle per group, all its examples; full
     global batches only; this rank's contiguous slice of each."""
     a = dataset.sets[dataset.metadata.sets[0]]
@@ -106,7 +106,7 @@ def train_batches(
         }
 
 
-def output_dir(config: TrainConfig, output: Optional[str | Path] = None) -> Path:
+def output_dir(config: TrainConfig, output: str | Path | None = None) -> Path:
     """Where the run writes: `output`, else checkpoint_path, else outputs/train/<run_name>."""
     return Path(output or config.checkpoint_path or Path("outputs") / "train" / config.run_name)
 
@@ -130,7 +130,7 @@ def check_output(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
 def train(
     config: TrainConfig,
     *,
-    output: Optional[str | Path] = None,
+    output: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -159,8 +159,8 @@ class _Run:
     model: ACTModel
     ddp: torch.nn.Module  # the model, wrapped in DistributedDataParallel when W > 1
     adam: torch.optim.Optimizer
-    sparse: Optional[SparseSignSGD]
-    ema: Optional[EMA]
+    sparse: SparseSignSGD | None
+    ema: EMA | None
     loss_type: str
     local_batch: int
     total_steps: int
@@ -177,7 +177,7 @@ class _Position:
     step: int = 0
     epoch: int = 0
     epoch_batch: int = 0
-    carry: Optional[ACTCarry] = None
+    carry: ACTCarry | None = None
 
 
 def _train(
@@ -217,14 +217,14 @@ def _train(
 def _train_steps(
     run: _Run,
     train_set: PuzzleDataset,
-    test_set: Optional[PuzzleDataset],
+    test_set: PuzzleDataset | None,
     at: _Position,
     out_dir: Path,
     *,
-    eval_every: Optional[int],
+    eval_every: int | None,
     wandb_run,
     progress: bool,
-) -> Dict[str, float]:
+) -> dict[str, float]:
     """Train from `at` (moved along) to the last step, evaluating (and checkpointing, when asked)
     every `eval_every` steps; returns the train metrics last logged."""
     config = run.config
@@ -238,7 +238,7 @@ def _train_steps(
         dynamic_ncols=True,
     )
     first_step, start = at.step, time.perf_counter()
-    last: Dict[str, float] = {}
+    last: dict[str, float] = {}
     window = _HaltedWindow()
     run.model.train()
     while at.step < stop_at:
@@ -280,7 +280,7 @@ def _train_steps(
 
 
 def _report(
-    last: Dict[str, float], step: int, stop_at: int, bar, wandb_run, *, quiet_rank0: bool, seconds_per_step: float
+    last: dict[str, float], step: int, stop_at: int, bar, wandb_run, *, quiet_rank0: bool, seconds_per_step: float
 ) -> None:
     bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}", exact=f"{last['exact_accuracy']:.3f}")
     if quiet_rank0:  # no progress bar: the same numbers as log lines
@@ -299,16 +299,14 @@ def _report(
         wandb_run.log({f"train/{k}": v for k, v in last.items()}, step=step)
 
 
-def _evaluate_and_log(run: _Run, test_set: Optional[PuzzleDataset], wandb_run, step: int) -> Dict[str, float]:
+def _evaluate_and_log(run: _Run, test_set: PuzzleDataset | None, wandb_run, step: int) -> dict[str, float]:
     metrics = _evaluate(run, test_set) or {}
     if metrics and wandb_run is not None:
         wandb_run.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
     return metrics
 
 
-def _save(
-    run: _Run, out_dir: Path, step: int, epoch: int, epoch_batch: int, carry: Optional[ACTCarry]
-) -> Optional[Path]:
+def _save(run: _Run, out_dir: Path, step: int, epoch: int, epoch_batch: int, carry: ACTCarry | None) -> Path | None:
     """Called by every rank (each contributes its RNG states and carry); rank 0 writes."""
     ranks = gather_rank_states(rank_state(carry, run.device), run.rank, run.world_size)
     if run.rank != 0:
@@ -344,7 +342,7 @@ def _build(
     )
 
 
-def _step(run: _Run, carry, batch: Dict[str, torch.Tensor], step: int):
+def _step(run: _Run, carry, batch: dict[str, torch.Tensor], step: int):
     """One ACT step on one batch and one optimiser step; returns (carry, loss, loss parts, lr)."""
     config = run.config
     if carry is None:
@@ -380,21 +378,21 @@ class _HaltedWindow:
     steps of a run that was learning. Sums stay on the device until `take` (no sync per step)."""
 
     def __init__(self) -> None:
-        self.sums: Optional[torch.Tensor] = None  # [3]: halted rows, token accuracy, exact
+        self.sums: torch.Tensor | None = None  # [3]: halted rows, token accuracy, exact
 
-    def add(self, parts: Dict, halted: torch.Tensor) -> None:
+    def add(self, parts: dict, halted: torch.Tensor) -> None:
         rows = parts["rows"]
         valid = valid_rows(rows, halted).float()
         step = torch.stack([valid.sum(), (rows["token_accuracy"] * valid).sum(), (rows["exact"].float() * valid).sum()])
         self.sums = step.detach() if self.sums is None else self.sums + step.detach()
 
-    def take(self) -> Dict[str, float]:
+    def take(self) -> dict[str, float]:
         n, accuracy, exact = (0.0, 0.0, 0.0) if self.sums is None else self.sums.tolist()
         self.sums = None
         return {"accuracy": accuracy / max(n, 1.0), "exact_accuracy": exact / max(n, 1.0), "halted": int(n)}
 
 
-def _train_metrics(parts: Dict, halted: torch.Tensor, loss: torch.Tensor, lr: float) -> Dict[str, float]:
+def _train_metrics(parts: dict, halted: torch.Tensor, loss: torch.Tensor, lr: float) -> dict[str, float]:
     """The logged step's loss per row and learning rate (accuracies: _HaltedWindow)."""
     return {
         "loss": float(loss.detach()) / len(halted),
@@ -403,7 +401,7 @@ def _train_metrics(parts: Dict, halted: torch.Tensor, loss: torch.Tensor, lr: fl
     }
 
 
-def _evaluate(run: _Run, test_set: Optional[PuzzleDataset]) -> Optional[Dict[str, float]]:
+def _evaluate(run: _Run, test_set: PuzzleDataset | None) -> dict[str, float] | None:
     if test_set is None or run.rank != 0:
         return None
     # Evaluation must not move training's random stream (building the EMA copy draws from it):
@@ -413,8 +411,8 @@ def _evaluate(run: _Run, test_set: Optional[PuzzleDataset]) -> Optional[Dict[str
 
 
 def _evaluate_unseeded(
-    model: ACTModel, test_set: PuzzleDataset, config: TrainConfig, device: torch.device, ema: Optional[EMA]
-) -> Dict[str, float]:
+    model: ACTModel, test_set: PuzzleDataset, config: TrainConfig, device: torch.device, ema: EMA | None
+) -> dict[str, float]:
     eval_model = model
     if ema is not None:  # evaluate what gets saved
         eval_model = build_model(model.config).to(device)
@@ -431,8 +429,8 @@ def _evaluate_unseeded(
 
 
 def _optim_state(
-    step: int, epoch: int, epoch_batch: int, adam: torch.optim.Optimizer, ema: Optional[EMA], model: ACTModel
-) -> Dict:
+    step: int, epoch: int, epoch_batch: int, adam: torch.optim.Optimizer, ema: EMA | None, model: ACTModel
+) -> dict:
     state = {"step": step, "epoch": epoch, "epoch_batch": epoch_batch, "adamw": adam.state_dict()}
     if ema is not None:  # the model file holds the average; keep the raw weights to go on training
         state["ema"] = ema.shadow
@@ -440,7 +438,7 @@ def _optim_state(
     return state
 
 
-def _resume(out_dir: Path, run: _Run) -> tuple[int, int, int, Optional[ACTCarry]]:
+def _resume(out_dir: Path, run: _Run) -> tuple[int, int, int, ACTCarry | None]:
     """Weights, optimiser, EMA, data position, RNG states and ACT carry of the newest complete step."""
     saved = newest_complete_step(out_dir)
     state, sd, model, ema = saved.resume_state, saved.model_state, run.model, run.ema
@@ -460,7 +458,7 @@ def _resume(out_dir: Path, run: _Run) -> tuple[int, int, int, Optional[ACTCarry]
     return int(state["step"]), int(state["epoch"]), int(state.get("epoch_batch", 0)), carry
 
 
-def _restore_rank(state: Dict, path: Path, run: _Run) -> Optional[ACTCarry]:
+def _restore_rank(state: dict, path: Path, run: _Run) -> ACTCarry | None:
     """This rank's RNG states and carry; without them (an older file, another rank count) the
     run goes on from the weights, fresh carry, but not bit-identical to an uninterrupted run."""
     ranks = state.get("ranks")
@@ -502,7 +500,7 @@ def _rank_device(name: str, rank: int, world_size: int) -> torch.device:
     return device
 
 
-def _maybe_wandb(config: TrainConfig, model_cfg) -> Optional[Tracker]:
+def _maybe_wandb(config: TrainConfig, model_cfg) -> Tracker | None:
     """The run's W&B tracker (hrm_eval.utils.tracking: offline unless WANDB_MODE says otherwise)
     when the config asks for one; without wandb installed, a warning and no tracking."""
     if not config.wandb:

@@ -18,7 +18,8 @@ another), the flags given on the command line.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticUndefined
@@ -36,15 +37,15 @@ DTYPE_HELP = "override the checkpoint's forward_dtype"
 def setting(
     default: Any = PydanticUndefined,
     *,
-    help: Optional[str] = None,
-    flag: Optional[str] = None,
+    help: str | None = None,
+    flag: str | None = None,
     aliases: Sequence[str] = (),
-    metavar: Optional[str] = None,
-    action: Optional[str] = None,
-    nargs: Optional[str] = None,
+    metavar: str | None = None,
+    action: str | None = None,
+    nargs: str | None = None,
     const: Any = None,
-    choices: Optional[Sequence[str]] = None,
-    exclusive: Optional[str] = None,
+    choices: Sequence[str] | None = None,
+    exclusive: str | None = None,
     **field: Any,
 ) -> Any:
     """A config field that is also a command-line flag (`pydantic.Field` with the flag's facts).
@@ -80,7 +81,7 @@ class LogSettings(ConfigModel):
     """The logging settings every mode takes (--log-level, --log-file)."""
 
     log_level: LogLevel = setting("INFO", help="for the console and the --log-file")
-    log_file: Optional[str] = setting(  # JSON lines, one object per log record (appended)
+    log_file: str | None = setting(  # JSON lines, one object per log record (appended)
         None, metavar="PATH", help="also log to PATH, one JSON object per line (appended)"
     )
 
@@ -90,14 +91,14 @@ class RunSettings(LogSettings):
 
     split: str = setting("test", help="dataset split")
     # puzzle task for verifiers / raw files; detected when absent
-    task: Optional[str] = setting(None, help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
-    output_dir: Optional[str] = setting(  # default: outputs/<mode>/<what>-<timestamp>, new for each run
+    task: str | None = setting(None, help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
+    output_dir: str | None = setting(  # default: outputs/<mode>/<what>-<timestamp>, new for each run
         None, flag="--output", help="output directory (default: a new outputs/<mode>/<names>-<timestamp>)"
     )
     device: str = setting("auto", help="auto | cpu | cuda | cuda:N | mps")
-    dtype: Optional[Dtype] = setting(None, help=DTYPE_HELP)  # default: the checkpoint's forward_dtype
+    dtype: Dtype | None = setting(None, help=DTYPE_HELP)  # default: the checkpoint's forward_dtype
     batch_size: int = setting(DEFAULT_BATCH_SIZE, ge=1, le=limits.MAX_BATCH_SIZE)
-    limit: Optional[int] = setting(None, ge=1, le=limits.MAX_LIMIT, help="evaluate only the first N examples")
+    limit: int | None = setting(None, ge=1, le=limits.MAX_LIMIT, help="evaluate only the first N examples")
     progress: bool = setting(True, flag="--no-progress", help="no progress bar")
     wandb: bool = setting(  # log metrics, tables and plots to a W&B run (offline by default)
         False,
@@ -115,13 +116,13 @@ class ScalingSettings(ConfigModel):
         "longer, then again on views of the puzzle, until one passes or --budget is spent",
     )
     # ACT steps per puzzle, all attempts (default 4 x halt_max_steps)
-    budget: Optional[int] = setting(
+    budget: int | None = setting(
         None, ge=1, le=limits.MAX_BUDGET, help="scaling: most ACT steps per puzzle, all attempts (4 x halt_max_steps)"
     )
     views: int = setting(  # most attempts; each after the first on a view of the puzzle
         8, ge=1, le=limits.MAX_VIEWS, help="scaling: most attempts, each after the first on a view"
     )
-    attempt_steps: Optional[int] = setting(  # one attempt's most (the halting limit)
+    attempt_steps: int | None = setting(  # one attempt's most (the halting limit)
         None, ge=1, le=limits.MAX_BUDGET, help="scaling: most steps of one attempt (default: the halting limit)"
     )
     noise: float = setting(  # std of Gaussian noise on the initial carry of later attempts

@@ -8,7 +8,6 @@ the evaluation."""
 from __future__ import annotations
 
 import re
-from typing import List
 
 import torch
 
@@ -21,7 +20,7 @@ def _mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
-def available_devices() -> List[str]:
+def available_devices() -> list[str]:
     """The `--device` values that work on this machine, `auto` first."""
     names = ["auto", "cpu"]
     if torch.cuda.is_available():

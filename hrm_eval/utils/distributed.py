@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -55,7 +55,7 @@ def timeout_seconds() -> float:
     return value
 
 
-def init_process_group(backend: str, *, device_id: Optional[torch.device] = None) -> ProcessGroup:
+def init_process_group(backend: str, *, device_id: torch.device | None = None) -> ProcessGroup:
     """torch.distributed's default process group (`backend`: gloo or nccl) for the rank torchrun's
     environment names, with the timeout of `timeout_seconds`; `device_id` binds an NCCL group to
     this rank's GPU at once."""

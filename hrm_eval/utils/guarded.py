@@ -23,8 +23,9 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any
 
 import yaml
 
@@ -211,9 +212,9 @@ def _check_graph(root: yaml.Node) -> None:
     """Nodes after alias expansion and depth after alias expansion bounded, no node containing
     itself, integers of sane length, mapping keys strings. Each node is measured once (aliases
     are the same node object), so the check costs the document's size, not its expansion."""
-    sizes: Dict[int, Optional[Tuple[int, int]]] = {}  # id(node) -> (nodes, depth) expanded; None while open
+    sizes: dict[int, tuple[int, int] | None] = {}  # id(node) -> (nodes, depth) expanded; None while open
 
-    def measure(node: yaml.Node, depth: int) -> Tuple[int, int]:
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
         if id(node) in sizes:
             known = sizes[id(node)]
             if known is None:
@@ -266,7 +267,7 @@ def _children(node: yaml.Node) -> list:
     return out
 
 
-def mapping(data: Any, where: str, expected: str = "a mapping (key: value lines) at the top level") -> Dict[str, Any]:
+def mapping(data: Any, where: str, expected: str = "a mapping (key: value lines) at the top level") -> dict[str, Any]:
     """`data` when it is a mapping, else one line saying what it is instead."""
     if not isinstance(data, dict):
         raise HRMEvalError(f"{where}: expected {expected}, got {type(data).__name__}")

@@ -9,8 +9,9 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any
 
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -28,7 +29,7 @@ DISK_ERRORS = {
 }
 
 
-def disk_error_line(e: OSError, path: Optional[str | os.PathLike], kept: str) -> Optional[str]:
+def disk_error_line(e: OSError, path: str | os.PathLike | None, kept: str) -> str | None:
     """`no space left on device while writing <path>; <kept>` for a DISK_ERRORS error, else None."""
     reason = DISK_ERRORS.get(e.errno) if isinstance(e.errno, int) else None
     if reason is None:
@@ -42,7 +43,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     earlier file, if any, is untouched; the temp file is removed either way."""
     path = Path(path)
     existed = path.exists()
-    tmp: Optional[str] = None
+    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -61,7 +62,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def leftover_temp_files(directory: str | os.PathLike) -> List[Path]:
+def leftover_temp_files(directory: str | os.PathLike) -> list[Path]:
     """Temp files of `atomic_write`s into `directory` that never finished (the process was killed
     between write and rename). Only meaningful while the caller holds the directory's lock: a
     running writer's temp file looks the same."""
@@ -94,14 +95,14 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
 
 def to_json(data: Any, indent: int = 2) -> str:
     """`json.dumps` with allow_nan=False semantics (see `atomic_write_json`)."""
-    found: List[str] = []
+    found: list[str] = []
     clean = _strict(data, "", found)
     if found and isinstance(clean, dict):
         clean["nonfinite_fields"] = found
     return json.dumps(clean, indent=indent, allow_nan=False)
 
 
-def _strict(o: Any, where: str, found: List[str]) -> Any:
+def _strict(o: Any, where: str, found: list[str]) -> Any:
     """A copy of `o` with plain JSON types only and every non-finite float replaced by None."""
     if isinstance(o, dict):
         return {k: _strict(v, f"{where}.{k}" if where else str(k), found) for k, v in o.items()}

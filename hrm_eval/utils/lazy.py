@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def lazy_exports(
-    package: str, modules: Dict[str, Sequence[str]]
-) -> Tuple[List[str], Callable[[str], Any], Callable[[], List[str]]]:
+    package: str, modules: dict[str, Sequence[str]]
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
     """(`__all__`, `__getattr__`, `__dir__`) for `package`, handing on each module's names."""
     home = {name: module for module, names in modules.items() for name in names}
 
@@ -22,7 +23,7 @@ def lazy_exports(
         setattr(sys.modules[package], name, value)  # later lookups skip this function
         return value
 
-    def __dir__() -> List[str]:
+    def __dir__() -> list[str]:
         return sorted({*home, *getattr(sys.modules[package], "__all__", ())})
 
     return list(home), __getattr__, __dir__

@@ -22,7 +22,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.guarded import path_kind
@@ -37,13 +37,13 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "ta
 class JsonLinesFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, context, extra fields."""
 
-    def __init__(self, context: Optional[Dict[str, Any]] = None):
+    def __init__(self, context: dict[str, Any] | None = None):
         super().__init__()
         self.context = dict(context or {})
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        out: Dict[str, Any] = {
+        out: dict[str, Any] = {
             "time": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
@@ -87,7 +87,7 @@ class _ConsoleFilter(logging.Filter):
         return getattr(record, "console", True)
 
 
-def setup_logging(level: str = "INFO", log_file: Optional[str | Path] = None, **context: Any) -> Optional[Path]:
+def setup_logging(level: str = "INFO", log_file: str | Path | None = None, **context: Any) -> Path | None:
     """Console handler (stderr) and, with `log_file`, a JSON-lines file handler (appended to)
     on the `hrm_eval` logger, both at `level`. Calling it again replaces what an earlier call
     set up. `context` (e.g. mode="evaluate") is added to every JSON line. Returns the log file."""
@@ -150,7 +150,7 @@ class _LogFile(logging.FileHandler):
             self._failed = True
 
 
-def _file_handler(path: Path, context: Dict[str, Any]) -> logging.Handler:
+def _file_handler(path: Path, context: dict[str, Any]) -> logging.Handler:
     """The JSON-lines handler. The target is checked before it is opened: a FIFO would block the
     open until some reader appears (forever, before any output), a directory cannot take lines."""
     try:
@@ -202,7 +202,7 @@ class ProgressLog:
         )
 
 
-def log_metrics(logger: logging.Logger, metrics: Dict[str, Any], what: str = "metrics", **fields: Any) -> None:
+def log_metrics(logger: logging.Logger, metrics: dict[str, Any], what: str = "metrics", **fields: Any) -> None:
     """Final metrics as one record: `event: metrics` with the whole dict in the JSON log, the
     headline numbers on the console."""
     shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("exact_accuracy", "accuracy") if k in metrics)

@@ -10,12 +10,12 @@ process exits, however it exits (a killed run never leaves a stale lock behind).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import time
 from pathlib import Path
-from typing import Optional
 
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -39,7 +39,7 @@ def check_writable_dir(path: str | Path, flag: str = "--output") -> Path:
     return path
 
 
-def default_output(mode: str, *names: Optional[str | Path]) -> Path:
+def default_output(mode: str, *names: str | Path | None) -> Path:
     """outputs/<mode>/<name>-<name>-<UTC timestamp>: never the folder of an earlier run."""
     parts: list = []
     for slug in (_slug(n) for n in names if n):
@@ -71,10 +71,10 @@ class OutputLock:
     def __init__(self, directory: str | Path, flag: str = "--output"):
         self.directory = Path(directory)
         self.flag = flag
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
         self._created = False
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         import fcntl
 
         check_writable_dir(self.directory, self.flag)
@@ -117,14 +117,10 @@ class OutputLock:
     def __exit__(self, *exc: object) -> None:
         if self._fd is None:
             return
-        try:  # remove first, while still holding the lock, so no one locks a file about to go
-            os.unlink(self.directory / LOCK_NAME)
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError):  # removed first, while still holding the lock,
+            os.unlink(self.directory / LOCK_NAME)  # so that no one locks a file about to go
         os.close(self._fd)
         self._fd = None
         if self._created:  # a run that failed before writing anything leaves no empty folder behind
-            try:
+            with contextlib.suppress(OSError):
                 self.directory.rmdir()
-            except OSError:
-                pass

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any
 
 from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
@@ -51,10 +52,10 @@ class Tracker:
         """The run's folder (wandb/offline-run-... or wandb/run-...)."""
         return Path(self.run.dir).parent
 
-    def log(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self.run.log(dict(metrics), step=step)
 
-    def log_results(self, results: Mapping[str, Any], output_dir: Optional[str | Path] = None) -> None:
+    def log_results(self, results: Mapping[str, Any], output_dir: str | Path | None = None) -> None:
         """A results dict (evaluate, ensemble, compare): its numbers as metrics (history and
         summary), its per-puzzle records (or checkpoint rows) as a table, the PNGs under
         `output_dir` as images."""
@@ -72,7 +73,7 @@ class Tracker:
         if images:
             self.run.log(images)
 
-    def table(self, rows: List[Mapping[str, Any]]) -> Any:
+    def table(self, rows: list[Mapping[str, Any]]) -> Any:
         columns = list(dict.fromkeys(k for r in rows for k in r))
         data = [[_cell(r.get(c)) for c in columns] for r in rows[:TABLE_ROWS_CAP]]
         return self._wandb.Table(columns=columns, data=data)
@@ -91,14 +92,14 @@ class Tracker:
 
 
 def start_run(
-    project: Optional[str] = None,
+    project: str | None = None,
     *,
-    name: Optional[str] = None,
-    config: Optional[Mapping[str, Any]] = None,
-    job_type: Optional[str] = None,
-    directory: Optional[str | Path] = None,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    job_type: str | None = None,
+    directory: str | Path | None = None,
     required: bool = True,
-) -> Optional[Tracker]:
+) -> Tracker | None:
     """A new W&B run, offline unless WANDB_MODE says otherwise. Without wandb installed: an
     error when `required`, else a warning and None (the caller logs nothing)."""
     wandb = wandb_module(required)
@@ -127,9 +128,9 @@ def _mode() -> str:
     return os.environ.get("WANDB_MODE") or "offline"
 
 
-def flatten_metrics(results: Mapping[str, Any], prefix: str = "", depth: int = 3) -> Dict[str, float]:
+def flatten_metrics(results: Mapping[str, Any], prefix: str = "", depth: int = 3) -> dict[str, float]:
     """The numbers of a results dict as `a/b/c` keys (lists and NOT_METRICS parts left out)."""
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     for key, value in results.items():
         if not prefix and key in NOT_METRICS:
             continue
@@ -143,10 +144,10 @@ def flatten_metrics(results: Mapping[str, Any], prefix: str = "", depth: int = 3
     return out
 
 
-def tables(results: Mapping[str, Any], output_dir: Optional[str | Path]) -> Dict[str, List[Mapping[str, Any]]]:
+def tables(results: Mapping[str, Any], output_dir: str | Path | None) -> dict[str, list[Mapping[str, Any]]]:
     """The tables of a results dict: per-puzzle records (from per_puzzle.jsonl when it was
     written, which holds them all) and a comparison's checkpoint rows."""
-    found: Dict[str, List[Mapping[str, Any]]] = {}
+    found: dict[str, list[Mapping[str, Any]]] = {}
     records_file = results.get("per_puzzle_metrics_file")
     if output_dir is not None and isinstance(records_file, str) and (Path(output_dir) / records_file).is_file():
         found["per_puzzle"] = list(_read_lines(Path(output_dir) / records_file))
@@ -166,7 +167,7 @@ def _read_lines(path: Path) -> Iterable[Mapping[str, Any]]:
                 yield guarded.parse_json(line, f"{path}:{i + 1}")
 
 
-def _flat_row(row: Mapping[str, Any]) -> Dict[str, Any]:
+def _flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in row.items() if not isinstance(v, Mapping)}
     for k, v in row.items():
         if isinstance(v, Mapping):

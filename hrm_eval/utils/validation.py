@@ -9,8 +9,9 @@ modes' settings.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Type, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -20,7 +21,7 @@ from hrm_eval.utils.errors import HRMEvalError
 T = TypeVar("T", bound=BaseModel)
 
 
-def read_yaml(path: str | Path, what: str = "config file") -> Dict[str, Any]:
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """A YAML (or JSON) file holding a mapping; every problem is one line naming the file
     (read through the guarded reader: kind, size, depth, aliases, keys checked)."""
     data = guarded.read_yaml(path, what)
@@ -35,7 +36,7 @@ def unknown_field_error(name: str, known: Any, where: str) -> str:
 
 
 def validation_error_line(
-    error: ValidationError, names: Optional[Mapping[str, str]] = None, schema: Optional[Type[BaseModel]] = None
+    error: ValidationError, names: Mapping[str, str] | None = None, schema: type[BaseModel] | None = None
 ) -> str:
     """The first problem of a ValidationError as `field 'value': message`; `names` renames
     top-level fields (e.g. to the command-line flag that set them). An unknown key comes first
@@ -63,7 +64,7 @@ def short_repr(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else f"{text[: width - 20]}...({len(text):,} characters)"
 
 
-def validate_config(data: Dict[str, Any], schema: Type[T], origin: str, names: Optional[Mapping[str, str]] = None) -> T:
+def validate_config(data: dict[str, Any], schema: type[T], origin: str, names: Mapping[str, str] | None = None) -> T:
     try:
         return schema(**data)
     except ValidationError as e:

@@ -8,7 +8,6 @@ import errno
 import os
 import subprocess
 from pathlib import Path
-from typing import Dict
 
 import pytest
 
@@ -44,7 +43,7 @@ def fill(disk: Path) -> None:
         os.close(fd)
 
 
-def files(folder: Path) -> Dict[str, bytes]:
+def files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 

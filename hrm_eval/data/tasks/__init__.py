@@ -9,8 +9,6 @@ detects it from a dataset's metadata.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
 import numpy as np
 
 from hrm_eval.data.tasks.base import PuzzleTask, TaskScorer
@@ -27,7 +25,7 @@ __all__ = [
     "generator_names",
 ]
 
-TASKS: Dict[str, PuzzleTask] = {}
+TASKS: dict[str, PuzzleTask] = {}
 
 
 def register_task(task: PuzzleTask) -> PuzzleTask:
@@ -43,20 +41,20 @@ def get_task(name: str) -> PuzzleTask:
     return TASKS[name]
 
 
-def all_tasks() -> List[PuzzleTask]:
+def all_tasks() -> list[PuzzleTask]:
     """Every registered task, the built-in ones included."""
     _load_builtin_tasks()
     return list(TASKS.values())
 
 
-def detect_task(vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> Optional[PuzzleTask]:
+def detect_task(vocab_size: int, seq_len: int, inputs_sample: np.ndarray | None = None) -> PuzzleTask | None:
     """The registered task whose layout matches, or None when none (or several) do."""
     _load_builtin_tasks()
     found = [t for t in TASKS.values() if t.matches(vocab_size, seq_len, inputs_sample)]
     return found[0] if len(found) == 1 else None
 
 
-def generator_names() -> List[str]:
+def generator_names() -> list[str]:
     """Names of the registered tasks that generate puzzles (`PuzzleTask.puzzle_stream`)."""
     _load_builtin_tasks()
     return sorted(name for name, task in TASKS.items() if type(task).puzzle_stream is not PuzzleTask.puzzle_stream)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import abc
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -29,17 +30,17 @@ from hrm_eval.data.csv_source import read_puzzle_csv
 from hrm_eval.utils import guarded
 from hrm_eval.utils.errors import HRMEvalError
 
-Row = Tuple[str, str, int]  # a generated raw puzzle: (question, answer, rating) in the public CSV layout
-ViewMaps = Tuple[np.ndarray, np.ndarray]  # a test-time view: (token map [vocab], cell map [seq_len])
+Row = tuple[str, str, int]  # a generated raw puzzle: (question, answer, rating) in the public CSV layout
+ViewMaps = tuple[np.ndarray, np.ndarray]  # a test-time view: (token map [vocab], cell map [seq_len])
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     """How `PuzzleTask.build` turns raw puzzles into a dataset (the flags of --mode build-data)."""
 
-    num_aug: Optional[int] = None  # augmented copies of each training puzzle (None: the task's default)
-    subsample_size: Optional[int] = None  # keep only this many training puzzles
-    min_difficulty: Optional[int] = None  # drop puzzles rated below this
+    num_aug: int | None = None  # augmented copies of each training puzzle (None: the task's default)
+    subsample_size: int | None = None  # keep only this many training puzzles
+    min_difficulty: int | None = None  # drop puzzles rated below this
     seed: int = 0  # every random draw of the build comes from it
 
 
@@ -55,7 +56,7 @@ class TaskScorer(abc.ABC):
         `weight` (an ensemble member's weight)."""
 
     @abc.abstractmethod
-    def finish(self, output_dir: Optional[Path] = None) -> dict:
+    def finish(self, output_dir: Path | None = None) -> dict:
         """The scores; with `output_dir`, also the task's score files written there (atomically)."""
 
     @staticmethod
@@ -74,12 +75,12 @@ class PuzzleTask(abc.ABC):
     # can only compare with a known answer (ARC), so an unsolved puzzle's answer cannot be checked.
     checks_rules: bool = True
     # None where the task has no single length (a maze is any n x n)
-    seq_len: Optional[int] = None
+    seq_len: int | None = None
 
     # ------------------------------------------------------------------ layout
 
     @abc.abstractmethod
-    def matches(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> bool:
+    def matches(self, vocab_size: int, seq_len: int, inputs_sample: np.ndarray | None = None) -> bool:
         """Whether a dataset with this vocabulary / sequence length (and these inputs) is this task."""
 
     def describe_layout(self) -> str:
@@ -87,7 +88,7 @@ class PuzzleTask(abc.ABC):
         return f"vocab_size {self.vocab_size}, seq_len {self.seq_len if self.seq_len is not None else 'n*n'}"
 
     def check_layout(
-        self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None, *, where: str = "the data"
+        self, vocab_size: int, seq_len: int, inputs_sample: np.ndarray | None = None, *, where: str = "the data"
     ) -> None:
         """HRMEvalError (one line, naming both layouts) when data of this layout is not this task."""
         if not self.matches(vocab_size, seq_len, inputs_sample):
@@ -120,7 +121,7 @@ class PuzzleTask(abc.ABC):
         """The model's predicted tokens for one puzzle [seq_len] -> the answer in natural form."""
         return self.decode(np.asarray(pred_tokens).reshape(-1))
 
-    def read_csv_puzzles(self, path: str | os.PathLike) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    def read_csv_puzzles(self, path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """A raw public-layout CSV converted in memory: (inputs [N, L], labels [N, L], names);
         names are `<file stem>:<line>` so a result points back at its row."""
 
@@ -136,14 +137,14 @@ class PuzzleTask(abc.ABC):
     # ------------------------------------------------------------------ rules
 
     @abc.abstractmethod
-    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
+    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray | None = None) -> bool:
         """True when `prediction` is a valid answer to the puzzle `inputs` by the task's rules."""
 
     def verify_many(self, inputs: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         """[n] bool: `verify` of each row of inputs / predictions [n, L] (a task may do it at once)."""
         return np.array([bool(self.verify(i, p)) for i, p in zip(inputs, predictions)], dtype=bool)
 
-    def givens_conflict(self, inputs: np.ndarray) -> Optional[str]:
+    def givens_conflict(self, inputs: np.ndarray) -> str | None:
         """Why the puzzle `inputs` [seq_len] has no answer by the rules, read from its givens alone
         (`digit 3 twice in row 1`), or None when nothing given breaks them. A model asked to
         solve such a puzzle still answers, confidently: this is checked first."""
@@ -156,9 +157,9 @@ class PuzzleTask(abc.ABC):
         source: str,
         output: str,
         *,
-        num_aug: Optional[int] = None,
-        subsample_size: Optional[int] = None,
-        min_difficulty: Optional[int] = None,
+        num_aug: int | None = None,
+        subsample_size: int | None = None,
+        min_difficulty: int | None = None,
         seed: int = 0,
     ) -> dict:
         """Build a public-format dataset directory at `output` from `source`; returns a summary
@@ -170,7 +171,7 @@ class PuzzleTask(abc.ABC):
     def write_dataset(self, source: str, output: str, options: BuildOptions) -> dict:
         """`build`'s work, with its options in one value."""
 
-    def puzzle_stream(self, rng: random.Random, *, size: Optional[int] = None, **options: Any) -> Iterator[Row]:
+    def puzzle_stream(self, rng: random.Random, *, size: int | None = None, **options: Any) -> Iterator[Row]:
         """An endless stream of generated (question, answer, rating) rows drawn from `rng`; the
         options (`size`, `min_blanks`, `loop_fraction`, ...) are the task's. Tasks without a
         generator raise HRMEvalError."""
@@ -179,7 +180,7 @@ class PuzzleTask(abc.ABC):
 
         raise HRMEvalError(f"no generator for task '{self.name}' (have: {', '.join(generator_names())})")
 
-    def generate(self, num: int, *, seed: int = 0, size: Optional[int] = None, **options: Any) -> List[Row]:
+    def generate(self, num: int, *, seed: int = 0, size: int | None = None, **options: Any) -> list[Row]:
         """`num` generated puzzles from `random.Random(seed)`: same seed, same puzzles."""
         if num < 0:
             raise HRMEvalError(f"num must be >= 0, got {num}")
@@ -188,13 +189,13 @@ class PuzzleTask(abc.ABC):
 
     # ------------------------------------------------------------------ evaluation hooks
 
-    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[ViewMaps]:
+    def tta_views(self, num_views: int, *, seq_len: int | None = None, seed: int = 0) -> list[ViewMaps]:
         """`num_views` distinct validity-preserving views for test-time augmentation, identity
         first, each as (token map [vocab], cell map [seq_len]) with
         view[cell] = token_map[puzzle[cell_map[cell]]]."""
         raise HRMEvalError(f"task {self.name} has no test-time views")
 
-    def scorer(self, dataset: Any, *, rank_by_q: bool = False, seen_tasks_only: bool = False) -> Optional[TaskScorer]:
+    def scorer(self, dataset: Any, *, rank_by_q: bool = False, seen_tasks_only: bool = False) -> TaskScorer | None:
         """The task's own scorer for `dataset` (a PuzzleDataset), or None when plain exact
         accuracy is all there is. For a scorer that ranks candidate answers (ARC), `rank_by_q`
         ranks by summed sigmoid(q_halt) before votes; `seen_tasks_only` scores only what rows
@@ -202,7 +203,7 @@ class PuzzleTask(abc.ABC):
         return None
 
     # What `difficulty` counts, e.g. "blanks"; None where the task has no difficulty measure.
-    difficulty_name: Optional[str] = None
+    difficulty_name: str | None = None
 
     def difficulty(self, inputs: np.ndarray) -> np.ndarray:
         """inputs [n, L] tokens -> [n] ints: each puzzle's difficulty as `difficulty_name` counts

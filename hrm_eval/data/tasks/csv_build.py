@@ -7,7 +7,8 @@ draws from its own `np.random.RandomState(seed)`, as the public builders (which 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,12 +18,12 @@ from hrm_eval.data.format import DatasetMetadata, atomic_directory, write_identi
 PAD_ID = 0
 
 # (split, rows, rng) -> (arrays as `puzzle_arrays` returns them, seq_len, extra summary fields)
-Convert = Callable[[str, RawPuzzles, np.random.RandomState], Tuple[Dict[str, np.ndarray], int, Dict[str, Any]]]
+Convert = Callable[[str, RawPuzzles, np.random.RandomState], tuple[dict[str, np.ndarray], int, dict[str, Any]]]
 
 
 def token_arrays(
-    rows: RawPuzzles, seq_len: int, char_to_token: np.ndarray, subsample_size: Optional[int], rng: np.random.RandomState
-) -> Tuple[np.ndarray, np.ndarray]:
+    rows: RawPuzzles, seq_len: int, char_to_token: np.ndarray, subsample_size: int | None, rng: np.random.RandomState
+) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, labels) uint8 [N, seq_len] of the rows' questions and answers, subsampled to
     `subsample_size` rows with `rng` first (as the public builders draw it)."""
     inputs = strings_to_array(rows.questions, seq_len, char_to_token)
@@ -33,7 +34,7 @@ def token_arrays(
     return inputs, labels
 
 
-def puzzle_arrays(inputs: np.ndarray, labels: np.ndarray, per_group: int) -> Dict[str, np.ndarray]:
+def puzzle_arrays(inputs: np.ndarray, labels: np.ndarray, per_group: int) -> dict[str, np.ndarray]:
     """The split's arrays for `inputs` / `labels` [N, L] that hold groups of `per_group` consecutive
     puzzles, each puzzle one example."""
     n_puzzles = len(inputs)
@@ -47,8 +48,8 @@ def puzzle_arrays(inputs: np.ndarray, labels: np.ndarray, per_group: int) -> Dic
 
 
 def write_csv_dataset(
-    output: str, raw: Dict[str, RawPuzzles], convert: Convert, *, vocab_size: int, seed: int, summary: Dict[str, Any]
-) -> Dict[str, Any]:
+    output: str, raw: dict[str, RawPuzzles], convert: Convert, *, vocab_size: int, seed: int, summary: dict[str, Any]
+) -> dict[str, Any]:
     """Write each split of `raw` (train, then test) converted by `convert` into `output`
     atomically; returns `summary` with a "splits" entry per split written."""
     summary["splits"] = {}

@@ -12,7 +12,8 @@ anti-transpose), one group per original. Here any `num_aug > 0` turns that switc
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class MazeTask(PuzzleTask):
         encode(text)  # checks the size and the characters, one line each
         return text
 
-    def matches(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> bool:
+    def matches(self, vocab_size: int, seq_len: int, inputs_sample: np.ndarray | None = None) -> bool:
         if vocab_size != self.vocab_size or square_side(seq_len) is None:
             return False
         if inputs_sample is None:
@@ -113,7 +114,7 @@ class MazeTask(PuzzleTask):
             np.all((rows == START).sum(1) == 1) and np.all((rows == GOAL).sum(1) == 1) and not np.any(rows == PATH)
         )
 
-    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
+    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray | None = None) -> bool:
         """Valid iff walls, S and G are kept, every other open cell is open or `o`, and the `o`
         cells together with S and G form one S-G path of the shortest length (BFS on the input)."""
         inp = np.asarray(inputs).reshape(-1).astype(np.int64)
@@ -153,7 +154,7 @@ class MazeTask(PuzzleTask):
     def write_dataset(self, source: str, output: str, options: BuildOptions) -> dict:
         num_aug = check_num_aug(options.num_aug)
         raw = read_splits(source, self.check_row, options.min_difficulty)
-        sides: Dict[str, int] = {}
+        sides: dict[str, int] = {}
         for split, rows in raw.items():
             first = len(rows.questions[0])
             for q, line in zip(rows.questions, rows.lines):
@@ -176,7 +177,7 @@ class MazeTask(PuzzleTask):
         return write_csv_dataset(output, raw, convert, vocab_size=self.vocab_size, seed=options.seed, summary=summary)
 
     def puzzle_stream(
-        self, rng: random.Random, *, size: Optional[int] = None, loop_fraction: Optional[float] = None, **options: Any
+        self, rng: random.Random, *, size: int | None = None, loop_fraction: float | None = None, **options: Any
     ) -> Iterator[Row]:
         """Mazes of side `size` (default 15) with a `loop_fraction` (default 0.1) of the inner walls
         opened; rating = shortest S-G path length. See `maze_generator`."""
@@ -186,8 +187,8 @@ class MazeTask(PuzzleTask):
         return maze_stream(rng, DEFAULT_SIDE if size is None else size, **extra)
 
     def tta_views(
-        self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0
-    ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        self, num_views: int, *, seq_len: int | None = None, seed: int = 0
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """The first `num_views` of the 8 dihedral transforms (identity first, numbered as
         `grids.dihedral_transform`) for test-time augmentation, each as (token map [vocab], cell map [n*n]) with
         view[cell] = token_map[maze[cell_map[cell]]]; tokens are unchanged. `seed` is unused
@@ -205,8 +206,8 @@ class MazeTask(PuzzleTask):
 
     @staticmethod
     def _convert(
-        rows: RawPuzzles, n: int, rng: np.random.RandomState, subsample_size: Optional[int], augment: bool
-    ) -> Dict[str, np.ndarray]:
+        rows: RawPuzzles, n: int, rng: np.random.RandomState, subsample_size: int | None, augment: bool
+    ) -> dict[str, np.ndarray]:
         inputs, labels = token_arrays(rows, n * n, _CHAR_TO_TOKEN, subsample_size, rng)
         per_group = 8 if augment else 1
         if augment:

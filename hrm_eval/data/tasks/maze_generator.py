@@ -11,7 +11,7 @@ walking from S). Rating = shortest path length in steps. Everything is driven by
 from __future__ import annotations
 
 import random
-from typing import Iterator, List, Tuple
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def _carve(n: int, rng: random.Random, loop_fraction: float) -> np.ndarray:
     return is_open
 
 
-def _downhill_path(dist_to_goal: np.ndarray, s: Tuple[int, int]) -> List[Tuple[int, int]]:
+def _downhill_path(dist_to_goal: np.ndarray, s: tuple[int, int]) -> list[tuple[int, int]]:
     """The cells strictly between S and G on the walk from S that always steps to a neighbour one
     closer to G, taking the first such neighbour in MOVES order."""
     n_rows, n_cols = dist_to_goal.shape

@@ -14,7 +14,8 @@ equals a public build run after `np.random.seed(seed)`.
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,7 @@ class SudokuTask(PuzzleTask):
 
     # ------------------------------------------------------------------ task interface
 
-    def matches(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> bool:
+    def matches(self, vocab_size: int, seq_len: int, inputs_sample: np.ndarray | None = None) -> bool:
         if vocab_size != self.vocab_size or seq_len != self.seq_len:
             return False
         if inputs_sample is None or self.n != 4:
@@ -137,7 +138,7 @@ class SudokuTask(PuzzleTask):
         `--mode evaluate` report exact accuracy and steps per blank count)."""
         return (np.asarray(inputs).reshape(len(inputs), -1) == BLANK_ID).sum(-1)
 
-    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
+    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray | None = None) -> bool:
         inp = np.asarray(inputs).reshape(-1).astype(np.int64)
         pred = np.asarray(prediction).reshape(-1).astype(np.int64)
         if inp.size != self.seq_len or pred.size != self.seq_len:
@@ -174,7 +175,7 @@ class SudokuTask(PuzzleTask):
                 ok &= (onehot[:, unit_of_cell == u].sum(1) == 1).all(1)
         return ok
 
-    def givens_conflict(self, inputs: np.ndarray) -> Optional[str]:
+    def givens_conflict(self, inputs: np.ndarray) -> str | None:
         grid = np.asarray(inputs).reshape(-1).astype(np.int64) - DIGIT_OFFSET  # 1..n for a given digit
         units = [("row", lambda i, j: i), ("column", lambda i, j: j)]
         for i in range(self.seq_len):
@@ -213,8 +214,8 @@ class SudokuTask(PuzzleTask):
     # ------------------------------------------------------------------ building
 
     def _convert(
-        self, rows: RawPuzzles, rng: np.random.RandomState, subsample_size: Optional[int], num_aug: int
-    ) -> Dict[str, np.ndarray]:
+        self, rows: RawPuzzles, rng: np.random.RandomState, subsample_size: int | None, num_aug: int
+    ) -> dict[str, np.ndarray]:
         inputs, labels = token_arrays(rows, self.seq_len, self._char_to_token, subsample_size, rng)
 
         n_orig = len(inputs)
@@ -241,7 +242,7 @@ class SudokuTask(PuzzleTask):
 
         return puzzle_arrays(inputs, labels, per_group)
 
-    def _draw(self, rng: np.random.RandomState) -> Tuple[np.ndarray, np.ndarray]:
+    def _draw(self, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
         """One random validity-preserving transform: (token map [vocab], cell map [n*n]) with
         new[cell] = token_map[old[cell_map[cell]]].
 
@@ -255,7 +256,7 @@ class SudokuTask(PuzzleTask):
         row_perm = np.concatenate([b * br + rng.permutation(br) for b in bands])
         stacks = rng.permutation(n // bc)
         col_perm = np.concatenate([s * bc + rng.permutation(bc) for s in stacks])
-        if transpose:  # new[r, c] = old.T[row_perm[r], col_perm[c]] = old[col_perm[c], row_perm[r]]
+        if transpose:  # noqa: SIM108 - new[r, c] = old.T[row_perm[r], col_perm[c]] = old[col_perm[c], row_perm[r]]
             cell_map = col_perm[None, :] * n + row_perm[:, None]
         else:
             cell_map = row_perm[:, None] * n + col_perm[None, :]
@@ -267,9 +268,9 @@ class SudokuTask(PuzzleTask):
         self,
         rng: random.Random,
         *,
-        size: Optional[int] = None,
-        min_blanks: Optional[int] = None,
-        max_blanks: Optional[int] = None,
+        size: int | None = None,
+        min_blanks: int | None = None,
+        max_blanks: int | None = None,
         **options: Any,
     ) -> Iterator[Row]:
         """Uniquely solvable boards of this task's side (or of side `size`: 4, 6 or 9); the number
@@ -282,8 +283,8 @@ class SudokuTask(PuzzleTask):
     # ------------------------------------------------------------------ test-time augmentation
 
     def tta_views(
-        self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0
-    ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        self, num_views: int, *, seq_len: int | None = None, seed: int = 0
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """`num_views` distinct validity-preserving transforms for test-time augmentation, the
         identity first, each as (token map [vocab], cell map [n*n]) with
         view[cell] = token_map[board[cell_map[cell]]] (the convention of `_draw`): digit

@@ -16,7 +16,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 from pydantic import ValidationError
@@ -54,7 +54,7 @@ ASSUMED = "assumed (public default)"
 
 
 # ---- what the tensors tell -------------------------------------------------------------------
-def infer_from_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+def infer_from_tensors(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Architecture facts read off the (prefix-stripped) tensor names and shapes."""
     if "embed_tokens.embedding_weight" not in sd:
         raise HRMEvalError(
@@ -62,7 +62,7 @@ def infer_from_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
             f"(first keys: {', '.join(list(sd)[:3])})"
         )
     vocab, h = _matrix_shape(sd, "embed_tokens.embedding_weight")
-    facts: Dict[str, Any] = {"vocab_size": vocab, "hidden_size": h}
+    facts: dict[str, Any] = {"vocab_size": vocab, "hidden_size": h}
 
     def layer_count(level: str) -> int:
         # The count comes from the key names, so it must be proven before anything is built from it:
@@ -103,7 +103,7 @@ def infer_from_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     return facts
 
 
-def _matrix_shape(sd: Dict[str, torch.Tensor], key: str) -> Tuple[int, int]:
+def _matrix_shape(sd: dict[str, torch.Tensor], key: str) -> tuple[int, int]:
     """(rows, columns) of a tensor that must be a non-empty matrix."""
     shape = tuple(sd[key].shape)
     if len(shape) != 2 or min(shape) < 1:
@@ -111,7 +111,7 @@ def _matrix_shape(sd: Dict[str, torch.Tensor], key: str) -> Tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def full_seq_len_from_tensors(sd: Dict[str, torch.Tensor]) -> Optional[int]:
+def full_seq_len_from_tensors(sd: dict[str, torch.Tensor]) -> int | None:
     if "embed_pos.embedding_weight" in sd:
         return _matrix_shape(sd, "embed_pos.embedding_weight")[0]
     if "L_level.layers.0.mlp_t.gate_up_proj.weight" in sd:
@@ -120,7 +120,7 @@ def full_seq_len_from_tensors(sd: Dict[str, torch.Tensor]) -> Optional[int]:
 
 
 # ---- the config ------------------------------------------------------------------------------
-def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
+def read_all_config(checkpoint_path: Path) -> dict[str, Any] | None:
     """The run's config: `all_config.yaml` beside the checkpoint; for a .safetensors file the
     model folder's `config.json`, else the architecture in the file's own metadata."""
     if is_safetensors(checkpoint_path):
@@ -138,7 +138,7 @@ def read_all_config(checkpoint_path: Path) -> Optional[Dict[str, Any]]:
     return data
 
 
-def _safetensors_config(path: Path) -> Optional[Dict[str, Any]]:
+def _safetensors_config(path: Path) -> dict[str, Any] | None:
     folder = read_folder_config(path)
     if folder is not None:
         return {"arch": folder["arch"]}
@@ -153,16 +153,16 @@ def _safetensors_config(path: Path) -> Optional[Dict[str, Any]]:
 
 
 def resolve_config(
-    sd: Dict[str, torch.Tensor],
+    sd: dict[str, torch.Tensor],
     *,
-    all_config: Optional[Dict[str, Any]] = None,
-    model_config: Optional[Dict[str, Any]] = None,
-    dataset: Optional[Dict[str, Any]] = None,
-    overrides: Optional[Dict[str, Any]] = None,
+    all_config: dict[str, Any] | None = None,
+    model_config: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
     origin: str = "checkpoint",
     require_seq_len: bool = True,
     config_name: str = ALL_CONFIG_FILE,
-) -> Tuple[ModelConfig, Dict[str, str]]:
+) -> tuple[ModelConfig, dict[str, str]]:
     """Merge the sources (see module doc) into a validated ModelConfig; returns (config, sources)."""
     facts = infer_from_tensors(sd)
     family = "trm" if facts["name"] == TRM_ARCH_NAME else "hrm"
@@ -177,15 +177,15 @@ def resolve_config(
 
 
 def _stated_layers(
-    dataset: Optional[Dict[str, Any]],
-    model_config: Optional[Dict[str, Any]],
-    all_config: Optional[Dict[str, Any]],
+    dataset: dict[str, Any] | None,
+    model_config: dict[str, Any] | None,
+    all_config: dict[str, Any] | None,
     config_name: str,
-    overrides: Optional[Dict[str, Any]],
-) -> List[Tuple[str, Dict[str, Any]]]:
+    overrides: dict[str, Any] | None,
+) -> list[tuple[str, dict[str, Any]]]:
     """(source, values) of what files and the command line state, lowest priority first; a source
     that is absent (or empty) adds no layer."""
-    layers: List[Tuple[str, Dict[str, Any]]] = []
+    layers: list[tuple[str, dict[str, Any]]] = []
     if dataset:
         layers.append(("dataset.json", {k: dataset[k] for k in DATASET_FIELDS if k in dataset}))
     if model_config:
@@ -198,13 +198,13 @@ def _stated_layers(
 
 
 def _merge_layers(
-    layers: List[Tuple[str, Dict[str, Any]]], facts: Dict[str, Any], family: str
-) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    layers: list[tuple[str, dict[str, Any]]], facts: dict[str, Any], family: str
+) -> tuple[dict[str, Any], dict[str, str]]:
     """(merged values, field -> source): a later layer wins; a stated value is checked against the
     tensors' facts first. A field keeps "checkpoint tensors" as its source when a file only repeats
     what the tensors show (the tensors are the evidence; the file adds nothing)."""
-    merged: Dict[str, Any] = {}
-    sources: Dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for source, values in layers:
         for k, v in values.items():
             if v is None:
@@ -220,7 +220,7 @@ def _merge_layers(
 
 
 def _settle_seq_len(
-    sd: Dict[str, torch.Tensor], merged: Dict[str, Any], sources: Dict[str, str], origin: str, require_seq_len: bool
+    sd: dict[str, torch.Tensor], merged: dict[str, Any], sources: dict[str, str], origin: str, require_seq_len: bool
 ) -> ModelConfig:
     """The validated config, its seq_len from the dataset, a stated value, or the tensors (learned
     positions / mlp_t hold seq_len + the puzzle prefix, whose length the validated config knows);
@@ -245,7 +245,7 @@ def _settle_seq_len(
     return config
 
 
-def _refuse_positions(sd: Dict[str, torch.Tensor], full: int, config: ModelConfig, sources: Dict[str, str]) -> None:
+def _refuse_positions(sd: dict[str, torch.Tensor], full: int, config: ModelConfig, sources: dict[str, str]) -> None:
     """The tensors hold `full` positions but the stated seq_len + prefix is another count."""
     what = "embed_pos.embedding_weight rows" if "embed_pos.embedding_weight" in sd else "mlp_t width"
     raise HRMEvalError(
@@ -255,7 +255,7 @@ def _refuse_positions(sd: Dict[str, torch.Tensor], full: int, config: ModelConfi
     )
 
 
-def _check_stated(k: str, v: Any, source: str, facts: Dict[str, Any], family: str) -> None:
+def _check_stated(k: str, v: Any, source: str, facts: dict[str, Any], family: str) -> None:
     """A value a file or the command line states must not contradict what the tensors show."""
     if k == "forward_dtype":
         return  # the stored dtype of H_init is a default, not a fact: computing in another is allowed
@@ -281,7 +281,7 @@ def _check_stated(k: str, v: Any, source: str, facts: Dict[str, Any], family: st
         raise HRMEvalError(f"{k}: {source} says {v} but the checkpoint's tensors say {facts[k]}")
 
 
-def _validated(values: Dict[str, Any], sources: Dict[str, str], origin: str) -> ModelConfig:
+def _validated(values: dict[str, Any], sources: dict[str, str], origin: str) -> ModelConfig:
     """The ModelConfig, or one line naming the field, its value and where the value came from."""
     try:
         return ModelConfig(**{k: v for k, v in values.items() if k in ModelConfig.model_fields})
@@ -295,7 +295,7 @@ def _validated(values: Dict[str, Any], sources: Dict[str, str], origin: str) -> 
         raise HRMEvalError(f"invalid model config for {origin}: {loc}{value}: {msg}") from None
 
 
-def _number(v: Any) -> Optional[float]:
+def _number(v: Any) -> float | None:
     """`v` as a finite float, or None (a non-number is left for the config validation to name)."""
     try:
         x = float(v)
@@ -331,7 +331,7 @@ def config_source_name(path: Path) -> str:
     return CONFIG_FILE if read_folder_config(path) is not None else "safetensors metadata"
 
 
-def alarming_assumptions(sources: Dict[str, str]) -> List[str]:
+def alarming_assumptions(sources: dict[str, str]) -> list[str]:
     """The architecture values that were assumed where a checkpoint's config should state them:
     the usual cause of a silent 0% score (not the two that no all_config.yaml states, nor the
     identifier count of a model without puzzle embeddings)."""
@@ -340,7 +340,7 @@ def alarming_assumptions(sources: Dict[str, str]) -> List[str]:
 
 
 # ---- the run's dataset (a config source) -------------------------------------------------------
-def run_dataset(all_config: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def run_dataset(all_config: dict[str, Any] | None) -> dict[str, Any] | None:
     """The sizes the dataset a run trained on states (all_config.yaml `data_path`, found as config
     paths are: from the working directory, then the data home; its test split's dataset.json),
     or None when it is not there. Only the sizes are read; resolve_config checks them."""
@@ -354,7 +354,7 @@ def run_dataset(all_config: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]
     return {k: facts[k] for k in DATASET_FIELDS if k in facts}
 
 
-def run_data_path(checkpoint: str | Path) -> Tuple[Optional[str], str]:
+def run_data_path(checkpoint: str | Path) -> tuple[str | None, str]:
     """(the dataset the checkpoint's run trained on, as recorded, or None; where it is recorded):
     all_config.yaml's `data_path` beside a step file, a model folder's config.json `data_path`
     (export copies it from the source run)."""
@@ -388,7 +388,7 @@ def checkpoint_dataset(checkpoint: str | Path) -> Path:
 
 
 # ---- the architecture the tensors must fit ---------------------------------------------------
-def expected_state(config: ModelConfig) -> Tuple[Dict[str, Tuple[int, ...]], int]:
+def expected_state(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], int]:
     """(key -> shape of the state dict a model of `config` has, bytes of the buffers it does not store).
 
     Computed on the meta device from one layer per level, so the cost does not grow with the
@@ -397,7 +397,7 @@ def expected_state(config: ModelConfig) -> Tuple[Dict[str, Tuple[int, ...]], int
     with torch.device("meta"):
         inner = build_model(one).inner
     counts = {"H_level": config.H_layers, "L_level": config.L_layers}
-    shapes: Dict[str, Tuple[int, ...]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for key, v in inner.state_dict().items():
         m = re.match(r"^(H_level|L_level)\.layers\.0\.(.+)$", key)
         names = [f"{m.group(1)}.layers.{i}.{m.group(2)}" for i in range(counts[m.group(1)])] if m else [key]
@@ -407,7 +407,7 @@ def expected_state(config: ModelConfig) -> Tuple[Dict[str, Tuple[int, ...]], int
     return shapes, unstored
 
 
-def check_architecture(sd: Dict[str, torch.Tensor], config: ModelConfig, path: Path) -> None:
+def check_architecture(sd: dict[str, torch.Tensor], config: ModelConfig, path: Path) -> None:
     """Key set and every shape against the config, before anything is allocated for the model."""
     expected, unstored = expected_state(config)
     missing = [k for k in expected if k not in sd]
@@ -433,7 +433,7 @@ def check_architecture(sd: Dict[str, torch.Tensor], config: ModelConfig, path: P
         )
 
 
-def count_state_values(config: ModelConfig) -> Tuple[int, int]:
+def count_state_values(config: ModelConfig) -> tuple[int, int]:
     """(values in the state dict incl. buffers, trainable parameters) of a config, without allocating."""
     with torch.device("meta"):
         model = build_model(config)

@@ -18,8 +18,9 @@ writer (`hrm_eval.training.checkpoint`) writes `SAVE_PREFIX`. No torch here: nam
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import TypeVar
 
 V = TypeVar("V")
 
@@ -42,13 +43,13 @@ def step_name(step: int) -> str:
     return f"step_{step}"
 
 
-def step_number(name: str) -> Optional[int]:
+def step_number(name: str) -> int | None:
     """N of a `step_<N>` file name; None for any other name."""
     m = STEP_RE.match(name)
     return int(m.group(1)) if m else None
 
 
-def list_steps(directory: str | Path) -> List[Path]:
+def list_steps(directory: str | Path) -> list[Path]:
     """The `step_<N>` files of a run directory, numerically by step (not by name: 10 after 9)."""
     d = Path(directory)
     steps = sorted((int(m.group(1)), c) for c in d.iterdir() if c.is_file() and (m := STEP_RE.match(c.name)))
@@ -59,7 +60,7 @@ def is_safetensors(path: Path) -> bool:
     return path.suffix.lower() == SAFETENSORS_SUFFIX
 
 
-def strip_prefix(state_dict: Mapping[str, V]) -> Tuple[Dict[str, V], str]:
+def strip_prefix(state_dict: Mapping[str, V]) -> tuple[dict[str, V], str]:
     """Bare key names and the prefix that was removed ('' when none)."""
     for prefix in KEY_PREFIXES:
         if all(k.startswith(prefix) for k in state_dict):

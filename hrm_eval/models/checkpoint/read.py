@@ -18,7 +18,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -72,7 +72,7 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     raise HRMEvalError(f"no step_<N> or checkpoint file in directory {p} (nor a model folder's {WEIGHTS_FILE})")
 
 
-def step_of(path: Path) -> Optional[int]:
+def step_of(path: Path) -> int | None:
     step = step_number(path.name)
     if step is not None:
         return step
@@ -82,7 +82,7 @@ def step_of(path: Path) -> Optional[int]:
     return None
 
 
-def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The raw state dict, loaded safely on the CPU and checked to be floating tensors whose
     declared sizes the file can hold."""
     if path.suffix.lower() == ".onnx":
@@ -106,7 +106,7 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     return obj
 
 
-def read_safetensors(path: Path, *, tensors: bool = True) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+def read_safetensors(path: Path, *, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, header metadata) of a .safetensors file (`tensors=False`: the metadata only).
     The library validates the header before reading any tensor: every tensor's byte range must
     lie inside the file and match its shape and dtype, so a hostile header cannot make it
@@ -120,14 +120,14 @@ def read_safetensors(path: Path, *, tensors: bool = True) -> Tuple[Dict[str, tor
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
-            read = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+            read = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}  # noqa: SIM118 - a file handle, not a dict
     except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise HRMEvalError(f"cannot read {path} (truncated or not a safetensors file?): {msg}") from e
     return read, metadata
 
 
-def read_folder_config(path: Path) -> Optional[Dict[str, Any]]:
+def read_folder_config(path: Path) -> dict[str, Any] | None:
     """The `config.json` beside a .safetensors file (a model folder), None when there is none."""
     cfg = path.parent / CONFIG_FILE
     if not is_safetensors(path) or not os.path.lexists(cfg):
@@ -153,7 +153,7 @@ def _torch_load(path: Path) -> Any:
     return obj
 
 
-def check_tensors(sd: Dict[str, torch.Tensor], path: Path) -> None:
+def check_tensors(sd: dict[str, torch.Tensor], path: Path) -> None:
     """Floating dtypes only (integer weights would load and score a silent 0%), and no tensor
     larger than its own data: an expanded or strided view can declare a terabyte from a few
     bytes, which any full-size operation (NaN scan, copy into the model) would allocate."""
@@ -211,7 +211,7 @@ def _pickle_reason(text: str) -> str:
     return "the safe loader rejected it"
 
 
-def find_nonfinite(state_dict: Dict[str, torch.Tensor]) -> List[Tuple[str, int, int]]:
+def find_nonfinite(state_dict: dict[str, torch.Tensor]) -> list[tuple[str, int, int]]:
     """(key, NaN count, Inf count) of every floating tensor that holds NaN or Inf.
 
     Checked in chunks of NONFINITE_CHUNK values and counted with count_nonzero: summing a whole

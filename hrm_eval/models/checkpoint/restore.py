@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 from pydantic import BaseModel
@@ -43,17 +43,17 @@ class LoadedCheckpoint:
     model: ACTModel
     config: ModelConfig
     path: Path
-    step: Optional[int]
+    step: int | None
     sha256: str
     key_prefix: str
-    sources: Dict[str, str]  # field -> where its value came from
-    state_dict_dtypes: Dict[str, int]  # dtype name -> number of tensors
+    sources: dict[str, str]  # field -> where its value came from
+    state_dict_dtypes: dict[str, int]  # dtype name -> number of tensors
     num_state_values: int  # every value in the state dict, buffers included
     num_trainable_parameters: int
-    nonfinite: List[Tuple[str, int, int]] = field(default_factory=list)  # (key, #NaN, #Inf)
+    nonfinite: list[tuple[str, int, int]] = field(default_factory=list)  # (key, #NaN, #Inf)
 
     @property
-    def assumed(self) -> List[str]:
+    def assumed(self) -> list[str]:
         """Fields set to the public default because no file or flag stated them; a summary
         should point at them (and at --mode inspect) when a score looks wrong."""
         return [k for k, v in self.sources.items() if v.startswith("assumed")]
@@ -62,11 +62,11 @@ class LoadedCheckpoint:
 def load_checkpoint(
     path: str | Path,
     *,
-    dataset: Optional[Dict[str, Any] | BaseModel] = None,
-    overrides: Optional[Dict[str, Any]] = None,
-    model_config: Optional[Dict[str, Any]] = None,
+    dataset: dict[str, Any] | BaseModel | None = None,
+    overrides: dict[str, Any] | None = None,
+    model_config: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
-    dtype: Optional[str] = None,
+    dtype: str | None = None,
     allow_nonfinite: bool = False,
     require_seq_len: bool = True,
 ) -> LoadedCheckpoint:
@@ -105,11 +105,11 @@ def load_checkpoint(
 
 
 def _dataset_to_check(
-    sd: Dict[str, torch.Tensor],
-    all_config: Optional[Dict[str, Any]],
-    dataset: Optional[Dict[str, Any] | BaseModel],
+    sd: dict[str, torch.Tensor],
+    all_config: dict[str, Any] | None,
+    dataset: dict[str, Any] | BaseModel | None,
     require_seq_len: bool,
-) -> Optional[Dict[str, Any]]:
+) -> dict[str, Any] | None:
     """The dataset facts the config is checked against (see `load_checkpoint`): `dataset`, else,
     when seq_len is needed and the tensors do not tell it, those of the dataset the run trained
     on (None when there is none)."""
@@ -120,7 +120,7 @@ def _dataset_to_check(
     return dataset
 
 
-def _check_finite(sd: Dict[str, torch.Tensor], path: Path, allow_nonfinite: bool) -> List[Tuple[str, int, int]]:
+def _check_finite(sd: dict[str, torch.Tensor], path: Path, allow_nonfinite: bool) -> list[tuple[str, int, int]]:
     """`find_nonfinite`'s list; a tensor with NaN or Inf is an error unless `allow_nonfinite`."""
     nonfinite = find_nonfinite(sd)
     if nonfinite and not allow_nonfinite:
@@ -130,7 +130,7 @@ def _check_finite(sd: Dict[str, torch.Tensor], path: Path, allow_nonfinite: bool
     return nonfinite
 
 
-def _restore_model(sd: Dict[str, torch.Tensor], config: ModelConfig, device: str | torch.device) -> ACTModel:
+def _restore_model(sd: dict[str, torch.Tensor], config: ModelConfig, device: str | torch.device) -> ACTModel:
     """The model of `config` holding the checked tensors `sd`, on `device`, in eval mode.
 
     Built on the meta device and given the file's tensors themselves (assign), not copies: no
@@ -155,10 +155,10 @@ def _loaded(
     model: ACTModel,
     config: ModelConfig,
     path: Path,
-    raw: Dict[str, torch.Tensor],
+    raw: dict[str, torch.Tensor],
     prefix: str,
-    sources: Dict[str, str],
-    nonfinite: List[Tuple[str, int, int]],
+    sources: dict[str, str],
+    nonfinite: list[tuple[str, int, int]],
 ) -> LoadedCheckpoint:
     """The restored model with what reports cite about it: file, step, hash, key prefix, the
     source of every field, and the counts of the state dict as stored (`raw`, prefix and all)."""
@@ -177,7 +177,7 @@ def _loaded(
     )
 
 
-def _warn_assumed(path: Path, sources: Dict[str, str]) -> None:
+def _warn_assumed(path: Path, sources: dict[str, str]) -> None:
     """Say loudly when `alarming_assumptions` finds any."""
     assumed = alarming_assumptions(sources)
     if assumed:
@@ -189,8 +189,8 @@ def _warn_assumed(path: Path, sources: Dict[str, str]) -> None:
         )
 
 
-def _dtype_counts(sd: Dict[str, torch.Tensor]) -> Dict[str, int]:
-    counts: Dict[str, int] = {}
+def _dtype_counts(sd: dict[str, torch.Tensor]) -> dict[str, int]:
+    counts: dict[str, int] = {}
     for v in sd.values():
         name = str(v.dtype).removeprefix("torch.")
         counts[name] = counts.get(name, 0) + 1

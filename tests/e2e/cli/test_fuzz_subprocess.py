@@ -10,8 +10,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
 
 import pytest
 import torch
@@ -36,7 +36,7 @@ from tests.unit.cli.test_fuzz import (  # noqa: F401 - repository_untouched: an 
 MEMORY_LIMIT = 2 << 30  # a healthy inspect/evaluate of the bundled model needs a few hundred MB
 
 
-def run_limited(argv: List[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+def run_limited(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
 
@@ -52,14 +52,14 @@ def run_limited(argv: List[str], cwd: Path, timeout: float) -> subprocess.Comple
     )
 
 
-def _checkpoint_pickle_payload(root: Path) -> List[str]:
+def _checkpoint_pickle_payload(root: Path) -> list[str]:
     """A step file (torch zip) whose pickle would create MARKER when loaded without weights_only."""
     copy_checkpoint(root)
     torch.save({"weight": _Payload(str(root / MARKER))}, root / "ckpt" / "step_625")
     return inspect_args(root)
 
 
-def _npy_header_terabytes(root: Path) -> List[str]:
+def _npy_header_terabytes(root: Path) -> list[str]:
     """An index array whose header declares 2^40 entries: reading must not try to allocate 4 TB."""
     copy_checkpoint(root)
     data = copy_dataset(root)
@@ -70,7 +70,7 @@ def _npy_header_terabytes(root: Path) -> List[str]:
     return evaluate_args(root, data)
 
 
-def _stray_layer_key(root: Path) -> List[str]:
+def _stray_layer_key(root: Path) -> list[str]:
     """One extra key naming layer 200000: the layer count must not be taken from it (memory grew ~45 MB/s)."""
     ckpt = copy_checkpoint(root)
     sd = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -81,7 +81,7 @@ def _stray_layer_key(root: Path) -> List[str]:
     return inspect_args(root)
 
 
-def _huge_hidden_size(root: Path) -> List[str]:
+def _huge_hidden_size(root: Path) -> list[str]:
     """all_config.yaml declaring hidden_size 2^20: nothing of that size may be allocated."""
     copy_checkpoint(root)
     f = root / "ckpt" / "all_config.yaml"
@@ -112,7 +112,7 @@ def test_bad_input_subprocess(case, tmp_path):
 
 
 # ---- peak memory of inspect: the bound of issue 16 ("Done when"), measured -------------------------------
-def peak_rss_bytes(argv: List[str], cwd: Path) -> Tuple[int, int, str]:
+def peak_rss_bytes(argv: list[str], cwd: Path) -> tuple[int, int, str]:
     """(exit status, peak resident memory, stderr) of `deploy.py ARGV` in a child under MEMORY_LIMIT.
     The peak is the child's own ru_maxrss (os.wait4), not this process's."""
     err = cwd / "stderr.txt"
@@ -130,8 +130,8 @@ def peak_rss_bytes(argv: List[str], cwd: Path) -> Tuple[int, int, str]:
     return proc.returncode, usage.ru_maxrss * 1024, err.read_text()  # ru_maxrss: KiB on Linux
 
 
-def _with_state_dict_change(change: Callable[[Dict[str, torch.Tensor], str], None], config: bool):
-    def build(root: Path) -> List[str]:
+def _with_state_dict_change(change: Callable[[dict[str, torch.Tensor], str], None], config: bool):
+    def build(root: Path) -> list[str]:
         ckpt = copy_checkpoint(root)
         sd = torch.load(ckpt, map_location="cpu", weights_only=True)
         o_proj = next(k for k in sd if k.endswith("L_level.layers.0.self_attn.o_proj.weight"))
@@ -144,16 +144,16 @@ def _with_state_dict_change(change: Callable[[Dict[str, torch.Tensor], str], Non
     return build
 
 
-def _stray_layer(sd: Dict[str, torch.Tensor], o_proj: str) -> None:
+def _stray_layer(sd: dict[str, torch.Tensor], o_proj: str) -> None:
     sd[o_proj.replace("layers.0.", "layers.200000.")] = sd[o_proj].clone()
 
 
-def _huge_embedding(sd: Dict[str, torch.Tensor], o_proj: str) -> None:
+def _huge_embedding(sd: dict[str, torch.Tensor], o_proj: str) -> None:
     key = next(k for k in sd if k.endswith("embed_tokens.embedding_weight"))
     sd[key] = torch.zeros(1).expand(2**31, sd[key].shape[1])  # 2^31 rows (1 TiB) declared by 4 bytes
 
 
-def _huge_square(sd: Dict[str, torch.Tensor], o_proj: str) -> None:
+def _huge_square(sd: dict[str, torch.Tensor], o_proj: str) -> None:
     sd[o_proj] = torch.zeros(1).expand(2**20, 2**20)  # 4 TiB declared by 4 bytes
 
 

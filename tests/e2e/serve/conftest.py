@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
 
 import httpx
 import pytest
@@ -28,7 +28,7 @@ STARTUP_S = 240  # a loaded 2-core machine needs a while to import torch and loa
 
 
 class Server:
-    def __init__(self, args: List[str], log: Path, env: Optional[Dict[str, str]] = None):
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
         self.host_port = ("", 0)
         self.log = log
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}

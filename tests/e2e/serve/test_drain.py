@@ -8,7 +8,7 @@ import json
 import signal
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import httpx
 import pytest
@@ -35,7 +35,7 @@ def busy_server(tmp_path):
         s.proc.kill()
 
 
-def stream_events(text: str) -> List[tuple]:
+def stream_events(text: str) -> list[tuple]:
     events = []
     for block in text.strip().split("\n\n"):
         lines = dict(line.split(": ", 1) for line in block.splitlines())
@@ -45,7 +45,7 @@ def stream_events(text: str) -> List[tuple]:
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(busy_server):
     url = busy_server.url
-    results: Dict[str, List[Any]] = {"solve": [], "stream": [], "batch": []}
+    results: dict[str, list[Any]] = {"solve": [], "stream": [], "batch": []}
 
     def solve() -> None:
         with httpx.Client(timeout=120) as c:

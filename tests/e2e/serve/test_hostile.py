@@ -8,7 +8,7 @@ import http.client
 import json
 import socket
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -42,7 +42,7 @@ class Conn:
         self.http.connect()
         self.sock = self.http.sock
 
-    def send(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[Dict] = None):
+    def send(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
         hdrs = {**AUTH, **({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
         self.http.request(method, path, body=body, headers=hdrs)
         r = self.http.getresponse()
@@ -85,7 +85,7 @@ def test_deep_nesting_422_on_every_route_and_the_connection_lives(server):
 
 
 # ---- a seeded fuzz of 500 bodies --------------------------------------------------------------------
-JUNK: List[Any] = [None, True, 0, -1, 2**70, 1e308, -0.0, "", "x" * 40, "\x00", "\ud800", [], {}, [[]], [1.5] * 36]
+JUNK: list[Any] = [None, True, 0, -1, 2**70, 1e308, -0.0, "", "x" * 40, "\x00", "\ud800", [], {}, [[]], [1.5] * 36]
 FIELDS = ["task", "puzzle", "grid", "tokens", "puzzle_identifier", "return_steps", "timeout_s", "puzzles"]
 
 
@@ -94,7 +94,7 @@ def nested(rng: np.random.Generator, depth: int) -> str:
     return opens + "1" + "".join("]" if ch == "[" else "}" for ch in reversed(opens) if ch in "[{")
 
 
-def fuzz_case(rng: np.random.Generator) -> Tuple[str, bytes, Dict[str, str]]:
+def fuzz_case(rng: np.random.Generator) -> tuple[str, bytes, dict[str, str]]:
     """One generated request: a route, a body and its headers, from one of five kinds."""
     route = str(rng.choice(["/v1/solve", "/v1/solve", "/v1/solve/batch", "/v1/solve/stream"]))
     kind = int(rng.integers(5))
@@ -142,7 +142,7 @@ def test_fuzz_500_bodies_no_500_no_reset(server):
     closed after a response that said `Connection: close`."""
     rng = np.random.default_rng(25)
     c = Conn(server)
-    seen: Dict[int, int] = {}
+    seen: dict[int, int] = {}
     for i in range(500):
         route, data, headers = fuzz_case(rng)
         was = c.http.sock  # None after an announced close: http.client then opens a new connection
@@ -164,7 +164,7 @@ def test_fuzz_500_bodies_no_500_no_reset(server):
     assert "500" not in stats_client_statuses(server)
 
 
-def stats_client_statuses(server) -> Dict[str, int]:
+def stats_client_statuses(server) -> dict[str, int]:
     c = Conn(server)
     status, _, reply = c.send("GET", "/v1/stats")
     c.close()
@@ -208,13 +208,13 @@ def test_disconnected_clients_leave_the_queue(server, client):
     assert r.status_code == 200 and {a["answer"] for a in r.json()["answers"]} == {ISSUE_ANSWER}
 
 
-def prometheus(client) -> Dict[str, float]:
+def prometheus(client) -> dict[str, float]:
     """Sample name (with labels) -> value, parsed by prometheus_client's own parser."""
     from prometheus_client.parser import text_string_to_metric_families
 
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     for family in text_string_to_metric_families(r.text):
         for sample in family.samples:
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
@@ -229,7 +229,7 @@ def read_all(s: socket.socket, limit_s: float) -> bytes:
     try:
         while chunk := s.recv(65536):
             chunks.append(chunk)
-    except socket.timeout:
+    except TimeoutError:
         pass
     return b"".join(chunks)
 
@@ -255,7 +255,7 @@ def test_slowloris_headers_cut_off_while_others_are_served(server, client):
             if s.recv(65536, socket.MSG_PEEK):
                 closed_at = time.monotonic()
                 break
-        except socket.timeout:
+        except TimeoutError:
             pass
     reply = read_all(s, 5)
     s.close()
@@ -364,7 +364,7 @@ def test_prometheus_metrics_agree_with_the_requests_sent(client):
     assert not any("500" in k for k in after if k.startswith("hrm_serve_http_requests_total"))
 
 
-def raw_request(server, request: bytes) -> Tuple[int, Dict[str, str], bytes]:
+def raw_request(server, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """One request as raw bytes on a new connection: what no well-behaved client library sends."""
     s = socket.create_connection(server.host_port, timeout=30)
     s.sendall(request)

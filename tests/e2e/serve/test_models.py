@@ -5,7 +5,7 @@ without --checkpoint as a user would. Which model answered is the response's `mo
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

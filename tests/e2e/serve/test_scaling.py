@@ -205,11 +205,13 @@ def test_a_cancelled_scaled_request_leaves_nothing_queued(client, server):
     assert full["attempts"] >= 4 and full["verified"]
     before = stats(client)["engine"]["act_steps_computed"]
     cancelled = _metric(client, "hrm_serve_puzzles_cancelled_total")
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c:
-        with c.stream("POST", "/v1/solve/stream", json={"puzzle": HARDEST, "budget": 64}) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: ") and json.loads(line[6:]).get("attempt") == 2:
-                    break  # leave: the connection closes with the stream half read
+    with (
+        httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c,
+        c.stream("POST", "/v1/solve/stream", json={"puzzle": HARDEST, "budget": 64}) as r,
+    ):
+        for line in r.iter_lines():
+            if line.startswith("data: ") and json.loads(line[6:]).get("attempt") == 2:
+                break  # leave: the connection closes with the stream half read
     deadline = time.monotonic() + 30
     while stats(client)["queue"] != {"waiting": 0, "in_engine": 0, "pending": 0, "max_queue": 64}:
         assert time.monotonic() < deadline, stats(client)["queue"]

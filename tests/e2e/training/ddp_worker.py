@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -17,7 +16,7 @@ from hrm_eval.training import trainer
 from hrm_eval.training.config import TrainConfig
 
 
-def main(config_path: str, out: str, resumed: Optional[str] = None) -> None:
+def main(config_path: str, out: str, resumed: str | None = None) -> None:
     torch.set_num_threads(1)
     seen = []
     real_batches = trainer.train_batches

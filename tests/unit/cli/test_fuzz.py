@@ -24,9 +24,9 @@ import pickle
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -61,7 +61,7 @@ def copy_dataset(root: Path) -> Path:
     return root / "data"
 
 
-def jsonl_lines(n: int = 8) -> List[str]:
+def jsonl_lines(n: int = 8) -> list[str]:
     """The first `n` test puzzles of the bundled dataset as JSONL records (ignored labels -> -100)."""
     inputs = np.load(DATA / "test" / "all__inputs.npy")[:n].astype(int)
     labels = np.load(DATA / "test" / "all__labels.npy")[:n].astype(int)
@@ -77,7 +77,7 @@ def csv_head(n: int = 8) -> bytes:
     return b"".join(RAW_CSV.read_bytes().splitlines(keepends=True)[: n + 1])
 
 
-def evaluate_args(root: Path, data: Path, *extra: str) -> List[str]:
+def evaluate_args(root: Path, data: Path, *extra: str) -> list[str]:
     return [
         "--mode",
         "evaluate",
@@ -96,12 +96,12 @@ def evaluate_args(root: Path, data: Path, *extra: str) -> List[str]:
     ]
 
 
-def inspect_args(root: Path) -> List[str]:
+def inspect_args(root: Path) -> list[str]:
     return ["--mode", "inspect", "--checkpoint", str(root / "ckpt" / "step_625")]
 
 
 # ---- corruptions -----------------------------------------------------------------------------------------
-def truncate(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
+def truncate(data: bytes, rng: random.Random, span: tuple[int, int], text: bool = False) -> bytes:
     return data[: rng.randrange(span[0], min(span[1], len(data)))]
 
 
@@ -110,7 +110,7 @@ def truncate(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool 
 PRINTABLE = b'0123456789,-[]{}":. \n\rabcxyz_' + bytes(range(0x20, 0x7F))
 
 
-def flip(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
+def flip(data: bytes, rng: random.Random, span: tuple[int, int], text: bool = False) -> bytes:
     out = bytearray(data)
     for _ in range(rng.randint(1, 4)):
         i = rng.randrange(span[0], min(span[1], len(data)))
@@ -118,20 +118,20 @@ def flip(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = Fa
     return bytes(out)
 
 
-def zero_span(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
+def zero_span(data: bytes, rng: random.Random, span: tuple[int, int], text: bool = False) -> bytes:
     start = rng.randrange(span[0], min(span[1], len(data)))
     length = rng.randint(1, 512)
     return data[:start] + bytes(min(length, len(data) - start)) + data[start + length :]
 
 
-def append_garbage(data: bytes, rng: random.Random, span: Tuple[int, int], text: bool = False) -> bytes:
+def append_garbage(data: bytes, rng: random.Random, span: tuple[int, int], text: bool = False) -> bytes:
     n = rng.randint(1, 1024)
     if text and rng.random() < 0.5:
         return data + bytes(rng.choice(PRINTABLE) for _ in range(n))
     return data + rng.randbytes(n)
 
 
-CORRUPTIONS: Dict[str, Callable[..., bytes]] = {
+CORRUPTIONS: dict[str, Callable[..., bytes]] = {
     "truncate": truncate,
     "flip": flip,
     "zero": zero_span,
@@ -142,15 +142,15 @@ CORRUPTIONS: Dict[str, Callable[..., bytes]] = {
 @dataclass
 class Case:
     name: str
-    build: Callable[[Path], List[str]]  # makes the inputs under the folder, returns the CLI arguments
-    allowed: Tuple[int, ...] = (2,)  # exit statuses that are correct for this input
-    words: Optional[str] = None  # the error line must contain these
-    names: Optional[str] = None  # ... and these: the file or flag the problem came from
+    build: Callable[[Path], list[str]]  # makes the inputs under the folder, returns the CLI arguments
+    allowed: tuple[int, ...] = (2,)  # exit statuses that are correct for this input
+    words: str | None = None  # the error line must contain these
+    names: str | None = None  # ... and these: the file or flag the problem came from
     marks: list = field(default_factory=list)
     timeout: float = 60.0  # subprocess cases only
 
 
-def corrupt_file(path: Path, kind: str, seed: int, span: Tuple[int, int] = (0, 1 << 62), text: bool = False) -> None:
+def corrupt_file(path: Path, kind: str, seed: int, span: tuple[int, int] = (0, 1 << 62), text: bool = False) -> None:
     path.write_bytes(CORRUPTIONS[kind](path.read_bytes(), random.Random(seed), span, text))
 
 
@@ -161,7 +161,7 @@ def corrupt_file(path: Path, kind: str, seed: int, span: Tuple[int, int] = (0, 1
 # file. Such runs must then succeed with valid output (exit 0). Everything else must be exit 2.
 # Truncation of a checkpoint or an .npy file is never harmless (the zip directory / the array data sit
 # at the end), nor is truncating dataset.json or identifiers.json (the closing brace/bracket goes).
-def checkpoint_cases(rng: random.Random) -> List[Case]:
+def checkpoint_cases(rng: random.Random) -> list[Case]:
     size = CKPT.stat().st_size
     # Most bytes are float weights; half the cases aim at the zip headers + pickle (head) and the central
     # directory (tail) so that the structure gets hit too.
@@ -172,7 +172,7 @@ def checkpoint_cases(rng: random.Random) -> List[Case]:
             seed, span = rng.randrange(1 << 30), spans[i % 3]
             mode = "inspect" if i % 2 == 0 else "evaluate"
 
-            def build(root: Path, kind=kind, seed=seed, span=span, mode=mode) -> List[str]:
+            def build(root: Path, kind=kind, seed=seed, span=span, mode=mode) -> list[str]:
                 corrupt_file(copy_checkpoint(root), kind, seed, span)
                 return inspect_args(root) if mode == "inspect" else evaluate_args(root, copy_dataset(root))
 
@@ -181,7 +181,7 @@ def checkpoint_cases(rng: random.Random) -> List[Case]:
     return cases
 
 
-def dataset_cases(rng: random.Random) -> List[Case]:
+def dataset_cases(rng: random.Random) -> list[Case]:
     cases = []
     files = [f"test/all__{f}.npy" for f in NPY_FIELDS] + ["test/dataset.json", "identifiers.json"]
     for name in files:
@@ -191,7 +191,7 @@ def dataset_cases(rng: random.Random) -> List[Case]:
                 seed = rng.randrange(1 << 30)
                 span = (0, 128) if name.endswith(".npy") and rng.random() < 0.5 else (0, 1 << 62)  # the header
 
-                def build(root: Path, name=name, kind=kind, seed=seed, span=span) -> List[str]:
+                def build(root: Path, name=name, kind=kind, seed=seed, span=span) -> list[str]:
                     copy_checkpoint(root)
                     data = copy_dataset(root)
                     corrupt_file(data / name, kind, seed, span, text=name.endswith(".json"))
@@ -202,13 +202,13 @@ def dataset_cases(rng: random.Random) -> List[Case]:
     return cases
 
 
-def text_cases(rng: random.Random, what: str) -> List[Case]:
+def text_cases(rng: random.Random, what: str) -> list[Case]:
     cases = []
     for kind in CORRUPTIONS:
         for i in range(4):
             seed = rng.randrange(1 << 30)
 
-            def build(root: Path, kind=kind, seed=seed) -> List[str]:
+            def build(root: Path, kind=kind, seed=seed) -> list[str]:
                 copy_checkpoint(root)
                 if what == "jsonl":
                     f = root / "puzzles.jsonl"
@@ -231,7 +231,7 @@ def _edit_meta(data: Path, **changes) -> None:
     f.write_text(json.dumps(meta))
 
 
-def _sets_traversal(root: Path) -> List[str]:
+def _sets_traversal(root: Path) -> list[str]:
     copy_checkpoint(root)
     data = copy_dataset(root)
     for fld in NPY_FIELDS:  # a complete decoy set outside the dataset folder: it must not be read
@@ -240,14 +240,14 @@ def _sets_traversal(root: Path) -> List[str]:
     return evaluate_args(root, data)
 
 
-def _sets_empty(root: Path) -> List[str]:
+def _sets_empty(root: Path) -> list[str]:
     copy_checkpoint(root)
     data = copy_dataset(root)
     _edit_meta(data, sets=[])
     return evaluate_args(root, data)
 
 
-def _short_identifiers(root: Path) -> List[str]:
+def _short_identifiers(root: Path) -> list[str]:
     copy_checkpoint(root)
     data = copy_dataset(root)
     f = data / "test" / "all__puzzle_identifiers.npy"
@@ -255,7 +255,7 @@ def _short_identifiers(root: Path) -> List[str]:
     return evaluate_args(root, data)
 
 
-def _empty_split(root: Path) -> List[str]:
+def _empty_split(root: Path) -> list[str]:
     copy_checkpoint(root)
     data = copy_dataset(root)
     for fld in ("inputs", "labels"):
@@ -266,7 +266,7 @@ def _empty_split(root: Path) -> List[str]:
     return evaluate_args(root, data)
 
 
-def _npy_object_payload(root: Path) -> List[str]:
+def _npy_object_payload(root: Path) -> list[str]:
     """An object array whose pickle would create MARKER: np.load(allow_pickle=False) must refuse it."""
     copy_checkpoint(root)
     data = copy_dataset(root)
@@ -276,8 +276,8 @@ def _npy_object_payload(root: Path) -> List[str]:
     return evaluate_args(root, data)
 
 
-def _jsonl(text: bytes) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _jsonl(text: bytes) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         (root / "p.jsonl").write_bytes(text)
         return evaluate_args(root, root / "p.jsonl")
@@ -285,8 +285,8 @@ def _jsonl(text: bytes) -> Callable[[Path], List[str]]:
     return build
 
 
-def _csv(text: bytes) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _csv(text: bytes) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         (root / "p.csv").write_bytes(text)
         return evaluate_args(root, root / "p.csv", "--task", "sudoku6")
@@ -294,16 +294,16 @@ def _csv(text: bytes) -> Callable[[Path], List[str]]:
     return build
 
 
-def _device(name: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _device(name: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         return evaluate_args(root, copy_dataset(root))[:-3] + ["--device", name, "--no-progress"]
 
     return build
 
 
-def _dataset_json_bytes(text: bytes) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _dataset_json_bytes(text: bytes) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         data = copy_dataset(root)
         (data / "test" / "dataset.json").write_bytes(text)
@@ -312,7 +312,7 @@ def _dataset_json_bytes(text: bytes) -> Callable[[Path], List[str]]:
     return build
 
 
-def _yaml_payload(root: Path) -> List[str]:
+def _yaml_payload(root: Path) -> list[str]:
     copy_checkpoint(root)
     (root / "ckpt" / "all_config.yaml").write_text(f"arch: !!python/object/apply:os.system ['touch {root / MARKER}']\n")
     return inspect_args(root)
@@ -328,7 +328,7 @@ class _Payload:
         return (open, (self.path, "w"))
 
 
-def _plain_pickle_payload(root: Path) -> List[str]:
+def _plain_pickle_payload(root: Path) -> list[str]:
     """The legacy (non-zip) torch format: a bare pickle stream with the same payload."""
     copy_checkpoint(root)
     with open(root / "ckpt" / "step_625", "wb") as f:
@@ -387,7 +387,7 @@ if not torch.cuda.is_available():
     HOSTILE.append(Case("device-cuda-missing", _device("cuda"), words="--device 'cuda'"))
 
 
-def all_cases() -> List[Case]:
+def all_cases() -> list[Case]:
     rng = random.Random(SEED)
     return checkpoint_cases(rng) + dataset_cases(rng) + text_cases(rng, "jsonl") + text_cases(rng, "csv") + HOSTILE
 
@@ -400,7 +400,7 @@ def test_enough_generated_cases():
 
 
 # ---- checking one run -------------------------------------------------------------------------------------
-def snapshot(root: Path, skip: Path) -> Dict[str, Tuple[int, int]]:
+def snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
     """relative path -> (size, mtime) of every file under root, except under `skip`."""
     out = {}
     for d, dirs, files in os.walk(root):
@@ -420,7 +420,7 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def check_outcome(case: Case, root: Path, argv: List[str], rc: int, out: str, err: str) -> None:
+def check_outcome(case: Case, root: Path, argv: list[str], rc: int, out: str, err: str) -> None:
     assert "Traceback" not in err and "Traceback" not in out, err
     assert rc in case.allowed, f"exit {rc}, expected {case.allowed}: {err.strip()[-500:]}"
     assert not (root / MARKER).exists(), "a payload was executed"
@@ -472,8 +472,8 @@ def test_bad_input_in_process(case, tmp_path, capsys, monkeypatch):
 
 
 # ---- cases whose fix belongs to other parts (loader, config, CLI, ARC scoring) ----------------------------
-def _state_dict_edit(edit: Callable[[Dict[str, torch.Tensor]], None], mode: str = "inspect", config: bool = True):
-    def build(root: Path) -> List[str]:
+def _state_dict_edit(edit: Callable[[dict[str, torch.Tensor]], None], mode: str = "inspect", config: bool = True):
+    def build(root: Path) -> list[str]:
         ckpt = copy_checkpoint(root)
         sd = torch.load(ckpt, map_location="cpu", weights_only=True)
         edit(sd)
@@ -485,18 +485,18 @@ def _state_dict_edit(edit: Callable[[Dict[str, torch.Tensor]], None], mode: str 
     return build
 
 
-def _zero_dim_embedding(sd: Dict[str, torch.Tensor]) -> None:
+def _zero_dim_embedding(sd: dict[str, torch.Tensor]) -> None:
     key = next(k for k in sd if k.endswith("embed_tokens.embedding_weight"))
     sd[key] = torch.tensor(0.0)
 
 
-def _integer_weights(sd: Dict[str, torch.Tensor]) -> None:
+def _integer_weights(sd: dict[str, torch.Tensor]) -> None:
     for k in sd:
         sd[k] = sd[k].to(torch.int32)
 
 
-def _config_edit(old: str, new: str, mode: str = "evaluate") -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _config_edit(old: str, new: str, mode: str = "evaluate") -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         f = root / "ckpt" / "all_config.yaml"
         text = f.read_text()
@@ -507,13 +507,13 @@ def _config_edit(old: str, new: str, mode: str = "evaluate") -> Callable[[Path],
     return build
 
 
-def _arch_list(root: Path) -> List[str]:
+def _arch_list(root: Path) -> list[str]:
     copy_checkpoint(root)
     (root / "ckpt" / "all_config.yaml").write_text("arch: [1, 2, 3]\n")
     return inspect_args(root)
 
 
-def _output_under_a_file(root: Path) -> List[str]:
+def _output_under_a_file(root: Path) -> list[str]:
     copy_checkpoint(root)
     (root / "out").write_text("a file, not a folder\n")  # --output out/sub: its parent is a file
     argv = evaluate_args(root, copy_dataset(root))
@@ -558,7 +558,7 @@ def _tiny_arc_dataset(root: Path) -> Path:
     return root / "arc"
 
 
-def _truncated_predictions(root: Path) -> List[str]:
+def _truncated_predictions(root: Path) -> list[str]:
     """--mode score on a predictions file cut short (torch's zip reader then says '[Errno 22]')."""
     data = _tiny_arc_dataset(root)
     preds = {
@@ -633,8 +633,8 @@ YAML_PAYLOADS = {
 }
 
 
-def _all_config_reader(text: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _all_config_reader(text: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         (root / "ckpt" / "all_config.yaml").write_text(text)
         return inspect_args(root)
@@ -642,8 +642,8 @@ def _all_config_reader(text: str) -> Callable[[Path], List[str]]:
     return build
 
 
-def _config_flag_reader(text: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _config_flag_reader(text: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         (root / "eval.yaml").write_text(text)
         return [*evaluate_args(root, copy_dataset(root)), "--config", str(root / "eval.yaml")]
@@ -651,8 +651,8 @@ def _config_flag_reader(text: str) -> Callable[[Path], List[str]]:
     return build
 
 
-def _model_config_reader(text: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _model_config_reader(text: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         (root / "ckpt" / "all_config.yaml").unlink()
         (root / "model.yaml").write_text(text)
@@ -661,15 +661,15 @@ def _model_config_reader(text: str) -> Callable[[Path], List[str]]:
     return build
 
 
-def _arch_flag_reader(text: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _arch_flag_reader(text: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         return [*inspect_args(root), "--arch", "hidden_size=" + text.removeprefix("arch:").strip()]
 
     return build
 
 
-def _safetensors_state(root: Path) -> Tuple[Dict[str, torch.Tensor], Path]:
+def _safetensors_state(root: Path) -> tuple[dict[str, torch.Tensor], Path]:
     from hrm_eval.models.checkpoint import strip_prefix
 
     sd = strip_prefix(torch.load(CKPT, map_location="cpu", weights_only=True))[0]
@@ -677,8 +677,8 @@ def _safetensors_state(root: Path) -> Tuple[Dict[str, torch.Tensor], Path]:
     return {k: v.contiguous() for k, v in sd.items()}, root / "model" / "model.safetensors"
 
 
-def _folder_config_reader(text: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _folder_config_reader(text: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         from safetensors.torch import save_file
 
         sd, path = _safetensors_state(root)
@@ -689,8 +689,8 @@ def _folder_config_reader(text: str) -> Callable[[Path], List[str]]:
     return build
 
 
-def _safetensors_metadata_reader(text: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _safetensors_metadata_reader(text: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         from safetensors.torch import save_file
 
         sd, path = _safetensors_state(root)
@@ -700,8 +700,8 @@ def _safetensors_metadata_reader(text: str) -> Callable[[Path], List[str]]:
     return build
 
 
-def _puzzle_flag_reader(text: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _puzzle_flag_reader(text: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         puzzle = "[" + text + "]"  # JSON text of a list: the form --puzzle decodes
         ckpt = str(root / "ckpt" / "step_625")
@@ -710,7 +710,7 @@ def _puzzle_flag_reader(text: str) -> Callable[[Path], List[str]]:
     return build
 
 
-def _dataset_json_reader(text: str) -> Callable[[Path], List[str]]:
+def _dataset_json_reader(text: str) -> Callable[[Path], list[str]]:
     return _dataset_json_bytes(text.encode())
 
 
@@ -728,7 +728,7 @@ JSON_READERS = {
 }
 
 
-def reader_cases() -> List[Case]:
+def reader_cases() -> list[Case]:
     cases = []
     for readers, payloads in ((YAML_READERS, YAML_PAYLOADS), (JSON_READERS, JSON_PAYLOADS)):
         for reader, (make, names) in readers.items():
@@ -759,8 +759,8 @@ def _special(kind: str) -> Callable[[Path], Path]:
 SPECIAL_KINDS = {"FIFO": "is a FIFO", "directory": "is a directory", "device": "is a character device"}
 
 
-def _special_checkpoint(kind: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _special_checkpoint(kind: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         (root / "ckpt" / "step_625").unlink()
         (root / "ckpt" / "all_config.yaml").unlink()
@@ -771,16 +771,16 @@ def _special_checkpoint(kind: str) -> Callable[[Path], List[str]]:
     return build
 
 
-def _special_data(kind: str, name: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _special_data(kind: str, name: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         return evaluate_args(root, _special(kind)(root / name), "--task", "sudoku6")
 
     return build
 
 
-def _special_config(kind: str, flag: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _special_config(kind: str, flag: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         if flag == "all_config.yaml":
             (root / "ckpt" / "all_config.yaml").unlink()
@@ -793,16 +793,16 @@ def _special_config(kind: str, flag: str) -> Callable[[Path], List[str]]:
     return build
 
 
-def _special_stacker(kind: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _special_stacker(kind: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         argv = _cache_dir_a_file(root)[:-4]  # an ensemble of the bundled checkpoint
         return [*argv, "--strategy", "stacking", "--stacker", str(_special(kind)(root / "stacker.json"))]
 
     return build
 
 
-def _special_solve_data(kind: str) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _special_solve_data(kind: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         ckpt = str(root / "ckpt" / "step_625")
         return [
@@ -819,7 +819,7 @@ def _special_solve_data(kind: str) -> Callable[[Path], List[str]]:
     return build
 
 
-def special_file_cases() -> List[Case]:
+def special_file_cases() -> list[Case]:
     cases = []
     for kind, says in SPECIAL_KINDS.items():
         cases.append(Case(f"special-{kind}-stacker", _special_stacker(kind), words=says, names="--stacker"))
@@ -832,7 +832,7 @@ def special_file_cases() -> List[Case]:
     return cases
 
 
-def _cache_dir_a_file(root: Path) -> List[str]:
+def _cache_dir_a_file(root: Path) -> list[str]:
     copy_checkpoint(root)
     (root / "cache").write_text("a file, not a folder\n")
     argv = ["--mode", "ensemble", "--checkpoints", str(root / "ckpt" / "step_625"), "--data", str(copy_dataset(root))]
@@ -856,7 +856,7 @@ HUGE_VALUES = {
 }
 
 
-def huge_value_cases() -> List[Case]:
+def huge_value_cases() -> list[Case]:
     cases = []
     for field_name, (value, says) in HUGE_VALUES.items():
         json_arch = json.dumps({field_name: value})
@@ -881,8 +881,8 @@ def _with_arch_value(field_name: str, value) -> str:
     return yaml.safe_dump(config)
 
 
-def _arch_value_flag(field_name: str, value) -> Callable[[Path], List[str]]:
-    def build(root: Path) -> List[str]:
+def _arch_value_flag(field_name: str, value) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
         copy_checkpoint(root)
         return [*inspect_args(root), "--arch", f"{field_name}={json.dumps(value)}"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,7 +128,7 @@ def test_generated_csvs_round_trip_through_build(tmp_path, task, options):
     paths = generate_csvs(task, tmp_path / "src", num_train=20, num_test=8, seed=9, **options)
     again = generate_csvs(task, tmp_path / "src2", num_train=20, num_test=8, seed=9, **options)
     for split in ("train", "test"):
-        assert open(paths[split], "rb").read() == open(again[split], "rb").read()
+        assert Path(paths[split]).read_bytes() == Path(again[split]).read_bytes()
     rows = {}
     for split in ("train", "test"):
         with open(paths[split], newline="") as f:

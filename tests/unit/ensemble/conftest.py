@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 import torch
@@ -77,7 +77,7 @@ def broken_run(tmp_path_factory):
     return run
 
 
-def tiny_arch(**overrides: Any) -> Dict[str, Any]:
+def tiny_arch(**overrides: Any) -> dict[str, Any]:
     arch = dict(
         name=HRM_ARCH_NAME,
         H_cycles=1,

@@ -119,7 +119,7 @@ def test_q_head_agent_on_the_vector_env_equals_adaptive_halting_in_the_engine():
     exact = ran.exact_by_step[torch.arange(PUZZLES), ran.steps.long() - 1].numpy()
     assert correct.mean() == exact.mean() and steps.mean() == ran.steps.double().mean().item()
     assert np.array_equal(correct, exact) and np.array_equal(steps, ran.steps.numpy())  # puzzle by puzzle
-    assert 0.9 < correct.mean() and steps.mean() < 4  # the model card's 0.945 at 3.44 steps, on all 2,000
+    assert correct.mean() > 0.9 and steps.mean() < 4  # the model card's 0.945 at 3.44 steps, on all 2,000
 
 
 def test_threshold_agent_halts_on_the_q_halt_probability():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 import torch
@@ -20,7 +20,7 @@ from hrm_eval.models.checkpoint.format import SAVE_PREFIX
 from hrm_eval.training.config import TrainConfig
 
 # 1 + 1 layers, hidden 32, 2 heads: a few milliseconds per step on one CPU thread.
-HRM_ARCH: Dict[str, Any] = dict(
+HRM_ARCH: dict[str, Any] = dict(
     name=HRM_ARCH_NAME,
     H_cycles=2,
     L_cycles=1,
@@ -35,7 +35,7 @@ HRM_ARCH: Dict[str, Any] = dict(
     forward_dtype="float32",
     loss={"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"},
 )
-TRM_ARCH: Dict[str, Any] = dict(
+TRM_ARCH: dict[str, Any] = dict(
     name=TRM_ARCH_NAME,
     H_cycles=2,
     L_cycles=1,
@@ -62,7 +62,7 @@ def sudoku4_data(tmp_path_factory) -> Path:
     return root / "data"
 
 
-def train_fields(data: Path, arch: Dict[str, Any], **overrides: Any) -> Dict[str, Any]:
+def train_fields(data: Path, arch: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     """The fields of a training YAML: 16 puzzles a batch, 16 steps an epoch on `sudoku4_data`."""
     fields = dict(
         arch=dict(arch),
@@ -84,26 +84,26 @@ def train_fields(data: Path, arch: Dict[str, Any], **overrides: Any) -> Dict[str
     return fields
 
 
-def train_config(data: Path, arch: Dict[str, Any], **overrides: Any) -> TrainConfig:
+def train_config(data: Path, arch: dict[str, Any], **overrides: Any) -> TrainConfig:
     return TrainConfig(**train_fields(data, arch, **overrides))
 
 
-def write_yaml(path: Path, data: Dict[str, Any]) -> Path:
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=True))
     return path
 
 
-def dataset_json(data: Path, split: str = "train") -> Dict[str, Any]:
+def dataset_json(data: Path, split: str = "train") -> dict[str, Any]:
     return json.loads((data / split / "dataset.json").read_text())
 
 
-def eval_batch(data: Path, n: int = 8) -> Dict[str, torch.Tensor]:
+def eval_batch(data: Path, n: int = 8) -> dict[str, torch.Tensor]:
     batch = next(iter(PuzzleDataset(data, split="test").iter_batches(n)))
     return batch.as_model_batch("cpu")
 
 
 @torch.no_grad()
-def act_outputs(model, batch: Dict[str, torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
+def act_outputs(model, batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     """Outputs of every ACT step in evaluation mode (every row runs halt_max_steps steps)."""
     model.eval()
     carry = model.initial_carry(batch)
@@ -114,7 +114,7 @@ def act_outputs(model, batch: Dict[str, torch.Tensor]) -> List[Dict[str, torch.T
     return steps
 
 
-def read_saved(path: Path) -> Dict[str, torch.Tensor]:
+def read_saved(path: Path) -> dict[str, torch.Tensor]:
     """A step_<N> file with the public prefix removed (asserting every key carries it)."""
     raw = torch.load(path, map_location="cpu", weights_only=True)
     assert raw and all(k.startswith(SAVE_PREFIX) for k in raw), list(raw)[:3]

@@ -13,7 +13,6 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Dict
 
 import numpy as np
 import pytest
@@ -34,7 +33,7 @@ ARCH = dict(HRM_ARCH, halt_max_steps=3, halt_exploration_prob=0.5)
 LOSS_LINE = re.compile(r"step (\d+)/\d+ (loss .*) lr")
 
 
-def logged_losses(text: str) -> Dict[int, str]:
+def logged_losses(text: str) -> dict[int, str]:
     """step -> 'loss L accuracy A exact E' exactly as the trainer logged it."""
     return {int(m.group(1)): m.group(2) for m in LOSS_LINE.finditer(text)}
 
@@ -44,7 +43,7 @@ def run(data: Path, out: Path, steps: int, *, resume: bool = False, overwrite: b
     return train(config, output=out, resume=resume, overwrite=overwrite, progress=False)
 
 
-def assert_same_weights(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> None:
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k

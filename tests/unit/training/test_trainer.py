@@ -10,7 +10,6 @@ import logging
 import re
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
@@ -40,12 +39,12 @@ from tests.unit.training.conftest import (
 STEP_LOG = re.compile(r"step (\d+)/(\d+) loss ([0-9.]+) .* lr ([0-9.e+-]+)")
 
 
-def logged_steps(text: str) -> Dict[int, Tuple[float, float]]:
+def logged_steps(text: str) -> dict[int, tuple[float, float]]:
     """step -> (loss, lr) from the trainer's `step N/M loss ... lr ...` log lines."""
     return {int(m.group(1)): (float(m.group(3)), float(m.group(4))) for m in STEP_LOG.finditer(text)}
 
 
-def assert_same_outputs(a: List[Dict[str, torch.Tensor]], b: List[Dict[str, torch.Tensor]]) -> None:
+def assert_same_outputs(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Tensor]]) -> None:
     assert len(a) == len(b)
     for step, (x, y) in enumerate(zip(a, b)):
         assert x.keys() == y.keys()
@@ -295,7 +294,7 @@ BAD_CONFIGS = {
 }
 
 
-def bad_config(data: Path, tmp_path: Path, case: str) -> Tuple[Path, Tuple[str, ...]]:
+def bad_config(data: Path, tmp_path: Path, case: str) -> tuple[Path, tuple[str, ...]]:
     overrides, needles = BAD_CONFIGS[case]
     fields = train_fields(data, HRM_ARCH)
     for k, v in overrides.items():

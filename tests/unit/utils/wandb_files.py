@@ -11,17 +11,17 @@ import json
 import struct
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 BLOCK = 32768
 CHUNK_HEADER = 7
 
 
-def run_dirs(root: Path) -> List[Path]:
+def run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in (root / "wandb").glob("*run-*") if p.is_dir())
 
 
-def records(run_dir: Path, timeout: float = 60.0) -> List[Any]:
+def records(run_dir: Path, timeout: float = 60.0) -> list[Any]:
     """The run's records, once its `exit` record is written (wandb's service writes the file
     on its own schedule, possibly after `finish()` returned)."""
     deadline = time.monotonic() + timeout
@@ -32,7 +32,7 @@ def records(run_dir: Path, timeout: float = 60.0) -> List[Any]:
         time.sleep(0.2)
 
 
-def _read_records(run_dir: Path) -> List[Any]:
+def _read_records(run_dir: Path) -> list[Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     files = list(run_dir.glob("run-*.wandb"))
@@ -62,7 +62,7 @@ def _read_records(run_dir: Path) -> List[Any]:
     return out
 
 
-def history(run_dir: Path) -> List[Dict[str, Any]]:
+def history(run_dir: Path) -> list[dict[str, Any]]:
     """Each `run.log` call as {key: value} (values decoded from their JSON)."""
     rows = []
     for r in records(run_dir):
@@ -71,8 +71,8 @@ def history(run_dir: Path) -> List[Dict[str, Any]]:
     return rows
 
 
-def config(run_dir: Path) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def config(run_dir: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for r in records(run_dir):
         kind = r.WhichOneof("record_type")
         items = r.config.update if kind == "config" else r.run.config.update if kind == "run" else []
@@ -80,6 +80,6 @@ def config(run_dir: Path) -> Dict[str, Any]:
     return out
 
 
-def media(run_dir: Path, kind: str) -> List[Path]:
+def media(run_dir: Path, kind: str) -> list[Path]:
     """The media files a run wrote: kind 'table' or 'images'."""
     return sorted((run_dir / "files" / "media" / kind).rglob("*.*"))

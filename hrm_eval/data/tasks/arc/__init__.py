@@ -11,7 +11,7 @@ The names most callers need are re-exported here.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class ARCTask(PuzzleTask):
     checks_rules = False  # no rules: an answer is right only by comparison with the known one
     seq_len = SEQ_LEN
 
-    def matches(self, vocab_size: int, seq_len: int, inputs_sample: Optional[np.ndarray] = None) -> bool:
+    def matches(self, vocab_size: int, seq_len: int, inputs_sample: np.ndarray | None = None) -> bool:
         return int(vocab_size) == VOCAB_SIZE and int(seq_len) == SEQ_LEN
 
     def encode(self, natural: Any) -> np.ndarray:
@@ -85,16 +85,16 @@ class ARCTask(PuzzleTask):
         the test split has it."""
         return grid_to_sequence(parse_grid_text(natural))
 
-    def decode(self, tokens: np.ndarray) -> List[List[int]]:
+    def decode(self, tokens: np.ndarray) -> list[list[int]]:
         """Tokens [900] -> the grid at the canvas' top-left as a list of rows ([] when none)."""
         return crop_grid(tokens).tolist()
 
-    def parse_puzzle(self, puzzle: Any) -> List[List[int]]:
+    def parse_puzzle(self, puzzle: Any) -> list[list[int]]:
         """JSON text of a grid (`[[0, 1], [2, 3]]`), the decoded list, or a 2-D array -> a list of
         rows; HRMEvalError with one line on a ragged, empty, too large or off-palette grid."""
         return parse_grid_text(puzzle).tolist()
 
-    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: Optional[np.ndarray] = None) -> bool:
+    def verify(self, inputs: np.ndarray, prediction: np.ndarray, label: np.ndarray | None = None) -> bool:
         """Exact match of the grids: the label's grid is cropped where it starts (the train split
         may translate it away from the top-left), the prediction's from the same place. Without
         a label there is nothing to compare to (ARC has no rules to check): False."""
@@ -131,13 +131,13 @@ class ARCTask(PuzzleTask):
         num_aug = DEFAULT_NUM_AUG if options.num_aug is None else options.num_aug
         return build_arc_dataset(source, output, num_aug=num_aug, seed=options.seed)
 
-    def tta_views(self, num_views: int, *, seq_len: Optional[int] = None, seed: int = 0) -> List[ViewMaps]:
+    def tta_views(self, num_views: int, *, seq_len: int | None = None, seed: int = 0) -> list[ViewMaps]:
         raise HRMEvalError(
             "--tta does not apply to ARC data: its augmentations are already puzzles of the dataset "
             "and are voted over by the ARC scorer"
         )
 
-    def scorer(self, dataset: Any, *, rank_by_q: bool = False, seen_tasks_only: bool = False) -> Optional[TaskScorer]:
+    def scorer(self, dataset: Any, *, rank_by_q: bool = False, seen_tasks_only: bool = False) -> TaskScorer | None:
         """Votes over the dataset's augmented test puzzles: `dataset` is a PuzzleDataset (or the
         path of a dataset directory) whose test split holds the tasks' test pairs. `rank_by_q`
         ranks candidates by summed sigmoid(q_halt) before votes (the ensemble's q_vote);

@@ -9,16 +9,16 @@ starts with 0); TRM writes the same as `<id>|||t<t>|||<map>`. `parse_puzzle_name
 from __future__ import annotations
 
 import re
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 
 from hrm_eval.data.grids import dihedral_transform, inverse_dihedral_transform
 
-ColourMap = Union[Sequence[int], np.ndarray]  # new colour of each colour 0-9
+ColourMap = Sequence[int] | np.ndarray  # new colour of each colour 0-9
 
 
-def augment_grid(grid: np.ndarray, t: int, colour_map: Optional[np.ndarray]) -> np.ndarray:
+def augment_grid(grid: np.ndarray, t: int, colour_map: np.ndarray | None) -> np.ndarray:
     """Recolour with `colour_map` (new colour of c = colour_map[c]), then dihedral transform `t`."""
     grid = np.asarray(grid)
     if colour_map is not None:
@@ -26,7 +26,7 @@ def augment_grid(grid: np.ndarray, t: int, colour_map: Optional[np.ndarray]) -> 
     return np.ascontiguousarray(dihedral_transform(grid, t))
 
 
-def inverse_augment(grid: np.ndarray, t: Optional[int], colour_map: Optional[ColourMap]) -> np.ndarray:
+def inverse_augment(grid: np.ndarray, t: int | None, colour_map: ColourMap | None) -> np.ndarray:
     """Undo `augment_grid`: inverse dihedral transform first, then the inverse colour map.
     `t` None (or 0) and `colour_map` None mean no transform / no recolouring."""
     grid = np.asarray(grid)
@@ -55,7 +55,7 @@ def _valid_colour_map(digits: str) -> bool:
     return sorted(digits) == list("0123456789")
 
 
-def parse_puzzle_name(name: str) -> Tuple[str, Optional[int], Optional[np.ndarray]]:
+def parse_puzzle_name(name: str) -> tuple[str, int | None, np.ndarray | None]:
     """(base_id, t, colour_map) of an identifier name.
 
     HRM `<id>_t<k>_<10 digits>`, TRM `<id>|||t<k>|||<10 digits>` (and TRM's colour-less

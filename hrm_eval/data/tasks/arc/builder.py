@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Dict, Iterable, List, Tuple
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -34,7 +34,7 @@ SET_NAME = "all"
 BLANK_NAME = "<blank>"
 
 
-def _pairs_hash(pairs: Iterable[Tuple[np.ndarray, np.ndarray]]) -> str:
+def _pairs_hash(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> str:
     """Order-independent hash of all example grids (shapes included)."""
     parts = sorted(grid_hash(i) + "|" + grid_hash(o) for i, o in pairs)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
@@ -66,12 +66,12 @@ class _SplitWriter:
 
     def __init__(self, translate: bool):
         self.translate = translate
-        self.blocks: List[Tuple[np.ndarray, np.ndarray]] = []
-        self.names: List[str] = []  # one per puzzle
+        self.blocks: list[tuple[np.ndarray, np.ndarray]] = []
+        self.names: list[str] = []  # one per puzzle
         self.puzzle_indices = [0]
         self.group_indices = [0]
 
-    def add_group(self, puzzles: List[Tuple[str, List[Tuple[np.ndarray, np.ndarray]]]], rng: np.random.Generator):
+    def add_group(self, puzzles: list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]], rng: np.random.Generator):
         """Append one group: each (name, [(input grid, output grid)]) becomes one puzzle whose
         examples are its pairs, each translated at random on the train split."""
         for name, pairs in puzzles:
@@ -113,7 +113,7 @@ class _SplitWriter:
             sets=[SET_NAME],
         )
 
-    def arrays(self, identifier_of: Dict[str, int]) -> Dict[str, np.ndarray]:
+    def arrays(self, identifier_of: dict[str, int]) -> dict[str, np.ndarray]:
         """The split's arrays: inputs / labels [examples, SEQ_LEN] uint8, one identifier per
         puzzle, and the puzzle / group boundaries."""
         return {
@@ -168,8 +168,8 @@ def _checked_num_aug(num_aug) -> int:
 
 
 def _lay_out(
-    tasks: List[RawTask], num_aug: int, rng: np.random.Generator
-) -> Tuple[_SplitWriter, _SplitWriter, List[str]]:
+    tasks: list[RawTask], num_aug: int, rng: np.random.Generator
+) -> tuple[_SplitWriter, _SplitWriter, list[str]]:
     """(train, test, ids of tasks with fewer than `num_aug` distinct augmentations). A task of the
     test subset gives its train examples to the train split and its test examples to the test
     split; any other task puts all its examples in the train split."""
@@ -187,11 +187,11 @@ def _lay_out(
     return train, test, incomplete
 
 
-def _identifiers(train: _SplitWriter, test: _SplitWriter) -> Tuple[List[str], Dict[str, int]]:
+def _identifiers(train: _SplitWriter, test: _SplitWriter) -> tuple[list[str], dict[str, int]]:
     """(identifier names, name -> identifier): 0 is the blank, then names in order of first
     appearance, train split first."""
     names = [BLANK_NAME]
-    identifier_of: Dict[str, int] = {}
+    identifier_of: dict[str, int] = {}
     for name in train.names + test.names:
         if name not in identifier_of:
             identifier_of[name] = len(names)

@@ -10,7 +10,7 @@ still inside the canvas; the corner cell below-right is not marked). Reading a g
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def grid_to_sequence(grid: np.ndarray, row_offset: int = 0, col_offset: int = 0)
     return canvas.reshape(SEQ_LEN)
 
 
-def crop_shapes(tokens: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def crop_shapes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of the crop (see `crop_grid`) of each of [n, 900] token sequences."""
     canvas = np.asarray(tokens).reshape(-1, GRID_SIZE, GRID_SIZE)
     is_colour = (canvas >= COLOUR_OFFSET) & (canvas < COLOUR_OFFSET + NUM_COLOURS)
@@ -101,7 +101,7 @@ def crop_grid(tokens: np.ndarray) -> np.ndarray:
     return (canvas[: rows[0], : cols[0]].astype(np.int64) - COLOUR_OFFSET).astype(np.uint8)
 
 
-def grid_origin(tokens: np.ndarray) -> Tuple[int, int]:
+def grid_origin(tokens: np.ndarray) -> tuple[int, int]:
     """Top-left cell of the first colour token (row-major): where a translated grid starts."""
     canvas = np.asarray(tokens).reshape(GRID_SIZE, GRID_SIZE)
     colour = (canvas >= COLOUR_OFFSET) & (canvas < COLOUR_OFFSET + NUM_COLOURS)

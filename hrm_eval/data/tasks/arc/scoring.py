@@ -22,8 +22,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class ArcTestSet:
     The original puzzle of each group carries the plain task id; where a task only appears
     augmented, its first augmented puzzle is inverse-transformed instead."""
 
-    def __init__(self, data_dir: Union[str, os.PathLike]):
+    def __init__(self, data_dir: str | os.PathLike):
         self.data_dir = Path(data_dir)
         split = self.data_dir / "test"
         sets = _read_test_description(split)
@@ -74,10 +74,10 @@ class ArcTestSet:
             raise HRMEvalError(f"cannot read the test split in {split}: {one_line(e)}") from None
         chosen = self._choose_sources(arrays, split)
 
-        self.task_ids: List[str] = list(chosen)
-        self.test_pairs: Dict[str, List[Tuple[np.ndarray, np.ndarray]]] = {}
+        self.task_ids: list[str] = list(chosen)
+        self.test_pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         # task id -> input grid hash -> test input indices with that input
-        self.input_index: Dict[str, Dict[str, List[int]]] = {}
+        self.input_index: dict[str, dict[str, list[int]]] = {}
         for base, (set_name, p) in chosen.items():
             ids, indices, inputs, labels = arrays[set_name]
             _, t, cmap = self.parsed[int(ids[p])]
@@ -87,15 +87,15 @@ class ArcTestSet:
                 for r in rows
             ]
             self.test_pairs[base] = pairs
-            lookup: Dict[str, List[int]] = {}
+            lookup: dict[str, list[int]] = {}
             for i, (inp, _) in enumerate(pairs):
                 lookup.setdefault(grid_hash(inp), []).append(i)
             self.input_index[base] = lookup
 
-    def _choose_sources(self, arrays: Dict[str, tuple], split: Path) -> Dict[str, Tuple[str, int]]:
+    def _choose_sources(self, arrays: dict[str, tuple], split: Path) -> dict[str, tuple[str, int]]:
         """task id -> (set name, puzzle index) of the puzzle its test pairs are read from: the
         un-augmented one where there is one, else the first augmented one."""
-        chosen: Dict[str, Tuple[bool, str, int]] = {}
+        chosen: dict[str, tuple[bool, str, int]] = {}
         for set_name, (ids, _, _, _) in arrays.items():
             for p, ident in enumerate(ids):
                 self._check_identifier(int(ident), f"{split}/{set_name}__puzzle_identifiers.npy")
@@ -113,7 +113,7 @@ class ArcTestSet:
             )
 
 
-def _read_test_description(split: Path) -> List[str]:
+def _read_test_description(split: Path) -> list[str]:
     """The set names of the test split's dataset.json, which must describe ARC data."""
     description = guarded.mapping(
         guarded.read_json(split / "dataset.json", "dataset description (ARC scoring needs the test split)"),
@@ -125,14 +125,14 @@ def _read_test_description(split: Path) -> List[str]:
     return sets
 
 
-def _read_identifiers(path: Path) -> List[str]:
+def _read_identifiers(path: Path) -> list[str]:
     names = guarded.read_json(path, "identifiers file", max_bytes=guarded.MAX_DATA_BYTES)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise HRMEvalError(f"{path} is not a list of names")
     return names
 
 
-def _load_set(split: Path, set_name: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _load_set(split: Path, set_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(puzzle_identifiers, puzzle_indices, inputs, labels) of one set; the token arrays memory-mapped."""
     return (
         np.load(split / f"{set_name}__puzzle_identifiers.npy"),
@@ -182,7 +182,7 @@ def _token_ids(preds) -> np.ndarray:
     return preds.argmax(axis=-1) if preds.ndim == 3 else preds
 
 
-def _tidy(x: Union[int, float]) -> Union[int, float]:
+def _tidy(x: int | float) -> int | float:
     """A weighted count as an int where it is one (up to float rounding)."""
     return int(round(x)) if abs(x - round(x)) < 1e-9 else float(x)
 
@@ -198,12 +198,12 @@ class ArcVotePool:
     Candidates rank by vote count, then mean sigmoid(q_halt); with `by_q`, by summed q first.
     Rows added with a `weight` count that much (an ensemble member's weight)."""
 
-    def __init__(self, data_dir: Union[str, os.PathLike], *, test_set: Optional[ArcTestSet] = None, by_q: bool = False):
+    def __init__(self, data_dir: str | os.PathLike, *, test_set: ArcTestSet | None = None, by_q: bool = False):
         self.test_set = test_set if test_set is not None else ArcTestSet(data_dir)
         self.by_q = by_q
-        self.grids: Dict[str, np.ndarray] = {}  # grid hash -> grid
+        self.grids: dict[str, np.ndarray] = {}  # grid hash -> grid
         # (task id, test input index) -> grid hash -> [count, sum of q]  (insertion-ordered)
-        self.votes: Dict[Tuple[str, int], Dict[str, List[float]]] = {}
+        self.votes: dict[tuple[str, int], dict[str, list[float]]] = {}
         self.num_rows = 0
         self.num_unmatched = 0
         self.seen_tasks: set = set()  # task ids of every row added (matched or not)
@@ -263,7 +263,7 @@ class ArcVotePool:
                 stats[0] += w
                 stats[1] += w * float(q[k])
 
-    def ranked(self, task_id: str, index: int) -> List[Tuple[str, Union[int, float], float]]:
+    def ranked(self, task_id: str, index: int) -> list[tuple[str, int | float, float]]:
         """[(grid hash, count, mean q)] best first; ties keep the order grids were first seen in."""
         pooled = [(h, c, s / c if c else 0.0, s) for h, (c, s) in self.votes.get((task_id, index), {}).items()]
         if self.weighted or self.by_q:
@@ -278,7 +278,7 @@ class ArcVotePool:
 
         return [(h, _tidy(c), q) for h, c, q, _ in sorted(pooled, key=key, reverse=True)]
 
-    def result(self, ks: Sequence[int] = DEFAULT_KS, *, seen_tasks_only: bool = False) -> Tuple[dict, dict]:
+    def result(self, ks: Sequence[int] = DEFAULT_KS, *, seen_tasks_only: bool = False) -> tuple[dict, dict]:
         """(scores, submission) : see `score_arc_predictions`. With `seen_tasks_only`, only the
         tasks that rows were added for count (a held-out or --limit-ed task is not a failure)."""
         ks = [int(k) for k in ks]
@@ -343,7 +343,7 @@ class ArcVotePool:
 
 def score_arc_arrays(
     data_dir, identifiers, inputs, preds, q_halt_logits=None, *, ks: Sequence[int] = DEFAULT_KS
-) -> Tuple[dict, dict]:
+) -> tuple[dict, dict]:
     """Score predictions held in memory (numpy arrays or torch tensors): `identifiers` [n],
     `inputs` [n, 900], `preds` [n, 900] token ids or logits [n, 900, vocab], `q_halt_logits` [n].
     Returns (scores, submission) as `score_arc_predictions` writes them."""
@@ -355,7 +355,7 @@ def score_arc_arrays(
 _RANK_SUFFIX = re.compile(r"_all_preds\.(\d+)$")
 
 
-def find_prediction_files(prediction_files_or_prefix) -> List[Path]:
+def find_prediction_files(prediction_files_or_prefix) -> list[Path]:
     """The `<prefix>_all_preds.<rank>` files, by rank. Accepts a prefix (`.../step_N`, or
     `.../step_N_all_preds`), one file, a folder holding exactly one such prefix, or a list of files."""
     if not isinstance(prediction_files_or_prefix, (str, os.PathLike)):
@@ -387,7 +387,7 @@ def find_prediction_files(prediction_files_or_prefix) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
-def missing_ranks(files: Sequence[Path]) -> List[int]:
+def missing_ranks(files: Sequence[Path]) -> list[int]:
     """Ranks below the highest one given that have no file (`*_all_preds.<rank>` names only)."""
     ranks = {int(m.group(1)) for p in files if (m := _RANK_SUFFIX.search(p.name))}
     return sorted(set(range(max(ranks) + 1)) - ranks) if ranks else []
@@ -428,12 +428,12 @@ class ArcScorer(TaskScorer):
 
     def __init__(
         self,
-        data_dir: Union[str, os.PathLike],
+        data_dir: str | os.PathLike,
         *,
         ks: Sequence[int] = DEFAULT_KS,
         rank_by_q: bool = False,
         seen_tasks_only: bool = False,
-        test_set: Optional[ArcTestSet] = None,
+        test_set: ArcTestSet | None = None,
     ):
         self.pool = ArcVotePool(data_dir, test_set=test_set, by_q=rank_by_q)
         self.ks = ks
@@ -444,7 +444,7 @@ class ArcScorer(TaskScorer):
     ) -> None:
         self.pool.add(identifiers, inputs, preds, q_halt_logits, where=where, weight=weight)
 
-    def finish(self, output_dir: Optional[Union[str, os.PathLike]] = None) -> dict:
+    def finish(self, output_dir: str | os.PathLike | None = None) -> dict:
         """The full scores (see `score_arc_predictions`); with `output_dir`, `arc_scores.json` and
         `submission.json` are written there (each atomically)."""
         scores, submission = self.pool.result(self.ks, seen_tasks_only=self.seen_tasks_only)
@@ -458,7 +458,7 @@ class ArcScorer(TaskScorer):
         return {k: scores[k] for k in ("num_tasks", "strict", "fractional") if k in scores}
 
 
-def write_scores(output_dir: Union[str, os.PathLike], scores: dict, submission: dict) -> None:
+def write_scores(output_dir: str | os.PathLike, scores: dict, submission: dict) -> None:
     """`submission.json` and `arc_scores.json` in `output_dir`, each atomically."""
     out = Path(output_dir)
     _write_json_atomic(out / SUBMISSION_FILE, submission)

