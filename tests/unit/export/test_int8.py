@@ -1,15 +1,12 @@
-"""int8 weights: export writes the int8 graph of the bundled model with its measured cost; the
-cost itself (and the refusal above the limit) on a hand-computed case. (Evaluate --quantize int8
-on 200 puzzles, within the 1-point limit: tests/acceptance/test_bundled_model_int8.py.)"""
+"""int8 weights: the measured cost (and the refusal above the limit) on a hand-computed case.
+(The export command writing the int8 graph: tests/e2e/export/test_int8_export_cli.py; evaluate
+--quantize int8 on 200 puzzles, within the 1-point limit: tests/acceptance/test_bundled_model_int8.py.)"""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
 
-from hrm_eval.cli import main
 from hrm_eval.export.quantize import compare_outputs
 from hrm_eval.inference.runner import FinishedRows
 from tests.conftest import ROOT
@@ -17,21 +14,6 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 BUNDLED = ROOT / "checkpoints" / "sudoku6-hrm"
 LIMIT = 200
-
-
-def test_export_writes_int8_with_its_measured_cost(tmp_path, capsys):
-    data = BUNDLED / "data"
-    out = tmp_path / "onnx"
-    common = ["--mode", "export", "--checkpoint", str(BUNDLED), "--format", "onnx", "--quantize", "int8"]
-    common += ["--output", str(out), "--data", str(data), "--limit", "64", "--batch-size", "64", "--threads", "1"]
-    assert main(common) == 0
-    config = json.loads((out / "config.json").read_text())
-    assert config["quantization"]["puzzles"] == 64 and config["quantization"]["acceptable"]
-    assert set(config["weights"]) == {"float32", "int8"}
-    assert (out / "model.int8.onnx").stat().st_size < 0.5 * (out / "model.onnx").stat().st_size
-    capsys.readouterr()
-    assert main(["--mode", "inspect", "--checkpoint", str(out / "model.int8.onnx")]) == 0
-    assert "int8 weights" in capsys.readouterr().out
 
 
 def test_cost_by_hand():
