@@ -307,8 +307,10 @@ def _argparse_options(name: str, field: FieldInfo, cli: dict[str, Any]) -> dict[
     origin = typing.get_origin(kind)
     if origin is typing.Literal:
         return {"choices": typing.get_args(kind), **options}
-    if origin in (list, list):
-        return {"nargs": "+", **options}
+    if origin is list:  # list[int] / list[float]: each value converted (and refused) by argparse
+        item = typing.get_args(kind)
+        converted = {"type": item[0]} if item and item[0] in (int, float) else {}
+        return {"nargs": "+", **converted, **options}
     if kind in (int, float):
         return {"type": kind, **options}
     if kind is str:

@@ -11,10 +11,8 @@ import argparse
 import logging
 from typing import Any, Literal
 
-from pydantic import Field
-
-from hrm_eval.cli.base import Invocation, Mode
-from hrm_eval.utils.config import LogSettings
+from hrm_eval.cli.base import Invocation, Mode, add_flags
+from hrm_eval.utils.config import LogSettings, setting
 from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")
@@ -24,44 +22,42 @@ PUZZLE_AGENTS, THINK_AGENTS = ("model", "random"), ("qhead", "threshold")
 class PlayConfig(LogSettings):
     """`--mode play`: an agent on an environment."""
 
-    env: str = "hrm_eval/Sudoku6-v0"
-    agent: Literal["model", "random", "qhead", "threshold"] = "model"
-    episodes: int = Field(100, ge=1)
-    seed: int = 0  # the first episode's reset seed (the rest follow from it)
-    checkpoint: str | None = None  # the model agent's / ThinkEnv's checkpoint (default: bundled)
-    data_path: str | None = None  # puzzles: a dataset directory, .csv or .jsonl (default: the generator)
-    split: str = "test"
-    difficulty: list[int] | None = Field(None, min_length=2, max_length=2)  # LO HI: blanks / path length
-    max_moves: int | None = Field(None, ge=1)
-    move_cost: float = 0.0
-    rule_break_reward: float | None = None
-    step_cost: float = 0.0
-    halt_threshold: float = Field(0.5, gt=0, lt=1)
-    device: str = "cpu"
-
-
-def play_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--env", help="an hrm_eval environment id (hrm_eval/Sudoku6-v0, .../Maze-v0, .../Think-v0, ...)")
-    g.add_argument(
-        "--agent",
-        choices=("model", "random", "qhead", "threshold"),
+    env: str = setting(
+        "hrm_eval/Sudoku6-v0",
+        help="an hrm_eval environment id (hrm_eval/Sudoku6-v0, .../Maze-v0, .../Think-v0, ...)",
+    )
+    agent: Literal["model", "random", "qhead", "threshold"] = setting(
+        "model",
         help="puzzle envs: model (the checkpoint's answers) or random (legal moves); "
         "Think-v0: qhead (the model's own halting rule) or threshold (sigmoid(q_halt) >= P)",
     )
-    g.add_argument("--episodes", type=int, help="episodes to play")
-    g.add_argument("--seed", type=int, help="seed of the first episode")
-    g.add_argument("--checkpoint", help="the model's checkpoint (default: bundled)")
-    g.add_argument("--data", dest="data_path", help="puzzles: dataset directory, .csv or .jsonl (default: generated)")
-    g.add_argument("--split", help="dataset split")
-    g.add_argument(
-        "--difficulty", nargs=2, type=int, metavar=("LO", "HI"), help="puzzles of this difficulty (Sudoku: blanks)"
+    episodes: int = setting(100, ge=1, help="episodes to play")
+    seed: int = setting(0, help="seed of the first episode")  # the rest follow from it
+    checkpoint: str | None = setting(  # the model agent's / ThinkEnv's checkpoint
+        None, help="the model's checkpoint (default: bundled)"
     )
-    g.add_argument("--max-moves", type=int, help="puzzle envs: truncate after this many moves")
-    g.add_argument("--move-cost", type=float, help="puzzle envs: reward -C for every move")
-    g.add_argument("--rule-break-reward", type=float, help="puzzle envs: a forbidden move ends the episode with R")
-    g.add_argument("--step-cost", type=float, help="Think-v0: reward -C for every ACT step")
-    g.add_argument("--halt-threshold", type=float, help="--agent threshold: halt when sigmoid(q_halt) >= P")
-    g.add_argument("--device", help="cpu | cuda | ...")
+    data_path: str | None = setting(  # default: the task's generator
+        None, flag="--data", help="puzzles: dataset directory, .csv or .jsonl (default: generated)"
+    )
+    split: str = setting("test", help="dataset split")
+    difficulty: list[int] | None = setting(  # LO HI: blanks / path length
+        None,
+        min_length=2,
+        max_length=2,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="puzzles of this difficulty (Sudoku: blanks)",
+    )
+    max_moves: int | None = setting(None, ge=1, help="puzzle envs: truncate after this many moves")
+    move_cost: float = setting(0.0, help="puzzle envs: reward -C for every move")
+    rule_break_reward: float | None = setting(None, help="puzzle envs: a forbidden move ends the episode with R")
+    step_cost: float = setting(0.0, help="Think-v0: reward -C for every ACT step")
+    halt_threshold: float = setting(0.5, gt=0, lt=1, help="--agent threshold: halt when sigmoid(q_halt) >= P")
+    device: str = setting("cpu", help="cpu | cuda | ...")
+
+
+def play_arguments(g: argparse._ArgumentGroup) -> None:
+    add_flags(g, PlayConfig)
 
 
 def run_play(inv: Invocation) -> int:

@@ -18,10 +18,8 @@ from hrm_eval import resources
 from hrm_eval.cli.base import Invocation, Mode, add_flags, model_config
 from hrm_eval.data.csv_source import read_puzzle_csv
 from hrm_eval.evaluation.stats import wilson_interval
-from hrm_eval.inference.config import ModelFlags, SolveConfig
-from hrm_eval.inference.halting import HALTING_MODES, modes_help
+from hrm_eval.inference.config import SolveConfig
 from hrm_eval.utils import guarded
-from hrm_eval.utils.config import ScalingSettings
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_text
 
@@ -29,30 +27,7 @@ log = logging.getLogger("hrm_eval")
 
 
 def solve_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument(
-        "--checkpoint", help="step_<N> file or name, published `checkpoint` file, or run directory (default: bundled)"
-    )
-    g.add_argument(
-        "--puzzle",
-        action="append",
-        metavar="PUZZLE",
-        help="a puzzle in its natural form, e.g. Sudoku text with . for blanks (repeatable)",
-    )
-    g.add_argument(
-        "--data", dest="data_path", help=".csv (answer column may be empty) or .jsonl (target_sequence optional)"
-    )
-    g.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent")
-    g.add_argument("--halting", choices=HALTING_MODES, help=modes_help())
-    g.add_argument("--halt-threshold", type=float, help="threshold halting: stop when sigmoid(q_halt) >= P")
-    g.add_argument("--min-steps", type=int, help="adaptive / threshold: never stop before this step")
-    g.add_argument("--max-steps", type=int, help="stop at this step at the latest (default halt_max_steps)")
-    g.add_argument("--show-steps", action="store_true", help="also show the answer after each ACT step")
-    g.add_argument("--limit", type=int, help="solve only the first N puzzles of --data")
-    g.add_argument("--output", dest="output_dir", help="also write solutions.jsonl into this directory")
-    g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    add_flags(g, SolveConfig, "dtype")
-    add_flags(g, ModelFlags)
-    add_flags(g, ScalingSettings)
+    add_flags(g, SolveConfig)  # its own settings, then --model-config/--arch (ModelFlags), then scaling
 
 
 def run_solve(inv: Invocation) -> int:

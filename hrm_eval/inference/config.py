@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
-from hrm_eval.inference.halting import ADAPTIVE, HaltingMode
+from hrm_eval.inference.halting import ADAPTIVE, HaltingMode, modes_help
 from hrm_eval.utils import limits
 from hrm_eval.utils.config import DTYPE_HELP, ConfigModel, Dtype, LogSettings, ScalingSettings, setting
 
@@ -40,16 +40,29 @@ class ModelFlags(ConfigModel):
 class SolveConfig(LogSettings, ModelFlags, ScalingSettings):
     """`--mode solve`: puzzles without answers -> the model's answers."""
 
-    checkpoint: str | None = None  # default: the bundled run (its newest step)
-    puzzle: list[str] = Field(default_factory=list)  # puzzles in their natural form (repeatable flag)
-    data_path: str | None = None  # a .csv (answer column may be empty) or .jsonl (target_sequence optional)
-    task: str | None = None  # detected from the model's vocabulary and the puzzle when absent
-    halting: HaltingMode = ADAPTIVE
-    halt_threshold: float = Field(0.5, gt=0, lt=1)
-    min_steps: int = Field(1, ge=1, le=limits.MAX_STEPS)
-    max_steps: int | None = Field(None, ge=1, le=limits.MAX_STEPS)
-    show_steps: bool = False  # also print the answer after each ACT step
-    limit: int | None = Field(None, ge=1, le=limits.MAX_LIMIT)  # solve only the first N puzzles of the file
-    output_dir: str | None = None  # also write solutions.jsonl there
-    device: str = "auto"
+    checkpoint: str | None = setting(  # default: the bundled run (its newest step)
+        None, help="step_<N> file or name, published `checkpoint` file, or run directory (default: bundled)"
+    )
+    puzzle: list[str] = setting(  # puzzles in their natural form, one per --puzzle
+        action="append",
+        metavar="PUZZLE",
+        help="a puzzle in its natural form, e.g. Sudoku text with . for blanks (repeatable)",
+        default_factory=list,
+    )
+    data_path: str | None = setting(
+        None, flag="--data", help=".csv (answer column may be empty) or .jsonl (target_sequence optional)"
+    )
+    task: str | None = setting(  # detected from the model's vocabulary and the puzzle when absent
+        None, help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc); detected when absent"
+    )
+    halting: HaltingMode = setting(ADAPTIVE, help=modes_help())  # choices from the Literal: no sweep here
+    halt_threshold: float = setting(0.5, gt=0, lt=1, help="threshold halting: stop when sigmoid(q_halt) >= P")
+    min_steps: int = setting(1, ge=1, le=limits.MAX_STEPS, help="adaptive / threshold: never stop before this step")
+    max_steps: int | None = setting(
+        None, ge=1, le=limits.MAX_STEPS, help="stop at this step at the latest (default halt_max_steps)"
+    )
+    show_steps: bool = setting(False, help="also show the answer after each ACT step")
+    limit: int | None = setting(None, ge=1, le=limits.MAX_LIMIT, help="solve only the first N puzzles of --data")
+    output_dir: str | None = setting(None, flag="--output", help="also write solutions.jsonl into this directory")
+    device: str = setting("auto", help="auto | cpu | cuda | cuda:N | mps")
     dtype: Dtype | None = setting(None, help=DTYPE_HELP)

@@ -16,7 +16,7 @@ from hrm_eval.evaluation.config import EvalConfig
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.errors import HRMEvalError
 
-DERIVED = ("evaluate", "inspect", "score", "ensemble", "compare")  # every flag from the config model
+DERIVED = ("evaluate", "inspect", "score", "ensemble", "compare", "solve", "play")  # every flag from the config model
 
 
 @pytest.mark.parametrize("name", DERIVED)
@@ -49,6 +49,23 @@ def test_flag_facts_come_from_the_field():
     assert "--run-dir" in {a.dest: a for a in mode_parser(MODES["ensemble"])._actions}["run"].option_strings
     with pytest.raises(SystemExit) as e:
         parser.parse_args(["--resume", "--overwrite"])  # one interrupted-run choice
+    assert e.value.code == 2
+
+
+def test_solve_serve_and_play_flags_come_from_their_fields():
+    solve = mode_parser(MODES["solve"])
+    assert solve.parse_args(["--puzzle", "a", "--puzzle", "b"]).puzzle == ["a", "b"]  # repeatable
+    assert {a.dest: a for a in solve._actions}["halting"].choices == ("fixed", "adaptive", "threshold")
+    serve = mode_parser(MODES["serve"])
+    args = serve.parse_args(["--checkpoint", "a", "--checkpoint", "b", "--timeout", "3", "--drain-timeout", "1"])
+    assert (args.checkpoints, args.timeout_s, args.drain_timeout_s) == (["a", "b"], 3.0, 1.0)
+    actions = {a.dest: a for a in serve._actions}
+    assert actions["halting"].choices == ("fixed", "adaptive") and actions["port"].type is int
+    assert actions["max_connections"].help == "open connections before 503 (default: 1024)"  # from the field
+    play = mode_parser(MODES["play"])
+    assert play.parse_args(["--difficulty", "3", "5"]).difficulty == [3, 5]
+    with pytest.raises(SystemExit) as e:
+        play.parse_args(["--difficulty", "3", "x"])  # each value an int, refused by argparse
     assert e.value.code == 2
 
 
