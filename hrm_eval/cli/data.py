@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from hrm_eval.cli.base import Invocation, Mode
+from hrm_eval.cli.base import Invocation, Mode, add_flags
 from hrm_eval.data.build import build_dataset
 from hrm_eval.data.config import BuildDataConfig, GenerateConfig
 from hrm_eval.data.generate import generate_csvs
 
 
 def build_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--task", help="puzzle task (sudoku, sudoku4, sudoku6, maze, arc)")
-    g.add_argument("--source", help="folder of raw CSVs / ARC JSON, hub name, or arc-agi-1|arc-agi-2")
-    g.add_argument("--output", dest="output_dir", help="dataset directory to write")
-    g.add_argument("--num-aug", type=int, help="augmented copies of each training puzzle")
-    g.add_argument("--subsample-size", type=int, help="keep only N training puzzles")
-    g.add_argument("--min-difficulty", type=int)
-    g.add_argument("--seed", type=int)
+    add_flags(g, BuildDataConfig)
 
 
 def run_build(inv: Invocation) -> int:
@@ -30,14 +24,7 @@ def run_build(inv: Invocation) -> int:
 
 
 def generate_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--task", help="sudoku4, sudoku6, sudoku or maze")
-    g.add_argument("--output", dest="output_dir", help="folder for train.csv / test.csv")
-    g.add_argument("--num-train", type=int, help="puzzles in train.csv")
-    g.add_argument("--num-test", type=int, help="puzzles in test.csv")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--size", type=int, help="board size (sudoku 4/6/9) or maze side")
-    g.add_argument("--min-blanks", type=int)
-    g.add_argument("--max-blanks", type=int)
+    add_flags(g, GenerateConfig)
 
 
 def run_generate(inv: Invocation) -> int:

@@ -7,35 +7,11 @@ import argparse
 from hrm_eval.cli.base import Invocation, Mode, add_flags, model_config
 from hrm_eval.export.config import ExportConfig
 from hrm_eval.export.hub import push_folder
-from hrm_eval.inference.config import ModelFlags
 from hrm_eval.utils.errors import HRMEvalError
 
 
 def export_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--checkpoint", help="step_<N> file, run directory, model folder or .safetensors file")
-    g.add_argument(
-        "--format",
-        choices=("safetensors", "onnx"),
-        help="safetensors: model.safetensors + config.json + README.md; onnx: model.onnx (one ACT step)",
-    )
-    g.add_argument("--output", dest="output_dir", help="folder to write")
-    g.add_argument("--quantize", choices=("int8",), help="onnx: also write model.int8.onnx (int8 linear weights)")
-    g.add_argument(
-        "--data", dest="data_path", help="evaluate on this data: results in the model card, the int8 cost measured"
-    )
-    g.add_argument("--split", help="dataset split")
-    g.add_argument("--task", help="puzzle task; detected when absent")
-    g.add_argument("--limit", type=int, help="evaluate only the first N examples")
-    g.add_argument("--batch-size", type=int)
-    g.add_argument(
-        "--max-accuracy-drop", type=float, help="int8: refuse when exact accuracy drops more (percentage points)"
-    )
-    g.add_argument("--threads", type=int, help="CPU threads for onnxruntime")
-    g.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output (never other files)")
-    g.add_argument("--push-to-hub", metavar="OWNER/REPO", help="then upload the folder to this Hugging Face Hub repo")
-    g.add_argument("--private", action="store_true", help="--push-to-hub: create the repo private")
-    g.add_argument("--revision", help="--push-to-hub: the branch to commit to (created when missing)")
-    add_flags(g, ModelFlags)
+    add_flags(g, ExportConfig)
 
 
 def run_export(inv: Invocation) -> int:

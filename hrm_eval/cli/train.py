@@ -5,20 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hrm_eval.cli.base import Invocation, KeyValues, Mode, key_value
+from hrm_eval.cli.base import Invocation, KeyValues, Mode, add_flags, key_value
 from hrm_eval.resources import find
+from hrm_eval.training.config import TrainConfig
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.validation import read_yaml
 
 
 def train_arguments(g: argparse._ArgumentGroup) -> None:
+    # The flags of TrainConfig fields come from the fields; the others steer the run, not its config:
+    # --config (the YAML itself), --set (any field, dotted into blocks), what to do with an existing
+    # run directory (--resume | --overwrite) and --no-progress are arguments of `train()`.
     g.add_argument("--config", required=True, help="training YAML, e.g. configs/train_sudoku6.yaml")
-    g.add_argument("--data", dest="data_path", help="dataset directory (overrides data_path)")
-    g.add_argument(
-        "--output", dest="checkpoint_path", help="run directory for step_<N> files (default: outputs/train/<run_name>)"
-    )
-    g.add_argument("--max-steps", type=int, help="stop after N optimiser steps (a quick smoke run: --max-steps 10)")
-    g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    add_flags(g, TrainConfig, "data_path", "checkpoint_path", "max_steps", "device")
     g.add_argument(
         "--set",
         dest="overrides",
@@ -53,7 +52,6 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 def run_train(inv: Invocation) -> int:
     # why: torch is imported only by the modes that run a model, not by every command line
-    from hrm_eval.training.config import TrainConfig
     from hrm_eval.training.trainer import train
 
     flags = dict(inv.flags)

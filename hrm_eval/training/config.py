@@ -2,26 +2,34 @@
 
 A training YAML has the same shape as the `all_config.yaml` the public script writes (an
 `arch` block plus top-level training fields), so a run's config file is also a valid input.
+
+The fields that `--mode train` also takes as flags (--data, --output, --max-steps, --device) are
+declared with `setting`; importing this module imports no torch (the CLI builds its flags from it).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hrm_eval.models.config import HRMConfig
+from hrm_eval.utils.config import setting
 from hrm_eval.utils.validation import unknown_field_error
+
+if TYPE_CHECKING:
+    from hrm_eval.models.config import HRMConfig
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     arch: dict[str, Any]
-    data_path: str
+    data_path: str = setting(flag="--data", help="dataset directory (overrides data_path)")
     global_batch_size: int = Field(..., ge=1)
     epochs: int = Field(..., ge=1)
-    max_steps: int | None = Field(None, ge=1)  # stop early (the LR schedule still spans `epochs`)
+    max_steps: int | None = setting(  # stop early (the LR schedule still spans `epochs`)
+        None, ge=1, help="stop after N optimiser steps (a quick smoke run: --max-steps 10)"
+    )
     eval_interval: int | None = Field(None, ge=1)  # in epochs, as in the public script
     eval_limit: int | None = Field(None, ge=1)  # evaluate on the first N test examples only
     checkpoint_every_eval: bool = True
@@ -38,12 +46,14 @@ class TrainConfig(BaseModel):
     puzzle_emb_weight_decay: float = 0.1
     project_name: str = "hrm-eval"
     run_name: str = "run"
-    checkpoint_path: str | None = None  # default: outputs/train/<run_name>
+    checkpoint_path: str | None = setting(  # default: outputs/train/<run_name>
+        None, flag="--output", help="run directory for step_<N> files (default: outputs/train/<run_name>)"
+    )
     seed: int = 0
     eval_save_outputs: list[str] = Field(default_factory=list)
     ema: bool = False  # TRM option: save the moving average of the weights
     ema_rate: float = 0.999
-    device: str = "auto"
+    device: str = setting("auto", help="auto | cpu | cuda | cuda:N | mps")
     wandb: bool = False  # log to Weights & Biases when installed (WANDB_MODE=offline works)
     log_every: int = Field(10, ge=1)
     # Fields of the public TRM all_config.yaml, accepted so that a TRM run's config loads; this
@@ -74,6 +84,8 @@ class TrainConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _arch_is_valid(cls, arch: dict[str, Any]) -> dict[str, Any]:
+        from hrm_eval.models.config import HRMConfig  # why: models import torch; the CLI reads this model first
+
         unknown = sorted(set(arch) - set(HRMConfig.model_fields) - {"loss"})
         if unknown:  # a typo in a training config must not silently fall back to a default
             raise ValueError(unknown_field_error(str(unknown[0]), HRMConfig.model_fields, "unknown arch field"))
@@ -83,6 +95,8 @@ class TrainConfig(BaseModel):
         return arch
 
     def model_config_for(self, seq_len: int, vocab_size: int, num_puzzle_identifiers: int) -> HRMConfig:
+        from hrm_eval.models.config import HRMConfig  # why: models import torch; the CLI reads this model first
+
         fields = HRMConfig.arch_fields_from_all_config({"arch": self.arch})
         return HRMConfig(
             **fields,

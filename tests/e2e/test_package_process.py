@@ -18,7 +18,7 @@ def test_import_hrm_eval_does_not_import_torch():
 
 def test_the_command_line_and_every_mode_config_import_without_torch():
     """The CLI validates a mode's config before it imports torch; the features' package faces are lazy."""
-    configs = ["evaluation", "ensemble", "export", "inference", "data", "serve"]
+    configs = ["evaluation", "ensemble", "export", "inference", "data", "serve", "training"]
     modules = ", ".join(["hrm_eval.cli", *(f"hrm_eval.{c}.config" for c in configs)])
     code = f"import sys, {modules}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout

@@ -16,7 +16,8 @@ from hrm_eval.evaluation.config import EvalConfig
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.errors import HRMEvalError
 
-DERIVED = ("evaluate", "inspect", "score", "ensemble", "compare", "solve", "play")  # every flag from the config model
+# every flag from the config model
+DERIVED = ("evaluate", "inspect", "score", "ensemble", "compare", "solve", "play", "export", "build-data", "generate")
 
 
 @pytest.mark.parametrize("name", DERIVED)
@@ -66,6 +67,25 @@ def test_solve_serve_and_play_flags_come_from_their_fields():
     assert play.parse_args(["--difficulty", "3", "5"]).difficulty == [3, 5]
     with pytest.raises(SystemExit) as e:
         play.parse_args(["--difficulty", "3", "x"])  # each value an int, refused by argparse
+    assert e.value.code == 2
+
+
+def test_train_flags_of_config_fields_come_from_train_config():
+    """--mode train takes a few TrainConfig fields as flags (from the fields); --config, --set,
+    --resume | --overwrite and --no-progress steer the run and stay the CLI's own."""
+    from hrm_eval.training.config import TrainConfig
+
+    parser = mode_parser(MODES["train"])
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    spelled = {"data_path": "--data", "checkpoint_path": "--output", "max_steps": "--max-steps", "device": "--device"}
+    for field, flag in spelled.items():
+        assert actions[field].option_strings == [flag], field
+        assert actions[field].help == TrainConfig.model_fields[field].description, field
+    assert actions["max_steps"].type is int
+    args = parser.parse_args(["--config", "c.yaml", "--set", "a.b=1", "--set", "lr=0.5", "--max-steps", "3"])
+    assert args.overrides == {"a.b": 1, "lr": 0.5} and args.max_steps == 3 and "device" not in vars(args)
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["--config", "c.yaml", "--resume", "--overwrite"])
     assert e.value.code == 2
 
 
