@@ -5,7 +5,7 @@ importing torch._dynamo would add to it, side by side.
 
 The loader checks a checkpoint's shapes on a model built on the meta device. Were anything
 computed there (RoPE tables, weight init), torch would run its Python references, whose first
-call imports torch._dynamo; tests/unit/models/test_loading.py holds that loading does not. This
+call imports torch._dynamo; tests/e2e/models/test_loading_process.py holds that loading does not. This
 times, best of --repeat fresh interpreters each, loading the default bundled checkpoint:
   load          import torch and hrm_eval, load_checkpoint
   load+dynamo   the same with `import torch._dynamo` first (the cost loading avoids)

@@ -4,7 +4,8 @@ Covered: the README's notebook example (its Python block, exactly as written) an
 QUICKSTART's default evaluate command (as written plus `--limit`: the full run takes about a
 minute on 2 cores) with the facts its prose states about that run. Not covered here: the
 install and test commands, the QUICKSTART commands on placeholder paths (my_puzzles.csv,
-checkpoints/MyProject/...), and the other documents' blocks.
+checkpoints/MyProject/...), and the other documents' blocks: every documented `deploy.py`
+command is at least read by its mode's parser (tests/unit/test_documented_commands.py).
 """
 
 from __future__ import annotations

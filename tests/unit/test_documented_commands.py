@@ -1,0 +1,67 @@
+"""Every `deploy.py` command line in the documents (README, QUICKSTART, DEPLOYMENT_SUMMARY, the
+model cards), as written, is read by the mode's real parser: a renamed flag or a choice that is
+no longer offered breaks this test, not the reader who copies the command. (What some of those
+commands print is checked by running them: tests/e2e/test_docs.py, tests/acceptance.)"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+
+from hrm_eval.cli import MODES
+from hrm_eval.cli.base import mode_parser
+from tests.conftest import ROOT
+
+DOCUMENTS = [
+    "README.md",
+    "QUICKSTART.md",
+    "DEPLOYMENT_SUMMARY.md",
+    *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("checkpoints/*/README.md")),
+]
+SHELL_ENDS = {"|", "||", "&&", ";", ">", ">>", "2>&1", "&"}
+
+
+def documented_commands(name: str) -> list[tuple[int, list[str]]]:
+    """(line, the words after deploy.py) of every `deploy.py` command in the bash blocks of a
+    document, its continuation lines joined, cut at the first shell operator."""
+    text = (ROOT / name).read_text()
+    found = []
+    for block in re.finditer(r"^```(?:bash|sh|console)\n(.*?)^```", text, flags=re.S | re.M):
+        first_line = text.count("\n", 0, block.start(1)) + 1
+        joined = re.sub(r"\\\n\s*", " ", block.group(1))
+        for offset, line in enumerate(joined.splitlines()):
+            line = line.split(" #")[0].strip()
+            if "deploy.py" not in line or line.startswith("#"):
+                continue
+            words = shlex.split(line)
+            rest = words[[i for i, w in enumerate(words) if w.endswith("deploy.py")][0] + 1 :]
+            cut = next((i for i, w in enumerate(rest) if w in SHELL_ENDS), len(rest))
+            found.append((first_line + offset, rest[:cut]))
+    return found
+
+
+# `deploy.py --help` and `--mode X --help` are the parsers' own output, not a command to keep working
+CASES = [
+    (name, line, words)
+    for name in DOCUMENTS
+    for line, words in documented_commands(name)
+    if "--mode" in words[:-1] and not {"--help", "-h"} & set(words)
+]
+
+
+def test_the_documents_hold_commands_of_every_common_mode():
+    modes = {words[words.index("--mode") + 1] for _, _, words in CASES if "--mode" in words}
+    assert {"evaluate", "ensemble", "compare", "solve", "serve", "export", "train"} <= modes, modes
+
+
+@pytest.mark.parametrize("name, line, words", CASES, ids=[f"{n}:{line}" for n, line, _ in CASES])
+def test_a_documented_command_parses_as_written(name, line, words, capsys):
+    mode = words[words.index("--mode") + 1]
+    assert mode in MODES, f"{name}:{line}: no mode {mode!r}"
+    rest = words[: words.index("--mode")] + words[words.index("--mode") + 2 :]
+    try:
+        mode_parser(MODES[mode]).parse_args(rest)
+    except SystemExit:
+        pytest.fail(f"{name}:{line}: {' '.join(words)}\n{capsys.readouterr().err.strip()}")
