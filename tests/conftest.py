@@ -8,6 +8,7 @@ bundled models' quality and model-card numbers). `python -m pytest -q` runs them
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,11 @@ def one_line(rc: int, err: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def fenced_blocks(text: str, language: str) -> list[str]:
+    """The bodies of the ```language blocks of a markdown text, in order (the documentation tests)."""
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
 
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fenced_blocks
 
 NOTEBOOK_EXAMPLE_START = "from hrm_eval import Evaluator, HRMConfig, HRMModel"
-
-
-def fenced_blocks(text: str, language: str) -> list[str]:
-    """The bodies of the ```language blocks of a markdown text, in order."""
-    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
 
 
 def test_readme_notebook_example_runs_as_written(monkeypatch):

@@ -5,14 +5,13 @@ commands print is checked by running them: tests/e2e/test_docs.py, tests/accepta
 
 from __future__ import annotations
 
-import re
 import shlex
 
 import pytest
 
 from hrm_eval.cli import MODES
 from hrm_eval.cli.base import mode_parser
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fenced_blocks
 
 DOCUMENTS = [
     "README.md",
@@ -27,18 +26,24 @@ def documented_commands(name: str) -> list[tuple[int, list[str]]]:
     """(line, the words after deploy.py) of every `deploy.py` command in the bash blocks of a
     document, its continuation lines joined, cut at the first shell operator."""
     text = (ROOT / name).read_text()
-    found = []
-    for block in re.finditer(r"^```(?:bash|sh|console)\n(.*?)^```", text, flags=re.S | re.M):
-        first_line = text.count("\n", 0, block.start(1)) + 1
-        joined = re.sub(r"\\\n\s*", " ", block.group(1))
-        for offset, line in enumerate(joined.splitlines()):
+    found, at = [], 0
+    for body in fenced_blocks(text, "bash"):  # the documents' shell blocks are all ```bash
+        at = text.index(body, at)
+        first_line = text.count("\n", 0, at) + 1
+        logical: list[tuple[int, str]] = []  # (line in the document, command with its continuations)
+        for offset, raw in enumerate(body.splitlines()):
+            if logical and logical[-1][1].endswith("\\"):
+                logical[-1] = (logical[-1][0], logical[-1][1][:-1] + " " + raw.strip())
+            else:
+                logical.append((first_line + offset, raw))
+        for line_number, line in logical:
             line = line.split(" #")[0].strip()
             if "deploy.py" not in line or line.startswith("#"):
                 continue
             words = shlex.split(line)
             rest = words[[i for i, w in enumerate(words) if w.endswith("deploy.py")][0] + 1 :]
             cut = next((i for i, w in enumerate(rest) if w in SHELL_ENDS), len(rest))
-            found.append((first_line + offset, rest[:cut]))
+            found.append((line_number, rest[:cut]))
     return found
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hrm_eval.cli import main
-from tests.conftest import CLASSIC_9X9, ROOT, home_with_9x9, one_line, run_cli
+from tests.conftest import CLASSIC_9X9, ROOT, home_with_9x9, one_line, run_cli, run_main
 from tests.e2e.cli.test_ops_cli import one_line_error
 
 PUZZLE_6X6 = "356.2..24.366..3422.36514312.556.4.."  # a bundled test puzzle
@@ -38,9 +37,8 @@ def saved(out: Path) -> list:
 
 def one_line_error_in_process(capsys, *args: str, words=()) -> str:
     """`main([...])` in this process (the user mistakes; the subprocess path is checked once below)."""
-    capsys.readouterr()
-    rc = main(list(args))
-    return one_line(rc, capsys.readouterr().err, *words)
+    done = run_main(capsys, *args)
+    return one_line(done.returncode, done.stderr, *words)
 
 
 def test_without_a_9x9_model_an_81_cell_puzzle_is_one_line_naming_what_to_do(tmp_path, capsys):
