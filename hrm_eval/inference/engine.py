@@ -464,7 +464,7 @@ class ACTEngine:
         if self.on_step is not None:
             self.on_step(StepRows(state.index[active].cpu(), steps.cpu(), preds.cpu(), q_halt.cpu(), q_continue.cpu()))
 
-        halt, verified = self._halts(state, active, steps, preds, q_halt, q_continue)
+        halt, verified = self._halts(state, active, steps, preds, (q_halt, q_continue))
         if not bool(halt.any()):
             return None
         rows = active[halt]
@@ -492,25 +492,39 @@ class ACTEngine:
         active: torch.Tensor,
         steps: torch.Tensor,
         preds: torch.Tensor,
-        q_halt: torch.Tensor,
-        q_continue: torch.Tensor,
+        q: tuple[torch.Tensor, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """([n] bool rows that stop after this step, [n] bool verdicts or None without a verifier).
-        Without a verifier: the policy's decision, or the row's own limit. With one: a row the
-        policy would stop (now or at an earlier step) stops once its answer passes the check;
-        every row stops at its own limit."""
+        """([n] bool rows that stop after this step, [n] bool verdicts or None when no row is checked).
+        q = (q_halt, q_continue), [n] each. A row that is not checked stops on the policy's
+        decision or at its own limit. A checked row that the policy would stop (now or at an
+        earlier step) stops once its answer passes the check; it too stops at its own limit."""
+        q_halt, q_continue = q
         policy = self.halting.halts(self.model, steps, q_halt, q_continue, self.limit)
         at_limit = steps >= state.limit[active]
-        if self.verifier is None:
+        checked = self._checked_rows(state, active)
+        if checked is None:
             return policy | at_limit, None
-        ready = policy | state.past_policy[active]
+        ready = (policy | state.past_policy[active]) & checked
         state.past_policy[active] = ready
         verified = torch.zeros_like(ready)
-        check = (ready | at_limit).nonzero().flatten()
+        check = (checked & (ready | at_limit)).nonzero().flatten()
         if check.numel():
-            verdict = self.verifier(state.inputs[active][check], preds[check], q_halt[check])
-            verified[check] = verdict.to(verified.device)
-        return (ready & verified) | at_limit, verified
+            verified[check] = self._check(state, active, check, preds[check], q_halt[check]).to(verified.device)
+        return torch.where(checked, (ready & verified) | at_limit, policy | at_limit), verified
+
+    def _checked_rows(self, state: _Slots, active: torch.Tensor) -> torch.Tensor | None:
+        """[n] bool: the active rows that stop only on a passing check (None: none). With a
+        verifier every row is checked."""
+        if self.verifier is None:
+            return None
+        return torch.ones(active.numel(), dtype=torch.bool, device=active.device)
+
+    def _check(
+        self, state: _Slots, active: torch.Tensor, check: torch.Tensor, preds: torch.Tensor, q_halt: torch.Tensor
+    ) -> torch.Tensor:
+        """[c] bool verdicts on the answers `preds` [c, L] of the rows active[check]."""
+        assert self.verifier is not None  # _checked_rows checks no row without one
+        return self.verifier(state.inputs[active][check], preds, q_halt)
 
     def _bucket(self, state: _Slots, active: torch.Tensor) -> torch.Tensor:
         """The slots to compute when only some are active: on CUDA the active ones padded with

@@ -98,7 +98,8 @@ class ServeEngine(ACTEngine):
     policy would stop them until `check_rows(ids, inputs, answers, q_halt)` accepts their answer
     or they reach their own step limit (the engine's verifier rule, per row); every other row
     halts exactly as in a plain engine. With no scaled row in a step, the step is the plain
-    engine's own. Build it with `max_row_steps` (an attempt's most steps) for scaled rows."""
+    engine's own. Build it with `max_row_steps` (an attempt's most steps) for scaled rows, and
+    without a `verifier`: only attempts are checked, by `check_rows`."""
 
     evict: Callable[[], list[int]] | None = None
     scaled_rows: Callable[[torch.Tensor], torch.Tensor | None] | None = None
@@ -111,31 +112,18 @@ class ServeEngine(ACTEngine):
             state.active &= ~drop
         super()._refill(state, queue)
 
-    def _halts(
-        self,
-        state: Any,
-        active: torch.Tensor,
-        steps: torch.Tensor,
-        preds: torch.Tensor,
-        q_halt: torch.Tensor,
-        q_continue: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        ids = state.index[active]
-        scaled = self.scaled_rows(ids) if self.scaled_rows is not None else None
-        if scaled is None or self.check_rows is None:
-            return super()._halts(state, active, steps, preds, q_halt, q_continue)
-        scaled = scaled.to(steps.device)
-        policy = self.halting.halts(self.model, steps, q_halt, q_continue, self.limit)
-        at_limit = steps >= state.limit[active]
-        ready = (policy | state.past_policy[active]) & scaled
-        state.past_policy[active] = ready
-        verified = torch.zeros_like(ready)
-        check = (scaled & (ready | at_limit)).nonzero().flatten()
-        if check.numel():
-            verdict = self.check_rows(ids[check], state.inputs[active][check], preds[check], q_halt[check])
-            verified[check] = verdict.to(verified.device)
-        halts = torch.where(scaled, (ready & verified) | at_limit, policy | at_limit)
-        return halts, verified
+    def _checked_rows(self, state: Any, active: torch.Tensor) -> torch.Tensor | None:
+        scaled = self.scaled_rows(state.index[active]) if self.scaled_rows is not None else None
+        if scaled is None or self.check_rows is None:  # no attempt of test-time scaling in this step
+            return super()._checked_rows(state, active)
+        return scaled.to(active.device)
+
+    def _check(
+        self, state: Any, active: torch.Tensor, check: torch.Tensor, preds: torch.Tensor, q_halt: torch.Tensor
+    ) -> torch.Tensor:
+        if self.check_rows is None:
+            return super()._check(state, active, check, preds, q_halt)
+        return self.check_rows(state.index[active][check], state.inputs[active][check], preds, q_halt)
 
 
 class EngineBridge:
