@@ -54,7 +54,10 @@ def _test_arguments(g: argparse._ArgumentGroup) -> None:
 
 log = logging.getLogger("hrm_eval")
 TEST = Mode(
-    "test", "Run the test suite of a source checkout (arguments after -- go to pytest).", _test_arguments, run_tests
+    "test",
+    "Run the test suite of a source checkout (arguments after -- go to pytest).",
+    run_tests,
+    flags=_test_arguments,
 )
 MODES: dict[str, Mode] = {
     m.name: m

@@ -143,12 +143,16 @@ def _resolve_checkpoint_names(settings: dict[str, Any], file_data: dict[str, Any
 
 @dataclass
 class Mode:
+    """One `--mode`: what it runs, and the config model its flags and --help defaults come from."""
+
     name: str
     help: str
-    add_arguments: Callable[[argparse._ArgumentGroup], None]
     run: Callable[[Invocation], int]
     schema: type[BaseModel] | None = None  # its config model: --help shows the defaults from here
     defaults_file: str | None = None  # the bundled config file that sets its required fields
+    # Builds the mode's flags. Default: one flag per field of `schema` (add_flags); a mode
+    # with flags of its own (--config, train's --set) gives its own builder.
+    flags: Callable[[argparse._ArgumentGroup], None] | None = None
 
 
 def mode_parser(mode: Mode) -> Parser:
@@ -157,7 +161,10 @@ def mode_parser(mode: Mode) -> Parser:
     p = Parser(prog=f"hrm-eval --mode {mode.name}", description=mode.help, argument_default=argparse.SUPPRESS)
     p.add_argument("--mode", choices=[mode.name], help=argparse.SUPPRESS)
     group = p.add_argument_group(f"{mode.name} options")
-    mode.add_arguments(group)
+    if mode.flags is not None:
+        mode.flags(group)
+    elif mode.schema is not None:
+        add_flags(group, mode.schema)
     common = p.add_argument_group("common options")
     add_flags(common, LogSettings)
     common.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
-from hrm_eval.cli.base import Invocation, Mode, add_flags
+from hrm_eval.cli.base import Invocation, Mode
 from hrm_eval.data.build import build_dataset
 from hrm_eval.data.config import BuildDataConfig, GenerateConfig
 from hrm_eval.data.generate import generate_csvs
-
-
-def build_arguments(g: argparse._ArgumentGroup) -> None:
-    add_flags(g, BuildDataConfig)
 
 
 def run_build(inv: Invocation) -> int:
@@ -21,10 +15,6 @@ def run_build(inv: Invocation) -> int:
     summary = build_dataset(cfg.task, cfg.source, cfg.output_dir, **options)
     print(f"built {cfg.task} dataset in {cfg.output_dir}: {summary}")
     return 0
-
-
-def generate_arguments(g: argparse._ArgumentGroup) -> None:
-    add_flags(g, GenerateConfig)
 
 
 def run_generate(inv: Invocation) -> int:
@@ -37,13 +27,7 @@ def run_generate(inv: Invocation) -> int:
     return 0
 
 
-BUILD_DATA = Mode(
-    "build-data", "Build a dataset in the public layout from raw puzzles.", build_arguments, run_build, BuildDataConfig
-)
+BUILD_DATA = Mode("build-data", "Build a dataset in the public layout from raw puzzles.", run_build, BuildDataConfig)
 GENERATE = Mode(
-    "generate",
-    "Generate raw puzzle CSVs (Sudoku, maze) with verified solutions.",
-    generate_arguments,
-    run_generate,
-    GenerateConfig,
+    "generate", "Generate raw puzzle CSVs (Sudoku, maze) with verified solutions.", run_generate, GenerateConfig
 )

@@ -3,14 +3,12 @@ shared cache (the API's default_cache_dir() unless --cache-dir), keyed by checkp
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from hrm_eval.cli.base import (
     Invocation,
     Mode,
-    add_flags,
     model_config,
     passed_on,
     replaced_note,
@@ -24,10 +22,6 @@ log = logging.getLogger("hrm_eval")
 
 
 # ---- ensemble ------------------------------------------------------------------------------------
-def ensemble_arguments(g: argparse._ArgumentGroup) -> None:
-    add_flags(g, EnsembleConfig)
-
-
 def members_output(cfg: MembersSettings, mode: str, *names: str | None) -> Path:
     """--output, or a fresh outputs/<mode>/<run or first checkpoint's folder>-...-<time> folder."""
     if cfg.output_dir:
@@ -71,17 +65,12 @@ def run_ensemble(inv: Invocation) -> int:
 ENSEMBLE = Mode(
     "ensemble",
     "Combine several checkpoints' predictions (average, vote, q_vote, stacking; TTA).",
-    ensemble_arguments,
     run_ensemble,
     EnsembleConfig,
 )
 
 
 # ---- compare -------------------------------------------------------------------------------------
-def compare_arguments(g: argparse._ArgumentGroup) -> None:
-    add_flags(g, CompareConfig)
-
-
 def run_compare(inv: Invocation) -> int:
     # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.compare import REPORT_FILE, compare_checkpoints
@@ -120,7 +109,6 @@ def run_compare(inv: Invocation) -> int:
 COMPARE = Mode(
     "compare",
     "Compare checkpoints (a run's steps): accuracy, agreement, convergence, a recommendation.",
-    compare_arguments,
     run_compare,
     CompareConfig,
 )

@@ -95,18 +95,14 @@ def _data_follows_checkpoint(inv: Invocation, cfg: EvalConfig) -> tuple[EvalConf
 EVALUATE = Mode(
     "evaluate",
     "Evaluate a checkpoint on a dataset (defaults: the bundled model and its test split).",
-    evaluate_arguments,
     run_evaluate,
     EvalConfig,
     defaults_file="configs/eval_config.yaml",
+    flags=evaluate_arguments,
 )
 
 
 # ---- inspect -------------------------------------------------------------------------------------
-def inspect_arguments(g: argparse._ArgumentGroup) -> None:
-    add_flags(g, InspectConfig)
-
-
 def run_inspect(inv: Invocation) -> int:
     # why: torch is imported only by the modes that run a model, not by every command line
     from hrm_eval.evaluation.report import format_inspection
@@ -148,17 +144,12 @@ def _onnx_file(path: Path) -> Path | None:
 INSPECT = Mode(
     "inspect",
     "Show a checkpoint: family, sizes, dtypes, NaN/Inf, and where each setting came from.",
-    inspect_arguments,
     run_inspect,
     InspectConfig,
 )
 
 
 # ---- score ---------------------------------------------------------------------------------------
-def score_arguments(g: argparse._ArgumentGroup) -> None:
-    add_flags(g, ScoreConfig)
-
-
 def run_score(inv: Invocation) -> int:
 
     cfg = inv.config(ScoreConfig)
@@ -173,9 +164,5 @@ def run_score(inv: Invocation) -> int:
 
 
 SCORE = Mode(
-    "score",
-    "Score ARC predictions (public all_preds files) with the official voting rules.",
-    score_arguments,
-    run_score,
-    ScoreConfig,
+    "score", "Score ARC predictions (public all_preds files) with the official voting rules.", run_score, ScoreConfig
 )

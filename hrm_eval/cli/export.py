@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
-from hrm_eval.cli.base import Invocation, Mode, add_flags, model_config
+from hrm_eval.cli.base import Invocation, Mode, model_config
 from hrm_eval.export.config import ExportConfig
 from hrm_eval.export.hub import push_folder
 from hrm_eval.utils.errors import HRMEvalError
-
-
-def export_arguments(g: argparse._ArgumentGroup) -> None:
-    add_flags(g, ExportConfig)
 
 
 def run_export(inv: Invocation) -> int:
@@ -74,7 +68,6 @@ def run_export(inv: Invocation) -> int:
 EXPORT = Mode(
     "export",
     "Write a checkpoint as a model folder (safetensors + config.json), an ONNX ACT step, or int8 ONNX.",
-    export_arguments,
     run_export,
     ExportConfig,
 )

@@ -7,11 +7,10 @@ hrm-eval --mode play --env hrm_eval/Think-v0 --agent threshold --halt-threshold 
 
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any, Literal
 
-from hrm_eval.cli.base import Invocation, Mode, add_flags
+from hrm_eval.cli.base import Invocation, Mode
 from hrm_eval.utils.config import LogSettings, setting
 from hrm_eval.utils.errors import HRMEvalError
 
@@ -54,10 +53,6 @@ class PlayConfig(LogSettings):
     step_cost: float = setting(0.0, help="Think-v0: reward -C for every ACT step")
     halt_threshold: float = setting(0.5, gt=0, lt=1, help="--agent threshold: halt when sigmoid(q_halt) >= P")
     device: str = setting("cpu", help="cpu | cuda | ...")
-
-
-def play_arguments(g: argparse._ArgumentGroup) -> None:
-    add_flags(g, PlayConfig)
 
 
 def run_play(inv: Invocation) -> int:
@@ -103,7 +98,6 @@ def run_play(inv: Invocation) -> int:
 PLAY = Mode(
     "play",
     "An agent (the model, random, the Q head, a threshold) plays an hrm_eval Gymnasium environment.",
-    play_arguments,
     run_play,
     PlayConfig,
 )

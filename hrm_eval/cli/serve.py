@@ -43,7 +43,7 @@ def run_serve(inv: Invocation) -> int:
 SERVE = Mode(
     "serve",
     "Serve a checkpoint, or several (one per task), over HTTP (JSON API, streaming, a web page) with dynamic batching.",
-    serve_arguments,
     run_serve,
     ServeConfig,
+    flags=serve_arguments,
 )

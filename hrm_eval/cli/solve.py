@@ -6,7 +6,6 @@ hrm-eval --mode solve --data puzzles.csv --task sudoku6 --show-steps
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_eval import resources
-from hrm_eval.cli.base import Invocation, Mode, add_flags, model_config
+from hrm_eval.cli.base import Invocation, Mode, model_config
 from hrm_eval.data.csv_source import read_puzzle_csv
 from hrm_eval.evaluation.stats import wilson_interval
 from hrm_eval.inference.config import SolveConfig
@@ -24,10 +23,6 @@ from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_text
 
 log = logging.getLogger("hrm_eval")
-
-
-def solve_arguments(g: argparse._ArgumentGroup) -> None:
-    add_flags(g, SolveConfig)  # its own settings, then --model-config/--arch (ModelFlags), then scaling
 
 
 def run_solve(inv: Invocation) -> int:
@@ -152,7 +147,6 @@ def _indent(text: str) -> str:
 SOLVE = Mode(
     "solve",
     "Solve puzzles without known answers: the answer grid, rule check, steps, halting confidence.",
-    solve_arguments,
     run_solve,
     SolveConfig,
 )

@@ -76,5 +76,5 @@ def run_train(inv: Invocation) -> int:
 
 
 TRAIN = Mode(
-    "train", "Train an HRM / TRM model (single process, or several with torchrun).", train_arguments, run_train, None
+    "train", "Train an HRM / TRM model (single process, or several with torchrun).", run_train, flags=train_arguments
 )
