@@ -88,12 +88,13 @@ def test_records_stream_to_jsonl_in_dataset_order(runs):
 
 
 @pytest.mark.parametrize("halting", ["fixed", "adaptive"])
-def test_results_do_not_depend_on_the_slot_count(halting, runs):
-    """Continuous batching with 1, 7 or 64 slots: the same answers and steps for every puzzle;
+def test_results_do_not_depend_on_the_slot_count(halting):
+    """Continuous batching with 1, 7 or 64 slots (24 puzzles: 7 slots are refilled several
+    times, 64 are never all busy): the same answers and steps for every puzzle;
     counts equal exactly, float metrics within float32 kernel noise (see test_evaluate.py)."""
     results = [
         simple_evaluate(
-            BUNDLED, BUNDLED / "data", device="cpu", limit=60, progress=False, batch_size=b, halting=halting
+            BUNDLED, BUNDLED / "data", device="cpu", limit=24, progress=False, batch_size=b, halting=halting
         )
         for b in (1, 7, 64)
     ]
