@@ -5,14 +5,8 @@ model; the modules here parse, call one library function and print. User mistake
 `error: <one line>` and exit status 2; `--debug` shows the traceback instead.
 
     base.py      the mode table entry, flag groups, flags + config file -> config model
-    evaluate.py  evaluate, inspect, score
-    data.py      build-data, generate
-    train.py     train
-    ensemble.py  ensemble, compare
-    solve.py     solve
-    serve.py     serve
-    export.py    export
-    play.py      play
+    <mode>.py    one module per mode, named after it (evaluate.py, compare.py, ...);
+                 data.py holds the two data modes, build-data and generate
 """
 
 from __future__ import annotations
@@ -26,11 +20,14 @@ import threading
 from pathlib import Path
 
 from hrm_eval.cli.base import Invocation, Mode, Parser, flag_names, mode_parser
+from hrm_eval.cli.compare import COMPARE
 from hrm_eval.cli.data import BUILD_DATA, GENERATE
-from hrm_eval.cli.ensemble import COMPARE, ENSEMBLE
-from hrm_eval.cli.evaluate import EVALUATE, INSPECT, SCORE
+from hrm_eval.cli.ensemble import ENSEMBLE
+from hrm_eval.cli.evaluate import EVALUATE
 from hrm_eval.cli.export import EXPORT
+from hrm_eval.cli.inspect import INSPECT
 from hrm_eval.cli.play import PLAY
+from hrm_eval.cli.score import SCORE
 from hrm_eval.cli.serve import SERVE
 from hrm_eval.cli.solve import SOLVE
 from hrm_eval.cli.train import TRAIN

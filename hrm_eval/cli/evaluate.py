@@ -1,4 +1,4 @@
-"""Modes that read one checkpoint or its predictions: evaluate, inspect, score."""
+"""`--mode evaluate`: one checkpoint on a dataset (on several ranks under torchrun)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,14 @@ from hrm_eval.cli.base import (
     Invocation,
     Mode,
     add_flags,
-    model_config,
     replaced_note,
     run_on_ranks,
 )
-from hrm_eval.data.tasks.arc.scoring import score_arc_predictions
-from hrm_eval.evaluation.config import EvalConfig, InspectConfig, ScoreConfig
+from hrm_eval.evaluation.config import EvalConfig
 from hrm_eval.utils.errors import HRMEvalError
-from hrm_eval.utils.paths import OutputLock, default_output
+from hrm_eval.utils.paths import default_output
 
 
-# ---- evaluate ------------------------------------------------------------------------------------
 def evaluate_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--config", help="evaluation config YAML (default: the bundled configs/eval_config.yaml)")
     add_flags(g, EvalConfig)
@@ -99,70 +96,4 @@ EVALUATE = Mode(
     EvalConfig,
     defaults_file="configs/eval_config.yaml",
     flags=evaluate_arguments,
-)
-
-
-# ---- inspect -------------------------------------------------------------------------------------
-def run_inspect(inv: Invocation) -> int:
-    # why: torch is imported only by the modes that run a model, not by every command line
-    from hrm_eval.evaluation.report import format_inspection
-    from hrm_eval.models.checkpoint import load_checkpoint
-
-    cfg = inv.config(InspectConfig)
-    onnx_file = _onnx_file(Path(cfg.checkpoint))
-    if onnx_file is not None:
-        # why: torch is imported only by the modes that run a model, not by every command line
-        from hrm_eval.export.onnx import format_onnx_inspection
-
-        print(format_onnx_inspection(onnx_file))
-        return 0
-    loaded = load_checkpoint(
-        cfg.checkpoint,
-        overrides=cfg.arch_overrides,
-        model_config=model_config(cfg.model_config_path),
-        dtype=cfg.dtype,
-        allow_nonfinite=True,
-        require_seq_len=False,
-    )
-    print(format_inspection(loaded))
-    return 0
-
-
-def _onnx_file(path: Path) -> Path | None:
-    """The .onnx file to inspect: the path itself, or an ONNX-only export folder's model.onnx."""
-    # why: torch is imported only by the modes that run a model, not by every command line
-    from hrm_eval.export.onnx import ONNX_FILE, ONNX_SUFFIX
-    from hrm_eval.models.checkpoint import WEIGHTS_FILE, list_steps
-
-    if path.suffix.lower() == ONNX_SUFFIX:
-        return path
-    if path.is_dir() and (path / ONNX_FILE).is_file() and not (path / WEIGHTS_FILE).is_file() and not list_steps(path):
-        return path / ONNX_FILE
-    return None
-
-
-INSPECT = Mode(
-    "inspect",
-    "Show a checkpoint: family, sizes, dtypes, NaN/Inf, and where each setting came from.",
-    run_inspect,
-    InspectConfig,
-)
-
-
-# ---- score ---------------------------------------------------------------------------------------
-def run_score(inv: Invocation) -> int:
-
-    cfg = inv.config(ScoreConfig)
-    out = Path(cfg.output_dir)
-    with OutputLock(out):
-        existed = (out / "arc_scores.json").exists()
-        scores = score_arc_predictions(cfg.data_path, cfg.predictions, out)
-    for rule in ("strict", "fractional"):
-        print(f"{rule:10s} " + "  ".join(f"{k} {v:.4f}" for k, v in scores[rule].items()))
-    print(f"scores: {out / 'arc_scores.json'}{replaced_note(existed)}\nsubmission: {out / 'submission.json'}")
-    return 0
-
-
-SCORE = Mode(
-    "score", "Score ARC predictions (public all_preds files) with the official voting rules.", run_score, ScoreConfig
 )

@@ -121,6 +121,9 @@ def test_log_file_from_a_config_file_keeps_the_settings_and_the_error(tmp_path, 
 # Where print() belongs: the CLI modules print their final summaries (and main its one error line).
 PRINT_ALLOWED = {"hrm_eval/cli/__init__.py", "hrm_eval/cli/data.py", "hrm_eval/cli/evaluate.py"} | {
     "hrm_eval/cli/ensemble.py",
+    "hrm_eval/cli/compare.py",
+    "hrm_eval/cli/inspect.py",
+    "hrm_eval/cli/score.py",
     "hrm_eval/cli/train.py",
     "hrm_eval/cli/solve.py",
     "hrm_eval/cli/export.py",
