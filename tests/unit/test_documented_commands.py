@@ -1,7 +1,7 @@
 """Every `deploy.py` command line in the documents (README, QUICKSTART, DEPLOYMENT_SUMMARY, the
 model cards), as written, is read by the mode's real parser: a renamed flag or a choice that is
-no longer offered breaks this test, not the reader who copies the command. (What some of those
-commands print is checked by running them: tests/e2e/test_docs.py, tests/acceptance.)"""
+no longer offered breaks this test, not the reader who copies the command. (Those a clone can
+run are also run, in order: tests/e2e/test_documented_commands_run.py.)"""
 
 from __future__ import annotations
 
