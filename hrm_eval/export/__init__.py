@@ -3,6 +3,8 @@ int8 weights.
 
     checkpoint (step_<N>, run dir, folder, .safetensors)
         -> write_model_folder   model.safetensors + config.json + README.md   (hrm_eval.export.folder)
+    a model in memory
+        -> save_model           the same folder (push_model: and uploads it)  (hrm_eval.export.folder)
         -> export_onnx          model.onnx: one ACT step, dynamic batch       (hrm_eval.export.onnx)
         -> quantize_int8        model.int8.onnx: int8 linear weights          (hrm_eval.export.quantize)
 
@@ -19,6 +21,6 @@ from hrm_eval.utils.lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "hrm_eval.export.folder": ["CONFIG_FILE", "WEIGHTS_FILE", "write_model_folder"],
+        "hrm_eval.export.folder": ["CONFIG_FILE", "WEIGHTS_FILE", "write_model_folder", "save_model", "push_model"],
     },
 )

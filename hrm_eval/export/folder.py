@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hrm_eval.export.hub import card_metadata, front_matter
+from hrm_eval.export.hub import card_metadata, front_matter, push_folder
 from hrm_eval.models.checkpoint import (
     CONFIG_FILE,
     CONFIG_METADATA_KEY,
@@ -99,8 +100,9 @@ def write_model_folder(
 
 
 def save_model(model: Any, out: str | Path) -> Path:
-    """An in-memory ACTModel as a model folder (`ACTModel.save_pretrained`): its weights as they
-    are now, config.json with its architecture (no source file: `source` is null), and the card."""
+    """An in-memory ACTModel as a model folder (what `ACTModel.from_pretrained` reads back): its
+    weights as they are now, config.json with its architecture (no source file: `source` is
+    null), and the card. Returns the folder."""
     from safetensors.torch import save
 
     out = Path(out)
@@ -133,6 +135,12 @@ def save_model(model: Any, out: str | Path) -> Path:
     atomic_write_json(out / CONFIG_FILE, config)
     atomic_write_text(out / "README.md", model_card(config))
     return out
+
+
+def push_model(model: Any, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:
+    """`save_model` into a temporary folder, then upload it (`push_folder`); returns the commit's URL."""
+    with tempfile.TemporaryDirectory(prefix="hrm-eval-push-") as tmp:
+        return push_folder(save_model(model, tmp), repo_id, private=private, revision=revision)
 
 
 def folder_config(loaded: LoadedCheckpoint, *, task: dict[str, Any] | None, weights_sha256: str) -> dict[str, Any]:
@@ -170,7 +178,7 @@ def model_card(config: dict[str, Any], results: dict[str, Any] | None = None) ->
             f"Exported by hrm-eval from `{config['source']['file']}` (sha256 `{config['source']['sha256'][:16]}...`), "
             f"training step {config['training_step']}."
             if config.get("source")
-            else "Saved by hrm-eval (`ACTModel.save_pretrained`) from a model in memory."
+            else "Saved by hrm-eval (`hrm_eval.export.save_model`) from a model in memory."
         ),
         "",
         "| field | value |",

@@ -34,34 +34,16 @@ class ACTModel(nn.Module):
         self.inner = inner
         self.config = inner.config
 
-    # huggingface_hub's PyTorchModelHubMixin conventions, without the mixin (the model is built
-    # from a checked architecture, never from arbitrary init kwargs): folders interoperate.
     @classmethod
     def from_pretrained(cls, name_or_path: Any, **options: Any) -> ACTModel:
         """The model of a checkpoint, model folder or `hf://OWNER/REPO[@REVISION][/PATH]`, loaded
-        and checked as `load_checkpoint` does (`options`: its keywords, e.g. device, dtype)."""
+        and checked as `load_checkpoint` does (`options`: its keywords, e.g. device, dtype). The
+        writing side sits above the models: `hrm_eval.export.save_model(model, folder)` and
+        `push_model(model, "OWNER/REPO")`."""
         # why: loading builds ACTModels: a top-level import would be a circle
         from hrm_eval.models.checkpoint import load_checkpoint
 
         return load_checkpoint(name_or_path, **options).model
-
-    def save_pretrained(self, save_directory: Any) -> Any:
-        """model.safetensors + config.json + README.md in `save_directory` (the layout of
-        `--mode export --format safetensors`); returns the folder."""
-        # why: a convenience over the export package, which sits above the models
-        from hrm_eval.export.folder import save_model
-
-        return save_model(self, save_directory)
-
-    def push_to_hub(self, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:
-        """save_pretrained into a temporary folder, then upload it (hrm_eval.export.hub.push_folder)."""
-        import tempfile
-
-        # why: a convenience over the export package, which sits above the models
-        from hrm_eval.export.hub import push_folder
-
-        with tempfile.TemporaryDirectory(prefix="hrm-eval-push-") as tmp:
-            return push_folder(self.save_pretrained(tmp), repo_id, private=private, revision=revision)
 
     def load_from_checkpoint(self, checkpoint: Any) -> ACTModel:
         """The inner model's `load_from_checkpoint` (a checkpoint holds the inner model's weights)."""

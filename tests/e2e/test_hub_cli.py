@@ -5,6 +5,7 @@ The hub cache and in-process tests: tests/unit/models/test_hub.py."""
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -178,18 +179,7 @@ def test_cli_export_push_to_hub_uploads_the_folder_byte_for_byte(tmp_path):
     """--push-to-hub through huggingface_hub's real upload code, against a local stand-in for the
     hub's API (HF_ENDPOINT): the repo is created private, the branch made, and the commit holds
     exactly the folder's files (card with the model-index included), sent with the token."""
-    import base64
-
-    _UploadHub.received = {}
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _UploadHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    env.update(
-        HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
-        HF_HOME=str(tmp_path / "hf_home"),
-        HF_TOKEN="hf_stand_in_token",
-        OMP_NUM_THREADS="1",
-    )
+    server, env = _upload_hub(tmp_path)
     out = tmp_path / "folder"
     try:
         proc = subprocess.run(
@@ -212,6 +202,48 @@ def test_cli_export_push_to_hub_uploads_the_folder_byte_for_byte(tmp_path):
     assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
     assert all(files[name] == (out / name).read_bytes() for name in files)
     assert got["card"] == (out / "README.md").read_text() and "model-index:" in got["card"]
+
+
+@pytest.mark.slow
+def test_push_model_uploads_the_folder_save_model_writes(tmp_path):
+    """From Python: a model in memory (from_pretrained) pushed with hrm_eval.export.push_model
+    arrives as exactly the files save_model writes for it, in a real process against the stand-in."""
+    from hrm_eval.export import save_model
+    from hrm_eval.models import ACTModel
+
+    server, env = _upload_hub(tmp_path)
+    script = (
+        "import sys; from hrm_eval.export import push_model; from hrm_eval.models import ACTModel; "
+        "print(push_model(ACTModel.from_pretrained(sys.argv[1]), 'sapientinc/HRM-in-memory'))"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", script, str(RUN / "step_11250")], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("http://127.0.0.1:")
+    saved = save_model(ACTModel.from_pretrained(RUN / "step_11250"), tmp_path / "saved")
+    _, lines, _ = _UploadHub.received["commit"]
+    files = {x["value"]["path"]: base64.b64decode(x["value"]["content"]) for x in lines if x["key"] == "file"}
+    assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
+    assert files["model.safetensors"] == (saved / "model.safetensors").read_bytes()
+    assert files["README.md"] == (saved / "README.md").read_bytes()
+
+
+def _upload_hub(tmp_path) -> tuple[http.server.ThreadingHTTPServer, dict]:
+    """The upload stand-in serving on a free port, and the environment that points the hub there."""
+    _UploadHub.received = {}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _UploadHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_TOKEN="hf_stand_in_token",
+        OMP_NUM_THREADS="1",
+    )
+    return server, env
 
 
 def _untimed(metrics: dict) -> dict:

@@ -162,15 +162,16 @@ def test_the_folder_to_push_has_a_card_huggingface_hub_reads(tmp_path, monkeypat
         push_folder(folder, "no-owner")
 
 
-def test_from_pretrained_and_save_pretrained_round_trip(offline, tmp_path):
-    """ACTModel.from_pretrained(hf://...) then save_pretrained: a folder the loader reads back
-    with the same tensors and architecture (and that hf:// serves like an export)."""
+def test_from_pretrained_and_save_model_round_trip(offline, tmp_path):
+    """ACTModel.from_pretrained(hf://...) then hrm_eval.export.save_model: a folder the loader
+    reads back with the same tensors and architecture (and that hf:// serves like an export)."""
     import torch
 
+    from hrm_eval.export import save_model
     from hrm_eval.models import ACTModel
 
     model = ACTModel.from_pretrained(f"hf://{FOLDER_REPO}")
-    saved = model.save_pretrained(tmp_path / "saved")
+    saved = save_model(model, tmp_path / "saved")
     assert sorted(p.name for p in saved.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     again = load_checkpoint(saved)
     assert again.config == model.config
