@@ -9,7 +9,8 @@ takes a limit and the command sets none; `--episodes 8` for play; `--max-steps` 
 more steps per train command, so a `--resume` continues); `--num-train 200 --num-test 50` for
 generate. Not run, each for its reason (NOT_RUN below): placeholder paths the reader fills in,
 `hf://` and `--push-to-hub` (the network), `serve` (a server that runs until stopped: the
-e2e serve tests start it for real). torchrun lines run as one process here; torchrun itself
+README's serve command and every request of its Serve section run in
+tests/e2e/serve/test_documented_requests.py). torchrun lines run as one process here; torchrun itself
 has its own e2e tests (tests/e2e/evaluation). Every command, run or not, is also read by its
 mode's parser in tests/unit/test_documented_commands.py.
 """
