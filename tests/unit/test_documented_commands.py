@@ -70,3 +70,16 @@ def test_a_documented_command_parses_as_written(name, line, words, capsys):
         mode_parser(MODES[mode]).parse_args(rest)
     except SystemExit:
         pytest.fail(f"{name}:{line}: {' '.join(words)}\n{capsys.readouterr().err.strip()}")
+
+
+def test_ci_runs_the_install_and_test_commands_the_documents_give():
+    """README and QUICKSTART: "Install" and "Test" give the commands; .ci/run must be the same
+    commands (it adds only --quiet), so a reader's setup is the one CI checks."""
+    ci = [line.replace(" --quiet", "") for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    for name in ("README.md", "QUICKSTART.md"):
+        blocks = fenced_blocks((ROOT / name).read_text(), "bash")
+        install = next(b.strip() for b in blocks if b.startswith("python -m pip install torch"))
+        for command in install.split(" && "):
+            assert command in ci, f"{name}: {command!r} is not what .ci/run runs"
+        test = next(b for b in blocks if b.startswith("python -m pytest")).splitlines()[0].split(" #")[0].strip()
+        assert test in ci, f"{name}: {test!r} is not what .ci/run runs"
