@@ -37,7 +37,6 @@ from hrm_eval.utils.io import disk_error_line
 
 
 def run_tests(inv: Invocation) -> int:
-
     tests = data_home() / "tests"
     if not tests.is_dir():
         raise HRMEvalError(f"--mode test: no tests in {data_home()} (they come with a source checkout)")

@@ -9,7 +9,6 @@ from hrm_eval.data.generate import generate_csvs
 
 
 def run_build(inv: Invocation) -> int:
-
     cfg = inv.output_config(BuildDataConfig)
     options = cfg.model_dump(include={"num_aug", "subsample_size", "min_difficulty", "seed"})
     summary = build_dataset(cfg.task, cfg.source, cfg.output_dir, **options)
@@ -18,7 +17,6 @@ def run_build(inv: Invocation) -> int:
 
 
 def run_generate(inv: Invocation) -> int:
-
     cfg = inv.output_config(GenerateConfig)
     options = cfg.model_dump(include={"num_train", "num_test", "seed", "size", "min_blanks", "max_blanks"})
     written = generate_csvs(cfg.task, cfg.output_dir, **options)

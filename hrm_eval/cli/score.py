@@ -11,7 +11,6 @@ from hrm_eval.utils.paths import OutputLock
 
 
 def run_score(inv: Invocation) -> int:
-
     cfg = inv.config(ScoreConfig)
     out = Path(cfg.output_dir)
     with OutputLock(out):

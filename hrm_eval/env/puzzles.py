@@ -63,7 +63,6 @@ class PuzzleSource:
 
     # ---- a fixed set -----------------------------------------------------------------------
     def _read(self, data: str | Path, split: str) -> int:
-
         dataset = open_dataset(data, split=split, task=self.task.name, vocab_size=self.task.vocab_size)
         meta = dataset.metadata
         sample = np.asarray(next(iter(dataset.sets.values()))["inputs"][:64])

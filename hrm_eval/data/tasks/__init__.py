@@ -34,7 +34,6 @@ def register_task(task: PuzzleTask) -> PuzzleTask:
 
 
 def get_task(name: str) -> PuzzleTask:
-
     _load_builtin_tasks()
     if name not in TASKS:
         raise HRMEvalError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}")
