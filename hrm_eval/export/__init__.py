@@ -3,10 +3,10 @@ int8 weights.
 
     checkpoint (step_<N>, run dir, folder, .safetensors)
         -> write_model_folder   model.safetensors + config.json + README.md   (hrm_eval.export.folder)
-    a model in memory
-        -> save_model           the same folder (push_model: and uploads it)  (hrm_eval.export.folder)
         -> export_onnx          model.onnx: one ACT step, dynamic batch       (hrm_eval.export.onnx)
         -> quantize_int8        model.int8.onnx: int8 linear weights          (hrm_eval.export.quantize)
+    a model in memory (ACTModel)
+        -> save_model           the same model folder; push_model uploads it  (hrm_eval.export.folder)
 
 The reading side lives where every checkpoint is read: `hrm_eval.models.checkpoint` accepts a
 model folder or a bare `.safetensors` file wherever a checkpoint is accepted, and

@@ -464,7 +464,7 @@ class ACTEngine:
         if self.on_step is not None:
             self.on_step(StepRows(state.index[active].cpu(), steps.cpu(), preds.cpu(), q_halt.cpu(), q_continue.cpu()))
 
-        halt, verified = self._halts(state, active, steps, preds, (q_halt, q_continue))
+        halt, verified = self._halts(state, active, steps, preds, q_halt, q_continue)
         if not bool(halt.any()):
             return None
         rows = active[halt]
@@ -492,13 +492,13 @@ class ACTEngine:
         active: torch.Tensor,
         steps: torch.Tensor,
         preds: torch.Tensor,
-        q: tuple[torch.Tensor, torch.Tensor],
+        q_halt: torch.Tensor,
+        q_continue: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """([n] bool rows that stop after this step, [n] bool verdicts or None when no row is checked).
-        q = (q_halt, q_continue), [n] each. A row that is not checked stops on the policy's
-        decision or at its own limit. A checked row that the policy would stop (now or at an
-        earlier step) stops once its answer passes the check; it too stops at its own limit."""
-        q_halt, q_continue = q
+        A row that is not checked stops on the policy's decision or at its own limit. A checked
+        row that the policy would stop (now or at an earlier step) stops once its answer passes
+        the check; it too stops at its own limit."""
         policy = self.halting.halts(self.model, steps, q_halt, q_continue, self.limit)
         at_limit = steps >= state.limit[active]
         checked = self._checked_rows(state, active)
