@@ -1,9 +1,10 @@
 """Shared paths and helpers for every tier. Fixtures are read through the package's public functions.
 
 Tiers are folders, each test marked by its folder (pytest_collection_modifyitems below):
-tests/unit (in this process: the fast loop, `python -m pytest -q tests/unit -n 2 --dist loadfile`), tests/e2e (real
-processes: subprocesses, torchrun, servers, the browser, installs) and tests/acceptance (the
-bundled models' quality and model-card numbers). `python -m pytest -q` runs them all."""
+tests/unit (in this process: the fast loop, `python -m pytest -q tests/unit -n 2 --dist
+loadfile`), tests/e2e (real processes: subprocesses, torchrun, servers, the browser, installs,
+the documents' commands) and tests/acceptance (the bundled models' quality and model-card
+numbers). `python -m pytest -q -n 2 --dist loadfile` runs them all, as CI does."""
 
 from __future__ import annotations
 
