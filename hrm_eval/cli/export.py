@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hrm_eval.cli.base import Invocation, Mode, model_config
+from hrm_eval.cli.base import Invocation, Mode, model_config, passed_on
 from hrm_eval.export.config import ExportConfig
 from hrm_eval.export.hub import push_folder
 from hrm_eval.utils.errors import HRMEvalError
@@ -22,32 +22,16 @@ def run_export(inv: Invocation) -> int:
     config = model_config(cfg.model_config_path)
     results = None
     if cfg.data_path is not None:  # the numbers of the model card
-        # the config fields that simple_evaluate takes under the same names
+        # the config fields that simple_evaluate takes under the same names, but not quantize
+        # (export's means "write int8"; the card's evaluation is the PyTorch model's) or overwrite
         same = ["split", "task", "limit", "batch_size", "threads", "arch_overrides"]
         results = simple_evaluate(
             checkpoint, cfg.data_path, progress=False, model_config=config, **cfg.model_dump(include=set(same))
         )
-    # the config fields that export_model takes under the same names
-    same = [
-        "format",
-        "quantize",
-        "split",
-        "task",
-        "limit",
-        "batch_size",
-        "max_accuracy_drop",
-        "threads",
-        "arch_overrides",
-        "overwrite",
-    ]
-    done = export_model(
-        checkpoint,
-        cfg.output_dir,
-        data=cfg.data_path,
-        model_config=config,
-        results=results,
-        **cfg.model_dump(include=set(same)),
-    )
+    # every config field export_model takes under the same name; the checkpoint resolved, the
+    # output, the data and the model config under the names export_model gives them
+    settings = passed_on(cfg, export_model) | {"checkpoint": checkpoint, "output_dir": cfg.output_dir}
+    done = export_model(**settings, data=cfg.data_path, model_config=config, results=results)
     for kind, path in done["files"].items():
         print(f"{kind}: {path}")
     metrics = (done["results"] or {}).get("aggregate_metrics")
