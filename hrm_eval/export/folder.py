@@ -11,7 +11,8 @@ A folder that already holds any of these is written only when an earlier export 
 config.json says so) and `--overwrite` is given (`check_target`).
 
 The tensors are the source checkpoint's own (same dtypes, same bits), so a model loaded from
-the folder computes bit-identical outputs. Each file is written atomically (temp + rename).
+the folder computes bit-identical outputs, and the same checkpoint always gives the same
+weights file, byte for byte (`safetensors_bytes`). Each file is written atomically (temp + rename).
 """
 
 from __future__ import annotations
@@ -79,15 +80,13 @@ def write_model_folder(
 ) -> Path:
     """Write `loaded`'s checkpoint as a model folder in `out`; returns the weights file.
     `task`: the task layout (name, vocab_size, seq_len); `results`: evaluation results for the card."""
-    from safetensors.torch import save
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sd, _ = strip_prefix(read_state_dict(loaded.path))
     # safetensors refuses tensors that share storage (tied weights, views): each gets its own copy
     tensors = {k: v.detach().contiguous().clone() for k, v in sd.items()}
     arch = loaded.config.model_dump()
-    data = save(tensors, metadata={"format": "pt", CONFIG_METADATA_KEY: json.dumps(arch)})
+    data = safetensors_bytes(tensors, {"format": "pt", CONFIG_METADATA_KEY: json.dumps(arch)})
 
     def write(tmp: str) -> None:
         Path(tmp).write_bytes(data)
@@ -99,17 +98,32 @@ def write_model_folder(
     return weights
 
 
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors' own serialization, its metadata map in sorted key order. The library writes
+    that map in an order that changes from call to call, so the same weights gave files (and
+    sha256 in config.json) that differed from one export to the next. The header is an 8-byte
+    little-endian length, then JSON padded with spaces; sorting the keys keeps its length."""
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > size:  # not the library's compact JSON: leave its bytes as they are
+        return data
+    return data[:8] + text.ljust(size) + data[8 + size :]
+
+
 def save_model(model: Any, out: str | Path) -> Path:
     """An in-memory ACTModel as a model folder (what `ACTModel.from_pretrained` reads back): its
     weights as they are now, config.json with its architecture (no source file: `source` is
     null), and the card. Returns the folder."""
-    from safetensors.torch import save
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     c = model.config
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.inner.state_dict().items()}
-    data = save(tensors, metadata={"format": "pt", CONFIG_METADATA_KEY: json.dumps(c.model_dump())})
+    data = safetensors_bytes(tensors, {"format": "pt", CONFIG_METADATA_KEY: json.dumps(c.model_dump())})
 
     def write(tmp: str) -> None:
         Path(tmp).write_bytes(data)

@@ -11,7 +11,7 @@ import yaml
 from safetensors.torch import save_file
 
 from hrm_eval.cli import main
-from hrm_eval.export import write_model_folder
+from hrm_eval.export import save_model, write_model_folder
 from hrm_eval.models.checkpoint import load_checkpoint, read_state_dict, run_data_path, strip_prefix
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import sha256_file
@@ -50,6 +50,19 @@ def test_round_trip_is_bit_identical(name, tmp_path):
         for t, (a, b) in enumerate(zip(want, _outputs(loaded, batch))):
             for key in ("logits", "q_halt_logits", "q_continue_logits"):
                 assert torch.equal(a[key], b[key]), f"{name} step {t} {key} ({where})"
+
+
+def test_the_same_checkpoint_exports_to_the_same_bytes(tmp_path):
+    """Exported again, and saved from memory, a checkpoint gives byte-identical weights (so
+    config.json's sha256 names the weights, not the export). safetensors itself writes its
+    metadata map in an order that changes from call to call: measured 2 orders in 16 calls."""
+    source = load_checkpoint(BUNDLED / "step_3750")
+    exported = {sha256_file(write_model_folder(source, tmp_path / f"export{i}")) for i in range(6)}
+    assert len(exported) == 1
+    saved = {sha256_file(save_model(source.model, tmp_path / f"saved{i}") / "model.safetensors") for i in range(6)}
+    assert len(saved) == 1
+    configs = {json.loads((tmp_path / f"export{i}" / "config.json").read_text())["weights"]["sha256"] for i in range(6)}
+    assert configs == exported
 
 
 def test_folder_holds_public_keys_and_config(tmp_path):
