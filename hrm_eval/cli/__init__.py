@@ -127,22 +127,22 @@ def main(argv: list[str] | None = None) -> int:
         inv.start_logging()  # from the flags; the mode's config file may change it when read
         return mode.run(inv)
     except Terminated:
-        print("terminated (SIGTERM)", file=sys.stderr)
+        _say("terminated (SIGTERM)")
         return 128 + signal.SIGTERM
     except HRMEvalError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         log.error("error: %s", e, extra={"event": "error", "console": False})  # the log file keeps it too
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
     except OSError as e:  # a full disk where no writer said more (a streamed log, a spool file)
         line = disk_error_line(e, e.filename, "files already complete were kept")
         if line is None or debug:
             return _internal_error(e, debug)
-        print(f"error: {line}", file=sys.stderr)
+        _say(f"error: {line}")
         return 2
     except Exception as e:  # noqa: BLE001 - a bug, not a user mistake: still one line unless --debug
         return _internal_error(e, debug)
@@ -152,10 +152,18 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _say(line: str) -> None:
+    """One line to stderr in one write. print() writes the text and its newline separately, and
+    under torchrun every rank shares one stderr: another rank's log line could land in between
+    (unbuffered stderr, PYTHONUNBUFFERED=1, makes each write reach the pipe at once)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def _internal_error(e: Exception, debug: bool) -> int:
     if debug:
         raise e
-    print(f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)", file=sys.stderr)
+    _say(f"error: internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)")
     return 1
 
 

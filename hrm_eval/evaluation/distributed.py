@@ -23,10 +23,8 @@ makes it), so the progress counter and the failure note are plain public store c
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,23 +36,16 @@ import torch.distributed as dist
 
 from hrm_eval.utils.distributed import (
     DEFAULT_TIMEOUT_S,
+    PeerFailed,
     init_process_group,
+    injected_failure,
     launched_by_torchrun,
+    peer_failure,
+    run_as_rank,
 )
-from hrm_eval.utils.errors import HRMEvalError
 
 log = logging.getLogger("hrm_eval")
-# Test hook (documented in the README): "R" makes rank R fail with an error after its first
-# finished puzzles, "R:kill" makes it SIGKILL itself there (a rank that dies without a word).
-FAIL_RANK_ENV = "HRM_EVAL_TEST_FAIL_RANK"
 POLL_S = 0.2
-
-
-class PeerFailed(SystemExit):
-    """Another rank failed and said why; this one stops with status 1 and no message of its own."""
-
-    def __init__(self) -> None:
-        super().__init__(1)
 
 
 @dataclass
@@ -104,17 +95,11 @@ class DistContext:
             return self.local_counts[key]
         return int(self.store.add(key, n))
 
-    def report_failure(self, reason: str) -> None:
-        """Tell the other ranks (best effort: the store may be gone already)."""
-        if self.store is None:
-            return
-        with contextlib.suppress(Exception):  # failing to tell is not a second failure
-            self.store.set("failed", f"rank {self.rank} of {self.world_size}: {reason}")
-
     def check_peers(self) -> None:
         """Stop (PeerFailed) when another rank has reported a failure."""
-        if self.store is not None and self.store.check(["failed"]):
-            log.debug("stopping: %s", self.store.get("failed").decode())
+        told = peer_failure(self.store) if self.store is not None else None
+        if told is not None:
+            log.debug("stopping: %s", told)
             raise PeerFailed()
 
     def wait_all(self, on_progress: Callable[[int], None] | None = None, phase: str = "") -> None:
@@ -193,37 +178,14 @@ def init_from_env(device: torch.device) -> DistContext:
 
 
 def failure_hook(ctx: DistContext) -> Callable[[], None] | None:
-    """The test hook (FAIL_RANK_ENV) when it names this rank of a distributed run: called after
-    the rank's first finished puzzles, it raises (a failure with a reason) or, with ":kill",
-    SIGKILLs the process (a rank that dies without a word)."""
-    text = os.environ.get(FAIL_RANK_ENV)
-    if not text or not ctx.distributed:
-        return None
-    rank_text, _, how = text.partition(":")
-    if not rank_text.isdigit() or int(rank_text) != ctx.rank:
-        return None
-
-    def fail() -> None:
-        if how == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        raise HRMEvalError(f"injected failure ({FAIL_RANK_ENV}={text}, a test hook)")
-
-    return fail
+    """The test hook (hrm_eval.utils.distributed.FAIL_RANK_ENV) for this rank, called after its
+    first finished puzzles; None unless the hook names this rank of a distributed run."""
+    return injected_failure(ctx.rank, ctx.distributed)
 
 
 def run_rank(ctx: DistContext, work: Callable[[], Any]) -> Any:
-    """Run this rank's part; a failure becomes the one line 'rank R of K: reason' (also told
-    to the other ranks so they stop at once)."""
+    """Run this rank's part; a failure becomes the one line 'rank R of K: reason', also told to
+    the other ranks so they stop at once."""
     if not ctx.distributed:
         return work()
-    try:
-        return work()
-    except (PeerFailed, KeyboardInterrupt):
-        raise
-    except HRMEvalError as e:
-        ctx.report_failure(str(e))
-        raise HRMEvalError(f"rank {ctx.rank} of {ctx.world_size}: {e}") from e
-    except Exception as e:  # noqa: BLE001 - out of memory, a bug: still one line naming the rank
-        reason = f"{type(e).__name__}: {e}".splitlines()[0]
-        ctx.report_failure(reason)
-        raise HRMEvalError(f"rank {ctx.rank} of {ctx.world_size}: {reason}") from e
+    return run_as_rank(ctx.rank, ctx.world_size, work, ctx.store)

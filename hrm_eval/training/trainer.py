@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ from hrm_eval.training.checkpoint import (
 from hrm_eval.training.config import TrainConfig
 from hrm_eval.training.optim import EMA, SparseSignSGD, cosine_lr, maybe_sparse_optimizer, world
 from hrm_eval.utils.device import resolve_device
-from hrm_eval.utils.distributed import init_process_group
+from hrm_eval.utils.distributed import init_process_group, injected_failure, run_as_rank
 from hrm_eval.utils.errors import HRMEvalError
 from hrm_eval.utils.io import atomic_write_text
 from hrm_eval.utils.paths import OutputLock
@@ -135,7 +136,17 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
 ) -> TrainSummary:
-    rank, world_size = _init_distributed()
+    store = _init_distributed()
+    rank, world_size = world()
+    if world_size > 1:  # a failure is one line naming its rank; torchrun then stops the others
+        return run_as_rank(rank, world_size, lambda: _train_rank(config, output, resume, overwrite, progress), store)
+    return _train_rank(config, output, resume, overwrite, progress)
+
+
+def _train_rank(
+    config: TrainConfig, output: str | Path | None, resume: bool, overwrite: bool, progress: bool
+) -> TrainSummary:
+    rank, world_size = world()
     if config.global_batch_size % world_size:
         raise HRMEvalError(f"global_batch_size {config.global_batch_size} is not divisible by {world_size} ranks")
     out_dir = output_dir(config, output)
@@ -238,6 +249,7 @@ def _train_steps(
         dynamic_ncols=True,
     )
     first_step, start = at.step, time.perf_counter()
+    fail = injected_failure(run.rank, run.world_size > 1)  # the test hook: after this rank's first step
     last: dict[str, float] = {}
     window = _HaltedWindow()
     run.model.train()
@@ -249,6 +261,8 @@ def _train_steps(
             at.step += 1
             at.epoch_batch += 1
             window.add(parts, at.carry.halted)
+            if fail is not None:
+                fail()
 
             if at.step % config.log_every == 0 or at.step == stop_at:
                 last = _train_metrics(parts, at.carry.halted, loss, lr) | window.take()
@@ -482,15 +496,17 @@ def _restore_rank(state: dict, path: Path, run: _Run) -> ACTCarry | None:
     return carry
 
 
-def _init_distributed() -> tuple[int, int]:
-    """(rank, world size): under torchrun the process group (hrm_eval.utils.distributed: the
-    timeout of HRM_EVAL_DIST_TIMEOUT, one line for a broken environment), else (0, 1)."""
+def _init_distributed() -> Any:
+    """Under torchrun, the process group (hrm_eval.utils.distributed: the timeout of
+    HRM_EVAL_DIST_TIMEOUT, one line for a broken environment); returns its store for the ranks'
+    failure notes, or None (one process, or a group set up before)."""
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        init_process_group(backend)
+        group = init_process_group(backend)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    return world()
+        return group.store
+    return None
 
 
 def _rank_device(name: str, rank: int, world_size: int) -> torch.device:

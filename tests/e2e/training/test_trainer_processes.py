@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -127,3 +128,38 @@ def test_refusal_is_exit_status_2_of_the_real_process(sudoku4_data, tmp_path):
     proc = run_cli("--mode", "train", "--config", str(cfg), "--output", str(out), "--no-progress", timeout=120)
     one_line(proc.returncode, proc.stderr, "step_7", "--overwrite")
     assert isinstance(proc, subprocess.CompletedProcess) and (out / "step_7").read_bytes() == b"old"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["error", "kill"])
+def test_a_failing_training_rank_ends_the_job_naming_the_rank(sudoku4_data, tmp_path, how):
+    """`torchrun ... deploy.py --mode train` with rank 1 failing after its first step (the test
+    hook HRM_EVAL_TEST_FAIL_RANK, as for evaluation): with an error, one line names the rank and
+    why and rank 0 adds nothing (torchrun then prints its own report); killed, torchrun's report
+    names the rank.
+    Either way the job ends non-zero well within the collective timeout, and no step is written."""
+    fields = train_fields(sudoku4_data, HRM_ARCH, max_steps=6)
+    cfg = write_yaml(tmp_path / "train.yaml", fields)
+    hook = "1" if how == "error" else "1:kill"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HRM_EVAL_TEST_FAIL_RANK=hook, PYTHONPATH=str(ROOT))
+    env.pop("RANK", None), env.pop("WORLD_SIZE", None)
+    start = time.monotonic()
+    for _attempt in range(2):  # the free port may be taken between bind and use: one retry
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(ROOT / "deploy.py"),
+               "--mode", "train", "--config", str(cfg), "--output", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        if "address already in use" not in (proc.stdout + proc.stderr).lower():
+            break
+    assert proc.returncode != 0
+    assert time.monotonic() - start < 120  # nobody waited for a collective to time out
+    assert not list((tmp_path / "out").glob("step_*"))
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    if how == "error":
+        assert errors == [f"error: rank 1 of 2: injected failure (HRM_EVAL_TEST_FAIL_RANK={hook}, a test hook)"]
+    else:
+        assert "rank      : 1" in proc.stderr or "rank: 1" in proc.stderr, proc.stderr[-3000:]
+        assert "SIGKILL" in proc.stderr
+        # Rank 0 was waiting in the gradient all-reduce: torchrun's SIGTERM or the cut connection
+        # reaches it first. In the second case it says so in one line naming itself.
+        assert len(errors) <= 1 and all(e.startswith("error: rank 0 of 2: RuntimeError: ") for e in errors), errors
