@@ -9,9 +9,10 @@ Every collective and store wait has a timeout: HRM_EVAL_DIST_TIMEOUT seconds (de
 no rank waits forever. A mistake in the environment (no MASTER_ADDR / MASTER_PORT, a timeout
 that is not a positive number) is one line (HRMEvalError), not a traceback.
 
-A rank that fails ends with the one line "rank R of K: reason" (`run_as_rank`); evaluation also
-tells the other ranks through the store so they stop at once. The test hook FAIL_RANK_ENV makes
-one rank fail (README: torchrun), for evaluation and training alike.
+A rank that fails ends with the one line "rank R of K: reason" (`run_as_rank`) and leaves it on
+the store: evaluation's ranks, which wait on the store, stop at once, and a rank whose collective
+broke on the failure stops without a line of its own. The test hook FAIL_RANK_ENV makes one rank
+fail (README: torchrun), for evaluation and training alike.
 """
 
 from __future__ import annotations
