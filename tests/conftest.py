@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 # Under pytest-xdist (`-n 2`) each worker takes one core: the tests' tiny models gain nothing from
 # more threads, and OpenMP / BLAS pools of 2 threads in each of 2 workers contend for 2 cores
-# (the unit tier measured 163 s that way against 101 s with one thread each). Set before torch,
-# numpy and onnxruntime start their pools.
+# (one run of the unit tier without this took 163 s, against 80-103 s with it; README "Test"
+# quotes benchmarks/test_workers.py). Set before torch, numpy and onnxruntime start their pools.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
@@ -88,11 +89,25 @@ def fenced_blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
 
 
-def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python deploy.py ARGS` as a real subprocess."""
+def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python deploy.py ARGS` as a real subprocess (`env`: variables added to this one's)."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "deploy.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(ROOT / "deploy.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env} if env else None,
     )
+
+
+def copy_of_clone(folder: Path) -> Path:
+    """`folder` made to look like a clone's root for documented relative paths: a copy of the
+    checkpoints/ and configs/ the project ships, so that nothing a command writes lands in them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in ("checkpoints", "configs"):
+        shutil.copytree(ROOT / part, folder / part)
+    return folder
 
 
 def run_main(capsys, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

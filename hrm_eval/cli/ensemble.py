@@ -10,6 +10,7 @@ from hrm_eval.cli.base import (
     Invocation,
     Mode,
     model_config,
+    passed_on,
     replaced_note,
     run_on_ranks,
 )
@@ -35,9 +36,9 @@ def run_ensemble(inv: Invocation) -> int:
 
     cfg = inv.config(EnsembleConfig)
     out = members_output(cfg, "ensemble", cfg.strategy)
-    settings = EnsembleSettings.from_config(
-        cfg, arch_overrides=cfg.arch_overrides or None, model_config=model_config(cfg.model_config_path)
-    )
+    # the config's fields of EnsembleSettings' names; the model's settings in the loader's form
+    model = {"arch_overrides": cfg.arch_overrides or None, "model_config": model_config(cfg.model_config_path)}
+    settings = EnsembleSettings.build(None, **(passed_on(cfg, EnsembleSettings) | model))
     done = run_on_ranks(
         cfg,
         "ensemble",

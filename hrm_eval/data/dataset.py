@@ -253,7 +253,15 @@ class PuzzleDataset:
         return self.identifiers[identifier]
 
     def fingerprint(self) -> str:
-        """sha256 over dataset.json and every array file of this split (content, not paths)."""
+        """sha256 over dataset.json and every array file of this split (content, not paths).
+        Computed once: an ensemble asks for it up to three times (scoring, fitting, provenance),
+        and an open split's arrays do not change."""
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            cached = self._fingerprint = self._hash()
+        return cached
+
+    def _hash(self) -> str:
         h = hashlib.sha256(self.metadata.to_json().encode())
         for set_name, a in self.sets.items():
             for field in FIELDS:

@@ -63,8 +63,8 @@ class EnsembleConfig(MembersSettings, ModelFlags):
         help="one weight per checkpoint, or 'uniform' / 'learned' (average default: learned from "
         "validation accuracy on the calibration split)",
     )
-    # tta, calibration_fraction and calibration_limit are checked by evaluate_ensemble itself
-    # (one place, for the CLI and the Python API alike).
+    # tta's lower bound and calibration_fraction are checked by evaluate_ensemble itself
+    # (make_views, the calibration split: one place for the CLI and the Python API alike).
     tta: int = setting(  # the lower bound: evaluate_ensemble (make_views)
         1,
         le=limits.MAX_VIEWS,

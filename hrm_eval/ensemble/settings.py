@@ -8,8 +8,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from hrm_eval.ensemble.strategies import STRATEGIES, check_weights
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE
 from hrm_eval.utils.errors import HRMEvalError
@@ -53,13 +51,6 @@ class EnsembleSettings:
         built = cls(**{**base, **options})
         built.check()
         return built
-
-    @classmethod
-    def from_config(cls, config: BaseModel, **options: Any) -> EnsembleSettings:
-        """The fields of a config model (`--mode ensemble`'s EnsembleConfig) of the same names,
-        `options` replacing them; checked."""
-        known = {f.name for f in fields(cls)}
-        return cls.build(None, **{**config.model_dump(include=known & set(type(config).model_fields)), **options})
 
     def check(self) -> None:
         """The mistakes that need no data to see, as one-line errors."""

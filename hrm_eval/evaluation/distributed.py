@@ -186,6 +186,4 @@ def failure_hook(ctx: DistContext) -> Callable[[], None] | None:
 def run_rank(ctx: DistContext, work: Callable[[], Any]) -> Any:
     """Run this rank's part; a failure becomes the one line 'rank R of K: reason', also told to
     the other ranks so they stop at once."""
-    if not ctx.distributed:
-        return work()
     return run_as_rank(ctx.rank, ctx.world_size, work, ctx.store)

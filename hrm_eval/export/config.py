@@ -8,6 +8,8 @@ from hrm_eval.inference.config import ModelFlags
 from hrm_eval.utils import limits
 from hrm_eval.utils.config import DEFAULT_BATCH_SIZE, LogSettings, setting
 
+MAX_EXACT_DROP_POINTS = 1.0  # int8: exact accuracy may drop at most this many percentage points
+
 
 class ExportConfig(LogSettings, ModelFlags):
     """`--mode export`: a checkpoint as a model folder (safetensors) or an ONNX step."""
@@ -29,7 +31,7 @@ class ExportConfig(LogSettings, ModelFlags):
     limit: int | None = setting(None, ge=1, le=limits.MAX_LIMIT, help="evaluate only the first N examples")
     batch_size: int = setting(DEFAULT_BATCH_SIZE, ge=1, le=limits.MAX_BATCH_SIZE)
     max_accuracy_drop: float = setting(  # int8: refuse above this exact-accuracy drop (points)
-        1.0, ge=0, help="int8: refuse when exact accuracy drops more (percentage points)"
+        MAX_EXACT_DROP_POINTS, ge=0, help="int8: refuse when exact accuracy drops more (percentage points)"
     )
     threads: int | None = setting(None, ge=1, le=limits.MAX_THREADS, help="CPU threads for onnxruntime")
     overwrite: bool = setting(  # replace an earlier export in output_dir (never files it did not write)
@@ -38,7 +40,7 @@ class ExportConfig(LogSettings, ModelFlags):
     push_to_hub: str | None = setting(  # OWNER/REPO: upload the written folder (hrm_eval.export.hub)
         None, metavar="OWNER/REPO", help="then upload the folder to this Hugging Face Hub repo"
     )
-    private: bool = setting(False, help="--push-to-hub: create the repo private")  # a repo --push-to-hub creates
+    private: bool = setting(False, help="--push-to-hub: create the repo private")
     revision: str | None = setting(  # --push-to-hub: the branch to commit to (created when missing)
         None, help="--push-to-hub: the branch to commit to (created when missing)"
     )

@@ -11,8 +11,9 @@ A folder that already holds any of these is written only when an earlier export 
 config.json says so) and `--overwrite` is given (`check_target`).
 
 The tensors are the source checkpoint's own (same dtypes, same bits), so a model loaded from
-the folder computes bit-identical outputs, and the same checkpoint always gives the same
-weights file, byte for byte (`safetensors_bytes`). Each file is written atomically (temp + rename).
+the folder computes bit-identical outputs, and the same checkpoint gives the same weights file,
+byte for byte (`safetensors_bytes`, with the safetensors release it was checked on; a test holds
+it). Each file is written atomically (temp + rename).
 """
 
 from __future__ import annotations

@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
+from hrm_eval.export.config import MAX_EXACT_DROP_POINTS
 from hrm_eval.export.onnx import quiet_logs, save_proto, set_metadata
 from hrm_eval.inference.runner import FinishedRows
 from hrm_eval.utils.errors import HRMEvalError
 
-MAX_EXACT_DROP_POINTS = 1.0  # exact accuracy may drop at most this many percentage points
 INT8_DESCRIPTION = "int8 weights (per output channel), dynamic uint8 activations; onnxruntime quantize_dynamic"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from hrm_eval.data.dataset import PuzzleDataset
 from hrm_eval.data.open import resolve_task
+from hrm_eval.export.config import MAX_EXACT_DROP_POINTS
 from hrm_eval.export.folder import MODEL_CARD, check_target, folder_config, model_card, write_model_folder
 from hrm_eval.export.onnx import INT8_ONNX_FILE, ONNX_FILE
 from hrm_eval.export.runtime import export_graphs, measure_int8_cost, report_cost
@@ -41,7 +42,7 @@ def export_model(
     task: str | None = None,
     limit: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    max_accuracy_drop: float = 1.0,
+    max_accuracy_drop: float = MAX_EXACT_DROP_POINTS,
     threads: int | None = None,
     arch_overrides: dict[str, Any] | None = None,
     model_config: dict[str, Any] | None = None,
@@ -63,8 +64,9 @@ def export_model(
         files = {"weights": write_model_folder(loaded, out, task=layout, results=results)}
         return {"files": files, "results": results, "quantization": None}
     files, cost = _write_onnx(loaded, out, dataset, quantize, limit, batch_size, max_accuracy_drop, threads)
-    config = folder_config(loaded, task=layout, weights_sha256=sha256_file(files["float32"]))
-    config["weights"] = {kind: {"file": p.name, "sha256": sha256_file(p)} for kind, p in files.items()}
+    hashes = {kind: sha256_file(p) for kind, p in files.items()}  # each file read once
+    config = folder_config(loaded, task=layout, weights_sha256=hashes["float32"])
+    config["weights"] = {kind: {"file": p.name, "sha256": hashes[kind]} for kind, p in files.items()}
     config["arch"]["forward_dtype"] = "float32"
     if cost is not None:
         config["quantization"] = cost.as_dict()

@@ -9,6 +9,7 @@ from hrm_eval.utils.lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "hrm_eval.inference.engine": ["ACTEngine", "FinishedRows", "HaltingPolicy", "PuzzleChunk", "StepRows"],
+        "hrm_eval.inference.engine": ["ACTEngine", "HaltingPolicy", "StepRows"],
+        "hrm_eval.inference.runner": ["FinishedRows", "PuzzleChunk"],
     },
 )

@@ -469,21 +469,21 @@ class ACTEngine:
             return None
         rows = active[halt]
         state.active[rows] = False
-        reason = stop_reasons(
-            steps[halt], state.limit[rows], self.limit, verified[halt] if verified is not None else None
-        )
+        steps_done = steps[halt].cpu()
+        verdicts = verified[halt].cpu() if verified is not None else None
         return FinishedRows(
             index=state.index[rows].cpu(),
             logits=logits[halt].cpu(),
             q_halt_logits=q_halt[halt].cpu(),
             q_continue_logits=q_continue[halt].cpu(),
-            steps=steps[halt].cpu(),
+            steps=steps_done,
             q_halt_by_step=state.q_halt[rows].cpu(),
             q_continue_by_step=state.q_continue[rows].cpu(),
             exact_by_step=state.exact[rows].cpu() if state.exact is not None else None,
             preds_by_step=state.preds[rows].cpu() if state.preds is not None else None,
-            verified=verified[halt].cpu() if verified is not None else None,
-            stop_reason=reason.cpu(),
+            verified=verdicts,
+            # on the CPU copies: a few [k] compares, no extra kernels on the device
+            stop_reason=stop_reasons(steps_done, state.limit[rows].cpu(), self.limit, verdicts),
         )
 
     def _halts(
@@ -504,27 +504,28 @@ class ACTEngine:
         checked = self._checked_rows(state, active)
         if checked is None:
             return policy | at_limit, None
-        ready = (policy | state.past_policy[active]) & checked
+        mask = checked if isinstance(checked, torch.Tensor) else None  # None: every row is checked
+        ready = policy | state.past_policy[active]
+        if mask is not None:
+            ready &= mask
         state.past_policy[active] = ready
         verified = torch.zeros_like(ready)
-        check = (checked & (ready | at_limit)).nonzero().flatten()
+        want = ready | at_limit
+        check = (want if mask is None else mask & want).nonzero().flatten()
         if check.numel():
-            verified[check] = self._check(state, active, check, preds[check], q_halt[check]).to(verified.device)
-        return torch.where(checked, (ready & verified) | at_limit, policy | at_limit), verified
+            verified[check] = self._check(state, active[check], preds[check], q_halt[check]).to(verified.device)
+        halts = (ready & verified) | at_limit
+        return (halts if mask is None else torch.where(mask, halts, policy | at_limit)), verified
 
-    def _checked_rows(self, state: _Slots, active: torch.Tensor) -> torch.Tensor | None:
-        """[n] bool: the active rows that stop only on a passing check (None: none). With a
-        verifier every row is checked."""
-        if self.verifier is None:
-            return None
-        return torch.ones(active.numel(), dtype=torch.bool, device=active.device)
+    def _checked_rows(self, state: _Slots, active: torch.Tensor) -> torch.Tensor | bool | None:
+        """The active rows that stop only on a passing check: an [n] bool mask, True (every row:
+        a verifier checks them all) or None (no row)."""
+        return None if self.verifier is None else True
 
-    def _check(
-        self, state: _Slots, active: torch.Tensor, check: torch.Tensor, preds: torch.Tensor, q_halt: torch.Tensor
-    ) -> torch.Tensor:
-        """[c] bool verdicts on the answers `preds` [c, L] of the rows active[check]."""
+    def _check(self, state: _Slots, rows: torch.Tensor, preds: torch.Tensor, q_halt: torch.Tensor) -> torch.Tensor:
+        """[c] bool verdicts on the answers `preds` [c, L] of the slots `rows` [c]."""
         assert self.verifier is not None  # _checked_rows checks no row without one
-        return self.verifier(state.inputs[active][check], preds, q_halt)
+        return self.verifier(state.inputs[rows], preds, q_halt)
 
     def _bucket(self, state: _Slots, active: torch.Tensor) -> torch.Tensor:
         """The slots to compute when only some are active: on CUDA the active ones padded with

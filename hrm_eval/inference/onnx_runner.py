@@ -7,7 +7,8 @@
 It is an ACTRunner (hrm_eval.inference.runner: `run`, `stats`, `slots`, `limit`), as the
 ACTEngine is, and yields the same FinishedRows, so the evaluator scores either the same way;
 `run_all` is the shared one. When to stop is decided by the engine's HaltingPolicy (fixed,
-adaptive, threshold), not restated here, and so is why a row stopped (`stop_reasons`). Rows
+adaptive, threshold), not restated here; why a row stopped is recorded by the runners' shared
+`stop_reasons` (hrm_eval.inference.runner). Rows
 that halt leave the batch at once (later steps compute only the rows still running); unlike
 the engine, freed slots are not refilled, which keeps the loop simple: one chunk of `slots`
 puzzles at a time.

@@ -112,18 +112,15 @@ class ServeEngine(ACTEngine):
             state.active &= ~drop
         super()._refill(state, queue)
 
-    def _checked_rows(self, state: Any, active: torch.Tensor) -> torch.Tensor | None:
+    def _checked_rows(self, state: Any, active: torch.Tensor) -> torch.Tensor | bool | None:
         scaled = self.scaled_rows(state.index[active]) if self.scaled_rows is not None else None
         if scaled is None or self.check_rows is None:  # no attempt of test-time scaling in this step
             return super()._checked_rows(state, active)
         return scaled.to(active.device)
 
-    def _check(
-        self, state: Any, active: torch.Tensor, check: torch.Tensor, preds: torch.Tensor, q_halt: torch.Tensor
-    ) -> torch.Tensor:
-        if self.check_rows is None:
-            return super()._check(state, active, check, preds, q_halt)
-        return self.check_rows(state.index[active][check], state.inputs[active][check], preds, q_halt)
+    def _check(self, state: Any, rows: torch.Tensor, preds: torch.Tensor, q_halt: torch.Tensor) -> torch.Tensor:
+        assert self.check_rows is not None  # _checked_rows names rows only with check_rows (no verifier here)
+        return self.check_rows(state.index[rows], state.inputs[rows], preds, q_halt)
 
 
 class EngineBridge:

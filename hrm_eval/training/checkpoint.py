@@ -52,10 +52,9 @@ def optim_path(step_path: Path) -> Path:
 
 def save_step(directory: Path, step: int, model_state: dict[str, torch.Tensor], resume_state: dict) -> Path:
     """Resume state first, the public step_<N> last: a step_<N> on disk always has its .optim."""
-    atomic_torch_save(directory / f"{step_name(step)}{OPTIM_SUFFIX}", resume_state)
-    return atomic_torch_save(
-        directory / step_name(step), {SAVE_PREFIX + k: v.detach().cpu() for k, v in model_state.items()}
-    )
+    step_path = directory / step_name(step)
+    atomic_torch_save(optim_path(step_path), resume_state)
+    return atomic_torch_save(step_path, {SAVE_PREFIX + k: v.detach().cpu() for k, v in model_state.items()})
 
 
 # ---- the directory ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ continues from the newest complete step exactly where the uninterrupted run woul
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -138,15 +139,20 @@ def train(
 ) -> TrainSummary:
     store = _init_distributed()
     rank, world_size = world()
-    if world_size > 1:  # a failure is one line naming its rank; torchrun then stops the others
-        return run_as_rank(rank, world_size, lambda: _train_rank(config, output, resume, overwrite, progress), store)
-    return _train_rank(config, output, resume, overwrite, progress)
+    # under torchrun a failure is one line naming its rank; torchrun then stops the others
+    work = functools.partial(_train_rank, config, output, rank, world_size, resume, overwrite, progress)
+    return run_as_rank(rank, world_size, work, store)
 
 
 def _train_rank(
-    config: TrainConfig, output: str | Path | None, resume: bool, overwrite: bool, progress: bool
+    config: TrainConfig,
+    output: str | Path | None,
+    rank: int,
+    world_size: int,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
 ) -> TrainSummary:
-    rank, world_size = world()
     if config.global_batch_size % world_size:
         raise HRMEvalError(f"global_batch_size {config.global_batch_size} is not divisible by {world_size} ranks")
     out_dir = output_dir(config, output)

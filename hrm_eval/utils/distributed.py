@@ -136,7 +136,10 @@ def peer_failure(store: Any) -> str | None:
 def run_as_rank(rank: int, world_size: int, work: Callable[[], T], store: Any = None) -> T:
     """Run this rank's part; a failure becomes the one line 'rank R of K: reason', told to the
     other ranks through `store` when there is one. A rank whose work broke because a peer failed
-    first (a collective cut off) stops quietly (PeerFailed): the peer's line says why."""
+    first (a collective cut off) stops quietly (PeerFailed): the peer's line says why. In one
+    process, the work as it is."""
+    if world_size == 1:
+        return work()
     try:
         return work()
     except Exception as e:  # noqa: BLE001 - out of memory, a bug: still one line naming the rank

@@ -12,11 +12,10 @@ mode's parser in tests/unit/test_documented_commands.py.
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 
-from tests.conftest import ROOT, fenced_blocks
+from tests.conftest import ROOT, copy_of_clone, fenced_blocks
 from tests.unit.test_documented_commands import DOCUMENTS
 
 PYTHON_BLOCKS = [
@@ -28,11 +27,7 @@ PYTHON_BLOCKS = [
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):
-    """A folder like a clone's root for the blocks' relative paths; what they write stays here."""
-    folder = tmp_path_factory.mktemp("clone")
-    for part in ("checkpoints", "configs"):
-        shutil.copytree(ROOT / part, folder / part)
-    return folder
+    return copy_of_clone(tmp_path_factory.mktemp("clone"))
 
 
 def test_the_documents_hold_python_blocks():

@@ -7,7 +7,8 @@ command writes lands in the checkout). Each must exit 0 with no error line.
 Cut to seconds the way a user makes a trial run, and only that: `--limit 16` where the mode
 takes a limit and the command sets none; `--episodes 8` for play; `--max-steps` for train (2
 more steps per train command, so a `--resume` continues); `--num-train 200 --num-test 50` for
-generate. Not run, each for its reason (NOT_RUN below): placeholder paths the reader fills in,
+generate. Not run, each for its reason (`not_run`): the placeholders the reader fills in
+(PLACEHOLDERS: any other input path that does not exist fails the test),
 `hf://` and `--push-to-hub` (the network), `serve` (a server that runs until stopped: the
 README's serve command and every request of its Serve section run in
 tests/e2e/serve/test_documented_requests.py). torchrun lines run as one process here; torchrun itself
@@ -17,38 +18,42 @@ mode's parser in tests/unit/test_documented_commands.py.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from hrm_eval.cli import MODES
+from tests.conftest import copy_of_clone, run_cli
 from tests.unit.test_documented_commands import CASES, DOCUMENTS
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 LIMIT = "16"
 INPUT_FLAGS = {"--checkpoint", "--checkpoints", "--data", "--run-dir", "--run", "--source", "--config"}
+# The documents' stand-ins for the reader's own files: a command naming one is not run.
+PLACEHOLDERS = {
+    "checkpoints/MyProject/my-run",
+    "checkpoints/MyProject/my-run/step_7566",
+    "data/sudoku-extreme-1k-aug-1000",
+    "puzzles.csv",
+    "my_puzzles.csv",
+    "...",
+    "A",
+    "B",
+    "C",
+    "DATA",
+}
 
 
-def not_run(words: list[str], folder: Path) -> str | None:
+def not_run(words: list[str]) -> str | None:
     """Why this command is not run here, or None."""
     mode = words[words.index("--mode") + 1]
     if mode == "serve":
         return "a server that runs until stopped"
     if any(w.startswith("hf://") for w in words) or "--push-to-hub" in words:
         return "needs the network"
-    for i, word in enumerate(words[:-1]):
-        if word in INPUT_FLAGS:
-            for value in words[i + 1 :]:
-                if value.startswith("--"):
-                    break
-                if not (folder / value).exists():
-                    return f"placeholder {value}"
-    return None
+    given = [w for i, w in enumerate(words) if i and words[i - 1] in INPUT_FLAGS or w in PLACEHOLDERS]
+    placeholders = PLACEHOLDERS.intersection(given)
+    return f"placeholder {sorted(placeholders)[0]}" if placeholders else None
 
 
 def trial_run(words: list[str], train_runs: int) -> list[str]:
@@ -71,28 +76,21 @@ def trial_run(words: list[str], train_runs: int) -> list[str]:
 
 @pytest.mark.parametrize("document", [d for d in DOCUMENTS if any(c[0] == d for c in CASES)])
 def test_documented_commands_run_in_order(document, tmp_path):
-    folder = tmp_path / "clone"
-    folder.mkdir()
-    for part in ("checkpoints", "configs"):
-        shutil.copytree(ROOT / part, folder / part)
+    folder = copy_of_clone(tmp_path / "clone")
+    # member predictions cached here, not in the user's ~/.cache (nor answered from an earlier run)
+    env = {"HRM_EVAL_CACHE_DIR": str(tmp_path / "cache")}
     ran, skipped, train_runs = [], [], 0
     for name, line, words in CASES:
         if name != document:
             continue
-        why = not_run(words, folder)
+        why = not_run(words)
         if why is not None:
             skipped.append(f"{line}: {why}")
             continue
         train_runs += words[words.index("--mode") + 1] == "train"
         argv = trial_run(words, train_runs)
         started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "deploy.py"), *argv],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        proc = run_cli(*argv, cwd=folder, env=env)
         said = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"{document}:{line} deploy.py {' '.join(argv)}\n{said[-3000:]}"
         assert "error:" not in said.lower(), f"{document}:{line}\n{said[-3000:]}"

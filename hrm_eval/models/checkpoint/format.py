@@ -12,7 +12,8 @@ A model folder (what `--mode export` writes): `model.safetensors` + `config.json
 `.safetensors` file keeps its architecture in its header metadata.
 
 The reader (`hrm_eval.models.checkpoint.read`) accepts any of `KEY_PREFIXES`; the trainer's
-writer (`hrm_eval.training.checkpoint`) writes `SAVE_PREFIX`. No torch here: names only.
+writer (`hrm_eval.training.checkpoint`) writes `SAVE_PREFIX`. Names only: this module imports
+nothing heavy itself (importing it still runs `hrm_eval.models`, which imports torch).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def step_number(name: str) -> int | None:
 def list_steps(directory: str | Path) -> list[Path]:
     """The `step_<N>` files of a run directory, numerically by step (not by name: 10 after 9)."""
     d = Path(directory)
-    steps = sorted((int(m.group(1)), c) for c in d.iterdir() if c.is_file() and (m := STEP_RE.match(c.name)))
+    steps = sorted((n, c) for c in d.iterdir() if c.is_file() and (n := step_number(c.name)) is not None)
     return [c for _, c in steps]
 
 

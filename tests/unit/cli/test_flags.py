@@ -134,5 +134,6 @@ def test_what_compare_and_ensemble_get_is_read_from_their_config():
     given = passed_on(cfg, compare_checkpoints)
     assert given["batch_size"] == 7 and given["plots"] is False and given["cache_dir"] == "c"
     assert not {"output_dir", "device", "wandb", "log_level"} & set(given)
-    settings = EnsembleSettings.from_config(EnsembleConfig(strategy="vote", tta=2, batch_size=9), device="cpu")
+    given = passed_on(EnsembleConfig(strategy="vote", tta=2, batch_size=9), EnsembleSettings)
+    settings = EnsembleSettings.build(None, **given, device="cpu")
     assert (settings.strategy, settings.tta, settings.batch_size, settings.device) == ("vote", 2, 9, "cpu")

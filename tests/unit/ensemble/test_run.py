@@ -393,3 +393,20 @@ def test_arc_members_are_pooled_with_the_augmentation_votes(arc_data):
         ]["strict"]["pass@1"]
         == 1.0
     )
+
+
+def test_the_prediction_cache_is_where_the_readme_says(monkeypatch, tmp_path):
+    """README (Ensemble): $HRM_EVAL_CACHE_DIR, else $XDG_CACHE_HOME/hrm-eval/predictions, else
+    ~/.cache/hrm-eval/predictions; the CLI's default is the API's (no --cache-dir: None)."""
+    from hrm_eval.ensemble.config import CompareConfig, EnsembleConfig
+    from hrm_eval.members.predictions import CACHE_ENV, default_cache_dir
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "hrm-eval" / "predictions"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "hrm-eval" / "predictions"
+    assert EnsembleConfig().cache_dir is None and CompareConfig().cache_dir is None

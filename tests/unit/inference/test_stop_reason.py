@@ -48,6 +48,7 @@ def test_verified_is_the_verifier_s_verdict(model_and_puzzles):
     engine = ACTEngine(model, slots=8, halting=HaltingPolicy("adaptive"), verifier=accept_odd)
     fin = engine.run_all(inputs, ids)
     assert fin.verified is not None
+    assert 0 < int(fin.verified.sum()) < len(fin.steps), "the test needs rows the verifier accepts and rejects"
     for k, why in enumerate(reasons(fin)):
         assert why in STOP_REASONS
         assert (why == "verified") == bool(fin.verified[k]), k
